@@ -1,0 +1,143 @@
+//! The use cases wired to their ports: what an embedder builds once and calls.
+
+use std::sync::Arc;
+
+use crate::audit::AuditLog;
+use crate::config::BillingConfig;
+use crate::consultation::ports::ConsultationRepository;
+use crate::consultation::service::{PatientService, SchedulingService};
+use crate::gateway::{ConnectOnboarding, PaymentGateway, SandboxControl, WebhookVerifier};
+use crate::payment::ledger::Ledger;
+use crate::payment::ports::{IdempotencyStore, PaymentRepository, WebhookInbox};
+use crate::payment::service::{
+    PaymentService, ReconcileService, ReportingService, SandboxService, WebhookService,
+};
+use crate::practitioner::ports::{OAuthStateRepository, PractitionerRepository, ServiceRepository};
+use crate::practitioner::service::{CatalogueService, ConnectService};
+use crate::staff::{StaffService, UserRepository};
+use crate::system::{Clock, IdGenerator, SecretGenerator};
+
+/// Every port, as the embedding application provides them.
+#[derive(Clone)]
+pub struct Deps {
+    pub practitioners: Arc<dyn PractitionerRepository>,
+    pub oauth_states: Arc<dyn OAuthStateRepository>,
+    pub services: Arc<dyn ServiceRepository>,
+    pub consultations: Arc<dyn ConsultationRepository>,
+    pub payments: Arc<dyn PaymentRepository>,
+    pub webhook_inbox: Arc<dyn WebhookInbox>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub users: Arc<dyn UserRepository>,
+    pub audit: Arc<dyn AuditLog>,
+    pub gateway: Arc<dyn PaymentGateway>,
+    pub connect: Arc<dyn ConnectOnboarding>,
+    pub webhook_verifier: Arc<dyn WebhookVerifier>,
+    /// Present only in sandbox mode.
+    pub sandbox: Option<Arc<dyn SandboxControl>>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdGenerator>,
+    pub secrets: Arc<dyn SecretGenerator>,
+}
+
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps")
+            .field("sandbox", &self.sandbox.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// All use cases, grouped by who uses them. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Billing {
+    pub connect: ConnectService,
+    pub catalogue: CatalogueService,
+    pub scheduling: SchedulingService,
+    pub patients: PatientService,
+    pub payments: PaymentService,
+    pub reporting: ReportingService,
+    pub webhooks: WebhookService,
+    pub reconcile: ReconcileService,
+    pub staff: StaffService,
+    /// Present only in sandbox mode.
+    pub sandbox: Option<SandboxService>,
+    pub config: BillingConfig,
+}
+
+impl Billing {
+    pub fn new(deps: Deps, config: BillingConfig) -> Self {
+        let ledger = Ledger {
+            payments: deps.payments.clone(),
+            gateway: deps.gateway.clone(),
+            clock: deps.clock.clone(),
+        };
+        let connect = ConnectService {
+            practitioners: deps.practitioners.clone(),
+            oauth_states: deps.oauth_states.clone(),
+            payments: deps.payments.clone(),
+            audit: deps.audit.clone(),
+            connect: deps.connect.clone(),
+            clock: deps.clock.clone(),
+            secrets: deps.secrets.clone(),
+            config: config.clone(),
+        };
+        let webhooks = WebhookService {
+            verifier: deps.webhook_verifier.clone(),
+            inbox: deps.webhook_inbox.clone(),
+            connect: connect.clone(),
+            ledger: ledger.clone(),
+        };
+        Billing {
+            catalogue: CatalogueService {
+                practitioners: deps.practitioners.clone(),
+                services: deps.services.clone(),
+                clock: deps.clock.clone(),
+                ids: deps.ids.clone(),
+            },
+            scheduling: SchedulingService {
+                practitioners: deps.practitioners.clone(),
+                services: deps.services.clone(),
+                consultations: deps.consultations.clone(),
+                idempotency: deps.idempotency.clone(),
+                clock: deps.clock.clone(),
+                ids: deps.ids.clone(),
+                secrets: deps.secrets.clone(),
+                config: config.clone(),
+            },
+            patients: PatientService {
+                consultations: deps.consultations.clone(),
+                practitioners: deps.practitioners.clone(),
+                ledger: ledger.clone(),
+                config: config.clone(),
+            },
+            payments: PaymentService {
+                consultations: deps.consultations.clone(),
+                idempotency: deps.idempotency.clone(),
+                ledger: ledger.clone(),
+            },
+            reporting: ReportingService {
+                audit: deps.audit.clone(),
+                ledger: ledger.clone(),
+                config: config.clone(),
+            },
+            reconcile: ReconcileService {
+                ledger,
+                config: config.clone(),
+            },
+            staff: StaffService::new(
+                deps.users.clone(),
+                deps.clock.clone(),
+                deps.ids.clone(),
+                deps.secrets.clone(),
+                config.clone(),
+            ),
+            sandbox: deps.sandbox.map(|sandbox| SandboxService {
+                sandbox,
+                webhooks: webhooks.clone(),
+            }),
+            connect,
+            webhooks,
+            config,
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The use cases' settings: where the product is reachable and how long things last.
+
+use chrono::Duration;
+
+use crate::money::Currency;
+use crate::secrets::PayToken;
+
+/// Settings shared by the use cases. Built by the embedding application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BillingConfig {
+    /// Public base URL of the server, without a trailing slash
+    /// (`https://pay.example.org`); links given to patients and Stripe start with it.
+    pub public_url: String,
+    /// How long an OAuth `state` may wait for Stripe's callback.
+    pub oauth_state_ttl: Duration,
+    /// A hold whose deadline is this close is flagged (C10).
+    pub expiring_within: Duration,
+    /// A payment left in a transient state this long is re-read from the gateway.
+    pub reconcile_after: Duration,
+    /// How far back reconciliation looks at abandoned checkouts.
+    pub reconcile_window: Duration,
+    /// Currency of new practitioners.
+    pub default_currency: Currency,
+}
+
+impl BillingConfig {
+    pub fn new(public_url: &str) -> Self {
+        BillingConfig {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            oauth_state_ttl: Duration::minutes(15),
+            expiring_within: Duration::hours(48),
+            reconcile_after: Duration::minutes(10),
+            reconcile_window: Duration::hours(48),
+            default_currency: Currency::Eur,
+        }
+    }
+
+    /// The patient's pay page.
+    pub fn pay_url(&self, token: &PayToken) -> String {
+        format!("{}/pay/{}", self.public_url, token.expose())
+    }
+
+    /// Where a hosted checkout sends the patient back (`outcome` = success | cancel).
+    pub fn checkout_return_url(&self, token: &PayToken, outcome: &str) -> String {
+        format!("{}?checkout={outcome}", self.pay_url(token))
+    }
+
+    /// Stripe's OAuth `redirect_uri`.
+    pub fn oauth_redirect_uri(&self) -> String {
+        format!("{}/connect/stripe/callback", self.public_url)
+    }
+
+    /// The practitioner dashboard.
+    pub fn dashboard_url(&self) -> String {
+        format!("{}/dashboard", self.public_url)
+    }
+}

@@ -1,0 +1,5 @@
+//! Consultations, scheduling and the patient's side.
+
+pub mod model;
+pub mod ports;
+pub mod service;

@@ -1,0 +1,188 @@
+//! Teleconsultations (C3) and the patient's gate to the waiting room (C4).
+
+use chrono::{DateTime, Utc};
+
+use crate::contact::{DisplayName, EmailAddress};
+use crate::ids::{ConsultationId, PractitionerId, UserId};
+use crate::payment::model::{Payment, PaymentStatus};
+use crate::secrets::TokenHash;
+
+/// Who the consultation is with: a reference, never health data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PatientRef {
+    pub display_name: DisplayName,
+    pub email: Option<EmailAddress>,
+}
+
+/// With or without online payment (the seeds' two kinds of teleconsultation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PaymentMode {
+    /// Third-party payer, free, or billed another way: the patient enters directly.
+    None,
+    /// The patient authorises a hold before entering; see the consultation's payment.
+    Online,
+}
+
+impl PaymentMode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PaymentMode::None => "none",
+            PaymentMode::Online => "online",
+        }
+    }
+}
+
+/// A scheduled teleconsultation. The pay token itself is shown once at scheduling;
+/// only its hash is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Consultation {
+    pub id: ConsultationId,
+    pub practitioner: PractitionerId,
+    pub patient: PatientRef,
+    pub starts_at: DateTime<Utc>,
+    pub payment_mode: PaymentMode,
+    pub pay_token_hash: TokenHash,
+    pub created_by: Option<UserId>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A consultation with its payment, as repositories return it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsultationRecord {
+    pub consultation: Consultation,
+    pub payment: Option<Payment>,
+}
+
+impl ConsultationRecord {
+    /// The waiting-room gate (C4): the patient may enter iff the consultation needs no
+    /// payment, or the hold is in place, or the act was captured (and not entirely
+    /// refunded).
+    pub fn can_enter(&self) -> bool {
+        match (self.consultation.payment_mode, &self.payment) {
+            (PaymentMode::None, _) => true,
+            (PaymentMode::Online, Some(p)) => matches!(
+                p.status(),
+                PaymentStatus::Authorized
+                    | PaymentStatus::Captured
+                    | PaymentStatus::PartiallyRefunded
+            ),
+            (PaymentMode::Online, None) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fees::FeeSchedule;
+    use crate::ids::PaymentId;
+    use crate::money::{Currency, Money};
+    use crate::payment::model::{Applied, PaymentEvent};
+    use crate::secrets::PayToken;
+    use chrono::TimeZone;
+    use uuid::Uuid;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()
+    }
+
+    fn record(mode: PaymentMode, events: &[PaymentEvent]) -> ConsultationRecord {
+        let consultation = Consultation {
+            id: ConsultationId::from_uuid(Uuid::from_u128(1)),
+            practitioner: PractitionerId::from_uuid(Uuid::from_u128(2)),
+            patient: PatientRef {
+                display_name: DisplayName::parse("M. Martin").unwrap(),
+                email: None,
+            },
+            starts_at: now(),
+            payment_mode: mode,
+            pay_token_hash: PayToken::from_random(&"a".repeat(43)).hash(),
+            created_by: None,
+            created_at: now(),
+        };
+        let payment = (mode == PaymentMode::Online).then(|| {
+            let mut p = Payment::new(
+                PaymentId::from_uuid(Uuid::from_u128(3)),
+                consultation.id,
+                consultation.practitioner,
+                Money::from_minor(2500, Currency::Eur),
+                FeeSchedule::default_for(Currency::Eur),
+                now(),
+            )
+            .unwrap();
+            for e in events {
+                if let Applied::Changed { payment, .. } = p.apply(e, now()).unwrap() {
+                    p = *payment;
+                }
+            }
+            p
+        });
+        ConsultationRecord {
+            consultation,
+            payment,
+        }
+    }
+
+    fn hold() -> PaymentEvent {
+        PaymentEvent::HoldPlaced {
+            amount: Money::from_minor(2500, Currency::Eur),
+            capture_before: None,
+        }
+    }
+
+    fn capture(minor: i64) -> PaymentEvent {
+        PaymentEvent::Captured {
+            amount: Money::from_minor(minor, Currency::Eur),
+            fee: None,
+        }
+    }
+
+    #[test]
+    fn the_gate_opens_without_payment_or_once_the_hold_is_in_place() {
+        let table: Vec<(&str, ConsultationRecord, bool)> = vec![
+            ("no payment needed", record(PaymentMode::None, &[]), true),
+            (
+                "nothing authorised yet",
+                record(PaymentMode::Online, &[]),
+                false,
+            ),
+            (
+                "hold in place",
+                record(PaymentMode::Online, &[hold()]),
+                true,
+            ),
+            (
+                "captured",
+                record(PaymentMode::Online, &[hold(), capture(1800)]),
+                true,
+            ),
+            (
+                "released",
+                record(PaymentMode::Online, &[hold(), PaymentEvent::Released]),
+                false,
+            ),
+            (
+                "expired",
+                record(PaymentMode::Online, &[hold(), PaymentEvent::Expired]),
+                false,
+            ),
+            (
+                "fully refunded",
+                record(
+                    PaymentMode::Online,
+                    &[
+                        hold(),
+                        capture(1800),
+                        PaymentEvent::Refunded {
+                            total: Money::from_minor(1800, Currency::Eur),
+                        },
+                    ],
+                ),
+                false,
+            ),
+        ];
+        for (case, record, expected) in table {
+            assert_eq!(record.can_enter(), expected, "{case}");
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Storage port for consultations (with their payment).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::audit::AuditEntry;
+use crate::consultation::model::ConsultationRecord;
+use crate::ids::{ConsultationId, PractitionerId};
+use crate::repository::RepositoryError;
+use crate::secrets::TokenHash;
+
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait ConsultationRepository: Send + Sync {
+    /// Stores the consultation and its payment (if any) and appends `audit`, all in one
+    /// transaction. MUST return [`RepositoryError::Duplicate`] if the consultation id,
+    /// the payment id or the pay-token hash is already stored (nothing is written).
+    async fn create(
+        &self,
+        record: &ConsultationRecord,
+        audit: &AuditEntry,
+    ) -> Result<(), RepositoryError>;
+
+    /// MUST return [`RepositoryError::NotFound`] if there is no such consultation.
+    async fn get(&self, id: ConsultationId) -> Result<ConsultationRecord, RepositoryError>;
+
+    /// The consultation opened by a pay token. MUST return
+    /// [`RepositoryError::NotFound`] for an unknown hash.
+    async fn find_by_pay_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<ConsultationRecord, RepositoryError>;
+
+    /// Replaces the consultation's pay-token hash: the previous link stops working.
+    /// MUST return [`RepositoryError::NotFound`] if there is no such consultation.
+    async fn replace_pay_token(
+        &self,
+        id: ConsultationId,
+        hash: &TokenHash,
+    ) -> Result<(), RepositoryError>;
+
+    /// Consultations of these practitioners starting at or after `from`, soonest
+    /// first, at most `limit`.
+    async fn upcoming(
+        &self,
+        practitioners: &[PractitionerId],
+        from: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ConsultationRecord>, RepositoryError>;
+}

@@ -1,0 +1,298 @@
+//! The use cases' error: one vocabulary for every caller, each case with a stable
+//! machine `code` that the HTTP adapter maps to a status in one place.
+//!
+//! One enum for all use cases (rather than one per use case) because the API promises
+//! one set of problem codes; each variant keeps the typed cause it came from.
+
+use crate::access::AccessDenied;
+use crate::contact::ContactError;
+use crate::fees::FeeError;
+use crate::gateway::{GatewayError, WebhookError};
+use crate::money::{Currency, Money, MoneyError};
+use crate::payment::model::{Failure, TransitionError};
+use crate::practitioner::model::{CapError, ChargeBlocker, PreferencesError};
+use crate::repository::RepositoryError;
+
+/// How a caller should treat an error, independent of transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// No credentials (HTTP 401).
+    Unauthenticated,
+    /// The caller may not do this (403).
+    Forbidden,
+    /// Nothing there, or nothing the caller may see (404).
+    NotFound,
+    /// The request is wrong; fix it and retry (400/422).
+    Invalid,
+    /// The request is right but the current state forbids it (409).
+    Conflict,
+    /// The card or the gateway refused (402).
+    Refused,
+    /// Something outside is down; retry later (502/503).
+    Unavailable,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error(transparent)]
+    Access(#[from] AccessDenied),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("invalid amount: {0}")]
+    InvalidAmount(MoneyError),
+    #[error("expected an amount in {expected}, got {got}")]
+    CurrencyMismatch { expected: Currency, got: Currency },
+    #[error("{requested} is above the hold of {held}")]
+    AmountAboveCap { requested: Money, held: Money },
+    #[error("{requested} is above the maximum of {maximum}")]
+    AmountAboveMaximum { requested: Money, maximum: Money },
+    #[error("{field}: {message}")]
+    Validation {
+        field: &'static str,
+        message: String,
+    },
+    #[error("no Stripe account that can take charges is linked: {0}")]
+    StripeNotLinked(ChargeBlocker),
+    #[error(transparent)]
+    PaymentState(TransitionError),
+    #[error("modified concurrently; reload and retry")]
+    Conflict,
+    #[error("the Stripe link request is invalid, expired or already used")]
+    OAuthStateInvalid,
+    #[error("the Stripe link was refused at Stripe")]
+    OAuthDenied,
+    #[error("{count} payment(s) still hold money or have an operation in flight")]
+    OutstandingHolds { count: u64 },
+    #[error("the card was declined: {}", .0.message)]
+    Declined(Failure),
+    #[error("this idempotency key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this idempotency key is still in progress")]
+    IdempotencyKeyInFlight,
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
+    #[error("payment gateway: {0}")]
+    Gateway(GatewayError),
+    #[error("storage: {0}")]
+    Storage(RepositoryError),
+}
+
+impl BillingError {
+    /// The stable problem code (`application/problem+json`'s `code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            BillingError::Access(AccessDenied::Unauthenticated) => "unauthenticated",
+            BillingError::Access(AccessDenied::Forbidden) => "forbidden",
+            BillingError::Access(AccessDenied::NotFound) | BillingError::NotFound(_) => "not_found",
+            BillingError::InvalidAmount(MoneyError::BelowMinimumCharge { .. }) => {
+                "below_minimum_charge"
+            }
+            BillingError::InvalidAmount(_) => "invalid_amount",
+            BillingError::CurrencyMismatch { .. } => "currency_mismatch",
+            BillingError::AmountAboveCap { .. } => "amount_above_cap",
+            BillingError::AmountAboveMaximum { .. } => "amount_above_maximum",
+            BillingError::Validation { .. } => "validation_failed",
+            BillingError::StripeNotLinked(ChargeBlocker::NotLinked) => "stripe_not_linked",
+            BillingError::StripeNotLinked(ChargeBlocker::ChargesDisabled { .. }) => {
+                "charges_disabled"
+            }
+            BillingError::PaymentState(_) => "payment_state_conflict",
+            BillingError::Conflict => "concurrent_modification",
+            BillingError::OAuthStateInvalid => "oauth_state_invalid",
+            BillingError::OAuthDenied => "oauth_access_denied",
+            BillingError::OutstandingHolds { .. } => "outstanding_holds",
+            BillingError::Declined(_) => "card_declined",
+            BillingError::IdempotencyKeyReused => "idempotency_key_reused",
+            BillingError::IdempotencyKeyInFlight => "idempotency_key_in_flight",
+            BillingError::Webhook(WebhookError::NotConfigured) => "webhook_not_configured",
+            BillingError::Webhook(_) => "webhook_signature_invalid",
+            BillingError::Gateway(GatewayError::InvalidGrant { .. }) => "oauth_code_invalid",
+            BillingError::Gateway(GatewayError::AccountUnavailable { .. }) => {
+                "stripe_account_unavailable"
+            }
+            BillingError::Gateway(GatewayError::NotConfigured(_)) => "gateway_not_configured",
+            BillingError::Gateway(GatewayError::UnexpectedState { .. }) => "payment_state_conflict",
+            BillingError::Gateway(GatewayError::IdempotencyConflict) => "idempotency_key_reused",
+            BillingError::Gateway(GatewayError::Declined(_)) => "card_declined",
+            BillingError::Gateway(_) => "gateway_unavailable",
+            BillingError::Storage(_) => "storage_unavailable",
+        }
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            BillingError::Access(AccessDenied::Unauthenticated) => ErrorClass::Unauthenticated,
+            BillingError::Access(AccessDenied::Forbidden) => ErrorClass::Forbidden,
+            BillingError::Access(AccessDenied::NotFound) | BillingError::NotFound(_) => {
+                ErrorClass::NotFound
+            }
+            BillingError::InvalidAmount(_)
+            | BillingError::CurrencyMismatch { .. }
+            | BillingError::AmountAboveCap { .. }
+            | BillingError::AmountAboveMaximum { .. }
+            | BillingError::Validation { .. }
+            | BillingError::OAuthStateInvalid
+            | BillingError::OAuthDenied
+            | BillingError::IdempotencyKeyReused
+            | BillingError::Webhook(_) => ErrorClass::Invalid,
+            BillingError::StripeNotLinked(_)
+            | BillingError::PaymentState(_)
+            | BillingError::Conflict
+            | BillingError::OutstandingHolds { .. }
+            | BillingError::IdempotencyKeyInFlight => ErrorClass::Conflict,
+            BillingError::Declined(_) => ErrorClass::Refused,
+            BillingError::Gateway(g) => match g {
+                GatewayError::Declined(_) => ErrorClass::Refused,
+                GatewayError::InvalidGrant { .. } => ErrorClass::Invalid,
+                GatewayError::UnexpectedState { .. }
+                | GatewayError::IdempotencyConflict
+                | GatewayError::AccountUnavailable { .. } => ErrorClass::Conflict,
+                GatewayError::NotFound { .. }
+                | GatewayError::InvalidRequest { .. }
+                | GatewayError::RateLimited
+                | GatewayError::Authentication
+                | GatewayError::Unavailable { .. }
+                | GatewayError::NotConfigured(_) => ErrorClass::Unavailable,
+            },
+            BillingError::Storage(_) => ErrorClass::Unavailable,
+        }
+    }
+
+    pub(crate) fn validation(field: &'static str, err: impl std::fmt::Display) -> Self {
+        BillingError::Validation {
+            field,
+            message: err.to_string(),
+        }
+    }
+}
+
+impl From<RepositoryError> for BillingError {
+    fn from(e: RepositoryError) -> Self {
+        match e {
+            RepositoryError::Conflict => BillingError::Conflict,
+            other => BillingError::Storage(other),
+        }
+    }
+}
+
+impl From<GatewayError> for BillingError {
+    fn from(e: GatewayError) -> Self {
+        match e {
+            GatewayError::Declined(f) => BillingError::Declined(f),
+            other => BillingError::Gateway(other),
+        }
+    }
+}
+
+impl From<MoneyError> for BillingError {
+    fn from(e: MoneyError) -> Self {
+        match e {
+            MoneyError::CurrencyMismatch { left, right } => BillingError::CurrencyMismatch {
+                expected: right,
+                got: left,
+            },
+            other => BillingError::InvalidAmount(other),
+        }
+    }
+}
+
+impl From<TransitionError> for BillingError {
+    fn from(e: TransitionError) -> Self {
+        match e {
+            TransitionError::AboveHold { requested, held } => {
+                BillingError::AmountAboveCap { requested, held }
+            }
+            TransitionError::AmountNotPositive => BillingError::InvalidAmount(MoneyError::Negative),
+            TransitionError::AboveRefundable {
+                requested,
+                refundable,
+            } => BillingError::AmountAboveCap {
+                requested,
+                held: refundable,
+            },
+            TransitionError::Money(m) => m.into(),
+            other => BillingError::PaymentState(other),
+        }
+    }
+}
+
+impl From<CapError> for BillingError {
+    fn from(e: CapError) -> Self {
+        match e {
+            CapError::AboveMaximum { requested, maximum } => {
+                BillingError::AmountAboveMaximum { requested, maximum }
+            }
+            CapError::CurrencyMismatch { expected, got } => {
+                BillingError::CurrencyMismatch { expected, got }
+            }
+            CapError::ServiceInactive => {
+                BillingError::validation("service_id", "this service is no longer offered")
+            }
+            CapError::Money(m) => m.into(),
+        }
+    }
+}
+
+impl From<PreferencesError> for BillingError {
+    fn from(e: PreferencesError) -> Self {
+        match e {
+            PreferencesError::DefaultAboveMaximum { default, maximum } => {
+                BillingError::AmountAboveMaximum {
+                    requested: default,
+                    maximum,
+                }
+            }
+            PreferencesError::Money(m) => m.into(),
+        }
+    }
+}
+
+impl From<FeeError> for BillingError {
+    fn from(e: FeeError) -> Self {
+        match e {
+            FeeError::Money(m) => m.into(),
+            other => BillingError::validation("fee_schedule", other),
+        }
+    }
+}
+
+impl From<ContactError> for BillingError {
+    fn from(e: ContactError) -> Self {
+        let field = match e {
+            ContactError::InvalidEmail(_) => "email",
+            _ => "name",
+        };
+        BillingError::validation(field, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_capture_amount_is_an_invalid_amount_not_a_state_conflict() {
+        let e: BillingError = TransitionError::AmountNotPositive.into();
+        assert_eq!(e.code(), "invalid_amount");
+        assert_eq!(e.class(), ErrorClass::Invalid);
+    }
+
+    #[test]
+    fn storage_conflicts_become_concurrent_modification() {
+        let e: BillingError = RepositoryError::Conflict.into();
+        assert_eq!(e.code(), "concurrent_modification");
+        assert_eq!(e.class(), ErrorClass::Conflict);
+    }
+
+    #[test]
+    fn declines_from_the_gateway_are_refusals() {
+        let e: BillingError = GatewayError::Declined(Failure {
+            code: Some("card_declined".into()),
+            decline_code: None,
+            message: "declined".into(),
+        })
+        .into();
+        assert_eq!(e.code(), "card_declined");
+        assert_eq!(e.class(), ErrorClass::Refused);
+    }
+}

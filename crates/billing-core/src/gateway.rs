@@ -1,0 +1,547 @@
+//! Ports to the payment processor: the payment gateway (holds, captures, releases,
+//! refunds), Connect onboarding, webhook verification, and the sandbox's stand-in
+//! pages. The Stripe adapter and the in-process sandbox implement them; the domain
+//! only ever sees the types below, never Stripe's JSON.
+//!
+//! Every write takes an [`IdempotencyKey`] derived from the payment and the operation:
+//! implementations MUST send it (Stripe's `Idempotency-Key`) so a retry never charges
+//! twice.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::ids::{
+    CheckoutSessionId, ConnectedAccountId, ConsultationId, EventId, PaymentId, PaymentIntentId,
+    PractitionerId, RefundId,
+};
+use crate::money::Money;
+use crate::payment::model::{Failure, IdempotencyKey, PaymentEvent};
+use crate::practitioner::model::AccountSnapshot;
+use crate::secrets::OAuthState;
+
+/// Why the gateway refused or could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// The card was declined or its authentication failed.
+    #[error("card declined: {}", .0.message)]
+    Declined(Failure),
+    /// The object is not in a state that allows this (e.g. capturing a cancelled intent).
+    #[error("unexpected state: {message}")]
+    UnexpectedState { message: String },
+    /// Stripe refused the parameters.
+    #[error("invalid request{}: {message}", param.as_ref().map(|p| format!(" ({p})")).unwrap_or_default())]
+    InvalidRequest {
+        code: Option<String>,
+        param: Option<String>,
+        message: String,
+    },
+    /// The idempotency key was used before with different parameters.
+    #[error("idempotency key reused with different parameters")]
+    IdempotencyConflict,
+    /// No such object.
+    #[error("not found: {message}")]
+    NotFound { message: String },
+    /// The connected account cannot be reached: deauthorised, or not ours.
+    #[error("the connected account is not reachable: {message}")]
+    AccountUnavailable { message: String },
+    /// The OAuth authorisation code is unknown, expired or already used.
+    #[error("authorisation code rejected: {message}")]
+    InvalidGrant { message: String },
+    /// Too many requests even after retries.
+    #[error("rate limited by the gateway")]
+    RateLimited,
+    /// The platform's own API key was refused.
+    #[error("the platform's API key was refused")]
+    Authentication,
+    /// Timeout, network failure or gateway error: the outcome of a write is unknown
+    /// and must be settled by retrying with the same key or by reconciliation.
+    #[error("gateway unavailable: {message}")]
+    Unavailable { message: String },
+    /// A feature the operator has not configured (e.g. no Connect client id).
+    #[error("not configured: {0}")]
+    NotConfigured(&'static str),
+}
+
+/// The client secret of a PaymentIntent, for the Payment Element. A secret: never
+/// logged, never stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientSecret(String);
+
+impl ClientSecret {
+    pub fn new(s: String) -> Self {
+        ClientSecret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSecret(*** ***)")
+    }
+}
+
+/// A PaymentIntent's status, as Stripe names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IntentStatus {
+    RequiresPaymentMethod,
+    RequiresConfirmation,
+    RequiresAction,
+    Processing,
+    RequiresCapture,
+    Canceled,
+    Succeeded,
+}
+
+/// What the gateway says about a payment's intent right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IntentSnapshot {
+    pub id: PaymentIntentId,
+    pub status: IntentStatus,
+    /// The amount the intent is for (the hold).
+    pub amount: Money,
+    pub amount_capturable: Money,
+    pub amount_received: Money,
+    /// Cumulative amount refunded on the intent's charge.
+    pub amount_refunded: Money,
+    /// The card network's capture deadline, when the gateway reports it.
+    pub capture_before: Option<DateTime<Utc>>,
+    /// Stripe's real fee, from the charge's balance transaction, when known.
+    pub fee: Option<Money>,
+    pub last_error: Option<Failure>,
+    /// Stripe's `cancellation_reason` (`requested_by_customer`, `automatic`, …).
+    pub cancellation_reason: Option<String>,
+    /// Our payment id, from the intent's metadata.
+    pub payment: Option<PaymentId>,
+    pub client_secret: Option<ClientSecret>,
+}
+
+impl IntentSnapshot {
+    /// The payment events this snapshot stands for, oldest first. Applying them with
+    /// [`Payment::apply_from_gateway`](crate::payment::model::Payment::apply_from_gateway)
+    /// brings a payment up to date whatever it last knew: steps it already took are
+    /// recognised as unchanged or stale.
+    pub fn events(&self) -> Vec<PaymentEvent> {
+        let hold = || PaymentEvent::HoldPlaced {
+            amount: self.amount,
+            capture_before: self.capture_before,
+        };
+        match self.status {
+            IntentStatus::RequiresCapture => vec![PaymentEvent::HoldPlaced {
+                amount: if self.amount_capturable.is_positive() {
+                    self.amount_capturable
+                } else {
+                    self.amount
+                },
+                capture_before: self.capture_before,
+            }],
+            IntentStatus::Succeeded => {
+                let mut events = vec![
+                    hold(),
+                    PaymentEvent::Captured {
+                        amount: self.amount_received,
+                        fee: self.fee.map(crate::fees::Fee::reported),
+                    },
+                ];
+                if self.amount_refunded.is_positive() {
+                    events.push(PaymentEvent::Refunded {
+                        total: self.amount_refunded,
+                    });
+                }
+                if let Some(fee) = self.fee {
+                    events.push(PaymentEvent::FeeReported { fee });
+                }
+                events
+            }
+            IntentStatus::Canceled => match self.cancellation_reason.as_deref() {
+                Some("automatic" | "expired") => vec![PaymentEvent::Expired],
+                _ => vec![PaymentEvent::Released],
+            },
+            IntentStatus::RequiresPaymentMethod => self
+                .last_error
+                .clone()
+                .map(PaymentEvent::AuthorizationFailed)
+                .into_iter()
+                .collect(),
+            IntentStatus::RequiresConfirmation
+            | IntentStatus::RequiresAction
+            | IntentStatus::Processing => vec![],
+        }
+    }
+}
+
+/// Create a manual-capture intent (a hold) on the practitioner's account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldRequest {
+    pub account: ConnectedAccountId,
+    pub payment: PaymentId,
+    pub consultation: ConsultationId,
+    pub amount: Money,
+    /// Shown on the patient's statement and in the Stripe dashboard; no health data.
+    pub description: String,
+    pub key: IdempotencyKey,
+}
+
+/// Set up the patient's authorisation step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckoutRequest {
+    pub hold: HoldRequest,
+    /// Where the gateway sends the patient back after authorising.
+    pub success_url: String,
+    /// Where the gateway sends the patient back if they give up.
+    pub cancel_url: String,
+    /// An intent already created for this payment, to reuse rather than duplicate.
+    pub existing_intent: Option<PaymentIntentId>,
+    pub customer_email: Option<String>,
+}
+
+/// Where the patient goes to authorise: a hosted page, and/or a client secret for an
+/// embedded Payment Element.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckoutStart {
+    pub intent: Option<PaymentIntentId>,
+    pub session: Option<CheckoutSessionId>,
+    pub redirect_url: Option<String>,
+    pub client_secret: Option<ClientSecret>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Where a checkout session stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckoutStatus {
+    Open,
+    Complete,
+    Expired,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckoutState {
+    pub status: CheckoutStatus,
+    pub intent: Option<IntentSnapshot>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefundStatus {
+    Pending,
+    Succeeded,
+    Failed,
+    Canceled,
+    RequiresAction,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefundOutcome {
+    pub id: RefundId,
+    pub amount: Money,
+    pub status: RefundStatus,
+}
+
+/// Holds, captures, releases and refunds on the practitioner's connected account
+/// (direct charges: every call carries the account).
+///
+/// Errors: a declined card MUST be [`GatewayError::Declined`]; an operation the
+/// intent's state forbids MUST be [`GatewayError::UnexpectedState`]; an unknown
+/// intent [`GatewayError::NotFound`]; an unreachable account
+/// [`GatewayError::AccountUnavailable`]; any outcome that is unknown (timeout, 5xx)
+/// MUST be [`GatewayError::Unavailable`], never a guess.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait PaymentGateway: Send + Sync {
+    /// Creates a PaymentIntent with `capture_method=manual` for `req.amount`, with
+    /// the payment and consultation ids in its metadata. Idempotent on `req.key`.
+    async fn create_hold(&self, req: &HoldRequest) -> Result<IntentSnapshot, GatewayError>;
+
+    /// Prepares the patient's authorisation: a hosted checkout page (Stripe Checkout
+    /// in `payment` mode with manual capture, or the sandbox card page) and/or the
+    /// client secret of an intent for the Payment Element.
+    async fn start_checkout(&self, req: &CheckoutRequest) -> Result<CheckoutStart, GatewayError>;
+
+    /// Where a checkout session stands, with its intent once there is one.
+    async fn retrieve_checkout(
+        &self,
+        account: &ConnectedAccountId,
+        session: &CheckoutSessionId,
+    ) -> Result<CheckoutState, GatewayError>;
+
+    /// Captures `amount` (≤ the authorised amount) with `amount_to_capture`; the rest
+    /// of the hold is released by the gateway.
+    async fn capture(
+        &self,
+        account: &ConnectedAccountId,
+        intent: &PaymentIntentId,
+        amount: &Money,
+        key: &IdempotencyKey,
+    ) -> Result<IntentSnapshot, GatewayError>;
+
+    /// Cancels the intent, releasing the hold.
+    async fn release(
+        &self,
+        account: &ConnectedAccountId,
+        intent: &PaymentIntentId,
+        key: &IdempotencyKey,
+    ) -> Result<IntentSnapshot, GatewayError>;
+
+    /// Refunds `amount` of the captured charge.
+    async fn refund(
+        &self,
+        account: &ConnectedAccountId,
+        intent: &PaymentIntentId,
+        amount: &Money,
+        key: &IdempotencyKey,
+    ) -> Result<RefundOutcome, GatewayError>;
+
+    /// Reads the intent (with its charge's capture deadline, refunds and fee).
+    async fn retrieve(
+        &self,
+        account: &ConnectedAccountId,
+        intent: &PaymentIntentId,
+    ) -> Result<IntentSnapshot, GatewayError>;
+}
+
+/// Linking a practitioner's own Stripe account to the platform (C1).
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait ConnectOnboarding: Send + Sync {
+    /// The consent page URL (`response_type=code`, `scope=read_write`, `client_id`,
+    /// `state`, `redirect_uri`). MUST fail with [`GatewayError::NotConfigured`] when the
+    /// platform has no Connect client id.
+    fn authorize_url(&self, state: &OAuthState, redirect_uri: &str)
+    -> Result<String, GatewayError>;
+
+    /// Exchanges the authorisation code for the connected account id. An unknown,
+    /// expired or reused code MUST be [`GatewayError::InvalidGrant`].
+    async fn exchange_code(&self, code: &str) -> Result<ConnectedAccountId, GatewayError>;
+
+    /// Revokes the platform's access to the account. The account itself is untouched.
+    /// An account that is already disconnected MUST be
+    /// [`GatewayError::AccountUnavailable`].
+    async fn deauthorize(&self, account: &ConnectedAccountId) -> Result<(), GatewayError>;
+
+    /// Reads the account: can it take charges and payouts, and why not.
+    async fn retrieve_account(
+        &self,
+        account: &ConnectedAccountId,
+    ) -> Result<AccountSnapshot, GatewayError>;
+
+    /// Creates a connected account for the Account Links path. Idempotent on `key`.
+    async fn create_account(
+        &self,
+        practitioner: PractitionerId,
+        key: &IdempotencyKey,
+    ) -> Result<ConnectedAccountId, GatewayError>;
+
+    /// An `account_onboarding` Account Link for `account`.
+    async fn account_link(
+        &self,
+        account: &ConnectedAccountId,
+        refresh_url: &str,
+        return_url: &str,
+    ) -> Result<String, GatewayError>;
+}
+
+/// A webhook event, verified and turned into domain terms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookEvent {
+    pub id: EventId,
+    /// Stripe's event type, e.g. `payment_intent.succeeded`.
+    pub kind: String,
+    pub created: DateTime<Utc>,
+    /// The connected account the event happened on (`account` field of Connect events).
+    pub account: Option<ConnectedAccountId>,
+    pub payload: GatewayEvent,
+}
+
+/// What a gateway event tells the domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GatewayEvent {
+    /// `payment_intent.*`: the intent as it was when the event happened.
+    PaymentIntent(IntentSnapshot),
+    /// `charge.refunded`: cumulative amount refunded on the charge.
+    ChargeRefunded {
+        intent: Option<PaymentIntentId>,
+        payment: Option<PaymentId>,
+        amount_refunded: Money,
+    },
+    /// `charge.expired`: an uncaptured charge lapsed.
+    ChargeExpired {
+        intent: Option<PaymentIntentId>,
+        payment: Option<PaymentId>,
+    },
+    /// `account.updated`.
+    AccountUpdated(AccountSnapshot),
+    /// `account.application.deauthorized`: the practitioner disconnected us at Stripe.
+    AccountDeauthorized { account: ConnectedAccountId },
+    /// Any other type: acknowledged and ignored.
+    Unhandled,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    #[error("no Stripe-Signature header")]
+    MissingSignature,
+    #[error("the Stripe-Signature header is malformed")]
+    MalformedSignature,
+    #[error("no signature matches")]
+    BadSignature,
+    #[error("the signature timestamp is outside the tolerance")]
+    Stale,
+    #[error("the event body is not a Stripe event: {0}")]
+    MalformedEvent(String),
+    #[error("no webhook secret is configured")]
+    NotConfigured,
+}
+
+/// Verifies a webhook delivery and parses it (C9). No I/O: the adapter checks
+/// `Stripe-Signature` (HMAC-SHA256 of `{t}.{raw body}`, any `v1` matching, constant-time
+/// comparison, 300 s tolerance against its clock port) before reading the body.
+#[cfg_attr(test, mockall::automock)]
+pub trait WebhookVerifier: Send + Sync {
+    #[allow(clippy::needless_lifetimes)] // mockall needs the lifetime named
+    fn verify<'a>(
+        &self,
+        signature_header: Option<&'a str>,
+        body: &[u8],
+    ) -> Result<WebhookEvent, WebhookError>;
+}
+
+/// The sandbox's stand-ins for Stripe's hosted pages (checkout and 3-D Secure), so
+/// every flow runs with no Stripe account. Only the sandbox gateway implements it.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait SandboxControl: Send + Sync {
+    /// What the checkout page shows.
+    async fn checkout(&self, session: &CheckoutSessionId) -> Result<SandboxCheckout, GatewayError>;
+
+    /// Pays the session with one of Stripe's test payment methods (`pm_card_visa`,
+    /// `pm_card_chargeDeclined`, `pm_card_authenticationRequired`, …).
+    async fn pay(
+        &self,
+        session: &CheckoutSessionId,
+        payment_method: &str,
+    ) -> Result<SandboxOutcome, GatewayError>;
+
+    /// Completes (or fails) the 3-D Secure step the session is waiting on.
+    async fn authenticate(
+        &self,
+        session: &CheckoutSessionId,
+        approve: bool,
+    ) -> Result<SandboxOutcome, GatewayError>;
+
+    /// A one-time authorisation code for the sandbox OAuth consent page.
+    async fn approve_connect(&self, state: &str) -> Result<String, GatewayError>;
+}
+
+/// The sandbox checkout page's content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxCheckout {
+    pub session: CheckoutSessionId,
+    pub payment: Option<PaymentId>,
+    pub amount: Money,
+    pub description: String,
+    pub status: CheckoutStatus,
+    /// The card is waiting for a 3-D Secure answer.
+    pub awaiting_authentication: bool,
+    pub success_url: String,
+    pub cancel_url: String,
+}
+
+/// What happened when the sandbox page was submitted: the events a webhook would
+/// carry, and where the browser goes next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxOutcome {
+    pub events: Vec<WebhookEvent>,
+    pub next: SandboxNext,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SandboxNext {
+    /// Back to the pay page.
+    Return(String),
+    /// Show the 3-D Secure challenge.
+    Authenticate,
+    /// Declined: stay on the checkout page to try another card.
+    TryAgain { message: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+
+    fn eur(m: i64) -> Money {
+        Money::from_minor(m, Currency::Eur)
+    }
+
+    fn snapshot(status: IntentStatus) -> IntentSnapshot {
+        IntentSnapshot {
+            id: PaymentIntentId::parse("pi_123").unwrap(),
+            status,
+            amount: eur(2500),
+            amount_capturable: eur(0),
+            amount_received: eur(0),
+            amount_refunded: eur(0),
+            capture_before: None,
+            fee: None,
+            last_error: None,
+            cancellation_reason: None,
+            payment: None,
+            client_secret: None,
+        }
+    }
+
+    #[test]
+    fn a_succeeded_intent_replays_hold_capture_refund_and_fee() {
+        let mut s = snapshot(IntentStatus::Succeeded);
+        s.amount_received = eur(1800);
+        s.amount_refunded = eur(500);
+        s.fee = Some(eur(50));
+        let events = s.events();
+        assert_eq!(
+            events,
+            vec![
+                PaymentEvent::HoldPlaced {
+                    amount: eur(2500),
+                    capture_before: None
+                },
+                PaymentEvent::Captured {
+                    amount: eur(1800),
+                    fee: Some(crate::fees::Fee::reported(eur(50)))
+                },
+                PaymentEvent::Refunded { total: eur(500) },
+                PaymentEvent::FeeReported { fee: eur(50) },
+            ]
+        );
+    }
+
+    #[test]
+    fn cancellation_reasons_tell_expiry_from_release() {
+        let mut s = snapshot(IntentStatus::Canceled);
+        s.cancellation_reason = Some("automatic".into());
+        assert_eq!(s.events(), vec![PaymentEvent::Expired]);
+        s.cancellation_reason = Some("requested_by_customer".into());
+        assert_eq!(s.events(), vec![PaymentEvent::Released]);
+        s.cancellation_reason = None;
+        assert_eq!(s.events(), vec![PaymentEvent::Released]);
+    }
+
+    #[test]
+    fn an_intent_waiting_for_the_patient_says_nothing() {
+        for status in [
+            IntentStatus::RequiresConfirmation,
+            IntentStatus::RequiresAction,
+            IntentStatus::Processing,
+            IntentStatus::RequiresPaymentMethod,
+        ] {
+            assert!(snapshot(status).events().is_empty(), "{status:?}");
+        }
+    }
+
+    #[test]
+    fn client_secrets_are_not_printed() {
+        let s = ClientSecret::new("pi_123_secret_abc".into());
+        assert!(!format!("{s:?}").contains("secret_abc"));
+    }
+}

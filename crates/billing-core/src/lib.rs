@@ -1,0 +1,137 @@
+//! # billing-core
+//!
+//! The pure domain of ConsultPay: billing for teleconsultations on Stripe Connect,
+//! where the patient's card is only **authorised** before the session and the
+//! practitioner **validates the act** afterwards with the final amount, never above
+//! the hold.
+//!
+//! What is here: [`money`] (exact decimals with a currency), [`fees`] (Stripe's
+//! percentage + fixed fee, rounded half-up), the practitioner's Stripe link, caps and
+//! services ([`practitioner`]), consultations and the patient's gate
+//! ([`consultation`]), the authorise-then-capture state machine ([`payment`]), the
+//! permission policy ([`access`]), the audit trail ([`audit`]) and every use case
+//! (C1–C13 of the specification), written against **ports**: async traits for storage
+//! ([`practitioner::ports`], [`consultation::ports`], [`payment::ports`],
+//! [`staff::UserRepository`], [`audit::AuditLog`]), the payment processor
+//! ([`gateway`]) and the system ([`system`]: clock, ids, randomness).
+//!
+//! What is never here: I/O. No database, no HTTP, no async runtime, no randomness
+//! source: adapters implement the ports (`storage-seaorm`, `gateway-stripe`,
+//! `http-poem`), and an application wires them (`app`). `cargo tree -p billing-core
+//! -e normal` shows no I/O crate. Money is never a float.
+//!
+//! ## Embedding
+//!
+//! Build [`Billing`] from your ports with [`Billing::new`], or use a single service on
+//! its own. Here an embedder keeps staff users in memory and signs one in:
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::sync::{Arc, Mutex};
+//!
+//! use async_trait::async_trait;
+//! use billing_core::access::{Actor, Role, StaffUser};
+//! use billing_core::audit::AuditEntry;
+//! use billing_core::practitioner::model::Practitioner;
+//! use billing_core::repository::RepositoryError;
+//! use billing_core::secrets::TokenHash;
+//! use billing_core::staff::{StaffService, UserRepository};
+//! use billing_core::system::{IdGenerator, SecretGenerator, SystemClock};
+//! use billing_core::BillingConfig;
+//! use chrono::{DateTime, Utc};
+//!
+//! #[derive(Default)]
+//! struct MemoryUsers(Mutex<HashMap<TokenHash, StaffUser>>);
+//!
+//! #[async_trait]
+//! impl UserRepository for MemoryUsers {
+//!     async fn create_practitioner(
+//!         &self,
+//!         p: &Practitioner,
+//!         token: &TokenHash,
+//!         _audit: &AuditEntry,
+//!     ) -> Result<(), RepositoryError> {
+//!         let user = StaffUser {
+//!             id: billing_core::ids::UserId::from_uuid(p.id.as_uuid()),
+//!             name: p.name.to_string(),
+//!             role: Role::Practitioner(p.id),
+//!         };
+//!         self.0.lock().unwrap().insert(token.clone(), user);
+//!         Ok(())
+//!     }
+//!     async fn create_secretary(
+//!         &self,
+//!         user: &StaffUser,
+//!         token: &TokenHash,
+//!         _at: DateTime<Utc>,
+//!         _audit: &AuditEntry,
+//!     ) -> Result<(), RepositoryError> {
+//!         self.0.lock().unwrap().insert(token.clone(), user.clone());
+//!         Ok(())
+//!     }
+//!     async fn find_by_token(&self, t: &TokenHash) -> Result<Option<StaffUser>, RepositoryError> {
+//!         Ok(self.0.lock().unwrap().get(t).cloned())
+//!     }
+//!     async fn count(&self) -> Result<u64, RepositoryError> {
+//!         Ok(self.0.lock().unwrap().len() as u64)
+//!     }
+//! }
+//!
+//! /// Deterministic ids and secrets, as a test of yours might use.
+//! struct Counter(Mutex<u128>);
+//! impl IdGenerator for Counter {
+//!     fn new_id(&self) -> uuid::Uuid {
+//!         let mut n = self.0.lock().unwrap();
+//!         *n += 1;
+//!         uuid::Uuid::from_u128(*n)
+//!     }
+//! }
+//! impl SecretGenerator for Counter {
+//!     fn secret(&self) -> String {
+//!         format!("{:0>43}", self.new_id().as_u128())
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let counter = Arc::new(Counter(Mutex::new(0)));
+//! let staff = StaffService::new(
+//!     Arc::new(MemoryUsers::default()),
+//!     Arc::new(SystemClock),
+//!     counter.clone(),
+//!     counter,
+//!     BillingConfig::new("https://pay.example.org"),
+//! );
+//! let created = staff.add_practitioner("Dr Estival", Some("Europe/Paris")).await?;
+//! let actor = staff.authenticate(Some(created.token.expose())).await?;
+//! assert!(matches!(actor, Actor::Staff(StaffUser { role: Role::Practitioner(_), .. })));
+//! // The fee preview the practitioner sees (C7): 25.00 € → 0.60 € fee, 24.40 € net.
+//! let schedule = billing_core::fees::FeeSchedule::default_for(billing_core::money::Currency::Eur);
+//! let estimate = schedule.estimate(&billing_core::money::Money::parse("25,00", billing_core::money::Currency::Eur)?)?;
+//! assert_eq!(estimate.fee.to_string(), "0.60 EUR");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+pub mod access;
+pub mod audit;
+pub mod billing;
+pub mod config;
+pub mod consultation;
+pub mod contact;
+pub mod error;
+pub mod fees;
+pub mod gateway;
+pub mod ids;
+pub mod money;
+pub mod payment;
+pub mod practitioner;
+pub mod repository;
+pub mod secrets;
+pub mod staff;
+pub mod system;
+
+pub use billing::{Billing, Deps};
+pub use config::BillingConfig;
+pub use error::{BillingError, ErrorClass};
+pub use money::{Currency, Money, MoneyError};
+pub use payment::model::{Lang, PaymentStatus};

@@ -1,0 +1,974 @@
+//! The payment aggregate and its authorise-then-capture state machine (C5, C6, C11).
+//!
+//! Every change of a payment goes through [`Payment::apply`] with a [`PaymentEvent`];
+//! the legal moves are the one table in [`PaymentStatus::next`]. User commands are
+//! strict (an illegal move is a [`TransitionError`]); gateway facts go through
+//! [`Payment::apply_from_gateway`], which ignores what is stale (a late
+//! `amount_capturable_updated` after the capture) so a payment never moves backwards.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::fees::{Fee, FeeSchedule};
+use crate::ids::{
+    CheckoutSessionId, ConnectedAccountId, ConsultationId, PaymentId, PaymentIntentId,
+    PractitionerId,
+};
+use crate::money::{Money, MoneyError};
+
+/// How long Stripe keeps an online card authorisation before it lapses.
+pub const DEFAULT_HOLD_VALIDITY_DAYS: i64 = 7;
+
+/// A language the product speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Lang {
+    #[default]
+    Fr,
+    En,
+}
+
+impl Lang {
+    pub const fn code(self) -> &'static str {
+        match self {
+            Lang::Fr => "fr",
+            Lang::En => "en",
+        }
+    }
+}
+
+/// Where a payment stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PaymentStatus {
+    /// Payment page reached, no card authorised yet.
+    Incomplete,
+    /// Hold in place, act not validated.
+    Authorized,
+    /// Act validated, amount captured.
+    Captured,
+    /// Hold cancelled, nothing charged.
+    Released,
+    /// Hold lapsed before capture.
+    Expired,
+    /// Card declined or authentication failed.
+    Failed,
+    /// Captured, then entirely refunded.
+    Refunded,
+    /// Captured, then partly refunded.
+    PartiallyRefunded,
+}
+
+impl PaymentStatus {
+    pub const ALL: [PaymentStatus; 8] = [
+        PaymentStatus::Incomplete,
+        PaymentStatus::Authorized,
+        PaymentStatus::Captured,
+        PaymentStatus::Released,
+        PaymentStatus::Expired,
+        PaymentStatus::Failed,
+        PaymentStatus::Refunded,
+        PaymentStatus::PartiallyRefunded,
+    ];
+
+    /// The stable machine name (API, storage, CSV).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Incomplete => "incomplete",
+            PaymentStatus::Authorized => "authorized",
+            PaymentStatus::Captured => "captured",
+            PaymentStatus::Released => "released",
+            PaymentStatus::Expired => "expired",
+            PaymentStatus::Failed => "failed",
+            PaymentStatus::Refunded => "refunded",
+            PaymentStatus::PartiallyRefunded => "partially_refunded",
+        }
+    }
+
+    /// The label people see, exactly as in the specification.
+    pub const fn label(self, lang: Lang) -> &'static str {
+        match (self, lang) {
+            (PaymentStatus::Incomplete, Lang::Fr) => "Incomplet",
+            (PaymentStatus::Incomplete, Lang::En) => "Incomplete",
+            (PaymentStatus::Authorized, Lang::Fr) => "Non capturé",
+            (PaymentStatus::Authorized, Lang::En) => "Uncaptured",
+            (PaymentStatus::Captured, Lang::Fr) => "Réussi",
+            (PaymentStatus::Captured, Lang::En) => "Succeeded",
+            (PaymentStatus::Released, Lang::Fr) => "Annulé",
+            (PaymentStatus::Released, Lang::En) => "Released",
+            (PaymentStatus::Expired, Lang::Fr) => "Expiré",
+            (PaymentStatus::Expired, Lang::En) => "Expired",
+            (PaymentStatus::Failed, Lang::Fr) => "Refusé",
+            (PaymentStatus::Failed, Lang::En) => "Declined",
+            (PaymentStatus::Refunded, Lang::Fr) => "Remboursé",
+            (PaymentStatus::Refunded, Lang::En) => "Refunded",
+            (PaymentStatus::PartiallyRefunded, Lang::Fr) => "Partiellement remboursé",
+            (PaymentStatus::PartiallyRefunded, Lang::En) => "Partially refunded",
+        }
+    }
+
+    /// No event can move a payment out of a terminal state.
+    pub const fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            PaymentStatus::Released | PaymentStatus::Expired | PaymentStatus::Refunded
+        )
+    }
+
+    /// Money has been taken from the card (possibly given back since).
+    pub const fn is_captured(self) -> bool {
+        matches!(
+            self,
+            PaymentStatus::Captured | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded
+        )
+    }
+
+    /// The one table of legal moves. `Ok(self)` means "same state, data may change".
+    pub fn next(self, event: EventKind) -> Result<PaymentStatus, IllegalTransition> {
+        use EventKind as E;
+        use PaymentStatus as S;
+        let next = match (self, event) {
+            (S::Incomplete | S::Failed | S::Authorized, E::HoldPlaced) => S::Authorized,
+            (S::Incomplete | S::Failed, E::AuthorizationFailed) => S::Failed,
+            (S::Authorized | S::Captured, E::Captured) => S::Captured,
+            (S::Incomplete | S::Failed | S::Authorized | S::Released, E::Released) => S::Released,
+            (S::Authorized | S::Expired, E::Expired) => S::Expired,
+            (S::Incomplete | S::Failed, E::Expired) => S::Released,
+            (S::Captured | S::PartiallyRefunded, E::PartiallyRefunded) => S::PartiallyRefunded,
+            (S::Captured | S::PartiallyRefunded | S::Refunded, E::Refunded) => S::Refunded,
+            (S::Captured | S::PartiallyRefunded | S::Refunded, E::FeeReported) => self,
+            (from, event) => return Err(IllegalTransition { from, event }),
+        };
+        Ok(next)
+    }
+}
+
+impl fmt::Display for PaymentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PaymentStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PaymentStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.chars().take(32).collect()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a payment status")]
+pub struct UnknownStatus(pub String);
+
+/// The kind of an event, without its data: what the transition table is keyed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    HoldPlaced,
+    AuthorizationFailed,
+    Captured,
+    Released,
+    Expired,
+    PartiallyRefunded,
+    Refunded,
+    FeeReported,
+}
+
+impl EventKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::HoldPlaced => "hold_placed",
+            EventKind::AuthorizationFailed => "authorization_failed",
+            EventKind::Captured => "captured",
+            EventKind::Released => "released",
+            EventKind::Expired => "expired",
+            EventKind::PartiallyRefunded => "partially_refunded",
+            EventKind::Refunded => "refunded",
+            EventKind::FeeReported => "fee_reported",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a payment that is {from} cannot be {}", event.as_str())]
+pub struct IllegalTransition {
+    pub from: PaymentStatus,
+    pub event: EventKind,
+}
+
+/// Why an authorisation failed, as the gateway said it (no card data).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Stripe's error code, e.g. `card_declined`.
+    pub code: Option<String>,
+    /// The issuer's reason, e.g. `insufficient_funds`.
+    pub decline_code: Option<String>,
+    pub message: String,
+}
+
+/// A fact about a payment, from a user command or from the gateway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PaymentEvent {
+    /// The card is authorised for `amount` until `capture_before` (gateway's deadline,
+    /// if it told us).
+    HoldPlaced {
+        amount: Money,
+        capture_before: Option<DateTime<Utc>>,
+    },
+    AuthorizationFailed(Failure),
+    /// `amount` was captured; the rest of the hold is released by the gateway.
+    Captured {
+        amount: Money,
+        fee: Option<Fee>,
+    },
+    /// The hold (or the unpaid intent) was cancelled on request.
+    Released,
+    /// The hold lapsed before capture.
+    Expired,
+    /// `total` has been refunded so far (cumulative, so duplicates are harmless).
+    Refunded {
+        total: Money,
+    },
+    /// Stripe's real fee, from the balance transaction.
+    FeeReported {
+        fee: Money,
+    },
+}
+
+impl PaymentEvent {
+    /// The transition-table key; refunds are full or partial depending on the payment.
+    fn kind_for(&self, payment: &Payment) -> EventKind {
+        match self {
+            PaymentEvent::HoldPlaced { .. } => EventKind::HoldPlaced,
+            PaymentEvent::AuthorizationFailed(_) => EventKind::AuthorizationFailed,
+            PaymentEvent::Captured { .. } => EventKind::Captured,
+            PaymentEvent::Released => EventKind::Released,
+            PaymentEvent::Expired => EventKind::Expired,
+            PaymentEvent::Refunded { total } => match payment.captured {
+                Some(captured) if captured == *total => EventKind::Refunded,
+                _ => EventKind::PartiallyRefunded,
+            },
+            PaymentEvent::FeeReported { .. } => EventKind::FeeReported,
+        }
+    }
+
+    /// The amount the event is about, for the history.
+    pub fn amount(&self) -> Option<Money> {
+        match self {
+            PaymentEvent::HoldPlaced { amount, .. } | PaymentEvent::Captured { amount, .. } => {
+                Some(*amount)
+            }
+            PaymentEvent::Refunded { total } => Some(*total),
+            PaymentEvent::FeeReported { fee } => Some(*fee),
+            _ => None,
+        }
+    }
+}
+
+/// Why a command or an event was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransitionError {
+    #[error(transparent)]
+    Illegal(#[from] IllegalTransition),
+    #[error("the amount must be greater than zero")]
+    AmountNotPositive,
+    #[error("{requested} is above the hold of {held}")]
+    AboveHold { requested: Money, held: Money },
+    #[error("already captured {captured}; cannot capture {requested}")]
+    AlreadyCapturedOtherAmount { captured: Money, requested: Money },
+    #[error("{requested} is more than the {refundable} that can still be refunded")]
+    AboveRefundable { requested: Money, refundable: Money },
+    #[error("refunds only grow: {total} is below the {already} already refunded")]
+    RefundTotalDecreased { total: Money, already: Money },
+    #[error("another operation ({0}) is in progress on this payment")]
+    OperationInProgress(&'static str),
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+}
+
+/// A Stripe write that has been decided and may be in flight. Recorded before the call
+/// so that a crash between Stripe's answer and our commit is found and repaired by
+/// reconciliation; its key makes the retry safe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingOperation {
+    pub operation: Operation,
+    pub key: IdempotencyKey,
+    pub since: DateTime<Utc>,
+}
+
+/// A Stripe write on a payment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Capture { amount: Money },
+    Release,
+    Refund { amount: Money },
+}
+
+impl Operation {
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Operation::Capture { .. } => "capture",
+            Operation::Release => "release",
+            Operation::Refund { .. } => "refund",
+        }
+    }
+}
+
+/// The `Idempotency-Key` of a Stripe write, derived from the payment and the operation
+/// so that retrying the same operation can never charge twice.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// `consultpay:{payment}:{what}`: stable for the same payment and operation.
+    pub fn derive(payment: PaymentId, what: &str) -> Self {
+        IdempotencyKey(format!("consultpay:{payment}:{what}"))
+    }
+
+    /// The key of a capture: the amount is part of it, so the same validation retried
+    /// reuses the key and a different amount cannot be mistaken for a retry.
+    pub fn capture(payment: PaymentId, amount: &Money) -> Result<Self, MoneyError> {
+        Ok(Self::derive(
+            payment,
+            &format!("capture:{}", amount.to_minor()?),
+        ))
+    }
+
+    pub fn release(payment: PaymentId) -> Self {
+        Self::derive(payment, "release")
+    }
+
+    /// The n-th refund of a payment (n counts refunds already recorded), or the
+    /// caller's own key when they sent one.
+    pub fn refund(payment: PaymentId, discriminator: &str) -> Self {
+        Self::derive(payment, &format!("refund:{discriminator}"))
+    }
+
+    pub fn hold(payment: PaymentId) -> Self {
+        Self::derive(payment, "hold")
+    }
+
+    pub fn checkout(payment: PaymentId, attempt: i64) -> Self {
+        Self::derive(payment, &format!("checkout:{attempt}"))
+    }
+
+    /// A key for a practitioner-level Stripe write (account creation), stable while
+    /// the practitioner is unchanged.
+    pub fn for_practitioner(id: PractitionerId, what: &str, version: i64) -> Self {
+        IdempotencyKey(format!("consultpay:practitioner:{id}:{what}:{version}"))
+    }
+
+    pub fn from_stored(s: String) -> Self {
+        IdempotencyKey(s)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where the patient is sent to authorise, as the gateway set it up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckoutRef {
+    pub session: Option<CheckoutSessionId>,
+    pub url: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A payment: what the hold is for, what happened to it, and what Stripe kept.
+///
+/// Invariants (checked by [`Payment::restore`] and kept by every method):
+/// captured ≤ authorised, refunded ≤ captured, every amount in the payment's currency.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payment {
+    id: PaymentId,
+    consultation: ConsultationId,
+    practitioner: PractitionerId,
+    amount: Money,
+    fee_schedule: FeeSchedule,
+    status: PaymentStatus,
+    authorized: Option<Money>,
+    captured: Option<Money>,
+    refunded: Money,
+    refund_count: i64,
+    fee: Option<Fee>,
+    account: Option<ConnectedAccountId>,
+    intent: Option<PaymentIntentId>,
+    checkout: Option<CheckoutRef>,
+    failure: Option<Failure>,
+    pending: Option<PendingOperation>,
+    authorized_at: Option<DateTime<Utc>>,
+    capture_before: Option<DateTime<Utc>>,
+    captured_at: Option<DateTime<Utc>>,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// Every field of a payment, for storage adapters to rebuild one with
+/// [`Payment::restore`] (which re-checks the invariants).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentParts {
+    pub id: PaymentId,
+    pub consultation: ConsultationId,
+    pub practitioner: PractitionerId,
+    pub amount: Money,
+    pub fee_schedule: FeeSchedule,
+    pub status: PaymentStatus,
+    pub authorized: Option<Money>,
+    pub captured: Option<Money>,
+    pub refunded: Money,
+    pub refund_count: i64,
+    pub fee: Option<Fee>,
+    pub account: Option<ConnectedAccountId>,
+    pub intent: Option<PaymentIntentId>,
+    pub checkout: Option<CheckoutRef>,
+    pub failure: Option<Failure>,
+    pub pending: Option<PendingOperation>,
+    pub authorized_at: Option<DateTime<Utc>>,
+    pub capture_before: Option<DateTime<Utc>>,
+    pub captured_at: Option<DateTime<Utc>>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Stored data that breaks a payment invariant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stored payment {id} is inconsistent: {reason}")]
+pub struct CorruptPayment {
+    pub id: PaymentId,
+    pub reason: String,
+}
+
+/// The result of applying an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The payment changed; `payment` is the new state (version already incremented).
+    Changed {
+        payment: Box<Payment>,
+        from: PaymentStatus,
+        to: PaymentStatus,
+    },
+    /// Nothing to do: the event repeats what is already recorded.
+    Unchanged,
+    /// A gateway fact older than what is recorded; ignored so nothing moves backwards.
+    Stale(IllegalTransition),
+}
+
+impl Payment {
+    /// A new payment for a consultation with online payment: incomplete, for `amount`.
+    pub fn new(
+        id: PaymentId,
+        consultation: ConsultationId,
+        practitioner: PractitionerId,
+        amount: Money,
+        fee_schedule: FeeSchedule,
+        now: DateTime<Utc>,
+    ) -> Result<Self, MoneyError> {
+        amount.ensure_chargeable()?;
+        if fee_schedule.currency() != amount.currency() {
+            return Err(MoneyError::CurrencyMismatch {
+                left: amount.currency(),
+                right: fee_schedule.currency(),
+            });
+        }
+        let currency = amount.currency();
+        Ok(Payment {
+            id,
+            consultation,
+            practitioner,
+            amount,
+            fee_schedule,
+            status: PaymentStatus::Incomplete,
+            authorized: None,
+            captured: None,
+            refunded: Money::zero(currency),
+            refund_count: 0,
+            fee: None,
+            account: None,
+            intent: None,
+            checkout: None,
+            failure: None,
+            pending: None,
+            authorized_at: None,
+            capture_before: None,
+            captured_at: None,
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// Rebuilds a stored payment, refusing data that breaks an invariant.
+    pub fn restore(p: PaymentParts) -> Result<Self, CorruptPayment> {
+        let corrupt = |reason: &str| CorruptPayment {
+            id: p.id,
+            reason: reason.to_owned(),
+        };
+        let currency = p.amount.currency();
+        let amounts = [p.authorized, p.captured, Some(p.refunded)]
+            .into_iter()
+            .flatten()
+            .chain(p.fee.map(|f| f.amount));
+        if amounts.into_iter().any(|m| m.currency() != currency)
+            || p.fee_schedule.currency() != currency
+        {
+            return Err(corrupt("amounts in different currencies"));
+        }
+        let le = |a: &Money, b: &Money| a.amount() <= b.amount();
+        if let (Some(c), Some(a)) = (&p.captured, &p.authorized)
+            && !le(c, a)
+        {
+            return Err(corrupt("captured above authorised"));
+        }
+        let captured = p.captured.unwrap_or(Money::zero(currency));
+        if !le(&p.refunded, &captured) || p.refunded.is_negative() {
+            return Err(corrupt("refunded above captured"));
+        }
+        if p.status.is_captured() && p.captured.is_none() {
+            return Err(corrupt("captured status without a captured amount"));
+        }
+        if p.status == PaymentStatus::Authorized && p.authorized.is_none() {
+            return Err(corrupt("authorised status without an authorised amount"));
+        }
+        Ok(Payment {
+            id: p.id,
+            consultation: p.consultation,
+            practitioner: p.practitioner,
+            amount: p.amount,
+            fee_schedule: p.fee_schedule,
+            status: p.status,
+            authorized: p.authorized,
+            captured: p.captured,
+            refunded: p.refunded,
+            refund_count: p.refund_count,
+            fee: p.fee,
+            account: p.account,
+            intent: p.intent,
+            checkout: p.checkout,
+            failure: p.failure,
+            pending: p.pending,
+            authorized_at: p.authorized_at,
+            capture_before: p.capture_before,
+            captured_at: p.captured_at,
+            version: p.version,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        })
+    }
+
+    /// All fields, for storage.
+    pub fn to_parts(&self) -> PaymentParts {
+        PaymentParts {
+            id: self.id,
+            consultation: self.consultation,
+            practitioner: self.practitioner,
+            amount: self.amount,
+            fee_schedule: self.fee_schedule.clone(),
+            status: self.status,
+            authorized: self.authorized,
+            captured: self.captured,
+            refunded: self.refunded,
+            refund_count: self.refund_count,
+            fee: self.fee,
+            account: self.account.clone(),
+            intent: self.intent.clone(),
+            checkout: self.checkout.clone(),
+            failure: self.failure.clone(),
+            pending: self.pending.clone(),
+            authorized_at: self.authorized_at,
+            capture_before: self.capture_before,
+            captured_at: self.captured_at,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+
+    pub fn id(&self) -> PaymentId {
+        self.id
+    }
+    pub fn consultation(&self) -> ConsultationId {
+        self.consultation
+    }
+    pub fn practitioner(&self) -> PractitionerId {
+        self.practitioner
+    }
+    /// The most that may be charged: the hold's amount.
+    pub fn amount(&self) -> Money {
+        self.amount
+    }
+    pub fn fee_schedule(&self) -> &FeeSchedule {
+        &self.fee_schedule
+    }
+    pub fn status(&self) -> PaymentStatus {
+        self.status
+    }
+    /// The amount authorised on the card, once a hold was placed.
+    pub fn authorized(&self) -> Option<Money> {
+        self.authorized
+    }
+    pub fn captured(&self) -> Option<Money> {
+        self.captured
+    }
+    pub fn refunded(&self) -> Money {
+        self.refunded
+    }
+    pub fn refund_count(&self) -> i64 {
+        self.refund_count
+    }
+    pub fn fee(&self) -> Option<Fee> {
+        self.fee
+    }
+    pub fn account(&self) -> Option<&ConnectedAccountId> {
+        self.account.as_ref()
+    }
+    pub fn intent(&self) -> Option<&PaymentIntentId> {
+        self.intent.as_ref()
+    }
+    pub fn checkout(&self) -> Option<&CheckoutRef> {
+        self.checkout.as_ref()
+    }
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref()
+    }
+    pub fn pending(&self) -> Option<&PendingOperation> {
+        self.pending.as_ref()
+    }
+    pub fn authorized_at(&self) -> Option<DateTime<Utc>> {
+        self.authorized_at
+    }
+    /// The capture deadline: the gateway's, else authorisation + 7 days.
+    pub fn capture_before(&self) -> Option<DateTime<Utc>> {
+        self.capture_before
+    }
+    pub fn captured_at(&self) -> Option<DateTime<Utc>> {
+        self.captured_at
+    }
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+    pub fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+    pub fn updated_at(&self) -> DateTime<Utc> {
+        self.updated_at
+    }
+
+    /// The amount currently held on the card (zero unless authorised).
+    pub fn held(&self) -> Money {
+        match (self.status, self.authorized) {
+            (PaymentStatus::Authorized, Some(a)) => a,
+            _ => Money::zero(self.amount.currency()),
+        }
+    }
+
+    /// What the practitioner keeps: captured − refunded − fee. Negative after a full
+    /// refund, because Stripe keeps its fee.
+    pub fn net(&self) -> Result<Money, MoneyError> {
+        let currency = self.amount.currency();
+        let captured = self.captured.unwrap_or(Money::zero(currency));
+        let fee = self.fee.map_or(Money::zero(currency), |f| f.amount);
+        captured.checked_sub(&self.refunded)?.checked_sub(&fee)
+    }
+
+    /// The part of the hold given back to the card after a partial capture.
+    pub fn released_remainder(&self) -> Result<Option<Money>, MoneyError> {
+        match (self.authorized, self.captured) {
+            (Some(a), Some(c)) => a.checked_sub(&c).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// What can still be refunded.
+    pub fn refundable(&self) -> Result<Money, MoneyError> {
+        let captured = self.captured.unwrap_or(Money::zero(self.amount.currency()));
+        captured.checked_sub(&self.refunded)
+    }
+
+    /// Is the hold within `window` of its deadline (C10)? Only authorised payments.
+    pub fn is_expiring(&self, now: DateTime<Utc>, window: Duration) -> bool {
+        self.status == PaymentStatus::Authorized
+            && self.capture_before.is_some_and(|d| d - now <= window)
+    }
+
+    /// Has the hold's deadline passed?
+    pub fn is_lapsed(&self, now: DateTime<Utc>) -> bool {
+        self.status == PaymentStatus::Authorized && self.capture_before.is_some_and(|d| d <= now)
+    }
+
+    fn touched(&self, now: DateTime<Utc>) -> Payment {
+        let mut next = self.clone();
+        next.version += 1;
+        next.updated_at = now;
+        next
+    }
+
+    /// Checks a capture command before any Stripe call: authorised, 0 < amount ≤ hold.
+    /// `Ok(false)` means the same amount was already captured (idempotent retry).
+    pub fn check_capture(&self, amount: &Money) -> Result<bool, TransitionError> {
+        if amount.currency() != self.amount.currency() {
+            return Err(MoneyError::CurrencyMismatch {
+                left: amount.currency(),
+                right: self.amount.currency(),
+            }
+            .into());
+        }
+        if !amount.is_positive() {
+            return Err(TransitionError::AmountNotPositive);
+        }
+        if let Some(captured) = self.captured {
+            return if captured == *amount {
+                Ok(false)
+            } else {
+                Err(TransitionError::AlreadyCapturedOtherAmount {
+                    captured,
+                    requested: *amount,
+                })
+            };
+        }
+        self.status.next(EventKind::Captured)?;
+        let held = self.authorized.unwrap_or(self.amount);
+        if amount.amount() > held.amount() {
+            return Err(TransitionError::AboveHold {
+                requested: *amount,
+                held,
+            });
+        }
+        Ok(true)
+    }
+
+    /// Checks a refund command: captured, 0 < amount ≤ captured − refunded.
+    pub fn check_refund(&self, amount: &Money) -> Result<(), TransitionError> {
+        if !amount.is_positive() {
+            return Err(TransitionError::AmountNotPositive);
+        }
+        self.status
+            .next(EventKind::PartiallyRefunded)
+            .map_err(|_| IllegalTransition {
+                from: self.status,
+                event: EventKind::Refunded,
+            })?;
+        let refundable = self.refundable()?;
+        if amount.checked_cmp(&refundable)? == std::cmp::Ordering::Greater {
+            return Err(TransitionError::AboveRefundable {
+                requested: *amount,
+                refundable,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a release command.
+    pub fn check_release(&self) -> Result<(), TransitionError> {
+        self.status.next(EventKind::Released)?;
+        Ok(())
+    }
+
+    /// Records that an operation is about to be sent to Stripe. Refused while another
+    /// one is pending; `Ok(None)` when this very operation (same key) is already
+    /// pending: it is a retry and nothing needs writing.
+    pub fn begin(
+        &self,
+        operation: Operation,
+        key: IdempotencyKey,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Payment>, TransitionError> {
+        match &self.pending {
+            Some(current) if current.key == key => Ok(None),
+            Some(current) => Err(TransitionError::OperationInProgress(
+                current.operation.name(),
+            )),
+            None => {
+                let mut next = self.touched(now);
+                next.pending = Some(PendingOperation {
+                    operation,
+                    key,
+                    since: now,
+                });
+                Ok(Some(next))
+            }
+        }
+    }
+
+    /// Clears the pending operation (its outcome has been applied or it failed cleanly).
+    pub fn finish(&self, now: DateTime<Utc>) -> Payment {
+        let mut next = self.touched(now);
+        next.pending = None;
+        next
+    }
+
+    /// Records where the patient is sent to authorise and on which account the intent
+    /// lives. Only before a hold is in place.
+    pub fn checkout_started(
+        &self,
+        account: ConnectedAccountId,
+        intent: Option<PaymentIntentId>,
+        checkout: Option<CheckoutRef>,
+        now: DateTime<Utc>,
+    ) -> Result<Payment, TransitionError> {
+        if !matches!(
+            self.status,
+            PaymentStatus::Incomplete | PaymentStatus::Failed
+        ) {
+            return Err(IllegalTransition {
+                from: self.status,
+                event: EventKind::HoldPlaced,
+            }
+            .into());
+        }
+        let mut next = self.touched(now);
+        next.account = Some(account);
+        if intent.is_some() {
+            next.intent = intent;
+        }
+        next.checkout = checkout;
+        Ok(next)
+    }
+
+    /// Learns the intent id (e.g. from a Checkout Session's webhook) if not known yet.
+    pub fn with_intent(&self, intent: PaymentIntentId, now: DateTime<Utc>) -> Option<Payment> {
+        if self.intent.as_ref() == Some(&intent) {
+            return None;
+        }
+        let mut next = self.touched(now);
+        next.intent = Some(intent);
+        Some(next)
+    }
+
+    /// Applies an event strictly: illegal moves are errors.
+    pub fn apply(
+        &self,
+        event: &PaymentEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, TransitionError> {
+        let kind = event.kind_for(self);
+        let to = self.status.next(kind)?;
+        let mut next = self.touched(now);
+        next.status = to;
+        match event {
+            PaymentEvent::HoldPlaced {
+                amount,
+                capture_before,
+            } => {
+                self.same_currency(amount)?;
+                if !amount.is_positive() {
+                    return Err(TransitionError::AmountNotPositive);
+                }
+                if amount.amount() > self.amount.amount() {
+                    return Err(TransitionError::AboveHold {
+                        requested: *amount,
+                        held: self.amount,
+                    });
+                }
+                let same_deadline =
+                    capture_before.is_none() || *capture_before == self.capture_before;
+                if self.status == PaymentStatus::Authorized
+                    && self.authorized == Some(*amount)
+                    && same_deadline
+                {
+                    return Ok(Applied::Unchanged);
+                }
+                let authorized_at = self.authorized_at.unwrap_or(now);
+                next.authorized = Some(*amount);
+                next.authorized_at = Some(authorized_at);
+                next.capture_before = Some(
+                    capture_before
+                        .unwrap_or(authorized_at + Duration::days(DEFAULT_HOLD_VALIDITY_DAYS)),
+                );
+                next.failure = None;
+            }
+            PaymentEvent::AuthorizationFailed(failure) => {
+                if self.status == PaymentStatus::Failed && self.failure.as_ref() == Some(failure) {
+                    return Ok(Applied::Unchanged);
+                }
+                next.failure = Some(failure.clone());
+            }
+            PaymentEvent::Captured { amount, fee } => {
+                self.same_currency(amount)?;
+                if !self.check_capture(amount)? {
+                    return Ok(Applied::Unchanged);
+                }
+                next.captured = Some(*amount);
+                next.captured_at = Some(now);
+                let reported_or_estimate = match fee {
+                    Some(f) => *f,
+                    None => Fee::estimated(self.fee_schedule.fee(amount)?),
+                };
+                next.fee = Some(Fee::merge(self.fee, reported_or_estimate));
+            }
+            PaymentEvent::Released | PaymentEvent::Expired => {
+                if self.status == to {
+                    return Ok(Applied::Unchanged);
+                }
+            }
+            PaymentEvent::Refunded { total } => {
+                self.same_currency(total)?;
+                if total.amount() < self.refunded.amount() {
+                    return Err(TransitionError::RefundTotalDecreased {
+                        total: *total,
+                        already: self.refunded,
+                    });
+                }
+                if *total == self.refunded {
+                    return Ok(Applied::Unchanged);
+                }
+                let increase = total.checked_sub(&self.refunded)?;
+                self.check_refund(&increase)?;
+                next.refunded = *total;
+                next.refund_count += 1;
+            }
+            PaymentEvent::FeeReported { fee } => {
+                self.same_currency(fee)?;
+                let reported = Fee::reported(*fee);
+                if self.fee == Some(reported) {
+                    return Ok(Applied::Unchanged);
+                }
+                next.fee = Some(reported);
+            }
+        }
+        Ok(Applied::Changed {
+            payment: Box::new(next),
+            from: self.status,
+            to,
+        })
+    }
+
+    /// Applies a fact reported by the gateway: stale or conflicting facts are ignored
+    /// (reported as [`Applied::Stale`]) so that a late or duplicated webhook never moves
+    /// a payment backwards. Amount errors are still errors: they mean the gateway and
+    /// we disagree about money and a person must look.
+    pub fn apply_from_gateway(
+        &self,
+        event: &PaymentEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, TransitionError> {
+        match self.apply(event, now) {
+            Err(TransitionError::Illegal(illegal)) => Ok(Applied::Stale(illegal)),
+            Err(TransitionError::RefundTotalDecreased { .. }) => {
+                Ok(Applied::Stale(IllegalTransition {
+                    from: self.status,
+                    event: EventKind::Refunded,
+                }))
+            }
+            other => other,
+        }
+    }
+
+    fn same_currency(&self, m: &Money) -> Result<(), MoneyError> {
+        if m.currency() == self.amount.currency() {
+            Ok(())
+        } else {
+            Err(MoneyError::CurrencyMismatch {
+                left: m.currency(),
+                right: self.amount.currency(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,299 @@
+//! Storage ports for payments, their history, the webhook inbox and idempotency
+//! records, with the query types the payments table needs (C8, C10).
+
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::audit::{AuditActor, AuditEntry};
+use crate::contact::DisplayName;
+use crate::ids::{EventId, PaymentId, PaymentIntentId, PractitionerId};
+use crate::money::{Currency, Money, MoneyError};
+use crate::payment::model::{Payment, PaymentStatus};
+use crate::repository::RepositoryError;
+
+/// One row of a payment's history: a move of the state machine or a recorded
+/// operation, and who caused it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryEntry {
+    pub payment: PaymentId,
+    pub at: DateTime<Utc>,
+    pub from: PaymentStatus,
+    pub to: PaymentStatus,
+    /// What happened: an event kind (`captured`, `refunded`…) or an operation marker
+    /// (`capture_requested`, `checkout_started`…).
+    pub event: String,
+    pub amount: Option<Money>,
+    pub actor: AuditActor,
+}
+
+/// What is written together with a payment change, in the same transaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangeLog {
+    pub history: Vec<HistoryEntry>,
+    pub audit: Vec<AuditEntry>,
+}
+
+/// Whose payments a query is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PaymentScope {
+    All,
+    Practitioners(Vec<PractitionerId>),
+}
+
+/// A position in the payments list: newest first, by creation time then id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PaymentCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: PaymentId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid cursor")]
+pub struct InvalidCursor;
+
+impl fmt::Display for PaymentCursor {
+    /// Opaque to clients: `{microseconds}.{id}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.created_at.timestamp_micros(), self.id)
+    }
+}
+
+impl FromStr for PaymentCursor {
+    type Err = InvalidCursor;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (micros, id) = s.split_once('.').ok_or(InvalidCursor)?;
+        let micros: i64 = micros.parse().map_err(|_| InvalidCursor)?;
+        Ok(PaymentCursor {
+            created_at: DateTime::from_timestamp_micros(micros).ok_or(InvalidCursor)?,
+            id: id.parse().map_err(|_| InvalidCursor)?,
+        })
+    }
+}
+
+/// Filters of the payments table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentQuery {
+    pub scope: PaymentScope,
+    /// Empty means every status.
+    pub statuses: Vec<PaymentStatus>,
+    /// Created at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Created strictly before.
+    pub to: Option<DateTime<Utc>>,
+    /// Continue after this position.
+    pub after: Option<PaymentCursor>,
+    /// 1–200.
+    pub limit: u32,
+}
+
+/// A payment with what the table shows of its consultation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentRow {
+    pub payment: Payment,
+    pub patient: DisplayName,
+    pub starts_at: DateTime<Utc>,
+}
+
+/// Sums over every payment matching a query (not only the page), per currency.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentTotals {
+    pub currency: Currency,
+    pub count: u64,
+    /// Currently held (authorised, not yet captured or released).
+    pub held: Money,
+    pub captured: Money,
+    pub refunded: Money,
+    pub fee: Money,
+    /// captured − refunded − fee.
+    pub net: Money,
+}
+
+impl PaymentTotals {
+    pub fn zero(currency: Currency) -> Self {
+        let z = Money::zero(currency);
+        PaymentTotals {
+            currency,
+            count: 0,
+            held: z,
+            captured: z,
+            refunded: z,
+            fee: z,
+            net: z,
+        }
+    }
+
+    /// Adds one payment: the reference definition storage's SQL sums must match.
+    pub fn add(&mut self, p: &Payment) -> Result<(), MoneyError> {
+        let z = Money::zero(self.currency);
+        self.count += 1;
+        self.held = self.held.checked_add(&p.held())?;
+        self.captured = self.captured.checked_add(&p.captured().unwrap_or(z))?;
+        self.refunded = self.refunded.checked_add(&p.refunded())?;
+        self.fee = self.fee.checked_add(&p.fee().map_or(z, |f| f.amount))?;
+        self.net = self.net.checked_add(&p.net()?)?;
+        Ok(())
+    }
+}
+
+/// One page of the payments table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentPage {
+    pub items: Vec<PaymentRow>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<PaymentCursor>,
+    /// Per currency, in currency order.
+    pub totals: Vec<PaymentTotals>,
+}
+
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait PaymentRepository: Send + Sync {
+    /// MUST return [`RepositoryError::NotFound`] if there is no such payment.
+    async fn get(&self, id: PaymentId) -> Result<Payment, RepositoryError>;
+
+    /// The payment whose intent this is, if any.
+    async fn find_by_intent(
+        &self,
+        intent: &PaymentIntentId,
+    ) -> Result<Option<Payment>, RepositoryError>;
+
+    /// The concurrency contract: stores `payment` (with its new, higher version) only
+    /// if the stored version is still `expected_version`, together with the history
+    /// rows and audit entries of `log`, all in one transaction (a conditional update,
+    /// never a read-then-write). MUST return [`RepositoryError::Conflict`] and write
+    /// nothing if the version moved (another writer won), [`RepositoryError::NotFound`]
+    /// if the payment does not exist.
+    async fn update(
+        &self,
+        payment: &Payment,
+        expected_version: i64,
+        log: &ChangeLog,
+    ) -> Result<(), RepositoryError>;
+
+    /// A page of payments matching `query`, newest first, with totals over all matches.
+    async fn list(&self, query: &PaymentQuery) -> Result<PaymentPage, RepositoryError>;
+
+    /// Authorised payments whose capture deadline is at or before `deadline_before`,
+    /// soonest deadline first.
+    async fn holds_due(
+        &self,
+        scope: &PaymentScope,
+        deadline_before: DateTime<Utc>,
+    ) -> Result<Vec<PaymentRow>, RepositoryError>;
+
+    /// Payments the gateway may know more about than we do: a pending operation
+    /// recorded before `stale_before`, or an incomplete/failed payment with a checkout
+    /// or intent last updated between `since` and `stale_before`. At most `limit`,
+    /// oldest update first.
+    async fn needing_reconciliation(
+        &self,
+        stale_before: DateTime<Utc>,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Payment>, RepositoryError>;
+
+    /// How many of the practitioner's payments hold money on a card or have an
+    /// operation in flight.
+    async fn open_holds(&self, practitioner: PractitionerId) -> Result<u64, RepositoryError>;
+
+    /// The payment's history, oldest first.
+    async fn history(&self, id: PaymentId) -> Result<Vec<HistoryEntry>, RepositoryError>;
+}
+
+/// Whether a webhook event was seen before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// First delivery: apply it.
+    New,
+    /// Seen before. If it was not marked processed (a crash mid-way), applying it again
+    /// is safe: application is monotonic.
+    Seen { processed: bool },
+}
+
+/// Webhook de-duplication: each event id stored once (C9).
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait WebhookInbox: Send + Sync {
+    /// Records the event id. Exactly one of any number of concurrent claims of the same
+    /// id MUST get [`Claim::New`].
+    async fn claim(
+        &self,
+        id: &EventId,
+        kind: &str,
+        received_at: DateTime<Utc>,
+    ) -> Result<Claim, RepositoryError>;
+
+    /// Marks the event processed with a short outcome (`applied`, `ignored: …`).
+    /// MUST return [`RepositoryError::NotFound`] if it was never claimed.
+    async fn mark_processed(
+        &self,
+        id: &EventId,
+        at: DateTime<Utc>,
+        outcome: &str,
+    ) -> Result<(), RepositoryError>;
+}
+
+/// A client's idempotency key and what it produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// Who the key belongs to (a user id): keys of different users never collide.
+    pub scope: String,
+    pub key: String,
+    /// A digest of the request, so a reused key with another request is detected.
+    pub fingerprint: String,
+    /// What the request created, once it completed.
+    pub resource: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reservation {
+    /// The key is ours now; run the request, then [`IdempotencyStore::complete`].
+    New,
+    /// The key was used before: replay (or report a mismatch / in-flight request).
+    Existing(IdempotencyRecord),
+}
+
+/// Client-supplied `Idempotency-Key`s on requests that create things.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Stores the key if new. Exactly one of concurrent reservations of the same
+    /// (scope, key) MUST get [`Reservation::New`].
+    async fn reserve(&self, record: &IdempotencyRecord) -> Result<Reservation, RepositoryError>;
+
+    /// Records what the request created. MUST return [`RepositoryError::NotFound`] if
+    /// the key was not reserved.
+    async fn complete(&self, scope: &str, key: &str, resource: Uuid)
+    -> Result<(), RepositoryError>;
+
+    /// Frees a reserved key whose request failed, so a retry can run.
+    async fn release(&self, scope: &str, key: &str) -> Result<(), RepositoryError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = PaymentCursor {
+            created_at: DateTime::from_timestamp_micros(1_762_000_000_123_456).unwrap(),
+            id: PaymentId::from_uuid(Uuid::from_u128(42)),
+        };
+        assert_eq!(c.to_string().parse(), Ok(c));
+        for bad in [
+            "",
+            "abc",
+            "12",
+            "12.nope",
+            "x.00000000-0000-0000-0000-00000000002a",
+        ] {
+            assert_eq!(bad.parse::<PaymentCursor>(), Err(InvalidCursor), "{bad}");
+        }
+    }
+}

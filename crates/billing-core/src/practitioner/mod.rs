@@ -1,0 +1,5 @@
+//! Practitioners: the Stripe link, fee caps and services.
+
+pub mod model;
+pub mod ports;
+pub mod service;

@@ -1,0 +1,727 @@
+//! Practitioners, their Stripe link (C1, C12), their fee caps and services (C2).
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::contact::DisplayName;
+use crate::fees::FeeSchedule;
+use crate::ids::{ConnectedAccountId, PractitionerId, ServiceId};
+use crate::money::{Currency, Money, MoneyError};
+
+/// How often Stripe pays the account out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PayoutInterval {
+    Manual,
+    Daily,
+    /// `weekly_anchor`, e.g. "monday".
+    Weekly(String),
+    /// `monthly_anchor`, 1–31.
+    Monthly(u8),
+}
+
+/// The payout schedule of a connected account (read-only here, C12).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayoutSchedule {
+    pub interval: PayoutInterval,
+    /// Days between a payment and its availability for payout.
+    pub delay_days: Option<u32>,
+}
+
+/// What Stripe says about a connected account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountSnapshot {
+    pub id: ConnectedAccountId,
+    pub charges_enabled: bool,
+    pub payouts_enabled: bool,
+    pub details_submitted: bool,
+    /// Stripe's `requirements.disabled_reason` when charges or payouts are off.
+    pub disabled_reason: Option<String>,
+    /// Stripe's `requirements.currently_due`: what the practitioner must still provide.
+    pub currently_due: Vec<String>,
+    pub payout_schedule: Option<PayoutSchedule>,
+    pub default_currency: Option<Currency>,
+    pub country: Option<String>,
+}
+
+/// Why a link was revoked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevokeReason {
+    /// The practitioner unlinked from ConsultPay.
+    Unlinked,
+    /// Stripe told us the practitioner disconnected the platform
+    /// (`account.application.deauthorized`), or the account became unreachable.
+    Deauthorized,
+}
+
+impl RevokeReason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::Unlinked => "unlinked",
+            RevokeReason::Deauthorized => "deauthorized",
+        }
+    }
+}
+
+/// The practitioner's Stripe link. History (which account, when) is kept in the audit
+/// trail; relinking is allowed from every state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StripeLink {
+    Unlinked,
+    /// Account Links onboarding under way: the account exists, details are missing.
+    Pending {
+        account: ConnectedAccountId,
+        since: DateTime<Utc>,
+    },
+    Linked {
+        account: AccountSnapshot,
+        linked_at: DateTime<Utc>,
+        verified_at: DateTime<Utc>,
+    },
+    Revoked {
+        account: ConnectedAccountId,
+        at: DateTime<Utc>,
+        reason: RevokeReason,
+    },
+}
+
+/// The four link states, for the API and storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkStatus {
+    Unlinked,
+    Pending,
+    Linked,
+    Revoked,
+}
+
+impl LinkStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LinkStatus::Unlinked => "unlinked",
+            LinkStatus::Pending => "pending",
+            LinkStatus::Linked => "linked",
+            LinkStatus::Revoked => "revoked",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("no Stripe account is linked")]
+    NotLinked,
+    #[error("the event is about {got}, but the linked account is {expected}")]
+    OtherAccount {
+        expected: ConnectedAccountId,
+        got: ConnectedAccountId,
+    },
+}
+
+impl StripeLink {
+    pub fn status(&self) -> LinkStatus {
+        match self {
+            StripeLink::Unlinked => LinkStatus::Unlinked,
+            StripeLink::Pending { .. } => LinkStatus::Pending,
+            StripeLink::Linked { .. } => LinkStatus::Linked,
+            StripeLink::Revoked { .. } => LinkStatus::Revoked,
+        }
+    }
+
+    /// The account this link is (or was) about.
+    pub fn account_id(&self) -> Option<&ConnectedAccountId> {
+        match self {
+            StripeLink::Unlinked => None,
+            StripeLink::Pending { account, .. } | StripeLink::Revoked { account, .. } => {
+                Some(account)
+            }
+            StripeLink::Linked { account, .. } => Some(&account.id),
+        }
+    }
+
+    /// The account to charge on, if it can take charges now.
+    pub fn chargeable_account(&self) -> Result<&ConnectedAccountId, ChargeBlocker> {
+        match self {
+            StripeLink::Linked { account, .. } if account.charges_enabled => Ok(&account.id),
+            StripeLink::Linked { account, .. } => Err(ChargeBlocker::ChargesDisabled {
+                reason: account.disabled_reason.clone(),
+            }),
+            _ => Err(ChargeBlocker::NotLinked),
+        }
+    }
+
+    /// A successful OAuth or onboarding: linked to `account`, from any state.
+    pub fn linked(account: AccountSnapshot, now: DateTime<Utc>) -> StripeLink {
+        StripeLink::Linked {
+            account,
+            linked_at: now,
+            verified_at: now,
+        }
+    }
+
+    /// Account Links onboarding started for `account`.
+    pub fn onboarding(account: ConnectedAccountId, now: DateTime<Utc>) -> StripeLink {
+        StripeLink::Pending {
+            account,
+            since: now,
+        }
+    }
+
+    /// Fresh facts about the account (verify, `account.updated`). A pending account
+    /// whose details are submitted becomes linked.
+    pub fn refreshed(
+        &self,
+        snapshot: AccountSnapshot,
+        now: DateTime<Utc>,
+    ) -> Result<StripeLink, LinkError> {
+        let current = self.account_id().ok_or(LinkError::NotLinked)?;
+        if *current != snapshot.id {
+            return Err(LinkError::OtherAccount {
+                expected: current.clone(),
+                got: snapshot.id,
+            });
+        }
+        match self {
+            StripeLink::Linked { linked_at, .. } => Ok(StripeLink::Linked {
+                account: snapshot,
+                linked_at: *linked_at,
+                verified_at: now,
+            }),
+            StripeLink::Pending { .. } if snapshot.details_submitted => {
+                Ok(StripeLink::linked(snapshot, now))
+            }
+            StripeLink::Pending { .. } => Ok(self.clone()),
+            StripeLink::Unlinked | StripeLink::Revoked { .. } => Err(LinkError::NotLinked),
+        }
+    }
+
+    /// The link is cut (unlink by the practitioner, or deauthorisation at Stripe).
+    pub fn revoked(
+        &self,
+        reason: RevokeReason,
+        now: DateTime<Utc>,
+    ) -> Result<StripeLink, LinkError> {
+        match self {
+            StripeLink::Linked { .. } | StripeLink::Pending { .. } => Ok(StripeLink::Revoked {
+                account: self.account_id().cloned().ok_or(LinkError::NotLinked)?,
+                at: now,
+                reason,
+            }),
+            StripeLink::Unlinked | StripeLink::Revoked { .. } => Err(LinkError::NotLinked),
+        }
+    }
+}
+
+/// Why a practitioner cannot take online payments now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChargeBlocker {
+    #[error("no Stripe account is linked")]
+    NotLinked,
+    #[error("the Stripe account cannot take charges yet{}", reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    ChargesDisabled { reason: Option<String> },
+}
+
+/// Why preferences were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PreferencesError {
+    #[error("the default amount {default} is above the maximum {maximum}")]
+    DefaultAboveMaximum { default: Money, maximum: Money },
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+}
+
+/// A practitioner's billing preferences (C2): the default amount per consultation,
+/// the maximum that may be billed, and the fee schedule used for previews.
+///
+/// Invariants: one currency throughout; minimum charge ≤ default ≤ maximum ≤ Stripe's
+/// maximum charge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preferences {
+    default_amount: Money,
+    max_amount: Money,
+    fee_schedule: FeeSchedule,
+}
+
+impl Preferences {
+    pub fn new(
+        default_amount: Money,
+        max_amount: Money,
+        fee_schedule: FeeSchedule,
+    ) -> Result<Self, PreferencesError> {
+        let currency = default_amount.currency();
+        for other in [max_amount.currency(), fee_schedule.currency()] {
+            if other != currency {
+                return Err(MoneyError::CurrencyMismatch {
+                    left: currency,
+                    right: other,
+                }
+                .into());
+            }
+        }
+        default_amount.ensure_chargeable()?;
+        max_amount.ensure_chargeable()?;
+        if default_amount.amount() > max_amount.amount() {
+            return Err(PreferencesError::DefaultAboveMaximum {
+                default: default_amount,
+                maximum: max_amount,
+            });
+        }
+        Ok(Preferences {
+            default_amount,
+            max_amount,
+            fee_schedule,
+        })
+    }
+
+    /// The seeds' starting point: 25.00 per consultation, which is also the maximum,
+    /// with the default fee schedule.
+    pub fn starting(currency: Currency) -> Self {
+        let amount = Money::from_minor(25 * 10_i64.pow(currency.minor_units()), currency);
+        Preferences {
+            default_amount: amount,
+            max_amount: amount,
+            fee_schedule: FeeSchedule::default_for(currency),
+        }
+    }
+
+    pub fn currency(&self) -> Currency {
+        self.default_amount.currency()
+    }
+    pub fn default_amount(&self) -> Money {
+        self.default_amount
+    }
+    pub fn max_amount(&self) -> Money {
+        self.max_amount
+    }
+    pub fn fee_schedule(&self) -> &FeeSchedule {
+        &self.fee_schedule
+    }
+
+    /// The cap of a consultation (C3): the explicit amount if given, else the
+    /// service's price, else the default — never above the maximum, never below the
+    /// minimum charge, always in the practitioner's currency.
+    pub fn pick_cap(
+        &self,
+        explicit: Option<Money>,
+        service: Option<&Service>,
+    ) -> Result<Money, CapError> {
+        let cap = match (explicit, service) {
+            (Some(amount), _) => amount,
+            (None, Some(service)) if !service.active() => return Err(CapError::ServiceInactive),
+            (None, Some(service)) => service.price(),
+            (None, None) => self.default_amount,
+        };
+        if cap.currency() != self.currency() {
+            return Err(CapError::CurrencyMismatch {
+                expected: self.currency(),
+                got: cap.currency(),
+            });
+        }
+        cap.ensure_chargeable().map_err(CapError::Money)?;
+        if cap.amount() > self.max_amount.amount() {
+            return Err(CapError::AboveMaximum {
+                requested: cap,
+                maximum: self.max_amount,
+            });
+        }
+        Ok(cap)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CapError {
+    #[error("{requested} is above the maximum of {maximum}")]
+    AboveMaximum { requested: Money, maximum: Money },
+    #[error("the amount must be in {expected}, not {got}")]
+    CurrencyMismatch { expected: Currency, got: Currency },
+    #[error("this service is no longer offered")]
+    ServiceInactive,
+    #[error(transparent)]
+    Money(MoneyError),
+}
+
+/// An IANA time zone name, e.g. `Europe/Paris`: dates are shown in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeZone(Tz);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not an IANA time zone such as Europe/Paris")]
+pub struct UnknownTimeZone(pub String);
+
+impl TimeZone {
+    pub fn tz(&self) -> Tz {
+        self.0
+    }
+    pub fn name(&self) -> &'static str {
+        self.0.name()
+    }
+}
+
+impl Default for TimeZone {
+    fn default() -> Self {
+        TimeZone(chrono_tz::Europe::Paris)
+    }
+}
+
+impl FromStr for TimeZone {
+    type Err = UnknownTimeZone;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.trim()
+            .parse::<Tz>()
+            .map(TimeZone)
+            .map_err(|_| UnknownTimeZone(s.chars().take(64).collect()))
+    }
+}
+
+impl fmt::Display for TimeZone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A practitioner: who is paid, in which time zone, through which Stripe account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Practitioner {
+    pub id: PractitionerId,
+    pub name: DisplayName,
+    pub time_zone: TimeZone,
+    pub link: StripeLink,
+    pub preferences: Preferences,
+    /// Incremented by every change; repositories write conditionally on it.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Practitioner {
+    pub fn new(
+        id: PractitionerId,
+        name: DisplayName,
+        time_zone: TimeZone,
+        currency: Currency,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Practitioner {
+            id,
+            name,
+            time_zone,
+            link: StripeLink::Unlinked,
+            preferences: Preferences::starting(currency),
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// The same practitioner with `link`, version incremented.
+    pub fn with_link(&self, link: StripeLink, now: DateTime<Utc>) -> Practitioner {
+        Practitioner {
+            link,
+            version: self.version + 1,
+            updated_at: now,
+            ..self.clone()
+        }
+    }
+
+    /// The same practitioner with `preferences`, version incremented.
+    pub fn with_preferences(&self, preferences: Preferences, now: DateTime<Utc>) -> Practitioner {
+        Practitioner {
+            preferences,
+            version: self.version + 1,
+            updated_at: now,
+            ..self.clone()
+        }
+    }
+}
+
+/// A priced service of the practitioner's catalogue ("Account Services").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    id: ServiceId,
+    practitioner: PractitionerId,
+    name: DisplayName,
+    price: Money,
+    active: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl Service {
+    /// A new active service. Its price must be chargeable and within the
+    /// practitioner's maximum.
+    pub fn new(
+        id: ServiceId,
+        practitioner: PractitionerId,
+        name: DisplayName,
+        price: Money,
+        preferences: &Preferences,
+        now: DateTime<Utc>,
+    ) -> Result<Self, CapError> {
+        preferences.pick_cap(Some(price), None)?;
+        Ok(Service {
+            id,
+            practitioner,
+            name,
+            price,
+            active: true,
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    /// Rebuilds a stored service.
+    pub fn restore(
+        id: ServiceId,
+        practitioner: PractitionerId,
+        name: DisplayName,
+        price: Money,
+        active: bool,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> Self {
+        Service {
+            id,
+            practitioner,
+            name,
+            price,
+            active,
+            created_at,
+            updated_at,
+        }
+    }
+
+    /// Applies a change; a new price is checked like a new service's.
+    pub fn updated(
+        &self,
+        name: Option<DisplayName>,
+        price: Option<Money>,
+        active: Option<bool>,
+        preferences: &Preferences,
+        now: DateTime<Utc>,
+    ) -> Result<Service, CapError> {
+        if let Some(p) = price {
+            preferences.pick_cap(Some(p), None)?;
+        }
+        Ok(Service {
+            name: name.unwrap_or_else(|| self.name.clone()),
+            price: price.unwrap_or(self.price),
+            active: active.unwrap_or(self.active),
+            updated_at: now,
+            ..self.clone()
+        })
+    }
+
+    pub fn id(&self) -> ServiceId {
+        self.id
+    }
+    pub fn practitioner(&self) -> PractitionerId {
+        self.practitioner
+    }
+    pub fn name(&self) -> &DisplayName {
+        &self.name
+    }
+    pub fn price(&self) -> Money {
+        self.price
+    }
+    pub fn active(&self) -> bool {
+        self.active
+    }
+    pub fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+    pub fn updated_at(&self) -> DateTime<Utc> {
+        self.updated_at
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+    use uuid::Uuid;
+
+    fn eur(minor: i64) -> Money {
+        Money::from_minor(minor, Currency::Eur)
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()
+    }
+
+    fn prefs(default: i64, max: i64) -> Preferences {
+        Preferences::new(
+            eur(default),
+            eur(max),
+            FeeSchedule::default_for(Currency::Eur),
+        )
+        .unwrap()
+    }
+
+    fn service(price: i64, active: bool) -> Service {
+        Service::restore(
+            ServiceId::from_uuid(Uuid::from_u128(1)),
+            PractitionerId::from_uuid(Uuid::from_u128(2)),
+            DisplayName::parse("Téléconsultation").unwrap(),
+            eur(price),
+            active,
+            now(),
+            now(),
+        )
+    }
+
+    fn snapshot(id: &str, charges: bool) -> AccountSnapshot {
+        AccountSnapshot {
+            id: ConnectedAccountId::parse(id).unwrap(),
+            charges_enabled: charges,
+            payouts_enabled: charges,
+            details_submitted: charges,
+            disabled_reason: (!charges).then(|| "requirements.past_due".to_owned()),
+            currently_due: vec![],
+            payout_schedule: None,
+            default_currency: Some(Currency::Eur),
+            country: Some("FR".into()),
+        }
+    }
+
+    #[test]
+    fn preferences_keep_default_between_minimum_and_maximum() {
+        assert!(
+            Preferences::new(
+                eur(2500),
+                eur(2500),
+                FeeSchedule::default_for(Currency::Eur)
+            )
+            .is_ok()
+        );
+        assert!(matches!(
+            Preferences::new(
+                eur(3000),
+                eur(2500),
+                FeeSchedule::default_for(Currency::Eur)
+            ),
+            Err(PreferencesError::DefaultAboveMaximum { .. })
+        ));
+        assert!(matches!(
+            Preferences::new(eur(49), eur(2500), FeeSchedule::default_for(Currency::Eur)),
+            Err(PreferencesError::Money(
+                MoneyError::BelowMinimumCharge { .. }
+            ))
+        ));
+        assert!(matches!(
+            Preferences::new(
+                eur(2500),
+                Money::from_minor(5000, Currency::Usd),
+                FeeSchedule::default_for(Currency::Eur)
+            ),
+            Err(PreferencesError::Money(MoneyError::CurrencyMismatch { .. }))
+        ));
+    }
+
+    #[test]
+    fn the_cap_is_explicit_else_service_else_default_never_above_the_maximum() {
+        let p = prefs(2500, 4000);
+        assert_eq!(p.pick_cap(None, None), Ok(eur(2500)));
+        assert_eq!(p.pick_cap(None, Some(&service(3500, true))), Ok(eur(3500)));
+        assert_eq!(
+            p.pick_cap(Some(eur(1800)), Some(&service(3500, true))),
+            Ok(eur(1800))
+        );
+        assert_eq!(
+            p.pick_cap(Some(eur(4001)), None),
+            Err(CapError::AboveMaximum {
+                requested: eur(4001),
+                maximum: eur(4000)
+            })
+        );
+        assert!(matches!(
+            p.pick_cap(None, Some(&service(4500, true))),
+            Err(CapError::AboveMaximum { .. })
+        ));
+        assert_eq!(
+            p.pick_cap(None, Some(&service(3000, false))),
+            Err(CapError::ServiceInactive)
+        );
+        assert!(matches!(
+            p.pick_cap(Some(eur(10)), None),
+            Err(CapError::Money(MoneyError::BelowMinimumCharge { .. }))
+        ));
+        assert!(matches!(
+            p.pick_cap(Some(Money::from_minor(1000, Currency::Usd)), None),
+            Err(CapError::CurrencyMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn a_link_goes_linked_revoked_and_back() {
+        let linked = StripeLink::linked(snapshot("acct_1", true), now());
+        assert_eq!(linked.status(), LinkStatus::Linked);
+        assert!(linked.chargeable_account().is_ok());
+        let revoked = linked.revoked(RevokeReason::Unlinked, now()).unwrap();
+        assert_eq!(revoked.status(), LinkStatus::Revoked);
+        assert_eq!(revoked.account_id().map(|a| a.as_str()), Some("acct_1"));
+        assert_eq!(revoked.chargeable_account(), Err(ChargeBlocker::NotLinked));
+        assert_eq!(
+            revoked.revoked(RevokeReason::Unlinked, now()),
+            Err(LinkError::NotLinked)
+        );
+        let relinked = StripeLink::linked(snapshot("acct_2", true), now());
+        assert_eq!(relinked.account_id().map(|a| a.as_str()), Some("acct_2"));
+    }
+
+    #[test]
+    fn an_account_that_cannot_take_charges_says_why() {
+        let link = StripeLink::linked(snapshot("acct_1", false), now());
+        assert_eq!(
+            link.chargeable_account(),
+            Err(ChargeBlocker::ChargesDisabled {
+                reason: Some("requirements.past_due".into())
+            })
+        );
+    }
+
+    #[test]
+    fn a_pending_account_becomes_linked_once_its_details_are_submitted() {
+        let pending = StripeLink::onboarding(ConnectedAccountId::parse("acct_1").unwrap(), now());
+        let still = pending.refreshed(snapshot("acct_1", false), now()).unwrap();
+        assert_eq!(still.status(), LinkStatus::Pending);
+        let done = pending.refreshed(snapshot("acct_1", true), now()).unwrap();
+        assert_eq!(done.status(), LinkStatus::Linked);
+    }
+
+    #[test]
+    fn facts_about_another_account_are_refused() {
+        let linked = StripeLink::linked(snapshot("acct_1", true), now());
+        assert!(matches!(
+            linked.refreshed(snapshot("acct_2", true), now()),
+            Err(LinkError::OtherAccount { .. })
+        ));
+        assert_eq!(
+            StripeLink::Unlinked.refreshed(snapshot("acct_2", true), now()),
+            Err(LinkError::NotLinked)
+        );
+    }
+
+    #[test]
+    fn services_are_priced_within_the_maximum() {
+        let p = prefs(2500, 4000);
+        let id = ServiceId::from_uuid(Uuid::from_u128(1));
+        let pid = PractitionerId::from_uuid(Uuid::from_u128(2));
+        let name = DisplayName::parse("Bilan").unwrap();
+        assert!(Service::new(id, pid, name.clone(), eur(4000), &p, now()).is_ok());
+        assert!(Service::new(id, pid, name.clone(), eur(4001), &p, now()).is_err());
+        let s = Service::new(id, pid, name, eur(3000), &p, now()).unwrap();
+        let off = s.updated(None, None, Some(false), &p, now()).unwrap();
+        assert!(!off.active());
+        assert_eq!(off.price(), eur(3000));
+        assert!(s.updated(None, Some(eur(5000)), None, &p, now()).is_err());
+    }
+
+    #[test]
+    fn time_zones_are_iana_names() {
+        assert_eq!(
+            "Europe/Paris".parse::<TimeZone>().unwrap().name(),
+            "Europe/Paris"
+        );
+        assert!("Mars/Olympus".parse::<TimeZone>().is_err());
+    }
+}

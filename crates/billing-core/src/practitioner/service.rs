@@ -1,0 +1,637 @@
+//! Use cases of the practitioner's side: linking Stripe (C1, C12) and setting caps,
+//! fee schedule and services (C2).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use crate::access::{Action, Actor, Role, authorize};
+use crate::audit::{AuditAction, AuditActor, AuditEntry, AuditLog};
+use crate::config::BillingConfig;
+use crate::contact::DisplayName;
+use crate::error::BillingError;
+use crate::fees::{FeePreset, FeeSchedule};
+use crate::gateway::{ConnectOnboarding, GatewayError};
+use crate::ids::{ConnectedAccountId, PractitionerId, ServiceId};
+use crate::money::{AmountInput, Currency};
+use crate::payment::model::IdempotencyKey;
+use crate::payment::ports::PaymentRepository;
+use crate::practitioner::model::{
+    AccountSnapshot, LinkError, Practitioner, Preferences, RevokeReason, Service, StripeLink,
+};
+use crate::practitioner::ports::{
+    OAuthStateRecord, OAuthStateRepository, PractitionerRepository, ServiceRepository,
+};
+use crate::repository::RepositoryError;
+use crate::secrets::OAuthState;
+use crate::system::{Clock, IdGenerator, SecretGenerator, now_micros};
+
+/// How many times a use case re-reads and retries after losing a concurrent write.
+pub(crate) const RETRIES: usize = 3;
+
+/// What Stripe's OAuth callback brought back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OAuthCallback {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    /// `access_denied` when the practitioner refused.
+    pub error: Option<String>,
+}
+
+/// Linking, verifying and unlinking the practitioner's own Stripe account.
+#[derive(Clone)]
+pub struct ConnectService {
+    pub(crate) practitioners: Arc<dyn PractitionerRepository>,
+    pub(crate) oauth_states: Arc<dyn OAuthStateRepository>,
+    pub(crate) payments: Arc<dyn PaymentRepository>,
+    pub(crate) audit: Arc<dyn AuditLog>,
+    pub(crate) connect: Arc<dyn ConnectOnboarding>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) secrets: Arc<dyn SecretGenerator>,
+    pub(crate) config: BillingConfig,
+}
+
+impl std::fmt::Debug for ConnectService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectService").finish_non_exhaustive()
+    }
+}
+
+impl ConnectService {
+    fn now(&self) -> DateTime<Utc> {
+        now_micros(self.clock.as_ref())
+    }
+
+    async fn load(
+        &self,
+        actor: &Actor,
+        action: Action,
+        id: PractitionerId,
+    ) -> Result<Practitioner, BillingError> {
+        authorize(actor, action, id)?;
+        match self.practitioners.get(id).await {
+            Err(RepositoryError::NotFound) => Err(BillingError::NotFound("practitioner")),
+            other => Ok(other?),
+        }
+    }
+
+    /// Re-reads the practitioner and applies `change` until the conditional write wins.
+    async fn update_link<F>(
+        &self,
+        id: PractitionerId,
+        audit: AuditEntry,
+        change: F,
+    ) -> Result<Practitioner, BillingError>
+    where
+        F: Fn(&Practitioner) -> Result<Option<StripeLink>, BillingError> + Send + Sync,
+    {
+        for _ in 0..RETRIES {
+            let current = self.practitioners.get(id).await?;
+            let Some(link) = change(&current)? else {
+                return Ok(current);
+            };
+            let next = current.with_link(link, self.now());
+            match self
+                .practitioners
+                .update(&next, current.version, &audit)
+                .await
+            {
+                Ok(()) => return Ok(next),
+                Err(RepositoryError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(BillingError::Conflict)
+    }
+
+    /// Starts Connect OAuth: a single-use, expiring `state` bound to the practitioner,
+    /// and the consent URL to send them to.
+    pub async fn start_oauth(
+        &self,
+        actor: &Actor,
+        id: PractitionerId,
+    ) -> Result<String, BillingError> {
+        self.load(actor, Action::LinkStripe, id).await?;
+        let now = self.now();
+        let state = OAuthState::from_random(&self.secrets.secret());
+        let url = self
+            .connect
+            .authorize_url(&state, &self.config.oauth_redirect_uri())?;
+        self.oauth_states
+            .insert(&OAuthStateRecord {
+                hash: state.hash(),
+                practitioner: id,
+                created_at: now,
+                expires_at: now + self.config.oauth_state_ttl,
+            })
+            .await?;
+        self.audit
+            .append(
+                &AuditEntry::new(
+                    now,
+                    id,
+                    AuditActor::of(actor),
+                    AuditAction::StripeLinkStarted,
+                )
+                .detail("oauth"),
+            )
+            .await?;
+        Ok(url)
+    }
+
+    /// Finishes Connect OAuth. The state is consumed first, whatever happens next, so
+    /// it can never be replayed. `session` is who is signed in on the browser, if
+    /// anyone: a state issued to another practitioner is refused.
+    pub async fn complete_oauth(
+        &self,
+        callback: &OAuthCallback,
+        session: Option<&Actor>,
+    ) -> Result<PractitionerId, BillingError> {
+        let now = self.now();
+        let state = callback
+            .state
+            .as_deref()
+            .and_then(|s| OAuthState::parse(s).ok())
+            .ok_or(BillingError::OAuthStateInvalid)?;
+        let record = match self.oauth_states.consume(&state.hash()).await {
+            Err(RepositoryError::NotFound) => return Err(BillingError::OAuthStateInvalid),
+            other => other?,
+        };
+        if record.expires_at <= now {
+            return Err(BillingError::OAuthStateInvalid);
+        }
+        if let Some(Actor::Staff(user)) = session
+            && user.role != Role::Practitioner(record.practitioner)
+        {
+            return Err(BillingError::OAuthStateInvalid);
+        }
+        if callback.error.is_some() {
+            return Err(BillingError::OAuthDenied);
+        }
+        let code = callback
+            .code
+            .as_deref()
+            .filter(|c| !c.is_empty() && c.len() <= 255)
+            .ok_or_else(|| BillingError::validation("code", "missing authorisation code"))?;
+        let account = self.connect.exchange_code(code).await?;
+        let snapshot = self.connect.retrieve_account(&account).await?;
+        self.ensure_not_linked_elsewhere(&account, record.practitioner)
+            .await?;
+        let audit = AuditEntry::new(
+            now,
+            record.practitioner,
+            session.map_or(AuditActor::System, AuditActor::of),
+            AuditAction::StripeLinked,
+        )
+        .detail(account.as_str());
+        self.update_link(record.practitioner, audit, |_| {
+            Ok(Some(StripeLink::linked(snapshot.clone(), now)))
+        })
+        .await?;
+        Ok(record.practitioner)
+    }
+
+    async fn ensure_not_linked_elsewhere(
+        &self,
+        account: &ConnectedAccountId,
+        practitioner: PractitionerId,
+    ) -> Result<(), BillingError> {
+        match self.practitioners.find_by_account(account).await? {
+            Some(other)
+                if other.id != practitioner
+                    && matches!(
+                        other.link,
+                        StripeLink::Linked { .. } | StripeLink::Pending { .. }
+                    ) =>
+            {
+                Err(BillingError::validation(
+                    "account",
+                    "this Stripe account is already linked to another practitioner",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Starts Account Links onboarding (Stripe's path for new platforms): creates the
+    /// connected account if needed and returns the onboarding URL.
+    pub async fn start_onboarding(
+        &self,
+        actor: &Actor,
+        id: PractitionerId,
+    ) -> Result<String, BillingError> {
+        let practitioner = self.load(actor, Action::LinkStripe, id).await?;
+        let account = match &practitioner.link {
+            StripeLink::Pending { account, .. } => account.clone(),
+            _ => {
+                let key = IdempotencyKey::for_practitioner(id, "account", practitioner.version);
+                self.connect.create_account(id, &key).await?
+            }
+        };
+        let now = self.now();
+        let audit = AuditEntry::new(
+            now,
+            id,
+            AuditActor::of(actor),
+            AuditAction::StripeLinkStarted,
+        )
+        .detail(format!("account_link {account}"));
+        let pending_account = account.clone();
+        self.update_link(id, audit, move |current| {
+            Ok(match &current.link {
+                StripeLink::Pending { account, .. } if *account == pending_account => None,
+                _ => Some(StripeLink::onboarding(pending_account.clone(), now)),
+            })
+        })
+        .await?;
+        let dashboard = self.config.dashboard_url();
+        Ok(self
+            .connect
+            .account_link(
+                &account,
+                &format!("{dashboard}?stripe=refresh"),
+                &format!("{dashboard}?stripe=return"),
+            )
+            .await?)
+    }
+
+    /// The link as stored (practitioner and their secretaries).
+    pub async fn status(
+        &self,
+        actor: &Actor,
+        id: PractitionerId,
+    ) -> Result<StripeLink, BillingError> {
+        Ok(self.load(actor, Action::ViewStripeLink, id).await?.link)
+    }
+
+    /// Re-reads the account from Stripe ("verify pairing"). An account Stripe no longer
+    /// lets us reach is marked revoked.
+    pub async fn verify(
+        &self,
+        actor: &Actor,
+        id: PractitionerId,
+    ) -> Result<StripeLink, BillingError> {
+        let practitioner = self.load(actor, Action::VerifyStripe, id).await?;
+        let account =
+            practitioner
+                .link
+                .account_id()
+                .cloned()
+                .ok_or(BillingError::StripeNotLinked(
+                    crate::practitioner::model::ChargeBlocker::NotLinked,
+                ))?;
+        let now = self.now();
+        match self.connect.retrieve_account(&account).await {
+            Ok(snapshot) => {
+                let audit =
+                    AuditEntry::new(now, id, AuditActor::of(actor), AuditAction::StripeVerified)
+                        .detail(format!(
+                            "{account} charges_enabled={}",
+                            snapshot.charges_enabled
+                        ));
+                let next = self
+                    .update_link(id, audit, |p| {
+                        match p.link.refreshed(snapshot.clone(), now) {
+                            Ok(link) => Ok(Some(link)),
+                            Err(LinkError::NotLinked) => Err(BillingError::StripeNotLinked(
+                                crate::practitioner::model::ChargeBlocker::NotLinked,
+                            )),
+                            Err(e) => Err(BillingError::validation("account", e)),
+                        }
+                    })
+                    .await?;
+                Ok(next.link)
+            }
+            Err(GatewayError::AccountUnavailable { .. }) => {
+                let audit = AuditEntry::new(
+                    now,
+                    id,
+                    AuditActor::of(actor),
+                    AuditAction::StripeDeauthorized,
+                )
+                .detail(account.as_str());
+                let next = self
+                    .update_link(id, audit, |p| {
+                        Ok(p.link.revoked(RevokeReason::Deauthorized, now).ok())
+                    })
+                    .await?;
+                Ok(next.link)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Unlinks (OAuth deauthorize). The Stripe account itself is untouched; the history
+    /// is kept. Refused while payments still hold money, unless `force`.
+    pub async fn unlink(
+        &self,
+        actor: &Actor,
+        id: PractitionerId,
+        force: bool,
+    ) -> Result<StripeLink, BillingError> {
+        let practitioner = self.load(actor, Action::UnlinkStripe, id).await?;
+        let account = match &practitioner.link {
+            StripeLink::Linked { .. } | StripeLink::Pending { .. } => practitioner
+                .link
+                .account_id()
+                .cloned()
+                .ok_or(BillingError::NotFound("stripe link"))?,
+            _ => {
+                return Err(BillingError::StripeNotLinked(
+                    crate::practitioner::model::ChargeBlocker::NotLinked,
+                ));
+            }
+        };
+        let open = self.payments.open_holds(id).await?;
+        if open > 0 && !force {
+            return Err(BillingError::OutstandingHolds { count: open });
+        }
+        match self.connect.deauthorize(&account).await {
+            Ok(()) | Err(GatewayError::AccountUnavailable { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let now = self.now();
+        let audit = AuditEntry::new(now, id, AuditActor::of(actor), AuditAction::StripeUnlinked)
+            .detail(account.as_str());
+        let next = self
+            .update_link(id, audit, |p| {
+                Ok(p.link.revoked(RevokeReason::Unlinked, now).ok())
+            })
+            .await?;
+        Ok(next.link)
+    }
+
+    /// `account.updated`: refreshes the link of whoever it belongs to. Returns whether
+    /// anything changed.
+    pub(crate) async fn account_updated(
+        &self,
+        snapshot: &AccountSnapshot,
+        actor: AuditActor,
+    ) -> Result<bool, BillingError> {
+        let Some(practitioner) = self.practitioners.find_by_account(&snapshot.id).await? else {
+            return Ok(false);
+        };
+        let now = self.now();
+        let audit = AuditEntry::new(
+            now,
+            practitioner.id,
+            actor,
+            AuditAction::StripeAccountUpdated,
+        )
+        .detail(format!(
+            "{} charges_enabled={}",
+            snapshot.id, snapshot.charges_enabled
+        ));
+        let before = practitioner.version;
+        let next = self
+            .update_link(practitioner.id, audit, |p| {
+                Ok(p.link.refreshed(snapshot.clone(), now).ok())
+            })
+            .await?;
+        Ok(next.version != before)
+    }
+
+    /// `account.application.deauthorized`: the practitioner disconnected us at Stripe.
+    pub(crate) async fn account_deauthorized(
+        &self,
+        account: &ConnectedAccountId,
+        actor: AuditActor,
+    ) -> Result<bool, BillingError> {
+        let Some(practitioner) = self.practitioners.find_by_account(account).await? else {
+            return Ok(false);
+        };
+        let now = self.now();
+        let audit = AuditEntry::new(now, practitioner.id, actor, AuditAction::StripeDeauthorized)
+            .detail(account.as_str());
+        let before = practitioner.version;
+        let next = self
+            .update_link(practitioner.id, audit, |p| {
+                if p.link.account_id() != Some(account) {
+                    return Ok(None);
+                }
+                Ok(p.link.revoked(RevokeReason::Deauthorized, now).ok())
+            })
+            .await?;
+        Ok(next.version != before)
+    }
+}
+
+/// A fee schedule as chosen in the preferences form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeeScheduleInput {
+    Preset(FeePreset),
+    Custom {
+        percent: Decimal,
+        fixed: AmountInput,
+    },
+}
+
+impl FeeScheduleInput {
+    pub fn resolve(&self, currency: Currency) -> Result<FeeSchedule, BillingError> {
+        match self {
+            FeeScheduleInput::Preset(p) => Ok(p.schedule(currency)),
+            FeeScheduleInput::Custom { percent, fixed } => {
+                Ok(FeeSchedule::custom(*percent, fixed.in_currency(currency)?)?)
+            }
+        }
+    }
+}
+
+/// New preferences as typed by the practitioner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreferencesInput {
+    pub currency: Currency,
+    pub default_amount: AmountInput,
+    pub max_amount: AmountInput,
+    pub fee_schedule: FeeScheduleInput,
+}
+
+/// A change to a service; absent fields are kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServicePatch {
+    pub name: Option<String>,
+    pub amount: Option<AmountInput>,
+    pub active: Option<bool>,
+}
+
+/// Caps, fee schedule and priced services.
+#[derive(Clone)]
+pub struct CatalogueService {
+    pub(crate) practitioners: Arc<dyn PractitionerRepository>,
+    pub(crate) services: Arc<dyn ServiceRepository>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ids: Arc<dyn IdGenerator>,
+}
+
+impl std::fmt::Debug for CatalogueService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogueService").finish_non_exhaustive()
+    }
+}
+
+impl CatalogueService {
+    async fn load(
+        &self,
+        actor: &Actor,
+        action: Action,
+        id: PractitionerId,
+    ) -> Result<Practitioner, BillingError> {
+        authorize(actor, action, id)?;
+        match self.practitioners.get(id).await {
+            Err(RepositoryError::NotFound) => Err(BillingError::NotFound("practitioner")),
+            other => Ok(other?),
+        }
+    }
+
+    /// The practitioner as the dashboard shows them (name, time zone, preferences).
+    pub async fn practitioner(
+        &self,
+        actor: &Actor,
+        id: PractitionerId,
+    ) -> Result<Practitioner, BillingError> {
+        self.load(actor, Action::ViewPreferences, id).await
+    }
+
+    pub async fn preferences(
+        &self,
+        actor: &Actor,
+        id: PractitionerId,
+    ) -> Result<Preferences, BillingError> {
+        Ok(self
+            .load(actor, Action::ViewPreferences, id)
+            .await?
+            .preferences)
+    }
+
+    /// Replaces the preferences (practitioner only). Payments already scheduled keep the
+    /// cap and fee schedule they were created with.
+    pub async fn set_preferences(
+        &self,
+        actor: &Actor,
+        id: PractitionerId,
+        input: &PreferencesInput,
+    ) -> Result<Preferences, BillingError> {
+        self.load(actor, Action::EditPreferences, id).await?;
+        let currency = input.currency;
+        let prefs = Preferences::new(
+            input.default_amount.in_currency(currency)?,
+            input.max_amount.in_currency(currency)?,
+            input.fee_schedule.resolve(currency)?,
+        )?;
+        for _ in 0..RETRIES {
+            let current = self.practitioners.get(id).await?;
+            let now = now_micros(self.clock.as_ref());
+            let audit = AuditEntry::new(
+                now,
+                id,
+                AuditActor::of(actor),
+                AuditAction::PreferencesChanged,
+            )
+            .detail(format!(
+                "default {} max {} fees {}% + {}",
+                prefs.default_amount(),
+                prefs.max_amount(),
+                prefs.fee_schedule().percent(),
+                prefs.fee_schedule().fixed()
+            ));
+            let next = current.with_preferences(prefs.clone(), now);
+            match self
+                .practitioners
+                .update(&next, current.version, &audit)
+                .await
+            {
+                Ok(()) => return Ok(prefs),
+                Err(RepositoryError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(BillingError::Conflict)
+    }
+
+    pub async fn services(
+        &self,
+        actor: &Actor,
+        id: PractitionerId,
+        include_inactive: bool,
+    ) -> Result<Vec<Service>, BillingError> {
+        self.load(actor, Action::ViewServices, id).await?;
+        Ok(self.services.list(id, include_inactive).await?)
+    }
+
+    pub async fn create_service(
+        &self,
+        actor: &Actor,
+        id: PractitionerId,
+        name: &str,
+        amount: &AmountInput,
+    ) -> Result<Service, BillingError> {
+        let practitioner = self.load(actor, Action::ManageServices, id).await?;
+        let now = now_micros(self.clock.as_ref());
+        let prefs = &practitioner.preferences;
+        let service = Service::new(
+            ServiceId::from_uuid(self.ids.new_id()),
+            id,
+            DisplayName::parse(name)?,
+            amount.in_currency(prefs.currency())?,
+            prefs,
+            now,
+        )?;
+        let audit = AuditEntry::new(now, id, AuditActor::of(actor), AuditAction::ServiceCreated)
+            .subject(service.id().as_uuid())
+            .detail(format!("{} {}", service.name(), service.price()));
+        self.services.create(&service, &audit).await?;
+        Ok(service)
+    }
+
+    /// Looks a service up for `action`; another practitioner's service is not found.
+    pub async fn service(
+        &self,
+        actor: &Actor,
+        id: ServiceId,
+        action: Action,
+    ) -> Result<Service, BillingError> {
+        let service = match self.services.get(id).await {
+            Err(RepositoryError::NotFound) => return Err(BillingError::NotFound("service")),
+            other => other?,
+        };
+        authorize(actor, action, service.practitioner())?;
+        Ok(service)
+    }
+
+    pub async fn update_service(
+        &self,
+        actor: &Actor,
+        id: ServiceId,
+        patch: &ServicePatch,
+    ) -> Result<Service, BillingError> {
+        let service = self.service(actor, id, Action::ManageServices).await?;
+        let practitioner = self.practitioners.get(service.practitioner()).await?;
+        let prefs = &practitioner.preferences;
+        let now = now_micros(self.clock.as_ref());
+        let name = patch.name.as_deref().map(DisplayName::parse).transpose()?;
+        let price = patch
+            .amount
+            .map(|a| a.in_currency(prefs.currency()))
+            .transpose()?;
+        let updated = service.updated(name, price, patch.active, prefs, now)?;
+        let audit = AuditEntry::new(
+            now,
+            service.practitioner(),
+            AuditActor::of(actor),
+            AuditAction::ServiceUpdated,
+        )
+        .subject(id.as_uuid())
+        .detail(format!(
+            "{} {}{}",
+            updated.name(),
+            updated.price(),
+            if updated.active() { "" } else { " (inactive)" }
+        ));
+        self.services.update(&updated, &audit).await?;
+        Ok(updated)
+    }
+}
+
+#[cfg(test)]
+mod tests;

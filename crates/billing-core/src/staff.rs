@@ -1,0 +1,262 @@
+//! Staff users (practitioners and secretaries), their bearer tokens, and turning a
+//! presented credential into an [`Actor`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::access::{Actor, Role, StaffUser};
+use crate::audit::{AuditAction, AuditActor, AuditEntry};
+use crate::config::BillingConfig;
+use crate::contact::DisplayName;
+use crate::error::BillingError;
+use crate::ids::{PractitionerId, UserId};
+use crate::practitioner::model::{Practitioner, TimeZone};
+use crate::repository::RepositoryError;
+use crate::secrets::{StaffToken, TokenHash};
+use crate::system::{Clock, IdGenerator, SecretGenerator, now_micros};
+
+/// Staff users and their hashed tokens.
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait UserRepository: Send + Sync {
+    /// Creates a practitioner together with their user (same id), atomically.
+    /// MUST return [`RepositoryError::Duplicate`] if the id or token hash exists.
+    async fn create_practitioner(
+        &self,
+        practitioner: &Practitioner,
+        token: &TokenHash,
+        audit: &AuditEntry,
+    ) -> Result<(), RepositoryError>;
+
+    /// Creates a secretary of the practitioners in their role. MUST return
+    /// [`RepositoryError::NotFound`] if one of those practitioners does not exist and
+    /// [`RepositoryError::Duplicate`] if the id or token hash exists; nothing is
+    /// written then.
+    async fn create_secretary(
+        &self,
+        user: &StaffUser,
+        token: &TokenHash,
+        created_at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(), RepositoryError>;
+
+    /// The user holding this token, if any (revoked tokens are not found).
+    async fn find_by_token(&self, token: &TokenHash) -> Result<Option<StaffUser>, RepositoryError>;
+
+    /// Number of staff users: zero on a fresh database.
+    async fn count(&self) -> Result<u64, RepositoryError>;
+}
+
+/// A user just created, with the token to show once.
+#[derive(Debug)]
+pub struct NewStaff {
+    pub id: UserId,
+    pub token: StaffToken,
+}
+
+/// Authentication and user management (the CLI and the demo seed use it).
+#[derive(Clone)]
+pub struct StaffService {
+    pub(crate) users: Arc<dyn UserRepository>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ids: Arc<dyn IdGenerator>,
+    pub(crate) secrets: Arc<dyn SecretGenerator>,
+    pub(crate) config: BillingConfig,
+}
+
+impl std::fmt::Debug for StaffService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaffService").finish_non_exhaustive()
+    }
+}
+
+impl StaffService {
+    pub fn new(
+        users: Arc<dyn UserRepository>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        secrets: Arc<dyn SecretGenerator>,
+        config: BillingConfig,
+    ) -> Self {
+        StaffService {
+            users,
+            clock,
+            ids,
+            secrets,
+            config,
+        }
+    }
+
+    /// Resolves a bearer token. No token is [`Actor::Anonymous`]; a malformed or unknown
+    /// one is refused (the same way, so tokens cannot be probed).
+    pub async fn authenticate(&self, bearer: Option<&str>) -> Result<Actor, BillingError> {
+        let Some(raw) = bearer else {
+            return Ok(Actor::Anonymous);
+        };
+        let token = StaffToken::parse(raw.trim())
+            .map_err(|_| BillingError::Access(crate::access::AccessDenied::Unauthenticated))?;
+        match self.users.find_by_token(&token.hash()).await? {
+            Some(user) => Ok(Actor::Staff(user)),
+            None => Err(BillingError::Access(
+                crate::access::AccessDenied::Unauthenticated,
+            )),
+        }
+    }
+
+    /// Creates a practitioner and their login. The practitioner id is the user id.
+    pub async fn add_practitioner(
+        &self,
+        name: &str,
+        time_zone: Option<&str>,
+    ) -> Result<NewStaff, BillingError> {
+        let now = now_micros(self.clock.as_ref());
+        let name = DisplayName::parse(name)?;
+        let time_zone = match time_zone {
+            Some(tz) => tz
+                .parse::<TimeZone>()
+                .map_err(|e| BillingError::validation("time_zone", e))?,
+            None => TimeZone::default(),
+        };
+        let id = PractitionerId::from_uuid(self.ids.new_id());
+        let practitioner =
+            Practitioner::new(id, name, time_zone, self.config.default_currency, now);
+        let token = StaffToken::from_random(&self.secrets.secret());
+        let audit = AuditEntry::new(now, id, AuditActor::System, AuditAction::UserCreated)
+            .subject(id.as_uuid())
+            .detail("practitioner");
+        self.users
+            .create_practitioner(&practitioner, &token.hash(), &audit)
+            .await?;
+        Ok(NewStaff {
+            id: UserId::from_uuid(id.as_uuid()),
+            token,
+        })
+    }
+
+    /// Creates a secretary working for `practitioners` (at least one).
+    pub async fn add_secretary(
+        &self,
+        name: &str,
+        practitioners: &[PractitionerId],
+    ) -> Result<NewStaff, BillingError> {
+        let now = now_micros(self.clock.as_ref());
+        let name = DisplayName::parse(name)?;
+        let Some(first) = practitioners.first() else {
+            return Err(BillingError::validation(
+                "for",
+                "a secretary works for at least one practitioner",
+            ));
+        };
+        let user = StaffUser {
+            id: UserId::from_uuid(self.ids.new_id()),
+            name: name.as_str().to_owned(),
+            role: Role::Secretary(practitioners.iter().copied().collect::<BTreeSet<_>>()),
+        };
+        let token = StaffToken::from_random(&self.secrets.secret());
+        let audit = AuditEntry::new(now, *first, AuditActor::System, AuditAction::UserCreated)
+            .subject(user.id.as_uuid())
+            .detail("secretary");
+        match self
+            .users
+            .create_secretary(&user, &token.hash(), now, &audit)
+            .await
+        {
+            Err(RepositoryError::NotFound) => Err(BillingError::NotFound("practitioner")),
+            other => other.map_err(BillingError::from),
+        }?;
+        Ok(NewStaff { id: user.id, token })
+    }
+
+    /// True when no staff user exists yet (a fresh installation).
+    pub async fn is_empty(&self) -> Result<bool, BillingError> {
+        Ok(self.users.count().await? == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::AccessDenied;
+    use crate::system::{MockClock, MockIdGenerator, MockSecretGenerator};
+    use chrono::TimeZone as _;
+    use uuid::Uuid;
+
+    const RANDOM: &str = "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0eF3hJ6kM9nP2";
+
+    fn service(users: MockUserRepository) -> StaffService {
+        let mut clock = MockClock::new();
+        clock
+            .expect_now()
+            .returning(|| Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap());
+        let mut ids = MockIdGenerator::new();
+        ids.expect_new_id().returning(|| Uuid::from_u128(7));
+        let mut secrets = MockSecretGenerator::new();
+        secrets.expect_secret().returning(|| RANDOM.to_owned());
+        StaffService::new(
+            Arc::new(users),
+            Arc::new(clock),
+            Arc::new(ids),
+            Arc::new(secrets),
+            BillingConfig::new("http://127.0.0.1:8080"),
+        )
+    }
+
+    #[tokio::test]
+    async fn no_token_is_anonymous_and_a_bad_one_is_refused_without_a_lookup() {
+        let svc = service(MockUserRepository::new());
+        assert_eq!(svc.authenticate(None).await.unwrap(), Actor::Anonymous);
+        let err = svc.authenticate(Some("not-a-token")).await.unwrap_err();
+        assert!(matches!(
+            err,
+            BillingError::Access(AccessDenied::Unauthenticated)
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_token_is_refused_like_a_malformed_one() {
+        let mut users = MockUserRepository::new();
+        users.expect_find_by_token().returning(|_| Ok(None));
+        let svc = service(users);
+        let token = StaffToken::from_random(RANDOM);
+        let err = svc.authenticate(Some(token.expose())).await.unwrap_err();
+        assert_eq!(err.code(), "unauthenticated");
+    }
+
+    #[tokio::test]
+    async fn a_new_practitioners_token_is_stored_hashed_and_shown_once() {
+        let mut users = MockUserRepository::new();
+        let expected_hash = StaffToken::from_random(RANDOM).hash();
+        users
+            .expect_create_practitioner()
+            .withf(move |p, hash, audit| {
+                *hash == expected_hash
+                    && p.name.as_str() == "Dr Estival"
+                    && audit.action == AuditAction::UserCreated
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        let svc = service(users);
+        let created = svc.add_practitioner("Dr Estival", None).await.unwrap();
+        assert_eq!(created.token.expose(), format!("cpt_{RANDOM}"));
+        assert_eq!(created.id.as_uuid(), Uuid::from_u128(7));
+    }
+
+    #[tokio::test]
+    async fn a_secretary_of_an_unknown_practitioner_is_refused() {
+        let mut users = MockUserRepository::new();
+        users
+            .expect_create_secretary()
+            .returning(|_, _, _, _| Err(RepositoryError::NotFound));
+        let svc = service(users);
+        let err = svc
+            .add_secretary("Accueil", &[PractitionerId::from_uuid(Uuid::from_u128(1))])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "not_found");
+        let err = svc.add_secretary("Accueil", &[]).await.unwrap_err();
+        assert_eq!(err.code(), "validation_failed");
+    }
+}

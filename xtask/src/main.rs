@@ -1,0 +1,97 @@
+//! ConsultPay's development workflows, as Rust rather than shell scripts.
+//!
+//! `cargo xtask ci` runs exactly what CI runs. Each command is small and does one thing.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("fmt") => fmt_check(),
+        Some("clippy") => clippy(),
+        Some("test") => test(&args[1..]),
+        Some("bench") => bench(&args[1..]),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 ci            format check, clippy -D warnings, every test (what CI runs)\n  \
+                 fmt           cargo fmt --check\n  \
+                 clippy        cargo clippy --all-targets -D warnings\n  \
+                 test [ARGS]   the test suite (extra ARGS go to cargo test)\n  \
+                 bench [core]  criterion benchmarks"
+            );
+            Err("unknown command".into())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result = std::result::Result<(), String>;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn run(program: &str, args: &[&str]) -> Result {
+    eprintln!("$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{program} {} failed ({status})", args.join(" ")))
+    }
+}
+
+fn ci() -> Result {
+    fmt_check()?;
+    clippy()?;
+    test(&[])
+}
+
+fn fmt_check() -> Result {
+    run("cargo", &["fmt", "--all", "--check"])
+}
+
+fn clippy() -> Result {
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )
+}
+
+fn test(extra: &[String]) -> Result {
+    let mut args = vec!["test", "--workspace"];
+    args.extend(extra.iter().map(String::as_str));
+    run("cargo", &args)
+}
+
+fn bench(which: &[String]) -> Result {
+    match which.first().map(String::as_str) {
+        None | Some("core") => run("cargo", &["bench", "-p", "billing-core", "--bench", "core"]),
+        Some(other) => Err(format!("unknown benchmark '{other}'")),
+    }
+}
