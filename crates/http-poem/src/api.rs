@@ -1,0 +1,779 @@
+//! The JSON API under `/api/v1`. Handlers only convert: wire types in, a use case of
+//! `Billing`, wire types (or a problem) out. No business rule lives here.
+
+use billing_core::access::Actor;
+use billing_core::consultation::service::{PaymentChoice, ScheduleRequest};
+use billing_core::fees::{FeePreset, FeeSchedule};
+use billing_core::ids::{ConsultationId, PaymentId, PractitionerId, ServiceId};
+use billing_core::money::Money;
+use billing_core::payment::model::PaymentStatus;
+use billing_core::payment::ports::PaymentCursor;
+use billing_core::payment::service::PaymentFilter;
+use billing_core::practitioner::service::{FeeScheduleInput, PreferencesInput, ServicePatch};
+use chrono::{DateTime, Utc};
+use poem_openapi::auth::Bearer;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::{Attachment, AttachmentType, Json};
+use poem_openapi::{ApiResponse, OpenApi, SecurityScheme, Tags};
+use uuid::Uuid;
+
+use crate::csv;
+use crate::problem::{ApiResult, Problem};
+use crate::state::HttpState;
+use crate::wire::*;
+
+/// Staff bearer token (`consultpay user add` prints one).
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer")]
+pub struct StaffAuth(Bearer);
+
+impl std::fmt::Debug for StaffAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StaffAuth(*** ***)")
+    }
+}
+
+#[derive(Tags)]
+enum Tag {
+    /// Linking the practitioner's own Stripe account (C1, C12).
+    Stripe,
+    /// Default amount, maximum and fee schedule (C2).
+    Preferences,
+    /// Priced services (C2).
+    Services,
+    /// Scheduling, validating the act, releasing the hold (C3, C6).
+    Consultations,
+    /// The payments table, refunds, audit (C8, C10, C11, C13).
+    Payments,
+    /// The patient's pay page and waiting-room gate (C4).
+    Patient,
+    /// Fee previews (C7).
+    Fees,
+}
+
+/// `201 Created` with a body.
+#[derive(Debug, ApiResponse)]
+pub enum Created<T: poem_openapi::types::ToJSON + Send + Sync> {
+    #[oai(status = 201)]
+    Created(Json<T>),
+}
+
+fn practitioner(id: Uuid) -> PractitionerId {
+    PractitionerId::from_uuid(id)
+}
+
+#[derive(Debug)]
+pub struct Api {
+    pub state: HttpState,
+}
+
+impl Api {
+    async fn actor(&self, auth: &StaffAuth) -> Result<Actor, Problem> {
+        self.state.staff(&auth.0.token).await
+    }
+
+    fn expiring_within(&self) -> chrono::Duration {
+        self.state.billing.config.expiring_within
+    }
+
+    fn payment_view(&self, p: &billing_core::payment::model::Payment) -> PaymentView {
+        PaymentView::of(p, self.state.now(), self.expiring_within())
+    }
+
+    fn filter(
+        &self,
+        practitioner_id: Option<Uuid>,
+        status: Option<String>,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<PaymentFilter, Problem> {
+        let statuses = match status {
+            Some(s) => s
+                .split(',')
+                .filter(|x| !x.trim().is_empty())
+                .map(|x| {
+                    x.trim()
+                        .parse::<PaymentStatus>()
+                        .map_err(|e| Problem::invalid("status", e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => vec![],
+        };
+        let cursor = cursor
+            .map(|c| {
+                c.parse::<PaymentCursor>()
+                    .map_err(|_| Problem::invalid("cursor", "invalid cursor"))
+            })
+            .transpose()?;
+        Ok(PaymentFilter {
+            practitioner: practitioner_id.map(practitioner),
+            statuses,
+            from,
+            to,
+            cursor,
+            limit,
+        })
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1")]
+impl Api {
+    /// Who am I: the signed-in user, their role and practitioners.
+    #[oai(path = "/me", method = "get", tag = "Tag::Stripe")]
+    async fn me(&self, auth: StaffAuth) -> ApiResult<Json<MeView>> {
+        let actor = self.actor(&auth).await?;
+        MeView::of(&actor).map(Json).ok_or_else(Problem::not_found)
+    }
+
+    /// Starts Connect OAuth: returns Stripe's consent URL with a single-use, expiring
+    /// `state` bound to this practitioner.
+    #[oai(
+        path = "/practitioners/:id/stripe/oauth",
+        method = "post",
+        tag = "Tag::Stripe"
+    )]
+    async fn stripe_oauth(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<AuthorizeUrlView>> {
+        let actor = self.actor(&auth).await?;
+        let url = self
+            .state
+            .billing
+            .connect
+            .start_oauth(&actor, practitioner(id.0))
+            .await?;
+        Ok(Json(AuthorizeUrlView { authorize_url: url }))
+    }
+
+    /// Starts Account Links onboarding (creates the connected account if needed).
+    #[oai(
+        path = "/practitioners/:id/stripe/account-link",
+        method = "post",
+        tag = "Tag::Stripe"
+    )]
+    async fn stripe_account_link(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<UrlView>> {
+        let actor = self.actor(&auth).await?;
+        let url = self
+            .state
+            .billing
+            .connect
+            .start_onboarding(&actor, practitioner(id.0))
+            .await?;
+        Ok(Json(UrlView { url }))
+    }
+
+    /// The Stripe link: status, account, whether it can take charges and why not,
+    /// payout schedule.
+    #[oai(
+        path = "/practitioners/:id/stripe",
+        method = "get",
+        tag = "Tag::Stripe"
+    )]
+    async fn stripe_status(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<StripeLinkView>> {
+        let actor = self.actor(&auth).await?;
+        let link = self
+            .state
+            .billing
+            .connect
+            .status(&actor, practitioner(id.0))
+            .await?;
+        Ok(Json((&link).into()))
+    }
+
+    /// Verifies the pairing: re-reads the account from Stripe.
+    #[oai(
+        path = "/practitioners/:id/stripe/verify",
+        method = "post",
+        tag = "Tag::Stripe"
+    )]
+    async fn stripe_verify(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<StripeLinkView>> {
+        let actor = self.actor(&auth).await?;
+        let link = self
+            .state
+            .billing
+            .connect
+            .verify(&actor, practitioner(id.0))
+            .await?;
+        Ok(Json((&link).into()))
+    }
+
+    /// Unlinks (OAuth deauthorize). The Stripe account itself is not deleted; history
+    /// is kept. Refused while holds are outstanding unless `force=true`.
+    #[oai(
+        path = "/practitioners/:id/stripe",
+        method = "delete",
+        tag = "Tag::Stripe"
+    )]
+    async fn stripe_unlink(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+        force: Query<Option<bool>>,
+    ) -> ApiResult<Json<StripeLinkView>> {
+        let actor = self.actor(&auth).await?;
+        let link = self
+            .state
+            .billing
+            .connect
+            .unlink(&actor, practitioner(id.0), force.0.unwrap_or(false))
+            .await?;
+        Ok(Json((&link).into()))
+    }
+
+    /// Default amount, maximum, currency and fee schedule.
+    #[oai(
+        path = "/practitioners/:id/preferences",
+        method = "get",
+        tag = "Tag::Preferences"
+    )]
+    async fn preferences(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<PreferencesView>> {
+        let actor = self.actor(&auth).await?;
+        let prefs = self
+            .state
+            .billing
+            .catalogue
+            .preferences(&actor, practitioner(id.0))
+            .await?;
+        Ok(Json((&prefs).into()))
+    }
+
+    /// Replaces the preferences (practitioner only).
+    #[oai(
+        path = "/practitioners/:id/preferences",
+        method = "put",
+        tag = "Tag::Preferences"
+    )]
+    async fn set_preferences(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+        body: Json<PreferencesInputView>,
+    ) -> ApiResult<Json<PreferencesView>> {
+        let actor = self.actor(&auth).await?;
+        let input = PreferencesInput {
+            currency: parse_currency("currency", &body.currency)?,
+            default_amount: parse_amount("default_amount", &body.default_amount, None)?,
+            max_amount: parse_amount("max_amount", &body.max_amount, None)?,
+            fee_schedule: match &body.fee_schedule {
+                Some(s) => s.to_domain()?,
+                None => FeeScheduleInput::Preset(FeePreset::Default),
+            },
+        };
+        let prefs = self
+            .state
+            .billing
+            .catalogue
+            .set_preferences(&actor, practitioner(id.0), &input)
+            .await?;
+        Ok(Json((&prefs).into()))
+    }
+
+    /// The practitioner's services (inactive ones with `include_inactive=true`).
+    #[oai(
+        path = "/practitioners/:id/services",
+        method = "get",
+        tag = "Tag::Services"
+    )]
+    async fn services(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+        include_inactive: Query<Option<bool>>,
+    ) -> ApiResult<Json<Vec<ServiceView>>> {
+        let actor = self.actor(&auth).await?;
+        let list = self
+            .state
+            .billing
+            .catalogue
+            .services(
+                &actor,
+                practitioner(id.0),
+                include_inactive.0.unwrap_or(false),
+            )
+            .await?;
+        Ok(Json(list.iter().map(ServiceView::from).collect()))
+    }
+
+    /// Adds a priced service.
+    #[oai(
+        path = "/practitioners/:id/services",
+        method = "post",
+        tag = "Tag::Services"
+    )]
+    async fn create_service(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+        body: Json<ServiceInputView>,
+    ) -> ApiResult<Created<ServiceView>> {
+        let actor = self.actor(&auth).await?;
+        let amount = parse_amount("amount", &body.amount, body.currency.as_deref())?;
+        let service = self
+            .state
+            .billing
+            .catalogue
+            .create_service(&actor, practitioner(id.0), &body.name, &amount)
+            .await?;
+        Ok(Created::Created(Json((&service).into())))
+    }
+
+    /// Changes a service (name, amount, active).
+    #[oai(path = "/services/:id", method = "patch", tag = "Tag::Services")]
+    async fn update_service(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+        body: Json<ServicePatchView>,
+    ) -> ApiResult<Json<ServiceView>> {
+        let actor = self.actor(&auth).await?;
+        let patch = ServicePatch {
+            name: body.name.clone(),
+            amount: body
+                .amount
+                .as_deref()
+                .map(|a| parse_amount("amount", a, body.currency.as_deref()))
+                .transpose()?,
+            active: body.active,
+        };
+        let service = self
+            .state
+            .billing
+            .catalogue
+            .update_service(&actor, ServiceId::from_uuid(id.0), &patch)
+            .await?;
+        Ok(Json((&service).into()))
+    }
+
+    /// Deactivates a service (it stays in history; it can no longer set a cap).
+    #[oai(path = "/services/:id", method = "delete", tag = "Tag::Services")]
+    async fn delete_service(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<ServiceView>> {
+        let actor = self.actor(&auth).await?;
+        let patch = ServicePatch {
+            active: Some(false),
+            ..ServicePatch::default()
+        };
+        let service = self
+            .state
+            .billing
+            .catalogue
+            .update_service(&actor, ServiceId::from_uuid(id.0), &patch)
+            .await?;
+        Ok(Json((&service).into()))
+    }
+
+    /// Schedules a teleconsultation with or without online payment. Returns the pay
+    /// link, shown once. Send an `Idempotency-Key` to make retries safe.
+    #[oai(path = "/consultations", method = "post", tag = "Tag::Consultations")]
+    async fn schedule(
+        &self,
+        auth: StaffAuth,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        body: Json<ConsultationInputView>,
+    ) -> ApiResult<Created<ScheduledView>> {
+        let actor = self.actor(&auth).await?;
+        let payment = match body.payment.mode {
+            PaymentModeView::None => {
+                if body.payment.amount.is_some() || body.payment.service_id.is_some() {
+                    return Err(Problem::invalid(
+                        "payment",
+                        "amount and service_id only apply to mode=online",
+                    ));
+                }
+                PaymentChoice::None
+            }
+            PaymentModeView::Online => PaymentChoice::Online {
+                amount: body
+                    .payment
+                    .amount
+                    .as_deref()
+                    .map(|a| parse_amount("payment.amount", a, body.payment.currency.as_deref()))
+                    .transpose()?,
+                service: body.payment.service_id.map(ServiceId::from_uuid),
+            },
+        };
+        let key = idempotency_key
+            .0
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty());
+        if key.is_some_and(|k| k.len() > 255) {
+            return Err(Problem::invalid(
+                "Idempotency-Key",
+                "at most 255 characters",
+            ));
+        }
+        let request = ScheduleRequest {
+            practitioner: practitioner(body.practitioner_id),
+            patient_name: body.patient.display_name.clone(),
+            patient_email: body.patient.email.clone(),
+            starts_at: body.starts_at,
+            payment,
+        };
+        let scheduled = self
+            .state
+            .billing
+            .scheduling
+            .schedule(&actor, &request, key)
+            .await?;
+        let consultation =
+            ConsultationView::of(&scheduled.record, self.state.now(), self.expiring_within());
+        Ok(Created::Created(Json(ScheduledView {
+            id: scheduled.record.consultation.id.as_uuid(),
+            pay_url: scheduled.pay_url,
+            pay_token: scheduled.pay_token.expose().to_owned(),
+            payment: consultation.payment.clone(),
+            consultation,
+        })))
+    }
+
+    /// Upcoming consultations of the user's practitioner(s).
+    #[oai(path = "/consultations", method = "get", tag = "Tag::Consultations")]
+    async fn upcoming(
+        &self,
+        auth: StaffAuth,
+        limit: Query<Option<u32>>,
+    ) -> ApiResult<Json<Vec<ConsultationView>>> {
+        let actor = self.actor(&auth).await?;
+        let list = self
+            .state
+            .billing
+            .scheduling
+            .upcoming(&actor, limit.0.unwrap_or(50))
+            .await?;
+        let now = self.state.now();
+        Ok(Json(
+            list.iter()
+                .map(|r| ConsultationView::of(r, now, self.expiring_within()))
+                .collect(),
+        ))
+    }
+
+    /// A consultation and its payment.
+    #[oai(
+        path = "/consultations/:id",
+        method = "get",
+        tag = "Tag::Consultations"
+    )]
+    async fn consultation(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<ConsultationView>> {
+        let actor = self.actor(&auth).await?;
+        let record = self
+            .state
+            .billing
+            .scheduling
+            .get(&actor, ConsultationId::from_uuid(id.0))
+            .await?;
+        Ok(Json(ConsultationView::of(
+            &record,
+            self.state.now(),
+            self.expiring_within(),
+        )))
+    }
+
+    /// A new pay link for the consultation; the previous one stops working.
+    #[oai(
+        path = "/consultations/:id/pay-link",
+        method = "post",
+        tag = "Tag::Consultations"
+    )]
+    async fn new_pay_link(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<ScheduledView>> {
+        let actor = self.actor(&auth).await?;
+        let scheduled = self
+            .state
+            .billing
+            .scheduling
+            .new_pay_link(&actor, ConsultationId::from_uuid(id.0))
+            .await?;
+        let consultation =
+            ConsultationView::of(&scheduled.record, self.state.now(), self.expiring_within());
+        Ok(Json(ScheduledView {
+            id: id.0,
+            pay_url: scheduled.pay_url,
+            pay_token: scheduled.pay_token.expose().to_owned(),
+            payment: consultation.payment.clone(),
+            consultation,
+        }))
+    }
+
+    /// Validates the act: captures `amount` (≤ the hold), releases the rest; `"0"`
+    /// releases the whole hold. Idempotent: the same request retried captures once.
+    #[oai(
+        path = "/consultations/:id/validate",
+        method = "post",
+        tag = "Tag::Consultations"
+    )]
+    async fn validate(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+        body: Json<AmountInputView>,
+    ) -> ApiResult<Json<PaymentView>> {
+        let actor = self.actor(&auth).await?;
+        let amount = parse_amount("amount", &body.amount, body.currency.as_deref())?;
+        let payment = self
+            .state
+            .billing
+            .payments
+            .validate(&actor, ConsultationId::from_uuid(id.0), &amount)
+            .await?;
+        Ok(Json(self.payment_view(&payment)))
+    }
+
+    /// Releases the hold: nothing is charged.
+    #[oai(
+        path = "/consultations/:id/release",
+        method = "post",
+        tag = "Tag::Consultations"
+    )]
+    async fn release(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Json<PaymentView>> {
+        let actor = self.actor(&auth).await?;
+        let payment = self
+            .state
+            .billing
+            .payments
+            .release(&actor, ConsultationId::from_uuid(id.0))
+            .await?;
+        Ok(Json(self.payment_view(&payment)))
+    }
+
+    /// Refunds part or all of a captured payment. Send an `Idempotency-Key` to make
+    /// retries safe.
+    #[oai(path = "/payments/:id/refunds", method = "post", tag = "Tag::Payments")]
+    async fn refund(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        body: Json<AmountInputView>,
+    ) -> ApiResult<Json<PaymentView>> {
+        let actor = self.actor(&auth).await?;
+        let amount = parse_amount("amount", &body.amount, body.currency.as_deref())?;
+        let key = idempotency_key
+            .0
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty());
+        if key.is_some_and(|k| k.len() > 255) {
+            return Err(Problem::invalid(
+                "Idempotency-Key",
+                "at most 255 characters",
+            ));
+        }
+        let payment = self
+            .state
+            .billing
+            .payments
+            .refund(&actor, PaymentId::from_uuid(id.0), &amount, key)
+            .await?;
+        Ok(Json(self.payment_view(&payment)))
+    }
+
+    /// The payments table: newest first, filtered by status (comma-separated) and
+    /// creation date, with totals and a cursor for the next page.
+    #[allow(clippy::too_many_arguments)]
+    #[oai(path = "/payments", method = "get", tag = "Tag::Payments")]
+    async fn payments(
+        &self,
+        auth: StaffAuth,
+        practitioner_id: Query<Option<Uuid>>,
+        status: Query<Option<String>>,
+        from: Query<Option<DateTime<Utc>>>,
+        to: Query<Option<DateTime<Utc>>>,
+        cursor: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+    ) -> ApiResult<Json<PaymentsPageView>> {
+        let actor = self.actor(&auth).await?;
+        let filter = self.filter(practitioner_id.0, status.0, from.0, to.0, cursor.0, limit.0)?;
+        let page = self
+            .state
+            .billing
+            .reporting
+            .payments(&actor, &filter)
+            .await?;
+        Ok(Json(PaymentsPageView::of(
+            &page,
+            self.state.now(),
+            self.expiring_within(),
+        )))
+    }
+
+    /// The payments table as CSV (all pages, same filters), one row per payment.
+    #[allow(clippy::too_many_arguments)]
+    #[oai(path = "/payments.csv", method = "get", tag = "Tag::Payments")]
+    async fn payments_csv(
+        &self,
+        auth: StaffAuth,
+        practitioner_id: Query<Option<Uuid>>,
+        status: Query<Option<String>>,
+        from: Query<Option<DateTime<Utc>>>,
+        to: Query<Option<DateTime<Utc>>>,
+        lang: Query<Option<String>>,
+    ) -> ApiResult<Attachment<Vec<u8>>> {
+        let actor = self.actor(&auth).await?;
+        let mut filter = self.filter(practitioner_id.0, status.0, from.0, to.0, None, Some(200))?;
+        let lang = csv::lang(lang.0.as_deref());
+        let mut out = csv::header(lang);
+        // Bounded: at most 50 pages of 200 rows in one export.
+        for _ in 0..50 {
+            let page = self
+                .state
+                .billing
+                .reporting
+                .payments(&actor, &filter)
+                .await?;
+            for row in &page.items {
+                out.push_str(&csv::row(row, lang));
+            }
+            match page.next {
+                Some(next) => filter.cursor = Some(next),
+                None => break,
+            }
+        }
+        Ok(Attachment::new(out.into_bytes())
+            .attachment_type(AttachmentType::Attachment)
+            .filename("payments.csv"))
+    }
+
+    /// One payment with its history.
+    #[oai(path = "/payments/:id", method = "get", tag = "Tag::Payments")]
+    async fn payment(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Json<PaymentDetailView>> {
+        let actor = self.actor(&auth).await?;
+        let (payment, history) = self
+            .state
+            .billing
+            .reporting
+            .payment(&actor, PaymentId::from_uuid(id.0))
+            .await?;
+        Ok(Json(PaymentDetailView {
+            payment: self.payment_view(&payment),
+            history: history.iter().map(HistoryView::from).collect(),
+        }))
+    }
+
+    /// Holds whose capture deadline is near: validate or release them (C10).
+    #[oai(path = "/holds/expiring", method = "get", tag = "Tag::Payments")]
+    async fn expiring(&self, auth: StaffAuth) -> ApiResult<Json<Vec<PaymentView>>> {
+        let actor = self.actor(&auth).await?;
+        let rows = self.state.billing.reporting.expiring_holds(&actor).await?;
+        let now = self.state.now();
+        Ok(Json(
+            rows.iter()
+                .map(|r| PaymentView::of_row(r, now, self.expiring_within()))
+                .collect(),
+        ))
+    }
+
+    /// The practitioner's audit trail, newest first (practitioner only).
+    #[oai(
+        path = "/practitioners/:id/audit",
+        method = "get",
+        tag = "Tag::Payments"
+    )]
+    async fn audit(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+        limit: Query<Option<u32>>,
+    ) -> ApiResult<Json<Vec<AuditView>>> {
+        let actor = self.actor(&auth).await?;
+        let entries = self
+            .state
+            .billing
+            .reporting
+            .audit_trail(&actor, practitioner(id.0), limit.0.unwrap_or(100))
+            .await?;
+        Ok(Json(entries.iter().map(AuditView::from).collect()))
+    }
+
+    /// Stripe's fee and the net on an amount (25.00 EUR on the default schedule →
+    /// 0.60 and 24.40). `schedule` is a preset name; default `default`.
+    #[oai(path = "/fees/estimate", method = "get", tag = "Tag::Fees")]
+    async fn fee_estimate(
+        &self,
+        amount: Query<String>,
+        currency: Query<Option<String>>,
+        schedule: Query<Option<String>>,
+    ) -> ApiResult<Json<FeeEstimateView>> {
+        let currency = parse_currency("currency", currency.0.as_deref().unwrap_or("EUR"))?;
+        let money = Money::parse(&amount.0, currency)
+            .map_err(|e| Problem::invalid_amount("amount", e.to_string()))?;
+        let preset = match schedule.0.as_deref() {
+            Some(s) => s
+                .parse::<FeePreset>()
+                .map_err(|e| Problem::invalid("schedule", e.to_string()))?,
+            None => FeePreset::Default,
+        };
+        let schedule: FeeSchedule = preset.schedule(currency);
+        let estimate = schedule
+            .estimate(&money)
+            .map_err(|e| Problem::invalid_amount("amount", e.to_string()))?;
+        Ok(Json(FeeEstimateView::of(&money, &schedule, &estimate)))
+    }
+
+    /// The patient's pay page data. `refresh=true` re-reads a payment waiting on the
+    /// patient from the gateway first (after coming back from checkout).
+    #[oai(path = "/pay/:token", method = "get", tag = "Tag::Patient")]
+    async fn pay(
+        &self,
+        token: Path<String>,
+        refresh: Query<Option<bool>>,
+    ) -> ApiResult<Json<PayView>> {
+        let page = self
+            .state
+            .billing
+            .patients
+            .open(&token.0, refresh.0.unwrap_or(false))
+            .await?;
+        Ok(Json(crate::pages::pay_view(&page, &self.state.settings)))
+    }
+
+    /// Starts the authorisation: where to send the patient (Stripe Checkout or the
+    /// sandbox card page), and/or a client secret for the Payment Element.
+    #[oai(path = "/pay/:token/checkout", method = "post", tag = "Tag::Patient")]
+    async fn checkout(&self, token: Path<String>) -> ApiResult<Json<CheckoutView>> {
+        let start = self.state.billing.patients.start_checkout(&token.0).await?;
+        Ok(Json(CheckoutView {
+            redirect_url: start.redirect_url,
+            client_secret: start.client_secret.map(|s| s.expose().to_owned()),
+            expires_at: start.expires_at,
+        }))
+    }
+
+    /// The waiting-room gate: may this patient enter now?
+    #[oai(path = "/pay/:token/access", method = "get", tag = "Tag::Patient")]
+    async fn access(&self, token: Path<String>) -> ApiResult<Json<AccessView>> {
+        let can_enter = self.state.billing.patients.access(&token.0).await?;
+        Ok(Json(AccessView { can_enter }))
+    }
+}

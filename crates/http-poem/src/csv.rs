@@ -1,0 +1,95 @@
+//! The payments table as CSV (C8). Cells that a spreadsheet would run as a formula are
+//! neutralised (patient names are typed by people).
+
+use billing_core::payment::model::Lang;
+use billing_core::payment::ports::PaymentRow;
+
+use crate::wire::amount;
+
+pub fn lang(requested: Option<&str>) -> Lang {
+    match requested {
+        Some(l) if l.eq_ignore_ascii_case("en") => Lang::En,
+        _ => Lang::Fr,
+    }
+}
+
+const COLUMNS: [&str; 14] = [
+    "payment_id",
+    "consultation_id",
+    "created_at",
+    "starts_at",
+    "patient",
+    "status",
+    "status_label",
+    "amount_held",
+    "amount_captured",
+    "amount_refunded",
+    "fee",
+    "net",
+    "currency",
+    "capture_before",
+];
+
+/// A cell a spreadsheet will not evaluate.
+fn safe(cell: &str) -> String {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
+        _ => cell.to_owned(),
+    }
+}
+
+fn line(cells: &[String]) -> String {
+    let mut w = csv::WriterBuilder::new().from_writer(vec![]);
+    // Writing to a Vec cannot fail.
+    let _ = w.write_record(cells);
+    let bytes = w.into_inner().unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
+pub fn header(_lang: Lang) -> String {
+    line(&COLUMNS.map(str::to_owned))
+}
+
+pub fn row(r: &PaymentRow, lang: Lang) -> String {
+    let p = &r.payment;
+    let currency = p.amount().currency();
+    let zero = billing_core::Money::zero(currency);
+    line(&[
+        p.id().to_string(),
+        p.consultation().to_string(),
+        p.created_at().to_rfc3339(),
+        r.starts_at.to_rfc3339(),
+        safe(r.patient.as_str()),
+        p.status().as_str().to_owned(),
+        p.status().label(lang).to_owned(),
+        amount(&p.authorized().unwrap_or(zero)),
+        amount(&p.captured().unwrap_or(zero)),
+        amount(&p.refunded()),
+        amount(&p.fee().map_or(zero, |f| f.amount)),
+        amount(&p.net().unwrap_or(zero)),
+        currency.code().to_owned(),
+        p.capture_before()
+            .map(|d| d.to_rfc3339())
+            .unwrap_or_default(),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_neutralised_and_quotes_escaped() {
+        assert_eq!(safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(safe("Dupont"), "Dupont");
+        assert_eq!(
+            line(&["a,b".into(), "say \"hi\"".into()]),
+            "\"a,b\",\"say \"\"hi\"\"\"\n"
+        );
+    }
+
+    #[test]
+    fn the_header_names_every_column() {
+        assert!(header(Lang::Fr).starts_with("payment_id,consultation_id,created_at"));
+    }
+}

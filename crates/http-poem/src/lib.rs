@@ -1,0 +1,95 @@
+//! # http-poem
+//!
+//! ConsultPay's HTTP adapter (the API boundary): the JSON API under `/api/v1` with its
+//! generated OpenAPI document (`/api/v1/openapi.json`, Swagger UI at `/docs`), the
+//! Stripe webhook endpoint, the OAuth callback, the patient and practitioner pages, the
+//! sandbox's stand-ins for Stripe's hosted pages, and `/healthz`, `/readyz`,
+//! `/metrics`.
+//!
+//! Handlers only convert: wire types (this crate's `wire` module) into domain types, a
+//! use case of [`billing_core::Billing`], and the result or the error back. Every
+//! failure leaves as `application/problem+json` with a stable `code` (the mapping is in
+//! [`problem`], in one place). This crate never touches storage or Stripe directly and
+//! depends on `billing-core` only among the workspace crates.
+
+pub mod api;
+pub mod csv;
+pub mod metrics;
+pub mod ops;
+pub mod pages;
+pub mod problem;
+pub mod state;
+pub mod wire;
+
+use poem::middleware::{CatchPanic, RequestId, ReuseId, SizeLimit, Tracing};
+use poem::{Endpoint, EndpointExt, IntoResponse, Route, get, post};
+use poem_openapi::OpenApiService;
+
+pub use state::{HttpSettings, HttpState, Readiness};
+
+use crate::metrics::MetricsLayer;
+use crate::problem::Problem;
+
+/// The OpenAPI service (also used to print the document).
+pub fn openapi(state: &HttpState) -> OpenApiService<api::Api, ()> {
+    OpenApiService::new(
+        api::Api {
+            state: state.clone(),
+        },
+        "ConsultPay",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Billing for teleconsultations on Stripe Connect: authorise a hold before the \
+         session, capture the validated amount after. Amounts are decimal strings in \
+         the currency's scale; errors are application/problem+json with a stable `code`.",
+    )
+    .server(state.settings.public_url.clone())
+}
+
+/// Every route, with the middleware stack. Bind it with poem's `Server`.
+pub fn app(state: HttpState) -> impl Endpoint {
+    let api = openapi(&state);
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let mut routes = Route::new()
+        .at("/api/v1/openapi.json", spec)
+        .nest("/docs", docs)
+        .nest_no_strip("/api/v1", api)
+        .at("/webhooks/stripe", post(ops::stripe_webhook))
+        .at("/connect/stripe/callback", get(pages::oauth_callback))
+        .at("/pay/:token", get(pages::pay_page))
+        .at("/pay/:token/checkout", post(pages::pay_checkout))
+        .at("/dashboard", get(pages::dashboard_page))
+        .at("/healthz", get(ops::healthz))
+        .at("/readyz", get(ops::readyz))
+        .at("/metrics", get(ops::metrics));
+    if state.settings.sandbox {
+        routes = routes
+            .at("/sandbox/connect/authorize", get(pages::sandbox_authorize))
+            .at(
+                "/sandbox/checkout/:id",
+                get(pages::sandbox_checkout_page).post(pages::sandbox_checkout_pay),
+            )
+            .at(
+                "/sandbox/checkout/:id/authenticate",
+                post(pages::sandbox_checkout_authenticate),
+            );
+    }
+    let body_limit = state.settings.body_limit;
+    let metrics = state.metrics.clone();
+    routes
+        .data(state)
+        .with(SizeLimit::new(body_limit))
+        .catch_all_error(|err| async move { Problem::from_poem(err).into_response() })
+        .with(CatchPanic::new().with_handler(|_| {
+            Problem::new(
+                poem::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+            )
+            .into_response()
+        }))
+        .with(MetricsLayer(metrics))
+        .with(Tracing)
+        .with(RequestId::default().reuse_id(ReuseId::Use))
+}

@@ -1,0 +1,88 @@
+//! What every handler shares: the use cases, the settings, readiness and metrics.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use billing_core::Billing;
+use billing_core::access::Actor;
+use chrono::{DateTime, Utc};
+
+use crate::metrics::Metrics;
+use crate::problem::Problem;
+
+/// Whether the server can serve (the database answers). Implemented by the
+/// application with its storage adapter.
+#[async_trait]
+pub trait Readiness: Send + Sync {
+    async fn check(&self) -> Result<(), String>;
+}
+
+/// Settings of the HTTP adapter.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// Public base URL, no trailing slash.
+    pub public_url: String,
+    /// Where patients go once allowed in; `{consultation_id}` is replaced.
+    pub waiting_room_url: Option<String>,
+    /// Largest request body accepted, in bytes.
+    pub body_limit: usize,
+    /// Serve the sandbox's stand-in pages.
+    pub sandbox: bool,
+    /// Stripe's publishable key, for the Payment Element (Stripe mode only).
+    pub stripe_publishable_key: Option<String>,
+}
+
+impl HttpSettings {
+    pub fn new(public_url: &str) -> Self {
+        HttpSettings {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            waiting_room_url: None,
+            body_limit: 64 * 1024,
+            sandbox: false,
+            stripe_publishable_key: None,
+        }
+    }
+
+    pub fn waiting_room(&self, consultation: uuid::Uuid) -> Option<String> {
+        self.waiting_room_url
+            .as_ref()
+            .map(|t| t.replace("{consultation_id}", &consultation.to_string()))
+    }
+}
+
+/// Shared by all handlers. Cheap to clone.
+#[derive(Clone)]
+pub struct HttpState {
+    pub billing: Billing,
+    pub settings: Arc<HttpSettings>,
+    pub readiness: Arc<dyn Readiness>,
+    pub metrics: Metrics,
+}
+
+impl std::fmt::Debug for HttpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpState")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpState {
+    pub fn new(billing: Billing, settings: HttpSettings, readiness: Arc<dyn Readiness>) -> Self {
+        HttpState {
+            billing,
+            settings: Arc::new(settings),
+            readiness,
+            metrics: Metrics::new(),
+        }
+    }
+
+    /// The staff actor behind a bearer token.
+    pub async fn staff(&self, token: &str) -> Result<Actor, Problem> {
+        Ok(self.billing.staff.authenticate(Some(token)).await?)
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

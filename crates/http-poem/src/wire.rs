@@ -1,0 +1,719 @@
+//! The JSON API's wire types (they *are* the OpenAPI schema) and their conversions
+//! from and to domain types, in one module. Amounts are decimal strings at the
+//! currency's scale ("25.00"), never numbers.
+
+use billing_core::access::{Actor, Role};
+use billing_core::audit::AuditEntry;
+use billing_core::consultation::model::{ConsultationRecord, PaymentMode};
+use billing_core::fees::{FeeEstimate, FeePreset, FeeSchedule, FeeSource};
+use billing_core::money::{AmountInput, Currency, Money};
+use billing_core::payment::model::{Lang, Payment, PaymentStatus};
+use billing_core::payment::ports::{HistoryEntry, PaymentPage, PaymentRow, PaymentTotals};
+use billing_core::practitioner::model::{PayoutInterval, Preferences, Service, StripeLink};
+use billing_core::practitioner::service::FeeScheduleInput;
+use chrono::{DateTime, Duration, Utc};
+use poem_openapi::{Enum, Object};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::problem::Problem;
+
+/// A money amount as the API writes it: the decimal at the currency's scale.
+pub fn amount(m: &Money) -> String {
+    m.amount().to_string()
+}
+
+pub fn parse_currency(field: &str, s: &str) -> Result<Currency, Problem> {
+    s.parse::<Currency>()
+        .map_err(|e| Problem::invalid(field, e.to_string()))
+}
+
+pub fn parse_amount(
+    field: &str,
+    text: &str,
+    currency: Option<&str>,
+) -> Result<AmountInput, Problem> {
+    let currency = currency
+        .map(|c| parse_currency("currency", c))
+        .transpose()?;
+    AmountInput::parse(text, currency).map_err(|e| Problem::invalid_amount(field, e.to_string()))
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct StatusLabel {
+    pub fr: String,
+    pub en: String,
+}
+
+impl StatusLabel {
+    pub fn of(status: PaymentStatus) -> Self {
+        StatusLabel {
+            fr: status.label(Lang::Fr).to_owned(),
+            en: status.label(Lang::En).to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct FailureView {
+    pub code: Option<String>,
+    pub decline_code: Option<String>,
+    pub message: String,
+}
+
+/// A payment, with its amounts and the fee Stripe keeps.
+#[derive(Debug, Clone, Object)]
+pub struct PaymentView {
+    pub id: Uuid,
+    pub consultation_id: Uuid,
+    /// incomplete, authorized, captured, released, expired, failed, refunded,
+    /// partially_refunded.
+    pub status: String,
+    pub status_label: StatusLabel,
+    /// The hold's amount: the most that may be captured.
+    pub amount: String,
+    /// Authorised on the card (zero before the hold).
+    pub amount_held: String,
+    pub amount_captured: String,
+    pub amount_refunded: String,
+    /// Given back to the card after a partial capture.
+    pub amount_released: String,
+    /// Stripe's fee: estimated from the schedule until Stripe reports it.
+    pub fee: String,
+    /// `estimated`, `reported`, or `none` before a capture.
+    pub fee_source: String,
+    /// captured − refunded − fee.
+    pub net: String,
+    pub currency: String,
+    pub capture_before: Option<DateTime<Utc>>,
+    pub authorized_at: Option<DateTime<Utc>>,
+    pub captured_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The hold's deadline is near (C10).
+    pub expiring_soon: bool,
+    pub failure: Option<FailureView>,
+    /// A Stripe operation in flight (`capture`, `release`, `refund`).
+    pub pending_operation: Option<String>,
+    /// The patient's display name (in lists).
+    pub patient_name: Option<String>,
+    /// When the consultation starts (in lists).
+    pub starts_at: Option<DateTime<Utc>>,
+}
+
+impl PaymentView {
+    pub fn of(p: &Payment, now: DateTime<Utc>, expiring_within: Duration) -> Self {
+        let currency = p.amount().currency();
+        let zero = Money::zero(currency);
+        let fee = p.fee();
+        PaymentView {
+            id: p.id().as_uuid(),
+            consultation_id: p.consultation().as_uuid(),
+            status: p.status().as_str().to_owned(),
+            status_label: StatusLabel::of(p.status()),
+            amount: amount(&p.amount()),
+            amount_held: amount(&p.authorized().unwrap_or(zero)),
+            amount_captured: amount(&p.captured().unwrap_or(zero)),
+            amount_refunded: amount(&p.refunded()),
+            amount_released: amount(&p.released_remainder().ok().flatten().unwrap_or(zero)),
+            fee: amount(&fee.map_or(zero, |f| f.amount)),
+            fee_source: match fee.map(|f| f.source) {
+                Some(FeeSource::Estimated) => "estimated",
+                Some(FeeSource::Reported) => "reported",
+                None => "none",
+            }
+            .to_owned(),
+            net: amount(&p.net().unwrap_or(zero)),
+            currency: currency.code().to_owned(),
+            capture_before: p.capture_before(),
+            authorized_at: p.authorized_at(),
+            captured_at: p.captured_at(),
+            created_at: p.created_at(),
+            updated_at: p.updated_at(),
+            expiring_soon: p.is_expiring(now, expiring_within),
+            failure: p.failure().map(|f| FailureView {
+                code: f.code.clone(),
+                decline_code: f.decline_code.clone(),
+                message: f.message.clone(),
+            }),
+            pending_operation: p.pending().map(|op| op.operation.name().to_owned()),
+            patient_name: None,
+            starts_at: None,
+        }
+    }
+
+    pub fn of_row(row: &PaymentRow, now: DateTime<Utc>, expiring_within: Duration) -> Self {
+        PaymentView {
+            patient_name: Some(row.patient.as_str().to_owned()),
+            starts_at: Some(row.starts_at),
+            ..PaymentView::of(&row.payment, now, expiring_within)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct TotalsView {
+    pub currency: String,
+    pub count: u64,
+    pub held: String,
+    pub captured: String,
+    pub refunded: String,
+    pub fee: String,
+    pub net: String,
+}
+
+impl From<&PaymentTotals> for TotalsView {
+    fn from(t: &PaymentTotals) -> Self {
+        TotalsView {
+            currency: t.currency.code().to_owned(),
+            count: t.count,
+            held: amount(&t.held),
+            captured: amount(&t.captured),
+            refunded: amount(&t.refunded),
+            fee: amount(&t.fee),
+            net: amount(&t.net),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct PaymentsPageView {
+    pub items: Vec<PaymentView>,
+    /// Per currency, over every payment matching the filters (not only this page).
+    pub totals: Vec<TotalsView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl PaymentsPageView {
+    pub fn of(page: &PaymentPage, now: DateTime<Utc>, expiring_within: Duration) -> Self {
+        PaymentsPageView {
+            items: page
+                .items
+                .iter()
+                .map(|r| PaymentView::of_row(r, now, expiring_within))
+                .collect(),
+            totals: page.totals.iter().map(TotalsView::from).collect(),
+            next_cursor: page.next.map(|c| c.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct HistoryView {
+    pub at: DateTime<Utc>,
+    pub from: String,
+    pub to: String,
+    pub event: String,
+    pub amount: Option<String>,
+    pub actor: String,
+}
+
+impl From<&HistoryEntry> for HistoryView {
+    fn from(h: &HistoryEntry) -> Self {
+        HistoryView {
+            at: h.at,
+            from: h.from.as_str().to_owned(),
+            to: h.to.as_str().to_owned(),
+            event: h.event.clone(),
+            amount: h.amount.as_ref().map(amount),
+            actor: h.actor.to_stored(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct PaymentDetailView {
+    pub payment: PaymentView,
+    pub history: Vec<HistoryView>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct AuditView {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub subject: Option<Uuid>,
+    pub detail: String,
+}
+
+impl From<&AuditEntry> for AuditView {
+    fn from(a: &AuditEntry) -> Self {
+        AuditView {
+            at: a.at,
+            actor: a.actor.to_stored(),
+            action: a.action.as_str().to_owned(),
+            subject: a.subject,
+            detail: a.detail.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct PayoutScheduleView {
+    /// manual, daily, weekly or monthly.
+    pub interval: String,
+    pub weekly_anchor: Option<String>,
+    pub monthly_anchor: Option<u8>,
+    pub delay_days: Option<u32>,
+}
+
+/// The practitioner's Stripe link (C1) and payouts (C12).
+#[derive(Debug, Clone, Object)]
+pub struct StripeLinkView {
+    /// unlinked, pending, linked or revoked.
+    pub status: String,
+    pub account_id: Option<String>,
+    pub charges_enabled: bool,
+    pub payouts_enabled: bool,
+    pub details_submitted: bool,
+    /// Why charges or payouts are off, as Stripe says.
+    pub disabled_reason: Option<String>,
+    /// What Stripe still needs from the practitioner.
+    pub currently_due: Vec<String>,
+    pub payout_schedule: Option<PayoutScheduleView>,
+    pub linked_at: Option<DateTime<Utc>>,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// unlinked (by the practitioner) or deauthorized (at Stripe).
+    pub revoked_reason: Option<String>,
+    /// Where the practitioner manages payouts.
+    pub dashboard_url: String,
+}
+
+impl From<&StripeLink> for StripeLinkView {
+    fn from(link: &StripeLink) -> Self {
+        let mut view = StripeLinkView {
+            status: link.status().as_str().to_owned(),
+            account_id: link.account_id().map(|a| a.as_str().to_owned()),
+            charges_enabled: false,
+            payouts_enabled: false,
+            details_submitted: false,
+            disabled_reason: None,
+            currently_due: vec![],
+            payout_schedule: None,
+            linked_at: None,
+            verified_at: None,
+            revoked_at: None,
+            revoked_reason: None,
+            dashboard_url: "https://dashboard.stripe.com/settings/payouts".to_owned(),
+        };
+        match link {
+            StripeLink::Linked {
+                account,
+                linked_at,
+                verified_at,
+            } => {
+                view.charges_enabled = account.charges_enabled;
+                view.payouts_enabled = account.payouts_enabled;
+                view.details_submitted = account.details_submitted;
+                view.disabled_reason = account.disabled_reason.clone();
+                view.currently_due = account.currently_due.clone();
+                view.payout_schedule = account.payout_schedule.as_ref().map(|s| {
+                    let (interval, weekly, monthly) = match &s.interval {
+                        PayoutInterval::Manual => ("manual", None, None),
+                        PayoutInterval::Daily => ("daily", None, None),
+                        PayoutInterval::Weekly(a) => ("weekly", Some(a.clone()), None),
+                        PayoutInterval::Monthly(d) => ("monthly", None, Some(*d)),
+                    };
+                    PayoutScheduleView {
+                        interval: interval.to_owned(),
+                        weekly_anchor: weekly,
+                        monthly_anchor: monthly,
+                        delay_days: s.delay_days,
+                    }
+                });
+                view.linked_at = Some(*linked_at);
+                view.verified_at = Some(*verified_at);
+            }
+            StripeLink::Revoked { at, reason, .. } => {
+                view.revoked_at = Some(*at);
+                view.revoked_reason = Some(reason.as_str().to_owned());
+            }
+            StripeLink::Pending { .. } | StripeLink::Unlinked => {}
+        }
+        view
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct AuthorizeUrlView {
+    /// Send the practitioner's browser here.
+    pub authorize_url: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct UrlView {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct FeeScheduleView {
+    /// default, standard, premium, uk, international; absent for a custom schedule.
+    pub preset: Option<String>,
+    /// In percent: "1.4" means 1.4 %.
+    pub percent: String,
+    pub fixed: String,
+}
+
+impl From<&FeeSchedule> for FeeScheduleView {
+    fn from(s: &FeeSchedule) -> Self {
+        FeeScheduleView {
+            preset: s.preset().map(|p| p.id().to_owned()),
+            percent: s.percent().to_string(),
+            fixed: amount(&s.fixed()),
+        }
+    }
+}
+
+/// A fee schedule to set: a preset, or a custom percent and fixed amount.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct FeeScheduleInputView {
+    pub preset: Option<String>,
+    pub percent: Option<String>,
+    pub fixed: Option<String>,
+}
+
+impl FeeScheduleInputView {
+    pub fn to_domain(&self) -> Result<FeeScheduleInput, Problem> {
+        match (&self.preset, &self.percent, &self.fixed) {
+            (Some(p), None, None) => p
+                .parse::<FeePreset>()
+                .map(FeeScheduleInput::Preset)
+                .map_err(|e| Problem::invalid("fee_schedule.preset", e.to_string())),
+            (None, Some(percent), Some(fixed)) => {
+                let percent = percent.trim().parse::<Decimal>().map_err(|_| {
+                    Problem::invalid("fee_schedule.percent", "a decimal number such as 1.4")
+                })?;
+                Ok(FeeScheduleInput::Custom {
+                    percent,
+                    fixed: parse_amount("fee_schedule.fixed", fixed, None)?,
+                })
+            }
+            _ => Err(Problem::invalid(
+                "fee_schedule",
+                "give either `preset`, or `percent` and `fixed`",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct FeeEstimateView {
+    pub amount: String,
+    pub fee: String,
+    pub net: String,
+    pub currency: String,
+    pub schedule: FeeScheduleView,
+}
+
+impl FeeEstimateView {
+    pub fn of(amount_: &Money, schedule: &FeeSchedule, est: &FeeEstimate) -> Self {
+        FeeEstimateView {
+            amount: amount(amount_),
+            fee: amount(&est.fee),
+            net: amount(&est.net),
+            currency: amount_.currency().code().to_owned(),
+            schedule: schedule.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct PreferencesView {
+    /// Billed by default for a teleconsultation.
+    pub default_amount: String,
+    /// The most a consultation may be billed (the cap).
+    pub max_amount: String,
+    pub currency: String,
+    pub fee_schedule: FeeScheduleView,
+    /// Fee and net on the default amount.
+    pub default_estimate: Option<FeeEstimateView>,
+}
+
+impl From<&Preferences> for PreferencesView {
+    fn from(p: &Preferences) -> Self {
+        let default = p.default_amount();
+        PreferencesView {
+            default_amount: amount(&default),
+            max_amount: amount(&p.max_amount()),
+            currency: p.currency().code().to_owned(),
+            fee_schedule: p.fee_schedule().into(),
+            default_estimate: p
+                .fee_schedule()
+                .estimate(&default)
+                .ok()
+                .map(|e| FeeEstimateView::of(&default, p.fee_schedule(), &e)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PreferencesInputView {
+    pub default_amount: String,
+    pub max_amount: String,
+    pub currency: String,
+    /// Defaults to the `default` preset (1.4 % + 0.25).
+    pub fee_schedule: Option<FeeScheduleInputView>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct ServiceView {
+    pub id: Uuid,
+    pub practitioner_id: Uuid,
+    pub name: String,
+    pub amount: String,
+    pub currency: String,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Service> for ServiceView {
+    fn from(s: &Service) -> Self {
+        ServiceView {
+            id: s.id().as_uuid(),
+            practitioner_id: s.practitioner().as_uuid(),
+            name: s.name().as_str().to_owned(),
+            amount: amount(&s.price()),
+            currency: s.price().currency().code().to_owned(),
+            active: s.active(),
+            created_at: s.created_at(),
+            updated_at: s.updated_at(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ServiceInputView {
+    pub name: String,
+    pub amount: String,
+    /// Must be the practitioner's currency if given.
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ServicePatchView {
+    pub name: Option<String>,
+    pub amount: Option<String>,
+    pub currency: Option<String>,
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum PaymentModeView {
+    None,
+    Online,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PatientInputView {
+    pub display_name: String,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PaymentChoiceView {
+    pub mode: PaymentModeView,
+    /// The hold's amount; else the service's price; else the default.
+    pub amount: Option<String>,
+    pub currency: Option<String>,
+    pub service_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ConsultationInputView {
+    pub practitioner_id: Uuid,
+    pub patient: PatientInputView,
+    pub starts_at: DateTime<Utc>,
+    pub payment: PaymentChoiceView,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct PatientView {
+    pub display_name: String,
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct ConsultationView {
+    pub id: Uuid,
+    pub practitioner_id: Uuid,
+    pub patient: PatientView,
+    pub starts_at: DateTime<Utc>,
+    /// none or online.
+    pub payment_mode: String,
+    pub payment: Option<PaymentView>,
+    /// The waiting-room gate.
+    pub can_enter: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl ConsultationView {
+    pub fn of(r: &ConsultationRecord, now: DateTime<Utc>, expiring_within: Duration) -> Self {
+        let c = &r.consultation;
+        ConsultationView {
+            id: c.id.as_uuid(),
+            practitioner_id: c.practitioner.as_uuid(),
+            patient: PatientView {
+                display_name: c.patient.display_name.as_str().to_owned(),
+                email: c.patient.email.as_ref().map(|e| e.as_str().to_owned()),
+            },
+            starts_at: c.starts_at,
+            payment_mode: match c.payment_mode {
+                PaymentMode::None => "none",
+                PaymentMode::Online => "online",
+            }
+            .to_owned(),
+            payment: r
+                .payment
+                .as_ref()
+                .map(|p| PaymentView::of(p, now, expiring_within)),
+            can_enter: r.can_enter(),
+            created_at: c.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct ScheduledView {
+    pub id: Uuid,
+    /// The patient's pay link: shown once, give it to the patient.
+    pub pay_url: String,
+    pub pay_token: String,
+    pub payment: Option<PaymentView>,
+    pub consultation: ConsultationView,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct AmountInputView {
+    /// A decimal string; "0" on validate releases the hold.
+    pub amount: String,
+    /// Optional; must be the payment's currency.
+    pub currency: Option<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct PayView {
+    pub consultation_id: Uuid,
+    pub practitioner_name: String,
+    pub starts_at: DateTime<Utc>,
+    /// The practitioner's IANA time zone, to show the time.
+    pub time_zone: String,
+    /// Whether the patient must authorise a hold before entering.
+    pub payment_required: bool,
+    /// The amount that will be held (at most this is charged).
+    pub amount: Option<String>,
+    pub currency: Option<String>,
+    pub status: Option<String>,
+    pub status_label: Option<StatusLabel>,
+    pub failure: Option<FailureView>,
+    pub can_enter: bool,
+    /// Where to go once allowed in, when the operator configured it.
+    pub waiting_room_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct CheckoutView {
+    /// Send the patient's browser here (Stripe Checkout or the sandbox card page).
+    pub redirect_url: Option<String>,
+    /// For the Payment Element, when the operator chose it.
+    pub client_secret: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct AccessView {
+    pub can_enter: bool,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct MeView {
+    pub user_id: Uuid,
+    pub name: String,
+    /// practitioner or secretary.
+    pub role: String,
+    /// The practitioners whose data this user may see.
+    pub practitioners: Vec<Uuid>,
+}
+
+impl MeView {
+    pub fn of(actor: &Actor) -> Option<Self> {
+        match actor {
+            Actor::Staff(u) => Some(MeView {
+                user_id: u.id.as_uuid(),
+                name: u.name.clone(),
+                role: u.role.kind().as_str().to_owned(),
+                practitioners: u.role.practitioners().iter().map(|p| p.as_uuid()).collect(),
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn is_practitioner(actor: &Actor) -> bool {
+        matches!(actor, Actor::Staff(u) if matches!(u.role, Role::Practitioner(_)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_keep_their_trailing_zeros() {
+        let m = Money::parse("12.5", Currency::Eur).unwrap();
+        assert_eq!(amount(&m), "12.50");
+        assert_eq!(amount(&Money::from_minor(500, Currency::Jpy)), "500");
+    }
+
+    #[test]
+    fn a_fee_schedule_input_is_a_preset_or_a_custom_pair() {
+        let preset = FeeScheduleInputView {
+            preset: Some("premium".into()),
+            percent: None,
+            fixed: None,
+        };
+        assert_eq!(
+            preset.to_domain().unwrap(),
+            FeeScheduleInput::Preset(FeePreset::Premium)
+        );
+        let both = FeeScheduleInputView {
+            preset: Some("premium".into()),
+            percent: Some("1.4".into()),
+            fixed: Some("0.25".into()),
+        };
+        assert_eq!(both.to_domain().unwrap_err().code, "validation_failed");
+        let bad_percent = FeeScheduleInputView {
+            preset: None,
+            percent: Some("lots".into()),
+            fixed: Some("0.25".into()),
+        };
+        assert_eq!(
+            bad_percent.to_domain().unwrap_err().field.as_deref(),
+            Some("fee_schedule.percent")
+        );
+    }
+
+    #[test]
+    fn bad_amounts_are_invalid_amount_problems() {
+        let p = parse_amount("amount", "1e3", None).unwrap_err();
+        assert_eq!(
+            (p.code, p.field.as_deref()),
+            ("invalid_amount", Some("amount"))
+        );
+        let p = parse_amount("amount", "10", Some("XXX")).unwrap_err();
+        assert_eq!(
+            (p.code, p.field.as_deref()),
+            ("validation_failed", Some("currency"))
+        );
+    }
+}
