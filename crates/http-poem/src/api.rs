@@ -641,26 +641,15 @@ impl Api {
         lang: Query<Option<String>>,
     ) -> ApiResult<Attachment<Vec<u8>>> {
         let actor = self.actor(&auth).await?;
-        let mut filter = self.filter(practitioner_id.0, status.0, from.0, to.0, None, Some(200))?;
-        let lang = csv::lang(lang.0.as_deref());
-        let mut out = csv::header(lang);
-        // Bounded: at most 50 pages of 200 rows in one export.
-        for _ in 0..50 {
-            let page = self
-                .state
-                .billing
-                .reporting
-                .payments(&actor, &filter)
-                .await?;
-            for row in &page.items {
-                out.push_str(&csv::row(row, lang));
-            }
-            match page.next {
-                Some(next) => filter.cursor = Some(next),
-                None => break,
-            }
-        }
-        Ok(Attachment::new(out.into_bytes())
+        let filter = self.filter(practitioner_id.0, status.0, from.0, to.0, None, Some(200))?;
+        let body = csv::export(
+            &self.state.billing,
+            &actor,
+            filter,
+            csv::lang(lang.0.as_deref()),
+        )
+        .await?;
+        Ok(Attachment::new(body.into_bytes())
             .attachment_type(AttachmentType::Attachment)
             .filename("payments.csv"))
     }
@@ -755,7 +744,11 @@ impl Api {
             .patients
             .open(&token.0, refresh.0.unwrap_or(false))
             .await?;
-        Ok(Json(crate::pages::pay_view(&page, &self.state.settings)))
+        Ok(Json(crate::pages::pay_view(
+            &page,
+            &self.state.settings,
+            &token.0,
+        )))
     }
 
     /// Starts the authorisation: where to send the patient (Stripe Checkout or the

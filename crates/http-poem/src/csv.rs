@@ -1,8 +1,12 @@
 //! The payments table as CSV (C8). Cells that a spreadsheet would run as a formula are
 //! neutralised (patient names are typed by people).
 
+use billing_core::access::Actor;
 use billing_core::payment::model::Lang;
 use billing_core::payment::ports::PaymentRow;
+use billing_core::payment::service::PaymentFilter;
+use billing_core::{Billing, BillingError};
+use poem::Response;
 
 use crate::wire::amount;
 
@@ -72,6 +76,40 @@ pub fn row(r: &PaymentRow, lang: Lang) -> String {
             .map(|d| d.to_rfc3339())
             .unwrap_or_default(),
     ])
+}
+
+/// Every page of the filtered payments table as one CSV document (bounded: at most
+/// 50 pages of 200 rows in one export).
+pub async fn export(
+    billing: &Billing,
+    actor: &Actor,
+    mut filter: PaymentFilter,
+    lang: Lang,
+) -> Result<String, BillingError> {
+    filter.limit = Some(200);
+    let mut out = header(lang);
+    for _ in 0..50 {
+        let page = billing.reporting.payments(actor, &filter).await?;
+        for r in &page.items {
+            out.push_str(&row(r, lang));
+        }
+        match page.next {
+            Some(next) => filter.cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// A CSV download.
+pub fn response(body: String) -> Response {
+    Response::builder()
+        .content_type("text/csv; charset=utf-8")
+        .header(
+            "content-disposition",
+            "attachment; filename=\"payments.csv\"",
+        )
+        .body(body)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ pub mod ops;
 pub mod pages;
 pub mod problem;
 pub mod state;
+pub mod web;
 pub mod wire;
 
 use poem::middleware::{CatchPanic, RequestId, ReuseId, SizeLimit, Tracing};
@@ -52,29 +53,20 @@ pub fn app(state: HttpState) -> impl Endpoint {
     let api = openapi(&state);
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
+    let pages = std::sync::Arc::new(web::routes(&state).map_to_response());
     let mut routes = Route::new()
         .at("/api/v1/openapi.json", spec)
         .nest("/docs", docs)
         .nest_no_strip("/api/v1", api)
         .at("/webhooks/stripe", post(ops::stripe_webhook))
-        .at("/connect/stripe/callback", get(pages::oauth_callback))
-        .at("/pay/:token", get(pages::pay_page))
-        .at("/pay/:token/checkout", post(pages::pay_checkout))
-        .at("/dashboard", get(pages::dashboard_page))
         .at("/healthz", get(ops::healthz))
         .at("/readyz", get(ops::readyz))
         .at("/metrics", get(ops::metrics));
+    for prefix in ["/pay", "/dashboard", "/static", "/connect"] {
+        routes = routes.nest_no_strip(prefix, pages.clone());
+    }
     if state.settings.sandbox {
-        routes = routes
-            .at("/sandbox/connect/authorize", get(pages::sandbox_authorize))
-            .at(
-                "/sandbox/checkout/:id",
-                get(pages::sandbox_checkout_page).post(pages::sandbox_checkout_pay),
-            )
-            .at(
-                "/sandbox/checkout/:id/authenticate",
-                post(pages::sandbox_checkout_authenticate),
-            );
+        routes = routes.nest_no_strip("/sandbox", pages.clone());
     }
     let body_limit = state.settings.body_limit;
     let metrics = state.metrics.clone();

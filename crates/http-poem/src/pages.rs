@@ -1,20 +1,26 @@
-//! Browser routes: the OAuth callback, the patient pay page, the dashboard, and in
-//! sandbox mode the stand-ins for Stripe's hosted pages.
+//! Browser routes outside the dashboard and pay page: the OAuth callback and, in
+//! sandbox mode, the stand-ins for Stripe's hosted pages (consent, checkout, 3-D
+//! Secure).
 
+use askama::Template;
 use billing_core::consultation::service::PayPage;
 use billing_core::gateway::SandboxNext;
 use billing_core::ids::CheckoutSessionId;
 use billing_core::practitioner::service::OAuthCallback;
-use poem::web::{Data, Form, Html, Path, Query, Redirect};
-use poem::{IntoResponse, Response, handler};
+use poem::http::StatusCode;
+use poem::session::Session;
+use poem::web::cookie::CookieJar;
+use poem::web::{CsrfToken, CsrfVerifier, Data, Form, Path, Query, Redirect};
+use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
-use crate::problem::Problem;
+use crate::problem::{Problem, status_of};
 use crate::state::{HttpSettings, HttpState};
+use crate::web::{Ctx, Layout, MessagePage, format, message, render, staff};
 use crate::wire::{FailureView, PayView, StatusLabel, amount};
 
 /// The pay page's data, as the JSON API and the HTML page both show it.
-pub fn pay_view(page: &PayPage, settings: &HttpSettings) -> PayView {
+pub fn pay_view(page: &PayPage, settings: &HttpSettings, token: &str) -> PayView {
     let c = &page.record.consultation;
     let p = page.record.payment.as_ref();
     PayView {
@@ -33,36 +39,26 @@ pub fn pay_view(page: &PayPage, settings: &HttpSettings) -> PayView {
             message: f.message.clone(),
         }),
         can_enter: page.can_enter,
-        waiting_room_url: page
-            .can_enter
-            .then(|| settings.waiting_room(c.id.as_uuid()))
-            .flatten(),
+        waiting_room_url: page.can_enter.then(|| {
+            settings
+                .waiting_room(c.id.as_uuid())
+                .unwrap_or_else(|| format!("{}/pay/{token}/waiting-room", settings.public_url))
+        }),
     }
 }
 
-/// Escapes text for HTML.
-pub fn esc(s: &str) -> String {
+/// Percent-encodes a query value.
+pub fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b))
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
         }
     }
     out
-}
-
-fn page(title: &str, body: &str) -> Html<String> {
-    Html(format!(
-        "<!doctype html><html lang=\"fr\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{}</title></head><body>{body}</body></html>",
-        esc(title)
-    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,106 +68,66 @@ pub struct CallbackQuery {
     error: Option<String>,
 }
 
+/// A page of ours (not a redirect) that leads on: the SameSite=Strict session cookie,
+/// withheld on the cross-site hop back from Stripe, is sent again from here.
+fn continue_to(ctx: &Ctx, url: &str, text: &str) -> Response {
+    render(&MessagePage {
+        layout: ctx.layout("Stripe", None, ""),
+        heading: "Stripe".to_owned(),
+        text: text.to_owned(),
+        link: Some(url.to_owned()),
+        link_text: ctx.t.nav_overview.to_owned(),
+        refresh_to: Some(url.to_owned()),
+    })
+}
+
 /// Stripe's OAuth redirect: consumes the state, exchanges the code, links the account,
-/// then sends the practitioner back to the dashboard.
+/// then leads the practitioner back to the dashboard. A state issued to someone else
+/// than the signed-in practitioner is refused.
 #[handler]
 pub async fn oauth_callback(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    session: &Session,
     Query(q): Query<CallbackQuery>,
     Data(state): Data<&HttpState>,
 ) -> Response {
+    let ctx = Ctx::new(req, jar, csrf, state);
+    let signed_in = staff(session, state).await;
     let callback = OAuthCallback {
         code: q.code,
         state: q.state,
         error: q.error,
     };
     let dashboard = state.billing.config.dashboard_url();
-    match state.billing.connect.complete_oauth(&callback, None).await {
-        Ok(_) => Redirect::see_other(format!("{dashboard}?stripe=linked")).into_response(),
+    match state
+        .billing
+        .connect
+        .complete_oauth(&callback, signed_in.as_ref())
+        .await
+    {
+        Ok(_) => continue_to(
+            &ctx,
+            &format!("{dashboard}?stripe=linked"),
+            ctx.t.flash_linked,
+        ),
+        Err(err) if err.code() == "oauth_access_denied" => continue_to(
+            &ctx,
+            &format!("{dashboard}?stripe=denied"),
+            ctx.t.flash_denied,
+        ),
         Err(err) => {
-            let problem = Problem::from(err);
-            if problem.code == "oauth_access_denied" {
-                return Redirect::see_other(format!("{dashboard}?stripe=denied")).into_response();
-            }
-            let mut resp = page(
-                "Stripe",
-                &format!(
-                    "<h1>Le lien avec Stripe n'a pas abouti</h1><p>{}</p><p><a href=\"{}\">Tableau de bord</a></p>",
-                    esc(problem.detail.as_deref().unwrap_or(problem.code)),
-                    esc(&dashboard)
-                ),
+            let status = status_of(&err);
+            message(
+                &ctx,
+                status,
+                ctx.t.error_title,
+                &err.to_string(),
+                Some((&dashboard, ctx.t.nav_overview)),
             )
-            .into_response();
-            resp.set_status(problem.status);
-            resp
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct PayPageQuery {
-    checkout: Option<String>,
-}
-
-/// The patient's pay page (phone first). The styled version comes with the pages.
-#[handler]
-pub async fn pay_page(
-    Path(token): Path<String>,
-    Query(q): Query<PayPageQuery>,
-    Data(state): Data<&HttpState>,
-) -> Response {
-    let refresh = q.checkout.is_some();
-    match state.billing.patients.open(&token, refresh).await {
-        Ok(p) => {
-            let view = pay_view(&p, &state.settings);
-            let mut body = format!(
-                "<h1>{}</h1><p>{}</p>",
-                esc(&view.practitioner_name),
-                esc(&view.starts_at.to_rfc3339())
-            );
-            if let (Some(a), Some(c)) = (&view.amount, &view.currency) {
-                body.push_str(&format!(
-                    "<p>Montant de l'empreinte : <strong>{} {}</strong></p>",
-                    esc(a),
-                    esc(c)
-                ));
-            }
-            if let Some(label) = &view.status_label {
-                body.push_str(&format!("<p>Statut : {}</p>", esc(&label.fr)));
-            }
-            if view.can_enter {
-                let href = view.waiting_room_url.clone().unwrap_or_else(|| "#".into());
-                body.push_str(&format!(
-                    "<a id=\"enter\" href=\"{}\">Entrer en salle d'attente</a>",
-                    esc(&href)
-                ));
-            } else {
-                body.push_str(&format!(
-                    "<form method=\"post\" action=\"/pay/{}/checkout\"><button id=\"pay\">Payer</button></form>",
-                    esc(&token)
-                ));
-            }
-            page("ConsultPay", &body).into_response()
-        }
-        Err(e) => Problem::from(e).into_response(),
-    }
-}
-
-/// The pay page's "Pay now" button: starts checkout and sends the browser there.
-#[handler]
-pub async fn pay_checkout(Path(token): Path<String>, Data(state): Data<&HttpState>) -> Response {
-    match state.billing.patients.start_checkout(&token).await {
-        Ok(start) => match start.redirect_url {
-            Some(url) => Redirect::see_other(url).into_response(),
-            None => Redirect::see_other(format!("/pay/{token}")).into_response(),
-        },
-        Err(e) => Problem::from(e).into_response(),
-    }
-}
-
-/// The dashboard placeholder until the pages land.
-#[handler]
-pub async fn dashboard_page() -> Html<String> {
-    page("ConsultPay", "<h1>ConsultPay</h1><p>Tableau de bord</p>")
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,12 +138,23 @@ pub struct AuthorizeQuery {
     deny: Option<String>,
 }
 
+#[derive(Template)]
+#[template(path = "sandbox_authorize.html")]
+struct SandboxAuthorize {
+    layout: Layout,
+    here: String,
+}
+
 /// Sandbox stand-in for Stripe's OAuth consent page.
 #[handler]
 pub async fn sandbox_authorize(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
     Query(q): Query<AuthorizeQuery>,
     Data(state): Data<&HttpState>,
 ) -> Response {
+    let ctx = Ctx::new(req, jar, csrf, state);
     let Some(sandbox) = &state.billing.sandbox else {
         return Problem::not_found().into_response();
     };
@@ -216,46 +183,40 @@ pub async fn sandbox_authorize(
         ))
         .into_response();
     }
-    let here = format!(
-        "/sandbox/connect/authorize?state={encoded}&redirect_uri={}",
-        urlencode(&callback)
-    );
-    page(
-        "Stripe (sandbox)",
-        &format!(
-            "<h1>Stripe — bac à sable</h1><p>ConsultPay souhaite accéder à votre compte Stripe.</p>\
-             <p><a id=\"approve\" href=\"{0}&amp;approve=1\">Autoriser l'accès à ce compte</a></p>\
-             <p><a id=\"deny\" href=\"{0}&amp;deny=1\">Annuler</a></p>",
-            esc(&here)
+    render(&SandboxAuthorize {
+        layout: ctx.layout("Stripe", None, ""),
+        here: format!(
+            "/sandbox/connect/authorize?state={encoded}&redirect_uri={}",
+            urlencode(&callback)
         ),
-    )
-    .into_response()
-}
-
-/// Percent-encodes a query value.
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b))
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    })
 }
 
 fn session(id: &str) -> Result<CheckoutSessionId, Problem> {
     CheckoutSessionId::parse(id).map_err(|_| Problem::not_found())
 }
 
-/// Sandbox stand-in for Stripe Checkout: the test cards.
+#[derive(Template)]
+#[template(path = "sandbox_checkout.html")]
+struct SandboxCheckoutPage {
+    layout: Layout,
+    session: String,
+    description: String,
+    amount: String,
+    awaiting_authentication: bool,
+    cancel_url: String,
+}
+
+/// Sandbox stand-in for Stripe Checkout: Stripe's test cards.
 #[handler]
 pub async fn sandbox_checkout_page(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
     Path(id): Path<String>,
     Data(state): Data<&HttpState>,
 ) -> Response {
+    let ctx = Ctx::new(req, jar, csrf, state);
     let Some(sandbox) = &state.billing.sandbox else {
         return Problem::not_found().into_response();
     };
@@ -264,36 +225,16 @@ pub async fn sandbox_checkout_page(
         Err(p) => return p.into_response(),
     };
     match sandbox.checkout(&session).await {
-        Ok(c) => {
-            let action = format!("/sandbox/checkout/{}", esc(session.as_str()));
-            let body = if c.awaiting_authentication {
-                format!(
-                    "<h1>3-D Secure</h1><form method=\"post\" action=\"{action}/authenticate\">\
-                     <button id=\"approve\" name=\"result\" value=\"approve\">Authentifier</button>\
-                     <button id=\"fail\" name=\"result\" value=\"fail\">Échouer</button></form>"
-                )
-            } else {
-                format!(
-                    "<h1>{}</h1><p>{} {}</p><form method=\"post\" action=\"{action}\">\
-                     <button id=\"visa\" name=\"payment_method\" value=\"pm_card_visa\">Visa 4242</button>\
-                     <button id=\"declined\" name=\"payment_method\" value=\"pm_card_chargeDeclined\">Refusée 0002</button>\
-                     <button id=\"3ds\" name=\"payment_method\" value=\"pm_card_authenticationRequired\">3-D Secure 3184</button>\
-                     </form><p><a href=\"{}\">Annuler</a></p>",
-                    esc(&c.description),
-                    esc(&amount(&c.amount)),
-                    esc(c.amount.currency().code()),
-                    esc(&c.cancel_url)
-                )
-            };
-            page("Checkout (sandbox)", &body).into_response()
-        }
+        Ok(c) => render(&SandboxCheckoutPage {
+            layout: ctx.layout("Checkout", None, ""),
+            session: session.as_str().to_owned(),
+            description: c.description,
+            amount: format::money(&c.amount, ctx.lang),
+            awaiting_authentication: c.awaiting_authentication,
+            cancel_url: c.cancel_url,
+        }),
         Err(e) => Problem::from(e).into_response(),
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct PayForm {
-    payment_method: String,
 }
 
 fn sandbox_next(
@@ -301,22 +242,33 @@ fn sandbox_next(
     session: &CheckoutSessionId,
     cancel_url: Option<String>,
 ) -> Response {
+    let here = format!("/sandbox/checkout/{}", session.as_str());
     match next {
         SandboxNext::Return(url) => Redirect::see_other(url).into_response(),
-        SandboxNext::Authenticate => {
-            Redirect::see_other(format!("/sandbox/checkout/{}", session.as_str())).into_response()
+        SandboxNext::Authenticate => Redirect::see_other(here).into_response(),
+        // Declined: back to the pay page, which says so and offers another card.
+        SandboxNext::TryAgain { .. } => {
+            Redirect::see_other(cancel_url.unwrap_or(here)).into_response()
         }
-        SandboxNext::TryAgain { .. } => match cancel_url {
-            Some(url) => Redirect::see_other(url).into_response(),
-            None => Redirect::see_other(format!("/sandbox/checkout/{}", session.as_str()))
-                .into_response(),
-        },
     }
+}
+
+fn csrf_refused() -> Response {
+    Problem::new(StatusCode::FORBIDDEN, "forbidden")
+        .detail("invalid CSRF token")
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PayForm {
+    csrf_token: String,
+    payment_method: String,
 }
 
 /// Pays the sandbox session with a Stripe test payment method.
 #[handler]
 pub async fn sandbox_checkout_pay(
+    verifier: &CsrfVerifier,
     Path(id): Path<String>,
     Form(form): Form<PayForm>,
     Data(state): Data<&HttpState>,
@@ -324,6 +276,9 @@ pub async fn sandbox_checkout_pay(
     let Some(sandbox) = &state.billing.sandbox else {
         return Problem::not_found().into_response();
     };
+    if !verifier.is_valid(&form.csrf_token) {
+        return csrf_refused();
+    }
     let session = match session(&id) {
         Ok(s) => s,
         Err(p) => return p.into_response(),
@@ -337,12 +292,14 @@ pub async fn sandbox_checkout_pay(
 
 #[derive(Debug, Deserialize)]
 pub struct AuthenticateForm {
+    csrf_token: String,
     result: String,
 }
 
 /// Answers the sandbox's 3-D Secure challenge.
 #[handler]
 pub async fn sandbox_checkout_authenticate(
+    verifier: &CsrfVerifier,
     Path(id): Path<String>,
     Form(form): Form<AuthenticateForm>,
     Data(state): Data<&HttpState>,
@@ -350,6 +307,9 @@ pub async fn sandbox_checkout_authenticate(
     let Some(sandbox) = &state.billing.sandbox else {
         return Problem::not_found().into_response();
     };
+    if !verifier.is_valid(&form.csrf_token) {
+        return csrf_refused();
+    }
     let session = match session(&id) {
         Ok(s) => s,
         Err(p) => return p.into_response(),

@@ -161,7 +161,7 @@ fn truncate(s: &str) -> String {
 }
 
 /// The HTTP status of each problem code.
-fn status_of(err: &BillingError) -> StatusCode {
+pub fn status_of(err: &BillingError) -> StatusCode {
     use billing_core::ErrorClass as C;
     match (err, err.class()) {
         (BillingError::Webhook(_), _) => StatusCode::BAD_REQUEST,

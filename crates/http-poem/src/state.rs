@@ -18,7 +18,7 @@ pub trait Readiness: Send + Sync {
 }
 
 /// Settings of the HTTP adapter.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HttpSettings {
     /// Public base URL, no trailing slash.
     pub public_url: String,
@@ -30,6 +30,21 @@ pub struct HttpSettings {
     pub sandbox: bool,
     /// Stripe's publishable key, for the Payment Element (Stripe mode only).
     pub stripe_publishable_key: Option<String>,
+    /// Secret (≥ 32 bytes) from which the session-cookie and CSRF keys are derived.
+    /// Shared by every instance behind a load balancer.
+    pub session_secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpSettings")
+            .field("public_url", &self.public_url)
+            .field("waiting_room_url", &self.waiting_room_url)
+            .field("body_limit", &self.body_limit)
+            .field("sandbox", &self.sandbox)
+            .field("session_secret", &"*** ***")
+            .finish_non_exhaustive()
+    }
 }
 
 impl HttpSettings {
@@ -40,6 +55,7 @@ impl HttpSettings {
             body_limit: 64 * 1024,
             sandbox: false,
             stripe_publishable_key: None,
+            session_secret: Vec::new(),
         }
     }
 

@@ -1,0 +1,1851 @@
+//! The staff dashboard: Stripe panel, preferences with a live fee preview, services,
+//! scheduling with the pay link to copy, the payments table (filters, totals,
+//! pagination, CSV) and a payment's page (validate the act, release, refund).
+//! A secretary sees only what a secretary may do.
+
+use askama::Template;
+use billing_core::access::{Action, Actor, authorize};
+use billing_core::consultation::service::{PaymentChoice, ScheduleRequest};
+use billing_core::fees::{FeePreset, FeeSchedule};
+use billing_core::ids::{ConsultationId, PaymentId, PractitionerId, ServiceId};
+use billing_core::money::{AmountInput, Currency, Money};
+use billing_core::payment::model::{Payment, PaymentStatus};
+use billing_core::payment::ports::{PaymentCursor, PaymentRow};
+use billing_core::payment::service::PaymentFilter;
+use billing_core::practitioner::model::{PayoutInterval, Practitioner, StripeLink};
+use billing_core::practitioner::service::{FeeScheduleInput, PreferencesInput, ServicePatch};
+use billing_core::{BillingError, Lang};
+use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use poem::http::StatusCode;
+use poem::session::Session;
+use poem::web::cookie::CookieJar;
+use poem::web::{CsrfToken, CsrfVerifier, Data, Form, Path, Query, Redirect};
+use poem::{IntoResponse, Request, Response, handler};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use super::i18n::Texts;
+use super::{
+    Ctx, Layout, SESSION_TOKEN, csrf_ok, format, message, render, staff, user_box, with_status,
+};
+use crate::problem::Problem;
+use crate::state::HttpState;
+
+// ---------------------------------------------------------------- shared pieces
+
+/// A signed-in page request: the context, the actor and their first practitioner.
+struct Staff {
+    ctx: Ctx,
+    actor: Actor,
+    practitioner: Practitioner,
+}
+
+impl std::fmt::Debug for Staff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Staff").finish_non_exhaustive()
+    }
+}
+
+impl Staff {
+    fn layout(&self, title: &str, nav: &'static str) -> Layout {
+        self.ctx
+            .layout(title, user_box(&self.actor, self.ctx.t), nav)
+    }
+
+    fn tz(&self) -> Tz {
+        self.practitioner.time_zone.tz()
+    }
+
+    fn practitioners(&self) -> Vec<PractitionerId> {
+        match &self.actor {
+            Actor::Staff(u) => u.role.practitioners(),
+            _ => vec![],
+        }
+    }
+
+    fn may(&self, action: Action) -> bool {
+        authorize(&self.actor, action, self.practitioner.id).is_ok()
+    }
+}
+
+/// Loads the signed-in staff member, or answers with the way to the sign-in page.
+async fn signed_in(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    session: &Session,
+    state: &HttpState,
+) -> Result<Staff, Response> {
+    let ctx = Ctx::new(req, jar, csrf, state);
+    let Some(actor) = staff(session, state).await else {
+        return Err(Redirect::see_other("/dashboard/login").into_response());
+    };
+    let Some(first) = (match &actor {
+        Actor::Staff(u) => u.role.practitioners().first().copied(),
+        _ => None,
+    }) else {
+        return Err(Redirect::see_other("/dashboard/login").into_response());
+    };
+    match state.billing.catalogue.practitioner(&actor, first).await {
+        Ok(practitioner) => Ok(Staff {
+            ctx,
+            actor,
+            practitioner,
+        }),
+        Err(e) => Err(Problem::from(e).into_response()),
+    }
+}
+
+/// Like [`signed_in`], and the form's CSRF token must be valid.
+async fn signed_in_form(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    token: &str,
+    session: &Session,
+    state: &HttpState,
+) -> Result<Staff, Response> {
+    let staff = signed_in(req, jar, csrf, session, state).await?;
+    if !csrf_ok(verifier, token) {
+        let ctx = &staff.ctx;
+        return Err(message(
+            ctx,
+            StatusCode::FORBIDDEN,
+            ctx.t.error_title,
+            ctx.t.flash_csrf,
+            Some(("/dashboard", ctx.t.back)),
+        ));
+    }
+    Ok(staff)
+}
+
+#[derive(Debug)]
+pub struct Flash {
+    pub kind: &'static str,
+    pub text: &'static str,
+}
+
+fn flash(t: &Texts, key: Option<&str>) -> Option<Flash> {
+    let (kind, text) = match key? {
+        "linked" => ("ok", t.flash_linked),
+        "denied" => ("warn", t.flash_denied),
+        "verified" => ("ok", t.flash_verified),
+        "unlinked" => ("ok", t.flash_unlinked),
+        "saved" => ("ok", t.flash_saved),
+        "validated" => ("ok", t.flash_validated),
+        "released" => ("ok", t.flash_released),
+        "refunded" => ("ok", t.flash_refunded),
+        _ => return None,
+    };
+    Some(Flash { kind, text })
+}
+
+/// A refused action, in the page's language.
+fn error_text(err: &BillingError, lang: Lang) -> String {
+    let fr = lang == Lang::Fr;
+    let text = match err.code() {
+        "amount_above_cap" => {
+            if fr {
+                "Ce montant dépasse l'empreinte."
+            } else {
+                "This amount is above the hold."
+            }
+        }
+        "amount_above_maximum" => {
+            if fr {
+                "Ce montant dépasse votre maximum."
+            } else {
+                "This amount is above your maximum."
+            }
+        }
+        "invalid_amount" => {
+            if fr {
+                "Ce montant n'est pas valide (exemple : 25,00)."
+            } else {
+                "This amount is not valid (e.g. 25.00)."
+            }
+        }
+        "below_minimum_charge" => {
+            if fr {
+                "Stripe n'encaisse pas moins de 0,50 €."
+            } else {
+                "Stripe does not charge less than €0.50."
+            }
+        }
+        "currency_mismatch" => {
+            if fr {
+                "La devise ne correspond pas."
+            } else {
+                "The currency does not match."
+            }
+        }
+        "stripe_not_linked" => {
+            if fr {
+                "Aucun compte Stripe lié."
+            } else {
+                "No Stripe account is linked."
+            }
+        }
+        "charges_disabled" => {
+            if fr {
+                "Le compte Stripe ne peut pas encore encaisser."
+            } else {
+                "The Stripe account cannot take payments yet."
+            }
+        }
+        "payment_state_conflict" => {
+            if fr {
+                "Le paiement n'est plus dans un état qui le permet."
+            } else {
+                "The payment is no longer in a state that allows this."
+            }
+        }
+        "outstanding_holds" => {
+            if fr {
+                "Des empreintes sont en cours : validez-les ou annulez-les d'abord."
+            } else {
+                "Holds are outstanding: validate or release them first."
+            }
+        }
+        "card_declined" => {
+            if fr {
+                "Carte refusée."
+            } else {
+                "Card declined."
+            }
+        }
+        "forbidden" => {
+            if fr {
+                "Votre rôle ne permet pas cette action."
+            } else {
+                "Your role may not do this."
+            }
+        }
+        "gateway_unavailable" | "storage_unavailable" => {
+            if fr {
+                "Service momentanément indisponible : réessayez."
+            } else {
+                "Temporarily unavailable: try again."
+            }
+        }
+        _ => return err.to_string(),
+    };
+    text.to_owned()
+}
+
+/// A payment as a table line.
+#[derive(Debug)]
+pub struct PaymentLine {
+    pub id: String,
+    pub href: String,
+    pub date: String,
+    pub patient: String,
+    pub held: String,
+    pub captured: String,
+    pub refunded: String,
+    pub fee: String,
+    pub fee_estimated: bool,
+    pub net: String,
+    pub status: &'static str,
+    pub status_label: &'static str,
+    pub can_validate: bool,
+    pub deadline: Option<String>,
+}
+
+fn line(
+    p: &Payment,
+    patient: &str,
+    date: DateTime<Utc>,
+    tz: Tz,
+    lang: Lang,
+    may_validate: bool,
+) -> PaymentLine {
+    let zero = Money::zero(p.amount().currency());
+    let fee = p.fee();
+    PaymentLine {
+        id: p.id().to_string(),
+        href: format!("/dashboard/payments/{}", p.id()),
+        date: format::datetime_short(date, tz, lang),
+        patient: patient.to_owned(),
+        held: format::money(&p.authorized().unwrap_or(zero), lang),
+        captured: format::money(&p.captured().unwrap_or(zero), lang),
+        refunded: format::money(&p.refunded(), lang),
+        fee: format::money(&fee.map_or(zero, |f| f.amount), lang),
+        fee_estimated: fee.is_some_and(|f| f.source == billing_core::fees::FeeSource::Estimated),
+        net: format::money(&p.net().unwrap_or(zero), lang),
+        status: p.status().as_str(),
+        status_label: p.status().label(lang),
+        can_validate: may_validate && p.status() == PaymentStatus::Authorized,
+        deadline: p
+            .capture_before()
+            .map(|d| format::datetime_short(d, tz, lang)),
+    }
+}
+
+fn row_line(r: &PaymentRow, tz: Tz, lang: Lang, may_validate: bool) -> PaymentLine {
+    line(
+        &r.payment,
+        r.patient.as_str(),
+        r.starts_at,
+        tz,
+        lang,
+        may_validate,
+    )
+}
+
+// ---------------------------------------------------------------- sign-in
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginTemplate {
+    layout: Layout,
+    failed: bool,
+}
+
+#[handler]
+pub async fn login_page(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    session: &Session,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    if staff(session, state).await.is_some() {
+        return Redirect::see_other("/dashboard").into_response();
+    }
+    let ctx = Ctx::new(req, jar, csrf, state);
+    render(&LoginTemplate {
+        layout: ctx.layout(ctx.t.login_title, None, ""),
+        failed: false,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    csrf_token: String,
+    token: String,
+}
+
+#[handler]
+pub async fn login_submit(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    session: &Session,
+    Form(form): Form<LoginForm>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let ctx = Ctx::new(req, jar, csrf, state);
+    if !csrf_ok(verifier, &form.csrf_token) {
+        return message(
+            &ctx,
+            StatusCode::FORBIDDEN,
+            ctx.t.error_title,
+            ctx.t.flash_csrf,
+            Some(("/dashboard/login", ctx.t.back)),
+        );
+    }
+    match state
+        .billing
+        .staff
+        .authenticate(Some(form.token.trim()))
+        .await
+    {
+        Ok(Actor::Staff(_)) => {
+            session.renew();
+            session.set(SESSION_TOKEN, form.token.trim());
+            Redirect::see_other("/dashboard").into_response()
+        }
+        _ => with_status(
+            render(&LoginTemplate {
+                layout: ctx.layout(ctx.t.login_title, None, ""),
+                failed: true,
+            }),
+            StatusCode::UNAUTHORIZED,
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    csrf_token: String,
+    force: Option<String>,
+}
+
+#[handler]
+pub async fn logout_submit(
+    verifier: &CsrfVerifier,
+    session: &Session,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if csrf_ok(verifier, &form.csrf_token) {
+        session.purge();
+    }
+    Redirect::see_other("/dashboard/login").into_response()
+}
+
+// ---------------------------------------------------------------- overview
+
+#[derive(Debug)]
+pub struct StripePanel {
+    pub status: &'static str,
+    pub status_label: &'static str,
+    pub account: Option<String>,
+    pub charges_enabled: bool,
+    pub why: Option<String>,
+    pub payouts: Option<String>,
+    pub dashboard_url: &'static str,
+    pub onboarding: bool,
+}
+
+fn stripe_panel(link: &StripeLink, t: &Texts, lang: Lang, sandbox: bool) -> StripePanel {
+    let status = link.status().as_str();
+    let status_label = match status {
+        "linked" => t.stripe_status_linked,
+        "pending" => t.stripe_status_pending,
+        "revoked" => t.stripe_status_revoked,
+        _ => t.stripe_status_unlinked,
+    };
+    let (charges_enabled, why, payouts) = match link {
+        StripeLink::Linked { account, .. } => {
+            let why = account.disabled_reason.clone().or_else(|| {
+                (!account.currently_due.is_empty()).then(|| account.currently_due.join(", "))
+            });
+            let payouts = account.payout_schedule.as_ref().map(|s| {
+                let every = match (&s.interval, lang) {
+                    (PayoutInterval::Manual, Lang::Fr) => "manuels".to_owned(),
+                    (PayoutInterval::Manual, Lang::En) => "manual".to_owned(),
+                    (PayoutInterval::Daily, Lang::Fr) => "chaque jour".to_owned(),
+                    (PayoutInterval::Daily, Lang::En) => "daily".to_owned(),
+                    (PayoutInterval::Weekly(d), Lang::Fr) => format!("chaque semaine ({d})"),
+                    (PayoutInterval::Weekly(d), Lang::En) => format!("weekly ({d})"),
+                    (PayoutInterval::Monthly(d), Lang::Fr) => format!("chaque mois (le {d})"),
+                    (PayoutInterval::Monthly(d), Lang::En) => format!("monthly (day {d})"),
+                };
+                match (s.delay_days, lang) {
+                    (Some(n), Lang::Fr) => format!("{every}, délai {n} j"),
+                    (Some(n), Lang::En) => format!("{every}, {n}-day delay"),
+                    (None, _) => every,
+                }
+            });
+            (account.charges_enabled, why, payouts)
+        }
+        _ => (false, None, None),
+    };
+    StripePanel {
+        status,
+        status_label,
+        account: link.account_id().map(|a| a.as_str().to_owned()),
+        charges_enabled,
+        why,
+        payouts,
+        dashboard_url: "https://dashboard.stripe.com/settings/payouts",
+        onboarding: !sandbox,
+    }
+}
+
+#[derive(Debug)]
+pub struct Upcoming {
+    pub starts_at: String,
+    pub patient: String,
+    pub status: Option<&'static str>,
+    pub status_label: &'static str,
+    pub href: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Choice {
+    pub value: String,
+    pub label: String,
+    pub selected: bool,
+}
+
+#[derive(Debug)]
+pub struct FilterView {
+    pub statuses: Vec<Choice>,
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug)]
+pub struct TotalsLine {
+    pub currency: &'static str,
+    pub count: u64,
+    pub held: String,
+    pub captured: String,
+    pub refunded: String,
+    pub fee: String,
+    pub net: String,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct OverviewTemplate {
+    layout: Layout,
+    flash: Option<Flash>,
+    error: Option<String>,
+    stripe: Option<StripePanel>,
+    expiring: Vec<PaymentLine>,
+    upcoming: Vec<Upcoming>,
+    payments: Vec<PaymentLine>,
+    totals: Vec<TotalsLine>,
+    filter: FilterView,
+    next_url: Option<String>,
+    first_url: Option<String>,
+    csv_url: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct OverviewQuery {
+    flash: Option<String>,
+    stripe: Option<String>,
+    status: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    cursor: Option<String>,
+}
+
+fn day_start(date: &str, tz: Tz) -> Option<DateTime<Utc>> {
+    let d = NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d").ok()?;
+    tz.from_local_datetime(&d.and_hms_opt(0, 0, 0)?)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn filter_of(q: &OverviewQuery, tz: Tz) -> Result<PaymentFilter, BillingError> {
+    let status = q.status.as_deref().filter(|s| !s.is_empty());
+    let statuses = match status {
+        Some(s) => vec![
+            s.parse::<PaymentStatus>()
+                .map_err(|e| BillingError::Validation {
+                    field: "status",
+                    message: e.to_string(),
+                })?,
+        ],
+        None => vec![],
+    };
+    let from = q
+        .from
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .and_then(|d| day_start(d, tz));
+    let to =
+        q.to.as_deref()
+            .filter(|s| !s.is_empty())
+            .and_then(|d| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").ok())
+            .and_then(|d| d.checked_add_days(Days::new(1)))
+            .and_then(|d| day_start(&d.format("%Y-%m-%d").to_string(), tz));
+    Ok(PaymentFilter {
+        practitioner: None,
+        statuses,
+        from,
+        to,
+        cursor: q
+            .cursor
+            .as_deref()
+            .and_then(|c| c.parse::<PaymentCursor>().ok()),
+        limit: Some(25),
+    })
+}
+
+fn query_string(q: &OverviewQuery, cursor: Option<&str>) -> String {
+    let mut parts = vec![];
+    for (k, v) in [("status", &q.status), ("from", &q.from), ("to", &q.to)] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            parts.push(format!("{k}={}", crate::pages::urlencode(v)));
+        }
+    }
+    if let Some(c) = cursor {
+        parts.push(format!("cursor={}", crate::pages::urlencode(c)));
+    }
+    parts.join("&")
+}
+
+#[handler]
+pub async fn overview(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    session: &Session,
+    Query(q): Query<OverviewQuery>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let s = match signed_in(req, jar, csrf, session, state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let (t, lang, tz) = (s.ctx.t, s.ctx.lang, s.tz());
+    let b = &state.billing;
+    let may_validate = s.may(Action::ValidateAct);
+    let stripe = s
+        .may(Action::LinkStripe)
+        .then(|| stripe_panel(&s.practitioner.link, t, lang, state.settings.sandbox));
+    let mut error = None;
+    let filter = match filter_of(&q, tz) {
+        Ok(f) => f,
+        Err(e) => {
+            error = Some(error_text(&e, lang));
+            PaymentFilter {
+                limit: Some(25),
+                ..PaymentFilter::default()
+            }
+        }
+    };
+    let (payments, totals, next_url) = match b.reporting.payments(&s.actor, &filter).await {
+        Ok(page) => (
+            page.items
+                .iter()
+                .map(|r| row_line(r, tz, lang, may_validate))
+                .collect(),
+            page.totals
+                .iter()
+                .map(|t| TotalsLine {
+                    currency: t.currency.code(),
+                    count: t.count,
+                    held: format::money(&t.held, lang),
+                    captured: format::money(&t.captured, lang),
+                    refunded: format::money(&t.refunded, lang),
+                    fee: format::money(&t.fee, lang),
+                    net: format::money(&t.net, lang),
+                })
+                .collect(),
+            page.next
+                .map(|c| format!("/dashboard?{}", query_string(&q, Some(&c.to_string())))),
+        ),
+        Err(e) => {
+            error = Some(error_text(&e, lang));
+            (vec![], vec![], None)
+        }
+    };
+    let expiring = b
+        .reporting
+        .expiring_holds(&s.actor)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| row_line(r, tz, lang, may_validate))
+        .collect();
+    let upcoming = b
+        .scheduling
+        .upcoming(&s.actor, 10)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| Upcoming {
+            starts_at: format::datetime_short(r.consultation.starts_at, tz, lang),
+            patient: r.consultation.patient.display_name.as_str().to_owned(),
+            status: r.payment.as_ref().map(|p| p.status().as_str()),
+            status_label: r.payment.as_ref().map_or("", |p| p.status().label(lang)),
+            href: r
+                .payment
+                .as_ref()
+                .map(|p| format!("/dashboard/payments/{}", p.id())),
+        })
+        .collect();
+    let stripe_flash = match q.stripe.as_deref() {
+        Some("linked") => Some("linked"),
+        Some("denied") => Some("denied"),
+        _ => None,
+    };
+    let statuses = PaymentStatus::ALL
+        .iter()
+        .map(|st| Choice {
+            value: st.as_str().to_owned(),
+            label: st.label(lang).to_owned(),
+            selected: q.status.as_deref() == Some(st.as_str()),
+        })
+        .collect();
+    let base = query_string(&q, None);
+    render(&OverviewTemplate {
+        layout: s.layout(t.nav_overview, "overview"),
+        flash: flash(t, q.flash.as_deref().or(stripe_flash)),
+        error,
+        stripe,
+        expiring,
+        upcoming,
+        payments,
+        totals,
+        filter: FilterView {
+            statuses,
+            from: q.from.clone().unwrap_or_default(),
+            to: q.to.clone().unwrap_or_default(),
+        },
+        next_url,
+        first_url: q.cursor.is_some().then(|| format!("/dashboard?{base}")),
+        csv_url: format!("/dashboard/payments.csv?{base}&lang={}", lang.code()),
+    })
+}
+
+/// The payments table as CSV (same filters as the page).
+#[handler]
+pub async fn csv_download(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    session: &Session,
+    Query(q): Query<OverviewQuery>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let s = match signed_in(req, jar, csrf, session, state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let filter = match filter_of(&q, s.tz()) {
+        Ok(f) => f,
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    match crate::csv::export(&state.billing, &s.actor, filter, s.ctx.lang).await {
+        Ok(body) => crate::csv::response(body),
+        Err(e) => Problem::from(e).into_response(),
+    }
+}
+
+// ---------------------------------------------------------------- Stripe panel actions
+
+#[handler]
+#[allow(clippy::too_many_arguments)]
+pub async fn stripe_link(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    session: &Session,
+    Form(form): Form<CsrfForm>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let s = match signed_in_form(req, jar, csrf, verifier, &form.csrf_token, session, state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match state
+        .billing
+        .connect
+        .start_oauth(&s.actor, s.practitioner.id)
+        .await
+    {
+        Ok(url) => Redirect::see_other(url).into_response(),
+        Err(e) => message(
+            &s.ctx,
+            StatusCode::CONFLICT,
+            s.ctx.t.error_title,
+            &error_text(&e, s.ctx.lang),
+            Some(("/dashboard", s.ctx.t.back)),
+        ),
+    }
+}
+
+#[handler]
+#[allow(clippy::too_many_arguments)]
+pub async fn stripe_onboard(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    session: &Session,
+    Form(form): Form<CsrfForm>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let s = match signed_in_form(req, jar, csrf, verifier, &form.csrf_token, session, state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match state
+        .billing
+        .connect
+        .start_onboarding(&s.actor, s.practitioner.id)
+        .await
+    {
+        Ok(url) => Redirect::see_other(url).into_response(),
+        Err(e) => message(
+            &s.ctx,
+            StatusCode::CONFLICT,
+            s.ctx.t.error_title,
+            &error_text(&e, s.ctx.lang),
+            Some(("/dashboard", s.ctx.t.back)),
+        ),
+    }
+}
+
+#[handler]
+#[allow(clippy::too_many_arguments)]
+pub async fn stripe_verify(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    session: &Session,
+    Form(form): Form<CsrfForm>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let s = match signed_in_form(req, jar, csrf, verifier, &form.csrf_token, session, state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match state
+        .billing
+        .connect
+        .verify(&s.actor, s.practitioner.id)
+        .await
+    {
+        Ok(_) => Redirect::see_other("/dashboard?flash=verified").into_response(),
+        Err(e) => message(
+            &s.ctx,
+            StatusCode::CONFLICT,
+            s.ctx.t.error_title,
+            &error_text(&e, s.ctx.lang),
+            Some(("/dashboard", s.ctx.t.back)),
+        ),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "unlink.html")]
+struct UnlinkTemplate {
+    layout: Layout,
+    flash: Option<Flash>,
+    error: Option<String>,
+    account: Option<String>,
+    force: bool,
+}
+
+#[handler]
+pub async fn unlink_page(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    session: &Session,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let s = match signed_in(req, jar, csrf, session, state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !s.may(Action::UnlinkStripe) {
+        return message(
+            &s.ctx,
+            StatusCode::FORBIDDEN,
+            s.ctx.t.error_title,
+            s.ctx.t.error_title,
+            Some(("/dashboard", s.ctx.t.back)),
+        );
+    }
+    render(&UnlinkTemplate {
+        layout: s.layout(s.ctx.t.stripe_unlink_title, "overview"),
+        flash: None,
+        error: None,
+        account: s
+            .practitioner
+            .link
+            .account_id()
+            .map(|a| a.as_str().to_owned()),
+        force: false,
+    })
+}
+
+#[handler]
+#[allow(clippy::too_many_arguments)]
+pub async fn unlink_submit(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    session: &Session,
+    Form(form): Form<CsrfForm>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let s = match signed_in_form(req, jar, csrf, verifier, &form.csrf_token, session, state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let force = form.force.as_deref() == Some("true");
+    match state
+        .billing
+        .connect
+        .unlink(&s.actor, s.practitioner.id, force)
+        .await
+    {
+        Ok(_) => Redirect::see_other("/dashboard?flash=unlinked").into_response(),
+        Err(e) => {
+            let outstanding = matches!(e, BillingError::OutstandingHolds { .. });
+            with_status(
+                render(&UnlinkTemplate {
+                    layout: s.layout(s.ctx.t.stripe_unlink_title, "overview"),
+                    flash: None,
+                    error: Some(error_text(&e, s.ctx.lang)),
+                    account: s
+                        .practitioner
+                        .link
+                        .account_id()
+                        .map(|a| a.as_str().to_owned()),
+                    force: outstanding,
+                }),
+                StatusCode::CONFLICT,
+            )
+        }
+    }
+}
+
+// ---------------------------------------------------------------- preferences
+
+#[derive(Debug, Default)]
+pub struct PrefsForm {
+    pub default_amount: String,
+    pub max_amount: String,
+    pub preset: String,
+    pub percent: String,
+    pub fixed: String,
+}
+
+#[derive(Template)]
+#[template(path = "preferences.html")]
+struct PreferencesTemplate {
+    layout: Layout,
+    flash: Option<Flash>,
+    error: Option<String>,
+    form: PrefsForm,
+    currencies: Vec<Choice>,
+    presets: Vec<Choice>,
+    preview: String,
+}
+
+fn preset_label(p: FeePreset, t: &Texts) -> &'static str {
+    match p {
+        FeePreset::Default => t.preset_default,
+        FeePreset::Standard => t.preset_standard,
+        FeePreset::Premium => t.preset_premium,
+        FeePreset::Uk => t.preset_uk,
+        FeePreset::International => t.preset_international,
+    }
+}
+
+/// "25,00 € → frais 0,60 €, net 24,40 €".
+fn preview_text(amount: &Money, schedule: &FeeSchedule, t: &Texts, lang: Lang) -> String {
+    match schedule.estimate(amount) {
+        Ok(e) => format!(
+            "{} → {} {}, {} {}",
+            format::money(amount, lang),
+            t.fee,
+            format::money(&e.fee, lang),
+            t.net,
+            format::money(&e.net, lang)
+        ),
+        Err(_) => String::new(),
+    }
+}
+
+fn preferences_template(
+    s: &Staff,
+    flash_: Option<Flash>,
+    error: Option<String>,
+    form: PrefsForm,
+    currency: Currency,
+) -> PreferencesTemplate {
+    let (t, lang) = (s.ctx.t, s.ctx.lang);
+    let prefs = &s.practitioner.preferences;
+    let preview_amount = AmountInput::parse(&form.default_amount, None)
+        .and_then(|a| a.in_currency(currency))
+        .unwrap_or(prefs.default_amount());
+    let schedule = schedule_of(&form.preset, &form.percent, &form.fixed, currency)
+        .unwrap_or_else(|| prefs.fee_schedule().clone());
+    PreferencesTemplate {
+        layout: s.layout(t.prefs_title, "preferences"),
+        flash: flash_,
+        error,
+        preview: preview_text(&preview_amount, &schedule, t, lang),
+        currencies: Currency::ALL
+            .iter()
+            .map(|c| Choice {
+                value: c.code().to_owned(),
+                label: c.code().to_owned(),
+                selected: *c == currency,
+            })
+            .collect(),
+        presets: FeePreset::ALL
+            .iter()
+            .map(|p| Choice {
+                value: p.id().to_owned(),
+                label: preset_label(*p, t).to_owned(),
+                selected: form.preset == p.id(),
+            })
+            .chain(std::iter::once(Choice {
+                value: "custom".into(),
+                label: t.prefs_custom.to_owned(),
+                selected: form.preset == "custom",
+            }))
+            .collect(),
+        form,
+    }
+}
+
+fn schedule_of(
+    preset: &str,
+    percent: &str,
+    fixed: &str,
+    currency: Currency,
+) -> Option<FeeSchedule> {
+    if preset == "custom" {
+        let percent = percent.trim().replace(',', ".").parse::<Decimal>().ok()?;
+        let fixed = AmountInput::parse(fixed, None)
+            .ok()?
+            .in_currency(currency)
+            .ok()?;
+        FeeSchedule::custom(percent, fixed).ok()
+    } else {
+        preset
+            .parse::<FeePreset>()
+            .ok()
+            .map(|p| p.schedule(currency))
+    }
+}
+
+#[handler]
+pub async fn preferences_page(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    session: &Session,
+    Query(q): Query<OverviewQuery>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let s = match signed_in(req, jar, csrf, session, state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !s.may(Action::EditPreferences) {
+        return Redirect::see_other("/dashboard").into_response();
+    }
+    let prefs = &s.practitioner.preferences;
+    let lang = s.ctx.lang;
+    let schedule = prefs.fee_schedule();
+    let form = PrefsForm {
+        default_amount: format::input(&prefs.default_amount(), lang),
+        max_amount: format::input(&prefs.max_amount(), lang),
+        preset: schedule.preset().map_or("custom", |p| p.id()).to_owned(),
+        percent: schedule.percent().to_string(),
+        fixed: format::input(&schedule.fixed(), lang),
+    };
+    render(&preferences_template(
+        &s,
+        flash(s.ctx.t, q.flash.as_deref()),
+        None,
+        form,
+        prefs.currency(),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PreferencesFormData {
+    csrf_token: String,
+    default_amount: String,
+    max_amount: String,
+    currency: String,
+    preset: String,
+    percent: Option<String>,
+    fixed: Option<String>,
+}
+
+#[handler]
+#[allow(clippy::too_many_arguments)]
+pub async fn preferences_submit(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    session: &Session,
+    Form(f): Form<PreferencesFormData>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let s = match signed_in_form(req, jar, csrf, verifier, &f.csrf_token, session, state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let currency = f
+        .currency
+        .parse::<Currency>()
+        .unwrap_or(s.practitioner.preferences.currency());
+    let form = PrefsForm {
+        default_amount: f.default_amount.clone(),
+        max_amount: f.max_amount.clone(),
+        preset: f.preset.clone(),
+        percent: f.percent.clone().unwrap_or_default(),
+        fixed: f.fixed.clone().unwrap_or_default(),
+    };
+    let input = (|| -> Result<PreferencesInput, BillingError> {
+        let fee_schedule = if f.preset == "custom" {
+            FeeScheduleInput::Custom {
+                percent: form
+                    .percent
+                    .trim()
+                    .replace(',', ".")
+                    .parse::<Decimal>()
+                    .map_err(|_| BillingError::Validation {
+                        field: "percent",
+                        message: "a number such as 1,4".into(),
+                    })?,
+                fixed: AmountInput::parse(&form.fixed, None)?,
+            }
+        } else {
+            FeeScheduleInput::Preset(f.preset.parse::<FeePreset>()?)
+        };
+        Ok(PreferencesInput {
+            currency,
+            default_amount: AmountInput::parse(&f.default_amount, None)?,
+            max_amount: AmountInput::parse(&f.max_amount, None)?,
+            fee_schedule,
+        })
+    })();
+    let result = match input {
+        Ok(i) => {
+            state
+                .billing
+                .catalogue
+                .set_preferences(&s.actor, s.practitioner.id, &i)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => Redirect::see_other("/dashboard/preferences?flash=saved").into_response(),
+        Err(e) => {
+            let msg = error_text(&e, s.ctx.lang);
+            with_status(
+                render(&preferences_template(&s, None, Some(msg), form, currency)),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PreviewQuery {
+    amount: String,
+    currency: Option<String>,
+    preset: Option<String>,
+    percent: Option<String>,
+    fixed: Option<String>,
+}
+
+/// The live fee preview's text, computed and formatted by the server (no fee math in
+/// JavaScript).
+#[handler]
+pub fn fee_preview(req: &Request, jar: &CookieJar, Query(q): Query<PreviewQuery>) -> Response {
+    let lang = super::i18n::detect(req, jar);
+    let t = super::i18n::texts(lang);
+    let currency = q
+        .currency
+        .as_deref()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(Currency::Eur);
+    let schedule = match (&q.preset, &q.percent, &q.fixed) {
+        (Some(p), _, _) if p != "custom" => {
+            p.parse::<FeePreset>().ok().map(|p| p.schedule(currency))
+        }
+        (_, Some(percent), Some(fixed)) => schedule_of("custom", percent, fixed, currency),
+        _ => Some(FeeSchedule::default_for(currency)),
+    };
+    let amount = AmountInput::parse(&q.amount, None).and_then(|a| a.in_currency(currency));
+    match (amount, schedule) {
+        (Ok(a), Some(s)) => Response::builder()
+            .content_type("text/plain; charset=utf-8")
+            .body(preview_text(&a, &s, t, lang)),
+        _ => Problem::invalid_amount("amount", "not an amount").into_response(),
+    }
+}
+
+// ---------------------------------------------------------------- services
+
+#[derive(Debug)]
+pub struct ServiceLine {
+    pub id: String,
+    pub name: String,
+    pub amount_input: String,
+    pub active: bool,
+}
+
+#[derive(Template)]
+#[template(path = "services.html")]
+struct ServicesTemplate {
+    layout: Layout,
+    flash: Option<Flash>,
+    error: Option<String>,
+    services: Vec<ServiceLine>,
+    currency: &'static str,
+}
+
+async fn services_response(
+    s: &Staff,
+    state: &HttpState,
+    flash_: Option<Flash>,
+    error: Option<String>,
+) -> Response {
+    let list = state
+        .billing
+        .catalogue
+        .services(&s.actor, s.practitioner.id, true)
+        .await
+        .unwrap_or_default();
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    with_status(
+        render(&ServicesTemplate {
+            layout: s.layout(s.ctx.t.services_title, "services"),
+            flash: flash_,
+            error,
+            services: list
+                .iter()
+                .map(|x| ServiceLine {
+                    id: x.id().to_string(),
+                    name: x.name().as_str().to_owned(),
+                    amount_input: format::input(&x.price(), s.ctx.lang),
+                    active: x.active(),
+                })
+                .collect(),
+            currency: s.practitioner.preferences.currency().code(),
+        }),
+        status,
+    )
+}
+
+#[handler]
+pub async fn services_page(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    session: &Session,
+    Query(q): Query<OverviewQuery>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let s = match signed_in(req, jar, csrf, session, state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !s.may(Action::ManageServices) {
+        return Redirect::see_other("/dashboard").into_response();
+    }
+    services_response(&s, state, flash(s.ctx.t, q.flash.as_deref()), None).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ServiceForm {
+    csrf_token: String,
+    name: String,
+    amount: String,
+    action: Option<String>,
+}
+
+#[handler]
+#[allow(clippy::too_many_arguments)]
+pub async fn add_service(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    session: &Session,
+    Form(f): Form<ServiceForm>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let s = match signed_in_form(req, jar, csrf, verifier, &f.csrf_token, session, state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let result = match AmountInput::parse(&f.amount, None) {
+        Ok(a) => {
+            state
+                .billing
+                .catalogue
+                .create_service(&s.actor, s.practitioner.id, &f.name, &a)
+                .await
+        }
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(_) => Redirect::see_other("/dashboard/services?flash=saved").into_response(),
+        Err(e) => services_response(&s, state, None, Some(error_text(&e, s.ctx.lang))).await,
+    }
+}
+
+#[handler]
+#[allow(clippy::too_many_arguments)]
+pub async fn update_service(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    session: &Session,
+    Path(id): Path<String>,
+    Form(f): Form<ServiceForm>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let s = match signed_in_form(req, jar, csrf, verifier, &f.csrf_token, session, state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Ok(id) = id.parse::<ServiceId>() else {
+        return Problem::not_found().into_response();
+    };
+    let patch = match AmountInput::parse(&f.amount, None) {
+        Ok(amount) => Ok(ServicePatch {
+            name: Some(f.name.clone()),
+            amount: Some(amount),
+            active: match f.action.as_deref() {
+                Some("deactivate") => Some(false),
+                Some("reactivate") => Some(true),
+                _ => None,
+            },
+        }),
+        Err(e) => Err(BillingError::from(e)),
+    };
+    let result = match patch {
+        Ok(p) => {
+            state
+                .billing
+                .catalogue
+                .update_service(&s.actor, id, &p)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => Redirect::see_other("/dashboard/services?flash=saved").into_response(),
+        Err(e) => services_response(&s, state, None, Some(error_text(&e, s.ctx.lang))).await,
+    }
+}
+
+// ---------------------------------------------------------------- scheduling
+
+#[derive(Debug, Default)]
+pub struct ScheduleFormView {
+    pub patient: String,
+    pub email: String,
+    pub starts_at: String,
+    pub mode: String,
+    pub amount: String,
+}
+
+#[derive(Debug)]
+pub struct PractitionerChoice {
+    pub id: String,
+    pub name: String,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "schedule.html")]
+struct ScheduleTemplate {
+    layout: Layout,
+    flash: Option<Flash>,
+    error: Option<String>,
+    pay_link: Option<String>,
+    practitioners: Vec<PractitionerChoice>,
+    services: Vec<Choice2>,
+    default_amount: String,
+    time_zone: &'static str,
+    form: ScheduleFormView,
+}
+
+#[derive(Debug)]
+pub struct Choice2 {
+    pub id: String,
+    pub name: String,
+    pub amount: String,
+    pub selected: bool,
+}
+
+async fn schedule_response(
+    s: &Staff,
+    state: &HttpState,
+    error: Option<String>,
+    pay_link: Option<String>,
+    form: ScheduleFormView,
+    service: Option<&str>,
+) -> Response {
+    let lang = s.ctx.lang;
+    let mut practitioners = vec![];
+    for id in s.practitioners() {
+        if let Ok(p) = state.billing.catalogue.practitioner(&s.actor, id).await {
+            practitioners.push(PractitionerChoice {
+                id: p.id.to_string(),
+                name: p.name.as_str().to_owned(),
+                selected: p.id == s.practitioner.id,
+            });
+        }
+    }
+    let services = state
+        .billing
+        .catalogue
+        .services(&s.actor, s.practitioner.id, false)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|x| Choice2 {
+            id: x.id().to_string(),
+            name: x.name().as_str().to_owned(),
+            amount: format::money(&x.price(), lang),
+            selected: service == Some(x.id().to_string().as_str()),
+        })
+        .collect();
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    with_status(
+        render(&ScheduleTemplate {
+            layout: s.layout(s.ctx.t.schedule_title, "schedule"),
+            flash: None,
+            error,
+            pay_link,
+            practitioners,
+            services,
+            default_amount: format::input(&s.practitioner.preferences.default_amount(), lang),
+            time_zone: s.practitioner.time_zone.name(),
+            form,
+        }),
+        status,
+    )
+}
+
+#[handler]
+pub async fn schedule_page(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    session: &Session,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let s = match signed_in(req, jar, csrf, session, state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let soon = Utc::now() + chrono::Duration::hours(1);
+    let form = ScheduleFormView {
+        starts_at: format::datetime_input(soon, s.tz()),
+        mode: if s.practitioner.link.chargeable_account().is_ok() {
+            "online"
+        } else {
+            "none"
+        }
+        .into(),
+        ..ScheduleFormView::default()
+    };
+    schedule_response(&s, state, None, None, form, None).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ScheduleFormData {
+    csrf_token: String,
+    practitioner_id: Option<String>,
+    patient: String,
+    email: Option<String>,
+    starts_at: String,
+    mode: String,
+    service_id: Option<String>,
+    amount: Option<String>,
+}
+
+fn local_to_utc(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
+    let naive = NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%dT%H:%M")
+        .or_else(|_| NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%dT%H:%M:%S"))
+        .ok()?;
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+#[handler]
+#[allow(clippy::too_many_arguments)]
+pub async fn schedule_submit(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    session: &Session,
+    Form(f): Form<ScheduleFormData>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let mut s = match signed_in_form(req, jar, csrf, verifier, &f.csrf_token, session, state).await
+    {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Some(pid) = f
+        .practitioner_id
+        .as_deref()
+        .and_then(|p| p.parse::<PractitionerId>().ok())
+        && pid != s.practitioner.id
+        && let Ok(p) = state.billing.catalogue.practitioner(&s.actor, pid).await
+    {
+        s.practitioner = p;
+    }
+    let form = ScheduleFormView {
+        patient: f.patient.clone(),
+        email: f.email.clone().unwrap_or_default(),
+        starts_at: f.starts_at.clone(),
+        mode: f.mode.clone(),
+        amount: f.amount.clone().unwrap_or_default(),
+    };
+    let request = (|| -> Result<ScheduleRequest, BillingError> {
+        let starts_at = local_to_utc(&f.starts_at, s.tz()).ok_or(BillingError::Validation {
+            field: "starts_at",
+            message: "a date and time".into(),
+        })?;
+        let payment = match f.mode.as_str() {
+            "online" => PaymentChoice::Online {
+                amount: f
+                    .amount
+                    .as_deref()
+                    .filter(|a| !a.trim().is_empty())
+                    .map(|a| AmountInput::parse(a, None))
+                    .transpose()?,
+                service: f
+                    .service_id
+                    .as_deref()
+                    .filter(|x| !x.is_empty())
+                    .map(|x| x.parse::<ServiceId>())
+                    .transpose()
+                    .map_err(|_| BillingError::NotFound("service"))?,
+            },
+            _ => PaymentChoice::None,
+        };
+        Ok(ScheduleRequest {
+            practitioner: s.practitioner.id,
+            patient_name: f.patient.clone(),
+            patient_email: f.email.clone(),
+            starts_at,
+            payment,
+        })
+    })();
+    let result = match request {
+        Ok(r) => state.billing.scheduling.schedule(&s.actor, &r, None).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(done) => schedule_response(&s, state, None, Some(done.pay_url), form, None).await,
+        Err(e) => {
+            let mut msg = error_text(&e, s.ctx.lang);
+            if matches!(e.code(), "stripe_not_linked" | "charges_disabled") {
+                msg = s.ctx.t.schedule_needs_stripe.to_owned();
+            }
+            schedule_response(&s, state, Some(msg), None, form, f.service_id.as_deref()).await
+        }
+    }
+}
+
+// ---------------------------------------------------------------- a payment
+
+#[derive(Debug)]
+pub struct HistoryLine {
+    pub at: String,
+    pub event: String,
+    pub amount: String,
+    pub to: &'static str,
+    pub actor: String,
+}
+
+#[derive(Template)]
+#[template(path = "payment.html")]
+struct PaymentTemplate {
+    layout: Layout,
+    flash: Option<Flash>,
+    error: Option<String>,
+    p: PaymentLine,
+    starts_at: String,
+    can_validate: bool,
+    can_release: bool,
+    can_refund: bool,
+    validate_amount: String,
+    refund_amount: String,
+    preview: String,
+    currency: &'static str,
+    fee_percent: String,
+    fee_fixed: String,
+    history: Vec<HistoryLine>,
+}
+
+async fn payment_response(
+    s: &Staff,
+    state: &HttpState,
+    id: PaymentId,
+    flash_: Option<Flash>,
+    error: Option<(String, StatusCode)>,
+    typed: Option<String>,
+) -> Response {
+    let (t, lang, tz) = (s.ctx.t, s.ctx.lang, s.tz());
+    let (payment, history) = match state.billing.reporting.payment(&s.actor, id).await {
+        Ok(x) => x,
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    let record = match state
+        .billing
+        .scheduling
+        .get(&s.actor, payment.consultation())
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    let patient = record.consultation.patient.display_name.as_str().to_owned();
+    let practitioner = payment.practitioner();
+    let may = |a: Action| authorize(&s.actor, a, practitioner).is_ok();
+    let status = payment.status();
+    let can_validate = may(Action::ValidateAct) && status == PaymentStatus::Authorized;
+    let schedule = payment.fee_schedule();
+    let held = payment.authorized().unwrap_or(payment.amount());
+    let validate_amount = typed.clone().unwrap_or_else(|| format::input(&held, lang));
+    let preview_amount = AmountInput::parse(&validate_amount, None)
+        .and_then(|a| a.in_currency(held.currency()))
+        .unwrap_or(held);
+    let (err_text, err_status) = match error {
+        Some((t, s)) => (Some(t), s),
+        None => (None, StatusCode::OK),
+    };
+    with_status(
+        render(&PaymentTemplate {
+            layout: s.layout(t.payment_title, "overview"),
+            flash: flash_,
+            error: err_text,
+            starts_at: format::datetime_long(record.consultation.starts_at, tz, lang),
+            can_validate,
+            can_release: may(Action::ReleaseHold)
+                && matches!(
+                    status,
+                    PaymentStatus::Authorized | PaymentStatus::Incomplete | PaymentStatus::Failed
+                ),
+            can_refund: may(Action::Refund)
+                && matches!(
+                    status,
+                    PaymentStatus::Captured | PaymentStatus::PartiallyRefunded
+                ),
+            validate_amount,
+            refund_amount: payment
+                .refundable()
+                .map(|m| format::input(&m, lang))
+                .unwrap_or_default(),
+            preview: preview_text(&preview_amount, schedule, t, lang),
+            currency: held.currency().code(),
+            fee_percent: schedule.percent().to_string(),
+            fee_fixed: schedule.fixed().amount().to_string(),
+            history: history
+                .iter()
+                .map(|h| HistoryLine {
+                    at: format::datetime_short(h.at, tz, lang),
+                    event: h.event.clone(),
+                    amount: h
+                        .amount
+                        .as_ref()
+                        .map(|m| format::money(m, lang))
+                        .unwrap_or_default(),
+                    to: h.to.label(lang),
+                    actor: h.actor.to_stored(),
+                })
+                .collect(),
+            p: line(
+                &payment,
+                &patient,
+                record.consultation.starts_at,
+                tz,
+                lang,
+                may(Action::ValidateAct),
+            ),
+        }),
+        err_status,
+    )
+}
+
+#[handler]
+pub async fn payment_page(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    session: &Session,
+    Path(id): Path<String>,
+    Query(q): Query<OverviewQuery>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let s = match signed_in(req, jar, csrf, session, state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Ok(id) = id.parse::<PaymentId>() else {
+        return Problem::not_found().into_response();
+    };
+    payment_response(
+        &s,
+        state,
+        id,
+        flash(s.ctx.t, q.flash.as_deref()),
+        None,
+        None,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AmountForm {
+    csrf_token: String,
+    amount: Option<String>,
+}
+
+async fn consultation_of(
+    state: &HttpState,
+    s: &Staff,
+    id: PaymentId,
+) -> Result<ConsultationId, BillingError> {
+    Ok(state
+        .billing
+        .reporting
+        .payment(&s.actor, id)
+        .await?
+        .0
+        .consultation())
+}
+
+/// Validate the act: capture the typed amount (≤ the hold).
+#[handler]
+#[allow(clippy::too_many_arguments)]
+pub async fn validate_submit(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    session: &Session,
+    Path(id): Path<String>,
+    Form(f): Form<AmountForm>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let s = match signed_in_form(req, jar, csrf, verifier, &f.csrf_token, session, state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Ok(id) = id.parse::<PaymentId>() else {
+        return Problem::not_found().into_response();
+    };
+    let typed = f.amount.clone().unwrap_or_default();
+    let result = async {
+        let consultation = consultation_of(state, &s, id).await?;
+        let amount = AmountInput::parse(&typed, None)?;
+        state
+            .billing
+            .payments
+            .validate(&s.actor, consultation, &amount)
+            .await
+    }
+    .await;
+    match result {
+        Ok(p) if p.status() == PaymentStatus::Released => {
+            Redirect::see_other(format!("/dashboard/payments/{id}?flash=released")).into_response()
+        }
+        Ok(_) => {
+            Redirect::see_other(format!("/dashboard/payments/{id}?flash=validated")).into_response()
+        }
+        Err(e) => {
+            let status = crate::problem::status_of(&e);
+            payment_response(
+                &s,
+                state,
+                id,
+                None,
+                Some((error_text(&e, s.ctx.lang), status)),
+                Some(typed),
+            )
+            .await
+        }
+    }
+}
+
+#[handler]
+#[allow(clippy::too_many_arguments)]
+pub async fn release_submit(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    session: &Session,
+    Path(id): Path<String>,
+    Form(f): Form<AmountForm>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let s = match signed_in_form(req, jar, csrf, verifier, &f.csrf_token, session, state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Ok(id) = id.parse::<PaymentId>() else {
+        return Problem::not_found().into_response();
+    };
+    let result = async {
+        let consultation = consultation_of(state, &s, id).await?;
+        state.billing.payments.release(&s.actor, consultation).await
+    }
+    .await;
+    match result {
+        Ok(_) => {
+            Redirect::see_other(format!("/dashboard/payments/{id}?flash=released")).into_response()
+        }
+        Err(e) => {
+            let status = crate::problem::status_of(&e);
+            payment_response(
+                &s,
+                state,
+                id,
+                None,
+                Some((error_text(&e, s.ctx.lang), status)),
+                None,
+            )
+            .await
+        }
+    }
+}
+
+#[handler]
+#[allow(clippy::too_many_arguments)]
+pub async fn refund_submit(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    session: &Session,
+    Path(id): Path<String>,
+    Form(f): Form<AmountForm>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let s = match signed_in_form(req, jar, csrf, verifier, &f.csrf_token, session, state).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Ok(id) = id.parse::<PaymentId>() else {
+        return Problem::not_found().into_response();
+    };
+    let result = match AmountInput::parse(f.amount.as_deref().unwrap_or(""), None) {
+        Ok(amount) => {
+            state
+                .billing
+                .payments
+                .refund(&s.actor, id, &amount, None)
+                .await
+        }
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(_) => {
+            Redirect::see_other(format!("/dashboard/payments/{id}?flash=refunded")).into_response()
+        }
+        Err(e) => {
+            let status = crate::problem::status_of(&e);
+            payment_response(
+                &s,
+                state,
+                id,
+                None,
+                Some((error_text(&e, s.ctx.lang), status)),
+                None,
+            )
+            .await
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! The pages: the patient's pay page and the staff dashboard, server-rendered with
+//! compile-checked templates (askama), in French and English, with as little
+//! JavaScript as possible and nothing loaded from a CDN.
+//!
+//! Staff sign in with their token once; the session is an encrypted, HttpOnly,
+//! SameSite=Strict cookie. Every form carries a CSRF token checked on submit.
+
+pub mod dashboard;
+pub mod format;
+pub mod i18n;
+pub mod pay;
+
+use std::time::Duration;
+
+use askama::Template;
+use billing_core::Lang;
+use billing_core::access::{Actor, Role};
+use poem::http::StatusCode;
+use poem::middleware::{CookieJarManager, Csrf, SetHeader};
+use poem::session::{CookieConfig, CookieSession, Session};
+use poem::web::cookie::{CookieJar, CookieKey, SameSite};
+use poem::web::{CsrfToken, CsrfVerifier, Html};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, handler, post};
+use sha2::{Digest, Sha256};
+
+use crate::problem::Problem;
+use crate::state::HttpState;
+use i18n::Texts;
+
+/// What the base template shows around every page.
+#[derive(Debug)]
+pub struct Layout {
+    pub t: &'static Texts,
+    pub lang: Lang,
+    pub sandbox: bool,
+    pub title: String,
+    pub lang_switch_url: String,
+    pub user: Option<UserBox>,
+    pub nav: &'static str,
+    pub csrf: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserBox {
+    pub name: String,
+    pub role: &'static str,
+    pub practitioner: bool,
+}
+
+/// The request context every page handler starts from.
+pub struct Ctx {
+    pub lang: Lang,
+    pub t: &'static Texts,
+    pub csrf: String,
+    pub path_and_query: String,
+    pub sandbox: bool,
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("lang", &self.lang)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ctx {
+    pub fn new(req: &Request, jar: &CookieJar, csrf: &CsrfToken, state: &HttpState) -> Ctx {
+        let lang = i18n::detect(req, jar);
+        Ctx {
+            lang,
+            t: i18n::texts(lang),
+            csrf: csrf.0.clone(),
+            path_and_query: req.uri().path().to_owned(),
+            sandbox: state.settings.sandbox,
+        }
+    }
+
+    pub fn layout(&self, title: &str, user: Option<UserBox>, nav: &'static str) -> Layout {
+        Layout {
+            t: self.t,
+            lang: self.lang,
+            sandbox: self.sandbox,
+            title: title.to_owned(),
+            lang_switch_url: format!("{}?lang={}", self.path_and_query, self.t.other_lang),
+            user,
+            nav,
+            csrf: self.csrf.clone(),
+        }
+    }
+}
+
+/// Renders a template; a template error is a bug, answered as a 500 problem.
+pub fn render<T: Template>(t: &T) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error").into_response()
+        }
+    }
+}
+
+pub fn with_status(mut resp: Response, status: StatusCode) -> Response {
+    resp.set_status(status);
+    resp
+}
+
+/// A message page (errors, confirmations).
+#[derive(Debug, Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub layout: Layout,
+    pub heading: String,
+    pub text: String,
+    pub link: Option<String>,
+    pub link_text: String,
+    pub refresh_to: Option<String>,
+}
+
+pub fn message(
+    ctx: &Ctx,
+    status: StatusCode,
+    heading: &str,
+    text: &str,
+    link: Option<(&str, &str)>,
+) -> Response {
+    let page = MessagePage {
+        layout: ctx.layout(heading, None, ""),
+        heading: heading.to_owned(),
+        text: text.to_owned(),
+        link: link.map(|(url, _)| url.to_owned()),
+        link_text: link.map(|(_, t)| t.to_owned()).unwrap_or_default(),
+        refresh_to: None,
+    };
+    with_status(render(&page), status)
+}
+
+/// The signed-in staff member, if the session holds a valid token.
+pub async fn staff(session: &Session, state: &HttpState) -> Option<Actor> {
+    let token: String = session.get(SESSION_TOKEN)?;
+    match state.billing.staff.authenticate(Some(&token)).await {
+        Ok(actor @ Actor::Staff(_)) => Some(actor),
+        _ => {
+            session.purge();
+            None
+        }
+    }
+}
+
+pub fn user_box(actor: &Actor, t: &Texts) -> Option<UserBox> {
+    match actor {
+        Actor::Staff(u) => Some(UserBox {
+            name: u.name.clone(),
+            role: match u.role {
+                Role::Practitioner(_) => t.role_practitioner,
+                Role::Secretary(_) => t.role_secretary,
+            },
+            practitioner: matches!(u.role, Role::Practitioner(_)),
+        }),
+        _ => None,
+    }
+}
+
+pub const SESSION_TOKEN: &str = "staff_token";
+
+/// Checks a form's CSRF token.
+pub fn csrf_ok(verifier: &CsrfVerifier, token: &str) -> bool {
+    verifier.is_valid(token)
+}
+
+fn derive(secret: &[u8], purpose: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(purpose);
+    h.update(secret);
+    h.finalize().into()
+}
+
+const APP_CSS: &str = include_str!("../../static/app.css");
+const APP_JS: &str = include_str!("../../static/app.js");
+const ELEMENTS_JS: &str = include_str!("../../static/elements.js");
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    Response::builder()
+        .content_type(content_type)
+        .header("cache-control", "public, max-age=3600")
+        .body(body)
+}
+
+#[handler]
+fn app_css() -> Response {
+    asset(APP_CSS, "text/css; charset=utf-8")
+}
+
+#[handler]
+fn app_js() -> Response {
+    asset(APP_JS, "text/javascript; charset=utf-8")
+}
+
+#[handler]
+fn elements_js() -> Response {
+    asset(ELEMENTS_JS, "text/javascript; charset=utf-8")
+}
+
+/// The pages' routes, with sessions, CSRF and security headers.
+pub fn routes(state: &HttpState) -> impl Endpoint + use<> {
+    // Pages only; the JSON API and the webhook are routed in `crate::app`.
+    let settings = &state.settings;
+    let secure = settings.public_url.starts_with("https://");
+    let session = CookieSession::new(
+        CookieConfig::private(CookieKey::derive_from(&derive(
+            &settings.session_secret,
+            b"session",
+        )))
+        .name("consultpay_session")
+        .path("/")
+        .secure(secure)
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .max_age(Some(Duration::from_secs(12 * 3600))),
+    );
+    let csrf = Csrf::new()
+        .cookie_name("consultpay_csrf")
+        .key(derive(&settings.session_secret, b"csrf"))
+        .secure(secure)
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .ttl(Duration::from_secs(12 * 3600));
+    let stripe = !settings.sandbox;
+    let csp = if stripe {
+        "default-src 'self'; script-src 'self' https://js.stripe.com; frame-src https://js.stripe.com https://hooks.stripe.com; \
+         connect-src 'self' https://api.stripe.com; img-src 'self' data: https://*.stripe.com; style-src 'self'; \
+         form-action 'self' https://checkout.stripe.com https://connect.stripe.com; frame-ancestors 'none'; base-uri 'none'"
+    } else {
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'"
+    };
+    Route::new()
+        .at("/static/app.css", get(app_css))
+        .at("/static/app.js", get(app_js))
+        .at("/static/elements.js", get(elements_js))
+        .at("/pay/:token", get(pay::pay_page))
+        .at("/pay/:token/checkout", post(pay::checkout_submit))
+        .at("/pay/:token/waiting-room", get(pay::waiting_room_page))
+        .at("/dashboard", get(dashboard::overview))
+        .at(
+            "/dashboard/login",
+            get(dashboard::login_page).post(dashboard::login_submit),
+        )
+        .at("/dashboard/logout", post(dashboard::logout_submit))
+        .at("/dashboard/fee-preview", get(dashboard::fee_preview))
+        .at("/dashboard/payments.csv", get(dashboard::csv_download))
+        .at("/dashboard/payments/:id", get(dashboard::payment_page))
+        .at(
+            "/dashboard/payments/:id/validate",
+            post(dashboard::validate_submit),
+        )
+        .at(
+            "/dashboard/payments/:id/release",
+            post(dashboard::release_submit),
+        )
+        .at(
+            "/dashboard/payments/:id/refund",
+            post(dashboard::refund_submit),
+        )
+        .at(
+            "/dashboard/schedule",
+            get(dashboard::schedule_page).post(dashboard::schedule_submit),
+        )
+        .at(
+            "/dashboard/preferences",
+            get(dashboard::preferences_page).post(dashboard::preferences_submit),
+        )
+        .at(
+            "/dashboard/services",
+            get(dashboard::services_page).post(dashboard::add_service),
+        )
+        .at("/dashboard/services/:id", post(dashboard::update_service))
+        .at("/dashboard/stripe/link", post(dashboard::stripe_link))
+        .at("/dashboard/stripe/onboard", post(dashboard::stripe_onboard))
+        .at("/dashboard/stripe/verify", post(dashboard::stripe_verify))
+        .at(
+            "/dashboard/stripe/unlink",
+            get(dashboard::unlink_page).post(dashboard::unlink_submit),
+        )
+        .at(
+            "/connect/stripe/callback",
+            get(crate::pages::oauth_callback),
+        )
+        .at(
+            "/sandbox/connect/authorize",
+            get(crate::pages::sandbox_authorize),
+        )
+        .at(
+            "/sandbox/checkout/:id",
+            get(crate::pages::sandbox_checkout_page).post(crate::pages::sandbox_checkout_pay),
+        )
+        .at(
+            "/sandbox/checkout/:id/authenticate",
+            post(crate::pages::sandbox_checkout_authenticate),
+        )
+        .with(csrf)
+        .with(session)
+        .with(CookieJarManager::new())
+        .with(
+            SetHeader::new()
+                .overriding("content-security-policy", csp)
+                .overriding("x-content-type-options", "nosniff")
+                .overriding("referrer-policy", "no-referrer")
+                .overriding("x-frame-options", "DENY"),
+        )
+}

@@ -1,0 +1,237 @@
+//! The patient's pay page (C4): what will be held and why, "Pay now", and once the
+//! hold is in place, "Enter waiting room".
+
+use askama::Template;
+use billing_core::BillingError;
+use billing_core::consultation::service::PayPage;
+use billing_core::payment::model::PaymentStatus;
+use poem::http::StatusCode;
+use poem::session::Session;
+use poem::web::cookie::CookieJar;
+use poem::web::{CsrfToken, CsrfVerifier, Data, Form, Path, Query, Redirect};
+use poem::{IntoResponse, Request, Response, handler};
+use serde::Deserialize;
+
+use super::{Ctx, Layout, csrf_ok, format, message, render, with_status};
+use crate::pages::pay_view;
+use crate::state::HttpState;
+
+#[derive(Template)]
+#[template(path = "pay.html")]
+struct PayTemplate {
+    layout: Layout,
+    token: String,
+    practitioner: String,
+    starts_at: String,
+    amount: Option<String>,
+    failure: Option<String>,
+    /// none, incomplete, cancelled, declined, authorized, captured, released,
+    /// expired, refunded, unavailable.
+    state: &'static str,
+    can_enter: bool,
+    can_pay: bool,
+    waiting_room_url: String,
+}
+
+#[derive(Template)]
+#[template(path = "elements.html")]
+struct ElementsTemplate {
+    layout: Layout,
+    amount: String,
+    publishable_key: String,
+    account: String,
+    client_secret: String,
+    return_url: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PayQuery {
+    checkout: Option<String>,
+}
+
+fn state_of(page: &PayPage, returned: Option<&str>) -> &'static str {
+    match page.record.payment.as_ref().map(|p| p.status()) {
+        None => "none",
+        Some(PaymentStatus::Authorized) => "authorized",
+        Some(PaymentStatus::Captured | PaymentStatus::PartiallyRefunded) => "captured",
+        Some(PaymentStatus::Refunded) => "refunded",
+        Some(PaymentStatus::Released) => "released",
+        Some(PaymentStatus::Expired) => "expired",
+        Some(PaymentStatus::Failed) => "declined",
+        Some(PaymentStatus::Incomplete) if returned == Some("cancel") => "cancelled",
+        Some(PaymentStatus::Incomplete) => "incomplete",
+    }
+}
+
+fn not_found(ctx: &Ctx) -> Response {
+    message(
+        ctx,
+        StatusCode::NOT_FOUND,
+        ctx.t.not_found_title,
+        ctx.t.not_found_text,
+        None,
+    )
+}
+
+fn page_for(
+    ctx: &Ctx,
+    state: &HttpState,
+    token: &str,
+    page: &PayPage,
+    forced: Option<&'static str>,
+    returned: Option<&str>,
+) -> Response {
+    let view = pay_view(page, &state.settings, token);
+    let tz = page.time_zone.tz();
+    let payment = page.record.payment.as_ref();
+    let status = forced.unwrap_or_else(|| state_of(page, returned));
+    let template = PayTemplate {
+        layout: ctx.layout(ctx.t.pay_title, None, ""),
+        token: token.to_owned(),
+        practitioner: view.practitioner_name.clone(),
+        starts_at: format::datetime_long(page.record.consultation.starts_at, tz, ctx.lang),
+        amount: payment.map(|p| format::money(&p.amount(), ctx.lang)),
+        failure: payment
+            .and_then(|p| p.failure())
+            .map(|f| f.message.clone())
+            .filter(|_| status == "declined"),
+        state: status,
+        can_enter: page.can_enter,
+        can_pay: payment.is_some_and(|p| {
+            matches!(
+                p.status(),
+                PaymentStatus::Incomplete | PaymentStatus::Failed
+            )
+        }),
+        waiting_room_url: view.waiting_room_url.unwrap_or_default(),
+    };
+    render(&template)
+}
+
+/// `GET /pay/{token}`. Coming back from checkout (`?checkout=…`) re-reads the payment
+/// from the gateway first, so the hold shows at once even if the webhook is late.
+#[handler]
+pub async fn pay_page(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    Path(token): Path<String>,
+    Query(q): Query<PayQuery>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let ctx = Ctx::new(req, jar, csrf, state);
+    match state
+        .billing
+        .patients
+        .open(&token, q.checkout.is_some())
+        .await
+    {
+        Ok(page) => page_for(&ctx, state, &token, &page, None, q.checkout.as_deref()),
+        Err(BillingError::NotFound(_)) => not_found(&ctx),
+        Err(e) => crate::problem::Problem::from(e).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CheckoutForm {
+    csrf_token: String,
+}
+
+/// "Pay now": starts the authorisation and sends the patient to Stripe Checkout (or
+/// the sandbox card page), or shows the Payment Element.
+#[handler]
+#[allow(clippy::too_many_arguments)]
+pub async fn checkout_submit(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    verifier: &CsrfVerifier,
+    _session: &Session,
+    Path(token): Path<String>,
+    Form(form): Form<CheckoutForm>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let ctx = Ctx::new(req, jar, csrf, state);
+    if !csrf_ok(verifier, &form.csrf_token) {
+        return message(
+            &ctx,
+            StatusCode::FORBIDDEN,
+            ctx.t.error_title,
+            ctx.t.flash_csrf,
+            Some((&format!("/pay/{token}"), ctx.t.back)),
+        );
+    }
+    match state.billing.patients.start_checkout(&token).await {
+        Ok(start) => {
+            if let Some(url) = start.redirect_url {
+                return Redirect::see_other(url).into_response();
+            }
+            let (Some(secret), Some(key)) = (
+                start.client_secret,
+                state.settings.stripe_publishable_key.clone(),
+            ) else {
+                return Redirect::see_other(format!("/pay/{token}")).into_response();
+            };
+            let Ok(page) = state.billing.patients.open(&token, false).await else {
+                return not_found(&ctx);
+            };
+            let payment = page.record.payment.as_ref();
+            let template = ElementsTemplate {
+                layout: ctx.layout(ctx.t.pay_title, None, ""),
+                amount: payment
+                    .map(|p| format::money(&p.amount(), ctx.lang))
+                    .unwrap_or_default(),
+                publishable_key: key,
+                account: payment
+                    .and_then(|p| p.account())
+                    .map(|a| a.as_str().to_owned())
+                    .unwrap_or_default(),
+                client_secret: secret.expose().to_owned(),
+                return_url: format!("{}/pay/{token}?checkout=success", state.settings.public_url),
+            };
+            render(&template)
+        }
+        Err(BillingError::NotFound(_)) => not_found(&ctx),
+        Err(e) => {
+            tracing::info!(code = e.code(), "checkout refused");
+            match state.billing.patients.open(&token, false).await {
+                Ok(page) => {
+                    let forced = if page.can_enter {
+                        None
+                    } else {
+                        Some("unavailable")
+                    };
+                    with_status(
+                        page_for(&ctx, state, &token, &page, forced, None),
+                        StatusCode::CONFLICT,
+                    )
+                }
+                Err(_) => not_found(&ctx),
+            }
+        }
+    }
+}
+
+/// The built-in waiting room (used when no external waiting-room URL is configured):
+/// the gate, as a page.
+#[handler]
+pub async fn waiting_room_page(
+    req: &Request,
+    jar: &CookieJar,
+    csrf: &CsrfToken,
+    Path(token): Path<String>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let ctx = Ctx::new(req, jar, csrf, state);
+    match state.billing.patients.access(&token).await {
+        Ok(true) => message(
+            &ctx,
+            StatusCode::OK,
+            ctx.t.waiting_room_title,
+            ctx.t.waiting_room_text,
+            None,
+        ),
+        Ok(false) => Redirect::see_other(format!("/pay/{token}")).into_response(),
+        Err(_) => not_found(&ctx),
+    }
+}
