@@ -13,6 +13,9 @@ use crate::payment::model::{Failure, TransitionError};
 use crate::practitioner::model::{CapError, ChargeBlocker, PreferencesError};
 use crate::repository::RepositoryError;
 
+/// The gateway code of a refund the processor finished as failed or cancelled.
+pub const REFUND_FAILED: &str = "refund_failed";
+
 /// How a caller should treat an error, independent of transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -114,6 +117,11 @@ impl BillingError {
             BillingError::Gateway(GatewayError::UnexpectedState { .. }) => "payment_state_conflict",
             BillingError::Gateway(GatewayError::IdempotencyConflict) => "idempotency_key_reused",
             BillingError::Gateway(GatewayError::Declined(_)) => "card_declined",
+            BillingError::Gateway(GatewayError::InvalidRequest { code: Some(c), .. })
+                if c == REFUND_FAILED =>
+            {
+                "refund_failed"
+            }
             BillingError::Gateway(_) => "gateway_unavailable",
             BillingError::Storage(_) => "storage_unavailable",
         }
@@ -143,6 +151,9 @@ impl BillingError {
             BillingError::Declined(_) => ErrorClass::Refused,
             BillingError::Gateway(g) => match g {
                 GatewayError::Declined(_) => ErrorClass::Refused,
+                GatewayError::InvalidRequest { code: Some(c), .. } if c == REFUND_FAILED => {
+                    ErrorClass::Refused
+                }
                 GatewayError::InvalidGrant { .. } => ErrorClass::Invalid,
                 GatewayError::UnexpectedState { .. }
                 | GatewayError::IdempotencyConflict

@@ -129,6 +129,8 @@ pub mod repository;
 pub mod secrets;
 pub mod staff;
 pub mod system;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use billing::{Billing, Deps};
 pub use config::BillingConfig;

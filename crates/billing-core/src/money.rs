@@ -207,6 +207,12 @@ impl AmountInput {
         })
     }
 
+    /// A stable text form: "25", "25.0" and "25,00" give the same.
+    pub fn canonical(&self) -> String {
+        let currency = self.currency.map(|c| c.code()).unwrap_or("");
+        format!("{}{currency}", self.value.normalize())
+    }
+
     /// The amount in `currency`, refusing another named currency or too many decimals.
     pub fn in_currency(&self, currency: Currency) -> Result<Money, MoneyError> {
         match self.currency {
@@ -439,6 +445,19 @@ mod tests {
                 .in_currency(Currency::Jpy),
             Err(MoneyError::TooManyDecimals { .. })
         ));
+    }
+
+    #[test]
+    fn equal_inputs_have_one_canonical_form() {
+        let a = AmountInput::parse("25", None).unwrap();
+        let b = AmountInput::parse("25,00", None).unwrap();
+        assert_eq!(a.canonical(), b.canonical());
+        assert_ne!(
+            a.canonical(),
+            AmountInput::parse("25", Some(Currency::Usd))
+                .unwrap()
+                .canonical()
+        );
     }
 
     #[test]

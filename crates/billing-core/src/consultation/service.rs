@@ -54,8 +54,8 @@ impl ScheduleRequest {
         let payment = match &self.payment {
             PaymentChoice::None => "none".to_owned(),
             PaymentChoice::Online { amount, service } => format!(
-                "online|{:?}|{}",
-                amount,
+                "online|{}|{}",
+                amount.map(|a| a.canonical()).unwrap_or_default(),
                 service.map(|s| s.to_string()).unwrap_or_default()
             ),
         };
@@ -135,14 +135,16 @@ impl SchedulingService {
         let result = self.schedule_now(actor, request, now).await;
         if let Some(key) = idempotency_key {
             let key = format!("schedule:{key}");
-            match &result {
+            // The consultation's own outcome wins over a failure to record it: a key
+            // left reserved answers "in flight" to retries, which never schedules twice.
+            let _ = match &result {
                 Ok(s) => {
                     self.idempotency
                         .complete(&scope, &key, s.record.consultation.id.as_uuid())
-                        .await?
+                        .await
                 }
-                Err(_) => self.idempotency.release(&scope, &key).await?,
-            }
+                Err(_) => self.idempotency.release(&scope, &key).await,
+            };
         }
         result
     }
@@ -430,14 +432,18 @@ impl PatientService {
                 });
             }
             let practitioner = self.practitioners.get(payment.practitioner()).await?;
-            let account = match payment.account() {
-                Some(a) if payment.intent().is_some() => a.clone(),
-                _ => practitioner
-                    .link
-                    .chargeable_account()
-                    .map_err(BillingError::StripeNotLinked)?
-                    .clone(),
-            };
+            // Only the account linked now may take the hold: an intent left by an
+            // earlier attempt on an account the practitioner has since unlinked or
+            // replaced is not reused.
+            let account = practitioner
+                .link
+                .chargeable_account()
+                .map_err(BillingError::StripeNotLinked)?
+                .clone();
+            let existing_intent = payment
+                .intent()
+                .filter(|_| payment.account() == Some(&account))
+                .cloned();
             let local = record
                 .consultation
                 .starts_at
@@ -457,7 +463,7 @@ impl PatientService {
                 },
                 success_url: self.config.checkout_return_url(&token, "success"),
                 cancel_url: self.config.checkout_return_url(&token, "cancel"),
-                existing_intent: payment.intent().cloned(),
+                existing_intent,
                 customer_email: record
                     .consultation
                     .patient

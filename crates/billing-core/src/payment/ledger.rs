@@ -77,7 +77,8 @@ fn event_kind(event: &PaymentEvent, to: PaymentStatus) -> EventKind {
 }
 
 /// Applies `events` on top of `current` (gateway semantics: stale facts are skipped),
-/// learning the intent id and clearing the pending operation if asked. Returns the new
+/// learning the intent id and clearing the pending operation if asked or if the new
+/// state proves it done. Returns the new
 /// payment and what to log, or `None` when nothing changed.
 pub(crate) fn fold(
     current: &Payment,
@@ -133,7 +134,9 @@ pub(crate) fn fold(
             p = *payment;
         }
     }
-    if clear_pending && p.pending().is_some() {
+    // A webhook that proves the operation happened settles it too, so refunds are not
+    // refused as "operation in progress" until reconciliation comes round.
+    if p.pending().is_some() && (clear_pending || p.pending_settled()) {
         p = p.finish(now);
     }
     Ok((p.version() != current.version()).then_some((p, log, changes)))

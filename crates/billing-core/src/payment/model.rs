@@ -794,6 +794,22 @@ impl Payment {
         }
     }
 
+    /// Does the recorded state prove the pending operation happened (the capture of
+    /// that amount is recorded, or the hold is gone)? Refunds cannot be told apart from
+    /// other refunds, so they are settled only by their own caller or reconciliation.
+    pub fn pending_settled(&self) -> bool {
+        match self.pending.as_ref().map(|p| p.operation) {
+            Some(Operation::Capture { amount }) => self.captured == Some(amount),
+            Some(Operation::Release) => {
+                matches!(
+                    self.status,
+                    PaymentStatus::Released | PaymentStatus::Expired
+                )
+            }
+            Some(Operation::Refund { .. }) | None => false,
+        }
+    }
+
     /// Clears the pending operation (its outcome has been applied or it failed cleanly).
     pub fn finish(&self, now: DateTime<Utc>) -> Payment {
         let mut next = self.touched(now);
@@ -821,6 +837,10 @@ impl Payment {
             .into());
         }
         let mut next = self.touched(now);
+        if self.account.as_ref() != Some(&account) {
+            // An intent lives on one account: moving to another forgets it.
+            next.intent = None;
+        }
         next.account = Some(account);
         if intent.is_some() {
             next.intent = intent;

@@ -171,7 +171,6 @@ impl PaymentService {
         let payment = self.ledger.get(id).await?;
         authorize(actor, Action::Refund, payment.practitioner())?;
         let amount = amount.in_currency(payment.amount().currency())?;
-        payment.check_refund(&amount)?;
         let reservation = match client_key {
             Some(k) => Some(
                 self.reserve(
@@ -189,18 +188,20 @@ impl PaymentService {
                 None => Err(BillingError::IdempotencyKeyInFlight),
             };
         }
-        let result = self.refund_now(actor, &payment, amount, client_key).await;
+        // Checked only now: a replayed refund has already used up what it refunded.
+        let result = match payment.check_refund(&amount) {
+            Ok(()) => self.refund_now(actor, &payment, amount, client_key).await,
+            Err(e) => Err(e.into()),
+        };
         if let (Some(k), Some(Reservation::New)) = (client_key, &reservation) {
             let scope = idempotency_scope(actor);
             let key = format!("refund:{id}:{k}");
-            match &result {
-                Ok(_) => {
-                    self.idempotency
-                        .complete(&scope, &key, id.as_uuid())
-                        .await?
-                }
-                Err(_) => self.idempotency.release(&scope, &key).await?,
-            }
+            // The refund's own outcome wins over a failure to record it: a key left
+            // reserved answers "in flight" to retries, which never refunds twice.
+            let _ = match &result {
+                Ok(_) => self.idempotency.complete(&scope, &key, id.as_uuid()).await,
+                Err(_) => self.idempotency.release(&scope, &key).await,
+            };
         }
         result
     }
@@ -266,7 +267,7 @@ impl PaymentService {
                 .settle_failure(
                     &payment,
                     GatewayError::InvalidRequest {
-                        code: Some("refund_failed".into()),
+                        code: Some(crate::error::REFUND_FAILED.into()),
                         param: None,
                         message: format!("refund {} ended {:?}", outcome.id, outcome.status),
                     },
@@ -655,12 +656,18 @@ impl ReconcileService {
             let p = row.payment;
             match self.ledger.refresh(&p, &actor).await {
                 Ok(Some(written)) => report.changed.extend(written.changes),
-                Ok(None) => {
-                    let written = self
+                // Nothing to read at the gateway, or an account that no longer lets us
+                // read (deauthorised): past its deadline, the hold has lapsed there too.
+                Ok(None) | Err(BillingError::Gateway(GatewayError::AccountUnavailable { .. })) => {
+                    match self
                         .ledger
                         .apply_facts(p.id(), &[PaymentEvent::Expired], None, true, &actor)
-                        .await?;
-                    report.changed.extend(written.changes);
+                        .await
+                    {
+                        Ok(written) => report.changed.extend(written.changes),
+                        // One payment's trouble never stops the pass for the others.
+                        Err(e) => report.failed.push((p.id(), e.to_string())),
+                    }
                 }
                 Err(e) => report.failed.push((p.id(), e.to_string())),
             }
@@ -680,9 +687,13 @@ impl ReconcileService {
                 Ok(Some(written)) => report.changed.extend(written.changes),
                 Ok(None) if p.pending().is_some() => {
                     // Nothing at the gateway to settle the operation against.
-                    self.ledger
+                    if let Err(e) = self
+                        .ledger
                         .apply_facts(p.id(), &[], None, true, &actor)
-                        .await?;
+                        .await
+                    {
+                        report.failed.push((p.id(), e.to_string()));
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => report.failed.push((p.id(), e.to_string())),

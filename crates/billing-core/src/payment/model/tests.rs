@@ -395,6 +395,41 @@ fn only_one_stripe_operation_is_pending_at_a_time() {
 }
 
 #[test]
+fn a_recorded_capture_settles_the_pending_capture_of_that_amount() {
+    let p = authorized(2500);
+    let key = IdempotencyKey::capture(p.id(), &eur(1800)).unwrap();
+    let pending = p
+        .begin(Operation::Capture { amount: eur(1800) }, key, t0())
+        .unwrap()
+        .unwrap();
+    assert!(!pending.pending_settled());
+    let done = changed(
+        pending
+            .apply(
+                &PaymentEvent::Captured {
+                    amount: eur(1800),
+                    fee: None,
+                },
+                t0(),
+            )
+            .unwrap(),
+    );
+    assert!(done.pending_settled());
+    let other = p
+        .begin(
+            Operation::Refund { amount: eur(100) },
+            IdempotencyKey::refund(p.id(), "0"),
+            t0(),
+        )
+        .unwrap()
+        .unwrap();
+    assert!(
+        !other.pending_settled(),
+        "refunds are never settled by inference"
+    );
+}
+
+#[test]
 fn every_change_increments_the_version() {
     let p = new_payment(2500);
     let a = authorized(2500);

@@ -1,2 +1,1698 @@
-#![allow(unused_imports)]
+//! Use-case tests of the money-moving side: validate the act (C6), release, refund
+//! (C11), webhooks (C9), reconciliation (C10) and the payments table (C8), against
+//! mocks of the ports.
+
+use chrono::{DateTime, Duration, Utc};
+use mockall::Sequence;
+
 use super::*;
+use crate::audit::AuditAction;
+use crate::gateway::{IntentSnapshot, RefundOutcome, WebhookError};
+use crate::ids::{ConnectedAccountId, RefundId};
+use crate::money::Currency;
+use crate::testing::*;
+
+fn amount(text: &str) -> AmountInput {
+    AmountInput::parse(text, None).unwrap()
+}
+
+fn capture_key(minor: i64) -> IdempotencyKey {
+    IdempotencyKey::capture(PAYMENT, &eur(minor)).unwrap()
+}
+
+fn pending_release(p: &Payment) -> Payment {
+    pending(p, Operation::Release, IdempotencyKey::release(PAYMENT))
+}
+
+fn pending_refund(p: &Payment, minor: i64, discriminator: &str) -> Payment {
+    pending(
+        p,
+        Operation::Refund { amount: eur(minor) },
+        IdempotencyKey::refund(PAYMENT, discriminator),
+    )
+}
+
+/// The first write of an operation: the payment as read, with `operation` pending.
+fn records_pending(m: &mut Mocks, read: &Payment, key: IdempotencyKey, seq: &mut Sequence) {
+    let version = read.version();
+    m.payments
+        .expect_update()
+        .withf(move |p, expected_version, log| {
+            *expected_version == version
+                && p.pending().map(|o| &o.key) == Some(&key)
+                && log.history.len() == 1
+                && log.history[0].event.ends_with("_requested")
+        })
+        .times(1)
+        .in_sequence(seq)
+        .returning(|_, _, _| Ok(()));
+}
+
+/// The write that settles the operation: `status`, nothing pending any more.
+fn settles(m: &mut Mocks, read: &Payment, status: PaymentStatus, seq: &mut Sequence) {
+    let version = read.version();
+    m.payments
+        .expect_update()
+        .withf(move |p, expected_version, _| {
+            *expected_version == version && is(p, status) && p.pending().is_none()
+        })
+        .times(1)
+        .in_sequence(seq)
+        .returning(|_, _, _| Ok(()));
+}
+
+// ---- C6: validate the act -------------------------------------------------------------
+
+#[tokio::test]
+async fn validating_records_the_capture_then_captures_with_the_derived_key() {
+    let mut m = Mocks::new();
+    let held = authorized();
+    let in_flight = pending_capture(&held, 1800);
+    m.consultation_is(&record(Some(held.clone())));
+    m.payment_reads(&[held.clone(), in_flight.clone()]);
+    let mut seq = Sequence::new();
+    records_pending(&mut m, &held, capture_key(1800), &mut seq);
+    m.gateway
+        .expect_capture()
+        .withf(|a, i, amount, key| {
+            *a == account() && *i == intent() && *amount == eur(1800) && *key == capture_key(1800)
+        })
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _, _| Ok(succeeded_snapshot(1800)));
+    let version = in_flight.version();
+    m.payments
+        .expect_update()
+        .withf(move |p, expected_version, log| {
+            *expected_version == version
+                && is(p, PaymentStatus::Captured)
+                && p.pending().is_none()
+                && log.audit.iter().any(|e| {
+                    e.action == AuditAction::Validated
+                        && e.detail == "18.00 EUR"
+                        && e.actor == AuditActor::User(crate::ids::UserId::from_uuid(DR.as_uuid()))
+                })
+        })
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(()));
+
+    let p = m
+        .build()
+        .payments
+        .validate(&dr(), CONSULTATION, &amount("18,00"))
+        .await
+        .unwrap();
+
+    assert_eq!(p.captured(), Some(eur(1800)));
+    assert_eq!(p.released_remainder().unwrap(), Some(eur(700)));
+    assert_eq!(
+        p.fee().map(|f| f.amount),
+        Some(eur(50)),
+        "1.4 % + 0.25 of 18.00"
+    );
+    assert_eq!(p.net().unwrap(), eur(1750));
+}
+
+#[tokio::test]
+async fn amounts_that_cannot_be_captured_are_refused_before_anything_moves() {
+    let table = [
+        ("above the hold", "25.01", "amount_above_cap"),
+        ("a fraction of a cent", "18.001", "invalid_amount"),
+    ];
+    for (case, typed, expected) in table {
+        let mut m = Mocks::new();
+        m.consultation_is(&record(Some(authorized())));
+        m.payments.expect_get().never();
+        m.payments.expect_update().never();
+        m.gateway.expect_capture().never();
+        let result = m
+            .build()
+            .payments
+            .validate(&dr(), CONSULTATION, &amount(typed))
+            .await;
+        assert_eq!(code(result), expected, "{case}");
+    }
+    let mut m = Mocks::new();
+    m.consultation_is(&record(Some(authorized())));
+    m.gateway.expect_capture().never();
+    let in_dollars = AmountInput::parse("18", Some(Currency::Usd)).unwrap();
+    let result = m
+        .build()
+        .payments
+        .validate(&dr(), CONSULTATION, &in_dollars)
+        .await;
+    assert_eq!(code(result), "currency_mismatch");
+}
+
+#[tokio::test]
+async fn validating_zero_releases_the_hold_and_captures_nothing() {
+    let mut m = Mocks::new();
+    let held = authorized();
+    let in_flight = pending_release(&held);
+    m.consultation_is(&record(Some(held.clone())));
+    m.payment_reads(&[held.clone(), in_flight.clone()]);
+    let mut seq = Sequence::new();
+    records_pending(&mut m, &held, IdempotencyKey::release(PAYMENT), &mut seq);
+    m.gateway
+        .expect_release()
+        .withf(|a, i, key| {
+            *a == account() && *i == intent() && *key == IdempotencyKey::release(PAYMENT)
+        })
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(canceled_snapshot("requested_by_customer")));
+    settles(&mut m, &in_flight, PaymentStatus::Released, &mut seq);
+    m.gateway.expect_capture().never();
+
+    let p = m
+        .build()
+        .payments
+        .validate(&dr(), CONSULTATION, &amount("0"))
+        .await
+        .unwrap();
+
+    assert_eq!(p.status(), PaymentStatus::Released);
+    assert_eq!(p.captured(), None);
+}
+
+#[tokio::test]
+async fn the_same_validation_sent_again_captures_once_and_answers_the_same() {
+    let mut m = Mocks::new();
+    let done = captured(1800);
+    m.consultation_is(&record(Some(done.clone())));
+    m.payment_is(&done);
+    m.gateway.expect_capture().never();
+    m.payments.expect_update().never();
+    let billing = m.build();
+
+    let again = billing
+        .payments
+        .validate(&dr(), CONSULTATION, &amount("18"))
+        .await
+        .unwrap();
+    assert_eq!(again, done);
+
+    let other_amount = billing
+        .payments
+        .validate(&dr(), CONSULTATION, &amount("20"))
+        .await;
+    assert_eq!(code(other_amount), "payment_state_conflict");
+}
+
+#[tokio::test]
+async fn a_validation_retried_while_its_capture_is_in_flight_reuses_the_same_key() {
+    let mut m = Mocks::new();
+    // A first attempt timed out: the capture is recorded as pending.
+    let in_flight = pending_capture(&authorized(), 1800);
+    m.consultation_is(&record(Some(in_flight.clone())));
+    m.payment_is(&in_flight);
+    m.gateway
+        .expect_capture()
+        .withf(|_, _, _, key| *key == capture_key(1800))
+        .times(1)
+        .returning(|_, _, _, _| Ok(succeeded_snapshot(1800)));
+    let mut seq = Sequence::new();
+    settles(&mut m, &in_flight, PaymentStatus::Captured, &mut seq);
+
+    let p = m
+        .build()
+        .payments
+        .validate(&dr(), CONSULTATION, &amount("18"))
+        .await
+        .unwrap();
+
+    assert_eq!(p.captured(), Some(eur(1800)));
+}
+
+#[tokio::test]
+async fn another_amount_while_a_capture_is_in_flight_is_refused() {
+    let mut m = Mocks::new();
+    let in_flight = pending_capture(&authorized(), 1800);
+    m.consultation_is(&record(Some(in_flight.clone())));
+    m.payment_is(&in_flight);
+    m.gateway.expect_capture().never();
+    m.payments.expect_update().never();
+    let result = m
+        .build()
+        .payments
+        .validate(&dr(), CONSULTATION, &amount("20"))
+        .await;
+    assert_eq!(code(result), "payment_state_conflict");
+}
+
+#[tokio::test]
+async fn a_validation_that_loses_a_race_re_reads_the_payment_and_writes_on_its_version() {
+    let mut m = Mocks::new();
+    let held = authorized();
+    // Meanwhile a webhook moved the capture deadline: a new version.
+    let moved = step(&held, hold(Some(now() + Duration::days(5))));
+    let in_flight = pending_capture(&moved, 1800);
+    m.consultation_is(&record(Some(held.clone())));
+    m.payment_reads(&[held.clone(), moved.clone(), in_flight.clone()]);
+    let mut seq = Sequence::new();
+    let stale = held.version();
+    m.payments
+        .expect_update()
+        .withf(move |_, v, _| *v == stale)
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Err(RepositoryError::Conflict));
+    records_pending(&mut m, &moved, capture_key(1800), &mut seq);
+    m.gateway
+        .expect_capture()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _, _| Ok(succeeded_snapshot(1800)));
+    settles(&mut m, &in_flight, PaymentStatus::Captured, &mut seq);
+
+    let p = m
+        .build()
+        .payments
+        .validate(&dr(), CONSULTATION, &amount("18"))
+        .await
+        .unwrap();
+
+    assert_eq!(p.status(), PaymentStatus::Captured);
+    assert_eq!(p.captured(), Some(eur(1800)));
+}
+
+/// A capture the gateway answers with `failure`; what must follow.
+async fn capture_fails(
+    failure: GatewayError,
+    resync: Option<IntentSnapshot>,
+    cleared_to: Option<PaymentStatus>,
+) -> BillingError {
+    let mut m = Mocks::new();
+    let held = authorized();
+    let in_flight = pending_capture(&held, 1800);
+    m.consultation_is(&record(Some(held.clone())));
+    m.payment_reads(&[held.clone(), in_flight.clone()]);
+    let mut seq = Sequence::new();
+    records_pending(&mut m, &held, capture_key(1800), &mut seq);
+    m.gateway
+        .expect_capture()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(move |_, _, _, _| Err(failure.clone()));
+    match resync {
+        Some(snapshot) => {
+            m.gateway
+                .expect_retrieve()
+                .withf(|a, i| *a == account() && *i == intent())
+                .times(1)
+                .in_sequence(&mut seq)
+                .returning(move |_, _| Ok(snapshot.clone()));
+        }
+        None => {
+            m.gateway.expect_retrieve().never();
+        }
+    }
+    // Without `cleared_to`, only the pending record is written: it stays for a retry
+    // or for reconciliation.
+    if let Some(status) = cleared_to {
+        settles(&mut m, &in_flight, status, &mut seq);
+    }
+    m.build()
+        .payments
+        .validate(&dr(), CONSULTATION, &amount("18"))
+        .await
+        .unwrap_err()
+}
+
+#[tokio::test]
+async fn a_declined_capture_clears_the_pending_operation_and_says_card_declined() {
+    let err = capture_fails(
+        GatewayError::Declined(declined()),
+        None,
+        Some(PaymentStatus::Authorized),
+    )
+    .await;
+    assert_eq!(err.code(), "card_declined");
+}
+
+#[tokio::test]
+async fn a_capture_whose_outcome_is_unknown_stays_pending_for_a_retry() {
+    for failure in [timeout(), GatewayError::RateLimited] {
+        let err = capture_fails(failure.clone(), None, None).await;
+        assert_eq!(err.code(), "gateway_unavailable", "{failure:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_capture_refused_for_the_intents_state_re_syncs_the_payment_from_the_gateway() {
+    let err = capture_fails(
+        GatewayError::UnexpectedState {
+            message:
+                "This PaymentIntent could not be captured because it has a status of canceled."
+                    .into(),
+        },
+        Some(canceled_snapshot("automatic")),
+        Some(PaymentStatus::Expired),
+    )
+    .await;
+    assert_eq!(err.code(), "payment_state_conflict");
+}
+
+#[tokio::test]
+async fn only_the_practitioner_may_validate_release_or_refund() {
+    let mut actors = vec![("their secretary", secretary(), "forbidden")];
+    actors.extend(outsiders());
+    for (who, actor, expected) in actors {
+        let mut m = Mocks::new();
+        m.consultation_is(&record(Some(captured(1800))));
+        m.payment_is(&captured(1800));
+        m.payments.expect_update().never();
+        m.gateway.expect_capture().never();
+        m.gateway.expect_release().never();
+        m.gateway.expect_refund().never();
+        let p = m.build().payments;
+        assert_eq!(
+            code(p.validate(&actor, CONSULTATION, &amount("18")).await),
+            expected,
+            "{who}: validate"
+        );
+        assert_eq!(
+            code(p.release(&actor, CONSULTATION).await),
+            expected,
+            "{who}: release"
+        );
+        assert_eq!(
+            code(p.refund(&actor, PAYMENT, &amount("5"), None).await),
+            expected,
+            "{who}: refund"
+        );
+    }
+}
+
+#[tokio::test]
+async fn money_commands_on_unknown_or_unpaid_consultations_are_refused() {
+    let mut m = Mocks::new();
+    m.consultations
+        .expect_get()
+        .returning(|_| Err(RepositoryError::NotFound));
+    let billing = m.build();
+    assert_eq!(
+        code(
+            billing
+                .payments
+                .validate(&dr(), CONSULTATION, &amount("18"))
+                .await
+        ),
+        "not_found"
+    );
+
+    let mut m = Mocks::new();
+    m.consultation_is(&record(None));
+    let billing = m.build();
+    assert_eq!(
+        code(
+            billing
+                .payments
+                .validate(&dr(), CONSULTATION, &amount("18"))
+                .await
+        ),
+        "validation_failed"
+    );
+    assert_eq!(
+        code(billing.payments.release(&dr(), CONSULTATION).await),
+        "validation_failed"
+    );
+}
+
+// ---- release ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn releasing_an_unpaid_payment_needs_no_gateway_call() {
+    let mut m = Mocks::new();
+    let unpaid = scheduled_payment();
+    let in_flight = pending_release(&unpaid);
+    m.consultation_is(&record(Some(unpaid.clone())));
+    m.payment_reads(&[unpaid.clone(), in_flight.clone()]);
+    let mut seq = Sequence::new();
+    records_pending(&mut m, &unpaid, IdempotencyKey::release(PAYMENT), &mut seq);
+    settles(&mut m, &in_flight, PaymentStatus::Released, &mut seq);
+    m.gateway.expect_release().never();
+
+    let p = m
+        .build()
+        .payments
+        .release(&dr(), CONSULTATION)
+        .await
+        .unwrap();
+
+    assert_eq!(p.status(), PaymentStatus::Released);
+}
+
+#[tokio::test]
+async fn releasing_twice_is_harmless() {
+    let mut m = Mocks::new();
+    m.consultation_is(&record(Some(released())));
+    m.payment_is(&released());
+    m.gateway.expect_release().never();
+    m.payments.expect_update().never();
+    let p = m
+        .build()
+        .payments
+        .release(&dr(), CONSULTATION)
+        .await
+        .unwrap();
+    assert_eq!(p.status(), PaymentStatus::Released);
+}
+
+#[tokio::test]
+async fn a_captured_payment_cannot_be_released() {
+    let mut m = Mocks::new();
+    m.consultation_is(&record(Some(captured(1800))));
+    m.gateway.expect_release().never();
+    let result = m.build().payments.release(&dr(), CONSULTATION).await;
+    assert_eq!(code(result), "payment_state_conflict");
+}
+
+#[tokio::test]
+async fn a_release_whose_outcome_is_unknown_stays_pending() {
+    let mut m = Mocks::new();
+    let held = authorized();
+    m.consultation_is(&record(Some(held.clone())));
+    m.payment_reads(&[held.clone(), pending_release(&held)]);
+    let mut seq = Sequence::new();
+    records_pending(&mut m, &held, IdempotencyKey::release(PAYMENT), &mut seq);
+    m.gateway
+        .expect_release()
+        .times(1)
+        .returning(|_, _, _| Err(timeout()));
+    let result = m.build().payments.release(&dr(), CONSULTATION).await;
+    assert_eq!(code(result), "gateway_unavailable");
+}
+
+// ---- C11: refunds ---------------------------------------------------------------------
+
+fn refunded_by_gateway(minor: i64, status: RefundStatus) -> Result<RefundOutcome, GatewayError> {
+    Ok(RefundOutcome {
+        id: RefundId::parse("re_1").unwrap(),
+        amount: eur(minor),
+        status,
+    })
+}
+
+#[tokio::test]
+async fn refunds_are_bounded_by_what_was_captured_and_not_yet_refunded() {
+    // 18.00 captured, 5.00 refunded already: 13.00 is left.
+    let table = [
+        (
+            "a cent more than is left",
+            refunded(1800, 500),
+            "13.01",
+            "amount_above_cap",
+        ),
+        ("nothing", refunded(1800, 500), "0", "invalid_amount"),
+        (
+            "a hold not yet captured",
+            authorized(),
+            "5",
+            "payment_state_conflict",
+        ),
+        (
+            "a payment refunded in full",
+            refunded(1800, 1800),
+            "1",
+            "payment_state_conflict",
+        ),
+        ("a released hold", released(), "1", "payment_state_conflict"),
+    ];
+    for (case, payment, typed, expected) in table {
+        let mut m = Mocks::new();
+        m.payment_is(&payment);
+        m.payments.expect_update().never();
+        m.gateway.expect_refund().never();
+        let result = m
+            .build()
+            .payments
+            .refund(&dr(), PAYMENT, &amount(typed), None)
+            .await;
+        assert_eq!(code(result), expected, "{case}");
+    }
+}
+
+#[tokio::test]
+async fn each_refund_has_its_own_key_and_the_last_one_marks_the_payment_refunded() {
+    // (already refunded, refund now, as typed, key discriminator, status after)
+    let table = [
+        (0, 500, "5", "0", PaymentStatus::PartiallyRefunded),
+        (500, 1300, "13.00", "1", PaymentStatus::Refunded),
+    ];
+    for (already, now_refunding, typed, discriminator, after) in table {
+        let mut m = Mocks::new();
+        let before = if already == 0 {
+            captured(1800)
+        } else {
+            refunded(1800, already)
+        };
+        let in_flight = pending_refund(&before, now_refunding, discriminator);
+        m.payment_reads(&[before.clone(), before.clone(), in_flight.clone()]);
+        let mut seq = Sequence::new();
+        let key = IdempotencyKey::refund(PAYMENT, discriminator);
+        records_pending(&mut m, &before, key.clone(), &mut seq);
+        m.gateway
+            .expect_refund()
+            .withf(move |a, i, amount, k| {
+                *a == account() && *i == intent() && *amount == eur(now_refunding) && *k == key
+            })
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(move |_, _, _, _| {
+                refunded_by_gateway(now_refunding, RefundStatus::Succeeded)
+            });
+        settles(&mut m, &in_flight, after, &mut seq);
+
+        let p = m
+            .build()
+            .payments
+            .refund(&dr(), PAYMENT, &amount(typed), None)
+            .await
+            .unwrap();
+
+        assert_eq!(p.refunded(), eur(already + now_refunding));
+        assert_eq!(p.status(), after);
+    }
+}
+
+fn client_key_record(fingerprint: &str, resource: Option<uuid::Uuid>) -> Reservation {
+    Reservation::Existing(IdempotencyRecord {
+        scope: format!("user:{}", DR.as_uuid()),
+        key: format!("refund:{PAYMENT}:k1"),
+        fingerprint: fingerprint.into(),
+        resource,
+        created_at: now() - Duration::minutes(1),
+    })
+}
+
+#[tokio::test]
+async fn a_refund_retried_with_its_client_key_is_answered_not_repeated() {
+    // The first request refunded 18.00 (all) or 10.00 (more than what is now left).
+    for (done, typed, print) in [
+        (refunded(1800, 1800), "18", "1800"),
+        (refunded(1800, 1000), "10", "1000"),
+    ] {
+        let mut m = Mocks::new();
+        m.payment_is(&done);
+        let answer = client_key_record(print, Some(PAYMENT.as_uuid()));
+        m.idempotency
+            .expect_reserve()
+            .times(1)
+            .returning(move |_| Ok(answer.clone()));
+        m.gateway.expect_refund().never();
+        m.payments.expect_update().never();
+        let p = m
+            .build()
+            .payments
+            .refund(&dr(), PAYMENT, &amount(typed), Some("k1"))
+            .await
+            .unwrap();
+        assert_eq!(p, done, "replay of {typed}");
+    }
+}
+
+#[tokio::test]
+async fn a_refund_client_key_reused_for_another_amount_or_still_running_is_refused() {
+    let table = [
+        (
+            client_key_record("500", Some(PAYMENT.as_uuid())),
+            "idempotency_key_reused",
+        ),
+        (client_key_record("1000", None), "idempotency_key_in_flight"),
+    ];
+    for (answer, expected) in table {
+        let mut m = Mocks::new();
+        m.payment_is(&captured(1800));
+        m.idempotency
+            .expect_reserve()
+            .times(1)
+            .returning(move |_| Ok(answer.clone()));
+        m.gateway.expect_refund().never();
+        let result = m
+            .build()
+            .payments
+            .refund(&dr(), PAYMENT, &amount("10"), Some("k1"))
+            .await;
+        assert_eq!(code(result), expected);
+    }
+}
+
+#[tokio::test]
+async fn a_refund_refused_for_its_amount_frees_its_client_key() {
+    let mut m = Mocks::new();
+    m.payment_is(&refunded(1800, 1000));
+    m.idempotency
+        .expect_reserve()
+        .times(1)
+        .returning(|_| Ok(Reservation::New));
+    m.idempotency
+        .expect_release()
+        .withf(|_, key| key == format!("refund:{PAYMENT}:k1"))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    m.idempotency.expect_complete().never();
+    m.gateway.expect_refund().never();
+    let result = m
+        .build()
+        .payments
+        .refund(&dr(), PAYMENT, &amount("10"), Some("k1"))
+        .await;
+    assert_eq!(code(result), "amount_above_cap");
+}
+
+#[tokio::test]
+async fn a_first_refund_with_a_client_key_sends_a_key_derived_from_it_and_records_completion() {
+    let mut m = Mocks::new();
+    let before = captured(1800);
+    let in_flight = pending_refund(&before, 1000, "k:k1");
+    m.payment_reads(&[before.clone(), before.clone(), in_flight.clone()]);
+    m.idempotency
+        .expect_reserve()
+        .withf(|r| {
+            r.scope == format!("user:{}", DR.as_uuid())
+                && r.key == format!("refund:{PAYMENT}:k1")
+                && r.fingerprint == "1000"
+        })
+        .times(1)
+        .returning(|_| Ok(Reservation::New));
+    let mut seq = Sequence::new();
+    records_pending(
+        &mut m,
+        &before,
+        IdempotencyKey::refund(PAYMENT, "k:k1"),
+        &mut seq,
+    );
+    m.gateway
+        .expect_refund()
+        .withf(|_, _, _, k| *k == IdempotencyKey::refund(PAYMENT, "k:k1"))
+        .times(1)
+        .returning(|_, _, _, _| refunded_by_gateway(1000, RefundStatus::Pending));
+    settles(
+        &mut m,
+        &in_flight,
+        PaymentStatus::PartiallyRefunded,
+        &mut seq,
+    );
+    m.idempotency
+        .expect_complete()
+        .withf(|scope, key, resource| {
+            scope == format!("user:{}", DR.as_uuid())
+                && key == format!("refund:{PAYMENT}:k1")
+                && *resource == PAYMENT.as_uuid()
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    m.idempotency.expect_release().never();
+
+    let p = m
+        .build()
+        .payments
+        .refund(&dr(), PAYMENT, &amount("10"), Some("k1"))
+        .await
+        .unwrap();
+
+    assert_eq!(p.refunded(), eur(1000));
+}
+
+#[tokio::test]
+async fn a_refund_the_gateway_reports_failed_is_cleared_and_frees_the_client_key() {
+    let mut m = Mocks::new();
+    let before = captured(1800);
+    let in_flight = pending_refund(&before, 1000, "k:k1");
+    m.payment_reads(&[before.clone(), before.clone(), in_flight.clone()]);
+    m.idempotency
+        .expect_reserve()
+        .returning(|_| Ok(Reservation::New));
+    let mut seq = Sequence::new();
+    records_pending(
+        &mut m,
+        &before,
+        IdempotencyKey::refund(PAYMENT, "k:k1"),
+        &mut seq,
+    );
+    m.gateway
+        .expect_refund()
+        .times(1)
+        .returning(|_, _, _, _| refunded_by_gateway(1000, RefundStatus::Failed));
+    settles(&mut m, &in_flight, PaymentStatus::Captured, &mut seq);
+    m.idempotency.expect_complete().never();
+    m.idempotency
+        .expect_release()
+        .withf(|_, key| key == format!("refund:{PAYMENT}:k1"))
+        .times(1)
+        .returning(|_, _| Ok(()));
+
+    let result = m
+        .build()
+        .payments
+        .refund(&dr(), PAYMENT, &amount("10"), Some("k1"))
+        .await;
+
+    assert!(result.is_err(), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_refund_retried_after_a_timeout_reuses_its_gateway_key() {
+    // The first attempt timed out: its refund is pending, its client key was freed.
+    let mut m = Mocks::new();
+    let in_flight = pending_refund(&captured(1800), 1000, "k:k1");
+    m.payment_is(&in_flight);
+    m.idempotency
+        .expect_reserve()
+        .returning(|_| Ok(Reservation::New));
+    m.gateway
+        .expect_refund()
+        .withf(|_, _, _, k| *k == IdempotencyKey::refund(PAYMENT, "k:k1"))
+        .times(1)
+        .returning(|_, _, _, _| refunded_by_gateway(1000, RefundStatus::Succeeded));
+    let mut seq = Sequence::new();
+    settles(
+        &mut m,
+        &in_flight,
+        PaymentStatus::PartiallyRefunded,
+        &mut seq,
+    );
+    m.idempotency
+        .expect_complete()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+
+    let p = m
+        .build()
+        .payments
+        .refund(&dr(), PAYMENT, &amount("10"), Some("k1"))
+        .await
+        .unwrap();
+
+    assert_eq!(p.refunded(), eur(1000));
+}
+
+#[tokio::test]
+async fn a_refund_whose_outcome_is_unknown_stays_pending_and_frees_the_client_key() {
+    let mut m = Mocks::new();
+    let before = captured(1800);
+    m.payment_reads(&[
+        before.clone(),
+        before.clone(),
+        pending_refund(&before, 1000, "k:k1"),
+    ]);
+    m.idempotency
+        .expect_reserve()
+        .returning(|_| Ok(Reservation::New));
+    let mut seq = Sequence::new();
+    records_pending(
+        &mut m,
+        &before,
+        IdempotencyKey::refund(PAYMENT, "k:k1"),
+        &mut seq,
+    );
+    m.gateway
+        .expect_refund()
+        .times(1)
+        .returning(|_, _, _, _| Err(timeout()));
+    m.idempotency
+        .expect_release()
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let result = m
+        .build()
+        .payments
+        .refund(&dr(), PAYMENT, &amount("10"), Some("k1"))
+        .await;
+    assert_eq!(code(result), "gateway_unavailable");
+}
+
+// ---- C9: webhooks ------------------------------------------------------------------
+
+fn webhook(kind: &str, account: Option<ConnectedAccountId>, payload: GatewayEvent) -> WebhookEvent {
+    WebhookEvent {
+        id: event_id(),
+        kind: kind.into(),
+        created: now(),
+        account,
+        payload,
+    }
+}
+
+fn intent_event(snapshot: IntentSnapshot) -> WebhookEvent {
+    webhook(
+        "payment_intent.amount_capturable_updated",
+        Some(account()),
+        GatewayEvent::PaymentIntent(snapshot),
+    )
+}
+
+fn claims(m: &mut Mocks, claim: Claim) {
+    m.webhook_inbox
+        .expect_claim()
+        .withf(|id, kind, at| {
+            *id == event_id() && kind.starts_with("payment_intent") && *at == now()
+        })
+        .times(1)
+        .returning(move |_, _, _| Ok(claim));
+}
+
+fn marks_processed(m: &mut Mocks, outcome: &'static str) {
+    m.webhook_inbox
+        .expect_mark_processed()
+        .withf(move |id, _, o| *id == event_id() && o == outcome)
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+}
+
+#[tokio::test]
+async fn a_delivery_that_fails_verification_is_refused_before_anything_is_recorded() {
+    let table = [
+        (WebhookError::MissingSignature, "webhook_signature_invalid"),
+        (
+            WebhookError::MalformedSignature,
+            "webhook_signature_invalid",
+        ),
+        (WebhookError::BadSignature, "webhook_signature_invalid"),
+        (WebhookError::Stale, "webhook_signature_invalid"),
+        (
+            WebhookError::MalformedEvent("not json".into()),
+            "webhook_signature_invalid",
+        ),
+        (WebhookError::NotConfigured, "webhook_not_configured"),
+    ];
+    for (failure, expected) in table {
+        let mut m = Mocks::new();
+        let refused = failure.clone();
+        m.webhook_verifier
+            .expect_verify()
+            .times(1)
+            .returning(move |_, _| Err(refused.clone()));
+        m.webhook_inbox.expect_claim().never();
+        let result = m.build().webhooks.receive(Some("t=1,v1=00"), b"{}").await;
+        assert_eq!(code(result), expected, "{failure:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_verified_hold_event_authorizes_the_payment_once() {
+    let mut m = Mocks::new();
+    m.webhook_verifier
+        .expect_verify()
+        .withf(|sig, body| *sig == Some("t=1,v1=ab") && body == b"{\"id\":\"evt_1Webhook\"}")
+        .times(1)
+        .returning(|_, _| Ok(intent_event(hold_snapshot())));
+    claims(&mut m, Claim::New);
+    m.payment_is(&incomplete());
+    m.payments
+        .expect_update()
+        .withf(|p, _, log| {
+            is(p, PaymentStatus::Authorized)
+                && p.capture_before() == Some(now() + Duration::days(7))
+                && log.audit.iter().any(|e| {
+                    e.action == AuditAction::Authorized
+                        && e.actor == AuditActor::Stripe(Some(event_id()))
+                })
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    marks_processed(&mut m, "applied (1 status change(s))");
+
+    let outcome = m
+        .build()
+        .webhooks
+        .receive(Some("t=1,v1=ab"), b"{\"id\":\"evt_1Webhook\"}")
+        .await
+        .unwrap();
+
+    assert_eq!(
+        outcome,
+        WebhookOutcome::Applied(vec![StatusChange {
+            payment: PAYMENT,
+            from: PaymentStatus::Incomplete,
+            to: PaymentStatus::Authorized,
+        }])
+    );
+}
+
+#[tokio::test]
+async fn an_event_already_processed_is_acknowledged_and_not_applied_again() {
+    let mut m = Mocks::new();
+    claims(&mut m, Claim::Seen { processed: true });
+    m.payments.expect_get().never();
+    m.payments.expect_update().never();
+    m.webhook_inbox.expect_mark_processed().never();
+    let outcome = m
+        .build()
+        .webhooks
+        .apply(&intent_event(hold_snapshot()))
+        .await
+        .unwrap();
+    assert_eq!(outcome, WebhookOutcome::Duplicate);
+}
+
+#[tokio::test]
+async fn an_event_whose_processing_was_interrupted_is_applied_on_redelivery() {
+    let mut m = Mocks::new();
+    claims(&mut m, Claim::Seen { processed: false });
+    m.payment_is(&incomplete());
+    m.payments
+        .expect_update()
+        .withf(|p, _, _| is(p, PaymentStatus::Authorized))
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    marks_processed(&mut m, "applied (1 status change(s))");
+    let outcome = m
+        .build()
+        .webhooks
+        .apply(&intent_event(hold_snapshot()))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, WebhookOutcome::Applied(changes) if changes.len() == 1));
+}
+
+#[tokio::test]
+async fn late_or_repeated_events_never_move_a_payment_backwards() {
+    let refused = IntentSnapshot {
+        last_error: Some(declined()),
+        ..snapshot(IntentStatus::RequiresPaymentMethod)
+    };
+    let table = [
+        ("hold after the capture", captured(1800), hold_snapshot()),
+        (
+            "the capture again",
+            captured(1800),
+            succeeded_snapshot(1800),
+        ),
+        ("a decline after the hold", authorized(), refused),
+        (
+            "the capture after a full refund",
+            refunded(1800, 1800),
+            succeeded_snapshot(1800),
+        ),
+        (
+            "a hold after the hold lapsed",
+            step(&authorized(), PaymentEvent::Expired),
+            hold_snapshot(),
+        ),
+    ];
+    for (case, payment, late) in table {
+        let mut m = Mocks::new();
+        claims(&mut m, Claim::New);
+        m.payment_is(&payment);
+        m.payments.expect_update().never();
+        m.gateway.expect_release().never();
+        marks_processed(&mut m, "applied (0 status change(s))");
+        let outcome = m.build().webhooks.apply(&intent_event(late)).await.unwrap();
+        assert_eq!(outcome, WebhookOutcome::Applied(vec![]), "{case}");
+    }
+}
+
+#[tokio::test]
+async fn events_that_are_not_about_a_payment_of_ours_are_ignored() {
+    let elsewhere = IntentSnapshot {
+        id: PaymentIntentId::parse("pi_9Foreign").unwrap(),
+        ..hold_snapshot()
+    };
+    let table = [
+        (
+            "another connected account than the payment's",
+            webhook(
+                "payment_intent.succeeded",
+                Some(other_account()),
+                GatewayEvent::PaymentIntent(succeeded_snapshot(2500)),
+            ),
+        ),
+        ("another intent than the payment's", intent_event(elsewhere)),
+    ];
+    for (case, event) in table {
+        let mut m = Mocks::new();
+        claims(&mut m, Claim::New);
+        m.payment_is(&authorized());
+        m.payments.expect_update().never();
+        marks_processed(&mut m, "ignored: unknown payment");
+        let outcome = m.build().webhooks.apply(&event).await.unwrap();
+        assert_eq!(
+            outcome,
+            WebhookOutcome::Ignored("unknown payment"),
+            "{case}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn events_for_payments_we_do_not_have_are_ignored() {
+    let mut m = Mocks::new();
+    claims(&mut m, Claim::New);
+    m.payments
+        .expect_get()
+        .times(1)
+        .returning(|_| Err(RepositoryError::NotFound));
+    marks_processed(&mut m, "ignored: unknown payment");
+    let outcome = m
+        .build()
+        .webhooks
+        .apply(&intent_event(hold_snapshot()))
+        .await
+        .unwrap();
+    assert_eq!(outcome, WebhookOutcome::Ignored("unknown payment"));
+
+    // Without our id in the metadata the intent is looked up instead.
+    let mut m = Mocks::new();
+    claims(&mut m, Claim::New);
+    m.payments
+        .expect_find_by_intent()
+        .withf(|i| *i == intent())
+        .times(1)
+        .returning(|_| Ok(None));
+    marks_processed(&mut m, "ignored: unknown payment");
+    let anonymous = IntentSnapshot {
+        payment: None,
+        ..hold_snapshot()
+    };
+    let outcome = m
+        .build()
+        .webhooks
+        .apply(&intent_event(anonymous))
+        .await
+        .unwrap();
+    assert_eq!(outcome, WebhookOutcome::Ignored("unknown payment"));
+}
+
+#[tokio::test]
+async fn a_hold_arriving_after_the_release_is_cancelled_at_the_gateway() {
+    let mut m = Mocks::new();
+    claims(&mut m, Claim::New);
+    m.payment_is(&released());
+    m.payments.expect_update().never();
+    m.gateway
+        .expect_release()
+        .withf(|a, i, key| {
+            *a == account()
+                && *i == intent()
+                && *key == IdempotencyKey::derive(PAYMENT, "release-orphan:pi_3Hold")
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(canceled_snapshot("requested_by_customer")));
+    marks_processed(&mut m, "applied (0 status change(s))");
+    let outcome = m
+        .build()
+        .webhooks
+        .apply(&intent_event(hold_snapshot()))
+        .await
+        .unwrap();
+    assert_eq!(outcome, WebhookOutcome::Applied(vec![]));
+}
+
+#[tokio::test]
+async fn charge_events_record_refund_totals_and_expiry_monotonically() {
+    let refund_event = |total: i64| {
+        webhook(
+            "charge.refunded",
+            Some(account()),
+            GatewayEvent::ChargeRefunded {
+                intent: Some(intent()),
+                payment: Some(PAYMENT),
+                amount_refunded: eur(total),
+            },
+        )
+    };
+    let expiry = webhook(
+        "charge.expired",
+        Some(account()),
+        GatewayEvent::ChargeExpired {
+            intent: Some(intent()),
+            payment: None,
+        },
+    );
+    let table = [
+        (
+            "first refund",
+            captured(1800),
+            refund_event(500),
+            Some(PaymentStatus::PartiallyRefunded),
+        ),
+        (
+            "an older, smaller total",
+            refunded(1800, 1000),
+            refund_event(500),
+            None,
+        ),
+        (
+            "the same total again",
+            refunded(1800, 1000),
+            refund_event(1000),
+            None,
+        ),
+        (
+            "hold lapsed",
+            authorized(),
+            expiry.clone(),
+            Some(PaymentStatus::Expired),
+        ),
+        ("lapse after the capture", captured(1800), expiry, None),
+    ];
+    for (case, payment, event, moved_to) in table {
+        let mut m = Mocks::new();
+        m.webhook_inbox
+            .expect_claim()
+            .returning(|_, _, _| Ok(Claim::New));
+        m.payment_is(&payment);
+        let by_intent = payment.clone();
+        m.payments
+            .expect_find_by_intent()
+            .returning(move |_| Ok(Some(by_intent.clone())));
+        m.payments
+            .expect_update()
+            .withf(move |p, _, _| Some(p.status()) == moved_to)
+            .times(usize::from(moved_to.is_some()))
+            .returning(|_, _, _| Ok(()));
+        m.webhook_inbox
+            .expect_mark_processed()
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        let outcome = m.build().webhooks.apply(&event).await.unwrap();
+        let WebhookOutcome::Applied(changes) = outcome else {
+            panic!("{case}: {outcome:?}");
+        };
+        assert_eq!(changes.first().map(|c| c.to), moved_to, "{case}");
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_that_loses_a_race_re_applies_its_facts_to_the_fresh_payment() {
+    let mut m = Mocks::new();
+    claims(&mut m, Claim::New);
+    let first = incomplete();
+    // Meanwhile the patient's checkout was recorded: a new version.
+    let fresher = first
+        .checkout_started(
+            account(),
+            Some(intent()),
+            Some(crate::payment::model::CheckoutRef {
+                session: None,
+                url: Some("https://checkout.stripe.com/c/pay/cs_test_2".into()),
+                expires_at: None,
+            }),
+            now(),
+        )
+        .unwrap();
+    m.payment_reads(&[first.clone(), first.clone(), fresher.clone()]);
+    let mut seq = Sequence::new();
+    let stale = first.version();
+    m.payments
+        .expect_update()
+        .withf(move |_, v, _| *v == stale)
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Err(RepositoryError::Conflict));
+    let current = fresher.version();
+    m.payments
+        .expect_update()
+        .withf(move |p, v, _| {
+            *v == current
+                && is(p, PaymentStatus::Authorized)
+                && p.checkout().and_then(|c| c.url.as_deref())
+                    == Some("https://checkout.stripe.com/c/pay/cs_test_2")
+        })
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(()));
+    marks_processed(&mut m, "applied (1 status change(s))");
+
+    let outcome = m
+        .build()
+        .webhooks
+        .apply(&intent_event(hold_snapshot()))
+        .await
+        .unwrap();
+
+    assert!(matches!(outcome, WebhookOutcome::Applied(changes) if changes.len() == 1));
+}
+
+#[tokio::test]
+async fn an_event_whose_write_fails_is_not_marked_processed_so_the_retry_applies_it() {
+    let mut m = Mocks::new();
+    claims(&mut m, Claim::New);
+    m.payment_is(&incomplete());
+    m.payments
+        .expect_update()
+        .returning(|_, _, _| Err(storage_down()));
+    m.webhook_inbox.expect_mark_processed().never();
+    let result = m
+        .build()
+        .webhooks
+        .apply(&intent_event(hold_snapshot()))
+        .await;
+    assert_eq!(code(result), "storage_unavailable");
+}
+
+#[tokio::test]
+async fn event_types_we_do_not_use_are_acknowledged() {
+    let mut m = Mocks::new();
+    m.webhook_inbox
+        .expect_claim()
+        .returning(|_, _, _| Ok(Claim::New));
+    m.webhook_inbox
+        .expect_mark_processed()
+        .withf(|_, _, o| o == "ignored: event type not used")
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let outcome = m
+        .build()
+        .webhooks
+        .apply(&webhook("customer.created", None, GatewayEvent::Unhandled))
+        .await
+        .unwrap();
+    assert_eq!(outcome, WebhookOutcome::Ignored("event type not used"));
+}
+
+// ---- C10: reconciliation ----------------------------------------------------------------
+
+fn expiring_within() -> Duration {
+    config().expiring_within
+}
+
+/// The three reads of a pass: holds past their deadline, transient payments, holds
+/// near their deadline.
+fn reconcile_reads(
+    m: &mut Mocks,
+    lapsed: Vec<Payment>,
+    transient: Vec<Payment>,
+    soon: Vec<Payment>,
+) {
+    let lapsed_rows: Vec<_> = lapsed.into_iter().map(row).collect();
+    m.payments
+        .expect_holds_due()
+        .withf(|scope, before| *scope == PaymentScope::All && *before == now())
+        .times(1)
+        .returning(move |_, _| Ok(lapsed_rows.clone()));
+    m.payments
+        .expect_needing_reconciliation()
+        .withf(|stale_before, since, limit| {
+            *stale_before == now() - Duration::minutes(10)
+                && *since == now() - Duration::hours(48)
+                && *limit == 200
+        })
+        .times(1)
+        .returning(move |_, _, _| Ok(transient.clone()));
+    let soon_rows: Vec<_> = soon.into_iter().map(row).collect();
+    m.payments
+        .expect_holds_due()
+        .withf(|scope, before| *scope == PaymentScope::All && *before == now() + expiring_within())
+        .times(1)
+        .returning(move |_, _| Ok(soon_rows.clone()));
+}
+
+fn change(from: PaymentStatus, to: PaymentStatus) -> StatusChange {
+    StatusChange {
+        payment: PAYMENT,
+        from,
+        to,
+    }
+}
+
+#[tokio::test]
+async fn a_lapsed_hold_the_gateway_cancelled_automatically_is_marked_expired() {
+    let mut m = Mocks::new();
+    reconcile_reads(&mut m, vec![lapsed()], vec![], vec![lapsed()]);
+    m.gateway
+        .expect_retrieve()
+        .times(1)
+        .returning(|_, _| Ok(canceled_snapshot("automatic")));
+    m.payment_is(&lapsed());
+    m.payments
+        .expect_update()
+        .withf(|p, _, log| {
+            is(p, PaymentStatus::Expired)
+                && log
+                    .audit
+                    .iter()
+                    .any(|e| e.action == AuditAction::Expired && e.actor == AuditActor::System)
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+
+    let report = m.build().reconcile.run_once().await.unwrap();
+
+    assert_eq!(
+        report.changed,
+        vec![change(PaymentStatus::Authorized, PaymentStatus::Expired)]
+    );
+    assert!(
+        report.expiring.is_empty(),
+        "a lapsed hold is no longer 'expiring'"
+    );
+    assert!(report.failed.is_empty());
+}
+
+#[tokio::test]
+async fn a_lapsed_hold_the_gateway_knows_nothing_about_is_expired() {
+    // No intent recorded at all, or an intent the gateway no longer has, or an
+    // account that no longer lets us in: past its deadline, the hold has lapsed.
+    let no_intent = step(&scheduled_payment(), hold(Some(now() - Duration::hours(1))));
+    let table: Vec<(&str, Payment, Option<GatewayError>)> = vec![
+        ("no intent", no_intent, None),
+        (
+            "intent unknown to the gateway",
+            lapsed(),
+            Some(GatewayError::NotFound {
+                message: "No such payment_intent".into(),
+            }),
+        ),
+        (
+            "account disconnected from the platform",
+            lapsed(),
+            Some(GatewayError::AccountUnavailable {
+                message: "The application is not connected".into(),
+            }),
+        ),
+    ];
+    for (case, payment, answer) in table {
+        let mut m = Mocks::new();
+        reconcile_reads(&mut m, vec![payment.clone()], vec![], vec![]);
+        match answer {
+            Some(failure) => {
+                m.gateway
+                    .expect_retrieve()
+                    .times(1)
+                    .returning(move |_, _| Err(failure.clone()));
+            }
+            None => {
+                m.gateway.expect_retrieve().never();
+            }
+        }
+        m.payment_is(&payment);
+        m.payments
+            .expect_update()
+            .withf(|p, _, _| is(p, PaymentStatus::Expired))
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        let report = m.build().reconcile.run_once().await.unwrap();
+        assert_eq!(
+            report.changed,
+            vec![change(PaymentStatus::Authorized, PaymentStatus::Expired)],
+            "{case}"
+        );
+        assert!(report.failed.is_empty(), "{case}: {:?}", report.failed);
+    }
+}
+
+#[tokio::test]
+async fn a_capture_left_pending_by_a_crash_is_settled_from_the_gateway() {
+    let mut m = Mocks::new();
+    let crashed = pending_capture(&authorized(), 1800);
+    reconcile_reads(&mut m, vec![], vec![crashed.clone()], vec![]);
+    m.gateway
+        .expect_retrieve()
+        .withf(|a, i| *a == account() && *i == intent())
+        .times(1)
+        .returning(|_, _| Ok(succeeded_snapshot(1800)));
+    m.payment_is(&crashed);
+    m.payments
+        .expect_update()
+        .withf(|p, _, _| {
+            is(p, PaymentStatus::Captured)
+                && p.captured() == Some(eur(1800))
+                && p.pending().is_none()
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+
+    let report = m.build().reconcile.run_once().await.unwrap();
+
+    assert_eq!(
+        report.changed,
+        vec![change(PaymentStatus::Authorized, PaymentStatus::Captured)]
+    );
+}
+
+#[tokio::test]
+async fn payments_the_gateway_cannot_tell_us_about_are_reported_and_left_alone() {
+    let mut m = Mocks::new();
+    let crashed = pending_capture(&authorized(), 1800);
+    reconcile_reads(&mut m, vec![lapsed()], vec![crashed], vec![]);
+    m.gateway
+        .expect_retrieve()
+        .times(2)
+        .returning(|_, _| Err(timeout()));
+    m.payments.expect_update().never();
+
+    let report = m.build().reconcile.run_once().await.unwrap();
+
+    assert!(report.changed.is_empty());
+    assert_eq!(
+        report.failed.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        vec![PAYMENT, PAYMENT]
+    );
+}
+
+#[tokio::test]
+async fn holds_near_their_deadline_are_listed_and_left_alone() {
+    let mut m = Mocks::new();
+    let soon = step(&incomplete(), hold(Some(now() + Duration::hours(24))));
+    reconcile_reads(&mut m, vec![], vec![], vec![soon]);
+    m.payments.expect_update().never();
+    m.gateway.expect_retrieve().never();
+    let report = m.build().reconcile.run_once().await.unwrap();
+    assert_eq!(report.expiring, vec![PAYMENT]);
+    assert!(report.changed.is_empty());
+}
+
+// ---- C8: the payments table -------------------------------------------------------------
+
+fn empty_page() -> PaymentPage {
+    PaymentPage {
+        items: vec![],
+        next: None,
+        totals: vec![],
+    }
+}
+
+fn filter(practitioner: Option<PractitionerId>) -> PaymentFilter {
+    PaymentFilter {
+        practitioner,
+        ..PaymentFilter::default()
+    }
+}
+
+/// (who, as whom, the practitioner asked for, the scope queried or the refusal)
+type ScopeCase = (
+    &'static str,
+    Actor,
+    Option<PractitionerId>,
+    Result<Vec<PractitionerId>, &'static str>,
+);
+
+#[tokio::test]
+async fn staff_see_the_payments_of_their_own_practitioners_only() {
+    let several = || secretary_of(&[DR, THIRD_DR]);
+    let table: Vec<ScopeCase> = vec![
+        ("a practitioner", dr(), None, Ok(vec![DR])),
+        (
+            "a practitioner asking for themself",
+            dr(),
+            Some(DR),
+            Ok(vec![DR]),
+        ),
+        (
+            "a secretary of two",
+            several(),
+            None,
+            Ok(vec![DR, THIRD_DR]),
+        ),
+        (
+            "a secretary narrowing to one",
+            several(),
+            Some(THIRD_DR),
+            Ok(vec![THIRD_DR]),
+        ),
+        (
+            "a secretary asking for another",
+            several(),
+            Some(OTHER_DR),
+            Err("not_found"),
+        ),
+        (
+            "a practitioner asking for another",
+            dr(),
+            Some(OTHER_DR),
+            Err("not_found"),
+        ),
+        ("a patient", patient(), None, Err("not_found")),
+        (
+            "nobody signed in",
+            Actor::Anonymous,
+            None,
+            Err("unauthenticated"),
+        ),
+    ];
+    for (who, actor, only, expected) in table {
+        let mut m = Mocks::new();
+        let scope = expected.clone().ok().map(PaymentScope::Practitioners);
+        m.payments
+            .expect_list()
+            .withf(move |q| Some(&q.scope) == scope.as_ref())
+            .times(usize::from(expected.is_ok()))
+            .returning(|_| Ok(empty_page()));
+        let result = m.build().reporting.payments(&actor, &filter(only)).await;
+        match expected {
+            Ok(_) => assert!(result.is_ok(), "{who}: {result:?}"),
+            Err(c) => assert_eq!(code(result), c, "{who}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_page_size_is_fifty_by_default_and_between_one_and_two_hundred() {
+    let table = [
+        (None, Ok(50)),
+        (Some(1), Ok(1)),
+        (Some(200), Ok(200)),
+        (Some(0), Err("validation_failed")),
+        (Some(201), Err("validation_failed")),
+    ];
+    for (limit, expected) in table {
+        let mut m = Mocks::new();
+        let sent = expected.ok();
+        m.payments
+            .expect_list()
+            .withf(move |q| Some(q.limit) == sent)
+            .times(usize::from(sent.is_some()))
+            .returning(|_| Ok(empty_page()));
+        let asked = PaymentFilter {
+            limit,
+            ..PaymentFilter::default()
+        };
+        let result = m.build().reporting.payments(&dr(), &asked).await;
+        match expected {
+            Ok(_) => assert!(result.is_ok(), "{limit:?}"),
+            Err(c) => assert_eq!(code(result), c, "{limit:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_date_range_must_go_forward() {
+    let at = |h: i64| -> Option<DateTime<Utc>> { Some(now() + Duration::hours(h)) };
+    let table = [
+        (at(0), at(1), true),
+        (at(0), None, true),
+        (at(1), at(1), false),
+        (at(2), at(1), false),
+    ];
+    for (from, to, accepted) in table {
+        let mut m = Mocks::new();
+        m.payments
+            .expect_list()
+            .withf(move |q| q.from == from && q.to == to && q.statuses == [PaymentStatus::Captured])
+            .times(usize::from(accepted))
+            .returning(|_| Ok(empty_page()));
+        let asked = PaymentFilter {
+            from,
+            to,
+            statuses: vec![PaymentStatus::Captured],
+            ..PaymentFilter::default()
+        };
+        let result = m.build().reporting.payments(&dr(), &asked).await;
+        if accepted {
+            assert!(result.is_ok(), "{from:?}..{to:?}");
+        } else {
+            assert_eq!(code(result), "validation_failed", "{from:?}..{to:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_expiring_holds_warning_covers_the_actors_practitioners_and_the_warning_window() {
+    let mut m = Mocks::new();
+    m.payments
+        .expect_holds_due()
+        .withf(|scope, before| {
+            *scope == PaymentScope::Practitioners(vec![DR, THIRD_DR])
+                && *before == now() + expiring_within()
+        })
+        .times(1)
+        .returning(|_, _| Ok(vec![row(authorized())]));
+    let rows = m
+        .build()
+        .reporting
+        .expiring_holds(&secretary_of(&[THIRD_DR, DR]))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+}
+
+#[tokio::test]
+async fn a_payment_and_its_history_are_shown_to_staff_of_its_practitioner_only() {
+    let mut m = Mocks::new();
+    m.payment_is(&captured(1800));
+    m.payments
+        .expect_history()
+        .times(2)
+        .returning(|_| Ok(vec![]));
+    let billing = m.build();
+    for who in [dr(), secretary()] {
+        let (p, _) = billing.reporting.payment(&who, PAYMENT).await.unwrap();
+        assert_eq!(p.id(), PAYMENT);
+    }
+    for (who, actor, expected) in outsiders() {
+        assert_eq!(
+            code(billing.reporting.payment(&actor, PAYMENT).await),
+            expected,
+            "{who}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_audit_trail_is_the_practitioners_alone_and_its_length_is_bounded() {
+    let mut m = Mocks::new();
+    m.audit
+        .expect_recent()
+        .withf(|p, limit| *p == DR && *limit == 500)
+        .times(1)
+        .returning(|_, _| Ok(vec![]));
+    m.audit
+        .expect_recent()
+        .withf(|p, limit| *p == DR && *limit == 1)
+        .times(1)
+        .returning(|_, _| Ok(vec![]));
+    let billing = m.build();
+    assert!(
+        billing
+            .reporting
+            .audit_trail(&dr(), DR, 10_000)
+            .await
+            .is_ok()
+    );
+    assert!(billing.reporting.audit_trail(&dr(), DR, 0).await.is_ok());
+    assert_eq!(
+        code(billing.reporting.audit_trail(&secretary(), DR, 10).await),
+        "forbidden"
+    );
+    assert_eq!(
+        code(billing.reporting.audit_trail(&other_dr(), DR, 10).await),
+        "not_found"
+    );
+}
+
+#[tokio::test]
+async fn a_succeeded_webhook_settles_a_capture_left_pending_by_a_timeout() {
+    let mut m = Mocks::new();
+    claims(&mut m, Claim::New);
+    let stuck = pending_capture(&authorized(), 1800);
+    m.payment_is(&stuck);
+    m.payments
+        .expect_update()
+        .withf(|p, _, _| is(p, PaymentStatus::Captured) && p.pending().is_none())
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    marks_processed(&mut m, "applied (1 status change(s))");
+
+    let outcome = m
+        .build()
+        .webhooks
+        .apply(&intent_event(succeeded_snapshot(1800)))
+        .await
+        .unwrap();
+
+    assert!(matches!(outcome, WebhookOutcome::Applied(changes) if changes.len() == 1));
+}
