@@ -7,7 +7,7 @@ use crate::config::BillingConfig;
 use crate::consultation::ports::ConsultationRepository;
 use crate::consultation::service::{PatientService, SchedulingService};
 use crate::gateway::{ConnectOnboarding, PaymentGateway, SandboxControl, WebhookVerifier};
-use crate::payment::ledger::Ledger;
+use crate::payment::ledger::{Ledger, PaymentObserver};
 use crate::payment::ports::{IdempotencyStore, PaymentRepository, WebhookInbox};
 use crate::payment::service::{
     PaymentService, ReconcileService, ReportingService, SandboxService, WebhookService,
@@ -37,6 +37,8 @@ pub struct Deps {
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGenerator>,
     pub secrets: Arc<dyn SecretGenerator>,
+    /// Told about every payment status change (e.g. metrics); optional.
+    pub observer: Option<Arc<dyn PaymentObserver>>,
 }
 
 impl std::fmt::Debug for Deps {
@@ -70,6 +72,7 @@ impl Billing {
             payments: deps.payments.clone(),
             gateway: deps.gateway.clone(),
             clock: deps.clock.clone(),
+            observer: deps.observer.clone(),
         };
         let connect = ConnectService {
             practitioners: deps.practitioners.clone(),

@@ -460,6 +460,21 @@ impl Mocks {
     }
 
     pub(crate) fn build(self) -> Billing {
+        self.build_observed(None)
+    }
+
+    /// Like [`Mocks::build`], with a payment observer.
+    pub(crate) fn build_with_observer(
+        self,
+        observer: Arc<dyn crate::payment::ledger::PaymentObserver>,
+    ) -> Billing {
+        self.build_observed(Some(observer))
+    }
+
+    fn build_observed(
+        self,
+        observer: Option<Arc<dyn crate::payment::ledger::PaymentObserver>>,
+    ) -> Billing {
         let mut clock = MockClock::new();
         let at = self.now;
         clock.expect_now().returning(move || at);
@@ -490,6 +505,7 @@ impl Mocks {
                 clock: Arc::new(clock),
                 ids: Arc::new(ids),
                 secrets: Arc::new(secrets),
+                observer,
             },
             config(),
         )

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use billing_core::payment::ledger::StatusChange;
+use billing_core::payment::ledger::{PaymentObserver, StatusChange};
 use poem::PathPattern;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 use prometheus::{
@@ -71,13 +71,6 @@ impl Metrics {
         }
     }
 
-    pub fn record_transitions(&self, changes: &[StatusChange]) {
-        for c in changes {
-            self.transitions
-                .with_label_values(&[c.from.as_str(), c.to.as_str()])
-                .inc();
-        }
-    }
 
     /// The text exposition format.
     pub fn render(&self) -> String {
@@ -89,6 +82,16 @@ impl Metrics {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Every committed payment status change, whatever caused it (a request, a webhook,
+/// reconciliation), counted by `from` and `to`.
+impl PaymentObserver for Metrics {
+    fn status_changed(&self, change: &StatusChange) {
+        self.transitions
+            .with_label_values(&[change.from.as_str(), change.to.as_str()])
+            .inc();
     }
 }
 

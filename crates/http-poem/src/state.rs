@@ -84,12 +84,19 @@ impl std::fmt::Debug for HttpState {
 }
 
 impl HttpState {
-    pub fn new(billing: Billing, settings: HttpSettings, readiness: Arc<dyn Readiness>) -> Self {
+    /// `metrics` should be the observer given to `billing` (see
+    /// [`billing_core::Deps::observer`]) so payment transitions are counted.
+    pub fn new(
+        billing: Billing,
+        settings: HttpSettings,
+        readiness: Arc<dyn Readiness>,
+        metrics: Metrics,
+    ) -> Self {
         HttpState {
             billing,
             settings: Arc::new(settings),
             readiness,
-            metrics: Metrics::new(),
+            metrics,
         }
     }
 

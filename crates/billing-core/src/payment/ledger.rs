@@ -35,6 +35,12 @@ pub struct Written {
     pub changes: Vec<StatusChange>,
 }
 
+/// Told about every status change once it is committed (metrics, notifications).
+/// Called on the request's task: implementations must be quick and must not fail.
+pub trait PaymentObserver: Send + Sync {
+    fn status_changed(&self, change: &StatusChange);
+}
+
 /// Whether an operation should go to the gateway.
 pub(crate) enum Begun {
     /// Recorded as pending (or already pending with the same key): call the gateway.
@@ -48,6 +54,7 @@ pub(crate) struct Ledger {
     pub(crate) payments: Arc<dyn PaymentRepository>,
     pub(crate) gateway: Arc<dyn PaymentGateway>,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) observer: Option<Arc<dyn PaymentObserver>>,
 }
 
 fn audit_action(kind: EventKind) -> AuditAction {
@@ -177,6 +184,9 @@ impl Ledger {
             };
             match self.payments.update(&next, current.version(), &log).await {
                 Ok(()) => {
+                    if let Some(observer) = &self.observer {
+                        changes.iter().for_each(|c| observer.status_changed(c));
+                    }
                     return Ok(Written {
                         payment: next,
                         changes,

@@ -1696,3 +1696,41 @@ async fn a_succeeded_webhook_settles_a_capture_left_pending_by_a_timeout() {
 
     assert!(matches!(outcome, WebhookOutcome::Applied(changes) if changes.len() == 1));
 }
+
+#[tokio::test]
+async fn the_observer_hears_each_committed_status_change() {
+    use crate::payment::ledger::{PaymentObserver, StatusChange};
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Heard(Mutex<Vec<StatusChange>>);
+    impl PaymentObserver for Heard {
+        fn status_changed(&self, change: &StatusChange) {
+            self.0.lock().unwrap().push(*change);
+        }
+    }
+
+    let mut m = Mocks::new();
+    claims(&mut m, Claim::New);
+    m.payment_is(&incomplete());
+    m.payments
+        .expect_update()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    marks_processed(&mut m, "applied (1 status change(s))");
+    let heard = Arc::new(Heard::default());
+    let billing = m.build_with_observer(heard.clone());
+
+    billing
+        .webhooks
+        .apply(&intent_event(hold_snapshot()))
+        .await
+        .unwrap();
+
+    let changes = heard.0.lock().unwrap().clone();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        (changes[0].from, changes[0].to),
+        (PaymentStatus::Incomplete, PaymentStatus::Authorized)
+    );
+}
