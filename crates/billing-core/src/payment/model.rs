@@ -720,6 +720,14 @@ impl Payment {
         if !amount.is_positive() {
             return Err(TransitionError::AmountNotPositive);
         }
+        // Above the hold is refused first, whatever the state: it can never be right.
+        let held = self.authorized.unwrap_or(self.amount);
+        if amount.amount() > held.amount() {
+            return Err(TransitionError::AboveHold {
+                requested: *amount,
+                held,
+            });
+        }
         if let Some(captured) = self.captured {
             return if captured == *amount {
                 Ok(false)
@@ -731,13 +739,6 @@ impl Payment {
             };
         }
         self.status.next(EventKind::Captured)?;
-        let held = self.authorized.unwrap_or(self.amount);
-        if amount.amount() > held.amount() {
-            return Err(TransitionError::AboveHold {
-                requested: *amount,
-                held,
-            });
-        }
         Ok(true)
     }
 

@@ -259,6 +259,10 @@ fn validating_the_same_amount_again_changes_nothing() {
             requested: eur(2000)
         })
     );
+    assert!(
+        matches!(p.check_capture(&eur(3000)), Err(TransitionError::AboveHold { .. })),
+        "above the hold is refused as such even after a capture"
+    );
 }
 
 #[test]
