@@ -22,7 +22,7 @@ fn main() -> ExitCode {
                  fmt           cargo fmt --check\n  \
                  clippy        cargo clippy --all-targets -D warnings\n  \
                  test [ARGS]   the test suite (extra ARGS go to cargo test)\n  \
-                 bench [core]  criterion benchmarks"
+                 bench [core|storage]  criterion benchmarks"
             );
             Err("unknown command".into())
         }
@@ -92,6 +92,11 @@ fn test(extra: &[String]) -> Result {
 fn bench(which: &[String]) -> Result {
     match which.first().map(String::as_str) {
         None | Some("core") => run("cargo", &["bench", "-p", "billing-core", "--bench", "core"]),
+        // PostgreSQL figures too when TEST_POSTGRES_URL names a server.
+        Some("storage") => run(
+            "cargo",
+            &["bench", "-p", "storage-seaorm", "--bench", "storage"],
+        ),
         Some(other) => Err(format!("unknown benchmark '{other}'")),
     }
 }

@@ -95,6 +95,10 @@ pub struct PaymentView {
     pub failure: Option<FailureView>,
     /// A Stripe operation in flight (`capture`, `release`, `refund`).
     pub pending_operation: Option<String>,
+    /// The Stripe PaymentIntent (`pi_…`), once there is one.
+    pub intent_id: Option<String>,
+    /// The connected account the intent lives on (`acct_…`).
+    pub account_id: Option<String>,
     /// The patient's display name (in lists).
     pub patient_name: Option<String>,
     /// When the consultation starts (in lists).
@@ -137,6 +141,8 @@ impl PaymentView {
                 message: f.message.clone(),
             }),
             pending_operation: p.pending().map(|op| op.operation.name().to_owned()),
+            intent_id: p.intent().map(|i| i.as_str().to_owned()),
+            account_id: p.account().map(|a| a.as_str().to_owned()),
             patient_name: None,
             starts_at: None,
         }

@@ -1,0 +1,18 @@
+//! Wire types: one sea-orm entity per table, exactly as stored.
+//!
+//! Nothing here knows the domain: rows hold integer minor units, currency codes, state
+//! names and nullable columns. [`crate::convert`] is the only place that turns them
+//! into `billing-core` values (and re-validates them on the way).
+
+pub mod audit_entry;
+pub mod consultation;
+pub mod idempotency_key;
+pub mod oauth_state;
+pub mod payment;
+pub mod payment_history;
+pub mod practitioner;
+pub mod secretary_link;
+pub mod service;
+pub mod staff_token;
+pub mod user;
+pub mod webhook_event;

@@ -1,0 +1,65 @@
+//! `payments`: the payment aggregate, one row per consultation with online payment.
+//! Every amount is in integer minor units of `currency`.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "payments")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    #[sea_orm(unique)]
+    pub consultation_id: Uuid,
+    pub practitioner_id: Uuid,
+    pub currency: String,
+    pub amount_minor: i64,
+    pub fee_rate_ppm: i64,
+    pub fee_fixed_minor: i64,
+    pub status: String,
+    pub authorized_minor: Option<i64>,
+    pub captured_minor: Option<i64>,
+    pub refunded_minor: i64,
+    pub refund_count: i64,
+    pub fee_minor: Option<i64>,
+    /// `estimated` or `reported`, set with `fee_minor`.
+    pub fee_source: Option<String>,
+    pub account: Option<String>,
+    pub intent: Option<String>,
+    pub has_checkout: bool,
+    pub checkout_session: Option<String>,
+    pub checkout_url: Option<String>,
+    pub checkout_expires_at: Option<DateTimeUtc>,
+    /// Set iff the payment carries a failure.
+    pub failure_message: Option<String>,
+    pub failure_code: Option<String>,
+    pub failure_decline_code: Option<String>,
+    /// `capture`, `release` or `refund` while an operation is in flight.
+    pub pending_operation: Option<String>,
+    pub pending_amount_minor: Option<i64>,
+    pub pending_key: Option<String>,
+    pub pending_since: Option<DateTimeUtc>,
+    pub authorized_at: Option<DateTimeUtc>,
+    pub capture_before: Option<DateTimeUtc>,
+    pub captured_at: Option<DateTimeUtc>,
+    pub version: i64,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::consultation::Entity",
+        from = "Column::ConsultationId",
+        to = "super::consultation::Column::Id"
+    )]
+    Consultation,
+}
+
+impl Related<super::consultation::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Consultation.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,21 @@
+//! The schema, as embedded sea-orm migrations. `consultpay migrate` (through
+//! [`Store::migrate`](crate::Store::migrate)) applies them; tests run them up and down.
+//!
+//! Migrations are plain schema statements written against table and column names,
+//! never against the entities, so that an old migration keeps meaning what it meant
+//! when the entities move on.
+
+use sea_orm_migration::prelude::*;
+
+mod m20260301_000001_initial;
+
+/// Every migration of the schema, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20260301_000001_initial::Migration)]
+    }
+}

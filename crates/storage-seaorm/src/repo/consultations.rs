@@ -1,0 +1,126 @@
+//! `ConsultationRepository`: a consultation and its payment are written together.
+
+use async_trait::async_trait;
+use billing_core::audit::AuditEntry;
+use billing_core::consultation::model::ConsultationRecord;
+use billing_core::consultation::ports::ConsultationRepository;
+use billing_core::ids::{ConsultationId, PractitionerId};
+use billing_core::repository::RepositoryError;
+use billing_core::secrets::TokenHash;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect};
+
+use super::{append_audit, finish};
+use crate::Store;
+use crate::convert::{at, consultation_row, payment_row, record_from_rows};
+use crate::entity::{consultation, payment};
+use crate::store::{unavailable, write_error, write_error_by_constraint};
+
+#[async_trait]
+impl ConsultationRepository for Store {
+    async fn create(
+        &self,
+        record: &ConsultationRecord,
+        audit: &AuditEntry,
+    ) -> Result<(), RepositoryError> {
+        let consultation = consultation_row(&record.consultation);
+        let payment = record.payment.as_ref().map(payment_row).transpose()?;
+        let txn = self.begin_write().await?;
+        let result = async {
+            consultation::Entity::insert(consultation.into_active_model())
+                .exec_without_returning(&txn)
+                .await
+                .map_err(|e| {
+                    write_error_by_constraint(e, "pay_token", "pay token", "consultation")
+                })?;
+            if let Some(payment) = payment {
+                payment::Entity::insert(payment.into_active_model())
+                    .exec_without_returning(&txn)
+                    .await
+                    .map_err(|e| {
+                        write_error_by_constraint(
+                            e,
+                            "consultation",
+                            "payment of this consultation",
+                            "payment",
+                        )
+                    })?;
+            }
+            append_audit(&txn, std::slice::from_ref(audit)).await
+        }
+        .await;
+        finish(txn, result).await
+    }
+
+    async fn get(&self, id: ConsultationId) -> Result<ConsultationRecord, RepositoryError> {
+        let (c, p) = consultation::Entity::find_by_id(id.as_uuid())
+            .find_also_related(payment::Entity)
+            .one(&self.db)
+            .await
+            .map_err(unavailable)?
+            .ok_or(RepositoryError::NotFound)?;
+        record_from_rows(c, p)
+    }
+
+    async fn find_by_pay_token(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<ConsultationRecord, RepositoryError> {
+        let (c, p) = consultation::Entity::find()
+            .filter(consultation::Column::PayTokenHash.eq(hash.as_str()))
+            .find_also_related(payment::Entity)
+            .one(&self.db)
+            .await
+            .map_err(unavailable)?
+            .ok_or(RepositoryError::NotFound)?;
+        record_from_rows(c, p)
+    }
+
+    async fn replace_pay_token(
+        &self,
+        id: ConsultationId,
+        hash: &TokenHash,
+    ) -> Result<(), RepositoryError> {
+        let written = consultation::Entity::update_many()
+            .col_expr(
+                consultation::Column::PayTokenHash,
+                Expr::value(hash.as_str().to_owned()),
+            )
+            .filter(consultation::Column::Id.eq(id.as_uuid()))
+            .exec(self.writer())
+            .await
+            .map_err(|e| write_error(e, "pay token"))?;
+        if written.rows_affected == 0 {
+            return Err(RepositoryError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn upcoming(
+        &self,
+        practitioners: &[PractitionerId],
+        from: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ConsultationRecord>, RepositoryError> {
+        if practitioners.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        consultation::Entity::find()
+            .filter(
+                consultation::Column::PractitionerId
+                    .is_in(practitioners.iter().map(|p| p.as_uuid())),
+            )
+            .filter(consultation::Column::StartsAt.gte(at(from)))
+            .order_by_asc(consultation::Column::StartsAt)
+            .order_by_asc(consultation::Column::Id)
+            .limit(u64::from(limit))
+            .find_also_related(payment::Entity)
+            .all(&self.db)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|(c, p)| record_from_rows(c, p))
+            .collect()
+    }
+}

@@ -1,0 +1,382 @@
+//! `PaymentRepository`: the conditional write of the state machine, and the queries of
+//! the payments table (C8) and of reconciliation (C10).
+
+use async_trait::async_trait;
+use billing_core::ids::{PaymentId, PaymentIntentId, PractitionerId};
+use billing_core::money::{Currency, Money};
+use billing_core::payment::model::{Payment, PaymentStatus};
+use billing_core::payment::ports::{
+    ChangeLog, HistoryEntry, PaymentCursor, PaymentPage, PaymentQuery, PaymentRepository,
+    PaymentRow, PaymentScope, PaymentTotals,
+};
+use billing_core::repository::RepositoryError;
+use chrono::{DateTime, Utc};
+use sea_orm::ActiveValue::NotSet;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func};
+use sea_orm::{
+    AccessMode, ActiveModelTrait, ColumnTrait, Condition, DatabaseTransaction, EntityTrait,
+    FromQueryResult, IntoActiveModel, IsolationLevel, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+
+use super::{append_audit, finish};
+use crate::Store;
+use crate::convert::{
+    at, history_from_row, history_row, payment_from_row, payment_row, payment_row_from_rows,
+};
+use crate::entity::{consultation, payment, payment_history};
+use crate::store::{Engine, unavailable, write_error, write_error_by_constraint};
+
+/// The most rows one page may have (the port's bound).
+const MAX_PAGE: u32 = 200;
+
+/// The filter of a scope, or `None` when the scope can match nothing.
+fn scope_condition(scope: &PaymentScope) -> Option<Condition> {
+    match scope {
+        PaymentScope::All => Some(Condition::all()),
+        PaymentScope::Practitioners(ids) if ids.is_empty() => None,
+        PaymentScope::Practitioners(ids) => Some(
+            Condition::all()
+                .add(payment::Column::PractitionerId.is_in(ids.iter().map(|p| p.as_uuid()))),
+        ),
+    }
+}
+
+/// What a query matches, before pagination: shared by the page and its totals.
+fn query_condition(query: &PaymentQuery) -> Option<Condition> {
+    let mut cond = scope_condition(&query.scope)?;
+    if !query.statuses.is_empty() {
+        cond = cond.add(
+            payment::Column::Status.is_in(query.statuses.iter().map(|s| s.as_str().to_owned())),
+        );
+    }
+    if let Some(from) = query.from {
+        cond = cond.add(payment::Column::CreatedAt.gte(at(from)));
+    }
+    if let Some(to) = query.to {
+        cond = cond.add(payment::Column::CreatedAt.lt(at(to)));
+    }
+    Some(cond)
+}
+
+/// Strictly after `cursor` in the order newest first, then highest id first.
+fn after_cursor(cursor: &PaymentCursor) -> Condition {
+    let created = at(cursor.created_at);
+    Condition::any()
+        .add(payment::Column::CreatedAt.lt(created))
+        .add(
+            Condition::all()
+                .add(payment::Column::CreatedAt.eq(created))
+                .add(payment::Column::Id.lt(cursor.id.as_uuid())),
+        )
+}
+
+/// `CAST(SUM(expr) AS BIGINT)`: PostgreSQL sums `bigint` into `numeric`.
+fn sum_bigint(expr: Expr) -> Expr {
+    Func::cast_as(Func::sum(expr), Alias::new("BIGINT")).into()
+}
+
+fn or_zero(col: payment::Column) -> Expr {
+    Func::coalesce([Expr::col(col), Expr::val(0_i64)]).into()
+}
+
+#[derive(Debug, FromQueryResult)]
+struct TotalsRow {
+    currency: String,
+    count: i64,
+    held: i64,
+    captured: i64,
+    refunded: i64,
+    fee: i64,
+}
+
+fn totals_from_row(row: TotalsRow) -> Result<PaymentTotals, RepositoryError> {
+    let corrupt = |what: &str| {
+        RepositoryError::Corrupt(format!("payments totals in {}: {what}", row.currency))
+    };
+    let currency: Currency = row
+        .currency
+        .parse()
+        .map_err(|_| corrupt("unknown currency"))?;
+    let m = |minor: i64| Money::from_minor(minor, currency);
+    let (held, captured, refunded, fee) =
+        (m(row.held), m(row.captured), m(row.refunded), m(row.fee));
+    // The reference definition (`PaymentTotals::add`) sums each payment's net; the sum
+    // of nets is the net of the sums.
+    let net = captured
+        .checked_sub(&refunded)
+        .and_then(|n| n.checked_sub(&fee))
+        .map_err(|e| corrupt(&e.to_string()))?;
+    Ok(PaymentTotals {
+        currency,
+        count: u64::try_from(row.count).map_err(|_| corrupt("negative count"))?,
+        held,
+        captured,
+        refunded,
+        fee,
+        net,
+    })
+}
+
+impl Store {
+    /// A read-only transaction seeing one snapshot, so that a page and its totals agree.
+    /// (SQLite: a deferred transaction reads one snapshot of the WAL by itself.)
+    async fn begin_snapshot(&self) -> Result<DatabaseTransaction, RepositoryError> {
+        match self.engine() {
+            Engine::PostgreSql => self
+                .db
+                .begin_with_config(
+                    Some(IsolationLevel::RepeatableRead),
+                    Some(AccessMode::ReadOnly),
+                )
+                .await
+                .map_err(unavailable),
+            Engine::Sqlite => self.db.begin().await.map_err(unavailable),
+        }
+    }
+
+    async fn page(
+        txn: &DatabaseTransaction,
+        query: &PaymentQuery,
+        matches: Condition,
+    ) -> Result<PaymentPage, RepositoryError> {
+        let limit = query.limit.clamp(1, MAX_PAGE);
+        let mut items = payment::Entity::find().filter(matches.clone());
+        if let Some(cursor) = &query.after {
+            items = items.filter(after_cursor(cursor));
+        }
+        // One more than asked: whether it exists says if there is a next page.
+        let rows = items
+            .order_by_desc(payment::Column::CreatedAt)
+            .order_by_desc(payment::Column::Id)
+            .limit(u64::from(limit) + 1)
+            .find_also_related(consultation::Entity)
+            .all(txn)
+            .await
+            .map_err(unavailable)?;
+        let more = rows.len() > limit as usize;
+        let items = rows
+            .into_iter()
+            .take(limit as usize)
+            .map(|(p, c)| payment_row_from_rows(p, c))
+            .collect::<Result<Vec<PaymentRow>, _>>()?;
+        let next = match (more, items.last()) {
+            (true, Some(last)) => Some(PaymentCursor {
+                created_at: last.payment.created_at(),
+                id: last.payment.id(),
+            }),
+            _ => None,
+        };
+        let held = Expr::case(
+            payment::Column::Status.eq(PaymentStatus::Authorized.as_str()),
+            or_zero(payment::Column::AuthorizedMinor),
+        )
+        .finally(Expr::val(0_i64));
+        let mut totals = payment::Entity::find()
+            .select_only()
+            .column(payment::Column::Currency)
+            .column_as(Expr::col(payment::Column::Id).count(), "count")
+            .column_as(sum_bigint(held.into()), "held")
+            .column_as(
+                sum_bigint(or_zero(payment::Column::CapturedMinor)),
+                "captured",
+            )
+            .column_as(
+                sum_bigint(Expr::col(payment::Column::RefundedMinor)),
+                "refunded",
+            )
+            .column_as(sum_bigint(or_zero(payment::Column::FeeMinor)), "fee")
+            .filter(matches)
+            .group_by(payment::Column::Currency)
+            .into_model::<TotalsRow>()
+            .all(txn)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(totals_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        totals.sort_by_key(|t| t.currency);
+        Ok(PaymentPage {
+            items,
+            next,
+            totals,
+        })
+    }
+}
+
+#[async_trait]
+impl PaymentRepository for Store {
+    async fn get(&self, id: PaymentId) -> Result<Payment, RepositoryError> {
+        payment::Entity::find_by_id(id.as_uuid())
+            .one(&self.db)
+            .await
+            .map_err(unavailable)?
+            .ok_or(RepositoryError::NotFound)
+            .and_then(payment_from_row)
+    }
+
+    async fn find_by_intent(
+        &self,
+        intent: &PaymentIntentId,
+    ) -> Result<Option<Payment>, RepositoryError> {
+        payment::Entity::find()
+            .filter(payment::Column::Intent.eq(intent.as_str()))
+            .order_by_desc(payment::Column::UpdatedAt)
+            .order_by_desc(payment::Column::Id)
+            .one(&self.db)
+            .await
+            .map_err(unavailable)?
+            .map(payment_from_row)
+            .transpose()
+    }
+
+    async fn update(
+        &self,
+        p: &Payment,
+        expected_version: i64,
+        log: &ChangeLog,
+    ) -> Result<(), RepositoryError> {
+        let mut changes = payment_row(p)?.into_active_model().reset_all();
+        changes.id = NotSet;
+        let history = log
+            .history
+            .iter()
+            .map(history_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let txn = self.begin_write().await?;
+        let result = async {
+            // The concurrency contract: one statement decides whether this writer won.
+            let written = payment::Entity::update_many()
+                .set(changes)
+                .filter(payment::Column::Id.eq(p.id().as_uuid()))
+                .filter(payment::Column::Version.eq(expected_version))
+                .exec(&txn)
+                .await
+                .map_err(|e| {
+                    write_error_by_constraint(
+                        e,
+                        "consultation",
+                        "payment of this consultation",
+                        "payment",
+                    )
+                })?;
+            if written.rows_affected == 0 {
+                let exists = payment::Entity::find_by_id(p.id().as_uuid())
+                    .one(&txn)
+                    .await
+                    .map_err(unavailable)?
+                    .is_some();
+                return Err(if exists {
+                    RepositoryError::Conflict
+                } else {
+                    RepositoryError::NotFound
+                });
+            }
+            if !history.is_empty() {
+                payment_history::Entity::insert_many(history)
+                    .exec_without_returning(&txn)
+                    .await
+                    .map_err(|e| write_error(e, "history entry"))?;
+            }
+            append_audit(&txn, &log.audit).await
+        }
+        .await;
+        finish(txn, result).await
+    }
+
+    async fn list(&self, query: &PaymentQuery) -> Result<PaymentPage, RepositoryError> {
+        let Some(matches) = query_condition(query) else {
+            return Ok(PaymentPage {
+                items: Vec::new(),
+                next: None,
+                totals: Vec::new(),
+            });
+        };
+        let txn = self.begin_snapshot().await?;
+        let result = Store::page(&txn, query, matches).await;
+        finish(txn, result).await
+    }
+
+    async fn holds_due(
+        &self,
+        scope: &PaymentScope,
+        deadline_before: DateTime<Utc>,
+    ) -> Result<Vec<PaymentRow>, RepositoryError> {
+        let Some(in_scope) = scope_condition(scope) else {
+            return Ok(Vec::new());
+        };
+        payment::Entity::find()
+            .filter(in_scope)
+            .filter(payment::Column::Status.eq(PaymentStatus::Authorized.as_str()))
+            .filter(payment::Column::CaptureBefore.lte(at(deadline_before)))
+            .order_by_asc(payment::Column::CaptureBefore)
+            .order_by_asc(payment::Column::Id)
+            .find_also_related(consultation::Entity)
+            .all(&self.db)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|(p, c)| payment_row_from_rows(p, c))
+            .collect()
+    }
+
+    async fn needing_reconciliation(
+        &self,
+        stale_before: DateTime<Utc>,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Payment>, RepositoryError> {
+        let (stale_before, since) = (at(stale_before), at(since));
+        let pending = Condition::all().add(payment::Column::PendingSince.lt(stale_before));
+        let transient = Condition::all()
+            .add(payment::Column::Status.is_in([
+                PaymentStatus::Incomplete.as_str(),
+                PaymentStatus::Failed.as_str(),
+            ]))
+            .add(
+                Condition::any()
+                    .add(payment::Column::HasCheckout.eq(true))
+                    .add(payment::Column::Intent.is_not_null()),
+            )
+            .add(payment::Column::UpdatedAt.gte(since))
+            .add(payment::Column::UpdatedAt.lt(stale_before));
+        payment::Entity::find()
+            .filter(Condition::any().add(pending).add(transient))
+            .order_by_asc(payment::Column::UpdatedAt)
+            .order_by_asc(payment::Column::Id)
+            .limit(u64::from(limit))
+            .all(&self.db)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(payment_from_row)
+            .collect()
+    }
+
+    async fn open_holds(&self, practitioner: PractitionerId) -> Result<u64, RepositoryError> {
+        payment::Entity::find()
+            .filter(payment::Column::PractitionerId.eq(practitioner.as_uuid()))
+            .filter(
+                Condition::any()
+                    .add(payment::Column::Status.eq(PaymentStatus::Authorized.as_str()))
+                    .add(payment::Column::PendingOperation.is_not_null()),
+            )
+            .count(&self.db)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn history(&self, id: PaymentId) -> Result<Vec<HistoryEntry>, RepositoryError> {
+        // Insertion order: writes to one payment are serialised by its version, so the
+        // sequence is the order in which its moves were committed.
+        payment_history::Entity::find()
+            .filter(payment_history::Column::PaymentId.eq(id.as_uuid()))
+            .order_by_asc(payment_history::Column::Seq)
+            .all(&self.db)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(history_from_row)
+            .collect()
+    }
+}

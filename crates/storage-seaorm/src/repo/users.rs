@@ -1,0 +1,155 @@
+//! `UserRepository`: staff users, their hashed tokens, and the practitioner created
+//! with a practitioner's user.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use billing_core::access::{Role, StaffUser};
+use billing_core::audit::AuditEntry;
+use billing_core::ids::UserId;
+use billing_core::practitioner::model::Practitioner;
+use billing_core::repository::RepositoryError;
+use billing_core::secrets::TokenHash;
+use billing_core::staff::UserRepository;
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+};
+
+use super::{append_audit, finish};
+use crate::Store;
+use crate::convert::{ROLE_SECRETARY, at, practitioner_row, user_from_row, user_row};
+use crate::entity::{practitioner, secretary_link, staff_token, user};
+use crate::store::{unavailable, write_error};
+
+async fn insert_user<C: ConnectionTrait>(
+    db: &C,
+    user: &StaffUser,
+    token: &TokenHash,
+    created_at: DateTime<Utc>,
+) -> Result<(), RepositoryError> {
+    user::Entity::insert(user_row(user, created_at).into_active_model())
+        .exec_without_returning(db)
+        .await
+        .map_err(|e| write_error(e, "user"))?;
+    let token = staff_token::Model {
+        hash: token.as_str().to_owned(),
+        user_id: user.id.as_uuid(),
+        created_at: at(created_at),
+        revoked_at: None,
+    };
+    staff_token::Entity::insert(token.into_active_model())
+        .exec_without_returning(db)
+        .await
+        .map_err(|e| write_error(e, "token"))?;
+    Ok(())
+}
+
+#[async_trait]
+impl UserRepository for Store {
+    async fn create_practitioner(
+        &self,
+        p: &Practitioner,
+        token: &TokenHash,
+        audit: &AuditEntry,
+    ) -> Result<(), RepositoryError> {
+        let row = practitioner_row(p)?;
+        let user = StaffUser {
+            id: UserId::from_uuid(p.id.as_uuid()),
+            name: p.name.as_str().to_owned(),
+            role: Role::Practitioner(p.id),
+        };
+        let txn = self.begin_write().await?;
+        let result = async {
+            practitioner::Entity::insert(row.into_active_model())
+                .exec_without_returning(&txn)
+                .await
+                .map_err(|e| write_error(e, "practitioner"))?;
+            insert_user(&txn, &user, token, p.created_at).await?;
+            append_audit(&txn, std::slice::from_ref(audit)).await
+        }
+        .await;
+        finish(txn, result).await
+    }
+
+    async fn create_secretary(
+        &self,
+        user: &StaffUser,
+        token: &TokenHash,
+        created_at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(), RepositoryError> {
+        let works_for: Vec<_> = match &user.role {
+            Role::Secretary(ps) => ps.iter().map(|p| p.as_uuid()).collect(),
+            Role::Practitioner(_) => Vec::new(),
+        };
+        let txn = self.begin_write().await?;
+        let result = async {
+            insert_user(&txn, user, token, created_at).await?;
+            if !works_for.is_empty() {
+                let known = practitioner::Entity::find()
+                    .filter(practitioner::Column::Id.is_in(works_for.iter().copied()))
+                    .count(&txn)
+                    .await
+                    .map_err(unavailable)?;
+                if known != works_for.len() as u64 {
+                    return Err(RepositoryError::NotFound);
+                }
+                let links = works_for.iter().map(|p| {
+                    secretary_link::Model {
+                        user_id: user.id.as_uuid(),
+                        practitioner_id: *p,
+                    }
+                    .into_active_model()
+                });
+                secretary_link::Entity::insert_many(links)
+                    .exec_without_returning(&txn)
+                    .await
+                    .map_err(|e| write_error(e, "secretary link"))?;
+            }
+            append_audit(&txn, std::slice::from_ref(audit)).await
+        }
+        .await;
+        finish(txn, result).await
+    }
+
+    async fn find_by_token(&self, token: &TokenHash) -> Result<Option<StaffUser>, RepositoryError> {
+        let Some(token) = staff_token::Entity::find_by_id(token.as_str().to_owned())
+            .filter(staff_token::Column::RevokedAt.is_null())
+            .one(&self.db)
+            .await
+            .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let row = user::Entity::find_by_id(token.user_id)
+            .one(&self.db)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| {
+                RepositoryError::Corrupt(format!("staff_tokens: user {} missing", token.user_id))
+            })?;
+        let works_for = if row.role == ROLE_SECRETARY {
+            secretary_link::Entity::find()
+                .filter(secretary_link::Column::UserId.eq(row.id))
+                .all(&self.db)
+                .await
+                .map_err(unavailable)?
+                .into_iter()
+                .map(|l| l.practitioner_id)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        user_from_row(row, works_for).map(Some)
+    }
+
+    async fn count(&self) -> Result<u64, RepositoryError> {
+        user::Entity::find()
+            .count(&self.db)
+            .await
+            .map_err(unavailable)
+    }
+}

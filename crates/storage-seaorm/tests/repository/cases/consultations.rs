@@ -1,0 +1,273 @@
+use billing_core::audit::{AuditAction, AuditLog};
+use billing_core::consultation::model::{ConsultationRecord, PaymentMode};
+use billing_core::consultation::ports::ConsultationRepository;
+use billing_core::ids::{ConsultationId, PaymentId, PractitionerId};
+use billing_core::payment::model::Payment;
+use billing_core::payment::ports::PaymentRepository;
+use billing_core::repository::RepositoryError;
+use chrono::Duration;
+use storage_seaorm::Store;
+
+use crate::fixtures::*;
+
+pub async fn a_consultation_and_its_payment_round_trip_by_id_and_by_pay_token(store: Store) {
+    let p = practitioner(&store).await;
+    let record = online(p.id, eur(2_500), t0());
+    store
+        .create(&record, &audit(p.id, AuditAction::Scheduled, t0()))
+        .await
+        .unwrap();
+    let id = record.consultation.id;
+    assert_eq!(
+        ConsultationRepository::get(&store, id).await.unwrap(),
+        record
+    );
+    assert_eq!(
+        store
+            .find_by_pay_token(&record.consultation.pay_token_hash)
+            .await
+            .unwrap(),
+        record
+    );
+    let payment = record.payment.clone().unwrap();
+    assert_eq!(
+        PaymentRepository::get(&store, payment.id()).await.unwrap(),
+        payment
+    );
+    let trail = store.recent(p.id, 10).await.unwrap();
+    assert_eq!(
+        trail[0].action,
+        AuditAction::Scheduled,
+        "written with the consultation"
+    );
+}
+
+pub async fn a_consultation_without_online_payment_round_trips(store: Store) {
+    let p = practitioner(&store).await;
+    let mut c = consultation(p.id, PaymentMode::None, t0() + Duration::days(2));
+    c.patient.email = None;
+    c.created_by = Some(billing_core::ids::UserId::from_uuid(p.id.as_uuid()));
+    let record = ConsultationRecord {
+        consultation: c,
+        payment: None,
+    };
+    store
+        .create(&record, &audit(p.id, AuditAction::Scheduled, t0()))
+        .await
+        .unwrap();
+    assert_eq!(
+        ConsultationRepository::get(&store, record.consultation.id)
+            .await
+            .unwrap(),
+        record
+    );
+}
+
+pub async fn a_reused_pay_token_hash_is_a_duplicate_and_nothing_is_written(store: Store) {
+    let p = practitioner(&store).await;
+    let first = online(p.id, eur(2_500), t0());
+    store
+        .create(&first, &audit(p.id, AuditAction::Scheduled, t0()))
+        .await
+        .unwrap();
+    let trail = store.recent(p.id, 100).await.unwrap().len();
+    let mut second = online(p.id, eur(3_000), t0());
+    second.consultation.pay_token_hash = first.consultation.pay_token_hash.clone();
+    let err = store
+        .create(&second, &audit(p.id, AuditAction::Scheduled, t0()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RepositoryError::Duplicate("pay token")),
+        "{err:?}"
+    );
+    assert_nothing_written(&store, &second).await;
+    assert_eq!(store.recent(p.id, 100).await.unwrap().len(), trail);
+}
+
+pub async fn a_reused_consultation_or_payment_id_is_a_duplicate(store: Store) {
+    let p = practitioner(&store).await;
+    let first = online(p.id, eur(2_500), t0());
+    store
+        .create(&first, &audit(p.id, AuditAction::Scheduled, t0()))
+        .await
+        .unwrap();
+
+    let mut same_consultation = first.clone();
+    same_consultation.consultation.pay_token_hash = pay_token_hash();
+    assert!(matches!(
+        store
+            .create(
+                &same_consultation,
+                &audit(p.id, AuditAction::Scheduled, t0())
+            )
+            .await,
+        Err(RepositoryError::Duplicate("consultation"))
+    ));
+
+    // A new consultation whose payment reuses the first payment's id: the consultation
+    // row is written first, then the payment insert fails, and neither remains.
+    let mut same_payment = online(p.id, eur(2_500), t0());
+    let parts = first.payment.as_ref().unwrap().to_parts();
+    same_payment.payment = Some(
+        Payment::restore(billing_core::payment::model::PaymentParts {
+            consultation: same_payment.consultation.id,
+            ..parts
+        })
+        .unwrap(),
+    );
+    let err = store
+        .create(&same_payment, &audit(p.id, AuditAction::Scheduled, t0()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RepositoryError::Duplicate("payment")),
+        "{err:?}"
+    );
+    assert_nothing_written(&store, &same_payment).await;
+}
+
+pub async fn a_second_payment_for_one_consultation_is_a_duplicate_and_nothing_is_written(
+    store: Store,
+) {
+    let p = practitioner(&store).await;
+    let first = online(p.id, eur(2_500), t0());
+    store
+        .create(&first, &audit(p.id, AuditAction::Scheduled, t0()))
+        .await
+        .unwrap();
+    // A new consultation carrying a payment for the first consultation.
+    let mut second = online(p.id, eur(2_500), t0());
+    let fresh = second.payment.take().unwrap().to_parts();
+    second.payment = Some(
+        Payment::restore(billing_core::payment::model::PaymentParts {
+            consultation: first.consultation.id,
+            ..fresh
+        })
+        .unwrap(),
+    );
+    let err = store
+        .create(&second, &audit(p.id, AuditAction::Scheduled, t0()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RepositoryError::Duplicate("payment of this consultation")
+        ),
+        "{err:?}"
+    );
+    assert_nothing_written(&store, &second).await;
+    assert_eq!(
+        ConsultationRepository::get(&store, first.consultation.id)
+            .await
+            .unwrap(),
+        first
+    );
+}
+
+pub async fn a_consultation_of_an_unknown_practitioner_is_not_found(store: Store) {
+    let ghost = PractitionerId::from_uuid(new_uuid());
+    let record = online(ghost, eur(2_500), t0());
+    let err = store
+        .create(&record, &audit(ghost, AuditAction::Scheduled, t0()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepositoryError::NotFound), "{err:?}");
+}
+
+async fn assert_nothing_written(store: &Store, record: &ConsultationRecord) {
+    assert!(matches!(
+        ConsultationRepository::get(store, record.consultation.id).await,
+        Err(RepositoryError::NotFound)
+    ));
+    if let Some(p) = &record.payment {
+        let stored = PaymentRepository::get(store, p.id()).await;
+        // Either no such payment, or one that belongs to another consultation.
+        assert!(
+            match &stored {
+                Err(RepositoryError::NotFound) => true,
+                Ok(other) => other.consultation() != record.consultation.id,
+                Err(_) => false,
+            },
+            "{stored:?}"
+        );
+    }
+}
+
+pub async fn replacing_the_pay_token_retires_the_previous_one(store: Store) {
+    let p = practitioner(&store).await;
+    let record = online(p.id, eur(2_500), t0());
+    store
+        .create(&record, &audit(p.id, AuditAction::Scheduled, t0()))
+        .await
+        .unwrap();
+    let old = record.consultation.pay_token_hash.clone();
+    let new = pay_token_hash();
+    store
+        .replace_pay_token(record.consultation.id, &new)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.find_by_pay_token(&old).await,
+        Err(RepositoryError::NotFound)
+    ));
+    let found = store.find_by_pay_token(&new).await.unwrap();
+    assert_eq!(found.consultation.id, record.consultation.id);
+    assert!(matches!(
+        store
+            .replace_pay_token(ConsultationId::from_uuid(new_uuid()), &pay_token_hash())
+            .await,
+        Err(RepositoryError::NotFound)
+    ));
+}
+
+pub async fn an_unknown_consultation_or_pay_token_is_not_found(store: Store) {
+    assert!(matches!(
+        ConsultationRepository::get(&store, ConsultationId::from_uuid(new_uuid())).await,
+        Err(RepositoryError::NotFound)
+    ));
+    assert!(matches!(
+        store.find_by_pay_token(&pay_token_hash()).await,
+        Err(RepositoryError::NotFound)
+    ));
+    assert!(matches!(
+        PaymentRepository::get(&store, PaymentId::from_uuid(new_uuid())).await,
+        Err(RepositoryError::NotFound)
+    ));
+}
+
+pub async fn upcoming_lists_consultations_from_a_date_soonest_first(store: Store) {
+    let a = practitioner(&store).await;
+    let b = practitioner(&store).await;
+    let c = practitioner(&store).await;
+    let mut expected = Vec::new();
+    for (p, hours) in [
+        (a.id, 5),
+        (b.id, 1),
+        (a.id, -1),
+        (c.id, 2),
+        (a.id, 3),
+        (b.id, 3),
+    ] {
+        let mut record = online(p, eur(2_500), t0());
+        record.consultation.starts_at = t0() + Duration::hours(hours);
+        store
+            .create(&record, &audit(p, AuditAction::Scheduled, t0()))
+            .await
+            .unwrap();
+        if p != c.id && hours >= 0 {
+            expected.push(record);
+        }
+    }
+    expected.sort_by_key(|r| (r.consultation.starts_at, r.consultation.id));
+    assert_eq!(
+        store.upcoming(&[a.id, b.id], t0(), 10).await.unwrap(),
+        expected
+    );
+    assert_eq!(
+        store.upcoming(&[a.id, b.id], t0(), 2).await.unwrap(),
+        expected[..2].to_vec()
+    );
+    assert!(store.upcoming(&[], t0(), 10).await.unwrap().is_empty());
+}

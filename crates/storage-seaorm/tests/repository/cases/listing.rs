@@ -1,0 +1,383 @@
+use std::collections::BTreeMap;
+
+use billing_core::ids::{CheckoutSessionId, ConnectedAccountId, PaymentIntentId, PractitionerId};
+use billing_core::money::{Currency, Money};
+use billing_core::payment::model::{
+    CheckoutRef, IdempotencyKey, Operation, Payment, PaymentStatus,
+};
+use billing_core::payment::ports::{
+    ChangeLog, PaymentCursor, PaymentQuery, PaymentRepository, PaymentScope, PaymentTotals,
+};
+use chrono::{DateTime, Duration, Utc};
+use storage_seaorm::Store;
+
+use crate::fixtures::*;
+
+fn query(scope: PaymentScope, limit: u32) -> PaymentQuery {
+    PaymentQuery {
+        scope,
+        statuses: vec![],
+        from: None,
+        to: None,
+        after: None,
+        limit,
+    }
+}
+
+fn of(p: PractitionerId) -> PaymentScope {
+    PaymentScope::Practitioners(vec![p])
+}
+
+/// Every page of `q`, following the cursors.
+async fn walk(store: &Store, mut q: PaymentQuery) -> (Vec<Payment>, usize) {
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page = store.list(&q).await.unwrap();
+        pages += 1;
+        assert!(page.items.len() <= q.limit as usize);
+        seen.extend(page.items.into_iter().map(|r| r.payment));
+        match page.next {
+            // The cursor survives its text form, as clients send it back.
+            Some(next) => q.after = Some(next.to_string().parse::<PaymentCursor>().unwrap()),
+            None => return (seen, pages),
+        }
+        assert!(pages < 100, "pagination does not end");
+    }
+}
+
+fn newest_first(mut payments: Vec<Payment>) -> Vec<Payment> {
+    payments.sort_by_key(|p| std::cmp::Reverse((p.created_at(), p.id())));
+    payments
+}
+
+pub async fn payments_are_paged_newest_first_through_ties_in_created_at(store: Store) {
+    let pr = practitioner(&store).await;
+    let other = practitioner(&store).await;
+    let mut all = Vec::new();
+    // Seven payments share one instant, so pages must break ties by id.
+    for _ in 0..7 {
+        all.push(scheduled(&store, pr.id, eur(2_500), t0()).await);
+    }
+    for i in [1, 2, -3, 4, -5] {
+        all.push(scheduled(&store, pr.id, eur(2_500), t0() + Duration::microseconds(i)).await);
+    }
+    // Around a whole second and a whole millisecond, SQLite's text form has 0 or 3
+    // fractional digits instead of 6: its order must still be the order of time.
+    let second = t0() + Duration::microseconds(876_544); // 09:00:01.000000
+    for us in [0, 1, -1, 500_000, 500_001, 499_999] {
+        all.push(
+            scheduled(
+                &store,
+                pr.id,
+                eur(2_500),
+                second + Duration::microseconds(us),
+            )
+            .await,
+        );
+    }
+    scheduled(&store, other.id, eur(2_500), t0()).await;
+    let expected = newest_first(all);
+
+    for limit in [1, 3, 5, 12, 18, 50] {
+        let (seen, pages) = walk(&store, query(of(pr.id), limit)).await;
+        assert_eq!(seen, expected, "limit {limit}");
+        assert_eq!(
+            pages,
+            expected.len().div_ceil(limit as usize).max(1),
+            "limit {limit}"
+        );
+    }
+    let page = store.list(&query(of(pr.id), 3)).await.unwrap();
+    assert_eq!(page.items[0].patient.as_str(), "M. Martin");
+    assert_eq!(
+        page.items[0].starts_at,
+        expected[0].created_at() + Duration::days(1)
+    );
+}
+
+pub async fn the_payments_list_filters_by_status_date_range_and_scope(store: Store) {
+    let a = practitioner(&store).await;
+    let b = practitioner(&store).await;
+    let mut all = Vec::new();
+    for (p, status, minutes) in [
+        (a.id, PaymentStatus::Authorized, 0),
+        (a.id, PaymentStatus::Captured, 10),
+        (a.id, PaymentStatus::Authorized, 20),
+        (a.id, PaymentStatus::Failed, 30),
+        (b.id, PaymentStatus::Authorized, 15),
+        (b.id, PaymentStatus::Refunded, 25),
+    ] {
+        all.push(payment_in(&store, p, eur(2_500), status, t0() + mins(minutes)).await);
+    }
+    let pick =
+        |f: &dyn Fn(&Payment) -> bool| newest_first(all.iter().filter(|p| f(p)).cloned().collect());
+
+    let mut q = query(PaymentScope::All, 50);
+    assert_eq!(walk(&store, q.clone()).await.0, pick(&|_| true));
+
+    q.statuses = vec![PaymentStatus::Authorized, PaymentStatus::Refunded];
+    assert_eq!(
+        walk(&store, q.clone()).await.0,
+        pick(&|p| matches!(
+            p.status(),
+            PaymentStatus::Authorized | PaymentStatus::Refunded
+        ))
+    );
+
+    q.from = Some(t0() + mins(10));
+    q.to = Some(t0() + mins(25)); // exclusive
+    assert_eq!(
+        walk(&store, q.clone()).await.0,
+        pick(&|p| {
+            p.status() == PaymentStatus::Authorized
+                && p.created_at() >= t0() + mins(10)
+                && p.created_at() < t0() + mins(25)
+        })
+    );
+
+    q.scope = PaymentScope::Practitioners(vec![a.id]);
+    let page = store.list(&q).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].payment.created_at(), t0() + mins(20));
+
+    let nobody = store
+        .list(&query(PaymentScope::Practitioners(vec![]), 50))
+        .await
+        .unwrap();
+    assert!(nobody.items.is_empty() && nobody.totals.is_empty() && nobody.next.is_none());
+}
+
+/// The core's reference definition, summed in Rust.
+fn reference_totals(payments: &[Payment]) -> Vec<PaymentTotals> {
+    let mut by_currency: BTreeMap<Currency, PaymentTotals> = BTreeMap::new();
+    for p in payments {
+        let currency = p.amount().currency();
+        by_currency
+            .entry(currency)
+            .or_insert_with(|| PaymentTotals::zero(currency))
+            .add(p)
+            .unwrap();
+    }
+    by_currency.into_values().collect()
+}
+
+pub async fn totals_equal_the_reference_sum_over_every_match_not_only_the_page(store: Store) {
+    let pr = practitioner(&store).await;
+    let mut all = Vec::new();
+    let amounts = [
+        Money::from_minor(2_500, Currency::Eur),
+        Money::from_minor(1_029, Currency::Eur),
+        Money::from_minor(99_999_999, Currency::Eur),
+        Money::from_minor(7_310, Currency::Usd),
+        Money::from_minor(5_000, Currency::Jpy),
+    ];
+    let mut minute = 0;
+    for amount in amounts {
+        for status in PaymentStatus::ALL {
+            minute += 1;
+            all.push(payment_in(&store, pr.id, amount, status, t0() + mins(minute)).await);
+        }
+    }
+    // A reported fee, so fees are not all estimates.
+    let captured = all
+        .iter()
+        .find(|p| p.status() == PaymentStatus::Captured)
+        .unwrap()
+        .clone();
+    let reported = apply(
+        &store,
+        &captured,
+        billing_core::payment::model::PaymentEvent::FeeReported { fee: eur(77) },
+        t0() + mins(500),
+    )
+    .await;
+    for p in &mut all {
+        if p.id() == reported.id() {
+            *p = reported.clone();
+        }
+    }
+
+    let q = query(of(pr.id), 2);
+    let page = store.list(&q).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    let expected = reference_totals(&all);
+    assert_eq!(
+        expected.iter().map(|t| t.currency).collect::<Vec<_>>(),
+        vec![Currency::Eur, Currency::Usd, Currency::Jpy],
+        "in the core's currency order"
+    );
+    assert_eq!(page.totals, expected);
+    assert!(expected[0].net.is_negative() || expected[0].net.is_positive());
+
+    // With a filter, the totals are over the filtered set.
+    let mut filtered = q.clone();
+    filtered.statuses = vec![PaymentStatus::Authorized, PaymentStatus::PartiallyRefunded];
+    filtered.from = Some(t0() + mins(3));
+    let matching: Vec<Payment> = all
+        .iter()
+        .filter(|p| filtered.statuses.contains(&p.status()) && p.created_at() >= t0() + mins(3))
+        .cloned()
+        .collect();
+    assert_eq!(
+        store.list(&filtered).await.unwrap().totals,
+        reference_totals(&matching)
+    );
+    // The totals do not depend on the page.
+    let mut later = filtered.clone();
+    later.after = store.list(&filtered).await.unwrap().next;
+    assert_eq!(
+        store.list(&later).await.unwrap().totals,
+        reference_totals(&matching)
+    );
+}
+
+pub async fn holds_due_are_authorised_holds_by_deadline_soonest_first(store: Store) {
+    let a = practitioner(&store).await;
+    let b = practitioner(&store).await;
+    // payment_in authorises at created_at + 1 min; the deadline is 7 days later.
+    let deadline = |created: DateTime<Utc>| created + mins(1) + Duration::days(7);
+    let late = payment_in(
+        &store,
+        a.id,
+        eur(2_500),
+        PaymentStatus::Authorized,
+        t0() + mins(30),
+    )
+    .await;
+    let soon = payment_in(&store, a.id, eur(2_500), PaymentStatus::Authorized, t0()).await;
+    let of_b = payment_in(
+        &store,
+        b.id,
+        eur(2_500),
+        PaymentStatus::Authorized,
+        t0() + mins(10),
+    )
+    .await;
+    payment_in(&store, a.id, eur(2_500), PaymentStatus::Captured, t0()).await;
+    payment_in(&store, a.id, eur(2_500), PaymentStatus::Incomplete, t0()).await;
+    assert_eq!(soon.capture_before(), Some(deadline(t0())));
+
+    let ids = |rows: Vec<billing_core::payment::ports::PaymentRow>| {
+        rows.into_iter().map(|r| r.payment.id()).collect::<Vec<_>>()
+    };
+    let before = |at| store.holds_due(&PaymentScope::All, at);
+    assert!(
+        before(deadline(t0()) - Duration::microseconds(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ids(before(deadline(t0())).await.unwrap()),
+        vec![soon.id()],
+        "at the deadline"
+    );
+    assert_eq!(
+        ids(before(deadline(t0() + mins(30))).await.unwrap()),
+        vec![soon.id(), of_b.id(), late.id()]
+    );
+    assert_eq!(
+        ids(store
+            .holds_due(&of(a.id), deadline(t0() + mins(30)))
+            .await
+            .unwrap()),
+        vec![soon.id(), late.id()]
+    );
+    let rows = store
+        .holds_due(&of(b.id), deadline(t0() + mins(30)))
+        .await
+        .unwrap();
+    assert_eq!(rows[0].payment, of_b);
+    assert_eq!(rows[0].patient.as_str(), "M. Martin");
+}
+
+pub async fn reconciliation_finds_stale_operations_and_recent_transient_checkouts(store: Store) {
+    let pr = practitioner(&store).await;
+    let now = t0() + Duration::hours(10);
+    let stale_before = now - mins(15);
+    let since = now - Duration::hours(6);
+    let account = ConnectedAccountId::parse("acct_1").unwrap();
+
+    // A capture recorded as pending long ago, and one just now.
+    let mut expected = Vec::new();
+    for (offset, stale) in [(Duration::hours(1), true), (mins(5), false)] {
+        let held = payment_in(&store, pr.id, eur(2_500), PaymentStatus::Authorized, t0()).await;
+        let at = now - offset;
+        let pending = held
+            .begin(
+                Operation::Capture { amount: eur(2_000) },
+                IdempotencyKey::capture(held.id(), &eur(2_000)).unwrap(),
+                at,
+            )
+            .unwrap()
+            .unwrap();
+        store
+            .update(&pending, held.version(), &ChangeLog::default())
+            .await
+            .unwrap();
+        if stale {
+            expected.push(pending);
+        }
+    }
+    // Incomplete payments whose checkout or intent was last touched at various times.
+    for (offset, intent, checkout, found) in [
+        (Duration::hours(2), true, false, true), // in the window, an intent to read
+        (Duration::hours(4), false, true, true), // in the window, a checkout to read
+        (Duration::hours(7), true, true, false), // before `since`
+        (mins(1), true, true, false),            // too recent to be stuck
+    ] {
+        let p = scheduled(&store, pr.id, eur(2_500), t0()).await;
+        let next = p
+            .checkout_started(
+                account.clone(),
+                intent.then(|| {
+                    PaymentIntentId::parse(&format!("pi_{}", new_uuid().simple())).unwrap()
+                }),
+                checkout.then(|| CheckoutRef {
+                    session: Some(CheckoutSessionId::parse("cs_test_1").unwrap()),
+                    url: None,
+                    expires_at: None,
+                }),
+                now - offset,
+            )
+            .unwrap();
+        store
+            .update(&next, p.version(), &ChangeLog::default())
+            .await
+            .unwrap();
+        if found {
+            expected.push(next);
+        }
+    }
+    // Declined inside the window, but with nothing to ask the gateway about.
+    let declined = payment_in(
+        &store,
+        pr.id,
+        eur(2_500),
+        PaymentStatus::Failed,
+        now - Duration::hours(3) - mins(1),
+    )
+    .await;
+    assert!(declined.intent().is_none() && declined.checkout().is_none());
+    assert_eq!(declined.updated_at(), now - Duration::hours(3));
+    // A captured payment is settled whatever its dates.
+    payment_in(&store, pr.id, eur(2_500), PaymentStatus::Captured, t0()).await;
+
+    expected.sort_by_key(|p| (p.updated_at(), p.id()));
+    assert_eq!(
+        store
+            .needing_reconciliation(stale_before, since, 50)
+            .await
+            .unwrap(),
+        expected
+    );
+    assert_eq!(
+        store
+            .needing_reconciliation(stale_before, since, 1)
+            .await
+            .unwrap(),
+        expected[..1].to_vec(),
+        "oldest update first, at most `limit`"
+    );
+}

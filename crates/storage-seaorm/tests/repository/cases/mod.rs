@@ -1,0 +1,18 @@
+//! The behaviours every backend must show, each written once as
+//! `async fn behaviour(store: Store)`.
+
+mod consultations;
+mod inbox;
+mod listing;
+mod migrations;
+mod payments;
+mod practitioners;
+mod users;
+
+pub use consultations::*;
+pub use inbox::*;
+pub use listing::*;
+pub use migrations::*;
+pub use payments::*;
+pub use practitioners::*;
+pub use users::*;

@@ -1,0 +1,226 @@
+use std::collections::BTreeSet;
+
+use billing_core::access::{Role, StaffUser};
+use billing_core::audit::{AuditAction, AuditActor, AuditEntry, AuditLog};
+use billing_core::ids::{EventId, PractitionerId, UserId};
+use billing_core::money::Currency;
+use billing_core::practitioner::model::{Practitioner, TimeZone};
+use billing_core::practitioner::ports::PractitionerRepository;
+use billing_core::repository::RepositoryError;
+use billing_core::staff::UserRepository;
+use storage_seaorm::Store;
+
+use crate::fixtures::*;
+
+fn new_practitioner() -> Practitioner {
+    Practitioner::new(
+        PractitionerId::from_uuid(new_uuid()),
+        name("Dr Camille Martin"),
+        "America/Montreal".parse::<TimeZone>().unwrap(),
+        Currency::Cad,
+        t0(),
+    )
+}
+
+pub async fn a_fresh_database_has_no_user(store: Store) {
+    assert_eq!(store.count().await.unwrap(), 0);
+}
+
+pub async fn a_practitioners_user_shares_their_id_and_is_found_by_token_hash(store: Store) {
+    let p = new_practitioner();
+    let token = staff_token_hash();
+    store
+        .create_practitioner(&p, &token, &audit(p.id, AuditAction::UserCreated, t0()))
+        .await
+        .unwrap();
+    assert_eq!(PractitionerRepository::get(&store, p.id).await.unwrap(), p);
+    assert_eq!(
+        store.find_by_token(&token).await.unwrap(),
+        Some(StaffUser {
+            id: UserId::from_uuid(p.id.as_uuid()),
+            name: "Dr Camille Martin".into(),
+            role: Role::Practitioner(p.id),
+        })
+    );
+    assert_eq!(store.count().await.unwrap(), 1);
+    assert_eq!(
+        store.find_by_token(&staff_token_hash()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.recent(p.id, 10).await.unwrap()[0].action,
+        AuditAction::UserCreated
+    );
+}
+
+pub async fn a_secretary_works_for_each_of_their_practitioners(store: Store) {
+    let a = practitioner(&store).await;
+    let b = practitioner(&store).await;
+    let user = secretary(&[a.id, b.id]);
+    let token = staff_token_hash();
+    store
+        .create_secretary(
+            &user,
+            &token,
+            t0(),
+            &audit(a.id, AuditAction::UserCreated, t0()),
+        )
+        .await
+        .unwrap();
+    let found = store.find_by_token(&token).await.unwrap().unwrap();
+    assert_eq!(found, user);
+    assert_eq!(found.role, Role::Secretary(BTreeSet::from([a.id, b.id])));
+    assert_eq!(store.count().await.unwrap(), 3);
+}
+
+pub async fn a_secretary_of_an_unknown_practitioner_is_not_found_and_nothing_is_written(
+    store: Store,
+) {
+    let a = practitioner(&store).await;
+    let user = secretary(&[a.id, PractitionerId::from_uuid(new_uuid())]);
+    let token = staff_token_hash();
+    let err = store
+        .create_secretary(
+            &user,
+            &token,
+            t0(),
+            &audit(a.id, AuditAction::UserCreated, t0()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepositoryError::NotFound), "{err:?}");
+    assert_eq!(store.find_by_token(&token).await.unwrap(), None);
+    assert_eq!(
+        store.count().await.unwrap(),
+        1,
+        "only the practitioner's user"
+    );
+}
+
+pub async fn a_reused_token_hash_is_a_duplicate_and_the_practitioner_is_not_created(store: Store) {
+    let first = new_practitioner();
+    let token = staff_token_hash();
+    store
+        .create_practitioner(
+            &first,
+            &token,
+            &audit(first.id, AuditAction::UserCreated, t0()),
+        )
+        .await
+        .unwrap();
+    let second = new_practitioner();
+    let err = store
+        .create_practitioner(
+            &second,
+            &token,
+            &audit(second.id, AuditAction::UserCreated, t0()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepositoryError::Duplicate(_)), "{err:?}");
+    assert!(matches!(
+        PractitionerRepository::get(&store, second.id).await,
+        Err(RepositoryError::NotFound)
+    ));
+    assert_eq!(store.count().await.unwrap(), 1);
+
+    let err = store
+        .create_secretary(
+            &secretary(&[first.id]),
+            &token,
+            t0(),
+            &audit(first.id, AuditAction::UserCreated, t0()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepositoryError::Duplicate(_)), "{err:?}");
+    assert_eq!(store.count().await.unwrap(), 1);
+}
+
+pub async fn a_reused_practitioner_or_user_id_is_a_duplicate(store: Store) {
+    let p = practitioner(&store).await;
+    let err = store
+        .create_practitioner(
+            &p,
+            &staff_token_hash(),
+            &audit(p.id, AuditAction::UserCreated, t0()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepositoryError::Duplicate(_)), "{err:?}");
+    let s = secretary(&[p.id]);
+    store
+        .create_secretary(
+            &s,
+            &staff_token_hash(),
+            t0(),
+            &audit(p.id, AuditAction::UserCreated, t0()),
+        )
+        .await
+        .unwrap();
+    let err = store
+        .create_secretary(
+            &s,
+            &staff_token_hash(),
+            t0(),
+            &audit(p.id, AuditAction::UserCreated, t0()),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepositoryError::Duplicate(_)), "{err:?}");
+}
+
+pub async fn the_audit_trail_reads_back_newest_first_per_practitioner(store: Store) {
+    let p = practitioner(&store).await;
+    let other = practitioner(&store).await;
+    let actors = [
+        AuditActor::User(UserId::from_uuid(new_uuid())),
+        AuditActor::Patient,
+        AuditActor::Stripe(Some(EventId::parse("evt_1").unwrap())),
+        AuditActor::Stripe(None),
+        AuditActor::System,
+    ];
+    let mut written = Vec::new();
+    for (i, actor) in actors.into_iter().enumerate() {
+        let minute = i64::try_from(i).unwrap();
+        let entry = AuditEntry::new(t0() + mins(minute), p.id, actor, AuditAction::ALL[i])
+            .subject(new_uuid())
+            .detail(format!("18.0{i} EUR"));
+        store.append(&entry).await.unwrap();
+        written.push(entry);
+    }
+    // Two entries at the same instant come back in reverse order of writing.
+    let twin = AuditEntry::new(
+        t0() + mins(4),
+        p.id,
+        AuditActor::System,
+        AuditAction::Expired,
+    );
+    store.append(&twin).await.unwrap();
+    written.push(twin);
+    store
+        .append(&audit(other.id, AuditAction::Refunded, t0() + mins(9)))
+        .await
+        .unwrap();
+
+    let recent = store.recent(p.id, 3).await.unwrap();
+    let mut newest_first: Vec<_> = written.iter().rev().cloned().collect();
+    newest_first.truncate(3);
+    assert_eq!(recent, newest_first);
+    let everything = store.recent(p.id, 100).await.unwrap();
+    assert_eq!(
+        everything.len(),
+        written.len() + 1,
+        "and the user's creation"
+    );
+}
+
+pub async fn an_audit_entry_about_an_unknown_practitioner_is_not_found(store: Store) {
+    let ghost = PractitionerId::from_uuid(new_uuid());
+    assert!(matches!(
+        store
+            .append(&audit(ghost, AuditAction::Expired, t0()))
+            .await,
+        Err(RepositoryError::NotFound)
+    ));
+}

@@ -1,0 +1,91 @@
+//! The repository test suite: every behaviour of `cases`, written once, run against
+//! SQLite in memory, a SQLite file and PostgreSQL (see `harness` for how each database
+//! is made and destroyed, and when PostgreSQL is skipped).
+//!
+//! Test names read `<backend>::<behaviour>`, e.g.
+//! `postgres::concurrent_validations_of_one_payment_let_exactly_one_win`.
+
+// `cfg(test)` marks the shared cases and fixtures as test code (for clippy's
+// `allow-unwrap-in-tests`), like the `#[test]` functions that call them.
+#[cfg(test)]
+mod cases;
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod harness;
+
+/// One module per backend, one test per case.
+macro_rules! suite {
+    ($($case:ident),* $(,)?) => {
+        suite!(@backend sqlite_memory, SqliteMemory, $($case),*);
+        suite!(@backend sqlite_file, SqliteFile, $($case),*);
+        suite!(@backend postgres, Postgres, $($case),*);
+    };
+    (@backend $module:ident, $backend:ident, $($case:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    crate::harness::run(crate::harness::Backend::$backend, crate::cases::$case)
+                        .await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    // schema
+    migrations_run_down_to_nothing_and_up_again,
+    // practitioners, OAuth states, services
+    a_practitioner_round_trips_through_every_kind_of_stripe_link,
+    a_practitioner_update_from_a_stale_version_is_a_conflict_and_writes_nothing,
+    an_unknown_practitioner_is_not_found,
+    a_practitioner_is_found_by_the_stripe_account_of_their_link,
+    a_second_consume_of_an_oauth_state_is_not_found,
+    an_oauth_state_stored_twice_is_a_duplicate,
+    concurrent_consumes_of_an_oauth_state_give_it_to_exactly_one_caller,
+    services_are_listed_by_name_with_inactive_ones_only_if_asked,
+    a_service_created_twice_is_a_duplicate_and_an_unknown_one_is_not_found,
+    // consultations
+    a_consultation_and_its_payment_round_trip_by_id_and_by_pay_token,
+    a_consultation_without_online_payment_round_trips,
+    a_reused_pay_token_hash_is_a_duplicate_and_nothing_is_written,
+    a_reused_consultation_or_payment_id_is_a_duplicate,
+    a_second_payment_for_one_consultation_is_a_duplicate_and_nothing_is_written,
+    a_consultation_of_an_unknown_practitioner_is_not_found,
+    replacing_the_pay_token_retires_the_previous_one,
+    an_unknown_consultation_or_pay_token_is_not_found,
+    upcoming_lists_consultations_from_a_date_soonest_first,
+    // payments
+    a_payment_round_trips_through_its_life_with_its_history_in_order,
+    money_round_trips_exactly_including_awkward_decimals,
+    timestamps_round_trip_at_microsecond_precision,
+    a_payment_update_from_a_stale_version_is_a_conflict_and_writes_nothing,
+    updating_an_unknown_payment_is_not_found,
+    a_failure_mid_transaction_leaves_payment_history_and_audit_untouched,
+    concurrent_validations_of_one_payment_let_exactly_one_win,
+    a_payment_is_found_by_its_intent,
+    open_holds_count_authorised_payments_and_operations_in_flight,
+    // the payments table and reconciliation
+    payments_are_paged_newest_first_through_ties_in_created_at,
+    the_payments_list_filters_by_status_date_range_and_scope,
+    totals_equal_the_reference_sum_over_every_match_not_only_the_page,
+    holds_due_are_authorised_holds_by_deadline_soonest_first,
+    reconciliation_finds_stale_operations_and_recent_transient_checkouts,
+    // webhook inbox, idempotency keys
+    a_webhook_event_is_new_once_then_seen_until_processed,
+    concurrent_claims_of_one_event_id_give_exactly_one_new,
+    an_idempotency_key_is_reserved_once_and_replayed_with_what_it_created,
+    a_released_key_can_be_reserved_again_but_a_completed_one_stays,
+    concurrent_reservations_of_one_key_give_exactly_one_new,
+    // users and the audit trail
+    a_fresh_database_has_no_user,
+    a_practitioners_user_shares_their_id_and_is_found_by_token_hash,
+    a_secretary_works_for_each_of_their_practitioners,
+    a_secretary_of_an_unknown_practitioner_is_not_found_and_nothing_is_written,
+    a_reused_token_hash_is_a_duplicate_and_the_practitioner_is_not_created,
+    a_reused_practitioner_or_user_id_is_a_duplicate,
+    the_audit_trail_reads_back_newest_first_per_practitioner,
+    an_audit_entry_about_an_unknown_practitioner_is_not_found,
+);
