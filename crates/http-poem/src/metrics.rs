@@ -71,7 +71,6 @@ impl Metrics {
         }
     }
 
-
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -260,7 +260,10 @@ fn validating_the_same_amount_again_changes_nothing() {
         })
     );
     assert!(
-        matches!(p.check_capture(&eur(3000)), Err(TransitionError::AboveHold { .. })),
+        matches!(
+            p.check_capture(&eur(3000)),
+            Err(TransitionError::AboveHold { .. })
+        ),
         "above the hold is refused as such even after a capture"
     );
 }
