@@ -272,8 +272,8 @@ impl Api {
         let actor = self.actor(&auth).await?;
         let input = PreferencesInput {
             currency: parse_currency("currency", &body.currency)?,
-            default_amount: parse_amount("default_amount", &body.default_amount, None)?,
-            max_amount: parse_amount("max_amount", &body.max_amount, None)?,
+            default_amount: parse_amount("default_amount", &body.default_amount.0, None)?,
+            max_amount: parse_amount("max_amount", &body.max_amount.0, None)?,
             fee_schedule: match &body.fee_schedule {
                 Some(s) => s.to_domain()?,
                 None => FeeScheduleInput::Preset(FeePreset::Default),
@@ -327,7 +327,7 @@ impl Api {
         body: Json<ServiceInputView>,
     ) -> ApiResult<Created<ServiceView>> {
         let actor = self.actor(&auth).await?;
-        let amount = parse_amount("amount", &body.amount, body.currency.as_deref())?;
+        let amount = parse_amount("amount", &body.amount.0, body.currency.as_deref())?;
         let service = self
             .state
             .billing
@@ -350,8 +350,8 @@ impl Api {
             name: body.name.clone(),
             amount: body
                 .amount
-                .as_deref()
-                .map(|a| parse_amount("amount", a, body.currency.as_deref()))
+                .as_ref()
+                .map(|a| parse_amount("amount", &a.0, body.currency.as_deref()))
                 .transpose()?,
             active: body.active,
         };
@@ -397,7 +397,10 @@ impl Api {
         let actor = self.actor(&auth).await?;
         let payment = match body.payment.mode {
             PaymentModeView::None => {
-                if body.payment.amount.is_some() || body.payment.service_id.is_some() {
+                if body.payment.amount.is_some()
+                    || body.payment.currency.is_some()
+                    || body.payment.service_id.is_some()
+                {
                     return Err(Problem::invalid(
                         "payment",
                         "amount and service_id only apply to mode=online",
@@ -406,12 +409,18 @@ impl Api {
                 PaymentChoice::None
             }
             PaymentModeView::Online => PaymentChoice::Online {
-                amount: body
-                    .payment
-                    .amount
-                    .as_deref()
-                    .map(|a| parse_amount("payment.amount", a, body.payment.currency.as_deref()))
-                    .transpose()?,
+                amount: match (&body.payment.amount, &body.payment.currency) {
+                    (Some(a), currency) => {
+                        Some(parse_amount("payment.amount", &a.0, currency.as_deref())?)
+                    }
+                    (None, Some(_)) => {
+                        return Err(Problem::invalid(
+                            "payment.currency",
+                            "a currency only goes with an amount",
+                        ));
+                    }
+                    (None, None) => None,
+                },
                 service: body.payment.service_id.map(ServiceId::from_uuid),
             },
         };
@@ -540,7 +549,7 @@ impl Api {
         body: Json<AmountInputView>,
     ) -> ApiResult<Json<PaymentView>> {
         let actor = self.actor(&auth).await?;
-        let amount = parse_amount("amount", &body.amount, body.currency.as_deref())?;
+        let amount = parse_amount("amount", &body.amount.0, body.currency.as_deref())?;
         let payment = self
             .state
             .billing
@@ -578,7 +587,7 @@ impl Api {
         body: Json<AmountInputView>,
     ) -> ApiResult<Json<PaymentView>> {
         let actor = self.actor(&auth).await?;
-        let amount = parse_amount("amount", &body.amount, body.currency.as_deref())?;
+        let amount = parse_amount("amount", &body.amount.0, body.currency.as_deref())?;
         let key = idempotency_key
             .0
             .as_deref()

@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod csv;
+pub mod limit;
 pub mod metrics;
 pub mod ops;
 pub mod pages;
@@ -22,7 +23,7 @@ pub mod state;
 pub mod web;
 pub mod wire;
 
-use poem::middleware::{CatchPanic, RequestId, ReuseId, SizeLimit, Tracing};
+use poem::middleware::{CatchPanic, RequestId, ReuseId, Tracing};
 use poem::{Endpoint, EndpointExt, IntoResponse, Route, get, post};
 use poem_openapi::OpenApiService;
 
@@ -72,7 +73,7 @@ pub fn app(state: HttpState) -> impl Endpoint {
     let metrics = state.metrics.clone();
     routes
         .data(state)
-        .with(SizeLimit::new(body_limit))
+        .with(limit::BodyLimit(body_limit))
         .catch_all_error(|err| async move { Problem::from_poem(err).into_response() })
         .with(CatchPanic::new().with_handler(|_| {
             Problem::new(

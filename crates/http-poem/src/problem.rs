@@ -128,6 +128,11 @@ impl Problem {
             return Problem::new(StatusCode::BAD_REQUEST, "validation_failed")
                 .detail(truncate(&e.reason));
         }
+        if let Some(e) = err.downcast_ref::<poem_openapi::error::ParsePathError>() {
+            return Problem::new(StatusCode::BAD_REQUEST, "validation_failed")
+                .field(e.name)
+                .detail(truncate(&e.reason));
+        }
         if let Some(e) = err.downcast_ref::<poem_openapi::error::ParseParamError>() {
             return Problem::new(StatusCode::BAD_REQUEST, "validation_failed")
                 .field(e.name)

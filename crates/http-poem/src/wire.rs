@@ -18,6 +18,56 @@ use uuid::Uuid;
 
 use crate::problem::Problem;
 
+/// An amount as a client sends it: a JSON *string* ("25.00", "25,00"), never a
+/// number — numbers are floats in most clients, and money is never a float.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecimalText(pub String);
+
+impl poem_openapi::types::Type for DecimalText {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        "string(decimal)".into()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        let mut schema = poem_openapi::registry::MetaSchema::new_with_format("string", "decimal");
+        schema.pattern = Some(r"^\d+([.,]\d+)?$".to_owned());
+        schema.example = Some(serde_json::Value::String("25.00".into()));
+        poem_openapi::registry::MetaSchemaRef::Inline(Box::new(schema))
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl poem_openapi::types::ParseFromJSON for DecimalText {
+    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
+        match value {
+            Some(serde_json::Value::String(s)) => Ok(DecimalText(s)),
+            Some(other) => Err(poem_openapi::types::ParseError::custom(format!(
+                "amounts are decimal strings such as \"25.00\", not {other}"
+            ))),
+            None => Err(poem_openapi::types::ParseError::expected_input()),
+        }
+    }
+}
+
+impl poem_openapi::types::ToJSON for DecimalText {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(serde_json::Value::String(self.0.clone()))
+    }
+}
+
 /// A money amount as the API writes it: the decimal at the currency's scale.
 pub fn amount(m: &Money) -> String {
     m.amount().to_string()
@@ -377,8 +427,8 @@ impl From<&FeeSchedule> for FeeScheduleView {
 #[oai(deny_unknown_fields)]
 pub struct FeeScheduleInputView {
     pub preset: Option<String>,
-    pub percent: Option<String>,
-    pub fixed: Option<String>,
+    pub percent: Option<DecimalText>,
+    pub fixed: Option<DecimalText>,
 }
 
 impl FeeScheduleInputView {
@@ -389,12 +439,12 @@ impl FeeScheduleInputView {
                 .map(FeeScheduleInput::Preset)
                 .map_err(|e| Problem::invalid("fee_schedule.preset", e.to_string())),
             (None, Some(percent), Some(fixed)) => {
-                let percent = percent.trim().parse::<Decimal>().map_err(|_| {
+                let percent = percent.0.trim().parse::<Decimal>().map_err(|_| {
                     Problem::invalid("fee_schedule.percent", "a decimal number such as 1.4")
                 })?;
                 Ok(FeeScheduleInput::Custom {
                     percent,
-                    fixed: parse_amount("fee_schedule.fixed", fixed, None)?,
+                    fixed: parse_amount("fee_schedule.fixed", &fixed.0, None)?,
                 })
             }
             _ => Err(Problem::invalid(
@@ -458,8 +508,8 @@ impl From<&Preferences> for PreferencesView {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct PreferencesInputView {
-    pub default_amount: String,
-    pub max_amount: String,
+    pub default_amount: DecimalText,
+    pub max_amount: DecimalText,
     pub currency: String,
     /// Defaults to the `default` preset (1.4 % + 0.25).
     pub fee_schedule: Option<FeeScheduleInputView>,
@@ -496,7 +546,7 @@ impl From<&Service> for ServiceView {
 #[oai(deny_unknown_fields)]
 pub struct ServiceInputView {
     pub name: String,
-    pub amount: String,
+    pub amount: DecimalText,
     /// Must be the practitioner's currency if given.
     pub currency: Option<String>,
 }
@@ -505,7 +555,7 @@ pub struct ServiceInputView {
 #[oai(deny_unknown_fields)]
 pub struct ServicePatchView {
     pub name: Option<String>,
-    pub amount: Option<String>,
+    pub amount: Option<DecimalText>,
     pub currency: Option<String>,
     pub active: Option<bool>,
 }
@@ -529,7 +579,7 @@ pub struct PatientInputView {
 pub struct PaymentChoiceView {
     pub mode: PaymentModeView,
     /// The hold's amount; else the service's price; else the default.
-    pub amount: Option<String>,
+    pub amount: Option<DecimalText>,
     pub currency: Option<String>,
     pub service_id: Option<Uuid>,
 }
@@ -603,7 +653,7 @@ pub struct ScheduledView {
 #[oai(deny_unknown_fields)]
 pub struct AmountInputView {
     /// A decimal string; "0" on validate releases the hold.
-    pub amount: String,
+    pub amount: DecimalText,
     /// Optional; must be the payment's currency.
     pub currency: Option<String>,
 }
@@ -694,14 +744,14 @@ mod tests {
         );
         let both = FeeScheduleInputView {
             preset: Some("premium".into()),
-            percent: Some("1.4".into()),
-            fixed: Some("0.25".into()),
+            percent: Some(DecimalText("1.4".into())),
+            fixed: Some(DecimalText("0.25".into())),
         };
         assert_eq!(both.to_domain().unwrap_err().code, "validation_failed");
         let bad_percent = FeeScheduleInputView {
             preset: None,
-            percent: Some("lots".into()),
-            fixed: Some("0.25".into()),
+            percent: Some(DecimalText("lots".into())),
+            fixed: Some(DecimalText("0.25".into())),
         };
         assert_eq!(
             bad_percent.to_domain().unwrap_err().field.as_deref(),

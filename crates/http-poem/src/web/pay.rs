@@ -94,7 +94,8 @@ fn page_for(
         failure: payment
             .and_then(|p| p.failure())
             .map(|f| f.message.clone())
-            .filter(|_| status == "declined"),
+            // Stripe words its reasons in English: show them on English pages only.
+            .filter(|_| status == "declined" && ctx.lang == billing_core::Lang::En),
         state: status,
         can_enter: page.can_enter,
         can_pay: payment.is_some_and(|p| {

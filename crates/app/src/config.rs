@@ -1,0 +1,372 @@
+//! Configuration: environment variables (the names in the specification), over an
+//! optional TOML file (`CONSULTPAY_CONFIG` or `--config`), over defaults. Secrets are
+//! redacted whenever the configuration is printed.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// A configuration secret: `Debug` and `Display` print `*** ***`.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("*** ***")
+    }
+}
+
+/// A database URL whose password is never printed.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(s: impl Into<String>) -> Self {
+        DatabaseUrl(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url_password(&self.0))
+    }
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Stripe Checkout (hosted page) or the Payment Element (client secret).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckoutMode {
+    Hosted,
+    Elements,
+}
+
+/// The server's settings. Field names are the TOML keys; the environment variable of
+/// each is listed in [`ENV`].
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Config {
+    /// `DATABASE_URL`: `sqlite://…` (default: `consultpay.db` in the working
+    /// directory) or `postgres://…`.
+    pub database_url: DatabaseUrl,
+    /// `CONSULTPAY_LISTEN`: address to bind.
+    pub listen: SocketAddr,
+    /// `CONSULTPAY_PUBLIC_URL`: how browsers and Stripe reach the server (default
+    /// `http://{listen}`).
+    pub public_url: Option<String>,
+    /// `STRIPE_SECRET_KEY`: absent → sandbox mode.
+    pub stripe_secret_key: Option<Secret>,
+    /// `STRIPE_API_BASE`: Stripe's API (tests point it at a local peer).
+    pub stripe_api_base: Option<String>,
+    /// `STRIPE_CONNECT_BASE`: Stripe Connect OAuth host.
+    pub stripe_connect_base: Option<String>,
+    /// `STRIPE_CONNECT_CLIENT_ID`: the platform's `ca_…` for Connect OAuth.
+    pub stripe_connect_client_id: Option<String>,
+    /// `STRIPE_WEBHOOK_SECRET`: the endpoint's `whsec_…`.
+    pub stripe_webhook_secret: Option<Secret>,
+    /// `STRIPE_PUBLISHABLE_KEY`: for the Payment Element.
+    pub stripe_publishable_key: Option<String>,
+    /// `STRIPE_CHECKOUT`: hosted (Stripe Checkout) or elements (Payment Element).
+    pub stripe_checkout: CheckoutMode,
+    /// `CONSULTPAY_WAITING_ROOM_URL`: where admitted patients go;
+    /// `{consultation_id}` is replaced.
+    pub waiting_room_url: Option<String>,
+    /// `CONSULTPAY_SESSION_KEY`: key for the dashboard's session cookies (≥ 32
+    /// characters); random per start when absent (sessions then end at restart).
+    pub session_key: Option<Secret>,
+    /// `CONSULTPAY_LOG_FORMAT`: text or json.
+    pub log_format: LogFormat,
+    /// `CONSULTPAY_RECONCILE_INTERVAL_SECS`: period of the reconciliation job (0 = off).
+    pub reconcile_interval_secs: u64,
+    /// `CONSULTPAY_DEMO`: in sandbox mode, create demo users on an empty database.
+    pub demo: bool,
+    /// `CONSULTPAY_SHUTDOWN_GRACE_SECS`: how long in-flight requests may finish.
+    pub shutdown_grace_secs: u64,
+}
+
+/// Environment variable → configuration key.
+pub const ENV: &[(&str, &str)] = &[
+    ("DATABASE_URL", "database_url"),
+    ("CONSULTPAY_LISTEN", "listen"),
+    ("CONSULTPAY_PUBLIC_URL", "public_url"),
+    ("STRIPE_SECRET_KEY", "stripe_secret_key"),
+    ("STRIPE_API_BASE", "stripe_api_base"),
+    ("STRIPE_CONNECT_BASE", "stripe_connect_base"),
+    ("STRIPE_CONNECT_CLIENT_ID", "stripe_connect_client_id"),
+    ("STRIPE_WEBHOOK_SECRET", "stripe_webhook_secret"),
+    ("STRIPE_PUBLISHABLE_KEY", "stripe_publishable_key"),
+    ("STRIPE_CHECKOUT", "stripe_checkout"),
+    ("CONSULTPAY_WAITING_ROOM_URL", "waiting_room_url"),
+    ("CONSULTPAY_SESSION_KEY", "session_key"),
+    ("CONSULTPAY_LOG_FORMAT", "log_format"),
+    (
+        "CONSULTPAY_RECONCILE_INTERVAL_SECS",
+        "reconcile_interval_secs",
+    ),
+    ("CONSULTPAY_DEMO", "demo"),
+    ("CONSULTPAY_SHUTDOWN_GRACE_SECS", "shutdown_grace_secs"),
+];
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: DatabaseUrl("sqlite://consultpay.db?mode=rwc".into()),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            stripe_secret_key: None,
+            stripe_api_base: None,
+            stripe_connect_base: None,
+            stripe_connect_client_id: None,
+            stripe_webhook_secret: None,
+            stripe_publishable_key: None,
+            stripe_checkout: CheckoutMode::Hosted,
+            waiting_room_url: None,
+            session_key: None,
+            log_format: LogFormat::Text,
+            reconcile_interval_secs: 300,
+            demo: true,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+/// A configuration that cannot be used, with the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("{0}")]
+    Load(String),
+}
+
+/// Names the environment variable (or TOML key) behind a figment error.
+fn explain(err: figment::Error) -> ConfigError {
+    let key = err.path.join(".").to_ascii_lowercase();
+    match ENV.iter().find(|(_, k)| *k == key) {
+        Some((var, _)) => ConfigError::Invalid {
+            key: var,
+            message: format!("{} (TOML key `{key}`)", err.kind),
+        },
+        None => ConfigError::Load(err.to_string()),
+    }
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid {
+                    key: "config",
+                    message: format!("{} does not exist", path.display()),
+                });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let env = Env::raw().filter_map(|k| {
+            ENV.iter()
+                .find(|(var, _)| k.as_str().eq_ignore_ascii_case(var))
+                .map(|(_, key)| (*key).into())
+        });
+        // Empty variables count as unset (a common shell habit: `STRIPE_SECRET_KEY=`).
+        let env = env.filter(|k| {
+            ENV.iter()
+                .find(|(_, key)| k.as_str() == *key)
+                .and_then(|(var, _)| std::env::var(var).ok())
+                .is_none_or(|v| !v.trim().is_empty())
+        });
+        let config: Config = figment.merge(env).extract().map_err(explain)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        let db = self.database_url.expose();
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres")) {
+            return invalid("DATABASE_URL", "expected sqlite://… or postgres://…");
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return invalid("CONSULTPAY_PUBLIC_URL", "expected an http(s):// URL");
+        }
+        if let Some(key) = &self.stripe_secret_key
+            && !(key.expose().starts_with("sk_") || key.expose().starts_with("rk_"))
+        {
+            return invalid("STRIPE_SECRET_KEY", "expected a secret key (sk_… or rk_…)");
+        }
+        if let Some(key) = &self.session_key
+            && key.expose().len() < 32
+        {
+            return invalid("CONSULTPAY_SESSION_KEY", "at least 32 characters");
+        }
+        if self.stripe_secret_key.is_some() && self.stripe_webhook_secret.is_none() {
+            tracing::warn!("STRIPE_WEBHOOK_SECRET is not set: webhooks will be refused");
+        }
+        Ok(())
+    }
+
+    /// Sandbox mode: no Stripe key.
+    pub fn sandbox(&self) -> bool {
+        self.stripe_secret_key.is_none()
+    }
+
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The configuration as TOML, secrets redacted.
+    pub fn redacted(&self) -> String {
+        let mut shown = self.clone();
+        let redact = |s: &mut Option<Secret>| {
+            if s.is_some() {
+                *s = Some(Secret("*** ***".into()));
+            }
+        };
+        redact(&mut shown.stripe_secret_key);
+        redact(&mut shown.stripe_webhook_secret);
+        redact(&mut shown.session_key);
+        shown.database_url = DatabaseUrl(redact_url_password(shown.database_url.expose()));
+        toml_string(&shown)
+    }
+}
+
+fn toml_string(c: &Config) -> String {
+    // figment re-exports no serializer; a flat `key = value` listing is enough.
+    let value = serde_json::to_value(c).unwrap_or_default();
+    let mut out = String::new();
+    if let Some(map) = value.as_object() {
+        for (k, v) in map {
+            if !v.is_null() {
+                out.push_str(&format!("{k} = {v}\n"));
+            }
+        }
+    }
+    out
+}
+
+/// `postgres://user:pw@host/db` → `postgres://user:***@host/db`.
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+// figment's `Jail` closures return its (large) error type; that is its API.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_are_sandbox_on_a_local_sqlite_file() {
+        Jail::expect_with(|_| {
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert!(c.sandbox());
+            assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+            assert_eq!(c.public_url(), "http://127.0.0.1:8080");
+            assert!(c.database_url.expose().starts_with("sqlite:"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "listen = \"127.0.0.1:9000\"\ndemo = false\n")?;
+            jail.set_env("CONSULTPAY_LISTEN", "127.0.0.1:9100");
+            jail.set_env("STRIPE_SECRET_KEY", "sk_test_123");
+            let c = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.to_string(), "127.0.0.1:9100");
+            assert!(!c.demo);
+            assert!(!c.sandbox());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CONSULTPAY_LISTEN", "not an address");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.starts_with("CONSULTPAY_LISTEN:"), "{err}");
+            Ok(())
+        });
+        Jail::expect_with(|jail| {
+            jail.set_env("STRIPE_SECRET_KEY", "pk_test_oops");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("STRIPE_SECRET_KEY"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_empty_variable_counts_as_unset() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STRIPE_SECRET_KEY", "");
+            assert!(Config::load(None).map_err(|e| e.to_string())?.sandbox());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn printed_configuration_never_shows_secrets() {
+        let c = Config {
+            stripe_secret_key: Some(Secret("sk_live_very_secret".into())),
+            stripe_webhook_secret: Some(Secret("whsec_also_secret".into())),
+            database_url: DatabaseUrl("postgres://app:pa55word@db/consultpay".into()),
+            ..Config::default()
+        };
+        let shown = c.redacted();
+        for secret in ["sk_live_very_secret", "whsec_also_secret", "pa55word"] {
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(!format!("{c:?}").contains(secret), "{c:?}");
+        }
+        assert!(shown.contains("postgres://app:***@db/consultpay"));
+    }
+}

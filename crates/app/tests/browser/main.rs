@@ -1,0 +1,411 @@
+//! The pages in a real headless Chromium (Debian's `chromium` + `chromium-driver`),
+//! driven over WebDriver, against the server on 127.0.0.1 in sandbox mode. A
+//! screenshot of each page is saved under `target/screenshots/` at the end of its step.
+//!
+//! Without Chromium the test is skipped with a note, except under `CI=true`.
+
+#[allow(dead_code)]
+#[path = "../e2e/helpers.rs"]
+mod helpers;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use helpers::{Backend, Staff, TestApp};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const NBSP: char = '\u{a0}';
+
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn chromium_available() -> bool {
+    let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !present {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "CI=true but {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver)"
+            );
+        }
+        eprintln!("note: Chromium or chromedriver is not installed; the browser test is skipped");
+    }
+    present
+}
+
+async fn start_driver() -> Driver {
+    let port = free_port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .arg("--allowed-ips=127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Driver { child, url }
+}
+
+/// A fresh headless browser: `phone` gives a 390 × 844 viewport; `lang` its
+/// Accept-Language.
+async fn browser(driver: &Driver, phone: bool, lang: &str, profile: &Path) -> Client {
+    let size = if phone { "390,844" } else { "1280,900" };
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+                format!("--window-size={size}"), format!("--lang={lang}"),
+                format!("--user-data-dir={}", profile.display()),
+            ],
+            "prefs": { "intl.accept_languages": lang },
+        }),
+    );
+    if phone {
+        // A window cannot be narrower than 500 px; a phone's viewport is.
+        if let Some(options) = caps
+            .get_mut("goog:chromeOptions")
+            .and_then(|o| o.as_object_mut())
+        {
+            options.insert(
+                "mobileEmulation".into(),
+                json!({ "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 1.0 } }),
+            );
+        }
+    }
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a WebDriver session")
+}
+
+fn screenshots() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(screenshots().join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+async fn find(c: &Client, css: &str) -> Element {
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} not found: {e}"))
+}
+
+async fn absent(c: &Client, css: &str) -> bool {
+    c.find(Locator::Css(css)).await.is_err()
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    find(c, css).await.text().await.expect("text")
+}
+
+/// Waits until the element's text is `expected` (spaces of any kind compared equal).
+async fn wait_text(c: &Client, css: &str, expected: &str) {
+    let norm = |s: &str| s.replace([NBSP, '\u{202f}'], " ").trim().to_owned();
+    let mut last = String::new();
+    for _ in 0..50 {
+        last = text(c, css).await;
+        if norm(&last) == norm(expected) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{css} shows {last:?}, expected {expected:?}");
+}
+
+async fn body_text(c: &Client) -> String {
+    text(c, "body").await
+}
+
+async fn sign_in(c: &Client, app: &TestApp, who: &Staff) {
+    c.goto(&app.url("/dashboard/login"))
+        .await
+        .expect("login page");
+    find(c, "#token")
+        .await
+        .send_keys(&who.token)
+        .await
+        .expect("type token");
+    find(c, "#sign-in").await.click().await.expect("sign in");
+    find(c, "#sign-out").await;
+}
+
+async fn schedule_paid(c: &Client, app: &TestApp, patient: &str) -> String {
+    c.goto(&app.url("/dashboard/schedule"))
+        .await
+        .expect("schedule page");
+    find(c, "#patient")
+        .await
+        .send_keys(patient)
+        .await
+        .expect("patient");
+    find(c, "#mode-online").await.click().await.expect("online");
+    find(c, "#schedule-submit")
+        .await
+        .click()
+        .await
+        .expect("schedule");
+    let link = find(c, "#pay-link")
+        .await
+        .prop("value")
+        .await
+        .expect("value")
+        .expect("a pay link");
+    assert!(link.starts_with(&app.url("/pay/")), "{link}");
+    link
+}
+
+async fn pay_on_phone(c: &Client, pay_link: &str, card: &str) {
+    c.goto(pay_link).await.expect("pay page");
+    find(c, "#pay-now").await.click().await.expect("pay now");
+    find(c, card).await.click().await.expect("choose card");
+    find(c, "#pay").await.click().await.expect("authorise");
+}
+
+#[tokio::test]
+async fn the_seeds_flows_in_a_real_browser() {
+    if !chromium_available() {
+        return;
+    }
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let dr = app.practitioner("Dr Camille Martin").await;
+    let driver = start_driver().await;
+    let profiles = tempfile::tempdir().expect("profiles");
+
+    // 1. The practitioner signs in, links Stripe through the sandbox consent page,
+    //    sets 25,00 €, schedules a paid consultation and copies the pay link.
+    let desk = browser(&driver, false, "fr-FR", &profiles.path().join("desk")).await;
+    sign_in(&desk, &app, &dr).await;
+    assert_eq!(text(&desk, "#stripe-status").await, "Non lié");
+    find(&desk, "#stripe-link")
+        .await
+        .click()
+        .await
+        .expect("link with Stripe");
+    find(&desk, "#approve").await;
+    shot(&desk, "1a-sandbox-consent").await;
+    find(&desk, "#approve")
+        .await
+        .click()
+        .await
+        .expect("approve");
+    // The callback page leads back to the dashboard.
+    let status = find(&desk, "#stripe-status").await;
+    assert_eq!(status.text().await.expect("status"), "Lié");
+    assert!(text(&desk, "#stripe-account").await.starts_with("acct_"));
+    desk.goto(&app.url("/dashboard/preferences"))
+        .await
+        .expect("preferences");
+    for (field, value) in [("#default-amount", "25,00"), ("#max-amount", "25,00")] {
+        let input = find(&desk, field).await;
+        input.clear().await.expect("clear");
+        input.send_keys(value).await.expect("type");
+    }
+    wait_text(&desk, "#fee-preview", "25,00 € → frais 0,60 €, net 24,40 €").await;
+    find(&desk, "#save-preferences")
+        .await
+        .click()
+        .await
+        .expect("save");
+    find(&desk, "#flash").await;
+    shot(&desk, "1b-preferences").await;
+    let pay_link = schedule_paid(&desk, &app, "M. Dupont").await;
+    shot(&desk, "1c-scheduled").await;
+
+    // 2. The patient, on a phone in French, sees 25,00 €, pays with the test card and
+    //    comes back to "Entrer en salle d'attente".
+    let phone = browser(&driver, true, "fr-FR", &profiles.path().join("phone")).await;
+    phone.goto(&pay_link).await.expect("pay page");
+    wait_text(&phone, "#amount", "25,00 €").await;
+    assert!(
+        body_text(&phone)
+            .await
+            .contains("Seule une empreinte bancaire est prise maintenant")
+    );
+    shot(&phone, "2a-pay-page-phone").await;
+    find(&phone, "#pay-now")
+        .await
+        .click()
+        .await
+        .expect("pay now");
+    find(&phone, "#card-visa").await;
+    shot(&phone, "2b-sandbox-checkout").await;
+    find(&phone, "#card-visa")
+        .await
+        .click()
+        .await
+        .expect("visa");
+    find(&phone, "#pay").await.click().await.expect("authorise");
+    let enter = find(&phone, "#enter-waiting-room").await;
+    assert_eq!(
+        enter.text().await.expect("text"),
+        "Entrer en salle d'attente"
+    );
+    shot(&phone, "2c-pay-page-authorised-phone").await;
+
+    // 3. A declined card shows the decline message and no waiting-room button.
+    let declined_link = schedule_paid(&desk, &app, "Mme Roux").await;
+    let phone2 = browser(&driver, true, "fr-FR", &profiles.path().join("phone2")).await;
+    pay_on_phone(&phone2, &declined_link, "#card-declined").await;
+    let alert = find(&phone2, "#declined").await;
+    assert!(
+        alert
+            .text()
+            .await
+            .expect("text")
+            .contains("Votre carte a été refusée")
+    );
+    assert!(absent(&phone2, "#enter-waiting-room").await);
+    shot(&phone2, "3-declined-phone").await;
+
+    // 4. The practitioner validates 18,00 € (preview: frais 0,50 €, net 17,50 €); the
+    //    table says "Réussi"; the CSV has the row.
+    desk.goto(&app.url("/dashboard")).await.expect("dashboard");
+    let validate = find(&desk, "#payments a.btn").await;
+    validate.click().await.expect("open the payment");
+    let amount = find(&desk, "#amount").await;
+    amount.clear().await.expect("clear");
+    amount.send_keys("18,00").await.expect("type");
+    wait_text(
+        &desk,
+        "#validate-preview",
+        "18,00 € → frais 0,50 €, net 17,50 €",
+    )
+    .await;
+    shot(&desk, "4a-validate").await;
+    find(&desk, "#validate")
+        .await
+        .click()
+        .await
+        .expect("validate");
+    find(&desk, "#flash").await;
+    assert_eq!(text(&desk, "#payment-status").await, "Réussi");
+    desk.goto(&app.url("/dashboard")).await.expect("dashboard");
+    assert!(text(&desk, "#payments").await.contains("Réussi"));
+    shot(&desk, "4b-dashboard").await;
+    let csv_href = find(&desk, "#csv")
+        .await
+        .attr("href")
+        .await
+        .expect("attr")
+        .expect("href");
+    let csv = desk
+        .execute(
+            "return fetch(arguments[0], { credentials: 'same-origin' }).then(r => r.text());",
+            vec![json!(csv_href)],
+        )
+        .await
+        .expect("csv");
+    let csv = csv.as_str().unwrap_or_default();
+    assert!(
+        csv.lines()
+            .any(|l| l.contains("captured,Réussi,25.00,18.00,0.00,0.50,17.50,EUR")),
+        "{csv}"
+    );
+
+    // 5. A secretary has no Stripe or validate controls; forms without the CSRF token
+    //    are refused.
+    let sec = app.secretary(&[&dr]).await;
+    let front = browser(&driver, false, "fr-FR", &profiles.path().join("front")).await;
+    sign_in(&front, &app, &sec).await;
+    assert!(absent(&front, "#stripe-panel").await);
+    assert!(
+        absent(&front, "#payments a.btn").await,
+        "no validate button for a secretary"
+    );
+    assert!(text(&front, "#payments").await.contains("Réussi"));
+    shot(&front, "5a-secretary-dashboard").await;
+    let first_payment = find(&front, "#payments a")
+        .await
+        .attr("href")
+        .await
+        .expect("attr")
+        .expect("href");
+    front
+        .goto(&app.url(&first_payment))
+        .await
+        .expect("payment page");
+    assert!(absent(&front, "#validate-form").await && absent(&front, "#refund-form").await);
+    let refused = front
+        .execute(
+            "return fetch('/dashboard/stripe/verify', { method: 'POST', credentials: 'same-origin', \
+             headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'csrf_token=forged' }).then(r => r.status);",
+            vec![],
+        )
+        .await
+        .expect("forged form");
+    assert_eq!(refused, json!(403));
+    let no_token = desk
+        .execute(
+            "return fetch('/dashboard/stripe/verify', { method: 'POST', credentials: 'same-origin', \
+             headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: '' }).then(r => r.status);",
+            vec![],
+        )
+        .await
+        .expect("form without token");
+    assert!(
+        no_token.as_u64().is_some_and(|s| (400..500).contains(&s)),
+        "{no_token}"
+    );
+
+    // English, switched on the page, sticks.
+    front
+        .goto(&app.url("/dashboard?lang=en"))
+        .await
+        .expect("english");
+    front
+        .goto(&app.url("/dashboard"))
+        .await
+        .expect("dashboard again");
+    assert!(text(&front, "#payments").await.contains("Succeeded"));
+    shot(&front, "5b-secretary-dashboard-en").await;
+
+    for c in [desk, phone, phone2, front] {
+        let _ = c.close().await;
+    }
+    app.stop().await;
+}

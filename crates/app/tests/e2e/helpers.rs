@@ -1,0 +1,460 @@
+//! The real server on a random 127.0.0.1 port, on a fresh database per test (SQLite
+//! file, or a PostgreSQL database created for the test and dropped after), in sandbox
+//! mode, with a clock the test can move. Clients talk to it over HTTP only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use app::config::{Config, DatabaseUrl, Secret};
+use app::wiring::App;
+use billing_core::system::Clock;
+use chrono::{DateTime, Duration, Utc};
+use poem::Server;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use reqwest::StatusCode;
+use reqwest::redirect::Policy;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// The webhook endpoint secret the test server is configured with.
+pub const WEBHOOK_SECRET: &str = "whsec_e2e_test_secret";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The wall clock plus an offset the test controls.
+#[derive(Debug, Default)]
+pub struct TestClock {
+    offset_secs: AtomicI64,
+}
+
+impl TestClock {
+    pub fn advance(&self, by: Duration) {
+        self.offset_secs
+            .fetch_add(by.num_seconds(), Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + Duration::seconds(self.offset_secs.load(Ordering::SeqCst))
+    }
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The PostgreSQL server for tests, or `None` (skipped with a note) outside CI.
+pub fn postgres_server() -> Option<String> {
+    match std::env::var("TEST_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if in_ci() => panic!("CI=true but TEST_POSTGRES_URL is not set"),
+        _ => {
+            eprintln!(
+                "note: TEST_POSTGRES_URL is not set; the PostgreSQL end-to-end cases are skipped"
+            );
+            None
+        }
+    }
+}
+
+fn with_database(server: &str, name: &str) -> String {
+    match server.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+struct PgDatabase {
+    server: String,
+    name: String,
+}
+
+pub struct TestApp {
+    pub base: String,
+    /// No redirects followed, cookies kept (the pages' CSRF and session cookies).
+    pub client: reqwest::Client,
+    pub app: App,
+    pub clock: Arc<TestClock>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    pg: Option<PgDatabase>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    /// Starts a server; `None` when the backend is not available here (PostgreSQL
+    /// outside CI without `TEST_POSTGRES_URL`).
+    pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Option<TestApp> {
+        let (database_url, pg, dir) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("e2e.db").display());
+                (url, None, Some(dir))
+            }
+            Backend::Postgres => {
+                let server = postgres_server()?;
+                let name = format!("consultpay_e2e_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(&server)
+                    .await
+                    .expect("PostgreSQL reachable");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .expect("create test database");
+                let _ = admin.close().await;
+                (
+                    with_database(&server, &name),
+                    Some(PgDatabase { server, name }),
+                    None,
+                )
+            }
+        };
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr: SocketAddr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .expect("a local address");
+        let base = format!("http://{addr}");
+        let mut config = Config {
+            listen: addr,
+            public_url: Some(base.clone()),
+            demo: false,
+            reconcile_interval_secs: 0,
+            stripe_webhook_secret: Some(Secret::new(WEBHOOK_SECRET)),
+            session_key: Some(Secret::new("e2e-session-key-0123456789abcdef0123456789")),
+            database_url: DatabaseUrl::new(database_url),
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let clock = Arc::new(TestClock::default());
+        let app = App::build_with(&config, clock.clone())
+            .await
+            .expect("app builds");
+        let endpoint = http_poem::app(app.http_state(&config));
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = Server::new_with_acceptor(acceptor)
+                .run_with_graceful_shutdown(
+                    endpoint,
+                    async {
+                        let _ = rx.await;
+                    },
+                    Some(std::time::Duration::from_secs(5)),
+                )
+                .await;
+        });
+        let client = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .cookie_store(true)
+            .build()
+            .expect("client");
+        Some(TestApp {
+            base,
+            client,
+            app,
+            clock,
+            shutdown: Some(tx),
+            server: Some(server),
+            pg,
+            _dir: dir,
+        })
+    }
+
+    /// Stops the server and drops the PostgreSQL database.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        let _ = self.app.store.clone().close().await;
+        if let Some(pg) = self.pg.take()
+            && let Ok(admin) = Database::connect(&pg.server).await
+        {
+            let _ = admin
+                .execute_unprepared(&format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    pg.name
+                ))
+                .await;
+            let _ = admin.close().await;
+        }
+    }
+
+    /// The server's (movable) time.
+    #[allow(dead_code)] // used by the webhook tests
+    pub fn clock_now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A new practitioner, as `consultpay user add --role practitioner` makes one.
+    pub async fn practitioner(&self, name: &str) -> Staff {
+        let created = self
+            .app
+            .billing
+            .staff
+            .add_practitioner(name, Some("Europe/Paris"))
+            .await
+            .expect("practitioner");
+        Staff {
+            id: created.id.to_string(),
+            token: created.token.expose().to_owned(),
+        }
+    }
+
+    pub async fn secretary(&self, of: &[&Staff]) -> Staff {
+        let ids: Vec<_> = of.iter().map(|s| s.id.parse().expect("id")).collect();
+        let created = self
+            .app
+            .billing
+            .staff
+            .add_secretary("Secrétariat", &ids)
+            .await
+            .expect("secretary");
+        Staff {
+            id: created.id.to_string(),
+            token: created.token.expose().to_owned(),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(reqwest::Method::PUT, path, token, Some(body))
+            .await
+    }
+
+    /// Follows the sandbox OAuth consent as a practitioner's browser would.
+    pub async fn link_stripe(&self, who: &Staff) {
+        let (status, body) = self
+            .post(
+                &format!("/api/v1/practitioners/{}/stripe/oauth", who.id),
+                Some(&who.token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let authorize = body["authorize_url"]
+            .as_str()
+            .expect("authorize_url")
+            .to_owned();
+        assert!(
+            authorize.contains("/sandbox/connect/authorize?"),
+            "{authorize}"
+        );
+        let approve = self
+            .client
+            .get(format!("{authorize}&approve=1"))
+            .send()
+            .await
+            .expect("consent");
+        assert_eq!(approve.status(), StatusCode::SEE_OTHER);
+        let callback = approve
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .expect("redirect to the callback")
+            .to_owned();
+        assert!(
+            callback.contains("/connect/stripe/callback?code="),
+            "{callback}"
+        );
+        let done = self.client.get(&callback).send().await.expect("callback");
+        assert_eq!(done.status(), StatusCode::OK);
+        let (status, link) = self
+            .get(
+                &format!("/api/v1/practitioners/{}/stripe", who.id),
+                Some(&who.token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(link["status"], "linked", "{link}");
+        assert_eq!(link["charges_enabled"], true, "{link}");
+    }
+
+    pub async fn set_amounts(&self, who: &Staff, default: &str, max: &str) {
+        let (status, body) = self
+            .put(
+                &format!("/api/v1/practitioners/{}/preferences", who.id),
+                Some(&who.token),
+                json!({ "default_amount": default, "max_amount": max, "currency": "EUR" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// Schedules a consultation; `payment` is the `payment` object of the request.
+    pub async fn schedule(
+        &self,
+        who: &Staff,
+        for_practitioner: &Staff,
+        payment: Value,
+    ) -> (StatusCode, Value) {
+        self.post(
+            "/api/v1/consultations",
+            Some(&who.token),
+            json!({
+                "practitioner_id": for_practitioner.id,
+                "patient": { "display_name": "M. Dupont", "email": "dupont@example.org" },
+                "starts_at": (Utc::now() + Duration::hours(2)).to_rfc3339(),
+                "payment": payment,
+            }),
+        )
+        .await
+    }
+
+    /// A linked practitioner with 25.00 EUR caps and an online consultation scheduled.
+    pub async fn paid_consultation(&self) -> (Staff, Value) {
+        let dr = self.practitioner("Dr Estival").await;
+        self.link_stripe(&dr).await;
+        self.set_amounts(&dr, "25.00", "25.00").await;
+        let (status, scheduled) = self.schedule(&dr, &dr, json!({ "mode": "online" })).await;
+        assert_eq!(status, StatusCode::CREATED, "{scheduled}");
+        (dr, scheduled)
+    }
+
+    /// The patient pays on the sandbox checkout page with `payment_method`; returns
+    /// where the browser ends up.
+    pub async fn pay(&self, pay_token: &str, payment_method: &str) -> String {
+        let (status, checkout) = self
+            .post(
+                &format!("/api/v1/pay/{pay_token}/checkout"),
+                None,
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{checkout}");
+        let page_url = checkout["redirect_url"]
+            .as_str()
+            .expect("redirect_url")
+            .to_owned();
+        assert!(page_url.contains("/sandbox/checkout/cs_"), "{page_url}");
+        let page = self
+            .client
+            .get(&page_url)
+            .send()
+            .await
+            .expect("checkout page");
+        assert_eq!(page.status(), StatusCode::OK);
+        let html = page.text().await.expect("html");
+        let csrf = csrf_token(&html);
+        let resp = self
+            .client
+            .post(&page_url)
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("payment_method", payment_method),
+            ])
+            .send()
+            .await
+            .expect("pay");
+        assert_eq!(
+            resp.status(),
+            StatusCode::SEE_OTHER,
+            "{}",
+            resp.text().await.unwrap_or_default()
+        );
+        resp.headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if self.pg.is_some() {
+            eprintln!("note: a PostgreSQL test app was dropped without stop(); its database stays");
+        }
+    }
+}
+
+/// The CSRF token of the first form of a page.
+pub fn csrf_token(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = html
+        .find(marker)
+        .map(|i| i + marker.len())
+        .expect("a CSRF field");
+    let end = html[start..].find('"').expect("end of the CSRF value");
+    html[start..start + end].to_owned()
+}
+
+#[derive(Clone, Debug)]
+pub struct Staff {
+    pub id: String,
+    pub token: String,
+}
+
+/// Every backend the suite runs on here (PostgreSQL when configured).
+pub fn backends() -> Vec<Backend> {
+    let mut b = vec![Backend::Sqlite];
+    if postgres_server().is_some() {
+        b.push(Backend::Postgres);
+    }
+    b
+}
+
+/// Runs `body` once per backend, stopping each server after.
+#[macro_export]
+macro_rules! on_every_backend {
+    (|$app:ident| $body:block) => {
+        for backend in $crate::helpers::backends() {
+            let Some($app) = $crate::helpers::TestApp::spawn(backend).await else { continue };
+            eprintln!("backend: {backend:?}");
+            $body
+            $app.stop().await;
+        }
+    };
+}

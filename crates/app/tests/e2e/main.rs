@@ -1,0 +1,8 @@
+//! End-to-end tests: the real server on 127.0.0.1, spoken to over HTTP.
+
+mod authz;
+mod bad_input;
+mod flow;
+mod helpers;
+// Enabled with the Stripe webhook verifier (gateway-stripe).
+// mod webhooks;
