@@ -6,6 +6,8 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod http_bench;
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -14,6 +16,7 @@ fn main() -> ExitCode {
         Some("clippy") => clippy(),
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("peers") => peers(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -22,7 +25,8 @@ fn main() -> ExitCode {
                  fmt           cargo fmt --check\n  \
                  clippy        cargo clippy --all-targets -D warnings\n  \
                  test [ARGS]   the test suite (extra ARGS go to cargo test)\n  \
-                 bench [core|storage]  criterion benchmarks"
+                 peers         install the non-Rust test peers (localstripe in target/peers/venv)\n  \
+                 bench [core|storage|http]  benchmarks (http: wrk against the release server)"
             );
             Err("unknown command".into())
         }
@@ -62,7 +66,51 @@ fn run(program: &str, args: &[&str]) -> Result {
 fn ci() -> Result {
     fmt_check()?;
     clippy()?;
+    peers()?;
     test(&[])
+}
+
+/// The test peers that are not Rust: localstripe (PyPI, a stateful Stripe server the
+/// gateway-stripe live tests start on 127.0.0.1) in a virtualenv at
+/// `target/peers/venv`. Does nothing when that version is already there.
+fn peers() -> Result {
+    const LOCALSTRIPE: &str = "1.15.10";
+    let venv = root().join("target/peers/venv");
+    let python = venv.join("bin/python");
+    let python_str = python.to_str().ok_or("the workspace path is not UTF-8")?;
+    let check = format!(
+        "import importlib.metadata as m, sys; sys.exit(m.version('localstripe') != '{LOCALSTRIPE}')"
+    );
+    let ready = |python: &Path| {
+        Command::new(python)
+            .args(["-c", check.as_str()])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ready(&python) {
+        eprintln!(
+            "localstripe {LOCALSTRIPE} is installed in {}",
+            venv.display()
+        );
+        return Ok(());
+    }
+    if !python.exists() {
+        let system = env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let venv_str = venv.to_str().ok_or("the workspace path is not UTF-8")?;
+        run(&system, &["-m", "venv", venv_str])?;
+    }
+    let requirement = format!("localstripe=={LOCALSTRIPE}");
+    run(
+        python_str,
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &requirement,
+        ],
+    )
 }
 
 fn fmt_check() -> Result {
@@ -97,6 +145,7 @@ fn bench(which: &[String]) -> Result {
             "cargo",
             &["bench", "-p", "storage-seaorm", "--bench", "storage"],
         ),
+        Some("http") => http_bench::run(&root()),
         Some(other) => Err(format!("unknown benchmark '{other}'")),
     }
 }

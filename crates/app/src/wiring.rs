@@ -6,13 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use billing_core::fees::FeePreset;
-use billing_core::gateway::{
-    ConnectOnboarding, PaymentGateway, SandboxControl, WebhookError, WebhookEvent, WebhookVerifier,
-};
 use billing_core::system::{Clock, SystemClock};
 use billing_core::{Billing, BillingConfig, BillingError, Deps};
-use gateway_sandbox::Sandbox;
+use gateway_stripe::{CheckoutKind, Gateways, StripeSettings};
 use http_poem::metrics::Metrics;
 use http_poem::{HttpSettings, HttpState, Readiness};
 use poem::Server;
@@ -20,7 +16,7 @@ use poem::listener::TcpListener;
 use storage_seaorm::Store;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{CheckoutMode, Config};
 use crate::system::{OsSecrets, UuidV7};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,40 +33,38 @@ pub enum AppError {
     Io(#[from] std::io::Error),
 }
 
-/// The gateway-side ports, as the configuration chooses them.
-struct Gateways {
-    payments: Arc<dyn PaymentGateway>,
-    connect: Arc<dyn ConnectOnboarding>,
-    webhooks: Arc<dyn WebhookVerifier>,
-    sandbox: Option<Arc<dyn SandboxControl>>,
-}
-
-/// Refuses every delivery: no webhook secret is configured.
-struct NoWebhooks;
-
-impl WebhookVerifier for NoWebhooks {
-    fn verify(&self, _: Option<&str>, _: &[u8]) -> Result<WebhookEvent, WebhookError> {
-        Err(WebhookError::NotConfigured)
-    }
-}
-
+/// The gateway chosen by the configuration: Stripe with a key, the sandbox without.
 fn gateways(
     config: &Config,
     clock: Arc<dyn Clock>,
     public_url: &str,
 ) -> Result<Gateways, AppError> {
-    if !config.sandbox() {
-        return Err(AppError::Gateway(
-            "Stripe mode is not available in this build yet; unset STRIPE_SECRET_KEY for the sandbox".into(),
+    let webhook_secret = config
+        .stripe_webhook_secret
+        .as_ref()
+        .map(|s| s.expose().to_owned());
+    let Some(key) = &config.stripe_secret_key else {
+        return Ok(gateway_stripe::sandbox_gateways(
+            clock,
+            public_url,
+            webhook_secret,
         ));
-    }
-    let sandbox = Arc::new(Sandbox::new(clock, public_url, FeePreset::Default));
-    Ok(Gateways {
-        payments: sandbox.clone(),
-        connect: sandbox.clone(),
-        webhooks: Arc::new(NoWebhooks),
-        sandbox: Some(sandbox),
-    })
+    };
+    gateway_stripe::stripe_gateways(
+        StripeSettings {
+            secret_key: key.expose().to_owned(),
+            api_base: config.stripe_api_base.clone(),
+            connect_base: config.stripe_connect_base.clone(),
+            connect_client_id: config.stripe_connect_client_id.clone(),
+            webhook_secret,
+            checkout: match config.stripe_checkout {
+                CheckoutMode::Hosted => CheckoutKind::Hosted,
+                CheckoutMode::Elements => CheckoutKind::Elements,
+            },
+        },
+        clock,
+    )
+    .map_err(|e| AppError::Gateway(e.to_string()))
 }
 
 /// The built application: use cases and what the server needs beside them.

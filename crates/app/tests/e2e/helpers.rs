@@ -198,7 +198,6 @@ impl TestApp {
     }
 
     /// The server's (movable) time.
-    #[allow(dead_code)] // used by the webhook tests
     pub fn clock_now(&self) -> DateTime<Utc> {
         self.clock.now()
     }

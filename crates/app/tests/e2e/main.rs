@@ -4,5 +4,4 @@ mod authz;
 mod bad_input;
 mod flow;
 mod helpers;
-// Enabled with the Stripe webhook verifier (gateway-stripe).
-// mod webhooks;
+mod webhooks;

@@ -12,7 +12,12 @@ use crate::on_every_backend;
 fn sign(secret: &str, t: i64, body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key size");
     mac.update(format!("{t}.{body}").as_bytes());
-    let sig: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let sig: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("t={t},v1={sig}")
 }
 
@@ -34,7 +39,15 @@ async fn deliver(app: &TestApp, body: &Value, signature: Option<String>) -> (Sta
 }
 
 /// A Stripe event around a PaymentIntent of ours, shaped as Stripe sends them.
-fn intent_event(id: &str, kind: &str, account: &str, payment: &Value, status: &str, received: i64, capturable: i64) -> Value {
+fn intent_event(
+    id: &str,
+    kind: &str,
+    account: &str,
+    payment: &Value,
+    status: &str,
+    received: i64,
+    capturable: i64,
+) -> Value {
     json!({
         "id": id,
         "object": "event",
@@ -66,10 +79,18 @@ fn intent_event(id: &str, kind: &str, account: &str, payment: &Value, status: &s
 
 async fn authorised(app: &TestApp) -> (Staff, String, Value) {
     let (dr, scheduled) = app.paid_consultation().await;
-    let token = scheduled["pay_token"].as_str().expect("pay_token").to_owned();
+    let token = scheduled["pay_token"]
+        .as_str()
+        .expect("pay_token")
+        .to_owned();
     let consultation = scheduled["id"].as_str().expect("id").to_owned();
     app.pay(&token, "pm_card_visa").await;
-    let (_, c) = app.get(&format!("/api/v1/consultations/{consultation}"), Some(&dr.token)).await;
+    let (_, c) = app
+        .get(
+            &format!("/api/v1/consultations/{consultation}"),
+            Some(&dr.token),
+        )
+        .await;
     (dr, consultation, c["payment"].clone())
 }
 
@@ -78,11 +99,25 @@ async fn forged_and_stale_deliveries_are_refused_and_change_nothing() {
     on_every_backend!(|app| {
         let (dr, consultation, payment) = authorised(&app).await;
         let account = payment["account_id"].as_str().expect("account").to_owned();
-        let event = intent_event("evt_forged1", "payment_intent.canceled", &account, &payment, "canceled", 0, 0);
+        let event = intent_event(
+            "evt_forged1",
+            "payment_intent.canceled",
+            &account,
+            &payment,
+            "canceled",
+            0,
+            0,
+        );
         let t = app.clock_now().timestamp();
         let cases = [
-            ("wrong secret", Some(sign("whsec_not_ours", t, &event.to_string()))),
-            ("stale timestamp", Some(sign(WEBHOOK_SECRET, t - 600, &event.to_string()))),
+            (
+                "wrong secret",
+                Some(sign("whsec_not_ours", t, &event.to_string())),
+            ),
+            (
+                "stale timestamp",
+                Some(sign(WEBHOOK_SECRET, t - 600, &event.to_string())),
+            ),
             ("malformed header", Some("t=abc,v1=".to_owned())),
             ("empty header", Some(String::new())),
         ];
@@ -97,7 +132,12 @@ async fn forged_and_stale_deliveries_are_refused_and_change_nothing() {
         tampered["data"]["object"]["amount_received"] = json!(2500);
         let (status, _) = deliver(&app, &tampered, Some(signature)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        let (_, c) = app.get(&format!("/api/v1/consultations/{consultation}"), Some(&dr.token)).await;
+        let (_, c) = app
+            .get(
+                &format!("/api/v1/consultations/{consultation}"),
+                Some(&dr.token),
+            )
+            .await;
         assert_eq!(c["payment"]["status"], "authorized");
     });
 }
@@ -110,16 +150,36 @@ async fn a_duplicate_is_acknowledged_and_ignored_and_late_events_never_move_back
 
         // Validate 18.00 (captured), then Stripe's earlier event arrives late.
         let (status, _) = app
-            .post(&format!("/api/v1/consultations/{consultation}/validate"), Some(&dr.token), json!({ "amount": "18.00" }))
+            .post(
+                &format!("/api/v1/consultations/{consultation}/validate"),
+                Some(&dr.token),
+                json!({ "amount": "18.00" }),
+            )
             .await;
         assert_eq!(status, StatusCode::OK);
-        let late = intent_event("evt_late1", "payment_intent.amount_capturable_updated", &account, &payment, "requires_capture", 0, 2500);
+        let late = intent_event(
+            "evt_late1",
+            "payment_intent.amount_capturable_updated",
+            &account,
+            &payment,
+            "requires_capture",
+            0,
+            2500,
+        );
         let (status, body) = deliver(&app, &late, None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["status_changes"], 0, "{body}");
 
         // The succeeded event, twice: applied once, then acknowledged as a duplicate.
-        let succeeded = intent_event("evt_ok1", "payment_intent.succeeded", &account, &payment, "succeeded", 1800, 0);
+        let succeeded = intent_event(
+            "evt_ok1",
+            "payment_intent.succeeded",
+            &account,
+            &payment,
+            "succeeded",
+            1800,
+            0,
+        );
         let (status, first) = deliver(&app, &succeeded, None).await;
         assert_eq!(status, StatusCode::OK, "{first}");
         let (status, second) = deliver(&app, &succeeded, None).await;
@@ -127,10 +187,23 @@ async fn a_duplicate_is_acknowledged_and_ignored_and_late_events_never_move_back
         assert_eq!(second["outcome"], "duplicate", "{second}");
 
         // A cancellation arriving after the capture cannot undo it.
-        let canceled = intent_event("evt_cancel1", "payment_intent.canceled", &account, &payment, "canceled", 0, 0);
+        let canceled = intent_event(
+            "evt_cancel1",
+            "payment_intent.canceled",
+            &account,
+            &payment,
+            "canceled",
+            0,
+            0,
+        );
         let (status, _) = deliver(&app, &canceled, None).await;
         assert_eq!(status, StatusCode::OK);
-        let (_, c) = app.get(&format!("/api/v1/consultations/{consultation}"), Some(&dr.token)).await;
+        let (_, c) = app
+            .get(
+                &format!("/api/v1/consultations/{consultation}"),
+                Some(&dr.token),
+            )
+            .await;
         assert_eq!(c["payment"]["status"], "captured", "{c}");
         assert_eq!(c["payment"]["amount_captured"], "18.00");
 
@@ -153,7 +226,12 @@ async fn a_duplicate_is_acknowledged_and_ignored_and_late_events_never_move_back
         assert_eq!(status, StatusCode::OK, "{body}");
         let (status, _) = deliver(&app, &refund("evt_ref1", 300), None).await;
         assert_eq!(status, StatusCode::OK);
-        let (_, c) = app.get(&format!("/api/v1/consultations/{consultation}"), Some(&dr.token)).await;
+        let (_, c) = app
+            .get(
+                &format!("/api/v1/consultations/{consultation}"),
+                Some(&dr.token),
+            )
+            .await;
         assert_eq!(c["payment"]["status"], "partially_refunded", "{c}");
         assert_eq!(c["payment"]["amount_refunded"], "8.00");
     });
@@ -182,7 +260,12 @@ async fn unknown_event_types_are_acknowledged_and_deauthorisation_revokes_the_li
         });
         let (status, body) = deliver(&app, &deauthorized, None).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let (_, link) = app.get(&format!("/api/v1/practitioners/{}/stripe", dr.id), Some(&dr.token)).await;
+        let (_, link) = app
+            .get(
+                &format!("/api/v1/practitioners/{}/stripe", dr.id),
+                Some(&dr.token),
+            )
+            .await;
         assert_eq!(link["status"], "revoked", "{link}");
         assert_eq!(link["revoked_reason"], "deauthorized");
     });

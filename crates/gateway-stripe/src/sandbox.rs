@@ -1,0 +1,1193 @@
+//! The sandbox gateway: the gateway ports in process, following Stripe's test-mode
+//! semantics, so every flow of the product runs with no Stripe account.
+//!
+//! - **Ids** are shaped like Stripe's (`pi_…`, `cs_test_…`, `acct_…`, `re_…`, `evt_…`,
+//!   `ac_…`) and deterministic: each is derived (SHA-256) from what makes the object
+//!   unique — the connected account and idempotency key of the request that created
+//!   it — so the same inputs give the same ids and ids never repeat across restarts.
+//! - **Holds** lapse [`SandboxConfig::hold_validity`] (7 days, Stripe's rule for online
+//!   card payments) after authorisation, by the clock port: a lapsed hold reads as
+//!   `canceled` with `cancellation_reason = "automatic"`, as Stripe reports it, and
+//!   can no longer be captured or released.
+//! - **Test payment methods** are Stripe's ([`TEST_CARDS`]): `pm_card_visa` /
+//!   4242 4242 4242 4242 succeed, `pm_card_chargeDeclined` / 4000 0000 0000 0002
+//!   decline (`card_declined` / `generic_decline`), `pm_card_authenticationRequired`
+//!   / 4000 0027 6000 3184 need a 3-D Secure step that [`SandboxControl::authenticate`]
+//!   approves or fails.
+//! - **Captures** may be partial (≤ the hold; the rest is released), **refunds**
+//!   partial or full (never above what was captured), **releases** cancel. Once
+//!   captured, Stripe's fee from the configured [`FeeSchedule`] is reported as a
+//!   balance transaction would report it.
+//! - **Idempotency** works like Stripe's: the same key with the same parameters
+//!   replays the first answer, with other parameters it is
+//!   [`GatewayError::IdempotencyConflict`].
+//! - **Connect**: the OAuth consent page is `{public_url}/sandbox/connect/authorize`;
+//!   [`SandboxControl::approve_connect`] mints a one-time code (valid 5 minutes) that
+//!   [`ConnectOnboarding::exchange_code`] turns into an `acct_…` derived from the
+//!   OAuth state. Accounts can take charges at once; an account created for Account
+//!   Links becomes able to when its (instant) onboarding link is issued. A
+//!   deauthorised account is unreachable, as at Stripe.
+//! - **Checkout** sessions live 24 hours; their page is
+//!   `{public_url}/sandbox/checkout/{cs_…}`. Paying returns the events a webhook would
+//!   carry (`payment_intent.amount_capturable_updated`,
+//!   `payment_intent.payment_failed`) and where the browser goes next.
+//!
+//! State lives in memory behind a mutex: it does **not** survive a restart. After one,
+//! intents and sessions are unknown (`NotFound`; the domain's reconciliation treats
+//! that as nothing to learn) while linked accounts keep working, since any well-formed
+//! `acct_…` not deauthorised here is taken as a sandbox account that can take charges.
+//!
+//! Webhooks: the sandbox delivers its events in process (through
+//! [`SandboxOutcome::events`]), so it needs no webhook endpoint. The webhook verifier
+//! of sandbox mode is the real [`StripeWebhookVerifier`](crate::StripeWebhookVerifier):
+//! with `STRIPE_WEBHOOK_SECRET` set it accepts correctly signed deliveries (handy to
+//! replay events by hand); without it, it answers `NotConfigured`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use billing_core::fees::FeeSchedule;
+use billing_core::gateway::{
+    CheckoutRequest, CheckoutStart, CheckoutState, CheckoutStatus, ClientSecret, ConnectOnboarding,
+    GatewayError, GatewayEvent, HoldRequest, IntentSnapshot, IntentStatus, PaymentGateway,
+    RefundOutcome, RefundStatus, SandboxCheckout, SandboxControl, SandboxNext, SandboxOutcome,
+    WebhookEvent,
+};
+use billing_core::ids::{
+    CheckoutSessionId, ConnectedAccountId, ConsultationId, EventId, PaymentId, PaymentIntentId,
+    PractitionerId, RefundId,
+};
+use billing_core::money::{Currency, Money};
+use billing_core::payment::model::{DEFAULT_HOLD_VALIDITY_DAYS, Failure, IdempotencyKey};
+use billing_core::practitioner::model::{AccountSnapshot, PayoutInterval, PayoutSchedule};
+use billing_core::secrets::OAuthState;
+use billing_core::system::Clock;
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+
+/// What a Stripe test payment method does when charged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CardBehaviour {
+    /// The authorisation succeeds.
+    Succeeds,
+    /// The issuer declines.
+    Declines {
+        code: &'static str,
+        decline_code: &'static str,
+        message: &'static str,
+    },
+    /// The issuer asks for 3-D Secure before deciding.
+    RequiresAuthentication,
+}
+
+/// One of Stripe's test payment methods, by id and card number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TestCard {
+    pub payment_method: &'static str,
+    pub number: &'static str,
+    pub behaviour: CardBehaviour,
+}
+
+const GENERIC_DECLINE: CardBehaviour = CardBehaviour::Declines {
+    code: "card_declined",
+    decline_code: "generic_decline",
+    message: "Your card was declined.",
+};
+
+/// Stripe's test payment methods the sandbox knows
+/// (<https://docs.stripe.com/testing>).
+pub const TEST_CARDS: &[TestCard] = &[
+    TestCard {
+        payment_method: "pm_card_visa",
+        number: "4242424242424242",
+        behaviour: CardBehaviour::Succeeds,
+    },
+    TestCard {
+        payment_method: "pm_card_mastercard",
+        number: "5555555555554444",
+        behaviour: CardBehaviour::Succeeds,
+    },
+    TestCard {
+        payment_method: "pm_card_amex",
+        number: "378282246310005",
+        behaviour: CardBehaviour::Succeeds,
+    },
+    TestCard {
+        payment_method: "pm_card_chargeDeclined",
+        number: "4000000000000002",
+        behaviour: GENERIC_DECLINE,
+    },
+    TestCard {
+        payment_method: "pm_card_chargeDeclinedInsufficientFunds",
+        number: "4000000000009995",
+        behaviour: CardBehaviour::Declines {
+            code: "card_declined",
+            decline_code: "insufficient_funds",
+            message: "Your card has insufficient funds.",
+        },
+    },
+    TestCard {
+        payment_method: "pm_card_chargeDeclinedExpiredCard",
+        number: "4000000000000069",
+        behaviour: CardBehaviour::Declines {
+            code: "expired_card",
+            decline_code: "expired_card",
+            message: "Your card has expired.",
+        },
+    },
+    TestCard {
+        payment_method: "pm_card_chargeCustomerFail",
+        number: "4000000000000341",
+        behaviour: GENERIC_DECLINE,
+    },
+    TestCard {
+        payment_method: "pm_card_authenticationRequired",
+        number: "4000002760003184",
+        behaviour: CardBehaviour::RequiresAuthentication,
+    },
+    TestCard {
+        payment_method: "pm_card_threeDSecure2Required",
+        number: "4000000000003220",
+        behaviour: CardBehaviour::RequiresAuthentication,
+    },
+];
+
+/// The test card for a payment method id or a card number (spaces allowed).
+pub fn test_card(payment_method: &str) -> Option<&'static TestCard> {
+    let trimmed = payment_method.trim();
+    let digits: String = trimmed.chars().filter(|c| !c.is_whitespace()).collect();
+    TEST_CARDS
+        .iter()
+        .find(|c| c.payment_method == trimmed || c.number == digits)
+}
+
+const AUTHENTICATION_FAILED: &str = "The provided PaymentMethod has failed authentication. You can provide payment_method_data or a new PaymentMethod to attempt to fulfill this PaymentIntent again.";
+
+/// How the sandbox behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// The server's public URL: the sandbox pages are under `{public_url}/sandbox/`.
+    pub public_url: String,
+    /// The fee reported once captured. A payment in another currency uses the
+    /// default schedule of its currency (1.4 % + 0.25).
+    pub fee_schedule: Option<FeeSchedule>,
+    /// How long an authorisation lasts before it lapses (7 days).
+    pub hold_validity: Duration,
+    /// How long a checkout session stays open (24 hours, Stripe's default).
+    pub session_validity: Duration,
+    /// How long an OAuth code may wait before its exchange (5 minutes).
+    pub code_validity: Duration,
+}
+
+impl SandboxConfig {
+    pub fn new(public_url: &str) -> Self {
+        SandboxConfig {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            fee_schedule: None,
+            hold_validity: Duration::days(DEFAULT_HOLD_VALIDITY_DAYS),
+            session_validity: Duration::hours(24),
+            code_validity: Duration::minutes(5),
+        }
+    }
+
+    pub fn with_fee_schedule(mut self, schedule: FeeSchedule) -> Self {
+        self.fee_schedule = Some(schedule);
+        self
+    }
+
+    fn fees(&self, currency: Currency) -> FeeSchedule {
+        self.fee_schedule
+            .clone()
+            .filter(|s| s.currency() == currency)
+            .unwrap_or_else(|| FeeSchedule::default_for(currency))
+    }
+}
+
+/// The in-process gateway (see the module docs).
+pub struct SandboxGateway {
+    config: SandboxConfig,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for SandboxGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxGateway")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    intents: HashMap<String, Intent>,
+    sessions: HashMap<String, Session>,
+    /// Stored answers by (account, idempotency key), with the request's fingerprint.
+    replays: HashMap<(String, String), (String, Replay)>,
+    codes: HashMap<String, Code>,
+    /// Codes minted so far per OAuth state (keeps code ids deterministic and distinct).
+    minted: HashMap<String, u64>,
+    /// Accounts created for Account Links: whether their onboarding is done.
+    onboarding: HashMap<String, bool>,
+    deauthorized: HashSet<String>,
+}
+
+#[derive(Clone)]
+enum Replay {
+    Intent(Result<IntentSnapshot, GatewayError>),
+    Checkout(Result<CheckoutStart, GatewayError>),
+    Refund(Result<RefundOutcome, GatewayError>),
+}
+
+struct Intent {
+    id: PaymentIntentId,
+    account: ConnectedAccountId,
+    amount: Money,
+    payment: PaymentId,
+    status: IntentStatus,
+    capturable: Money,
+    received: Money,
+    refunded: Money,
+    refunds: u64,
+    capture_before: Option<DateTime<Utc>>,
+    last_error: Option<Failure>,
+    cancellation_reason: Option<String>,
+    fee: Option<Money>,
+    events: u64,
+    client_secret: String,
+}
+
+struct Session {
+    id: CheckoutSessionId,
+    account: ConnectedAccountId,
+    payment: PaymentId,
+    consultation: ConsultationId,
+    amount: Money,
+    description: String,
+    success_url: String,
+    cancel_url: String,
+    intent: Option<String>,
+    complete: bool,
+    expires_at: DateTime<Utc>,
+}
+
+struct Code {
+    state: String,
+    minted_at: DateTime<Utc>,
+    used: bool,
+}
+
+/// `prefix` + the first `len` hex digits of SHA-256 over `parts`.
+fn derived_id(prefix: &str, len: usize, parts: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0x1f]);
+    }
+    let digest = hash.finalize();
+    let mut id = String::with_capacity(prefix.len() + len);
+    id.push_str(prefix);
+    for byte in digest.iter() {
+        for nibble in [byte >> 4, byte & 0x0f] {
+            if id.len() - prefix.len() < len {
+                id.push(char::from(b"0123456789abcdef"[usize::from(nibble)]));
+            }
+        }
+    }
+    id
+}
+
+fn unexpected(message: impl Into<String>) -> GatewayError {
+    GatewayError::UnexpectedState {
+        message: message.into(),
+    }
+}
+
+fn invalid(code: Option<&str>, param: &str, message: impl Into<String>) -> GatewayError {
+    GatewayError::InvalidRequest {
+        code: code.map(str::to_owned),
+        param: Some(param.to_owned()),
+        message: message.into(),
+    }
+}
+
+fn status_name(status: IntentStatus) -> &'static str {
+    match status {
+        IntentStatus::RequiresPaymentMethod => "requires_payment_method",
+        IntentStatus::RequiresConfirmation => "requires_confirmation",
+        IntentStatus::RequiresAction => "requires_action",
+        IntentStatus::Processing => "processing",
+        IntentStatus::RequiresCapture => "requires_capture",
+        IntentStatus::Canceled => "canceled",
+        IntentStatus::Succeeded => "succeeded",
+    }
+}
+
+impl Intent {
+    /// Stripe cancels an authorisation nobody captured in time.
+    fn settle(&mut self, now: DateTime<Utc>) {
+        if self.status == IntentStatus::RequiresCapture
+            && self.capture_before.is_some_and(|deadline| now >= deadline)
+        {
+            self.status = IntentStatus::Canceled;
+            self.cancellation_reason = Some("automatic".into());
+            self.capturable = Money::zero(self.amount.currency());
+        }
+    }
+
+    fn snapshot(&self) -> IntentSnapshot {
+        IntentSnapshot {
+            id: self.id.clone(),
+            status: self.status,
+            amount: self.amount,
+            amount_capturable: self.capturable,
+            amount_received: self.received,
+            amount_refunded: self.refunded,
+            capture_before: self.capture_before,
+            fee: self.fee,
+            last_error: self.last_error.clone(),
+            cancellation_reason: self.cancellation_reason.clone(),
+            payment: Some(self.payment),
+            client_secret: Some(ClientSecret::new(self.client_secret.clone())),
+        }
+    }
+
+    fn authorise(&mut self, now: DateTime<Utc>, validity: Duration) {
+        self.status = IntentStatus::RequiresCapture;
+        self.capturable = self.amount;
+        self.capture_before = Some(now + validity);
+        self.last_error = None;
+    }
+
+    fn fail(&mut self, failure: Failure) {
+        self.status = IntentStatus::RequiresPaymentMethod;
+        self.last_error = Some(failure);
+    }
+
+    /// The event a webhook would carry about this intent now.
+    fn event(&mut self, kind: &str, now: DateTime<Utc>) -> Result<WebhookEvent, GatewayError> {
+        self.events += 1;
+        let n = self.events.to_string();
+        let id = EventId::parse(&derived_id("evt_", 24, &[self.id.as_str(), kind, &n]))
+            .map_err(|e| unexpected(e.to_string()))?;
+        Ok(WebhookEvent {
+            id,
+            kind: kind.to_owned(),
+            created: now,
+            account: Some(self.account.clone()),
+            payload: GatewayEvent::PaymentIntent(self.snapshot()),
+        })
+    }
+}
+
+impl Session {
+    fn status(&self, now: DateTime<Utc>) -> CheckoutStatus {
+        if self.complete {
+            CheckoutStatus::Complete
+        } else if now >= self.expires_at {
+            CheckoutStatus::Expired
+        } else {
+            CheckoutStatus::Open
+        }
+    }
+}
+
+impl State {
+    fn ensure_reachable(&self, account: &ConnectedAccountId) -> Result<(), GatewayError> {
+        if self.deauthorized.contains(account.as_str()) {
+            return Err(GatewayError::AccountUnavailable {
+                message: format!("the platform has no access to {account}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The intent, if it exists on `account` (an intent on another account does not
+    /// exist for this one, as at Stripe).
+    fn intent(
+        &mut self,
+        account: &ConnectedAccountId,
+        id: &PaymentIntentId,
+        now: DateTime<Utc>,
+    ) -> Result<&mut Intent, GatewayError> {
+        self.ensure_reachable(account)?;
+        let intent = self
+            .intents
+            .get_mut(id.as_str())
+            .filter(|i| i.account == *account)
+            .ok_or_else(|| GatewayError::NotFound {
+                message: format!("No such payment_intent: '{id}'"),
+            })?;
+        intent.settle(now);
+        Ok(intent)
+    }
+
+    fn session(&mut self, id: &CheckoutSessionId) -> Result<&mut Session, GatewayError> {
+        self.sessions
+            .get_mut(id.as_str())
+            .ok_or_else(|| GatewayError::NotFound {
+                message: format!("No such checkout.session: '{id}'"),
+            })
+    }
+
+    /// Stripe's idempotency: a stored answer for the same key and parameters, or a
+    /// conflict for the same key with other parameters.
+    fn replay(
+        &self,
+        account: &ConnectedAccountId,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+    ) -> Result<Option<Replay>, GatewayError> {
+        match self
+            .replays
+            .get(&(account.as_str().to_owned(), key.as_str().to_owned()))
+        {
+            Some((stored, replay)) if stored == fingerprint => Ok(Some(replay.clone())),
+            Some(_) => Err(GatewayError::IdempotencyConflict),
+            None => Ok(None),
+        }
+    }
+
+    fn remember(
+        &mut self,
+        account: &ConnectedAccountId,
+        key: &IdempotencyKey,
+        fingerprint: String,
+        replay: Replay,
+    ) {
+        self.replays.insert(
+            (account.as_str().to_owned(), key.as_str().to_owned()),
+            (fingerprint, replay),
+        );
+    }
+
+    fn new_intent(&mut self, hold: &HoldRequest, id: String) -> Result<&mut Intent, GatewayError> {
+        let parsed = PaymentIntentId::parse(&id).map_err(|e| unexpected(e.to_string()))?;
+        let zero = Money::zero(hold.amount.currency());
+        let secret = derived_id("", 24, &["secret", &id]);
+        Ok(self.intents.entry(id.clone()).or_insert_with(|| Intent {
+            id: parsed,
+            account: hold.account.clone(),
+            amount: hold.amount,
+            payment: hold.payment,
+            status: IntentStatus::RequiresPaymentMethod,
+            capturable: zero,
+            received: zero,
+            refunded: zero,
+            refunds: 0,
+            capture_before: None,
+            last_error: None,
+            cancellation_reason: None,
+            fee: None,
+            events: 0,
+            client_secret: format!("{id}_secret_{secret}"),
+        }))
+    }
+}
+
+fn hold_fingerprint(op: &str, h: &HoldRequest) -> String {
+    format!(
+        "{op}|{}|{}|{}|{}",
+        h.payment, h.consultation, h.amount, h.description
+    )
+}
+
+fn check_amount(hold: &Money) -> Result<(), GatewayError> {
+    if !hold.is_positive() {
+        return Err(invalid(None, "amount", "the amount must be positive"));
+    }
+    hold.to_minor()
+        .map_err(|e| invalid(None, "amount", e.to_string()))?;
+    Ok(())
+}
+
+impl SandboxGateway {
+    pub fn new(clock: Arc<dyn Clock>, config: SandboxConfig) -> Self {
+        SandboxGateway {
+            config,
+            clock,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No code path panics with the lock held; if one ever did, the state is still
+        // the last complete update, so carry on with it.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn checkout_url(&self, session: &CheckoutSessionId) -> String {
+        format!("{}/sandbox/checkout/{session}", self.config.public_url)
+    }
+
+    fn account_snapshot(&self, account: &ConnectedAccountId, onboarded: bool) -> AccountSnapshot {
+        AccountSnapshot {
+            id: account.clone(),
+            charges_enabled: onboarded,
+            payouts_enabled: onboarded,
+            details_submitted: onboarded,
+            disabled_reason: (!onboarded).then(|| "requirements.past_due".to_owned()),
+            currently_due: if onboarded {
+                vec![]
+            } else {
+                [
+                    "business_profile.url",
+                    "external_account",
+                    "tos_acceptance.date",
+                ]
+                .map(str::to_owned)
+                .to_vec()
+            },
+            payout_schedule: Some(PayoutSchedule {
+                interval: PayoutInterval::Daily,
+                delay_days: Some(7),
+            }),
+            default_currency: Some(Currency::Eur),
+            country: Some("FR".into()),
+        }
+    }
+
+    /// The 3-D Secure outcome or a card's answer, applied to the session's intent.
+    fn conclude(
+        &self,
+        state: &mut State,
+        session_id: &CheckoutSessionId,
+        behaviour: CardBehaviour,
+        now: DateTime<Utc>,
+    ) -> Result<SandboxOutcome, GatewayError> {
+        let session = state.session(session_id)?;
+        let intent_id = session
+            .intent
+            .clone()
+            .ok_or_else(|| unexpected("the session has no payment yet"))?;
+        let success_url = session.success_url.clone();
+        let intent = state
+            .intents
+            .get_mut(&intent_id)
+            .ok_or_else(|| unexpected("the session's payment is gone"))?;
+        match behaviour {
+            CardBehaviour::Succeeds => {
+                intent.authorise(now, self.config.hold_validity);
+                let event = intent.event("payment_intent.amount_capturable_updated", now)?;
+                state.session(session_id)?.complete = true;
+                Ok(SandboxOutcome {
+                    events: vec![event],
+                    next: SandboxNext::Return(success_url),
+                })
+            }
+            CardBehaviour::Declines {
+                code,
+                decline_code,
+                message,
+            } => {
+                intent.fail(Failure {
+                    code: Some(code.into()),
+                    decline_code: Some(decline_code.into()),
+                    message: message.into(),
+                });
+                let event = intent.event("payment_intent.payment_failed", now)?;
+                Ok(SandboxOutcome {
+                    events: vec![event],
+                    next: SandboxNext::TryAgain {
+                        message: message.into(),
+                    },
+                })
+            }
+            CardBehaviour::RequiresAuthentication => {
+                intent.status = IntentStatus::RequiresAction;
+                intent.last_error = None;
+                Ok(SandboxOutcome {
+                    events: vec![],
+                    next: SandboxNext::Authenticate,
+                })
+            }
+        }
+    }
+
+    /// An open session, or why it cannot be paid.
+    fn open_session<'s>(
+        state: &'s mut State,
+        id: &CheckoutSessionId,
+        now: DateTime<Utc>,
+    ) -> Result<&'s mut Session, GatewayError> {
+        let session = state.session(id)?;
+        match session.status(now) {
+            CheckoutStatus::Open => Ok(session),
+            CheckoutStatus::Complete => Err(unexpected("this checkout session is already paid")),
+            CheckoutStatus::Expired => Err(unexpected("this checkout session has expired")),
+        }
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for SandboxGateway {
+    async fn create_hold(&self, req: &HoldRequest) -> Result<IntentSnapshot, GatewayError> {
+        check_amount(&req.amount)?;
+        let mut state = self.lock();
+        state.ensure_reachable(&req.account)?;
+        let fingerprint = hold_fingerprint("create_hold", req);
+        if let Some(Replay::Intent(answer)) = state.replay(&req.account, &req.key, &fingerprint)? {
+            return answer;
+        }
+        let id = derived_id("pi_", 24, &[req.account.as_str(), req.key.as_str()]);
+        let snapshot = state.new_intent(req, id)?.snapshot();
+        state.remember(
+            &req.account,
+            &req.key,
+            fingerprint,
+            Replay::Intent(Ok(snapshot.clone())),
+        );
+        Ok(snapshot)
+    }
+
+    /// Always the sandbox card page (the sandbox's stand-in for Stripe Checkout). An
+    /// intent the payment already has is reused while it still waits for a card.
+    async fn start_checkout(&self, req: &CheckoutRequest) -> Result<CheckoutStart, GatewayError> {
+        let h = &req.hold;
+        check_amount(&h.amount)?;
+        let now = self.clock.now();
+        let mut state = self.lock();
+        state.ensure_reachable(&h.account)?;
+        let fingerprint = format!(
+            "{}|{}|{}",
+            hold_fingerprint("checkout", h),
+            req.success_url,
+            req.cancel_url
+        );
+        if let Some(Replay::Checkout(answer)) = state.replay(&h.account, &h.key, &fingerprint)? {
+            return answer;
+        }
+        let reusable = req.existing_intent.as_ref().filter(|id| {
+            state.intents.get(id.as_str()).is_some_and(|i| {
+                i.account == h.account
+                    && i.payment == h.payment
+                    && i.amount == h.amount
+                    && matches!(
+                        i.status,
+                        IntentStatus::RequiresPaymentMethod | IntentStatus::RequiresAction
+                    )
+            })
+        });
+        let id = CheckoutSessionId::parse(&derived_id(
+            "cs_test_",
+            40,
+            &[h.account.as_str(), h.key.as_str()],
+        ))
+        .map_err(|e| unexpected(e.to_string()))?;
+        let expires_at = now + self.config.session_validity;
+        let start = CheckoutStart {
+            intent: reusable.cloned(),
+            session: Some(id.clone()),
+            redirect_url: Some(self.checkout_url(&id)),
+            client_secret: None,
+            expires_at: Some(expires_at),
+        };
+        state.sessions.insert(
+            id.as_str().to_owned(),
+            Session {
+                id,
+                account: h.account.clone(),
+                payment: h.payment,
+                consultation: h.consultation,
+                amount: h.amount,
+                description: h.description.clone(),
+                success_url: req.success_url.clone(),
+                cancel_url: req.cancel_url.clone(),
+                intent: reusable.map(|i| i.as_str().to_owned()),
+                complete: false,
+                expires_at,
+            },
+        );
+        state.remember(
+            &h.account,
+            &h.key,
+            fingerprint,
+            Replay::Checkout(Ok(start.clone())),
+        );
+        Ok(start)
+    }
+
+    async fn retrieve_checkout(
+        &self,
+        account: &ConnectedAccountId,
+        session: &CheckoutSessionId,
+    ) -> Result<CheckoutState, GatewayError> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        state.ensure_reachable(account)?;
+        let s = state.session(session)?;
+        if s.account != *account {
+            return Err(GatewayError::NotFound {
+                message: format!("No such checkout.session: '{session}'"),
+            });
+        }
+        let status = s.status(now);
+        let intent = match s.intent.clone() {
+            Some(id) => state.intents.get_mut(&id).map(|i| {
+                i.settle(now);
+                i.snapshot()
+            }),
+            None => None,
+        };
+        Ok(CheckoutState { status, intent })
+    }
+
+    async fn capture(
+        &self,
+        account: &ConnectedAccountId,
+        intent: &PaymentIntentId,
+        amount: &Money,
+        key: &IdempotencyKey,
+    ) -> Result<IntentSnapshot, GatewayError> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        state.ensure_reachable(account)?;
+        let fingerprint = format!("capture|{intent}|{amount}");
+        if let Some(Replay::Intent(answer)) = state.replay(account, key, &fingerprint)? {
+            return answer;
+        }
+        let fees = |c| self.config.fees(c);
+        let answer = (|| {
+            let i = state.intent(account, intent, now)?;
+            if i.status != IntentStatus::RequiresCapture {
+                return Err(unexpected(format!(
+                    "This PaymentIntent could not be captured because it has a status of {}.",
+                    status_name(i.status)
+                )));
+            }
+            if amount.currency() != i.amount.currency() {
+                return Err(invalid(None, "amount_to_capture", "currency mismatch"));
+            }
+            if !amount.is_positive() || amount.amount() > i.capturable.amount() {
+                return Err(invalid(
+                    Some("amount_too_large"),
+                    "amount_to_capture",
+                    format!(
+                        "The amount to capture must be positive and at most the {} authorized.",
+                        i.capturable
+                    ),
+                ));
+            }
+            let fee = fees(amount.currency())
+                .fee(amount)
+                .map_err(|e| invalid(None, "amount_to_capture", e.to_string()))?;
+            i.status = IntentStatus::Succeeded;
+            i.received = *amount;
+            i.capturable = Money::zero(amount.currency());
+            i.fee = Some(fee);
+            Ok(i.snapshot())
+        })();
+        // Stripe stores the answer of a request it processed, refusals included.
+        state.remember(account, key, fingerprint, Replay::Intent(answer.clone()));
+        answer
+    }
+
+    async fn release(
+        &self,
+        account: &ConnectedAccountId,
+        intent: &PaymentIntentId,
+        key: &IdempotencyKey,
+    ) -> Result<IntentSnapshot, GatewayError> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        state.ensure_reachable(account)?;
+        let fingerprint = format!("release|{intent}");
+        if let Some(Replay::Intent(answer)) = state.replay(account, key, &fingerprint)? {
+            return answer;
+        }
+        let answer = (|| {
+            let i = state.intent(account, intent, now)?;
+            match i.status {
+                IntentStatus::RequiresPaymentMethod
+                | IntentStatus::RequiresConfirmation
+                | IntentStatus::RequiresAction
+                | IntentStatus::RequiresCapture => {
+                    i.status = IntentStatus::Canceled;
+                    i.capturable = Money::zero(i.amount.currency());
+                    Ok(i.snapshot())
+                }
+                other => Err(unexpected(format!(
+                    "You cannot cancel this PaymentIntent because it has a status of {}.",
+                    status_name(other)
+                ))),
+            }
+        })();
+        state.remember(account, key, fingerprint, Replay::Intent(answer.clone()));
+        answer
+    }
+
+    async fn refund(
+        &self,
+        account: &ConnectedAccountId,
+        intent: &PaymentIntentId,
+        amount: &Money,
+        key: &IdempotencyKey,
+    ) -> Result<RefundOutcome, GatewayError> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        state.ensure_reachable(account)?;
+        let fingerprint = format!("refund|{intent}|{amount}");
+        if let Some(Replay::Refund(answer)) = state.replay(account, key, &fingerprint)? {
+            return answer;
+        }
+        let answer = (|| {
+            let i = state.intent(account, intent, now)?;
+            if i.status != IntentStatus::Succeeded {
+                return Err(unexpected(format!(
+                    "This PaymentIntent has no captured charge to refund (status {}).",
+                    status_name(i.status)
+                )));
+            }
+            if amount.currency() != i.amount.currency() {
+                return Err(invalid(None, "amount", "currency mismatch"));
+            }
+            let refundable = i
+                .received
+                .checked_sub(&i.refunded)
+                .map_err(|e| unexpected(e.to_string()))?;
+            if !amount.is_positive() || amount.amount() > refundable.amount() {
+                return Err(invalid(
+                    Some("amount_too_large"),
+                    "amount",
+                    format!(
+                        "Refund amount ({amount}) is greater than unrefunded amount on charge ({refundable})"
+                    ),
+                ));
+            }
+            i.refunded = i
+                .refunded
+                .checked_add(amount)
+                .map_err(|e| unexpected(e.to_string()))?;
+            i.refunds += 1;
+            let n = i.refunds.to_string();
+            Ok(RefundOutcome {
+                id: RefundId::parse(&derived_id("re_", 24, &[i.id.as_str(), &n]))
+                    .map_err(|e| unexpected(e.to_string()))?,
+                amount: *amount,
+                status: RefundStatus::Succeeded,
+            })
+        })();
+        state.remember(account, key, fingerprint, Replay::Refund(answer.clone()));
+        answer
+    }
+
+    async fn retrieve(
+        &self,
+        account: &ConnectedAccountId,
+        intent: &PaymentIntentId,
+    ) -> Result<IntentSnapshot, GatewayError> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        Ok(state.intent(account, intent, now)?.snapshot())
+    }
+}
+
+#[async_trait]
+impl ConnectOnboarding for SandboxGateway {
+    fn authorize_url(
+        &self,
+        state: &OAuthState,
+        redirect_uri: &str,
+    ) -> Result<String, GatewayError> {
+        Ok(format!(
+            "{}/sandbox/connect/authorize?client_id=sandbox&state={}&redirect_uri={}&response_type=code&scope=read_write",
+            self.config.public_url,
+            form_encode(state.expose()),
+            form_encode(redirect_uri),
+        ))
+    }
+
+    async fn exchange_code(&self, code: &str) -> Result<ConnectedAccountId, GatewayError> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        let validity = self.config.code_validity;
+        let grant = state
+            .codes
+            .get_mut(code.trim())
+            .ok_or_else(|| GatewayError::InvalidGrant {
+                message: "Authorization code does not exist".into(),
+            })?;
+        if grant.used {
+            return Err(GatewayError::InvalidGrant {
+                message: "Authorization code already used".into(),
+            });
+        }
+        if now >= grant.minted_at + validity {
+            return Err(GatewayError::InvalidGrant {
+                message: "Authorization code expired".into(),
+            });
+        }
+        grant.used = true;
+        let account = ConnectedAccountId::parse(&derived_id("acct_", 16, &["oauth", &grant.state]))
+            .map_err(|e| unexpected(e.to_string()))?;
+        state.deauthorized.remove(account.as_str());
+        Ok(account)
+    }
+
+    async fn deauthorize(&self, account: &ConnectedAccountId) -> Result<(), GatewayError> {
+        let mut state = self.lock();
+        state.ensure_reachable(account)?;
+        state.deauthorized.insert(account.as_str().to_owned());
+        Ok(())
+    }
+
+    async fn retrieve_account(
+        &self,
+        account: &ConnectedAccountId,
+    ) -> Result<AccountSnapshot, GatewayError> {
+        let state = self.lock();
+        state.ensure_reachable(account)?;
+        let onboarded = state
+            .onboarding
+            .get(account.as_str())
+            .copied()
+            .unwrap_or(true);
+        Ok(self.account_snapshot(account, onboarded))
+    }
+
+    async fn create_account(
+        &self,
+        practitioner: PractitionerId,
+        key: &IdempotencyKey,
+    ) -> Result<ConnectedAccountId, GatewayError> {
+        let mut state = self.lock();
+        let practitioner = practitioner.to_string();
+        let account = ConnectedAccountId::parse(&derived_id(
+            "acct_",
+            16,
+            &["account", &practitioner, key.as_str()],
+        ))
+        .map_err(|e| unexpected(e.to_string()))?;
+        state
+            .onboarding
+            .entry(account.as_str().to_owned())
+            .or_insert(false);
+        Ok(account)
+    }
+
+    /// Onboarding in the sandbox is instant: the link completes it and leads straight
+    /// back to `return_url`.
+    async fn account_link(
+        &self,
+        account: &ConnectedAccountId,
+        _refresh_url: &str,
+        return_url: &str,
+    ) -> Result<String, GatewayError> {
+        let mut state = self.lock();
+        state.ensure_reachable(account)?;
+        state.onboarding.insert(account.as_str().to_owned(), true);
+        Ok(return_url.to_owned())
+    }
+}
+
+#[async_trait]
+impl SandboxControl for SandboxGateway {
+    async fn checkout(&self, session: &CheckoutSessionId) -> Result<SandboxCheckout, GatewayError> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        let s = state.session(session)?;
+        let status = s.status(now);
+        let intent = s.intent.clone();
+        let mut page = SandboxCheckout {
+            session: s.id.clone(),
+            payment: Some(s.payment),
+            amount: s.amount,
+            description: s.description.clone(),
+            status,
+            awaiting_authentication: false,
+            success_url: s.success_url.clone(),
+            cancel_url: s.cancel_url.clone(),
+        };
+        if let Some(i) = intent.and_then(|id| state.intents.get(&id)) {
+            page.awaiting_authentication =
+                status == CheckoutStatus::Open && i.status == IntentStatus::RequiresAction;
+        }
+        Ok(page)
+    }
+
+    async fn pay(
+        &self,
+        session: &CheckoutSessionId,
+        payment_method: &str,
+    ) -> Result<SandboxOutcome, GatewayError> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        let s = Self::open_session(&mut state, session, now)?;
+        let card = test_card(payment_method).ok_or_else(|| {
+            invalid(
+                Some("resource_missing"),
+                "payment_method",
+                format!(
+                    "No such PaymentMethod: '{}'",
+                    payment_method.chars().take(64).collect::<String>()
+                ),
+            )
+        })?;
+        let account = s.account.clone();
+        let hold = HoldRequest {
+            account: s.account.clone(),
+            payment: s.payment,
+            consultation: s.consultation,
+            amount: s.amount,
+            description: s.description.clone(),
+            key: IdempotencyKey::from_stored(s.id.as_str().to_owned()),
+        };
+        let existing = s.intent.clone();
+        state.ensure_reachable(&account)?;
+        // Like Checkout, the intent is created when the patient first pays and kept
+        // for the next attempts of the same session.
+        let intent_id = match existing {
+            Some(id) => id,
+            None => {
+                let id = derived_id("pi_", 24, &[account.as_str(), session.as_str()]);
+                state.new_intent(&hold, id.clone())?;
+                state.session(session)?.intent = Some(id.clone());
+                id
+            }
+        };
+        if let Some(i) = state.intents.get_mut(&intent_id) {
+            i.settle(now);
+            if !matches!(
+                i.status,
+                IntentStatus::RequiresPaymentMethod | IntentStatus::RequiresAction
+            ) {
+                return Err(unexpected(format!(
+                    "This PaymentIntent cannot be paid because it has a status of {}.",
+                    status_name(i.status)
+                )));
+            }
+        }
+        self.conclude(&mut state, session, card.behaviour, now)
+    }
+
+    async fn authenticate(
+        &self,
+        session: &CheckoutSessionId,
+        approve: bool,
+    ) -> Result<SandboxOutcome, GatewayError> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        let s = Self::open_session(&mut state, session, now)?;
+        let waiting = s
+            .intent
+            .clone()
+            .and_then(|id| state.intents.get(&id))
+            .is_some_and(|i| i.status == IntentStatus::RequiresAction);
+        if !waiting {
+            return Err(unexpected("no 3-D Secure step is pending on this session"));
+        }
+        if approve {
+            return self.conclude(&mut state, session, CardBehaviour::Succeeds, now);
+        }
+        let s = state.session(session)?;
+        let intent_id = s.intent.clone().unwrap_or_default();
+        let intent = state
+            .intents
+            .get_mut(&intent_id)
+            .ok_or_else(|| unexpected("the session's payment is gone"))?;
+        intent.fail(Failure {
+            code: Some("payment_intent_authentication_failure".into()),
+            decline_code: None,
+            message: AUTHENTICATION_FAILED.into(),
+        });
+        let event = intent.event("payment_intent.payment_failed", now)?;
+        Ok(SandboxOutcome {
+            events: vec![event],
+            next: SandboxNext::TryAgain {
+                message: "The card's authentication failed.".into(),
+            },
+        })
+    }
+
+    async fn approve_connect(&self, oauth_state: &str) -> Result<String, GatewayError> {
+        let oauth_state = oauth_state.trim();
+        if oauth_state.is_empty() || oauth_state.len() > 256 {
+            return Err(invalid(None, "state", "missing or too long"));
+        }
+        let now = self.clock.now();
+        let mut state = self.lock();
+        let n = state.minted.entry(oauth_state.to_owned()).or_insert(0);
+        *n += 1;
+        let code = derived_id("ac_", 32, &["code", oauth_state, &n.to_string()]);
+        state.codes.insert(
+            code.clone(),
+            Code {
+                state: oauth_state.to_owned(),
+                minted_at: now,
+                used: false,
+            },
+        );
+        Ok(code)
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of a query value.
+fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for byte in s.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(char::from(byte));
+            }
+            b' ' => out.push('+'),
+            other => {
+                out.push('%');
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(other >> 4)]));
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(other & 0x0f)]));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_cards_are_found_by_id_or_by_number_with_spaces() {
+        assert_eq!(
+            test_card("pm_card_visa").map(|c| c.behaviour),
+            Some(CardBehaviour::Succeeds)
+        );
+        assert_eq!(
+            test_card("4000 0000 0000 0002").map(|c| c.behaviour),
+            Some(GENERIC_DECLINE)
+        );
+        assert_eq!(
+            test_card(" 4000002760003184 ").map(|c| c.behaviour),
+            Some(CardBehaviour::RequiresAuthentication)
+        );
+        assert_eq!(test_card("pm_card_unknown"), None);
+        assert_eq!(test_card(""), None);
+    }
+
+    #[test]
+    fn derived_ids_are_stable_distinct_and_stripe_shaped() {
+        let a = derived_id("pi_", 24, &["acct_1", "key"]);
+        assert_eq!(a, derived_id("pi_", 24, &["acct_1", "key"]));
+        assert_ne!(a, derived_id("pi_", 24, &["acct_1", "key2"]));
+        // The separator keeps ("ab","c") and ("a","bc") apart.
+        assert_ne!(
+            derived_id("x_", 24, &["ab", "c"]),
+            derived_id("x_", 24, &["a", "bc"])
+        );
+        assert_eq!(a.len(), 27);
+        assert!(PaymentIntentId::parse(&a).is_ok());
+    }
+
+    #[test]
+    fn query_values_are_form_encoded() {
+        assert_eq!(
+            form_encode("http://127.0.0.1:8080/cb?x=1&y=a b"),
+            "http%3A%2F%2F127.0.0.1%3A8080%2Fcb%3Fx%3D1%26y%3Da+b"
+        );
+    }
+}
