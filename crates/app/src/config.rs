@@ -94,6 +94,9 @@ pub struct Config {
     pub stripe_publishable_key: Option<String>,
     /// `STRIPE_CHECKOUT`: hosted (Stripe Checkout) or elements (Payment Element).
     pub stripe_checkout: CheckoutMode,
+    /// `STRIPE_DESCRIBE_INTENTS`: send the consultation's description on
+    /// PaymentIntents (default true; some Stripe-compatible test servers refuse it).
+    pub stripe_describe_intents: bool,
     /// `CONSULTPAY_WAITING_ROOM_URL`: where admitted patients go;
     /// `{consultation_id}` is replaced.
     pub waiting_room_url: Option<String>,
@@ -122,6 +125,7 @@ pub const ENV: &[(&str, &str)] = &[
     ("STRIPE_WEBHOOK_SECRET", "stripe_webhook_secret"),
     ("STRIPE_PUBLISHABLE_KEY", "stripe_publishable_key"),
     ("STRIPE_CHECKOUT", "stripe_checkout"),
+    ("STRIPE_DESCRIBE_INTENTS", "stripe_describe_intents"),
     ("CONSULTPAY_WAITING_ROOM_URL", "waiting_room_url"),
     ("CONSULTPAY_SESSION_KEY", "session_key"),
     ("CONSULTPAY_LOG_FORMAT", "log_format"),
@@ -146,6 +150,7 @@ impl Default for Config {
             stripe_webhook_secret: None,
             stripe_publishable_key: None,
             stripe_checkout: CheckoutMode::Hosted,
+            stripe_describe_intents: true,
             waiting_room_url: None,
             session_key: None,
             log_format: LogFormat::Text,

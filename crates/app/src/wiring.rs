@@ -61,6 +61,7 @@ fn gateways(
                 CheckoutMode::Hosted => CheckoutKind::Hosted,
                 CheckoutMode::Elements => CheckoutKind::Elements,
             },
+            describe_intents: config.stripe_describe_intents,
         },
         clock,
     )

@@ -139,13 +139,15 @@ impl IntentSnapshot {
                 capture_before: self.capture_before,
             }],
             IntentStatus::Succeeded => {
-                let mut events = vec![
-                    hold(),
-                    PaymentEvent::Captured {
+                let mut events = vec![hold()];
+                // A payload that does not say how much was captured says nothing about
+                // the capture: it is never read as "captured 0".
+                if self.amount_received.is_positive() {
+                    events.push(PaymentEvent::Captured {
                         amount: self.amount_received,
                         fee: self.fee.map(crate::fees::Fee::reported),
-                    },
-                ];
+                    });
+                }
                 if self.amount_refunded.is_positive() {
                     events.push(PaymentEvent::Refunded {
                         total: self.amount_refunded,
@@ -513,6 +515,18 @@ mod tests {
                 PaymentEvent::Refunded { total: eur(500) },
                 PaymentEvent::FeeReported { fee: eur(50) },
             ]
+        );
+    }
+
+    #[test]
+    fn a_succeeded_intent_that_omits_the_captured_amount_claims_no_capture() {
+        let s = snapshot(IntentStatus::Succeeded);
+        assert_eq!(
+            s.events(),
+            vec![PaymentEvent::HoldPlaced {
+                amount: eur(2500),
+                capture_before: None
+            }]
         );
     }
 

@@ -48,6 +48,10 @@ pub struct StripeSettings {
     /// `STRIPE_WEBHOOK_SECRET` (`whsec_…`).
     pub webhook_secret: Option<String>,
     pub checkout: CheckoutKind,
+    /// Send the hold's description (shown in the Stripe dashboard and on receipts) as
+    /// the PaymentIntent's `description`. On for Stripe; some Stripe-compatible peers
+    /// (localstripe) refuse the field, and their tests turn it off.
+    pub describe_intents: bool,
 }
 
 impl std::fmt::Debug for StripeSettings {
@@ -60,6 +64,7 @@ impl std::fmt::Debug for StripeSettings {
             .field("connect_client_id", &self.connect_client_id)
             .field("webhook_secret", &masked(&self.webhook_secret))
             .field("checkout", &self.checkout)
+            .field("describe_intents", &self.describe_intents)
             .finish()
     }
 }
@@ -97,6 +102,7 @@ pub struct StripeGateway {
     client: StripeClient,
     connect_client_id: Option<String>,
     checkout: CheckoutKind,
+    describe_intents: bool,
 }
 
 impl StripeGateway {
@@ -126,6 +132,7 @@ impl StripeGateway {
                 .filter(|c| !c.is_empty())
                 .map(str::to_owned),
             checkout: settings.checkout,
+            describe_intents: settings.describe_intents,
         })
     }
 
@@ -158,7 +165,7 @@ impl StripeGateway {
     async fn create_intent(&self, hold: &HoldRequest) -> Result<IntentSnapshot, GatewayError> {
         self.intent_call(
             Call::post(Host::Api, "/v1/payment_intents")
-                .params(transformers::hold_params(hold)?)
+                .params(transformers::hold_params(hold, self.describe_intents)?)
                 .account(&hold.account)
                 .idempotency_key(hold.key.as_str()),
         )

@@ -404,13 +404,13 @@ fn minor(amount: &Money, param: &'static str) -> Result<i64, GatewayError> {
 }
 
 /// `POST /v1/payment_intents`: a manual-capture card intent with our ids in metadata.
-pub(crate) fn hold_params(h: &HoldRequest) -> Result<Form, GatewayError> {
+pub(crate) fn hold_params(h: &HoldRequest, describe: bool) -> Result<Form, GatewayError> {
     let mut form = Form::new()
         .with("amount", minor(&h.amount, "amount")?.to_string())
         .with("currency", h.amount.currency().stripe_code())
         .with("capture_method", "manual")
         .with("payment_method_types[]", "card");
-    if !h.description.trim().is_empty() {
+    if describe && !h.description.trim().is_empty() {
         form.push("description", h.description.trim());
     }
     Ok(form

@@ -84,6 +84,7 @@ async fn stripe_serving(verb: &str, at: &str, body: Value) -> (MockServer, Strip
         connect_client_id: Some("ca_contract".into()),
         webhook_secret: None,
         checkout: CheckoutKind::Hosted,
+        describe_intents: true,
     };
     let options = ClientOptions {
         max_retries: 0,

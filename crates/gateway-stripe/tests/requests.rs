@@ -83,6 +83,7 @@ impl Stub {
             connect_client_id: Some("ca_TestClient123".into()),
             webhook_secret: Some("whsec_test_secret".into()),
             checkout,
+            describe_intents: true,
         }
     }
 
@@ -350,6 +351,32 @@ async fn a_zero_decimal_currency_is_sent_in_whole_units() {
         "a blank description is not sent"
     );
     assert_eq!(snapshot.amount, Money::from_minor(3000, Currency::Jpy));
+}
+
+#[tokio::test]
+async fn the_description_can_be_left_out_for_peers_that_refuse_it() {
+    let stub = Stub::start().await;
+    stub.answer(
+        "POST",
+        "/v1/payment_intents",
+        200,
+        pi("requires_payment_method", 0, 0, Value::Null),
+    )
+    .await;
+    let quiet = StripeGateway::new(
+        &StripeSettings {
+            describe_intents: false,
+            ..stub.settings(CheckoutKind::Hosted)
+        },
+        fast(),
+    )
+    .unwrap();
+    quiet.create_hold(&hold()).await.unwrap();
+    stub.gateway().create_hold(&hold()).await.unwrap();
+    let requests = stub.requests().await;
+    let has_description = |i: usize| form(&requests[i]).iter().any(|(k, _)| k == "description");
+    assert!(!has_description(0), "left out when asked");
+    assert!(has_description(1), "sent by default");
 }
 
 #[tokio::test]
@@ -1102,6 +1129,7 @@ async fn broken_connections_are_retried_for_keyed_writes() {
         connect_client_id: None,
         webhook_secret: None,
         checkout: CheckoutKind::Hosted,
+        describe_intents: true,
     };
     let gateway = StripeGateway::new(&settings, fast()).unwrap();
     let err = gateway.create_hold(&hold()).await.unwrap_err();
@@ -1119,6 +1147,7 @@ async fn an_oauth_code_is_not_sent_again_once_stripe_may_have_seen_it() {
         connect_client_id: Some("ca_TestClient123".into()),
         webhook_secret: None,
         checkout: CheckoutKind::Hosted,
+        describe_intents: true,
     };
     let gateway = StripeGateway::new(&settings, fast()).unwrap();
     let err = gateway.exchange_code("ac_123").await.unwrap_err();
@@ -1626,6 +1655,7 @@ fn a_gateway_needs_a_key_and_http_bases() {
         connect_client_id: None,
         webhook_secret: None,
         checkout: CheckoutKind::Hosted,
+        describe_intents: true,
     };
     assert_eq!(
         StripeGateway::new(&settings, fast()).err(),

@@ -100,11 +100,20 @@ impl PaymentService {
             .capture(account, intent, &amount, &key)
             .await
         {
-            Ok(snapshot) => Ok(self
-                .ledger
-                .apply_snapshot(payment.id(), &snapshot, &who)
-                .await?
-                .payment),
+            Ok(mut snapshot) => {
+                // A successful capture captured the `amount_to_capture` sent, unless the
+                // gateway reports its own figure.
+                if snapshot.status == IntentStatus::Succeeded
+                    && !snapshot.amount_received.is_positive()
+                {
+                    snapshot.amount_received = amount;
+                }
+                Ok(self
+                    .ledger
+                    .apply_snapshot(payment.id(), &snapshot, &who)
+                    .await?
+                    .payment)
+            }
             Err(e) => Err(self.ledger.settle_failure(&payment, e, &who).await),
         }
     }

@@ -151,6 +151,7 @@ impl LocalstripePeer {
             webhook_secret: None,
             // localstripe has no Checkout: the Payment Element path.
             checkout: CheckoutKind::Elements,
+            describe_intents: true,
         };
         let options = ClientOptions {
             initial_backoff: std::time::Duration::from_millis(50),

@@ -1734,3 +1734,33 @@ async fn the_observer_hears_each_committed_status_change() {
         (PaymentStatus::Incomplete, PaymentStatus::Authorized)
     );
 }
+
+#[tokio::test]
+async fn a_capture_answer_without_the_captured_amount_records_the_amount_sent() {
+    let mut m = Mocks::new();
+    let held = authorized();
+    m.consultations
+        .expect_get()
+        .returning(move |_| Ok(record(Some(authorized()))));
+    m.payment_is(&held);
+    m.payments.expect_update().returning(|_, _, _| Ok(()));
+    let mut answer = succeeded_snapshot(1800);
+    answer.amount_received = eur(0);
+    m.gateway
+        .expect_capture()
+        .times(1)
+        .returning(move |_, _, _, _| Ok(answer.clone()));
+
+    let p = m
+        .build()
+        .payments
+        .validate(
+            &dr(),
+            CONSULTATION,
+            &AmountInput::parse("18", None).unwrap(),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(p.captured(), Some(eur(1800)));
+}
