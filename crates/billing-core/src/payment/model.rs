@@ -9,7 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 
 use crate::fees::{Fee, FeeSchedule};
 use crate::ids::{
@@ -875,6 +875,9 @@ impl Payment {
                 amount,
                 capture_before,
             } => {
+                // Microseconds: what every store keeps, so a deadline read back (or
+                // replayed by the gateway) compares equal.
+                let capture_before = &capture_before.map(|d| d.trunc_subsecs(6));
                 self.same_currency(amount)?;
                 if !amount.is_positive() {
                     return Err(TransitionError::AmountNotPositive);
@@ -898,7 +901,8 @@ impl Payment {
                 next.authorized_at = Some(authorized_at);
                 next.capture_before = Some(
                     capture_before
-                        .unwrap_or(authorized_at + Duration::days(DEFAULT_HOLD_VALIDITY_DAYS)),
+                        .unwrap_or(authorized_at + Duration::days(DEFAULT_HOLD_VALIDITY_DAYS))
+                        .trunc_subsecs(6),
                 );
                 next.failure = None;
             }

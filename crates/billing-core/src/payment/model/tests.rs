@@ -183,6 +183,22 @@ fn a_hold_gets_a_seven_day_deadline_unless_the_gateway_gives_one() {
 }
 
 #[test]
+fn a_replayed_hold_with_a_nanosecond_deadline_changes_nothing() {
+    let deadline = t0() + Duration::days(6) + Duration::nanoseconds(123_456_789);
+    let hold = PaymentEvent::HoldPlaced {
+        amount: eur(2500),
+        capture_before: Some(deadline),
+    };
+    let p = changed(new_payment(2500).apply(&hold, t0()).unwrap());
+    assert_eq!(
+        p.capture_before()
+            .map(|d| d.timestamp_subsec_nanos() % 1000),
+        Some(0)
+    );
+    assert_eq!(p.apply_from_gateway(&hold, t0()), Ok(Applied::Unchanged));
+}
+
+#[test]
 fn holds_near_their_deadline_are_expiring_and_then_lapsed() {
     let p = authorized(2500);
     let window = Duration::hours(48);
