@@ -74,7 +74,13 @@ pub fn app(state: HttpState) -> impl Endpoint {
     routes
         .data(state)
         .with(limit::BodyLimit(body_limit))
-        .catch_all_error(|err| async move { Problem::from_poem(err).into_response() })
+        .catch_all_error(|err| async move {
+            if err.data::<web::Rendered>().is_some() {
+                err.into_response()
+            } else {
+                Problem::from_poem(err).into_response()
+            }
+        })
         .with(CatchPanic::new().with_handler(|_| {
             Problem::new(
                 poem::http::StatusCode::INTERNAL_SERVER_ERROR,

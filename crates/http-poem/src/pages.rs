@@ -7,16 +7,14 @@ use billing_core::consultation::service::PayPage;
 use billing_core::gateway::SandboxNext;
 use billing_core::ids::CheckoutSessionId;
 use billing_core::practitioner::service::OAuthCallback;
-use poem::http::StatusCode;
 use poem::session::Session;
-use poem::web::cookie::CookieJar;
-use poem::web::{CsrfToken, CsrfVerifier, Data, Form, Path, Query, Redirect};
-use poem::{IntoResponse, Request, Response, handler};
+use poem::web::{Data, Path, Query, Redirect};
+use poem::{IntoResponse, Response, handler};
 use serde::Deserialize;
 
 use crate::problem::{Problem, status_of};
 use crate::state::{HttpSettings, HttpState};
-use crate::web::{Ctx, Layout, MessagePage, format, message, render, staff};
+use crate::web::{Checked, Ctx, Layout, MessagePage, format, message, render, staff};
 use crate::wire::{FailureView, PayView, StatusLabel, amount};
 
 /// The pay page's data, as the JSON API and the HTML page both show it.
@@ -86,14 +84,11 @@ fn continue_to(ctx: &Ctx, url: &str, text: &str) -> Response {
 /// than the signed-in practitioner is refused.
 #[handler]
 pub async fn oauth_callback(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
+    ctx: Ctx,
     session: &Session,
     Query(q): Query<CallbackQuery>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let ctx = Ctx::new(req, jar, csrf, state);
     let signed_in = staff(session, state).await;
     let callback = OAuthCallback {
         code: q.code,
@@ -148,13 +143,10 @@ struct SandboxAuthorize {
 /// Sandbox stand-in for Stripe's OAuth consent page.
 #[handler]
 pub async fn sandbox_authorize(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
+    ctx: Ctx,
     Query(q): Query<AuthorizeQuery>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let ctx = Ctx::new(req, jar, csrf, state);
     let Some(sandbox) = &state.billing.sandbox else {
         return Problem::not_found().into_response();
     };
@@ -210,13 +202,10 @@ struct SandboxCheckoutPage {
 /// Sandbox stand-in for Stripe Checkout: Stripe's test cards.
 #[handler]
 pub async fn sandbox_checkout_page(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
+    ctx: Ctx,
     Path(id): Path<String>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let ctx = Ctx::new(req, jar, csrf, state);
     let Some(sandbox) = &state.billing.sandbox else {
         return Problem::not_found().into_response();
     };
@@ -253,32 +242,21 @@ fn sandbox_next(
     }
 }
 
-fn csrf_refused() -> Response {
-    Problem::new(StatusCode::FORBIDDEN, "forbidden")
-        .detail("invalid CSRF token")
-        .into_response()
-}
-
 #[derive(Debug, Deserialize)]
 pub struct PayForm {
-    csrf_token: String,
     payment_method: String,
 }
 
 /// Pays the sandbox session with a Stripe test payment method.
 #[handler]
 pub async fn sandbox_checkout_pay(
-    verifier: &CsrfVerifier,
     Path(id): Path<String>,
-    Form(form): Form<PayForm>,
+    Checked(form): Checked<PayForm>,
     Data(state): Data<&HttpState>,
 ) -> Response {
     let Some(sandbox) = &state.billing.sandbox else {
         return Problem::not_found().into_response();
     };
-    if !verifier.is_valid(&form.csrf_token) {
-        return csrf_refused();
-    }
     let session = match session(&id) {
         Ok(s) => s,
         Err(p) => return p.into_response(),
@@ -292,24 +270,19 @@ pub async fn sandbox_checkout_pay(
 
 #[derive(Debug, Deserialize)]
 pub struct AuthenticateForm {
-    csrf_token: String,
     result: String,
 }
 
 /// Answers the sandbox's 3-D Secure challenge.
 #[handler]
 pub async fn sandbox_checkout_authenticate(
-    verifier: &CsrfVerifier,
     Path(id): Path<String>,
-    Form(form): Form<AuthenticateForm>,
+    Checked(form): Checked<AuthenticateForm>,
     Data(state): Data<&HttpState>,
 ) -> Response {
     let Some(sandbox) = &state.billing.sandbox else {
         return Problem::not_found().into_response();
     };
-    if !verifier.is_valid(&form.csrf_token) {
-        return csrf_refused();
-    }
     let session = match session(&id) {
         Ok(s) => s,
         Err(p) => return p.into_response(),

@@ -20,14 +20,15 @@ use chrono_tz::Tz;
 use poem::http::StatusCode;
 use poem::session::Session;
 use poem::web::cookie::CookieJar;
-use poem::web::{CsrfToken, CsrfVerifier, Data, Form, Path, Query, Redirect};
-use poem::{IntoResponse, Request, Response, handler};
+use poem::web::{Data, Path, Query, Redirect};
+use poem::{FromRequest, IntoResponse, Request, RequestBody, Response, handler};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::i18n::Texts;
 use super::{
-    Ctx, Layout, SESSION_TOKEN, csrf_ok, format, message, render, staff, user_box, with_status,
+    Checked, Ctx, Layout, NoFields, SESSION_TOKEN, format, http_state, message, render, rendered,
+    staff, user_box, with_status,
 };
 use crate::problem::Problem;
 use crate::state::HttpState;
@@ -69,24 +70,16 @@ impl Staff {
     }
 }
 
-/// Loads the signed-in staff member, or answers with the way to the sign-in page.
-async fn signed_in(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    session: &Session,
-    state: &HttpState,
-) -> Result<Staff, Response> {
-    let ctx = Ctx::new(req, jar, csrf, state);
-    let Some(actor) = staff(session, state).await else {
-        return Err(Redirect::see_other("/dashboard/login").into_response());
-    };
-    let Some(first) = (match &actor {
+/// Loads the signed-in staff member and their first practitioner, or answers with the
+/// way to the sign-in page.
+async fn signed_in(ctx: Ctx, session: &Session, state: &HttpState) -> Result<Staff, Response> {
+    let login = || Redirect::see_other("/dashboard/login").into_response();
+    let actor = staff(session, state).await.ok_or_else(login)?;
+    let first = match &actor {
         Actor::Staff(u) => u.role.practitioners().first().copied(),
         _ => None,
-    }) else {
-        return Err(Redirect::see_other("/dashboard/login").into_response());
-    };
+    }
+    .ok_or_else(login)?;
     match state.billing.catalogue.practitioner(&actor, first).await {
         Ok(practitioner) => Ok(Staff {
             ctx,
@@ -97,28 +90,15 @@ async fn signed_in(
     }
 }
 
-/// Like [`signed_in`], and the form's CSRF token must be valid.
-async fn signed_in_form(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    verifier: &CsrfVerifier,
-    token: &str,
-    session: &Session,
-    state: &HttpState,
-) -> Result<Staff, Response> {
-    let staff = signed_in(req, jar, csrf, session, state).await?;
-    if !csrf_ok(verifier, token) {
-        let ctx = &staff.ctx;
-        return Err(message(
-            ctx,
-            StatusCode::FORBIDDEN,
-            ctx.t.error_title,
-            ctx.t.flash_csrf,
-            Some(("/dashboard", ctx.t.back)),
-        ));
+/// The signed-in staff member, as an extractor: handlers that take one are only
+/// reached signed in; anybody else is sent to the sign-in page.
+impl<'a> FromRequest<'a> for Staff {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let ctx = Ctx::from_request(req, body).await?;
+        let state = http_state(req)?;
+        let session = <&Session>::from_request(req, body).await?;
+        signed_in(ctx, session, state).await.map_err(rendered)
     }
-    Ok(staff)
 }
 
 #[derive(Debug)]
@@ -305,17 +285,10 @@ struct LoginTemplate {
 }
 
 #[handler]
-pub async fn login_page(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    session: &Session,
-    Data(state): Data<&HttpState>,
-) -> Response {
+pub async fn login_page(ctx: Ctx, session: &Session, Data(state): Data<&HttpState>) -> Response {
     if staff(session, state).await.is_some() {
         return Redirect::see_other("/dashboard").into_response();
     }
-    let ctx = Ctx::new(req, jar, csrf, state);
     render(&LoginTemplate {
         layout: ctx.layout(ctx.t.login_title, None, ""),
         failed: false,
@@ -324,30 +297,16 @@ pub async fn login_page(
 
 #[derive(Debug, Deserialize)]
 pub struct LoginForm {
-    csrf_token: String,
     token: String,
 }
 
 #[handler]
 pub async fn login_submit(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    verifier: &CsrfVerifier,
+    ctx: Ctx,
     session: &Session,
-    Form(form): Form<LoginForm>,
+    Checked(form): Checked<LoginForm>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let ctx = Ctx::new(req, jar, csrf, state);
-    if !csrf_ok(verifier, &form.csrf_token) {
-        return message(
-            &ctx,
-            StatusCode::FORBIDDEN,
-            ctx.t.error_title,
-            ctx.t.flash_csrf,
-            Some(("/dashboard/login", ctx.t.back)),
-        );
-    }
     match state
         .billing
         .staff
@@ -370,20 +329,13 @@ pub async fn login_submit(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct CsrfForm {
-    csrf_token: String,
+pub struct UnlinkForm {
     force: Option<String>,
 }
 
 #[handler]
-pub async fn logout_submit(
-    verifier: &CsrfVerifier,
-    session: &Session,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    if csrf_ok(verifier, &form.csrf_token) {
-        session.purge();
-    }
+pub async fn logout_submit(session: &Session, _: Checked<NoFields>) -> Response {
+    session.purge();
     Redirect::see_other("/dashboard/login").into_response()
 }
 
@@ -566,17 +518,10 @@ fn query_string(q: &OverviewQuery, cursor: Option<&str>) -> String {
 
 #[handler]
 pub async fn overview(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    session: &Session,
+    s: Staff,
     Query(q): Query<OverviewQuery>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let s = match signed_in(req, jar, csrf, session, state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let (t, lang, tz) = (s.ctx.t, s.ctx.lang, s.tz());
     let b = &state.billing;
     let may_validate = s.may(Action::ValidateAct);
@@ -682,17 +627,10 @@ pub async fn overview(
 /// The payments table as CSV (same filters as the page).
 #[handler]
 pub async fn csv_download(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    session: &Session,
+    s: Staff,
     Query(q): Query<OverviewQuery>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let s = match signed_in(req, jar, csrf, session, state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let filter = match filter_of(&q, s.tz()) {
         Ok(f) => f,
         Err(e) => return Problem::from(e).into_response(),
@@ -705,100 +643,61 @@ pub async fn csv_download(
 
 // ---------------------------------------------------------------- Stripe panel actions
 
+/// The Stripe panel's buttons: on to where Stripe (or the next page) takes the
+/// practitioner, or why not.
+fn stripe_step(s: &Staff, next: Result<String, BillingError>) -> Response {
+    match next {
+        Ok(url) => Redirect::see_other(url).into_response(),
+        Err(e) => message(
+            &s.ctx,
+            StatusCode::CONFLICT,
+            s.ctx.t.error_title,
+            &error_text(&e, s.ctx.lang),
+            Some(("/dashboard", s.ctx.t.back)),
+        ),
+    }
+}
+
 #[handler]
-#[allow(clippy::too_many_arguments)]
 pub async fn stripe_link(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    verifier: &CsrfVerifier,
-    session: &Session,
-    Form(form): Form<CsrfForm>,
+    s: Staff,
+    _: Checked<NoFields>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let s = match signed_in_form(req, jar, csrf, verifier, &form.csrf_token, session, state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    match state
+    let next = state
         .billing
         .connect
         .start_oauth(&s.actor, s.practitioner.id)
-        .await
-    {
-        Ok(url) => Redirect::see_other(url).into_response(),
-        Err(e) => message(
-            &s.ctx,
-            StatusCode::CONFLICT,
-            s.ctx.t.error_title,
-            &error_text(&e, s.ctx.lang),
-            Some(("/dashboard", s.ctx.t.back)),
-        ),
-    }
+        .await;
+    stripe_step(&s, next)
 }
 
 #[handler]
-#[allow(clippy::too_many_arguments)]
 pub async fn stripe_onboard(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    verifier: &CsrfVerifier,
-    session: &Session,
-    Form(form): Form<CsrfForm>,
+    s: Staff,
+    _: Checked<NoFields>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let s = match signed_in_form(req, jar, csrf, verifier, &form.csrf_token, session, state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    match state
+    let next = state
         .billing
         .connect
         .start_onboarding(&s.actor, s.practitioner.id)
-        .await
-    {
-        Ok(url) => Redirect::see_other(url).into_response(),
-        Err(e) => message(
-            &s.ctx,
-            StatusCode::CONFLICT,
-            s.ctx.t.error_title,
-            &error_text(&e, s.ctx.lang),
-            Some(("/dashboard", s.ctx.t.back)),
-        ),
-    }
+        .await;
+    stripe_step(&s, next)
 }
 
 #[handler]
-#[allow(clippy::too_many_arguments)]
 pub async fn stripe_verify(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    verifier: &CsrfVerifier,
-    session: &Session,
-    Form(form): Form<CsrfForm>,
+    s: Staff,
+    _: Checked<NoFields>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let s = match signed_in_form(req, jar, csrf, verifier, &form.csrf_token, session, state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    match state
+    let next = state
         .billing
         .connect
         .verify(&s.actor, s.practitioner.id)
-        .await
-    {
-        Ok(_) => Redirect::see_other("/dashboard?flash=verified").into_response(),
-        Err(e) => message(
-            &s.ctx,
-            StatusCode::CONFLICT,
-            s.ctx.t.error_title,
-            &error_text(&e, s.ctx.lang),
-            Some(("/dashboard", s.ctx.t.back)),
-        ),
-    }
+        .await;
+    stripe_step(&s, next.map(|_| "/dashboard?flash=verified".to_owned()))
 }
 
 #[derive(Template)]
@@ -812,17 +711,7 @@ struct UnlinkTemplate {
 }
 
 #[handler]
-pub async fn unlink_page(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    session: &Session,
-    Data(state): Data<&HttpState>,
-) -> Response {
-    let s = match signed_in(req, jar, csrf, session, state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub async fn unlink_page(s: Staff) -> Response {
     if !s.may(Action::UnlinkStripe) {
         return message(
             &s.ctx,
@@ -846,20 +735,11 @@ pub async fn unlink_page(
 }
 
 #[handler]
-#[allow(clippy::too_many_arguments)]
 pub async fn unlink_submit(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    verifier: &CsrfVerifier,
-    session: &Session,
-    Form(form): Form<CsrfForm>,
+    s: Staff,
+    Checked(form): Checked<UnlinkForm>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let s = match signed_in_form(req, jar, csrf, verifier, &form.csrf_token, session, state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let force = form.force.as_deref() == Some("true");
     match state
         .billing
@@ -1002,18 +882,7 @@ fn schedule_of(
 }
 
 #[handler]
-pub async fn preferences_page(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    session: &Session,
-    Query(q): Query<OverviewQuery>,
-    Data(state): Data<&HttpState>,
-) -> Response {
-    let s = match signed_in(req, jar, csrf, session, state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub async fn preferences_page(s: Staff, Query(q): Query<OverviewQuery>) -> Response {
     if !s.may(Action::EditPreferences) {
         return Redirect::see_other("/dashboard").into_response();
     }
@@ -1038,7 +907,6 @@ pub async fn preferences_page(
 
 #[derive(Debug, Deserialize)]
 pub struct PreferencesFormData {
-    csrf_token: String,
     default_amount: String,
     max_amount: String,
     currency: String,
@@ -1048,20 +916,11 @@ pub struct PreferencesFormData {
 }
 
 #[handler]
-#[allow(clippy::too_many_arguments)]
 pub async fn preferences_submit(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    verifier: &CsrfVerifier,
-    session: &Session,
-    Form(f): Form<PreferencesFormData>,
+    s: Staff,
+    Checked(f): Checked<PreferencesFormData>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let s = match signed_in_form(req, jar, csrf, verifier, &f.csrf_token, session, state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let currency = f
         .currency
         .parse::<Currency>()
@@ -1214,17 +1073,10 @@ async fn services_response(
 
 #[handler]
 pub async fn services_page(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    session: &Session,
+    s: Staff,
     Query(q): Query<OverviewQuery>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let s = match signed_in(req, jar, csrf, session, state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     if !s.may(Action::ManageServices) {
         return Redirect::see_other("/dashboard").into_response();
     }
@@ -1233,27 +1085,17 @@ pub async fn services_page(
 
 #[derive(Debug, Deserialize)]
 pub struct ServiceForm {
-    csrf_token: String,
     name: String,
     amount: String,
     action: Option<String>,
 }
 
 #[handler]
-#[allow(clippy::too_many_arguments)]
 pub async fn add_service(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    verifier: &CsrfVerifier,
-    session: &Session,
-    Form(f): Form<ServiceForm>,
+    s: Staff,
+    Checked(f): Checked<ServiceForm>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let s = match signed_in_form(req, jar, csrf, verifier, &f.csrf_token, session, state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let result = match AmountInput::parse(&f.amount, None) {
         Ok(a) => {
             state
@@ -1271,21 +1113,12 @@ pub async fn add_service(
 }
 
 #[handler]
-#[allow(clippy::too_many_arguments)]
 pub async fn update_service(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    verifier: &CsrfVerifier,
-    session: &Session,
+    s: Staff,
     Path(id): Path<String>,
-    Form(f): Form<ServiceForm>,
+    Checked(f): Checked<ServiceForm>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let s = match signed_in_form(req, jar, csrf, verifier, &f.csrf_token, session, state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let Ok(id) = id.parse::<ServiceId>() else {
         return Problem::not_found().into_response();
     };
@@ -1412,17 +1245,7 @@ async fn schedule_response(
 }
 
 #[handler]
-pub async fn schedule_page(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    session: &Session,
-    Data(state): Data<&HttpState>,
-) -> Response {
-    let s = match signed_in(req, jar, csrf, session, state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub async fn schedule_page(s: Staff, Data(state): Data<&HttpState>) -> Response {
     let soon = Utc::now() + chrono::Duration::hours(1);
     let form = ScheduleFormView {
         starts_at: format::datetime_input(soon, s.tz()),
@@ -1439,7 +1262,6 @@ pub async fn schedule_page(
 
 #[derive(Debug, Deserialize)]
 pub struct ScheduleFormData {
-    csrf_token: String,
     practitioner_id: Option<String>,
     patient: String,
     email: Option<String>,
@@ -1459,21 +1281,11 @@ fn local_to_utc(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
 }
 
 #[handler]
-#[allow(clippy::too_many_arguments)]
 pub async fn schedule_submit(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    verifier: &CsrfVerifier,
-    session: &Session,
-    Form(f): Form<ScheduleFormData>,
+    mut s: Staff,
+    Checked(f): Checked<ScheduleFormData>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let mut s = match signed_in_form(req, jar, csrf, verifier, &f.csrf_token, session, state).await
-    {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     if let Some(pid) = f
         .practitioner_id
         .as_deref()
@@ -1660,18 +1472,11 @@ async fn payment_response(
 
 #[handler]
 pub async fn payment_page(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    session: &Session,
+    s: Staff,
     Path(id): Path<String>,
     Query(q): Query<OverviewQuery>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let s = match signed_in(req, jar, csrf, session, state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let Ok(id) = id.parse::<PaymentId>() else {
         return Problem::not_found().into_response();
     };
@@ -1688,7 +1493,6 @@ pub async fn payment_page(
 
 #[derive(Debug, Deserialize)]
 pub struct AmountForm {
-    csrf_token: String,
     amount: Option<String>,
 }
 
@@ -1708,21 +1512,12 @@ async fn consultation_of(
 
 /// Validate the act: capture the typed amount (≤ the hold).
 #[handler]
-#[allow(clippy::too_many_arguments)]
 pub async fn validate_submit(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    verifier: &CsrfVerifier,
-    session: &Session,
+    s: Staff,
     Path(id): Path<String>,
-    Form(f): Form<AmountForm>,
+    Checked(f): Checked<AmountForm>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let s = match signed_in_form(req, jar, csrf, verifier, &f.csrf_token, session, state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let Ok(id) = id.parse::<PaymentId>() else {
         return Problem::not_found().into_response();
     };
@@ -1760,21 +1555,12 @@ pub async fn validate_submit(
 }
 
 #[handler]
-#[allow(clippy::too_many_arguments)]
 pub async fn release_submit(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    verifier: &CsrfVerifier,
-    session: &Session,
+    s: Staff,
     Path(id): Path<String>,
-    Form(f): Form<AmountForm>,
+    _: Checked<NoFields>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let s = match signed_in_form(req, jar, csrf, verifier, &f.csrf_token, session, state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let Ok(id) = id.parse::<PaymentId>() else {
         return Problem::not_found().into_response();
     };
@@ -1803,21 +1589,12 @@ pub async fn release_submit(
 }
 
 #[handler]
-#[allow(clippy::too_many_arguments)]
 pub async fn refund_submit(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    verifier: &CsrfVerifier,
-    session: &Session,
+    s: Staff,
     Path(id): Path<String>,
-    Form(f): Form<AmountForm>,
+    Checked(f): Checked<AmountForm>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let s = match signed_in_form(req, jar, csrf, verifier, &f.csrf_token, session, state).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let Ok(id) = id.parse::<PaymentId>() else {
         return Problem::not_found().into_response();
     };

@@ -20,7 +20,10 @@ use poem::middleware::{CookieJarManager, Csrf, SetHeader};
 use poem::session::{CookieConfig, CookieSession, Session};
 use poem::web::cookie::{CookieJar, CookieKey, SameSite};
 use poem::web::{CsrfToken, CsrfVerifier, Html};
-use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response, Route, get, handler, post};
+use poem::{
+    Endpoint, EndpointExt, FromRequest, IntoResponse, Request, RequestBody, Response, Route, get,
+    handler, post,
+};
 use sha2::{Digest, Sha256};
 
 use crate::problem::Problem;
@@ -87,6 +90,66 @@ impl Ctx {
             nav,
             csrf: self.csrf.clone(),
         }
+    }
+}
+
+/// A page carried as an extractor's error (the sign-in redirect, the CSRF refusal):
+/// marked so that the routes' catch-all passes it through instead of turning it into
+/// a problem document.
+#[derive(Clone, Copy, Debug)]
+pub struct Rendered;
+
+pub fn rendered(resp: Response) -> poem::Error {
+    let mut err = poem::Error::from_response(resp);
+    err.set_data(Rendered);
+    err
+}
+
+/// The server state, which the routes attach to every request.
+pub fn http_state(req: &Request) -> poem::Result<&HttpState> {
+    req.data::<HttpState>()
+        .ok_or_else(|| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error").into())
+}
+
+impl<'a> FromRequest<'a> for Ctx {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let csrf = <&CsrfToken>::from_request(req, body).await?;
+        Ok(Ctx::new(req, req.cookie(), csrf, http_state(req)?))
+    }
+}
+
+/// A submitted form whose CSRF token was verified. A form without a valid token is
+/// answered with the refusal page and never reaches the handler.
+#[derive(Debug)]
+pub struct Checked<T>(pub T);
+
+/// A form with nothing but its CSRF token (a button).
+#[derive(Debug, serde::Deserialize)]
+pub struct NoFields {}
+
+#[derive(serde::Deserialize)]
+struct CsrfField {
+    csrf_token: String,
+}
+
+impl<'a, T: serde::de::DeserializeOwned> FromRequest<'a> for Checked<T> {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let ctx = Ctx::from_request(req, body).await?;
+        let bytes = body.take()?.into_bytes().await?;
+        let token = serde_urlencoded::from_bytes::<CsrfField>(&bytes).map(|f| f.csrf_token);
+        let verifier = <&CsrfVerifier>::from_request(req, body).await?;
+        if !token.is_ok_and(|t| verifier.is_valid(&t)) {
+            return Err(rendered(message(
+                &ctx,
+                StatusCode::FORBIDDEN,
+                ctx.t.error_title,
+                ctx.t.flash_csrf,
+                Some(("/dashboard", ctx.t.back)),
+            )));
+        }
+        serde_urlencoded::from_bytes::<T>(&bytes)
+            .map(Checked)
+            .map_err(|e| Problem::invalid("form", e.to_string()).into())
     }
 }
 
@@ -163,11 +226,6 @@ pub fn user_box(actor: &Actor, t: &Texts) -> Option<UserBox> {
 }
 
 pub const SESSION_TOKEN: &str = "staff_token";
-
-/// Checks a form's CSRF token.
-pub fn csrf_ok(verifier: &CsrfVerifier, token: &str) -> bool {
-    verifier.is_valid(token)
-}
 
 fn derive(secret: &[u8], purpose: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();

@@ -6,13 +6,11 @@ use billing_core::BillingError;
 use billing_core::consultation::service::PayPage;
 use billing_core::payment::model::PaymentStatus;
 use poem::http::StatusCode;
-use poem::session::Session;
-use poem::web::cookie::CookieJar;
-use poem::web::{CsrfToken, CsrfVerifier, Data, Form, Path, Query, Redirect};
-use poem::{IntoResponse, Request, Response, handler};
+use poem::web::{Data, Path, Query, Redirect};
+use poem::{IntoResponse, Response, handler};
 use serde::Deserialize;
 
-use super::{Ctx, Layout, csrf_ok, format, message, render, with_status};
+use super::{Checked, Ctx, Layout, NoFields, format, message, render, with_status};
 use crate::pages::pay_view;
 use crate::state::HttpState;
 
@@ -113,14 +111,11 @@ fn page_for(
 /// from the gateway first, so the hold shows at once even if the webhook is late.
 #[handler]
 pub async fn pay_page(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
+    ctx: Ctx,
     Path(token): Path<String>,
     Query(q): Query<PayQuery>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let ctx = Ctx::new(req, jar, csrf, state);
     match state
         .billing
         .patients
@@ -133,35 +128,15 @@ pub async fn pay_page(
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct CheckoutForm {
-    csrf_token: String,
-}
-
 /// "Pay now": starts the authorisation and sends the patient to Stripe Checkout (or
 /// the sandbox card page), or shows the Payment Element.
 #[handler]
-#[allow(clippy::too_many_arguments)]
 pub async fn checkout_submit(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
-    verifier: &CsrfVerifier,
-    _session: &Session,
+    ctx: Ctx,
     Path(token): Path<String>,
-    Form(form): Form<CheckoutForm>,
+    _: Checked<NoFields>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let ctx = Ctx::new(req, jar, csrf, state);
-    if !csrf_ok(verifier, &form.csrf_token) {
-        return message(
-            &ctx,
-            StatusCode::FORBIDDEN,
-            ctx.t.error_title,
-            ctx.t.flash_csrf,
-            Some((&format!("/pay/{token}"), ctx.t.back)),
-        );
-    }
     match state.billing.patients.start_checkout(&token).await {
         Ok(start) => {
             if let Some(url) = start.redirect_url {
@@ -217,13 +192,10 @@ pub async fn checkout_submit(
 /// the gate, as a page.
 #[handler]
 pub async fn waiting_room_page(
-    req: &Request,
-    jar: &CookieJar,
-    csrf: &CsrfToken,
+    ctx: Ctx,
     Path(token): Path<String>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let ctx = Ctx::new(req, jar, csrf, state);
     match state.billing.patients.access(&token).await {
         Ok(true) => message(
             &ctx,
