@@ -8,7 +8,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use billing_core::ids::PractitionerId;
+use billing_core::access::Role;
+use billing_core::ids::{PractitionerId, UserId};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use app::config::Config;
@@ -68,6 +69,18 @@ enum UserCommand {
         #[arg(long)]
         time_zone: Option<String>,
     },
+    /// List staff users, one JSON line each (`live_tokens: 0` = locked out).
+    List,
+    /// Issue a new token and revoke the old ones; prints `{"id": …, "token": …}`.
+    RotateToken {
+        /// The user's id.
+        id: UserId,
+    },
+    /// Revoke every token of a user (they can no longer sign in; open sessions end).
+    Revoke {
+        /// The user's id.
+        id: UserId,
+    },
 }
 
 fn main() -> ExitCode {
@@ -107,35 +120,9 @@ async fn run(command: Command, config: Config) -> Result<(), wiring::AppError> {
             println!("migrations applied");
             Ok(())
         }
-        Command::User {
-            command:
-                UserCommand::Add {
-                    role,
-                    name,
-                    for_,
-                    time_zone,
-                },
-        } => {
+        Command::User { command } => {
             let app = wiring::App::build(&config).await?;
-            let created = match role {
-                RoleArg::Practitioner => {
-                    if !for_.is_empty() {
-                        return Err(wiring::AppError::Usage(
-                            "--for only applies to secretaries".into(),
-                        ));
-                    }
-                    app.billing
-                        .staff
-                        .add_practitioner(&name, time_zone.as_deref())
-                        .await?
-                }
-                RoleArg::Secretary => app.billing.staff.add_secretary(&name, &for_).await?,
-            };
-            println!(
-                "{}",
-                serde_json::json!({ "id": created.id.to_string(), "token": created.token.expose() })
-            );
-            Ok(())
+            user(&app, command).await
         }
         Command::Reconcile => {
             let app = wiring::App::build(&config).await?;
@@ -164,4 +151,70 @@ async fn run(command: Command, config: Config) -> Result<(), wiring::AppError> {
             Ok(())
         }
     }
+}
+
+async fn user(app: &wiring::App, command: UserCommand) -> Result<(), wiring::AppError> {
+    let staff = &app.billing.staff;
+    match command {
+        UserCommand::Add {
+            role,
+            name,
+            for_,
+            time_zone,
+        } => {
+            let created = match role {
+                RoleArg::Practitioner => {
+                    if !for_.is_empty() {
+                        return Err(wiring::AppError::Usage(
+                            "--for only applies to secretaries".into(),
+                        ));
+                    }
+                    staff.add_practitioner(&name, time_zone.as_deref()).await?
+                }
+                RoleArg::Secretary => staff.add_secretary(&name, &for_).await?,
+            };
+            print_token(&created);
+        }
+        UserCommand::List => {
+            for record in staff.list_users().await? {
+                let practitioners: Vec<String> = record
+                    .user
+                    .role
+                    .practitioners()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "id": record.user.id.to_string(),
+                        "name": record.user.name,
+                        "role": record.user.role.kind().as_str(),
+                        "practitioners": match record.user.role {
+                            Role::Practitioner(_) => serde_json::Value::Null,
+                            Role::Secretary(_) => practitioners.into(),
+                        },
+                        "created_at": record.created_at.to_rfc3339(),
+                        "live_tokens": record.live_tokens,
+                    })
+                );
+            }
+        }
+        UserCommand::RotateToken { id } => print_token(&staff.rotate_token(id).await?),
+        UserCommand::Revoke { id } => {
+            let revoked = staff.revoke_tokens(id).await?;
+            println!(
+                "{}",
+                serde_json::json!({ "id": id.to_string(), "revoked_tokens": revoked })
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_token(created: &billing_core::staff::NewStaff) {
+    println!(
+        "{}",
+        serde_json::json!({ "id": created.id.to_string(), "token": created.token.expose() })
+    );
 }

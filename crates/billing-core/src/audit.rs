@@ -85,10 +85,12 @@ pub enum AuditAction {
     Refunded,
     FeeReported,
     UserCreated,
+    TokenRotated,
+    TokensRevoked,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 19] = [
+    pub const ALL: [AuditAction; 21] = [
         AuditAction::StripeLinkStarted,
         AuditAction::StripeLinked,
         AuditAction::StripeVerified,
@@ -108,6 +110,8 @@ impl AuditAction {
         AuditAction::Refunded,
         AuditAction::FeeReported,
         AuditAction::UserCreated,
+        AuditAction::TokenRotated,
+        AuditAction::TokensRevoked,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -131,6 +135,8 @@ impl AuditAction {
             AuditAction::Refunded => "payment.refunded",
             AuditAction::FeeReported => "payment.fee_reported",
             AuditAction::UserCreated => "user.created",
+            AuditAction::TokenRotated => "user.token_rotated",
+            AuditAction::TokensRevoked => "user.tokens_revoked",
         }
     }
 }

@@ -35,7 +35,8 @@
 //! use billing_core::practitioner::model::Practitioner;
 //! use billing_core::repository::RepositoryError;
 //! use billing_core::secrets::TokenHash;
-//! use billing_core::staff::{StaffService, UserRepository};
+//! use billing_core::ids::UserId;
+//! use billing_core::staff::{StaffRecord, StaffService, UserRepository};
 //! use billing_core::system::{IdGenerator, SecretGenerator, SystemClock};
 //! use billing_core::BillingConfig;
 //! use chrono::{DateTime, Utc};
@@ -75,6 +76,30 @@
 //!     async fn count(&self) -> Result<u64, RepositoryError> {
 //!         Ok(self.0.lock().unwrap().len() as u64)
 //!     }
+//!     async fn get_user(&self, id: UserId) -> Result<StaffUser, RepositoryError> {
+//!         let users = self.0.lock().unwrap();
+//!         users.values().find(|u| u.id == id).cloned().ok_or(RepositoryError::NotFound)
+//!     }
+//!     async fn list_users(&self) -> Result<Vec<StaffRecord>, RepositoryError> {
+//!         Ok(Vec::new()) // not needed here
+//!     }
+//!     async fn replace_tokens(
+//!         &self,
+//!         id: UserId,
+//!         replacement: Option<TokenHash>,
+//!         _at: DateTime<Utc>,
+//!         _audit: &[AuditEntry],
+//!     ) -> Result<u64, RepositoryError> {
+//!         let mut users = self.0.lock().unwrap();
+//!         let user = users.values().find(|u| u.id == id).cloned().ok_or(RepositoryError::NotFound)?;
+//!         let before = users.len();
+//!         users.retain(|_, u| u.id != id);
+//!         let revoked = (before - users.len()) as u64;
+//!         if let Some(hash) = replacement {
+//!             users.insert(hash, user);
+//!         }
+//!         Ok(revoked)
+//!     }
 //! }
 //!
 //! /// Deterministic ids and secrets, as a test of yours might use.
@@ -104,6 +129,10 @@
 //! let created = staff.add_practitioner("Dr Estival", Some("Europe/Paris")).await?;
 //! let actor = staff.authenticate(Some(created.token.expose())).await?;
 //! assert!(matches!(actor, Actor::Staff(StaffUser { role: Role::Practitioner(_), .. })));
+//! // A rotated token replaces the old one at once.
+//! let rotated = staff.rotate_token(created.id).await?;
+//! assert!(staff.authenticate(Some(created.token.expose())).await.is_err());
+//! assert!(staff.authenticate(Some(rotated.token.expose())).await.is_ok());
 //! // The fee preview the practitioner sees (C7): 25.00 € → 0.60 € fee, 24.40 € net.
 //! let schedule = billing_core::fees::FeeSchedule::default_for(billing_core::money::Currency::Eur);
 //! let estimate = schedule.estimate(&billing_core::money::Money::parse("25,00", billing_core::money::Currency::Eur)?)?;

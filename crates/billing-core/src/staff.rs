@@ -48,6 +48,37 @@ pub trait UserRepository: Send + Sync {
 
     /// Number of staff users: zero on a fresh database.
     async fn count(&self) -> Result<u64, RepositoryError>;
+
+    /// The staff user with this id. MUST return [`RepositoryError::NotFound`] if
+    /// there is none.
+    async fn get_user(&self, id: UserId) -> Result<StaffUser, RepositoryError>;
+
+    /// Every staff user, oldest first, with how many of their tokens still open a
+    /// session.
+    async fn list_users(&self) -> Result<Vec<StaffRecord>, RepositoryError>;
+
+    /// Revokes (at `at`) every token of `user` that is not yet revoked and, given a
+    /// `replacement`, stores it as the user's one live token; appends `audit`. All of
+    /// it commits together or not at all. Returns how many tokens were revoked.
+    /// MUST return [`RepositoryError::NotFound`] if the user does not exist and
+    /// [`RepositoryError::Duplicate`] if the replacement hash exists; nothing is
+    /// written then.
+    async fn replace_tokens(
+        &self,
+        user: UserId,
+        replacement: Option<TokenHash>,
+        at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> Result<u64, RepositoryError>;
+}
+
+/// A staff user as the operator sees them in a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaffRecord {
+    pub user: StaffUser,
+    pub created_at: DateTime<Utc>,
+    /// Tokens that still sign in; 0 means the user is locked out.
+    pub live_tokens: u64,
 }
 
 /// A user just created, with the token to show once.
@@ -174,6 +205,60 @@ impl StaffService {
     pub async fn is_empty(&self) -> Result<bool, BillingError> {
         Ok(self.users.count().await? == 0)
     }
+
+    /// Every staff user, oldest first (for the operator).
+    pub async fn list_users(&self) -> Result<Vec<StaffRecord>, BillingError> {
+        Ok(self.users.list_users().await?)
+    }
+
+    /// Issues a new token to `user` and revokes every previous one: sessions opened
+    /// with an old token end at their next request. The new token is shown once.
+    pub async fn rotate_token(&self, user: UserId) -> Result<NewStaff, BillingError> {
+        let token = StaffToken::from_random(&self.secrets.secret());
+        self.replace_tokens(user, Some(token.hash()), AuditAction::TokenRotated)
+            .await?;
+        Ok(NewStaff { id: user, token })
+    }
+
+    /// Revokes every token of `user` (someone who left the practice): they can no
+    /// longer sign in, and open sessions end at their next request. Returns how many
+    /// tokens were live. [`StaffService::rotate_token`] lets them in again.
+    pub async fn revoke_tokens(&self, user: UserId) -> Result<u64, BillingError> {
+        self.replace_tokens(user, None, AuditAction::TokensRevoked)
+            .await
+    }
+
+    async fn replace_tokens(
+        &self,
+        user: UserId,
+        replacement: Option<TokenHash>,
+        action: AuditAction,
+    ) -> Result<u64, BillingError> {
+        let now = now_micros(self.clock.as_ref());
+        let staff = match self.users.get_user(user).await {
+            Err(RepositoryError::NotFound) => return Err(BillingError::NotFound("user")),
+            other => other?,
+        };
+        // Each practitioner the user acts for sees the change in their audit trail.
+        let audit: Vec<AuditEntry> = staff
+            .role
+            .practitioners()
+            .into_iter()
+            .map(|p| {
+                AuditEntry::new(now, p, AuditActor::System, action)
+                    .subject(user.as_uuid())
+                    .detail(staff.role.kind().as_str())
+            })
+            .collect();
+        match self
+            .users
+            .replace_tokens(user, replacement, now, &audit)
+            .await
+        {
+            Err(RepositoryError::NotFound) => Err(BillingError::NotFound("user")),
+            other => Ok(other?),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -258,5 +343,86 @@ mod tests {
         assert_eq!(err.code(), "not_found");
         let err = svc.add_secretary("Accueil", &[]).await.unwrap_err();
         assert_eq!(err.code(), "validation_failed");
+    }
+
+    fn pid(n: u128) -> PractitionerId {
+        PractitionerId::from_uuid(Uuid::from_u128(n))
+    }
+
+    #[tokio::test]
+    async fn rotating_a_secretarys_token_replaces_every_old_one_and_tells_each_practitioner() {
+        let user = UserId::from_uuid(Uuid::from_u128(42));
+        let mut users = MockUserRepository::new();
+        users.expect_get_user().returning(move |id| {
+            Ok(StaffUser {
+                id,
+                name: "Accueil".into(),
+                role: Role::Secretary(BTreeSet::from([pid(2), pid(1)])),
+            })
+        });
+        let expected_hash = StaffToken::from_random(RANDOM).hash();
+        users
+            .expect_replace_tokens()
+            .withf(move |id, replacement, at, audit| {
+                *id == user
+                    && replacement.as_ref() == Some(&expected_hash)
+                    && *at == Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap()
+                    && audit.iter().map(|a| a.practitioner).collect::<Vec<_>>() == [pid(1), pid(2)]
+                    && audit.iter().all(|a| {
+                        a.action == AuditAction::TokenRotated
+                            && a.subject == Some(user.as_uuid())
+                            && a.actor == AuditActor::System
+                    })
+            })
+            .times(1)
+            .returning(|_, _, _, _| Ok(2));
+        let svc = service(users);
+        let issued = svc.rotate_token(user).await.unwrap();
+        assert_eq!(issued.id, user);
+        assert_eq!(issued.token.expose(), format!("cpt_{RANDOM}"));
+    }
+
+    #[tokio::test]
+    async fn revoking_stores_no_replacement_and_reports_how_many_tokens_were_live() {
+        let user = UserId::from_uuid(pid(3).as_uuid());
+        let mut users = MockUserRepository::new();
+        users.expect_get_user().returning(|id| {
+            Ok(StaffUser {
+                id,
+                name: "Dr Estival".into(),
+                role: Role::Practitioner(pid(3)),
+            })
+        });
+        users
+            .expect_replace_tokens()
+            .withf(|_, replacement, _, audit| {
+                replacement.is_none()
+                    && audit.len() == 1
+                    && audit[0].practitioner == pid(3)
+                    && audit[0].action == AuditAction::TokensRevoked
+            })
+            .times(1)
+            .returning(|_, _, _, _| Ok(1));
+        let svc = service(users);
+        assert_eq!(svc.revoke_tokens(user).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_is_not_found_and_nothing_is_replaced() {
+        let mut users = MockUserRepository::new();
+        users
+            .expect_get_user()
+            .returning(|_| Err(RepositoryError::NotFound));
+        users.expect_replace_tokens().never();
+        let svc = service(users);
+        let user = UserId::from_uuid(Uuid::from_u128(9));
+        assert_eq!(
+            svc.rotate_token(user).await.unwrap_err().code(),
+            "not_found"
+        );
+        assert_eq!(
+            svc.revoke_tokens(user).await.unwrap_err().code(),
+            "not_found"
+        );
     }
 }

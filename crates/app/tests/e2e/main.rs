@@ -4,4 +4,5 @@ mod authz;
 mod bad_input;
 mod flow;
 mod helpers;
+mod staff;
 mod webhooks;

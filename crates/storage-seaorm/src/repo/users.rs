@@ -1,7 +1,7 @@
 //! `UserRepository`: staff users, their hashed tokens, and the practitioner created
 //! with a practitioner's user.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use billing_core::access::{Role, StaffUser};
@@ -10,10 +10,12 @@ use billing_core::ids::UserId;
 use billing_core::practitioner::model::Practitioner;
 use billing_core::repository::RepositoryError;
 use billing_core::secrets::TokenHash;
-use billing_core::staff::UserRepository;
+use billing_core::staff::{StaffRecord, UserRepository};
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, prelude::Uuid,
 };
 
 use super::{append_audit, finish};
@@ -32,9 +34,18 @@ async fn insert_user<C: ConnectionTrait>(
         .exec_without_returning(db)
         .await
         .map_err(|e| write_error(e, "user"))?;
+    insert_token(db, user.id, token, created_at).await
+}
+
+async fn insert_token<C: ConnectionTrait>(
+    db: &C,
+    user: UserId,
+    token: &TokenHash,
+    created_at: DateTime<Utc>,
+) -> Result<(), RepositoryError> {
     let token = staff_token::Model {
         hash: token.as_str().to_owned(),
-        user_id: user.id.as_uuid(),
+        user_id: user.as_uuid(),
         created_at: at(created_at),
         revoked_at: None,
     };
@@ -129,21 +140,7 @@ impl UserRepository for Store {
             .ok_or_else(|| {
                 RepositoryError::Corrupt(format!("staff_tokens: user {} missing", token.user_id))
             })?;
-        let works_for = if row.role == ROLE_SECRETARY {
-            secretary_link::Entity::find()
-                .filter(secretary_link::Column::UserId.eq(row.id))
-                .all(&self.db)
-                .await
-                .map_err(unavailable)?
-                .into_iter()
-                .map(|l| l.practitioner_id)
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect()
-        } else {
-            Vec::new()
-        };
-        user_from_row(row, works_for).map(Some)
+        load_user(&self.db, row).await.map(Some)
     }
 
     async fn count(&self) -> Result<u64, RepositoryError> {
@@ -152,4 +149,111 @@ impl UserRepository for Store {
             .await
             .map_err(unavailable)
     }
+
+    async fn get_user(&self, id: UserId) -> Result<StaffUser, RepositoryError> {
+        let row = user::Entity::find_by_id(id.as_uuid())
+            .one(&self.db)
+            .await
+            .map_err(unavailable)?
+            .ok_or(RepositoryError::NotFound)?;
+        load_user(&self.db, row).await
+    }
+
+    async fn list_users(&self) -> Result<Vec<StaffRecord>, RepositoryError> {
+        let rows = user::Entity::find()
+            .order_by_asc(user::Column::CreatedAt)
+            .order_by_asc(user::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(unavailable)?;
+        let mut works_for: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+        for link in secretary_link::Entity::find()
+            .order_by_asc(secretary_link::Column::PractitionerId)
+            .all(&self.db)
+            .await
+            .map_err(unavailable)?
+        {
+            works_for
+                .entry(link.user_id)
+                .or_default()
+                .push(link.practitioner_id);
+        }
+        let mut live: HashMap<Uuid, u64> = HashMap::new();
+        for user_id in staff_token::Entity::find()
+            .select_only()
+            .column(staff_token::Column::UserId)
+            .filter(staff_token::Column::RevokedAt.is_null())
+            .into_tuple::<Uuid>()
+            .all(&self.db)
+            .await
+            .map_err(unavailable)?
+        {
+            *live.entry(user_id).or_default() += 1;
+        }
+        rows.into_iter()
+            .map(|row| {
+                let id = row.id;
+                let created_at = row.created_at;
+                let user = user_from_row(row, works_for.remove(&id).unwrap_or_default())?;
+                Ok(StaffRecord {
+                    user,
+                    created_at,
+                    live_tokens: live.get(&id).copied().unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn replace_tokens(
+        &self,
+        id: UserId,
+        replacement: Option<TokenHash>,
+        now: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> Result<u64, RepositoryError> {
+        let txn = self.begin_write().await?;
+        let result = async {
+            user::Entity::find_by_id(id.as_uuid())
+                .one(&txn)
+                .await
+                .map_err(unavailable)?
+                .ok_or(RepositoryError::NotFound)?;
+            let revoked = staff_token::Entity::update_many()
+                .col_expr(staff_token::Column::RevokedAt, Expr::value(at(now)))
+                .filter(staff_token::Column::UserId.eq(id.as_uuid()))
+                .filter(staff_token::Column::RevokedAt.is_null())
+                .exec(&txn)
+                .await
+                .map_err(|e| write_error(e, "token"))?
+                .rows_affected;
+            if let Some(hash) = replacement {
+                insert_token(&txn, id, &hash, now).await?;
+            }
+            append_audit(&txn, audit).await?;
+            Ok(revoked)
+        }
+        .await;
+        finish(txn, result).await
+    }
+}
+
+/// A user row with the practitioners a secretary works for.
+async fn load_user<C: ConnectionTrait>(
+    db: &C,
+    row: user::Model,
+) -> Result<StaffUser, RepositoryError> {
+    let works_for = if row.role == ROLE_SECRETARY {
+        secretary_link::Entity::find()
+            .filter(secretary_link::Column::UserId.eq(row.id))
+            .order_by_asc(secretary_link::Column::PractitionerId)
+            .all(db)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|l| l.practitioner_id)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    user_from_row(row, works_for)
 }

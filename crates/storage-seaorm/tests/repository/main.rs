@@ -86,6 +86,9 @@ suite!(
     a_secretary_of_an_unknown_practitioner_is_not_found_and_nothing_is_written,
     a_reused_token_hash_is_a_duplicate_and_the_practitioner_is_not_created,
     a_reused_practitioner_or_user_id_is_a_duplicate,
+    replacing_tokens_revokes_every_live_one_and_the_replacement_signs_in,
+    replacing_tokens_of_an_unknown_user_or_with_a_taken_hash_writes_nothing,
+    users_are_read_by_id_and_listed_oldest_first_with_their_live_tokens,
     the_audit_trail_reads_back_newest_first_per_practitioner,
     an_audit_entry_about_an_unknown_practitioner_is_not_found,
 );

@@ -224,3 +224,191 @@ pub async fn an_audit_entry_about_an_unknown_practitioner_is_not_found(store: St
         Err(RepositoryError::NotFound)
     ));
 }
+
+fn user_of(p: &Practitioner) -> UserId {
+    UserId::from_uuid(p.id.as_uuid())
+}
+
+pub async fn replacing_tokens_revokes_every_live_one_and_the_replacement_signs_in(store: Store) {
+    let p = new_practitioner();
+    let (first, second) = (staff_token_hash(), staff_token_hash());
+    store
+        .create_practitioner(&p, &first, &audit(p.id, AuditAction::UserCreated, t0()))
+        .await
+        .unwrap();
+    let s = secretary(&[p.id]);
+    let theirs = staff_token_hash();
+    store
+        .create_secretary(
+            &s,
+            &theirs,
+            t0(),
+            &audit(p.id, AuditAction::UserCreated, t0()),
+        )
+        .await
+        .unwrap();
+
+    let rotated = audit(p.id, AuditAction::TokenRotated, t0() + mins(1));
+    let revoked = store
+        .replace_tokens(
+            user_of(&p),
+            Some(second.clone()),
+            t0() + mins(1),
+            &[rotated],
+        )
+        .await
+        .unwrap();
+    assert_eq!(revoked, 1);
+    assert_eq!(store.find_by_token(&first).await.unwrap(), None);
+    assert_eq!(
+        store.find_by_token(&second).await.unwrap().map(|u| u.id),
+        Some(user_of(&p))
+    );
+    assert_eq!(
+        store.find_by_token(&theirs).await.unwrap(),
+        Some(s.clone()),
+        "another user's token is untouched"
+    );
+    assert_eq!(
+        store.recent(p.id, 1).await.unwrap()[0].action,
+        AuditAction::TokenRotated
+    );
+
+    // Revoking without a replacement locks the user out; doing it again revokes nothing.
+    let lock = [audit(p.id, AuditAction::TokensRevoked, t0() + mins(2))];
+    assert_eq!(
+        store
+            .replace_tokens(user_of(&p), None, t0() + mins(2), &lock)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.find_by_token(&second).await.unwrap(), None);
+    assert_eq!(
+        store
+            .replace_tokens(user_of(&p), None, t0() + mins(3), &lock)
+            .await
+            .unwrap(),
+        0
+    );
+    // A revoked hash stays taken: it can never sign in again.
+    let err = store
+        .replace_tokens(user_of(&p), Some(first), t0() + mins(4), &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepositoryError::Duplicate(_)), "{err:?}");
+}
+
+pub async fn replacing_tokens_of_an_unknown_user_or_with_a_taken_hash_writes_nothing(store: Store) {
+    let err = store
+        .replace_tokens(
+            UserId::from_uuid(new_uuid()),
+            Some(staff_token_hash()),
+            t0(),
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepositoryError::NotFound), "{err:?}");
+
+    let p = new_practitioner();
+    let mine = staff_token_hash();
+    store
+        .create_practitioner(&p, &mine, &audit(p.id, AuditAction::UserCreated, t0()))
+        .await
+        .unwrap();
+    let s = secretary(&[p.id]);
+    let theirs = staff_token_hash();
+    store
+        .create_secretary(
+            &s,
+            &theirs,
+            t0(),
+            &audit(p.id, AuditAction::UserCreated, t0()),
+        )
+        .await
+        .unwrap();
+    let err = store
+        .replace_tokens(
+            user_of(&p),
+            Some(theirs.clone()),
+            t0() + mins(1),
+            &[audit(p.id, AuditAction::TokenRotated, t0() + mins(1))],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RepositoryError::Duplicate(_)), "{err:?}");
+    assert!(
+        store.find_by_token(&mine).await.unwrap().is_some(),
+        "the revocation rolled back with the failed insert"
+    );
+    assert_eq!(store.find_by_token(&theirs).await.unwrap(), Some(s));
+    assert_eq!(
+        store.recent(p.id, 1).await.unwrap()[0].action,
+        AuditAction::UserCreated
+    );
+}
+
+pub async fn users_are_read_by_id_and_listed_oldest_first_with_their_live_tokens(store: Store) {
+    let a = new_practitioner();
+    store
+        .create_practitioner(
+            &a,
+            &staff_token_hash(),
+            &audit(a.id, AuditAction::UserCreated, t0()),
+        )
+        .await
+        .unwrap();
+    let mut b = new_practitioner();
+    b.created_at = t0() + mins(1);
+    store
+        .create_practitioner(
+            &b,
+            &staff_token_hash(),
+            &audit(b.id, AuditAction::UserCreated, t0()),
+        )
+        .await
+        .unwrap();
+    let s = secretary(&[b.id, a.id]);
+    store
+        .create_secretary(
+            &s,
+            &staff_token_hash(),
+            t0() + mins(2),
+            &audit(a.id, AuditAction::UserCreated, t0()),
+        )
+        .await
+        .unwrap();
+    store
+        .replace_tokens(user_of(&b), None, t0() + mins(3), &[])
+        .await
+        .unwrap();
+
+    assert_eq!(store.get_user(s.id).await.unwrap(), s);
+    assert_eq!(
+        store.get_user(user_of(&a)).await.unwrap().role,
+        Role::Practitioner(a.id)
+    );
+    assert!(matches!(
+        store.get_user(UserId::from_uuid(new_uuid())).await,
+        Err(RepositoryError::NotFound)
+    ));
+
+    let listed = store.list_users().await.unwrap();
+    let seen: Vec<_> = listed
+        .iter()
+        .map(|r| (r.user.clone(), r.created_at, r.live_tokens))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (store.get_user(user_of(&a)).await.unwrap(), t0(), 1),
+            (
+                store.get_user(user_of(&b)).await.unwrap(),
+                t0() + mins(1),
+                0
+            ),
+            (s, t0() + mins(2), 1),
+        ]
+    );
+}

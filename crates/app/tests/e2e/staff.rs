@@ -1,0 +1,180 @@
+//! Staff tokens over their life: the operator's `consultpay user` commands, and what a
+//! rotated or revoked token does to the API and to open dashboard sessions.
+
+use std::path::Path;
+use std::process::Command;
+
+use app::config::{Config, DatabaseUrl};
+use app::wiring::App;
+use billing_core::ids::UserId;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{Backend, TestApp, csrf_token};
+
+/// Runs the `consultpay` binary on `db` with nothing else from the environment;
+/// returns its stdout lines as JSON.
+fn consultpay(dir: &Path, db: &str, args: &[&str]) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_consultpay"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("DATABASE_URL", db)
+        .output()
+        .expect("consultpay runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "consultpay {args:?}: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or_else(|| panic!("{key} in {v}"))
+}
+
+#[tokio::test]
+async fn the_operator_adds_lists_rotates_and_revokes_staff_tokens_from_the_cli() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("cli.db").display());
+    let run = |args: &[&str]| consultpay(dir.path(), &db, args);
+
+    let dr = run(&[
+        "user",
+        "add",
+        "--role",
+        "practitioner",
+        "--name",
+        "Dr Estival",
+    ]);
+    let dr_id = str_of(&dr[0], "id").to_owned();
+    let sec = run(&[
+        "user",
+        "add",
+        "--role",
+        "secretary",
+        "--name",
+        "Accueil",
+        "--for",
+        &dr_id,
+    ]);
+    let sec_id = str_of(&sec[0], "id").to_owned();
+    let old_token = str_of(&sec[0], "token").to_owned();
+
+    let listed = run(&["user", "list"]);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["id"], dr_id.as_str());
+    assert_eq!(listed[0]["role"], "practitioner");
+    assert_eq!(listed[0]["practitioners"], Value::Null);
+    assert_eq!(listed[1]["id"], sec_id.as_str());
+    assert_eq!(listed[1]["role"], "secretary");
+    assert_eq!(listed[1]["practitioners"], serde_json::json!([dr_id]));
+    assert!(listed.iter().all(|u| u["live_tokens"] == 1), "{listed:?}");
+
+    let revoked = run(&["user", "revoke", &sec_id]);
+    assert_eq!(revoked[0]["revoked_tokens"], 1);
+    assert_eq!(run(&["user", "list"])[1]["live_tokens"], 0);
+
+    let rotated = run(&["user", "rotate-token", &sec_id]);
+    assert_eq!(str_of(&rotated[0], "id"), sec_id);
+    let new_token = str_of(&rotated[0], "token").to_owned();
+    assert_ne!(new_token, old_token);
+    assert_eq!(run(&["user", "list"])[1]["live_tokens"], 1);
+
+    // What the CLI printed is what the server accepts.
+    let config = Config {
+        database_url: DatabaseUrl::new(db.clone()),
+        demo: false,
+        ..Config::default()
+    };
+    let app = App::build(&config)
+        .await
+        .expect("app on the CLI's database");
+    let staff = &app.billing.staff;
+    assert!(staff.authenticate(Some(&new_token)).await.is_ok());
+    let err = staff.authenticate(Some(&old_token)).await.unwrap_err();
+    assert_eq!(err.code(), "unauthenticated");
+    let _ = app.store.clone().close().await;
+
+    // An unknown id is a clear failure, not a silent success.
+    let out = Command::new(env!("CARGO_BIN_EXE_consultpay"))
+        .args(["user", "revoke", &uuid::Uuid::new_v4().to_string()])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("DATABASE_URL", &db)
+        .output()
+        .expect("consultpay runs");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+}
+
+#[tokio::test]
+async fn a_rotated_token_ends_the_old_one_on_the_api_and_in_open_dashboard_sessions() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let dr = t.practitioner("Dr Estival").await;
+    let preferences = format!("/api/v1/practitioners/{}/preferences", dr.id);
+
+    // A dashboard session opened with the token.
+    let login = t
+        .client
+        .get(t.url("/dashboard/login"))
+        .send()
+        .await
+        .expect("login page");
+    let csrf = csrf_token(&login.text().await.expect("html"));
+    let signed_in = t
+        .client
+        .post(t.url("/dashboard/login"))
+        .form(&[("csrf_token", csrf.as_str()), ("token", dr.token.as_str())])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let dashboard = t
+        .client
+        .get(t.url("/dashboard"))
+        .send()
+        .await
+        .expect("dashboard");
+    assert_eq!(dashboard.status(), StatusCode::OK);
+
+    let id: UserId = dr.id.parse().expect("user id");
+    let rotated = t.app.billing.staff.rotate_token(id).await.expect("rotated");
+
+    let (status, body) = t.get(&preferences, Some(&dr.token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = t.get(&preferences, Some(rotated.token.expose())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The open session held the old token: its next page asks to sign in again.
+    let after = t
+        .client
+        .get(t.url("/dashboard"))
+        .send()
+        .await
+        .expect("dashboard");
+    assert_eq!(after.status(), StatusCode::SEE_OTHER);
+    let location = after
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .unwrap_or_default();
+    assert!(location.starts_with("/dashboard/login"), "{location}");
+
+    t.app
+        .billing
+        .staff
+        .revoke_tokens(id)
+        .await
+        .expect("revoked");
+    let (status, _) = t.get(&preferences, Some(rotated.token.expose())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    t.stop().await;
+}
