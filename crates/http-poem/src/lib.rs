@@ -23,13 +23,13 @@ pub mod state;
 pub mod web;
 pub mod wire;
 
-use poem::middleware::{CatchPanic, RequestId, ReuseId, Tracing};
+use poem::middleware::{CatchPanic, RequestId, ReuseId};
 use poem::{Endpoint, EndpointExt, IntoResponse, Route, get, post};
 use poem_openapi::OpenApiService;
 
 pub use state::{HttpSettings, HttpState, Readiness};
 
-use crate::metrics::MetricsLayer;
+use crate::metrics::Observe;
 use crate::problem::Problem;
 
 /// The OpenAPI service (also used to print the document).
@@ -88,7 +88,6 @@ pub fn app(state: HttpState) -> impl Endpoint {
             )
             .into_response()
         }))
-        .with(MetricsLayer(metrics))
-        .with(Tracing)
+        .with(Observe(metrics))
         .with(RequestId::default().reuse_id(ReuseId::Use))
 }

@@ -3,8 +3,10 @@
 use std::time::Instant;
 
 use billing_core::payment::ledger::{PaymentObserver, StatusChange};
-use poem::PathPattern;
-use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
+use poem::http::Method;
+use poem::middleware::ReqId;
+use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result};
+use tracing::Instrument;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
@@ -94,58 +96,153 @@ impl PaymentObserver for Metrics {
     }
 }
 
-/// Middleware counting requests and timing them by route pattern (never by raw path,
-/// which would put tokens and ids in label values).
+/// Middleware that counts, times and logs every request by its route pattern — never
+/// by its raw path or query, which carry pay tokens, OAuth codes and states. Each
+/// request runs in a `request` span with its method and request id, and ends with one
+/// `response` line (route, status, duration).
 #[derive(Clone, Debug)]
-pub struct MetricsLayer(pub Metrics);
+pub struct Observe(pub Metrics);
 
-impl<E: Endpoint> Middleware<E> for MetricsLayer {
-    type Output = MetricsEndpoint<E>;
+impl<E: Endpoint> Middleware<E> for Observe {
+    type Output = ObserveEndpoint<E>;
     fn transform(&self, next: E) -> Self::Output {
-        MetricsEndpoint {
+        ObserveEndpoint {
             next,
             metrics: self.0.clone(),
         }
     }
 }
 
-pub struct MetricsEndpoint<E> {
+pub struct ObserveEndpoint<E> {
     next: E,
     metrics: Metrics,
 }
 
-impl<E> std::fmt::Debug for MetricsEndpoint<E> {
+impl<E> std::fmt::Debug for ObserveEndpoint<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MetricsEndpoint").finish_non_exhaustive()
+        f.debug_struct("ObserveEndpoint").finish_non_exhaustive()
     }
 }
 
-impl<E: Endpoint> Endpoint for MetricsEndpoint<E> {
+/// A method label from a closed set: any method a client invents is `OTHER`, so label
+/// values (and the registry's memory) stay bounded.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+impl<E: Endpoint> Endpoint for ObserveEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Self::Output> {
-        let method = req.method().to_string();
-        let started = Instant::now();
-        let result = self.next.call(req).await.map(IntoResponse::into_response);
-        let (status, route) = match &result {
-            Ok(resp) => (
-                resp.status(),
-                resp.data::<PathPattern>().map(|p| p.0.to_string()),
-            ),
-            Err(err) => (
-                err.status(),
-                err.data::<PathPattern>().map(|p| p.0.to_string()),
-            ),
-        };
-        let route = route.unwrap_or_else(|| "unmatched".to_owned());
-        self.metrics
-            .requests
-            .with_label_values(&[&method, &route, status.as_str()])
-            .inc();
-        self.metrics
-            .latency
-            .with_label_values(&[&method, &route])
-            .observe(started.elapsed().as_secs_f64());
-        result
+        let method = method_label(req.method());
+        let request_id = req
+            .extensions()
+            .get::<ReqId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let span = tracing::info_span!("request", method, request_id = %request_id);
+        async move {
+            let started = Instant::now();
+            let result = self.next.call(req).await.map(IntoResponse::into_response);
+            let elapsed = started.elapsed();
+            let (status, route) = match &result {
+                Ok(resp) => (
+                    resp.status(),
+                    resp.data::<PathPattern>().map(|p| p.0.to_string()),
+                ),
+                Err(err) => (
+                    err.status(),
+                    err.data::<PathPattern>().map(|p| p.0.to_string()),
+                ),
+            };
+            let route = route.unwrap_or_else(|| "unmatched".to_owned());
+            self.metrics
+                .requests
+                .with_label_values(&[method, &route, status.as_str()])
+                .inc();
+            self.metrics
+                .latency
+                .with_label_values(&[method, &route])
+                .observe(elapsed.as_secs_f64());
+            tracing::info!(route, status = status.as_u16(), duration = ?elapsed, "response");
+            result
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::from_bytes(b"M1").unwrap()), "OTHER");
+        assert_eq!(method_label(&Method::from_bytes(b"M2").unwrap()), "OTHER");
+    }
+
+    /// A log sink the test reads back.
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn requests_are_logged_and_counted_by_route_never_by_token_or_query() {
+        use poem::middleware::RequestId;
+        use poem::test::TestClient;
+        use poem::{EndpointExt, Route, get, handler};
+
+        #[handler]
+        fn pay() -> &'static str {
+            "ok"
+        }
+
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let metrics = Metrics::new();
+        let app = Route::new()
+            .at("/pay/:token", get(pay))
+            .with(Observe(metrics.clone()))
+            .with(RequestId::default());
+        TestClient::new(app)
+            .get("/pay/tok_patient_secret?code=ac_oauth_secret&state=st_secret")
+            .send()
+            .await
+            .assert_status_is_ok();
+
+        let logged = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("/pay/:token"), "{logged}");
+        assert!(logged.contains("request_id="), "{logged}");
+        for secret in ["tok_patient_secret", "ac_oauth_secret", "st_secret"] {
+            assert!(!logged.contains(secret), "{secret} in {logged}");
+        }
+        let exposed = metrics.render();
+        assert!(exposed.contains(r#"route="/pay/:token""#), "{exposed}");
+        assert!(!exposed.contains("tok_patient_secret"));
     }
 }
