@@ -6,10 +6,10 @@ use billing_core::payment::ledger::{PaymentObserver, StatusChange};
 use poem::http::Method;
 use poem::middleware::ReqId;
 use poem::{Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result};
-use tracing::Instrument;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
+use tracing::Instrument;
 
 /// The server's metrics. Cheap to clone (the collectors are shared).
 #[derive(Clone)]

@@ -7,13 +7,15 @@ use billing_core::consultation::service::PayPage;
 use billing_core::gateway::SandboxNext;
 use billing_core::ids::CheckoutSessionId;
 use billing_core::practitioner::service::OAuthCallback;
+use poem::http::StatusCode;
 use poem::session::Session;
 use poem::web::{Data, Path, Query, Redirect};
-use poem::{IntoResponse, Response, handler};
+use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
 
 use crate::problem::{Problem, status_of};
 use crate::state::{HttpSettings, HttpState};
+use crate::web::dashboard::error_text;
 use crate::web::{Checked, Ctx, Layout, MessagePage, format, message, render, staff};
 use crate::wire::{FailureView, PayView, StatusLabel, amount};
 
@@ -64,6 +66,8 @@ pub struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
+    /// Set on the second pass through our own hop page.
+    hop: Option<String>,
 }
 
 /// A page of ours (not a redirect) that leads on: the SameSite=Strict session cookie,
@@ -79,27 +83,43 @@ fn continue_to(ctx: &Ctx, url: &str, text: &str) -> Response {
     })
 }
 
-/// Stripe's OAuth redirect: consumes the state, exchanges the code, links the account,
-/// then leads the practitioner back to the dashboard. A state issued to someone else
-/// than the signed-in practitioner is refused.
+/// Stripe's OAuth redirect: links the account of the browser's signed-in practitioner
+/// (the state must have been issued to them), then leads back to the dashboard.
+///
+/// The browser arrives from connect.stripe.com without the SameSite=Strict session
+/// cookie, so the first pass only hops through a page of ours back to this URL; that
+/// same-site navigation carries the session, and the second pass completes.
 #[handler]
 pub async fn oauth_callback(
     ctx: Ctx,
+    req: &Request,
     session: &Session,
     Query(q): Query<CallbackQuery>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let signed_in = staff(session, state).await;
+    let dashboard = state.billing.config.dashboard_url();
+    let Some(signed_in) = staff(session, state).await else {
+        if q.hop.is_none() {
+            let again = format!("{}&hop=1", req.original_uri());
+            return continue_to(&ctx, &again, ctx.t.oauth_returning);
+        }
+        return message(
+            &ctx,
+            StatusCode::UNAUTHORIZED,
+            ctx.t.error_title,
+            ctx.t.oauth_sign_in_first,
+            Some(("/dashboard/login", ctx.t.login_title)),
+        );
+    };
     let callback = OAuthCallback {
         code: q.code,
         state: q.state,
         error: q.error,
     };
-    let dashboard = state.billing.config.dashboard_url();
     match state
         .billing
         .connect
-        .complete_oauth(&callback, signed_in.as_ref())
+        .complete_oauth(&callback, &signed_in)
         .await
     {
         Ok(_) => continue_to(
@@ -112,16 +132,13 @@ pub async fn oauth_callback(
             &format!("{dashboard}?stripe=denied"),
             ctx.t.flash_denied,
         ),
-        Err(err) => {
-            let status = status_of(&err);
-            message(
-                &ctx,
-                status,
-                ctx.t.error_title,
-                &err.to_string(),
-                Some((&dashboard, ctx.t.nav_overview)),
-            )
-        }
+        Err(err) => message(
+            &ctx,
+            status_of(&err),
+            ctx.t.error_title,
+            &error_text(&err, ctx.lang),
+            Some((&dashboard, ctx.t.nav_overview)),
+        ),
     }
 }
 
@@ -155,7 +172,11 @@ pub async fn sandbox_authorize(
     if q.redirect_uri.as_deref().is_some_and(|r| r != callback) {
         return Problem::invalid("redirect_uri", "not the registered redirect URI").into_response();
     }
-    let Some(oauth_state) = q.state.filter(|s| !s.is_empty() && s.len() <= 256) else {
+    let Some(oauth_state) = q
+        .state
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty() && s.len() <= 256)
+    else {
         return Problem::invalid("state", "missing").into_response();
     };
     let encoded = urlencode(&oauth_state);

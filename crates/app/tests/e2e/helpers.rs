@@ -273,8 +273,47 @@ impl TestApp {
             .await
     }
 
-    /// Follows the sandbox OAuth consent as a practitioner's browser would.
-    pub async fn link_stripe(&self, who: &Staff) {
+    /// Signs `who` in to the dashboard on this client (its session cookie), signing
+    /// out whoever was signed in on it.
+    pub async fn sign_in(&self, who: &Staff) {
+        let mut page = self
+            .client
+            .get(self.url("/dashboard/login"))
+            .send()
+            .await
+            .expect("login page");
+        if page.status() == StatusCode::SEE_OTHER {
+            let dashboard = self.client.get(self.url("/dashboard")).send().await;
+            let csrf = csrf_token(&dashboard.expect("dashboard").text().await.expect("html"));
+            let out = self
+                .client
+                .post(self.url("/dashboard/logout"))
+                .form(&[("csrf_token", csrf.as_str())])
+                .send()
+                .await
+                .expect("sign out");
+            assert_eq!(out.status(), StatusCode::SEE_OTHER, "sign out");
+            page = self
+                .client
+                .get(self.url("/dashboard/login"))
+                .send()
+                .await
+                .expect("login page");
+        }
+        let csrf = csrf_token(&page.text().await.expect("html"));
+        let resp = self
+            .client
+            .post(self.url("/dashboard/login"))
+            .form(&[("csrf_token", csrf.as_str()), ("token", who.token.as_str())])
+            .send()
+            .await
+            .expect("sign in");
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "sign in");
+    }
+
+    /// Starts Connect OAuth over the API and approves on the sandbox consent page;
+    /// returns the callback URL the browser is sent to.
+    pub async fn approve_oauth(&self, who: &Staff) -> String {
         let (status, body) = self
             .post(
                 &format!("/api/v1/practitioners/{}/stripe/oauth", who.id),
@@ -308,6 +347,13 @@ impl TestApp {
             callback.contains("/connect/stripe/callback?code="),
             "{callback}"
         );
+        callback
+    }
+
+    /// Follows the sandbox OAuth consent as a practitioner's signed-in browser would.
+    pub async fn link_stripe(&self, who: &Staff) {
+        let callback = self.approve_oauth(who).await;
+        self.sign_in(who).await;
         let done = self.client.get(&callback).send().await.expect("callback");
         assert_eq!(done.status(), StatusCode::OK);
         let (status, link) = self

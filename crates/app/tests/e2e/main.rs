@@ -4,5 +4,6 @@ mod authz;
 mod bad_input;
 mod flow;
 mod helpers;
+mod oauth;
 mod staff;
 mod webhooks;

@@ -178,3 +178,37 @@ async fn a_rotated_token_ends_the_old_one_on_the_api_and_in_open_dashboard_sessi
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     t.stop().await;
 }
+
+#[tokio::test]
+async fn signing_out_ends_the_dashboard_session_in_the_cookie_jar() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let dr = t.practitioner("Dr Estival").await;
+    t.sign_in(&dr).await;
+    let page = t
+        .client
+        .get(t.url("/dashboard"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), StatusCode::OK);
+    let csrf = csrf_token(&page.text().await.expect("html"));
+    let out = t
+        .client
+        .post(t.url("/dashboard/logout"))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .expect("sign out");
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    // The session cookie the jar keeps (Path=/) no longer signs anyone in.
+    let after = t
+        .client
+        .get(t.url("/dashboard"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(after.status(), StatusCode::SEE_OTHER);
+    t.stop().await;
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::access::{Action, Actor, Role, authorize};
+use crate::access::{AccessDenied, Action, Actor, Role, authorize};
 use crate::audit::{AuditAction, AuditActor, AuditEntry, AuditLog};
 use crate::config::BillingConfig;
 use crate::contact::DisplayName;
@@ -140,15 +140,21 @@ impl ConnectService {
         Ok(url)
     }
 
-    /// Finishes Connect OAuth. The state is consumed first, whatever happens next, so
-    /// it can never be replayed. `session` is who is signed in on the browser, if
-    /// anyone: a state issued to another practitioner is refused.
+    /// Finishes Connect OAuth for the practitioner signed in on the browser that comes
+    /// back from Stripe. Nobody signed in is refused before the state is looked at (so
+    /// the practitioner can sign in and retry). Otherwise the state is consumed first,
+    /// whatever happens next, so it can never be replayed, and a state issued to
+    /// anyone else than the signed-in practitioner is refused: an authorize URL sent to
+    /// somebody else cannot link their Stripe account to its issuer.
     pub async fn complete_oauth(
         &self,
         callback: &OAuthCallback,
-        session: Option<&Actor>,
+        session: &Actor,
     ) -> Result<PractitionerId, BillingError> {
         let now = self.now();
+        let Actor::Staff(user) = session else {
+            return Err(BillingError::Access(AccessDenied::Unauthenticated));
+        };
         let state = callback
             .state
             .as_deref()
@@ -161,9 +167,7 @@ impl ConnectService {
         if record.expires_at <= now {
             return Err(BillingError::OAuthStateInvalid);
         }
-        if let Some(Actor::Staff(user)) = session
-            && user.role != Role::Practitioner(record.practitioner)
-        {
+        if user.role != Role::Practitioner(record.practitioner) {
             return Err(BillingError::OAuthStateInvalid);
         }
         if callback.error.is_some() {
@@ -181,7 +185,7 @@ impl ConnectService {
         let audit = AuditEntry::new(
             now,
             record.practitioner,
-            session.map_or(AuditActor::System, AuditActor::of),
+            AuditActor::of(session),
             AuditAction::StripeLinked,
         )
         .detail(account.as_str());

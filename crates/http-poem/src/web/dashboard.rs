@@ -30,7 +30,7 @@ use super::{
     Checked, Ctx, Layout, NoFields, SESSION_TOKEN, format, http_state, message, render, rendered,
     staff, user_box, with_status,
 };
-use crate::problem::Problem;
+use crate::problem::{Problem, status_of};
 use crate::state::HttpState;
 
 // ---------------------------------------------------------------- shared pieces
@@ -123,7 +123,9 @@ fn flash(t: &Texts, key: Option<&str>) -> Option<Flash> {
 }
 
 /// A refused action, in the page's language.
-fn error_text(err: &BillingError, lang: Lang) -> String {
+/// What a page says about a failure. Server-side failures (storage, Stripe's own
+/// errors) get a generic sentence: their details go to the logs, not the browser.
+pub(crate) fn error_text(err: &BillingError, lang: Lang) -> String {
     let fr = lang == Lang::Fr;
     let text = match err.code() {
         "amount_above_cap" => {
@@ -208,6 +210,21 @@ fn error_text(err: &BillingError, lang: Lang) -> String {
                 "Service momentanément indisponible : réessayez."
             } else {
                 "Temporarily unavailable: try again."
+            }
+        }
+        "oauth_state_invalid" => {
+            if fr {
+                "Ce lien avec Stripe a expiré, a déjà servi ou n'a pas été demandé par vous : recommencez depuis le tableau de bord."
+            } else {
+                "This Stripe link has expired, was already used or was not started by you: start again from the dashboard."
+            }
+        }
+        _ if status_of(err).is_server_error() => {
+            tracing::warn!(code = err.code(), error = %err, "request failed");
+            if fr {
+                "Une erreur est survenue : réessayez plus tard."
+            } else {
+                "Something went wrong: try again later."
             }
         }
         _ => return err.to_string(),
@@ -335,7 +352,9 @@ pub struct UnlinkForm {
 
 #[handler]
 pub async fn logout_submit(session: &Session, _: Checked<NoFields>) -> Response {
-    session.purge();
+    // `clear`, not `purge`: poem's purge sends a removal cookie without `Path=/`, which
+    // leaves the browser's session cookie in place (still signed in).
+    session.clear();
     Redirect::see_other("/dashboard/login").into_response()
 }
 
@@ -1540,7 +1559,7 @@ pub async fn validate_submit(
             Redirect::see_other(format!("/dashboard/payments/{id}?flash=validated")).into_response()
         }
         Err(e) => {
-            let status = crate::problem::status_of(&e);
+            let status = status_of(&e);
             payment_response(
                 &s,
                 state,
@@ -1574,7 +1593,7 @@ pub async fn release_submit(
             Redirect::see_other(format!("/dashboard/payments/{id}?flash=released")).into_response()
         }
         Err(e) => {
-            let status = crate::problem::status_of(&e);
+            let status = status_of(&e);
             payment_response(
                 &s,
                 state,
@@ -1613,7 +1632,7 @@ pub async fn refund_submit(
             Redirect::see_other(format!("/dashboard/payments/{id}?flash=refunded")).into_response()
         }
         Err(e) => {
-            let status = crate::problem::status_of(&e);
+            let status = status_of(&e);
             payment_response(
                 &s,
                 state,

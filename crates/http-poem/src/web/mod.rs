@@ -204,10 +204,14 @@ pub async fn staff(session: &Session, state: &HttpState) -> Option<Actor> {
     let token: String = session.get(SESSION_TOKEN)?;
     match state.billing.staff.authenticate(Some(&token)).await {
         Ok(actor @ Actor::Staff(_)) => Some(actor),
-        _ => {
-            session.purge();
+        // A revoked or rotated token ends the session. (`clear`, not `purge`: poem's
+        // purge sends a removal cookie without `Path=/`, which browsers ignore.)
+        Err(e) if e.code() == "unauthenticated" => {
+            session.clear();
             None
         }
+        // Anything else (storage down) leaves the session for the next request.
+        _ => None,
     }
 }
 

@@ -165,7 +165,7 @@ async fn completing_oauth_links_the_account_and_audits_it() {
     let linked = m
         .build()
         .connect
-        .complete_oauth(&approved(), Some(&dr()))
+        .complete_oauth(&approved(), &dr())
         .await
         .unwrap();
 
@@ -221,7 +221,7 @@ async fn oauth_callbacks_with_an_unusable_state_are_refused_without_calling_stri
         let result = m
             .build()
             .connect
-            .complete_oauth(&callback(Some("ac_123"), state, None), Some(&dr()))
+            .complete_oauth(&callback(Some("ac_123"), state, None), &dr())
             .await;
         assert_eq!(code(result), "oauth_state_invalid", "{case}");
     }
@@ -240,10 +240,24 @@ async fn a_state_issued_to_one_practitioner_cannot_link_the_account_of_whoever_i
         let result = m
             .build()
             .connect
-            .complete_oauth(&approved(), Some(&session))
+            .complete_oauth(&approved(), &session)
             .await;
         assert_eq!(code(result), "oauth_state_invalid", "{case}");
     }
+}
+
+#[tokio::test]
+async fn a_callback_on_a_browser_where_nobody_is_signed_in_is_refused_and_keeps_the_state() {
+    let mut m = Mocks::new();
+    m.oauth_states.expect_consume().never();
+    m.connect.expect_exchange_code().never();
+    m.practitioners.expect_update().never();
+    let result = m
+        .build()
+        .connect
+        .complete_oauth(&approved(), &Actor::Anonymous)
+        .await;
+    assert_eq!(code(result), "unauthenticated");
 }
 
 #[tokio::test]
@@ -256,7 +270,7 @@ async fn a_consent_refused_at_stripe_is_access_denied_and_still_burns_the_state(
         .connect
         .complete_oauth(
             &callback(None, Some(issued_state().expose()), Some("access_denied")),
-            None,
+            &dr(),
         )
         .await;
     assert_eq!(code(result), "oauth_access_denied");
@@ -272,7 +286,7 @@ async fn an_authorisation_code_stripe_rejects_is_reported_and_nothing_is_linked(
         })
     });
     m.practitioners.expect_update().never();
-    let result = m.build().connect.complete_oauth(&approved(), None).await;
+    let result = m.build().connect.complete_oauth(&approved(), &dr()).await;
     assert_eq!(code(result), "oauth_code_invalid");
 }
 
@@ -286,7 +300,7 @@ async fn a_callback_without_a_code_is_refused_before_stripe_is_asked() {
         .connect
         .complete_oauth(
             &callback(Some(""), Some(issued_state().expose()), None),
-            None,
+            &dr(),
         )
         .await;
     assert_eq!(code(result), "validation_failed");
@@ -320,7 +334,7 @@ async fn an_account_linked_to_another_practitioner_is_refused_but_a_released_one
             .expect_update()
             .times(usize::from(expected.is_none()))
             .returning(|_, _, _| Ok(()));
-        let result = m.build().connect.complete_oauth(&approved(), None).await;
+        let result = m.build().connect.complete_oauth(&approved(), &dr()).await;
         match expected {
             Some(c) => assert_eq!(code(result), c, "{case}"),
             None => assert_eq!(result.unwrap(), DR, "{case}"),
