@@ -647,8 +647,8 @@ impl PaymentGateway for SandboxGateway {
         Ok(snapshot)
     }
 
-    /// Always the sandbox card page (the sandbox's stand-in for Stripe Checkout). An
-    /// intent the payment already has is reused while it still waits for a card.
+    /// Always the sandbox card page (the sandbox's stand-in for Stripe Checkout). Like a
+    /// Checkout Session, each one makes its own intent when the card is submitted.
     async fn start_checkout(&self, req: &CheckoutRequest) -> Result<CheckoutStart, GatewayError> {
         let h = &req.hold;
         check_amount(&h.amount)?;
@@ -664,17 +664,6 @@ impl PaymentGateway for SandboxGateway {
         if let Some(Replay::Checkout(answer)) = state.replay(&h.account, &h.key, &fingerprint)? {
             return answer;
         }
-        let reusable = req.existing_intent.as_ref().filter(|id| {
-            state.intents.get(id.as_str()).is_some_and(|i| {
-                i.account == h.account
-                    && i.payment == h.payment
-                    && i.amount == h.amount
-                    && matches!(
-                        i.status,
-                        IntentStatus::RequiresPaymentMethod | IntentStatus::RequiresAction
-                    )
-            })
-        });
         let id = CheckoutSessionId::parse(&derived_id(
             "cs_test_",
             40,
@@ -683,7 +672,7 @@ impl PaymentGateway for SandboxGateway {
         .map_err(|e| unexpected(e.to_string()))?;
         let expires_at = now + self.config.session_validity;
         let start = CheckoutStart {
-            intent: reusable.cloned(),
+            intent: None,
             session: Some(id.clone()),
             redirect_url: Some(self.checkout_url(&id)),
             client_secret: None,
@@ -700,7 +689,7 @@ impl PaymentGateway for SandboxGateway {
                 description: h.description.clone(),
                 success_url: req.success_url.clone(),
                 cancel_url: req.cancel_url.clone(),
-                intent: reusable.map(|i| i.as_str().to_owned()),
+                intent: None,
                 complete: false,
                 expires_at,
             },

@@ -843,7 +843,12 @@ impl Payment {
             next.intent = None;
         }
         next.account = Some(account);
-        if intent.is_some() {
+        if checkout.is_some() {
+            // A new Checkout Session makes its own intent (Stripe creates it when the
+            // patient submits a card): an intent of an earlier session is not this
+            // attempt's, and events about it must not move the payment.
+            next.intent = intent;
+        } else if intent.is_some() {
             next.intent = intent;
         }
         next.checkout = checkout;

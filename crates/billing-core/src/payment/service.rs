@@ -513,6 +513,13 @@ impl WebhookService {
                 else {
                     return Ok(WebhookOutcome::Ignored("unknown payment"));
                 };
+                // A new Checkout Session forgot the intent of the one before; when
+                // that old session expires, Stripe cancels its intent. That is not
+                // news about this attempt, whose own intent is learnt from its hold or
+                // decline.
+                if payment.intent().is_none() && snapshot.status == IntentStatus::Canceled {
+                    return Ok(WebhookOutcome::Ignored("intent of an earlier checkout"));
+                }
                 let written = self
                     .ledger
                     .apply_facts(

@@ -489,7 +489,7 @@ async fn a_checkout_session_expires_after_a_day() {
 }
 
 #[tokio::test]
-async fn a_new_checkout_reuses_the_payments_intent_after_a_decline() {
+async fn a_new_checkout_after_a_decline_makes_its_own_intent_like_stripe_checkout() {
     let peer = SandboxPeer::new();
     let h = hold(&account(), eur(2500));
     let first = peer
@@ -512,7 +512,7 @@ async fn a_new_checkout_reuses_the_payments_intent_after_a_decline() {
     });
     retry.existing_intent = Some(failed.id.clone());
     let second = peer.sandbox.start_checkout(&retry).await.unwrap();
-    assert_eq!(second.intent, Some(failed.id.clone()));
+    assert_eq!(second.intent, None, "made when the card is submitted");
     assert_ne!(second.session, first.session);
     let out = peer
         .sandbox
@@ -522,7 +522,8 @@ async fn a_new_checkout_reuses_the_payments_intent_after_a_decline() {
     let GatewayEvent::PaymentIntent(held) = &out.events[0].payload else {
         panic!()
     };
-    assert_eq!(held.id, failed.id);
+    assert_ne!(held.id, failed.id);
+    assert_eq!(held.payment, failed.payment);
     assert_eq!(held.status, IntentStatus::RequiresCapture);
 }
 

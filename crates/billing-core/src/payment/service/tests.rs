@@ -8,8 +8,9 @@ use mockall::Sequence;
 use super::*;
 use crate::audit::AuditAction;
 use crate::gateway::{IntentSnapshot, RefundOutcome, WebhookError};
-use crate::ids::{ConnectedAccountId, RefundId};
+use crate::ids::{CheckoutSessionId, ConnectedAccountId, RefundId};
 use crate::money::Currency;
+use crate::payment::model::CheckoutRef;
 use crate::testing::*;
 
 fn amount(text: &str) -> AmountInput {
@@ -1035,6 +1036,66 @@ async fn events_that_are_not_about_a_payment_of_ours_are_ignored() {
             "{case}"
         );
     }
+}
+
+#[tokio::test]
+async fn after_a_decline_a_new_checkout_is_moved_only_by_its_own_intent() {
+    // Declined on the first session (intent `pi_…`), the patient came back after it
+    // expired: the new session forgot that intent.
+    let declined_payment = step(&incomplete(), PaymentEvent::AuthorizationFailed(declined()));
+    let retried = declined_payment
+        .checkout_started(
+            account(),
+            None,
+            Some(CheckoutRef {
+                session: Some(CheckoutSessionId::parse("cs_test_Second").unwrap()),
+                url: Some("https://checkout.stripe.com/c/pay/cs_test_Second".into()),
+                expires_at: Some(now() + Duration::hours(24)),
+            }),
+            now(),
+        )
+        .unwrap();
+    assert_eq!(retried.intent(), None);
+
+    // The first session's intent, cancelled when that session expired: not news.
+    let mut m = Mocks::new();
+    claims(&mut m, Claim::New);
+    m.payment_is(&retried);
+    m.payments.expect_update().never();
+    marks_processed(&mut m, "ignored: intent of an earlier checkout");
+    let outcome = m
+        .build()
+        .webhooks
+        .apply(&intent_event(canceled_snapshot("abandoned")))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        WebhookOutcome::Ignored("intent of an earlier checkout")
+    );
+
+    // The new session's own intent, held: authorises and becomes the payment's.
+    let second = PaymentIntentId::parse("pi_2SecondSession").unwrap();
+    let mut m = Mocks::new();
+    claims(&mut m, Claim::New);
+    m.payment_is(&retried);
+    let adopted = second.clone();
+    m.payments
+        .expect_update()
+        .withf(move |p, _, _| is(p, PaymentStatus::Authorized) && p.intent() == Some(&adopted))
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    marks_processed(&mut m, "applied (1 status change(s))");
+    let outcome = m
+        .build()
+        .webhooks
+        .apply(&intent_event(IntentSnapshot {
+            id: second,
+            ..hold_snapshot()
+        }))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, WebhookOutcome::Applied(changes) if changes.len() == 1));
 }
 
 #[tokio::test]
