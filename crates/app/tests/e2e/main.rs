@@ -3,6 +3,7 @@
 mod authz;
 mod bad_input;
 mod flow;
+mod forms;
 mod helpers;
 mod oauth;
 mod staff;

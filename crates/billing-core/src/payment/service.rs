@@ -223,8 +223,17 @@ impl PaymentService {
         client_key: Option<&str>,
     ) -> Result<Payment, BillingError> {
         let who = AuditActor::of(actor);
-        let discriminator =
-            client_key.map_or_else(|| payment.refund_count().to_string(), |k| format!("k:{k}"));
+        // A client's key is hashed with its scope: bounded in length (Stripe takes 255
+        // characters at most) and never shared by two users who chose the same key.
+        let discriminator = client_key.map_or_else(
+            || payment.refund_count().to_string(),
+            |k| {
+                format!(
+                    "k:{}",
+                    fingerprint(&format!("{}|{k}", idempotency_scope(actor)))
+                )
+            },
+        );
         let key = IdempotencyKey::refund(payment.id(), &discriminator);
         let payment = match self
             .ledger

@@ -1199,6 +1199,9 @@ struct ScheduleTemplate {
     default_amount: String,
     time_zone: &'static str,
     form: ScheduleFormView,
+    /// This rendering's idempotency key: a resubmitted form (double click, reload
+    /// after the POST) replays the consultation instead of scheduling another.
+    attempt: String,
 }
 
 #[derive(Debug)]
@@ -1258,9 +1261,22 @@ async fn schedule_response(
             default_amount: format::input(&s.practitioner.preferences.default_amount(), lang),
             time_zone: s.practitioner.time_zone.name(),
             form,
+            attempt: new_attempt(),
         }),
         status,
     )
+}
+
+/// A fresh idempotency key for a form that moves money or creates something.
+fn new_attempt() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The form's idempotency key as submitted (the hidden `attempt` field), if usable.
+fn attempt_of(field: Option<&str>) -> Option<&str> {
+    field
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 64)
 }
 
 #[handler]
@@ -1288,6 +1304,7 @@ pub struct ScheduleFormData {
     mode: String,
     service_id: Option<String>,
     amount: Option<String>,
+    attempt: Option<String>,
 }
 
 fn local_to_utc(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
@@ -1305,14 +1322,18 @@ pub async fn schedule_submit(
     Checked(f): Checked<ScheduleFormData>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    if let Some(pid) = f
-        .practitioner_id
-        .as_deref()
-        .and_then(|p| p.parse::<PractitionerId>().ok())
-        && pid != s.practitioner.id
-        && let Ok(p) = state.billing.catalogue.practitioner(&s.actor, pid).await
-    {
-        s.practitioner = p;
+    // The practitioner picked in the form, never silently another one: an unknown or
+    // foreign id is not found, a failed lookup is an error.
+    if let Some(pid) = f.practitioner_id.as_deref().filter(|p| !p.is_empty()) {
+        let Ok(pid) = pid.parse::<PractitionerId>() else {
+            return Problem::not_found().into_response();
+        };
+        if pid != s.practitioner.id {
+            match state.billing.catalogue.practitioner(&s.actor, pid).await {
+                Ok(p) => s.practitioner = p,
+                Err(e) => return Problem::from(e).into_response(),
+            }
+        }
     }
     let form = ScheduleFormView {
         patient: f.patient.clone(),
@@ -1353,7 +1374,13 @@ pub async fn schedule_submit(
         })
     })();
     let result = match request {
-        Ok(r) => state.billing.scheduling.schedule(&s.actor, &r, None).await,
+        Ok(r) => {
+            state
+                .billing
+                .scheduling
+                .schedule(&s.actor, &r, attempt_of(f.attempt.as_deref()))
+                .await
+        }
         Err(e) => Err(e),
     };
     match result {
@@ -1392,6 +1419,8 @@ struct PaymentTemplate {
     can_refund: bool,
     validate_amount: String,
     refund_amount: String,
+    /// The refund form's idempotency key (see `ScheduleTemplate::attempt`).
+    refund_attempt: String,
     preview: String,
     currency: &'static str,
     fee_percent: String,
@@ -1458,6 +1487,7 @@ async fn payment_response(
                 .refundable()
                 .map(|m| format::input(&m, lang))
                 .unwrap_or_default(),
+            refund_attempt: new_attempt(),
             preview: preview_text(&preview_amount, schedule, t, lang),
             currency: held.currency().code(),
             fee_percent: schedule.percent().to_string(),
@@ -1513,6 +1543,7 @@ pub async fn payment_page(
 #[derive(Debug, Deserialize)]
 pub struct AmountForm {
     amount: Option<String>,
+    attempt: Option<String>,
 }
 
 async fn consultation_of(
@@ -1622,7 +1653,7 @@ pub async fn refund_submit(
             state
                 .billing
                 .payments
-                .refund(&s.actor, id, &amount, None)
+                .refund(&s.actor, id, &amount, attempt_of(f.attempt.as_deref()))
                 .await
         }
         Err(e) => Err(e.into()),

@@ -667,7 +667,7 @@ async fn a_refund_refused_for_its_amount_frees_its_client_key() {
 async fn a_first_refund_with_a_client_key_sends_a_key_derived_from_it_and_records_completion() {
     let mut m = Mocks::new();
     let before = captured(1800);
-    let in_flight = pending_refund(&before, 1000, "k:k1");
+    let in_flight = pending_refund(&before, 1000, &k1());
     m.payment_reads(&[before.clone(), before.clone(), in_flight.clone()]);
     m.idempotency
         .expect_reserve()
@@ -682,12 +682,12 @@ async fn a_first_refund_with_a_client_key_sends_a_key_derived_from_it_and_record
     records_pending(
         &mut m,
         &before,
-        IdempotencyKey::refund(PAYMENT, "k:k1"),
+        IdempotencyKey::refund(PAYMENT, &k1()),
         &mut seq,
     );
     m.gateway
         .expect_refund()
-        .withf(|_, _, _, k| *k == IdempotencyKey::refund(PAYMENT, "k:k1"))
+        .withf(|_, _, _, k| *k == IdempotencyKey::refund(PAYMENT, &k1()))
         .times(1)
         .returning(|_, _, _, _| refunded_by_gateway(1000, RefundStatus::Pending));
     settles(
@@ -721,7 +721,7 @@ async fn a_first_refund_with_a_client_key_sends_a_key_derived_from_it_and_record
 async fn a_refund_the_gateway_reports_failed_is_cleared_and_frees_the_client_key() {
     let mut m = Mocks::new();
     let before = captured(1800);
-    let in_flight = pending_refund(&before, 1000, "k:k1");
+    let in_flight = pending_refund(&before, 1000, &k1());
     m.payment_reads(&[before.clone(), before.clone(), in_flight.clone()]);
     m.idempotency
         .expect_reserve()
@@ -730,7 +730,7 @@ async fn a_refund_the_gateway_reports_failed_is_cleared_and_frees_the_client_key
     records_pending(
         &mut m,
         &before,
-        IdempotencyKey::refund(PAYMENT, "k:k1"),
+        IdempotencyKey::refund(PAYMENT, &k1()),
         &mut seq,
     );
     m.gateway
@@ -758,14 +758,14 @@ async fn a_refund_the_gateway_reports_failed_is_cleared_and_frees_the_client_key
 async fn a_refund_retried_after_a_timeout_reuses_its_gateway_key() {
     // The first attempt timed out: its refund is pending, its client key was freed.
     let mut m = Mocks::new();
-    let in_flight = pending_refund(&captured(1800), 1000, "k:k1");
+    let in_flight = pending_refund(&captured(1800), 1000, &k1());
     m.payment_is(&in_flight);
     m.idempotency
         .expect_reserve()
         .returning(|_| Ok(Reservation::New));
     m.gateway
         .expect_refund()
-        .withf(|_, _, _, k| *k == IdempotencyKey::refund(PAYMENT, "k:k1"))
+        .withf(|_, _, _, k| *k == IdempotencyKey::refund(PAYMENT, &k1()))
         .times(1)
         .returning(|_, _, _, _| refunded_by_gateway(1000, RefundStatus::Succeeded));
     let mut seq = Sequence::new();
@@ -797,7 +797,7 @@ async fn a_refund_whose_outcome_is_unknown_stays_pending_and_frees_the_client_ke
     m.payment_reads(&[
         before.clone(),
         before.clone(),
-        pending_refund(&before, 1000, "k:k1"),
+        pending_refund(&before, 1000, &k1()),
     ]);
     m.idempotency
         .expect_reserve()
@@ -806,7 +806,7 @@ async fn a_refund_whose_outcome_is_unknown_stays_pending_and_frees_the_client_ke
     records_pending(
         &mut m,
         &before,
-        IdempotencyKey::refund(PAYMENT, "k:k1"),
+        IdempotencyKey::refund(PAYMENT, &k1()),
         &mut seq,
     );
     m.gateway
@@ -1824,4 +1824,12 @@ async fn a_capture_answer_without_the_captured_amount_records_the_amount_sent() 
         .unwrap();
 
     assert_eq!(p.captured(), Some(eur(1800)));
+}
+
+/// The refund discriminator of the client key `k1` sent by `dr()`.
+fn k1() -> String {
+    format!(
+        "k:{}",
+        fingerprint(&format!("{}|k1", idempotency_scope(&dr())))
+    )
 }

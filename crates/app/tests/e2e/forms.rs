@@ -1,0 +1,136 @@
+//! The dashboard's forms that create or move money carry a per-rendering idempotency
+//! key: submitting one twice (double click, reload after the POST) does it once.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{Backend, TestApp, csrf_token};
+
+/// The value of the hidden field `name` of a page's form.
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .map(|i| i + marker.len())
+        .unwrap_or_else(|| panic!("a hidden {name}"));
+    let end = html[start..].find('"').expect("end of the value");
+    html[start..start + end].to_owned()
+}
+
+#[tokio::test]
+async fn a_refund_or_schedule_form_submitted_twice_acts_once() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (dr, scheduled) = t.paid_consultation().await;
+    let token = scheduled["pay_token"].as_str().expect("pay_token");
+    let consultation = scheduled["id"].as_str().expect("id");
+    let payment = scheduled["payment"]["id"].as_str().expect("payment id");
+    t.pay(token, "pm_card_visa").await;
+    let (status, body) = t
+        .post(
+            &format!("/api/v1/consultations/{consultation}/validate"),
+            Some(&dr.token),
+            json!({ "amount": "18.00" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    t.sign_in(&dr).await;
+
+    let page = t
+        .client
+        .get(t.url(&format!("/dashboard/payments/{payment}")))
+        .send()
+        .await
+        .expect("payment page");
+    let html = page.text().await.expect("html");
+    let (csrf, attempt) = (csrf_token(&html), hidden(&html, "attempt"));
+    for _ in 0..2 {
+        let resp = t
+            .client
+            .post(t.url(&format!("/dashboard/payments/{payment}/refund")))
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("attempt", attempt.as_str()),
+                ("amount", "5,00"),
+            ])
+            .send()
+            .await
+            .expect("refund");
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    }
+    let (_, c) = t
+        .get(
+            &format!("/api/v1/consultations/{consultation}"),
+            Some(&dr.token),
+        )
+        .await;
+    assert_eq!(c["payment"]["amount_refunded"], "5.00", "{c}");
+
+    // A freshly rendered form is a new refund.
+    let html = t
+        .client
+        .get(t.url(&format!("/dashboard/payments/{payment}")))
+        .send()
+        .await
+        .expect("payment page")
+        .text()
+        .await
+        .expect("html");
+    let again = hidden(&html, "attempt");
+    assert_ne!(again, attempt);
+    let resp = t
+        .client
+        .post(t.url(&format!("/dashboard/payments/{payment}/refund")))
+        .form(&[
+            ("csrf_token", csrf_token(&html).as_str()),
+            ("attempt", again.as_str()),
+            ("amount", "1,00"),
+        ])
+        .send()
+        .await
+        .expect("refund");
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (_, c) = t
+        .get(
+            &format!("/api/v1/consultations/{consultation}"),
+            Some(&dr.token),
+        )
+        .await;
+    assert_eq!(c["payment"]["amount_refunded"], "6.00", "{c}");
+
+    // Scheduling: the same rendering submitted twice makes one consultation.
+    let html = t
+        .client
+        .get(t.url("/dashboard/schedule"))
+        .send()
+        .await
+        .expect("schedule page")
+        .text()
+        .await
+        .expect("html");
+    let (csrf, attempt) = (csrf_token(&html), hidden(&html, "attempt"));
+    for _ in 0..2 {
+        let resp = t
+            .client
+            .post(t.url("/dashboard/schedule"))
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("attempt", attempt.as_str()),
+                ("patient", "Mme Durand"),
+                ("starts_at", "2030-01-15T10:30"),
+                ("mode", "none"),
+            ])
+            .send()
+            .await
+            .expect("schedule");
+        assert_eq!(resp.status(), StatusCode::OK);
+        // The replay shows the same consultation with its link issued again (only
+        // the hash of a pay token is kept, so the first one cannot be shown twice).
+        assert!(resp.text().await.expect("html").contains("/pay/"));
+    }
+    let (_, list) = t.get("/api/v1/consultations", Some(&dr.token)).await;
+    let items = list.as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 2, "the paid one and Mme Durand's: {list}");
+    t.stop().await;
+}
