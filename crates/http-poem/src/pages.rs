@@ -3,8 +3,9 @@
 //! Secure).
 
 use askama::Template;
+use billing_core::BillingError;
 use billing_core::consultation::service::PayPage;
-use billing_core::gateway::SandboxNext;
+use billing_core::gateway::{GatewayError, SandboxNext};
 use billing_core::ids::CheckoutSessionId;
 use billing_core::practitioner::service::OAuthCallback;
 use poem::http::StatusCode;
@@ -187,7 +188,7 @@ pub async fn sandbox_authorize(
                 urlencode(&code)
             ))
             .into_response(),
-            Err(e) => Problem::from(e).into_response(),
+            Err(e) => sandbox_refused(e),
         };
     }
     if q.deny.as_deref() == Some("1") {
@@ -203,6 +204,20 @@ pub async fn sandbox_authorize(
             urlencode(&callback)
         ),
     })
+}
+
+/// The sandbox refusing what the visitor typed or clicked is their input's fault (a
+/// 4xx), not a gateway outage: unknown test payment methods, sessions, states.
+fn sandbox_refused(e: BillingError) -> Response {
+    match e {
+        BillingError::Gateway(GatewayError::InvalidRequest { param, message, .. }) => {
+            Problem::invalid(param.as_deref().unwrap_or("request"), message).into_response()
+        }
+        BillingError::Gateway(GatewayError::NotFound { .. }) => {
+            Problem::not_found().into_response()
+        }
+        other => Problem::from(other).into_response(),
+    }
 }
 
 fn session(id: &str) -> Result<CheckoutSessionId, Problem> {
@@ -243,7 +258,7 @@ pub async fn sandbox_checkout_page(
             awaiting_authentication: c.awaiting_authentication,
             cancel_url: c.cancel_url,
         }),
-        Err(e) => Problem::from(e).into_response(),
+        Err(e) => sandbox_refused(e),
     }
 }
 
@@ -285,7 +300,7 @@ pub async fn sandbox_checkout_pay(
     let cancel_url = sandbox.checkout(&session).await.ok().map(|c| c.cancel_url);
     match sandbox.pay(&session, form.payment_method.trim()).await {
         Ok(next) => sandbox_next(next, &session, cancel_url),
-        Err(e) => Problem::from(e).into_response(),
+        Err(e) => sandbox_refused(e),
     }
 }
 
@@ -316,6 +331,6 @@ pub async fn sandbox_checkout_authenticate(
     let cancel_url = sandbox.checkout(&session).await.ok().map(|c| c.cancel_url);
     match sandbox.authenticate(&session, approve).await {
         Ok(next) => sandbox_next(next, &session, cancel_url),
-        Err(e) => Problem::from(e).into_response(),
+        Err(e) => sandbox_refused(e),
     }
 }

@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, csrf_token};
 
 struct Case {
     what: &'static str,
@@ -104,7 +104,9 @@ async fn malformed_requests_get_a_problem_and_never_a_5xx() {
         case("fee of words", Method::GET, "/api/v1/fees/estimate?amount=abc", None, 422, "invalid_amount"),
         case("unknown route", Method::GET, "/api/v1/nothing-here", None, 404, "not_found"),
         case("wrong method", Method::DELETE, "/api/v1/payments", None, 405, "method_not_allowed"),
-        case("malformed pay token", Method::GET, "/api/v1/pay/../../etc", None, 404, "not_found"),
+        case("malformed pay token", Method::GET, "/api/v1/pay/not-a-token", None, 404, "not_found"),
+        case("encoded path in a pay token", Method::GET, "/api/v1/pay/%2E%2E%2F%2E%2E%2Fetc/access", None, 404, "not_found"),
+        case("blank sandbox OAuth state", Method::GET, "/sandbox/connect/authorize?state=%20&approve=1", None, 400, "validation_failed"),
     ];
     let mut failures = vec![];
     for c in cases {
@@ -137,6 +139,42 @@ async fn malformed_requests_get_a_problem_and_never_a_5xx() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
+    // A payment method the sandbox does not know, typed on its card page.
+    let (status, other) = app.schedule(&dr, &dr, json!({ "mode": "online" })).await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    let other_token = other["pay_token"].as_str().expect("token");
+    let (status, checkout) = app
+        .post(
+            &format!("/api/v1/pay/{other_token}/checkout"),
+            None,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{checkout}");
+    let page_url = checkout["redirect_url"].as_str().expect("redirect_url");
+    let html = app
+        .client
+        .get(page_url)
+        .send()
+        .await
+        .expect("card page")
+        .text()
+        .await
+        .expect("html");
+    let resp = app
+        .client
+        .post(page_url)
+        .form(&[
+            ("csrf_token", csrf_token(&html).as_str()),
+            ("payment_method", "pm_bogus"),
+        ])
+        .send()
+        .await
+        .expect("pay");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    assert_eq!(body["code"], "validation_failed", "{body}");
+
     // Wrong content type.
     let resp = app
         .client
@@ -149,9 +187,9 @@ async fn malformed_requests_get_a_problem_and_never_a_5xx() {
         .expect("request");
     assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
-    // Nothing was half-written: the only consultation is the one scheduled above.
+    // Nothing was half-written: the only consultations are the two scheduled above.
     let (_, upcoming) = app.get("/api/v1/consultations", Some(&dr.token)).await;
-    assert_eq!(upcoming.as_array().map(Vec::len), Some(1), "{upcoming}");
+    assert_eq!(upcoming.as_array().map(Vec::len), Some(2), "{upcoming}");
     let (_, c) = app
         .get(
             &format!("/api/v1/consultations/{consultation}"),
