@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, csrf_token};
 
 /// Who calls, in the matrix's column order.
 const WHO: [&str; 6] = [
@@ -150,6 +150,18 @@ async fn every_endpoint_answers_each_caller_as_the_policy_says() {
             [200, 404, 403, 404, 401, 401],
         ),
         row(
+            Method::DELETE,
+            format!("/api/v1/services/{service_id}"),
+            None,
+            [200, 404, 403, 404, 401, 401],
+        ),
+        row(
+            Method::POST,
+            format!("{p}/stripe/account-link"),
+            None,
+            [200, 404, 403, 404, 401, 401],
+        ),
+        row(
             Method::GET,
             format!("{p}/audit"),
             None,
@@ -202,6 +214,25 @@ async fn every_endpoint_answers_each_caller_as_the_policy_says() {
             "/api/v1/payments".into(),
             None,
             [200, 200, 200, 200, 401, 401],
+        ),
+        row(
+            Method::GET,
+            "/api/v1/payments.csv".into(),
+            None,
+            [200, 200, 200, 200, 401, 401],
+        ),
+        row(
+            Method::GET,
+            "/api/v1/consultations".into(),
+            None,
+            [200, 200, 200, 200, 401, 401],
+        ),
+        row(
+            Method::GET,
+            "/api/v1/fees/estimate?amount=25".into(),
+            None,
+            // Arithmetic on the default schedule, no one's data: public.
+            [200, 200, 200, 200, 200, 200],
         ),
         row(
             Method::GET,
@@ -271,5 +302,104 @@ async fn every_endpoint_answers_each_caller_as_the_policy_says() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    app.stop().await;
+}
+
+/// The dashboard's money forms, posted with a valid session and CSRF token by someone
+/// the policy refuses: another practitioner is told nothing exists (404), the
+/// practitioner's secretary is forbidden (403); nothing moves.
+#[tokio::test]
+async fn the_dashboard_money_forms_refuse_other_practitioners_and_secretaries() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (dr, scheduled) = app.paid_consultation().await;
+    let token = scheduled["pay_token"].as_str().expect("pay_token");
+    let consultation = scheduled["id"].as_str().expect("id");
+    let payment = scheduled["payment"]["id"].as_str().expect("payment id");
+    app.pay(token, "pm_card_visa").await;
+    let other = app.practitioner("Dr Autre").await;
+    let sec = app.secretary(&[&dr]).await;
+
+    for (who, expected) in [(&other, 404), (&sec, 403)] {
+        app.sign_in(who).await;
+        let page = app
+            .client
+            .get(app.url(&format!("/dashboard/payments/{payment}")))
+            .send()
+            .await
+            .expect("payment page");
+        let seen = page.status().as_u16();
+        let html = app
+            .client
+            .get(app.url("/dashboard"))
+            .send()
+            .await
+            .expect("dashboard")
+            .text()
+            .await
+            .expect("html");
+        let csrf = csrf_token(&html);
+        assert_eq!(seen, if expected == 404 { 404 } else { 200 });
+        for (action, amount) in [("validate", "18,00"), ("refund", "1,00"), ("release", "")] {
+            let resp = app
+                .client
+                .post(app.url(&format!("/dashboard/payments/{payment}/{action}")))
+                .form(&[("csrf_token", csrf.as_str()), ("amount", amount)])
+                .send()
+                .await
+                .expect("form");
+            assert_eq!(resp.status().as_u16(), expected, "{action} by {}", who.id);
+        }
+    }
+    // Still signed in as the secretary: Stripe and the caps are not theirs either.
+    let html = app
+        .client
+        .get(app.url("/dashboard"))
+        .send()
+        .await
+        .expect("dashboard")
+        .text()
+        .await
+        .expect("html");
+    let csrf = csrf_token(&html);
+    for (path, fields) in [
+        ("/dashboard/stripe/link", vec![]),
+        ("/dashboard/stripe/unlink", vec![]),
+        (
+            "/dashboard/preferences",
+            vec![
+                ("default_amount", "30,00"),
+                ("max_amount", "30,00"),
+                ("currency", "EUR"),
+                ("preset", "default"),
+            ],
+        ),
+    ] {
+        let mut form = vec![("csrf_token", csrf.as_str())];
+        form.extend(fields);
+        let resp = app
+            .client
+            .post(app.url(path))
+            .form(&form)
+            .send()
+            .await
+            .expect("form");
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    let (_, c) = app
+        .get(
+            &format!("/api/v1/consultations/{consultation}"),
+            Some(&dr.token),
+        )
+        .await;
+    assert_eq!(c["payment"]["status"], "authorized", "{c}");
+    let (_, link) = app
+        .get(
+            &format!("/api/v1/practitioners/{}/stripe", dr.id),
+            Some(&dr.token),
+        )
+        .await;
+    assert_eq!(link["status"], "linked", "{link}");
     app.stop().await;
 }

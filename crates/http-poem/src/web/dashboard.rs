@@ -669,7 +669,7 @@ fn stripe_step(s: &Staff, next: Result<String, BillingError>) -> Response {
         Ok(url) => Redirect::see_other(url).into_response(),
         Err(e) => message(
             &s.ctx,
-            StatusCode::CONFLICT,
+            status_of(&e),
             s.ctx.t.error_title,
             &error_text(&e, s.ctx.lang),
             Some(("/dashboard", s.ctx.t.back)),
@@ -781,7 +781,7 @@ pub async fn unlink_submit(
                         .map(|a| a.as_str().to_owned()),
                     force: outstanding,
                 }),
-                StatusCode::CONFLICT,
+                status_of(&e),
             )
         }
     }
@@ -991,7 +991,7 @@ pub async fn preferences_submit(
             let msg = error_text(&e, s.ctx.lang);
             with_status(
                 render(&preferences_template(&s, None, Some(msg), form, currency)),
-                StatusCode::UNPROCESSABLE_ENTITY,
+                status_of(&e),
             )
         }
     }
