@@ -569,6 +569,11 @@ fn api_error(status: u16, error: wire::ApiError) -> GatewayError {
             message,
         });
     }
+    // Another request with the same key still running (409, `idempotency_key_in_use`,
+    // whatever its type): its outcome is unknown, not a conflict of parameters.
+    if status == 409 || code == Some("idempotency_key_in_use") {
+        return GatewayError::Unavailable { message };
+    }
     if kind == Some("idempotency_error") {
         return GatewayError::IdempotencyConflict;
     }

@@ -1288,6 +1288,17 @@ async fn each_stripe_error_type_maps_to_what_the_domain_can_act_on() {
             ),
             |e| matches!(e, GatewayError::Unavailable { .. }),
         ),
+        // The same, typed as an idempotency error: still "outcome unknown", never a
+        // conflict of parameters (which would clear the other request's pending mark).
+        (
+            409,
+            stripe_error(
+                "idempotency_error",
+                Some("idempotency_key_in_use"),
+                "There is currently another in-progress request using this Stripe-Idempotency-Key",
+            ),
+            |e| matches!(e, GatewayError::Unavailable { .. }),
+        ),
         (502, json!("<html>Bad Gateway</html>"), |e| {
             matches!(e, GatewayError::Unavailable { .. })
         }),
