@@ -238,10 +238,39 @@ impl Config {
         {
             return invalid("CONSULTPAY_SESSION_KEY", "at least 32 characters");
         }
-        if self.stripe_secret_key.is_some() && self.stripe_webhook_secret.is_none() {
-            tracing::warn!("STRIPE_WEBHOOK_SECRET is not set: webhooks will be refused");
+        if !self.sandbox() && self.session_key.is_none() {
+            // A key made up at start would differ between instances (a patient's "Pay
+            // now" on another instance than the page fails its CSRF check) and sign
+            // everyone out at each restart.
+            return invalid(
+                "CONSULTPAY_SESSION_KEY",
+                "required with STRIPE_SECRET_KEY (at least 32 characters, the same on every instance)",
+            );
+        }
+        if self.stripe_checkout == CheckoutMode::Elements
+            && self
+                .stripe_publishable_key
+                .as_deref()
+                .is_none_or(|k| !k.starts_with("pk_"))
+        {
+            return invalid(
+                "STRIPE_PUBLISHABLE_KEY",
+                "STRIPE_CHECKOUT=elements needs the publishable key (pk_…)",
+            );
         }
         Ok(())
+    }
+
+    /// What is allowed but probably not meant; logged once logging is set up.
+    pub fn warnings(&self) -> Vec<&'static str> {
+        let mut warnings = Vec::new();
+        if !self.sandbox() && self.stripe_webhook_secret.is_none() {
+            warnings.push(
+                "STRIPE_WEBHOOK_SECRET is not set: webhooks are refused and payments only \
+                 move when reconciliation re-reads them",
+            );
+        }
+        warnings
     }
 
     /// Sandbox mode: no Stripe key.
@@ -326,6 +355,7 @@ mod tests {
             jail.create_file("c.toml", "listen = \"127.0.0.1:9000\"\ndemo = false\n")?;
             jail.set_env("CONSULTPAY_LISTEN", "127.0.0.1:9100");
             jail.set_env("STRIPE_SECRET_KEY", "sk_test_123");
+            jail.set_env("CONSULTPAY_SESSION_KEY", "0123456789abcdef0123456789abcdef");
             let c = Config::load(Some(Path::new("c.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(c.listen.to_string(), "127.0.0.1:9100");
             assert!(!c.demo);
@@ -346,6 +376,26 @@ mod tests {
             jail.set_env("STRIPE_SECRET_KEY", "pk_test_oops");
             let err = Config::load(None).unwrap_err().to_string();
             assert!(err.contains("STRIPE_SECRET_KEY"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn stripe_mode_needs_a_shared_session_key_and_elements_a_publishable_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("STRIPE_SECRET_KEY", "sk_test_123");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.starts_with("CONSULTPAY_SESSION_KEY:"), "{err}");
+            jail.set_env("CONSULTPAY_SESSION_KEY", "0123456789abcdef0123456789abcdef");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.warnings().len(), 1, "no webhook secret");
+            jail.set_env("STRIPE_CHECKOUT", "elements");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.starts_with("STRIPE_PUBLISHABLE_KEY:"), "{err}");
+            jail.set_env("STRIPE_PUBLISHABLE_KEY", "pk_test_123");
+            jail.set_env("STRIPE_WEBHOOK_SECRET", "whsec_123");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert!(c.warnings().is_empty());
             Ok(())
         });
     }

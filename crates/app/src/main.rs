@@ -93,6 +93,9 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_format);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
