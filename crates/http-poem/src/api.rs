@@ -13,7 +13,7 @@ use billing_core::practitioner::service::{FeeScheduleInput, PreferencesInput, Se
 use chrono::{DateTime, Utc};
 use poem_openapi::auth::Bearer;
 use poem_openapi::param::{Header, Path, Query};
-use poem_openapi::payload::{Attachment, AttachmentType, Json};
+use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, OpenApi, SecurityScheme, Tags};
 use uuid::Uuid;
 
@@ -56,6 +56,16 @@ enum Tag {
 pub enum Created<T: poem_openapi::types::ToJSON + Send + Sync> {
     #[oai(status = 201)]
     Created(Json<T>),
+}
+
+/// A CSV document to download.
+#[derive(Debug, ApiResponse)]
+pub enum CsvDownload {
+    #[oai(status = 200, content_type = "text/csv; charset=utf-8")]
+    Csv(
+        PlainText<String>,
+        #[oai(header = "Content-Disposition")] String,
+    ),
 }
 
 fn practitioner(id: Uuid) -> PractitionerId {
@@ -648,7 +658,7 @@ impl Api {
         from: Query<Option<DateTime<Utc>>>,
         to: Query<Option<DateTime<Utc>>>,
         lang: Query<Option<String>>,
-    ) -> ApiResult<Attachment<Vec<u8>>> {
+    ) -> ApiResult<CsvDownload> {
         let actor = self.actor(&auth).await?;
         let filter = self.filter(practitioner_id.0, status.0, from.0, to.0, None, Some(200))?;
         let body = csv::export(
@@ -658,9 +668,10 @@ impl Api {
             csv::lang(lang.0.as_deref()),
         )
         .await?;
-        Ok(Attachment::new(body.into_bytes())
-            .attachment_type(AttachmentType::Attachment)
-            .filename("payments.csv"))
+        Ok(CsvDownload::Csv(
+            PlainText(body),
+            csv::DISPOSITION.to_owned(),
+        ))
     }
 
     /// One payment with its history.

@@ -78,8 +78,14 @@ pub fn row(r: &PaymentRow, lang: Lang) -> String {
     ])
 }
 
-/// Every page of the filtered payments table as one CSV document (bounded: at most
-/// 50 pages of 200 rows in one export).
+/// At most this many pages of 200 rows in one export (100 000 payments).
+const MAX_PAGES: usize = 500;
+
+/// How a CSV download is named.
+pub const DISPOSITION: &str = "attachment; filename=\"payments.csv\"";
+
+/// Every page of the filtered payments table as one CSV document. An export that would
+/// exceed [`MAX_PAGES`] is refused (narrow the dates) rather than silently cut short.
 pub async fn export(
     billing: &Billing,
     actor: &Actor,
@@ -88,27 +94,27 @@ pub async fn export(
 ) -> Result<String, BillingError> {
     filter.limit = Some(200);
     let mut out = header(lang);
-    for _ in 0..50 {
+    for _ in 0..MAX_PAGES {
         let page = billing.reporting.payments(actor, &filter).await?;
         for r in &page.items {
             out.push_str(&row(r, lang));
         }
         match page.next {
             Some(next) => filter.cursor = Some(next),
-            None => break,
+            None => return Ok(out),
         }
     }
-    Ok(out)
+    Err(BillingError::Validation {
+        field: "to",
+        message: "more than 100000 payments match: narrow the date range".into(),
+    })
 }
 
 /// A CSV download.
 pub fn response(body: String) -> Response {
     Response::builder()
         .content_type("text/csv; charset=utf-8")
-        .header(
-            "content-disposition",
-            "attachment; filename=\"payments.csv\"",
-        )
+        .header("content-disposition", DISPOSITION)
         .body(body)
 }
 

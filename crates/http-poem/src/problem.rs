@@ -229,6 +229,7 @@ fn title(code: &str) -> &'static str {
         "oauth_code_invalid" => "Invalid Stripe authorisation code",
         "outstanding_holds" => "Payments still hold money",
         "card_declined" => "Card declined",
+        "refund_failed" => "Refund refused by Stripe",
         "idempotency_key_reused" => "Idempotency key reused",
         "idempotency_key_in_flight" => "Request in progress",
         "webhook_signature_invalid" => "Invalid webhook signature",

@@ -135,6 +135,15 @@ async fn the_seeds_flow_hold_validate_refund_and_report() {
             .await
             .expect("csv");
         assert_eq!(csv.status(), StatusCode::OK);
+        let header = |name: &str| {
+            csv.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(header("content-type"), "text/csv; charset=utf-8");
+        assert!(header("content-disposition").starts_with("attachment;"));
         let csv = csv.text().await.expect("csv text");
         let row = csv
             .lines()
