@@ -40,6 +40,10 @@ pub(crate) const SESSION_EXPAND: &[&str] = &[
     "payment_intent.latest_charge.balance_transaction",
 ];
 
+/// How long a card authorisation can be captured: Stripe's default for online card
+/// payments, used when a payload does not carry the charge's `capture_before`.
+const HOLD_DAYS: i64 = 7;
+
 /// Product name of the Checkout line item when the request has no description.
 const DEFAULT_ITEM_NAME: &str = "Teleconsultation";
 
@@ -335,13 +339,22 @@ pub(crate) fn webhook_event(event: &wire::Event) -> Result<WebhookEvent, Malform
         .transpose()
         .map_err(|e| Malformed::new(e.to_string()))?;
     let accounting = RefundAccounting::for_api_version(event.api_version.as_deref());
+    let created = timestamp(event.created, "created")?;
     let payload = match event.kind.as_str() {
         "payment_intent.amount_capturable_updated"
         | "payment_intent.succeeded"
         | "payment_intent.canceled"
         | "payment_intent.payment_failed" => {
             let pi: wire::PaymentIntent = object(event)?;
-            GatewayEvent::PaymentIntent(intent_snapshot(&pi, accounting)?)
+            let mut snapshot = intent_snapshot(&pi, accounting)?;
+            // Event payloads never expand `latest_charge`, so the charge's own
+            // `capture_before` is missing: count the card's 7 days from when the hold
+            // happened (the event), not from when a late delivery is processed.
+            if snapshot.status == IntentStatus::RequiresCapture && snapshot.capture_before.is_none()
+            {
+                snapshot.capture_before = Some(created + chrono::Duration::days(HOLD_DAYS));
+            }
+            GatewayEvent::PaymentIntent(snapshot)
         }
         "charge.refunded" => {
             let charge: wire::Charge = object(event)?;
@@ -379,7 +392,7 @@ pub(crate) fn webhook_event(event: &wire::Event) -> Result<WebhookEvent, Malform
     Ok(WebhookEvent {
         id,
         kind: event.kind.clone(),
-        created: timestamp(event.created, "created")?,
+        created,
         account,
         payload,
     })

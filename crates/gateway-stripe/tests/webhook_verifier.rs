@@ -374,6 +374,22 @@ fn an_intent_event_with_its_charge_expanded_reports_the_capture_deadline() {
 }
 
 #[test]
+fn a_hold_event_without_its_charge_counts_the_deadline_from_the_event_not_its_delivery() {
+    // Stripe's payloads carry `latest_charge` as an id: no `capture_before` in them.
+    let mut pi = intent("requires_capture", 2500, 0);
+    pi["latest_charge"] = json!("ch_3QxYzAB7WZ01zgkW0a1b2c3d");
+    let body = event("payment_intent.amount_capturable_updated", pi);
+    let e = deliver(&body, signed(&body)).unwrap();
+    let GatewayEvent::PaymentIntent(s) = e.payload else {
+        panic!("not an intent event");
+    };
+    assert_eq!(
+        s.capture_before,
+        Some(e.created + chrono::Duration::days(7))
+    );
+}
+
+#[test]
 fn charge_refunded_counts_only_refunds_after_the_capture_whatever_the_api_version() {
     // 25.00 held, 18.00 captured, 5.00 refunded. Before basil, Stripe counted the 7.00
     // released at capture as refunded too.
