@@ -261,6 +261,16 @@ pub trait PaymentGateway: Send + Sync {
     /// client secret of an intent for the Payment Element.
     async fn start_checkout(&self, req: &CheckoutRequest) -> Result<CheckoutStart, GatewayError>;
 
+    /// Closes an open checkout session so it can no longer be paid (Stripe cancels
+    /// the intent the session made, if any). A session that is no longer open
+    /// (expired, or completed) is not an error.
+    async fn expire_checkout(
+        &self,
+        account: &ConnectedAccountId,
+        session: &CheckoutSessionId,
+        key: &IdempotencyKey,
+    ) -> Result<(), GatewayError>;
+
     /// Where a checkout session stands, with its intent once there is one.
     async fn retrieve_checkout(
         &self,

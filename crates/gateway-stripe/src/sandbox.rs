@@ -703,6 +703,39 @@ impl PaymentGateway for SandboxGateway {
         Ok(start)
     }
 
+    async fn expire_checkout(
+        &self,
+        account: &ConnectedAccountId,
+        session: &CheckoutSessionId,
+        _key: &IdempotencyKey,
+    ) -> Result<(), GatewayError> {
+        let now = self.clock.now();
+        let mut state = self.lock();
+        state.ensure_reachable(account)?;
+        let s = state.session(session)?;
+        if s.account != *account {
+            return Err(GatewayError::NotFound {
+                message: format!("No such checkout.session: '{session}'"),
+            });
+        }
+        if s.status(now) != CheckoutStatus::Open {
+            return Ok(());
+        }
+        let intent = s.intent.clone();
+        s.expires_at = now;
+        // Like Checkout, expiring the session cancels the intent it made.
+        if let Some(i) = intent.and_then(|id| state.intents.get_mut(&id))
+            && matches!(
+                i.status,
+                IntentStatus::RequiresPaymentMethod | IntentStatus::RequiresAction
+            )
+        {
+            i.status = IntentStatus::Canceled;
+            i.cancellation_reason = Some("abandoned".into());
+        }
+        Ok(())
+    }
+
     async fn retrieve_checkout(
         &self,
         account: &ConnectedAccountId,

@@ -227,6 +227,30 @@ impl PaymentGateway for StripeGateway {
         }
     }
 
+    async fn expire_checkout(
+        &self,
+        account: &ConnectedAccountId,
+        session: &CheckoutSessionId,
+        key: &IdempotencyKey,
+    ) -> Result<(), GatewayError> {
+        let expired: Result<wire::CheckoutSession, GatewayError> = self
+            .send(
+                Call::post(Host::Api, format!("/v1/checkout/sessions/{session}/expire"))
+                    .account(account)
+                    .idempotency_key(key.as_str()),
+            )
+            .await;
+        match expired {
+            Ok(_) => Ok(()),
+            // "Only Checkout Sessions with a status in [open] can be expired": it
+            // already expired, or was paid (whose hold then arrives as an event).
+            Err(GatewayError::InvalidRequest { .. } | GatewayError::UnexpectedState { .. }) => {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     async fn retrieve_checkout(
         &self,
         account: &ConnectedAccountId,

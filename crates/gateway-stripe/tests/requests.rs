@@ -748,6 +748,58 @@ async fn retrieve_checkout_reads_the_session_with_its_intent_expanded() {
 }
 
 #[tokio::test]
+async fn expiring_a_checkout_posts_to_the_session_with_its_key_and_a_closed_one_is_no_error() {
+    let stub = Stub::start().await;
+    let cs = "cs_test_a1YS1URlnyQCN5fUUduORoQ7Pw41PJqDWkIVQCpJPqkfIhd6tVY8XB1OLY";
+    let at = format!("/v1/checkout/sessions/{cs}/expire");
+    stub.answer("POST", &at, 200, session("expired", Value::Null))
+        .await;
+    let key = IdempotencyKey::derive(payment(), "expire-checkout");
+    stub.gateway()
+        .expire_checkout(&account(), &cs.parse().unwrap(), &key)
+        .await
+        .unwrap();
+    let req = &stub.requests().await[0];
+    assert_eq!(req.url.path(), at);
+    assert_eq!(header(req, "idempotency-key"), Some(key.as_str()));
+    assert_eq!(header(req, "stripe-account"), Some(ACCOUNT));
+
+    // Already expired, or paid meanwhile: Stripe refuses, and there is nothing to do.
+    stub.api.reset().await;
+    stub.answer(
+        "POST",
+        &at,
+        400,
+        stripe_error(
+            "invalid_request_error",
+            None,
+            "Only Checkout Sessions with a status in [\"open\"] can be expired.",
+        ),
+    )
+    .await;
+    stub.gateway()
+        .expire_checkout(&account(), &cs.parse().unwrap(), &key)
+        .await
+        .unwrap();
+
+    // An outage is not mistaken for "already closed".
+    stub.api.reset().await;
+    stub.answer(
+        "POST",
+        &at,
+        401,
+        stripe_error("invalid_request_error", None, "bad key"),
+    )
+    .await;
+    let err = stub
+        .gateway()
+        .expire_checkout(&account(), &cs.parse().unwrap(), &key)
+        .await
+        .unwrap_err();
+    assert_eq!(err, GatewayError::Authentication);
+}
+
+#[tokio::test]
 async fn the_payment_element_gets_the_client_secret_of_a_new_hold() {
     let stub = Stub::start().await;
     stub.answer(

@@ -175,6 +175,32 @@ async fn a_consultation_without_payment_lets_the_patient_in_at_once() {
 }
 
 #[tokio::test]
+async fn releasing_a_declined_payment_closes_its_checkout_for_good() {
+    on_every_backend!(|app| {
+        let (dr, scheduled) = app.paid_consultation().await;
+        let token = scheduled["pay_token"].as_str().expect("pay_token");
+        let consultation = scheduled["id"].as_str().expect("id");
+        app.pay(token, "pm_card_chargeDeclined").await;
+        let (status, released) = app
+            .post(
+                &format!("/api/v1/consultations/{consultation}/release"),
+                Some(&dr.token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{released}");
+        assert_eq!(released["status"], "released", "{released}");
+        // The patient's card page is closed: no hold can be placed any more.
+        let (status, checkout) = app
+            .post(&format!("/api/v1/pay/{token}/checkout"), None, json!({}))
+            .await;
+        assert!(status.is_client_error(), "{status} {checkout}");
+        let (_, access) = app.get(&format!("/api/v1/pay/{token}/access"), None).await;
+        assert_eq!(access["can_enter"], false);
+    });
+}
+
+#[tokio::test]
 async fn a_declined_card_leaves_the_payment_refused_and_the_gate_shut() {
     on_every_backend!(|app| {
         let (dr, scheduled) = app.paid_consultation().await;

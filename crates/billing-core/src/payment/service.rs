@@ -150,6 +150,31 @@ impl PaymentService {
             Begun::AlreadyDone(p) => return Ok(p),
             Begun::Proceed(p) => p,
         };
+        // Nothing held yet, but a checkout session may still be open: close it so the
+        // patient can no longer pay (Stripe cancels the session's own intent, which
+        // may not be cancelled directly).
+        if matches!(
+            payment.status(),
+            PaymentStatus::Incomplete | PaymentStatus::Failed
+        ) && let (Some(account), Some(session)) = (
+            payment.account(),
+            payment.checkout().and_then(|c| c.session.as_ref()),
+        ) {
+            let expire = IdempotencyKey::derive(payment.id(), "expire-checkout");
+            if let Err(e) = self
+                .ledger
+                .gateway
+                .expire_checkout(account, session, &expire)
+                .await
+            {
+                return Err(self.ledger.settle_failure(&payment, e, &who).await);
+            }
+            let written = self
+                .ledger
+                .apply_facts(payment.id(), &[PaymentEvent::Released], None, true, &who)
+                .await?;
+            return Ok(written.payment);
+        }
         let (Some(account), Some(intent)) = (payment.account(), payment.intent()) else {
             // No intent exists at the gateway: nothing is held anywhere.
             let written = self

@@ -528,6 +528,50 @@ async fn a_new_checkout_after_a_decline_makes_its_own_intent_like_stripe_checkou
 }
 
 #[tokio::test]
+async fn an_expired_checkout_cannot_be_paid_and_its_intent_is_cancelled() {
+    let peer = SandboxPeer::new();
+    let h = hold(&account(), eur(2500));
+    let start = peer
+        .sandbox
+        .start_checkout(&checkout(h.clone()))
+        .await
+        .unwrap();
+    let session = start.session.unwrap();
+    let out = peer
+        .sandbox
+        .pay(&session, "pm_card_chargeDeclined")
+        .await
+        .unwrap();
+    let GatewayEvent::PaymentIntent(declined) = &out.events[0].payload else {
+        panic!()
+    };
+    let key = IdempotencyKey::derive(h.payment, "expire-checkout");
+    peer.sandbox
+        .expire_checkout(&account(), &session, &key)
+        .await
+        .unwrap();
+    let state = peer
+        .sandbox
+        .retrieve_checkout(&account(), &session)
+        .await
+        .unwrap();
+    assert_eq!(state.status, CheckoutStatus::Expired);
+    assert_eq!(state.intent.unwrap().status, IntentStatus::Canceled);
+    assert!(peer.sandbox.pay(&session, "pm_card_visa").await.is_err());
+    let intent = peer
+        .sandbox
+        .retrieve(&account(), &declined.id)
+        .await
+        .unwrap();
+    assert_eq!(intent.status, IntentStatus::Canceled);
+    // Expiring it again is no error.
+    peer.sandbox
+        .expire_checkout(&account(), &session, &key)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn an_intent_exists_only_on_its_own_account() {
     let peer = SandboxPeer::new();
     let a = peer.authorise(eur(2500), Card::Good).await;

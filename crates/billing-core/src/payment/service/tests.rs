@@ -445,6 +445,72 @@ async fn releasing_an_unpaid_payment_needs_no_gateway_call() {
     assert_eq!(p.status(), PaymentStatus::Released);
 }
 
+/// Declined in a Checkout Session that is still open: the payment knows the session
+/// and the intent Stripe made for it.
+fn declined_in_an_open_session() -> Payment {
+    let in_session = scheduled_payment()
+        .checkout_started(
+            account(),
+            Some(intent()),
+            Some(CheckoutRef {
+                session: Some(CheckoutSessionId::parse("cs_test_Open").unwrap()),
+                url: Some("https://checkout.stripe.com/c/pay/cs_test_Open".into()),
+                expires_at: Some(now() + Duration::hours(20)),
+            }),
+            now() - Duration::hours(4),
+        )
+        .unwrap();
+    step(&in_session, PaymentEvent::AuthorizationFailed(declined()))
+}
+
+#[tokio::test]
+async fn releasing_before_any_hold_expires_the_open_checkout_instead_of_cancelling_its_intent() {
+    let mut m = Mocks::new();
+    let unpaid = declined_in_an_open_session();
+    let in_flight = pending_release(&unpaid);
+    m.consultation_is(&record(Some(unpaid.clone())));
+    m.payment_reads(&[unpaid.clone(), in_flight.clone()]);
+    let mut seq = Sequence::new();
+    records_pending(&mut m, &unpaid, IdempotencyKey::release(PAYMENT), &mut seq);
+    m.gateway
+        .expect_expire_checkout()
+        .withf(|a, s, key| {
+            *a == account()
+                && s.as_str() == "cs_test_Open"
+                && *key == IdempotencyKey::derive(PAYMENT, "expire-checkout")
+        })
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(()));
+    settles(&mut m, &in_flight, PaymentStatus::Released, &mut seq);
+    // Stripe refuses to cancel an intent its Checkout made.
+    m.gateway.expect_release().never();
+
+    let p = m
+        .build()
+        .payments
+        .release(&dr(), CONSULTATION)
+        .await
+        .unwrap();
+    assert_eq!(p.status(), PaymentStatus::Released);
+}
+
+#[tokio::test]
+async fn a_checkout_that_could_not_be_expired_is_not_marked_released() {
+    let mut m = Mocks::new();
+    let unpaid = declined_in_an_open_session();
+    m.consultation_is(&record(Some(unpaid.clone())));
+    m.payment_reads(&[unpaid.clone(), pending_release(&unpaid)]);
+    let mut seq = Sequence::new();
+    records_pending(&mut m, &unpaid, IdempotencyKey::release(PAYMENT), &mut seq);
+    m.gateway
+        .expect_expire_checkout()
+        .times(1)
+        .returning(|_, _, _| Err(timeout()));
+    let result = m.build().payments.release(&dr(), CONSULTATION).await;
+    assert_eq!(code(result), "gateway_unavailable");
+}
+
 #[tokio::test]
 async fn releasing_twice_is_harmless() {
     let mut m = Mocks::new();
