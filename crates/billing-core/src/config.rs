@@ -50,6 +50,12 @@ impl BillingConfig {
         format!("{}/connect/stripe/callback", self.public_url)
     }
 
+    /// Where Stripe's onboarding (Account Links) sends the practitioner back:
+    /// `step` is `return` (done or left) or `refresh` (the link expired).
+    pub fn onboarding_return_url(&self, step: &str) -> String {
+        format!("{}/connect/stripe/onboarding?step={step}", self.public_url)
+    }
+
     /// The practitioner dashboard.
     pub fn dashboard_url(&self) -> String {
         format!("{}/dashboard", self.public_url)

@@ -144,6 +144,28 @@ pub async fn oauth_callback(
 }
 
 #[derive(Debug, Deserialize)]
+pub struct OnboardingQuery {
+    step: Option<String>,
+}
+
+/// Where Stripe's onboarding sends the practitioner back (finished, left, or the link
+/// expired). Like the OAuth return, it arrives cross-site without the session cookie:
+/// a page of ours leads on to the dashboard, which then has it.
+#[handler]
+pub async fn onboarding_return(
+    ctx: Ctx,
+    Query(q): Query<OnboardingQuery>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let dashboard = state.billing.config.dashboard_url();
+    let (flash, text) = match q.step.as_deref() {
+        Some("refresh") => ("onboarding_expired", ctx.t.flash_onboarding_expired),
+        _ => ("onboarding_back", ctx.t.flash_onboarding_back),
+    };
+    continue_to(&ctx, &format!("{dashboard}?flash={flash}"), text)
+}
+
+#[derive(Debug, Deserialize)]
 pub struct AuthorizeQuery {
     state: Option<String>,
     redirect_uri: Option<String>,

@@ -68,3 +68,50 @@ async fn an_authorize_url_completed_in_another_practitioners_browser_links_nobod
     assert_eq!(link_status(&t, &issuer).await, "unlinked");
     t.stop().await;
 }
+
+#[tokio::test]
+async fn back_from_stripe_onboarding_a_page_of_ours_leads_to_the_dashboard_with_a_word() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let dr = t.practitioner("Dr Estival").await;
+    let (status, body) = t
+        .post(
+            &format!("/api/v1/practitioners/{}/stripe/account-link", dr.id),
+            Some(&dr.token),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for (step, flash) in [
+        ("return", "onboarding_back"),
+        ("refresh", "onboarding_expired"),
+    ] {
+        // What Stripe sends the browser to (no session cookie on that hop).
+        let bounce = t
+            .client
+            .get(t.url(&format!("/connect/stripe/onboarding?step={step}")))
+            .send()
+            .await
+            .expect("return page");
+        assert_eq!(bounce.status(), StatusCode::OK);
+        let html = bounce.text().await.expect("html");
+        assert!(html.contains("http-equiv=\"refresh\""), "{html}");
+        assert!(
+            html.contains(&format!("/dashboard?flash={flash}")),
+            "{html}"
+        );
+    }
+    t.sign_in(&dr).await;
+    let html = t
+        .client
+        .get(t.url("/dashboard?flash=onboarding_expired"))
+        .send()
+        .await
+        .expect("dashboard")
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("Stripe a expiré"), "{html}");
+    t.stop().await;
+}

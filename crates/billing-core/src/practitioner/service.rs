@@ -249,13 +249,12 @@ impl ConnectService {
             })
         })
         .await?;
-        let dashboard = self.config.dashboard_url();
         Ok(self
             .connect
             .account_link(
                 &account,
-                &format!("{dashboard}?stripe=refresh"),
-                &format!("{dashboard}?stripe=return"),
+                &self.config.onboarding_return_url("refresh"),
+                &self.config.onboarding_return_url("return"),
             )
             .await?)
     }

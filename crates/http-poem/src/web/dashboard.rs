@@ -111,6 +111,8 @@ fn flash(t: &Texts, key: Option<&str>) -> Option<Flash> {
     let (kind, text) = match key? {
         "linked" => ("ok", t.flash_linked),
         "denied" => ("warn", t.flash_denied),
+        "onboarding_back" => ("ok", t.flash_onboarding_back),
+        "onboarding_expired" => ("warn", t.flash_onboarding_expired),
         "verified" => ("ok", t.flash_verified),
         "unlinked" => ("ok", t.flash_unlinked),
         "saved" => ("ok", t.flash_saved),

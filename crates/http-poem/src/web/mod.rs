@@ -350,6 +350,10 @@ pub fn routes(state: &HttpState) -> impl Endpoint + use<> {
             get(crate::pages::oauth_callback),
         )
         .at(
+            "/connect/stripe/onboarding",
+            get(crate::pages::onboarding_return),
+        )
+        .at(
             "/sandbox/connect/authorize",
             get(crate::pages::sandbox_authorize),
         )

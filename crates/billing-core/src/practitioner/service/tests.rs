@@ -596,8 +596,8 @@ async fn account_links_onboarding_creates_the_account_once_and_marks_the_link_pe
         .expect_account_link()
         .withf(|a, refresh, back| {
             *a == account()
-                && refresh == "https://pay.example.org/dashboard?stripe=refresh"
-                && back == "https://pay.example.org/dashboard?stripe=return"
+                && refresh == "https://pay.example.org/connect/stripe/onboarding?step=refresh"
+                && back == "https://pay.example.org/connect/stripe/onboarding?step=return"
         })
         .times(1)
         .returning(|_, _, _| Ok("https://connect.stripe.com/setup/s/abc".into()));
