@@ -31,7 +31,7 @@ pub struct HttpSettings {
     /// Stripe's publishable key, for the Payment Element (Stripe mode only).
     pub stripe_publishable_key: Option<String>,
     /// Secret (≥ 32 bytes) from which the session-cookie and CSRF keys are derived.
-    /// Shared by every instance behind a load balancer.
+    /// Shared by every instance behind a load balancer; random per process by default.
     pub session_secret: Vec<u8>,
 }
 
@@ -55,7 +55,12 @@ impl HttpSettings {
             body_limit: 64 * 1024,
             sandbox: false,
             stripe_publishable_key: None,
-            session_secret: Vec::new(),
+            // Random unless set: never a key anyone could derive. Set it to share
+            // sessions between instances and across restarts.
+            session_secret: [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
+                .iter()
+                .flat_map(|u| u.as_bytes().to_owned())
+                .collect(),
         }
     }
 
