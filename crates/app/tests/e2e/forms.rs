@@ -37,6 +37,15 @@ async fn a_refund_or_schedule_form_submitted_twice_acts_once() {
     assert_eq!(status, StatusCode::OK, "{body}");
     t.sign_in(&dr).await;
 
+    // A mistyped date filter is refused, not ignored (the export would hold everything).
+    let csv = t
+        .client
+        .get(t.url("/dashboard/payments.csv?from=31/12/2026"))
+        .send()
+        .await
+        .expect("csv");
+    assert_eq!(csv.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
     let page = t
         .client
         .get(t.url(&format!("/dashboard/payments/{payment}")))

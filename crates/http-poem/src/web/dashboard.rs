@@ -500,17 +500,26 @@ fn filter_of(q: &OverviewQuery, tz: Tz) -> Result<PaymentFilter, BillingError> {
         ],
         None => vec![],
     };
-    let from = q
-        .from
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .and_then(|d| day_start(d, tz));
-    let to =
-        q.to.as_deref()
-            .filter(|s| !s.is_empty())
-            .and_then(|d| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").ok())
-            .and_then(|d| d.checked_add_days(Days::new(1)))
-            .and_then(|d| day_start(&d.format("%Y-%m-%d").to_string(), tz));
+    // A date that is not one is said, not ignored (the table and the CSV would
+    // silently show everything).
+    let bad_date = |field: &'static str| BillingError::Validation {
+        field,
+        message: "a date (YYYY-MM-DD)".into(),
+    };
+    let from = match q.from.as_deref().filter(|s| !s.is_empty()) {
+        Some(d) => Some(day_start(d, tz).ok_or_else(|| bad_date("from"))?),
+        None => None,
+    };
+    let to = match q.to.as_deref().filter(|s| !s.is_empty()) {
+        Some(d) => Some(
+            NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.checked_add_days(Days::new(1)))
+                .and_then(|d| day_start(&d.format("%Y-%m-%d").to_string(), tz))
+                .ok_or_else(|| bad_date("to"))?,
+        ),
+        None => None,
+    };
     Ok(PaymentFilter {
         practitioner: None,
         statuses,
