@@ -423,6 +423,22 @@ impl State {
         Ok(intent)
     }
 
+    /// A session as its connected account sees it: another account's is not found.
+    fn session_on(
+        &mut self,
+        account: &ConnectedAccountId,
+        id: &CheckoutSessionId,
+    ) -> Result<&mut Session, GatewayError> {
+        self.ensure_reachable(account)?;
+        let s = self.session(id)?;
+        if s.account != *account {
+            return Err(GatewayError::NotFound {
+                message: format!("No such checkout.session: '{id}'"),
+            });
+        }
+        Ok(s)
+    }
+
     fn session(&mut self, id: &CheckoutSessionId) -> Result<&mut Session, GatewayError> {
         self.sessions
             .get_mut(id.as_str())
@@ -711,13 +727,7 @@ impl PaymentGateway for SandboxGateway {
     ) -> Result<(), GatewayError> {
         let now = self.clock.now();
         let mut state = self.lock();
-        state.ensure_reachable(account)?;
-        let s = state.session(session)?;
-        if s.account != *account {
-            return Err(GatewayError::NotFound {
-                message: format!("No such checkout.session: '{session}'"),
-            });
-        }
+        let s = state.session_on(account, session)?;
         if s.status(now) != CheckoutStatus::Open {
             return Ok(());
         }
@@ -743,13 +753,7 @@ impl PaymentGateway for SandboxGateway {
     ) -> Result<CheckoutState, GatewayError> {
         let now = self.clock.now();
         let mut state = self.lock();
-        state.ensure_reachable(account)?;
-        let s = state.session(session)?;
-        if s.account != *account {
-            return Err(GatewayError::NotFound {
-                message: format!("No such checkout.session: '{session}'"),
-            });
-        }
+        let s = state.session_on(account, session)?;
         let status = s.status(now);
         let intent = match s.intent.clone() {
             Some(id) => state.intents.get_mut(&id).map(|i| {

@@ -330,39 +330,18 @@ async fn the_dashboard_money_forms_refuse_other_practitioners_and_secretaries() 
             .await
             .expect("payment page");
         let seen = page.status().as_u16();
-        let html = app
-            .client
-            .get(app.url("/dashboard"))
-            .send()
-            .await
-            .expect("dashboard")
-            .text()
-            .await
-            .expect("html");
-        let csrf = csrf_token(&html);
+        let csrf = csrf_token(&app.html("/dashboard").await);
         assert_eq!(seen, if expected == 404 { 404 } else { 200 });
         for (action, amount) in [("validate", "18,00"), ("refund", "1,00"), ("release", "")] {
+            let path = format!("/dashboard/payments/{payment}/{action}");
             let resp = app
-                .client
-                .post(app.url(&format!("/dashboard/payments/{payment}/{action}")))
-                .form(&[("csrf_token", csrf.as_str()), ("amount", amount)])
-                .send()
-                .await
-                .expect("form");
+                .submit(&path, &[("csrf_token", csrf.as_str()), ("amount", amount)])
+                .await;
             assert_eq!(resp.status().as_u16(), expected, "{action} by {}", who.id);
         }
     }
     // Still signed in as the secretary: Stripe and the caps are not theirs either.
-    let html = app
-        .client
-        .get(app.url("/dashboard"))
-        .send()
-        .await
-        .expect("dashboard")
-        .text()
-        .await
-        .expect("html");
-    let csrf = csrf_token(&html);
+    let csrf = csrf_token(&app.html("/dashboard").await);
     for (path, fields) in [
         ("/dashboard/stripe/link", vec![]),
         ("/dashboard/stripe/unlink", vec![]),
@@ -378,13 +357,7 @@ async fn the_dashboard_money_forms_refuse_other_practitioners_and_secretaries() 
     ] {
         let mut form = vec![("csrf_token", csrf.as_str())];
         form.extend(fields);
-        let resp = app
-            .client
-            .post(app.url(path))
-            .form(&form)
-            .send()
-            .await
-            .expect("form");
+        let resp = app.submit(path, &form).await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path}");
     }
     let (_, c) = app
@@ -394,12 +367,6 @@ async fn the_dashboard_money_forms_refuse_other_practitioners_and_secretaries() 
         )
         .await;
     assert_eq!(c["payment"]["status"], "authorized", "{c}");
-    let (_, link) = app
-        .get(
-            &format!("/api/v1/practitioners/{}/stripe", dr.id),
-            Some(&dr.token),
-        )
-        .await;
-    assert_eq!(link["status"], "linked", "{link}");
+    assert_eq!(app.link_status(&dr).await, "linked");
     app.stop().await;
 }

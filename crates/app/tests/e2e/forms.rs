@@ -46,93 +46,60 @@ async fn a_refund_or_schedule_form_submitted_twice_acts_once() {
         .expect("csv");
     assert_eq!(csv.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
-    let page = t
-        .client
-        .get(t.url(&format!("/dashboard/payments/{payment}")))
-        .send()
-        .await
-        .expect("payment page");
-    let html = page.text().await.expect("html");
+    let page = format!("/dashboard/payments/{payment}");
+    let refund = format!("{page}/refund");
+    let refunded = async || {
+        let (_, c) = t
+            .get(
+                &format!("/api/v1/consultations/{consultation}"),
+                Some(&dr.token),
+            )
+            .await;
+        c["payment"]["amount_refunded"].clone()
+    };
+    let html = t.html(&page).await;
     let (csrf, attempt) = (csrf_token(&html), hidden(&html, "attempt"));
     for _ in 0..2 {
-        let resp = t
-            .client
-            .post(t.url(&format!("/dashboard/payments/{payment}/refund")))
-            .form(&[
-                ("csrf_token", csrf.as_str()),
-                ("attempt", attempt.as_str()),
-                ("amount", "5,00"),
-            ])
-            .send()
-            .await
-            .expect("refund");
-        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        let fields = [
+            ("csrf_token", csrf.as_str()),
+            ("attempt", attempt.as_str()),
+            ("amount", "5,00"),
+        ];
+        assert_eq!(
+            t.submit(&refund, &fields).await.status(),
+            StatusCode::SEE_OTHER
+        );
     }
-    let (_, c) = t
-        .get(
-            &format!("/api/v1/consultations/{consultation}"),
-            Some(&dr.token),
-        )
-        .await;
-    assert_eq!(c["payment"]["amount_refunded"], "5.00", "{c}");
+    assert_eq!(refunded().await, "5.00");
 
     // A freshly rendered form is a new refund.
-    let html = t
-        .client
-        .get(t.url(&format!("/dashboard/payments/{payment}")))
-        .send()
-        .await
-        .expect("payment page")
-        .text()
-        .await
-        .expect("html");
+    let html = t.html(&page).await;
     let again = hidden(&html, "attempt");
     assert_ne!(again, attempt);
-    let resp = t
-        .client
-        .post(t.url(&format!("/dashboard/payments/{payment}/refund")))
-        .form(&[
-            ("csrf_token", csrf_token(&html).as_str()),
-            ("attempt", again.as_str()),
-            ("amount", "1,00"),
-        ])
-        .send()
-        .await
-        .expect("refund");
-    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
-    let (_, c) = t
-        .get(
-            &format!("/api/v1/consultations/{consultation}"),
-            Some(&dr.token),
-        )
-        .await;
-    assert_eq!(c["payment"]["amount_refunded"], "6.00", "{c}");
+    let fields = [
+        ("csrf_token", csrf_token(&html)),
+        ("attempt", again),
+        ("amount", "1,00".to_owned()),
+    ];
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        t.submit(&refund, &fields).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(refunded().await, "6.00");
 
     // Scheduling: the same rendering submitted twice makes one consultation.
-    let html = t
-        .client
-        .get(t.url("/dashboard/schedule"))
-        .send()
-        .await
-        .expect("schedule page")
-        .text()
-        .await
-        .expect("html");
+    let html = t.html("/dashboard/schedule").await;
     let (csrf, attempt) = (csrf_token(&html), hidden(&html, "attempt"));
     for _ in 0..2 {
-        let resp = t
-            .client
-            .post(t.url("/dashboard/schedule"))
-            .form(&[
-                ("csrf_token", csrf.as_str()),
-                ("attempt", attempt.as_str()),
-                ("patient", "Mme Durand"),
-                ("starts_at", "2030-01-15T10:30"),
-                ("mode", "none"),
-            ])
-            .send()
-            .await
-            .expect("schedule");
+        let fields = [
+            ("csrf_token", csrf.as_str()),
+            ("attempt", attempt.as_str()),
+            ("patient", "Mme Durand"),
+            ("starts_at", "2030-01-15T10:30"),
+            ("mode", "none"),
+        ];
+        let resp = t.submit("/dashboard/schedule", &fields).await;
         assert_eq!(resp.status(), StatusCode::OK);
         // The replay shows the same consultation with its link issued again (only
         // the hash of a pay token is kept, so the first one cannot be shown twice).

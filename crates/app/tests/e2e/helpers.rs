@@ -273,6 +273,40 @@ impl TestApp {
             .await
     }
 
+    /// A page's HTML, fetched with this client's cookies.
+    pub async fn html(&self, path: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("html")
+    }
+
+    /// Posts a form with this client's cookies.
+    pub async fn submit(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .form(fields)
+            .send()
+            .await
+            .expect("form")
+    }
+
+    /// The status of `who`'s Stripe link, as the API reports it.
+    pub async fn link_status(&self, who: &Staff) -> String {
+        let (status, link) = self
+            .get(
+                &format!("/api/v1/practitioners/{}/stripe", who.id),
+                Some(&who.token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{link}");
+        link["status"].as_str().unwrap_or_default().to_owned()
+    }
+
     /// Signs `who` in to the dashboard on this client (its session cookie), signing
     /// out whoever was signed in on it.
     pub async fn sign_in(&self, who: &Staff) {

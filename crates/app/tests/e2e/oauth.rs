@@ -3,18 +3,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{Backend, Staff, TestApp};
-
-async fn link_status(t: &TestApp, who: &Staff) -> String {
-    let (status, link) = t
-        .get(
-            &format!("/api/v1/practitioners/{}/stripe", who.id),
-            Some(&who.token),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{link}");
-    link["status"].as_str().unwrap_or_default().to_owned()
-}
+use crate::helpers::{Backend, TestApp};
 
 #[tokio::test]
 async fn the_callback_hops_through_a_page_of_ours_then_needs_the_practitioner_signed_in() {
@@ -31,18 +20,18 @@ async fn the_callback_hops_through_a_page_of_ours_then_needs_the_practitioner_si
     let html = first.text().await.expect("html");
     assert!(html.contains("http-equiv=\"refresh\""), "{html}");
     assert!(html.contains("hop=1"), "{html}");
-    assert_eq!(link_status(&t, &dr).await, "unlinked");
+    assert_eq!(t.link_status(&dr).await, "unlinked");
 
     // Still nobody signed in on the second pass: refused, and the state is kept.
     let second = format!("{callback}&hop=1");
     let refused = t.client.get(&second).send().await.expect("callback");
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(link_status(&t, &dr).await, "unlinked");
+    assert_eq!(t.link_status(&dr).await, "unlinked");
 
     t.sign_in(&dr).await;
     let done = t.client.get(&second).send().await.expect("callback");
     assert_eq!(done.status(), StatusCode::OK);
-    assert_eq!(link_status(&t, &dr).await, "linked");
+    assert_eq!(t.link_status(&dr).await, "linked");
     t.stop().await;
 }
 
@@ -58,14 +47,14 @@ async fn an_authorize_url_completed_in_another_practitioners_browser_links_nobod
     t.sign_in(&victim).await;
     let refused = t.client.get(&callback).send().await.expect("callback");
     assert!(refused.status().is_client_error(), "{}", refused.status());
-    assert_eq!(link_status(&t, &issuer).await, "unlinked");
-    assert_eq!(link_status(&t, &victim).await, "unlinked");
+    assert_eq!(t.link_status(&issuer).await, "unlinked");
+    assert_eq!(t.link_status(&victim).await, "unlinked");
 
     // The state is burnt: not even its issuer can use it afterwards.
     t.sign_in(&issuer).await;
     let replay = t.client.get(&callback).send().await.expect("callback");
     assert!(replay.status().is_client_error(), "{}", replay.status());
-    assert_eq!(link_status(&t, &issuer).await, "unlinked");
+    assert_eq!(t.link_status(&issuer).await, "unlinked");
     t.stop().await;
 }
 

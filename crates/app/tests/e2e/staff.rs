@@ -122,21 +122,7 @@ async fn a_rotated_token_ends_the_old_one_on_the_api_and_in_open_dashboard_sessi
     let preferences = format!("/api/v1/practitioners/{}/preferences", dr.id);
 
     // A dashboard session opened with the token.
-    let login = t
-        .client
-        .get(t.url("/dashboard/login"))
-        .send()
-        .await
-        .expect("login page");
-    let csrf = csrf_token(&login.text().await.expect("html"));
-    let signed_in = t
-        .client
-        .post(t.url("/dashboard/login"))
-        .form(&[("csrf_token", csrf.as_str()), ("token", dr.token.as_str())])
-        .send()
-        .await
-        .expect("sign in");
-    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    t.sign_in(&dr).await;
     let dashboard = t
         .client
         .get(t.url("/dashboard"))
@@ -186,21 +172,10 @@ async fn signing_out_ends_the_dashboard_session_in_the_cookie_jar() {
     };
     let dr = t.practitioner("Dr Estival").await;
     t.sign_in(&dr).await;
-    let page = t
-        .client
-        .get(t.url("/dashboard"))
-        .send()
-        .await
-        .expect("page");
-    assert_eq!(page.status(), StatusCode::OK);
-    let csrf = csrf_token(&page.text().await.expect("html"));
+    let csrf = csrf_token(&t.html("/dashboard").await);
     let out = t
-        .client
-        .post(t.url("/dashboard/logout"))
-        .form(&[("csrf_token", csrf.as_str())])
-        .send()
-        .await
-        .expect("sign out");
+        .submit("/dashboard/logout", &[("csrf_token", csrf.as_str())])
+        .await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
     // The session cookie the jar keeps (Path=/) no longer signs anyone in.
     let after = t
