@@ -43,4 +43,12 @@
     form.addEventListener("change", sync);
     sync();
   });
+  // A choice that changes the rest of the form (a secretary's practitioner: their
+  // services and default amount) reloads the page with it.
+  document.querySelectorAll("[data-reload-with]").forEach(function (select) {
+    select.addEventListener("change", function () {
+      var param = select.getAttribute("data-reload-with");
+      window.location.search = "?" + param + "=" + encodeURIComponent(select.value);
+    });
+  });
 })();

@@ -110,3 +110,42 @@ async fn a_refund_or_schedule_form_submitted_twice_acts_once() {
     assert_eq!(items.len(), 2, "the paid one and Mme Durand's: {list}");
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_secretary_of_two_practitioners_schedules_with_the_picked_ones_services() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let a = t.practitioner("Dr Alpha").await;
+    let b = t.practitioner("Dr Beta").await;
+    let stranger = t.practitioner("Dr Gamma").await;
+    let (status, body) = t
+        .post(
+            &format!("/api/v1/practitioners/{}/services", b.id),
+            Some(&b.token),
+            json!({ "name": "Bilan de Beta", "amount": "20" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let sec = t.secretary(&[&a, &b]).await;
+    t.sign_in(&sec).await;
+
+    let html = t
+        .html(&format!("/dashboard/schedule?practitioner_id={}", b.id))
+        .await;
+    assert!(html.contains("Bilan de Beta"), "{html}");
+    assert!(
+        html.contains(&format!("value=\"{}\" selected", b.id)),
+        "{html}"
+    );
+    for bad in [stranger.id.as_str(), "not-an-id"] {
+        let resp = t
+            .client
+            .get(t.url(&format!("/dashboard/schedule?practitioner_id={bad}")))
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{bad}");
+    }
+    t.stop().await;
+}

@@ -1291,7 +1291,14 @@ fn attempt_of(field: Option<&str>) -> Option<&str> {
 }
 
 #[handler]
-pub async fn schedule_page(s: Staff, Data(state): Data<&HttpState>) -> Response {
+pub async fn schedule_page(
+    mut s: Staff,
+    Query(q): Query<SchedulePageQuery>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    if let Err(refused) = pick_practitioner(&mut s, state, q.practitioner_id.as_deref()).await {
+        return refused;
+    }
     let soon = Utc::now() + chrono::Duration::hours(1);
     let form = ScheduleFormView {
         starts_at: format::datetime_input(soon, s.tz()),
@@ -1304,6 +1311,36 @@ pub async fn schedule_page(s: Staff, Data(state): Data<&HttpState>) -> Response 
         ..ScheduleFormView::default()
     };
     schedule_response(&s, state, None, None, form, None).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SchedulePageQuery {
+    practitioner_id: Option<String>,
+}
+
+/// A secretary of several practitioners schedules for the one picked (its services
+/// and default amount), never silently another one: an unknown or foreign id is not
+/// found, a failed lookup is an error.
+async fn pick_practitioner(
+    s: &mut Staff,
+    state: &HttpState,
+    picked: Option<&str>,
+) -> Result<(), Response> {
+    let Some(pid) = picked.map(str::trim).filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let pid = pid
+        .parse::<PractitionerId>()
+        .map_err(|_| Problem::not_found().into_response())?;
+    if pid != s.practitioner.id {
+        s.practitioner = state
+            .billing
+            .catalogue
+            .practitioner(&s.actor, pid)
+            .await
+            .map_err(|e| Problem::from(e).into_response())?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -1333,18 +1370,8 @@ pub async fn schedule_submit(
     Checked(f): Checked<ScheduleFormData>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    // The practitioner picked in the form, never silently another one: an unknown or
-    // foreign id is not found, a failed lookup is an error.
-    if let Some(pid) = f.practitioner_id.as_deref().filter(|p| !p.is_empty()) {
-        let Ok(pid) = pid.parse::<PractitionerId>() else {
-            return Problem::not_found().into_response();
-        };
-        if pid != s.practitioner.id {
-            match state.billing.catalogue.practitioner(&s.actor, pid).await {
-                Ok(p) => s.practitioner = p,
-                Err(e) => return Problem::from(e).into_response(),
-            }
-        }
+    if let Err(refused) = pick_practitioner(&mut s, state, f.practitioner_id.as_deref()).await {
+        return refused;
     }
     let form = ScheduleFormView {
         patient: f.patient.clone(),
