@@ -42,8 +42,15 @@ fn main() -> ExitCode {
 
 type Result = std::result::Result<(), String>;
 
+/// The workspace this run is about. `cargo run` (the `cargo xtask` alias) sets
+/// `CARGO_MANIFEST_DIR` for the process; the compile-time value is only the fallback,
+/// since a target directory shared by two checkouts may hold an xtask built in the
+/// other one.
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))

@@ -1,5 +1,5 @@
 //! Prepares a running sandbox server for `cargo xtask bench http`: links the given
-//! practitioner's Stripe account (sandbox consent), sets 25.00 EUR, schedules `N`
+//! practitioner's Stripe account (signed in, through the sandbox consent), sets 25.00 EUR, schedules `N`
 //! consultations with online payment and pays each with the test Visa, all over HTTP.
 //! Writes one line per consultation, `{consultation_id} {pay_token}`, to stdout.
 //!
@@ -29,6 +29,8 @@ fn csrf(html: &str) -> Res<String> {
 }
 
 async fn run(base: &str, practitioner: &str, token: &str, n: usize) -> Res<()> {
+    // reqwest is built without a default crypto provider here (ring is the one).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .redirect(Policy::none())
         .cookie_store(true)
@@ -44,7 +46,19 @@ async fn run(base: &str, practitioner: &str, token: &str, n: usize) -> Res<()> {
         .await?;
     let authorize = link["authorize_url"].as_str().ok_or("no authorize_url")?;
     let consent = client.get(format!("{authorize}&approve=1")).send().await?;
-    client.get(location(&consent)?).send().await?;
+    // The callback links the account of the practitioner signed in on this browser.
+    let login = client.get(format!("{base}/dashboard/login")).send().await?;
+    let login_csrf = csrf(&login.text().await?)?;
+    client
+        .post(format!("{base}/dashboard/login"))
+        .form(&[("csrf_token", login_csrf.as_str()), ("token", token)])
+        .send()
+        .await?;
+    client
+        .get(location(&consent)?)
+        .send()
+        .await?
+        .error_for_status()?;
     client
         .put(api(&format!("/practitioners/{practitioner}/preferences")))
         .bearer_auth(token)
