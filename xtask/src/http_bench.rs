@@ -71,8 +71,17 @@ struct WrkFigures {
     requests: String,
 }
 
-fn wrk(script: &Path, url: &str, list: &Path, token: &str, secs: u64) -> Result<WrkFigures> {
-    let out = Command::new("wrk")
+/// Runs wrk with `script` against `url` (`script_args` go to the script's `init`).
+fn wrk(
+    script: &Path,
+    url: &str,
+    list: &Path,
+    token: &str,
+    secs: u64,
+    script_args: &[&str],
+) -> Result<WrkFigures> {
+    let mut command = Command::new("wrk");
+    command
         .args([
             &format!("-t{THREADS}"),
             &format!("-c{CONNECTIONS}"),
@@ -81,7 +90,11 @@ fn wrk(script: &Path, url: &str, list: &Path, token: &str, secs: u64) -> Result<
             "-s",
         ])
         .arg(script)
-        .arg(url)
+        .arg(url);
+    if !script_args.is_empty() {
+        command.arg("--").args(script_args);
+    }
+    let out = command
         .env("BENCH_LIST", list)
         .env("BENCH_TOKEN", token)
         .env("BENCH_THREADS", THREADS.to_string())
@@ -207,6 +220,7 @@ fn backend(root: &Path, name: &str, database_url: &str, report: &mut String) -> 
         &list,
         &token,
         DURATION_SECS,
+        &[],
     )?;
     eprintln!("[{name}] POST validate…");
     let validate = wrk(
@@ -215,6 +229,7 @@ fn backend(root: &Path, name: &str, database_url: &str, report: &mut String) -> 
         &list,
         &token,
         DURATION_SECS,
+        &[],
     )?;
     let loaded_rss = rss_kib(server.0.id()).unwrap_or(0);
     drop(server);
@@ -229,35 +244,20 @@ fn backend(root: &Path, name: &str, database_url: &str, report: &mut String) -> 
     let probe = format!("/bare/{}", "x".repeat(43));
     wait_ready(bare_port, &probe)?;
     eprintln!("[{name}] bare poem handler…");
-    let bare_figures = Command::new("wrk")
-        .args([
-            &format!("-t{THREADS}"),
-            &format!("-c{CONNECTIONS}"),
-            &format!("-d{DURATION_SECS}s"),
-            "--latency",
-            "-s",
-        ])
-        .arg(scripts.join("access.lua"))
-        .arg(format!("http://{bare_listen}"))
-        .arg("--")
-        .arg("/bare/%s")
-        .env("BENCH_LIST", &list)
-        .output()
-        .map_err(|e| e.to_string())?;
+    let bare_figures = wrk(
+        &scripts.join("access.lua"),
+        &format!("http://{bare_listen}"),
+        &list,
+        "",
+        DURATION_SECS,
+        &["/bare/%s"],
+    );
     drop(bare);
-    let text = String::from_utf8_lossy(&bare_figures.stdout).to_string();
-    let pick = |prefix: &str| {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(prefix))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or("?")
-            .to_owned()
-    };
-    let (bare_rps, bare_p50, bare_p99) = (pick("Requests/sec:"), pick("50%"), pick("99%"));
+    let bare_figures = bare_figures?;
     // wrk prints "1234.56": compare in hundredths, in integers (the workspace denies
     // float arithmetic).
     let hundredths = |s: &str| s.replace('.', "").parse::<u64>().ok();
-    let ratio = match (hundredths(&access.rps), hundredths(&bare_rps)) {
+    let ratio = match (hundredths(&access.rps), hundredths(&bare_figures.rps)) {
         (Some(a), Some(b)) if b > 0 => format!("{}%", a * 100 / b),
         _ => "?".into(),
     };
@@ -268,7 +268,7 @@ fn backend(root: &Path, name: &str, database_url: &str, report: &mut String) -> 
         loaded_rss / 1024,
         access.rps, access.p50, access.p99,
         validate.rps, validate.p50, validate.p99, validate.requests,
-        bare_rps, bare_p50, bare_p99,
+        bare_figures.rps, bare_figures.p50, bare_figures.p99,
     ));
     Ok(())
 }

@@ -180,22 +180,15 @@ async fn user(app: &wiring::App, command: UserCommand) -> Result<(), wiring::App
         }
         UserCommand::List => {
             for record in staff.list_users().await? {
-                let practitioners: Vec<String> = record
-                    .user
-                    .role
-                    .practitioners()
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect();
                 println!(
                     "{}",
                     serde_json::json!({
                         "id": record.user.id.to_string(),
                         "name": record.user.name,
                         "role": record.user.role.kind().as_str(),
-                        "practitioners": match record.user.role {
+                        "practitioners": match &record.user.role {
                             Role::Practitioner(_) => serde_json::Value::Null,
-                            Role::Secretary(_) => practitioners.into(),
+                            Role::Secretary(ps) => ps.iter().map(ToString::to_string).collect(),
                         },
                         "created_at": record.created_at.to_rfc3339(),
                         "live_tokens": record.live_tokens,

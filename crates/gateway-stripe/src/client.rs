@@ -152,9 +152,9 @@ pub(crate) struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    pub(crate) fn get(host: Host, path: impl Into<String>) -> Self {
+    fn new(method: Method, host: Host, path: impl Into<String>) -> Self {
         Call {
-            method: Method::GET,
+            method,
             host,
             path: path.into(),
             params: Form::new(),
@@ -164,19 +164,15 @@ impl<'a> Call<'a> {
         }
     }
 
+    pub(crate) fn get(host: Host, path: impl Into<String>) -> Self {
+        Self::new(Method::GET, host, path)
+    }
+
     /// A POST. Every POST carries an `Idempotency-Key`: the caller's
     /// ([`Call::idempotency_key`]) or, for writes the domain does not key, a fresh one
     /// for this call, so its own retries still share one key.
     pub(crate) fn post(host: Host, path: impl Into<String>) -> Self {
-        Call {
-            method: Method::POST,
-            host,
-            path: path.into(),
-            params: Form::new(),
-            account: None,
-            idempotency_key: None,
-            retry: Retry::Safe,
-        }
+        Self::new(Method::POST, host, path)
     }
 
     pub(crate) fn params(mut self, params: Form) -> Self {

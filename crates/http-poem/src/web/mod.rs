@@ -13,8 +13,8 @@ pub mod pay;
 use std::time::Duration;
 
 use askama::Template;
-use billing_core::Lang;
-use billing_core::access::{Actor, Role};
+use billing_core::access::{AccessDenied, Actor, Role};
+use billing_core::{BillingError, Lang};
 use poem::http::StatusCode;
 use poem::middleware::{CookieJarManager, Csrf, SetHeader};
 use poem::session::{CookieConfig, CookieSession, Session};
@@ -206,7 +206,7 @@ pub async fn staff(session: &Session, state: &HttpState) -> Option<Actor> {
         Ok(actor @ Actor::Staff(_)) => Some(actor),
         // A revoked or rotated token ends the session. (`clear`, not `purge`: poem's
         // purge sends a removal cookie without `Path=/`, which browsers ignore.)
-        Err(e) if e.code() == "unauthenticated" => {
+        Err(BillingError::Access(AccessDenied::Unauthenticated)) => {
             session.clear();
             None
         }
