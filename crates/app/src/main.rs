@@ -149,6 +149,12 @@ async fn run(command: Command, config: Config) -> Result<(), wiring::AppError> {
             Ok(())
         }
         Command::Openapi => {
+            // The document depends on no data: build against a throwaway in-memory
+            // database rather than migrating (or creating) the configured one.
+            let config = Config {
+                database_url: app::config::DatabaseUrl::new("sqlite::memory:"),
+                ..config
+            };
             let app = wiring::App::build(&config).await?;
             println!("{}", http_poem::openapi(&app.http_state(&config)).spec());
             Ok(())

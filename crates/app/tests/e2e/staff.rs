@@ -187,3 +187,27 @@ async fn signing_out_ends_the_dashboard_session_in_the_cookie_jar() {
     assert_eq!(after.status(), StatusCode::SEE_OTHER);
     t.stop().await;
 }
+
+#[test]
+fn openapi_prints_the_document_without_touching_the_configured_database() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("untouched.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_consultpay"))
+        .arg("openapi")
+        .current_dir(dir.path())
+        .env_clear()
+        .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", db.display()))
+        .output()
+        .expect("consultpay runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spec: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert!(
+        spec["paths"]["/api/v1/consultations/{id}/validate"].is_object(),
+        "{spec}"
+    );
+    assert!(!db.exists(), "the configured database was created");
+}
