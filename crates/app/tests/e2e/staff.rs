@@ -196,7 +196,10 @@ fn openapi_prints_the_document_without_touching_the_configured_database() {
         .arg("openapi")
         .current_dir(dir.path())
         .env_clear()
-        .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", db.display()))
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", db.display()),
+        )
         .output()
         .expect("consultpay runs");
     assert!(

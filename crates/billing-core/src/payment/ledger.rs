@@ -261,16 +261,21 @@ impl Ledger {
 
     /// After a gateway call failed: if the outcome is known (the gateway refused), the
     /// pending operation is cleared and, for a state mismatch, the payment re-synced;
-    /// if it is unknown (timeout), it stays pending for a retry or reconciliation.
+    /// if it is unknown (timeout, idempotency clash), it stays pending for a retry or
+    /// reconciliation.
     pub(crate) async fn settle_failure(
         &self,
         payment: &Payment,
         err: GatewayError,
         actor: &AuditActor,
     ) -> BillingError {
+        // Unknown outcomes keep the operation pending. Stripe's idempotency error is
+        // one: the key's first request did something we never heard about.
         if matches!(
             err,
-            GatewayError::Unavailable { .. } | GatewayError::RateLimited
+            GatewayError::Unavailable { .. }
+                | GatewayError::RateLimited
+                | GatewayError::IdempotencyConflict
         ) {
             return err.into();
         }

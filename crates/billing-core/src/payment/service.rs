@@ -15,8 +15,11 @@ use crate::gateway::{
     GatewayError, GatewayEvent, IntentStatus, RefundStatus, SandboxCheckout, SandboxControl,
     SandboxNext, WebhookEvent, WebhookVerifier,
 };
-use crate::ids::{CheckoutSessionId, ConsultationId, PaymentId, PaymentIntentId, PractitionerId};
-use crate::money::AmountInput;
+use crate::ids::{
+    CheckoutSessionId, ConnectedAccountId, ConsultationId, PaymentId, PaymentIntentId,
+    PractitionerId,
+};
+use crate::money::{AmountInput, Money, MoneyError};
 use crate::payment::ledger::{Begun, Ledger, StatusChange};
 use crate::payment::model::{IdempotencyKey, Operation, Payment, PaymentEvent, PaymentStatus};
 use crate::payment::ports::{
@@ -161,19 +164,40 @@ impl PaymentService {
             payment.checkout().and_then(|c| c.session.as_ref()),
         ) {
             let expire = IdempotencyKey::derive(payment.id(), "expire-checkout");
-            if let Err(e) = self
-                .ledger
-                .gateway
-                .expire_checkout(account, session, &expire)
-                .await
-            {
-                return Err(self.ledger.settle_failure(&payment, e, &who).await);
-            }
-            let written = self
-                .ledger
-                .apply_facts(payment.id(), &[PaymentEvent::Released], None, true, &who)
-                .await?;
-            return Ok(written.payment);
+            let gateway = &self.ledger.gateway;
+            // A session that is no longer open may have been paid just now: what it
+            // made is read from the gateway, not from our row (its webhook may not have
+            // arrived, or may have arrived since we read the payment).
+            let paid = match gateway.expire_checkout(account, session, &expire).await {
+                Ok(()) => gateway
+                    .retrieve_checkout(account, session)
+                    .await
+                    .map(|state| state.intent),
+                Err(e) => Err(e),
+            };
+            let released = match paid {
+                // The patient's card is held after all: cancel that hold too.
+                Ok(Some(intent)) if intent.status == IntentStatus::RequiresCapture => {
+                    gateway.release(account, &intent.id, &key).await
+                }
+                Ok(Some(intent)) if intent.status == IntentStatus::Canceled => Ok(intent),
+                Ok(_) => {
+                    let written = self
+                        .ledger
+                        .apply_facts(payment.id(), &[PaymentEvent::Released], None, true, &who)
+                        .await?;
+                    return Ok(written.payment);
+                }
+                Err(e) => Err(e),
+            };
+            return match released {
+                Ok(snapshot) => Ok(self
+                    .ledger
+                    .apply_snapshot(payment.id(), &snapshot, &who)
+                    .await?
+                    .payment),
+                Err(e) => Err(self.ledger.settle_failure(&payment, e, &who).await),
+            };
         }
         let (Some(account), Some(intent)) = (payment.account(), payment.intent()) else {
             // No intent exists at the gateway: nothing is held anywhere.
@@ -244,21 +268,24 @@ impl PaymentService {
         &self,
         actor: &Actor,
         payment: &Payment,
-        amount: crate::money::Money,
+        amount: Money,
         client_key: Option<&str>,
     ) -> Result<Payment, BillingError> {
         let who = AuditActor::of(actor);
         // A client's key is hashed with its scope: bounded in length (Stripe takes 255
         // characters at most) and never shared by two users who chose the same key.
+        // Without one, the n-th refund's key names its amount too: a retry for another
+        // amount is a different operation, refused while the first one's outcome is
+        // unknown, and never sent to Stripe under the first one's key.
         let discriminator = client_key.map_or_else(
-            || payment.refund_count().to_string(),
+            || Ok(format!("{}:{}", payment.refund_count(), amount.to_minor()?)),
             |k| {
-                format!(
+                Ok::<_, MoneyError>(format!(
                     "k:{}",
                     fingerprint(&format!("{}|{k}", idempotency_scope(actor)))
-                )
+                ))
             },
-        );
+        )?;
         let key = IdempotencyKey::refund(payment.id(), &discriminator);
         let payment = match self
             .ledger
@@ -292,16 +319,12 @@ impl PaymentService {
                     RefundStatus::Succeeded | RefundStatus::Pending
                 ) =>
             {
-                let total = payment.refunded().checked_add(&outcome.amount)?;
+                let events = self
+                    .refund_totals(&payment, account, intent, &outcome.amount)
+                    .await?;
                 let written = self
                     .ledger
-                    .apply_facts(
-                        payment.id(),
-                        &[PaymentEvent::Refunded { total }],
-                        None,
-                        true,
-                        &who,
-                    )
+                    .apply_facts(payment.id(), &events, None, true, &who)
                     .await?;
                 Ok(written.payment)
             }
@@ -319,6 +342,36 @@ impl PaymentService {
                 .await),
             Err(e) => Err(self.ledger.settle_failure(&payment, e, &who).await),
         }
+    }
+
+    /// The refunded total after a refund of `amount` the gateway accepted. Ours is
+    /// what was refunded when the refund began plus `amount`; but another refund may
+    /// have been recorded since (a webhook of one made in Stripe's dashboard), which
+    /// would make ours look stale. Stripe's cumulative figure on the charge counts
+    /// both, so it is read and wins when it is larger; a gateway that cannot be read
+    /// now (or does not report it) leaves ours, and the `charge.refunded` webhook
+    /// completes it later. Cumulative facts: the smaller one is skipped as stale.
+    async fn refund_totals(
+        &self,
+        payment: &Payment,
+        account: &ConnectedAccountId,
+        intent: &PaymentIntentId,
+        amount: &Money,
+    ) -> Result<Vec<PaymentEvent>, BillingError> {
+        let ours = payment.refunded().checked_add(amount)?;
+        let mut events = vec![PaymentEvent::Refunded { total: ours }];
+        if let (Ok(snapshot), Some(captured)) = (
+            self.ledger.gateway.retrieve(account, intent).await,
+            payment.captured(),
+        ) {
+            let reported = snapshot.amount_refunded;
+            let larger = reported.checked_cmp(&ours)? == std::cmp::Ordering::Greater;
+            let possible = reported.checked_cmp(&captured)? != std::cmp::Ordering::Greater;
+            if larger && possible {
+                events.push(PaymentEvent::Refunded { total: reported });
+            }
+        }
+        Ok(events)
     }
 
     async fn reserve(

@@ -7,7 +7,7 @@ use mockall::Sequence;
 
 use super::*;
 use crate::audit::AuditAction;
-use crate::gateway::{IntentSnapshot, RefundOutcome, WebhookError};
+use crate::gateway::{CheckoutState, CheckoutStatus, IntentSnapshot, RefundOutcome, WebhookError};
 use crate::ids::{CheckoutSessionId, ConnectedAccountId, RefundId};
 use crate::money::Currency;
 use crate::payment::model::CheckoutRef;
@@ -31,6 +31,16 @@ fn pending_refund(p: &Payment, minor: i64, discriminator: &str) -> Payment {
         Operation::Refund { amount: eur(minor) },
         IdempotencyKey::refund(PAYMENT, discriminator),
     )
+}
+
+/// Stripe's cumulative refunded figure, when the intent is read after a refund.
+fn charge_reports_refunded(m: &mut Mocks, total: i64) {
+    m.gateway.expect_retrieve().times(1).returning(move |_, _| {
+        Ok(IntentSnapshot {
+            amount_refunded: eur(total),
+            ..succeeded_snapshot(1800)
+        })
+    });
 }
 
 /// The first write of an operation: the payment as read, with `operation` pending.
@@ -482,6 +492,16 @@ async fn releasing_before_any_hold_expires_the_open_checkout_instead_of_cancelli
         .times(1)
         .in_sequence(&mut seq)
         .returning(|_, _, _| Ok(()));
+    m.gateway
+        .expect_retrieve_checkout()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| {
+            Ok(CheckoutState {
+                status: CheckoutStatus::Expired,
+                intent: None,
+            })
+        });
     settles(&mut m, &in_flight, PaymentStatus::Released, &mut seq);
     // Stripe refuses to cancel an intent its Checkout made.
     m.gateway.expect_release().never();
@@ -509,6 +529,58 @@ async fn a_checkout_that_could_not_be_expired_is_not_marked_released() {
         .returning(|_, _, _| Err(timeout()));
     let result = m.build().payments.release(&dr(), CONSULTATION).await;
     assert_eq!(code(result), "gateway_unavailable");
+}
+
+#[tokio::test]
+async fn a_checkout_paid_while_it_was_being_closed_has_its_hold_cancelled() {
+    // Our row still says unpaid; the patient completed the session just before it was
+    // expired (its webhook not yet here, or here after we read the payment).
+    let mut m = Mocks::new();
+    let unpaid = declined_in_an_open_session();
+    let in_flight = pending_release(&unpaid);
+    m.consultation_is(&record(Some(unpaid.clone())));
+    m.payment_reads(&[unpaid.clone(), in_flight.clone()]);
+    let mut seq = Sequence::new();
+    records_pending(&mut m, &unpaid, IdempotencyKey::release(PAYMENT), &mut seq);
+    m.gateway
+        .expect_expire_checkout()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(()));
+    m.gateway
+        .expect_retrieve_checkout()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| {
+            Ok(CheckoutState {
+                status: CheckoutStatus::Complete,
+                intent: Some(hold_snapshot()),
+            })
+        });
+    m.gateway
+        .expect_release()
+        .withf(|a, i, key| {
+            *a == account() && *i == intent() && *key == IdempotencyKey::release(PAYMENT)
+        })
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(canceled_snapshot("requested_by_customer")));
+    m.payments
+        .expect_update()
+        .withf(|p, _, _| {
+            is(p, PaymentStatus::Released) && p.pending().is_none() && p.intent() == Some(&intent())
+        })
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(()));
+
+    let p = m
+        .build()
+        .payments
+        .release(&dr(), CONSULTATION)
+        .await
+        .unwrap();
+    assert_eq!(p.status(), PaymentStatus::Released);
 }
 
 #[tokio::test]
@@ -605,8 +677,8 @@ async fn refunds_are_bounded_by_what_was_captured_and_not_yet_refunded() {
 async fn each_refund_has_its_own_key_and_the_last_one_marks_the_payment_refunded() {
     // (already refunded, refund now, as typed, key discriminator, status after)
     let table = [
-        (0, 500, "5", "0", PaymentStatus::PartiallyRefunded),
-        (500, 1300, "13.00", "1", PaymentStatus::Refunded),
+        (0, 500, "5", "0:500", PaymentStatus::PartiallyRefunded),
+        (500, 1300, "13.00", "1:1300", PaymentStatus::Refunded),
     ];
     for (already, now_refunding, typed, discriminator, after) in table {
         let mut m = Mocks::new();
@@ -630,6 +702,7 @@ async fn each_refund_has_its_own_key_and_the_last_one_marks_the_payment_refunded
             .returning(move |_, _, _, _| {
                 refunded_by_gateway(now_refunding, RefundStatus::Succeeded)
             });
+        charge_reports_refunded(&mut m, already + now_refunding);
         settles(&mut m, &in_flight, after, &mut seq);
 
         let p = m
@@ -756,6 +829,7 @@ async fn a_first_refund_with_a_client_key_sends_a_key_derived_from_it_and_record
         .withf(|_, _, _, k| *k == IdempotencyKey::refund(PAYMENT, &k1()))
         .times(1)
         .returning(|_, _, _, _| refunded_by_gateway(1000, RefundStatus::Pending));
+    charge_reports_refunded(&mut m, 1000);
     settles(
         &mut m,
         &in_flight,
@@ -834,6 +908,11 @@ async fn a_refund_retried_after_a_timeout_reuses_its_gateway_key() {
         .withf(|_, _, _, k| *k == IdempotencyKey::refund(PAYMENT, &k1()))
         .times(1)
         .returning(|_, _, _, _| refunded_by_gateway(1000, RefundStatus::Succeeded));
+    // Stripe cannot be read back just now: our own total stands.
+    m.gateway
+        .expect_retrieve()
+        .times(1)
+        .returning(|_, _| Err(timeout()));
     let mut seq = Sequence::new();
     settles(
         &mut m,
@@ -854,6 +933,84 @@ async fn a_refund_retried_after_a_timeout_reuses_its_gateway_key() {
         .unwrap();
 
     assert_eq!(p.refunded(), eur(1000));
+}
+
+#[tokio::test]
+async fn a_refund_recorded_while_another_one_landed_counts_both() {
+    // 5.00 refunded from Stripe's dashboard reaches us (webhook) while our 10.00 is in
+    // flight: the total is 15.00, not our 0 + 10.00.
+    let mut m = Mocks::new();
+    let before = captured(1800);
+    let meanwhile = pending_refund(&refunded(1800, 500), 1000, "0:1000");
+    m.payment_reads(&[before.clone(), before.clone(), meanwhile.clone()]);
+    let mut seq = Sequence::new();
+    records_pending(
+        &mut m,
+        &before,
+        IdempotencyKey::refund(PAYMENT, "0:1000"),
+        &mut seq,
+    );
+    m.gateway
+        .expect_refund()
+        .times(1)
+        .returning(|_, _, _, _| refunded_by_gateway(1000, RefundStatus::Succeeded));
+    charge_reports_refunded(&mut m, 1500);
+    let version = meanwhile.version();
+    m.payments
+        .expect_update()
+        .withf(move |p, expected, _| {
+            *expected == version && p.refunded() == eur(1500) && p.pending().is_none()
+        })
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(()));
+
+    let p = m
+        .build()
+        .payments
+        .refund(&dr(), PAYMENT, &amount("10"), None)
+        .await
+        .unwrap();
+    assert_eq!(p.refunded(), eur(1500));
+}
+
+#[tokio::test]
+async fn a_refund_for_another_amount_waits_for_the_unknown_one_and_never_reuses_its_key() {
+    let mut m = Mocks::new();
+    m.payment_is(&pending_refund(&captured(1800), 1000, "0:1000"));
+    m.gateway.expect_refund().never();
+    m.payments.expect_update().never();
+    let result = m
+        .build()
+        .payments
+        .refund(&dr(), PAYMENT, &amount("5"), None)
+        .await;
+    assert_eq!(code(result), "payment_state_conflict");
+}
+
+#[tokio::test]
+async fn a_refund_stripe_answers_with_an_idempotency_error_stays_pending() {
+    let mut m = Mocks::new();
+    let before = captured(1800);
+    m.payment_reads(&[before.clone(), before.clone()]);
+    let mut seq = Sequence::new();
+    records_pending(
+        &mut m,
+        &before,
+        IdempotencyKey::refund(PAYMENT, "0:1000"),
+        &mut seq,
+    );
+    m.gateway
+        .expect_refund()
+        .times(1)
+        .returning(|_, _, _, _| Err(GatewayError::IdempotencyConflict));
+    // No second write: the pending refund is left for reconciliation.
+    let result = m
+        .build()
+        .payments
+        .refund(&dr(), PAYMENT, &amount("10"), None)
+        .await;
+    assert_eq!(code(result), "idempotency_key_reused");
 }
 
 #[tokio::test]
