@@ -90,6 +90,9 @@ fn continue_to(ctx: &Ctx, url: &str, text: &str) -> Response {
 /// The browser arrives from connect.stripe.com without the SameSite=Strict session
 /// cookie, so the first pass only hops through a page of ours back to this URL; that
 /// same-site navigation carries the session, and the second pass completes.
+/// An API client (no browser session) follows the redirect with its bearer token
+/// instead — a header no other site can make a browser send — and is answered with a
+/// plain redirect.
 #[handler]
 pub async fn oauth_callback(
     ctx: Ctx,
@@ -99,9 +102,21 @@ pub async fn oauth_callback(
     Data(state): Data<&HttpState>,
 ) -> Response {
     let dashboard = state.billing.config.dashboard_url();
-    let Some(signed_in) = staff(session, state).await else {
+    let bearer = bearer_token(req);
+    let signed_in = match bearer {
+        Some(token) => state.staff(token).await.ok(),
+        None => staff(session, state).await,
+    };
+    let Some(signed_in) = signed_in else {
+        if bearer.is_some() {
+            return Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated").into_response();
+        }
         if q.hop.is_none() {
-            let again = format!("{}&hop=1", req.original_uri());
+            let uri = req.original_uri();
+            let again = match uri.query() {
+                Some(_) => format!("{uri}&hop=1"),
+                None => format!("{}?hop=1", uri.path()),
+            };
             return continue_to(&ctx, &again, ctx.t.oauth_returning);
         }
         return message(
@@ -117,12 +132,18 @@ pub async fn oauth_callback(
         state: q.state,
         error: q.error,
     };
-    match state
+    let outcome = state
         .billing
         .connect
         .complete_oauth(&callback, &signed_in)
-        .await
-    {
+        .await;
+    if bearer.is_some() {
+        return match outcome {
+            Ok(_) => Redirect::see_other(format!("{dashboard}?stripe=linked")).into_response(),
+            Err(err) => Problem::from(err).into_response(),
+        };
+    }
+    match outcome {
         Ok(_) => continue_to(
             &ctx,
             &format!("{dashboard}?stripe=linked"),
@@ -141,6 +162,17 @@ pub async fn oauth_callback(
             Some((&dashboard, ctx.t.nav_overview)),
         ),
     }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+fn bearer_token(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(poem::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 #[derive(Debug, Deserialize)]

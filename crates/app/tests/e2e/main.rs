@@ -6,5 +6,6 @@ mod flow;
 mod forms;
 mod helpers;
 mod oauth;
+mod readme;
 mod staff;
 mod webhooks;

@@ -59,6 +59,69 @@ async fn an_authorize_url_completed_in_another_practitioners_browser_links_nobod
 }
 
 #[tokio::test]
+async fn an_api_client_follows_the_callback_with_its_bearer_token_and_only_its_own() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let issuer = t.practitioner("Dr Issuer").await;
+    let other = t.practitioner("Dr Other").await;
+    let callback = t.approve_oauth(&issuer).await;
+    let bearer = |token: &str| {
+        t.client
+            .get(&callback)
+            .header("authorization", format!("Bearer {token}"))
+    };
+
+    // A token that is nobody's: a problem, and the state is kept.
+    let unknown = bearer("cp_unknown").send().await.expect("callback");
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        unknown.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(t.link_status(&issuer).await, "unlinked");
+
+    // Another practitioner's token: refused, and the state is burnt.
+    let foreign = bearer(&other.token).send().await.expect("callback");
+    assert!(foreign.status().is_client_error(), "{}", foreign.status());
+    assert_eq!(t.link_status(&other).await, "unlinked");
+
+    let callback = t.approve_oauth(&issuer).await;
+    let done = t
+        .client
+        .get(&callback)
+        .header("authorization", format!("Bearer {}", issuer.token))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert!(
+        done.headers()["location"]
+            .to_str()
+            .unwrap()
+            .ends_with("/dashboard?stripe=linked")
+    );
+    assert_eq!(t.link_status(&issuer).await, "linked");
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn a_callback_without_any_query_hops_to_a_url_of_ours_not_a_broken_path() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let page = t
+        .client
+        .get(t.url("/connect/stripe/callback"))
+        .send()
+        .await
+        .expect("callback");
+    let html = page.text().await.expect("html");
+    assert!(html.contains("/connect/stripe/callback?hop=1"), "{html}");
+    t.stop().await;
+}
+
+#[tokio::test]
 async fn back_from_stripe_onboarding_a_page_of_ours_leads_to_the_dashboard_with_a_word() {
     let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
         return;
