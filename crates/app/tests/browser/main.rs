@@ -333,6 +333,7 @@ async fn the_seeds_flows_in_a_real_browser() {
         .expect("validate");
     find(&desk, "#flash").await;
     assert_eq!(text(&desk, "#payment-status").await, "Réussi");
+    let captured_page = desk.current_url().await.expect("url").to_string();
     desk.goto(&app.url("/dashboard")).await.expect("dashboard");
     assert!(text(&desk, "#payments").await.contains("Réussi"));
     shot(&desk, "4b-dashboard").await;
@@ -357,37 +358,60 @@ async fn the_seeds_flows_in_a_real_browser() {
     );
 
     // 5. A secretary has no Stripe or validate controls; forms without the CSRF token
-    //    are refused.
+    //    are refused. The secretary schedules (which they may do) a consultation whose
+    //    card is then held, so there is a hold to validate or release on the page.
     let sec = app.secretary(&[&dr]).await;
     let front = browser(&driver, false, "fr-FR", &profiles.path().join("front")).await;
     sign_in(&front, &app, &sec).await;
     assert!(absent(&front, "#stripe-panel").await);
+    let held_link = schedule_paid(&front, &app, "M. Bernard").await;
+    let phone3 = browser(&driver, true, "fr-FR", &profiles.path().join("phone3")).await;
+    pay_on_phone(&phone3, &held_link, "#card-visa").await;
+    find(&phone3, "#enter-waiting-room").await;
+
+    // The practitioner has the controls (so their absence below means something).
+    desk.goto(&app.url("/dashboard")).await.expect("dashboard");
+    let held_page = find(&desk, "#payments a.btn")
+        .await
+        .attr("href")
+        .await
+        .expect("attr")
+        .expect("the hold's validate link");
+    desk.goto(&app.url(&held_page)).await.expect("held payment");
+    find(&desk, "#validate-form").await;
+    find(&desk, "#release-form").await;
+    desk.goto(&captured_page).await.expect("captured payment");
+    find(&desk, "#refund-form").await;
+
+    front.goto(&app.url("/dashboard")).await.expect("dashboard");
+    assert!(text(&front, "#payments").await.contains("Non capturé"));
     assert!(
         absent(&front, "#payments a.btn").await,
         "no validate button for a secretary"
     );
     assert!(text(&front, "#payments").await.contains("Réussi"));
     shot(&front, "5a-secretary-dashboard").await;
-    let first_payment = find(&front, "#payments a")
-        .await
-        .attr("href")
-        .await
-        .expect("attr")
-        .expect("href");
     front
-        .goto(&app.url(&first_payment))
+        .goto(&app.url(&held_page))
         .await
-        .expect("payment page");
-    assert!(absent(&front, "#validate-form").await && absent(&front, "#refund-form").await);
-    let refused = front
+        .expect("held payment");
+    assert_eq!(text(&front, "#payment-status").await, "Non capturé");
+    assert!(absent(&front, "#validate-form").await && absent(&front, "#release-form").await);
+    shot(&front, "5b-secretary-held-payment").await;
+    front.goto(&captured_page).await.expect("captured payment");
+    assert!(absent(&front, "#refund-form").await);
+
+    // A form the secretary may send (scheduling), with a forged token: refused.
+    let forged = front
         .execute(
-            "return fetch('/dashboard/stripe/verify', { method: 'POST', credentials: 'same-origin', \
-             headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'csrf_token=forged' }).then(r => r.status);",
+            "return fetch('/dashboard/schedule', { method: 'POST', credentials: 'same-origin', \
+             headers: { 'content-type': 'application/x-www-form-urlencoded' }, \
+             body: 'csrf_token=forged&patient=X&starts_at=2030-01-01T10%3A00&mode=none' }).then(r => r.status);",
             vec![],
         )
         .await
         .expect("forged form");
-    assert_eq!(refused, json!(403));
+    assert_eq!(forged, json!(403));
     let no_token = desk
         .execute(
             "return fetch('/dashboard/stripe/verify', { method: 'POST', credentials: 'same-origin', \
@@ -411,9 +435,9 @@ async fn the_seeds_flows_in_a_real_browser() {
         .await
         .expect("dashboard again");
     assert!(text(&front, "#payments").await.contains("Succeeded"));
-    shot(&front, "5b-secretary-dashboard-en").await;
+    shot(&front, "5c-secretary-dashboard-en").await;
 
-    for c in [desk, phone, phone2, front] {
+    for c in [desk, phone, phone2, phone3, front] {
         let _ = c.close().await;
     }
     app.stop().await;

@@ -149,3 +149,30 @@ async fn a_secretary_of_two_practitioners_schedules_with_the_picked_ones_service
     }
     t.stop().await;
 }
+
+#[tokio::test]
+async fn the_pay_page_says_where_an_unconfirmed_payment_stands() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (_, scheduled) = t.paid_consultation().await;
+    let token = scheduled["pay_token"].as_str().expect("pay_token");
+    let (status, _) = t
+        .post(&format!("/api/v1/pay/{token}/checkout"), None, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Not paid yet: the button, no message.
+    let fresh = t.html(&format!("/pay/{token}")).await;
+    assert!(fresh.contains("id=\"pay-now\""), "{fresh}");
+    assert!(!fresh.contains("id=\"processing\""), "{fresh}");
+    // Back from checkout before any hold is confirmed: "being checked", and the
+    // button stays for a patient whose bank check failed.
+    let back = t.html(&format!("/pay/{token}?checkout=success")).await;
+    assert!(back.contains("id=\"processing\""), "{back}");
+    assert!(!back.contains("id=\"enter-waiting-room\""), "{back}");
+    // Gave up on the checkout page.
+    let cancelled = t.html(&format!("/pay/{token}?checkout=cancel")).await;
+    assert!(cancelled.contains("id=\"cancelled\""), "{cancelled}");
+    t.stop().await;
+}

@@ -221,6 +221,28 @@ pub(crate) fn error_text(err: &BillingError, lang: Lang) -> String {
                 "This Stripe link has expired, was already used or was not started by you: start again from the dashboard."
             }
         }
+        "not_found" => {
+            if fr {
+                "Introuvable : ce lien ou cet élément n'existe pas (ou plus)."
+            } else {
+                "Not found: this link or item does not exist (any more)."
+            }
+        }
+        "concurrent_modification" | "idempotency_key_in_flight" => {
+            if fr {
+                "Modifié au même moment ailleurs : rechargez la page et réessayez."
+            } else {
+                "Changed elsewhere at the same time: reload the page and try again."
+            }
+        }
+        "refund_failed" => {
+            if fr {
+                "Stripe n'a pas pu effectuer ce remboursement."
+            } else {
+                "Stripe could not make this refund."
+            }
+        }
+        "validation_failed" if fr => return validation_text_fr(err),
         _ if status_of(err).is_server_error() => {
             tracing::warn!(code = err.code(), error = %err, "request failed");
             if fr {
@@ -229,9 +251,33 @@ pub(crate) fn error_text(err: &BillingError, lang: Lang) -> String {
                 "Something went wrong: try again later."
             }
         }
+        _ if fr => return format!("Action impossible ({}).", err.code()),
         _ => return err.to_string(),
     };
     text.to_owned()
+}
+
+/// A form field the domain refused, in French (the domain words its rules in English).
+fn validation_text_fr(err: &BillingError) -> String {
+    let field = match err {
+        BillingError::Validation { field, .. } => *field,
+        _ => "",
+    };
+    match field {
+        "starts_at" => "La date et l'heure de la consultation sont invalides ou déjà passées.",
+        "from" | "to" => "Une date du filtre est invalide (format AAAA-MM-JJ, début avant fin).",
+        "patient" | "display_name" | "patient_name" => {
+            "Le nom du patient est requis (120 caractères au plus)."
+        }
+        "email" | "patient_email" => "Cette adresse e-mail n'est pas valide.",
+        "service_id" => "Ce service n'est plus proposé.",
+        "fee_schedule" | "percent" | "fixed" => "Ce barème de frais n'est pas valide.",
+        "name" => "Le nom est requis (120 caractères au plus).",
+        "time_zone" => "Ce fuseau horaire n'est pas reconnu.",
+        "status" => "Ce statut de paiement n'existe pas.",
+        _ => "Une valeur du formulaire n'est pas valide.",
+    }
+    .to_owned()
 }
 
 /// A payment as a table line.
@@ -1475,6 +1521,10 @@ async fn payment_response(
     typed: Option<String>,
 ) -> Response {
     let (t, lang, tz) = (s.ctx.t, s.ctx.lang, s.tz());
+    let viewer = match &s.actor {
+        Actor::Staff(u) => Some(u.id),
+        _ => None,
+    };
     let (payment, history) = match state.billing.reporting.payment(&s.actor, id).await {
         Ok(x) => x,
         Err(e) => return Problem::from(e).into_response(),
@@ -1534,14 +1584,14 @@ async fn payment_response(
                 .iter()
                 .map(|h| HistoryLine {
                     at: format::datetime_short(h.at, tz, lang),
-                    event: h.event.clone(),
+                    event: crate::web::i18n::history_event(&h.event, lang).to_owned(),
                     amount: h
                         .amount
                         .as_ref()
                         .map(|m| format::money(m, lang))
                         .unwrap_or_default(),
                     to: h.to.label(lang),
-                    actor: h.actor.to_stored(),
+                    actor: crate::web::i18n::history_actor(&h.actor, viewer, lang).to_owned(),
                 })
                 .collect(),
             p: line(

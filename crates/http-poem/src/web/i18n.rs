@@ -39,8 +39,90 @@ pub fn detect(req: &Request, jar: &CookieJar) -> Lang {
     req.headers()
         .get("accept-language")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').find_map(parse))
+        .and_then(preferred)
         .unwrap_or(Lang::Fr)
+}
+
+/// The known language an `Accept-Language` header prefers most (highest `q`, the
+/// first one on a tie); `q=0` means "not this one".
+fn preferred(header: &str) -> Option<Lang> {
+    let mut best: Option<(Lang, u16)> = None;
+    for entry in header.split(',') {
+        let mut parts = entry.split(';');
+        let Some(lang) = parts.next().and_then(parse) else {
+            continue;
+        };
+        let q = match parts.find_map(|p| p.trim().strip_prefix("q=")) {
+            Some(q) => match quality(q) {
+                Some(q) => q,
+                None => continue,
+            },
+            None => 1000,
+        };
+        if q > 0 && best.is_none_or(|(_, b)| q > b) {
+            best = Some((lang, q));
+        }
+    }
+    best.map(|(lang, _)| lang)
+}
+
+/// A `q` value (0 to 1, at most three decimals) in thousandths.
+fn quality(q: &str) -> Option<u16> {
+    let (whole, fraction) = q.trim().split_once('.').unwrap_or((q.trim(), ""));
+    if fraction.len() > 3 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: u16 = match whole {
+        "0" => 0,
+        "1" => 1000,
+        _ => return None,
+    };
+    let thousandths = format!("{fraction:0<3}").parse::<u16>().ok()?;
+    let q = whole + thousandths;
+    (q <= 1000).then_some(q)
+}
+
+/// A payment history event, in words (an unknown one as recorded).
+pub fn history_event(code: &str, lang: Lang) -> &str {
+    let (fr, en) = match code {
+        "checkout_started" => ("Paiement commencé", "Checkout started"),
+        "hold_placed" => ("Empreinte posée", "Hold placed"),
+        "authorization_failed" => ("Autorisation refusée", "Authorisation declined"),
+        "capture_requested" => ("Débit demandé", "Capture requested"),
+        "captured" => ("Acte validé, débité", "Act validated, captured"),
+        "release_requested" => ("Libération demandée", "Release requested"),
+        "released" => ("Empreinte libérée", "Hold released"),
+        "expired" => ("Empreinte expirée", "Hold expired"),
+        "refund_requested" => ("Remboursement demandé", "Refund requested"),
+        "partially_refunded" => ("Remboursement partiel", "Partially refunded"),
+        "refunded" => ("Remboursé", "Refunded"),
+        "fee_reported" => ("Frais Stripe connus", "Stripe fee known"),
+        other => return other,
+    };
+    match lang {
+        Lang::Fr => fr,
+        Lang::En => en,
+    }
+}
+
+/// Who made a history event, in words: "you", staff, the patient, Stripe, ConsultPay.
+pub fn history_actor(
+    actor: &billing_core::audit::AuditActor,
+    viewer: Option<billing_core::ids::UserId>,
+    lang: Lang,
+) -> &'static str {
+    use billing_core::audit::AuditActor as A;
+    let (fr, en) = match actor {
+        A::User(id) if Some(*id) == viewer => ("Vous", "You"),
+        A::User(_) => ("Cabinet", "Practice staff"),
+        A::Patient => ("Patient", "Patient"),
+        A::Stripe(_) => ("Stripe", "Stripe"),
+        A::System => ("ConsultPay", "ConsultPay"),
+    };
+    match lang {
+        Lang::Fr => fr,
+        Lang::En => en,
+    }
 }
 
 /// Every text of the pages.
@@ -581,6 +663,45 @@ mod tests {
         assert_eq!(parse("en-GB"), Some(Lang::En));
         assert_eq!(parse("fr-FR;q=0.9"), Some(Lang::Fr));
         assert_eq!(parse("de"), None);
+    }
+
+    #[test]
+    fn accept_language_weights_are_honoured() {
+        assert_eq!(preferred("en;q=0.1, fr"), Some(Lang::Fr));
+        assert_eq!(preferred("de-DE, en-GB;q=0.8, fr;q=0.7"), Some(Lang::En));
+        assert_eq!(preferred("fr, en"), Some(Lang::Fr));
+        assert_eq!(preferred("en;q=1.0, fr;q=1"), Some(Lang::En));
+        assert_eq!(preferred("fr;q=0, en;q=0.5"), Some(Lang::En));
+        assert_eq!(preferred("fr;q=0"), None);
+        assert_eq!(preferred("fr;q=2, en;q=0.3"), Some(Lang::En));
+        assert_eq!(preferred("fr;q=0.x, de"), None);
+        assert_eq!(preferred(""), None);
+    }
+
+    #[test]
+    fn every_recorded_history_event_has_words_in_both_languages() {
+        use billing_core::payment::model::EventKind as E;
+        let kinds = [
+            E::HoldPlaced,
+            E::AuthorizationFailed,
+            E::Captured,
+            E::Released,
+            E::Expired,
+            E::PartiallyRefunded,
+            E::Refunded,
+            E::FeeReported,
+        ];
+        let requested = ["capture", "release", "refund"].map(|op| format!("{op}_requested"));
+        let codes = kinds
+            .iter()
+            .map(|k| k.as_str().to_owned())
+            .chain(requested)
+            .chain(["checkout_started".to_owned()]);
+        for code in codes {
+            for lang in [Lang::Fr, Lang::En] {
+                assert_ne!(history_event(&code, lang), code, "{code} in {lang:?}");
+            }
+        }
     }
 
     #[test]

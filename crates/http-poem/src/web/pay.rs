@@ -57,6 +57,9 @@ fn state_of(page: &PayPage, returned: Option<&str>) -> &'static str {
         Some(PaymentStatus::Expired) => "expired",
         Some(PaymentStatus::Failed) => "declined",
         Some(PaymentStatus::Incomplete) if returned == Some("cancel") => "cancelled",
+        // Back from checkout, but the gateway has not confirmed a hold yet (a bank's
+        // check still running, or its answer not here yet).
+        Some(PaymentStatus::Incomplete) if returned == Some("success") => "processing",
         Some(PaymentStatus::Incomplete) => "incomplete",
     }
 }
