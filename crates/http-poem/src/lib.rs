@@ -24,7 +24,7 @@ pub mod web;
 pub mod wire;
 
 use poem::middleware::{CatchPanic, RequestId, ReuseId};
-use poem::{Endpoint, EndpointExt, IntoResponse, Route, get, post};
+use poem::{Endpoint, EndpointExt, IntoResponse, PathPattern, Route, get, post};
 use poem_openapi::OpenApiService;
 
 pub use state::{HttpSettings, HttpState, Readiness};
@@ -75,11 +75,17 @@ pub fn app(state: HttpState) -> impl Endpoint {
         .data(state)
         .with(limit::BodyLimit(body_limit))
         .catch_all_error(|err| async move {
-            if err.data::<web::Rendered>().is_some() {
+            // The route the error came from, for `Observe`'s labels.
+            let route = err.data::<PathPattern>().cloned();
+            let mut resp = if err.data::<web::Rendered>().is_some() {
                 err.into_response()
             } else {
                 Problem::from_poem(err).into_response()
+            };
+            if let Some(route) = route {
+                resp.set_data(route);
             }
+            resp
         })
         .with(CatchPanic::new().with_handler(|_| {
             Problem::new(

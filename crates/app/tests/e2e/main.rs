@@ -6,6 +6,7 @@ mod flow;
 mod forms;
 mod helpers;
 mod oauth;
+mod ops;
 mod readme;
 mod staff;
 mod webhooks;

@@ -1,0 +1,98 @@
+//! The operator's side of the server: health, readiness, the OpenAPI document and its
+//! UI, request ids, and metrics labelled by route pattern — errors included.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{Backend, TestApp};
+
+#[tokio::test]
+async fn health_readiness_openapi_and_request_ids_answer() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    for path in ["/healthz", "/readyz"] {
+        let resp = t.client.get(t.url(path)).send().await.expect(path);
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        // A request id is generated when the client sends none.
+        let id = resp.headers()["x-request-id"].to_str().expect("ascii");
+        assert!(!id.is_empty(), "{path}");
+    }
+    // A client's request id is honoured, so logs on both sides match.
+    let resp = t
+        .client
+        .get(t.url("/healthz"))
+        .header("x-request-id", "support-ticket-42")
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(resp.headers()["x-request-id"], "support-ticket-42");
+
+    let (status, spec) = t.get("/api/v1/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(spec["info"]["title"], "ConsultPay");
+    for path in [
+        "/api/v1/consultations/{id}/validate",
+        "/api/v1/pay/{token}/access",
+        "/api/v1/practitioners/{id}/stripe/oauth",
+    ] {
+        assert!(spec["paths"][path].is_object(), "{path} in the document");
+    }
+    let docs = t.client.get(t.url("/docs")).send().await.expect("docs");
+    assert_eq!(docs.status(), StatusCode::OK);
+    assert!(docs.text().await.expect("html").contains("swagger"));
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_label_requests_by_route_pattern_even_when_they_fail() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (dr, scheduled) = t.paid_consultation().await;
+    let consultation = scheduled["id"].as_str().expect("id");
+    // A refusal (422 problem) and a not-found (404 problem) on real routes.
+    let (status, _) = t
+        .post(
+            &format!("/api/v1/consultations/{consultation}/validate"),
+            Some(&dr.token),
+            json!({ "amount": "abc" }),
+        )
+        .await;
+    assert!(status.is_client_error(), "{status}");
+    let (status, _) = t
+        .get(
+            &format!("/api/v1/payments/{}", uuid::Uuid::new_v4()),
+            Some(&dr.token),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let metrics = t
+        .client
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let counted = |route: &str, status: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with("consultpay_http_requests_total")
+                && l.contains(&format!("route=\"{route}\""))
+                && l.contains(&format!("status=\"{status}\""))
+        })
+    };
+    // (poem-openapi names path parameters by position.)
+    assert!(
+        counted("/api/v1/consultations/:param0/validate", "422"),
+        "{metrics}"
+    );
+    assert!(counted("/api/v1/payments/:param0", "404"), "{metrics}");
+    // Nothing the server knew the route of is counted as unmatched, and no raw id
+    // (or pay token) ever becomes a label.
+    assert!(!metrics.contains("route=\"unmatched\""), "{metrics}");
+    assert!(!metrics.contains(consultation), "{metrics}");
+    t.stop().await;
+}
