@@ -167,3 +167,36 @@ async fn back_from_stripe_onboarding_a_page_of_ours_leads_to_the_dashboard_with_
     assert!(html.contains("Stripe a expiré"), "{html}");
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_practitioner_unlinks_then_relinks_and_payments_follow_the_link() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let dr = t.practitioner("Dr Estival").await;
+    t.link_stripe(&dr).await;
+    t.set_amounts(&dr, "25.00", "25.00").await;
+    let stripe = format!("/api/v1/practitioners/{}/stripe", dr.id);
+
+    // No hold outstanding: unlinking succeeds and says so.
+    let (status, link) = t
+        .call(reqwest::Method::DELETE, &stripe, Some(&dr.token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    assert_ne!(link["status"], "linked", "{link}");
+    assert_eq!(t.link_status(&dr).await, link["status"].as_str().unwrap());
+    // Online payment now needs a link again.
+    let (status, refused) = t
+        .schedule(&dr, &dr, serde_json::json!({ "mode": "online" }))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["code"], "stripe_not_linked");
+
+    // Relinking through the same consent flow brings online payment back.
+    t.link_stripe(&dr).await;
+    let (status, scheduled) = t
+        .schedule(&dr, &dr, serde_json::json!({ "mode": "online" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{scheduled}");
+    t.stop().await;
+}
