@@ -136,13 +136,25 @@ async fn the_seeds_flow_against_localstripe_with_its_signed_webhooks() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "requires_capture", "{body}");
 
-    // Back on the pay page (which re-reads the intent), the gate opens.
+    // Back on the pay page (which re-reads the intent), the gate opens. (localstripe
+    // sends no `amount_capturable_updated`; its signed webhooks are proven below.)
     let (status, pay) = app
         .get(&format!("/api/v1/pay/{pay_token}?refresh=true"), None)
         .await;
     assert_eq!(status, StatusCode::OK, "{pay}");
     assert_eq!(pay["status"], "authorized", "{pay}");
     assert_eq!(pay["can_enter"], true);
+
+    // Above the hold: refused before Stripe is asked.
+    let (status, refused) = app
+        .post(
+            &format!("/api/v1/consultations/{id}/validate"),
+            Some(&dr.token),
+            json!({ "amount": "30.00" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["code"], "amount_above_cap");
 
     // Validate the act for the whole hold: captured at localstripe; then its signed
     // succeeded webhook is verified and applied (and changes nothing: the capture is
@@ -167,6 +179,16 @@ async fn the_seeds_flow_against_localstripe_with_its_signed_webhooks() {
         "{p}"
     );
     let payment_id = p["id"].as_str().expect("payment id").to_owned();
+    // Validating again with the same amount captures nothing more.
+    let (status, again) = app
+        .post(
+            &format!("/api/v1/consultations/{id}/validate"),
+            Some(&dr.token),
+            json!({ "amount": "25.00" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert_eq!(again["amount_captured"], "25.00");
     let mut webhook_applied = false;
     for _ in 0..100 {
         let metrics = app
@@ -215,5 +237,71 @@ async fn the_seeds_flow_against_localstripe_with_its_signed_webhooks() {
         c["payment"]["status_label"]["fr"],
         "Partiellement remboursé"
     );
+
+    // A declined card, confirmed at localstripe: nobody re-reads the intent, so only
+    // its signed `payment_intent.payment_failed` webhook, verified and applied, can
+    // mark the payment failed — and the history says Stripe's event did it.
+    let (_, second) = app.schedule(&dr, &dr, json!({ "mode": "online" })).await;
+    let second_token = second["pay_token"].as_str().expect("token").to_owned();
+    let second_id = second["id"].as_str().expect("id").to_owned();
+    let (_, checkout) = app
+        .post(
+            &format!("/api/v1/pay/{second_token}/checkout"),
+            None,
+            json!({}),
+        )
+        .await;
+    let intent = checkout["client_secret"]
+        .as_str()
+        .and_then(|s| s.split("_secret_").next())
+        .expect("intent id")
+        .to_owned();
+    let at = format!("/v1/payment_intents/{intent}");
+    at_localstripe(
+        &base,
+        &at,
+        &[("payment_method", "pm_card_chargeCustomerFail")],
+    )
+    .await;
+    let (status, body) = at_localstripe(&base, &format!("{at}/confirm"), &[]).await;
+    assert!(
+        status.is_client_error() || body["status"] == "requires_payment_method",
+        "{status} {body}"
+    );
+    let mut failed = Value::Null;
+    for _ in 0..100 {
+        let c = consultation(&app, &second_id, &dr.token).await;
+        if c["payment"]["status"] == "failed" {
+            failed = c;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let failed_id = failed["payment"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the decline's webhook was applied: {failed}"))
+        .to_owned();
+    assert_eq!(
+        failed["payment"]["status_label"]["fr"], "Refusé",
+        "{failed}"
+    );
+    let (_, detail) = app
+        .get(&format!("/api/v1/payments/{failed_id}"), Some(&dr.token))
+        .await;
+    let by_webhook = detail["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .any(|h| {
+            h["event"] == "authorization_failed"
+                && h["actor"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("stripe:evt"))
+        });
+    assert!(by_webhook, "{detail}");
+    let (_, access) = app
+        .get(&format!("/api/v1/pay/{second_token}/access"), None)
+        .await;
+    assert_eq!(access["can_enter"], false);
     app.stop().await;
 }
