@@ -115,6 +115,9 @@ impl BillingError {
             }
             BillingError::Gateway(GatewayError::NotConfigured(_)) => "gateway_not_configured",
             BillingError::Gateway(GatewayError::UnexpectedState { .. }) => "payment_state_conflict",
+            // The gateway does not know the payment's object (a sandbox restarted, or
+            // an account in another mode): retrying will not help, unlike an outage.
+            BillingError::Gateway(GatewayError::NotFound { .. }) => "gateway_object_missing",
             BillingError::Gateway(GatewayError::IdempotencyConflict) => "idempotency_key_reused",
             BillingError::Gateway(GatewayError::Declined(_)) => "card_declined",
             BillingError::Gateway(GatewayError::InvalidRequest { code: Some(c), .. })
@@ -157,9 +160,9 @@ impl BillingError {
                 GatewayError::InvalidGrant { .. } => ErrorClass::Invalid,
                 GatewayError::UnexpectedState { .. }
                 | GatewayError::IdempotencyConflict
+                | GatewayError::NotFound { .. }
                 | GatewayError::AccountUnavailable { .. } => ErrorClass::Conflict,
-                GatewayError::NotFound { .. }
-                | GatewayError::InvalidRequest { .. }
+                GatewayError::InvalidRequest { .. }
                 | GatewayError::RateLimited
                 | GatewayError::Authentication
                 | GatewayError::Unavailable { .. }
@@ -305,5 +308,21 @@ mod tests {
         .into();
         assert_eq!(e.code(), "card_declined");
         assert_eq!(e.class(), ErrorClass::Refused);
+    }
+
+    #[test]
+    fn an_object_the_gateway_does_not_know_is_a_conflict_not_an_outage() {
+        let missing: BillingError = GatewayError::NotFound {
+            message: "No such payment_intent".into(),
+        }
+        .into();
+        assert_eq!(missing.code(), "gateway_object_missing");
+        assert_eq!(missing.class(), ErrorClass::Conflict);
+        let down: BillingError = GatewayError::Unavailable {
+            message: "timeout".into(),
+        }
+        .into();
+        assert_eq!(down.code(), "gateway_unavailable");
+        assert_eq!(down.class(), ErrorClass::Unavailable);
     }
 }

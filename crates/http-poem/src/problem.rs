@@ -237,6 +237,7 @@ fn title(code: &str) -> &'static str {
         "stripe_account_unavailable" => "Stripe account unreachable",
         "gateway_not_configured" => "Payment gateway not configured",
         "gateway_unavailable" => "Payment gateway unavailable",
+        "gateway_object_missing" => "Unknown to the payment gateway",
         "storage_unavailable" => "Storage unavailable",
         "method_not_allowed" => "Method not allowed",
         "payload_too_large" => "Request body too large",

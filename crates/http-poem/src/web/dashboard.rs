@@ -235,6 +235,13 @@ pub(crate) fn error_text(err: &BillingError, lang: Lang) -> String {
                 "Changed elsewhere at the same time: reload the page and try again."
             }
         }
+        "gateway_object_missing" => {
+            if fr {
+                "Stripe ne connaît pas (ou plus) ce paiement : il a pu être créé dans un autre mode ou un bac à sable redémarré."
+            } else {
+                "Stripe does not know this payment (any more): it may come from another mode or a restarted sandbox."
+            }
+        }
         "refund_failed" => {
             if fr {
                 "Stripe n'a pas pu effectuer ce remboursement."
