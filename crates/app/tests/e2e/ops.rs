@@ -68,15 +68,7 @@ async fn metrics_label_requests_by_route_pattern_even_when_they_fail() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let metrics = t
-        .client
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = t.metrics().await;
     let counted = |route: &str, status: &str| {
         metrics.lines().any(|l| {
             l.starts_with("consultpay_http_requests_total")

@@ -191,15 +191,7 @@ async fn the_seeds_flow_against_localstripe_with_its_signed_webhooks() {
     assert_eq!(again["amount_captured"], "25.00");
     let mut webhook_applied = false;
     for _ in 0..100 {
-        let metrics = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let metrics = app.metrics().await;
         if metrics
             .lines()
             .any(|l| l.contains("route=\"/webhooks/stripe\"") && l.contains("status=\"200\""))

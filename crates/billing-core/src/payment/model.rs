@@ -177,6 +177,17 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    pub const ALL: [EventKind; 8] = [
+        EventKind::HoldPlaced,
+        EventKind::AuthorizationFailed,
+        EventKind::Captured,
+        EventKind::Released,
+        EventKind::Expired,
+        EventKind::PartiallyRefunded,
+        EventKind::Refunded,
+        EventKind::FeeReported,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             EventKind::HoldPlaced => "hold_placed",

@@ -153,10 +153,11 @@ impl PaymentService {
             Begun::AlreadyDone(p) => return Ok(p),
             Begun::Proceed(p) => p,
         };
+        let gateway = &self.ledger.gateway;
         // Nothing held yet, but a checkout session may still be open: close it so the
         // patient can no longer pay (Stripe cancels the session's own intent, which
         // may not be cancelled directly).
-        if matches!(
+        let cancelled = if matches!(
             payment.status(),
             PaymentStatus::Incomplete | PaymentStatus::Failed
         ) && let (Some(account), Some(session)) = (
@@ -164,7 +165,6 @@ impl PaymentService {
             payment.checkout().and_then(|c| c.session.as_ref()),
         ) {
             let expire = IdempotencyKey::derive(payment.id(), "expire-checkout");
-            let gateway = &self.ledger.gateway;
             // A session that is no longer open may have been paid just now: what it
             // made is read from the gateway, not from our row (its webhook may not have
             // arrived, or may have arrived since we read the payment).
@@ -175,39 +175,22 @@ impl PaymentService {
                     .map(|state| state.intent),
                 Err(e) => Err(e),
             };
-            let released = match paid {
+            match paid {
                 // The patient's card is held after all: cancel that hold too.
                 Ok(Some(intent)) if intent.status == IntentStatus::RequiresCapture => {
                     gateway.release(account, &intent.id, &key).await
                 }
                 Ok(Some(intent)) if intent.status == IntentStatus::Canceled => Ok(intent),
-                Ok(_) => {
-                    let written = self
-                        .ledger
-                        .apply_facts(payment.id(), &[PaymentEvent::Released], None, true, &who)
-                        .await?;
-                    return Ok(written.payment);
-                }
+                Ok(_) => return self.released_locally(&payment, &who).await,
                 Err(e) => Err(e),
-            };
-            return match released {
-                Ok(snapshot) => Ok(self
-                    .ledger
-                    .apply_snapshot(payment.id(), &snapshot, &who)
-                    .await?
-                    .payment),
-                Err(e) => Err(self.ledger.settle_failure(&payment, e, &who).await),
-            };
-        }
-        let (Some(account), Some(intent)) = (payment.account(), payment.intent()) else {
+            }
+        } else if let (Some(account), Some(intent)) = (payment.account(), payment.intent()) {
+            gateway.release(account, intent, &key).await
+        } else {
             // No intent exists at the gateway: nothing is held anywhere.
-            let written = self
-                .ledger
-                .apply_facts(payment.id(), &[PaymentEvent::Released], None, true, &who)
-                .await?;
-            return Ok(written.payment);
+            return self.released_locally(&payment, &who).await;
         };
-        match self.ledger.gateway.release(account, intent, &key).await {
+        match cancelled {
             Ok(snapshot) => Ok(self
                 .ledger
                 .apply_snapshot(payment.id(), &snapshot, &who)
@@ -215,6 +198,19 @@ impl PaymentService {
                 .payment),
             Err(e) => Err(self.ledger.settle_failure(&payment, e, &who).await),
         }
+    }
+
+    /// Records a release that needed no gateway call (nothing held there).
+    async fn released_locally(
+        &self,
+        payment: &Payment,
+        who: &AuditActor,
+    ) -> Result<Payment, BillingError> {
+        let written = self
+            .ledger
+            .apply_facts(payment.id(), &[PaymentEvent::Released], None, true, who)
+            .await?;
+        Ok(written.payment)
     }
 
     /// Refunds part or all of a captured payment (C11). With a client idempotency key,

@@ -680,19 +680,9 @@ mod tests {
 
     #[test]
     fn every_recorded_history_event_has_words_in_both_languages() {
-        use billing_core::payment::model::EventKind as E;
-        let kinds = [
-            E::HoldPlaced,
-            E::AuthorizationFailed,
-            E::Captured,
-            E::Released,
-            E::Expired,
-            E::PartiallyRefunded,
-            E::Refunded,
-            E::FeeReported,
-        ];
+        use billing_core::payment::model::EventKind;
         let requested = ["capture", "release", "refund"].map(|op| format!("{op}_requested"));
-        let codes = kinds
+        let codes = EventKind::ALL
             .iter()
             .map(|k| k.as_str().to_owned())
             .chain(requested)

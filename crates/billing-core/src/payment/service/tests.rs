@@ -43,6 +43,16 @@ fn charge_reports_refunded(m: &mut Mocks, total: i64) {
     });
 }
 
+/// A release of `read` (its consultation's payment) gets as far as recording itself
+/// pending; returns the payment as then stored.
+fn release_begins(m: &mut Mocks, read: &Payment, seq: &mut Sequence) -> Payment {
+    let in_flight = pending_release(read);
+    m.consultation_is(&record(Some(read.clone())));
+    m.payment_reads(&[read.clone(), in_flight.clone()]);
+    records_pending(m, read, IdempotencyKey::release(PAYMENT), seq);
+    in_flight
+}
+
 /// The first write of an operation: the payment as read, with `operation` pending.
 fn records_pending(m: &mut Mocks, read: &Payment, key: IdempotencyKey, seq: &mut Sequence) {
     let version = read.version();
@@ -160,11 +170,8 @@ async fn amounts_that_cannot_be_captured_are_refused_before_anything_moves() {
 async fn validating_zero_releases_the_hold_and_captures_nothing() {
     let mut m = Mocks::new();
     let held = authorized();
-    let in_flight = pending_release(&held);
-    m.consultation_is(&record(Some(held.clone())));
-    m.payment_reads(&[held.clone(), in_flight.clone()]);
     let mut seq = Sequence::new();
-    records_pending(&mut m, &held, IdempotencyKey::release(PAYMENT), &mut seq);
+    let in_flight = release_begins(&mut m, &held, &mut seq);
     m.gateway
         .expect_release()
         .withf(|a, i, key| {
@@ -437,11 +444,8 @@ async fn money_commands_on_unknown_or_unpaid_consultations_are_refused() {
 async fn releasing_an_unpaid_payment_needs_no_gateway_call() {
     let mut m = Mocks::new();
     let unpaid = scheduled_payment();
-    let in_flight = pending_release(&unpaid);
-    m.consultation_is(&record(Some(unpaid.clone())));
-    m.payment_reads(&[unpaid.clone(), in_flight.clone()]);
     let mut seq = Sequence::new();
-    records_pending(&mut m, &unpaid, IdempotencyKey::release(PAYMENT), &mut seq);
+    let in_flight = release_begins(&mut m, &unpaid, &mut seq);
     settles(&mut m, &in_flight, PaymentStatus::Released, &mut seq);
     m.gateway.expect_release().never();
 
@@ -477,11 +481,8 @@ fn declined_in_an_open_session() -> Payment {
 async fn releasing_before_any_hold_expires_the_open_checkout_instead_of_cancelling_its_intent() {
     let mut m = Mocks::new();
     let unpaid = declined_in_an_open_session();
-    let in_flight = pending_release(&unpaid);
-    m.consultation_is(&record(Some(unpaid.clone())));
-    m.payment_reads(&[unpaid.clone(), in_flight.clone()]);
     let mut seq = Sequence::new();
-    records_pending(&mut m, &unpaid, IdempotencyKey::release(PAYMENT), &mut seq);
+    let in_flight = release_begins(&mut m, &unpaid, &mut seq);
     m.gateway
         .expect_expire_checkout()
         .withf(|a, s, key| {
@@ -537,11 +538,8 @@ async fn a_checkout_paid_while_it_was_being_closed_has_its_hold_cancelled() {
     // expired (its webhook not yet here, or here after we read the payment).
     let mut m = Mocks::new();
     let unpaid = declined_in_an_open_session();
-    let in_flight = pending_release(&unpaid);
-    m.consultation_is(&record(Some(unpaid.clone())));
-    m.payment_reads(&[unpaid.clone(), in_flight.clone()]);
     let mut seq = Sequence::new();
-    records_pending(&mut m, &unpaid, IdempotencyKey::release(PAYMENT), &mut seq);
+    release_begins(&mut m, &unpaid, &mut seq);
     m.gateway
         .expect_expire_checkout()
         .times(1)
