@@ -62,12 +62,7 @@ async fn every_endpoint_answers_each_caller_as_the_policy_says() {
         )
         .await;
     let service_id = service["id"].as_str().expect("service id").to_owned();
-    let (_, c) = app
-        .get(
-            &format!("/api/v1/consultations/{consultation}"),
-            Some(&dr.token),
-        )
-        .await;
+    let c = app.consultation(&dr, &consultation).await;
     let payment_id = c["payment"]["id"].as_str().expect("payment id").to_owned();
 
     // A pay token opens its own consultation only (checked before the matrix, which
@@ -360,12 +355,7 @@ async fn the_dashboard_money_forms_refuse_other_practitioners_and_secretaries() 
         let resp = app.submit(path, &form).await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path}");
     }
-    let (_, c) = app
-        .get(
-            &format!("/api/v1/consultations/{consultation}"),
-            Some(&dr.token),
-        )
-        .await;
+    let c = app.consultation(&dr, consultation).await;
     assert_eq!(c["payment"]["status"], "authorized", "{c}");
     assert_eq!(app.link_status(&dr).await, "linked");
     app.stop().await;

@@ -190,12 +190,7 @@ async fn malformed_requests_get_a_problem_and_never_a_5xx() {
     // Nothing was half-written: the only consultations are the two scheduled above.
     let (_, upcoming) = app.get("/api/v1/consultations", Some(&dr.token)).await;
     assert_eq!(upcoming.as_array().map(Vec::len), Some(2), "{upcoming}");
-    let (_, c) = app
-        .get(
-            &format!("/api/v1/consultations/{consultation}"),
-            Some(&dr.token),
-        )
-        .await;
+    let c = app.consultation(&dr, &consultation).await;
     assert_eq!(c["payment"]["status"], "authorized", "{c}");
     app.stop().await;
 }

@@ -43,12 +43,7 @@ async fn the_seeds_flow_hold_validate_refund_and_report() {
         );
         let (_, access) = app.get(&format!("/api/v1/pay/{token}/access"), None).await;
         assert_eq!(access["can_enter"], true);
-        let (_, c) = app
-            .get(
-                &format!("/api/v1/consultations/{consultation}"),
-                Some(&dr.token),
-            )
-            .await;
+        let c = app.consultation(&dr, &consultation).await;
         assert_eq!(c["payment"]["status"], "authorized", "{c}");
         assert_eq!(c["payment"]["status_label"]["fr"], "Non capturé");
         assert_eq!(c["payment"]["amount_held"], "25.00");
@@ -212,12 +207,7 @@ async fn a_declined_card_leaves_the_payment_refused_and_the_gate_shut() {
         app.pay(&token, "pm_card_chargeDeclined").await;
         let (_, access) = app.get(&format!("/api/v1/pay/{token}/access"), None).await;
         assert_eq!(access["can_enter"], false);
-        let (_, c) = app
-            .get(
-                &format!("/api/v1/consultations/{consultation}"),
-                Some(&dr.token),
-            )
-            .await;
+        let c = app.consultation(&dr, &consultation).await;
         assert_eq!(c["payment"]["status"], "failed", "{c}");
         assert_eq!(c["payment"]["status_label"]["fr"], "Refusé");
         let (_, pay) = app.get(&format!("/api/v1/pay/{token}"), None).await;
@@ -282,12 +272,7 @@ async fn a_hold_left_seven_days_expires_at_reconciliation() {
             .await
             .expect("reconcile");
         assert_eq!(report.changed.len(), 1, "{report:?}");
-        let (_, c) = app
-            .get(
-                &format!("/api/v1/consultations/{consultation}"),
-                Some(&dr.token),
-            )
-            .await;
+        let c = app.consultation(&dr, &consultation).await;
         assert_eq!(c["payment"]["status"], "expired", "{c}");
         let (status, problem) = app
             .post(

@@ -49,12 +49,7 @@ async fn a_refund_or_schedule_form_submitted_twice_acts_once() {
     let page = format!("/dashboard/payments/{payment}");
     let refund = format!("{page}/refund");
     let refunded = async || {
-        let (_, c) = t
-            .get(
-                &format!("/api/v1/consultations/{consultation}"),
-                Some(&dr.token),
-            )
-            .await;
+        let c = t.consultation(&dr, consultation).await;
         c["payment"]["amount_refunded"].clone()
     };
     let html = t.html(&page).await;

@@ -259,6 +259,15 @@ impl TestApp {
         )
     }
 
+    /// A consultation with its payment, as `who` (staff) reads it from the API.
+    pub async fn consultation(&self, who: &Staff, id: &str) -> Value {
+        let (status, c) = self
+            .get(&format!("/api/v1/consultations/{id}"), Some(&who.token))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{c}");
+        c
+    }
+
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> String {
         self.client

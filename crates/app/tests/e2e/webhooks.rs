@@ -85,12 +85,7 @@ async fn authorised(app: &TestApp) -> (Staff, String, Value) {
         .to_owned();
     let consultation = scheduled["id"].as_str().expect("id").to_owned();
     app.pay(&token, "pm_card_visa").await;
-    let (_, c) = app
-        .get(
-            &format!("/api/v1/consultations/{consultation}"),
-            Some(&dr.token),
-        )
-        .await;
+    let c = app.consultation(&dr, &consultation).await;
     (dr, consultation, c["payment"].clone())
 }
 
@@ -132,12 +127,7 @@ async fn forged_and_stale_deliveries_are_refused_and_change_nothing() {
         tampered["data"]["object"]["amount_received"] = json!(2500);
         let (status, _) = deliver(&app, &tampered, Some(signature)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        let (_, c) = app
-            .get(
-                &format!("/api/v1/consultations/{consultation}"),
-                Some(&dr.token),
-            )
-            .await;
+        let c = app.consultation(&dr, &consultation).await;
         assert_eq!(c["payment"]["status"], "authorized");
     });
 }
@@ -198,12 +188,7 @@ async fn a_duplicate_is_acknowledged_and_ignored_and_late_events_never_move_back
         );
         let (status, _) = deliver(&app, &canceled, None).await;
         assert_eq!(status, StatusCode::OK);
-        let (_, c) = app
-            .get(
-                &format!("/api/v1/consultations/{consultation}"),
-                Some(&dr.token),
-            )
-            .await;
+        let c = app.consultation(&dr, &consultation).await;
         assert_eq!(c["payment"]["status"], "captured", "{c}");
         assert_eq!(c["payment"]["amount_captured"], "18.00");
 
@@ -226,12 +211,7 @@ async fn a_duplicate_is_acknowledged_and_ignored_and_late_events_never_move_back
         assert_eq!(status, StatusCode::OK, "{body}");
         let (status, _) = deliver(&app, &refund("evt_ref1", 300), None).await;
         assert_eq!(status, StatusCode::OK);
-        let (_, c) = app
-            .get(
-                &format!("/api/v1/consultations/{consultation}"),
-                Some(&dr.token),
-            )
-            .await;
+        let c = app.consultation(&dr, &consultation).await;
         assert_eq!(c["payment"]["status"], "partially_refunded", "{c}");
         assert_eq!(c["payment"]["amount_refunded"], "8.00");
     });

@@ -67,12 +67,6 @@ async fn at_localstripe(base: &str, path: &str, form: &[(&str, &str)]) -> (Statu
     (status, resp.json().await.unwrap_or_default())
 }
 
-async fn consultation(app: &TestApp, id: &str, token: &str) -> Value {
-    app.get(&format!("/api/v1/consultations/{id}"), Some(token))
-        .await
-        .1
-}
-
 #[tokio::test]
 async fn the_seeds_flow_against_localstripe_with_its_signed_webhooks() {
     let Some((_guard, peer)) = localstripe::acquire().await else {
@@ -224,7 +218,7 @@ async fn the_seeds_flow_against_localstripe_with_its_signed_webhooks() {
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(r["status"], "partially_refunded");
     assert_eq!(r["amount_refunded"], "5.00");
-    let c = consultation(&app, &id, &dr.token).await;
+    let c = app.consultation(&dr, &id).await;
     assert_eq!(
         c["payment"]["status_label"]["fr"],
         "Partiellement remboursé"
@@ -262,7 +256,7 @@ async fn the_seeds_flow_against_localstripe_with_its_signed_webhooks() {
     );
     let mut failed = Value::Null;
     for _ in 0..100 {
-        let c = consultation(&app, &second_id, &dr.token).await;
+        let c = app.consultation(&dr, &second_id).await;
         if c["payment"]["status"] == "failed" {
             failed = c;
             break;
