@@ -7,6 +7,7 @@ use crate::config::BillingConfig;
 use crate::consultation::ports::ConsultationRepository;
 use crate::consultation::service::{PatientService, SchedulingService};
 use crate::gateway::{ConnectOnboarding, PaymentGateway, SandboxControl, WebhookVerifier};
+use crate::payment::holds::HoldService;
 use crate::payment::ledger::{Ledger, PaymentObserver};
 use crate::payment::ports::{IdempotencyStore, PaymentRepository, WebhookInbox};
 use crate::payment::service::{
@@ -59,6 +60,8 @@ pub struct Billing {
     pub payments: PaymentService,
     pub reporting: ReportingService,
     pub webhooks: WebhookService,
+    /// The background jobs (holds placed and renewed, reconciliation): run by the
+    /// server periodically, by `consultpay reconcile`, and by the sandbox clock.
     pub reconcile: ReconcileService,
     pub staff: StaffService,
     /// Present only in sandbox mode.
@@ -89,6 +92,16 @@ impl Billing {
             inbox: deps.webhook_inbox.clone(),
             connect: connect.clone(),
             ledger: ledger.clone(),
+        };
+        let reconcile = ReconcileService {
+            holds: HoldService {
+                consultations: deps.consultations.clone(),
+                practitioners: deps.practitioners.clone(),
+                ledger: ledger.clone(),
+                config: config.clone(),
+            },
+            ledger: ledger.clone(),
+            config: config.clone(),
         };
         Billing {
             catalogue: CatalogueService {
@@ -123,10 +136,7 @@ impl Billing {
                 ledger: ledger.clone(),
                 config: config.clone(),
             },
-            reconcile: ReconcileService {
-                ledger,
-                config: config.clone(),
-            },
+            reconcile: reconcile.clone(),
             staff: StaffService::new(
                 deps.users.clone(),
                 deps.clock.clone(),
@@ -137,6 +147,7 @@ impl Billing {
             sandbox: deps.sandbox.map(|sandbox| SandboxService {
                 sandbox,
                 webhooks: webhooks.clone(),
+                jobs: reconcile,
             }),
             connect,
             webhooks,

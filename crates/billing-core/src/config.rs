@@ -17,6 +17,19 @@ pub struct BillingConfig {
     pub expiring_within: Duration,
     /// A payment left in a transient state this long is re-read from the gateway.
     pub reconcile_after: Duration,
+    /// A hold is placed at most this long before its consultation starts (a card hold
+    /// lasts 7 days; Stripe's extended authorisation is not assumed). A patient who
+    /// pays earlier saves their card, and the hold is placed off-session in time.
+    pub hold_lead: Duration,
+    /// A hold this close to its deadline, act not yet validated, is renewed
+    /// off-session with the saved card.
+    pub renew_before: Duration,
+    /// Holds of consultations that started longer ago than this are no longer renewed
+    /// (they lapse; the dashboard warns first).
+    pub renew_until_after_start: Duration,
+    /// How long after its start a consultation still admits the patient, and may
+    /// still be paid if its hold lapsed.
+    pub open_after_start: Duration,
     /// How far back reconciliation looks at abandoned checkouts.
     pub reconcile_window: Duration,
     /// Currency of new practitioners.
@@ -30,6 +43,10 @@ impl BillingConfig {
             oauth_state_ttl: Duration::minutes(15),
             expiring_within: Duration::hours(48),
             reconcile_after: Duration::minutes(10),
+            hold_lead: Duration::days(6),
+            renew_before: Duration::hours(12),
+            renew_until_after_start: Duration::days(7),
+            open_after_start: Duration::hours(1),
             reconcile_window: Duration::hours(48),
             default_currency: Currency::Eur,
         }

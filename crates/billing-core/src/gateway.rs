@@ -12,12 +12,16 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use chrono::Duration;
+
 use crate::ids::{
     CheckoutSessionId, ConnectedAccountId, ConsultationId, EventId, PaymentId, PaymentIntentId,
-    PractitionerId, RefundId,
+    PractitionerId, RefundId, SetupIntentId,
 };
 use crate::money::Money;
-use crate::payment::model::{Failure, IdempotencyKey, PaymentEvent};
+use crate::payment::model::{
+    Dispute, Failure, IdempotencyKey, Lang, PaymentEvent, RefundLine, SavedCard,
+};
 use crate::practitioner::model::AccountSnapshot;
 use crate::secrets::OAuthState;
 
@@ -117,6 +121,11 @@ pub struct IntentSnapshot {
     /// Our payment id, from the intent's metadata.
     pub payment: Option<PaymentId>,
     pub client_secret: Option<ClientSecret>,
+    /// Every refund of the intent's charge, when the gateway was asked for them (a
+    /// read); `None` when the snapshot does not say (an event's payload).
+    pub refunds: Option<Vec<RefundLine>>,
+    /// The card, when the intent saved it for later off-session use.
+    pub saved_card: Option<SavedCard>,
 }
 
 impl IntentSnapshot {
@@ -129,15 +138,19 @@ impl IntentSnapshot {
             amount: self.amount,
             capture_before: self.capture_before,
         };
+        let saved = || self.saved_card.clone().map(PaymentEvent::CardSaved);
         match self.status {
-            IntentStatus::RequiresCapture => vec![PaymentEvent::HoldPlaced {
-                amount: if self.amount_capturable.is_positive() {
-                    self.amount_capturable
-                } else {
-                    self.amount
-                },
-                capture_before: self.capture_before,
-            }],
+            IntentStatus::RequiresCapture => saved()
+                .into_iter()
+                .chain([PaymentEvent::HoldPlaced {
+                    amount: if self.amount_capturable.is_positive() {
+                        self.amount_capturable
+                    } else {
+                        self.amount
+                    },
+                    capture_before: self.capture_before,
+                }])
+                .collect(),
             IntentStatus::Succeeded => {
                 let mut events = vec![hold()];
                 // A payload that does not say how much was captured says nothing about
@@ -148,10 +161,18 @@ impl IntentSnapshot {
                         fee: self.fee.map(crate::fees::Fee::reported),
                     });
                 }
-                if self.amount_refunded.is_positive() {
-                    events.push(PaymentEvent::Refunded {
-                        total: self.amount_refunded,
-                    });
+                // Itemised refunds are the truth; the cumulative figure stands in only
+                // when the snapshot lists none.
+                match &self.refunds {
+                    Some(list) if !list.is_empty() => {
+                        events.push(PaymentEvent::RefundsReported(list.clone()));
+                    }
+                    _ if self.amount_refunded.is_positive() => {
+                        events.push(PaymentEvent::Refunded {
+                            total: self.amount_refunded,
+                        });
+                    }
+                    _ => {}
                 }
                 if let Some(fee) = self.fee {
                     events.push(PaymentEvent::FeeReported { fee });
@@ -175,6 +196,43 @@ impl IntentSnapshot {
     }
 }
 
+/// Where a SetupIntent stands (Stripe's statuses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SetupStatus {
+    RequiresPaymentMethod,
+    RequiresConfirmation,
+    RequiresAction,
+    Processing,
+    Canceled,
+    Succeeded,
+}
+
+/// What the gateway says about the saving of a card without a charge (Checkout in
+/// `setup` mode, or a SetupIntent for the Payment Element).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetupSnapshot {
+    pub id: SetupIntentId,
+    pub status: SetupStatus,
+    /// The card, once saved on a customer.
+    pub saved_card: Option<SavedCard>,
+    pub last_error: Option<Failure>,
+    /// Our payment id, from the SetupIntent's metadata.
+    pub payment: Option<PaymentId>,
+}
+
+impl SetupSnapshot {
+    /// The payment events this snapshot stands for.
+    pub fn events(&self) -> Vec<PaymentEvent> {
+        match (self.status, &self.saved_card, &self.last_error) {
+            (SetupStatus::Succeeded, Some(card), _) => vec![PaymentEvent::CardSaved(card.clone())],
+            (SetupStatus::RequiresPaymentMethod, _, Some(failure)) => {
+                vec![PaymentEvent::AuthorizationFailed(failure.clone())]
+            }
+            _ => vec![],
+        }
+    }
+}
+
 /// Create a manual-capture intent (a hold) on the practitioner's account.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HoldRequest {
@@ -182,9 +240,27 @@ pub struct HoldRequest {
     pub payment: PaymentId,
     pub consultation: ConsultationId,
     pub amount: Money,
-    /// Shown on the patient's statement and in the Stripe dashboard; no health data.
+    /// Shown in the Stripe dashboard and on receipts: the practitioner's label and the
+    /// date, never more than the practitioner chose (no health data).
     pub description: String,
+    /// Appended to the account's statement descriptor on the patient's bank statement
+    /// (Stripe's `statement_descriptor_suffix`), when the practitioner set one.
+    pub statement_descriptor_suffix: Option<String>,
+    /// Place the hold off-session with this saved card (the patient is not there:
+    /// a declined card or a bank asking for authentication fails the hold).
+    pub off_session: Option<SavedCard>,
     pub key: IdempotencyKey,
+}
+
+/// What the patient's authorisation step does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CheckoutMode {
+    /// Hold the amount now (manual capture), and save the card so a hold that nears
+    /// its deadline can be renewed off-session.
+    Hold,
+    /// Only save the card now (nothing held): the consultation is further ahead than a
+    /// hold can last, and the hold is placed off-session in time.
+    SaveCard,
 }
 
 /// Set up the patient's authorisation step.
@@ -198,6 +274,9 @@ pub struct CheckoutRequest {
     /// An intent already created for this payment, to reuse rather than duplicate.
     pub existing_intent: Option<PaymentIntentId>,
     pub customer_email: Option<String>,
+    pub mode: CheckoutMode,
+    /// The patient's language: the hosted page's `locale`.
+    pub locale: Lang,
 }
 
 /// Where the patient goes to authorise: a hosted page, and/or a client secret for an
@@ -207,8 +286,11 @@ pub struct CheckoutStart {
     pub intent: Option<PaymentIntentId>,
     pub session: Option<CheckoutSessionId>,
     pub redirect_url: Option<String>,
+    /// The client secret of the intent (mode `Hold`) or of the SetupIntent (mode
+    /// `SaveCard`) for the Payment Element.
     pub client_secret: Option<ClientSecret>,
     pub expires_at: Option<DateTime<Utc>>,
+    pub mode: CheckoutMode,
 }
 
 /// Where a checkout session stands.
@@ -223,22 +305,28 @@ pub enum CheckoutStatus {
 pub struct CheckoutState {
     pub status: CheckoutStatus,
     pub intent: Option<IntentSnapshot>,
+    /// The card saving of a session in `setup` mode.
+    pub setup: Option<SetupSnapshot>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RefundStatus {
-    Pending,
-    Succeeded,
-    Failed,
-    Canceled,
-    RequiresAction,
-}
+pub use crate::payment::model::RefundState as RefundStatus;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefundOutcome {
     pub id: RefundId,
     pub amount: Money,
     pub status: RefundStatus,
+}
+
+impl RefundOutcome {
+    /// The refund as a line of the payment's refunds.
+    pub fn line(&self) -> RefundLine {
+        RefundLine {
+            id: self.id.clone(),
+            amount: self.amount,
+            status: self.status,
+        }
+    }
 }
 
 /// Holds, captures, releases and refunds on the practitioner's connected account
@@ -254,6 +342,10 @@ pub struct RefundOutcome {
 pub trait PaymentGateway: Send + Sync {
     /// Creates a PaymentIntent with `capture_method=manual` for `req.amount`, with
     /// the payment and consultation ids in its metadata. Idempotent on `req.key`.
+    /// With `req.off_session`, confirms it at once off-session with the saved card: a
+    /// card that declines or whose bank asks for authentication MUST be
+    /// [`GatewayError::Declined`] (code `authentication_required` for the latter),
+    /// never an intent left waiting for the patient.
     async fn create_hold(&self, req: &HoldRequest) -> Result<IntentSnapshot, GatewayError>;
 
     /// Prepares the patient's authorisation: a hosted checkout page (Stripe Checkout
@@ -305,7 +397,8 @@ pub trait PaymentGateway: Send + Sync {
         key: &IdempotencyKey,
     ) -> Result<RefundOutcome, GatewayError>;
 
-    /// Reads the intent (with its charge's capture deadline, refunds and fee).
+    /// Reads the intent (with its charge's capture deadline, its fee and, once
+    /// captured, every refund of its charge in `refunds`).
     async fn retrieve(
         &self,
         account: &ConnectedAccountId,
@@ -371,23 +464,92 @@ pub struct WebhookEvent {
 pub enum GatewayEvent {
     /// `payment_intent.*`: the intent as it was when the event happened.
     PaymentIntent(IntentSnapshot),
-    /// `charge.refunded`: cumulative amount refunded on the charge.
-    ChargeRefunded {
+    /// `setup_intent.*`: a card saved (or refused) for later holds.
+    SetupIntent(SetupSnapshot),
+    /// `charge.refunded`, `charge.refund.updated`, `refund.*`: the charge's refunds
+    /// changed; they are read again from the gateway (a payload may be older than
+    /// what another event already said).
+    RefundsChanged {
         intent: Option<PaymentIntentId>,
         payment: Option<PaymentId>,
-        amount_refunded: Money,
     },
     /// `charge.expired`: an uncaptured charge lapsed.
     ChargeExpired {
         intent: Option<PaymentIntentId>,
         payment: Option<PaymentId>,
     },
+    /// `charge.dispute.*`: the dispute as it is now, with the intent it is about.
+    Dispute {
+        dispute: Dispute,
+        intent: Option<PaymentIntentId>,
+    },
     /// `account.updated`.
     AccountUpdated(AccountSnapshot),
     /// `account.application.deauthorized`: the practitioner disconnected us at Stripe.
     AccountDeauthorized { account: ConnectedAccountId },
-    /// Any other type: acknowledged and ignored.
-    Unhandled,
+    /// Well signed, but not for us: acknowledged (2xx) and ignored, for this reason.
+    Ignored(IgnoreReason),
+}
+
+/// Why a well-signed event changed nothing. Acknowledged all the same: Stripe retries
+/// refused deliveries for days and then disables the endpoint. Labels are a closed set
+/// (metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IgnoreReason {
+    /// A type ConsultPay does not read.
+    EventType,
+    /// A test-mode event on a live server, or the reverse.
+    OtherMode,
+    /// A currency ConsultPay does not charge in.
+    Currency,
+    /// No payment of ours (the practitioner's other business on their account).
+    UnknownPayment,
+    /// From another connected account than the payment's.
+    OtherAccount,
+    /// About an intent that is not the payment's own (an earlier attempt, a hold a
+    /// renewal replaced, or an intent someone else made).
+    OtherIntent,
+    /// About a payment whose checkout never started: no account is recorded yet.
+    NoAccountYet,
+    /// About an account no practitioner is linked to.
+    UnknownAccount,
+    /// Already known: nothing to change.
+    NoChange,
+}
+
+impl IgnoreReason {
+    pub const ALL: [IgnoreReason; 9] = [
+        IgnoreReason::EventType,
+        IgnoreReason::OtherMode,
+        IgnoreReason::Currency,
+        IgnoreReason::UnknownPayment,
+        IgnoreReason::OtherAccount,
+        IgnoreReason::OtherIntent,
+        IgnoreReason::NoAccountYet,
+        IgnoreReason::UnknownAccount,
+        IgnoreReason::NoChange,
+    ];
+
+    /// The stable label (logs, metrics, the inbox's outcome).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            IgnoreReason::EventType => "event_type",
+            IgnoreReason::OtherMode => "other_mode",
+            IgnoreReason::Currency => "currency",
+            IgnoreReason::UnknownPayment => "unknown_payment",
+            IgnoreReason::OtherAccount => "other_account",
+            IgnoreReason::OtherIntent => "other_intent",
+            IgnoreReason::NoAccountYet => "no_account_yet",
+            IgnoreReason::UnknownAccount => "unknown_account",
+            IgnoreReason::NoChange => "no_change",
+        }
+    }
+}
+
+impl fmt::Display for IgnoreReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -444,6 +606,19 @@ pub trait SandboxControl: Send + Sync {
 
     /// A one-time authorisation code for the sandbox OAuth consent page.
     async fn approve_connect(&self, state: &str) -> Result<String, GatewayError>;
+
+    /// Moves the sandbox's test clock forward by `by` (the clock the whole server
+    /// reads in sandbox mode, like a Stripe test clock) and returns the new time with
+    /// the events that became due meanwhile (holds that lapsed, refunds that failed,
+    /// disputes opened or closed), in order.
+    async fn advance_clock(&self, by: Duration) -> Result<SandboxAdvance, GatewayError>;
+}
+
+/// The sandbox clock after a move, and what happened meanwhile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxAdvance {
+    pub now: DateTime<Utc>,
+    pub events: Vec<WebhookEvent>,
 }
 
 /// The sandbox checkout page's content.
@@ -453,6 +628,8 @@ pub struct SandboxCheckout {
     pub payment: Option<PaymentId>,
     pub amount: Money,
     pub description: String,
+    /// Whether the page holds the amount or only saves the card.
+    pub mode: CheckoutMode,
     pub status: CheckoutStatus,
     /// The card is waiting for a 3-D Secure answer.
     pub awaiting_authentication: bool,
@@ -501,6 +678,8 @@ mod tests {
             cancellation_reason: None,
             payment: None,
             client_secret: None,
+            refunds: None,
+            saved_card: None,
         }
     }
 

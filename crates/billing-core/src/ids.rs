@@ -154,6 +154,32 @@ stripe_id!(
     ["re_", "pyr_"]
 );
 stripe_id!(
+    /// A Stripe Customer (`cus_…`) on the practitioner's account: what a saved card
+    /// belongs to.
+    CustomerId,
+    "Customer",
+    ["cus_"]
+);
+stripe_id!(
+    /// A Stripe PaymentMethod (`pm_…`, or `card_…` / `src_…` for older cards): the
+    /// patient's card saved for holds placed later.
+    PaymentMethodId,
+    "PaymentMethod",
+    ["pm_", "card_", "src_"]
+);
+stripe_id!(
+    /// A Stripe SetupIntent (`seti_…`): the card saved without charging it.
+    SetupIntentId,
+    "SetupIntent",
+    ["seti_"]
+);
+stripe_id!(
+    /// A Stripe dispute (`dp_…`, or `du_…` for some payment methods).
+    DisputeId,
+    "dispute",
+    ["dp_", "du_"]
+);
+stripe_id!(
     /// A Stripe event (`evt_…`), the unit of webhook de-duplication.
     EventId,
     "event",

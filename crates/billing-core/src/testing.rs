@@ -20,15 +20,16 @@ use crate::error::BillingError;
 use crate::fees::FeeSchedule;
 use crate::gateway::{
     GatewayError, IntentSnapshot, IntentStatus, MockConnectOnboarding, MockPaymentGateway,
-    MockWebhookVerifier,
+    MockWebhookVerifier, SetupSnapshot, SetupStatus,
 };
 use crate::ids::{
-    ConnectedAccountId, ConsultationId, EventId, PaymentId, PaymentIntentId, PractitionerId,
-    ServiceId, UserId,
+    ConnectedAccountId, ConsultationId, CustomerId, DisputeId, EventId, PaymentId,
+    PaymentIntentId, PaymentMethodId, PractitionerId, ServiceId, SetupIntentId, UserId,
 };
 use crate::money::{Currency, Money};
 use crate::payment::model::{
-    Applied, Failure, IdempotencyKey, Operation, Payment, PaymentEvent, PaymentStatus,
+    Applied, Dispute, DisputeStatus, Failure, IdempotencyKey, Operation, Payment, PaymentEvent,
+    PaymentStatus, SavedCard,
 };
 use crate::payment::ports::{
     MockIdempotencyStore, MockPaymentRepository, MockWebhookInbox, PaymentRow,
@@ -375,6 +376,8 @@ pub(crate) fn snapshot(status: IntentStatus) -> IntentSnapshot {
         cancellation_reason: None,
         payment: Some(PAYMENT),
         client_secret: None,
+        refunds: None,
+        saved_card: None,
     }
 }
 
@@ -400,6 +403,40 @@ pub(crate) fn canceled_snapshot(reason: &str) -> IntentSnapshot {
     IntentSnapshot {
         cancellation_reason: Some(reason.into()),
         ..snapshot(IntentStatus::Canceled)
+    }
+}
+
+/// A dispute of 18.00 EUR for fraud, evidence due in a week; with `transactions` > 0
+/// the funds (18.00) and Stripe's fee (15.00) are withdrawn.
+pub(crate) fn dispute(status: DisputeStatus, transactions: u32) -> Dispute {
+    Dispute {
+        id: DisputeId::parse("dp_1Chargeback").unwrap(),
+        amount: eur(1800),
+        reason: "fraudulent".into(),
+        status,
+        evidence_due_by: Some(now() + Duration::days(7)),
+        withdrawn: eur(if transactions > 0 { 1800 } else { 0 }),
+        fee: eur(if transactions > 0 { 1500 } else { 0 }),
+        transactions,
+    }
+}
+
+/// The patient's card saved on `account()`.
+pub(crate) fn saved_card() -> SavedCard {
+    SavedCard {
+        customer: CustomerId::parse("cus_1Patient").unwrap(),
+        payment_method: PaymentMethodId::parse("pm_1Card").unwrap(),
+    }
+}
+
+/// The card saving of `PAYMENT`'s checkout in setup mode, done.
+pub(crate) fn setup_snapshot() -> SetupSnapshot {
+    SetupSnapshot {
+        id: SetupIntentId::parse("seti_1Save").unwrap(),
+        status: SetupStatus::Succeeded,
+        saved_card: Some(saved_card()),
+        last_error: None,
+        payment: Some(PAYMENT),
     }
 }
 

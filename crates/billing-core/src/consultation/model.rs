@@ -1,10 +1,10 @@
 //! Teleconsultations (C3) and the patient's gate to the waiting room (C4).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use crate::contact::{DisplayName, EmailAddress};
 use crate::ids::{ConsultationId, PractitionerId, UserId};
-use crate::payment::model::{Payment, PaymentStatus};
+use crate::payment::model::{Operation, Payment, PaymentStatus};
 use crate::secrets::TokenHash;
 
 /// Who the consultation is with: a reference, never health data.
@@ -55,19 +55,27 @@ pub struct ConsultationRecord {
 
 impl ConsultationRecord {
     /// The waiting-room gate (C4): the patient may enter iff the consultation needs no
-    /// payment, or the hold is in place, or the act was captured (and not entirely
-    /// refunded).
+    /// payment, or the hold is in place (and not being released), or the act was
+    /// captured (and not entirely refunded). A card saved for a hold placed later
+    /// does not open it.
     pub fn can_enter(&self) -> bool {
         match (self.consultation.payment_mode, &self.payment) {
             (PaymentMode::None, _) => true,
-            (PaymentMode::Online, Some(p)) => matches!(
-                p.status(),
-                PaymentStatus::Authorized
-                    | PaymentStatus::Captured
-                    | PaymentStatus::PartiallyRefunded
-            ),
+            (PaymentMode::Online, Some(p)) => match p.status() {
+                PaymentStatus::Authorized => !p
+                    .pending()
+                    .is_some_and(|op| op.operation == Operation::Release),
+                PaymentStatus::Captured | PaymentStatus::PartiallyRefunded => true,
+                _ => false,
+            },
             (PaymentMode::Online, None) => false,
         }
+    }
+
+    /// Is the consultation still ahead (or just started), as `open_after_start`
+    /// allows?
+    pub fn is_ahead(&self, now: DateTime<Utc>, open_after_start: Duration) -> bool {
+        now < self.consultation.starts_at + open_after_start
     }
 }
 

@@ -12,11 +12,14 @@ use crate::consultation::model::{Consultation, ConsultationRecord, PatientRef, P
 use crate::consultation::ports::ConsultationRepository;
 use crate::contact::{DisplayName, EmailAddress};
 use crate::error::BillingError;
-use crate::gateway::{CheckoutRequest, CheckoutStart, HoldRequest};
-use crate::ids::{ConsultationId, PaymentId, PractitionerId, ServiceId};
+use crate::gateway::{CheckoutMode, CheckoutRequest, CheckoutStart, HoldRequest};
+use crate::ids::{ConnectedAccountId, ConsultationId, PaymentId, PractitionerId, ServiceId};
 use crate::money::AmountInput;
 use crate::payment::ledger::Ledger;
-use crate::payment::model::{CheckoutRef, IdempotencyKey, Payment, PaymentStatus};
+use crate::payment::model::{
+    CheckoutRef, EventKind, IdempotencyKey, IllegalTransition, Lang, Payment, PaymentEvent,
+    PaymentStatus, TransitionError,
+};
 use crate::payment::ports::{
     ChangeLog, HistoryEntry, IdempotencyRecord, IdempotencyStore, Reservation,
 };
@@ -328,6 +331,12 @@ pub struct PayPage {
     pub time_zone: TimeZone,
     /// The waiting-room gate.
     pub can_enter: bool,
+    /// The patient may (again) authorise: nothing is held or saved yet, or a lapsed
+    /// hold while the consultation is still ahead.
+    pub can_pay: bool,
+    /// When the hold will be taken, if not at once: the consultation is further ahead
+    /// than a hold lasts, so paying saves the card and the hold is placed then (C14).
+    pub hold_from: Option<DateTime<Utc>>,
 }
 
 /// The patient's side: pay page, checkout, waiting-room gate. The pay token in the
@@ -381,13 +390,42 @@ impl PatientService {
             .practitioners
             .get(record.consultation.practitioner)
             .await?;
+        let now = self.ledger.now();
         let can_enter = record.can_enter();
+        let can_pay = self.payable(&record, now);
+        let hold_from = match record.payment.as_ref().map(Payment::status) {
+            Some(
+                PaymentStatus::Incomplete
+                | PaymentStatus::Failed
+                | PaymentStatus::Expired
+                | PaymentStatus::CardSaved,
+            ) => self.hold_time(&record, now),
+            _ => None,
+        };
         Ok(PayPage {
             record,
             practitioner_name: practitioner.name,
             time_zone: practitioner.time_zone,
             can_enter,
+            can_pay,
+            hold_from,
         })
+    }
+
+    /// May the patient (again) authorise now?
+    fn payable(&self, record: &ConsultationRecord, now: DateTime<Utc>) -> bool {
+        record.payment.as_ref().is_some_and(|p| match p.status() {
+            PaymentStatus::Incomplete | PaymentStatus::Failed => true,
+            PaymentStatus::Expired => record.is_ahead(now, self.config.open_after_start),
+            _ => false,
+        })
+    }
+
+    /// When the hold of `record` is taken, if later than now: `hold_lead` before the
+    /// consultation.
+    fn hold_time(&self, record: &ConsultationRecord, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let at = record.consultation.starts_at - self.config.hold_lead;
+        (at > now).then_some(at)
     }
 
     /// The waiting-room gate (C4): may this patient enter now?
@@ -395,31 +433,46 @@ impl PatientService {
         Ok(self.find(token).await?.1.can_enter())
     }
 
-    /// Starts (or resumes) the authorisation: where to send the patient.
-    pub async fn start_checkout(&self, token: &str) -> Result<CheckoutStart, BillingError> {
+    /// Starts (or resumes) the authorisation: where to send the patient. A
+    /// consultation further ahead than a hold lasts saves the card (the hold is placed
+    /// off-session in time); otherwise the amount is held now, and the card saved so
+    /// the hold can be renewed. A lapsed hold is paid again while the consultation is
+    /// ahead. The hosted page speaks the patient's language.
+    pub async fn start_checkout(
+        &self,
+        token: &str,
+        lang: Lang,
+    ) -> Result<CheckoutStart, BillingError> {
         let (token, record) = self.find(token).await?;
-        let Some(payment) = record.payment else {
+        let Some(payment) = record.payment.clone() else {
             return Err(BillingError::Validation {
                 field: "consultation",
                 message: "this consultation needs no payment".into(),
             });
         };
         for _ in 0..RETRIES {
-            let payment = self.ledger.get(payment.id()).await?;
-            if !matches!(
-                payment.status(),
-                PaymentStatus::Incomplete | PaymentStatus::Failed
-            ) {
-                return Err(BillingError::PaymentState(
-                    crate::payment::model::TransitionError::Illegal(
-                        crate::payment::model::IllegalTransition {
-                            from: payment.status(),
-                            event: crate::payment::model::EventKind::HoldPlaced,
-                        },
-                    ),
-                ));
-            }
+            let mut payment = self.ledger.get(payment.id()).await?;
             let now = self.ledger.now();
+            let fresh = ConsultationRecord {
+                consultation: record.consultation.clone(),
+                payment: Some(payment.clone()),
+            };
+            if !self.payable(&fresh, now) {
+                return Err(BillingError::PaymentState(TransitionError::Illegal(
+                    IllegalTransition {
+                        from: payment.status(),
+                        event: EventKind::HoldPlaced,
+                    },
+                )));
+            }
+            if payment.status() == PaymentStatus::Expired {
+                // The lapsed hold is gone; a new attempt starts from nothing.
+                payment = self
+                    .ledger
+                    .apply_command(payment.id(), &PaymentEvent::Reopened, &AuditActor::Patient)
+                    .await?
+                    .payment;
+            }
             if let Some(open) = payment.checkout().filter(|c| {
                 c.url.is_some() && c.expires_at.is_none_or(|e| e > now + Duration::minutes(5))
             }) {
@@ -429,6 +482,7 @@ impl PatientService {
                     redirect_url: open.url.clone(),
                     client_secret: None,
                     expires_at: open.expires_at,
+                    mode: self.mode(&fresh, now),
                 });
             }
             let practitioner = self.practitioners.get(payment.practitioner()).await?;
@@ -444,23 +498,15 @@ impl PatientService {
                 .intent()
                 .filter(|_| payment.account() == Some(&account))
                 .cloned();
-            let local = record
-                .consultation
-                .starts_at
-                .with_timezone(&practitioner.time_zone.tz());
             let request = CheckoutRequest {
-                hold: HoldRequest {
-                    account: account.clone(),
-                    payment: payment.id(),
-                    consultation: record.consultation.id,
-                    amount: payment.amount(),
-                    description: format!(
-                        "Téléconsultation {} {}",
-                        practitioner.name,
-                        local.format("%Y-%m-%d %H:%M")
-                    ),
-                    key: IdempotencyKey::checkout(payment.id(), payment.version()),
-                },
+                hold: hold_request(
+                    &practitioner,
+                    &record.consultation,
+                    &payment,
+                    account.clone(),
+                    lang,
+                    IdempotencyKey::checkout(payment.id(), payment.version()),
+                ),
                 success_url: self.config.checkout_return_url(&token, "success"),
                 cancel_url: self.config.checkout_return_url(&token, "cancel"),
                 existing_intent,
@@ -470,6 +516,8 @@ impl PatientService {
                     .email
                     .as_ref()
                     .map(|e| e.as_str().to_owned()),
+                mode: self.mode(&fresh, now),
+                locale: lang,
             };
             let start = self.ledger.gateway.start_checkout(&request).await?;
             let checkout =
@@ -517,6 +565,57 @@ impl PatientService {
             }
         }
         Err(BillingError::Conflict)
+    }
+
+    /// Hold now, or only save the card when the consultation is further ahead than a
+    /// hold lasts.
+    fn mode(&self, record: &ConsultationRecord, now: DateTime<Utc>) -> CheckoutMode {
+        match self.hold_time(record, now) {
+            Some(_) => CheckoutMode::SaveCard,
+            None => CheckoutMode::Hold,
+        }
+    }
+}
+
+/// The hold of `payment` on `account`, described only as the practitioner chose: their
+/// label (default "Téléconsultation" / "Teleconsultation" in the patient's language)
+/// and the date, with their statement descriptor suffix.
+pub(crate) fn hold_request(
+    practitioner: &Practitioner,
+    consultation: &Consultation,
+    payment: &Payment,
+    account: ConnectedAccountId,
+    lang: Lang,
+    key: IdempotencyKey,
+) -> HoldRequest {
+    let statement = practitioner.preferences.statement();
+    let label = statement.label.as_ref().map_or(
+        match lang {
+            Lang::Fr => "Téléconsultation",
+            Lang::En => "Teleconsultation",
+        },
+        |l| l.as_str(),
+    );
+    let day = consultation
+        .starts_at
+        .with_timezone(&practitioner.time_zone.tz())
+        .date_naive();
+    let date = match lang {
+        Lang::Fr => day.format("%d/%m/%Y"),
+        Lang::En => day.format("%Y-%m-%d"),
+    };
+    HoldRequest {
+        account,
+        payment: payment.id(),
+        consultation: consultation.id,
+        amount: payment.authorized().unwrap_or(payment.amount()),
+        description: format!("{label} {date}"),
+        statement_descriptor_suffix: statement
+            .descriptor_suffix
+            .as_ref()
+            .map(|s| s.as_str().to_owned()),
+        off_session: None,
+        key,
     }
 }
 

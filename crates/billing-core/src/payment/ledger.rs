@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditAction, AuditActor, AuditEntry};
 use crate::error::BillingError;
-use crate::gateway::{GatewayError, IntentSnapshot, PaymentGateway};
+use crate::gateway::{GatewayError, IntentSnapshot, IntentStatus, PaymentGateway, SetupSnapshot};
 use crate::ids::{PaymentId, PaymentIntentId};
+use crate::money::{Money, MoneyError};
 use crate::payment::model::{
     Applied, EventKind, IdempotencyKey, Operation, Payment, PaymentEvent, PaymentStatus,
     TransitionError,
@@ -49,6 +50,14 @@ pub(crate) enum Begun {
     AlreadyDone(Payment),
 }
 
+/// What the gateway says about a payment now: its intent, or the card saving of its
+/// checkout in `setup` mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Fresh {
+    Intent(IntentSnapshot),
+    Setup(SetupSnapshot),
+}
+
 #[derive(Clone)]
 pub(crate) struct Ledger {
     pub(crate) payments: Arc<dyn PaymentRepository>,
@@ -61,37 +70,76 @@ fn audit_action(kind: EventKind) -> AuditAction {
     match kind {
         EventKind::HoldPlaced => AuditAction::Authorized,
         EventKind::AuthorizationFailed => AuditAction::AuthorizationFailed,
+        EventKind::CardSaved => AuditAction::CardSaved,
+        EventKind::RenewalFailed => AuditAction::HoldRenewalFailed,
+        EventKind::AttemptEnded => AuditAction::AttemptEnded,
+        EventKind::Reopened => AuditAction::Reopened,
         EventKind::Captured => AuditAction::Validated,
         EventKind::Released => AuditAction::Released,
         EventKind::Expired => AuditAction::Expired,
         EventKind::PartiallyRefunded | EventKind::Refunded => AuditAction::Refunded,
+        EventKind::RefundFailed | EventKind::AllRefundsFailed => AuditAction::RefundFailed,
+        EventKind::RefundUpdated => AuditAction::RefundUpdated,
         EventKind::FeeReported => AuditAction::FeeReported,
+        EventKind::DisputeOpened => AuditAction::Disputed,
+        EventKind::DisputeWon | EventKind::DisputeWonAfterRefund | EventKind::DisputeLost => {
+            AuditAction::DisputeClosed
+        }
     }
 }
 
-fn event_kind(event: &PaymentEvent, to: PaymentStatus) -> EventKind {
-    match event {
-        PaymentEvent::HoldPlaced { .. } => EventKind::HoldPlaced,
-        PaymentEvent::AuthorizationFailed(_) => EventKind::AuthorizationFailed,
-        PaymentEvent::Captured { .. } => EventKind::Captured,
-        PaymentEvent::Released => EventKind::Released,
-        PaymentEvent::Expired if to == PaymentStatus::Expired => EventKind::Expired,
-        PaymentEvent::Expired => EventKind::Released,
-        PaymentEvent::Refunded { .. } if to == PaymentStatus::Refunded => EventKind::Refunded,
-        PaymentEvent::Refunded { .. } => EventKind::PartiallyRefunded,
-        PaymentEvent::FeeReported { .. } => EventKind::FeeReported,
+/// Where facts come from. The gateway's are monotonic: a stale fact (a late webhook) is
+/// skipped. A command's are strict: an illegal move is an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Source {
+    Gateway,
+    Command,
+}
+
+/// The amount a history row shows for a change: what moved.
+fn moved_amount(
+    event: &PaymentEvent,
+    before: &Payment,
+    after: &Payment,
+) -> Result<Option<Money>, MoneyError> {
+    Ok(match event {
+        PaymentEvent::Refunded { .. }
+        | PaymentEvent::RefundIssued(_)
+        | PaymentEvent::RefundsReported(_) => {
+            let (a, b) = (after.refunded(), before.refunded());
+            match a.checked_cmp(&b)? {
+                std::cmp::Ordering::Greater => Some(a.checked_sub(&b)?),
+                std::cmp::Ordering::Less => Some(b.checked_sub(&a)?),
+                std::cmp::Ordering::Equal => None,
+            }
+        }
+        other => other.amount(),
+    })
+}
+
+/// What the audit entry says beyond the amount.
+fn audit_detail(event: &PaymentEvent, amount: Option<Money>) -> String {
+    match (event, amount) {
+        (PaymentEvent::Disputed(d), _) => format!("{} {} {}", d.id, d.status, d.amount),
+        (PaymentEvent::AuthorizationFailed(f) | PaymentEvent::RenewalFailed(f), _) => f
+            .decline_code
+            .clone()
+            .or(f.code.clone())
+            .unwrap_or_default(),
+        (_, Some(a)) => a.to_string(),
+        _ => String::new(),
     }
 }
 
-/// Applies `events` on top of `current` (gateway semantics: stale facts are skipped),
-/// learning the intent id and clearing the pending operation if asked or if the new
-/// state proves it done. Returns the new
+/// Applies `events` on top of `current`, learning the intent id and clearing the
+/// pending operation if asked or if the new state proves it done. Returns the new
 /// payment and what to log, or `None` when nothing changed.
 pub(crate) fn fold(
     current: &Payment,
     events: &[PaymentEvent],
     intent: Option<&PaymentIntentId>,
     clear_pending: bool,
+    source: Source,
     actor: &AuditActor,
     now: DateTime<Utc>,
 ) -> Result<Option<(Payment, ChangeLog, Vec<StatusChange>)>, TransitionError> {
@@ -102,12 +150,18 @@ pub(crate) fn fold(
         p = next;
     }
     for event in events {
-        if let Applied::Changed { payment, from, to } = p.apply_from_gateway(event, now)? {
-            let kind = event_kind(event, to);
-            let amount = match event {
-                PaymentEvent::Refunded { total } => Some(total.checked_sub(&p.refunded())?),
-                other => other.amount(),
-            };
+        let applied = match source {
+            Source::Gateway => p.apply_from_gateway(event, now)?,
+            Source::Command => p.apply(event, now)?,
+        };
+        if let Applied::Changed {
+            payment,
+            kind,
+            from,
+            to,
+        } = applied
+        {
+            let amount = moved_amount(event, &p, &payment)?;
             log.history.push(HistoryEntry {
                 payment: p.id(),
                 at: now,
@@ -117,20 +171,11 @@ pub(crate) fn fold(
                 amount,
                 actor: actor.clone(),
             });
-            let mut entry =
+            log.audit.push(
                 AuditEntry::new(now, p.practitioner(), actor.clone(), audit_action(kind))
-                    .subject(p.id().as_uuid());
-            if let Some(a) = amount {
-                entry = entry.detail(a.to_string());
-            } else if let PaymentEvent::AuthorizationFailed(f) = event {
-                entry = entry.detail(
-                    f.decline_code
-                        .clone()
-                        .or(f.code.clone())
-                        .unwrap_or_default(),
-                );
-            }
-            log.audit.push(entry);
+                    .subject(p.id().as_uuid())
+                    .detail(audit_detail(event, amount)),
+            );
             if from != to {
                 changes.push(StatusChange {
                     payment: p.id(),
@@ -161,22 +206,20 @@ impl Ledger {
         }
     }
 
-    /// Writes gateway facts to the payment, re-reading and re-applying if another
-    /// writer got there first.
-    pub(crate) async fn apply_facts(
-        &self,
-        id: PaymentId,
-        events: &[PaymentEvent],
-        intent: Option<&PaymentIntentId>,
-        clear_pending: bool,
-        actor: &AuditActor,
-    ) -> Result<Written, BillingError> {
+    /// Writes what `change` makes of the fresh payment, re-reading and re-applying if
+    /// another writer got there first. `change` answers `None` when there is nothing
+    /// to write.
+    async fn write<F>(&self, id: PaymentId, change: F) -> Result<Written, BillingError>
+    where
+        F: Fn(
+            &Payment,
+            DateTime<Utc>,
+        ) -> Result<Option<(Payment, ChangeLog, Vec<StatusChange>)>, BillingError>,
+    {
         for _ in 0..RETRIES {
             let current = self.get(id).await?;
             let now = self.now();
-            let Some((next, log, changes)) =
-                fold(&current, events, intent, clear_pending, actor, now)?
-            else {
+            let Some((next, log, changes)) = change(&current, now)? else {
                 return Ok(Written {
                     payment: current,
                     changes: vec![],
@@ -197,6 +240,97 @@ impl Ledger {
             }
         }
         Err(BillingError::Conflict)
+    }
+
+    /// Writes gateway facts to the payment (stale ones skipped), re-reading and
+    /// re-applying if another writer got there first.
+    pub(crate) async fn apply_facts(
+        &self,
+        id: PaymentId,
+        events: &[PaymentEvent],
+        intent: Option<&PaymentIntentId>,
+        clear_pending: bool,
+        actor: &AuditActor,
+    ) -> Result<Written, BillingError> {
+        self.write(id, |current, now| {
+            Ok(fold(
+                current,
+                events,
+                intent,
+                clear_pending,
+                Source::Gateway,
+                actor,
+                now,
+            )?)
+        })
+        .await
+    }
+
+    /// Writes a command's own event (strict: an illegal move is an error), clearing
+    /// the pending operation.
+    pub(crate) async fn apply_command(
+        &self,
+        id: PaymentId,
+        event: &PaymentEvent,
+        actor: &AuditActor,
+    ) -> Result<Written, BillingError> {
+        self.write(id, |current, now| {
+            Ok(fold(
+                current,
+                std::slice::from_ref(event),
+                None,
+                true,
+                Source::Command,
+                actor,
+                now,
+            )?)
+        })
+        .await
+    }
+
+    /// Shows on the payment what could not be settled (reconciliation), with a history
+    /// row and an audit entry; clears the pending operation when asked.
+    pub(crate) async fn flag(
+        &self,
+        id: PaymentId,
+        message: &str,
+        clear_pending: bool,
+        actor: &AuditActor,
+    ) -> Result<Written, BillingError> {
+        self.write(id, |current, now| {
+            let mut next = current
+                .with_attention(message.to_owned(), now)
+                .unwrap_or_else(|| current.clone());
+            if clear_pending && next.pending().is_some() {
+                next = next.finish(now);
+            }
+            if next.version() == current.version() {
+                return Ok(None);
+            }
+            let log = ChangeLog {
+                history: vec![HistoryEntry {
+                    payment: id,
+                    at: now,
+                    from: current.status(),
+                    to: current.status(),
+                    event: "needs_attention".into(),
+                    amount: None,
+                    actor: actor.clone(),
+                }],
+                audit: vec![
+                    AuditEntry::new(
+                        now,
+                        current.practitioner(),
+                        actor.clone(),
+                        AuditAction::NeedsAttention,
+                    )
+                    .subject(id.as_uuid())
+                    .detail(message),
+                ],
+            };
+            Ok(Some((next, log, vec![])))
+        })
+        .await
     }
 
     /// Writes what an intent snapshot says, clearing any pending operation: the gateway
@@ -224,14 +358,56 @@ impl Ledger {
     where
         F: Fn(&Payment) -> Result<bool, TransitionError>,
     {
+        let begun = self
+            .record_pending(id, operation, key, actor, false, check)
+            .await?;
+        // Not exclusive: an operation already pending never stops a command.
+        begun.ok_or(BillingError::Conflict)
+    }
+
+    /// [`Ledger::begin`] for background jobs: only the worker whose write recorded the
+    /// operation goes on; one that finds an operation already pending leaves it
+    /// (`None`), so several servers on one database call the gateway once. (A worker
+    /// that died mid-way leaves it pending; reconciliation clears it and the job
+    /// retries under the same key.)
+    pub(crate) async fn claim<F>(
+        &self,
+        id: PaymentId,
+        operation: Operation,
+        key: &IdempotencyKey,
+        actor: &AuditActor,
+        check: F,
+    ) -> Result<Option<Begun>, BillingError>
+    where
+        F: Fn(&Payment) -> Result<bool, TransitionError>,
+    {
+        self.record_pending(id, operation, key, actor, true, check)
+            .await
+    }
+
+    async fn record_pending<F>(
+        &self,
+        id: PaymentId,
+        operation: Operation,
+        key: &IdempotencyKey,
+        actor: &AuditActor,
+        exclusive: bool,
+        check: F,
+    ) -> Result<Option<Begun>, BillingError>
+    where
+        F: Fn(&Payment) -> Result<bool, TransitionError>,
+    {
         for _ in 0..RETRIES {
             let current = self.get(id).await?;
+            if exclusive && current.pending().is_some() {
+                return Ok(None);
+            }
             if !check(&current)? {
-                return Ok(Begun::AlreadyDone(current));
+                return Ok(Some(Begun::AlreadyDone(current)));
             }
             let now = self.now();
             let Some(next) = current.begin(operation, key.clone(), now)? else {
-                return Ok(Begun::Proceed(current));
+                return Ok(Some(Begun::Proceed(current)));
             };
             let log = ChangeLog {
                 history: vec![HistoryEntry {
@@ -240,18 +416,13 @@ impl Ledger {
                     from: current.status(),
                     to: current.status(),
                     event: format!("{}_requested", operation.name()),
-                    amount: match operation {
-                        Operation::Capture { amount } | Operation::Refund { amount } => {
-                            Some(amount)
-                        }
-                        Operation::Release => None,
-                    },
+                    amount: operation.amount(),
                     actor: actor.clone(),
                 }],
                 audit: vec![],
             };
             match self.payments.update(&next, current.version(), &log).await {
-                Ok(()) => return Ok(Begun::Proceed(next)),
+                Ok(()) => return Ok(Some(Begun::Proceed(next))),
                 Err(RepositoryError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -299,35 +470,69 @@ impl Ledger {
         err.into()
     }
 
-    /// Re-reads the payment's intent (or checkout session) from the gateway and writes
-    /// what it says. `Ok(None)` when there is nothing to read.
+    /// What the gateway says about the payment now: its intent, or else what its
+    /// checkout session made (an intent, or a saved card). `Ok(None)` when there is
+    /// nothing to read (no account, no intent or session, or an intent the gateway
+    /// does not know).
+    pub(crate) async fn read(&self, payment: &Payment) -> Result<Option<Fresh>, BillingError> {
+        let Some(account) = payment.account() else {
+            return Ok(None);
+        };
+        match (
+            payment.intent(),
+            payment.checkout().and_then(|c| c.session.as_ref()),
+        ) {
+            (Some(intent), _) => match self.gateway.retrieve(account, intent).await {
+                Ok(s) => Ok(Some(Fresh::Intent(s))),
+                Err(GatewayError::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+            (None, Some(session)) => {
+                let state = self.gateway.retrieve_checkout(account, session).await?;
+                Ok(state
+                    .intent
+                    .map(Fresh::Intent)
+                    .or(state.setup.map(Fresh::Setup)))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Writes what fresh gateway facts say, settling any pending operation. A capture
+    /// the gateway reports done without its amount captured what was asked.
+    pub(crate) async fn apply_fresh(
+        &self,
+        payment: &Payment,
+        fresh: Fresh,
+        actor: &AuditActor,
+    ) -> Result<Written, BillingError> {
+        match fresh {
+            Fresh::Intent(mut snapshot) => {
+                if snapshot.status == IntentStatus::Succeeded
+                    && !snapshot.amount_received.is_positive()
+                    && let Some(Operation::Capture { amount }) =
+                        payment.pending().map(|p| p.operation)
+                {
+                    snapshot.amount_received = amount;
+                }
+                self.apply_snapshot(payment.id(), &snapshot, actor).await
+            }
+            Fresh::Setup(setup) => {
+                self.apply_facts(payment.id(), &setup.events(), None, true, actor)
+                    .await
+            }
+        }
+    }
+
+    /// Re-reads the payment from the gateway and writes what it says. `Ok(None)` when
+    /// there is nothing to read.
     pub(crate) async fn refresh(
         &self,
         payment: &Payment,
         actor: &AuditActor,
     ) -> Result<Option<Written>, BillingError> {
-        let Some(account) = payment.account() else {
-            return Ok(None);
-        };
-        let snapshot = match (
-            payment.intent(),
-            payment.checkout().and_then(|c| c.session.as_ref()),
-        ) {
-            (Some(intent), _) => match self.gateway.retrieve(account, intent).await {
-                Ok(s) => Some(s),
-                Err(GatewayError::NotFound { .. }) => None,
-                Err(e) => return Err(e.into()),
-            },
-            (None, Some(session)) => {
-                self.gateway
-                    .retrieve_checkout(account, session)
-                    .await?
-                    .intent
-            }
-            (None, None) => None,
-        };
-        match snapshot {
-            Some(s) => Ok(Some(self.apply_snapshot(payment.id(), &s, actor).await?)),
+        match self.read(payment).await? {
+            Some(fresh) => Ok(Some(self.apply_fresh(payment, fresh, actor).await?)),
             None => Ok(None),
         }
     }

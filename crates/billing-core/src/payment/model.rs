@@ -13,10 +13,16 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 
 use crate::fees::{Fee, FeeSchedule};
 use crate::ids::{
-    CheckoutSessionId, ConnectedAccountId, ConsultationId, PaymentId, PaymentIntentId,
-    PractitionerId,
+    CheckoutSessionId, ConnectedAccountId, ConsultationId, CustomerId, PaymentId, PaymentIntentId,
+    PaymentMethodId, PractitionerId,
 };
 use crate::money::{Money, MoneyError};
+
+mod dispute;
+mod refunds;
+
+pub use dispute::{Dispute, DisputeStatus};
+pub use refunds::{MAX_REFUNDS, RefundLine, RefundState};
 
 /// How long Stripe keeps an online card authorisation before it lapses.
 pub const DEFAULT_HOLD_VALIDITY_DAYS: i64 = 7;
@@ -43,6 +49,9 @@ impl Lang {
 pub enum PaymentStatus {
     /// Payment page reached, no card authorised yet.
     Incomplete,
+    /// The patient saved their card for a consultation further ahead than a hold can
+    /// last: the hold is placed off-session, in time (C14).
+    CardSaved,
     /// Hold in place, act not validated.
     Authorized,
     /// Act validated, amount captured.
@@ -57,11 +66,17 @@ pub enum PaymentStatus {
     Refunded,
     /// Captured, then partly refunded.
     PartiallyRefunded,
+    /// Captured, and the patient's bank disputes the charge (an inquiry or a
+    /// chargeback still open).
+    Disputed,
+    /// The dispute was lost: the charge's funds went back to the patient's bank.
+    DisputeLost,
 }
 
 impl PaymentStatus {
-    pub const ALL: [PaymentStatus; 8] = [
+    pub const ALL: [PaymentStatus; 11] = [
         PaymentStatus::Incomplete,
+        PaymentStatus::CardSaved,
         PaymentStatus::Authorized,
         PaymentStatus::Captured,
         PaymentStatus::Released,
@@ -69,12 +84,15 @@ impl PaymentStatus {
         PaymentStatus::Failed,
         PaymentStatus::Refunded,
         PaymentStatus::PartiallyRefunded,
+        PaymentStatus::Disputed,
+        PaymentStatus::DisputeLost,
     ];
 
     /// The stable machine name (API, storage, CSV).
     pub const fn as_str(self) -> &'static str {
         match self {
             PaymentStatus::Incomplete => "incomplete",
+            PaymentStatus::CardSaved => "card_saved",
             PaymentStatus::Authorized => "authorized",
             PaymentStatus::Captured => "captured",
             PaymentStatus::Released => "released",
@@ -82,6 +100,8 @@ impl PaymentStatus {
             PaymentStatus::Failed => "failed",
             PaymentStatus::Refunded => "refunded",
             PaymentStatus::PartiallyRefunded => "partially_refunded",
+            PaymentStatus::Disputed => "disputed",
+            PaymentStatus::DisputeLost => "dispute_lost",
         }
     }
 
@@ -90,6 +110,8 @@ impl PaymentStatus {
         match (self, lang) {
             (PaymentStatus::Incomplete, Lang::Fr) => "Incomplet",
             (PaymentStatus::Incomplete, Lang::En) => "Incomplete",
+            (PaymentStatus::CardSaved, Lang::Fr) => "Carte enregistrée",
+            (PaymentStatus::CardSaved, Lang::En) => "Card saved",
             (PaymentStatus::Authorized, Lang::Fr) => "Non capturé",
             (PaymentStatus::Authorized, Lang::En) => "Uncaptured",
             (PaymentStatus::Captured, Lang::Fr) => "Réussi",
@@ -104,23 +126,35 @@ impl PaymentStatus {
             (PaymentStatus::Refunded, Lang::En) => "Refunded",
             (PaymentStatus::PartiallyRefunded, Lang::Fr) => "Partiellement remboursé",
             (PaymentStatus::PartiallyRefunded, Lang::En) => "Partially refunded",
+            (PaymentStatus::Disputed, Lang::Fr) => "Contesté",
+            (PaymentStatus::Disputed, Lang::En) => "Disputed",
+            (PaymentStatus::DisputeLost, Lang::Fr) => "Contestation perdue",
+            (PaymentStatus::DisputeLost, Lang::En) => "Dispute lost",
         }
     }
 
-    /// No event can move a payment out of a terminal state.
+    /// No event can move a payment out of a terminal state. (An expired hold is not
+    /// terminal: the patient may pay again while the consultation is ahead; a refunded
+    /// payment is not either: a refund may still fail.)
     pub const fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            PaymentStatus::Released | PaymentStatus::Expired | PaymentStatus::Refunded
-        )
+        matches!(self, PaymentStatus::Released | PaymentStatus::DisputeLost)
     }
 
     /// Money has been taken from the card (possibly given back since).
     pub const fn is_captured(self) -> bool {
         matches!(
             self,
-            PaymentStatus::Captured | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded
+            PaymentStatus::Captured
+                | PaymentStatus::PartiallyRefunded
+                | PaymentStatus::Refunded
+                | PaymentStatus::Disputed
+                | PaymentStatus::DisputeLost
         )
+    }
+
+    /// Nothing is held and nothing was taken yet: the patient may (re)start paying.
+    pub const fn awaits_patient(self) -> bool {
+        matches!(self, PaymentStatus::Incomplete | PaymentStatus::Failed)
     }
 
     /// The one table of legal moves. `Ok(self)` means "same state, data may change".
@@ -128,15 +162,37 @@ impl PaymentStatus {
         use EventKind as E;
         use PaymentStatus as S;
         let next = match (self, event) {
-            (S::Incomplete | S::Failed | S::Authorized, E::HoldPlaced) => S::Authorized,
-            (S::Incomplete | S::Failed, E::AuthorizationFailed) => S::Failed,
+            (S::Incomplete | S::Failed | S::CardSaved | S::Authorized, E::HoldPlaced) => {
+                S::Authorized
+            }
+            (S::Incomplete | S::Failed | S::CardSaved, E::AuthorizationFailed) => S::Failed,
+            (S::Incomplete | S::Failed | S::CardSaved, E::CardSaved) => S::CardSaved,
+            // Checkout in payment mode saves the card along with the hold.
+            (S::Authorized, E::CardSaved | E::RenewalFailed) => S::Authorized,
+            (S::Incomplete | S::Failed | S::CardSaved, E::AttemptEnded) => self,
+            (S::Expired, E::Reopened) => S::Incomplete,
             (S::Authorized | S::Captured, E::Captured) => S::Captured,
-            (S::Incomplete | S::Failed | S::Authorized | S::Released, E::Released) => S::Released,
+            (
+                S::Incomplete | S::Failed | S::CardSaved | S::Authorized | S::Released,
+                E::Released,
+            ) => S::Released,
             (S::Authorized | S::Expired, E::Expired) => S::Expired,
-            (S::Incomplete | S::Failed, E::Expired) => S::Released,
             (S::Captured | S::PartiallyRefunded, E::PartiallyRefunded) => S::PartiallyRefunded,
             (S::Captured | S::PartiallyRefunded | S::Refunded, E::Refunded) => S::Refunded,
-            (S::Captured | S::PartiallyRefunded | S::Refunded, E::FeeReported) => self,
+            (S::PartiallyRefunded | S::Refunded, E::RefundFailed) => S::PartiallyRefunded,
+            (S::PartiallyRefunded | S::Refunded, E::AllRefundsFailed) => S::Captured,
+            (S::Captured | S::PartiallyRefunded | S::Disputed, E::DisputeOpened) => S::Disputed,
+            (S::Captured | S::Disputed, E::DisputeWon) => S::Captured,
+            (S::PartiallyRefunded | S::Disputed, E::DisputeWonAfterRefund) => {
+                S::PartiallyRefunded
+            }
+            (S::Captured | S::PartiallyRefunded | S::Disputed | S::DisputeLost, E::DisputeLost) => {
+                S::DisputeLost
+            }
+            (
+                S::Captured | S::PartiallyRefunded | S::Refunded | S::Disputed | S::DisputeLost,
+                E::FeeReported | E::RefundUpdated,
+            ) => self,
             (from, event) => return Err(IllegalTransition { from, event }),
         };
         Ok(next)
@@ -168,36 +224,75 @@ pub struct UnknownStatus(pub String);
 pub enum EventKind {
     HoldPlaced,
     AuthorizationFailed,
+    CardSaved,
+    RenewalFailed,
+    AttemptEnded,
+    Reopened,
     Captured,
     Released,
     Expired,
     PartiallyRefunded,
     Refunded,
+    /// A refund failed (or was cancelled); other refunds remain.
+    RefundFailed,
+    /// A refund failed (or was cancelled) and nothing remains refunded.
+    AllRefundsFailed,
+    /// A refund's state changed without changing what is refunded (pending →
+    /// succeeded).
+    RefundUpdated,
     FeeReported,
+    DisputeOpened,
+    /// The dispute closed in the practitioner's favour; nothing had been refunded.
+    DisputeWon,
+    /// The dispute closed in the practitioner's favour after a partial refund.
+    DisputeWonAfterRefund,
+    DisputeLost,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 19] = [
         EventKind::HoldPlaced,
         EventKind::AuthorizationFailed,
+        EventKind::CardSaved,
+        EventKind::RenewalFailed,
+        EventKind::AttemptEnded,
+        EventKind::Reopened,
         EventKind::Captured,
         EventKind::Released,
         EventKind::Expired,
         EventKind::PartiallyRefunded,
         EventKind::Refunded,
+        EventKind::RefundFailed,
+        EventKind::AllRefundsFailed,
+        EventKind::RefundUpdated,
         EventKind::FeeReported,
+        EventKind::DisputeOpened,
+        EventKind::DisputeWon,
+        EventKind::DisputeWonAfterRefund,
+        EventKind::DisputeLost,
     ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             EventKind::HoldPlaced => "hold_placed",
             EventKind::AuthorizationFailed => "authorization_failed",
+            EventKind::CardSaved => "card_saved",
+            EventKind::RenewalFailed => "renewal_failed",
+            EventKind::AttemptEnded => "attempt_ended",
+            EventKind::Reopened => "reopened",
             EventKind::Captured => "captured",
             EventKind::Released => "released",
             EventKind::Expired => "expired",
             EventKind::PartiallyRefunded => "partially_refunded",
             EventKind::Refunded => "refunded",
+            EventKind::RefundFailed => "refund_failed",
+            EventKind::AllRefundsFailed => "all_refunds_failed",
+            EventKind::RefundUpdated => "refund_updated",
             EventKind::FeeReported => "fee_reported",
+            EventKind::DisputeOpened => "dispute_opened",
+            EventKind::DisputeWon => "dispute_won",
+            EventKind::DisputeWonAfterRefund => "dispute_won_after_refund",
+            EventKind::DisputeLost => "dispute_lost",
         }
     }
 }
@@ -219,6 +314,22 @@ pub struct Failure {
     pub message: String,
 }
 
+/// The patient's card, saved with their consent on the practitioner's Stripe account,
+/// for a hold placed (or renewed) off-session later (C14).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedCard {
+    pub customer: CustomerId,
+    pub payment_method: PaymentMethodId,
+}
+
+/// Something reconciliation could not settle between what we recorded and what the
+/// gateway says: shown on the payment for a person to look at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attention {
+    pub at: DateTime<Utc>,
+    pub message: String,
+}
+
 /// A fact about a payment, from a user command or from the gateway.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PaymentEvent {
@@ -229,6 +340,16 @@ pub enum PaymentEvent {
         capture_before: Option<DateTime<Utc>>,
     },
     AuthorizationFailed(Failure),
+    /// The card was saved for a hold placed later (or along with a hold).
+    CardSaved(SavedCard),
+    /// The saved card refused a renewed hold; the current hold stays until its
+    /// deadline.
+    RenewalFailed(Failure),
+    /// The gateway closed an unpaid attempt (its intent cancelled when its checkout
+    /// expired): nothing is held, and the patient may pay with a new attempt.
+    AttemptEnded,
+    /// The hold lapsed while the consultation is still ahead: the patient pays again.
+    Reopened,
     /// `amount` was captured; the rest of the hold is released by the gateway.
     Captured {
         amount: Money,
@@ -238,30 +359,57 @@ pub enum PaymentEvent {
     Released,
     /// The hold lapsed before capture.
     Expired,
-    /// `total` has been refunded so far (cumulative, so duplicates are harmless).
+    /// `total` has been refunded so far (cumulative, so duplicates are harmless). Used
+    /// only while no refund is known one by one: itemised refunds are the truth.
     Refunded {
         total: Money,
     },
+    /// A refund we just made, as the gateway accepted it (not yet known otherwise).
+    RefundIssued(RefundLine),
+    /// Every refund of the payment, as the gateway lists them now.
+    RefundsReported(Vec<RefundLine>),
+    /// A dispute on the charge, as Stripe reports it.
+    Disputed(Dispute),
     /// Stripe's real fee, from the balance transaction.
     FeeReported {
         fee: Money,
     },
 }
 
+/// What a refund fact does to the payment's refunds: the new list and total.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RefundChange {
+    lines: Vec<RefundLine>,
+    total: Money,
+}
+
 impl PaymentEvent {
-    /// The transition-table key; refunds are full or partial depending on the payment.
-    fn kind_for(&self, payment: &Payment) -> EventKind {
+    /// The transition-table key. Refund facts are keyed by what they do to the
+    /// refunded total (more, less, the same), disputes by their status.
+    fn kind_for(&self, payment: &Payment, refund: Option<&RefundChange>) -> EventKind {
         match self {
             PaymentEvent::HoldPlaced { .. } => EventKind::HoldPlaced,
             PaymentEvent::AuthorizationFailed(_) => EventKind::AuthorizationFailed,
+            PaymentEvent::CardSaved(_) => EventKind::CardSaved,
+            PaymentEvent::RenewalFailed(_) => EventKind::RenewalFailed,
+            PaymentEvent::AttemptEnded => EventKind::AttemptEnded,
+            PaymentEvent::Reopened => EventKind::Reopened,
             PaymentEvent::Captured { .. } => EventKind::Captured,
             PaymentEvent::Released => EventKind::Released,
             PaymentEvent::Expired => EventKind::Expired,
-            PaymentEvent::Refunded { total } => match payment.captured {
-                Some(captured) if captured == *total => EventKind::Refunded,
-                _ => EventKind::PartiallyRefunded,
-            },
+            PaymentEvent::Refunded { .. }
+            | PaymentEvent::RefundIssued(_)
+            | PaymentEvent::RefundsReported(_) => {
+                let total = refund.map_or(payment.refunded, |r| r.total);
+                payment.refund_kind(total)
+            }
             PaymentEvent::FeeReported { .. } => EventKind::FeeReported,
+            PaymentEvent::Disputed(d) => match d.status {
+                s if s.is_open() => EventKind::DisputeOpened,
+                DisputeStatus::Lost => EventKind::DisputeLost,
+                _ if payment.refunded.is_positive() => EventKind::DisputeWonAfterRefund,
+                _ => EventKind::DisputeWon,
+            },
         }
     }
 
@@ -272,7 +420,9 @@ impl PaymentEvent {
                 Some(*amount)
             }
             PaymentEvent::Refunded { total } => Some(*total),
+            PaymentEvent::RefundIssued(line) => Some(line.amount),
             PaymentEvent::FeeReported { fee } => Some(*fee),
+            PaymentEvent::Disputed(d) => Some(d.amount),
             _ => None,
         }
     }
@@ -291,10 +441,15 @@ pub enum TransitionError {
     AlreadyCapturedOtherAmount { captured: Money, requested: Money },
     #[error("{requested} is more than the {refundable} that can still be refunded")]
     AboveRefundable { requested: Money, refundable: Money },
-    #[error("refunds only grow: {total} is below the {already} already refunded")]
-    RefundTotalDecreased { total: Money, already: Money },
     #[error("another operation ({0}) is in progress on this payment")]
     OperationInProgress(&'static str),
+    #[error(
+        "{requested} is below the minimum charge of {minimum}: release the hold instead \
+         (validate 0)"
+    )]
+    CaptureBelowMinimum { requested: Money, minimum: Money },
+    #[error("the gateway reports {reported} refunded, more than the {captured} captured")]
+    RefundsAboveCaptured { reported: Money, captured: Money },
     #[error(transparent)]
     Money(#[from] MoneyError),
 }
@@ -312,6 +467,8 @@ pub struct PendingOperation {
 /// A Stripe write on a payment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
+    /// A hold placed off-session with the saved card (first hold or renewal).
+    Hold { amount: Money },
     Capture { amount: Money },
     Release,
     Refund { amount: Money },
@@ -320,9 +477,20 @@ pub enum Operation {
 impl Operation {
     pub const fn name(&self) -> &'static str {
         match self {
+            Operation::Hold { .. } => "hold",
             Operation::Capture { .. } => "capture",
             Operation::Release => "release",
             Operation::Refund { .. } => "refund",
+        }
+    }
+
+    /// The amount the operation moves, if it is about one.
+    pub const fn amount(&self) -> Option<Money> {
+        match self {
+            Operation::Hold { amount }
+            | Operation::Capture { amount }
+            | Operation::Refund { amount } => Some(*amount),
+            Operation::Release => None,
         }
     }
 }
@@ -357,8 +525,20 @@ impl IdempotencyKey {
         Self::derive(payment, &format!("refund:{discriminator}"))
     }
 
-    pub fn hold(payment: PaymentId) -> Self {
-        Self::derive(payment, "hold")
+    /// The off-session hold of the saved card `card` (one per saved card: a card
+    /// saved again after a refusal is a new attempt).
+    pub fn hold(payment: PaymentId, card: &PaymentMethodId) -> Self {
+        Self::derive(payment, &format!("hold:{card}"))
+    }
+
+    /// The hold that renews the one on `current` (one renewal per hold).
+    pub fn renewal(payment: PaymentId, current: &PaymentIntentId) -> Self {
+        Self::derive(payment, &format!("renew:{current}"))
+    }
+
+    /// Cancelling a hold that a renewal replaced.
+    pub fn release_superseded(payment: PaymentId, superseded: &PaymentIntentId) -> Self {
+        Self::derive(payment, &format!("release-superseded:{superseded}"))
     }
 
     pub fn checkout(payment: PaymentId, attempt: i64) -> Self {
@@ -410,6 +590,10 @@ pub struct Payment {
     checkout: Option<CheckoutRef>,
     failure: Option<Failure>,
     pending: Option<PendingOperation>,
+    saved_card: Option<SavedCard>,
+    refunds: Vec<RefundLine>,
+    dispute: Option<Dispute>,
+    attention: Option<Attention>,
     authorized_at: Option<DateTime<Utc>>,
     capture_before: Option<DateTime<Utc>>,
     captured_at: Option<DateTime<Utc>>,
@@ -438,6 +622,10 @@ pub struct PaymentParts {
     pub checkout: Option<CheckoutRef>,
     pub failure: Option<Failure>,
     pub pending: Option<PendingOperation>,
+    pub saved_card: Option<SavedCard>,
+    pub refunds: Vec<RefundLine>,
+    pub dispute: Option<Dispute>,
+    pub attention: Option<Attention>,
     pub authorized_at: Option<DateTime<Utc>>,
     pub capture_before: Option<DateTime<Utc>>,
     pub captured_at: Option<DateTime<Utc>>,
@@ -460,6 +648,8 @@ pub enum Applied {
     /// The payment changed; `payment` is the new state (version already incremented).
     Changed {
         payment: Box<Payment>,
+        /// What happened, as the transition table knows it.
+        kind: EventKind,
         from: PaymentStatus,
         to: PaymentStatus,
     },
@@ -504,6 +694,10 @@ impl Payment {
             checkout: None,
             failure: None,
             pending: None,
+            saved_card: None,
+            refunds: Vec::new(),
+            dispute: None,
+            attention: None,
             authorized_at: None,
             capture_before: None,
             captured_at: None,
@@ -523,7 +717,13 @@ impl Payment {
         let amounts = [p.authorized, p.captured, Some(p.refunded)]
             .into_iter()
             .flatten()
-            .chain(p.fee.map(|f| f.amount));
+            .chain(p.fee.map(|f| f.amount))
+            .chain(p.refunds.iter().map(|r| r.amount))
+            .chain(
+                p.dispute
+                    .iter()
+                    .flat_map(|d| [d.amount, d.withdrawn, d.fee]),
+            );
         if amounts.into_iter().any(|m| m.currency() != currency)
             || p.fee_schedule.currency() != currency
         {
@@ -545,6 +745,29 @@ impl Payment {
         if p.status == PaymentStatus::Authorized && p.authorized.is_none() {
             return Err(corrupt("authorised status without an authorised amount"));
         }
+        if p.status == PaymentStatus::CardSaved && p.saved_card.is_none() {
+            return Err(corrupt("card saved status without a saved card"));
+        }
+        if matches!(
+            p.status,
+            PaymentStatus::Disputed | PaymentStatus::DisputeLost
+        ) && p.dispute.is_none()
+        {
+            return Err(corrupt("disputed status without a dispute"));
+        }
+        if p.refunds.len() > MAX_REFUNDS
+            || refunds::live_total(&p.refunds, Money::zero(currency))
+                .map_or(true, |live| !le(&live, &captured))
+        {
+            return Err(corrupt("refunds above captured"));
+        }
+        if p
+            .dispute
+            .as_ref()
+            .is_some_and(|d| d.withdrawn.is_negative() || d.fee.is_negative())
+        {
+            return Err(corrupt("negative dispute amounts"));
+        }
         Ok(Payment {
             id: p.id,
             consultation: p.consultation,
@@ -562,6 +785,10 @@ impl Payment {
             checkout: p.checkout,
             failure: p.failure,
             pending: p.pending,
+            saved_card: p.saved_card,
+            refunds: p.refunds,
+            dispute: p.dispute,
+            attention: p.attention,
             authorized_at: p.authorized_at,
             capture_before: p.capture_before,
             captured_at: p.captured_at,
@@ -590,6 +817,10 @@ impl Payment {
             checkout: self.checkout.clone(),
             failure: self.failure.clone(),
             pending: self.pending.clone(),
+            saved_card: self.saved_card.clone(),
+            refunds: self.refunds.clone(),
+            dispute: self.dispute.clone(),
+            attention: self.attention.clone(),
             authorized_at: self.authorized_at,
             capture_before: self.capture_before,
             captured_at: self.captured_at,
@@ -649,6 +880,22 @@ impl Payment {
     pub fn pending(&self) -> Option<&PendingOperation> {
         self.pending.as_ref()
     }
+    /// The card saved for holds placed off-session, if the patient saved one.
+    pub fn saved_card(&self) -> Option<&SavedCard> {
+        self.saved_card.as_ref()
+    }
+    /// Every refund known one by one, oldest first.
+    pub fn refunds(&self) -> &[RefundLine] {
+        &self.refunds
+    }
+    /// The latest dispute on the charge, if any.
+    pub fn dispute(&self) -> Option<&Dispute> {
+        self.dispute.as_ref()
+    }
+    /// What reconciliation could not settle, for a person to look at.
+    pub fn attention(&self) -> Option<&Attention> {
+        self.attention.as_ref()
+    }
     pub fn authorized_at(&self) -> Option<DateTime<Utc>> {
         self.authorized_at
     }
@@ -677,13 +924,58 @@ impl Payment {
         }
     }
 
-    /// What the practitioner keeps: captured − refunded − fee. Negative after a full
-    /// refund, because Stripe keeps its fee.
+    /// What the practitioner keeps: captured − refunded − fee − what a dispute took
+    /// (funds withdrawn and Stripe's dispute fee). Negative after a full refund,
+    /// because Stripe keeps its fee.
     pub fn net(&self) -> Result<Money, MoneyError> {
         let currency = self.amount.currency();
         let captured = self.captured.unwrap_or(Money::zero(currency));
         let fee = self.fee.map_or(Money::zero(currency), |f| f.amount);
-        captured.checked_sub(&self.refunded)?.checked_sub(&fee)
+        let disputed = match &self.dispute {
+            Some(d) => d.cost()?,
+            None => Money::zero(currency),
+        };
+        captured
+            .checked_sub(&self.refunded)?
+            .checked_sub(&fee)?
+            .checked_sub(&disputed)
+    }
+
+    /// What a dispute has cost so far (zero without one).
+    pub fn dispute_cost(&self) -> Result<Money, MoneyError> {
+        match &self.dispute {
+            Some(d) => d.cost(),
+            None => Ok(Money::zero(self.amount.currency())),
+        }
+    }
+
+    /// Refunds accepted by the gateway but not yet confirmed.
+    pub fn refunds_pending(&self) -> Result<Money, MoneyError> {
+        self.refunds
+            .iter()
+            .filter(|r| matches!(r.status, RefundState::Pending | RefundState::RequiresAction))
+            .try_fold(Money::zero(self.amount.currency()), |sum, r| {
+                sum.checked_add(&r.amount)
+            })
+    }
+
+    /// The status a captured payment has for `refunded` (nothing, part, all).
+    fn refund_kind(&self, total: Money) -> EventKind {
+        let captured = self.captured.unwrap_or(Money::zero(self.amount.currency()));
+        if matches!(
+            self.status,
+            PaymentStatus::Disputed | PaymentStatus::DisputeLost
+        ) {
+            // A dispute decides the status; refunds only change figures meanwhile.
+            return EventKind::RefundUpdated;
+        }
+        match total.amount().cmp(&self.refunded.amount()) {
+            std::cmp::Ordering::Greater if total == captured => EventKind::Refunded,
+            std::cmp::Ordering::Greater => EventKind::PartiallyRefunded,
+            std::cmp::Ordering::Less if total.is_zero() => EventKind::AllRefundsFailed,
+            std::cmp::Ordering::Less => EventKind::RefundFailed,
+            std::cmp::Ordering::Equal => EventKind::RefundUpdated,
+        }
     }
 
     /// The part of the hold given back to the card after a partial capture.
@@ -753,6 +1045,21 @@ impl Payment {
         Ok(true)
     }
 
+    /// Checks the practitioner's validation of `amount` before anything is sent: what
+    /// [`Payment::check_capture`] checks, and at least the currency's minimum charge
+    /// (Stripe refuses less; releasing the hold is what charges nothing).
+    pub fn check_validation(&self, amount: &Money) -> Result<bool, TransitionError> {
+        let fresh = self.check_capture(amount)?;
+        let minimum = amount.currency().minimum_charge();
+        if fresh && amount.amount() < minimum.amount() {
+            return Err(TransitionError::CaptureBelowMinimum {
+                requested: *amount,
+                minimum,
+            });
+        }
+        Ok(fresh)
+    }
+
     /// Checks a refund command: captured, 0 < amount ≤ captured − refunded.
     pub fn check_refund(&self, amount: &Money) -> Result<(), TransitionError> {
         if !amount.is_positive() {
@@ -818,7 +1125,7 @@ impl Payment {
                     PaymentStatus::Released | PaymentStatus::Expired
                 )
             }
-            Some(Operation::Refund { .. }) | None => false,
+            Some(Operation::Refund { .. } | Operation::Hold { .. }) | None => false,
         }
     }
 
@@ -872,6 +1179,10 @@ impl Payment {
             return None;
         }
         let mut next = self.touched(now);
+        if self.intent.is_some() && self.status == PaymentStatus::Authorized {
+            // A renewed hold: its authorisation is new.
+            next.authorized_at = None;
+        }
         next.intent = Some(intent);
         Some(next)
     }
@@ -882,7 +1193,8 @@ impl Payment {
         event: &PaymentEvent,
         now: DateTime<Utc>,
     ) -> Result<Applied, TransitionError> {
-        let kind = event.kind_for(self);
+        let refund = self.refund_change(event)?;
+        let kind = event.kind_for(self, refund.as_ref());
         let to = self.status.next(kind)?;
         let mut next = self.touched(now);
         next.status = to;
@@ -928,6 +1240,38 @@ impl Payment {
                 }
                 next.failure = Some(failure.clone());
             }
+            PaymentEvent::CardSaved(card) => {
+                if self.saved_card.as_ref() == Some(card) && self.status == to {
+                    return Ok(Applied::Unchanged);
+                }
+                next.saved_card = Some(card.clone());
+                if to == PaymentStatus::CardSaved {
+                    next.failure = None;
+                }
+            }
+            PaymentEvent::RenewalFailed(failure) => {
+                if self.failure.as_ref() == Some(failure) {
+                    return Ok(Applied::Unchanged);
+                }
+                next.failure = Some(failure.clone());
+            }
+            PaymentEvent::AttemptEnded => {
+                if self.intent.is_none() && self.checkout.is_none() {
+                    return Ok(Applied::Unchanged);
+                }
+                next.intent = None;
+                next.checkout = None;
+            }
+            PaymentEvent::Reopened => {
+                // The lapsed hold is gone: a new attempt starts from nothing but the
+                // saved card, if any.
+                next.intent = None;
+                next.checkout = None;
+                next.authorized = None;
+                next.authorized_at = None;
+                next.capture_before = None;
+                next.failure = None;
+            }
             PaymentEvent::Captured { amount, fee } => {
                 self.same_currency(amount)?;
                 if !self.check_capture(amount)? {
@@ -946,21 +1290,31 @@ impl Payment {
                     return Ok(Applied::Unchanged);
                 }
             }
-            PaymentEvent::Refunded { total } => {
-                self.same_currency(total)?;
-                if total.amount() < self.refunded.amount() {
-                    return Err(TransitionError::RefundTotalDecreased {
-                        total: *total,
-                        already: self.refunded,
+            PaymentEvent::Refunded { .. }
+            | PaymentEvent::RefundIssued(_)
+            | PaymentEvent::RefundsReported(_) => {
+                let Some(change) = refund else {
+                    return Ok(Applied::Unchanged);
+                };
+                if change.total.amount() > self.refunded.amount() {
+                    let increase = change.total.checked_sub(&self.refunded)?;
+                    if !matches!(
+                        self.status,
+                        PaymentStatus::Disputed | PaymentStatus::DisputeLost
+                    ) {
+                        self.check_refund(&increase)?;
+                    }
+                    next.refund_count += 1;
+                }
+                let captured = self.captured.unwrap_or(Money::zero(self.amount.currency()));
+                if change.total.amount() > captured.amount() {
+                    return Err(TransitionError::RefundsAboveCaptured {
+                        reported: change.total,
+                        captured,
                     });
                 }
-                if *total == self.refunded {
-                    return Ok(Applied::Unchanged);
-                }
-                let increase = total.checked_sub(&self.refunded)?;
-                self.check_refund(&increase)?;
-                next.refunded = *total;
-                next.refund_count += 1;
+                next.refunded = change.total;
+                next.refunds = change.lines;
             }
             PaymentEvent::FeeReported { fee } => {
                 self.same_currency(fee)?;
@@ -970,12 +1324,112 @@ impl Payment {
                 }
                 next.fee = Some(reported);
             }
+            PaymentEvent::Disputed(dispute) => {
+                for m in [dispute.amount, dispute.withdrawn, dispute.fee] {
+                    self.same_currency(&m)?;
+                }
+                if self
+                    .dispute
+                    .as_ref()
+                    .is_some_and(|known| !dispute.supersedes(known))
+                {
+                    // Already known, or older than what is known.
+                    return Ok(if self.dispute.as_ref() == Some(dispute) {
+                        Applied::Unchanged
+                    } else {
+                        Applied::Stale(IllegalTransition {
+                            from: self.status,
+                            event: kind,
+                        })
+                    });
+                }
+                next.dispute = Some(dispute.clone());
+            }
+        }
+        if next.status != self.status {
+            // A new state settles what reconciliation had flagged before.
+            next.attention = None;
         }
         Ok(Applied::Changed {
             payment: Box::new(next),
+            kind,
             from: self.status,
             to,
         })
+    }
+
+    /// What a refund fact does to the refunds and their total, or `None` if it changes
+    /// nothing (or is not a refund fact).
+    ///
+    /// Itemised refunds are the truth: a complete list from the gateway sets the total
+    /// to its live refunds, so a refund that failed gives its amount back. Our own new
+    /// refund adds its amount to what was refunded when it began. A cumulative total
+    /// (from a payload that lists no refunds) only ever raises the total, and only
+    /// while no refund is known one by one.
+    fn refund_change(&self, event: &PaymentEvent) -> Result<Option<RefundChange>, TransitionError> {
+        let zero = Money::zero(self.amount.currency());
+        let change = match event {
+            PaymentEvent::Refunded { total } => {
+                self.same_currency(total)?;
+                if !self.refunds.is_empty() || total.amount() <= self.refunded.amount() {
+                    None
+                } else {
+                    Some(RefundChange {
+                        lines: self.refunds.clone(),
+                        total: *total,
+                    })
+                }
+            }
+            PaymentEvent::RefundIssued(line) => {
+                self.same_currency(&line.amount)?;
+                let known = self.refunds.iter().find(|l| l.id == line.id).cloned();
+                refunds::merge(&self.refunds, std::slice::from_ref(line))
+                    .map(|lines| {
+                        let total = match known {
+                            // New: on top of what was refunded before it.
+                            None if line.status.is_live() => {
+                                self.refunded.checked_add(&line.amount)?
+                            }
+                            None => self.refunded,
+                            // Known, and now dead: its amount comes back.
+                            Some(k) if k.status.is_live() && !line.status.is_live() => {
+                                self.refunded.checked_sub(&k.amount)?
+                            }
+                            Some(_) => self.refunded,
+                        };
+                        Ok::<_, MoneyError>(RefundChange { lines, total })
+                    })
+                    .transpose()?
+            }
+            PaymentEvent::RefundsReported(list) => {
+                for l in list {
+                    self.same_currency(&l.amount)?;
+                }
+                if list.is_empty() {
+                    None
+                } else {
+                    let lines = refunds::merge(&self.refunds, list);
+                    let lines_now = lines.as_deref().unwrap_or(&self.refunds);
+                    let total = refunds::live_total(lines_now, zero)?;
+                    (lines.is_some() || total != self.refunded).then(|| RefundChange {
+                        lines: lines_now.to_vec(),
+                        total,
+                    })
+                }
+            }
+            _ => None,
+        };
+        Ok(change)
+    }
+
+    /// Notes what reconciliation could not settle (shown on the payment).
+    pub fn with_attention(&self, message: String, now: DateTime<Utc>) -> Option<Payment> {
+        if self.attention.as_ref().map(|a| &a.message) == Some(&message) {
+            return None;
+        }
+        let mut next = self.touched(now);
+        next.attention = Some(Attention { at: now, message });
+        Some(next)
     }
 
     /// Applies a fact reported by the gateway: stale or conflicting facts are ignored
@@ -987,14 +1441,24 @@ impl Payment {
         event: &PaymentEvent,
         now: DateTime<Utc>,
     ) -> Result<Applied, TransitionError> {
+        // Nothing was held yet: the gateway cancelling the attempt's intent (its
+        // checkout expired, or it was abandoned) ends that attempt, not the payment.
+        // Only a command releases an unpaid payment.
+        let event = match event {
+            PaymentEvent::Released | PaymentEvent::Expired if self.status.awaits_patient() => {
+                &PaymentEvent::AttemptEnded
+            }
+            // Only the patient reopens a lapsed payment, never a gateway fact.
+            PaymentEvent::Reopened => {
+                return Ok(Applied::Stale(IllegalTransition {
+                    from: self.status,
+                    event: EventKind::Reopened,
+                }));
+            }
+            other => other,
+        };
         match self.apply(event, now) {
             Err(TransitionError::Illegal(illegal)) => Ok(Applied::Stale(illegal)),
-            Err(TransitionError::RefundTotalDecreased { .. }) => {
-                Ok(Applied::Stale(IllegalTransition {
-                    from: self.status,
-                    event: EventKind::Refunded,
-                }))
-            }
             other => other,
         }
     }

@@ -185,6 +185,15 @@ pub trait PaymentRepository: Send + Sync {
         deadline_before: DateTime<Utc>,
     ) -> Result<Vec<PaymentRow>, RepositoryError>;
 
+    /// Payments whose card is saved for a hold placed later (status `card_saved`) and
+    /// whose consultation starts before `starting_before`, soonest first, at most
+    /// `limit`: the holds to place now (C14).
+    async fn holds_to_place(
+        &self,
+        starting_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<PaymentRow>, RepositoryError>;
+
     /// Payments the gateway may know more about than we do: a pending operation
     /// recorded before `stale_before`, or an incomplete/failed payment with a checkout
     /// or intent last updated between `since` and `stale_before`. At most `limit`,

@@ -12,15 +12,16 @@ use crate::config::BillingConfig;
 use crate::consultation::ports::ConsultationRepository;
 use crate::error::BillingError;
 use crate::gateway::{
-    GatewayError, GatewayEvent, IntentStatus, RefundStatus, SandboxCheckout, SandboxControl,
-    SandboxNext, WebhookEvent, WebhookVerifier,
+    GatewayError, GatewayEvent, IgnoreReason, IntentSnapshot, IntentStatus, SandboxCheckout,
+    SandboxControl, SandboxNext, WebhookEvent, WebhookVerifier,
 };
 use crate::ids::{
-    CheckoutSessionId, ConnectedAccountId, ConsultationId, PaymentId, PaymentIntentId,
+    CheckoutSessionId, ConnectedAccountId, ConsultationId, EventId, PaymentId, PaymentIntentId,
     PractitionerId,
 };
 use crate::money::{AmountInput, Money, MoneyError};
-use crate::payment::ledger::{Begun, Ledger, StatusChange};
+use crate::payment::holds::{HoldReport, HoldService};
+use crate::payment::ledger::{Begun, Fresh, Ledger, StatusChange, Written};
 use crate::payment::model::{IdempotencyKey, Operation, Payment, PaymentEvent, PaymentStatus};
 use crate::payment::ports::{
     Claim, HistoryEntry, IdempotencyRecord, IdempotencyStore, PaymentCursor, PaymentPage,
@@ -77,7 +78,7 @@ impl PaymentService {
         if amount.is_zero() {
             return self.release_payment(actor, payment).await;
         }
-        payment.check_capture(&amount)?;
+        payment.check_validation(&amount)?;
         let key = IdempotencyKey::capture(payment.id(), &amount)?;
         let who = AuditActor::of(actor);
         let operation = Operation::Capture { amount };
@@ -154,13 +155,15 @@ impl PaymentService {
             Begun::Proceed(p) => p,
         };
         let gateway = &self.ledger.gateway;
+        if payment.status() == PaymentStatus::CardSaved {
+            // Nothing is held: the hold that was to be placed never will be.
+            return self.released_locally(&payment, &who).await;
+        }
         // Nothing held yet, but a checkout session may still be open: close it so the
         // patient can no longer pay (Stripe cancels the session's own intent, which
         // may not be cancelled directly).
-        let cancelled = if matches!(
-            payment.status(),
-            PaymentStatus::Incomplete | PaymentStatus::Failed
-        ) && let (Some(account), Some(session)) = (
+        let cancelled = if payment.status().awaits_patient()
+            && let (Some(account), Some(session)) = (
             payment.account(),
             payment.checkout().and_then(|c| c.session.as_ref()),
         ) {
@@ -176,11 +179,15 @@ impl PaymentService {
                 Err(e) => Err(e),
             };
             match paid {
-                // The patient's card is held after all: cancel that hold too.
+                // The patient's card is held after all: cancel that hold too; then
+                // nothing is held anywhere.
                 Ok(Some(intent)) if intent.status == IntentStatus::RequiresCapture => {
-                    gateway.release(account, &intent.id, &key).await
+                    match gateway.release(account, &intent.id, &key).await {
+                        Ok(_) => return self.released_locally(&payment, &who).await,
+                        Err(e) => Err(e),
+                    }
                 }
-                Ok(Some(intent)) if intent.status == IntentStatus::Canceled => Ok(intent),
+                // Nothing is held at the gateway: the release is ours to record.
                 Ok(_) => return self.released_locally(&payment, &who).await,
                 Err(e) => Err(e),
             }
@@ -191,11 +198,17 @@ impl PaymentService {
             return self.released_locally(&payment, &who).await;
         };
         match cancelled {
-            Ok(snapshot) => Ok(self
-                .ledger
-                .apply_snapshot(payment.id(), &snapshot, &who)
-                .await?
-                .payment),
+            Ok(snapshot) => {
+                let written = self
+                    .ledger
+                    .apply_snapshot(payment.id(), &snapshot, &who)
+                    .await?;
+                if written.payment.status().awaits_patient() {
+                    // An unpaid intent cancelled: the release itself is ours.
+                    return self.released_locally(&written.payment, &who).await;
+                }
+                Ok(written.payment)
+            }
             Err(e) => Err(self.ledger.settle_failure(&payment, e, &who).await),
         }
     }
@@ -208,7 +221,7 @@ impl PaymentService {
     ) -> Result<Payment, BillingError> {
         let written = self
             .ledger
-            .apply_facts(payment.id(), &[PaymentEvent::Released], None, true, who)
+            .apply_command(payment.id(), &PaymentEvent::Released, who)
             .await?;
         Ok(written.payment)
     }
@@ -309,15 +322,9 @@ impl PaymentService {
             .refund(account, intent, &amount, &key)
             .await
         {
-            Ok(outcome)
-                if matches!(
-                    outcome.status,
-                    RefundStatus::Succeeded | RefundStatus::Pending
-                ) =>
-            {
-                let events = self
-                    .refund_totals(&payment, account, intent, &outcome.amount)
-                    .await?;
+            Ok(outcome) if outcome.status.is_live() => {
+                let mut events = vec![PaymentEvent::RefundIssued(outcome.line())];
+                events.extend(self.refunds_now(account, intent).await);
                 let written = self
                     .ledger
                     .apply_facts(payment.id(), &events, None, true, &who)
@@ -340,34 +347,28 @@ impl PaymentService {
         }
     }
 
-    /// The refunded total after a refund of `amount` the gateway accepted. Ours is
-    /// what was refunded when the refund began plus `amount`; but another refund may
-    /// have been recorded since (a webhook of one made in Stripe's dashboard), which
-    /// would make ours look stale. Stripe's cumulative figure on the charge counts
-    /// both, so it is read and wins when it is larger; a gateway that cannot be read
-    /// now (or does not report it) leaves ours, and the `charge.refunded` webhook
-    /// completes it later. Cumulative facts: the smaller one is skipped as stale.
-    async fn refund_totals(
+    /// The charge's refunds as the gateway lists them now, after one of ours. Another
+    /// refund may have landed meanwhile (one made in Stripe's dashboard, recorded by a
+    /// webhook or not yet): the list counts it, and each refund is known by id so none
+    /// is counted twice. A gateway that cannot be read now leaves ours alone; the
+    /// refund webhooks complete it later.
+    async fn refunds_now(
         &self,
-        payment: &Payment,
         account: &ConnectedAccountId,
         intent: &PaymentIntentId,
-        amount: &Money,
-    ) -> Result<Vec<PaymentEvent>, BillingError> {
-        let ours = payment.refunded().checked_add(amount)?;
-        let mut events = vec![PaymentEvent::Refunded { total: ours }];
-        if let (Ok(snapshot), Some(captured)) = (
-            self.ledger.gateway.retrieve(account, intent).await,
-            payment.captured(),
-        ) {
-            let reported = snapshot.amount_refunded;
-            let larger = reported.checked_cmp(&ours)? == std::cmp::Ordering::Greater;
-            let possible = reported.checked_cmp(&captured)? != std::cmp::Ordering::Greater;
-            if larger && possible {
-                events.push(PaymentEvent::Refunded { total: reported });
-            }
+    ) -> Option<PaymentEvent> {
+        match self.ledger.gateway.retrieve(account, intent).await {
+            Ok(IntentSnapshot {
+                refunds: Some(list),
+                ..
+            }) => Some(PaymentEvent::RefundsReported(list)),
+            Ok(IntentSnapshot {
+                amount_refunded, ..
+            }) if amount_refunded.is_positive() => Some(PaymentEvent::Refunded {
+                total: amount_refunded,
+            }),
+            _ => None,
         }
-        Ok(events)
     }
 
     async fn reserve(
@@ -529,7 +530,7 @@ pub enum WebhookOutcome {
     /// Delivered before and processed: acknowledged, ignored.
     Duplicate,
     /// Acknowledged, deliberately not applied.
-    Ignored(&'static str),
+    Ignored(IgnoreReason),
 }
 
 impl WebhookOutcome {
@@ -544,7 +545,19 @@ impl WebhookOutcome {
     }
 }
 
-/// Stripe webhooks (C9): verified, stored once, applied monotonically.
+/// A verified delivery and what became of it: what the endpoint logs and counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookReceipt {
+    pub id: EventId,
+    /// Stripe's event type.
+    pub kind: String,
+    pub outcome: WebhookOutcome,
+}
+
+/// Stripe webhooks (C9, C15): verified, stored once, applied monotonically. Only
+/// events about our own objects move anything: a payment's intent must be one we
+/// created or read back from Stripe on the practitioner's account, and the event's
+/// account must be the payment's.
 #[derive(Clone)]
 pub struct WebhookService {
     pub(crate) verifier: Arc<dyn WebhookVerifier>,
@@ -559,15 +572,32 @@ impl std::fmt::Debug for WebhookService {
     }
 }
 
+/// The payment an event is about, or why it is not ours.
+type Resolved = Result<Payment, IgnoreReason>;
+
+/// What a Connect event did to a link: `None` when nobody is linked to its account.
+fn link_outcome(changed: Option<bool>) -> WebhookOutcome {
+    match changed {
+        Some(true) => WebhookOutcome::Applied(vec![]),
+        Some(false) => WebhookOutcome::Ignored(IgnoreReason::NoChange),
+        None => WebhookOutcome::Ignored(IgnoreReason::UnknownAccount),
+    }
+}
+
 impl WebhookService {
     /// Verifies a delivery (signature over the raw body) and applies it.
     pub async fn receive(
         &self,
         signature: Option<&str>,
         body: &[u8],
-    ) -> Result<WebhookOutcome, BillingError> {
+    ) -> Result<WebhookReceipt, BillingError> {
         let event = self.verifier.verify(signature, body)?;
-        self.apply(&event).await
+        let outcome = self.apply(&event).await?;
+        Ok(WebhookReceipt {
+            id: event.id,
+            kind: event.kind,
+            outcome,
+        })
     }
 
     /// Applies a verified event once. An event whose processing failed midway is not
@@ -588,21 +618,13 @@ impl WebhookService {
 
     async fn dispatch(&self, event: &WebhookEvent) -> Result<WebhookOutcome, BillingError> {
         let actor = AuditActor::Stripe(Some(event.id.clone()));
+        let applied = |written: Written| Ok(WebhookOutcome::Applied(written.changes));
         match &event.payload {
             GatewayEvent::PaymentIntent(snapshot) => {
-                let Some(payment) = self
-                    .find(event, snapshot.payment, Some(&snapshot.id))
-                    .await?
-                else {
-                    return Ok(WebhookOutcome::Ignored("unknown payment"));
+                let (payment, snapshot) = match self.intent_of_ours(event, snapshot).await? {
+                    Ok(found) => found,
+                    Err(why) => return Ok(WebhookOutcome::Ignored(why)),
                 };
-                // A new Checkout Session forgot the intent of the one before; when
-                // that old session expires, Stripe cancels its intent. That is not
-                // news about this attempt, whose own intent is learnt from its hold or
-                // decline.
-                if payment.intent().is_none() && snapshot.status == IntentStatus::Canceled {
-                    return Ok(WebhookOutcome::Ignored("intent of an earlier checkout"));
-                }
                 let written = self
                     .ledger
                     .apply_facts(
@@ -615,63 +637,88 @@ impl WebhookService {
                     .await?;
                 self.release_orphan_hold(&written.payment, snapshot.status, &snapshot.id)
                     .await;
-                Ok(WebhookOutcome::Applied(written.changes))
+                applied(written)
             }
-            GatewayEvent::ChargeRefunded {
-                intent,
-                payment,
-                amount_refunded,
-            } => {
-                let Some(p) = self.find(event, *payment, intent.as_ref()).await? else {
-                    return Ok(WebhookOutcome::Ignored("unknown payment"));
+            GatewayEvent::SetupIntent(setup) => {
+                let payment = match self.resolve(event, setup.payment, None).await? {
+                    Ok(p) => p,
+                    Err(why) => return Ok(WebhookOutcome::Ignored(why)),
                 };
-                let events = [PaymentEvent::Refunded {
-                    total: *amount_refunded,
-                }];
-                let written = self
-                    .ledger
-                    .apply_facts(p.id(), &events, None, false, &actor)
-                    .await?;
-                Ok(WebhookOutcome::Applied(written.changes))
+                applied(
+                    self.ledger
+                        .apply_facts(payment.id(), &setup.events(), None, false, &actor)
+                        .await?,
+                )
+            }
+            GatewayEvent::RefundsChanged { intent, payment } => {
+                let payment = match self.resolve(event, *payment, intent.as_ref()).await? {
+                    Ok(p) => p,
+                    Err(why) => return Ok(WebhookOutcome::Ignored(why)),
+                };
+                // The payload may be older than what another event said: the refunds
+                // are read as they are now.
+                match self.ledger.refresh(&payment, &actor).await {
+                    Ok(Some(written)) => applied(written),
+                    Ok(None) | Err(BillingError::Gateway(GatewayError::NotFound { .. })) => {
+                        Ok(WebhookOutcome::Ignored(IgnoreReason::OtherIntent))
+                    }
+                    Err(e) => Err(e),
+                }
             }
             GatewayEvent::ChargeExpired { intent, payment } => {
-                let Some(p) = self.find(event, *payment, intent.as_ref()).await? else {
-                    return Ok(WebhookOutcome::Ignored("unknown payment"));
+                let payment = match self.resolve(event, *payment, intent.as_ref()).await? {
+                    Ok(p) => p,
+                    Err(why) => return Ok(WebhookOutcome::Ignored(why)),
                 };
-                let written = self
-                    .ledger
-                    .apply_facts(p.id(), &[PaymentEvent::Expired], None, false, &actor)
-                    .await?;
-                Ok(WebhookOutcome::Applied(written.changes))
+                applied(
+                    self.ledger
+                        .apply_facts(payment.id(), &[PaymentEvent::Expired], None, false, &actor)
+                        .await?,
+                )
+            }
+            GatewayEvent::Dispute { dispute, intent } => {
+                let payment = match self.resolve(event, None, intent.as_ref()).await? {
+                    Ok(p) => p,
+                    Err(why) => return Ok(WebhookOutcome::Ignored(why)),
+                };
+                applied(
+                    self.ledger
+                        .apply_facts(
+                            payment.id(),
+                            &[PaymentEvent::Disputed(dispute.clone())],
+                            None,
+                            false,
+                            &actor,
+                        )
+                        .await?,
+                )
             }
             GatewayEvent::AccountUpdated(snapshot) => {
-                if self.connect.account_updated(snapshot, actor).await? {
-                    Ok(WebhookOutcome::Applied(vec![]))
-                } else {
-                    Ok(WebhookOutcome::Ignored("no change to a known link"))
+                if event.account.as_ref().is_some_and(|a| *a != snapshot.id) {
+                    return Ok(WebhookOutcome::Ignored(IgnoreReason::OtherAccount));
                 }
+                Ok(link_outcome(
+                    self.connect.account_updated(snapshot, actor).await?,
+                ))
             }
-            GatewayEvent::AccountDeauthorized { account } => {
-                if self.connect.account_deauthorized(account, actor).await? {
-                    Ok(WebhookOutcome::Applied(vec![]))
-                } else {
-                    Ok(WebhookOutcome::Ignored("no linked practitioner"))
-                }
-            }
-            GatewayEvent::Unhandled => Ok(WebhookOutcome::Ignored("event type not used")),
+            GatewayEvent::AccountDeauthorized { account } => Ok(link_outcome(
+                self.connect.account_deauthorized(account, actor).await?,
+            )),
+            GatewayEvent::Ignored(why) => Ok(WebhookOutcome::Ignored(*why)),
         }
     }
 
-    /// The payment an event is about: by our id in the metadata, else by intent. An
-    /// event from another connected account than the payment's, or about another
-    /// intent than the payment's, is not about that payment (a connected account
-    /// cannot move someone else's payment by copying its id into metadata).
-    async fn find(
+    /// The payment an event is about: by our id in the metadata, else by intent. It is
+    /// ours only if its checkout started (an account is recorded), the event comes
+    /// from that account (a connected account cannot move someone else's payment by
+    /// copying its id into metadata), and, when the payment knows its intent, the
+    /// event is about that intent.
+    async fn resolve(
         &self,
         event: &WebhookEvent,
         payment: Option<PaymentId>,
         intent: Option<&PaymentIntentId>,
-    ) -> Result<Option<Payment>, BillingError> {
+    ) -> Result<Resolved, BillingError> {
         let found = match (payment, intent) {
             (Some(id), _) => match self.ledger.payments.get(id).await {
                 Ok(p) => Some(p),
@@ -681,17 +728,60 @@ impl WebhookService {
             (None, Some(i)) => self.ledger.payments.find_by_intent(i).await?,
             (None, None) => None,
         };
-        Ok(found.filter(|p| {
-            let same_account = match (p.account(), event.account.as_ref()) {
-                (Some(mine), Some(theirs)) => mine == theirs,
-                _ => true,
-            };
-            let same_intent = match (p.intent(), intent) {
-                (Some(mine), Some(theirs)) => mine == theirs,
-                _ => true,
-            };
-            same_account && same_intent
-        }))
+        let Some(p) = found else {
+            return Ok(Err(IgnoreReason::UnknownPayment));
+        };
+        let Some(mine) = p.account() else {
+            return Ok(Err(IgnoreReason::NoAccountYet));
+        };
+        if event.account.as_ref().is_some_and(|theirs| theirs != mine) {
+            return Ok(Err(IgnoreReason::OtherAccount));
+        }
+        if let (Some(mine), Some(theirs)) = (p.intent(), intent)
+            && mine != theirs
+        {
+            return Ok(Err(IgnoreReason::OtherIntent));
+        }
+        Ok(Ok(p))
+    }
+
+    /// An intent event's payment and the snapshot to apply. An intent the payment does
+    /// not know yet (Checkout makes it when the patient pays) is read back from the
+    /// gateway on the payment's account: only an intent that exists there, for this
+    /// payment, and is not an earlier attempt's cancelled one, is adopted, as it is now
+    /// rather than as the payload says.
+    async fn intent_of_ours(
+        &self,
+        event: &WebhookEvent,
+        snapshot: &IntentSnapshot,
+    ) -> Result<Result<(Payment, IntentSnapshot), IgnoreReason>, BillingError> {
+        let payment = match self
+            .resolve(event, snapshot.payment, Some(&snapshot.id))
+            .await?
+        {
+            Ok(p) => p,
+            Err(why) => return Ok(Err(why)),
+        };
+        if payment.intent().is_some() {
+            return Ok(Ok((payment, snapshot.clone())));
+        }
+        let Some(account) = payment.account() else {
+            return Ok(Err(IgnoreReason::NoAccountYet));
+        };
+        let fresh = match self.ledger.gateway.retrieve(account, &snapshot.id).await {
+            Ok(fresh) => fresh,
+            Err(GatewayError::NotFound { .. } | GatewayError::AccountUnavailable { .. }) => {
+                return Ok(Err(IgnoreReason::OtherIntent));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // A new Checkout Session forgot the intent of the one before; when that old
+        // session expires, Stripe cancels its intent. That is not news about this
+        // attempt.
+        if fresh.payment != Some(payment.id()) || fresh.status == IntentStatus::Canceled {
+            return Ok(Err(IgnoreReason::OtherIntent));
+        }
+        Ok(Ok((payment, fresh)))
     }
 
     /// A hold placed after the payment was released (the patient finished an old
@@ -713,20 +803,28 @@ impl WebhookService {
     }
 }
 
-/// One reconciliation pass (C10).
+/// One pass of the background jobs (C10, C14).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
+    /// Holds placed, renewed or refused off-session.
+    pub holds: HoldReport,
     /// Holds within the warning window of their deadline (flagged, not changed).
     pub expiring: Vec<PaymentId>,
     /// Status moves the pass made.
     pub changed: Vec<StatusChange>,
+    /// Disagreements with the gateway the pass could not settle: noted on the payment
+    /// for a person to look at, never silently cleared.
+    pub attention: Vec<(PaymentId, String)>,
     /// Payments the gateway could not tell us about this time.
     pub failed: Vec<(PaymentId, String)>,
 }
 
-/// Ageing holds and payments left in a transient state.
+/// The background jobs: holds placed and renewed off-session, lapsed holds, payments
+/// left in a transient state, holds near their deadline. Every step is a conditional
+/// write on one payment, so any number of servers may run it on one database.
 #[derive(Clone)]
 pub struct ReconcileService {
+    pub(crate) holds: HoldService,
     pub(crate) ledger: Ledger,
     pub(crate) config: BillingConfig,
 }
@@ -738,13 +836,16 @@ impl std::fmt::Debug for ReconcileService {
 }
 
 impl ReconcileService {
-    /// Re-reads lapsed holds and transient payments from the gateway and writes what it
-    /// says; lists holds near their deadline. A lapsed hold the gateway knows nothing
-    /// about is expired.
+    /// Runs every job that is due now: places and renews holds, re-reads lapsed holds
+    /// and transient payments from the gateway and writes what it says, lists holds
+    /// near their deadline. A lapsed hold the gateway knows nothing about is expired.
     pub async fn run_once(&self) -> Result<ReconcileReport, BillingError> {
-        let now = self.ledger.now();
         let actor = AuditActor::System;
-        let mut report = ReconcileReport::default();
+        let mut report = ReconcileReport {
+            holds: self.holds.run_due().await?,
+            ..ReconcileReport::default()
+        };
+        let now = self.ledger.now();
 
         let lapsed = self
             .ledger
@@ -754,10 +855,13 @@ impl ReconcileService {
         for row in lapsed {
             let p = row.payment;
             match self.ledger.refresh(&p, &actor).await {
-                Ok(Some(written)) => report.changed.extend(written.changes),
-                // Nothing to read at the gateway, or an account that no longer lets us
-                // read (deauthorised): past its deadline, the hold has lapsed there too.
-                Ok(None) | Err(BillingError::Gateway(GatewayError::AccountUnavailable { .. })) => {
+                Ok(Some(written)) if written.payment.status() != PaymentStatus::Authorized => {
+                    report.changed.extend(written.changes);
+                }
+                // Nothing to read at the gateway, an account that no longer lets us
+                // read (deauthorised), or a gateway that still calls it held: past its
+                // deadline, the hold has lapsed (Stripe cancels it on its own).
+                Ok(_) | Err(BillingError::Gateway(GatewayError::AccountUnavailable { .. })) => {
                     match self
                         .ledger
                         .apply_facts(p.id(), &[PaymentEvent::Expired], None, true, &actor)
@@ -782,21 +886,7 @@ impl ReconcileService {
             )
             .await?;
         for p in transient {
-            match self.ledger.refresh(&p, &actor).await {
-                Ok(Some(written)) => report.changed.extend(written.changes),
-                Ok(None) if p.pending().is_some() => {
-                    // Nothing at the gateway to settle the operation against.
-                    if let Err(e) = self
-                        .ledger
-                        .apply_facts(p.id(), &[], None, true, &actor)
-                        .await
-                    {
-                        report.failed.push((p.id(), e.to_string()));
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => report.failed.push((p.id(), e.to_string())),
-            }
+            self.settle(&p, &mut report).await;
         }
 
         let soon = self
@@ -811,6 +901,57 @@ impl ReconcileService {
             .collect();
         Ok(report)
     }
+
+    /// Brings one transient payment in line with the gateway, or notes why it cannot.
+    async fn settle(&self, p: &Payment, report: &mut ReconcileReport) {
+        let actor = AuditActor::System;
+        let pending = p.pending().map(|op| op.operation);
+        let fresh = match self.ledger.read(p).await {
+            Ok(fresh) => fresh,
+            Err(e) => return report.failed.push((p.id(), e.to_string())),
+        };
+        let unsettled = match (&fresh, pending) {
+            // A hold job that died mid-way: the job retries under the same key.
+            (_, Some(Operation::Hold { .. })) => {
+                match self.ledger.apply_facts(p.id(), &[], None, true, &actor).await {
+                    Ok(_) => None,
+                    Err(e) => return report.failed.push((p.id(), e.to_string())),
+                }
+            }
+            (None, Some(op)) => Some(format!(
+                "the gateway has no record to settle the {} in flight against",
+                op.name()
+            )),
+            (None, None) => None,
+            (Some(Fresh::Intent(s)), _)
+                if s.status == IntentStatus::Succeeded
+                    && !s.amount_received.is_positive()
+                    && p.captured().is_none()
+                    && !matches!(pending, Some(Operation::Capture { .. })) =>
+            {
+                Some("Stripe reports the payment captured without saying how much".into())
+            }
+            (Some(fresh), _) => match self.ledger.apply_fresh(p, fresh.clone(), &actor).await {
+                Ok(written) => {
+                    report.changed.extend(written.changes);
+                    None
+                }
+                Err(e @ (BillingError::PaymentState(_)
+                | BillingError::InvalidAmount(_)
+                | BillingError::CurrencyMismatch { .. }
+                | BillingError::AmountAboveCap { .. })) => {
+                    Some(format!("what the gateway reports cannot be applied: {e}"))
+                }
+                Err(e) => return report.failed.push((p.id(), e.to_string())),
+            },
+        };
+        if let Some(message) = unsettled {
+            match self.ledger.flag(p.id(), &message, true, &actor).await {
+                Ok(_) => report.attention.push((p.id(), message)),
+                Err(e) => report.failed.push((p.id(), e.to_string())),
+            }
+        }
+    }
 }
 
 /// The sandbox's stand-in for Stripe's hosted pages.
@@ -818,6 +959,7 @@ impl ReconcileService {
 pub struct SandboxService {
     pub(crate) sandbox: Arc<dyn SandboxControl>,
     pub(crate) webhooks: WebhookService,
+    pub(crate) jobs: ReconcileService,
 }
 
 impl std::fmt::Debug for SandboxService {
@@ -882,6 +1024,41 @@ impl SandboxService {
     pub async fn approve_connect(&self, state: &str) -> Result<String, BillingError> {
         Ok(self.sandbox.approve_connect(state).await?)
     }
+
+    /// The sandbox test clock: moves the server's time forward by `seconds` (the
+    /// domain's and the sandbox gateway's, one clock), applies what happened at the
+    /// gateway meanwhile as its webhooks would, then runs every job that became due.
+    /// Time is tested, never waited for.
+    pub async fn advance_clock(&self, seconds: i64) -> Result<ClockAdvanced, BillingError> {
+        if !(1..=MAX_CLOCK_STEP_SECS).contains(&seconds) {
+            return Err(BillingError::validation(
+                "seconds",
+                format!("between 1 and {MAX_CLOCK_STEP_SECS}"),
+            ));
+        }
+        let advance = self
+            .sandbox
+            .advance_clock(chrono::Duration::seconds(seconds))
+            .await?;
+        for event in &advance.events {
+            self.webhooks.apply(event).await?;
+        }
+        let jobs = self.jobs.run_once().await?;
+        Ok(ClockAdvanced {
+            now: advance.now,
+            jobs,
+        })
+    }
+}
+
+/// The longest single step of the sandbox clock: ten years.
+pub const MAX_CLOCK_STEP_SECS: i64 = 10 * 366 * 24 * 3600;
+
+/// The sandbox clock after a step, and what the jobs that became due did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClockAdvanced {
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub jobs: ReconcileReport,
 }
 
 #[cfg(test)]

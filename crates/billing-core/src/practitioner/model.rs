@@ -65,6 +65,29 @@ impl RevokeReason {
     }
 }
 
+/// How an account came to be linked: what unlinking it can undo.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LinkVia {
+    /// Connect OAuth: the practitioner granted the platform access to an account of
+    /// theirs; unlinking revokes that grant (`deauthorize`).
+    #[default]
+    OAuth,
+    /// Account Links: the platform created the (Standard) account and the practitioner
+    /// completed its onboarding. There is no OAuth grant to revoke: unlinking stops
+    /// ConsultPay from using it; the account stays the practitioner's, connected to
+    /// the platform until they disconnect it in their Stripe dashboard.
+    AccountLinks,
+}
+
+impl LinkVia {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LinkVia::OAuth => "oauth",
+            LinkVia::AccountLinks => "account_links",
+        }
+    }
+}
+
 /// The practitioner's Stripe link. History (which account, when) is kept in the audit
 /// trail; relinking is allowed from every state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,6 +102,7 @@ pub enum StripeLink {
         account: AccountSnapshot,
         linked_at: DateTime<Utc>,
         verified_at: DateTime<Utc>,
+        via: LinkVia,
     },
     Revoked {
         account: ConnectedAccountId,
@@ -150,13 +174,35 @@ impl StripeLink {
         }
     }
 
-    /// A successful OAuth or onboarding: linked to `account`, from any state.
+    /// A successful Connect OAuth: linked to `account`, from any state.
     pub fn linked(account: AccountSnapshot, now: DateTime<Utc>) -> StripeLink {
         StripeLink::Linked {
             account,
             linked_at: now,
             verified_at: now,
+            via: LinkVia::OAuth,
         }
+    }
+
+    /// A completed Account Links onboarding: linked to the account the platform made.
+    pub fn onboarded(account: AccountSnapshot, now: DateTime<Utc>) -> StripeLink {
+        StripeLink::Linked {
+            account,
+            linked_at: now,
+            verified_at: now,
+            via: LinkVia::AccountLinks,
+        }
+    }
+
+    /// Whether unlinking has an OAuth grant to revoke (a pending onboarding has none).
+    pub fn has_oauth_grant(&self) -> bool {
+        matches!(
+            self,
+            StripeLink::Linked {
+                via: LinkVia::OAuth,
+                ..
+            }
+        )
     }
 
     /// Account Links onboarding started for `account`.
@@ -182,13 +228,14 @@ impl StripeLink {
             });
         }
         match self {
-            StripeLink::Linked { linked_at, .. } => Ok(StripeLink::Linked {
+            StripeLink::Linked { linked_at, via, .. } => Ok(StripeLink::Linked {
                 account: snapshot,
                 linked_at: *linked_at,
                 verified_at: now,
+                via: *via,
             }),
             StripeLink::Pending { .. } if snapshot.details_submitted => {
-                Ok(StripeLink::linked(snapshot, now))
+                Ok(StripeLink::onboarded(snapshot, now))
             }
             StripeLink::Pending { .. } => Ok(self.clone()),
             StripeLink::Unlinked | StripeLink::Revoked { .. } => Err(LinkError::NotLinked),
@@ -240,6 +287,73 @@ pub struct Preferences {
     default_amount: Money,
     max_amount: Money,
     fee_schedule: FeeSchedule,
+    statement: StatementText,
+}
+
+/// What the patient's bank statement, Stripe's receipts and the Stripe dashboard say
+/// about a payment: only what the practitioner chose (C15). By default a neutral
+/// "Téléconsultation" / "Teleconsultation" with the date, and the account's own
+/// statement descriptor.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatementText {
+    /// Replaces "Téléconsultation" / "Teleconsultation".
+    pub label: Option<PaymentLabel>,
+    /// Appended to the account's statement descriptor on the bank statement.
+    pub descriptor_suffix: Option<DescriptorSuffix>,
+}
+
+/// The practitioner's name for a payment on receipts (1–60 printable characters).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PaymentLabel(String);
+
+/// Stripe's `statement_descriptor_suffix`: 1–22 characters of Latin letters, digits,
+/// spaces and `. , - & /`, with at least one letter (Stripe cuts the whole descriptor
+/// at 22 and refuses `< > \ ' " *`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DescriptorSuffix(String);
+
+/// Why a label or a descriptor suffix was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StatementError {
+    #[error("the label must be 1 to 60 printable characters")]
+    Label,
+    #[error(
+        "the statement descriptor suffix must be 1 to 22 Latin letters, digits, spaces or \
+         . , - & /, with at least one letter"
+    )]
+    Suffix,
+}
+
+impl PaymentLabel {
+    pub fn parse(text: &str) -> Result<Self, StatementError> {
+        let t = text.trim();
+        let count = t.chars().count();
+        if count == 0 || count > 60 || t.chars().any(char::is_control) {
+            return Err(StatementError::Label);
+        }
+        Ok(PaymentLabel(t.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl DescriptorSuffix {
+    pub fn parse(text: &str) -> Result<Self, StatementError> {
+        let t = text.trim();
+        let allowed = |c: char| c.is_ascii_alphanumeric() || " .,-&/".contains(c);
+        if t.is_empty()
+            || t.len() > 22
+            || !t.chars().all(allowed)
+            || !t.chars().any(|c| c.is_ascii_alphabetic())
+        {
+            return Err(StatementError::Suffix);
+        }
+        Ok(DescriptorSuffix(t.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl Preferences {
@@ -270,7 +384,14 @@ impl Preferences {
             default_amount,
             max_amount,
             fee_schedule,
+            statement: StatementText::default(),
         })
+    }
+
+    /// The same preferences with what statements and receipts say.
+    pub fn with_statement(mut self, statement: StatementText) -> Self {
+        self.statement = statement;
+        self
     }
 
     /// The seeds' starting point: 25.00 per consultation, which is also the maximum,
@@ -281,6 +402,7 @@ impl Preferences {
             default_amount: amount,
             max_amount: amount,
             fee_schedule: FeeSchedule::default_for(currency),
+            statement: StatementText::default(),
         }
     }
 
@@ -295,6 +417,9 @@ impl Preferences {
     }
     pub fn fee_schedule(&self) -> &FeeSchedule {
         &self.fee_schedule
+    }
+    pub fn statement(&self) -> &StatementText {
+        &self.statement
     }
 
     /// The cap of a consultation (C3): the explicit amount if given, else the

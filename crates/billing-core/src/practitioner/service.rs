@@ -350,9 +350,14 @@ impl ConnectService {
         if open > 0 && !force {
             return Err(BillingError::OutstandingHolds { count: open });
         }
-        match self.connect.deauthorize(&account).await {
-            Ok(()) | Err(GatewayError::AccountUnavailable { .. }) => {}
-            Err(e) => return Err(e.into()),
+        // Only an OAuth link has a grant to revoke; an account made for Account Links
+        // stays the practitioner's and connected to the platform at Stripe (they can
+        // disconnect it there): ConsultPay just stops using it.
+        if practitioner.link.has_oauth_grant() {
+            match self.connect.deauthorize(&account).await {
+                Ok(()) | Err(GatewayError::AccountUnavailable { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         let now = self.now();
         let audit = AuditEntry::new(now, id, AuditActor::of(actor), AuditAction::StripeUnlinked)
@@ -365,15 +370,16 @@ impl ConnectService {
         Ok(next.link)
     }
 
-    /// `account.updated`: refreshes the link of whoever it belongs to. Returns whether
-    /// anything changed.
+    /// `account.updated`: refreshes the link of whoever it belongs to (so the
+    /// dashboard is current without pressing verify). Returns whether anything
+    /// changed, `None` when no practitioner has that account.
     pub(crate) async fn account_updated(
         &self,
         snapshot: &AccountSnapshot,
         actor: AuditActor,
-    ) -> Result<bool, BillingError> {
+    ) -> Result<Option<bool>, BillingError> {
         let Some(practitioner) = self.practitioners.find_by_account(&snapshot.id).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         let now = self.now();
         let audit = AuditEntry::new(
@@ -392,7 +398,7 @@ impl ConnectService {
                 Ok(p.link.refreshed(snapshot.clone(), now).ok())
             })
             .await?;
-        Ok(next.version != before)
+        Ok(Some(next.version != before))
     }
 
     /// `account.application.deauthorized`: the practitioner disconnected us at Stripe.
@@ -400,9 +406,9 @@ impl ConnectService {
         &self,
         account: &ConnectedAccountId,
         actor: AuditActor,
-    ) -> Result<bool, BillingError> {
+    ) -> Result<Option<bool>, BillingError> {
         let Some(practitioner) = self.practitioners.find_by_account(account).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         let now = self.now();
         let audit = AuditEntry::new(now, practitioner.id, actor, AuditAction::StripeDeauthorized)
@@ -416,7 +422,7 @@ impl ConnectService {
                 Ok(p.link.revoked(RevokeReason::Deauthorized, now).ok())
             })
             .await?;
-        Ok(next.version != before)
+        Ok(Some(next.version != before))
     }
 }
 

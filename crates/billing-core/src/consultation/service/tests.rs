@@ -2,7 +2,7 @@
 //! the ports.
 
 use super::*;
-use crate::gateway::{CheckoutStart, IntentSnapshot, IntentStatus};
+use crate::gateway::{CheckoutMode, CheckoutStart, IntentSnapshot, IntentStatus};
 use crate::ids::{CheckoutSessionId, PaymentIntentId, UserId};
 use crate::money::{Currency, Money};
 use crate::payment::model::PaymentEvent;
@@ -433,7 +433,7 @@ async fn an_unknown_or_malformed_pay_token_is_not_found() {
         "not_found"
     );
     assert_eq!(
-        code(billing.patients.start_checkout(unknown.expose()).await),
+        code(billing.patients.start_checkout(unknown.expose(), Lang::Fr).await),
         "not_found"
     );
 }
@@ -502,6 +502,7 @@ fn gateway_starts_checkout(m: &mut Mocks, payment: &Payment, existing: Option<Pa
                 redirect_url: Some(checkout_url()),
                 client_secret: None,
                 expires_at: Some(now() + Duration::minutes(30)),
+                mode: CheckoutMode::Hold,
             })
         });
 }
@@ -531,7 +532,7 @@ async fn starting_checkout_sends_the_patient_to_the_gateway_and_records_where() 
     let start = m
         .build()
         .patients
-        .start_checkout(pay_token().expose())
+        .start_checkout(pay_token().expose(), Lang::Fr)
         .await
         .unwrap();
 
@@ -573,7 +574,7 @@ async fn an_open_checkout_is_reused_until_it_is_about_to_expire() {
         let start = m
             .build()
             .patients
-            .start_checkout(pay_token().expose())
+            .start_checkout(pay_token().expose(), Lang::Fr)
             .await
             .unwrap();
         let expected = if starts_again {
@@ -596,7 +597,7 @@ async fn checkout_is_refused_once_the_hold_is_in_place_or_the_payment_is_over() 
         let result = m
             .build()
             .patients
-            .start_checkout(pay_token().expose())
+            .start_checkout(pay_token().expose(), Lang::Fr)
             .await;
         assert_eq!(
             code(result),
@@ -614,7 +615,7 @@ async fn checkout_for_a_consultation_without_online_payment_is_refused() {
     let result = m
         .build()
         .patients
-        .start_checkout(pay_token().expose())
+        .start_checkout(pay_token().expose(), Lang::Fr)
         .await;
     assert_eq!(code(result), "validation_failed");
 }
@@ -633,7 +634,7 @@ async fn checkout_is_refused_once_the_practitioner_unlinked_stripe() {
         let result = m
             .build()
             .patients
-            .start_checkout(pay_token().expose())
+            .start_checkout(pay_token().expose(), Lang::Fr)
             .await;
         assert_eq!(
             code(result),
@@ -673,6 +674,7 @@ async fn after_a_relink_checkout_starts_afresh_on_the_new_account() {
                     redirect_url: Some(checkout_url()),
                     client_secret: None,
                     expires_at: None,
+                    mode: CheckoutMode::Hold,
                 })
             });
         let recorded = answered.clone();
@@ -687,7 +689,7 @@ async fn after_a_relink_checkout_starts_afresh_on_the_new_account() {
         let start = m
             .build()
             .patients
-            .start_checkout(pay_token().expose())
+            .start_checkout(pay_token().expose(), Lang::Fr)
             .await
             .unwrap();
 
@@ -710,7 +712,7 @@ async fn a_gateway_failure_when_starting_checkout_changes_nothing() {
     let result = m
         .build()
         .patients
-        .start_checkout(pay_token().expose())
+        .start_checkout(pay_token().expose(), Lang::Fr)
         .await;
     assert_eq!(code(result), "gateway_unavailable");
 }

@@ -7,10 +7,12 @@ use mockall::Sequence;
 
 use super::*;
 use crate::audit::AuditAction;
-use crate::gateway::{CheckoutState, CheckoutStatus, IntentSnapshot, RefundOutcome, WebhookError};
+use crate::gateway::{
+    CheckoutState, CheckoutStatus, IntentSnapshot, RefundOutcome, RefundStatus, WebhookError,
+};
 use crate::ids::{CheckoutSessionId, ConnectedAccountId, RefundId};
 use crate::money::Currency;
-use crate::payment::model::CheckoutRef;
+use crate::payment::model::{CheckoutRef, Dispute, DisputeStatus, RefundLine};
 use crate::testing::*;
 
 fn amount(text: &str) -> AmountInput {
@@ -501,6 +503,7 @@ async fn releasing_before_any_hold_expires_the_open_checkout_instead_of_cancelli
             Ok(CheckoutState {
                 status: CheckoutStatus::Expired,
                 intent: None,
+                setup: None,
             })
         });
     settles(&mut m, &in_flight, PaymentStatus::Released, &mut seq);
@@ -553,6 +556,7 @@ async fn a_checkout_paid_while_it_was_being_closed_has_its_hold_cancelled() {
             Ok(CheckoutState {
                 status: CheckoutStatus::Complete,
                 intent: Some(hold_snapshot()),
+                setup: None,
             })
         });
     m.gateway
@@ -1137,15 +1141,17 @@ async fn a_verified_hold_event_authorizes_the_payment_once() {
         .returning(|_, _, _| Ok(()));
     marks_processed(&mut m, "applied (1 status change(s))");
 
-    let outcome = m
+    let receipt = m
         .build()
         .webhooks
         .receive(Some("t=1,v1=ab"), b"{\"id\":\"evt_1Webhook\"}")
         .await
         .unwrap();
 
+    assert_eq!(receipt.id, event_id());
+    assert_eq!(receipt.kind, "payment_intent.amount_capturable_updated");
     assert_eq!(
-        outcome,
+        receipt.outcome,
         WebhookOutcome::Applied(vec![StatusChange {
             payment: PAYMENT,
             from: PaymentStatus::Incomplete,
@@ -1227,6 +1233,31 @@ async fn late_or_repeated_events_never_move_a_payment_backwards() {
     }
 }
 
+/// An event that must change nothing: acknowledged, ignored for `why`.
+async fn ignored(m: Mocks, event: &WebhookEvent, why: IgnoreReason) {
+    let outcome = m.build().webhooks.apply(event).await.unwrap();
+    assert_eq!(outcome, WebhookOutcome::Ignored(why), "{}", event.kind);
+}
+
+fn ignoring(payment: &Payment, why: IgnoreReason) -> Mocks {
+    let mut m = Mocks::new();
+    m.webhook_inbox
+        .expect_claim()
+        .returning(|_, _, _| Ok(Claim::New));
+    m.payment_is(payment);
+    let by_intent = payment.clone();
+    m.payments
+        .expect_find_by_intent()
+        .returning(move |_| Ok(Some(by_intent.clone())));
+    m.payments.expect_update().never();
+    m.webhook_inbox
+        .expect_mark_processed()
+        .withf(move |_, _, o| *o == format!("ignored: {why}"))
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    m
+}
+
 #[tokio::test]
 async fn events_that_are_not_about_a_payment_of_ours_are_ignored() {
     let elsewhere = IntentSnapshot {
@@ -1236,87 +1267,154 @@ async fn events_that_are_not_about_a_payment_of_ours_are_ignored() {
     let table = [
         (
             "another connected account than the payment's",
+            authorized(),
             webhook(
                 "payment_intent.succeeded",
                 Some(other_account()),
                 GatewayEvent::PaymentIntent(succeeded_snapshot(2500)),
             ),
+            IgnoreReason::OtherAccount,
         ),
-        ("another intent than the payment's", intent_event(elsewhere)),
+        (
+            // The practitioner's other business names our payment in its metadata.
+            "an intent that is not the payment's, naming it in its metadata",
+            authorized(),
+            intent_event(elsewhere),
+            IgnoreReason::OtherIntent,
+        ),
+        (
+            // Any connected account could name an unpaid payment's id: no checkout
+            // started, so nothing may attach an intent to it or open the gate.
+            "a payment whose checkout never started",
+            scheduled_payment(),
+            intent_event(hold_snapshot()),
+            IgnoreReason::NoAccountYet,
+        ),
+        (
+            "a dispute from another account",
+            captured(1800),
+            webhook(
+                "charge.dispute.created",
+                Some(other_account()),
+                GatewayEvent::Dispute {
+                    dispute: dispute(DisputeStatus::NeedsResponse, 0),
+                    intent: Some(intent()),
+                },
+            ),
+            IgnoreReason::OtherAccount,
+        ),
+        (
+            "a card saved on another account",
+            incomplete(),
+            webhook(
+                "setup_intent.succeeded",
+                Some(other_account()),
+                GatewayEvent::SetupIntent(setup_snapshot()),
+            ),
+            IgnoreReason::OtherAccount,
+        ),
     ];
-    for (case, event) in table {
-        let mut m = Mocks::new();
-        claims(&mut m, Claim::New);
-        m.payment_is(&authorized());
-        m.payments.expect_update().never();
-        marks_processed(&mut m, "ignored: unknown payment");
+    for (case, payment, event, why) in table {
+        let m = ignoring(&payment, why);
         let outcome = m.build().webhooks.apply(&event).await.unwrap();
-        assert_eq!(
-            outcome,
-            WebhookOutcome::Ignored("unknown payment"),
-            "{case}"
-        );
+        assert_eq!(outcome, WebhookOutcome::Ignored(why), "{case}");
     }
 }
 
 #[tokio::test]
-async fn after_a_decline_a_new_checkout_is_moved_only_by_its_own_intent() {
-    // Declined on the first session (intent `pi_…`), the patient came back after it
-    // expired: the new session forgot that intent.
-    let declined_payment = step(&incomplete(), PaymentEvent::AuthorizationFailed(declined()));
-    let retried = declined_payment
+async fn a_platform_event_about_the_payments_own_intent_is_applied() {
+    // A Stripe-compatible peer (or an endpoint on the platform) sends no `account`:
+    // the intent recorded on the payment is still ours.
+    let mut m = Mocks::new();
+    claims(&mut m, Claim::New);
+    m.payment_is(&incomplete());
+    m.payments
+        .expect_update()
+        .withf(|p, _, _| is(p, PaymentStatus::Authorized))
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    marks_processed(&mut m, "applied (1 status change(s))");
+    let event = webhook(
+        "payment_intent.amount_capturable_updated",
+        None,
+        GatewayEvent::PaymentIntent(hold_snapshot()),
+    );
+    let outcome = m.build().webhooks.apply(&event).await.unwrap();
+    assert!(matches!(outcome, WebhookOutcome::Applied(c) if c.len() == 1));
+}
+
+#[tokio::test]
+async fn an_intent_the_payment_does_not_know_is_adopted_only_as_read_back_from_its_account() {
+    // Checkout makes the intent when the patient pays: the payment has an account and
+    // a session, but no intent yet.
+    let awaiting = scheduled_payment()
         .checkout_started(
             account(),
             None,
             Some(CheckoutRef {
-                session: Some(CheckoutSessionId::parse("cs_test_Second").unwrap()),
-                url: Some("https://checkout.stripe.com/c/pay/cs_test_Second".into()),
+                session: Some(CheckoutSessionId::parse("cs_test_1").unwrap()),
+                url: Some("https://checkout.stripe.com/c/pay/cs_test_1".into()),
                 expires_at: Some(now() + Duration::hours(24)),
             }),
             now(),
         )
         .unwrap();
-    assert_eq!(retried.intent(), None);
-
-    // The first session's intent, cancelled when that session expired: not news.
-    let mut m = Mocks::new();
-    claims(&mut m, Claim::New);
-    m.payment_is(&retried);
-    m.payments.expect_update().never();
-    marks_processed(&mut m, "ignored: intent of an earlier checkout");
-    let outcome = m
-        .build()
-        .webhooks
-        .apply(&intent_event(canceled_snapshot("abandoned")))
-        .await
-        .unwrap();
-    assert_eq!(
-        outcome,
-        WebhookOutcome::Ignored("intent of an earlier checkout")
-    );
-
-    // The new session's own intent, held: authorises and becomes the payment's.
-    let second = PaymentIntentId::parse("pi_2SecondSession").unwrap();
-    let mut m = Mocks::new();
-    claims(&mut m, Claim::New);
-    m.payment_is(&retried);
-    let adopted = second.clone();
-    m.payments
-        .expect_update()
-        .withf(move |p, _, _| is(p, PaymentStatus::Authorized) && p.intent() == Some(&adopted))
-        .times(1)
-        .returning(|_, _, _| Ok(()));
-    marks_processed(&mut m, "applied (1 status change(s))");
-    let outcome = m
-        .build()
-        .webhooks
-        .apply(&intent_event(IntentSnapshot {
-            id: second,
-            ..hold_snapshot()
-        }))
-        .await
-        .unwrap();
-    assert!(matches!(outcome, WebhookOutcome::Applied(changes) if changes.len() == 1));
+    let table: [(&str, Result<IntentSnapshot, GatewayError>, Option<IgnoreReason>); 4] = [
+        (
+            "unknown on the practitioner's account",
+            Err(GatewayError::NotFound {
+                message: "No such payment_intent".into(),
+            }),
+            Some(IgnoreReason::OtherIntent),
+        ),
+        (
+            "made for another payment",
+            Ok(IntentSnapshot {
+                payment: Some(PaymentId::from_uuid(uuid::Uuid::from_u128(99))),
+                ..hold_snapshot()
+            }),
+            Some(IgnoreReason::OtherIntent),
+        ),
+        (
+            "an earlier attempt's, cancelled since",
+            Ok(canceled_snapshot("abandoned")),
+            Some(IgnoreReason::OtherIntent),
+        ),
+        ("held, for this payment", Ok(hold_snapshot()), None),
+    ];
+    for (case, read_back, why) in table {
+        let mut m = Mocks::new();
+        claims(&mut m, Claim::New);
+        m.payment_is(&awaiting);
+        m.gateway
+            .expect_retrieve()
+            .withf(|a, i| *a == account() && *i == intent())
+            .times(1)
+            .returning(move |_, _| read_back.clone());
+        m.payments
+            .expect_update()
+            .withf(|p, _, _| is(p, PaymentStatus::Authorized) && p.intent() == Some(&intent()))
+            .times(usize::from(why.is_none()))
+            .returning(|_, _, _| Ok(()));
+        m.webhook_inbox
+            .expect_mark_processed()
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        // The payload claims a hold; only the read-back counts.
+        let outcome = m
+            .build()
+            .webhooks
+            .apply(&intent_event(hold_snapshot()))
+            .await
+            .unwrap();
+        match why {
+            Some(why) => assert_eq!(outcome, WebhookOutcome::Ignored(why), "{case}"),
+            None => assert!(
+                matches!(outcome, WebhookOutcome::Applied(ref c) if c.len() == 1),
+                "{case}: {outcome:?}"
+            ),
+        }
+    }
 }
 
 #[tokio::test]
@@ -1327,14 +1425,14 @@ async fn events_for_payments_we_do_not_have_are_ignored() {
         .expect_get()
         .times(1)
         .returning(|_| Err(RepositoryError::NotFound));
-    marks_processed(&mut m, "ignored: unknown payment");
+    marks_processed(&mut m, "ignored: unknown_payment");
     let outcome = m
         .build()
         .webhooks
         .apply(&intent_event(hold_snapshot()))
         .await
         .unwrap();
-    assert_eq!(outcome, WebhookOutcome::Ignored("unknown payment"));
+    assert_eq!(outcome, WebhookOutcome::Ignored(IgnoreReason::UnknownPayment));
 
     // Without our id in the metadata the intent is looked up instead.
     let mut m = Mocks::new();
@@ -1344,7 +1442,7 @@ async fn events_for_payments_we_do_not_have_are_ignored() {
         .withf(|i| *i == intent())
         .times(1)
         .returning(|_| Ok(None));
-    marks_processed(&mut m, "ignored: unknown payment");
+    marks_processed(&mut m, "ignored: unknown_payment");
     let anonymous = IntentSnapshot {
         payment: None,
         ..hold_snapshot()
@@ -1355,7 +1453,7 @@ async fn events_for_payments_we_do_not_have_are_ignored() {
         .apply(&intent_event(anonymous))
         .await
         .unwrap();
-    assert_eq!(outcome, WebhookOutcome::Ignored("unknown payment"));
+    assert_eq!(outcome, WebhookOutcome::Ignored(IgnoreReason::UnknownPayment));
 }
 
 #[tokio::test]
@@ -1383,19 +1481,140 @@ async fn a_hold_arriving_after_the_release_is_cancelled_at_the_gateway() {
     assert_eq!(outcome, WebhookOutcome::Applied(vec![]));
 }
 
+fn refunds_changed() -> WebhookEvent {
+    webhook(
+        "charge.refund.updated",
+        Some(account()),
+        GatewayEvent::RefundsChanged {
+            intent: Some(intent()),
+            payment: Some(PAYMENT),
+        },
+    )
+}
+
+fn refund_line(id: &str, minor: i64, status: RefundStatus) -> RefundLine {
+    RefundLine {
+        id: RefundId::parse(id).unwrap(),
+        amount: eur(minor),
+        status,
+    }
+}
+
+/// The intent read back with its charge's refunds.
+fn with_refunds(captured_minor: i64, refunds: Vec<RefundLine>) -> IntentSnapshot {
+    IntentSnapshot {
+        refunds: Some(refunds),
+        ..succeeded_snapshot(captured_minor)
+    }
+}
+
 #[tokio::test]
-async fn charge_events_record_refund_totals_and_expiry_monotonically() {
-    let refund_event = |total: i64| {
-        webhook(
-            "charge.refunded",
-            Some(account()),
-            GatewayEvent::ChargeRefunded {
-                intent: Some(intent()),
-                payment: Some(PAYMENT),
-                amount_refunded: eur(total),
-            },
-        )
-    };
+async fn refund_events_read_the_refunds_again_and_a_failed_one_gives_its_amount_back() {
+    use RefundStatus::{Failed, Pending, Succeeded};
+    // 18.00 captured, a refund of 5.00 pending.
+    let pending_refund = step(
+        &captured(1800),
+        PaymentEvent::RefundIssued(refund_line("re_1", 500, Pending)),
+    );
+    assert_eq!(pending_refund.status(), PaymentStatus::PartiallyRefunded);
+    assert_eq!(pending_refund.refunds_pending().unwrap(), eur(500));
+    let table = [
+        (
+            "the refund succeeded: nothing moves but its state",
+            pending_refund.clone(),
+            vec![refund_line("re_1", 500, Succeeded)],
+            PaymentStatus::PartiallyRefunded,
+            500,
+        ),
+        (
+            "the refund failed: 5.00 may be refunded again",
+            pending_refund.clone(),
+            vec![refund_line("re_1", 500, Failed)],
+            PaymentStatus::Captured,
+            0,
+        ),
+        (
+            "one of two failed",
+            step(
+                &pending_refund,
+                PaymentEvent::RefundIssued(refund_line("re_2", 300, Pending)),
+            ),
+            vec![
+                refund_line("re_1", 500, Succeeded),
+                refund_line("re_2", 300, Failed),
+            ],
+            PaymentStatus::PartiallyRefunded,
+            500,
+        ),
+        (
+            "a refund made in Stripe's dashboard",
+            captured(1800),
+            vec![refund_line("re_9", 1800, Succeeded)],
+            PaymentStatus::Refunded,
+            1800,
+        ),
+    ];
+    for (case, payment, listed, status, refunded) in table {
+        let mut m = Mocks::new();
+        m.webhook_inbox
+            .expect_claim()
+            .returning(|_, _, _| Ok(Claim::New));
+        m.payment_is(&payment);
+        m.gateway
+            .expect_retrieve()
+            .times(1)
+            .returning(move |_, _| Ok(with_refunds(1800, listed.clone())));
+        m.payments
+            .expect_update()
+            .withf(move |p, _, log| {
+                is(p, status)
+                    && p.refunded() == eur(refunded)
+                    && (refunded > 0 || log.history.iter().any(|h| h.event == "all_refunds_failed"))
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        m.webhook_inbox
+            .expect_mark_processed()
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        let outcome = m.build().webhooks.apply(&refunds_changed()).await.unwrap();
+        assert!(matches!(outcome, WebhookOutcome::Applied(_)), "{case}");
+    }
+}
+
+#[tokio::test]
+async fn a_late_refund_event_never_brings_a_failed_refund_back() {
+    let failed = step(
+        &step(
+            &captured(1800),
+            PaymentEvent::RefundIssued(refund_line("re_1", 500, RefundStatus::Pending)),
+        ),
+        PaymentEvent::RefundsReported(vec![refund_line("re_1", 500, RefundStatus::Failed)]),
+    );
+    assert_eq!(failed.refunded(), eur(0));
+    // A read that raced with the failure and still says "succeeded".
+    let mut m = Mocks::new();
+    m.webhook_inbox
+        .expect_claim()
+        .returning(|_, _, _| Ok(Claim::New));
+    m.payment_is(&failed);
+    m.gateway.expect_retrieve().times(1).returning(|_, _| {
+        Ok(with_refunds(
+            1800,
+            vec![refund_line("re_1", 500, RefundStatus::Succeeded)],
+        ))
+    });
+    m.payments.expect_update().never();
+    m.webhook_inbox
+        .expect_mark_processed()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let outcome = m.build().webhooks.apply(&refunds_changed()).await.unwrap();
+    assert_eq!(outcome, WebhookOutcome::Applied(vec![]));
+}
+
+#[tokio::test]
+async fn a_lapsed_charge_expires_the_hold_but_not_a_captured_payment() {
     let expiry = webhook(
         "charge.expired",
         Some(account()),
@@ -1404,43 +1623,19 @@ async fn charge_events_record_refund_totals_and_expiry_monotonically() {
             payment: None,
         },
     );
-    let table = [
-        (
-            "first refund",
-            captured(1800),
-            refund_event(500),
-            Some(PaymentStatus::PartiallyRefunded),
-        ),
-        (
-            "an older, smaller total",
-            refunded(1800, 1000),
-            refund_event(500),
-            None,
-        ),
-        (
-            "the same total again",
-            refunded(1800, 1000),
-            refund_event(1000),
-            None,
-        ),
-        (
-            "hold lapsed",
-            authorized(),
-            expiry.clone(),
-            Some(PaymentStatus::Expired),
-        ),
-        ("lapse after the capture", captured(1800), expiry, None),
-    ];
-    for (case, payment, event, moved_to) in table {
+    for (case, payment, moved_to) in [
+        ("hold lapsed", authorized(), Some(PaymentStatus::Expired)),
+        ("lapse after the capture", captured(1800), None),
+    ] {
         let mut m = Mocks::new();
         m.webhook_inbox
             .expect_claim()
             .returning(|_, _, _| Ok(Claim::New));
-        m.payment_is(&payment);
         let by_intent = payment.clone();
         m.payments
             .expect_find_by_intent()
             .returning(move |_| Ok(Some(by_intent.clone())));
+        m.payment_is(&payment);
         m.payments
             .expect_update()
             .withf(move |p, _, _| Some(p.status()) == moved_to)
@@ -1450,12 +1645,144 @@ async fn charge_events_record_refund_totals_and_expiry_monotonically() {
             .expect_mark_processed()
             .times(1)
             .returning(|_, _, _| Ok(()));
-        let outcome = m.build().webhooks.apply(&event).await.unwrap();
+        let outcome = m.build().webhooks.apply(&expiry).await.unwrap();
         let WebhookOutcome::Applied(changes) = outcome else {
             panic!("{case}: {outcome:?}");
         };
         assert_eq!(changes.first().map(|c| c.to), moved_to, "{case}");
     }
+}
+
+fn dispute_event(kind: &str, dispute: Dispute) -> WebhookEvent {
+    webhook(
+        kind,
+        Some(account()),
+        GatewayEvent::Dispute {
+            dispute,
+            intent: Some(intent()),
+        },
+    )
+}
+
+/// Applies `events` in order as webhooks to a payment that starts as `payment`,
+/// returning what was written last.
+async fn through_webhooks(payment: Payment, events: Vec<WebhookEvent>) -> Payment {
+    let mut current = payment;
+    for event in events {
+        let mut m = Mocks::new();
+        m.webhook_inbox
+            .expect_claim()
+            .returning(|_, _, _| Ok(Claim::New));
+        let by_intent = current.clone();
+        m.payments
+            .expect_find_by_intent()
+            .returning(move |_| Ok(Some(by_intent.clone())));
+        m.payment_is(&current);
+        let written = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let keep = written.clone();
+        m.payments
+            .expect_update()
+            .returning(move |p, _, _| {
+                *keep.lock().unwrap() = Some(p.clone());
+                Ok(())
+            });
+        m.webhook_inbox
+            .expect_mark_processed()
+            .returning(|_, _, _| Ok(()));
+        m.build().webhooks.apply(&event).await.unwrap();
+        if let Some(p) = written.lock().unwrap().take() {
+            current = p;
+        }
+    }
+    current
+}
+
+#[tokio::test]
+async fn a_dispute_opened_then_lost_shows_on_the_payment_and_takes_its_funds_and_fee() {
+    let p = through_webhooks(
+        captured(1800),
+        vec![
+            dispute_event("charge.dispute.created", dispute(DisputeStatus::NeedsResponse, 0)),
+            dispute_event(
+                "charge.dispute.funds_withdrawn",
+                dispute(DisputeStatus::NeedsResponse, 1),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(p.status(), PaymentStatus::Disputed);
+    assert_eq!(p.status().label(crate::Lang::Fr), "Contesté");
+    let d = p.dispute().unwrap();
+    assert_eq!((d.reason.as_str(), d.amount), ("fraudulent", eur(1800)));
+    assert_eq!(d.evidence_due_by, Some(now() + Duration::days(7)));
+    // 18.00 − 0.50 fee − 18.00 withdrawn − 15.00 dispute fee.
+    assert_eq!(p.net().unwrap(), eur(1800 - 50 - 1800 - 1500));
+    assert_eq!(code(p.check_refund(&eur(100)).map_err(BillingError::from)), "payment_state_conflict");
+
+    let lost = through_webhooks(
+        p.clone(),
+        vec![
+            dispute_event("charge.dispute.closed", dispute(DisputeStatus::Lost, 1)),
+            // A late "updated" from before the decision changes nothing.
+            dispute_event("charge.dispute.updated", dispute(DisputeStatus::UnderReview, 1)),
+        ],
+    )
+    .await;
+    assert_eq!(lost.status(), PaymentStatus::DisputeLost);
+    assert_eq!(lost.dispute().unwrap().status, DisputeStatus::Lost);
+    assert_eq!(lost.net().unwrap(), eur(1800 - 50 - 1800 - 1500));
+
+    // Won, with the funds reinstated: back to captured, only the fee lost.
+    let won = through_webhooks(
+        p,
+        vec![dispute_event(
+            "charge.dispute.closed",
+            Dispute {
+                withdrawn: eur(0),
+                transactions: 2,
+                ..dispute(DisputeStatus::Won, 2)
+            },
+        )],
+    )
+    .await;
+    assert_eq!(won.status(), PaymentStatus::Captured);
+    assert_eq!(won.net().unwrap(), eur(1800 - 50 - 1500));
+}
+
+#[tokio::test]
+async fn a_saved_card_event_moves_an_unpaid_payment_to_card_saved() {
+    let p = through_webhooks(
+        incomplete(),
+        vec![webhook(
+            "setup_intent.succeeded",
+            Some(account()),
+            GatewayEvent::SetupIntent(setup_snapshot()),
+        )],
+    )
+    .await;
+    assert_eq!(p.status(), PaymentStatus::CardSaved);
+    assert_eq!(p.saved_card(), Some(&saved_card()));
+}
+
+#[tokio::test]
+async fn an_account_update_for_another_account_than_the_events_is_ignored() {
+    let mut m = Mocks::new();
+    m.webhook_inbox
+        .expect_claim()
+        .returning(|_, _, _| Ok(Claim::New));
+    m.practitioners.expect_find_by_account().never();
+    m.webhook_inbox
+        .expect_mark_processed()
+        .withf(|_, _, o| o == "ignored: other_account")
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let event = webhook(
+        "account.updated",
+        Some(other_account()),
+        GatewayEvent::AccountUpdated(account_snapshot(account(), true)),
+    );
+    let outcome = m.build().webhooks.apply(&event).await.unwrap();
+    assert_eq!(outcome, WebhookOutcome::Ignored(IgnoreReason::OtherAccount));
 }
 
 #[tokio::test]
@@ -1534,16 +1861,20 @@ async fn event_types_we_do_not_use_are_acknowledged() {
         .returning(|_, _, _| Ok(Claim::New));
     m.webhook_inbox
         .expect_mark_processed()
-        .withf(|_, _, o| o == "ignored: event type not used")
+        .withf(|_, _, o| o == "ignored: event_type")
         .times(1)
         .returning(|_, _, _| Ok(()));
     let outcome = m
         .build()
         .webhooks
-        .apply(&webhook("customer.created", None, GatewayEvent::Unhandled))
+        .apply(&webhook(
+            "customer.created",
+            None,
+            GatewayEvent::Ignored(IgnoreReason::EventType),
+        ))
         .await
         .unwrap();
-    assert_eq!(outcome, WebhookOutcome::Ignored("event type not used"));
+    assert_eq!(outcome, WebhookOutcome::Ignored(IgnoreReason::EventType));
 }
 
 // ---- C10: reconciliation ----------------------------------------------------------------
@@ -1552,14 +1883,30 @@ fn expiring_within() -> Duration {
     config().expiring_within
 }
 
-/// The three reads of a pass: holds past their deadline, transient payments, holds
-/// near their deadline.
+/// The hold jobs' reads find nothing to do: no card saved for a consultation within
+/// the lead, no hold near enough its deadline to renew.
+fn no_holds_to_place_or_renew(m: &mut Mocks) {
+    m.payments
+        .expect_holds_to_place()
+        .withf(|before, limit| *before == now() + Duration::days(6) && *limit == 200)
+        .times(1)
+        .returning(|_, _| Ok(vec![]));
+    m.payments
+        .expect_holds_due()
+        .withf(|scope, before| *scope == PaymentScope::All && *before == now() + Duration::hours(12))
+        .times(1)
+        .returning(|_, _| Ok(vec![]));
+}
+
+/// The reads of a pass: the hold jobs', then holds past their deadline, transient
+/// payments, holds near their deadline.
 fn reconcile_reads(
     m: &mut Mocks,
     lapsed: Vec<Payment>,
     transient: Vec<Payment>,
     soon: Vec<Payment>,
 ) {
+    no_holds_to_place_or_renew(m);
     let lapsed_rows: Vec<_> = lapsed.into_iter().map(row).collect();
     m.payments
         .expect_holds_due()

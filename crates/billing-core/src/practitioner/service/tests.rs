@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use super::*;
 use crate::audit::AuditAction;
 use crate::fees::FeePreset;
-use crate::gateway::{GatewayEvent, WebhookEvent};
+use crate::gateway::{GatewayEvent, IgnoreReason, WebhookEvent};
 use crate::ids::UserId;
 use crate::payment::ports::Claim;
 use crate::payment::service::WebhookOutcome;
@@ -360,7 +360,7 @@ async fn verifying_re_reads_the_account_from_stripe() {
     m.practitioners
         .expect_update()
         .withf(|p, expected_version, audit| {
-            matches!(&p.link, StripeLink::Linked { account: a, linked_at, verified_at }
+            matches!(&p.link, StripeLink::Linked { account: a, linked_at, verified_at, .. }
                 if a.charges_enabled
                     && *linked_at == now() - Duration::days(5)
                     && *verified_at == now())
@@ -698,7 +698,7 @@ async fn a_deauthorization_of_an_account_the_practitioner_has_since_replaced_cha
         StripeLink::linked(account_snapshot(other_account(), true), now()),
     ));
     m.practitioners.expect_update().never();
-    marked_processed(&mut m, "ignored: no linked practitioner");
+    marked_processed(&mut m, "ignored: no_change");
 
     let outcome = m
         .build()
@@ -709,7 +709,7 @@ async fn a_deauthorization_of_an_account_the_practitioner_has_since_replaced_cha
         .await
         .unwrap();
 
-    assert_eq!(outcome, WebhookOutcome::Ignored("no linked practitioner"));
+    assert_eq!(outcome, WebhookOutcome::Ignored(IgnoreReason::NoChange));
 }
 
 #[tokio::test]
@@ -717,11 +717,11 @@ async fn connect_events_for_accounts_nobody_linked_are_acknowledged_and_ignored(
     let table = [
         (
             GatewayEvent::AccountDeauthorized { account: account() },
-            "no linked practitioner",
+            IgnoreReason::UnknownAccount,
         ),
         (
             GatewayEvent::AccountUpdated(account_snapshot(account(), true)),
-            "no change to a known link",
+            IgnoreReason::UnknownAccount,
         ),
     ];
     for (event, why) in table {
