@@ -112,6 +112,8 @@ fn gateway_snapshot(c: &mut Criterion) {
         cancellation_reason: None,
         payment: Some(PaymentId::from_uuid(Uuid::from_u128(1))),
         client_secret: None,
+        refunds: None,
+        saved_card: None,
     };
     let events = snapshot.events();
     let start = fresh_payment();

@@ -47,6 +47,11 @@ pub enum BillingError {
     CurrencyMismatch { expected: Currency, got: Currency },
     #[error("{requested} is above the hold of {held}")]
     AmountAboveCap { requested: Money, held: Money },
+    #[error(
+        "{requested} is below the minimum charge of {minimum}: release the hold instead \
+         (validate 0)"
+    )]
+    CaptureBelowMinimum { requested: Money, minimum: Money },
     #[error("{requested} is above the maximum of {maximum}")]
     AmountAboveMaximum { requested: Money, maximum: Money },
     #[error("{field}: {message}")]
@@ -93,6 +98,7 @@ impl BillingError {
             BillingError::InvalidAmount(_) => "invalid_amount",
             BillingError::CurrencyMismatch { .. } => "currency_mismatch",
             BillingError::AmountAboveCap { .. } => "amount_above_cap",
+            BillingError::CaptureBelowMinimum { .. } => "capture_below_minimum",
             BillingError::AmountAboveMaximum { .. } => "amount_above_maximum",
             BillingError::Validation { .. } => "validation_failed",
             BillingError::StripeNotLinked(ChargeBlocker::NotLinked) => "stripe_not_linked",
@@ -140,6 +146,7 @@ impl BillingError {
             BillingError::InvalidAmount(_)
             | BillingError::CurrencyMismatch { .. }
             | BillingError::AmountAboveCap { .. }
+            | BillingError::CaptureBelowMinimum { .. }
             | BillingError::AmountAboveMaximum { .. }
             | BillingError::Validation { .. }
             | BillingError::OAuthStateInvalid
@@ -224,6 +231,9 @@ impl From<TransitionError> for BillingError {
                 requested,
                 held: refundable,
             },
+            TransitionError::CaptureBelowMinimum { requested, minimum } => {
+                BillingError::CaptureBelowMinimum { requested, minimum }
+            }
             TransitionError::Money(m) => m.into(),
             other => BillingError::PaymentState(other),
         }
@@ -267,6 +277,17 @@ impl From<FeeError> for BillingError {
             FeeError::Money(m) => m.into(),
             other => BillingError::validation("fee_schedule", other),
         }
+    }
+}
+
+impl From<crate::practitioner::model::StatementError> for BillingError {
+    fn from(e: crate::practitioner::model::StatementError) -> Self {
+        use crate::practitioner::model::StatementError;
+        let field = match e {
+            StatementError::Label => "payment_label",
+            StatementError::Suffix => "statement_descriptor_suffix",
+        };
+        BillingError::validation(field, e)
     }
 }
 

@@ -23,8 +23,8 @@ use crate::gateway::{
     MockWebhookVerifier, SetupSnapshot, SetupStatus,
 };
 use crate::ids::{
-    ConnectedAccountId, ConsultationId, CustomerId, DisputeId, EventId, PaymentId,
-    PaymentIntentId, PaymentMethodId, PractitionerId, ServiceId, SetupIntentId, UserId,
+    ConnectedAccountId, ConsultationId, CustomerId, DisputeId, EventId, PaymentId, PaymentIntentId,
+    PaymentMethodId, PractitionerId, ServiceId, SetupIntentId, UserId,
 };
 use crate::money::{Currency, Money};
 use crate::payment::model::{

@@ -267,7 +267,9 @@ impl HoldService {
                 .ledger
                 .flag(
                     payment.id(),
-                    &format!("the replaced hold {old} could not be cancelled ({e}); it lapses by itself"),
+                    &format!(
+                        "the replaced hold {old} could not be cancelled ({e}); it lapses by itself"
+                    ),
                     false,
                     &AuditActor::System,
                 )
@@ -281,3 +283,6 @@ enum Outcome {
     Refused(Vec<StatusChange>),
     Skipped,
 }
+
+#[cfg(test)]
+mod tests;

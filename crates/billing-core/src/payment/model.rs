@@ -183,9 +183,7 @@ impl PaymentStatus {
             (S::PartiallyRefunded | S::Refunded, E::AllRefundsFailed) => S::Captured,
             (S::Captured | S::PartiallyRefunded | S::Disputed, E::DisputeOpened) => S::Disputed,
             (S::Captured | S::Disputed, E::DisputeWon) => S::Captured,
-            (S::PartiallyRefunded | S::Disputed, E::DisputeWonAfterRefund) => {
-                S::PartiallyRefunded
-            }
+            (S::PartiallyRefunded | S::Disputed, E::DisputeWonAfterRefund) => S::PartiallyRefunded,
             (S::Captured | S::PartiallyRefunded | S::Disputed | S::DisputeLost, E::DisputeLost) => {
                 S::DisputeLost
             }
@@ -468,10 +466,16 @@ pub struct PendingOperation {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
     /// A hold placed off-session with the saved card (first hold or renewal).
-    Hold { amount: Money },
-    Capture { amount: Money },
+    Hold {
+        amount: Money,
+    },
+    Capture {
+        amount: Money,
+    },
     Release,
-    Refund { amount: Money },
+    Refund {
+        amount: Money,
+    },
 }
 
 impl Operation {
@@ -761,8 +765,7 @@ impl Payment {
         {
             return Err(corrupt("refunds above captured"));
         }
-        if p
-            .dispute
+        if p.dispute
             .as_ref()
             .is_some_and(|d| d.withdrawn.is_negative() || d.fee.is_negative())
         {

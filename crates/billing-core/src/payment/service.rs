@@ -164,9 +164,9 @@ impl PaymentService {
         // may not be cancelled directly).
         let cancelled = if payment.status().awaits_patient()
             && let (Some(account), Some(session)) = (
-            payment.account(),
-            payment.checkout().and_then(|c| c.session.as_ref()),
-        ) {
+                payment.account(),
+                payment.checkout().and_then(|c| c.session.as_ref()),
+            ) {
             let expire = IdempotencyKey::derive(payment.id(), "expire-checkout");
             // A session that is no longer open may have been paid just now: what it
             // made is read from the gateway, not from our row (its webhook may not have
@@ -913,7 +913,11 @@ impl ReconcileService {
         let unsettled = match (&fresh, pending) {
             // A hold job that died mid-way: the job retries under the same key.
             (_, Some(Operation::Hold { .. })) => {
-                match self.ledger.apply_facts(p.id(), &[], None, true, &actor).await {
+                match self
+                    .ledger
+                    .apply_facts(p.id(), &[], None, true, &actor)
+                    .await
+                {
                     Ok(_) => None,
                     Err(e) => return report.failed.push((p.id(), e.to_string())),
                 }
@@ -936,12 +940,12 @@ impl ReconcileService {
                     report.changed.extend(written.changes);
                     None
                 }
-                Err(e @ (BillingError::PaymentState(_)
-                | BillingError::InvalidAmount(_)
-                | BillingError::CurrencyMismatch { .. }
-                | BillingError::AmountAboveCap { .. })) => {
-                    Some(format!("what the gateway reports cannot be applied: {e}"))
-                }
+                Err(
+                    e @ (BillingError::PaymentState(_)
+                    | BillingError::InvalidAmount(_)
+                    | BillingError::CurrencyMismatch { .. }
+                    | BillingError::AmountAboveCap { .. }),
+                ) => Some(format!("what the gateway reports cannot be applied: {e}")),
                 Err(e) => return report.failed.push((p.id(), e.to_string())),
             },
         };

@@ -18,7 +18,8 @@ use crate::money::{AmountInput, Currency};
 use crate::payment::model::IdempotencyKey;
 use crate::payment::ports::PaymentRepository;
 use crate::practitioner::model::{
-    AccountSnapshot, LinkError, Practitioner, Preferences, RevokeReason, Service, StripeLink,
+    AccountSnapshot, DescriptorSuffix, LinkError, PaymentLabel, Practitioner, Preferences,
+    RevokeReason, Service, StatementText, StripeLink,
 };
 use crate::practitioner::ports::{
     OAuthStateRecord, OAuthStateRepository, PractitionerRepository, ServiceRepository,
@@ -454,6 +455,24 @@ pub struct PreferencesInput {
     pub default_amount: AmountInput,
     pub max_amount: AmountInput,
     pub fee_schedule: FeeScheduleInput,
+    /// What receipts call the payment; `None` keeps the current one, `""` restores
+    /// the default ("Téléconsultation").
+    pub payment_label: Option<String>,
+    /// The bank statement's descriptor suffix; `None` keeps it, `""` removes it.
+    pub statement_descriptor_suffix: Option<String>,
+}
+
+/// A replacement of an optional text setting: `None` keeps, empty clears.
+fn replaced<T: Clone, E>(
+    current: &Option<T>,
+    input: Option<&str>,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Option<T>, E> {
+    match input.map(str::trim) {
+        None => Ok(current.clone()),
+        Some("") => Ok(None),
+        Some(text) => parse(text).map(Some),
+    }
 }
 
 /// A change to a service; absent fields are kept.
@@ -521,13 +540,27 @@ impl CatalogueService {
         id: PractitionerId,
         input: &PreferencesInput,
     ) -> Result<Preferences, BillingError> {
-        self.load(actor, Action::EditPreferences, id).await?;
+        let loaded = self.load(actor, Action::EditPreferences, id).await?;
         let currency = input.currency;
+        let known = loaded.preferences.statement();
+        let statement = StatementText {
+            label: replaced(
+                &known.label,
+                input.payment_label.as_deref(),
+                PaymentLabel::parse,
+            )?,
+            descriptor_suffix: replaced(
+                &known.descriptor_suffix,
+                input.statement_descriptor_suffix.as_deref(),
+                DescriptorSuffix::parse,
+            )?,
+        };
         let prefs = Preferences::new(
             input.default_amount.in_currency(currency)?,
             input.max_amount.in_currency(currency)?,
             input.fee_schedule.resolve(currency)?,
-        )?;
+        )?
+        .with_statement(statement);
         for _ in 0..RETRIES {
             let current = self.practitioners.get(id).await?;
             let now = now_micros(self.clock.as_ref());

@@ -433,7 +433,12 @@ async fn an_unknown_or_malformed_pay_token_is_not_found() {
         "not_found"
     );
     assert_eq!(
-        code(billing.patients.start_checkout(unknown.expose(), Lang::Fr).await),
+        code(
+            billing
+                .patients
+                .start_checkout(unknown.expose(), Lang::Fr)
+                .await
+        ),
         "not_found"
     );
 }
@@ -800,4 +805,203 @@ async fn a_declined_card_is_shown_when_the_patient_comes_back() {
         .unwrap();
     assert!(!page.can_enter);
     assert_eq!(page.record.payment.unwrap().status(), PaymentStatus::Failed);
+}
+
+// ---- C14: holds that cover the consultation -------------------------------------------
+
+/// `CONSULTATION`, starting `ahead` from now, with `payment`.
+fn record_in(ahead: Duration, payment: Payment) -> crate::consultation::model::ConsultationRecord {
+    let mut r = record(Some(payment));
+    r.consultation.starts_at = now() + ahead;
+    r
+}
+
+#[tokio::test]
+async fn a_consultation_further_ahead_than_a_hold_lasts_saves_the_card_and_says_when_it_is_held() {
+    let mut m = Mocks::new();
+    let payment = scheduled_payment();
+    let ten_days = record_in(Duration::days(10), payment.clone());
+    m.consultation_is(&ten_days);
+    m.payment_is(&payment);
+    m.practitioner_is(&practitioner());
+    m.gateway
+        .expect_start_checkout()
+        .withf(|req| {
+            req.mode == CheckoutMode::SaveCard
+                && req.locale == Lang::En
+                && req.hold.off_session.is_none()
+                // Only the practitioner's chosen label and the date, in the patient's
+                // language: never the practitioner's name.
+                && req.hold.description == "Teleconsultation 2026-11-12"
+        })
+        .times(1)
+        .returning(|_| {
+            Ok(CheckoutStart {
+                intent: None,
+                session: Some(session()),
+                redirect_url: Some(checkout_url()),
+                client_secret: None,
+                expires_at: Some(now() + Duration::hours(24)),
+                mode: CheckoutMode::SaveCard,
+            })
+        });
+    m.payments
+        .expect_update()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let billing = m.build();
+
+    let page = billing
+        .patients
+        .open(pay_token().expose(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.hold_from,
+        Some(now() + Duration::days(4)),
+        "6 days before"
+    );
+    assert!(page.can_pay && !page.can_enter);
+
+    let start = billing
+        .patients
+        .start_checkout(pay_token().expose(), Lang::En)
+        .await
+        .unwrap();
+    assert_eq!(start.mode, CheckoutMode::SaveCard);
+}
+
+#[tokio::test]
+async fn within_the_lead_the_amount_is_held_now_in_the_patients_language_with_the_practitioners_text()
+ {
+    use crate::practitioner::model::{DescriptorSuffix, PaymentLabel, StatementText};
+    let mut m = Mocks::new();
+    let payment = scheduled_payment();
+    m.consultation_is(&record_in(Duration::days(5), payment.clone()));
+    m.payment_is(&payment);
+    let mut dr = practitioner();
+    dr.preferences = dr.preferences.clone().with_statement(StatementText {
+        label: Some(PaymentLabel::parse("Séance").unwrap()),
+        descriptor_suffix: Some(DescriptorSuffix::parse("CABINET").unwrap()),
+    });
+    m.practitioner_is(&dr);
+    m.gateway
+        .expect_start_checkout()
+        .withf(|req| {
+            req.mode == CheckoutMode::Hold
+                && req.locale == Lang::Fr
+                && req.hold.description == "Séance 07/11/2026"
+                && req.hold.statement_descriptor_suffix.as_deref() == Some("CABINET")
+        })
+        .times(1)
+        .returning(|_| {
+            Ok(CheckoutStart {
+                intent: None,
+                session: Some(session()),
+                redirect_url: Some(checkout_url()),
+                client_secret: None,
+                expires_at: Some(now() + Duration::hours(24)),
+                mode: CheckoutMode::Hold,
+            })
+        });
+    m.payments
+        .expect_update()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let billing = m.build();
+    let page = billing
+        .patients
+        .open(pay_token().expose(), false)
+        .await
+        .unwrap();
+    assert_eq!(page.hold_from, None);
+    billing
+        .patients
+        .start_checkout(pay_token().expose(), Lang::Fr)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_lapsed_hold_is_paid_again_from_the_same_link_while_the_consultation_is_ahead() {
+    let lapsed = step(&authorized(), PaymentEvent::Expired);
+    let mut m = Mocks::new();
+    m.consultation_is(&record_in(Duration::days(2), lapsed.clone()));
+    let reopened = step(&lapsed, PaymentEvent::Reopened);
+    m.payment_reads(&[lapsed.clone(), lapsed.clone(), reopened.clone()]);
+    m.practitioner_is(&practitioner());
+    let mut seq = mockall::Sequence::new();
+    m.payments
+        .expect_update()
+        .withf(|p, _, log| {
+            is(p, PaymentStatus::Incomplete)
+                && p.intent().is_none()
+                && p.authorized().is_none()
+                && log.history[0].event == "reopened"
+                && log.history[0].actor == AuditActor::Patient
+        })
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(()));
+    gateway_starts_checkout(&mut m, &reopened, None);
+    m.payments
+        .expect_update()
+        .withf(|p, _, log| log.history[0].event == "checkout_started" && p.checkout().is_some())
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(()));
+    let billing = m.build();
+    let page = billing
+        .patients
+        .open(pay_token().expose(), false)
+        .await
+        .unwrap();
+    assert!(page.can_pay, "the consultation is two days ahead");
+    let start = billing
+        .patients
+        .start_checkout(pay_token().expose(), Lang::Fr)
+        .await
+        .unwrap();
+    assert_eq!(start.redirect_url, Some(checkout_url()));
+}
+
+#[tokio::test]
+async fn a_lapsed_hold_of_a_consultation_that_is_over_cannot_be_paid_again() {
+    let lapsed = step(&authorized(), PaymentEvent::Expired);
+    let mut m = Mocks::new();
+    m.consultation_is(&record_in(-Duration::hours(3), lapsed.clone()));
+    m.payment_is(&lapsed);
+    m.practitioner_is(&practitioner());
+    m.payments.expect_update().never();
+    m.gateway.expect_start_checkout().never();
+    let billing = m.build();
+    let page = billing
+        .patients
+        .open(pay_token().expose(), false)
+        .await
+        .unwrap();
+    assert!(!page.can_pay);
+    assert_eq!(
+        code(
+            billing
+                .patients
+                .start_checkout(pay_token().expose(), Lang::Fr)
+                .await
+        ),
+        "payment_state_conflict"
+    );
+}
+
+#[test]
+fn the_gate_stays_closed_while_the_card_is_only_saved_or_the_hold_is_being_released() {
+    let saved = step(&incomplete(), PaymentEvent::CardSaved(saved_card()));
+    assert_eq!(saved.status(), PaymentStatus::CardSaved);
+    assert!(!record(Some(saved)).can_enter());
+    let releasing = pending(
+        &authorized(),
+        crate::payment::model::Operation::Release,
+        IdempotencyKey::release(PAYMENT),
+    );
+    assert!(!record(Some(releasing)).can_enter());
+    assert!(record(Some(authorized())).can_enter());
 }

@@ -154,7 +154,10 @@ impl Dispute {
     pub fn dashboard_url(&self, account: Option<&ConnectedAccountId>, live: bool) -> String {
         let mode = if live { "" } else { "test/" };
         match account {
-            Some(a) => format!("https://dashboard.stripe.com/{a}/{mode}disputes/{}", self.id),
+            Some(a) => format!(
+                "https://dashboard.stripe.com/{a}/{mode}disputes/{}",
+                self.id
+            ),
             None => format!("https://dashboard.stripe.com/{mode}disputes/{}", self.id),
         }
     }
@@ -186,9 +189,15 @@ mod tests {
         let withdrawn = dispute("dp_1", NeedsResponse, 1);
         let lost = dispute("dp_1", Lost, 1);
         assert!(withdrawn.supersedes(&opened));
-        assert!(!opened.supersedes(&withdrawn), "funds withdrawn already known");
+        assert!(
+            !opened.supersedes(&withdrawn),
+            "funds withdrawn already known"
+        );
         assert!(lost.supersedes(&withdrawn));
-        assert!(!withdrawn.supersedes(&lost), "a late 'needs response' after the loss");
+        assert!(
+            !withdrawn.supersedes(&lost),
+            "a late 'needs response' after the loss"
+        );
         assert!(!lost.supersedes(&lost), "the same picture again");
         // A second dispute after the first closed replaces it.
         assert!(dispute("dp_2", NeedsResponse, 0).supersedes(&lost));

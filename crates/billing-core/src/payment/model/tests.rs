@@ -158,7 +158,11 @@ fn the_transition_table_allows_exactly_these_moves() {
         (S::Disputed, E::DisputeOpened, S::Disputed),
         (S::Captured, E::DisputeWon, S::Captured),
         (S::Disputed, E::DisputeWon, S::Captured),
-        (S::PartiallyRefunded, E::DisputeWonAfterRefund, S::PartiallyRefunded),
+        (
+            S::PartiallyRefunded,
+            E::DisputeWonAfterRefund,
+            S::PartiallyRefunded,
+        ),
         (S::Disputed, E::DisputeWonAfterRefund, S::PartiallyRefunded),
         (S::Captured, E::DisputeLost, S::DisputeLost),
         (S::PartiallyRefunded, E::DisputeLost, S::DisputeLost),
@@ -390,7 +394,11 @@ fn late_gateway_facts_never_move_a_payment_backwards() {
         Ok(Applied::Unchanged)
     );
     // And only a patient reopens a lapsed payment.
-    let lapsed = changed(authorized(2500).apply(&PaymentEvent::Expired, t0()).unwrap());
+    let lapsed = changed(
+        authorized(2500)
+            .apply(&PaymentEvent::Expired, t0())
+            .unwrap(),
+    );
     assert!(matches!(
         lapsed.apply_from_gateway(&PaymentEvent::Reopened, t0()),
         Ok(Applied::Stale(_))
@@ -568,13 +576,16 @@ fn saved_card() -> SavedCard {
 }
 
 fn any_refund() -> impl Strategy<Value = RefundLine> {
-    (1u8..4, 0i64..1500, proptest::sample::select(RefundState::ALL.to_vec())).prop_map(
-        |(n, a, status)| RefundLine {
+    (
+        1u8..4,
+        0i64..1500,
+        proptest::sample::select(RefundState::ALL.to_vec()),
+    )
+        .prop_map(|(n, a, status)| RefundLine {
             id: crate::ids::RefundId::parse(&format!("re_{n}")).unwrap(),
             amount: eur(a),
             status,
-        },
-    )
+        })
 }
 
 fn any_dispute() -> impl Strategy<Value = Dispute> {
@@ -633,7 +644,11 @@ fn check_invariants(p: &Payment) -> Result<(), TestCaseError> {
     }
     prop_assert_eq!(p.status().is_captured(), p.captured().is_some());
     let live = refunds::live_total(p.refunds(), eur(0)).unwrap();
-    prop_assert!(le(live, p.refunded()), "live refunds {live} > refunded {}", p.refunded());
+    prop_assert!(
+        le(live, p.refunded()),
+        "live refunds {live} > refunded {}",
+        p.refunded()
+    );
     prop_assert_eq!(
         p.status() == PaymentStatus::CardSaved,
         p.status() == PaymentStatus::CardSaved && p.saved_card().is_some()

@@ -1233,12 +1233,6 @@ async fn late_or_repeated_events_never_move_a_payment_backwards() {
     }
 }
 
-/// An event that must change nothing: acknowledged, ignored for `why`.
-async fn ignored(m: Mocks, event: &WebhookEvent, why: IgnoreReason) {
-    let outcome = m.build().webhooks.apply(event).await.unwrap();
-    assert_eq!(outcome, WebhookOutcome::Ignored(why), "{}", event.kind);
-}
-
 fn ignoring(payment: &Payment, why: IgnoreReason) -> Mocks {
     let mut m = Mocks::new();
     m.webhook_inbox
@@ -1359,7 +1353,11 @@ async fn an_intent_the_payment_does_not_know_is_adopted_only_as_read_back_from_i
             now(),
         )
         .unwrap();
-    let table: [(&str, Result<IntentSnapshot, GatewayError>, Option<IgnoreReason>); 4] = [
+    let table: [(
+        &str,
+        Result<IntentSnapshot, GatewayError>,
+        Option<IgnoreReason>,
+    ); 4] = [
         (
             "unknown on the practitioner's account",
             Err(GatewayError::NotFound {
@@ -1432,7 +1430,10 @@ async fn events_for_payments_we_do_not_have_are_ignored() {
         .apply(&intent_event(hold_snapshot()))
         .await
         .unwrap();
-    assert_eq!(outcome, WebhookOutcome::Ignored(IgnoreReason::UnknownPayment));
+    assert_eq!(
+        outcome,
+        WebhookOutcome::Ignored(IgnoreReason::UnknownPayment)
+    );
 
     // Without our id in the metadata the intent is looked up instead.
     let mut m = Mocks::new();
@@ -1453,7 +1454,10 @@ async fn events_for_payments_we_do_not_have_are_ignored() {
         .apply(&intent_event(anonymous))
         .await
         .unwrap();
-    assert_eq!(outcome, WebhookOutcome::Ignored(IgnoreReason::UnknownPayment));
+    assert_eq!(
+        outcome,
+        WebhookOutcome::Ignored(IgnoreReason::UnknownPayment)
+    );
 }
 
 #[tokio::test]
@@ -1680,12 +1684,10 @@ async fn through_webhooks(payment: Payment, events: Vec<WebhookEvent>) -> Paymen
         m.payment_is(&current);
         let written = std::sync::Arc::new(std::sync::Mutex::new(None));
         let keep = written.clone();
-        m.payments
-            .expect_update()
-            .returning(move |p, _, _| {
-                *keep.lock().unwrap() = Some(p.clone());
-                Ok(())
-            });
+        m.payments.expect_update().returning(move |p, _, _| {
+            *keep.lock().unwrap() = Some(p.clone());
+            Ok(())
+        });
         m.webhook_inbox
             .expect_mark_processed()
             .returning(|_, _, _| Ok(()));
@@ -1702,7 +1704,10 @@ async fn a_dispute_opened_then_lost_shows_on_the_payment_and_takes_its_funds_and
     let p = through_webhooks(
         captured(1800),
         vec![
-            dispute_event("charge.dispute.created", dispute(DisputeStatus::NeedsResponse, 0)),
+            dispute_event(
+                "charge.dispute.created",
+                dispute(DisputeStatus::NeedsResponse, 0),
+            ),
             dispute_event(
                 "charge.dispute.funds_withdrawn",
                 dispute(DisputeStatus::NeedsResponse, 1),
@@ -1717,14 +1722,20 @@ async fn a_dispute_opened_then_lost_shows_on_the_payment_and_takes_its_funds_and
     assert_eq!(d.evidence_due_by, Some(now() + Duration::days(7)));
     // 18.00 − 0.50 fee − 18.00 withdrawn − 15.00 dispute fee.
     assert_eq!(p.net().unwrap(), eur(1800 - 50 - 1800 - 1500));
-    assert_eq!(code(p.check_refund(&eur(100)).map_err(BillingError::from)), "payment_state_conflict");
+    assert_eq!(
+        code(p.check_refund(&eur(100)).map_err(BillingError::from)),
+        "payment_state_conflict"
+    );
 
     let lost = through_webhooks(
         p.clone(),
         vec![
             dispute_event("charge.dispute.closed", dispute(DisputeStatus::Lost, 1)),
             // A late "updated" from before the decision changes nothing.
-            dispute_event("charge.dispute.updated", dispute(DisputeStatus::UnderReview, 1)),
+            dispute_event(
+                "charge.dispute.updated",
+                dispute(DisputeStatus::UnderReview, 1),
+            ),
         ],
     )
     .await;
@@ -1893,7 +1904,9 @@ fn no_holds_to_place_or_renew(m: &mut Mocks) {
         .returning(|_, _| Ok(vec![]));
     m.payments
         .expect_holds_due()
-        .withf(|scope, before| *scope == PaymentScope::All && *before == now() + Duration::hours(12))
+        .withf(|scope, before| {
+            *scope == PaymentScope::All && *before == now() + Duration::hours(12)
+        })
         .times(1)
         .returning(|_, _| Ok(vec![]));
 }
@@ -2083,6 +2096,112 @@ async fn holds_near_their_deadline_are_listed_and_left_alone() {
     let report = m.build().reconcile.run_once().await.unwrap();
     assert_eq!(report.expiring, vec![PAYMENT]);
     assert!(report.changed.is_empty());
+}
+
+#[tokio::test]
+async fn a_capture_stripe_reports_done_without_its_amount_captured_what_was_asked() {
+    // A Stripe-compatible server that leaves out `amount_received` (and the charge).
+    let mut m = Mocks::new();
+    let crashed = pending_capture(&authorized(), 1800);
+    reconcile_reads(&mut m, vec![], vec![crashed.clone()], vec![]);
+    m.gateway
+        .expect_retrieve()
+        .times(1)
+        .returning(|_, _| Ok(snapshot(IntentStatus::Succeeded)));
+    m.payment_is(&crashed);
+    m.payments
+        .expect_update()
+        .withf(|p, _, _| {
+            is(p, PaymentStatus::Captured)
+                && p.captured() == Some(eur(1800))
+                && p.pending().is_none()
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+
+    let report = m.build().reconcile.run_once().await.unwrap();
+
+    assert_eq!(
+        report.changed,
+        vec![change(PaymentStatus::Authorized, PaymentStatus::Captured)]
+    );
+    assert!(report.attention.is_empty());
+}
+
+#[tokio::test]
+async fn what_reconciliation_cannot_settle_is_shown_on_the_payment_never_silently_cleared() {
+    let table: [(&str, Payment, Result<IntentSnapshot, GatewayError>); 3] = [
+        (
+            "a release in flight on an intent the gateway does not know",
+            pending_release(&authorized()),
+            Err(GatewayError::NotFound {
+                message: "No such payment_intent".into(),
+            }),
+        ),
+        (
+            "captured at Stripe, amount unknown, no capture of ours in flight",
+            pending_release(&authorized()),
+            Ok(snapshot(IntentStatus::Succeeded)),
+        ),
+        (
+            "a capture above the hold",
+            pending_capture(&authorized(), 1800),
+            Ok(IntentSnapshot {
+                amount_received: eur(9900),
+                ..succeeded_snapshot(9900)
+            }),
+        ),
+    ];
+    for (case, stuck, read) in table {
+        let mut m = Mocks::new();
+        reconcile_reads(&mut m, vec![], vec![stuck.clone()], vec![]);
+        m.gateway
+            .expect_retrieve()
+            .times(1)
+            .returning(move |_, _| read.clone());
+        m.payment_is(&stuck);
+        let status = stuck.status();
+        m.payments
+            .expect_update()
+            .withf(move |p, _, log| {
+                p.status() == status
+                    && p.pending().is_none()
+                    && p.attention().is_some()
+                    && log.history[0].event == "needs_attention"
+                    && log.audit[0].action == AuditAction::NeedsAttention
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+
+        let report = m.build().reconcile.run_once().await.unwrap();
+
+        assert_eq!(
+            report
+                .attention
+                .iter()
+                .map(|(id, _)| *id)
+                .collect::<Vec<_>>(),
+            vec![PAYMENT],
+            "{case}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_capture_below_the_minimum_charge_is_refused_before_stripe_is_called() {
+    let mut m = Mocks::new();
+    m.consultation_is(&record(Some(authorized())));
+    m.payment_is(&authorized());
+    m.payments.expect_update().never();
+    m.gateway.expect_capture().never();
+    let err = m
+        .build()
+        .payments
+        .validate(&dr(), CONSULTATION, &amount("0,40"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "capture_below_minimum");
+    assert!(err.to_string().contains("release"), "{err}");
 }
 
 // ---- C8: the payments table -------------------------------------------------------------

@@ -11,7 +11,7 @@ use crate::gateway::{GatewayEvent, IgnoreReason, WebhookEvent};
 use crate::ids::UserId;
 use crate::payment::ports::Claim;
 use crate::payment::service::WebhookOutcome;
-use crate::practitioner::model::LinkStatus;
+use crate::practitioner::model::{DescriptorSuffix, LinkStatus, PaymentLabel, StatementText};
 use crate::secrets::OAuthState;
 use crate::testing::*;
 
@@ -492,6 +492,36 @@ async fn unlinking_deauthorizes_at_stripe_and_keeps_the_account_in_history() {
 }
 
 #[tokio::test]
+async fn an_account_made_for_account_links_is_unlinked_without_an_oauth_grant_to_revoke() {
+    // No STRIPE_CONNECT_CLIENT_ID needed: there is nothing to deauthorize.
+    for link in [
+        StripeLink::onboarded(account_snapshot(account(), true), now() - Duration::days(3)),
+        StripeLink::onboarding(account(), now() - Duration::days(1)),
+    ] {
+        let mut m = Mocks::new();
+        m.practitioner_is(&practitioner_with(DR, link.clone()));
+        m.payments.expect_open_holds().returning(|_| Ok(0));
+        m.connect.expect_deauthorize().never();
+        m.practitioners
+            .expect_update()
+            .withf(|p, _, audit| {
+                audit.action == AuditAction::StripeUnlinked
+                    && matches!(
+                        &p.link,
+                        StripeLink::Revoked {
+                            reason: RevokeReason::Unlinked,
+                            ..
+                        }
+                    )
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        let result = m.build().connect.unlink(&dr(), DR, false).await.unwrap();
+        assert_eq!(result.status(), LinkStatus::Revoked, "{link:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_failed_deauthorization_leaves_the_link_unless_stripe_says_it_is_already_gone() {
     let table: Vec<(&str, GatewayError, Result<LinkStatus, &str>)> = vec![
         (
@@ -748,6 +778,8 @@ fn prefs_input(default: &str, max: &str, fees: FeeScheduleInput) -> PreferencesI
         default_amount: AmountInput::parse(default, None).unwrap(),
         max_amount: AmountInput::parse(max, None).unwrap(),
         fee_schedule: fees,
+        payment_label: None,
+        statement_descriptor_suffix: None,
     }
 }
 
@@ -798,6 +830,30 @@ async fn preferences_that_break_a_rule_are_refused_and_nothing_is_written() {
         (
             "a percentage above 100",
             prefs_input("25", "40", custom_fees(150, 0, "0.25", None)),
+            "validation_failed",
+        ),
+        (
+            "a statement suffix Stripe refuses",
+            PreferencesInput {
+                statement_descriptor_suffix: Some("Dr \"Psy\" *".into()),
+                ..prefs_input("25", "40", default_fees())
+            },
+            "validation_failed",
+        ),
+        (
+            "a statement suffix longer than 22",
+            PreferencesInput {
+                statement_descriptor_suffix: Some("TELECONSULTATION MEDICALE".into()),
+                ..prefs_input("25", "40", default_fees())
+            },
+            "validation_failed",
+        ),
+        (
+            "a label with a line break",
+            PreferencesInput {
+                payment_label: Some("Consultation\npsychiatrie".into()),
+                ..prefs_input("25", "40", default_fees())
+            },
             "validation_failed",
         ),
     ];
@@ -902,6 +958,60 @@ async fn preferences_that_keep_losing_races_end_in_a_conflict() {
         )
         .await;
     assert_eq!(code(result), "concurrent_modification");
+}
+
+#[tokio::test]
+async fn what_statements_say_is_set_kept_when_absent_and_cleared_when_empty() {
+    let chosen = StatementText {
+        label: Some(PaymentLabel::parse("Consultation").unwrap()),
+        descriptor_suffix: Some(DescriptorSuffix::parse("CABINET 12").unwrap()),
+    };
+    let with_text = |input: PreferencesInput, before: StatementText, after: StatementText| {
+        let mut m = Mocks::new();
+        let mut p = practitioner();
+        p.preferences = p.preferences.clone().with_statement(before);
+        m.practitioner_is(&p);
+        m.practitioners
+            .expect_update()
+            .withf(move |p, _, _| *p.preferences.statement() == after)
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        (m, input)
+    };
+    let base = || prefs_input("25", "40", FeeScheduleInput::Preset(FeePreset::Default));
+    for (case, (m, input)) in [
+        (
+            "set",
+            with_text(
+                PreferencesInput {
+                    payment_label: Some(" Consultation ".into()),
+                    statement_descriptor_suffix: Some("CABINET 12".into()),
+                    ..base()
+                },
+                StatementText::default(),
+                chosen.clone(),
+            ),
+        ),
+        (
+            "kept when absent",
+            with_text(base(), chosen.clone(), chosen.clone()),
+        ),
+        (
+            "cleared when empty",
+            with_text(
+                PreferencesInput {
+                    payment_label: Some(String::new()),
+                    statement_descriptor_suffix: Some(" ".into()),
+                    ..base()
+                },
+                chosen.clone(),
+                StatementText::default(),
+            ),
+        ),
+    ] {
+        let result = m.build().catalogue.set_preferences(&dr(), DR, &input).await;
+        assert!(result.is_ok(), "{case}: {result:?}");
+    }
 }
 
 // ---- C2: services -------------------------------------------------------------------
