@@ -17,18 +17,18 @@ use billing_core::consultation::model::{
 use billing_core::contact::{DisplayName, EmailAddress};
 use billing_core::fees::{Fee, FeeSchedule, FeeSource};
 use billing_core::ids::{
-    CheckoutSessionId, ConnectedAccountId, ConsultationId, PaymentId, PaymentIntentId,
-    PractitionerId, ServiceId, UserId,
+    CheckoutSessionId, ConnectedAccountId, ConsultationId, CustomerId, DisputeId, PaymentId,
+    PaymentIntentId, PaymentMethodId, PractitionerId, RefundId, ServiceId, UserId,
 };
 use billing_core::money::{Currency, Money};
 use billing_core::payment::model::{
-    CheckoutRef, Failure, IdempotencyKey, Operation, Payment, PaymentParts, PaymentStatus,
-    PendingOperation,
+    Attention, CheckoutRef, Dispute, DisputeStatus, Failure, IdempotencyKey, Operation, Payment,
+    PaymentParts, PaymentStatus, PendingOperation, RefundLine, RefundState, SavedCard,
 };
 use billing_core::payment::ports::{HistoryEntry, IdempotencyRecord, PaymentRow};
 use billing_core::practitioner::model::{
-    AccountSnapshot, PayoutInterval, PayoutSchedule, Practitioner, Preferences, RevokeReason,
-    Service, StripeLink, TimeZone,
+    AccountSnapshot, DescriptorSuffix, LinkVia, PaymentLabel, PayoutInterval, PayoutSchedule,
+    Practitioner, Preferences, RevokeReason, Service, StatementText, StripeLink, TimeZone,
 };
 use billing_core::practitioner::ports::OAuthStateRecord;
 use billing_core::repository::RepositoryError;
@@ -180,6 +180,17 @@ pub(crate) fn practitioner_row(p: &Practitioner) -> Result<practitioner::Model, 
         payout_delay_days: None,
         account_currency: None,
         account_country: None,
+        link_via: None,
+        payment_label: prefs
+            .statement()
+            .label
+            .as_ref()
+            .map(|l| l.as_str().to_owned()),
+        statement_descriptor_suffix: prefs
+            .statement()
+            .descriptor_suffix
+            .as_ref()
+            .map(|s| s.as_str().to_owned()),
         version: p.version,
         created_at: at(p.created_at),
         updated_at: at(p.updated_at),
@@ -195,7 +206,9 @@ pub(crate) fn practitioner_row(p: &Practitioner) -> Result<practitioner::Model, 
             account,
             linked_at,
             verified_at,
+            via,
         } => {
+            row.link_via = Some(via.as_str().to_owned());
             row.link_since = Some(at(*linked_at));
             row.link_verified_at = Some(at(*verified_at));
             row.charges_enabled = Some(account.charges_enabled);
@@ -306,6 +319,13 @@ fn link_of(row: &practitioner::Model) -> Read<StripeLink> {
                 account: snapshot,
                 linked_at: since()?,
                 verified_at: required(row.link_verified_at, id, "verification date")?,
+                via: match row.link_via.as_deref() {
+                    None | Some("oauth") => LinkVia::OAuth,
+                    Some("account_links") => LinkVia::AccountLinks,
+                    Some(other) => {
+                        return Err(corrupt(T_PRACTITIONERS, id, format!("link via '{other}'")));
+                    }
+                },
             })
         }
         other => Err(corrupt(
@@ -330,7 +350,21 @@ pub(crate) fn practitioner_from_row(row: practitioner::Model) -> Read<Practition
             cur,
         )?,
     )
-    .map_err(|e| corrupt(T_PRACTITIONERS, id, e))?;
+    .map_err(|e| corrupt(T_PRACTITIONERS, id, e))?
+    .with_statement(StatementText {
+        label: row
+            .payment_label
+            .as_deref()
+            .map(PaymentLabel::parse)
+            .transpose()
+            .map_err(|e| corrupt(T_PRACTITIONERS, id, e))?,
+        descriptor_suffix: row
+            .statement_descriptor_suffix
+            .as_deref()
+            .map(DescriptorSuffix::parse)
+            .transpose()
+            .map_err(|e| corrupt(T_PRACTITIONERS, id, e))?,
+    });
     Ok(Practitioner {
         id: PractitionerId::from_uuid(id),
         name: name(T_PRACTITIONERS, id, &row.name)?,
@@ -479,12 +513,7 @@ pub(crate) fn payment_row(p: &Payment) -> Result<payment::Model, RepositoryError
     let (pending_operation, pending_amount_minor, pending_key, pending_since) = match &parts.pending
     {
         Some(op) => {
-            let amount = match op.operation {
-                Operation::Capture { amount } | Operation::Refund { amount } => {
-                    Some(minor(&amount)?)
-                }
-                Operation::Release => None,
-            };
+            let amount = minor_opt(op.operation.amount())?;
             (
                 Some(op.operation.name().to_owned()),
                 amount,
@@ -495,6 +524,12 @@ pub(crate) fn payment_row(p: &Payment) -> Result<payment::Model, RepositoryError
         None => (None, None, None, None),
     };
     let checkout = parts.checkout.as_ref();
+    let dispute = parts.dispute.as_ref();
+    let refunds = parts
+        .refunds
+        .iter()
+        .map(|r| Ok(format!("{} {} {}", r.id, minor(&r.amount)?, r.status)))
+        .collect::<Result<Vec<String>, RepositoryError>>()?;
     Ok(payment::Model {
         id: parts.id.as_uuid(),
         consultation_id: parts.consultation.as_uuid(),
@@ -525,6 +560,25 @@ pub(crate) fn payment_row(p: &Payment) -> Result<payment::Model, RepositoryError
         pending_amount_minor,
         pending_key,
         pending_since,
+        saved_customer: parts
+            .saved_card
+            .as_ref()
+            .map(|c| c.customer.as_str().to_owned()),
+        saved_payment_method: parts
+            .saved_card
+            .as_ref()
+            .map(|c| c.payment_method.as_str().to_owned()),
+        refunds: encode_lines(&refunds),
+        dispute_id: dispute.map(|d| d.id.as_str().to_owned()),
+        dispute_status: dispute.map(|d| d.status.as_str().to_owned()),
+        dispute_reason: dispute.map(|d| d.reason.clone()),
+        dispute_amount_minor: minor_opt(dispute.map(|d| d.amount))?,
+        dispute_evidence_due_by: at_opt(dispute.and_then(|d| d.evidence_due_by)),
+        dispute_withdrawn_minor: minor_opt(dispute.map(|d| d.withdrawn))?.unwrap_or(0),
+        dispute_fee_minor: minor_opt(dispute.map(|d| d.fee))?.unwrap_or(0),
+        dispute_transactions: dispute.map(|d| i64::from(d.transactions)),
+        attention_at: at_opt(parts.attention.as_ref().map(|a| a.at)),
+        attention_message: parts.attention.as_ref().map(|a| a.message.clone()),
         authorized_at: at_opt(parts.authorized_at),
         capture_before: at_opt(parts.capture_before),
         captured_at: at_opt(parts.captured_at),
@@ -560,6 +614,9 @@ pub(crate) fn payment_from_row(row: payment::Model) -> Read<Payment> {
                     .and_then(amount)
             };
             let operation = match name {
+                "hold" => Operation::Hold {
+                    amount: op_amount()?,
+                },
                 "capture" => Operation::Capture {
                     amount: op_amount()?,
                 },
@@ -608,6 +665,49 @@ pub(crate) fn payment_from_row(row: payment::Model) -> Read<Payment> {
         decline_code: row.failure_decline_code.clone(),
         message,
     });
+    let saved_card = match (&row.saved_customer, &row.saved_payment_method) {
+        (None, None) => None,
+        (Some(customer), Some(method)) => Some(SavedCard {
+            customer: CustomerId::parse(customer).map_err(|e| corrupt(T_PAYMENTS, id, e))?,
+            payment_method: PaymentMethodId::parse(method)
+                .map_err(|e| corrupt(T_PAYMENTS, id, e))?,
+        }),
+        _ => return Err(corrupt(T_PAYMENTS, id, "half a saved card")),
+    };
+    let refunds = decode_lines(row.refunds.as_deref())
+        .iter()
+        .map(|line| refund_line(id, line, cur))
+        .collect::<Read<Vec<RefundLine>>>()?;
+    let dispute = match (&row.dispute_id, &row.dispute_status) {
+        (None, None) => None,
+        (Some(dispute_id), Some(status)) => Some(Dispute {
+            id: DisputeId::parse(dispute_id).map_err(|e| corrupt(T_PAYMENTS, id, e))?,
+            amount: amount(required_in(
+                T_PAYMENTS,
+                id,
+                row.dispute_amount_minor,
+                "dispute amount",
+            )?)?,
+            reason: row.dispute_reason.clone().unwrap_or_default(),
+            status: status
+                .parse::<DisputeStatus>()
+                .map_err(|()| corrupt(T_PAYMENTS, id, format!("dispute status '{status}'")))?,
+            evidence_due_by: row.dispute_evidence_due_by,
+            withdrawn: amount(row.dispute_withdrawn_minor)?,
+            fee: amount(row.dispute_fee_minor)?,
+            transactions: u32::try_from(row.dispute_transactions.unwrap_or(0))
+                .map_err(|e| corrupt(T_PAYMENTS, id, e))?,
+        }),
+        _ => return Err(corrupt(T_PAYMENTS, id, "half a dispute")),
+    };
+    let attention = match (row.attention_at, &row.attention_message) {
+        (Some(at), Some(message)) => Some(Attention {
+            at,
+            message: message.clone(),
+        }),
+        (None, None) => None,
+        _ => return Err(corrupt(T_PAYMENTS, id, "half an attention note")),
+    };
     let parts = PaymentParts {
         id: PaymentId::from_uuid(id),
         consultation: ConsultationId::from_uuid(row.consultation_id),
@@ -634,6 +734,10 @@ pub(crate) fn payment_from_row(row: payment::Model) -> Read<Payment> {
         checkout,
         failure,
         pending,
+        saved_card,
+        refunds,
+        dispute,
+        attention,
         authorized_at: row.authorized_at,
         capture_before: row.capture_before,
         captured_at: row.captured_at,
@@ -642,6 +746,32 @@ pub(crate) fn payment_from_row(row: payment::Model) -> Read<Payment> {
         updated_at: row.updated_at,
     };
     Payment::restore(parts).map_err(|e| RepositoryError::Corrupt(e.to_string()))
+}
+
+/// `{id} {amount_minor} {status}`, as [`payment_row`] writes each refund.
+fn refund_line(id: Uuid, line: &str, cur: Currency) -> Read<RefundLine> {
+    let mut fields = line.split(' ');
+    let (Some(refund), Some(minor), Some(status), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Err(corrupt(T_PAYMENTS, id, format!("refund line '{line}'")));
+    };
+    Ok(RefundLine {
+        id: RefundId::parse(refund).map_err(|e| corrupt(T_PAYMENTS, id, e))?,
+        amount: money(
+            T_PAYMENTS,
+            id,
+            parse::<i64>(T_PAYMENTS, id, "refund amount", minor)?,
+            cur,
+        )?,
+        status: status
+            .parse::<RefundState>()
+            .map_err(|()| corrupt(T_PAYMENTS, id, format!("refund status '{status}'")))?,
+    })
+}
+
+fn required_in<T>(table: &str, id: Uuid, value: Option<T>, what: &str) -> Read<T> {
+    value.ok_or_else(|| corrupt(table, id, format!("{what} missing")))
 }
 
 /// A payment with the columns of its consultation the payments table shows.

@@ -108,7 +108,10 @@ pub struct PaymentTotals {
     pub captured: Money,
     pub refunded: Money,
     pub fee: Money,
-    /// captured − refunded − fee.
+    /// What disputes took: funds withdrawn (net of reinstated) and Stripe's dispute
+    /// fees.
+    pub disputed: Money,
+    /// captured − refunded − fee − disputed.
     pub net: Money,
 }
 
@@ -122,6 +125,7 @@ impl PaymentTotals {
             captured: z,
             refunded: z,
             fee: z,
+            disputed: z,
             net: z,
         }
     }
@@ -134,6 +138,7 @@ impl PaymentTotals {
         self.captured = self.captured.checked_add(&p.captured().unwrap_or(z))?;
         self.refunded = self.refunded.checked_add(&p.refunded())?;
         self.fee = self.fee.checked_add(&p.fee().map_or(z, |f| f.amount))?;
+        self.disputed = self.disputed.checked_add(&p.dispute_cost()?)?;
         self.net = self.net.checked_add(&p.net()?)?;
         Ok(())
     }
@@ -205,8 +210,8 @@ pub trait PaymentRepository: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Payment>, RepositoryError>;
 
-    /// How many of the practitioner's payments hold money on a card or have an
-    /// operation in flight.
+    /// How many of the practitioner's payments hold money on a card, will (a card
+    /// saved for a hold placed later), or have an operation in flight.
     async fn open_holds(&self, practitioner: PractitionerId) -> Result<u64, RepositoryError>;
 
     /// The payment's history, oldest first.

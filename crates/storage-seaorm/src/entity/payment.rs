@@ -38,6 +38,23 @@ pub struct Model {
     pub pending_amount_minor: Option<i64>,
     pub pending_key: Option<String>,
     pub pending_since: Option<DateTimeUtc>,
+    /// The card saved for holds placed off-session: both set, or neither.
+    pub saved_customer: Option<String>,
+    pub saved_payment_method: Option<String>,
+    /// One refund per line: `{id} {amount_minor} {status}`.
+    pub refunds: Option<String>,
+    /// The dispute: set together from `dispute_id` to `dispute_transactions`.
+    pub dispute_id: Option<String>,
+    pub dispute_status: Option<String>,
+    pub dispute_reason: Option<String>,
+    pub dispute_amount_minor: Option<i64>,
+    pub dispute_evidence_due_by: Option<DateTimeUtc>,
+    /// 0 without a dispute (summed by the totals' SQL).
+    pub dispute_withdrawn_minor: i64,
+    pub dispute_fee_minor: i64,
+    pub dispute_transactions: Option<i64>,
+    pub attention_at: Option<DateTimeUtc>,
+    pub attention_message: Option<String>,
     pub authorized_at: Option<DateTimeUtc>,
     pub capture_before: Option<DateTimeUtc>,
     pub captured_at: Option<DateTimeUtc>,

@@ -36,6 +36,11 @@ pub struct Model {
     pub payout_delay_days: Option<i64>,
     pub account_currency: Option<String>,
     pub account_country: Option<String>,
+    /// `oauth` or `account_links` for a linked account (null: linked by OAuth before
+    /// this column existed).
+    pub link_via: Option<String>,
+    pub payment_label: Option<String>,
+    pub statement_descriptor_suffix: Option<String>,
     pub version: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

@@ -8,6 +8,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20260301_000001_initial;
+mod m20261127_000002_live_connect;
 
 /// Every migration of the schema, oldest first.
 #[derive(Debug)]
@@ -16,6 +17,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20260301_000001_initial::Migration)]
+        vec![
+            Box::new(m20260301_000001_initial::Migration),
+            Box::new(m20261127_000002_live_connect::Migration),
+        ]
     }
 }

@@ -88,6 +88,7 @@ struct TotalsRow {
     captured: i64,
     refunded: i64,
     fee: i64,
+    disputed: i64,
 }
 
 fn totals_from_row(row: TotalsRow) -> Result<PaymentTotals, RepositoryError> {
@@ -99,13 +100,19 @@ fn totals_from_row(row: TotalsRow) -> Result<PaymentTotals, RepositoryError> {
         .parse()
         .map_err(|_| corrupt("unknown currency"))?;
     let m = |minor: i64| Money::from_minor(minor, currency);
-    let (held, captured, refunded, fee) =
-        (m(row.held), m(row.captured), m(row.refunded), m(row.fee));
+    let (held, captured, refunded, fee, disputed) = (
+        m(row.held),
+        m(row.captured),
+        m(row.refunded),
+        m(row.fee),
+        m(row.disputed),
+    );
     // The reference definition (`PaymentTotals::add`) sums each payment's net; the sum
     // of nets is the net of the sums.
     let net = captured
         .checked_sub(&refunded)
         .and_then(|n| n.checked_sub(&fee))
+        .and_then(|n| n.checked_sub(&disputed))
         .map_err(|e| corrupt(&e.to_string()))?;
     Ok(PaymentTotals {
         currency,
@@ -114,6 +121,7 @@ fn totals_from_row(row: TotalsRow) -> Result<PaymentTotals, RepositoryError> {
         captured,
         refunded,
         fee,
+        disputed,
         net,
     })
 }
@@ -186,6 +194,13 @@ impl Store {
                 "refunded",
             )
             .column_as(sum_bigint(or_zero(payment::Column::FeeMinor)), "fee")
+            .column_as(
+                sum_bigint(
+                    Expr::col(payment::Column::DisputeWithdrawnMinor)
+                        .add(Expr::col(payment::Column::DisputeFeeMinor)),
+                ),
+                "disputed",
+            )
             .filter(matches)
             .group_by(payment::Column::Currency)
             .into_model::<TotalsRow>()
@@ -320,6 +335,26 @@ impl PaymentRepository for Store {
             .collect()
     }
 
+    async fn holds_to_place(
+        &self,
+        starting_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<PaymentRow>, RepositoryError> {
+        payment::Entity::find()
+            .filter(payment::Column::Status.eq(PaymentStatus::CardSaved.as_str()))
+            .find_also_related(consultation::Entity)
+            .filter(consultation::Column::StartsAt.lt(at(starting_before)))
+            .order_by_asc(consultation::Column::StartsAt)
+            .order_by_asc(payment::Column::Id)
+            .limit(u64::from(limit))
+            .all(&self.db)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|(p, c)| payment_row_from_rows(p, c))
+            .collect()
+    }
+
     async fn needing_reconciliation(
         &self,
         stale_before: DateTime<Utc>,
@@ -358,7 +393,10 @@ impl PaymentRepository for Store {
             .filter(payment::Column::PractitionerId.eq(practitioner.as_uuid()))
             .filter(
                 Condition::any()
-                    .add(payment::Column::Status.eq(PaymentStatus::Authorized.as_str()))
+                    .add(payment::Column::Status.is_in([
+                        PaymentStatus::Authorized.as_str(),
+                        PaymentStatus::CardSaved.as_str(),
+                    ]))
                     .add(payment::Column::PendingOperation.is_not_null()),
             )
             .count(&self.db)

@@ -9,9 +9,13 @@ use billing_core::consultation::model::{
 use billing_core::consultation::ports::ConsultationRepository;
 use billing_core::contact::{DisplayName, EmailAddress};
 use billing_core::fees::FeeSchedule;
-use billing_core::ids::{ConsultationId, PaymentId, PractitionerId, UserId};
+use billing_core::ids::{
+    ConsultationId, CustomerId, DisputeId, PaymentId, PaymentMethodId, PractitionerId, UserId,
+};
 use billing_core::money::{Currency, Money};
-use billing_core::payment::model::{Applied, Payment, PaymentEvent, PaymentStatus};
+use billing_core::payment::model::{
+    Applied, Dispute, DisputeStatus, Payment, PaymentEvent, PaymentStatus, SavedCard,
+};
 use billing_core::payment::ports::{ChangeLog, HistoryEntry, PaymentRepository};
 use billing_core::practitioner::model::{Practitioner, TimeZone};
 use billing_core::secrets::{PayToken, StaffToken, TokenHash};
@@ -142,7 +146,10 @@ pub async fn scheduled(
 
 /// The next state of `p` after `event` at `at`, with the log the ledger would write.
 pub fn step(p: &Payment, event: &PaymentEvent, at: DateTime<Utc>) -> (Payment, ChangeLog) {
-    let Applied::Changed { payment, from, to } = p.apply(event, at).unwrap() else {
+    let Applied::Changed {
+        payment, from, to, ..
+    } = p.apply(event, at).unwrap()
+    else {
         panic!("{event:?} changes nothing on a {} payment", p.status());
     };
     let log = ChangeLog {
@@ -174,6 +181,27 @@ pub async fn apply(store: &Store, p: &Payment, event: PaymentEvent, at: DateTime
     let (next, log) = step(p, &event, at);
     store.update(&next, p.version(), &log).await.unwrap();
     next
+}
+
+pub fn saved_card() -> SavedCard {
+    SavedCard {
+        customer: CustomerId::parse("cus_1Saved").unwrap(),
+        payment_method: PaymentMethodId::parse("pm_1Saved").unwrap(),
+    }
+}
+
+/// A dispute of `amount` whose funds and Stripe's 15.00 fee were withdrawn.
+pub fn dispute(amount: Money, status: DisputeStatus, at: DateTime<Utc>) -> Dispute {
+    Dispute {
+        id: DisputeId::parse("dp_1Stored").unwrap(),
+        amount,
+        reason: "fraudulent".into(),
+        status,
+        evidence_due_by: Some(at + Duration::days(7)),
+        withdrawn: amount,
+        fee: Money::from_minor(1500, amount.currency()),
+        transactions: 1,
+    }
 }
 
 pub fn hold(amount: Money) -> PaymentEvent {
@@ -223,6 +251,17 @@ pub async fn payment_in(
             PaymentEvent::Refunded {
                 total: Money::from_minor(captured.to_minor().unwrap() / 3, amount.currency()),
             },
+        ],
+        PaymentStatus::CardSaved => vec![PaymentEvent::CardSaved(saved_card())],
+        PaymentStatus::Disputed => vec![
+            hold(amount),
+            capture(captured),
+            PaymentEvent::Disputed(dispute(captured, DisputeStatus::NeedsResponse, at)),
+        ],
+        PaymentStatus::DisputeLost => vec![
+            hold(amount),
+            capture(captured),
+            PaymentEvent::Disputed(dispute(captured, DisputeStatus::Lost, at)),
         ],
     };
     for event in events {

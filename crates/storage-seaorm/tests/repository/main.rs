@@ -73,6 +73,10 @@ suite!(
     totals_equal_the_reference_sum_over_every_match_not_only_the_page,
     holds_due_are_authorised_holds_by_deadline_soonest_first,
     reconciliation_finds_stale_operations_and_recent_transient_checkouts,
+    // live Stripe Connect over time
+    a_payment_round_trips_with_its_saved_card_refunds_dispute_and_attention,
+    holds_to_place_are_saved_cards_of_consultations_starting_soon_soonest_first,
+    what_statements_say_round_trips_with_the_practitioner,
     // webhook inbox, idempotency keys
     a_webhook_event_is_new_once_then_seen_until_processed,
     concurrent_claims_of_one_event_id_give_exactly_one_new,

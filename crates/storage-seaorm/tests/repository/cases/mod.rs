@@ -4,6 +4,7 @@
 mod consultations;
 mod inbox;
 mod listing;
+mod live;
 mod migrations;
 mod payments;
 mod practitioners;
@@ -12,6 +13,7 @@ mod users;
 pub use consultations::*;
 pub use inbox::*;
 pub use listing::*;
+pub use live::*;
 pub use migrations::*;
 pub use payments::*;
 pub use practitioners::*;

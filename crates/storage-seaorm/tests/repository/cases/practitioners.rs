@@ -63,6 +63,10 @@ pub async fn a_practitioner_round_trips_through_every_kind_of_stripe_link(store:
             snapshot("acct_1GOVXuEdeEjkOh7w", Some(PayoutInterval::Daily)),
             t0() + mins(3),
         ),
+        StripeLink::onboarded(
+            snapshot("acct_1GOVXuEdeEjkOh7w", Some(PayoutInterval::Daily)),
+            t0() + mins(3),
+        ),
         StripeLink::linked(
             snapshot("acct_1GOVXuEdeEjkOh7w", Some(PayoutInterval::Manual)),
             t0() + mins(3),
