@@ -101,7 +101,10 @@ async fn schedule(store: &Store, p: PractitionerId) -> (Payment, TokenHash) {
 /// The next state and its log, as the ledger writes them.
 fn step(p: &Payment, event: &PaymentEvent) -> (Payment, ChangeLog) {
     let at = now();
-    let Ok(Applied::Changed { payment, from, to }) = p.apply(event, at) else {
+    let Ok(Applied::Changed {
+        payment, from, to, ..
+    }) = p.apply(event, at)
+    else {
         panic!("{event:?} must change the payment");
     };
     let log = ChangeLog {
