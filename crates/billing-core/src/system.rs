@@ -22,6 +22,51 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock that can be moved forward: another clock plus an offset. The sandbox's test
+/// clock (`POST /sandbox/clock/advance`), so time is tested, never waited for. It only
+/// ever moves forward.
+#[derive(Debug)]
+pub struct OffsetClock<C> {
+    base: C,
+    offset_micros: std::sync::atomic::AtomicI64,
+}
+
+impl<C: Clock> OffsetClock<C> {
+    pub fn new(base: C) -> Self {
+        OffsetClock {
+            base,
+            offset_micros: std::sync::atomic::AtomicI64::new(0),
+        }
+    }
+
+    /// Moves the clock forward by `by` (a negative or overflowing step moves nothing)
+    /// and returns the new time.
+    pub fn advance(&self, by: chrono::Duration) -> DateTime<Utc> {
+        use std::sync::atomic::Ordering;
+        if let Some(step) = by.num_microseconds().filter(|s| *s > 0) {
+            let _ = self
+                .offset_micros
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |o| o.checked_add(step));
+        }
+        self.now()
+    }
+}
+
+impl<C: Clock> Clock for OffsetClock<C> {
+    fn now(&self) -> DateTime<Utc> {
+        let offset = self.offset_micros.load(std::sync::atomic::Ordering::SeqCst);
+        let base = self.base.now();
+        base.checked_add_signed(chrono::Duration::microseconds(offset))
+            .unwrap_or(base)
+    }
+}
+
+impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
+    fn now(&self) -> DateTime<Utc> {
+        (**self).now()
+    }
+}
+
 /// New unique identifiers. Implementations SHOULD return time-ordered UUIDs (v7) so
 /// that indexes stay compact; uniqueness is the only hard requirement.
 #[cfg_attr(test, mockall::automock)]
@@ -42,4 +87,36 @@ pub trait SecretGenerator: Send + Sync {
 pub fn now_micros(clock: &dyn Clock) -> DateTime<Utc> {
     use chrono::SubsecRound;
     clock.now().trunc_subsecs(6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone};
+
+    struct Fixed;
+    impl Clock for Fixed {
+        fn now(&self) -> DateTime<Utc> {
+            Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap()
+        }
+    }
+
+    #[test]
+    fn an_offset_clock_only_moves_forward() {
+        let clock = OffsetClock::new(Fixed);
+        assert_eq!(clock.now(), Fixed.now());
+        assert_eq!(
+            clock.advance(Duration::days(9)),
+            Fixed.now() + Duration::days(9)
+        );
+        assert_eq!(
+            clock.advance(-Duration::days(3)),
+            Fixed.now() + Duration::days(9)
+        );
+        assert_eq!(
+            clock.advance(Duration::zero()),
+            Fixed.now() + Duration::days(9)
+        );
+        assert_eq!(clock.now(), Fixed.now() + Duration::days(9));
+    }
 }

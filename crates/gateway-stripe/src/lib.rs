@@ -43,6 +43,7 @@ use billing_core::gateway::{ConnectOnboarding, PaymentGateway, SandboxControl, W
 use billing_core::system::Clock;
 
 mod client;
+mod endpoints;
 pub mod sandbox;
 mod secret;
 mod stripe;
@@ -51,9 +52,13 @@ mod webhook;
 mod wire;
 
 pub use client::{API_VERSION, ClientOptions, DEFAULT_API_BASE, DEFAULT_CONNECT_BASE};
+pub use endpoints::{
+    EndpointChange, EndpointKind, EndpointSetup, SetupError, setup_webhook_endpoints,
+};
 pub use sandbox::{SandboxConfig, SandboxGateway};
 pub use secret::Secret;
 pub use stripe::{CheckoutKind, ConfigError, StripeGateway, StripeSettings};
+pub use transformers::CONSUMED_EVENTS;
 pub use webhook::{DEFAULT_TOLERANCE_SECS, StripeWebhookVerifier, signature_header};
 
 /// The gateway ports of one mode, ready for `billing_core::Deps`.
@@ -64,6 +69,10 @@ pub struct Gateways {
     pub webhooks: Arc<dyn WebhookVerifier>,
     /// Present only in sandbox mode.
     pub sandbox: Option<Arc<dyn SandboxControl>>,
+    /// The clock the rest of the server must read: the given one with Stripe; in
+    /// sandbox mode, the sandbox's test clock (moved by `advance_clock`), so the
+    /// domain and the simulated Stripe share one time.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Gateways {
@@ -90,12 +99,17 @@ pub fn stripe_gateways_with(
     clock: Arc<dyn Clock>,
 ) -> Result<Gateways, ConfigError> {
     let gateway = Arc::new(StripeGateway::new(&settings, options)?);
-    let webhooks = StripeWebhookVerifier::new(settings.webhook_secret.map(Secret::from), clock);
+    let livemode = settings.livemode();
+    let webhooks =
+        StripeWebhookVerifier::new(settings.webhook_secret.map(Secret::from), clock.clone())
+            .with_secret(settings.connect_webhook_secret.map(Secret::from))
+            .with_livemode(livemode);
     Ok(Gateways {
         payments: gateway.clone(),
         connect: gateway,
         webhooks: Arc::new(webhooks),
         sandbox: None,
+        clock,
     })
 }
 
@@ -116,12 +130,16 @@ pub fn sandbox_gateways_with(
     config: SandboxConfig,
     webhook_secret: Option<String>,
 ) -> Gateways {
-    let sandbox = Arc::new(SandboxGateway::new(clock.clone(), config));
-    let webhooks = StripeWebhookVerifier::new(webhook_secret.map(Secret::from), clock);
+    let sandbox = Arc::new(SandboxGateway::new(clock, config));
+    let clock = sandbox.clock();
+    // The sandbox is a test mode: deliveries of live events are ignored.
+    let webhooks = StripeWebhookVerifier::new(webhook_secret.map(Secret::from), clock.clone())
+        .with_livemode(Some(false));
     Gateways {
         payments: sandbox.clone(),
         connect: sandbox.clone(),
         webhooks: Arc::new(webhooks),
         sandbox: Some(sandbox),
+        clock,
     }
 }

@@ -28,9 +28,25 @@
 //!   Links becomes able to when its (instant) onboarding link is issued. A
 //!   deauthorised account is unreachable, as at Stripe.
 //! - **Checkout** sessions live 24 hours; their page is
-//!   `{public_url}/sandbox/checkout/{cs_…}`. Paying returns the events a webhook would
-//!   carry (`payment_intent.amount_capturable_updated`,
-//!   `payment_intent.payment_failed`) and where the browser goes next.
+//!   `{public_url}/sandbox/checkout/{cs_…}`. In `payment` mode paying holds the amount
+//!   and saves the card for renewals; in `setup` mode it only saves the card. Paying
+//!   returns the events a webhook would carry (`payment_intent.amount_capturable_updated`,
+//!   `payment_intent.payment_failed`, `setup_intent.succeeded`, …) and where the browser
+//!   goes next.
+//! - **Saved cards** are held **off-session** as Stripe's test cards document:
+//!   `pm_card_chargeCustomerFail` saves but declines every charge,
+//!   `pm_card_authenticationRequired` needs authentication on every charge (so an
+//!   off-session hold fails with `authentication_required`), while
+//!   `pm_card_authenticationRequiredSetupForOffSession` authenticates once when saved.
+//! - **After the capture**: `pm_card_refundFail`'s refunds succeed, then fail an hour
+//!   later (`charge.refund.updated`); `pm_card_createDispute`'s charge is disputed a
+//!   minute after its capture (funds and Stripe's 15.00 fee withdrawn), and the
+//!   dispute is lost when its evidence is due a week later.
+//! - **The test clock** ([`SandboxControl::advance_clock`]) moves the sandbox's time —
+//!   the clock the whole server reads in sandbox mode — and returns, in order, the
+//!   events that became due: holds lapsing (`payment_intent.canceled`, `automatic`),
+//!   checkouts expiring with an unpaid intent (`payment_intent.canceled`), refunds
+//!   failing, disputes opened and closed.
 //!
 //! State lives in memory behind a mutex: it does **not** survive a restart. After one,
 //! intents and sessions are unknown (`NotFound`; the domain's reconciliation treats
@@ -49,20 +65,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use billing_core::fees::FeeSchedule;
 use billing_core::gateway::{
-    CheckoutRequest, CheckoutStart, CheckoutState, CheckoutStatus, ClientSecret, ConnectOnboarding,
-    GatewayError, GatewayEvent, HoldRequest, IntentSnapshot, IntentStatus, PaymentGateway,
-    RefundOutcome, RefundStatus, SandboxCheckout, SandboxControl, SandboxNext, SandboxOutcome,
-    WebhookEvent,
+    CheckoutMode, CheckoutRequest, CheckoutStart, CheckoutState, CheckoutStatus, ClientSecret,
+    ConnectOnboarding, GatewayError, GatewayEvent, HoldRequest, IntentSnapshot, IntentStatus,
+    PaymentGateway, RefundOutcome, RefundStatus, SandboxAdvance, SandboxCheckout, SandboxControl,
+    SandboxNext, SandboxOutcome, SetupSnapshot, SetupStatus, WebhookEvent,
 };
 use billing_core::ids::{
-    CheckoutSessionId, ConnectedAccountId, ConsultationId, EventId, PaymentId, PaymentIntentId,
-    PractitionerId, RefundId,
+    CheckoutSessionId, ConnectedAccountId, ConsultationId, CustomerId, DisputeId, EventId,
+    PaymentId, PaymentIntentId, PaymentMethodId, PractitionerId, RefundId, SetupIntentId,
 };
 use billing_core::money::{Currency, Money};
-use billing_core::payment::model::{DEFAULT_HOLD_VALIDITY_DAYS, Failure, IdempotencyKey};
+use billing_core::payment::model::{
+    DEFAULT_HOLD_VALIDITY_DAYS, Dispute, DisputeStatus, Failure, IdempotencyKey, RefundLine,
+    SavedCard,
+};
 use billing_core::practitioner::model::{AccountSnapshot, PayoutInterval, PayoutSchedule};
 use billing_core::secrets::OAuthState;
-use billing_core::system::Clock;
+use billing_core::system::{Clock, OffsetClock};
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
@@ -81,12 +100,43 @@ pub enum CardBehaviour {
     RequiresAuthentication,
 }
 
-/// One of Stripe's test payment methods, by id and card number.
+/// What happens to a card's charges after the capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aftermath {
+    Nothing,
+    /// Refunds succeed, then fail an hour later (`pm_card_refundFail`).
+    RefundsFail,
+    /// The charge is disputed as fraudulent a minute after its capture
+    /// (`pm_card_createDispute`).
+    Disputed,
+}
+
+/// One of Stripe's test payment methods, by id and card number, and what it does in
+/// each of the ways ConsultPay uses a card.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TestCard {
     pub payment_method: &'static str,
     pub number: &'static str,
+    /// Paid on the checkout page, the patient there.
     pub behaviour: CardBehaviour,
+    /// Saved for later (Checkout in `setup` mode).
+    pub saving: CardBehaviour,
+    /// Held off-session with the saved card, the patient away: a card that asks for
+    /// authentication fails with `authentication_required`.
+    pub off_session: CardBehaviour,
+    pub after: Aftermath,
+}
+
+/// A card that behaves the same way wherever it is used.
+const fn card(payment_method: &'static str, number: &'static str, b: CardBehaviour) -> TestCard {
+    TestCard {
+        payment_method,
+        number,
+        behaviour: b,
+        saving: b,
+        off_session: b,
+        after: Aftermath::Nothing,
+    }
 }
 
 const GENERIC_DECLINE: CardBehaviour = CardBehaviour::Declines {
@@ -98,58 +148,80 @@ const GENERIC_DECLINE: CardBehaviour = CardBehaviour::Declines {
 /// Stripe's test payment methods the sandbox knows
 /// (<https://docs.stripe.com/testing>).
 pub const TEST_CARDS: &[TestCard] = &[
-    TestCard {
-        payment_method: "pm_card_visa",
-        number: "4242424242424242",
-        behaviour: CardBehaviour::Succeeds,
-    },
-    TestCard {
-        payment_method: "pm_card_mastercard",
-        number: "5555555555554444",
-        behaviour: CardBehaviour::Succeeds,
-    },
-    TestCard {
-        payment_method: "pm_card_amex",
-        number: "378282246310005",
-        behaviour: CardBehaviour::Succeeds,
-    },
-    TestCard {
-        payment_method: "pm_card_chargeDeclined",
-        number: "4000000000000002",
-        behaviour: GENERIC_DECLINE,
-    },
-    TestCard {
-        payment_method: "pm_card_chargeDeclinedInsufficientFunds",
-        number: "4000000000009995",
-        behaviour: CardBehaviour::Declines {
+    card("pm_card_visa", "4242424242424242", CardBehaviour::Succeeds),
+    card(
+        "pm_card_mastercard",
+        "5555555555554444",
+        CardBehaviour::Succeeds,
+    ),
+    card("pm_card_amex", "378282246310005", CardBehaviour::Succeeds),
+    card(
+        "pm_card_chargeDeclined",
+        "4000000000000002",
+        GENERIC_DECLINE,
+    ),
+    card(
+        "pm_card_chargeDeclinedInsufficientFunds",
+        "4000000000009995",
+        CardBehaviour::Declines {
             code: "card_declined",
             decline_code: "insufficient_funds",
             message: "Your card has insufficient funds.",
         },
-    },
-    TestCard {
-        payment_method: "pm_card_chargeDeclinedExpiredCard",
-        number: "4000000000000069",
-        behaviour: CardBehaviour::Declines {
+    ),
+    card(
+        "pm_card_chargeDeclinedExpiredCard",
+        "4000000000000069",
+        CardBehaviour::Declines {
             code: "expired_card",
             decline_code: "expired_card",
             message: "Your card has expired.",
         },
+    ),
+    // Saving succeeds; every charge is declined.
+    TestCard {
+        saving: CardBehaviour::Succeeds,
+        ..card(
+            "pm_card_chargeCustomerFail",
+            "4000000000000341",
+            GENERIC_DECLINE,
+        )
+    },
+    // Authentication on every payment, however the card was saved.
+    card(
+        "pm_card_authenticationRequired",
+        "4000002760003184",
+        CardBehaviour::RequiresAuthentication,
+    ),
+    card(
+        "pm_card_threeDSecure2Required",
+        "4000000000003220",
+        CardBehaviour::RequiresAuthentication,
+    ),
+    // Authenticated once when saved; off-session holds then succeed.
+    TestCard {
+        off_session: CardBehaviour::Succeeds,
+        ..card(
+            "pm_card_authenticationRequiredSetupForOffSession",
+            "4000002500003155",
+            CardBehaviour::RequiresAuthentication,
+        )
     },
     TestCard {
-        payment_method: "pm_card_chargeCustomerFail",
-        number: "4000000000000341",
-        behaviour: GENERIC_DECLINE,
+        after: Aftermath::RefundsFail,
+        ..card(
+            "pm_card_refundFail",
+            "4000000000005126",
+            CardBehaviour::Succeeds,
+        )
     },
     TestCard {
-        payment_method: "pm_card_authenticationRequired",
-        number: "4000002760003184",
-        behaviour: CardBehaviour::RequiresAuthentication,
-    },
-    TestCard {
-        payment_method: "pm_card_threeDSecure2Required",
-        number: "4000000000003220",
-        behaviour: CardBehaviour::RequiresAuthentication,
+        after: Aftermath::Disputed,
+        ..card(
+            "pm_card_createDispute",
+            "4000000000000259",
+            CardBehaviour::Succeeds,
+        )
     },
 ];
 
@@ -207,7 +279,9 @@ impl SandboxConfig {
 /// The in-process gateway (see the module docs).
 pub struct SandboxGateway {
     config: SandboxConfig,
-    clock: Arc<dyn Clock>,
+    /// The sandbox's test clock: the given clock, moved forward by
+    /// [`SandboxControl::advance_clock`]. The server reads it too ([`Self::clock`]).
+    clock: Arc<OffsetClock<Arc<dyn Clock>>>,
     state: Mutex<State>,
 }
 
@@ -231,6 +305,8 @@ struct State {
     /// Accounts created for Account Links: whether their onboarding is done.
     onboarding: HashMap<String, bool>,
     deauthorized: HashSet<String>,
+    /// Cards saved on a customer, by payment method id.
+    saved: HashMap<String, Saved>,
 }
 
 #[derive(Clone)]
@@ -238,6 +314,13 @@ enum Replay {
     Intent(Result<IntentSnapshot, GatewayError>),
     Checkout(Result<CheckoutStart, GatewayError>),
     Refund(Result<RefundOutcome, GatewayError>),
+}
+
+/// A card saved on the practitioner's account.
+struct Saved {
+    account: ConnectedAccountId,
+    customer: CustomerId,
+    card: &'static TestCard,
 }
 
 struct Intent {
@@ -249,13 +332,36 @@ struct Intent {
     capturable: Money,
     received: Money,
     refunded: Money,
-    refunds: u64,
     capture_before: Option<DateTime<Utc>>,
     last_error: Option<Failure>,
     cancellation_reason: Option<String>,
     fee: Option<Money>,
     events: u64,
     client_secret: String,
+    /// The card that paid, once one did.
+    card: Option<&'static TestCard>,
+    /// The card saved by paying (Checkout's `setup_future_usage`).
+    saved_card: Option<SavedCard>,
+    refunds: Vec<Refund>,
+    dispute: Option<Disputing>,
+    /// The lapse of its hold was told (`payment_intent.canceled`).
+    lapse_told: bool,
+}
+
+struct Refund {
+    id: RefundId,
+    amount: Money,
+    status: RefundStatus,
+    /// When it fails (`pm_card_refundFail`).
+    fails_at: Option<DateTime<Utc>>,
+}
+
+/// A dispute on an intent's charge (`pm_card_createDispute`), opened at `opens_at`.
+struct Disputing {
+    dispute: Dispute,
+    opens_at: DateTime<Utc>,
+    opened_told: bool,
+    closed_told: bool,
 }
 
 struct Session {
@@ -267,9 +373,23 @@ struct Session {
     description: String,
     success_url: String,
     cancel_url: String,
+    mode: CheckoutMode,
     intent: Option<String>,
+    setup: Option<Setup>,
     complete: bool,
     expires_at: DateTime<Utc>,
+    /// The expiry was told (its unpaid intent's `payment_intent.canceled`).
+    expiry_told: bool,
+}
+
+/// A session's card saving (mode `SaveCard`).
+struct Setup {
+    id: SetupIntentId,
+    status: SetupStatus,
+    card: Option<&'static TestCard>,
+    saved: Option<SavedCard>,
+    last_error: Option<Failure>,
+    events: u64,
 }
 
 struct Code {
@@ -324,6 +444,44 @@ fn status_name(status: IntentStatus) -> &'static str {
     }
 }
 
+/// A declined card's failure, as Stripe words it.
+fn declined(code: &str, decline_code: &str, message: &str) -> Failure {
+    Failure {
+        code: Some(code.into()),
+        decline_code: Some(decline_code.into()),
+        message: message.into(),
+    }
+}
+
+/// An off-session hold the card's bank wants authenticated: Stripe's refusal.
+fn authentication_required() -> Failure {
+    declined(
+        "authentication_required",
+        "authentication_required",
+        "This payment requires authentication, and the cardholder is not there to give it.",
+    )
+}
+
+/// A webhook event about `payload`, with an id derived from what it is about.
+fn event(
+    about: &str,
+    n: u64,
+    kind: &str,
+    account: &ConnectedAccountId,
+    now: DateTime<Utc>,
+    payload: GatewayEvent,
+) -> Result<WebhookEvent, GatewayError> {
+    let id = EventId::parse(&derived_id("evt_", 24, &[about, kind, &n.to_string()]))
+        .map_err(|e| unexpected(e.to_string()))?;
+    Ok(WebhookEvent {
+        id,
+        kind: kind.to_owned(),
+        created: now,
+        account: Some(account.clone()),
+        payload,
+    })
+}
+
 impl Intent {
     /// Stripe cancels an authorisation nobody captured in time.
     fn settle(&mut self, now: DateTime<Utc>) {
@@ -336,6 +494,18 @@ impl Intent {
         }
     }
 
+    fn refund_lines(&self) -> Vec<RefundLine> {
+        self.refunds
+            .iter()
+            .map(|r| RefundLine {
+                id: r.id.clone(),
+                amount: r.amount,
+                status: r.status,
+            })
+            .collect()
+    }
+
+    /// What an event's payload says about the intent (no refunds listed).
     fn snapshot(&self) -> IntentSnapshot {
         IntentSnapshot {
             id: self.id.clone(),
@@ -350,6 +520,17 @@ impl Intent {
             cancellation_reason: self.cancellation_reason.clone(),
             payment: Some(self.payment),
             client_secret: Some(ClientSecret::new(self.client_secret.clone())),
+            refunds: None,
+            saved_card: self.saved_card.clone(),
+        }
+    }
+
+    /// What a read of the intent says: with every refund once captured, as
+    /// `retrieve` lists them.
+    fn read(&self) -> IntentSnapshot {
+        IntentSnapshot {
+            refunds: (self.status == IntentStatus::Succeeded).then(|| self.refund_lines()),
+            ..self.snapshot()
         }
     }
 
@@ -368,16 +549,131 @@ impl Intent {
     /// The event a webhook would carry about this intent now.
     fn event(&mut self, kind: &str, now: DateTime<Utc>) -> Result<WebhookEvent, GatewayError> {
         self.events += 1;
-        let n = self.events.to_string();
-        let id = EventId::parse(&derived_id("evt_", 24, &[self.id.as_str(), kind, &n]))
-            .map_err(|e| unexpected(e.to_string()))?;
-        Ok(WebhookEvent {
-            id,
-            kind: kind.to_owned(),
-            created: now,
-            account: Some(self.account.clone()),
-            payload: GatewayEvent::PaymentIntent(self.snapshot()),
-        })
+        event(
+            self.id.as_str(),
+            self.events,
+            kind,
+            &self.account,
+            now,
+            GatewayEvent::PaymentIntent(self.snapshot()),
+        )
+    }
+
+    /// A refund-related event (`charge.refund.updated`): the domain reads the
+    /// refunds again.
+    fn refunds_event(&mut self, now: DateTime<Utc>) -> Result<WebhookEvent, GatewayError> {
+        self.events += 1;
+        event(
+            self.id.as_str(),
+            self.events,
+            "charge.refund.updated",
+            &self.account,
+            now,
+            GatewayEvent::RefundsChanged {
+                intent: Some(self.id.clone()),
+                payment: Some(self.payment),
+            },
+        )
+    }
+
+    fn dispute_event(
+        &mut self,
+        kind: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<WebhookEvent>, GatewayError> {
+        let Some(d) = &self.dispute else {
+            return Ok(None);
+        };
+        let payload = GatewayEvent::Dispute {
+            dispute: d.dispute.clone(),
+            intent: Some(self.id.clone()),
+        };
+        self.events += 1;
+        event(
+            self.id.as_str(),
+            self.events,
+            kind,
+            &self.account,
+            now,
+            payload,
+        )
+        .map(Some)
+    }
+
+    /// Everything that came due by `now`, with when it happened: the hold's lapse, a
+    /// refund failing, the dispute opening or closing.
+    fn due(
+        &mut self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(DateTime<Utc>, WebhookEvent)>, GatewayError> {
+        let mut due = Vec::new();
+        let deadline = self.capture_before;
+        self.settle(now);
+        if self.status == IntentStatus::Canceled
+            && self.cancellation_reason.as_deref() == Some("automatic")
+            && !self.lapse_told
+        {
+            self.lapse_told = true;
+            let at = deadline.unwrap_or(now);
+            due.push((at, self.event("payment_intent.canceled", at)?));
+        }
+        let mut failed_at = None;
+        for r in &mut self.refunds {
+            if let Some(at) = r.fails_at.filter(|at| *at <= now)
+                && r.status == RefundStatus::Succeeded
+            {
+                r.status = RefundStatus::Failed;
+                r.fails_at = None;
+                self.refunded = self
+                    .refunded
+                    .checked_sub(&r.amount)
+                    .map_err(|e| unexpected(e.to_string()))?;
+                failed_at = Some(at);
+            }
+        }
+        if let Some(at) = failed_at {
+            due.push((at, self.refunds_event(at)?));
+        }
+        let (opens, closes) = match &self.dispute {
+            Some(d) => (
+                (!d.opened_told && d.opens_at <= now).then_some(d.opens_at),
+                d.dispute
+                    .evidence_due_by
+                    .filter(|due_by| !d.closed_told && *due_by <= now),
+            ),
+            None => (None, None),
+        };
+        if let Some(at) = opens {
+            if let Some(d) = &mut self.dispute {
+                d.opened_told = true;
+            }
+            due.extend(
+                self.dispute_event("charge.dispute.created", at)?
+                    .map(|e| (at, e)),
+            );
+            // Funds and Stripe's dispute fee leave the balance at once.
+            if let Some(d) = &mut self.dispute {
+                d.dispute.withdrawn = d.dispute.amount;
+                d.dispute.fee = Money::from_minor(1500, d.dispute.amount.currency());
+                d.dispute.transactions = 1;
+            }
+            due.extend(
+                self.dispute_event("charge.dispute.funds_withdrawn", at)?
+                    .map(|e| (at, e)),
+            );
+        }
+        if let Some(at) = closes {
+            // No evidence was submitted: the bank decides for the cardholder.
+            if let Some(d) = &mut self.dispute {
+                d.closed_told = true;
+                d.dispute.status = DisputeStatus::Lost;
+            }
+            due.extend(
+                self.dispute_event("charge.dispute.closed", at)?
+                    .map(|e| (at, e)),
+            );
+        }
+        Ok(due)
     }
 }
 
@@ -390,6 +686,39 @@ impl Session {
         } else {
             CheckoutStatus::Open
         }
+    }
+
+    fn setup_snapshot(&self) -> Option<SetupSnapshot> {
+        self.setup.as_ref().map(|s| SetupSnapshot {
+            id: s.id.clone(),
+            status: s.status,
+            saved_card: s.saved.clone(),
+            last_error: s.last_error.clone(),
+            payment: Some(self.payment),
+        })
+    }
+
+    fn setup_event(
+        &mut self,
+        kind: &str,
+        now: DateTime<Utc>,
+    ) -> Result<WebhookEvent, GatewayError> {
+        let snapshot = self
+            .setup_snapshot()
+            .ok_or_else(|| unexpected("the session saves no card"))?;
+        let setup = self
+            .setup
+            .as_mut()
+            .ok_or_else(|| unexpected("the session saves no card"))?;
+        setup.events += 1;
+        event(
+            setup.id.as_str(),
+            setup.events,
+            kind,
+            &self.account,
+            now,
+            GatewayEvent::SetupIntent(snapshot),
+        )
     }
 }
 
@@ -491,21 +820,60 @@ impl State {
             capturable: zero,
             received: zero,
             refunded: zero,
-            refunds: 0,
             capture_before: None,
             last_error: None,
             cancellation_reason: None,
             fee: None,
             events: 0,
             client_secret: format!("{id}_secret_{secret}"),
+            card: None,
+            saved_card: None,
+            refunds: Vec::new(),
+            dispute: None,
+            lapse_told: false,
         }))
+    }
+
+    /// Saves `card` on a customer of `account` for the payment behind `about` (a
+    /// session): the customer and payment method ids derive from it.
+    fn save(
+        &mut self,
+        account: &ConnectedAccountId,
+        about: &str,
+        card: &'static TestCard,
+    ) -> Result<SavedCard, GatewayError> {
+        let customer = CustomerId::parse(&derived_id("cus_", 14, &[account.as_str(), about]))
+            .map_err(|e| unexpected(e.to_string()))?;
+        let method = PaymentMethodId::parse(&derived_id(
+            "pm_",
+            24,
+            &[account.as_str(), about, card.payment_method],
+        ))
+        .map_err(|e| unexpected(e.to_string()))?;
+        self.saved.insert(
+            method.as_str().to_owned(),
+            Saved {
+                account: account.clone(),
+                customer: customer.clone(),
+                card,
+            },
+        );
+        Ok(SavedCard {
+            customer,
+            payment_method: method,
+        })
     }
 }
 
 fn hold_fingerprint(op: &str, h: &HoldRequest) -> String {
     format!(
-        "{op}|{}|{}|{}|{}",
-        h.payment, h.consultation, h.amount, h.description
+        "{op}|{}|{}|{}|{}|{:?}|{:?}",
+        h.payment,
+        h.consultation,
+        h.amount,
+        h.description,
+        h.statement_descriptor_suffix,
+        h.off_session
     )
 }
 
@@ -522,13 +890,19 @@ impl SandboxGateway {
     pub fn new(clock: Arc<dyn Clock>, config: SandboxConfig) -> Self {
         SandboxGateway {
             config,
-            clock,
+            clock: Arc::new(OffsetClock::new(clock)),
             state: Mutex::new(State::default()),
         }
     }
 
     pub fn config(&self) -> &SandboxConfig {
         &self.config
+    }
+
+    /// The sandbox's test clock, for the rest of the server: in sandbox mode the
+    /// domain reads the same time as the simulated Stripe.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -570,26 +944,78 @@ impl SandboxGateway {
         }
     }
 
-    /// The 3-D Secure outcome or a card's answer, applied to the session's intent.
+    /// The 3-D Secure outcome or a card's answer, applied to the session: its intent
+    /// (mode `Hold`, the card saved along with the hold) or its card saving (mode
+    /// `SaveCard`).
     fn conclude(
         &self,
         state: &mut State,
         session_id: &CheckoutSessionId,
+        card: &'static TestCard,
         behaviour: CardBehaviour,
         now: DateTime<Utc>,
     ) -> Result<SandboxOutcome, GatewayError> {
         let session = state.session(session_id)?;
+        let success_url = session.success_url.clone();
+        let account = session.account.clone();
+        if session.mode == CheckoutMode::SaveCard {
+            return match behaviour {
+                CardBehaviour::Succeeds => {
+                    let saved = state.save(&account, session_id.as_str(), card)?;
+                    let session = state.session(session_id)?;
+                    if let Some(setup) = session.setup.as_mut() {
+                        setup.status = SetupStatus::Succeeded;
+                        setup.card = Some(card);
+                        setup.saved = Some(saved);
+                        setup.last_error = None;
+                    }
+                    session.complete = true;
+                    Ok(SandboxOutcome {
+                        events: vec![session.setup_event("setup_intent.succeeded", now)?],
+                        next: SandboxNext::Return(success_url),
+                    })
+                }
+                CardBehaviour::Declines {
+                    code,
+                    decline_code,
+                    message,
+                } => {
+                    if let Some(setup) = session.setup.as_mut() {
+                        setup.status = SetupStatus::RequiresPaymentMethod;
+                        setup.last_error = Some(declined(code, decline_code, message));
+                    }
+                    Ok(SandboxOutcome {
+                        events: vec![session.setup_event("setup_intent.setup_failed", now)?],
+                        next: SandboxNext::TryAgain {
+                            message: message.into(),
+                        },
+                    })
+                }
+                CardBehaviour::RequiresAuthentication => {
+                    if let Some(setup) = session.setup.as_mut() {
+                        setup.status = SetupStatus::RequiresAction;
+                        setup.card = Some(card);
+                    }
+                    Ok(SandboxOutcome {
+                        events: vec![],
+                        next: SandboxNext::Authenticate,
+                    })
+                }
+            };
+        }
         let intent_id = session
             .intent
             .clone()
             .ok_or_else(|| unexpected("the session has no payment yet"))?;
-        let success_url = session.success_url.clone();
-        let intent = state
-            .intents
-            .get_mut(&intent_id)
-            .ok_or_else(|| unexpected("the session's payment is gone"))?;
         match behaviour {
             CardBehaviour::Succeeds => {
+                let saved = state.save(&account, session_id.as_str(), card)?;
+                let intent = state
+                    .intents
+                    .get_mut(&intent_id)
+                    .ok_or_else(|| unexpected("the session's payment is gone"))?;
+                intent.card = Some(card);
+                intent.saved_card = Some(saved);
                 intent.authorise(now, self.config.hold_validity);
                 let event = intent.event("payment_intent.amount_capturable_updated", now)?;
                 state.session(session_id)?.complete = true;
@@ -603,11 +1029,11 @@ impl SandboxGateway {
                 decline_code,
                 message,
             } => {
-                intent.fail(Failure {
-                    code: Some(code.into()),
-                    decline_code: Some(decline_code.into()),
-                    message: message.into(),
-                });
+                let intent = state
+                    .intents
+                    .get_mut(&intent_id)
+                    .ok_or_else(|| unexpected("the session's payment is gone"))?;
+                intent.fail(declined(code, decline_code, message));
                 let event = intent.event("payment_intent.payment_failed", now)?;
                 Ok(SandboxOutcome {
                     events: vec![event],
@@ -617,7 +1043,12 @@ impl SandboxGateway {
                 })
             }
             CardBehaviour::RequiresAuthentication => {
+                let intent = state
+                    .intents
+                    .get_mut(&intent_id)
+                    .ok_or_else(|| unexpected("the session's payment is gone"))?;
                 intent.status = IntentStatus::RequiresAction;
+                intent.card = Some(card);
                 intent.last_error = None;
                 Ok(SandboxOutcome {
                     events: vec![],
@@ -640,31 +1071,86 @@ impl SandboxGateway {
             CheckoutStatus::Expired => Err(unexpected("this checkout session has expired")),
         }
     }
+
+    /// A hold placed off-session with a saved card: the card's off-session behaviour
+    /// decides, and a card that asks for authentication cannot be held.
+    fn hold_saved_card(
+        &self,
+        state: &mut State,
+        req: &HoldRequest,
+        card: &SavedCard,
+        now: DateTime<Utc>,
+    ) -> Result<IntentSnapshot, GatewayError> {
+        let saved = state
+            .saved
+            .get(card.payment_method.as_str())
+            .filter(|s| s.account == req.account && s.customer == card.customer)
+            .ok_or_else(|| GatewayError::InvalidRequest {
+                code: Some("resource_missing".into()),
+                param: Some("payment_method".into()),
+                message: format!(
+                    "No such PaymentMethod: '{}' on this customer",
+                    card.payment_method
+                ),
+            })?;
+        let test_card = saved.card;
+        let id = derived_id("pi_", 24, &[req.account.as_str(), req.key.as_str()]);
+        let validity = self.config.hold_validity;
+        let intent = state.new_intent(req, id)?;
+        intent.card = Some(test_card);
+        match test_card.off_session {
+            CardBehaviour::Succeeds => {
+                intent.authorise(now, validity);
+                Ok(intent.snapshot())
+            }
+            CardBehaviour::Declines {
+                code,
+                decline_code,
+                message,
+            } => {
+                let failure = declined(code, decline_code, message);
+                intent.fail(failure.clone());
+                Err(GatewayError::Declined(failure))
+            }
+            CardBehaviour::RequiresAuthentication => {
+                let failure = authentication_required();
+                intent.fail(failure.clone());
+                Err(GatewayError::Declined(failure))
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl PaymentGateway for SandboxGateway {
     async fn create_hold(&self, req: &HoldRequest) -> Result<IntentSnapshot, GatewayError> {
         check_amount(&req.amount)?;
+        let now = self.clock.now();
         let mut state = self.lock();
         state.ensure_reachable(&req.account)?;
         let fingerprint = hold_fingerprint("create_hold", req);
         if let Some(Replay::Intent(answer)) = state.replay(&req.account, &req.key, &fingerprint)? {
             return answer;
         }
-        let id = derived_id("pi_", 24, &[req.account.as_str(), req.key.as_str()]);
-        let snapshot = state.new_intent(req, id)?.snapshot();
+        let answer = match &req.off_session {
+            Some(card) => self.hold_saved_card(&mut state, req, card, now),
+            None => {
+                let id = derived_id("pi_", 24, &[req.account.as_str(), req.key.as_str()]);
+                Ok(state.new_intent(req, id)?.snapshot())
+            }
+        };
         state.remember(
             &req.account,
             &req.key,
             fingerprint,
-            Replay::Intent(Ok(snapshot.clone())),
+            Replay::Intent(answer.clone()),
         );
-        Ok(snapshot)
+        answer
     }
 
     /// Always the sandbox card page (the sandbox's stand-in for Stripe Checkout). Like a
-    /// Checkout Session, each one makes its own intent when the card is submitted.
+    /// Checkout Session, each one makes its own intent (or card saving) when the card is
+    /// submitted.
     async fn start_checkout(&self, req: &CheckoutRequest) -> Result<CheckoutStart, GatewayError> {
         let h = &req.hold;
         check_amount(&h.amount)?;
@@ -672,10 +1158,12 @@ impl PaymentGateway for SandboxGateway {
         let mut state = self.lock();
         state.ensure_reachable(&h.account)?;
         let fingerprint = format!(
-            "{}|{}|{}",
+            "{}|{}|{}|{:?}|{:?}",
             hold_fingerprint("checkout", h),
             req.success_url,
-            req.cancel_url
+            req.cancel_url,
+            req.mode,
+            req.locale,
         );
         if let Some(Replay::Checkout(answer)) = state.replay(&h.account, &h.key, &fingerprint)? {
             return answer;
@@ -693,6 +1181,23 @@ impl PaymentGateway for SandboxGateway {
             redirect_url: Some(self.checkout_url(&id)),
             client_secret: None,
             expires_at: Some(expires_at),
+            mode: req.mode,
+        };
+        let setup = match req.mode {
+            CheckoutMode::Hold => None,
+            CheckoutMode::SaveCard => Some(Setup {
+                id: SetupIntentId::parse(&derived_id(
+                    "seti_",
+                    24,
+                    &[h.account.as_str(), id.as_str()],
+                ))
+                .map_err(|e| unexpected(e.to_string()))?,
+                status: SetupStatus::RequiresPaymentMethod,
+                card: None,
+                saved: None,
+                last_error: None,
+                events: 0,
+            }),
         };
         state.sessions.insert(
             id.as_str().to_owned(),
@@ -705,9 +1210,12 @@ impl PaymentGateway for SandboxGateway {
                 description: h.description.clone(),
                 success_url: req.success_url.clone(),
                 cancel_url: req.cancel_url.clone(),
+                mode: req.mode,
                 intent: None,
+                setup,
                 complete: false,
                 expires_at,
+                expiry_told: false,
             },
         );
         state.remember(
@@ -733,6 +1241,13 @@ impl PaymentGateway for SandboxGateway {
         }
         let intent = s.intent.clone();
         s.expires_at = now;
+        // Told now, by this call's answer: the advancing clock need not tell it again.
+        s.expiry_told = true;
+        if let Some(setup) = s.setup.as_mut()
+            && setup.status != SetupStatus::Succeeded
+        {
+            setup.status = SetupStatus::Canceled;
+        }
         // Like Checkout, expiring the session cancels the intent it made.
         if let Some(i) = intent.and_then(|id| state.intents.get_mut(&id))
             && matches!(
@@ -755,14 +1270,19 @@ impl PaymentGateway for SandboxGateway {
         let mut state = self.lock();
         let s = state.session_on(account, session)?;
         let status = s.status(now);
+        let setup = s.setup_snapshot();
         let intent = match s.intent.clone() {
             Some(id) => state.intents.get_mut(&id).map(|i| {
                 i.settle(now);
-                i.snapshot()
+                i.read()
             }),
             None => None,
         };
-        Ok(CheckoutState { status, intent })
+        Ok(CheckoutState {
+            status,
+            intent,
+            setup,
+        })
     }
 
     async fn capture(
@@ -808,7 +1328,26 @@ impl PaymentGateway for SandboxGateway {
             i.received = *amount;
             i.capturable = Money::zero(amount.currency());
             i.fee = Some(fee);
-            Ok(i.snapshot())
+            if i.card.is_some_and(|c| c.after == Aftermath::Disputed) {
+                let zero = Money::zero(amount.currency());
+                i.dispute = Some(Disputing {
+                    dispute: Dispute {
+                        id: DisputeId::parse(&derived_id("dp_", 24, &[i.id.as_str()]))
+                            .map_err(|e| unexpected(e.to_string()))?,
+                        amount: *amount,
+                        reason: "fraudulent".into(),
+                        status: DisputeStatus::NeedsResponse,
+                        evidence_due_by: Some(now + Duration::days(7)),
+                        withdrawn: zero,
+                        fee: zero,
+                        transactions: 0,
+                    },
+                    opens_at: now + Duration::minutes(1),
+                    opened_told: false,
+                    closed_told: false,
+                });
+            }
+            Ok(i.read())
         })();
         // Stripe stores the answer of a request it processed, refusals included.
         state.remember(account, key, fingerprint, Replay::Intent(answer.clone()));
@@ -871,6 +1410,11 @@ impl PaymentGateway for SandboxGateway {
                     status_name(i.status)
                 )));
             }
+            if i.dispute.as_ref().is_some_and(|d| d.opened_told) {
+                return Err(GatewayError::UnexpectedState {
+                    message: "This charge has been disputed and cannot be refunded.".into(),
+                });
+            }
             if amount.currency() != i.amount.currency() {
                 return Err(invalid(None, "amount", "currency mismatch"));
             }
@@ -891,11 +1435,21 @@ impl PaymentGateway for SandboxGateway {
                 .refunded
                 .checked_add(amount)
                 .map_err(|e| unexpected(e.to_string()))?;
-            i.refunds += 1;
-            let n = i.refunds.to_string();
+            let n = (i.refunds.len() + 1).to_string();
+            let id = RefundId::parse(&derived_id("re_", 24, &[i.id.as_str(), &n]))
+                .map_err(|e| unexpected(e.to_string()))?;
+            let fails_at = i
+                .card
+                .filter(|c| c.after == Aftermath::RefundsFail)
+                .map(|_| now + Duration::hours(1));
+            i.refunds.push(Refund {
+                id: id.clone(),
+                amount: *amount,
+                status: RefundStatus::Succeeded,
+                fails_at,
+            });
             Ok(RefundOutcome {
-                id: RefundId::parse(&derived_id("re_", 24, &[i.id.as_str(), &n]))
-                    .map_err(|e| unexpected(e.to_string()))?,
+                id,
                 amount: *amount,
                 status: RefundStatus::Succeeded,
             })
@@ -911,7 +1465,7 @@ impl PaymentGateway for SandboxGateway {
     ) -> Result<IntentSnapshot, GatewayError> {
         let now = self.clock.now();
         let mut state = self.lock();
-        Ok(state.intent(account, intent, now)?.snapshot())
+        Ok(state.intent(account, intent, now)?.read())
     }
 }
 
@@ -1026,8 +1580,12 @@ impl SandboxControl for SandboxGateway {
             payment: Some(s.payment),
             amount: s.amount,
             description: s.description.clone(),
+            mode: s.mode,
             status,
-            awaiting_authentication: false,
+            awaiting_authentication: status == CheckoutStatus::Open
+                && s.setup
+                    .as_ref()
+                    .is_some_and(|setup| setup.status == SetupStatus::RequiresAction),
             success_url: s.success_url.clone(),
             cancel_url: s.cancel_url.clone(),
         };
@@ -1057,16 +1615,22 @@ impl SandboxControl for SandboxGateway {
             )
         })?;
         let account = s.account.clone();
+        state.ensure_reachable(&account)?;
+        let s = state.session(session)?;
+        if s.mode == CheckoutMode::SaveCard {
+            return self.conclude(&mut state, session, card, card.saving, now);
+        }
         let hold = HoldRequest {
             account: s.account.clone(),
             payment: s.payment,
             consultation: s.consultation,
             amount: s.amount,
             description: s.description.clone(),
+            statement_descriptor_suffix: None,
+            off_session: None,
             key: IdempotencyKey::from_stored(s.id.as_str().to_owned()),
         };
         let existing = s.intent.clone();
-        state.ensure_reachable(&account)?;
         // Like Checkout, the intent is created when the patient first pays and kept
         // for the next attempts of the same session.
         let intent_id = match existing {
@@ -1090,7 +1654,7 @@ impl SandboxControl for SandboxGateway {
                 )));
             }
         }
-        self.conclude(&mut state, session, card.behaviour, now)
+        self.conclude(&mut state, session, card, card.behaviour, now)
     }
 
     async fn authenticate(
@@ -1101,29 +1665,44 @@ impl SandboxControl for SandboxGateway {
         let now = self.clock.now();
         let mut state = self.lock();
         let s = Self::open_session(&mut state, session, now)?;
-        let waiting = s
-            .intent
-            .clone()
-            .and_then(|id| state.intents.get(&id))
-            .is_some_and(|i| i.status == IntentStatus::RequiresAction);
-        if !waiting {
+        // The card waiting for its 3-D Secure answer: the session's saving, or its
+        // intent's.
+        let waiting = match &s.setup {
+            Some(setup) => setup
+                .card
+                .filter(|_| setup.status == SetupStatus::RequiresAction),
+            None => s
+                .intent
+                .clone()
+                .and_then(|id| state.intents.get(&id))
+                .filter(|i| i.status == IntentStatus::RequiresAction)
+                .and_then(|i| i.card),
+        };
+        let Some(card) = waiting else {
             return Err(unexpected("no 3-D Secure step is pending on this session"));
-        }
+        };
         if approve {
-            return self.conclude(&mut state, session, CardBehaviour::Succeeds, now);
+            return self.conclude(&mut state, session, card, CardBehaviour::Succeeds, now);
         }
-        let s = state.session(session)?;
-        let intent_id = s.intent.clone().unwrap_or_default();
-        let intent = state
-            .intents
-            .get_mut(&intent_id)
-            .ok_or_else(|| unexpected("the session's payment is gone"))?;
-        intent.fail(Failure {
+        let failure = Failure {
             code: Some("payment_intent_authentication_failure".into()),
             decline_code: None,
             message: AUTHENTICATION_FAILED.into(),
-        });
-        let event = intent.event("payment_intent.payment_failed", now)?;
+        };
+        let s = state.session(session)?;
+        let event = if let Some(setup) = s.setup.as_mut() {
+            setup.status = SetupStatus::RequiresPaymentMethod;
+            setup.last_error = Some(failure);
+            s.setup_event("setup_intent.setup_failed", now)?
+        } else {
+            let intent_id = s.intent.clone().unwrap_or_default();
+            let intent = state
+                .intents
+                .get_mut(&intent_id)
+                .ok_or_else(|| unexpected("the session's payment is gone"))?;
+            intent.fail(failure);
+            intent.event("payment_intent.payment_failed", now)?
+        };
         Ok(SandboxOutcome {
             events: vec![event],
             next: SandboxNext::TryAgain {
@@ -1151,6 +1730,49 @@ impl SandboxControl for SandboxGateway {
             },
         );
         Ok(code)
+    }
+
+    async fn advance_clock(&self, by: Duration) -> Result<SandboxAdvance, GatewayError> {
+        if by <= Duration::zero() {
+            return Err(invalid(None, "seconds", "the clock only moves forward"));
+        }
+        let mut state = self.lock();
+        let now = self.clock.advance(by);
+        let mut due: Vec<(DateTime<Utc>, WebhookEvent)> = Vec::new();
+        // Checkouts that expired with an unpaid intent: Stripe cancels that intent.
+        let expired: Vec<(DateTime<Utc>, String)> = state
+            .sessions
+            .values_mut()
+            .filter(|s| !s.complete && !s.expiry_told && s.expires_at <= now)
+            .filter_map(|s| {
+                s.expiry_told = true;
+                if let Some(setup) = s.setup.as_mut() {
+                    setup.status = SetupStatus::Canceled;
+                }
+                s.intent.clone().map(|i| (s.expires_at, i))
+            })
+            .collect();
+        for (at, id) in expired {
+            if let Some(i) = state.intents.get_mut(&id)
+                && matches!(
+                    i.status,
+                    IntentStatus::RequiresPaymentMethod | IntentStatus::RequiresAction
+                )
+            {
+                i.status = IntentStatus::Canceled;
+                i.cancellation_reason = Some("abandoned".into());
+                due.push((at, i.event("payment_intent.canceled", at)?));
+            }
+        }
+        for intent in state.intents.values_mut() {
+            due.extend(intent.due(now)?);
+        }
+        // In the order things happened (stable for events of the same instant).
+        due.sort_by_key(|(at, _)| *at);
+        Ok(SandboxAdvance {
+            now,
+            events: due.into_iter().map(|(_, e)| e).collect(),
+        })
     }
 }
 

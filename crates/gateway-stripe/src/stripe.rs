@@ -4,12 +4,16 @@
 
 use async_trait::async_trait;
 use billing_core::gateway::{
-    CheckoutRequest, CheckoutStart, CheckoutState, ConnectOnboarding, GatewayError, HoldRequest,
-    IntentSnapshot, IntentStatus, PaymentGateway, RefundOutcome,
+    CheckoutMode, CheckoutRequest, CheckoutStart, CheckoutState, CheckoutStatus, ClientSecret,
+    ConnectOnboarding, GatewayError, HoldRequest, IntentSnapshot, IntentStatus, PaymentGateway,
+    RefundOutcome,
 };
-use billing_core::ids::{CheckoutSessionId, ConnectedAccountId, PaymentIntentId, PractitionerId};
+use billing_core::ids::{
+    CheckoutSessionId, ConnectedAccountId, CustomerId, PaymentIntentId, PractitionerId,
+};
 use billing_core::money::Money;
 use billing_core::payment::model::IdempotencyKey;
+use billing_core::payment::model::{Failure, RefundLine};
 use billing_core::practitioner::model::AccountSnapshot;
 use billing_core::secrets::OAuthState;
 
@@ -45,13 +49,21 @@ pub struct StripeSettings {
     pub connect_base: Option<String>,
     /// `STRIPE_CONNECT_CLIENT_ID` (`ca_…`), needed for the OAuth path.
     pub connect_client_id: Option<String>,
-    /// `STRIPE_WEBHOOK_SECRET` (`whsec_…`).
+    /// `STRIPE_WEBHOOK_SECRET` (`whsec_…`): the platform endpoint's signing secret.
     pub webhook_secret: Option<String>,
+    /// `STRIPE_CONNECT_WEBHOOK_SECRET` (`whsec_…`): the Connect endpoint's. With direct
+    /// charges every payment event happens on a connected account and reaches only a
+    /// Connect endpoint; either secret may sign a delivery to `/webhooks/stripe`.
+    pub connect_webhook_secret: Option<String>,
     pub checkout: CheckoutKind,
     /// Send the hold's description (shown in the Stripe dashboard and on receipts) as
     /// the PaymentIntent's `description`. On for Stripe; some Stripe-compatible peers
     /// (localstripe) refuse the field, and their tests turn it off.
     pub describe_intents: bool,
+    /// Save the card along with a hold made for the Payment Element
+    /// (`setup_future_usage=off_session`), so a hold nearing its deadline can be
+    /// renewed off-session. On for Stripe; localstripe refuses the parameter.
+    pub renewable_holds: bool,
 }
 
 impl std::fmt::Debug for StripeSettings {
@@ -63,8 +75,13 @@ impl std::fmt::Debug for StripeSettings {
             .field("connect_base", &self.connect_base)
             .field("connect_client_id", &self.connect_client_id)
             .field("webhook_secret", &masked(&self.webhook_secret))
+            .field(
+                "connect_webhook_secret",
+                &masked(&self.connect_webhook_secret),
+            )
             .field("checkout", &self.checkout)
             .field("describe_intents", &self.describe_intents)
+            .field("renewable_holds", &self.renewable_holds)
             .finish()
     }
 }
@@ -103,26 +120,49 @@ pub struct StripeGateway {
     connect_client_id: Option<String>,
     checkout: CheckoutKind,
     describe_intents: bool,
+    renewable_holds: bool,
+}
+
+impl StripeSettings {
+    /// The mode of the secret key: `Some(true)` live (`sk_live_`, `rk_live_`),
+    /// `Some(false)` test, `None` when the key does not say (a Stripe-compatible peer).
+    pub fn livemode(&self) -> Option<bool> {
+        let key = self.secret_key.trim();
+        if key.starts_with("sk_live_") || key.starts_with("rk_live_") {
+            Some(true)
+        } else if key.starts_with("sk_test_") || key.starts_with("rk_test_") {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
+/// The Stripe client the settings describe.
+pub(crate) fn client_for(
+    settings: &StripeSettings,
+    options: ClientOptions,
+) -> Result<StripeClient, ConfigError> {
+    let key = Secret::new(settings.secret_key.trim());
+    if key.is_empty() {
+        return Err(ConfigError::MissingKey);
+    }
+    let api = base(
+        settings.api_base.as_deref(),
+        DEFAULT_API_BASE,
+        "STRIPE_API_BASE",
+    )?;
+    let connect = base(
+        settings.connect_base.as_deref(),
+        DEFAULT_CONNECT_BASE,
+        "STRIPE_CONNECT_BASE",
+    )?;
+    StripeClient::new(key, &api, &connect, options).map_err(|e| ConfigError::Client(e.to_string()))
 }
 
 impl StripeGateway {
     pub fn new(settings: &StripeSettings, options: ClientOptions) -> Result<Self, ConfigError> {
-        let key = Secret::new(settings.secret_key.trim());
-        if key.is_empty() {
-            return Err(ConfigError::MissingKey);
-        }
-        let api = base(
-            settings.api_base.as_deref(),
-            DEFAULT_API_BASE,
-            "STRIPE_API_BASE",
-        )?;
-        let connect = base(
-            settings.connect_base.as_deref(),
-            DEFAULT_CONNECT_BASE,
-            "STRIPE_CONNECT_BASE",
-        )?;
-        let client = StripeClient::new(key, &api, &connect, options)
-            .map_err(|e| ConfigError::Client(e.to_string()))?;
+        let client = client_for(settings, options)?;
         Ok(StripeGateway {
             client,
             connect_client_id: settings
@@ -133,6 +173,7 @@ impl StripeGateway {
                 .map(str::to_owned),
             checkout: settings.checkout,
             describe_intents: settings.describe_intents,
+            renewable_holds: settings.renewable_holds,
         })
     }
 
@@ -172,12 +213,53 @@ impl StripeGateway {
         .await
     }
 
-    /// The Payment Element path: reuse the payment's intent while it can still be
-    /// authorised (or already is), else create one.
+    /// The customer a card is saved on, on the practitioner's account: one per
+    /// checkout attempt (its key derives from the attempt's).
+    async fn customer(&self, req: &CheckoutRequest) -> Result<CustomerId, GatewayError> {
+        let c: wire::Customer = self
+            .send(
+                Call::post(Host::Api, "/v1/customers")
+                    .params(transformers::customer_params(req))
+                    .account(&req.hold.account)
+                    .idempotency_key(format!("{}:customer", req.hold.key.as_str())),
+            )
+            .await?;
+        CustomerId::parse(&c.id).map_err(|e| transformers::Malformed(e.to_string()).into())
+    }
+
+    /// The Payment Element path. Mode `Hold`: reuse the payment's intent while it can
+    /// still be authorised (or already is), else create one that saves the card for a
+    /// renewal. Mode `SaveCard`: a SetupIntent.
     async fn elements_checkout(
         &self,
         req: &CheckoutRequest,
     ) -> Result<CheckoutStart, GatewayError> {
+        if req.mode == CheckoutMode::SaveCard {
+            let customer = self.customer(req).await?;
+            let setup: wire::SetupIntent = self
+                .send(
+                    Call::post(Host::Api, "/v1/setup_intents")
+                        .params(transformers::setup_intent_params(
+                            req,
+                            &customer,
+                            self.describe_intents,
+                        ))
+                        .account(&req.hold.account)
+                        .idempotency_key(format!("{}:setup", req.hold.key.as_str())),
+                )
+                .await?;
+            return Ok(CheckoutStart {
+                intent: None,
+                session: None,
+                redirect_url: None,
+                client_secret: setup
+                    .client_secret
+                    .as_ref()
+                    .map(|s| ClientSecret::new(s.expose().to_owned())),
+                expires_at: None,
+                mode: CheckoutMode::SaveCard,
+            });
+        }
         let existing = match &req.existing_intent {
             Some(id) => match self.retrieve(&req.hold.account, id).await {
                 Ok(s) if s.status != IntentStatus::Canceled && s.client_secret.is_some() => Some(s),
@@ -188,7 +270,22 @@ impl StripeGateway {
         };
         let intent = match existing {
             Some(s) => s,
-            None => self.create_intent(&req.hold).await?,
+            None => {
+                let customer = self.customer(req).await?;
+                let hold = &req.hold;
+                let mut params = transformers::hold_params(hold, self.describe_intents)?
+                    .with("customer", customer.as_str());
+                if self.renewable_holds {
+                    params.push("setup_future_usage", "off_session");
+                }
+                self.intent_call(
+                    Call::post(Host::Api, "/v1/payment_intents")
+                        .params(params)
+                        .account(&hold.account)
+                        .idempotency_key(hold.key.as_str()),
+                )
+                .await?
+            }
         };
         Ok(CheckoutStart {
             intent: Some(intent.id),
@@ -196,28 +293,94 @@ impl StripeGateway {
             redirect_url: None,
             client_secret: intent.client_secret,
             expires_at: None,
+            mode: CheckoutMode::Hold,
         })
     }
 
-    /// The Stripe Checkout path. Checkout creates its own intent when the patient
-    /// pays, so an earlier intent of the payment is not reused here.
+    /// The Stripe Checkout path. Checkout creates its own intent (or SetupIntent) when
+    /// the patient pays, so an earlier intent of the payment is not reused here.
     async fn hosted_checkout(&self, req: &CheckoutRequest) -> Result<CheckoutStart, GatewayError> {
+        let customer = self.customer(req).await?;
         let session: wire::CheckoutSession = self
             .send(
                 Call::post(Host::Api, "/v1/checkout/sessions")
-                    .params(transformers::checkout_session_params(req)?)
+                    .params(transformers::checkout_session_params(req, &customer)?)
                     .account(&req.hold.account)
                     .idempotency_key(req.hold.key.as_str()),
             )
             .await?;
         Ok(transformers::checkout_started(&session)?)
     }
+
+    /// Every refund of the intent's charge (Stripe lists them newest first, a page of
+    /// 100 at a time; a teleconsultation has one or two). The domain merges them by id,
+    /// so their order does not matter.
+    async fn refunds(
+        &self,
+        account: &ConnectedAccountId,
+        intent: &PaymentIntentId,
+    ) -> Result<Vec<RefundLine>, GatewayError> {
+        const PAGES: usize = 10;
+        let mut lines = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..PAGES {
+            let mut params = Form::new()
+                .with("payment_intent", intent.as_str())
+                .with("limit", "100");
+            if let Some(last) = &after {
+                params.push("starting_after", last.as_str());
+            }
+            let page: wire::List<wire::Refund> = self
+                .send(
+                    Call::get(Host::Api, "/v1/refunds")
+                        .params(params)
+                        .account(account),
+                )
+                .await?;
+            for r in &page.data {
+                lines.push(transformers::refund_outcome(r)?.line());
+            }
+            match (page.has_more, page.data.last()) {
+                (true, Some(last)) => after = Some(last.id.clone()),
+                _ => break,
+            }
+        }
+        lines.reverse();
+        Ok(lines)
+    }
+}
+
+/// An off-session hold the card did not authorise is a refusal, never an intent left
+/// waiting for a patient who is not there: Stripe answers such holds with a
+/// `card_error` (`authentication_required`); a Stripe-compatible peer may instead
+/// leave the intent in `requires_action` or `requires_payment_method`.
+fn off_session_outcome(snapshot: IntentSnapshot) -> Result<IntentSnapshot, GatewayError> {
+    match snapshot.status {
+        IntentStatus::RequiresAction => Err(GatewayError::Declined(Failure {
+            code: Some("authentication_required".into()),
+            decline_code: Some("authentication_required".into()),
+            message: "The card's bank asks the cardholder to authenticate this payment.".into(),
+        })),
+        IntentStatus::RequiresPaymentMethod => Err(GatewayError::Declined(
+            snapshot.last_error.unwrap_or(Failure {
+                code: Some("card_declined".into()),
+                decline_code: None,
+                message: "The card was declined.".into(),
+            }),
+        )),
+        _ => Ok(snapshot),
+    }
 }
 
 #[async_trait]
 impl PaymentGateway for StripeGateway {
     async fn create_hold(&self, req: &HoldRequest) -> Result<IntentSnapshot, GatewayError> {
-        self.create_intent(req).await
+        let snapshot = self.create_intent(req).await?;
+        if req.off_session.is_some() {
+            off_session_outcome(snapshot)
+        } else {
+            Ok(snapshot)
+        }
     }
 
     async fn start_checkout(&self, req: &CheckoutRequest) -> Result<CheckoutStart, GatewayError> {
@@ -242,11 +405,16 @@ impl PaymentGateway for StripeGateway {
             .await;
         match expired {
             Ok(_) => Ok(()),
-            // "Only Checkout Sessions with a status in [open] can be expired": it
-            // already expired, or was paid (whose hold then arrives as an event).
-            Err(GatewayError::InvalidRequest { .. } | GatewayError::UnexpectedState { .. }) => {
-                Ok(())
-            }
+            // "Only Checkout Sessions with a status in [open] can be expired": it may
+            // have expired already, or been paid (whose hold then arrives as an
+            // event). Any other refusal is surfaced, never taken for "closed".
+            Err(
+                refused @ (GatewayError::InvalidRequest { .. }
+                | GatewayError::UnexpectedState { .. }),
+            ) => match self.retrieve_checkout(account, session).await {
+                Ok(state) if state.status != CheckoutStatus::Open => Ok(()),
+                _ => Err(refused),
+            },
             Err(e) => Err(e),
         }
     }
@@ -320,12 +488,17 @@ impl PaymentGateway for StripeGateway {
         account: &ConnectedAccountId,
         intent: &PaymentIntentId,
     ) -> Result<IntentSnapshot, GatewayError> {
-        self.intent_call(
-            Call::get(Host::Api, format!("/v1/payment_intents/{intent}"))
-                .params(Form::new().expand(INTENT_EXPAND))
-                .account(account),
-        )
-        .await
+        let mut snapshot = self
+            .intent_call(
+                Call::get(Host::Api, format!("/v1/payment_intents/{intent}"))
+                    .params(Form::new().expand(INTENT_EXPAND))
+                    .account(account),
+            )
+            .await?;
+        if snapshot.status == IntentStatus::Succeeded {
+            snapshot.refunds = Some(self.refunds(account, intent).await?);
+        }
+        Ok(snapshot)
     }
 }
 

@@ -7,15 +7,16 @@
 //! anything that does not fit is a [`Malformed`] answer, never a panic.
 
 use billing_core::gateway::{
-    CheckoutRequest, CheckoutStart, CheckoutState, CheckoutStatus, ClientSecret, GatewayError,
-    GatewayEvent, HoldRequest, IntentSnapshot, IntentStatus, RefundOutcome, RefundStatus,
-    WebhookEvent,
+    CheckoutMode, CheckoutRequest, CheckoutStart, CheckoutState, CheckoutStatus, ClientSecret,
+    GatewayError, GatewayEvent, HoldRequest, IgnoreReason, IntentSnapshot, IntentStatus,
+    RefundOutcome, RefundStatus, SetupSnapshot, SetupStatus, WebhookEvent,
 };
 use billing_core::ids::{
-    CheckoutSessionId, ConnectedAccountId, EventId, PaymentId, PaymentIntentId, RefundId,
+    CheckoutSessionId, ConnectedAccountId, CustomerId, DisputeId, EventId, PaymentId,
+    PaymentIntentId, PaymentMethodId, RefundId, SetupIntentId,
 };
 use billing_core::money::{Currency, Money};
-use billing_core::payment::model::Failure;
+use billing_core::payment::model::{Dispute, DisputeStatus, Failure, Lang, SavedCard};
 use billing_core::practitioner::model::{AccountSnapshot, PayoutInterval, PayoutSchedule};
 use chrono::{DateTime, Utc};
 
@@ -33,11 +34,12 @@ pub(crate) const CONSULTATION_ID: &str = "consultation_id";
 pub(crate) const INTENT_EXPAND: &[&str] = &["latest_charge", "latest_charge.balance_transaction"];
 
 /// What a checkout session read expands: its intent, as above (three levels; Stripe
-/// allows four).
+/// allows four), or its SetupIntent in `setup` mode.
 pub(crate) const SESSION_EXPAND: &[&str] = &[
     "payment_intent",
     "payment_intent.latest_charge",
     "payment_intent.latest_charge.balance_transaction",
+    "setup_intent",
 ];
 
 /// How long a card authorisation can be captured: Stripe's default for online card
@@ -46,6 +48,30 @@ const HOLD_DAYS: i64 = 7;
 
 /// Product name of the Checkout line item when the request has no description.
 const DEFAULT_ITEM_NAME: &str = "Teleconsultation";
+
+/// Every event type ConsultPay reads: what `consultpay stripe setup-webhooks` enables
+/// on both endpoints. Any other type is acknowledged and ignored.
+pub const CONSUMED_EVENTS: &[&str] = &[
+    "payment_intent.amount_capturable_updated",
+    "payment_intent.succeeded",
+    "payment_intent.canceled",
+    "payment_intent.payment_failed",
+    "setup_intent.succeeded",
+    "setup_intent.setup_failed",
+    "charge.refunded",
+    "charge.refund.updated",
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
+    "charge.expired",
+    "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
+    "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated",
+    "account.updated",
+    "account.application.deauthorized",
+];
 
 /// A Stripe answer the adapter cannot put in domain terms.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,6 +226,14 @@ pub(crate) fn intent_snapshot(
         .filter(|txn| txn.currency.eq_ignore_ascii_case(&pi.currency))
         .map(|txn| money(txn.fee, currency, "fee"))
         .transpose()?;
+    let saved_card = match (
+        &pi.customer,
+        &pi.payment_method,
+        pi.setup_future_usage.as_deref(),
+    ) {
+        (Some(customer), Some(method), Some("off_session")) => Some(saved_card(customer, method)?),
+        _ => None,
+    };
     Ok(IntentSnapshot {
         id,
         status: intent_status(pi.status)?,
@@ -224,6 +258,19 @@ pub(crate) fn intent_snapshot(
             .client_secret
             .as_ref()
             .map(|s| ClientSecret::new(s.expose().to_owned())),
+        refunds: None,
+        saved_card,
+    })
+}
+
+fn saved_card(
+    customer: &Expandable<wire::Named>,
+    method: &Expandable<wire::Named>,
+) -> Result<SavedCard, Malformed> {
+    Ok(SavedCard {
+        customer: CustomerId::parse(customer.id()).map_err(|e| Malformed::new(e.to_string()))?,
+        payment_method: PaymentMethodId::parse(method.id())
+            .map_err(|e| Malformed::new(e.to_string()))?,
     })
 }
 
@@ -240,6 +287,67 @@ pub(crate) fn refund_outcome(r: &wire::Refund) -> Result<RefundOutcome, Malforme
             // `pending`, or a status this adapter does not know: not final yet.
             _ => RefundStatus::Pending,
         },
+    })
+}
+
+/// A SetupIntent: the card saved for later holds, or why not.
+pub(crate) fn setup_snapshot(si: &wire::SetupIntent) -> Result<SetupSnapshot, Malformed> {
+    let status = match si.status.as_str() {
+        "requires_payment_method" => SetupStatus::RequiresPaymentMethod,
+        "requires_confirmation" => SetupStatus::RequiresConfirmation,
+        "requires_action" => SetupStatus::RequiresAction,
+        "processing" => SetupStatus::Processing,
+        "canceled" => SetupStatus::Canceled,
+        "succeeded" => SetupStatus::Succeeded,
+        other => {
+            return Err(Malformed::new(format!(
+                "unknown SetupIntent status '{}'",
+                truncate(other)
+            )));
+        }
+    };
+    Ok(SetupSnapshot {
+        id: SetupIntentId::parse(&si.id).map_err(|e| Malformed::new(e.to_string()))?,
+        status,
+        saved_card: match (&si.customer, &si.payment_method) {
+            (Some(customer), Some(method)) => Some(saved_card(customer, method)?),
+            _ => None,
+        },
+        last_error: si.last_setup_error.as_ref().map(failure),
+        payment: payment_of(&si.metadata),
+    })
+}
+
+/// A dispute, with what it took from the practitioner's balance so far.
+pub(crate) fn dispute(d: &wire::Dispute) -> Result<Dispute, Malformed> {
+    let currency = currency(&d.currency)?;
+    let status = d.status.parse::<DisputeStatus>().map_err(|()| {
+        Malformed::new(format!("unknown dispute status '{}'", truncate(&d.status)))
+    })?;
+    // The withdrawal is a negative amount, a reinstatement a positive one.
+    let mut withdrawn: i64 = 0;
+    let mut fee: i64 = 0;
+    for txn in &d.balance_transactions {
+        if !txn.currency.eq_ignore_ascii_case(&d.currency) {
+            return Err(Malformed::new("a dispute's balance in another currency"));
+        }
+        withdrawn = withdrawn.saturating_sub(txn.amount);
+        fee = fee.saturating_add(txn.fee);
+    }
+    Ok(Dispute {
+        id: DisputeId::parse(&d.id).map_err(|e| Malformed::new(e.to_string()))?,
+        amount: money(d.amount, currency, "dispute amount")?,
+        reason: d.reason.clone().unwrap_or_default(),
+        status,
+        evidence_due_by: d
+            .evidence_details
+            .as_ref()
+            .and_then(|e| e.due_by)
+            .map(|t| timestamp(t, "evidence due_by"))
+            .transpose()?,
+        withdrawn: money(withdrawn.max(0), currency, "dispute withdrawal")?,
+        fee: money(fee.max(0), currency, "dispute fee")?,
+        transactions: u32::try_from(d.balance_transactions.len()).unwrap_or(u32::MAX),
     })
 }
 
@@ -300,6 +408,12 @@ pub(crate) fn checkout_state(s: &wire::CheckoutSession) -> Result<CheckoutState,
             .and_then(Expandable::object)
             .map(|pi| intent_snapshot(pi, RefundAccounting::PINNED))
             .transpose()?,
+        setup: s
+            .setup_intent
+            .as_ref()
+            .and_then(Expandable::object)
+            .map(setup_snapshot)
+            .transpose()?,
     })
 }
 
@@ -320,6 +434,10 @@ pub(crate) fn checkout_started(s: &wire::CheckoutSession) -> Result<CheckoutStar
             .expires_at
             .map(|t| timestamp(t, "expires_at"))
             .transpose()?,
+        mode: match s.mode.as_deref() {
+            Some("setup") => CheckoutMode::SaveCard,
+            _ => CheckoutMode::Hold,
+        },
     })
 }
 
@@ -329,8 +447,13 @@ fn object<T: serde::de::DeserializeOwned>(event: &wire::Event) -> Result<T, Malf
 }
 
 /// A verified event in domain terms. Only the types the domain uses are parsed; any
-/// other type is [`GatewayEvent::Unhandled`] whatever its payload.
-pub(crate) fn webhook_event(event: &wire::Event) -> Result<WebhookEvent, Malformed> {
+/// other type, an event of the other mode than `live` (when known), or a payload in a
+/// currency ConsultPay does not charge in is [`GatewayEvent::Ignored`] whatever its
+/// payload: acknowledged, never refused.
+pub(crate) fn webhook_event(
+    event: &wire::Event,
+    live: Option<bool>,
+) -> Result<WebhookEvent, Malformed> {
     let id = EventId::parse(&event.id).map_err(|e| Malformed::new(e.to_string()))?;
     let account = event
         .account
@@ -340,7 +463,40 @@ pub(crate) fn webhook_event(event: &wire::Event) -> Result<WebhookEvent, Malform
         .map_err(|e| Malformed::new(e.to_string()))?;
     let accounting = RefundAccounting::for_api_version(event.api_version.as_deref());
     let created = timestamp(event.created, "created")?;
-    let payload = match event.kind.as_str() {
+    let foreign_currency = event
+        .data
+        .object
+        .get("currency")
+        .and_then(serde_json::Value::as_str)
+        .is_some_and(|c| c.parse::<Currency>().is_err());
+    let other_mode = matches!((live, event.livemode), (Some(ours), Some(theirs)) if ours != theirs);
+    let payload = if other_mode {
+        GatewayEvent::Ignored(IgnoreReason::OtherMode)
+    } else if !CONSUMED_EVENTS.contains(&event.kind.as_str()) {
+        GatewayEvent::Ignored(IgnoreReason::EventType)
+    } else if foreign_currency {
+        GatewayEvent::Ignored(IgnoreReason::Currency)
+    } else {
+        consumed_payload(event, &account, created, accounting)?
+    };
+    Ok(WebhookEvent {
+        id,
+        kind: event.kind.clone(),
+        created,
+        account,
+        payload,
+    })
+}
+
+/// The payload of a type of [`CONSUMED_EVENTS`].
+fn consumed_payload(
+    event: &wire::Event,
+    account: &Option<ConnectedAccountId>,
+    created: DateTime<Utc>,
+    accounting: RefundAccounting,
+) -> Result<GatewayEvent, Malformed> {
+    let kind = event.kind.as_str();
+    Ok(match kind {
         "payment_intent.amount_capturable_updated"
         | "payment_intent.succeeded"
         | "payment_intent.canceled"
@@ -356,17 +512,25 @@ pub(crate) fn webhook_event(event: &wire::Event) -> Result<WebhookEvent, Malform
             }
             GatewayEvent::PaymentIntent(snapshot)
         }
+        "setup_intent.succeeded" | "setup_intent.setup_failed" => {
+            let si: wire::SetupIntent = object(event)?;
+            GatewayEvent::SetupIntent(setup_snapshot(&si)?)
+        }
         "charge.refunded" => {
             let charge: wire::Charge = object(event)?;
-            let currency = currency(&charge.currency)?;
-            GatewayEvent::ChargeRefunded {
+            GatewayEvent::RefundsChanged {
                 intent: charge_intent(&charge),
                 payment: payment_of(&charge.metadata),
-                amount_refunded: money(
-                    refunded_after_capture(&charge, accounting),
-                    currency,
-                    "amount_refunded",
-                )?,
+            }
+        }
+        "charge.refund.updated" | "refund.created" | "refund.updated" | "refund.failed" => {
+            let refund: wire::Refund = object(event)?;
+            GatewayEvent::RefundsChanged {
+                intent: refund
+                    .payment_intent
+                    .as_ref()
+                    .and_then(|pi| PaymentIntentId::parse(pi.id()).ok()),
+                payment: payment_of(&refund.metadata),
             }
         }
         "charge.expired" => {
@@ -376,25 +540,32 @@ pub(crate) fn webhook_event(event: &wire::Event) -> Result<WebhookEvent, Malform
                 payment: payment_of(&charge.metadata),
             }
         }
+        "charge.dispute.created"
+        | "charge.dispute.updated"
+        | "charge.dispute.closed"
+        | "charge.dispute.funds_withdrawn"
+        | "charge.dispute.funds_reinstated" => {
+            let d: wire::Dispute = object(event)?;
+            GatewayEvent::Dispute {
+                intent: d
+                    .payment_intent
+                    .as_ref()
+                    .and_then(|pi| PaymentIntentId::parse(pi.id()).ok()),
+                dispute: dispute(&d)?,
+            }
+        }
         "account.updated" => {
             let a: wire::Account = object(event)?;
             GatewayEvent::AccountUpdated(account_snapshot(&a)?)
         }
         // The payload is the platform's application; the account is the event's.
-        "account.application.deauthorized" => match &account {
+        "account.application.deauthorized" => match account {
             Some(account) => GatewayEvent::AccountDeauthorized {
                 account: account.clone(),
             },
-            None => GatewayEvent::Unhandled,
+            None => GatewayEvent::Ignored(IgnoreReason::UnknownAccount),
         },
-        _ => GatewayEvent::Unhandled,
-    };
-    Ok(WebhookEvent {
-        id,
-        kind: event.kind.clone(),
-        created,
-        account,
-        payload,
+        _ => GatewayEvent::Ignored(IgnoreReason::EventType),
     })
 }
 
@@ -416,7 +587,8 @@ fn minor(amount: &Money, param: &'static str) -> Result<i64, GatewayError> {
     })
 }
 
-/// `POST /v1/payment_intents`: a manual-capture card intent with our ids in metadata.
+/// `POST /v1/payment_intents`: a manual-capture card intent with our ids in metadata;
+/// off-session with the saved card, confirmed at once, when the request says so.
 pub(crate) fn hold_params(h: &HoldRequest, describe: bool) -> Result<Form, GatewayError> {
     let mut form = Form::new()
         .with("amount", minor(&h.amount, "amount")?.to_string())
@@ -426,6 +598,16 @@ pub(crate) fn hold_params(h: &HoldRequest, describe: bool) -> Result<Form, Gatew
     if describe && !h.description.trim().is_empty() {
         form.push("description", h.description.trim());
     }
+    if describe && let Some(suffix) = &h.statement_descriptor_suffix {
+        form.push("statement_descriptor_suffix", suffix.as_str());
+    }
+    if let Some(card) = &h.off_session {
+        form = form
+            .with("customer", card.customer.as_str())
+            .with("payment_method", card.payment_method.as_str())
+            .with("off_session", "true")
+            .with("confirm", "true");
+    }
     Ok(form
         .with(format!("metadata[{PAYMENT_ID}]"), h.payment.to_string())
         .with(
@@ -434,54 +616,125 @@ pub(crate) fn hold_params(h: &HoldRequest, describe: bool) -> Result<Form, Gatew
         ))
 }
 
-/// `POST /v1/checkout/sessions`: Checkout in `payment` mode whose intent is a
-/// manual-capture hold carrying our ids.
-pub(crate) fn checkout_session_params(r: &CheckoutRequest) -> Result<Form, GatewayError> {
-    let h = &r.hold;
-    let description = h.description.trim();
-    let name = if description.is_empty() {
-        DEFAULT_ITEM_NAME
-    } else {
-        description
-    };
+/// Checkout's and Stripe.js's name for the patient's language.
+pub(crate) fn locale(lang: Lang) -> &'static str {
+    lang.code()
+}
+
+/// `POST /v1/customers` on the practitioner's account: who a saved card belongs to
+/// (no health data: the patient's e-mail when given, our ids in metadata).
+pub(crate) fn customer_params(r: &CheckoutRequest) -> Form {
     let mut form = Form::new()
-        .with("mode", "payment")
-        .with("success_url", r.success_url.as_str())
-        .with("cancel_url", r.cancel_url.as_str())
-        .with("client_reference_id", h.payment.to_string())
-        .with("payment_method_types[]", "card")
+        .with("preferred_locales[]", locale(r.locale))
         .with(
-            "line_items[0][price_data][currency]",
-            h.amount.currency().stripe_code(),
+            format!("metadata[{PAYMENT_ID}]"),
+            r.hold.payment.to_string(),
         )
         .with(
-            "line_items[0][price_data][unit_amount]",
-            minor(&h.amount, "amount")?.to_string(),
-        )
-        .with("line_items[0][price_data][product_data][name]", name)
-        .with("line_items[0][quantity]", "1")
-        .with("payment_intent_data[capture_method]", "manual");
-    if !description.is_empty() {
-        form.push("payment_intent_data[description]", description);
+            format!("metadata[{CONSULTATION_ID}]"),
+            r.hold.consultation.to_string(),
+        );
+    if let Some(email) = r.customer_email.as_deref().filter(|e| !e.trim().is_empty()) {
+        form.push("email", email.trim());
     }
-    form = form
-        .with(
-            format!("payment_intent_data[metadata][{PAYMENT_ID}]"),
-            h.payment.to_string(),
-        )
-        .with(
-            format!("payment_intent_data[metadata][{CONSULTATION_ID}]"),
-            h.consultation.to_string(),
-        )
-        .with(format!("metadata[{PAYMENT_ID}]"), h.payment.to_string())
+    form
+}
+
+/// `POST /v1/setup_intents` (the Payment Element saving a card for later holds).
+pub(crate) fn setup_intent_params(
+    r: &CheckoutRequest,
+    customer: &CustomerId,
+    describe: bool,
+) -> Form {
+    let h = &r.hold;
+    let mut form = Form::new()
+        .with("customer", customer.as_str())
+        .with("usage", "off_session")
+        .with("payment_method_types[]", "card");
+    if describe && !h.description.trim().is_empty() {
+        form.push("description", h.description.trim());
+    }
+    form.with(format!("metadata[{PAYMENT_ID}]"), h.payment.to_string())
         .with(
             format!("metadata[{CONSULTATION_ID}]"),
             h.consultation.to_string(),
-        );
-    if let Some(email) = r.customer_email.as_deref().filter(|e| !e.trim().is_empty()) {
-        form.push("customer_email", email.trim());
+        )
+}
+
+/// `POST /v1/checkout/sessions` for `customer`, in the patient's language. Mode
+/// `Hold`: Checkout in `payment` mode whose intent is a manual-capture hold carrying
+/// our ids, saving the card for a renewal off-session. Mode `SaveCard`: Checkout in
+/// `setup` mode, saving the card for a hold placed later (nothing is charged now).
+pub(crate) fn checkout_session_params(
+    r: &CheckoutRequest,
+    customer: &CustomerId,
+) -> Result<Form, GatewayError> {
+    let h = &r.hold;
+    let description = h.description.trim();
+    // Our ids in the metadata of the session itself (`None`) or of the object it
+    // makes (`payment_intent_data`, `setup_intent_data`).
+    let ids = |form: Form, within: Option<&str>| {
+        let key = |k: &str| match within {
+            Some(object) => format!("{object}[metadata][{k}]"),
+            None => format!("metadata[{k}]"),
+        };
+        form.with(key(PAYMENT_ID), h.payment.to_string())
+            .with(key(CONSULTATION_ID), h.consultation.to_string())
+    };
+    let mut form = Form::new()
+        .with(
+            "mode",
+            match r.mode {
+                CheckoutMode::Hold => "payment",
+                CheckoutMode::SaveCard => "setup",
+            },
+        )
+        .with("success_url", r.success_url.as_str())
+        .with("cancel_url", r.cancel_url.as_str())
+        .with("client_reference_id", h.payment.to_string())
+        .with("customer", customer.as_str())
+        .with("locale", locale(r.locale))
+        .with("payment_method_types[]", "card");
+    match r.mode {
+        CheckoutMode::Hold => {
+            let name = if description.is_empty() {
+                DEFAULT_ITEM_NAME
+            } else {
+                description
+            };
+            form = form
+                .with(
+                    "line_items[0][price_data][currency]",
+                    h.amount.currency().stripe_code(),
+                )
+                .with(
+                    "line_items[0][price_data][unit_amount]",
+                    minor(&h.amount, "amount")?.to_string(),
+                )
+                .with("line_items[0][price_data][product_data][name]", name)
+                .with("line_items[0][quantity]", "1")
+                .with("payment_intent_data[capture_method]", "manual")
+                .with("payment_intent_data[setup_future_usage]", "off_session");
+            if !description.is_empty() {
+                form.push("payment_intent_data[description]", description);
+            }
+            if let Some(suffix) = &h.statement_descriptor_suffix {
+                form.push(
+                    "payment_intent_data[statement_descriptor_suffix]",
+                    suffix.as_str(),
+                );
+            }
+            form = ids(form, Some("payment_intent_data"));
+        }
+        CheckoutMode::SaveCard => {
+            form = form.with("currency", h.amount.currency().stripe_code());
+            if !description.is_empty() {
+                form.push("setup_intent_data[description]", description);
+            }
+            form = ids(form, Some("setup_intent_data"));
+        }
     }
-    Ok(form)
+    Ok(ids(form, None))
 }
 
 /// `POST /v1/payment_intents/{id}/capture`.

@@ -6,6 +6,12 @@
 //! time; the timestamp must be within the tolerance (300 s) of the clock port, in
 //! either direction. Only then is the body parsed, into the domain's
 //! [`WebhookEvent`].
+//!
+//! A live Connect platform has two endpoints on one URL: the platform's and the
+//! Connect one (which receives every event of the connected accounts, where direct
+//! charges happen). Each has its own secret; either may sign. An event of the other
+//! mode than the server's key (test and live connections share `acct_` ids) is read as
+//! ignored, never applied.
 
 use std::sync::Arc;
 
@@ -31,16 +37,18 @@ type HmacSha256 = Hmac<Sha256>;
 /// delivery with [`WebhookError::NotConfigured`] (that is also the sandbox's verifier
 /// when no secret is configured: the sandbox hands its events over in process).
 pub struct StripeWebhookVerifier {
-    secret: Option<Secret>,
+    secrets: Vec<Secret>,
     clock: Arc<dyn Clock>,
     tolerance_secs: i64,
+    livemode: Option<bool>,
 }
 
 impl std::fmt::Debug for StripeWebhookVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StripeWebhookVerifier")
-            .field("secret", &self.secret)
+            .field("secrets", &self.secrets)
             .field("tolerance_secs", &self.tolerance_secs)
+            .field("livemode", &self.livemode)
             .finish_non_exhaustive()
     }
 }
@@ -50,10 +58,25 @@ impl StripeWebhookVerifier {
     /// secret means "not configured".
     pub fn new(secret: Option<Secret>, clock: Arc<dyn Clock>) -> Self {
         StripeWebhookVerifier {
-            secret: secret.filter(|s| !s.is_empty()),
+            secrets: secret.into_iter().filter(|s| !s.is_empty()).collect(),
             clock,
             tolerance_secs: DEFAULT_TOLERANCE_SECS,
+            livemode: None,
         }
+    }
+
+    /// Also accepts deliveries signed with `secret` (the Connect endpoint's, beside
+    /// the platform endpoint's). An empty or absent secret adds nothing.
+    pub fn with_secret(mut self, secret: Option<Secret>) -> Self {
+        self.secrets
+            .extend(secret.into_iter().filter(|s| !s.is_empty()));
+        self
+    }
+
+    /// The server's mode (`Some(true)` live): events of the other mode are ignored.
+    pub fn with_livemode(mut self, livemode: Option<bool>) -> Self {
+        self.livemode = livemode;
+        self
     }
 
     /// Changes the timestamp tolerance (seconds, either direction).
@@ -69,23 +92,27 @@ impl WebhookVerifier for StripeWebhookVerifier {
         signature_header: Option<&str>,
         body: &[u8],
     ) -> Result<WebhookEvent, WebhookError> {
-        let secret = self.secret.as_ref().ok_or(WebhookError::NotConfigured)?;
+        if self.secrets.is_empty() {
+            return Err(WebhookError::NotConfigured);
+        }
         let header = signature_header
             .map(str::trim)
             .filter(|h| !h.is_empty())
             .ok_or(WebhookError::MissingSignature)?;
         let parsed = parse_header(header)?;
-        let mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
-            .map_err(|_| WebhookError::NotConfigured)?
-            .chain_update(parsed.timestamp_text.as_bytes())
-            .chain_update(b".")
-            .chain_update(body);
-        // Every candidate is checked (no early exit on the first match), each in
-        // constant time (`verify_slice` compares with `ctutils`).
-        let matched = parsed
-            .v1
-            .iter()
-            .fold(false, |ok, sig| mac.clone().verify_slice(sig).is_ok() | ok);
+        let mut matched = false;
+        for secret in &self.secrets {
+            let mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
+                .map_err(|_| WebhookError::NotConfigured)?
+                .chain_update(parsed.timestamp_text.as_bytes())
+                .chain_update(b".")
+                .chain_update(body);
+            // Every candidate is checked (no early exit on the first match), each in
+            // constant time (`verify_slice` compares with `ctutils`).
+            matched = parsed.v1.iter().fold(matched, |ok, sig| {
+                mac.clone().verify_slice(sig).is_ok() | ok
+            });
+        }
         if !matched {
             return Err(WebhookError::BadSignature);
         }
@@ -95,7 +122,8 @@ impl WebhookVerifier for StripeWebhookVerifier {
         }
         let event: wire::Event = serde_json::from_slice(body)
             .map_err(|e| WebhookError::MalformedEvent(e.to_string()))?;
-        transformers::webhook_event(&event).map_err(|m| WebhookError::MalformedEvent(m.0))
+        transformers::webhook_event(&event, self.livemode)
+            .map_err(|m| WebhookError::MalformedEvent(m.0))
     }
 }
 

@@ -114,12 +114,27 @@ impl<T: Object> Expandable<T> {
     }
 }
 
-/// A list object (`{"object": "list", "data": [...]}`).
+/// A list object (`{"object": "list", "data": [...], "has_more": …}`).
 #[derive(Debug, Deserialize)]
 #[serde(bound(deserialize = "T: Deserialize<'de>"))]
 pub(crate) struct List<T> {
     #[serde(default = "Vec::new", deserialize_with = "null_as_default")]
     pub data: Vec<T>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub has_more: bool,
+}
+
+/// An object read only for its id (a customer, a payment method): what an expandable
+/// field holds when it was expanded.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Named {
+    pub id: String,
+}
+
+impl Object for Named {
+    fn id(&self) -> &str {
+        &self.id
+    }
 }
 
 /// `PaymentIntent.status`. `requires_source` and `requires_source_action` are the
@@ -167,6 +182,13 @@ pub(crate) struct PaymentIntent {
     pub charges: Option<List<Charge>>,
     #[serde(default)]
     pub metadata: Metadata,
+    #[serde(default)]
+    pub customer: Option<Expandable<Named>>,
+    #[serde(default)]
+    pub payment_method: Option<Expandable<Named>>,
+    /// `off_session` when the intent saves its card for later.
+    #[serde(default)]
+    pub setup_future_usage: Option<String>,
 }
 
 impl Object for PaymentIntent {
@@ -210,7 +232,6 @@ pub(crate) struct Charge {
     pub amount_refunded: Option<i64>,
     #[serde(default)]
     pub captured: Option<bool>,
-    pub currency: String,
     #[serde(default)]
     pub payment_intent: Option<Expandable<PaymentIntent>>,
     #[serde(default)]
@@ -244,6 +265,9 @@ pub(crate) struct CardDetails {
 #[derive(Debug, Deserialize)]
 pub(crate) struct BalanceTransaction {
     pub id: String,
+    /// Gross amount, negative for money leaving the balance (a dispute's withdrawal).
+    #[serde(default)]
+    pub amount: i64,
     pub currency: String,
     /// Stripe's fees on this transaction, in `currency` minor units.
     pub fee: i64,
@@ -263,6 +287,74 @@ pub(crate) struct Refund {
     pub currency: String,
     #[serde(default)]
     pub status: Option<String>,
+    #[serde(default)]
+    pub payment_intent: Option<Expandable<Named>>,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+
+/// <https://docs.stripe.com/api/setup_intents/object>
+#[derive(Debug, Deserialize)]
+pub(crate) struct SetupIntent {
+    pub id: String,
+    pub status: String,
+    #[serde(default)]
+    pub customer: Option<Expandable<Named>>,
+    #[serde(default)]
+    pub payment_method: Option<Expandable<Named>>,
+    #[serde(default)]
+    pub last_setup_error: Option<LastPaymentError>,
+    #[serde(default)]
+    pub client_secret: Option<Secret>,
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+
+impl Object for SetupIntent {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// <https://docs.stripe.com/api/disputes/object>
+#[derive(Debug, Deserialize)]
+pub(crate) struct Dispute {
+    pub id: String,
+    pub amount: i64,
+    pub currency: String,
+    #[serde(default)]
+    pub payment_intent: Option<Expandable<Named>>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub status: String,
+    #[serde(default)]
+    pub evidence_details: Option<EvidenceDetails>,
+    /// The withdrawal and any reinstatement, as full objects.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub balance_transactions: Vec<BalanceTransaction>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct EvidenceDetails {
+    #[serde(default)]
+    pub due_by: Option<i64>,
+}
+
+/// <https://docs.stripe.com/api/customers/object>, for its id.
+pub(crate) type Customer = Named;
+
+/// <https://docs.stripe.com/api/webhook_endpoints/object>
+#[derive(Debug, Deserialize)]
+pub(crate) struct WebhookEndpoint {
+    pub id: String,
+    pub url: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub enabled_events: Vec<String>,
+    /// Only in the answer that created the endpoint.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub metadata: Metadata,
 }
 
 /// <https://docs.stripe.com/api/accounts/object>
@@ -341,6 +433,11 @@ pub(crate) struct CheckoutSession {
     pub expires_at: Option<i64>,
     #[serde(default)]
     pub payment_intent: Option<Expandable<PaymentIntent>>,
+    /// `payment` or `setup`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub setup_intent: Option<Expandable<SetupIntent>>,
 }
 
 /// <https://docs.stripe.com/api/events/object>. `data.object` stays raw JSON until
@@ -357,6 +454,9 @@ pub(crate) struct Event {
     /// The API version the payload is rendered in (the webhook endpoint's).
     #[serde(default)]
     pub api_version: Option<String>,
+    /// Live or test mode (test and live connections share `acct_` ids).
+    #[serde(default)]
+    pub livemode: Option<bool>,
     pub data: EventData,
 }
 

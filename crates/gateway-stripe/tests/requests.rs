@@ -15,12 +15,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use billing_core::gateway::{
-    CheckoutRequest, CheckoutStatus, ConnectOnboarding, GatewayError, HoldRequest, IntentStatus,
-    PaymentGateway, RefundStatus,
+    CheckoutMode, CheckoutRequest, CheckoutStatus, ConnectOnboarding, GatewayError, HoldRequest,
+    IntentStatus, PaymentGateway, RefundStatus,
 };
-use billing_core::ids::{ConnectedAccountId, PaymentId, PaymentIntentId};
+use billing_core::ids::{
+    ConnectedAccountId, CustomerId, PaymentId, PaymentIntentId, PaymentMethodId,
+};
 use billing_core::money::{Currency, Money};
-use billing_core::payment::model::{IdempotencyKey, PaymentEvent};
+use billing_core::payment::model::{IdempotencyKey, Lang, PaymentEvent, SavedCard};
 use billing_core::practitioner::model::PayoutInterval;
 use billing_core::secrets::OAuthState;
 use chrono::{TimeZone, Utc};
@@ -82,8 +84,10 @@ impl Stub {
             connect_base: Some(self.connect.uri()),
             connect_client_id: Some("ca_TestClient123".into()),
             webhook_secret: Some("whsec_test_secret".into()),
+            connect_webhook_secret: None,
             checkout,
             describe_intents: true,
+            renewable_holds: true,
         }
     }
 
@@ -101,6 +105,28 @@ impl Stub {
 
     async fn connect_requests(&self) -> Vec<Request> {
         self.connect.received_requests().await.unwrap_or_default()
+    }
+
+    /// Customers are created as Stripe does (an id, the rest ignored here).
+    async fn answer_customer(&self) {
+        self.answer(
+            "POST",
+            "/v1/customers",
+            200,
+            json!({ "id": "cus_Patient1", "object": "customer", "email": "dupont@example.org" }),
+        )
+        .await;
+    }
+
+    /// The charge's refunds, listed as Stripe lists them.
+    async fn answer_refunds(&self, refunds: Vec<Value>) {
+        self.answer(
+            "GET",
+            "/v1/refunds",
+            200,
+            json!({ "object": "list", "data": refunds, "has_more": false, "url": "/v1/refunds" }),
+        )
+        .await;
     }
 
     async fn answer(&self, verb: &str, at: &str, status: u16, body: Value) {
@@ -251,8 +277,15 @@ fn hold() -> HoldRequest {
         consultation: CONSULTATION.parse().unwrap(),
         amount: eur(2500),
         description: "Téléconsultation Dr Estival 2026-01-05 10:00".into(),
-        key: IdempotencyKey::hold(payment()),
+        statement_descriptor_suffix: None,
+        off_session: None,
+        key: hold_key(),
     }
+}
+
+/// The key of the off-session hold of the saved card `pm_1Saved`.
+fn hold_key() -> IdempotencyKey {
+    IdempotencyKey::hold(payment(), &PaymentMethodId::parse("pm_1Saved").unwrap())
 }
 
 fn checkout_request(existing: Option<&str>) -> CheckoutRequest {
@@ -265,6 +298,8 @@ fn checkout_request(existing: Option<&str>) -> CheckoutRequest {
         cancel_url: "http://127.0.0.1:8080/pay/tok?checkout=cancel".into(),
         existing_intent: existing.map(|i| PaymentIntentId::parse(i).unwrap()),
         customer_email: Some("dupont@example.org".into()),
+        mode: CheckoutMode::Hold,
+        locale: Lang::Fr,
     }
 }
 
@@ -294,10 +329,7 @@ async fn a_hold_is_a_manual_capture_card_intent_on_the_connected_account() {
     assert_eq!(reqs.len(), 1);
     let req = &reqs[0];
     assert_common_headers(req, Some(ACCOUNT));
-    assert_eq!(
-        header(req, "idempotency-key"),
-        Some(IdempotencyKey::hold(payment()).as_str())
-    );
+    assert_eq!(header(req, "idempotency-key"), Some(hold_key().as_str()));
     assert_eq!(
         header(req, "content-type"),
         Some("application/x-www-form-urlencoded")
@@ -366,6 +398,7 @@ async fn the_description_can_be_left_out_for_peers_that_refuse_it() {
     let quiet = StripeGateway::new(
         &StripeSettings {
             describe_intents: false,
+            renewable_holds: true,
             ..stub.settings(CheckoutKind::Hosted)
         },
         fast(),
@@ -432,6 +465,7 @@ async fn a_fee_settled_in_another_currency_is_not_reported_as_the_charges() {
         pi("succeeded", 0, 1800, charge(2500, 1800, 0, txn(60, "usd"))),
     )
     .await;
+    stub.answer_refunds(vec![]).await;
     let s = stub
         .gateway()
         .retrieve(&account(), &intent_id())
@@ -455,11 +489,38 @@ async fn retrieve_expands_the_charge_and_sends_no_idempotency_key() {
         ),
     )
     .await;
+    stub.answer_refunds(vec![
+        json!({ "id": "re_2Later", "object": "refund", "amount": 200, "currency": "eur",
+                "status": "pending", "payment_intent": INTENT }),
+        json!({ "id": "re_1First", "object": "refund", "amount": 300, "currency": "eur",
+                "status": "failed", "payment_intent": INTENT }),
+    ])
+    .await;
     let s = stub
         .gateway()
         .retrieve(&account(), &intent_id())
         .await
         .unwrap();
+
+    // Once captured, the charge's refunds are listed too, oldest first.
+    let refunds = s.refunds.clone().unwrap();
+    assert_eq!(
+        refunds
+            .iter()
+            .map(|r| (r.id.as_str(), r.amount, r.status))
+            .collect::<Vec<_>>(),
+        vec![
+            ("re_1First", eur(300), RefundStatus::Failed),
+            ("re_2Later", eur(200), RefundStatus::Pending),
+        ]
+    );
+    let listed = &stub.requests().await[1];
+    assert_eq!(listed.url.path(), "/v1/refunds");
+    assert_eq!(
+        query(listed),
+        expected(&[("payment_intent", INTENT), ("limit", "100")])
+    );
+    assert_common_headers(listed, Some(ACCOUNT));
 
     let req = &stub.requests().await[0];
     assert_eq!(req.method.as_str(), "GET");
@@ -485,7 +546,7 @@ async fn retrieve_expands_the_charge_and_sends_no_idempotency_key() {
                 amount: eur(1800),
                 fee: Some(billing_core::fees::Fee::reported(eur(50)))
             },
-            PaymentEvent::Refunded { total: eur(500) },
+            PaymentEvent::RefundsReported(refunds),
             PaymentEvent::FeeReported { fee: eur(50) },
         ]
     );
@@ -599,19 +660,45 @@ async fn hosted_checkout_is_a_payment_mode_session_whose_intent_is_a_manual_capt
         session("open", Value::Null),
     )
     .await;
-    let start = stub
-        .gateway()
-        .start_checkout(&checkout_request(Some(INTENT)))
-        .await
-        .unwrap();
+    stub.answer_customer().await;
+    let request = CheckoutRequest {
+        hold: HoldRequest {
+            statement_descriptor_suffix: Some("CABINET 12".into()),
+            ..checkout_request(Some(INTENT)).hold
+        },
+        ..checkout_request(Some(INTENT))
+    };
+    let start = stub.gateway().start_checkout(&request).await.unwrap();
 
     let reqs = stub.requests().await;
     assert_eq!(
         reqs.len(),
-        1,
-        "Checkout makes its own intent: nothing else is called"
+        2,
+        "a customer for the card, then the session: Checkout makes its own intent"
     );
-    let req = &reqs[0];
+    let customer = &reqs[0];
+    assert_eq!(customer.url.path(), "/v1/customers");
+    assert_common_headers(customer, Some(ACCOUNT));
+    assert_eq!(
+        header(customer, "idempotency-key"),
+        Some(
+            format!(
+                "{}:customer",
+                IdempotencyKey::checkout(payment(), 3).as_str()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        form(customer),
+        expected(&[
+            ("preferred_locales[]", "fr"),
+            ("metadata[payment_id]", PAYMENT),
+            ("metadata[consultation_id]", CONSULTATION),
+            ("email", "dupont@example.org"),
+        ])
+    );
+    let req = &reqs[1];
     assert_common_headers(req, Some(ACCOUNT));
     assert_eq!(
         header(req, "idempotency-key"),
@@ -630,6 +717,8 @@ async fn hosted_checkout_is_a_payment_mode_session_whose_intent_is_a_manual_capt
                 "http://127.0.0.1:8080/pay/tok?checkout=cancel"
             ),
             ("client_reference_id", PAYMENT),
+            ("customer", "cus_Patient1"),
+            ("locale", "fr"),
             ("payment_method_types[]", "card"),
             ("line_items[0][price_data][currency]", "eur"),
             ("line_items[0][price_data][unit_amount]", "2500"),
@@ -639,9 +728,14 @@ async fn hosted_checkout_is_a_payment_mode_session_whose_intent_is_a_manual_capt
             ),
             ("line_items[0][quantity]", "1"),
             ("payment_intent_data[capture_method]", "manual"),
+            ("payment_intent_data[setup_future_usage]", "off_session"),
             (
                 "payment_intent_data[description]",
                 "Téléconsultation Dr Estival 2026-01-05 10:00"
+            ),
+            (
+                "payment_intent_data[statement_descriptor_suffix]",
+                "CABINET 12"
             ),
             ("payment_intent_data[metadata][payment_id]", PAYMENT),
             (
@@ -650,7 +744,6 @@ async fn hosted_checkout_is_a_payment_mode_session_whose_intent_is_a_manual_capt
             ),
             ("metadata[payment_id]", PAYMENT),
             ("metadata[consultation_id]", CONSULTATION),
-            ("customer_email", "dupont@example.org"),
         ])
     );
     assert_eq!(
@@ -673,8 +766,58 @@ async fn hosted_checkout_is_a_payment_mode_session_whose_intent_is_a_manual_capt
 }
 
 #[tokio::test]
+async fn a_consultation_further_ahead_saves_the_card_in_a_setup_mode_session_in_english() {
+    let stub = Stub::start().await;
+    let mut answer = session("open", Value::Null);
+    answer["mode"] = json!("setup");
+    stub.answer("POST", "/v1/checkout/sessions", 200, answer)
+        .await;
+    stub.answer_customer().await;
+    let request = CheckoutRequest {
+        mode: CheckoutMode::SaveCard,
+        locale: Lang::En,
+        ..checkout_request(None)
+    };
+    let start = stub.gateway().start_checkout(&request).await.unwrap();
+    assert_eq!(start.mode, CheckoutMode::SaveCard);
+    let reqs = stub.requests().await;
+    assert_eq!(
+        form(&reqs[0]).first(),
+        Some(&("preferred_locales[]".to_owned(), "en".to_owned()))
+    );
+    assert_eq!(
+        form(&reqs[1]),
+        expected(&[
+            ("mode", "setup"),
+            (
+                "success_url",
+                "http://127.0.0.1:8080/pay/tok?checkout=success"
+            ),
+            (
+                "cancel_url",
+                "http://127.0.0.1:8080/pay/tok?checkout=cancel"
+            ),
+            ("client_reference_id", PAYMENT),
+            ("customer", "cus_Patient1"),
+            ("locale", "en"),
+            ("payment_method_types[]", "card"),
+            ("currency", "eur"),
+            (
+                "setup_intent_data[description]",
+                "Téléconsultation Dr Estival 2026-01-05 10:00"
+            ),
+            ("setup_intent_data[metadata][payment_id]", PAYMENT),
+            ("setup_intent_data[metadata][consultation_id]", CONSULTATION),
+            ("metadata[payment_id]", PAYMENT),
+            ("metadata[consultation_id]", CONSULTATION),
+        ])
+    );
+}
+
+#[tokio::test]
 async fn a_session_without_a_url_is_an_unreadable_answer() {
     let stub = Stub::start().await;
+    stub.answer_customer().await;
     stub.answer(
         "POST",
         "/v1/checkout/sessions",
@@ -720,6 +863,7 @@ async fn retrieve_checkout_reads_the_session_with_its_intent_expanded() {
                 "expand[]",
                 "payment_intent.latest_charge.balance_transaction"
             ),
+            ("expand[]", "setup_intent"),
         ])
     );
     assert_eq!(state.status, CheckoutStatus::Complete);
@@ -764,7 +908,31 @@ async fn expiring_a_checkout_posts_to_the_session_with_its_key_and_a_closed_one_
     assert_eq!(header(req, "idempotency-key"), Some(key.as_str()));
     assert_eq!(header(req, "stripe-account"), Some(ACCOUNT));
 
-    // Already expired, or paid meanwhile: Stripe refuses, and there is nothing to do.
+    // Already expired, or paid meanwhile: Stripe refuses; the session, read back, is
+    // indeed closed, so there is nothing to do.
+    let refused = stripe_error(
+        "invalid_request_error",
+        None,
+        "Only Checkout Sessions with a status in [\"open\"] can be expired.",
+    );
+    for closed in ["expired", "complete"] {
+        stub.api.reset().await;
+        stub.answer("POST", &at, 400, refused.clone()).await;
+        stub.answer(
+            "GET",
+            &format!("/v1/checkout/sessions/{cs}"),
+            200,
+            session(closed, Value::Null),
+        )
+        .await;
+        stub.gateway()
+            .expire_checkout(&account(), &cs.parse().unwrap(), &key)
+            .await
+            .unwrap();
+    }
+
+    // Any other refusal, with the session still open, is surfaced: never recorded as
+    // released.
     stub.api.reset().await;
     stub.answer(
         "POST",
@@ -772,15 +940,27 @@ async fn expiring_a_checkout_posts_to_the_session_with_its_key_and_a_closed_one_
         400,
         stripe_error(
             "invalid_request_error",
-            None,
-            "Only Checkout Sessions with a status in [\"open\"] can be expired.",
+            Some("parameter_unknown"),
+            "Received unknown parameter: foo",
         ),
     )
     .await;
-    stub.gateway()
+    stub.answer(
+        "GET",
+        &format!("/v1/checkout/sessions/{cs}"),
+        200,
+        session("open", Value::Null),
+    )
+    .await;
+    let err = stub
+        .gateway()
         .expire_checkout(&account(), &cs.parse().unwrap(), &key)
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(
+        matches!(err, GatewayError::InvalidRequest { .. }),
+        "{err:?}"
+    );
 
     // An outage is not mistaken for "already closed".
     stub.api.reset().await;
@@ -809,19 +989,24 @@ async fn the_payment_element_gets_the_client_secret_of_a_new_hold() {
         pi("requires_payment_method", 0, 0, Value::Null),
     )
     .await;
+    stub.answer_customer().await;
     let gateway = stub.gateway_with(CheckoutKind::Elements, fast());
     let start = gateway
         .start_checkout(&checkout_request(None))
         .await
         .unwrap();
     let reqs = stub.requests().await;
-    assert_eq!(reqs.len(), 1);
-    assert_eq!(reqs[0].url.path(), "/v1/payment_intents");
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].url.path(), "/v1/customers");
+    assert_eq!(reqs[1].url.path(), "/v1/payment_intents");
     assert_eq!(
-        header(&reqs[0], "idempotency-key"),
+        header(&reqs[1], "idempotency-key"),
         Some(IdempotencyKey::checkout(payment(), 3).as_str())
     );
-    assert!(form(&reqs[0]).contains(&("capture_method".into(), "manual".into())));
+    let sent = form(&reqs[1]);
+    assert!(sent.contains(&("capture_method".into(), "manual".into())));
+    assert!(sent.contains(&("customer".into(), "cus_Patient1".into())));
+    assert!(sent.contains(&("setup_future_usage".into(), "off_session".into())));
     assert_eq!(start.intent, Some(intent_id()));
     assert_eq!(start.redirect_url, None);
     assert_eq!(start.session, None);
@@ -881,20 +1066,278 @@ async fn the_payment_element_replaces_an_intent_that_is_canceled_or_gone() {
             pi("requires_payment_method", 0, 0, Value::Null),
         )
         .await;
+        stub.answer_customer().await;
         let gateway = stub.gateway_with(CheckoutKind::Elements, fast());
         let start = gateway
             .start_checkout(&checkout_request(Some(INTENT)))
             .await
             .unwrap();
-        let methods: Vec<String> = stub
+        let calls: Vec<String> = stub
             .requests()
             .await
             .iter()
-            .map(|r| r.method.to_string())
+            .map(|r| format!("{} {}", r.method, r.url.path()))
             .collect();
-        assert_eq!(methods, vec!["GET", "POST"], "status {status}");
+        assert_eq!(
+            calls,
+            vec![
+                format!("GET /v1/payment_intents/{INTENT}"),
+                "POST /v1/customers".into(),
+                "POST /v1/payment_intents".into()
+            ],
+            "status {status}"
+        );
         assert!(start.client_secret.is_some());
     }
+}
+
+#[tokio::test]
+async fn the_payment_element_saves_the_card_with_a_setup_intent() {
+    let stub = Stub::start().await;
+    stub.answer_customer().await;
+    stub.answer(
+        "POST",
+        "/v1/setup_intents",
+        200,
+        json!({ "id": "seti_1Save", "object": "setup_intent", "status": "requires_payment_method",
+                "client_secret": "seti_1Save_secret_xyz", "usage": "off_session" }),
+    )
+    .await;
+    let gateway = stub.gateway_with(CheckoutKind::Elements, fast());
+    let start = gateway
+        .start_checkout(&CheckoutRequest {
+            mode: CheckoutMode::SaveCard,
+            ..checkout_request(None)
+        })
+        .await
+        .unwrap();
+    assert_eq!(start.mode, CheckoutMode::SaveCard);
+    assert_eq!(start.intent, None);
+    assert_eq!(
+        start.client_secret.map(|s| s.expose().to_owned()),
+        Some("seti_1Save_secret_xyz".into())
+    );
+    let setup = &stub.requests().await[1];
+    assert_eq!(setup.url.path(), "/v1/setup_intents");
+    assert_eq!(
+        form(setup),
+        expected(&[
+            ("customer", "cus_Patient1"),
+            ("usage", "off_session"),
+            ("payment_method_types[]", "card"),
+            (
+                "description",
+                "Téléconsultation Dr Estival 2026-01-05 10:00"
+            ),
+            ("metadata[payment_id]", PAYMENT),
+            ("metadata[consultation_id]", CONSULTATION),
+        ])
+    );
+}
+
+fn off_session_hold() -> HoldRequest {
+    HoldRequest {
+        off_session: Some(SavedCard {
+            customer: CustomerId::parse("cus_Patient1").unwrap(),
+            payment_method: PaymentMethodId::parse("pm_1Saved").unwrap(),
+        }),
+        statement_descriptor_suffix: Some("CABINET 12".into()),
+        ..hold()
+    }
+}
+
+#[tokio::test]
+async fn an_off_session_hold_confirms_the_saved_card_at_once() {
+    let stub = Stub::start().await;
+    stub.answer(
+        "POST",
+        "/v1/payment_intents",
+        200,
+        pi("requires_capture", 2500, 0, charge(2500, 0, 0, Value::Null)),
+    )
+    .await;
+    let s = stub
+        .gateway()
+        .create_hold(&off_session_hold())
+        .await
+        .unwrap();
+    assert_eq!(s.status, IntentStatus::RequiresCapture);
+    let req = &stub.requests().await[0];
+    assert_eq!(header(req, "idempotency-key"), Some(hold_key().as_str()));
+    assert_eq!(
+        form(req),
+        expected(&[
+            ("amount", "2500"),
+            ("currency", "eur"),
+            ("capture_method", "manual"),
+            ("payment_method_types[]", "card"),
+            (
+                "description",
+                "Téléconsultation Dr Estival 2026-01-05 10:00"
+            ),
+            ("statement_descriptor_suffix", "CABINET 12"),
+            ("customer", "cus_Patient1"),
+            ("payment_method", "pm_1Saved"),
+            ("off_session", "true"),
+            ("confirm", "true"),
+            ("metadata[payment_id]", PAYMENT),
+            ("metadata[consultation_id]", CONSULTATION),
+        ])
+    );
+}
+
+#[tokio::test]
+async fn an_off_session_hold_the_bank_wants_authenticated_is_a_refusal() {
+    // Stripe: a card_error with `authentication_required` (the intent left waiting).
+    let stub = Stub::start().await;
+    stub.answer(
+        "POST",
+        "/v1/payment_intents",
+        402,
+        json!({ "error": { "type": "card_error", "code": "authentication_required",
+                "decline_code": "authentication_required",
+                "message": "Your card was declined. This transaction requires authentication.",
+                "payment_intent": pi("requires_payment_method", 0, 0, Value::Null) } }),
+    )
+    .await;
+    let err = stub
+        .gateway()
+        .create_hold(&off_session_hold())
+        .await
+        .unwrap_err();
+    let GatewayError::Declined(f) = err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(f.code.as_deref(), Some("authentication_required"));
+
+    // A Stripe-compatible peer that leaves the intent waiting for an action that
+    // nobody is there to take: the same refusal.
+    for (status, code) in [
+        ("requires_action", "authentication_required"),
+        ("requires_payment_method", "card_declined"),
+    ] {
+        let stub = Stub::start().await;
+        stub.answer(
+            "POST",
+            "/v1/payment_intents",
+            200,
+            pi(status, 0, 0, Value::Null),
+        )
+        .await;
+        let err = stub
+            .gateway()
+            .create_hold(&off_session_hold())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, GatewayError::Declined(f) if f.code.as_deref() == Some(code)),
+            "{status}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn webhook_endpoints_found_are_brought_to_exactly_our_event_types() {
+    let url = "https://pay.example.org/webhooks/stripe";
+    let endpoint = |id: &str, kind: &str, events: Vec<&str>| {
+        json!({ "id": id, "object": "webhook_endpoint", "url": url, "status": "enabled",
+                "enabled_events": events, "metadata": { "consultpay_endpoint": kind } })
+    };
+    let stub = Stub::start().await;
+    stub.answer(
+        "GET",
+        "/v1/webhook_endpoints",
+        200,
+        json!({ "object": "list", "has_more": false, "data": [
+            endpoint("we_1Platform", "platform", gateway_stripe::CONSUMED_EVENTS.to_vec()),
+            endpoint("we_2Connect", "connect", vec!["payment_intent.succeeded"]),
+        ]}),
+    )
+    .await;
+    stub.answer(
+        "POST",
+        "/v1/webhook_endpoints/we_2Connect",
+        200,
+        endpoint(
+            "we_2Connect",
+            "connect",
+            gateway_stripe::CONSUMED_EVENTS.to_vec(),
+        ),
+    )
+    .await;
+    let done =
+        gateway_stripe::setup_webhook_endpoints(&stub.settings(CheckoutKind::Hosted), fast(), url)
+            .await
+            .unwrap();
+    assert_eq!(
+        done.iter()
+            .map(|e| (e.id.as_str(), e.change))
+            .collect::<Vec<_>>(),
+        vec![
+            ("we_1Platform", gateway_stripe::EndpointChange::Unchanged),
+            ("we_2Connect", gateway_stripe::EndpointChange::Updated),
+        ]
+    );
+    assert!(done.iter().all(|e| e.secret.is_none()), "never shown again");
+    let update = stub
+        .requests()
+        .await
+        .into_iter()
+        .find(|r| r.url.path() == "/v1/webhook_endpoints/we_2Connect")
+        .unwrap();
+    let events: Vec<String> = form(&update)
+        .into_iter()
+        .filter(|(k, _)| k == "enabled_events[]")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(events, gateway_stripe::CONSUMED_EVENTS);
+
+    // Created from nothing: one Connect endpoint, one platform endpoint, both on our
+    // API version, their secrets shown once.
+    let stub = Stub::start().await;
+    stub.answer(
+        "GET",
+        "/v1/webhook_endpoints",
+        200,
+        json!({ "object": "list", "has_more": false, "data": [] }),
+    )
+    .await;
+    stub.answer(
+        "POST",
+        "/v1/webhook_endpoints",
+        200,
+        json!({ "id": "we_3New", "object": "webhook_endpoint", "url": url,
+                "secret": "whsec_new", "enabled_events": [] }),
+    )
+    .await;
+    let done =
+        gateway_stripe::setup_webhook_endpoints(&stub.settings(CheckoutKind::Hosted), fast(), url)
+            .await
+            .unwrap();
+    assert!(done.iter().all(|e| e.secret.is_some()));
+    let created: Vec<Vec<(String, String)>> = stub
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .map(form)
+        .collect();
+    assert_eq!(created.len(), 2);
+    let has =
+        |f: &Vec<(String, String)>, k: &str, v: &str| f.contains(&(k.to_owned(), v.to_owned()));
+    assert!(has(
+        &created[0],
+        "metadata[consultpay_endpoint]",
+        "platform"
+    ));
+    assert!(!created[0].iter().any(|(k, _)| k == "connect"));
+    assert!(has(&created[1], "metadata[consultpay_endpoint]", "connect"));
+    assert!(has(&created[1], "connect", "true"));
+    assert!(
+        created
+            .iter()
+            .all(|f| has(f, "api_version", API_VERSION) && has(f, "url", url))
+    );
 }
 
 // ---------------------------------------------------------------------------------
@@ -1180,8 +1623,10 @@ async fn broken_connections_are_retried_for_keyed_writes() {
         connect_base: None,
         connect_client_id: None,
         webhook_secret: None,
+        connect_webhook_secret: None,
         checkout: CheckoutKind::Hosted,
         describe_intents: true,
+        renewable_holds: true,
     };
     let gateway = StripeGateway::new(&settings, fast()).unwrap();
     let err = gateway.create_hold(&hold()).await.unwrap_err();
@@ -1198,8 +1643,10 @@ async fn an_oauth_code_is_not_sent_again_once_stripe_may_have_seen_it() {
         connect_base: Some(url),
         connect_client_id: Some("ca_TestClient123".into()),
         webhook_secret: None,
+        connect_webhook_secret: None,
         checkout: CheckoutKind::Hosted,
         describe_intents: true,
+        renewable_holds: true,
     };
     let gateway = StripeGateway::new(&settings, fast()).unwrap();
     let err = gateway.exchange_code("ac_123").await.unwrap_err();
@@ -1717,8 +2164,10 @@ fn a_gateway_needs_a_key_and_http_bases() {
         connect_base: None,
         connect_client_id: None,
         webhook_secret: None,
+        connect_webhook_secret: None,
         checkout: CheckoutKind::Hosted,
         describe_intents: true,
+        renewable_holds: true,
     };
     assert_eq!(
         StripeGateway::new(&settings, fast()).err(),

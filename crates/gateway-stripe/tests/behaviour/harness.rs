@@ -3,10 +3,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use billing_core::gateway::{CheckoutRequest, HoldRequest};
+use billing_core::gateway::{CheckoutMode, CheckoutRequest, HoldRequest};
 use billing_core::ids::{ConnectedAccountId, PaymentId};
 use billing_core::money::{Currency, Money};
-use billing_core::payment::model::IdempotencyKey;
+use billing_core::payment::model::{IdempotencyKey, Lang};
 use billing_core::system::Clock;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
@@ -71,6 +71,8 @@ pub fn hold(account: &ConnectedAccountId, amount: Money) -> HoldRequest {
         consultation: random_uuid().parse().expect("a UUID"),
         amount,
         description: String::new(),
+        statement_descriptor_suffix: None,
+        off_session: None,
         key: IdempotencyKey::checkout(payment, 1),
     }
 }
@@ -82,6 +84,8 @@ pub fn checkout(hold: HoldRequest) -> CheckoutRequest {
         cancel_url: "http://127.0.0.1:8080/pay/tok?checkout=cancel".into(),
         existing_intent: None,
         customer_email: None,
+        mode: CheckoutMode::Hold,
+        locale: Lang::Fr,
     }
 }
 

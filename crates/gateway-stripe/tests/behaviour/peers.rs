@@ -149,9 +149,11 @@ impl LocalstripePeer {
             connect_base: Some(server.base.clone()),
             connect_client_id: None,
             webhook_secret: None,
+            connect_webhook_secret: None,
             // localstripe has no Checkout: the Payment Element path.
             checkout: CheckoutKind::Elements,
             describe_intents: true,
+            renewable_holds: false,
         };
         let options = ClientOptions {
             initial_backoff: std::time::Duration::from_millis(50),

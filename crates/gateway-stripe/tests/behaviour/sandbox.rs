@@ -191,6 +191,8 @@ async fn ids_look_like_stripes_and_the_same_inputs_give_the_same_ids() {
             consultation: "0190b1a4-0000-7d3a-9f00-1234567890ab".parse().unwrap(),
             amount: eur(2500),
             description: String::new(),
+            statement_descriptor_suffix: None,
+            off_session: None,
             key: IdempotencyKey::checkout(
                 "0190b1a4-7c1e-7d3a-9f00-1234567890ab".parse().unwrap(),
                 1,
