@@ -56,4 +56,5 @@ suite!(
     a_card_asking_for_3ds_is_held_once_authenticated,
     a_failed_3ds_is_a_failed_authorisation,
     an_unknown_intent_is_not_found,
+    a_saved_card_is_held_off_session_as_the_card_allows,
 );

@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use billing_core::gateway::{
-    GatewayEvent, HoldRequest, PaymentGateway, SandboxControl, SandboxNext,
+    CheckoutMode, CheckoutRequest, GatewayEvent, HoldRequest, PaymentGateway, SandboxControl,
+    SandboxNext,
 };
-use billing_core::ids::{ConnectedAccountId, PaymentIntentId};
+use billing_core::ids::{ConnectedAccountId, CustomerId, PaymentIntentId, PaymentMethodId};
 use billing_core::money::Money;
+use billing_core::payment::model::SavedCard;
 use gateway_stripe::{
     CheckoutKind, ClientOptions, SandboxConfig, SandboxGateway, StripeGateway, StripeSettings,
 };
@@ -27,6 +29,17 @@ pub enum Card {
     Declined,
     /// Asks for 3-D Secure, which the patient passes or fails.
     ThreeDSecure { pass: bool },
+}
+
+/// A card the patient saves for a hold placed later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Saving {
+    /// Every later charge succeeds.
+    Good,
+    /// Saves, but every charge is declined (`…0341`).
+    DeclinesCharges,
+    /// Every charge asks the cardholder to authenticate (`…3184`).
+    NeedsAuthentication,
 }
 
 /// A hold the patient went through the authorisation of.
@@ -51,6 +64,9 @@ pub trait Peer: Send + Sync {
     /// The patient authorises `amount` for a fresh payment with `card`, as their
     /// browser would on this peer.
     async fn authorise(&self, amount: Money, card: Card) -> Authorised;
+    /// The patient saves a card for a fresh payment of `amount`, to be held later:
+    /// the hold request of that payment, and the saved card.
+    async fn save_card(&self, amount: Money, card: Saving) -> (HoldRequest, SavedCard);
 }
 
 // ---------------------------------------------------------------------------------
@@ -125,6 +141,38 @@ impl Peer for SandboxPeer {
             })
             .expect("the payment's events name its intent");
         Authorised { hold, intent }
+    }
+
+    /// The sandbox card page in `setup` mode.
+    async fn save_card(&self, amount: Money, card: Saving) -> (HoldRequest, SavedCard) {
+        let hold = hold(&self.account(), amount);
+        let start = self
+            .sandbox
+            .start_checkout(&CheckoutRequest {
+                mode: CheckoutMode::SaveCard,
+                ..checkout(hold.clone())
+            })
+            .await
+            .unwrap();
+        let session = start.session.expect("a sandbox checkout session");
+        let payment_method = match card {
+            Saving::Good => "pm_card_visa",
+            Saving::DeclinesCharges => "pm_card_chargeCustomerFail",
+            Saving::NeedsAuthentication => "pm_card_authenticationRequired",
+        };
+        let mut outcome = self.sandbox.pay(&session, payment_method).await.unwrap();
+        if outcome.next == SandboxNext::Authenticate {
+            outcome = self.sandbox.authenticate(&session, true).await.unwrap();
+        }
+        let saved = outcome
+            .events
+            .iter()
+            .find_map(|e| match &e.payload {
+                GatewayEvent::SetupIntent(s) => s.saved_card.clone(),
+                _ => None,
+            })
+            .expect("the saving's event names the card");
+        (hold, saved)
     }
 }
 
@@ -282,5 +330,63 @@ impl Peer for LocalstripePeer {
             assert_eq!(status, 200, "{body}");
         }
         Authorised { hold, intent }
+    }
+
+    /// The Payment Element saving a card: our gateway makes the customer and the
+    /// SetupIntent; the browser confirms it with the card. (localstripe cannot answer
+    /// 3-D Secure on a SetupIntent: a card that always asks for it is attached to the
+    /// customer directly, as a card saved earlier would be.)
+    async fn save_card(&self, amount: Money, card: Saving) -> (HoldRequest, SavedCard) {
+        let hold = hold(&self.account(), amount);
+        if card == Saving::NeedsAuthentication {
+            let (status, customer) = self.call(reqwest::Method::POST, "/v1/customers", &[]).await;
+            assert_eq!(status, 200, "{customer}");
+            let customer = customer["id"].as_str().unwrap().to_owned();
+            let pm = self.card("4000002760003184").await;
+            let (status, body) = self
+                .call(
+                    reqwest::Method::POST,
+                    &format!("/v1/payment_methods/{pm}/attach"),
+                    &[("customer", customer.as_str())],
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            return (
+                hold,
+                SavedCard {
+                    customer: CustomerId::parse(&customer).unwrap(),
+                    payment_method: PaymentMethodId::parse(&pm).unwrap(),
+                },
+            );
+        }
+        let start = self
+            .gateway
+            .start_checkout(&CheckoutRequest {
+                mode: CheckoutMode::SaveCard,
+                ..checkout(hold.clone())
+            })
+            .await
+            .unwrap();
+        let secret = start.client_secret.expect("a SetupIntent's client secret");
+        let setup = secret.expose().split("_secret_").next().unwrap().to_owned();
+        let payment_method = match card {
+            Saving::Good => "pm_card_visa",
+            _ => "pm_card_chargeCustomerFail",
+        };
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/setup_intents/{setup}/confirm"),
+                &[("payment_method", payment_method)],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "succeeded", "{body}");
+        let saved = SavedCard {
+            customer: CustomerId::parse(body["customer"].as_str().unwrap()).unwrap(),
+            payment_method: PaymentMethodId::parse(body["payment_method"].as_str().unwrap())
+                .unwrap(),
+        };
+        (hold, saved)
     }
 }

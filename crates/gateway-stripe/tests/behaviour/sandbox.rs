@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use billing_core::fees::{FeePreset, FeeSchedule};
 use billing_core::gateway::{
-    CheckoutStatus, ConnectOnboarding, GatewayError, GatewayEvent, IntentStatus, PaymentGateway,
-    SandboxControl, SandboxNext, WebhookError,
+    CheckoutMode, CheckoutStatus, ConnectOnboarding, GatewayError, GatewayEvent, IntentStatus,
+    PaymentGateway, RefundStatus, SandboxControl, SandboxNext, WebhookError,
 };
 use billing_core::ids::{ConnectedAccountId, PractitionerId};
 use billing_core::money::Currency;
-use billing_core::payment::model::{IdempotencyKey, PaymentEvent};
+use billing_core::payment::model::{DisputeStatus, IdempotencyKey, PaymentEvent};
 use billing_core::secrets::OAuthState;
 use billing_core::system::Clock;
 use chrono::Duration;
@@ -754,4 +754,279 @@ async fn sandbox_mode_wires_one_sandbox_and_a_verifier_for_the_configured_secret
         .await
         .unwrap();
     assert!(with_secret.connect.exchange_code(&code).await.is_ok());
+}
+
+// ---- the test clock ------------------------------------------------------------------
+
+/// The kinds of the events an advance of the clock by `by` returns.
+async fn advance(peer: &SandboxPeer, by: Duration) -> Vec<billing_core::gateway::WebhookEvent> {
+    peer.sandbox.advance_clock(by).await.unwrap().events
+}
+
+fn kinds(events: &[billing_core::gateway::WebhookEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.kind.as_str()).collect()
+}
+
+#[tokio::test]
+async fn the_test_clock_moves_the_sandbox_and_tells_each_lapse_once() {
+    let peer = SandboxPeer::new();
+    let before = peer.sandbox.clock().now();
+    let a = peer.authorise(eur(2500), Card::Good).await;
+    let moved = peer.sandbox.advance_clock(Duration::days(6)).await.unwrap();
+    assert!(moved.events.is_empty());
+    assert!(moved.now >= before + Duration::days(6));
+    assert!(
+        peer.sandbox.clock().now() >= before + Duration::days(6),
+        "the clock the server reads moved too"
+    );
+    let lapsed = advance(&peer, Duration::days(2)).await;
+    assert_eq!(kinds(&lapsed), vec!["payment_intent.canceled"]);
+    let GatewayEvent::PaymentIntent(s) = &lapsed[0].payload else {
+        panic!("{:?}", lapsed[0].payload);
+    };
+    assert_eq!(s.id, a.intent);
+    assert_eq!(s.events(), vec![PaymentEvent::Expired]);
+    assert_eq!(
+        lapsed[0].created,
+        s.capture_before.unwrap(),
+        "when it lapsed"
+    );
+    assert!(
+        advance(&peer, Duration::days(1)).await.is_empty(),
+        "told once"
+    );
+    // The clock never moves back.
+    assert!(
+        peer.sandbox
+            .advance_clock(-Duration::days(1))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn an_unpaid_checkout_that_expires_cancels_its_intent() {
+    let peer = SandboxPeer::new();
+    let start = peer
+        .sandbox
+        .start_checkout(&checkout(hold(&account(), eur(2500))))
+        .await
+        .unwrap();
+    let session = start.session.unwrap();
+    peer.sandbox
+        .pay(&session, "pm_card_chargeDeclined")
+        .await
+        .unwrap();
+    let expired = advance(&peer, Duration::hours(25)).await;
+    assert_eq!(kinds(&expired), vec!["payment_intent.canceled"]);
+    let GatewayEvent::PaymentIntent(s) = &expired[0].payload else {
+        panic!("{:?}", expired[0].payload);
+    };
+    assert_eq!(s.status, IntentStatus::Canceled);
+    assert_ne!(s.cancellation_reason.as_deref(), Some("automatic"));
+}
+
+#[tokio::test]
+async fn a_refund_of_the_refund_failing_card_fails_an_hour_later() {
+    let peer = SandboxPeer::new();
+    let start = peer
+        .sandbox
+        .start_checkout(&checkout(hold(&account(), eur(2500))))
+        .await
+        .unwrap();
+    let out = peer
+        .sandbox
+        .pay(start.session.as_ref().unwrap(), "pm_card_refundFail")
+        .await
+        .unwrap();
+    let GatewayEvent::PaymentIntent(held) = &out.events[0].payload else {
+        panic!("{:?}", out.events);
+    };
+    let payment = held.payment.unwrap();
+    peer.sandbox
+        .capture(
+            &account(),
+            &held.id,
+            &eur(1800),
+            &IdempotencyKey::capture(payment, &eur(1800)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let refund = peer
+        .sandbox
+        .refund(
+            &account(),
+            &held.id,
+            &eur(500),
+            &IdempotencyKey::refund(payment, "0:500"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(refund.status, RefundStatus::Succeeded, "at first");
+    assert!(advance(&peer, Duration::minutes(59)).await.is_empty());
+    let failed = advance(&peer, Duration::minutes(2)).await;
+    assert_eq!(kinds(&failed), vec!["charge.refund.updated"]);
+    assert!(matches!(
+        &failed[0].payload,
+        GatewayEvent::RefundsChanged { intent: Some(i), payment: Some(p) } if *i == held.id && *p == payment
+    ));
+    let read = peer.sandbox.retrieve(&account(), &held.id).await.unwrap();
+    assert_eq!(
+        read.amount_refunded,
+        eur(0),
+        "the money stays with the practitioner"
+    );
+    assert_eq!(
+        read.refunds
+            .unwrap()
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>(),
+        vec![RefundStatus::Failed]
+    );
+}
+
+#[tokio::test]
+async fn a_disputed_charge_is_opened_a_minute_after_capture_and_lost_when_evidence_is_due() {
+    let peer = SandboxPeer::new();
+    let start = peer
+        .sandbox
+        .start_checkout(&checkout(hold(&account(), eur(2500))))
+        .await
+        .unwrap();
+    let out = peer
+        .sandbox
+        .pay(start.session.as_ref().unwrap(), "pm_card_createDispute")
+        .await
+        .unwrap();
+    let GatewayEvent::PaymentIntent(held) = &out.events[0].payload else {
+        panic!("{:?}", out.events);
+    };
+    let payment = held.payment.unwrap();
+    peer.sandbox
+        .capture(
+            &account(),
+            &held.id,
+            &eur(1800),
+            &IdempotencyKey::capture(payment, &eur(1800)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let opened = advance(&peer, Duration::minutes(2)).await;
+    assert_eq!(
+        kinds(&opened),
+        vec!["charge.dispute.created", "charge.dispute.funds_withdrawn"]
+    );
+    let disputes: Vec<_> = opened
+        .iter()
+        .map(|e| match &e.payload {
+            GatewayEvent::Dispute { dispute, intent } => {
+                assert_eq!(intent.as_ref(), Some(&held.id));
+                dispute.clone()
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(disputes[0].status, DisputeStatus::NeedsResponse);
+    assert_eq!(disputes[0].transactions, 0);
+    assert_eq!(
+        (disputes[1].withdrawn, disputes[1].fee),
+        (eur(1800), eur(1500))
+    );
+    // A disputed charge cannot be refunded.
+    let refused = peer
+        .sandbox
+        .refund(
+            &account(),
+            &held.id,
+            &eur(100),
+            &IdempotencyKey::refund(payment, "0:100"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, GatewayError::UnexpectedState { .. }));
+    let closed = advance(&peer, Duration::days(8)).await;
+    assert_eq!(kinds(&closed), vec!["charge.dispute.closed"]);
+    let GatewayEvent::Dispute { dispute, .. } = &closed[0].payload else {
+        panic!("{:?}", closed[0].payload);
+    };
+    assert_eq!(dispute.status, DisputeStatus::Lost);
+}
+
+#[tokio::test]
+async fn every_test_card_saves_and_holds_off_session_as_stripe_documents() {
+    use gateway_stripe::sandbox::CardBehaviour;
+    let peer = SandboxPeer::new();
+    for card in TEST_CARDS {
+        let h = hold(&account(), eur(2500));
+        let start = peer
+            .sandbox
+            .start_checkout(&billing_core::gateway::CheckoutRequest {
+                mode: CheckoutMode::SaveCard,
+                ..checkout(h.clone())
+            })
+            .await
+            .unwrap();
+        let session = start.session.unwrap();
+        let page = peer.sandbox.checkout(&session).await.unwrap();
+        assert_eq!(page.mode, CheckoutMode::SaveCard);
+        let mut out = peer
+            .sandbox
+            .pay(&session, card.payment_method)
+            .await
+            .unwrap();
+        if card.saving == CardBehaviour::RequiresAuthentication {
+            assert_eq!(
+                out.next,
+                SandboxNext::Authenticate,
+                "{}",
+                card.payment_method
+            );
+            out = peer.sandbox.authenticate(&session, true).await.unwrap();
+        }
+        let saved = out.events.iter().find_map(|e| match &e.payload {
+            GatewayEvent::SetupIntent(s) => Some(s.clone()),
+            _ => None,
+        });
+        let Some(setup) = saved else {
+            panic!("{}: no setup event: {:?}", card.payment_method, out.next);
+        };
+        let Some(saved_card) = setup.saved_card else {
+            assert!(
+                matches!(card.saving, CardBehaviour::Declines { .. }),
+                "{}",
+                card.payment_method
+            );
+            assert!(matches!(out.next, SandboxNext::TryAgain { .. }));
+            continue;
+        };
+        let held = peer
+            .sandbox
+            .create_hold(&billing_core::gateway::HoldRequest {
+                key: IdempotencyKey::hold(h.payment, &saved_card.payment_method),
+                off_session: Some(saved_card),
+                ..h
+            })
+            .await;
+        match (card.off_session, held) {
+            (CardBehaviour::Succeeds, Ok(s)) => {
+                assert_eq!(
+                    s.status,
+                    IntentStatus::RequiresCapture,
+                    "{}",
+                    card.payment_method
+                )
+            }
+            (CardBehaviour::Declines { code, .. }, Err(GatewayError::Declined(f))) => {
+                assert_eq!(f.code.as_deref(), Some(code), "{}", card.payment_method)
+            }
+            (CardBehaviour::RequiresAuthentication, Err(GatewayError::Declined(f))) => assert_eq!(
+                f.code.as_deref(),
+                Some("authentication_required"),
+                "{}",
+                card.payment_method
+            ),
+            (expected, got) => panic!("{}: {expected:?}, got {got:?}", card.payment_method),
+        }
+    }
 }

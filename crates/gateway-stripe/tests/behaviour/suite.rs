@@ -4,11 +4,11 @@
 //! after a cancel and refunds beyond the capture), the peer says so and those checks
 //! run on the sandbox only.
 
-use billing_core::gateway::{GatewayError, IntentStatus, RefundStatus};
+use billing_core::gateway::{GatewayError, HoldRequest, IntentStatus, RefundStatus};
 use billing_core::payment::model::{IdempotencyKey, PaymentEvent};
 
 use crate::harness::eur;
-use crate::peers::{Card, Peer};
+use crate::peers::{Card, Peer, Saving};
 
 fn capture_key(a: &crate::peers::Authorised, minor: i64) -> IdempotencyKey {
     IdempotencyKey::capture(a.hold.payment, &eur(minor)).unwrap()
@@ -388,4 +388,42 @@ pub async fn an_unknown_intent_is_not_found(peer: &dyn Peer) {
         "{}: {err:?}",
         peer.name()
     );
+}
+
+pub async fn a_saved_card_is_held_off_session_as_the_card_allows(peer: &dyn Peer) {
+    for (saving, expected) in [
+        (Saving::Good, Ok(())),
+        (Saving::DeclinesCharges, Err("card_declined")),
+        (Saving::NeedsAuthentication, Err("authentication_required")),
+    ] {
+        let (hold, card) = peer.save_card(eur(2500), saving).await;
+        let request = HoldRequest {
+            key: IdempotencyKey::hold(hold.payment, &card.payment_method),
+            off_session: Some(card),
+            ..hold
+        };
+        let result = peer.gateway().create_hold(&request).await;
+        match (expected, result) {
+            (Ok(()), Ok(s)) => {
+                assert_eq!(s.status, IntentStatus::RequiresCapture, "{}", peer.name());
+                assert_eq!(s.amount, eur(2500));
+                assert_eq!(s.payment, Some(request.payment));
+                let read = peer
+                    .gateway()
+                    .retrieve(&peer.account(), &s.id)
+                    .await
+                    .unwrap();
+                assert_eq!(read.status, IntentStatus::RequiresCapture);
+            }
+            (Err(code), Err(GatewayError::Declined(f))) => {
+                assert_eq!(
+                    f.code.as_deref(),
+                    Some(code),
+                    "{}: {saving:?}: {f:?}",
+                    peer.name()
+                );
+            }
+            (expected, got) => panic!("{}: {saving:?}: {expected:?}, got {got:?}", peer.name()),
+        }
+    }
 }
