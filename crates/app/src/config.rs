@@ -88,8 +88,11 @@ pub struct Config {
     pub stripe_connect_base: Option<String>,
     /// `STRIPE_CONNECT_CLIENT_ID`: the platform's `ca_…` for Connect OAuth.
     pub stripe_connect_client_id: Option<String>,
-    /// `STRIPE_WEBHOOK_SECRET`: the endpoint's `whsec_…`.
+    /// `STRIPE_WEBHOOK_SECRET`: the platform endpoint's `whsec_…`.
     pub stripe_webhook_secret: Option<Secret>,
+    /// `STRIPE_CONNECT_WEBHOOK_SECRET`: the Connect endpoint's `whsec_…` (every event
+    /// of a direct charge reaches only that endpoint).
+    pub stripe_connect_webhook_secret: Option<Secret>,
     /// `STRIPE_PUBLISHABLE_KEY`: for the Payment Element.
     pub stripe_publishable_key: Option<String>,
     /// `STRIPE_CHECKOUT`: hosted (Stripe Checkout) or elements (Payment Element).
@@ -97,6 +100,9 @@ pub struct Config {
     /// `STRIPE_DESCRIBE_INTENTS`: send the consultation's description on
     /// PaymentIntents (default true; some Stripe-compatible test servers refuse it).
     pub stripe_describe_intents: bool,
+    /// `STRIPE_RENEWABLE_HOLDS`: save the card along with a hold made for the
+    /// Payment Element, so it can be renewed (default true; localstripe refuses it).
+    pub stripe_renewable_holds: bool,
     /// `CONSULTPAY_WAITING_ROOM_URL`: where admitted patients go;
     /// `{consultation_id}` is replaced.
     pub waiting_room_url: Option<String>,
@@ -105,8 +111,19 @@ pub struct Config {
     pub session_key: Option<Secret>,
     /// `CONSULTPAY_LOG_FORMAT`: text or json.
     pub log_format: LogFormat,
-    /// `CONSULTPAY_RECONCILE_INTERVAL_SECS`: period of the reconciliation job (0 = off).
+    /// `CONSULTPAY_RECONCILE_INTERVAL_SECS`: period of the background jobs (holds
+    /// placed and renewed, reconciliation; 0 = off).
     pub reconcile_interval_secs: u64,
+    /// `CONSULTPAY_RECONCILE_AFTER_SECS`: how long an operation may stay in flight, or
+    /// a checkout unanswered, before reconciliation re-reads it from Stripe.
+    pub reconcile_after_secs: u64,
+    /// `CONSULTPAY_HOLD_LEAD_HOURS`: a hold is placed at most this long before its
+    /// consultation (a card hold lasts 7 days); a patient paying earlier saves their
+    /// card and the hold is placed off-session then.
+    pub hold_lead_hours: u32,
+    /// `CONSULTPAY_RENEW_BEFORE_HOURS`: a hold this close to its deadline, act not
+    /// validated, is renewed off-session.
+    pub renew_before_hours: u32,
     /// `CONSULTPAY_DEMO`: in sandbox mode, create demo users on an empty database.
     pub demo: bool,
     /// `CONSULTPAY_SHUTDOWN_GRACE_SECS`: how long in-flight requests may finish.
@@ -123,9 +140,14 @@ pub const ENV: &[(&str, &str)] = &[
     ("STRIPE_CONNECT_BASE", "stripe_connect_base"),
     ("STRIPE_CONNECT_CLIENT_ID", "stripe_connect_client_id"),
     ("STRIPE_WEBHOOK_SECRET", "stripe_webhook_secret"),
+    (
+        "STRIPE_CONNECT_WEBHOOK_SECRET",
+        "stripe_connect_webhook_secret",
+    ),
     ("STRIPE_PUBLISHABLE_KEY", "stripe_publishable_key"),
     ("STRIPE_CHECKOUT", "stripe_checkout"),
     ("STRIPE_DESCRIBE_INTENTS", "stripe_describe_intents"),
+    ("STRIPE_RENEWABLE_HOLDS", "stripe_renewable_holds"),
     ("CONSULTPAY_WAITING_ROOM_URL", "waiting_room_url"),
     ("CONSULTPAY_SESSION_KEY", "session_key"),
     ("CONSULTPAY_LOG_FORMAT", "log_format"),
@@ -133,6 +155,9 @@ pub const ENV: &[(&str, &str)] = &[
         "CONSULTPAY_RECONCILE_INTERVAL_SECS",
         "reconcile_interval_secs",
     ),
+    ("CONSULTPAY_RECONCILE_AFTER_SECS", "reconcile_after_secs"),
+    ("CONSULTPAY_HOLD_LEAD_HOURS", "hold_lead_hours"),
+    ("CONSULTPAY_RENEW_BEFORE_HOURS", "renew_before_hours"),
     ("CONSULTPAY_DEMO", "demo"),
     ("CONSULTPAY_SHUTDOWN_GRACE_SECS", "shutdown_grace_secs"),
 ];
@@ -148,13 +173,18 @@ impl Default for Config {
             stripe_connect_base: None,
             stripe_connect_client_id: None,
             stripe_webhook_secret: None,
+            stripe_connect_webhook_secret: None,
             stripe_publishable_key: None,
             stripe_checkout: CheckoutMode::Hosted,
             stripe_describe_intents: true,
+            stripe_renewable_holds: true,
             waiting_room_url: None,
             session_key: None,
             log_format: LogFormat::Text,
             reconcile_interval_secs: 300,
+            reconcile_after_secs: 600,
+            hold_lead_hours: 6 * 24,
+            renew_before_hours: 12,
             demo: true,
             shutdown_grace_secs: 20,
         }
@@ -247,6 +277,23 @@ impl Config {
                 "required with STRIPE_SECRET_KEY (at least 32 characters, the same on every instance)",
             );
         }
+        // A card hold lasts 7 days: a hold placed earlier than that before the
+        // consultation would lapse before it, and a renewal must come before the end.
+        if !(1..=6 * 24 + 23).contains(&self.hold_lead_hours) {
+            return invalid(
+                "CONSULTPAY_HOLD_LEAD_HOURS",
+                "between 1 and 167 (a card hold lasts 7 days)",
+            );
+        }
+        if !(1..=self.hold_lead_hours).contains(&self.renew_before_hours) {
+            return invalid(
+                "CONSULTPAY_RENEW_BEFORE_HOURS",
+                "between 1 and CONSULTPAY_HOLD_LEAD_HOURS",
+            );
+        }
+        if self.reconcile_after_secs == 0 {
+            return invalid("CONSULTPAY_RECONCILE_AFTER_SECS", "at least 1 second");
+        }
         if self.stripe_checkout == CheckoutMode::Elements
             && self
                 .stripe_publishable_key
@@ -264,10 +311,19 @@ impl Config {
     /// What is allowed but probably not meant; logged once logging is set up.
     pub fn warnings(&self) -> Vec<&'static str> {
         let mut warnings = Vec::new();
-        if !self.sandbox() && self.stripe_webhook_secret.is_none() {
+        if !self.sandbox()
+            && self.stripe_webhook_secret.is_none()
+            && self.stripe_connect_webhook_secret.is_none()
+        {
             warnings.push(
-                "STRIPE_WEBHOOK_SECRET is not set: webhooks are refused and payments only \
-                 move when reconciliation re-reads them",
+                "neither STRIPE_WEBHOOK_SECRET nor STRIPE_CONNECT_WEBHOOK_SECRET is set: \
+                 webhooks are refused and payments only move when reconciliation re-reads \
+                 them (`consultpay stripe setup-webhooks` creates both endpoints)",
+            );
+        } else if !self.sandbox() && self.stripe_connect_webhook_secret.is_none() {
+            warnings.push(
+                "STRIPE_CONNECT_WEBHOOK_SECRET is not set: with direct charges, payment \
+                 events reach only a Connect endpoint (`consultpay stripe setup-webhooks`)",
             );
         }
         warnings
@@ -276,6 +332,16 @@ impl Config {
     /// Sandbox mode: no Stripe key.
     pub fn sandbox(&self) -> bool {
         self.stripe_secret_key.is_none()
+    }
+
+    /// The domain's settings this configuration makes.
+    pub fn billing(&self) -> billing_core::BillingConfig {
+        let mut config = billing_core::BillingConfig::new(&self.public_url());
+        config.reconcile_after =
+            chrono::Duration::seconds(i64::try_from(self.reconcile_after_secs).unwrap_or(i64::MAX));
+        config.hold_lead = chrono::Duration::hours(i64::from(self.hold_lead_hours));
+        config.renew_before = chrono::Duration::hours(i64::from(self.renew_before_hours));
+        config
     }
 
     pub fn public_url(&self) -> String {
@@ -296,6 +362,7 @@ impl Config {
         };
         redact(&mut shown.stripe_secret_key);
         redact(&mut shown.stripe_webhook_secret);
+        redact(&mut shown.stripe_connect_webhook_secret);
         redact(&mut shown.session_key);
         shown.database_url = DatabaseUrl(redact_url_password(shown.database_url.expose()));
         toml_string(&shown)
@@ -395,7 +462,34 @@ mod tests {
             jail.set_env("STRIPE_PUBLISHABLE_KEY", "pk_test_123");
             jail.set_env("STRIPE_WEBHOOK_SECRET", "whsec_123");
             let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.warnings().len(), 1, "no Connect endpoint secret");
+            jail.set_env("STRIPE_CONNECT_WEBHOOK_SECRET", "whsec_456");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
             assert!(c.warnings().is_empty());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn hold_timing_is_configurable_within_what_a_card_hold_allows() {
+        Jail::expect_with(|jail| {
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            let b = c.billing();
+            assert_eq!(b.hold_lead, chrono::Duration::days(6));
+            assert_eq!(b.renew_before, chrono::Duration::hours(12));
+            assert_eq!(b.reconcile_after, chrono::Duration::minutes(10));
+            jail.set_env("CONSULTPAY_HOLD_LEAD_HOURS", "72");
+            jail.set_env("CONSULTPAY_RECONCILE_AFTER_SECS", "120");
+            let b = Config::load(None).map_err(|e| e.to_string())?.billing();
+            assert_eq!(b.hold_lead, chrono::Duration::hours(72));
+            assert_eq!(b.reconcile_after, chrono::Duration::minutes(2));
+            jail.set_env("CONSULTPAY_HOLD_LEAD_HOURS", "200");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.starts_with("CONSULTPAY_HOLD_LEAD_HOURS:"), "{err}");
+            jail.set_env("CONSULTPAY_HOLD_LEAD_HOURS", "24");
+            jail.set_env("CONSULTPAY_RENEW_BEFORE_HOURS", "48");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.starts_with("CONSULTPAY_RENEW_BEFORE_HOURS:"), "{err}");
             Ok(())
         });
     }
@@ -414,11 +508,17 @@ mod tests {
         let c = Config {
             stripe_secret_key: Some(Secret("sk_live_very_secret".into())),
             stripe_webhook_secret: Some(Secret("whsec_also_secret".into())),
+            stripe_connect_webhook_secret: Some(Secret("whsec_connect_secret".into())),
             database_url: DatabaseUrl("postgres://app:pa55word@db/consultpay".into()),
             ..Config::default()
         };
         let shown = c.redacted();
-        for secret in ["sk_live_very_secret", "whsec_also_secret", "pa55word"] {
+        for secret in [
+            "sk_live_very_secret",
+            "whsec_also_secret",
+            "whsec_connect_secret",
+            "pa55word",
+        ] {
             assert!(!shown.contains(secret), "{shown}");
             assert!(!format!("{c:?}").contains(secret), "{c:?}");
         }

@@ -40,12 +40,31 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Run one reconciliation pass and print what it changed.
+    /// Run the background jobs once (holds placed and renewed off-session, lapsed
+    /// holds, reconciliation) and print what they did.
     Reconcile,
+    /// Operator tasks on the Stripe platform account.
+    Stripe {
+        #[command(subcommand)]
+        command: StripeCommand,
+    },
     /// Print the effective configuration (secrets redacted).
     Config,
     /// Print the OpenAPI document.
     Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum StripeCommand {
+    /// Create (or find, and bring up to date) the platform's two webhook endpoints —
+    /// the platform's own and the Connect one — at `{public URL}/webhooks/stripe`,
+    /// with exactly the event types ConsultPay reads. A new endpoint's signing secret
+    /// is printed once: put it in STRIPE_WEBHOOK_SECRET / STRIPE_CONNECT_WEBHOOK_SECRET.
+    SetupWebhooks {
+        /// The URL Stripe delivers to (default: CONSULTPAY_PUBLIC_URL + /webhooks/stripe).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -130,20 +149,31 @@ async fn run(command: Command, config: Config) -> Result<(), wiring::AppError> {
         Command::Reconcile => {
             let app = wiring::App::build(&config).await?;
             let report = app.billing.reconcile.run_once().await?;
-            for change in &report.changed {
+            for change in report.changed.iter().chain(&report.holds.changed) {
                 println!("{} {} -> {}", change.payment, change.from, change.to);
             }
-            for (id, why) in &report.failed {
+            for (id, why) in &report.attention {
+                println!("{id} needs attention: {why}");
+            }
+            for (id, why) in report.failed.iter().chain(&report.holds.failed) {
                 println!("{id} not reconciled: {why}");
             }
             println!(
-                "{} change(s), {} expiring hold(s), {} failure(s)",
-                report.changed.len(),
+                "{} change(s), {} hold(s) placed, {} renewed, {} refused, {} expiring hold(s), \
+                 {} to check, {} failure(s)",
+                report.changed.len() + report.holds.changed.len(),
+                report.holds.placed.len(),
+                report.holds.renewed.len(),
+                report.holds.refused.len(),
                 report.expiring.len(),
-                report.failed.len()
+                report.attention.len(),
+                report.failed.len() + report.holds.failed.len()
             );
             Ok(())
         }
+        Command::Stripe {
+            command: StripeCommand::SetupWebhooks { url },
+        } => wiring::setup_webhooks(&config, url).await,
         Command::Config => {
             print!("{}", config.redacted());
             Ok(())

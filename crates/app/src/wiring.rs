@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use billing_core::system::{Clock, SystemClock};
-use billing_core::{Billing, BillingConfig, BillingError, Deps};
+use billing_core::payment::service::ReconcileReport;
+use billing_core::{Billing, BillingError, Deps};
 use gateway_stripe::{CheckoutKind, Gateways, StripeSettings};
 use http_poem::metrics::Metrics;
 use http_poem::{HttpSettings, HttpState, Readiness};
@@ -43,29 +44,34 @@ fn gateways(
         .stripe_webhook_secret
         .as_ref()
         .map(|s| s.expose().to_owned());
-    let Some(key) = &config.stripe_secret_key else {
+    let Some(settings) = stripe_settings(config) else {
         return Ok(gateway_stripe::sandbox_gateways(
             clock,
             public_url,
             webhook_secret,
         ));
     };
-    gateway_stripe::stripe_gateways(
-        StripeSettings {
-            secret_key: key.expose().to_owned(),
-            api_base: config.stripe_api_base.clone(),
-            connect_base: config.stripe_connect_base.clone(),
-            connect_client_id: config.stripe_connect_client_id.clone(),
-            webhook_secret,
-            checkout: match config.stripe_checkout {
-                CheckoutMode::Hosted => CheckoutKind::Hosted,
-                CheckoutMode::Elements => CheckoutKind::Elements,
-            },
-            describe_intents: config.stripe_describe_intents,
+    gateway_stripe::stripe_gateways(settings, clock).map_err(|e| AppError::Gateway(e.to_string()))
+}
+
+/// The Stripe adapter's settings, or `None` in sandbox mode (no key).
+fn stripe_settings(config: &Config) -> Option<StripeSettings> {
+    let key = config.stripe_secret_key.as_ref()?;
+    let secret = |s: &Option<crate::config::Secret>| s.as_ref().map(|s| s.expose().to_owned());
+    Some(StripeSettings {
+        secret_key: key.expose().to_owned(),
+        api_base: config.stripe_api_base.clone(),
+        connect_base: config.stripe_connect_base.clone(),
+        connect_client_id: config.stripe_connect_client_id.clone(),
+        webhook_secret: secret(&config.stripe_webhook_secret),
+        connect_webhook_secret: secret(&config.stripe_connect_webhook_secret),
+        checkout: match config.stripe_checkout {
+            CheckoutMode::Hosted => CheckoutKind::Hosted,
+            CheckoutMode::Elements => CheckoutKind::Elements,
         },
-        clock,
-    )
-    .map_err(|e| AppError::Gateway(e.to_string()))
+        describe_intents: config.stripe_describe_intents,
+        renewable_holds: config.stripe_renewable_holds,
+    })
 }
 
 /// The built application: use cases and what the server needs beside them.
@@ -114,10 +120,12 @@ impl App {
     pub async fn build_with(config: &Config, clock: Arc<dyn Clock>) -> Result<App, AppError> {
         let store = migrate(config).await?;
         let public_url = config.public_url();
-        let billing_config = BillingConfig::new(&public_url);
+        let billing_config = config.billing();
         let store_arc = Arc::new(store.clone());
         let metrics = Metrics::new();
-        let gateways = gateways(config, clock.clone(), &public_url)?;
+        let gateways = gateways(config, clock, &public_url)?;
+        // In sandbox mode, the sandbox's test clock: the domain reads the same time.
+        let clock = gateways.clock.clone();
         let deps = Deps {
             practitioners: store_arc.clone(),
             oauth_states: store_arc.clone(),
@@ -150,6 +158,10 @@ impl App {
         settings.sandbox = self.sandbox;
         settings.waiting_room_url = config.waiting_room_url.clone();
         settings.stripe_publishable_key = config.stripe_publishable_key.clone();
+        settings.stripe_live = config
+            .stripe_secret_key
+            .as_ref()
+            .is_some_and(|k| k.expose().starts_with("sk_live_") || k.expose().starts_with("rk_live_"));
         settings.session_secret = match &config.session_key {
             Some(k) => k.expose().as_bytes().to_vec(),
             None => {
@@ -164,6 +176,40 @@ impl App {
             self.metrics.clone(),
         )
     }
+}
+
+/// `consultpay stripe setup-webhooks`: both webhook endpoints on the platform account,
+/// one JSON line each; a new endpoint's secret is printed once.
+pub async fn setup_webhooks(config: &Config, url: Option<String>) -> Result<(), AppError> {
+    let settings = stripe_settings(config).ok_or_else(|| {
+        AppError::Usage("STRIPE_SECRET_KEY is not set: there is no Stripe account to set up".into())
+    })?;
+    install_crypto_provider();
+    let url = url.unwrap_or_else(|| format!("{}/webhooks/stripe", config.public_url()));
+    if !url.starts_with("https://") && !url.starts_with("http://") {
+        return Err(AppError::Usage(format!("{url} is not an http(s) URL")));
+    }
+    let done = gateway_stripe::setup_webhook_endpoints(
+        &settings,
+        gateway_stripe::ClientOptions::default(),
+        &url,
+    )
+    .await
+    .map_err(|e| AppError::Gateway(e.to_string()))?;
+    for endpoint in done {
+        println!(
+            "{}",
+            serde_json::json!({
+                "endpoint": endpoint.kind.as_str(),
+                "id": endpoint.id,
+                "url": endpoint.url,
+                "status": endpoint.change.as_str(),
+                "secret_variable": endpoint.kind.secret_variable(),
+                "secret": endpoint.secret.as_ref().map(|s| s.expose()),
+            })
+        );
+    }
+    Ok(())
 }
 
 /// On an empty database in sandbox mode: a demo practitioner and their secretary, with
@@ -218,8 +264,36 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested: finishing in-flight requests");
 }
 
-/// The periodic reconciliation job (C10), until shutdown.
-async fn reconcile_loop(billing: Billing, every: Duration, mut stop: watch::Receiver<bool>) {
+/// Logs what a pass of the background jobs did: each move, each hold placed, renewed
+/// or refused, and at warn what it could not settle.
+pub fn log_jobs(report: &ReconcileReport) {
+    for c in report.changed.iter().chain(&report.holds.changed) {
+        tracing::info!(payment = %c.payment, from = %c.from, to = %c.to, "payment moved by a job");
+    }
+    for id in &report.holds.placed {
+        tracing::info!(payment = %id, "hold placed off-session");
+    }
+    for id in &report.holds.renewed {
+        tracing::info!(payment = %id, "hold renewed off-session");
+    }
+    for id in &report.holds.refused {
+        tracing::warn!(payment = %id, "saved card refused off-session: the patient must authorise again");
+    }
+    for (id, why) in &report.attention {
+        tracing::warn!(payment = %id, why = %why, "reconciliation could not settle a payment");
+    }
+    for (id, why) in report.failed.iter().chain(&report.holds.failed) {
+        tracing::warn!(payment = %id, error = %why, "the gateway could not be asked this time");
+    }
+    if !report.expiring.is_empty() {
+        tracing::info!(expiring = report.expiring.len(), "holds near their deadline");
+    }
+}
+
+/// The periodic background jobs (C10, C14), until shutdown. Every server runs them;
+/// each step claims its payment first, so several servers on one database share the
+/// work without doing it twice.
+async fn jobs_loop(billing: Billing, every: Duration, mut stop: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -228,19 +302,8 @@ async fn reconcile_loop(billing: Billing, every: Duration, mut stop: watch::Rece
             _ = stop.changed() => return,
         }
         match billing.reconcile.run_once().await {
-            Ok(report) => {
-                for c in &report.changed {
-                    tracing::info!(payment = %c.payment, from = %c.from, to = %c.to, "reconciled");
-                }
-                if !report.expiring.is_empty() || !report.failed.is_empty() {
-                    tracing::info!(
-                        expiring = report.expiring.len(),
-                        failed = report.failed.len(),
-                        "reconciliation pass"
-                    );
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "reconciliation pass failed"),
+            Ok(report) => log_jobs(&report),
+            Err(e) => tracing::warn!(error = %e, "background jobs pass failed"),
         }
     }
 }
@@ -261,7 +324,7 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
     let state = app.http_state(&config);
     let (stop_tx, stop_rx) = watch::channel(false);
     let job = (config.reconcile_interval_secs > 0).then(|| {
-        tokio::spawn(reconcile_loop(
+        tokio::spawn(jobs_loop(
             app.billing.clone(),
             Duration::from_secs(config.reconcile_interval_secs),
             stop_rx,

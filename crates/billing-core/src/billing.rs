@@ -51,7 +51,7 @@ impl std::fmt::Debug for Deps {
 }
 
 /// All use cases, grouped by who uses them. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Billing {
     pub connect: ConnectService,
     pub catalogue: CatalogueService,
@@ -67,9 +67,24 @@ pub struct Billing {
     /// Present only in sandbox mode.
     pub sandbox: Option<SandboxService>,
     pub config: BillingConfig,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Billing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Billing")
+            .field("sandbox", &self.sandbox.is_some())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Billing {
+    /// The domain's time (microseconds): in sandbox mode, the test clock's.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        crate::system::now_micros(self.clock.as_ref())
+    }
+
     pub fn new(deps: Deps, config: BillingConfig) -> Self {
         let ledger = Ledger {
             payments: deps.payments.clone(),
@@ -152,6 +167,7 @@ impl Billing {
             connect,
             webhooks,
             config,
+            clock: deps.clock,
         }
     }
 }

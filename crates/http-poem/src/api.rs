@@ -82,12 +82,12 @@ impl Api {
         self.state.staff(&auth.0.token).await
     }
 
-    fn expiring_within(&self) -> chrono::Duration {
-        self.state.billing.config.expiring_within
+    fn ctx(&self) -> ViewContext {
+        self.state.view_context()
     }
 
     fn payment_view(&self, p: &billing_core::payment::model::Payment) -> PaymentView {
-        PaymentView::of(p, self.state.now(), self.expiring_within())
+        PaymentView::of(p, self.ctx())
     }
 
     fn filter(
@@ -288,6 +288,8 @@ impl Api {
                 Some(s) => s.to_domain()?,
                 None => FeeScheduleInput::Preset(FeePreset::Default),
             },
+            payment_label: body.payment_label.clone(),
+            statement_descriptor_suffix: body.statement_descriptor_suffix.clone(),
         };
         let prefs = self
             .state
@@ -459,7 +461,7 @@ impl Api {
             .schedule(&actor, &request, key)
             .await?;
         let consultation =
-            ConsultationView::of(&scheduled.record, self.state.now(), self.expiring_within());
+            ConsultationView::of(&scheduled.record, self.ctx());
         Ok(Created::Created(Json(ScheduledView {
             id: scheduled.record.consultation.id.as_uuid(),
             pay_url: scheduled.pay_url,
@@ -483,10 +485,9 @@ impl Api {
             .scheduling
             .upcoming(&actor, limit.0.unwrap_or(50))
             .await?;
-        let now = self.state.now();
         Ok(Json(
             list.iter()
-                .map(|r| ConsultationView::of(r, now, self.expiring_within()))
+                .map(|r| ConsultationView::of(r, self.ctx()))
                 .collect(),
         ))
     }
@@ -509,11 +510,7 @@ impl Api {
             .scheduling
             .get(&actor, ConsultationId::from_uuid(id.0))
             .await?;
-        Ok(Json(ConsultationView::of(
-            &record,
-            self.state.now(),
-            self.expiring_within(),
-        )))
+        Ok(Json(ConsultationView::of(&record, self.ctx())))
     }
 
     /// A new pay link for the consultation; the previous one stops working.
@@ -535,7 +532,7 @@ impl Api {
             .new_pay_link(&actor, ConsultationId::from_uuid(id.0))
             .await?;
         let consultation =
-            ConsultationView::of(&scheduled.record, self.state.now(), self.expiring_within());
+            ConsultationView::of(&scheduled.record, self.ctx());
         Ok(Json(ScheduledView {
             id: id.0,
             pay_url: scheduled.pay_url,
@@ -640,11 +637,7 @@ impl Api {
             .reporting
             .payments(&actor, &filter)
             .await?;
-        Ok(Json(PaymentsPageView::of(
-            &page,
-            self.state.now(),
-            self.expiring_within(),
-        )))
+        Ok(Json(PaymentsPageView::of(&page, self.ctx())))
     }
 
     /// The payments table as CSV (all pages, same filters), one row per payment.
@@ -695,10 +688,9 @@ impl Api {
     async fn expiring(&self, auth: StaffAuth) -> ApiResult<Json<Vec<PaymentView>>> {
         let actor = self.actor(&auth).await?;
         let rows = self.state.billing.reporting.expiring_holds(&actor).await?;
-        let now = self.state.now();
         Ok(Json(
             rows.iter()
-                .map(|r| PaymentView::of_row(r, now, self.expiring_within()))
+                .map(|r| PaymentView::of_row(r, self.ctx()))
                 .collect(),
         ))
     }
@@ -773,13 +765,29 @@ impl Api {
 
     /// Starts the authorisation: where to send the patient (Stripe Checkout or the
     /// sandbox card page), and/or a client secret for the Payment Element.
+    /// The patient's language (for Checkout) is taken from `Accept-Language`.
     #[oai(path = "/pay/:token/checkout", method = "post", tag = "Tag::Patient")]
-    async fn checkout(&self, token: Path<String>) -> ApiResult<Json<CheckoutView>> {
-        let start = self.state.billing.patients.start_checkout(&token.0).await?;
+    async fn checkout(
+        &self,
+        token: Path<String>,
+        #[oai(name = "Accept-Language")] accept_language: Header<Option<String>>,
+    ) -> ApiResult<Json<CheckoutView>> {
+        let lang = crate::web::i18n::from_accept_language(accept_language.0.as_deref());
+        let start = self
+            .state
+            .billing
+            .patients
+            .start_checkout(&token.0, lang)
+            .await?;
         Ok(Json(CheckoutView {
             redirect_url: start.redirect_url,
             client_secret: start.client_secret.map(|s| s.expose().to_owned()),
             expires_at: start.expires_at,
+            mode: match start.mode {
+                billing_core::gateway::CheckoutMode::Hold => "hold",
+                billing_core::gateway::CheckoutMode::SaveCard => "save_card",
+            }
+            .to_owned(),
         }))
     }
 

@@ -67,7 +67,9 @@ pub fn app(state: HttpState) -> impl Endpoint {
         routes = routes.nest_no_strip(prefix, pages.clone());
     }
     if state.settings.sandbox {
-        routes = routes.nest_no_strip("/sandbox", pages.clone());
+        routes = routes
+            .at("/sandbox/clock/advance", post(ops::sandbox_clock_advance))
+            .nest_no_strip("/sandbox", pages.clone());
     }
     let body_limit = state.settings.body_limit;
     let metrics = state.metrics.clone();

@@ -18,6 +18,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     transitions: IntCounterVec,
+    webhooks: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -57,10 +58,20 @@ impl Metrics {
             &["from", "to"],
         )
         .unwrap_or_else(|_| unreachable!("static metric definition"));
+        let webhooks = IntCounterVec::new(
+            Opts::new(
+                "webhook_events_total",
+                "Verified Stripe events by outcome (applied, duplicate, ignored) and, for \
+                 ignored ones, why",
+            ),
+            &["outcome", "reason"],
+        )
+        .unwrap_or_else(|_| unreachable!("static metric definition"));
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(transitions.clone()),
+            Box::new(webhooks.clone()),
         ] {
             // Registration only fails for duplicate names, which these are not.
             let _ = registry.register(c);
@@ -70,7 +81,14 @@ impl Metrics {
             requests,
             latency,
             transitions,
+            webhooks,
         }
+    }
+
+    /// Counts a verified webhook event by what became of it. The labels are a closed
+    /// set (outcomes, and `IgnoreReason` names).
+    pub fn webhook(&self, outcome: &'static str, reason: &'static str) {
+        self.webhooks.with_label_values(&[outcome, reason]).inc();
     }
 
     /// The text exposition format.

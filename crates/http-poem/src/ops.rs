@@ -50,15 +50,79 @@ pub async fn stripe_webhook(req: &Request, body: Body, Data(state): Data<&HttpSt
         Err(e) => return Problem::from_poem(e.into()).into_response(),
     };
     match state.billing.webhooks.receive(signature, &bytes).await {
-        Ok(outcome) => {
-            let (kind, changes) = match &outcome {
-                WebhookOutcome::Applied(changes) => ("applied", changes.len()),
-                WebhookOutcome::Duplicate => ("duplicate", 0),
-                WebhookOutcome::Ignored(_) => ("ignored", 0),
+        Ok(receipt) => {
+            let (kind, reason, changes) = match &receipt.outcome {
+                WebhookOutcome::Applied(changes) => ("applied", "", changes.len()),
+                WebhookOutcome::Duplicate => ("duplicate", "", 0),
+                WebhookOutcome::Ignored(why) => {
+                    // Acknowledged all the same: a refusal would be retried for days.
+                    tracing::warn!(
+                        event = %receipt.id,
+                        kind = %receipt.kind,
+                        why = why.as_str(),
+                        "webhook event ignored"
+                    );
+                    ("ignored", why.as_str(), 0)
+                }
             };
-            Json(json!({ "received": true, "outcome": kind, "status_changes": changes }))
+            state.metrics.webhook(kind, reason);
+            Json(json!({ "received": true, "outcome": kind, "reason": reason, "status_changes": changes }))
                 .into_response()
+        }
+        Err(e) => {
+            tracing::warn!(code = e.code(), error = %e, "webhook delivery refused");
+            Problem::from(e).into_response()
+        }
+    }
+}
+
+/// `POST /sandbox/clock/advance` body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockStep {
+    pub seconds: i64,
+}
+
+/// `POST /sandbox/clock/advance` (sandbox mode only; 404 otherwise): moves the
+/// server's clock — the domain's and the sandbox gateway's — forward by `seconds`,
+/// applies what happened at the sandbox meanwhile and runs every job that became due.
+/// Time is tested, never waited for.
+#[handler]
+pub async fn sandbox_clock_advance(body: Body, Data(state): Data<&HttpState>) -> Response {
+    let Some(sandbox) = &state.billing.sandbox else {
+        return Problem::new(StatusCode::NOT_FOUND, "not_found").into_response();
+    };
+    let bytes = match body.into_bytes().await {
+        Ok(b) => b,
+        Err(e) => return Problem::from_poem(e.into()).into_response(),
+    };
+    let step: ClockStep = match serde_json::from_slice(&bytes) {
+        Ok(step) => step,
+        Err(e) => return Problem::invalid("seconds", e.to_string()).into_response(),
+    };
+    match sandbox.advance_clock(step.seconds).await {
+        Ok(moved) => {
+            let jobs = &moved.jobs;
+            Json(ClockAdvanced {
+                now: moved.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                holds_placed: jobs.holds.placed.len(),
+                holds_renewed: jobs.holds.renewed.len(),
+                holds_refused: jobs.holds.refused.len(),
+                status_changes: jobs.changed.len() + jobs.holds.changed.len(),
+            })
+            .into_response()
         }
         Err(e) => Problem::from(e).into_response(),
     }
+}
+
+/// What `POST /sandbox/clock/advance` answers.
+#[derive(Debug, serde::Serialize)]
+pub struct ClockAdvanced {
+    /// The server's time now (RFC 3339).
+    pub now: String,
+    pub holds_placed: usize,
+    pub holds_renewed: usize,
+    pub holds_refused: usize,
+    pub status_changes: usize,
 }

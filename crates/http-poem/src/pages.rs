@@ -40,6 +40,8 @@ pub fn pay_view(page: &PayPage, settings: &HttpSettings, token: &str) -> PayView
             message: f.message.clone(),
         }),
         can_enter: page.can_enter,
+        can_pay: page.can_pay,
+        hold_from: page.hold_from,
         waiting_room_url: page.can_enter.then(|| {
             settings
                 .waiting_room(c.id.as_uuid())

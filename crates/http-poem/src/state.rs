@@ -30,6 +30,8 @@ pub struct HttpSettings {
     pub sandbox: bool,
     /// Stripe's publishable key, for the Payment Element (Stripe mode only).
     pub stripe_publishable_key: Option<String>,
+    /// Stripe runs live (a live secret key): links to its dashboard say so.
+    pub stripe_live: bool,
     /// Secret (≥ 32 bytes) from which the session-cookie and CSRF keys are derived.
     /// Shared by every instance behind a load balancer; random per process by default.
     pub session_secret: Vec<u8>,
@@ -55,6 +57,7 @@ impl HttpSettings {
             body_limit: 64 * 1024,
             sandbox: false,
             stripe_publishable_key: None,
+            stripe_live: false,
             // Random unless set: never a key anyone could derive. Set it to share
             // sessions between instances and across restarts.
             session_secret: [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
@@ -110,7 +113,17 @@ impl HttpState {
         Ok(self.billing.staff.authenticate(Some(token)).await?)
     }
 
+    /// The server's time: the domain's clock (in sandbox mode, the test clock).
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        self.billing.now()
+    }
+
+    /// What payment views need beside the payment.
+    pub fn view_context(&self) -> crate::wire::ViewContext {
+        crate::wire::ViewContext {
+            now: self.now(),
+            expiring_within: self.billing.config.expiring_within,
+            live: self.settings.stripe_live,
+        }
     }
 }

@@ -104,6 +104,55 @@ impl StatusLabel {
     }
 }
 
+/// What every payment view needs beside the payment: the server's time, the warning
+/// window of holds near their deadline, and whether Stripe is live (for links to its
+/// dashboard).
+#[derive(Clone, Copy, Debug)]
+pub struct ViewContext {
+    pub now: DateTime<Utc>,
+    pub expiring_within: Duration,
+    pub live: bool,
+}
+
+/// One refund of a payment.
+#[derive(Debug, Clone, Object)]
+pub struct RefundView {
+    pub id: String,
+    pub amount: String,
+    /// pending, requires_action, succeeded, failed or canceled: a failed or cancelled
+    /// refund gave its amount back to what may be refunded.
+    pub status: String,
+}
+
+/// A dispute on the payment's charge (C15).
+#[derive(Debug, Clone, Object)]
+pub struct DisputeView {
+    pub id: String,
+    /// Stripe's status: warning_needs_response, warning_under_review, warning_closed,
+    /// needs_response, under_review, won, lost.
+    pub status: String,
+    pub status_label: StatusLabel,
+    pub open: bool,
+    /// Stripe's reason code (fraudulent, general, …).
+    pub reason: String,
+    pub amount: String,
+    /// When the practitioner's evidence is due.
+    pub evidence_due_by: Option<DateTime<Utc>>,
+    /// Funds taken from the balance (net of any reinstated).
+    pub withdrawn: String,
+    /// Stripe's dispute fee.
+    pub fee: String,
+    /// The dispute in the Stripe dashboard, where evidence is submitted.
+    pub dashboard_url: String,
+}
+
+/// What reconciliation could not settle, for a person to look at.
+#[derive(Debug, Clone, Object)]
+pub struct AttentionView {
+    pub at: DateTime<Utc>,
+    pub message: String,
+}
+
 #[derive(Debug, Clone, Object)]
 pub struct FailureView {
     pub code: Option<String>,
@@ -116,8 +165,8 @@ pub struct FailureView {
 pub struct PaymentView {
     pub id: Uuid,
     pub consultation_id: Uuid,
-    /// incomplete, authorized, captured, released, expired, failed, refunded,
-    /// partially_refunded.
+    /// incomplete, card_saved, authorized, captured, released, expired, failed,
+    /// refunded, partially_refunded, disputed, dispute_lost.
     pub status: String,
     pub status_label: StatusLabel,
     /// The hold's amount: the most that may be captured.
@@ -132,9 +181,19 @@ pub struct PaymentView {
     pub fee: String,
     /// `estimated`, `reported`, or `none` before a capture.
     pub fee_source: String,
-    /// captured − refunded − fee.
+    /// Refunds Stripe accepted but has not confirmed yet (part of `amount_refunded`).
+    pub amount_refund_pending: String,
+    /// What a dispute took: funds withdrawn and Stripe's dispute fee.
+    pub amount_disputed: String,
+    /// captured − refunded − fee − disputed.
     pub net: String,
     pub currency: String,
+    /// The patient saved their card: the hold is placed (or renewed) off-session.
+    pub card_saved: bool,
+    pub refunds: Vec<RefundView>,
+    pub dispute: Option<DisputeView>,
+    /// What reconciliation could not settle with Stripe (shown until resolved).
+    pub attention: Option<AttentionView>,
     pub capture_before: Option<DateTime<Utc>>,
     pub authorized_at: Option<DateTime<Utc>>,
     pub captured_at: Option<DateTime<Utc>>,
@@ -156,7 +215,7 @@ pub struct PaymentView {
 }
 
 impl PaymentView {
-    pub fn of(p: &Payment, now: DateTime<Utc>, expiring_within: Duration) -> Self {
+    pub fn of(p: &Payment, ctx: ViewContext) -> Self {
         let currency = p.amount().currency();
         let zero = Money::zero(currency);
         let fee = p.fee();
@@ -177,14 +236,45 @@ impl PaymentView {
                 None => "none",
             }
             .to_owned(),
+            amount_refund_pending: amount(&p.refunds_pending().unwrap_or(zero)),
+            amount_disputed: amount(&p.dispute_cost().unwrap_or(zero)),
             net: amount(&p.net().unwrap_or(zero)),
             currency: currency.code().to_owned(),
+            card_saved: p.saved_card().is_some(),
+            refunds: p
+                .refunds()
+                .iter()
+                .map(|r| RefundView {
+                    id: r.id.as_str().to_owned(),
+                    amount: amount(&r.amount),
+                    status: r.status.as_str().to_owned(),
+                })
+                .collect(),
+            dispute: p.dispute().map(|d| DisputeView {
+                id: d.id.as_str().to_owned(),
+                status: d.status.as_str().to_owned(),
+                status_label: StatusLabel {
+                    fr: d.status.label(Lang::Fr).to_owned(),
+                    en: d.status.label(Lang::En).to_owned(),
+                },
+                open: d.status.is_open(),
+                reason: d.reason.clone(),
+                amount: amount(&d.amount),
+                evidence_due_by: d.evidence_due_by,
+                withdrawn: amount(&d.withdrawn),
+                fee: amount(&d.fee),
+                dashboard_url: d.dashboard_url(p.account(), ctx.live),
+            }),
+            attention: p.attention().map(|a| AttentionView {
+                at: a.at,
+                message: a.message.clone(),
+            }),
             capture_before: p.capture_before(),
             authorized_at: p.authorized_at(),
             captured_at: p.captured_at(),
             created_at: p.created_at(),
             updated_at: p.updated_at(),
-            expiring_soon: p.is_expiring(now, expiring_within),
+            expiring_soon: p.is_expiring(ctx.now, ctx.expiring_within),
             failure: p.failure().map(|f| FailureView {
                 code: f.code.clone(),
                 decline_code: f.decline_code.clone(),
@@ -198,11 +288,11 @@ impl PaymentView {
         }
     }
 
-    pub fn of_row(row: &PaymentRow, now: DateTime<Utc>, expiring_within: Duration) -> Self {
+    pub fn of_row(row: &PaymentRow, ctx: ViewContext) -> Self {
         PaymentView {
             patient_name: Some(row.patient.as_str().to_owned()),
             starts_at: Some(row.starts_at),
-            ..PaymentView::of(&row.payment, now, expiring_within)
+            ..PaymentView::of(&row.payment, ctx)
         }
     }
 }
@@ -215,6 +305,8 @@ pub struct TotalsView {
     pub captured: String,
     pub refunded: String,
     pub fee: String,
+    /// What disputes took (funds and Stripe's fees).
+    pub disputed: String,
     pub net: String,
 }
 
@@ -227,6 +319,7 @@ impl From<&PaymentTotals> for TotalsView {
             captured: amount(&t.captured),
             refunded: amount(&t.refunded),
             fee: amount(&t.fee),
+            disputed: amount(&t.disputed),
             net: amount(&t.net),
         }
     }
@@ -242,12 +335,12 @@ pub struct PaymentsPageView {
 }
 
 impl PaymentsPageView {
-    pub fn of(page: &PaymentPage, now: DateTime<Utc>, expiring_within: Duration) -> Self {
+    pub fn of(page: &PaymentPage, ctx: ViewContext) -> Self {
         PaymentsPageView {
             items: page
                 .items
                 .iter()
-                .map(|r| PaymentView::of_row(r, now, expiring_within))
+                .map(|r| PaymentView::of_row(r, ctx))
                 .collect(),
             totals: page.totals.iter().map(TotalsView::from).collect(),
             next_cursor: page.next.map(|c| c.to_string()),
@@ -333,6 +426,10 @@ pub struct StripeLinkView {
     pub revoked_at: Option<DateTime<Utc>>,
     /// unlinked (by the practitioner) or deauthorized (at Stripe).
     pub revoked_reason: Option<String>,
+    /// How the account was linked: `oauth` (unlinking revokes the platform's access)
+    /// or `account_links` (the platform created it; unlinking only stops ConsultPay
+    /// from using it, the practitioner disconnects it in their Stripe dashboard).
+    pub linked_via: Option<String>,
     /// Where the practitioner manages payouts.
     pub dashboard_url: String,
 }
@@ -352,6 +449,7 @@ impl From<&StripeLink> for StripeLinkView {
             verified_at: None,
             revoked_at: None,
             revoked_reason: None,
+            linked_via: None,
             dashboard_url: "https://dashboard.stripe.com/settings/payouts".to_owned(),
         };
         match link {
@@ -359,7 +457,9 @@ impl From<&StripeLink> for StripeLinkView {
                 account,
                 linked_at,
                 verified_at,
+                via,
             } => {
+                view.linked_via = Some(via.as_str().to_owned());
                 view.charges_enabled = account.charges_enabled;
                 view.payouts_enabled = account.payouts_enabled;
                 view.details_submitted = account.details_submitted;
@@ -486,6 +586,12 @@ pub struct PreferencesView {
     pub fee_schedule: FeeScheduleView,
     /// Fee and net on the default amount.
     pub default_estimate: Option<FeeEstimateView>,
+    /// What receipts and the Stripe dashboard call a payment (absent: the neutral
+    /// "Téléconsultation" / "Teleconsultation", with the date).
+    pub payment_label: Option<String>,
+    /// Appended to the account's statement descriptor on the patient's bank
+    /// statement.
+    pub statement_descriptor_suffix: Option<String>,
 }
 
 impl From<&Preferences> for PreferencesView {
@@ -501,6 +607,12 @@ impl From<&Preferences> for PreferencesView {
                 .estimate(&default)
                 .ok()
                 .map(|e| FeeEstimateView::of(&default, p.fee_schedule(), &e)),
+            payment_label: p.statement().label.as_ref().map(|l| l.as_str().to_owned()),
+            statement_descriptor_suffix: p
+                .statement()
+                .descriptor_suffix
+                .as_ref()
+                .map(|s| s.as_str().to_owned()),
         }
     }
 }
@@ -513,6 +625,11 @@ pub struct PreferencesInputView {
     pub currency: String,
     /// Defaults to the `default` preset (1.4 % + 0.25).
     pub fee_schedule: Option<FeeScheduleInputView>,
+    /// What receipts call a payment: absent keeps it, `""` restores the default.
+    pub payment_label: Option<String>,
+    /// The bank statement's descriptor suffix (≤ 22 Latin characters): absent keeps
+    /// it, `""` removes it.
+    pub statement_descriptor_suffix: Option<String>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -614,7 +731,7 @@ pub struct ConsultationView {
 }
 
 impl ConsultationView {
-    pub fn of(r: &ConsultationRecord, now: DateTime<Utc>, expiring_within: Duration) -> Self {
+    pub fn of(r: &ConsultationRecord, ctx: ViewContext) -> Self {
         let c = &r.consultation;
         ConsultationView {
             id: c.id.as_uuid(),
@@ -632,7 +749,7 @@ impl ConsultationView {
             payment: r
                 .payment
                 .as_ref()
-                .map(|p| PaymentView::of(p, now, expiring_within)),
+                .map(|p| PaymentView::of(p, ctx)),
             can_enter: r.can_enter(),
             created_at: c.created_at,
         }
@@ -674,6 +791,11 @@ pub struct PayView {
     pub status_label: Option<StatusLabel>,
     pub failure: Option<FailureView>,
     pub can_enter: bool,
+    /// The patient may (again) authorise now.
+    pub can_pay: bool,
+    /// When the hold will be placed, if later: the consultation is further ahead than
+    /// a hold lasts, so paying saves the card and the hold is placed then.
+    pub hold_from: Option<DateTime<Utc>>,
     /// Where to go once allowed in, when the operator configured it.
     pub waiting_room_url: Option<String>,
 }
@@ -685,6 +807,9 @@ pub struct CheckoutView {
     /// For the Payment Element, when the operator chose it.
     pub client_secret: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// `hold` (the amount is held now) or `save_card` (the card is saved; the hold is
+    /// placed later).
+    pub mode: String,
 }
 
 #[derive(Debug, Clone, Object)]

@@ -11,7 +11,9 @@
   var error = document.getElementById("elements-error");
   form.addEventListener("submit", function (event) {
     event.preventDefault();
-    stripe.confirmPayment({ elements: elements, confirmParams: { return_url: root.dataset.returnUrl } })
+    // A SetupIntent saves the card for a hold placed later; a PaymentIntent holds now.
+    var confirm = root.dataset.mode === "setup" ? stripe.confirmSetup : stripe.confirmPayment;
+    confirm.call(stripe, { elements: elements, confirmParams: { return_url: root.dataset.returnUrl } })
       .then(function (result) { if (result.error) { error.textContent = result.error.message; error.hidden = false; } });
   });
 })();

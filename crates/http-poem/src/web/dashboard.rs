@@ -9,6 +9,7 @@ use billing_core::consultation::service::{PaymentChoice, ScheduleRequest};
 use billing_core::fees::{FeePreset, FeeSchedule};
 use billing_core::ids::{ConsultationId, PaymentId, PractitionerId, ServiceId};
 use billing_core::money::{AmountInput, Currency, Money};
+use billing_core::gateway::RefundStatus;
 use billing_core::payment::model::{Payment, PaymentStatus};
 use billing_core::payment::ports::{PaymentCursor, PaymentRow};
 use billing_core::payment::service::PaymentFilter;
@@ -515,6 +516,9 @@ struct OverviewTemplate {
     error: Option<String>,
     stripe: Option<StripePanel>,
     expiring: Vec<PaymentLine>,
+    /// Payments a person must act on: a card refused (the patient must authorise
+    /// again), a dispute open.
+    attention: Vec<PaymentLine>,
     upcoming: Vec<Upcoming>,
     payments: Vec<PaymentLine>,
     totals: Vec<TotalsLine>,
@@ -656,6 +660,22 @@ pub async fn overview(
         .iter()
         .map(|r| row_line(r, tz, lang, may_validate))
         .collect();
+    let attention = b
+        .reporting
+        .payments(
+            &s.actor,
+            &PaymentFilter {
+                statuses: vec![PaymentStatus::Failed, PaymentStatus::Disputed],
+                limit: Some(20),
+                ..PaymentFilter::default()
+            },
+        )
+        .await
+        .map(|page| page.items)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| row_line(r, tz, lang, may_validate))
+        .collect();
     let upcoming = b
         .scheduling
         .upcoming(&s.actor, 10)
@@ -693,6 +713,7 @@ pub async fn overview(
         error,
         stripe,
         expiring,
+        attention,
         upcoming,
         payments,
         totals,
@@ -791,6 +812,8 @@ struct UnlinkTemplate {
     error: Option<String>,
     account: Option<String>,
     force: bool,
+    /// The account was made for Account Links: no OAuth grant to revoke.
+    account_links: bool,
 }
 
 #[handler]
@@ -814,6 +837,7 @@ pub async fn unlink_page(s: Staff) -> Response {
             .account_id()
             .map(|a| a.as_str().to_owned()),
         force: false,
+        account_links: !s.practitioner.link.has_oauth_grant(),
     })
 }
 
@@ -844,6 +868,7 @@ pub async fn unlink_submit(
                         .account_id()
                         .map(|a| a.as_str().to_owned()),
                     force: outstanding,
+                    account_links: !s.practitioner.link.has_oauth_grant(),
                 }),
                 status_of(&e),
             )
@@ -860,6 +885,8 @@ pub struct PrefsForm {
     pub preset: String,
     pub percent: String,
     pub fixed: String,
+    pub payment_label: String,
+    pub statement_descriptor_suffix: String,
 }
 
 #[derive(Template)]
@@ -978,6 +1005,18 @@ pub async fn preferences_page(s: Staff, Query(q): Query<OverviewQuery>) -> Respo
         preset: schedule.preset().map_or("custom", |p| p.id()).to_owned(),
         percent: schedule.percent().to_string(),
         fixed: format::input(&schedule.fixed(), lang),
+        payment_label: prefs
+            .statement()
+            .label
+            .as_ref()
+            .map(|l| l.as_str().to_owned())
+            .unwrap_or_default(),
+        statement_descriptor_suffix: prefs
+            .statement()
+            .descriptor_suffix
+            .as_ref()
+            .map(|d| d.as_str().to_owned())
+            .unwrap_or_default(),
     };
     render(&preferences_template(
         &s,
@@ -996,6 +1035,8 @@ pub struct PreferencesFormData {
     preset: String,
     percent: Option<String>,
     fixed: Option<String>,
+    payment_label: Option<String>,
+    statement_descriptor_suffix: Option<String>,
 }
 
 #[handler]
@@ -1014,6 +1055,8 @@ pub async fn preferences_submit(
         preset: f.preset.clone(),
         percent: f.percent.clone().unwrap_or_default(),
         fixed: f.fixed.clone().unwrap_or_default(),
+        payment_label: f.payment_label.clone().unwrap_or_default(),
+        statement_descriptor_suffix: f.statement_descriptor_suffix.clone().unwrap_or_default(),
     };
     let input = (|| -> Result<PreferencesInput, BillingError> {
         let fee_schedule = if f.preset == "custom" {
@@ -1037,6 +1080,8 @@ pub async fn preferences_submit(
             default_amount: AmountInput::parse(&f.default_amount, None)?,
             max_amount: AmountInput::parse(&f.max_amount, None)?,
             fee_schedule,
+            payment_label: f.payment_label.clone(),
+            statement_descriptor_suffix: f.statement_descriptor_suffix.clone(),
         })
     })();
     let result = match input {
@@ -1517,6 +1562,46 @@ struct PaymentTemplate {
     fee_percent: String,
     fee_fixed: String,
     history: Vec<HistoryLine>,
+    /// When the hold will be placed (card saved, nothing held yet).
+    hold_from: Option<String>,
+    /// Why the saved card was refused off-session (a first hold, or a renewal).
+    card_refused: Option<String>,
+    renewal_refused: Option<String>,
+    attention: Option<String>,
+    refunds: Vec<RefundLine>,
+    dispute: Option<DisputeLine>,
+}
+
+/// One refund, on the payment page.
+struct RefundLine {
+    id: String,
+    amount: String,
+    /// In words, in the page's language.
+    status: &'static str,
+    failed: bool,
+}
+
+/// The dispute, on the payment page.
+struct DisputeLine {
+    status: &'static str,
+    open: bool,
+    reason: String,
+    amount: String,
+    evidence_due: Option<String>,
+    withdrawn: String,
+    fee: String,
+    url: String,
+}
+
+fn refund_state(status: RefundStatus, t: &Texts, lang: Lang) -> &'static str {
+    match status {
+        RefundStatus::Pending | RefundStatus::RequiresAction => t.refund_pending,
+        RefundStatus::Succeeded => PaymentStatus::Refunded.label(lang),
+        RefundStatus::Failed | RefundStatus::Canceled => match lang {
+            Lang::Fr => "échoué",
+            Lang::En => "failed",
+        },
+    }
 }
 
 async fn payment_response(
@@ -1570,7 +1655,10 @@ async fn payment_response(
             can_release: may(Action::ReleaseHold)
                 && matches!(
                     status,
-                    PaymentStatus::Authorized | PaymentStatus::Incomplete | PaymentStatus::Failed
+                    PaymentStatus::Authorized
+                        | PaymentStatus::Incomplete
+                        | PaymentStatus::Failed
+                        | PaymentStatus::CardSaved
                 ),
             can_refund: may(Action::Refund)
                 && matches!(
@@ -1601,6 +1689,47 @@ async fn payment_response(
                     actor: crate::web::i18n::history_actor(&h.actor, viewer, lang).to_owned(),
                 })
                 .collect(),
+            hold_from: (status == PaymentStatus::CardSaved).then(|| {
+                format::datetime_zoned(
+                    record.consultation.starts_at - state.billing.config.hold_lead,
+                    tz,
+                    lang,
+                )
+            }),
+            card_refused: (status == PaymentStatus::Failed)
+                .then(|| payment.failure())
+                .flatten()
+                .filter(|_| payment.saved_card().is_some())
+                .map(|f| format!("{} ({})", t.card_refused, f.message)),
+            renewal_refused: (status == PaymentStatus::Authorized)
+                .then(|| payment.failure())
+                .flatten()
+                .map(|f| format!("{} ({})", t.renewal_refused, f.message)),
+            attention: payment
+                .attention()
+                .map(|a| format!("{} — {}", format::datetime_short(a.at, tz, lang), a.message)),
+            refunds: payment
+                .refunds()
+                .iter()
+                .map(|r| RefundLine {
+                    id: r.id.as_str().to_owned(),
+                    amount: format::money(&r.amount, lang),
+                    status: refund_state(r.status, t, lang),
+                    failed: !r.status.is_live(),
+                })
+                .collect(),
+            dispute: payment.dispute().map(|d| DisputeLine {
+                status: d.status.label(lang),
+                open: d.status.is_open(),
+                reason: d.reason.clone(),
+                amount: format::money(&d.amount, lang),
+                evidence_due: d
+                    .evidence_due_by
+                    .map(|at| format::datetime_zoned(at, tz, lang)),
+                withdrawn: format::money(&d.withdrawn, lang),
+                fee: format::money(&d.fee, lang),
+                url: d.dashboard_url(payment.account(), state.settings.stripe_live),
+            }),
             p: line(
                 &payment,
                 &patient,

@@ -143,6 +143,12 @@ pub fn datetime_long(at: DateTime<Utc>, tz: Tz, lang: Lang) -> String {
     }
 }
 
+/// [`datetime_long`] with the time zone it is in: `mardi 3 novembre 2026 à 14:30
+/// (Europe/Paris)`. What a patient in another time zone needs.
+pub fn datetime_zoned(at: DateTime<Utc>, tz: Tz, lang: Lang) -> String {
+    format!("{} ({})", datetime_long(at, tz, lang), tz.name())
+}
+
 /// `03/11/2026 14:30` / `2026-11-03 14:30`: for tables.
 pub fn datetime_short(at: DateTime<Utc>, tz: Tz, lang: Lang) -> String {
     let local = at.with_timezone(&tz);

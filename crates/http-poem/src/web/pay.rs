@@ -4,6 +4,7 @@
 use askama::Template;
 use billing_core::BillingError;
 use billing_core::consultation::service::PayPage;
+use billing_core::gateway::CheckoutMode;
 use billing_core::payment::model::PaymentStatus;
 use poem::http::StatusCode;
 use poem::web::{Data, Path, Query, Redirect};
@@ -24,10 +25,14 @@ struct PayTemplate {
     amount: Option<String>,
     failure: Option<String>,
     /// none, incomplete, cancelled, declined, authorized, captured, released,
-    /// expired, refunded, unavailable.
+    /// expired, expired_again, card_saved, disputed, refunded, unavailable.
     state: &'static str,
     can_enter: bool,
     can_pay: bool,
+    /// When the hold will be placed, if later (the card is saved now, or was).
+    hold_from: Option<String>,
+    /// The bank asked for an authentication the patient was not there to give.
+    needs_authentication: bool,
     waiting_room_url: String,
 }
 
@@ -40,6 +45,8 @@ struct ElementsTemplate {
     account: String,
     client_secret: String,
     return_url: String,
+    /// The Payment Element saves the card (a SetupIntent) instead of holding now.
+    save_card: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,10 +57,13 @@ pub struct PayQuery {
 fn state_of(page: &PayPage, returned: Option<&str>) -> &'static str {
     match page.record.payment.as_ref().map(|p| p.status()) {
         None => "none",
+        Some(PaymentStatus::CardSaved) => "card_saved",
         Some(PaymentStatus::Authorized) => "authorized",
         Some(PaymentStatus::Captured | PaymentStatus::PartiallyRefunded) => "captured",
+        Some(PaymentStatus::Disputed | PaymentStatus::DisputeLost) => "disputed",
         Some(PaymentStatus::Refunded) => "refunded",
         Some(PaymentStatus::Released) => "released",
+        Some(PaymentStatus::Expired) if page.can_pay => "expired_again",
         Some(PaymentStatus::Expired) => "expired",
         Some(PaymentStatus::Failed) => "declined",
         Some(PaymentStatus::Incomplete) if returned == Some("cancel") => "cancelled",
@@ -90,7 +100,7 @@ fn page_for(
         layout: ctx.layout(ctx.t.pay_title, None, ""),
         token: token.to_owned(),
         practitioner: view.practitioner_name.clone(),
-        starts_at: format::datetime_long(page.record.consultation.starts_at, tz, ctx.lang),
+        starts_at: format::datetime_zoned(page.record.consultation.starts_at, tz, ctx.lang),
         amount: payment.map(|p| format::money(&p.amount(), ctx.lang)),
         failure: payment
             .and_then(|p| p.failure())
@@ -99,12 +109,13 @@ fn page_for(
             .filter(|_| status == "declined" && ctx.lang == billing_core::Lang::En),
         state: status,
         can_enter: page.can_enter,
-        can_pay: payment.is_some_and(|p| {
-            matches!(
-                p.status(),
-                PaymentStatus::Incomplete | PaymentStatus::Failed
-            )
-        }),
+        can_pay: page.can_pay,
+        hold_from: page
+            .hold_from
+            .map(|at| format::datetime_zoned(at, tz, ctx.lang)),
+        needs_authentication: payment
+            .and_then(|p| p.failure())
+            .is_some_and(|f| f.code.as_deref() == Some("authentication_required")),
         waiting_room_url: view.waiting_room_url.unwrap_or_default(),
     };
     render(&template)
@@ -140,7 +151,7 @@ pub async fn checkout_submit(
     _: Checked<NoFields>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    match state.billing.patients.start_checkout(&token).await {
+    match state.billing.patients.start_checkout(&token, ctx.lang).await {
         Ok(start) => {
             if let Some(url) = start.redirect_url {
                 return Redirect::see_other(url).into_response();
@@ -167,6 +178,7 @@ pub async fn checkout_submit(
                     .unwrap_or_default(),
                 client_secret: secret.expose().to_owned(),
                 return_url: format!("{}/pay/{token}?checkout=success", state.settings.public_url),
+                save_card: start.mode == CheckoutMode::SaveCard,
             };
             render(&template)
         }
