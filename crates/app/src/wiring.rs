@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use billing_core::system::{Clock, SystemClock};
 use billing_core::payment::service::ReconcileReport;
+use billing_core::system::{Clock, SystemClock};
 use billing_core::{Billing, BillingError, Deps};
 use gateway_stripe::{CheckoutKind, Gateways, StripeSettings};
 use http_poem::metrics::Metrics;
@@ -158,10 +158,9 @@ impl App {
         settings.sandbox = self.sandbox;
         settings.waiting_room_url = config.waiting_room_url.clone();
         settings.stripe_publishable_key = config.stripe_publishable_key.clone();
-        settings.stripe_live = config
-            .stripe_secret_key
-            .as_ref()
-            .is_some_and(|k| k.expose().starts_with("sk_live_") || k.expose().starts_with("rk_live_"));
+        settings.stripe_live = config.stripe_secret_key.as_ref().is_some_and(|k| {
+            k.expose().starts_with("sk_live_") || k.expose().starts_with("rk_live_")
+        });
         settings.session_secret = match &config.session_key {
             Some(k) => k.expose().as_bytes().to_vec(),
             None => {
@@ -286,7 +285,10 @@ pub fn log_jobs(report: &ReconcileReport) {
         tracing::warn!(payment = %id, error = %why, "the gateway could not be asked this time");
     }
     if !report.expiring.is_empty() {
-        tracing::info!(expiring = report.expiring.len(), "holds near their deadline");
+        tracing::info!(
+            expiring = report.expiring.len(),
+            "holds near their deadline"
+        );
     }
 }
 

@@ -20,7 +20,7 @@ use crate::error::BillingError;
 use crate::fees::FeeSchedule;
 use crate::gateway::{
     GatewayError, IntentSnapshot, IntentStatus, MockConnectOnboarding, MockPaymentGateway,
-    MockWebhookVerifier, SetupSnapshot, SetupStatus,
+    MockSandboxControl, MockWebhookVerifier, SetupSnapshot, SetupStatus,
 };
 use crate::ids::{
     ConnectedAccountId, ConsultationId, CustomerId, DisputeId, EventId, PaymentId, PaymentIntentId,
@@ -476,6 +476,8 @@ pub(crate) struct Mocks {
     pub(crate) gateway: MockPaymentGateway,
     pub(crate) connect: MockConnectOnboarding,
     pub(crate) webhook_verifier: MockWebhookVerifier,
+    /// Set for sandbox mode (the sandbox service exists only with it).
+    pub(crate) sandbox: Option<MockSandboxControl>,
 }
 
 impl Mocks {
@@ -493,6 +495,7 @@ impl Mocks {
             gateway: MockPaymentGateway::new(),
             connect: MockConnectOnboarding::new(),
             webhook_verifier: MockWebhookVerifier::new(),
+            sandbox: None,
         }
     }
 
@@ -538,7 +541,9 @@ impl Mocks {
                 gateway: Arc::new(self.gateway),
                 connect: Arc::new(self.connect),
                 webhook_verifier: Arc::new(self.webhook_verifier),
-                sandbox: None,
+                sandbox: self
+                    .sandbox
+                    .map(|s| Arc::new(s) as Arc<dyn crate::gateway::SandboxControl>),
                 clock: Arc::new(clock),
                 ids: Arc::new(ids),
                 secrets: Arc::new(secrets),

@@ -460,8 +460,7 @@ impl Api {
             .scheduling
             .schedule(&actor, &request, key)
             .await?;
-        let consultation =
-            ConsultationView::of(&scheduled.record, self.ctx());
+        let consultation = ConsultationView::of(&scheduled.record, self.ctx());
         Ok(Created::Created(Json(ScheduledView {
             id: scheduled.record.consultation.id.as_uuid(),
             pay_url: scheduled.pay_url,
@@ -531,8 +530,7 @@ impl Api {
             .scheduling
             .new_pay_link(&actor, ConsultationId::from_uuid(id.0))
             .await?;
-        let consultation =
-            ConsultationView::of(&scheduled.record, self.ctx());
+        let consultation = ConsultationView::of(&scheduled.record, self.ctx());
         Ok(Json(ScheduledView {
             id: id.0,
             pay_url: scheduled.pay_url,

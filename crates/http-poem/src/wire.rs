@@ -746,10 +746,7 @@ impl ConsultationView {
                 PaymentMode::Online => "online",
             }
             .to_owned(),
-            payment: r
-                .payment
-                .as_ref()
-                .map(|p| PaymentView::of(p, ctx)),
+            payment: r.payment.as_ref().map(|p| PaymentView::of(p, ctx)),
             can_enter: r.can_enter(),
             created_at: c.created_at,
         }

@@ -82,6 +82,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub app: App,
     pub clock: Arc<TestClock>,
+    /// The configuration the server runs with (a second server may share it).
+    pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     pg: Option<PgDatabase>,
@@ -168,6 +170,7 @@ impl TestApp {
             client,
             app,
             clock,
+            config,
             shutdown: Some(tx),
             server: Some(server),
             pg,
@@ -199,7 +202,7 @@ impl TestApp {
 
     /// The server's (movable) time.
     pub fn clock_now(&self) -> DateTime<Utc> {
-        self.clock.now()
+        self.app.billing.now()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -440,13 +443,30 @@ impl TestApp {
         for_practitioner: &Staff,
         payment: Value,
     ) -> (StatusCode, Value) {
+        self.schedule_at(
+            who,
+            for_practitioner,
+            payment,
+            self.clock_now() + Duration::hours(2),
+        )
+        .await
+    }
+
+    /// [`TestApp::schedule`] for a consultation starting at `starts_at`.
+    pub async fn schedule_at(
+        &self,
+        who: &Staff,
+        for_practitioner: &Staff,
+        payment: Value,
+        starts_at: DateTime<Utc>,
+    ) -> (StatusCode, Value) {
         self.post(
             "/api/v1/consultations",
             Some(&who.token),
             json!({
                 "practitioner_id": for_practitioner.id,
                 "patient": { "display_name": "M. Dupont", "email": "dupont@example.org" },
-                "starts_at": (Utc::now() + Duration::hours(2)).to_rfc3339(),
+                "starts_at": starts_at.to_rfc3339(),
                 "payment": payment,
             }),
         )
@@ -466,6 +486,14 @@ impl TestApp {
     /// The patient pays on the sandbox checkout page with `payment_method`; returns
     /// where the browser ends up.
     pub async fn pay(&self, pay_token: &str, payment_method: &str) -> String {
+        let page = self.open_checkout(pay_token).await;
+        let (status, location) = self.submit_card(&page, payment_method).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+        location
+    }
+
+    /// "Pay now" on the pay page: the sandbox checkout page's URL.
+    pub async fn open_checkout(&self, pay_token: &str) -> String {
         let (status, checkout) = self
             .post(
                 &format!("/api/v1/pay/{pay_token}/checkout"),
@@ -479,36 +507,81 @@ impl TestApp {
             .expect("redirect_url")
             .to_owned();
         assert!(page_url.contains("/sandbox/checkout/cs_"), "{page_url}");
+        page_url
+    }
+
+    /// Submits a card on the sandbox checkout page: the status and where the browser
+    /// is sent (or the body of a refusal).
+    pub async fn submit_card(&self, page_url: &str, payment_method: &str) -> (StatusCode, String) {
+        self.sandbox_form(page_url, page_url, &[("payment_method", payment_method)])
+            .await
+    }
+
+    /// Answers the sandbox's 3-D Secure challenge on the checkout page.
+    pub async fn authenticate(&self, page_url: &str, approve: bool) -> (StatusCode, String) {
+        let result = if approve { "approve" } else { "fail" };
+        self.sandbox_form(
+            page_url,
+            &format!("{page_url}/authenticate"),
+            &[("result", result)],
+        )
+        .await
+    }
+
+    async fn sandbox_form(
+        &self,
+        page_url: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> (StatusCode, String) {
         let page = self
             .client
-            .get(&page_url)
+            .get(page_url)
             .send()
             .await
             .expect("checkout page");
         assert_eq!(page.status(), StatusCode::OK);
         let html = page.text().await.expect("html");
         let csrf = csrf_token(&html);
+        let mut form = vec![("csrf_token", csrf.as_str())];
+        form.extend_from_slice(fields);
         let resp = self
             .client
-            .post(&page_url)
-            .form(&[
-                ("csrf_token", csrf.as_str()),
-                ("payment_method", payment_method),
-            ])
+            .post(action)
+            .form(&form)
             .send()
             .await
-            .expect("pay");
-        assert_eq!(
-            resp.status(),
-            StatusCode::SEE_OTHER,
-            "{}",
-            resp.text().await.unwrap_or_default()
-        );
-        resp.headers()
+            .expect("sandbox form");
+        let status = resp.status();
+        let location = resp
+            .headers()
             .get("location")
             .and_then(|l| l.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
+            .map(str::to_owned);
+        match location {
+            Some(l) => (status, l),
+            None => (status, resp.text().await.unwrap_or_default()),
+        }
+    }
+
+    /// `POST /sandbox/clock/advance`: moves the server's time and runs what fell due.
+    pub async fn advance_clock(&self, by: Duration) -> Value {
+        let (status, body) = self
+            .post(
+                "/sandbox/clock/advance",
+                None,
+                json!({ "seconds": by.num_seconds() }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    /// The patient's pay page (`GET /api/v1/pay/{token}`).
+    pub async fn pay_page(&self, pay_token: &str) -> Value {
+        let (status, page) = self.get(&format!("/api/v1/pay/{pay_token}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        page
     }
 }
 

@@ -5,6 +5,7 @@ mod bad_input;
 mod flow;
 mod forms;
 mod helpers;
+mod live;
 mod oauth;
 mod ops;
 mod readme;

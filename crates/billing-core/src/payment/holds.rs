@@ -50,6 +50,17 @@ pub struct HoldReport {
     pub failed: Vec<(PaymentId, String)>,
 }
 
+impl HoldReport {
+    /// Adds a later pass to this one.
+    pub fn absorb(&mut self, later: HoldReport) {
+        self.placed.extend(later.placed);
+        self.renewed.extend(later.renewed);
+        self.refused.extend(later.refused);
+        self.changed.extend(later.changed);
+        self.failed.extend(later.failed);
+    }
+}
+
 /// Places and renews holds off-session.
 #[derive(Clone)]
 pub struct HoldService {

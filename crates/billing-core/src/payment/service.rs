@@ -819,6 +819,17 @@ pub struct ReconcileReport {
     pub failed: Vec<(PaymentId, String)>,
 }
 
+impl ReconcileReport {
+    /// Adds a later pass to this one: what each did, and what is expiring now.
+    pub fn absorb(&mut self, later: ReconcileReport) {
+        self.holds.absorb(later.holds);
+        self.expiring = later.expiring;
+        self.changed.extend(later.changed);
+        self.attention.extend(later.attention);
+        self.failed.extend(later.failed);
+    }
+}
+
 /// The background jobs: holds placed and renewed off-session, lapsed holds, payments
 /// left in a transient state, holds near their deadline. Every step is a conditional
 /// write on one payment, so any number of servers may run it on one database.
@@ -1030,9 +1041,10 @@ impl SandboxService {
     }
 
     /// The sandbox test clock: moves the server's time forward by `seconds` (the
-    /// domain's and the sandbox gateway's, one clock), applies what happened at the
-    /// gateway meanwhile as its webhooks would, then runs every job that became due.
-    /// Time is tested, never waited for.
+    /// domain's and the sandbox gateway's, one clock) in ticks of at most
+    /// [`JOB_TICK_SECS`]; after each tick it applies what happened at the gateway
+    /// meanwhile, as its webhooks would, then runs the jobs that became due — as a
+    /// server running its jobs every hour would have. Time is tested, never waited for.
     pub async fn advance_clock(&self, seconds: i64) -> Result<ClockAdvanced, BillingError> {
         if !(1..=MAX_CLOCK_STEP_SECS).contains(&seconds) {
             return Err(BillingError::validation(
@@ -1040,23 +1052,35 @@ impl SandboxService {
                 format!("between 1 and {MAX_CLOCK_STEP_SECS}"),
             ));
         }
-        let advance = self
-            .sandbox
-            .advance_clock(chrono::Duration::seconds(seconds))
-            .await?;
-        for event in &advance.events {
-            self.webhooks.apply(event).await?;
+        let mut left = seconds;
+        let mut jobs = ReconcileReport::default();
+        loop {
+            let tick = left.min(JOB_TICK_SECS);
+            left -= tick;
+            let advance = self
+                .sandbox
+                .advance_clock(chrono::Duration::seconds(tick))
+                .await?;
+            for event in &advance.events {
+                self.webhooks.apply(event).await?;
+            }
+            jobs.absorb(self.jobs.run_once().await?);
+            if left == 0 {
+                return Ok(ClockAdvanced {
+                    now: advance.now,
+                    jobs,
+                });
+            }
         }
-        let jobs = self.jobs.run_once().await?;
-        Ok(ClockAdvanced {
-            now: advance.now,
-            jobs,
-        })
     }
 }
 
-/// The longest single step of the sandbox clock: ten years.
-pub const MAX_CLOCK_STEP_SECS: i64 = 10 * 366 * 24 * 3600;
+/// The longest single move of the sandbox clock: a year and a day.
+pub const MAX_CLOCK_STEP_SECS: i64 = 366 * 24 * 3600;
+
+/// The sandbox clock runs the jobs at least every hour of its time (a real server
+/// runs them every few minutes; every deadline they keep is hours wide).
+pub const JOB_TICK_SECS: i64 = 3600;
 
 /// The sandbox clock after a step, and what the jobs that became due did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -110,7 +110,10 @@ pub fn history_event(code: &str, lang: Lang) -> &str {
             "Hold renewal declined",
         ),
         "attempt_ended" => ("Tentative de paiement close", "Payment attempt closed"),
-        "reopened" => ("Nouveau paiement après expiration", "Paying again after expiry"),
+        "reopened" => (
+            "Nouveau paiement après expiration",
+            "Paying again after expiry",
+        ),
         "refund_updated" => ("Remboursement confirmé", "Refund confirmed"),
         "refund_failed" | "all_refunds_failed" => (
             "Remboursement échoué, montant rendu au remboursable",

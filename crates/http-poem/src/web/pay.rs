@@ -151,7 +151,12 @@ pub async fn checkout_submit(
     _: Checked<NoFields>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    match state.billing.patients.start_checkout(&token, ctx.lang).await {
+    match state
+        .billing
+        .patients
+        .start_checkout(&token, ctx.lang)
+        .await
+    {
         Ok(start) => {
             if let Some(url) = start.redirect_url {
                 return Redirect::see_other(url).into_response();

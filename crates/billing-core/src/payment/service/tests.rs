@@ -8,7 +8,8 @@ use mockall::Sequence;
 use super::*;
 use crate::audit::AuditAction;
 use crate::gateway::{
-    CheckoutState, CheckoutStatus, IntentSnapshot, RefundOutcome, RefundStatus, WebhookError,
+    CheckoutState, CheckoutStatus, IntentSnapshot, MockSandboxControl, RefundOutcome, RefundStatus,
+    WebhookError,
 };
 use crate::ids::{CheckoutSessionId, ConnectedAccountId, RefundId};
 use crate::money::Currency;
@@ -2519,4 +2520,54 @@ fn k1() -> String {
         "k:{}",
         fingerprint(&format!("{}|k1", idempotency_scope(&dr())))
     )
+}
+
+#[tokio::test]
+async fn the_sandbox_clock_moves_in_hourly_ticks_running_the_jobs_after_each() {
+    let mut m = Mocks::new();
+    let mut sandbox = MockSandboxControl::new();
+    let mut seq = Sequence::new();
+    // 3 h and 1 s: three whole hours, then the last second.
+    for secs in [3600, 3600, 3600, 1] {
+        sandbox
+            .expect_advance_clock()
+            .withf(move |by| by.num_seconds() == secs)
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| {
+                Ok(crate::gateway::SandboxAdvance {
+                    now: now(),
+                    events: vec![],
+                })
+            });
+    }
+    m.sandbox = Some(sandbox);
+    // Each tick is one whole pass of the jobs: holds to place and to renew, lapsed
+    // holds, transient payments, holds near their deadline.
+    m.payments
+        .expect_holds_to_place()
+        .times(4)
+        .returning(|_, _| Ok(vec![]));
+    m.payments
+        .expect_holds_due()
+        .times(4 * 3)
+        .returning(|_, _| Ok(vec![]));
+    m.payments
+        .expect_needing_reconciliation()
+        .times(4)
+        .returning(|_, _, _| Ok(vec![]));
+    let billing = m.build();
+    let sandbox = billing.sandbox.as_ref().expect("sandbox mode");
+
+    let moved = sandbox.advance_clock(3 * 3600 + 1).await.unwrap();
+    assert_eq!(moved.now, now());
+    assert_eq!(moved.jobs, ReconcileReport::default());
+
+    for refused in [0, -1, MAX_CLOCK_STEP_SECS + 1] {
+        assert_eq!(
+            code(sandbox.advance_clock(refused).await),
+            "validation_failed",
+            "{refused}"
+        );
+    }
 }
