@@ -40,15 +40,19 @@ fn gateways(
     clock: Arc<dyn Clock>,
     public_url: &str,
 ) -> Result<Gateways, AppError> {
-    let webhook_secret = config
-        .stripe_webhook_secret
-        .as_ref()
-        .map(|s| s.expose().to_owned());
     let Some(settings) = stripe_settings(config) else {
+        let webhook_secrets = [
+            &config.stripe_webhook_secret,
+            &config.stripe_connect_webhook_secret,
+        ]
+        .into_iter()
+        .flatten()
+        .map(|s| s.expose().to_owned())
+        .collect();
         return Ok(gateway_stripe::sandbox_gateways(
             clock,
             public_url,
-            webhook_secret,
+            webhook_secrets,
         ));
     };
     gateway_stripe::stripe_gateways(settings, clock).map_err(|e| AppError::Gateway(e.to_string()))

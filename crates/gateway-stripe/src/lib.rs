@@ -114,27 +114,33 @@ pub fn stripe_gateways_with(
 }
 
 /// The sandbox gateways: one [`SandboxGateway`] behind the payment, Connect and
-/// sandbox ports, and a webhook verifier that accepts deliveries signed with
-/// `webhook_secret` when one is given (and answers `NotConfigured` otherwise).
+/// sandbox ports, and a webhook verifier that accepts deliveries signed with any of
+/// `webhook_secrets` (the platform and Connect endpoints' secrets, as with Stripe) and
+/// answers `NotConfigured` when there is none.
 pub fn sandbox_gateways(
     clock: Arc<dyn Clock>,
     public_url: &str,
-    webhook_secret: Option<String>,
+    webhook_secrets: Vec<String>,
 ) -> Gateways {
-    sandbox_gateways_with(clock, SandboxConfig::new(public_url), webhook_secret)
+    sandbox_gateways_with(clock, SandboxConfig::new(public_url), webhook_secrets)
 }
 
 /// [`sandbox_gateways`] with an explicit configuration (fee schedule, validities).
 pub fn sandbox_gateways_with(
     clock: Arc<dyn Clock>,
     config: SandboxConfig,
-    webhook_secret: Option<String>,
+    webhook_secrets: Vec<String>,
 ) -> Gateways {
     let sandbox = Arc::new(SandboxGateway::new(clock, config));
     let clock = sandbox.clock();
+    let mut secrets = webhook_secrets.into_iter().map(Secret::from);
     // The sandbox is a test mode: deliveries of live events are ignored.
-    let webhooks = StripeWebhookVerifier::new(webhook_secret.map(Secret::from), clock.clone())
-        .with_livemode(Some(false));
+    let first = secrets.next();
+    let webhooks = secrets.fold(
+        StripeWebhookVerifier::new(first, clock.clone()),
+        |verifier, secret| verifier.with_secret(Some(secret)),
+    );
+    let webhooks = webhooks.with_livemode(Some(false));
     Gateways {
         payments: sandbox.clone(),
         connect: sandbox.clone(),

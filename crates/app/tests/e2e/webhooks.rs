@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::helpers::{Staff, TestApp, WEBHOOK_SECRET};
+use crate::helpers::{Backend, Staff, TestApp, WEBHOOK_SECRET};
 use crate::on_every_backend;
 
 fn sign(secret: &str, t: i64, body: &str) -> String {
@@ -259,4 +259,151 @@ async fn unknown_event_types_are_acknowledged_and_deauthorisation_revokes_the_li
         assert_eq!(link["status"], "revoked", "{link}");
         assert_eq!(link["revoked_reason"], "deauthorized");
     });
+}
+
+/// Reads `consultpay_webhook_events_total{outcome, reason}` from `/metrics`.
+fn webhook_count(metrics: &str, outcome: &str, reason: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("consultpay_webhook_events_total")
+                && l.contains(&format!("outcome=\"{outcome}\""))
+                && l.contains(&format!("reason=\"{reason}\""))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn well_signed_events_that_are_not_ours_are_acknowledged_counted_and_change_nothing() {
+    on_every_backend!(|app| {
+        let (dr, consultation, payment) = authorised(&app).await;
+        let account = payment["account_id"].as_str().expect("account").to_owned();
+        // A second consultation whose checkout has started: its account is recorded,
+        // its hold is not placed.
+        let (_, other) = app.schedule(&dr, &dr, json!({ "mode": "online" })).await;
+        let other_token = other["pay_token"].as_str().expect("token").to_owned();
+        let other_id = other["id"].as_str().expect("id").to_owned();
+        app.open_checkout(&other_token).await;
+        let other_payment = app.consultation(&dr, &other_id).await["payment"].clone();
+        assert_eq!(other_payment["status"], "incomplete", "{other_payment}");
+
+        let held = |id: &str| {
+            intent_event(
+                id,
+                "payment_intent.amount_capturable_updated",
+                &account,
+                &payment,
+                "requires_capture",
+                0,
+                2500,
+            )
+        };
+        let mut foreign_currency = held("evt_usd");
+        foreign_currency["data"]["object"]["currency"] = json!("usd");
+        let mut other_account = held("evt_other_account");
+        other_account["account"] = json!("acct_1SomeoneElse");
+        let mut other_mode = held("evt_live");
+        other_mode["livemode"] = json!(true);
+        other_mode["data"]["object"]["livemode"] = json!(true);
+        // Our own held intent, with metadata naming the other payment: it must not
+        // put that payment on hold nor open its waiting room.
+        let mut names_another = held("evt_names_another");
+        names_another["data"]["object"]["metadata"]["payment_id"] = other_payment["id"].clone();
+        // An intent nobody created for that payment (not at Stripe on the account).
+        let mut made_up = held("evt_made_up");
+        made_up["data"]["object"]["id"] = json!("pi_3MadeUpByAnyoneElse");
+        made_up["data"]["object"]["metadata"]["payment_id"] = other_payment["id"].clone();
+        // The practitioner's other business on their Standard account.
+        let mut not_a_payment = held("evt_their_shop");
+        not_a_payment["data"]["object"]["id"] = json!("pi_3TheirShopSale");
+        not_a_payment["data"]["object"]["metadata"] = json!({ "order": "42" });
+        let unknown_type = json!({
+            "id": "evt_cus", "object": "event", "type": "customer.created", "created": 1,
+            "livemode": false, "account": account, "pending_webhooks": 1, "api_version": "2024-06-20",
+            "request": { "id": null, "idempotency_key": null },
+            "data": { "object": { "id": "cus_1", "object": "customer" } },
+        });
+
+        let before = app.metrics().await;
+        let cases = [
+            ("foreign currency", &foreign_currency, "currency"),
+            ("other account", &other_account, "other_account"),
+            ("other mode", &other_mode, "other_mode"),
+            (
+                "metadata naming another payment",
+                &names_another,
+                "other_intent",
+            ),
+            ("an intent we never made", &made_up, "other_intent"),
+            ("not a payment of ours", &not_a_payment, "unknown_payment"),
+            ("unknown type", &unknown_type, "event_type"),
+        ];
+        for (case, event, _) in &cases {
+            let (status, body) = deliver(&app, event, None).await;
+            assert_eq!(status, StatusCode::OK, "{case}: {body}");
+            assert_eq!(body["outcome"], "ignored", "{case}: {body}");
+        }
+        let after = app.metrics().await;
+        for (case, _, reason) in &cases {
+            let counted = webhook_count(&after, "ignored", reason)
+                - webhook_count(&before, "ignored", reason);
+            assert!(counted >= 1, "{case}: {reason} counted\n{after}");
+        }
+        // Nothing moved: the hold is the same, the other payment is still unpaid and
+        // its waiting room closed.
+        let c = app.consultation(&dr, &consultation).await;
+        assert_eq!(c["payment"]["status"], "authorized", "{c}");
+        assert_eq!(c["payment"]["intent_id"], payment["intent_id"], "{c}");
+        let o = app.consultation(&dr, &other_id).await;
+        assert_eq!(o["payment"]["status"], "incomplete", "{o}");
+        assert_eq!(o["payment"]["amount_held"], "0.00", "{o}");
+        let (_, access) = app
+            .get(&format!("/api/v1/pay/{other_token}/access"), None)
+            .await;
+        assert_eq!(access["can_enter"], false, "{access}");
+        // Only an unreadable body or a bad signature is refused.
+        let (status, body) = deliver(&app, &json!({ "id": "evt_x" }), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    });
+}
+
+#[tokio::test]
+async fn either_endpoints_secret_may_sign_a_delivery() {
+    const CONNECT_SECRET: &str = "whsec_e2e_connect_endpoint";
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.stripe_connect_webhook_secret = Some(app::config::Secret::new(CONNECT_SECRET));
+    })
+    .await
+    else {
+        return;
+    };
+    let (dr, consultation, payment) = authorised(&app).await;
+    let account = payment["account_id"].as_str().expect("account").to_owned();
+    let canceled = intent_event(
+        "evt_by_connect",
+        "payment_intent.canceled",
+        &account,
+        &payment,
+        "canceled",
+        0,
+        0,
+    );
+    let t = app.clock_now().timestamp();
+    let body = canceled.to_string();
+    let (status, refused) = deliver(&app, &canceled, Some(sign("whsec_neither", t, &body))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let c = app.consultation(&dr, &consultation).await;
+    assert_eq!(c["payment"]["status"], "authorized", "{c}");
+    // The Connect endpoint's secret signs what happens on connected accounts.
+    let (status, applied) = deliver(&app, &canceled, Some(sign(CONNECT_SECRET, t, &body))).await;
+    assert_eq!(status, StatusCode::OK, "{applied}");
+    assert_eq!(applied["outcome"], "applied", "{applied}");
+    let c = app.consultation(&dr, &consultation).await;
+    assert_eq!(c["payment"]["status"], "released", "{c}");
+    // And the platform endpoint's still signs.
+    let (status, _) = deliver(&app, &canceled, None).await;
+    assert_eq!(status, StatusCode::OK);
+    app.stop().await;
 }

@@ -19,7 +19,7 @@ use crate::ids::{
     CheckoutSessionId, ConnectedAccountId, ConsultationId, EventId, PaymentId, PaymentIntentId,
     PractitionerId,
 };
-use crate::money::{AmountInput, Money, MoneyError};
+use crate::money::{AmountInput, Currency, Money, MoneyError};
 use crate::payment::holds::{HoldReport, HoldService};
 use crate::payment::ledger::{Begun, Fresh, Ledger, StatusChange, Written};
 use crate::payment::model::{IdempotencyKey, Operation, Payment, PaymentEvent, PaymentStatus};
@@ -640,7 +640,7 @@ impl WebhookService {
                 applied(written)
             }
             GatewayEvent::SetupIntent(setup) => {
-                let payment = match self.resolve(event, setup.payment, None).await? {
+                let payment = match self.resolve(event, setup.payment, None, None).await? {
                     Ok(p) => p,
                     Err(why) => return Ok(WebhookOutcome::Ignored(why)),
                 };
@@ -651,7 +651,7 @@ impl WebhookService {
                 )
             }
             GatewayEvent::RefundsChanged { intent, payment } => {
-                let payment = match self.resolve(event, *payment, intent.as_ref()).await? {
+                let payment = match self.resolve(event, *payment, intent.as_ref(), None).await? {
                     Ok(p) => p,
                     Err(why) => return Ok(WebhookOutcome::Ignored(why)),
                 };
@@ -666,7 +666,7 @@ impl WebhookService {
                 }
             }
             GatewayEvent::ChargeExpired { intent, payment } => {
-                let payment = match self.resolve(event, *payment, intent.as_ref()).await? {
+                let payment = match self.resolve(event, *payment, intent.as_ref(), None).await? {
                     Ok(p) => p,
                     Err(why) => return Ok(WebhookOutcome::Ignored(why)),
                 };
@@ -677,7 +677,8 @@ impl WebhookService {
                 )
             }
             GatewayEvent::Dispute { dispute, intent } => {
-                let payment = match self.resolve(event, None, intent.as_ref()).await? {
+                let currency = Some(dispute.amount.currency());
+                let payment = match self.resolve(event, None, intent.as_ref(), currency).await? {
                     Ok(p) => p,
                     Err(why) => return Ok(WebhookOutcome::Ignored(why)),
                 };
@@ -711,13 +712,14 @@ impl WebhookService {
     /// The payment an event is about: by our id in the metadata, else by intent. It is
     /// ours only if its checkout started (an account is recorded), the event comes
     /// from that account (a connected account cannot move someone else's payment by
-    /// copying its id into metadata), and, when the payment knows its intent, the
-    /// event is about that intent.
+    /// copying its id into metadata), when the payment knows its intent, the event
+    /// is about that intent, and its amounts are in the payment's currency.
     async fn resolve(
         &self,
         event: &WebhookEvent,
         payment: Option<PaymentId>,
         intent: Option<&PaymentIntentId>,
+        currency: Option<Currency>,
     ) -> Result<Resolved, BillingError> {
         let found = match (payment, intent) {
             (Some(id), _) => match self.ledger.payments.get(id).await {
@@ -742,6 +744,10 @@ impl WebhookService {
         {
             return Ok(Err(IgnoreReason::OtherIntent));
         }
+        // Amounts in another currency than the payment's are not about it.
+        if currency.is_some_and(|c| c != p.amount().currency()) {
+            return Ok(Err(IgnoreReason::Currency));
+        }
         Ok(Ok(p))
     }
 
@@ -756,7 +762,12 @@ impl WebhookService {
         snapshot: &IntentSnapshot,
     ) -> Result<Result<(Payment, IntentSnapshot), IgnoreReason>, BillingError> {
         let payment = match self
-            .resolve(event, snapshot.payment, Some(&snapshot.id))
+            .resolve(
+                event,
+                snapshot.payment,
+                Some(&snapshot.id),
+                Some(snapshot.amount.currency()),
+            )
             .await?
         {
             Ok(p) => p,

@@ -719,7 +719,7 @@ async fn sandbox_mode_wires_one_sandbox_and_a_verifier_for_the_configured_secret
     let clock = TestClock::new();
     let body = br#"{"id":"evt_1","object":"event","type":"ping","created":1,"data":{"object":{}}}"#;
     let now = clock.now().timestamp();
-    let with_secret = sandbox_gateways(clock.clone(), "http://x", Some("whsec_sandbox".into()));
+    let with_secret = sandbox_gateways(clock.clone(), "http://x", vec!["whsec_sandbox".into()]);
     assert!(with_secret.sandbox.is_some());
     let header = signature_header("whsec_sandbox", now, body);
     let mut body_at_now = String::from_utf8(body.to_vec()).unwrap();
@@ -738,7 +738,7 @@ async fn sandbox_mode_wires_one_sandbox_and_a_verifier_for_the_configured_secret
             .map(|_| ()),
         Err(WebhookError::BadSignature)
     );
-    let without = sandbox_gateways(clock, "http://x", None);
+    let without = sandbox_gateways(clock, "http://x", vec![]);
     assert_eq!(
         without.webhooks.verify(Some(&header), body).map(|_| ()),
         Err(WebhookError::NotConfigured)

@@ -1308,6 +1308,33 @@ async fn events_that_are_not_about_a_payment_of_ours_are_ignored() {
             ),
             IgnoreReason::OtherAccount,
         ),
+        (
+            // A supported currency, but not the payment's: not about this payment.
+            "the payment's own intent in another currency",
+            authorized(),
+            intent_event(IntentSnapshot {
+                amount: Money::from_minor(2500, Currency::Usd),
+                amount_capturable: Money::from_minor(2500, Currency::Usd),
+                ..hold_snapshot()
+            }),
+            IgnoreReason::Currency,
+        ),
+        (
+            "a dispute in another currency",
+            captured(1800),
+            webhook(
+                "charge.dispute.created",
+                Some(account()),
+                GatewayEvent::Dispute {
+                    dispute: Dispute {
+                        amount: Money::from_minor(1800, Currency::Usd),
+                        ..dispute(DisputeStatus::NeedsResponse, 0)
+                    },
+                    intent: Some(intent()),
+                },
+            ),
+            IgnoreReason::Currency,
+        ),
     ];
     for (case, payment, event, why) in table {
         let m = ignoring(&payment, why);
