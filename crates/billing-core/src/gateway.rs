@@ -285,6 +285,9 @@ pub struct CheckoutRequest {
 pub struct CheckoutStart {
     pub intent: Option<PaymentIntentId>,
     pub session: Option<CheckoutSessionId>,
+    /// The SetupIntent saving the card (Payment Element, mode `SaveCard`); Checkout
+    /// makes its own, read from the session.
+    pub setup: Option<SetupIntentId>,
     pub redirect_url: Option<String>,
     /// The client secret of the intent (mode `Hold`) or of the SetupIntent (mode
     /// `SaveCard`) for the Payment Element.
@@ -369,6 +372,13 @@ pub trait PaymentGateway: Send + Sync {
         account: &ConnectedAccountId,
         session: &CheckoutSessionId,
     ) -> Result<CheckoutState, GatewayError>;
+
+    /// A SetupIntent the Payment Element is saving a card with, as it is now.
+    async fn retrieve_setup(
+        &self,
+        account: &ConnectedAccountId,
+        setup: &SetupIntentId,
+    ) -> Result<SetupSnapshot, GatewayError>;
 
     /// Captures `amount` (≤ the authorised amount) with `amount_to_capture`; the rest
     /// of the hold is released by the gateway.

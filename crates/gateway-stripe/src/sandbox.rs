@@ -1178,6 +1178,7 @@ impl PaymentGateway for SandboxGateway {
         let start = CheckoutStart {
             intent: None,
             session: Some(id.clone()),
+            setup: None,
             redirect_url: Some(self.checkout_url(&id)),
             client_secret: None,
             expires_at: Some(expires_at),
@@ -1283,6 +1284,23 @@ impl PaymentGateway for SandboxGateway {
             intent,
             setup,
         })
+    }
+
+    async fn retrieve_setup(
+        &self,
+        account: &ConnectedAccountId,
+        setup: &SetupIntentId,
+    ) -> Result<SetupSnapshot, GatewayError> {
+        let state = self.lock();
+        state.ensure_reachable(account)?;
+        state
+            .sessions
+            .values()
+            .filter(|s| s.account == *account)
+            .find_map(|s| s.setup_snapshot().filter(|snap| snap.id == *setup))
+            .ok_or_else(|| GatewayError::NotFound {
+                message: format!("No such setupintent: '{setup}'"),
+            })
     }
 
     async fn capture(

@@ -6,10 +6,11 @@ use async_trait::async_trait;
 use billing_core::gateway::{
     CheckoutMode, CheckoutRequest, CheckoutStart, CheckoutState, CheckoutStatus, ClientSecret,
     ConnectOnboarding, GatewayError, HoldRequest, IntentSnapshot, IntentStatus, PaymentGateway,
-    RefundOutcome,
+    RefundOutcome, SetupSnapshot,
 };
 use billing_core::ids::{
     CheckoutSessionId, ConnectedAccountId, CustomerId, PaymentIntentId, PractitionerId,
+    SetupIntentId,
 };
 use billing_core::money::Money;
 use billing_core::payment::model::IdempotencyKey;
@@ -248,9 +249,12 @@ impl StripeGateway {
                         .idempotency_key(format!("{}:setup", req.hold.key.as_str())),
                 )
                 .await?;
+            let id = SetupIntentId::parse(&setup.id)
+                .map_err(|e| GatewayError::from(transformers::Malformed(e.to_string())))?;
             return Ok(CheckoutStart {
                 intent: None,
                 session: None,
+                setup: Some(id),
                 redirect_url: None,
                 client_secret: setup
                     .client_secret
@@ -290,6 +294,7 @@ impl StripeGateway {
         Ok(CheckoutStart {
             intent: Some(intent.id),
             session: None,
+            setup: None,
             redirect_url: None,
             client_secret: intent.client_secret,
             expires_at: None,
@@ -432,6 +437,17 @@ impl PaymentGateway for StripeGateway {
             )
             .await?;
         Ok(transformers::checkout_state(&s)?)
+    }
+
+    async fn retrieve_setup(
+        &self,
+        account: &ConnectedAccountId,
+        setup: &SetupIntentId,
+    ) -> Result<SetupSnapshot, GatewayError> {
+        let si: wire::SetupIntent = self
+            .send(Call::get(Host::Api, format!("/v1/setup_intents/{setup}")).account(account))
+            .await?;
+        Ok(transformers::setup_snapshot(&si)?)
     }
 
     async fn capture(

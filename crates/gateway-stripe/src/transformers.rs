@@ -424,6 +424,8 @@ pub(crate) fn checkout_started(s: &wire::CheckoutSession) -> Result<CheckoutStar
             .as_ref()
             .and_then(|pi| PaymentIntentId::parse(pi.id()).ok()),
         session: Some(CheckoutSessionId::parse(&s.id).map_err(|e| Malformed::new(e.to_string()))?),
+        // Checkout makes its SetupIntent when the patient submits: read from the session.
+        setup: None,
         redirect_url: Some(
             s.url
                 .clone()

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use billing_core::gateway::{
     CheckoutMode, CheckoutRequest, CheckoutStatus, ConnectOnboarding, GatewayError, HoldRequest,
-    IntentStatus, PaymentGateway, RefundStatus,
+    IntentStatus, PaymentGateway, RefundStatus, SetupStatus,
 };
 use billing_core::ids::{
-    ConnectedAccountId, CustomerId, PaymentId, PaymentIntentId, PaymentMethodId,
+    ConnectedAccountId, CustomerId, PaymentId, PaymentIntentId, PaymentMethodId, SetupIntentId,
 };
 use billing_core::money::{Currency, Money};
 use billing_core::payment::model::{IdempotencyKey, Lang, PaymentEvent, SavedCard};
@@ -1113,6 +1113,11 @@ async fn the_payment_element_saves_the_card_with_a_setup_intent() {
         .unwrap();
     assert_eq!(start.mode, CheckoutMode::SaveCard);
     assert_eq!(start.intent, None);
+    // Recorded on the payment, so it can be read back without its webhook.
+    assert_eq!(
+        start.setup,
+        Some(SetupIntentId::parse("seti_1Save").unwrap())
+    );
     assert_eq!(
         start.client_secret.map(|s| s.expose().to_owned()),
         Some("seti_1Save_secret_xyz".into())
@@ -1133,6 +1138,56 @@ async fn the_payment_element_saves_the_card_with_a_setup_intent() {
             ("metadata[consultation_id]", CONSULTATION),
         ])
     );
+}
+
+#[tokio::test]
+async fn a_setup_intent_is_read_back_on_the_practitioners_account() {
+    let stub = Stub::start().await;
+    stub.answer(
+        "GET",
+        "/v1/setup_intents/seti_1Save",
+        200,
+        json!({ "id": "seti_1Save", "object": "setup_intent", "status": "succeeded",
+                "customer": "cus_Patient1", "payment_method": "pm_1Saved", "usage": "off_session",
+                "metadata": { "payment_id": PAYMENT } }),
+    )
+    .await;
+    let setup = stub
+        .gateway()
+        .retrieve_setup(&account(), &SetupIntentId::parse("seti_1Save").unwrap())
+        .await
+        .unwrap();
+    let req = &stub.requests().await[0];
+    assert_common_headers(req, Some(ACCOUNT));
+    assert_eq!(setup.status, SetupStatus::Succeeded);
+    assert_eq!(
+        setup.saved_card,
+        Some(SavedCard {
+            customer: CustomerId::parse("cus_Patient1").unwrap(),
+            payment_method: PaymentMethodId::parse("pm_1Saved").unwrap(),
+        })
+    );
+    assert_eq!(
+        setup.payment.map(|p| p.to_string()),
+        Some(PAYMENT.to_owned())
+    );
+
+    // One that is not on the account.
+    stub.api.reset().await;
+    stub.answer(
+        "GET",
+        "/v1/setup_intents/seti_1Gone",
+        404,
+        json!({ "error": { "type": "invalid_request_error", "code": "resource_missing",
+                           "message": "No such setupintent: 'seti_1Gone'", "param": "intent" } }),
+    )
+    .await;
+    let err = stub
+        .gateway()
+        .retrieve_setup(&account(), &SetupIntentId::parse("seti_1Gone").unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GatewayError::NotFound { .. }), "{err:?}");
 }
 
 fn off_session_hold() -> HoldRequest {

@@ -18,7 +18,7 @@ use billing_core::contact::{DisplayName, EmailAddress};
 use billing_core::fees::{Fee, FeeSchedule, FeeSource};
 use billing_core::ids::{
     CheckoutSessionId, ConnectedAccountId, ConsultationId, CustomerId, DisputeId, PaymentId,
-    PaymentIntentId, PaymentMethodId, PractitionerId, RefundId, ServiceId, UserId,
+    PaymentIntentId, PaymentMethodId, PractitionerId, RefundId, ServiceId, SetupIntentId, UserId,
 };
 use billing_core::money::{Currency, Money};
 use billing_core::payment::model::{
@@ -553,6 +553,9 @@ pub(crate) fn payment_row(p: &Payment) -> Result<payment::Model, RepositoryError
             .map(|s| s.as_str().to_owned()),
         checkout_url: checkout.and_then(|c| c.url.clone()),
         checkout_expires_at: at_opt(checkout.and_then(|c| c.expires_at)),
+        checkout_setup_intent: checkout
+            .and_then(|c| c.setup.as_ref())
+            .map(|s| s.as_str().to_owned()),
         failure_message: parts.failure.as_ref().map(|f| f.message.clone()),
         failure_code: parts.failure.as_ref().and_then(|f| f.code.clone()),
         failure_decline_code: parts.failure.as_ref().and_then(|f| f.decline_code.clone()),
@@ -656,6 +659,12 @@ pub(crate) fn payment_from_row(row: payment::Model) -> Read<Payment> {
                 .map_err(|e| corrupt(T_PAYMENTS, id, e))?,
             url: row.checkout_url.clone(),
             expires_at: row.checkout_expires_at,
+            setup: row
+                .checkout_setup_intent
+                .as_deref()
+                .map(SetupIntentId::parse)
+                .transpose()
+                .map_err(|e| corrupt(T_PAYMENTS, id, e))?,
         })
     } else {
         None

@@ -77,8 +77,10 @@ async fn the_seeds_flow_against_localstripe_with_its_signed_webhooks() {
         c.stripe_secret_key = Some(Secret::new("sk_test_localstripe"));
         c.stripe_api_base = Some(base.clone());
         c.stripe_checkout = CheckoutMode::Elements;
-        // localstripe answers "Unexpected description" to a PaymentIntent description.
+        // localstripe answers "Unexpected description" to a PaymentIntent description,
+        // and "Unexpected setup_future_usage" to a hold that saves the card.
         c.stripe_describe_intents = false;
+        c.stripe_renewable_holds = false;
     })
     .await
     else {
@@ -289,5 +291,123 @@ async fn the_seeds_flow_against_localstripe_with_its_signed_webhooks() {
         .get(&format!("/api/v1/pay/{second_token}/access"), None)
         .await;
     assert_eq!(access["can_enter"], false);
+    app.stop().await;
+}
+
+/// Several servers share one PostgreSQL and all run the jobs: a saved card's hold,
+/// due for both at the same moment, is placed once, at localstripe.
+#[tokio::test]
+async fn two_servers_on_one_database_place_a_saved_cards_hold_once() {
+    let Some((_guard, peer)) = localstripe::acquire().await else {
+        return;
+    };
+    let base = peer.base.clone();
+    let Some(app) = TestApp::spawn_with(Backend::Postgres, |c| {
+        c.stripe_secret_key = Some(Secret::new("sk_test_localstripe"));
+        c.stripe_api_base = Some(base.clone());
+        c.stripe_checkout = CheckoutMode::Elements;
+        c.stripe_describe_intents = false;
+    })
+    .await
+    else {
+        return;
+    };
+    let dr = app.practitioner("Dr Estival").await;
+    link_directly(&app, &dr.id).await;
+    app.set_amounts(&dr, "25.00", "25.00").await;
+    let starts_at = app.clock_now() + chrono::Duration::days(10);
+    let (status, scheduled) = app
+        .schedule_at(&dr, &dr, json!({ "mode": "online" }), starts_at)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{scheduled}");
+    let pay_token = scheduled["pay_token"].as_str().expect("token").to_owned();
+    let id = scheduled["id"].as_str().expect("id").to_owned();
+
+    // Ten days ahead, the Payment Element saves the card (a SetupIntent).
+    let (status, checkout) = app
+        .post(
+            &format!("/api/v1/pay/{pay_token}/checkout"),
+            None,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{checkout}");
+    let secret = checkout["client_secret"].as_str().expect("client secret");
+    assert!(secret.starts_with("seti_"), "{checkout}");
+    let setup = secret.split("_secret_").next().expect("setup id");
+    let (status, body) = at_localstripe(
+        &base,
+        &format!("/v1/setup_intents/{setup}/confirm"),
+        &[("payment_method", "pm_card_visa")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, pay) = app
+        .get(&format!("/api/v1/pay/{pay_token}?refresh=true"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{pay}");
+    assert_eq!(pay["status"], "card_saved", "{pay}");
+    assert_eq!(pay["can_enter"], false);
+
+    // A second server on the same database, its clock where the first one's is.
+    let clock = std::sync::Arc::new(helpers::TestClock::default());
+    let second = app::wiring::App::build_with(&app.config, clock.clone())
+        .await
+        .expect("second server");
+    let due = chrono::Duration::days(4) + chrono::Duration::minutes(1);
+    app.clock.advance(due);
+    clock.advance(due);
+    let (a, b) = tokio::join!(
+        app.app.billing.reconcile.run_once(),
+        second.billing.reconcile.run_once()
+    );
+    let (a, b) = (
+        a.expect("first server's jobs"),
+        b.expect("second server's jobs"),
+    );
+    assert_eq!(
+        a.holds.placed.len() + b.holds.placed.len(),
+        1,
+        "{a:?}\n{b:?}"
+    );
+    // Both again: nothing more to do.
+    let (a, b) = tokio::join!(
+        app.app.billing.reconcile.run_once(),
+        second.billing.reconcile.run_once()
+    );
+    assert_eq!(
+        a.expect("jobs").holds.placed.len() + b.expect("jobs").holds.placed.len(),
+        0
+    );
+
+    let c = app.consultation(&dr, &id).await;
+    assert_eq!(c["payment"]["status"], "authorized", "{c}");
+    assert_eq!(c["payment"]["amount_held"], "25.00", "{c}");
+    let intent = c["payment"]["intent_id"]
+        .as_str()
+        .expect("intent")
+        .to_owned();
+    let at_stripe: Value = harness::http()
+        .get(format!("{base}/v1/payment_intents/{intent}"))
+        .basic_auth("sk_test_localstripe", Some(""))
+        .send()
+        .await
+        .expect("localstripe")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(at_stripe["status"], "requires_capture", "{at_stripe}");
+    let payment_id = c["payment"]["id"].as_str().expect("payment id");
+    let (_, detail) = app
+        .get(&format!("/api/v1/payments/{payment_id}"), Some(&dr.token))
+        .await;
+    let holds = detail["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter(|h| h["event"] == "hold_placed")
+        .count();
+    assert_eq!(holds, 1, "{detail}");
+    let _ = second.store.clone().close().await;
     app.stop().await;
 }

@@ -479,6 +479,7 @@ impl PatientService {
                 return Ok(CheckoutStart {
                     intent: payment.intent().cloned(),
                     session: open.session.clone(),
+                    setup: None,
                     redirect_url: open.url.clone(),
                     client_secret: None,
                     expires_at: open.expires_at,
@@ -521,11 +522,13 @@ impl PatientService {
             };
             let start = self.ledger.gateway.start_checkout(&request).await?;
             let checkout =
-                (start.session.is_some() || start.redirect_url.is_some()).then(|| CheckoutRef {
-                    session: start.session.clone(),
-                    url: start.redirect_url.clone(),
-                    expires_at: start.expires_at,
-                });
+                (start.session.is_some() || start.redirect_url.is_some() || start.setup.is_some())
+                    .then(|| CheckoutRef {
+                        session: start.session.clone(),
+                        url: start.redirect_url.clone(),
+                        expires_at: start.expires_at,
+                        setup: start.setup.clone(),
+                    });
             let unchanged = payment.account() == Some(&account)
                 && (start.intent.is_none() || payment.intent() == start.intent.as_ref())
                 && checkout.is_none();

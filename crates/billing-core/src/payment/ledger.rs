@@ -478,23 +478,30 @@ impl Ledger {
         let Some(account) = payment.account() else {
             return Ok(None);
         };
+        let checkout = payment.checkout();
         match (
             payment.intent(),
-            payment.checkout().and_then(|c| c.session.as_ref()),
+            checkout.and_then(|c| c.session.as_ref()),
+            checkout.and_then(|c| c.setup.as_ref()),
         ) {
-            (Some(intent), _) => match self.gateway.retrieve(account, intent).await {
+            (Some(intent), _, _) => match self.gateway.retrieve(account, intent).await {
                 Ok(s) => Ok(Some(Fresh::Intent(s))),
                 Err(GatewayError::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e.into()),
             },
-            (None, Some(session)) => {
+            (None, Some(session), _) => {
                 let state = self.gateway.retrieve_checkout(account, session).await?;
                 Ok(state
                     .intent
                     .map(Fresh::Intent)
                     .or(state.setup.map(Fresh::Setup)))
             }
-            (None, None) => Ok(None),
+            (None, None, Some(setup)) => match self.gateway.retrieve_setup(account, setup).await {
+                Ok(s) => Ok(Some(Fresh::Setup(s))),
+                Err(GatewayError::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+            (None, None, None) => Ok(None),
         }
     }
 

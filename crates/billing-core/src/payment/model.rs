@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use crate::fees::{Fee, FeeSchedule};
 use crate::ids::{
     CheckoutSessionId, ConnectedAccountId, ConsultationId, CustomerId, PaymentId, PaymentIntentId,
-    PaymentMethodId, PractitionerId,
+    PaymentMethodId, PractitionerId, SetupIntentId,
 };
 use crate::money::{Money, MoneyError};
 
@@ -570,6 +570,8 @@ pub struct CheckoutRef {
     pub session: Option<CheckoutSessionId>,
     pub url: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The SetupIntent the Payment Element saves the card with.
+    pub setup: Option<SetupIntentId>,
 }
 
 /// A payment: what the hold is for, what happened to it, and what Stripe kept.

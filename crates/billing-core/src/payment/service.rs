@@ -13,7 +13,7 @@ use crate::consultation::ports::ConsultationRepository;
 use crate::error::BillingError;
 use crate::gateway::{
     GatewayError, GatewayEvent, IgnoreReason, IntentSnapshot, IntentStatus, SandboxCheckout,
-    SandboxControl, SandboxNext, WebhookEvent, WebhookVerifier,
+    SandboxControl, SandboxNext, SetupSnapshot, WebhookEvent, WebhookVerifier,
 };
 use crate::ids::{
     CheckoutSessionId, ConnectedAccountId, ConsultationId, EventId, PaymentId, PaymentIntentId,
@@ -640,8 +640,8 @@ impl WebhookService {
                 applied(written)
             }
             GatewayEvent::SetupIntent(setup) => {
-                let payment = match self.resolve(event, setup.payment, None, None).await? {
-                    Ok(p) => p,
+                let (payment, setup) = match self.setup_of_ours(event, setup).await? {
+                    Ok(found) => found,
                     Err(why) => return Ok(WebhookOutcome::Ignored(why)),
                 };
                 applied(
@@ -793,6 +793,45 @@ impl WebhookService {
             return Ok(Err(IgnoreReason::OtherIntent));
         }
         Ok(Ok((payment, fresh)))
+    }
+
+    /// A SetupIntent event's payment and the snapshot to apply: the SetupIntent must be
+    /// the one the payment's Payment Element was given, or the one its Checkout
+    /// Session made (read back from the gateway, as it is now).
+    async fn setup_of_ours(
+        &self,
+        event: &WebhookEvent,
+        snapshot: &SetupSnapshot,
+    ) -> Result<Result<(Payment, SetupSnapshot), IgnoreReason>, BillingError> {
+        let payment = match self.resolve(event, snapshot.payment, None, None).await? {
+            Ok(p) => p,
+            Err(why) => return Ok(Err(why)),
+        };
+        let checkout = payment.checkout();
+        if checkout.and_then(|c| c.setup.as_ref()) == Some(&snapshot.id) {
+            return Ok(Ok((payment, snapshot.clone())));
+        }
+        let (Some(account), Some(session)) =
+            (payment.account(), checkout.and_then(|c| c.session.as_ref()))
+        else {
+            return Ok(Err(IgnoreReason::OtherIntent));
+        };
+        let state = match self
+            .ledger
+            .gateway
+            .retrieve_checkout(account, session)
+            .await
+        {
+            Ok(state) => state,
+            Err(GatewayError::NotFound { .. } | GatewayError::AccountUnavailable { .. }) => {
+                return Ok(Err(IgnoreReason::OtherIntent));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match state.setup {
+            Some(fresh) if fresh.id == snapshot.id => Ok(Ok((payment, fresh))),
+            _ => Ok(Err(IgnoreReason::OtherIntent)),
+        }
     }
 
     /// A hold placed after the payment was released (the patient finished an old

@@ -991,6 +991,18 @@ async fn every_test_card_saves_and_holds_off_session_as_stripe_documents() {
         let Some(setup) = saved else {
             panic!("{}: no setup event: {:?}", card.payment_method, out.next);
         };
+        // Read back as the event told it, on its account only.
+        let read = peer
+            .sandbox
+            .retrieve_setup(&account(), &setup.id)
+            .await
+            .unwrap();
+        assert_eq!(read, setup, "{}", card.payment_method);
+        let elsewhere = ConnectedAccountId::parse("acct_1Elsewhere").unwrap();
+        assert!(matches!(
+            peer.sandbox.retrieve_setup(&elsewhere, &setup.id).await,
+            Err(GatewayError::NotFound { .. } | GatewayError::AccountUnavailable { .. })
+        ));
         let Some(saved_card) = setup.saved_card else {
             assert!(
                 matches!(card.saving, CardBehaviour::Declines { .. }),

@@ -29,6 +29,7 @@ pub struct Model {
     pub checkout_session: Option<String>,
     pub checkout_url: Option<String>,
     pub checkout_expires_at: Option<DateTimeUtc>,
+    pub checkout_setup_intent: Option<String>,
     /// Set iff the payment carries a failure.
     pub failure_message: Option<String>,
     pub failure_code: Option<String>,

@@ -15,6 +15,8 @@ pub struct Migration;
 #[derive(DeriveIden)]
 enum Payments {
     Table,
+    /// The SetupIntent the Payment Element saves the card with.
+    CheckoutSetupIntent,
     SavedCustomer,
     SavedPaymentMethod,
     /// One refund per line: `{id} {amount_minor} {status}`.
@@ -49,6 +51,7 @@ fn timestamp_null<T: IntoIden>(name: T) -> ColumnDef {
 impl Migration {
     fn payment_columns() -> Vec<ColumnDef> {
         vec![
+            string_null(Payments::CheckoutSetupIntent),
             string_null(Payments::SavedCustomer),
             string_null(Payments::SavedPaymentMethod),
             text_null(Payments::Refunds),

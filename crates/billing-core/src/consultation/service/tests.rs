@@ -504,6 +504,7 @@ fn gateway_starts_checkout(m: &mut Mocks, payment: &Payment, existing: Option<Pa
             Ok(CheckoutStart {
                 intent: Some(intent()),
                 session: Some(session()),
+                setup: None,
                 redirect_url: Some(checkout_url()),
                 client_secret: None,
                 expires_at: Some(now() + Duration::minutes(30)),
@@ -557,6 +558,7 @@ async fn an_open_checkout_is_reused_until_it_is_about_to_expire() {
                 account(),
                 Some(intent()),
                 Some(CheckoutRef {
+                    setup: None,
                     session: Some(CheckoutSessionId::parse("cs_test_old").unwrap()),
                     url: Some("https://checkout.stripe.com/c/pay/cs_test_old".into()),
                     expires_at: Some(now() + left),
@@ -674,6 +676,7 @@ async fn after_a_relink_checkout_starts_afresh_on_the_new_account() {
             .times(1)
             .returning(move |_| {
                 Ok(CheckoutStart {
+                    setup: None,
                     intent: answer.clone(),
                     session: Some(session()),
                     redirect_url: Some(checkout_url()),
@@ -837,6 +840,7 @@ async fn a_consultation_further_ahead_than_a_hold_lasts_saves_the_card_and_says_
         .times(1)
         .returning(|_| {
             Ok(CheckoutStart {
+                setup: None,
                 intent: None,
                 session: Some(session()),
                 redirect_url: Some(checkout_url()),
@@ -896,6 +900,7 @@ async fn within_the_lead_the_amount_is_held_now_in_the_patients_language_with_th
         .times(1)
         .returning(|_| {
             Ok(CheckoutStart {
+                setup: None,
                 intent: None,
                 session: Some(session()),
                 redirect_url: Some(checkout_url()),

@@ -21,6 +21,7 @@ fn card_saved() -> Payment {
             account(),
             None,
             Some(CheckoutRef {
+                setup: None,
                 session: Some(crate::ids::CheckoutSessionId::parse("cs_test_setup").unwrap()),
                 url: Some("https://checkout.stripe.com/c/pay/cs_test_setup".into()),
                 expires_at: Some(now() + Duration::hours(24)),

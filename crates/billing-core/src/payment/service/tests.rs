@@ -470,6 +470,7 @@ fn declined_in_an_open_session() -> Payment {
             account(),
             Some(intent()),
             Some(CheckoutRef {
+                setup: None,
                 session: Some(CheckoutSessionId::parse("cs_test_Open").unwrap()),
                 url: Some("https://checkout.stripe.com/c/pay/cs_test_Open".into()),
                 expires_at: Some(now() + Duration::hours(20)),
@@ -1374,6 +1375,7 @@ async fn an_intent_the_payment_does_not_know_is_adopted_only_as_read_back_from_i
             account(),
             None,
             Some(CheckoutRef {
+                setup: None,
                 session: Some(CheckoutSessionId::parse("cs_test_1").unwrap()),
                 url: Some("https://checkout.stripe.com/c/pay/cs_test_1".into()),
                 expires_at: Some(now() + Duration::hours(24)),
@@ -1788,19 +1790,188 @@ async fn a_dispute_opened_then_lost_shows_on_the_payment_and_takes_its_funds_and
     assert_eq!(won.net().unwrap(), eur(1800 - 50 - 1500));
 }
 
+/// An unpaid payment whose checkout (in setup mode) is `checkout`.
+fn saving_with(checkout: CheckoutRef) -> Payment {
+    scheduled_payment()
+        .checkout_started(account(), None, Some(checkout), now() - Duration::hours(1))
+        .unwrap()
+}
+
+fn setup_session() -> CheckoutSessionId {
+    CheckoutSessionId::parse("cs_test_setup").unwrap()
+}
+
+/// The Checkout Session in setup mode, complete, with the SetupIntent it made.
+fn session_made(setup: SetupSnapshot) -> CheckoutState {
+    CheckoutState {
+        status: CheckoutStatus::Complete,
+        intent: None,
+        setup: Some(setup),
+    }
+}
+
 #[tokio::test]
 async fn a_saved_card_event_moves_an_unpaid_payment_to_card_saved() {
-    let p = through_webhooks(
-        incomplete(),
-        vec![webhook(
+    // The Payment Element's SetupIntent, recorded when it was made: no read needed.
+    let elements = saving_with(CheckoutRef {
+        session: None,
+        url: None,
+        expires_at: None,
+        setup: Some(setup_snapshot().id),
+    });
+    let saved = step(&elements, PaymentEvent::CardSaved(saved_card()));
+    let mut m = Mocks::new();
+    m.webhook_inbox
+        .expect_claim()
+        .times(1)
+        .returning(|_, _, _| Ok(Claim::New));
+    m.payment_reads(&[elements.clone(), elements, saved]);
+    m.gateway.expect_retrieve_checkout().never();
+    m.payments
+        .expect_update()
+        .withf(|p, _, _| is(p, PaymentStatus::CardSaved) && p.saved_card() == Some(&saved_card()))
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    marks_processed(&mut m, "applied (1 status change(s))");
+    let event = webhook(
+        "setup_intent.succeeded",
+        Some(account()),
+        GatewayEvent::SetupIntent(setup_snapshot()),
+    );
+    let outcome = m.build().webhooks.apply(&event).await.unwrap();
+    assert!(matches!(outcome, WebhookOutcome::Applied(c) if c.len() == 1));
+
+    // Checkout's own SetupIntent: read back from the session, as it is now.
+    let hosted = saving_with(CheckoutRef {
+        session: Some(setup_session()),
+        url: Some("https://checkout.stripe.com/c/pay/cs_test_setup".into()),
+        expires_at: Some(now() + Duration::hours(23)),
+        setup: None,
+    });
+    let p = through_webhooks_reading(
+        hosted,
+        Ok(session_made(setup_snapshot())),
+        webhook(
             "setup_intent.succeeded",
             Some(account()),
             GatewayEvent::SetupIntent(setup_snapshot()),
-        )],
+        ),
     )
     .await;
     assert_eq!(p.status(), PaymentStatus::CardSaved);
     assert_eq!(p.saved_card(), Some(&saved_card()));
+}
+
+/// [`through_webhooks`] for one event, with the gateway answering `session` when the
+/// payment's checkout session is read.
+async fn through_webhooks_reading(
+    payment: Payment,
+    session: Result<CheckoutState, GatewayError>,
+    event: WebhookEvent,
+) -> Payment {
+    let mut m = Mocks::new();
+    m.gateway
+        .expect_retrieve_checkout()
+        .times(1)
+        .return_once(move |_, _| session);
+    m.webhook_inbox
+        .expect_claim()
+        .returning(|_, _, _| Ok(Claim::New));
+    m.payment_is(&payment);
+    let written = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let keep = written.clone();
+    m.payments.expect_update().returning(move |p, _, _| {
+        *keep.lock().unwrap() = Some(p.clone());
+        Ok(())
+    });
+    m.webhook_inbox
+        .expect_mark_processed()
+        .returning(|_, _, _| Ok(()));
+    m.build().webhooks.apply(&event).await.unwrap();
+    let written = written.lock().unwrap().take();
+    written.unwrap_or(payment)
+}
+
+#[tokio::test]
+async fn a_saved_card_event_about_a_setup_intent_we_did_not_make_is_ignored() {
+    let other = SetupSnapshot {
+        id: crate::ids::SetupIntentId::parse("seti_9SomeoneElses").unwrap(),
+        ..setup_snapshot()
+    };
+    let event = || {
+        webhook(
+            "setup_intent.succeeded",
+            Some(account()),
+            GatewayEvent::SetupIntent(other.clone()),
+        )
+    };
+    // The Payment Element was given another SetupIntent.
+    let elements = saving_with(CheckoutRef {
+        session: None,
+        url: None,
+        expires_at: None,
+        setup: Some(setup_snapshot().id),
+    });
+    let m = ignoring(&elements, IgnoreReason::OtherIntent);
+    let outcome = m.build().webhooks.apply(&event()).await.unwrap();
+    assert_eq!(outcome, WebhookOutcome::Ignored(IgnoreReason::OtherIntent));
+    // The payment's Checkout Session made another one (or none yet).
+    let hosted = saving_with(CheckoutRef {
+        session: Some(setup_session()),
+        url: None,
+        expires_at: None,
+        setup: None,
+    });
+    for made in [Some(setup_snapshot()), None] {
+        let mut m = ignoring(&hosted, IgnoreReason::OtherIntent);
+        m.gateway
+            .expect_retrieve_checkout()
+            .times(1)
+            .return_once(move |_, _| {
+                Ok(CheckoutState {
+                    status: CheckoutStatus::Open,
+                    intent: None,
+                    setup: made,
+                })
+            });
+        let outcome = m.build().webhooks.apply(&event()).await.unwrap();
+        assert_eq!(outcome, WebhookOutcome::Ignored(IgnoreReason::OtherIntent));
+    }
+    // No checkout in setup mode at all: the hold's own intent only.
+    let m = ignoring(&incomplete(), IgnoreReason::OtherIntent);
+    let outcome = m.build().webhooks.apply(&event()).await.unwrap();
+    assert_eq!(outcome, WebhookOutcome::Ignored(IgnoreReason::OtherIntent));
+}
+
+#[tokio::test]
+async fn the_pay_pages_refresh_reads_the_payment_elements_setup_intent() {
+    let elements = saving_with(CheckoutRef {
+        session: None,
+        url: None,
+        expires_at: None,
+        setup: Some(setup_snapshot().id),
+    });
+    let mut m = Mocks::new();
+    m.gateway
+        .expect_retrieve_setup()
+        .withf(|a, s| *a == account() && *s == setup_snapshot().id)
+        .times(1)
+        .returning(|_, _| Ok(setup_snapshot()));
+    m.payment_is(&elements);
+    m.payments
+        .expect_update()
+        .withf(|p, _, _| is(p, PaymentStatus::CardSaved))
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let billing = m.build();
+    let written = billing
+        .payments
+        .ledger
+        .refresh(&elements, &AuditActor::Patient)
+        .await
+        .unwrap()
+        .expect("something to read");
+    assert_eq!(written.payment.status(), PaymentStatus::CardSaved);
 }
 
 #[tokio::test]
@@ -1835,6 +2006,7 @@ async fn a_webhook_that_loses_a_race_re_applies_its_facts_to_the_fresh_payment()
             account(),
             Some(intent()),
             Some(crate::payment::model::CheckoutRef {
+                setup: None,
                 session: None,
                 url: Some("https://checkout.stripe.com/c/pay/cs_test_2".into()),
                 expires_at: None,

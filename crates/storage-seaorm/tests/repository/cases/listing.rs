@@ -338,6 +338,7 @@ pub async fn reconciliation_finds_stale_operations_and_recent_transient_checkout
                     session: Some(CheckoutSessionId::parse("cs_test_1").unwrap()),
                     url: None,
                     expires_at: None,
+                    setup: None,
                 }),
                 now - offset,
             )

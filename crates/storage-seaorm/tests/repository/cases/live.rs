@@ -4,10 +4,10 @@
 
 use billing_core::consultation::model::ConsultationRecord;
 use billing_core::consultation::ports::ConsultationRepository;
-use billing_core::ids::{PractitionerId, RefundId};
+use billing_core::ids::{ConnectedAccountId, PractitionerId, RefundId, SetupIntentId};
 use billing_core::payment::model::{
-    DisputeStatus, IdempotencyKey, Operation, Payment, PaymentEvent, PaymentStatus, RefundLine,
-    RefundState,
+    CheckoutRef, DisputeStatus, IdempotencyKey, Operation, Payment, PaymentEvent, PaymentStatus,
+    RefundLine, RefundState,
 };
 use billing_core::payment::ports::{ChangeLog, PaymentRepository};
 use billing_core::practitioner::model::{DescriptorSuffix, PaymentLabel, StatementText};
@@ -34,9 +34,28 @@ async fn write(store: &Store, before: &Payment, after: &Payment) {
 pub async fn a_payment_round_trips_with_its_saved_card_refunds_dispute_and_attention(store: Store) {
     let pr = practitioner(&store).await;
     let p = scheduled(&store, pr.id, eur(2_500), t0()).await;
+    // The Payment Element saving the card: its SetupIntent is recorded.
+    let started = p
+        .checkout_started(
+            ConnectedAccountId::parse("acct_1").unwrap(),
+            None,
+            Some(CheckoutRef {
+                session: None,
+                url: None,
+                expires_at: None,
+                setup: Some(SetupIntentId::parse("seti_1Save").unwrap()),
+            }),
+            t0() + Duration::seconds(30),
+        )
+        .unwrap();
+    write(&store, &p, &started).await;
+    assert_eq!(
+        PaymentRepository::get(&store, p.id()).await.unwrap(),
+        started
+    );
     let saved = apply(
         &store,
-        &p,
+        &started,
         PaymentEvent::CardSaved(saved_card()),
         t0() + mins(1),
     )

@@ -27,6 +27,7 @@ pub async fn a_payment_round_trips_through_its_life_with_its_history_in_order(st
         session: Some(CheckoutSessionId::parse("cs_test_a1").unwrap()),
         url: Some("https://checkout.stripe.com/c/pay/cs_test_a1".into()),
         expires_at: Some(t0() + Duration::hours(24)),
+        setup: None,
     };
     p = {
         let next = p
