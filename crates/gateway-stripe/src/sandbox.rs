@@ -311,7 +311,7 @@ struct State {
 
 #[derive(Clone)]
 enum Replay {
-    Intent(Result<IntentSnapshot, GatewayError>),
+    Intent(Box<Result<IntentSnapshot, GatewayError>>),
     Checkout(Result<CheckoutStart, GatewayError>),
     Refund(Result<RefundOutcome, GatewayError>),
 }
@@ -1130,7 +1130,7 @@ impl PaymentGateway for SandboxGateway {
         state.ensure_reachable(&req.account)?;
         let fingerprint = hold_fingerprint("create_hold", req);
         if let Some(Replay::Intent(answer)) = state.replay(&req.account, &req.key, &fingerprint)? {
-            return answer;
+            return *answer;
         }
         let answer = match &req.off_session {
             Some(card) => self.hold_saved_card(&mut state, req, card, now),
@@ -1143,7 +1143,7 @@ impl PaymentGateway for SandboxGateway {
             &req.account,
             &req.key,
             fingerprint,
-            Replay::Intent(answer.clone()),
+            Replay::Intent(Box::new(answer.clone())),
         );
         answer
     }
@@ -1315,7 +1315,7 @@ impl PaymentGateway for SandboxGateway {
         state.ensure_reachable(account)?;
         let fingerprint = format!("capture|{intent}|{amount}");
         if let Some(Replay::Intent(answer)) = state.replay(account, key, &fingerprint)? {
-            return answer;
+            return *answer;
         }
         let fees = |c| self.config.fees(c);
         let answer = (|| {
@@ -1368,7 +1368,12 @@ impl PaymentGateway for SandboxGateway {
             Ok(i.read())
         })();
         // Stripe stores the answer of a request it processed, refusals included.
-        state.remember(account, key, fingerprint, Replay::Intent(answer.clone()));
+        state.remember(
+            account,
+            key,
+            fingerprint,
+            Replay::Intent(Box::new(answer.clone())),
+        );
         answer
     }
 
@@ -1383,7 +1388,7 @@ impl PaymentGateway for SandboxGateway {
         state.ensure_reachable(account)?;
         let fingerprint = format!("release|{intent}");
         if let Some(Replay::Intent(answer)) = state.replay(account, key, &fingerprint)? {
-            return answer;
+            return *answer;
         }
         let answer = (|| {
             let i = state.intent(account, intent, now)?;
@@ -1402,7 +1407,12 @@ impl PaymentGateway for SandboxGateway {
                 ))),
             }
         })();
-        state.remember(account, key, fingerprint, Replay::Intent(answer.clone()));
+        state.remember(
+            account,
+            key,
+            fingerprint,
+            Replay::Intent(Box::new(answer.clone())),
+        );
         answer
     }
 

@@ -83,6 +83,10 @@ pub struct TestApp {
     pub app: App,
     pub clock: Arc<TestClock>,
     /// The configuration the server runs with (a second server may share it).
+    #[allow(
+        dead_code,
+        reason = "the localstripe binary starts a second server with it"
+    )]
     pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,

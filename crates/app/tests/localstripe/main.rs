@@ -6,6 +6,9 @@
 //! localstripe has no Connect: the practitioner's link is set up through the storage
 //! port, as a completed OAuth would leave it (Connect itself is covered by the gateway
 //! crate's request-level tests).
+//!
+//! Two servers on one PostgreSQL run the background jobs at the same moment against
+//! localstripe: a saved card's hold is placed once.
 
 #[allow(dead_code)]
 #[path = "../e2e/helpers.rs"]
