@@ -3,15 +3,57 @@
 
 use crate::helpers::{Backend, TestApp};
 
-/// The first `sh` block after the "Try it" heading.
-fn walk_through() -> String {
+/// The first `sh` block after `heading`.
+fn sh_block_after(heading: &str) -> String {
     let readme = include_str!("../../../../README.md");
     let (_, after) = readme
-        .split_once("## Try it")
-        .expect("README has a Try it section");
+        .split_once(heading)
+        .unwrap_or_else(|| panic!("README has a {heading} section"));
     let (_, block) = after.split_once("```sh\n").expect("a sh block");
     let (script, _) = block.split_once("```").expect("the block ends");
     script.to_owned()
+}
+
+fn walk_through() -> String {
+    sh_block_after("## Try it")
+}
+
+async fn run(script: String) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cwd = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .current_dir(cwd)
+            .output()
+            .expect("bash runs")
+    })
+    .await
+    .expect("joined")
+}
+
+#[tokio::test]
+async fn the_readme_moves_the_sandbox_clock_as_written() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let before = t.clock_now();
+    let script = format!(
+        "B={}\n{}",
+        t.base,
+        sh_block_after("### Time in the sandbox")
+    );
+    let out = run(script).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(r#""now":"#), "{stdout}");
+    let moved = t.clock_now() - before;
+    assert!(moved >= chrono::Duration::days(9), "{moved}");
+    t.stop().await;
 }
 
 #[tokio::test]
@@ -31,17 +73,7 @@ async fn the_readme_walk_through_runs_as_written_and_captures_with_its_fee() {
             "DR=<practitioner id>   TOKEN=<practitioner token>",
             &format!("DR={}   TOKEN={}", dr.id, dr.token),
         );
-    let dir = tempfile::tempdir().expect("temp dir");
-    let cwd = dir.path().to_owned();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("bash")
-            .args(["-euo", "pipefail", "-c", &script])
-            .current_dir(cwd)
-            .output()
-            .expect("bash runs")
-    })
-    .await
-    .expect("joined");
+    let out = run(script).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
