@@ -9,5 +9,6 @@ mod live;
 mod oauth;
 mod ops;
 mod readme;
+mod setup_webhooks;
 mod staff;
 mod webhooks;
