@@ -308,7 +308,7 @@ pub(crate) fn pending_capture(p: &Payment, amount: i64) -> Payment {
         Operation::Capture {
             amount: eur(amount),
         },
-        IdempotencyKey::capture(p.id(), &eur(amount)).unwrap(),
+        IdempotencyKey::capture(p.id(), p.intent().unwrap_or(&intent()), &eur(amount)).unwrap(),
     )
 }
 

@@ -381,11 +381,20 @@ fn off_session_outcome(snapshot: IntentSnapshot) -> Result<IntentSnapshot, Gatew
 impl PaymentGateway for StripeGateway {
     async fn create_hold(&self, req: &HoldRequest) -> Result<IntentSnapshot, GatewayError> {
         let snapshot = self.create_intent(req).await?;
-        if req.off_session.is_some() {
-            off_session_outcome(snapshot)
-        } else {
-            Ok(snapshot)
+        if req.off_session.is_none() {
+            return Ok(snapshot);
         }
+        let snapshot = off_session_outcome(snapshot)?;
+        // Confirmed at once, it is held: its deadline is on the charge, which the
+        // create call does not expand. Read it back (a failed read leaves the domain
+        // counting the card's seven days from now).
+        if snapshot.status == IntentStatus::RequiresCapture
+            && snapshot.capture_before.is_none()
+            && let Ok(read) = self.retrieve(&req.account, &snapshot.id).await
+        {
+            return Ok(read);
+        }
+        Ok(snapshot)
     }
 
     async fn start_checkout(&self, req: &CheckoutRequest) -> Result<CheckoutStart, GatewayError> {

@@ -324,15 +324,20 @@ pub(crate) fn dispute(d: &wire::Dispute) -> Result<Dispute, Malformed> {
     let status = d.status.parse::<DisputeStatus>().map_err(|()| {
         Malformed::new(format!("unknown dispute status '{}'", truncate(&d.status)))
     })?;
-    // The withdrawal is a negative amount, a reinstatement a positive one.
+    // The withdrawal is a negative amount, a reinstatement a positive one. An account
+    // that settles in another currency than the charge's reports them converted: the
+    // funds are then counted as the disputed amount itself (what was withdrawn, or
+    // given back), and the fee, which has no figure in the charge's currency, is not.
     let mut withdrawn: i64 = 0;
     let mut fee: i64 = 0;
     for txn in &d.balance_transactions {
-        if !txn.currency.eq_ignore_ascii_case(&d.currency) {
-            return Err(Malformed::new("a dispute's balance in another currency"));
+        if txn.currency.eq_ignore_ascii_case(&d.currency) {
+            withdrawn = withdrawn.saturating_sub(txn.amount);
+            fee = fee.saturating_add(txn.fee);
+        } else {
+            let moved = d.amount.saturating_mul(txn.amount.signum());
+            withdrawn = withdrawn.saturating_sub(moved);
         }
-        withdrawn = withdrawn.saturating_sub(txn.amount);
-        fee = fee.saturating_add(txn.fee);
     }
     Ok(Dispute {
         id: DisputeId::parse(&d.id).map_err(|e| Malformed::new(e.to_string()))?,

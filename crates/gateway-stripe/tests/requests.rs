@@ -422,7 +422,7 @@ async fn a_partial_capture_sends_amount_to_capture_and_reads_the_fee_and_deadlin
         pi("succeeded", 0, 1800, charge(2500, 1800, 0, txn(50, "eur"))),
     )
     .await;
-    let key = IdempotencyKey::capture(payment(), &eur(1800)).unwrap();
+    let key = IdempotencyKey::capture(payment(), &intent_id(), &eur(1800)).unwrap();
     let s = stub
         .gateway()
         .capture(&account(), &intent_id(), &eur(1800), &key)
@@ -562,7 +562,7 @@ async fn release_cancels_the_intent_with_its_key() {
         pi("canceled", 0, 0, Value::Null),
     )
     .await;
-    let key = IdempotencyKey::release(payment());
+    let key = IdempotencyKey::release(payment(), Some(&intent_id()));
     let s = stub
         .gateway()
         .release(&account(), &intent_id(), &key)
@@ -1242,6 +1242,45 @@ async fn an_off_session_hold_confirms_the_saved_card_at_once() {
 }
 
 #[tokio::test]
+async fn an_off_session_hold_reads_its_deadline_back_when_the_charge_is_not_expanded() {
+    // Stripe's create answer names the charge by id only: the deadline is on it.
+    let stub = Stub::start().await;
+    stub.answer(
+        "POST",
+        "/v1/payment_intents",
+        200,
+        pi(
+            "requires_capture",
+            2500,
+            0,
+            json!("ch_3QxYzAB7WZ01zgkW0e1f2g3h"),
+        ),
+    )
+    .await;
+    stub.answer(
+        "GET",
+        &format!("/v1/payment_intents/{INTENT}"),
+        200,
+        pi("requires_capture", 2500, 0, charge(2500, 0, 0, Value::Null)),
+    )
+    .await;
+    let s = stub
+        .gateway()
+        .create_hold(&off_session_hold())
+        .await
+        .unwrap();
+    assert_eq!(s.status, IntentStatus::RequiresCapture);
+    assert_eq!(
+        s.capture_before,
+        Some(Utc.timestamp_opt(CREATED + 7 * 86_400, 0).unwrap())
+    );
+    let requests = stub.requests().await;
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].method.as_str(), "GET");
+    assert_common_headers(&requests[1], Some(ACCOUNT));
+}
+
+#[tokio::test]
 async fn an_off_session_hold_the_bank_wants_authenticated_is_a_refusal() {
     // Stripe: a card_error with `authentication_required` (the intent left waiting).
     let stub = Stub::start().await;
@@ -1422,7 +1461,7 @@ async fn the_same_idempotency_key_and_body_are_sent_on_every_retry_of_a_write() 
         .await;
     stub.answer("POST", &at, 200, pi("succeeded", 0, 1800, Value::Null))
         .await;
-    let key = IdempotencyKey::capture(payment(), &eur(1800)).unwrap();
+    let key = IdempotencyKey::capture(payment(), &intent_id(), &eur(1800)).unwrap();
     let s = stub
         .gateway()
         .capture(&account(), &intent_id(), &eur(1800), &key)
@@ -1872,7 +1911,7 @@ async fn each_stripe_error_type_maps_to_what_the_domain_can_act_on() {
             body.clone(),
         )
         .await;
-        let key = IdempotencyKey::capture(payment(), &eur(1800)).unwrap();
+        let key = IdempotencyKey::capture(payment(), &intent_id(), &eur(1800)).unwrap();
         let err = stub
             .gateway()
             .capture(&account(), &intent_id(), &eur(1800), &key)

@@ -461,6 +461,23 @@ fn a_dispute_counts_what_it_withdrew_and_reinstated_and_its_fees() {
         (won.withdrawn, won.fee, won.transactions),
         (eur(0), eur(1500), 2)
     );
+
+    // An account settling in another currency (CHF) reports the balance converted:
+    // the funds count as the disputed amount; the fee has no figure in euros.
+    let chf = |amount: i64, fee: i64| {
+        json!({ "id": "txn_2", "object": "balance_transaction", "amount": amount,
+                "currency": "chf", "fee": fee, "net": -amount - fee, "type": "adjustment" })
+    };
+    let withdrawn = read(event(
+        "charge.dispute.funds_withdrawn",
+        dispute("needs_response", vec![chf(-1710, 1400)]),
+    ));
+    assert_eq!((withdrawn.withdrawn, withdrawn.fee), (eur(1800), eur(0)));
+    let won = read(event(
+        "charge.dispute.funds_reinstated",
+        dispute("won", vec![chf(-1710, 1400), chf(1705, 0)]),
+    ));
+    assert_eq!(won.withdrawn, eur(0));
 }
 
 #[test]

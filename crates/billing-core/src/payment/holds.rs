@@ -13,7 +13,8 @@
 //! Every step is claimed on the payment first (a conditional write of the pending
 //! operation): of several servers sharing one database, one places the hold; the
 //! idempotency key (per saved card, or per renewed intent) makes a retry after a crash
-//! safe.
+//! safe, and reconciliation resumes a step left pending under that same key
+//! ([`HoldService::resume`]), so a hold Stripe made is always adopted or cancelled.
 
 use chrono::{DateTime, Utc};
 
@@ -23,10 +24,11 @@ use crate::consultation::ports::ConsultationRepository;
 use crate::consultation::service::hold_request;
 use crate::error::BillingError;
 use crate::gateway::GatewayError;
-use crate::ids::PaymentId;
+use crate::ids::{ConnectedAccountId, PaymentId, PaymentIntentId};
+use crate::money::Money;
 use crate::payment::ledger::{Begun, Ledger, StatusChange};
 use crate::payment::model::{
-    IdempotencyKey, Lang, Operation, Payment, PaymentEvent, PaymentStatus, SavedCard,
+    Failure, IdempotencyKey, Lang, Operation, Payment, PaymentEvent, PaymentStatus, SavedCard,
 };
 use crate::payment::ports::{PaymentRow, PaymentScope};
 use crate::practitioner::ports::PractitionerRepository;
@@ -121,6 +123,9 @@ impl HoldService {
         p.status() == PaymentStatus::Authorized
             && p.saved_card().is_some()
             && p.intent().is_some()
+            // A renewal the card refused is not retried: the current hold stays until
+            // its deadline (a new hold clears the failure).
+            && p.failure().is_none()
             && !p.is_lapsed(now)
             && now < row.starts_at + self.config.renew_until_after_start
     }
@@ -163,45 +168,106 @@ impl HoldService {
             (Job::Renew, None) => return Ok(Outcome::Skipped),
         };
         let amount = seen.authorized().unwrap_or(seen.amount());
-        let who = AuditActor::System;
         let claimed = self
             .ledger
-            .claim(seen.id(), Operation::Hold { amount }, &key, &who, |p| {
-                Ok(p.status() == expected
-                    && p.intent() == replaced.as_ref()
-                    && p.saved_card() == Some(&card))
-            })
+            .claim(
+                seen.id(),
+                Operation::Hold { amount },
+                &key,
+                &AuditActor::System,
+                |p| {
+                    Ok(p.status() == expected
+                        && p.intent() == replaced.as_ref()
+                        && p.saved_card() == Some(&card))
+                },
+            )
             .await?;
         let payment = match claimed {
             Some(Begun::Proceed(p)) => p,
             Some(Begun::AlreadyDone(_)) | None => return Ok(Outcome::Skipped),
         };
+        let attempt = Attempt {
+            job,
+            replaced,
+            card,
+            account,
+            key,
+            amount,
+        };
+        self.send(&payment, attempt).await
+    }
+
+    /// Resumes a hold job that stopped after recording its operation (a crash, a
+    /// timeout): the request is sent again under the recorded key — Stripe answers what
+    /// the first one did — and its hold adopted, or its refusal recorded, as the job
+    /// would have. Reconciliation calls it for a hold left pending; a pending hold is
+    /// never just cleared, which could leave a second hold on the card unknown.
+    pub(crate) async fn resume(&self, p: &Payment) -> Result<Outcome, BillingError> {
+        let Some(pending) = p.pending() else {
+            return Ok(Outcome::Skipped);
+        };
+        let Operation::Hold { amount } = pending.operation else {
+            return Ok(Outcome::Skipped);
+        };
+        let job = match (p.status(), p.intent()) {
+            (PaymentStatus::Authorized, Some(current)) => Some((Job::Renew, Some(current.clone()))),
+            (PaymentStatus::CardSaved, _) => Some((Job::Place, None)),
+            _ => None,
+        };
+        let (Some((job, replaced)), Some(card), Some(account)) =
+            (job, p.saved_card().cloned(), p.account().cloned())
+        else {
+            // The hold was settled another way (its webhook): nothing is in flight.
+            self.ledger
+                .apply_facts(p.id(), &[], None, true, &AuditActor::System)
+                .await?;
+            return Ok(Outcome::Skipped);
+        };
+        let attempt = Attempt {
+            job,
+            replaced,
+            card,
+            account,
+            key: pending.key.clone(),
+            amount,
+        };
+        self.send(p, attempt).await
+    }
+
+    /// Sends a claimed hold request and records what came of it.
+    async fn send(&self, payment: &Payment, attempt: Attempt) -> Result<Outcome, BillingError> {
+        let who = AuditActor::System;
+        let Attempt {
+            job,
+            replaced,
+            card,
+            account,
+            key,
+            amount,
+        } = attempt;
         let consultation = self.consultations.get(payment.consultation()).await?;
         let practitioner = self.practitioners.get(payment.practitioner()).await?;
         if practitioner.link.chargeable_account().ok() != Some(&account) {
             // The card was saved on an account the practitioner no longer charges
             // on: it cannot be used; the patient authorises again.
-            let failure = crate::payment::model::Failure {
+            let failure = Failure {
                 code: Some("account_changed".into()),
                 decline_code: None,
                 message: "The practitioner's Stripe account changed since the card was saved."
                     .into(),
             };
-            return self.refused(job, &payment, failure, &who).await;
+            return self.refused(job, payment, failure, &who).await;
         }
         let mut request = hold_request(
             &practitioner,
             &consultation.consultation,
-            &payment,
+            payment,
             account.clone(),
             Lang::Fr,
             key,
         );
         request.amount = amount;
-        request.off_session = Some(SavedCard {
-            customer: card.customer,
-            payment_method: card.payment_method,
-        });
+        request.off_session = Some(card);
         match self.ledger.gateway.create_hold(&request).await {
             Ok(snapshot) => {
                 let written = self
@@ -215,32 +281,35 @@ impl HoldService {
                 }
                 Ok(Outcome::Placed(written.changes))
             }
-            Err(GatewayError::Declined(failure)) => {
-                self.refused(job, &payment, failure, &who).await
-            }
-            Err(e) => {
-                let known = !matches!(
-                    e,
-                    GatewayError::Unavailable { .. }
-                        | GatewayError::RateLimited
-                        | GatewayError::IdempotencyConflict
-                );
-                let message = e.to_string();
-                let err = self.ledger.settle_failure(&payment, e, &who).await;
-                if known {
-                    // The gateway refused the request itself (its answer is replayed
-                    // for this key): a person must look.
-                    let _ = self
-                        .ledger
-                        .flag(
-                            payment.id(),
-                            &format!("the hold could not be placed: {message}"),
-                            false,
-                            &who,
-                        )
-                        .await;
-                }
+            Err(GatewayError::Declined(failure)) => self.refused(job, payment, failure, &who).await,
+            // The outcome is unknown: the operation stays pending, and the next pass of
+            // reconciliation resumes it under the same key.
+            Err(
+                e @ (GatewayError::Unavailable { .. }
+                | GatewayError::RateLimited
+                | GatewayError::IdempotencyConflict),
+            ) => Err(self.ledger.settle_failure(payment, e, &who).await),
+            // The platform itself cannot call Stripe: nothing about this payment is
+            // wrong; a person must fix the configuration, then the job retries.
+            Err(e @ (GatewayError::Authentication | GatewayError::NotConfigured(_))) => {
+                let message = format!("the hold could not be placed: {e}");
+                let err = self.ledger.settle_failure(payment, e, &who).await;
+                let _ = self.ledger.flag(payment.id(), &message, false, &who).await;
                 Err(err)
+            }
+            // Stripe refused this hold (the saved card or the customer is gone, the
+            // account is no longer reachable, …): the card cannot be held, so the
+            // patient is asked to authorise again, and a person is told why.
+            Err(e) => {
+                let message = format!("the hold could not be placed: {e}");
+                let failure = Failure {
+                    code: Some("hold_refused".into()),
+                    decline_code: None,
+                    message: e.to_string(),
+                };
+                let outcome = self.refused(job, payment, failure, &who).await?;
+                let _ = self.ledger.flag(payment.id(), &message, false, &who).await;
+                Ok(outcome)
             }
         }
     }
@@ -252,7 +321,7 @@ impl HoldService {
         &self,
         job: Job,
         payment: &Payment,
-        failure: crate::payment::model::Failure,
+        failure: Failure,
         who: &AuditActor,
     ) -> Result<Outcome, BillingError> {
         let event = match job {
@@ -268,7 +337,7 @@ impl HoldService {
 
     /// Cancels the hold a renewal replaced. Should that fail, the old hold lapses by
     /// itself within [`BillingConfig::renew_before`]; it is noted on the payment.
-    async fn release_replaced(&self, payment: &Payment, old: &crate::ids::PaymentIntentId) {
+    async fn release_replaced(&self, payment: &Payment, old: &PaymentIntentId) {
         let Some(account) = payment.account() else {
             return;
         };
@@ -289,7 +358,18 @@ impl HoldService {
     }
 }
 
-enum Outcome {
+/// A claimed hold request: which job, the hold it replaces, with what, under which
+/// key.
+struct Attempt {
+    job: Job,
+    replaced: Option<PaymentIntentId>,
+    card: SavedCard,
+    account: ConnectedAccountId,
+    key: IdempotencyKey,
+    amount: Money,
+}
+
+pub(crate) enum Outcome {
     Placed(Vec<StatusChange>),
     Refused(Vec<StatusChange>),
     Skipped,

@@ -82,9 +82,10 @@ fn audit_action(kind: EventKind) -> AuditAction {
         EventKind::RefundUpdated => AuditAction::RefundUpdated,
         EventKind::FeeReported => AuditAction::FeeReported,
         EventKind::DisputeOpened => AuditAction::Disputed,
-        EventKind::DisputeWon | EventKind::DisputeWonAfterRefund | EventKind::DisputeLost => {
-            AuditAction::DisputeClosed
-        }
+        EventKind::DisputeWon
+        | EventKind::DisputeWonAfterRefund
+        | EventKind::DisputeWonAfterFullRefund
+        | EventKind::DisputeLost => AuditAction::DisputeClosed,
     }
 }
 
@@ -368,8 +369,8 @@ impl Ledger {
     /// [`Ledger::begin`] for background jobs: only the worker whose write recorded the
     /// operation goes on; one that finds an operation already pending leaves it
     /// (`None`), so several servers on one database call the gateway once. (A worker
-    /// that died mid-way leaves it pending; reconciliation clears it and the job
-    /// retries under the same key.)
+    /// that died mid-way leaves it pending; reconciliation resumes it under the same
+    /// key.)
     pub(crate) async fn claim<F>(
         &self,
         id: PaymentId,

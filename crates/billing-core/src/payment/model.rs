@@ -171,7 +171,9 @@ impl PaymentStatus {
             (S::Authorized, E::CardSaved | E::RenewalFailed) => S::Authorized,
             (S::Incomplete | S::Failed | S::CardSaved, E::AttemptEnded) => self,
             (S::Expired, E::Reopened) => S::Incomplete,
-            (S::Authorized | S::Captured, E::Captured) => S::Captured,
+            // Stripe reports a capture of a hold we had counted lapsed (our deadline
+            // was an estimate): what Stripe took is recorded.
+            (S::Authorized | S::Captured | S::Expired, E::Captured) => S::Captured,
             (
                 S::Incomplete | S::Failed | S::CardSaved | S::Authorized | S::Released,
                 E::Released,
@@ -181,12 +183,17 @@ impl PaymentStatus {
             (S::Captured | S::PartiallyRefunded | S::Refunded, E::Refunded) => S::Refunded,
             (S::PartiallyRefunded | S::Refunded, E::RefundFailed) => S::PartiallyRefunded,
             (S::PartiallyRefunded | S::Refunded, E::AllRefundsFailed) => S::Captured,
-            (S::Captured | S::PartiallyRefunded | S::Disputed, E::DisputeOpened) => S::Disputed,
+            // A cardholder may dispute a charge even after it was refunded.
+            (S::Captured | S::PartiallyRefunded | S::Refunded | S::Disputed, E::DisputeOpened) => {
+                S::Disputed
+            }
             (S::Captured | S::Disputed, E::DisputeWon) => S::Captured,
             (S::PartiallyRefunded | S::Disputed, E::DisputeWonAfterRefund) => S::PartiallyRefunded,
-            (S::Captured | S::PartiallyRefunded | S::Disputed | S::DisputeLost, E::DisputeLost) => {
-                S::DisputeLost
-            }
+            (S::Refunded | S::Disputed, E::DisputeWonAfterFullRefund) => S::Refunded,
+            (
+                S::Captured | S::PartiallyRefunded | S::Refunded | S::Disputed | S::DisputeLost,
+                E::DisputeLost,
+            ) => S::DisputeLost,
             (
                 S::Captured | S::PartiallyRefunded | S::Refunded | S::Disputed | S::DisputeLost,
                 E::FeeReported | E::RefundUpdated,
@@ -244,11 +251,13 @@ pub enum EventKind {
     DisputeWon,
     /// The dispute closed in the practitioner's favour after a partial refund.
     DisputeWonAfterRefund,
+    /// The dispute (an inquiry, usually) closed after everything was refunded.
+    DisputeWonAfterFullRefund,
     DisputeLost,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 19] = [
+    pub const ALL: [EventKind; 20] = [
         EventKind::HoldPlaced,
         EventKind::AuthorizationFailed,
         EventKind::CardSaved,
@@ -267,6 +276,7 @@ impl EventKind {
         EventKind::DisputeOpened,
         EventKind::DisputeWon,
         EventKind::DisputeWonAfterRefund,
+        EventKind::DisputeWonAfterFullRefund,
         EventKind::DisputeLost,
     ];
 
@@ -290,6 +300,7 @@ impl EventKind {
             EventKind::DisputeOpened => "dispute_opened",
             EventKind::DisputeWon => "dispute_won",
             EventKind::DisputeWonAfterRefund => "dispute_won_after_refund",
+            EventKind::DisputeWonAfterFullRefund => "dispute_won_after_full_refund",
             EventKind::DisputeLost => "dispute_lost",
         }
     }
@@ -405,6 +416,12 @@ impl PaymentEvent {
             PaymentEvent::Disputed(d) => match d.status {
                 s if s.is_open() => EventKind::DisputeOpened,
                 DisputeStatus::Lost => EventKind::DisputeLost,
+                _ if payment
+                    .captured
+                    .is_some_and(|c| payment.refunded.amount() >= c.amount()) =>
+                {
+                    EventKind::DisputeWonAfterFullRefund
+                }
                 _ if payment.refunded.is_positive() => EventKind::DisputeWonAfterRefund,
                 _ => EventKind::DisputeWon,
             },
@@ -510,17 +527,32 @@ impl IdempotencyKey {
         IdempotencyKey(format!("consultpay:{payment}:{what}"))
     }
 
-    /// The key of a capture: the amount is part of it, so the same validation retried
-    /// reuses the key and a different amount cannot be mistaken for a retry.
-    pub fn capture(payment: PaymentId, amount: &Money) -> Result<Self, MoneyError> {
+    /// The key of a capture of the hold on `intent`: the amount is part of it, so
+    /// the same validation retried reuses the key and a different amount cannot be
+    /// mistaken for a retry; so is the intent, since a payment may hold the card
+    /// again (a renewal, a new attempt after a lapse).
+    pub fn capture(
+        payment: PaymentId,
+        intent: &PaymentIntentId,
+        amount: &Money,
+    ) -> Result<Self, MoneyError> {
         Ok(Self::derive(
             payment,
-            &format!("capture:{}", amount.to_minor()?),
+            &format!("capture:{intent}:{}", amount.to_minor()?),
         ))
     }
 
-    pub fn release(payment: PaymentId) -> Self {
-        Self::derive(payment, "release")
+    /// Releasing the hold on `intent`, or an unpaid payment (no intent).
+    pub fn release(payment: PaymentId, intent: Option<&PaymentIntentId>) -> Self {
+        match intent {
+            Some(intent) => Self::derive(payment, &format!("release:{intent}")),
+            None => Self::derive(payment, "release"),
+        }
+    }
+
+    /// Closing the checkout session `session`.
+    pub fn expire_checkout(payment: PaymentId, session: &CheckoutSessionId) -> Self {
+        Self::derive(payment, &format!("expire-checkout:{session}"))
     }
 
     /// The n-th refund of a payment (n counts refunds already recorded), or the
@@ -1223,9 +1255,14 @@ impl Payment {
                 }
                 let same_deadline =
                     capture_before.is_none() || *capture_before == self.capture_before;
+                // A renewed hold (a new intent, `authorized_at` cleared) is new even for
+                // the same amount: its deadline counts from now when the gateway gives
+                // none.
+                let renewed = self.authorized_at.is_none();
                 if self.status == PaymentStatus::Authorized
                     && self.authorized == Some(*amount)
                     && same_deadline
+                    && !renewed
                 {
                     return Ok(Applied::Unchanged);
                 }

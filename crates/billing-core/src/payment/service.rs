@@ -20,7 +20,7 @@ use crate::ids::{
     PractitionerId,
 };
 use crate::money::{AmountInput, Currency, Money, MoneyError};
-use crate::payment::holds::{HoldReport, HoldService};
+use crate::payment::holds::{HoldReport, HoldService, Outcome};
 use crate::payment::ledger::{Begun, Fresh, Ledger, StatusChange, Written};
 use crate::payment::model::{IdempotencyKey, Operation, Payment, PaymentEvent, PaymentStatus};
 use crate::payment::ports::{
@@ -79,7 +79,13 @@ impl PaymentService {
             return self.release_payment(actor, payment).await;
         }
         payment.check_validation(&amount)?;
-        let key = IdempotencyKey::capture(payment.id(), &amount)?;
+        let Some(held) = payment.intent() else {
+            return Err(BillingError::Validation {
+                field: "payment",
+                message: "the hold has no gateway reference".into(),
+            });
+        };
+        let key = IdempotencyKey::capture(payment.id(), held, &amount)?;
         let who = AuditActor::of(actor);
         let operation = Operation::Capture { amount };
         let payment = match self
@@ -142,7 +148,7 @@ impl PaymentService {
         authorize(actor, Action::ReleaseHold, payment.practitioner())?;
         payment.check_release()?;
         let who = AuditActor::of(actor);
-        let key = IdempotencyKey::release(payment.id());
+        let key = IdempotencyKey::release(payment.id(), payment.intent());
         let payment = match self
             .ledger
             .begin(payment.id(), Operation::Release, &key, &who, |p| {
@@ -167,7 +173,7 @@ impl PaymentService {
                 payment.account(),
                 payment.checkout().and_then(|c| c.session.as_ref()),
             ) {
-            let expire = IdempotencyKey::derive(payment.id(), "expire-checkout");
+            let expire = IdempotencyKey::expire_checkout(payment.id(), session);
             // A session that is no longer open may have been paid just now: what it
             // made is read from the gateway, not from our row (its webhook may not have
             // arrived, or may have arrived since we read the payment).
@@ -182,6 +188,7 @@ impl PaymentService {
                 // The patient's card is held after all: cancel that hold too; then
                 // nothing is held anywhere.
                 Ok(Some(intent)) if intent.status == IntentStatus::RequiresCapture => {
+                    let key = IdempotencyKey::release(payment.id(), Some(&intent.id));
                     match gateway.release(account, &intent.id, &key).await {
                         Ok(_) => return self.released_locally(&payment, &who).await,
                         Err(e) => Err(e),
@@ -623,7 +630,12 @@ impl WebhookService {
             GatewayEvent::PaymentIntent(snapshot) => {
                 let (payment, snapshot) = match self.intent_of_ours(event, snapshot).await? {
                     Ok(found) => found,
-                    Err(why) => return Ok(WebhookOutcome::Ignored(why)),
+                    Err(why) => {
+                        if why == IgnoreReason::OtherIntent {
+                            self.release_stray_hold(event, snapshot).await;
+                        }
+                        return Ok(WebhookOutcome::Ignored(why));
+                    }
                 };
                 let written = self
                     .ledger
@@ -670,6 +682,11 @@ impl WebhookService {
                     Ok(p) => p,
                     Err(why) => return Ok(WebhookOutcome::Ignored(why)),
                 };
+                // Only the payment's own hold: an earlier one (the payment was reopened
+                // after it lapsed) is not news about this attempt.
+                if intent.is_none() || payment.intent() != intent.as_ref() {
+                    return Ok(WebhookOutcome::Ignored(IgnoreReason::OtherIntent));
+                }
                 applied(
                     self.ledger
                         .apply_facts(payment.id(), &[PaymentEvent::Expired], None, false, &actor)
@@ -682,6 +699,10 @@ impl WebhookService {
                     Ok(p) => p,
                     Err(why) => return Ok(WebhookOutcome::Ignored(why)),
                 };
+                // A dispute is on a captured charge: the payment's own intent.
+                if payment.intent() != intent.as_ref() {
+                    return Ok(WebhookOutcome::Ignored(IgnoreReason::OtherIntent));
+                }
                 applied(
                     self.ledger
                         .apply_facts(
@@ -808,12 +829,26 @@ impl WebhookService {
             Err(why) => return Ok(Err(why)),
         };
         let checkout = payment.checkout();
+        let Some(account) = payment.account() else {
+            return Ok(Err(IgnoreReason::NoAccountYet));
+        };
+        // Read as it is now, whatever the order events arrive in (a first card's
+        // failure delivered after the second card's success).
         if checkout.and_then(|c| c.setup.as_ref()) == Some(&snapshot.id) {
-            return Ok(Ok((payment, snapshot.clone())));
+            return match self
+                .ledger
+                .gateway
+                .retrieve_setup(account, &snapshot.id)
+                .await
+            {
+                Ok(fresh) => Ok(Ok((payment, fresh))),
+                Err(GatewayError::NotFound { .. } | GatewayError::AccountUnavailable { .. }) => {
+                    Ok(Err(IgnoreReason::OtherIntent))
+                }
+                Err(e) => Err(e.into()),
+            };
         }
-        let (Some(account), Some(session)) =
-            (payment.account(), checkout.and_then(|c| c.session.as_ref()))
-        else {
+        let Some(session) = checkout.and_then(|c| c.session.as_ref()) else {
             return Ok(Err(IgnoreReason::OtherIntent));
         };
         let state = match self
@@ -832,6 +867,51 @@ impl WebhookService {
             Some(fresh) if fresh.id == snapshot.id => Ok(Ok((payment, fresh))),
             _ => Ok(Err(IgnoreReason::OtherIntent)),
         }
+    }
+
+    /// A hold on the patient's card that is not the payment's (an earlier checkout
+    /// paid late, a second tab): cancelled, so one consultation never holds the card
+    /// twice. It must be Stripe's word — read back on the payment's account, made for
+    /// this payment, still held — and no hold job may be in flight (that one adopts
+    /// its hold). Best effort: unless captured, Stripe lets it lapse in a week.
+    async fn release_stray_hold(&self, event: &WebhookEvent, snapshot: &IntentSnapshot) {
+        if snapshot.status != IntentStatus::RequiresCapture {
+            return;
+        }
+        let Some(id) = snapshot.payment else {
+            return;
+        };
+        let Ok(payment) = self.ledger.payments.get(id).await else {
+            return;
+        };
+        let Some(account) = payment.account() else {
+            return;
+        };
+        // (A payment without an intent of its own adopted any hold Stripe made for it.)
+        if event
+            .account
+            .as_ref()
+            .is_some_and(|theirs| theirs != account)
+            || payment.intent().is_none_or(|own| *own == snapshot.id)
+            || matches!(
+                payment.pending().map(|op| op.operation),
+                Some(Operation::Hold { .. })
+            )
+        {
+            return;
+        }
+        let Ok(fresh) = self.ledger.gateway.retrieve(account, &snapshot.id).await else {
+            return;
+        };
+        if fresh.payment != Some(id) || fresh.status != IntentStatus::RequiresCapture {
+            return;
+        }
+        let key = IdempotencyKey::release(id, Some(&snapshot.id));
+        let _ = self
+            .ledger
+            .gateway
+            .release(account, &snapshot.id, &key)
+            .await;
     }
 
     /// A hold placed after the payment was released (the patient finished an old
@@ -901,7 +981,6 @@ impl ReconcileService {
     /// and transient payments from the gateway and writes what it says, lists holds
     /// near their deadline. A lapsed hold the gateway knows nothing about is expired.
     pub async fn run_once(&self) -> Result<ReconcileReport, BillingError> {
-        let actor = AuditActor::System;
         let mut report = ReconcileReport {
             holds: self.holds.run_due().await?,
             ..ReconcileReport::default()
@@ -914,26 +993,9 @@ impl ReconcileService {
             .holds_due(&PaymentScope::All, now)
             .await?;
         for row in lapsed {
-            let p = row.payment;
-            match self.ledger.refresh(&p, &actor).await {
-                Ok(Some(written)) if written.payment.status() != PaymentStatus::Authorized => {
-                    report.changed.extend(written.changes);
-                }
-                // Nothing to read at the gateway, an account that no longer lets us
-                // read (deauthorised), or a gateway that still calls it held: past its
-                // deadline, the hold has lapsed (Stripe cancels it on its own).
-                Ok(_) | Err(BillingError::Gateway(GatewayError::AccountUnavailable { .. })) => {
-                    match self
-                        .ledger
-                        .apply_facts(p.id(), &[PaymentEvent::Expired], None, true, &actor)
-                        .await
-                    {
-                        Ok(written) => report.changed.extend(written.changes),
-                        // One payment's trouble never stops the pass for the others.
-                        Err(e) => report.failed.push((p.id(), e.to_string())),
-                    }
-                }
-                Err(e) => report.failed.push((p.id(), e.to_string())),
+            // One payment's trouble never stops the pass for the others.
+            if let Err(e) = self.lapse(&row.payment, now, &mut report).await {
+                report.failed.push((row.payment.id(), e.to_string()));
             }
         }
 
@@ -963,26 +1025,70 @@ impl ReconcileService {
         Ok(report)
     }
 
+    /// A hold past our deadline: what Stripe says decides. A later deadline from
+    /// Stripe keeps it; a hold Stripe no longer has, or still calls held past its
+    /// deadline, has lapsed — and the latter is cancelled at Stripe, so nothing stays
+    /// on the card that the payment does not show. A payment with an operation in
+    /// flight (a validation just made, a renewal) is left to settle first.
+    async fn lapse(
+        &self,
+        p: &Payment,
+        now: chrono::DateTime<chrono::Utc>,
+        report: &mut ReconcileReport,
+    ) -> Result<(), BillingError> {
+        let actor = AuditActor::System;
+        if p.pending().is_some() {
+            return Ok(());
+        }
+        let still_held = match self.ledger.refresh(p, &actor).await {
+            Ok(Some(written)) if written.payment.status() != PaymentStatus::Authorized => {
+                report.changed.extend(written.changes);
+                return Ok(());
+            }
+            Ok(Some(written)) if !written.payment.is_lapsed(now) => {
+                report.changed.extend(written.changes);
+                return Ok(());
+            }
+            Ok(Some(written)) => written.payment.intent().cloned(),
+            // Nothing to read at the gateway, or an account that no longer lets us
+            // read (deauthorised): past its deadline, the hold has lapsed.
+            Ok(None) | Err(BillingError::Gateway(GatewayError::AccountUnavailable { .. })) => None,
+            Err(e) => return Err(e),
+        };
+        if let (Some(intent), Some(account)) = (still_held, p.account()) {
+            let key = IdempotencyKey::release(p.id(), Some(&intent));
+            // Best effort: Stripe cancels a lapsed authorisation on its own anyway.
+            let _ = self.ledger.gateway.release(account, &intent, &key).await;
+        }
+        let written = self
+            .ledger
+            .apply_facts(p.id(), &[PaymentEvent::Expired], None, true, &actor)
+            .await?;
+        report.changed.extend(written.changes);
+        Ok(())
+    }
+
     /// Brings one transient payment in line with the gateway, or notes why it cannot.
     async fn settle(&self, p: &Payment, report: &mut ReconcileReport) {
         let actor = AuditActor::System;
         let pending = p.pending().map(|op| op.operation);
+        // A hold job that stopped mid-way: resumed under its key, so whatever hold
+        // Stripe made is adopted (or cancelled as replaced), never left on the card.
+        if let Some(Operation::Hold { .. }) = pending {
+            match self.holds.resume(p).await {
+                Ok(Outcome::Placed(changes) | Outcome::Refused(changes)) => {
+                    report.changed.extend(changes);
+                }
+                Ok(Outcome::Skipped) => {}
+                Err(e) => report.failed.push((p.id(), e.to_string())),
+            }
+            return;
+        }
         let fresh = match self.ledger.read(p).await {
             Ok(fresh) => fresh,
             Err(e) => return report.failed.push((p.id(), e.to_string())),
         };
         let unsettled = match (&fresh, pending) {
-            // A hold job that died mid-way: the job retries under the same key.
-            (_, Some(Operation::Hold { .. })) => {
-                match self
-                    .ledger
-                    .apply_facts(p.id(), &[], None, true, &actor)
-                    .await
-                {
-                    Ok(_) => None,
-                    Err(e) => return report.failed.push((p.id(), e.to_string())),
-                }
-            }
             (None, Some(op)) => Some(format!(
                 "the gateway has no record to settle the {} in flight against",
                 op.name()

@@ -42,7 +42,7 @@ async fn a_partial_capture_charges_exactly_that_amount_at_the_peer() {
         a.hold.consultation.to_string()
     );
 
-    let key = IdempotencyKey::capture(a.hold.payment, &eur(600)).unwrap();
+    let key = IdempotencyKey::capture(a.hold.payment, &a.intent, &eur(600)).unwrap();
     let s = peer
         .gateway
         .capture(&peer.account(), &a.intent, &eur(600), &key)
@@ -92,7 +92,7 @@ async fn a_webhook_signed_by_the_peer_verifies_with_our_verifier() {
     assert_eq!(status, 200, "{body}");
 
     let a = peer.authorise(eur(2500), Card::Good).await;
-    let key = IdempotencyKey::capture(a.hold.payment, &eur(2500)).unwrap();
+    let key = IdempotencyKey::capture(a.hold.payment, &a.intent, &eur(2500)).unwrap();
     peer.gateway
         .capture(&peer.account(), &a.intent, &eur(2500), &key)
         .await

@@ -48,7 +48,7 @@ async fn a_hold_lapses_seven_days_after_authorisation_as_at_stripe() {
     assert_eq!(s.amount_capturable, eur(0));
     assert_eq!(s.events(), vec![PaymentEvent::Expired]);
 
-    let key = IdempotencyKey::capture(a.hold.payment, &eur(2500)).unwrap();
+    let key = IdempotencyKey::capture(a.hold.payment, &a.intent, &eur(2500)).unwrap();
     let err = peer
         .sandbox
         .capture(&account(), &a.intent, &eur(2500), &key)
@@ -63,7 +63,7 @@ async fn a_hold_lapses_seven_days_after_authorisation_as_at_stripe() {
         .release(
             &account(),
             &a.intent,
-            &IdempotencyKey::release(a.hold.payment),
+            &IdempotencyKey::release(a.hold.payment, Some(&a.intent)),
         )
         .await
         .unwrap_err();
@@ -78,7 +78,7 @@ async fn a_hold_captured_in_time_does_not_lapse() {
     let peer = SandboxPeer::new();
     let a = peer.authorise(eur(2500), Card::Good).await;
     peer.clock.advance(Duration::days(6));
-    let key = IdempotencyKey::capture(a.hold.payment, &eur(2500)).unwrap();
+    let key = IdempotencyKey::capture(a.hold.payment, &a.intent, &eur(2500)).unwrap();
     peer.sandbox
         .capture(&account(), &a.intent, &eur(2500), &key)
         .await
@@ -112,7 +112,7 @@ async fn the_fee_is_the_configured_schedules_once_captured() {
         let a = peer.authorise(eur(2500), Card::Good).await;
         let s = peer.sandbox.retrieve(&account(), &a.intent).await.unwrap();
         assert_eq!(s.fee, None, "no fee before the capture");
-        let key = IdempotencyKey::capture(a.hold.payment, &eur(1800)).unwrap();
+        let key = IdempotencyKey::capture(a.hold.payment, &a.intent, &eur(1800)).unwrap();
         let s = peer
             .sandbox
             .capture(&account(), &a.intent, &eur(1800), &key)
@@ -143,7 +143,7 @@ async fn a_key_replays_its_first_answer_and_refuses_other_parameters() {
     );
 
     let a = peer.authorise(eur(2500), Card::Good).await;
-    let key = IdempotencyKey::capture(a.hold.payment, &eur(1000)).unwrap();
+    let key = IdempotencyKey::capture(a.hold.payment, &a.intent, &eur(1000)).unwrap();
     let captured = peer
         .sandbox
         .capture(&account(), &a.intent, &eur(1000), &key)
@@ -204,7 +204,7 @@ async fn ids_look_like_stripes_and_the_same_inputs_give_the_same_ids() {
         let GatewayEvent::PaymentIntent(s) = &out.events[0].payload else {
             panic!()
         };
-        let key = IdempotencyKey::capture(h.payment, &eur(2500)).unwrap();
+        let key = IdempotencyKey::capture(h.payment, &s.id, &eur(2500)).unwrap();
         sandbox
             .capture(&account(), &s.id, &eur(2500), &key)
             .await
@@ -582,7 +582,7 @@ async fn an_intent_exists_only_on_its_own_account() {
         peer.sandbox.retrieve(&other, &a.intent).await,
         Err(GatewayError::NotFound { .. })
     ));
-    let key = IdempotencyKey::capture(a.hold.payment, &eur(2500)).unwrap();
+    let key = IdempotencyKey::capture(a.hold.payment, &a.intent, &eur(2500)).unwrap();
     assert!(matches!(
         peer.sandbox
             .capture(&other, &a.intent, &eur(2500), &key)
@@ -848,7 +848,7 @@ async fn a_refund_of_the_refund_failing_card_fails_an_hour_later() {
             &account(),
             &held.id,
             &eur(1800),
-            &IdempotencyKey::capture(payment, &eur(1800)).unwrap(),
+            &IdempotencyKey::capture(payment, &held.id, &eur(1800)).unwrap(),
         )
         .await
         .unwrap();
@@ -908,7 +908,7 @@ async fn a_disputed_charge_is_opened_a_minute_after_capture_and_lost_when_eviden
             &account(),
             &held.id,
             &eur(1800),
-            &IdempotencyKey::capture(payment, &eur(1800)).unwrap(),
+            &IdempotencyKey::capture(payment, &held.id, &eur(1800)).unwrap(),
         )
         .await
         .unwrap();

@@ -11,7 +11,7 @@ use crate::harness::eur;
 use crate::peers::{Card, Peer, Saving};
 
 fn capture_key(a: &crate::peers::Authorised, minor: i64) -> IdempotencyKey {
-    IdempotencyKey::capture(a.hold.payment, &eur(minor)).unwrap()
+    IdempotencyKey::capture(a.hold.payment, &a.intent, &eur(minor)).unwrap()
 }
 
 pub async fn a_confirmed_hold_waits_for_capture_for_its_amount(peer: &dyn Peer) {
@@ -154,7 +154,7 @@ pub async fn a_released_hold_is_canceled_and_cannot_be_captured(peer: &dyn Peer)
         .release(
             &peer.account(),
             &a.intent,
-            &IdempotencyKey::release(a.hold.payment),
+            &IdempotencyKey::release(a.hold.payment, Some(&a.intent)),
         )
         .await
         .unwrap();

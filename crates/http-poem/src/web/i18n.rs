@@ -120,7 +120,9 @@ pub fn history_event(code: &str, lang: Lang) -> &str {
             "Refund failed, amount refundable again",
         ),
         "dispute_opened" => ("Contestation", "Dispute"),
-        "dispute_won" | "dispute_won_after_refund" => ("Contestation gagnée", "Dispute won"),
+        "dispute_won" | "dispute_won_after_refund" | "dispute_won_after_full_refund" => {
+            ("Contestation gagnée", "Dispute won")
+        }
         "dispute_lost" => ("Contestation perdue", "Dispute lost"),
         "needs_attention" => ("À vérifier dans Stripe", "To check in Stripe"),
         other => return other,

@@ -1005,7 +1005,7 @@ fn the_gate_stays_closed_while_the_card_is_only_saved_or_the_hold_is_being_relea
     let releasing = pending(
         &authorized(),
         crate::payment::model::Operation::Release,
-        IdempotencyKey::release(PAYMENT),
+        IdempotencyKey::release(PAYMENT, Some(&intent())),
     );
     assert!(!record(Some(releasing)).can_enter());
     assert!(record(Some(authorized())).can_enter());

@@ -366,6 +366,14 @@ async fn holds_without_a_saved_card_or_of_long_past_consultations_are_left_to_la
             ),
             // The consultation was more than a week ago.
             row_starting(held_with_card(Duration::hours(6)), -Duration::days(8)),
+            // Its renewal was refused already: the hold stays until its deadline.
+            row_starting(
+                step(
+                    &held_with_card(Duration::hours(6)),
+                    PaymentEvent::RenewalFailed(authentication_required()),
+                ),
+                -Duration::days(1),
+            ),
         ],
     );
     m.payments.expect_get().never();
@@ -373,4 +381,114 @@ async fn holds_without_a_saved_card_or_of_long_past_consultations_are_left_to_la
 
     let report = m.build().reconcile.holds.run_due().await.unwrap();
     assert_eq!(report, HoldReport::default());
+}
+
+#[tokio::test]
+async fn a_saved_card_stripe_refuses_to_hold_fails_the_payment_and_says_why() {
+    // The card was detached from the customer meanwhile: Stripe refuses the request
+    // itself. The patient is asked to authorise again (the payment leaves the queue
+    // of holds to place), and a person is told.
+    let mut m = Mocks::new();
+    let saved = card_saved();
+    due(
+        &mut m,
+        vec![row_starting(saved.clone(), Duration::days(5))],
+        vec![],
+    );
+    let mut seq = Sequence::new();
+    let claimed = claims(
+        &mut m,
+        &saved,
+        IdempotencyKey::hold(PAYMENT, &saved_card().payment_method),
+        &mut seq,
+    );
+    let failed = step(
+        &saved,
+        PaymentEvent::AuthorizationFailed(Failure {
+            code: Some("hold_refused".into()),
+            decline_code: None,
+            message: "x".into(),
+        }),
+    );
+    m.payment_reads(&[saved.clone(), claimed, failed]);
+    consultation_and_practitioner(&mut m, &saved);
+    m.gateway
+        .expect_create_hold()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| {
+            Err(GatewayError::InvalidRequest {
+                code: Some("resource_missing".into()),
+                param: Some("payment_method".into()),
+                message: "The PaymentMethod is not attached to this customer.".into(),
+            })
+        });
+    m.payments
+        .expect_update()
+        .withf(|p, _, log| {
+            is(p, PaymentStatus::Failed)
+                && p.pending().is_none()
+                && p.failure().and_then(|f| f.code.as_deref()) == Some("hold_refused")
+                && log.history[0].event == "authorization_failed"
+        })
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(()));
+    m.payments
+        .expect_update()
+        .withf(|p, _, log| {
+            p.attention()
+                .is_some_and(|a| a.message.contains("not attached"))
+                && log.history[0].event == "needs_attention"
+        })
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(()));
+
+    let report = m.build().reconcile.holds.run_due().await.unwrap();
+    assert_eq!(report.refused, vec![PAYMENT]);
+}
+
+#[tokio::test]
+async fn a_renewal_left_pending_is_resumed_under_its_key_never_just_cleared() {
+    // The renewal's request timed out after Stripe made the new hold. Reconciliation
+    // sends it again under the same key: Stripe answers the same hold, which is
+    // adopted, and the old one cancelled — the card never keeps two.
+    let mut m = Mocks::new();
+    let held = held_with_card(Duration::hours(6));
+    let key = IdempotencyKey::renewal(PAYMENT, &intent());
+    let stuck = pending(&held, Operation::Hold { amount: amount() }, key.clone());
+    m.payment_is(&stuck);
+    consultation_and_practitioner(&mut m, &held);
+    let mut seq = Sequence::new();
+    let new_deadline = now() + Duration::days(7);
+    m.gateway
+        .expect_create_hold()
+        .withf(move |req| req.key == key && req.off_session == Some(saved_card()))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(move |_| {
+            Ok(IntentSnapshot {
+                id: renewed(),
+                capture_before: Some(new_deadline),
+                ..hold_snapshot()
+            })
+        });
+    m.payments
+        .expect_update()
+        .withf(|p, _, _| p.intent() == Some(&renewed()) && p.pending().is_none())
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(()));
+    m.gateway
+        .expect_release()
+        .withf(|_, i, key| {
+            *i == intent() && *key == IdempotencyKey::release_superseded(PAYMENT, &intent())
+        })
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(canceled_snapshot("requested_by_customer")));
+
+    let outcome = m.build().reconcile.holds.resume(&stuck).await.unwrap();
+    assert!(matches!(outcome, Outcome::Placed(_)));
 }

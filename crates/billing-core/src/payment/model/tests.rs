@@ -60,6 +60,10 @@ fn captured(cap: i64, amount: i64) -> Payment {
     )
 }
 
+fn pi() -> PaymentIntentId {
+    PaymentIntentId::parse("pi_1").unwrap()
+}
+
 fn declined() -> Failure {
     Failure {
         code: Some("card_declined".into()),
@@ -123,6 +127,7 @@ fn the_transition_table_allows_exactly_these_moves() {
         (S::Expired, E::Reopened, S::Incomplete),
         (S::Authorized, E::Captured, S::Captured),
         (S::Captured, E::Captured, S::Captured),
+        (S::Expired, E::Captured, S::Captured),
         (S::Incomplete, E::Released, S::Released),
         (S::Failed, E::Released, S::Released),
         (S::CardSaved, E::Released, S::Released),
@@ -156,6 +161,10 @@ fn the_transition_table_allows_exactly_these_moves() {
         (S::Captured, E::DisputeOpened, S::Disputed),
         (S::PartiallyRefunded, E::DisputeOpened, S::Disputed),
         (S::Disputed, E::DisputeOpened, S::Disputed),
+        (S::Refunded, E::DisputeOpened, S::Disputed),
+        (S::Refunded, E::DisputeWonAfterFullRefund, S::Refunded),
+        (S::Disputed, E::DisputeWonAfterFullRefund, S::Refunded),
+        (S::Refunded, E::DisputeLost, S::DisputeLost),
         (S::Captured, E::DisputeWon, S::Captured),
         (S::Disputed, E::DisputeWon, S::Captured),
         (
@@ -445,7 +454,7 @@ fn a_hold_above_the_cap_is_refused() {
 #[test]
 fn only_one_stripe_operation_is_pending_at_a_time() {
     let p = authorized(2500);
-    let key = IdempotencyKey::capture(p.id(), &eur(1800)).unwrap();
+    let key = IdempotencyKey::capture(p.id(), &pi(), &eur(1800)).unwrap();
     let op = Operation::Capture { amount: eur(1800) };
     let pending = p.begin(op, key.clone(), t0()).unwrap().unwrap();
     assert_eq!(pending.version(), p.version() + 1);
@@ -455,7 +464,11 @@ fn only_one_stripe_operation_is_pending_at_a_time() {
         "a retry writes nothing"
     );
     assert_eq!(
-        pending.begin(Operation::Release, IdempotencyKey::release(p.id()), t0()),
+        pending.begin(
+            Operation::Release,
+            IdempotencyKey::release(p.id(), None),
+            t0()
+        ),
         Err(TransitionError::OperationInProgress("capture"))
     );
     assert_eq!(pending.finish(t0()).pending(), None);
@@ -464,7 +477,7 @@ fn only_one_stripe_operation_is_pending_at_a_time() {
 #[test]
 fn a_recorded_capture_settles_the_pending_capture_of_that_amount() {
     let p = authorized(2500);
-    let key = IdempotencyKey::capture(p.id(), &eur(1800)).unwrap();
+    let key = IdempotencyKey::capture(p.id(), &pi(), &eur(1800)).unwrap();
     let pending = p
         .begin(Operation::Capture { amount: eur(1800) }, key, t0())
         .unwrap()
@@ -508,11 +521,27 @@ fn every_change_increments_the_version() {
 #[test]
 fn idempotency_keys_are_derived_from_payment_and_operation() {
     let id = PaymentId::from_uuid(Uuid::from_u128(1));
+    let first = PaymentIntentId::parse("pi_1").unwrap();
+    let renewed = PaymentIntentId::parse("pi_2").unwrap();
     assert_eq!(
-        IdempotencyKey::capture(id, &eur(1800)).unwrap().as_str(),
-        "consultpay:00000000-0000-0000-0000-000000000001:capture:1800"
+        IdempotencyKey::capture(id, &first, &eur(1800))
+            .unwrap()
+            .as_str(),
+        "consultpay:00000000-0000-0000-0000-000000000001:capture:pi_1:1800"
     );
-    assert_eq!(IdempotencyKey::release(id), IdempotencyKey::release(id));
+    // The same capture of another hold of the same payment is another request.
+    assert_ne!(
+        IdempotencyKey::capture(id, &first, &eur(1800)),
+        IdempotencyKey::capture(id, &renewed, &eur(1800))
+    );
+    assert_eq!(
+        IdempotencyKey::release(id, Some(&first)),
+        IdempotencyKey::release(id, Some(&first))
+    );
+    assert_ne!(
+        IdempotencyKey::release(id, Some(&first)),
+        IdempotencyKey::release(id, Some(&renewed))
+    );
     assert_ne!(
         IdempotencyKey::refund(id, "0"),
         IdempotencyKey::refund(id, "1")
@@ -704,4 +733,100 @@ proptest! {
             );
         }
     }
+}
+
+#[test]
+fn a_renewed_hold_counts_its_own_seven_days_when_the_gateway_gives_no_deadline() {
+    let first = authorized(2500)
+        .with_intent(pi(), t0())
+        .expect("the first hold's intent");
+    let later = t0() + Duration::days(6) + Duration::hours(12);
+    let renewed = first
+        .with_intent(PaymentIntentId::parse("pi_2").unwrap(), later)
+        .expect("a new intent");
+    assert_eq!(renewed.authorized_at(), None, "its authorisation is new");
+    // Same amount, no deadline from the gateway: still a new hold, not a repeat.
+    let held = changed(
+        renewed
+            .apply_from_gateway(
+                &PaymentEvent::HoldPlaced {
+                    amount: eur(2500),
+                    capture_before: None,
+                },
+                later,
+            )
+            .unwrap(),
+    );
+    assert_eq!(held.status(), PaymentStatus::Authorized);
+    assert_eq!(held.authorized_at(), Some(later));
+    assert_eq!(held.capture_before(), Some(later + Duration::days(7)));
+    // Told again, it is a repeat.
+    assert_eq!(
+        held.apply_from_gateway(
+            &PaymentEvent::HoldPlaced {
+                amount: eur(2500),
+                capture_before: None,
+            },
+            later,
+        ),
+        Ok(Applied::Unchanged)
+    );
+}
+
+fn disputed(status: DisputeStatus) -> PaymentEvent {
+    PaymentEvent::Disputed(Dispute {
+        id: crate::ids::DisputeId::parse("dp_1").unwrap(),
+        amount: eur(1800),
+        reason: "fraudulent".into(),
+        status,
+        evidence_due_by: None,
+        withdrawn: eur(if status == DisputeStatus::WarningClosed {
+            0
+        } else {
+            1800
+        }),
+        fee: eur(if status.is_open() || status == DisputeStatus::Lost {
+            1500
+        } else {
+            0
+        }),
+        transactions: 1,
+    })
+}
+
+#[test]
+fn a_refunded_charge_can_still_be_disputed_and_an_inquiry_closes_it_as_refunded() {
+    let refunded = changed(
+        captured(2500, 1800)
+            .apply(&PaymentEvent::Refunded { total: eur(1800) }, t0())
+            .unwrap(),
+    );
+    assert_eq!(refunded.status(), PaymentStatus::Refunded);
+    let open = changed(
+        refunded
+            .apply_from_gateway(&disputed(DisputeStatus::NeedsResponse), t0())
+            .unwrap(),
+    );
+    assert_eq!(open.status(), PaymentStatus::Disputed);
+    // What it took is in the net, beside the refund.
+    assert_eq!(open.net().unwrap(), eur(1800 - 1800 - 50 - 1800 - 1500));
+    let lost = changed(
+        open.apply_from_gateway(&disputed(DisputeStatus::Lost), t0())
+            .unwrap(),
+    );
+    assert_eq!(lost.status(), PaymentStatus::DisputeLost);
+
+    // An inquiry on a fully refunded charge closes back to "refunded", not
+    // "partially refunded" (and the gate stays shut).
+    let inquiry = changed(
+        refunded
+            .apply_from_gateway(&disputed(DisputeStatus::WarningNeedsResponse), t0())
+            .unwrap(),
+    );
+    let closed = changed(
+        inquiry
+            .apply_from_gateway(&disputed(DisputeStatus::WarningClosed), t0())
+            .unwrap(),
+    );
+    assert_eq!(closed.status(), PaymentStatus::Refunded);
 }

@@ -9,11 +9,11 @@ use super::*;
 use crate::audit::AuditAction;
 use crate::gateway::{
     CheckoutState, CheckoutStatus, IntentSnapshot, MockSandboxControl, RefundOutcome, RefundStatus,
-    WebhookError,
+    SetupStatus, WebhookError,
 };
 use crate::ids::{CheckoutSessionId, ConnectedAccountId, RefundId};
 use crate::money::Currency;
-use crate::payment::model::{CheckoutRef, Dispute, DisputeStatus, RefundLine};
+use crate::payment::model::{CheckoutRef, Dispute, DisputeStatus, Failure, RefundLine};
 use crate::testing::*;
 
 fn amount(text: &str) -> AmountInput {
@@ -21,11 +21,15 @@ fn amount(text: &str) -> AmountInput {
 }
 
 fn capture_key(minor: i64) -> IdempotencyKey {
-    IdempotencyKey::capture(PAYMENT, &eur(minor)).unwrap()
+    IdempotencyKey::capture(PAYMENT, &intent(), &eur(minor)).unwrap()
 }
 
 fn pending_release(p: &Payment) -> Payment {
-    pending(p, Operation::Release, IdempotencyKey::release(PAYMENT))
+    pending(
+        p,
+        Operation::Release,
+        IdempotencyKey::release(PAYMENT, p.intent()),
+    )
 }
 
 fn pending_refund(p: &Payment, minor: i64, discriminator: &str) -> Payment {
@@ -52,7 +56,12 @@ fn release_begins(m: &mut Mocks, read: &Payment, seq: &mut Sequence) -> Payment 
     let in_flight = pending_release(read);
     m.consultation_is(&record(Some(read.clone())));
     m.payment_reads(&[read.clone(), in_flight.clone()]);
-    records_pending(m, read, IdempotencyKey::release(PAYMENT), seq);
+    records_pending(
+        m,
+        read,
+        IdempotencyKey::release(PAYMENT, read.intent()),
+        seq,
+    );
     in_flight
 }
 
@@ -178,7 +187,9 @@ async fn validating_zero_releases_the_hold_and_captures_nothing() {
     m.gateway
         .expect_release()
         .withf(|a, i, key| {
-            *a == account() && *i == intent() && *key == IdempotencyKey::release(PAYMENT)
+            *a == account()
+                && *i == intent()
+                && *key == IdempotencyKey::release(PAYMENT, Some(&intent()))
         })
         .times(1)
         .in_sequence(&mut seq)
@@ -492,7 +503,7 @@ async fn releasing_before_any_hold_expires_the_open_checkout_instead_of_cancelli
         .withf(|a, s, key| {
             *a == account()
                 && s.as_str() == "cs_test_Open"
-                && *key == IdempotencyKey::derive(PAYMENT, "expire-checkout")
+                && *key == IdempotencyKey::expire_checkout(PAYMENT, s)
         })
         .times(1)
         .in_sequence(&mut seq)
@@ -528,7 +539,12 @@ async fn a_checkout_that_could_not_be_expired_is_not_marked_released() {
     m.consultation_is(&record(Some(unpaid.clone())));
     m.payment_reads(&[unpaid.clone(), pending_release(&unpaid)]);
     let mut seq = Sequence::new();
-    records_pending(&mut m, &unpaid, IdempotencyKey::release(PAYMENT), &mut seq);
+    records_pending(
+        &mut m,
+        &unpaid,
+        IdempotencyKey::release(PAYMENT, unpaid.intent()),
+        &mut seq,
+    );
     m.gateway
         .expect_expire_checkout()
         .times(1)
@@ -564,7 +580,9 @@ async fn a_checkout_paid_while_it_was_being_closed_has_its_hold_cancelled() {
     m.gateway
         .expect_release()
         .withf(|a, i, key| {
-            *a == account() && *i == intent() && *key == IdempotencyKey::release(PAYMENT)
+            *a == account()
+                && *i == intent()
+                && *key == IdempotencyKey::release(PAYMENT, Some(&intent()))
         })
         .times(1)
         .in_sequence(&mut seq)
@@ -619,7 +637,12 @@ async fn a_release_whose_outcome_is_unknown_stays_pending() {
     m.consultation_is(&record(Some(held.clone())));
     m.payment_reads(&[held.clone(), pending_release(&held)]);
     let mut seq = Sequence::new();
-    records_pending(&mut m, &held, IdempotencyKey::release(PAYMENT), &mut seq);
+    records_pending(
+        &mut m,
+        &held,
+        IdempotencyKey::release(PAYMENT, held.intent()),
+        &mut seq,
+    );
     m.gateway
         .expect_release()
         .times(1)
@@ -1338,10 +1361,67 @@ async fn events_that_are_not_about_a_payment_of_ours_are_ignored() {
         ),
     ];
     for (case, payment, event, why) in table {
-        let m = ignoring(&payment, why);
+        let mut m = ignoring(&payment, why);
+        // A held intent naming the payment is read back before anything is cancelled:
+        // unknown on the account, it is left alone.
+        m.gateway.expect_retrieve().returning(|_, _| {
+            Err(GatewayError::NotFound {
+                message: "No such payment_intent".into(),
+            })
+        });
+        m.gateway.expect_release().never();
         let outcome = m.build().webhooks.apply(&event).await.unwrap();
         assert_eq!(outcome, WebhookOutcome::Ignored(why), "{case}");
     }
+}
+
+#[tokio::test]
+async fn a_second_hold_for_a_payment_already_held_is_cancelled_at_stripe() {
+    // The patient paid in an old tab too: Stripe holds the card twice.
+    let stray = IntentSnapshot {
+        id: PaymentIntentId::parse("pi_9SecondTab").unwrap(),
+        ..hold_snapshot()
+    };
+    let mut m = ignoring(&authorized(), IgnoreReason::OtherIntent);
+    let read = stray.clone();
+    m.gateway
+        .expect_retrieve()
+        .withf(|a, i| *a == account() && i.as_str() == "pi_9SecondTab")
+        .times(1)
+        .returning(move |_, _| Ok(read.clone()));
+    m.gateway
+        .expect_release()
+        .withf(|a, i, key| {
+            *a == account()
+                && i.as_str() == "pi_9SecondTab"
+                && *key == IdempotencyKey::release(PAYMENT, Some(i))
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(canceled_snapshot("requested_by_customer")));
+    let outcome = m
+        .build()
+        .webhooks
+        .apply(&intent_event(stray.clone()))
+        .await
+        .unwrap();
+    assert_eq!(outcome, WebhookOutcome::Ignored(IgnoreReason::OtherIntent));
+
+    // While a renewal is in flight its new hold is the job's to adopt: left alone.
+    let renewing = pending(
+        &authorized(),
+        Operation::Hold { amount: eur(2500) },
+        IdempotencyKey::renewal(PAYMENT, &intent()),
+    );
+    let mut m = ignoring(&renewing, IgnoreReason::OtherIntent);
+    m.gateway.expect_retrieve().never();
+    m.gateway.expect_release().never();
+    let outcome = m
+        .build()
+        .webhooks
+        .apply(&intent_event(stray))
+        .await
+        .unwrap();
+    assert_eq!(outcome, WebhookOutcome::Ignored(IgnoreReason::OtherIntent));
 }
 
 #[tokio::test]
@@ -1812,7 +1892,8 @@ fn session_made(setup: SetupSnapshot) -> CheckoutState {
 
 #[tokio::test]
 async fn a_saved_card_event_moves_an_unpaid_payment_to_card_saved() {
-    // The Payment Element's SetupIntent, recorded when it was made: no read needed.
+    // The Payment Element's SetupIntent, recorded when it was made, read as it is now:
+    // a first card's failure delivered after the card was saved changes nothing.
     let elements = saving_with(CheckoutRef {
         session: None,
         url: None,
@@ -1827,16 +1908,31 @@ async fn a_saved_card_event_moves_an_unpaid_payment_to_card_saved() {
         .returning(|_, _, _| Ok(Claim::New));
     m.payment_reads(&[elements.clone(), elements, saved]);
     m.gateway.expect_retrieve_checkout().never();
+    m.gateway
+        .expect_retrieve_setup()
+        .withf(|a, s| *a == account() && *s == setup_snapshot().id)
+        .times(1)
+        .returning(|_, _| Ok(setup_snapshot()));
     m.payments
         .expect_update()
         .withf(|p, _, _| is(p, PaymentStatus::CardSaved) && p.saved_card() == Some(&saved_card()))
         .times(1)
         .returning(|_, _, _| Ok(()));
     marks_processed(&mut m, "applied (1 status change(s))");
+    let late_failure = SetupSnapshot {
+        status: SetupStatus::RequiresPaymentMethod,
+        saved_card: None,
+        last_error: Some(Failure {
+            code: Some("card_declined".into()),
+            decline_code: Some("generic_decline".into()),
+            message: "Your card was declined.".into(),
+        }),
+        ..setup_snapshot()
+    };
     let event = webhook(
-        "setup_intent.succeeded",
+        "setup_intent.setup_failed",
         Some(account()),
-        GatewayEvent::SetupIntent(setup_snapshot()),
+        GatewayEvent::SetupIntent(late_failure),
     );
     let outcome = m.build().webhooks.apply(&event).await.unwrap();
     assert!(matches!(outcome, WebhookOutcome::Applied(c) if c.len() == 1));
@@ -2769,4 +2865,90 @@ async fn the_sandbox_clock_moves_in_hourly_ticks_running_the_jobs_after_each() {
             "{refused}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_lapsed_hold_is_judged_by_what_stripe_says_now() {
+    // Stripe reports a later deadline than ours (ours was an estimate): kept.
+    let mut m = Mocks::new();
+    reconcile_reads(&mut m, vec![lapsed()], vec![], vec![]);
+    let later = now() + Duration::days(1);
+    m.gateway.expect_retrieve().times(1).returning(move |_, _| {
+        Ok(IntentSnapshot {
+            capture_before: Some(later),
+            ..hold_snapshot()
+        })
+    });
+    m.payment_is(&lapsed());
+    m.payments
+        .expect_update()
+        .withf(move |p, _, _| is(p, PaymentStatus::Authorized) && p.capture_before() == Some(later))
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    m.gateway.expect_release().never();
+    let report = m.build().reconcile.run_once().await.unwrap();
+    assert!(report.changed.is_empty(), "{report:?}");
+
+    // Stripe still calls it held past its deadline: cancelled there, then expired.
+    let mut m = Mocks::new();
+    reconcile_reads(&mut m, vec![lapsed()], vec![], vec![]);
+    let deadline = lapsed().capture_before();
+    m.gateway.expect_retrieve().times(1).returning(move |_, _| {
+        Ok(IntentSnapshot {
+            capture_before: deadline,
+            ..hold_snapshot()
+        })
+    });
+    m.gateway
+        .expect_release()
+        .withf(|a, i, key| {
+            *a == account() && *i == intent() && *key == IdempotencyKey::release(PAYMENT, Some(i))
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(canceled_snapshot("requested_by_customer")));
+    m.payment_is(&lapsed());
+    m.payments
+        .expect_update()
+        .withf(|p, _, _| is(p, PaymentStatus::Expired))
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let report = m.build().reconcile.run_once().await.unwrap();
+    assert_eq!(
+        report.changed,
+        vec![change(PaymentStatus::Authorized, PaymentStatus::Expired)]
+    );
+
+    // A validation in flight: left to settle, never expired under it.
+    let mut m = Mocks::new();
+    let capturing = pending_capture(&lapsed(), 1800);
+    reconcile_reads(&mut m, vec![capturing], vec![], vec![]);
+    m.gateway.expect_retrieve().never();
+    m.payments.expect_update().never();
+    let report = m.build().reconcile.run_once().await.unwrap();
+    assert!(
+        report.changed.is_empty() && report.failed.is_empty(),
+        "{report:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_charge_expired_event_about_an_earlier_hold_is_not_news() {
+    // The payment was reopened after its hold lapsed: Stripe's late word about that
+    // old hold must not end the new attempt.
+    let reopened = step(
+        &step(&lapsed(), PaymentEvent::Expired),
+        PaymentEvent::Reopened,
+    );
+    assert_eq!(reopened.intent(), None);
+    let m = ignoring(&reopened, IgnoreReason::OtherIntent);
+    let event = webhook(
+        "charge.expired",
+        Some(account()),
+        GatewayEvent::ChargeExpired {
+            intent: Some(intent()),
+            payment: Some(PAYMENT),
+        },
+    );
+    let outcome = m.build().webhooks.apply(&event).await.unwrap();
+    assert_eq!(outcome, WebhookOutcome::Ignored(IgnoreReason::OtherIntent));
 }

@@ -307,7 +307,12 @@ pub async fn reconciliation_finds_stale_operations_and_recent_transient_checkout
         let pending = held
             .begin(
                 Operation::Capture { amount: eur(2_000) },
-                IdempotencyKey::capture(held.id(), &eur(2_000)).unwrap(),
+                IdempotencyKey::capture(
+                    held.id(),
+                    &PaymentIntentId::parse("pi_1").unwrap(),
+                    &eur(2_000),
+                )
+                .unwrap(),
                 at,
             )
             .unwrap()
