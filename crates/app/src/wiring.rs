@@ -162,9 +162,7 @@ impl App {
         settings.sandbox = self.sandbox;
         settings.waiting_room_url = config.waiting_room_url.clone();
         settings.stripe_publishable_key = config.stripe_publishable_key.clone();
-        settings.stripe_live = config.stripe_secret_key.as_ref().is_some_and(|k| {
-            k.expose().starts_with("sk_live_") || k.expose().starts_with("rk_live_")
-        });
+        settings.stripe_live = stripe_settings(config).and_then(|s| s.livemode()) == Some(true);
         settings.session_secret = match &config.session_key {
             Some(k) => k.expose().as_bytes().to_vec(),
             None => {

@@ -17,7 +17,7 @@ use billing_core::gateway::GatewayError;
 
 use crate::client::{API_VERSION, Call, ClientOptions, Form, Host, StripeClient};
 use crate::secret::Secret;
-use crate::stripe::{ConfigError, StripeSettings, client_for};
+use crate::stripe::{ConfigError, StripeSettings, client_for, list_all};
 use crate::transformers::{self, CONSUMED_EVENTS};
 use crate::wire;
 
@@ -119,27 +119,7 @@ async fn send<T: serde::de::DeserializeOwned>(
 }
 
 async fn list_endpoints(client: &StripeClient) -> Result<Vec<wire::WebhookEndpoint>, GatewayError> {
-    const PAGES: usize = 10;
-    let mut all = Vec::new();
-    let mut after: Option<String> = None;
-    for _ in 0..PAGES {
-        let mut params = Form::new().with("limit", "100");
-        if let Some(last) = &after {
-            params.push("starting_after", last.as_str());
-        }
-        let page: wire::List<wire::WebhookEndpoint> = send(
-            client,
-            Call::get(Host::Api, "/v1/webhook_endpoints").params(params),
-        )
-        .await?;
-        let last = page.data.last().map(|e| e.id.clone());
-        all.extend(page.data);
-        match (page.has_more, last) {
-            (true, Some(last)) => after = Some(last),
-            _ => break,
-        }
-    }
-    Ok(all)
+    list_all(client, "/v1/webhook_endpoints", Form::new(), None).await
 }
 
 fn with_events(mut form: Form) -> Form {

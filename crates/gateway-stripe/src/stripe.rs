@@ -205,9 +205,22 @@ impl StripeGateway {
     }
 
     async fn create_intent(&self, hold: &HoldRequest) -> Result<IntentSnapshot, GatewayError> {
+        self.post_intent(
+            hold,
+            transformers::hold_params(hold, self.describe_intents)?,
+        )
+        .await
+    }
+
+    /// `POST /v1/payment_intents` for `hold` with `params`, under the hold's key.
+    async fn post_intent(
+        &self,
+        hold: &HoldRequest,
+        params: Form,
+    ) -> Result<IntentSnapshot, GatewayError> {
         self.intent_call(
             Call::post(Host::Api, "/v1/payment_intents")
-                .params(transformers::hold_params(hold, self.describe_intents)?)
+                .params(params)
                 .account(&hold.account)
                 .idempotency_key(hold.key.as_str()),
         )
@@ -282,13 +295,7 @@ impl StripeGateway {
                 if self.renewable_holds {
                     params.push("setup_future_usage", "off_session");
                 }
-                self.intent_call(
-                    Call::post(Host::Api, "/v1/payment_intents")
-                        .params(params)
-                        .account(&hold.account)
-                        .idempotency_key(hold.key.as_str()),
-                )
-                .await?
+                self.post_intent(hold, params).await?
             }
         };
         Ok(CheckoutStart {
@@ -317,42 +324,80 @@ impl StripeGateway {
         Ok(transformers::checkout_started(&session)?)
     }
 
-    /// Every refund of the intent's charge (Stripe lists them newest first, a page of
-    /// 100 at a time; a teleconsultation has one or two). The domain merges them by id,
-    /// so their order does not matter.
+    /// Every refund of the intent's charge (Stripe lists them newest first; a
+    /// teleconsultation has one or two). The domain merges them by id, so their order
+    /// does not matter.
     async fn refunds(
         &self,
         account: &ConnectedAccountId,
         intent: &PaymentIntentId,
     ) -> Result<Vec<RefundLine>, GatewayError> {
-        const PAGES: usize = 10;
-        let mut lines = Vec::new();
-        let mut after: Option<String> = None;
-        for _ in 0..PAGES {
-            let mut params = Form::new()
-                .with("payment_intent", intent.as_str())
-                .with("limit", "100");
-            if let Some(last) = &after {
-                params.push("starting_after", last.as_str());
-            }
-            let page: wire::List<wire::Refund> = self
-                .send(
-                    Call::get(Host::Api, "/v1/refunds")
-                        .params(params)
-                        .account(account),
-                )
-                .await?;
-            for r in &page.data {
-                lines.push(transformers::refund_outcome(r)?.line());
-            }
-            match (page.has_more, page.data.last()) {
-                (true, Some(last)) => after = Some(last.id.clone()),
-                _ => break,
-            }
-        }
+        let refunds: Vec<wire::Refund> = list_all(
+            &self.client,
+            "/v1/refunds",
+            Form::new().with("payment_intent", intent.as_str()),
+            Some(account),
+        )
+        .await?;
+        let mut lines = refunds
+            .iter()
+            .map(|r| Ok(transformers::refund_outcome(r)?.line()))
+            .collect::<Result<Vec<_>, transformers::Malformed>>()?;
         lines.reverse();
         Ok(lines)
     }
+}
+
+/// An item of a Stripe list, which is paged by its id.
+pub(crate) trait Listed {
+    fn id(&self) -> &str;
+}
+
+impl Listed for wire::Refund {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Listed for wire::WebhookEndpoint {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Every item of the list at `path` (narrowed by `filters`), a page of 100 at a time,
+/// at most ten pages.
+pub(crate) async fn list_all<T>(
+    client: &StripeClient,
+    path: &str,
+    filters: Form,
+    account: Option<&ConnectedAccountId>,
+) -> Result<Vec<T>, GatewayError>
+where
+    T: serde::de::DeserializeOwned + Listed,
+{
+    const PAGES: usize = 10;
+    let mut all: Vec<T> = Vec::new();
+    for _ in 0..PAGES {
+        let mut params = filters.clone().with("limit", "100");
+        if let Some(last) = all.last() {
+            params.push("starting_after", last.id());
+        }
+        let mut call = Call::get(Host::Api, path).params(params);
+        if let Some(account) = account {
+            call = call.account(account);
+        }
+        let page: wire::List<T> = client
+            .send(call)
+            .await
+            .map_err(transformers::gateway_error)?;
+        let more = page.has_more && !page.data.is_empty();
+        all.extend(page.data);
+        if !more {
+            break;
+        }
+    }
+    Ok(all)
 }
 
 /// An off-session hold the card did not authorise is a refusal, never an intent left

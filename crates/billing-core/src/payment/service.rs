@@ -80,10 +80,7 @@ impl PaymentService {
         }
         payment.check_validation(&amount)?;
         let Some(held) = payment.intent() else {
-            return Err(BillingError::Validation {
-                field: "payment",
-                message: "the hold has no gateway reference".into(),
-            });
+            return Err(no_gateway_reference("the hold"));
         };
         let key = IdempotencyKey::capture(payment.id(), held, &amount)?;
         let who = AuditActor::of(actor);
@@ -99,10 +96,7 @@ impl PaymentService {
             Begun::Proceed(p) => p,
         };
         let (Some(account), Some(intent)) = (payment.account(), payment.intent()) else {
-            return Err(BillingError::Validation {
-                field: "payment",
-                message: "the hold has no gateway reference".into(),
-            });
+            return Err(no_gateway_reference("the hold"));
         };
         match self
             .ledger
@@ -318,10 +312,7 @@ impl PaymentService {
             Begun::Proceed(p) => p,
         };
         let (Some(account), Some(intent)) = (payment.account(), payment.intent()) else {
-            return Err(BillingError::Validation {
-                field: "payment",
-                message: "the payment has no gateway reference".into(),
-            });
+            return Err(no_gateway_reference("the payment"));
         };
         match self
             .ledger
@@ -582,6 +573,26 @@ impl std::fmt::Debug for WebhookService {
 /// The payment an event is about, or why it is not ours.
 type Resolved = Result<Payment, IgnoreReason>;
 
+/// A command on a payment Stripe has no object for yet.
+fn no_gateway_reference(what: &str) -> BillingError {
+    BillingError::Validation {
+        field: "payment",
+        message: format!("{what} has no gateway reference"),
+    }
+}
+
+/// An object an event names, read back on the payment's account: one the account does
+/// not have (or no longer lets us read) is not ours.
+fn read_back<T>(read: Result<T, GatewayError>) -> Result<Result<T, IgnoreReason>, BillingError> {
+    match read {
+        Ok(found) => Ok(Ok(found)),
+        Err(GatewayError::NotFound { .. } | GatewayError::AccountUnavailable { .. }) => {
+            Ok(Err(IgnoreReason::OtherIntent))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// What a Connect event did to a link: `None` when nobody is linked to its account.
 fn link_outcome(changed: Option<bool>) -> WebhookOutcome {
     match changed {
@@ -800,12 +811,9 @@ impl WebhookService {
         let Some(account) = payment.account() else {
             return Ok(Err(IgnoreReason::NoAccountYet));
         };
-        let fresh = match self.ledger.gateway.retrieve(account, &snapshot.id).await {
+        let fresh = match read_back(self.ledger.gateway.retrieve(account, &snapshot.id).await)? {
             Ok(fresh) => fresh,
-            Err(GatewayError::NotFound { .. } | GatewayError::AccountUnavailable { .. }) => {
-                return Ok(Err(IgnoreReason::OtherIntent));
-            }
-            Err(e) => return Err(e.into()),
+            Err(why) => return Ok(Err(why)),
         };
         // A new Checkout Session forgot the intent of the one before; when that old
         // session expires, Stripe cancels its intent. That is not news about this
@@ -835,33 +843,25 @@ impl WebhookService {
         // Read as it is now, whatever the order events arrive in (a first card's
         // failure delivered after the second card's success).
         if checkout.and_then(|c| c.setup.as_ref()) == Some(&snapshot.id) {
-            return match self
-                .ledger
-                .gateway
-                .retrieve_setup(account, &snapshot.id)
-                .await
-            {
-                Ok(fresh) => Ok(Ok((payment, fresh))),
-                Err(GatewayError::NotFound { .. } | GatewayError::AccountUnavailable { .. }) => {
-                    Ok(Err(IgnoreReason::OtherIntent))
-                }
-                Err(e) => Err(e.into()),
-            };
+            let fresh = read_back(
+                self.ledger
+                    .gateway
+                    .retrieve_setup(account, &snapshot.id)
+                    .await,
+            )?;
+            return Ok(fresh.map(|fresh| (payment, fresh)));
         }
         let Some(session) = checkout.and_then(|c| c.session.as_ref()) else {
             return Ok(Err(IgnoreReason::OtherIntent));
         };
-        let state = match self
-            .ledger
-            .gateway
-            .retrieve_checkout(account, session)
-            .await
-        {
+        let state = match read_back(
+            self.ledger
+                .gateway
+                .retrieve_checkout(account, session)
+                .await,
+        )? {
             Ok(state) => state,
-            Err(GatewayError::NotFound { .. } | GatewayError::AccountUnavailable { .. }) => {
-                return Ok(Err(IgnoreReason::OtherIntent));
-            }
-            Err(e) => return Err(e.into()),
+            Err(why) => return Ok(Err(why)),
         };
         match state.setup {
             Some(fresh) if fresh.id == snapshot.id => Ok(Ok((payment, fresh))),
@@ -1169,9 +1169,7 @@ impl SandboxService {
             .pay(session, payment_method)
             .await
             .map_err(Self::not_found)?;
-        for event in &outcome.events {
-            self.webhooks.apply(event).await?;
-        }
+        self.apply_all(&outcome.events).await?;
         Ok(outcome.next)
     }
 
@@ -1185,10 +1183,16 @@ impl SandboxService {
             .authenticate(session, approve)
             .await
             .map_err(Self::not_found)?;
-        for event in &outcome.events {
+        self.apply_all(&outcome.events).await?;
+        Ok(outcome.next)
+    }
+
+    /// Applies what happened at the sandbox exactly as its webhooks would be.
+    async fn apply_all(&self, events: &[WebhookEvent]) -> Result<(), BillingError> {
+        for event in events {
             self.webhooks.apply(event).await?;
         }
-        Ok(outcome.next)
+        Ok(())
     }
 
     /// The code the sandbox consent page hands to the OAuth callback.
@@ -1217,9 +1221,7 @@ impl SandboxService {
                 .sandbox
                 .advance_clock(chrono::Duration::seconds(tick))
                 .await?;
-            for event in &advance.events {
-                self.webhooks.apply(event).await?;
-            }
+            self.apply_all(&advance.events).await?;
             jobs.absorb(self.jobs.run_once().await?);
             if left == 0 {
                 return Ok(ClockAdvanced {

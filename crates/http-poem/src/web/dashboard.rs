@@ -1597,10 +1597,7 @@ fn refund_state(status: RefundStatus, t: &Texts, lang: Lang) -> &'static str {
     match status {
         RefundStatus::Pending | RefundStatus::RequiresAction => t.refund_pending,
         RefundStatus::Succeeded => PaymentStatus::Refunded.label(lang),
-        RefundStatus::Failed | RefundStatus::Canceled => match lang {
-            Lang::Fr => "échoué",
-            Lang::En => "failed",
-        },
+        RefundStatus::Failed | RefundStatus::Canceled => t.refund_failed,
     }
 }
 
