@@ -15,6 +15,7 @@ use crate::payment::service::{
 };
 use crate::practitioner::ports::{OAuthStateRepository, PractitionerRepository, ServiceRepository};
 use crate::practitioner::service::{CatalogueService, ConnectService};
+use crate::receipt::{DocumentRenderer, DocumentService};
 use crate::staff::{StaffService, UserRepository};
 use crate::system::{Clock, IdGenerator, SecretGenerator};
 
@@ -31,6 +32,8 @@ pub struct Deps {
     pub users: Arc<dyn UserRepository>,
     pub audit: Arc<dyn AuditLog>,
     pub gateway: Arc<dyn PaymentGateway>,
+    /// Turns receipts and credit notes into PDF files.
+    pub renderer: Arc<dyn DocumentRenderer>,
     pub connect: Arc<dyn ConnectOnboarding>,
     pub webhook_verifier: Arc<dyn WebhookVerifier>,
     /// Present only in sandbox mode.
@@ -64,6 +67,8 @@ pub struct Billing {
     /// server periodically, by `consultpay reconcile`, and by the sandbox clock.
     pub reconcile: ReconcileService,
     pub staff: StaffService,
+    /// Receipts and credit notes as files.
+    pub documents: DocumentService,
     /// Present only in sandbox mode.
     pub sandbox: Option<SandboxService>,
     pub config: BillingConfig,
@@ -88,6 +93,8 @@ impl Billing {
     pub fn new(deps: Deps, config: BillingConfig) -> Self {
         let ledger = Ledger {
             payments: deps.payments.clone(),
+            consultations: deps.consultations.clone(),
+            practitioners: deps.practitioners.clone(),
             gateway: deps.gateway.clone(),
             clock: deps.clock.clone(),
             observer: deps.observer.clone(),
@@ -159,6 +166,7 @@ impl Billing {
                 deps.secrets.clone(),
                 config.clone(),
             ),
+            documents: DocumentService::new(deps.renderer.clone()),
             sandbox: deps.sandbox.map(|sandbox| SandboxService {
                 sandbox,
                 webhooks: webhooks.clone(),

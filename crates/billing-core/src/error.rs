@@ -11,6 +11,7 @@ use crate::gateway::{GatewayError, WebhookError};
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::model::{Failure, TransitionError};
 use crate::practitioner::model::{CapError, ChargeBlocker, PreferencesError};
+use crate::receipt::RenderError;
 use crate::repository::RepositoryError;
 
 /// The gateway code of a refund the processor finished as failed or cancelled.
@@ -79,6 +80,10 @@ pub enum BillingError {
     IdempotencyKeyInFlight,
     #[error(transparent)]
     Webhook(#[from] WebhookError),
+    #[error("no receipt has been issued for this payment (it is not captured)")]
+    ReceiptNotIssued,
+    #[error(transparent)]
+    Render(#[from] RenderError),
     #[error("payment gateway: {0}")]
     Gateway(GatewayError),
     #[error("storage: {0}")]
@@ -132,6 +137,8 @@ impl BillingError {
                 "refund_failed"
             }
             BillingError::Gateway(_) => "gateway_unavailable",
+            BillingError::ReceiptNotIssued => "receipt_not_issued",
+            BillingError::Render(_) => "document_unavailable",
             BillingError::Storage(_) => "storage_unavailable",
         }
     }
@@ -157,7 +164,8 @@ impl BillingError {
             | BillingError::PaymentState(_)
             | BillingError::Conflict
             | BillingError::OutstandingHolds { .. }
-            | BillingError::IdempotencyKeyInFlight => ErrorClass::Conflict,
+            | BillingError::IdempotencyKeyInFlight
+            | BillingError::ReceiptNotIssued => ErrorClass::Conflict,
             BillingError::Declined(_) => ErrorClass::Refused,
             BillingError::Gateway(g) => match g {
                 GatewayError::Declined(_) => ErrorClass::Refused,
@@ -175,7 +183,7 @@ impl BillingError {
                 | GatewayError::Unavailable { .. }
                 | GatewayError::NotConfigured(_) => ErrorClass::Unavailable,
             },
-            BillingError::Storage(_) => ErrorClass::Unavailable,
+            BillingError::Storage(_) | BillingError::Render(_) => ErrorClass::Unavailable,
         }
     }
 

@@ -351,6 +351,8 @@ pub(crate) fn record(payment: Option<Payment>) -> ConsultationRecord {
             } else {
                 PaymentMode::None
             },
+            service: None,
+            lang: crate::payment::model::Lang::Fr,
             pay_token_hash: pay_token().hash(),
             created_by: None,
             created_at: now() - Duration::days(2),
@@ -539,6 +541,7 @@ impl Mocks {
                 users: Arc::new(MockUserRepository::new()),
                 audit: Arc::new(self.audit),
                 gateway: Arc::new(self.gateway),
+                renderer: Arc::new(crate::receipt::MockDocumentRenderer::new()),
                 connect: Arc::new(self.connect),
                 webhook_verifier: Arc::new(self.webhook_verifier),
                 sandbox: self
@@ -584,6 +587,17 @@ impl Mocks {
             .expect_get()
             .withf(move |asked| *asked == id)
             .returning(move |_| Ok(p.clone()));
+    }
+
+    /// What a receipt or a credit note is drafted from: `DR` and `CONSULTATION` (for
+    /// tests whose payment gets captured or refunded).
+    pub(crate) fn documents_readable(&mut self) {
+        self.practitioner_is(&practitioner());
+        let r = record(Some(authorized()));
+        self.consultations
+            .expect_get()
+            .withf(|id| *id == CONSULTATION)
+            .returning(move |_| Ok(r.clone()));
     }
 
     /// The consultation repository answers `r` to reads by id and by pay token.

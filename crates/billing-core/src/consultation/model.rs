@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::contact::{DisplayName, EmailAddress};
 use crate::ids::{ConsultationId, PractitionerId, UserId};
-use crate::payment::model::{Operation, Payment, PaymentStatus};
+use crate::payment::model::{Lang, Operation, Payment, PaymentStatus};
 use crate::secrets::TokenHash;
 
 /// Who the consultation is with: a reference, never health data.
@@ -41,6 +41,10 @@ pub struct Consultation {
     pub patient: PatientRef,
     pub starts_at: DateTime<Utc>,
     pub payment_mode: PaymentMode,
+    /// The service chosen at scheduling, by name, if any: what receipts say the act was.
+    pub service: Option<DisplayName>,
+    /// The patient's language: their e-mails and documents are in it.
+    pub lang: Lang,
     pub pay_token_hash: TokenHash,
     pub created_by: Option<UserId>,
     pub created_at: DateTime<Utc>,
@@ -104,6 +108,8 @@ mod tests {
             },
             starts_at: now(),
             payment_mode: mode,
+            service: None,
+            lang: Lang::Fr,
             pay_token_hash: PayToken::from_random(&"a".repeat(43)).hash(),
             created_by: None,
             created_at: now(),

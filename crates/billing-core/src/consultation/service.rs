@@ -17,16 +17,18 @@ use crate::ids::{ConnectedAccountId, ConsultationId, PaymentId, PractitionerId, 
 use crate::money::AmountInput;
 use crate::payment::ledger::Ledger;
 use crate::payment::model::{
-    CheckoutRef, EventKind, IdempotencyKey, IllegalTransition, Lang, Payment, PaymentEvent,
+    CheckoutRef, DEFAULT_HOLD_VALIDITY_DAYS, EventKind, IdempotencyKey, IllegalTransition, Lang,
+    Payment, PaymentEvent,
     PaymentStatus, TransitionError,
 };
 use crate::payment::ports::{
     ChangeLog, HistoryEntry, IdempotencyRecord, IdempotencyStore, Reservation,
 };
 use crate::payment::service::{fingerprint, idempotency_scope};
-use crate::practitioner::model::{Practitioner, TimeZone};
+use crate::practitioner::model::{Practitioner, Service, TimeZone};
 use crate::practitioner::ports::{PractitionerRepository, ServiceRepository};
 use crate::practitioner::service::RETRIES;
+use crate::receipt::Document;
 use crate::repository::RepositoryError;
 use crate::secrets::PayToken;
 use crate::system::{Clock, IdGenerator, SecretGenerator, now_micros};
@@ -50,6 +52,8 @@ pub struct ScheduleRequest {
     pub patient_email: Option<String>,
     pub starts_at: DateTime<Utc>,
     pub payment: PaymentChoice,
+    /// The patient's language (their e-mails and documents).
+    pub patient_lang: Lang,
 }
 
 impl ScheduleRequest {
@@ -63,12 +67,16 @@ impl ScheduleRequest {
             ),
         };
         format!(
-            "{}|{}|{}|{}|{}",
+            "{}|{}|{}|{}|{}{}",
             self.practitioner,
             self.patient_name.trim(),
             self.patient_email.as_deref().unwrap_or("").trim(),
             self.starts_at.timestamp_micros(),
-            payment
+            payment,
+            match self.patient_lang {
+                Lang::Fr => "",
+                Lang::En => "|en",
+            }
         )
     }
 }
@@ -175,12 +183,14 @@ impl SchedulingService {
             return Err(BillingError::validation("starts_at", "is in the past"));
         }
         let id = ConsultationId::from_uuid(self.ids.new_id());
-        let payment = match &request.payment {
-            PaymentChoice::None => None,
-            PaymentChoice::Online { amount, service } => Some(
-                self.new_payment(&practitioner, id, amount.as_ref(), *service, now)
-                    .await?,
-            ),
+        let (payment, service) = match &request.payment {
+            PaymentChoice::None => (None, None),
+            PaymentChoice::Online { amount, service } => {
+                let (payment, service) = self
+                    .new_payment(&practitioner, id, amount.as_ref(), *service, now)
+                    .await?;
+                (Some(payment), service.map(|s| s.name().clone()))
+            }
         };
         let token = PayToken::from_random(&self.secrets.secret());
         let consultation = Consultation {
@@ -193,6 +203,8 @@ impl SchedulingService {
             } else {
                 PaymentMode::None
             },
+            service,
+            lang: request.patient_lang,
             pay_token_hash: token.hash(),
             created_by: match actor {
                 Actor::Staff(u) => Some(u.id),
@@ -231,7 +243,7 @@ impl SchedulingService {
         amount: Option<&AmountInput>,
         service: Option<ServiceId>,
         now: DateTime<Utc>,
-    ) -> Result<Payment, BillingError> {
+    ) -> Result<(Payment, Option<Service>), BillingError> {
         practitioner
             .link
             .chargeable_account()
@@ -251,14 +263,15 @@ impl SchedulingService {
             .map(|a| a.in_currency(prefs.currency()))
             .transpose()?;
         let cap = prefs.pick_cap(explicit, service.as_ref())?;
-        Ok(Payment::new(
+        let payment = Payment::new(
             PaymentId::from_uuid(self.ids.new_id()),
             consultation,
             practitioner.id,
             cap,
             prefs.fee_schedule().clone(),
             now,
-        )?)
+        )?;
+        Ok((payment, service))
     }
 
     async fn reissue_link(&self, id: ConsultationId) -> Result<Scheduled, BillingError> {
@@ -337,6 +350,13 @@ pub struct PayPage {
     /// When the hold will be taken, if not at once: the consultation is further ahead
     /// than a hold lasts, so paying saves the card and the hold is placed then (C14).
     pub hold_from: Option<DateTime<Utc>>,
+    /// The waiting room is offered: the gate is open and the consultation is not over
+    /// (not validated or released, and less than `open_after_start` after its start).
+    pub waiting_room: bool,
+    /// How long a hold lasts before it lapses.
+    pub hold_validity: Duration,
+    /// The payment's receipt and credit notes, once captured.
+    pub documents: Vec<Document>,
 }
 
 /// The patient's side: pay page, checkout, waiting-room gate. The pay token in the
@@ -402,6 +422,16 @@ impl PatientService {
             ) => self.hold_time(&record, now),
             _ => None,
         };
+        let documents = match &record.payment {
+            Some(p) if p.captured().is_some() => self.ledger.payments.documents(p.id()).await?,
+            _ => Vec::new(),
+        };
+        let waiting_room = can_enter
+            && record.is_ahead(now, self.config.open_after_start)
+            && record
+                .payment
+                .as_ref()
+                .is_none_or(|p| p.status() == PaymentStatus::Authorized);
         Ok(PayPage {
             record,
             practitioner_name: practitioner.name,
@@ -409,7 +439,19 @@ impl PatientService {
             can_enter,
             can_pay,
             hold_from,
+            waiting_room,
+            hold_validity: Duration::days(DEFAULT_HOLD_VALIDITY_DAYS),
+            documents,
         })
+    }
+
+    /// The receipt and credit notes of the payment behind a pay link.
+    pub async fn documents(&self, token: &str) -> Result<Vec<Document>, BillingError> {
+        let (_, record) = self.find(token).await?;
+        match &record.payment {
+            Some(p) if p.captured().is_some() => Ok(self.ledger.payments.documents(p.id()).await?),
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// May the patient (again) authorise now?
@@ -555,6 +597,7 @@ impl PatientService {
                     )
                     .subject(payment.id().as_uuid()),
                 ],
+                documents: Vec::new(),
             };
             match self
                 .ledger

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditAction, AuditActor, AuditEntry};
+use crate::consultation::ports::ConsultationRepository;
 use crate::error::BillingError;
 use crate::gateway::{GatewayError, IntentSnapshot, IntentStatus, PaymentGateway, SetupSnapshot};
 use crate::ids::{PaymentId, PaymentIntentId};
@@ -16,7 +17,9 @@ use crate::payment::model::{
     TransitionError,
 };
 use crate::payment::ports::{ChangeLog, HistoryEntry, PaymentRepository};
+use crate::practitioner::ports::PractitionerRepository;
 use crate::practitioner::service::RETRIES;
+use crate::receipt::{self, DocumentDraft};
 use crate::repository::RepositoryError;
 use crate::system::{Clock, now_micros};
 
@@ -61,6 +64,9 @@ pub(crate) enum Fresh {
 #[derive(Clone)]
 pub(crate) struct Ledger {
     pub(crate) payments: Arc<dyn PaymentRepository>,
+    /// Read when a change issues a receipt or a credit note (what it prints).
+    pub(crate) consultations: Arc<dyn ConsultationRepository>,
+    pub(crate) practitioners: Arc<dyn PractitionerRepository>,
     pub(crate) gateway: Arc<dyn PaymentGateway>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) observer: Option<Arc<dyn PaymentObserver>>,
@@ -220,12 +226,13 @@ impl Ledger {
         for _ in 0..RETRIES {
             let current = self.get(id).await?;
             let now = self.now();
-            let Some((next, log, changes)) = change(&current, now)? else {
+            let Some((next, mut log, changes)) = change(&current, now)? else {
                 return Ok(Written {
                     payment: current,
                     changes: vec![],
                 });
             };
+            log.documents = self.documents_due(&current, &next, now).await?;
             match self.payments.update(&next, current.version(), &log).await {
                 Ok(()) => {
                     if let Some(observer) = &self.observer {
@@ -241,6 +248,26 @@ impl Ledger {
             }
         }
         Err(BillingError::Conflict)
+    }
+
+    /// The receipt and credit notes the move from `before` to `after` issues, drafted
+    /// from the consultation and the practitioner as they are now.
+    async fn documents_due(
+        &self,
+        before: &Payment,
+        after: &Payment,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<DocumentDraft>, BillingError> {
+        let due = receipt::due(before, after, now);
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let record = self.consultations.get(after.consultation()).await?;
+        let practitioner = self.practitioners.get(after.practitioner()).await?;
+        Ok(due
+            .into_iter()
+            .map(|d| receipt::draft(d, after, &practitioner, &record.consultation, now))
+            .collect())
     }
 
     /// Writes gateway facts to the payment (stale ones skipped), re-reading and
@@ -328,6 +355,7 @@ impl Ledger {
                     .subject(id.as_uuid())
                     .detail(message),
                 ],
+                documents: Vec::new(),
             };
             Ok(Some((next, log, vec![])))
         })
@@ -421,6 +449,7 @@ impl Ledger {
                     actor: actor.clone(),
                 }],
                 audit: vec![],
+                documents: Vec::new(),
             };
             match self.payments.update(&next, current.version(), &log).await {
                 Ok(()) => return Ok(Some(Begun::Proceed(next))),

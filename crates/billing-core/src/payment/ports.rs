@@ -13,6 +13,7 @@ use crate::contact::DisplayName;
 use crate::ids::{EventId, PaymentId, PaymentIntentId, PractitionerId};
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::model::{Payment, PaymentStatus};
+use crate::receipt::{Document, DocumentDraft};
 use crate::repository::RepositoryError;
 
 /// One row of a payment's history: a move of the state machine or a recorded
@@ -35,6 +36,9 @@ pub struct HistoryEntry {
 pub struct ChangeLog {
     pub history: Vec<HistoryEntry>,
     pub audit: Vec<AuditEntry>,
+    /// Receipts and credit notes the change issues, to be numbered in the
+    /// transaction (see [`PaymentRepository::update`]).
+    pub documents: Vec<DocumentDraft>,
 }
 
 /// Whose payments a query is about.
@@ -168,16 +172,26 @@ pub trait PaymentRepository: Send + Sync {
 
     /// The concurrency contract: stores `payment` (with its new, higher version) only
     /// if the stored version is still `expected_version`, together with the history
-    /// rows and audit entries of `log`, all in one transaction (a conditional update,
-    /// never a read-then-write). MUST return [`RepositoryError::Conflict`] and write
-    /// nothing if the version moved (another writer won), [`RepositoryError::NotFound`]
-    /// if the payment does not exist.
+    /// rows, audit entries and documents of `log`, all in one transaction (a
+    /// conditional update, never a read-then-write). MUST return
+    /// [`RepositoryError::Conflict`] and write nothing if the version moved (another
+    /// writer won), [`RepositoryError::NotFound`] if the payment does not exist.
+    ///
+    /// Each document gets the next number of its practitioner's sequence for its
+    /// `year` (starting at 1), taken in the same transaction so that a write that
+    /// fails or rolls back consumes no number: numbers have no gap and are never
+    /// reused, whatever the number of concurrent writers. A credit note refers to the
+    /// payment's receipt. A second document for the same payment, kind and refund
+    /// MUST be refused with [`RepositoryError::Duplicate`] (nothing written).
     async fn update(
         &self,
         payment: &Payment,
         expected_version: i64,
         log: &ChangeLog,
     ) -> Result<(), RepositoryError>;
+
+    /// The receipt and credit notes of a payment, in number order (empty if none).
+    async fn documents(&self, payment: PaymentId) -> Result<Vec<Document>, RepositoryError>;
 
     /// A page of payments matching `query`, newest first, with totals over all matches.
     async fn list(&self, query: &PaymentQuery) -> Result<PaymentPage, RepositoryError>;

@@ -28,6 +28,7 @@ use crate::payment::ports::{
     PaymentQuery, PaymentRow, PaymentScope, Reservation, WebhookInbox,
 };
 use crate::practitioner::service::ConnectService;
+use crate::receipt::Document;
 use crate::repository::RepositoryError;
 
 /// Validate the act, release the hold, refund.
@@ -506,6 +507,17 @@ impl ReportingService {
         authorize(actor, Action::ViewPayments, payment.practitioner())?;
         let history = self.ledger.payments.history(id).await?;
         Ok((payment, history))
+    }
+
+    /// The receipt and credit notes of a payment, for staff who may see it.
+    pub async fn documents(
+        &self,
+        actor: &Actor,
+        id: PaymentId,
+    ) -> Result<Vec<Document>, BillingError> {
+        let payment = self.ledger.get(id).await?;
+        authorize(actor, Action::ViewPayments, payment.practitioner())?;
+        Ok(self.ledger.payments.documents(id).await?)
     }
 
     /// The practitioner's recent audit trail (C13).

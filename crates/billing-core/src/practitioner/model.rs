@@ -10,6 +10,7 @@ use crate::contact::DisplayName;
 use crate::fees::FeeSchedule;
 use crate::ids::{ConnectedAccountId, PractitionerId, ServiceId};
 use crate::money::{Currency, Money, MoneyError};
+use crate::practitioner::profile::Profile;
 
 /// How often Stripe pays the account out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -512,6 +513,8 @@ pub struct Practitioner {
     pub time_zone: TimeZone,
     pub link: StripeLink,
     pub preferences: Preferences,
+    /// Who the practitioner is on notes d'honoraires.
+    pub profile: Profile,
     /// Incremented by every change; repositories write conditionally on it.
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -532,6 +535,7 @@ impl Practitioner {
             time_zone,
             link: StripeLink::Unlinked,
             preferences: Preferences::starting(currency),
+            profile: Profile::default(),
             version: 0,
             created_at: now,
             updated_at: now,
@@ -542,6 +546,16 @@ impl Practitioner {
     pub fn with_link(&self, link: StripeLink, now: DateTime<Utc>) -> Practitioner {
         Practitioner {
             link,
+            version: self.version + 1,
+            updated_at: now,
+            ..self.clone()
+        }
+    }
+
+    /// The same practitioner with `profile`, version incremented.
+    pub fn with_profile(&self, profile: Profile, now: DateTime<Utc>) -> Practitioner {
+        Practitioner {
+            profile,
             version: self.version + 1,
             updated_at: now,
             ..self.clone()

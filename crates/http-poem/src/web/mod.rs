@@ -6,7 +6,7 @@
 //! SameSite=Strict cookie. Every form carries a CSRF token checked on submit.
 
 pub mod dashboard;
-pub mod format;
+pub use billing_core::format;
 pub mod i18n;
 pub mod pay;
 

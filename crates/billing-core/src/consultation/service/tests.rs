@@ -16,6 +16,7 @@ fn request(payment: PaymentChoice) -> ScheduleRequest {
         patient_email: Some("martin@example.org".into()),
         starts_at: now() + Duration::days(1),
         payment,
+        patient_lang: Lang::Fr,
     }
 }
 
@@ -137,6 +138,10 @@ async fn the_cap_is_the_explicit_amount_else_the_service_price_else_the_default(
         ),
     ];
     for (case, choice, svc, expected) in table {
+        let service_name = svc
+            .as_ref()
+            .filter(|_| matches!(&choice, PaymentChoice::Online { service: Some(_), .. }))
+            .map(|s| s.name().clone());
         let mut m = Mocks::new();
         m.practitioner_is(&practitioner_up_to_40());
         if let Some(s) = svc {
@@ -162,7 +167,9 @@ async fn the_cap_is_the_explicit_amount_else_the_service_price_else_the_default(
             .await;
         match expected {
             Ok(amount) => {
-                let payment = result.unwrap().record.payment.unwrap();
+                let record = result.unwrap().record;
+                assert_eq!(record.consultation.service, service_name, "{case}");
+                let payment = record.payment.unwrap();
                 assert_eq!(payment.amount(), amount, "{case}");
                 assert_eq!(payment.status(), PaymentStatus::Incomplete, "{case}");
             }

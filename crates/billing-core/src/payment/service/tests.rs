@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use mockall::Sequence;
 
 use super::*;
+use crate::receipt::DocumentKind;
 use crate::audit::AuditAction;
 use crate::gateway::{
     CheckoutState, CheckoutStatus, IntentSnapshot, MockSandboxControl, RefundOutcome, RefundStatus,
@@ -99,6 +100,7 @@ fn settles(m: &mut Mocks, read: &Payment, status: PaymentStatus, seq: &mut Seque
 #[tokio::test]
 async fn validating_records_the_capture_then_captures_with_the_derived_key() {
     let mut m = Mocks::new();
+    m.documents_readable();
     let held = authorized();
     let in_flight = pending_capture(&held, 1800);
     m.consultation_is(&record(Some(held.clone())));
@@ -120,6 +122,8 @@ async fn validating_records_the_capture_then_captures_with_the_derived_key() {
             *expected_version == version
                 && is(p, PaymentStatus::Captured)
                 && p.pending().is_none()
+                && matches!(log.documents.as_slice(), [d]
+                    if d.kind == DocumentKind::Receipt && d.amount == eur(1800) && d.patient == "M. Martin")
                 && log.audit.iter().any(|e| {
                     e.action == AuditAction::Validated
                         && e.detail == "18.00 EUR"
@@ -235,6 +239,7 @@ async fn the_same_validation_sent_again_captures_once_and_answers_the_same() {
 #[tokio::test]
 async fn a_validation_retried_while_its_capture_is_in_flight_reuses_the_same_key() {
     let mut m = Mocks::new();
+    m.documents_readable();
     // A first attempt timed out: the capture is recorded as pending.
     let in_flight = pending_capture(&authorized(), 1800);
     m.consultation_is(&record(Some(in_flight.clone())));
@@ -276,6 +281,7 @@ async fn another_amount_while_a_capture_is_in_flight_is_refused() {
 #[tokio::test]
 async fn a_validation_that_loses_a_race_re_reads_the_payment_and_writes_on_its_version() {
     let mut m = Mocks::new();
+    m.documents_readable();
     let held = authorized();
     // Meanwhile a webhook moved the capture deadline: a new version.
     let moved = step(&held, hold(Some(now() + Duration::days(5))));
@@ -709,6 +715,7 @@ async fn each_refund_has_its_own_key_and_the_last_one_marks_the_payment_refunded
     ];
     for (already, now_refunding, typed, discriminator, after) in table {
         let mut m = Mocks::new();
+        m.documents_readable();
         let before = if already == 0 {
             captured(1800)
         } else {
@@ -925,6 +932,7 @@ async fn a_refund_the_gateway_reports_failed_is_cleared_and_frees_the_client_key
 async fn a_refund_retried_after_a_timeout_reuses_its_gateway_key() {
     // The first attempt timed out: its refund is pending, its client key was freed.
     let mut m = Mocks::new();
+    m.documents_readable();
     let in_flight = pending_refund(&captured(1800), 1000, &k1());
     m.payment_is(&in_flight);
     m.idempotency
@@ -967,6 +975,7 @@ async fn a_refund_recorded_while_another_one_landed_counts_both() {
     // 5.00 refunded from Stripe's dashboard reaches us (webhook) while our 10.00 is in
     // flight: the total is 15.00, not our 0 + 10.00.
     let mut m = Mocks::new();
+    m.documents_readable();
     let before = captured(1800);
     let meanwhile = pending_refund(&refunded(1800, 500), 1000, "0:1000");
     m.payment_reads(&[before.clone(), before.clone(), meanwhile.clone()]);
@@ -1670,6 +1679,7 @@ async fn refund_events_read_the_refunds_again_and_a_failed_one_gives_its_amount_
     ];
     for (case, payment, listed, status, refunded) in table {
         let mut m = Mocks::new();
+        m.documents_readable();
         m.webhook_inbox
             .expect_claim()
             .returning(|_, _, _| Ok(Claim::New));
@@ -2336,6 +2346,7 @@ async fn a_lapsed_hold_the_gateway_knows_nothing_about_is_expired() {
 #[tokio::test]
 async fn a_capture_left_pending_by_a_crash_is_settled_from_the_gateway() {
     let mut m = Mocks::new();
+    m.documents_readable();
     let crashed = pending_capture(&authorized(), 1800);
     reconcile_reads(&mut m, vec![], vec![crashed.clone()], vec![]);
     m.gateway
@@ -2398,6 +2409,7 @@ async fn holds_near_their_deadline_are_listed_and_left_alone() {
 async fn a_capture_stripe_reports_done_without_its_amount_captured_what_was_asked() {
     // A Stripe-compatible server that leaves out `amount_received` (and the charge).
     let mut m = Mocks::new();
+    m.documents_readable();
     let crashed = pending_capture(&authorized(), 1800);
     reconcile_reads(&mut m, vec![], vec![crashed.clone()], vec![]);
     m.gateway
@@ -2721,6 +2733,7 @@ async fn the_audit_trail_is_the_practitioners_alone_and_its_length_is_bounded() 
 #[tokio::test]
 async fn a_succeeded_webhook_settles_a_capture_left_pending_by_a_timeout() {
     let mut m = Mocks::new();
+    m.documents_readable();
     claims(&mut m, Claim::New);
     let stuck = pending_capture(&authorized(), 1800);
     m.payment_is(&stuck);
@@ -2782,6 +2795,7 @@ async fn the_observer_hears_each_committed_status_change() {
 #[tokio::test]
 async fn a_capture_answer_without_the_captured_amount_records_the_amount_sent() {
     let mut m = Mocks::new();
+    m.documents_readable();
     let held = authorized();
     m.consultations
         .expect_get()

@@ -1,8 +1,8 @@
 //! Amounts and dates as people read them: `25,00 €` in French, `€25.00` in English,
 //! dates in the practitioner's time zone.
 
-use billing_core::Lang;
-use billing_core::money::{Currency, Money};
+use crate::payment::model::Lang;
+use crate::money::{Currency, Money};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 
@@ -158,6 +158,18 @@ pub fn datetime_short(at: DateTime<Utc>, tz: Tz, lang: Lang) -> String {
     }
 }
 
+/// `27/11/2026` / `27 November 2026`: a day, as receipts and the patient's page say it.
+pub fn date(at: DateTime<Utc>, tz: Tz, lang: Lang) -> String {
+    let local = at.with_timezone(&tz);
+    match lang {
+        Lang::Fr => local.format("%d/%m/%Y").to_string(),
+        Lang::En => {
+            let (_, month) = day_month(&local, lang);
+            format!("{} {month} {}", local.day(), local.year())
+        }
+    }
+}
+
 /// The value of an `<input type="datetime-local">` in the time zone.
 pub fn datetime_input(at: DateTime<Utc>, tz: Tz) -> String {
     at.with_timezone(&tz).format("%Y-%m-%dT%H:%M").to_string()
@@ -208,6 +220,11 @@ mod tests {
         assert_eq!(
             datetime_short(at, chrono_tz::Europe::Paris, Lang::Fr),
             "03/11/2026 14:30"
+        );
+        assert_eq!(date(at, chrono_tz::Europe::Paris, Lang::Fr), "03/11/2026");
+        assert_eq!(
+            date(at, chrono_tz::Europe::Paris, Lang::En),
+            "3 November 2026"
         );
         assert_eq!(
             datetime_input(at, chrono_tz::Europe::Paris),

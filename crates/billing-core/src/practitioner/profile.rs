@@ -1,0 +1,290 @@
+//! Who the practitioner is on a note d'honoraires: profession, professional address,
+//! RPPS or ADELI number, SIRET and the VAT mention. Each field is checked here once;
+//! receipts copy the profile as it was when they were issued.
+
+use std::fmt;
+
+/// The VAT mention printed when the practitioner sets none: medical care is exempt.
+pub const DEFAULT_VAT_MENTION: &str = "TVA non applicable, article 261-4-1° du CGI";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileError {
+    #[error("{field} is longer than {max} characters")]
+    TooLong { field: &'static str, max: usize },
+    #[error("{0} contains control characters")]
+    ControlCharacters(&'static str),
+    #[error("an RPPS number has 11 digits and an ADELI number 9")]
+    HealthId,
+    #[error("a SIRET number has 14 digits and a valid check digit")]
+    Siret,
+}
+
+/// Trimmed free text of at most `max` characters; line breaks allowed where
+/// `multiline`; `None` when blank.
+fn text(
+    field: &'static str,
+    s: &str,
+    max: usize,
+    multiline: bool,
+) -> Result<Option<String>, ProfileError> {
+    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let joined = lines.join("\n");
+    if joined.is_empty() {
+        return Ok(None);
+    }
+    if joined.chars().count() > max {
+        return Err(ProfileError::TooLong { field, max });
+    }
+    let bad = |c: char| c.is_control() && !(multiline && c == '\n');
+    if joined.chars().any(bad) || (!multiline && lines.len() > 1) {
+        return Err(ProfileError::ControlCharacters(field));
+    }
+    Ok(Some(joined))
+}
+
+/// The national identifier of a health professional in France.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HealthId {
+    /// Répertoire partagé des professionnels de santé: 11 digits.
+    Rpps(String),
+    /// The older ADELI register: 9 digits (or 8 digits and a letter for Corsica's
+    /// 2A/2B departments, written with their digits here).
+    Adeli(String),
+}
+
+impl HealthId {
+    /// Accepts digits with spaces between them.
+    pub fn parse(s: &str) -> Result<Self, ProfileError> {
+        let digits: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        if !digits.chars().all(|c| c.is_ascii_digit()) {
+            return Err(ProfileError::HealthId);
+        }
+        match digits.len() {
+            11 => Ok(HealthId::Rpps(digits)),
+            9 => Ok(HealthId::Adeli(digits)),
+            _ => Err(ProfileError::HealthId),
+        }
+    }
+
+    pub fn number(&self) -> &str {
+        match self {
+            HealthId::Rpps(n) | HealthId::Adeli(n) => n,
+        }
+    }
+
+    /// `RPPS` or `ADELI`.
+    pub const fn register(&self) -> &'static str {
+        match self {
+            HealthId::Rpps(_) => "RPPS",
+            HealthId::Adeli(_) => "ADELI",
+        }
+    }
+}
+
+impl fmt::Display for HealthId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.register(), self.number())
+    }
+}
+
+/// A SIRET number: 14 digits whose Luhn checksum holds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Siret(String);
+
+impl Siret {
+    pub fn parse(s: &str) -> Result<Self, ProfileError> {
+        let digits: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+        let ok = digits.len() == 14 && digits.chars().all(|c| c.is_ascii_digit()) && {
+            let sum: u32 = digits
+                .bytes()
+                .rev()
+                .enumerate()
+                .map(|(i, b)| {
+                    let d = u32::from(b - b'0');
+                    if i % 2 == 1 {
+                        let twice = d * 2;
+                        if twice > 9 { twice - 9 } else { twice }
+                    } else {
+                        d
+                    }
+                })
+                .sum();
+            sum % 10 == 0
+        };
+        if ok {
+            Ok(Siret(digits))
+        } else {
+            Err(ProfileError::Siret)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Siret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The practitioner's professional identity, as notes d'honoraires print it. Every
+/// field is optional until the practitioner fills it in; the VAT mention defaults to
+/// [`DEFAULT_VAT_MENTION`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Profile {
+    profession: Option<String>,
+    address: Option<String>,
+    health_id: Option<HealthId>,
+    siret: Option<Siret>,
+    vat_mention: Option<String>,
+}
+
+/// The profile as typed in a form or sent to the API: blank means not set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProfileInput {
+    pub profession: String,
+    pub address: String,
+    pub health_id: String,
+    pub siret: String,
+    pub vat_mention: String,
+}
+
+impl Profile {
+    pub const PROFESSION_MAX: usize = 80;
+    pub const ADDRESS_MAX: usize = 300;
+    pub const VAT_MENTION_MAX: usize = 200;
+
+    /// Checks every field; the first error found is returned with its field name.
+    pub fn parse(input: &ProfileInput) -> Result<Self, (&'static str, ProfileError)> {
+        let profession = text("profession", &input.profession, Self::PROFESSION_MAX, false)
+            .map_err(|e| ("profession", e))?;
+        let address =
+            text("address", &input.address, Self::ADDRESS_MAX, true).map_err(|e| ("address", e))?;
+        let health_id = Some(input.health_id.trim())
+            .filter(|s| !s.is_empty())
+            .map(HealthId::parse)
+            .transpose()
+            .map_err(|e| ("health_id", e))?;
+        let siret = Some(input.siret.trim())
+            .filter(|s| !s.is_empty())
+            .map(Siret::parse)
+            .transpose()
+            .map_err(|e| ("siret", e))?;
+        let vat_mention = text(
+            "vat_mention",
+            &input.vat_mention,
+            Self::VAT_MENTION_MAX,
+            false,
+        )
+        .map_err(|e| ("vat_mention", e))?;
+        Ok(Profile {
+            profession,
+            address,
+            health_id,
+            siret,
+            vat_mention,
+        })
+    }
+
+    /// The input that parses back to this profile (for forms and storage).
+    pub fn to_input(&self) -> ProfileInput {
+        ProfileInput {
+            profession: self.profession.clone().unwrap_or_default(),
+            address: self.address.clone().unwrap_or_default(),
+            health_id: self
+                .health_id
+                .as_ref()
+                .map(|h| h.number().to_owned())
+                .unwrap_or_default(),
+            siret: self.siret.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
+            vat_mention: self.vat_mention.clone().unwrap_or_default(),
+        }
+    }
+
+    pub fn profession(&self) -> Option<&str> {
+        self.profession.as_deref()
+    }
+    pub fn address(&self) -> Option<&str> {
+        self.address.as_deref()
+    }
+    pub fn health_id(&self) -> Option<&HealthId> {
+        self.health_id.as_ref()
+    }
+    pub fn siret(&self) -> Option<&Siret> {
+        self.siret.as_ref()
+    }
+    /// The practitioner's own mention, if set.
+    pub fn custom_vat_mention(&self) -> Option<&str> {
+        self.vat_mention.as_deref()
+    }
+    /// What receipts print.
+    pub fn vat_mention(&self) -> &str {
+        self.vat_mention.as_deref().unwrap_or(DEFAULT_VAT_MENTION)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> ProfileInput {
+        ProfileInput {
+            profession: " Psychologue ".into(),
+            address: "12 rue des Lilas\r\n\n 75011 Paris ".into(),
+            health_id: "100 0000 0009".into(),
+            siret: "732 829 320 00074".into(),
+            vat_mention: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_full_profile_is_trimmed_and_kept() {
+        let p = Profile::parse(&input()).unwrap();
+        assert_eq!(p.profession(), Some("Psychologue"));
+        assert_eq!(p.address(), Some("12 rue des Lilas\n75011 Paris"));
+        assert_eq!(p.health_id().unwrap().to_string(), "RPPS 10000000009");
+        assert_eq!(p.siret().unwrap().as_str(), "73282932000074");
+        assert_eq!(p.vat_mention(), DEFAULT_VAT_MENTION);
+        assert_eq!(Profile::parse(&p.to_input()).unwrap(), p);
+    }
+
+    #[test]
+    fn blank_fields_are_unset() {
+        let p = Profile::parse(&ProfileInput::default()).unwrap();
+        assert_eq!(p, Profile::default());
+        assert_eq!(p.vat_mention(), DEFAULT_VAT_MENTION);
+    }
+
+    #[test]
+    fn adeli_numbers_have_nine_digits() {
+        assert_eq!(
+            HealthId::parse("75 1 23456 7").unwrap(),
+            HealthId::Adeli("751234567".into())
+        );
+        for bad in ["1234", "1000000000A", "123456789012"] {
+            assert_eq!(HealthId::parse(bad), Err(ProfileError::HealthId), "{bad}");
+        }
+    }
+
+    #[test]
+    fn siret_check_digit_is_verified() {
+        assert!(Siret::parse("73282932000074").is_ok());
+        assert_eq!(Siret::parse("73282932000075"), Err(ProfileError::Siret));
+        assert_eq!(Siret::parse("7328293200007"), Err(ProfileError::Siret));
+    }
+
+    #[test]
+    fn over_long_or_multiline_single_fields_are_refused() {
+        let mut i = input();
+        i.profession = "x".repeat(81);
+        assert!(matches!(Profile::parse(&i), Err(("profession", _))));
+        let mut i = input();
+        i.vat_mention = "TVA\nnon".into();
+        assert!(matches!(Profile::parse(&i), Err(("vat_mention", _))));
+        let mut i = input();
+        i.siret = "123".into();
+        assert_eq!(Profile::parse(&i), Err(("siret", ProfileError::Siret)));
+    }
+}

@@ -1,0 +1,402 @@
+//! Notes d'honoraires (receipts) and avoirs (credit notes).
+//!
+//! A receipt is issued when a payment is captured; a credit note when one of its
+//! refunds succeeds, referring to the receipt. Both are drafted here from the payment,
+//! its consultation and the practitioner's profile **as they are at that moment**,
+//! and written by the storage port in the same transaction as the payment change
+//! (see [`ChangeLog::documents`](crate::payment::ports::ChangeLog)). Storage gives the
+//! number: sequential per practitioner and year, with no gap and no reuse, because the
+//! counter moves in that transaction and rolls back with it.
+//!
+//! A document, once issued, never changes: it keeps its own copy of every field it
+//! prints. [`sheet`] lays one out in French or English for the HTML and PDF renderers.
+
+use std::fmt;
+use std::str::FromStr;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, Utc};
+
+use crate::consultation::model::Consultation;
+use crate::error::BillingError;
+use crate::format;
+use crate::ids::{PaymentId, PractitionerId, RefundId};
+use crate::money::{Money, MoneyError};
+use crate::payment::model::{Lang, Payment, RefundState};
+use crate::practitioner::model::{Practitioner, TimeZone};
+use crate::practitioner::profile::{HealthId, Siret};
+
+/// A receipt or a credit note.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DocumentKind {
+    /// Note d'honoraires: what the patient paid for the act.
+    Receipt,
+    /// Avoir: money given back on a receipt.
+    CreditNote,
+}
+
+impl DocumentKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DocumentKind::Receipt => "receipt",
+            DocumentKind::CreditNote => "credit_note",
+        }
+    }
+}
+
+impl FromStr for DocumentKind {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "receipt" => Ok(DocumentKind::Receipt),
+            "credit_note" => Ok(DocumentKind::CreditNote),
+            _ => Err(()),
+        }
+    }
+}
+
+/// `2026-000123`: the year of issue and the practitioner's sequence in that year.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DocumentNumber {
+    pub year: i32,
+    pub seq: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not a document number (YYYY-NNNNNN)")]
+pub struct InvalidDocumentNumber(pub String);
+
+impl fmt::Display for DocumentNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:06}", self.year, self.seq)
+    }
+}
+
+impl FromStr for DocumentNumber {
+    type Err = InvalidDocumentNumber;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || InvalidDocumentNumber(s.chars().take(32).collect());
+        let (year, seq) = s.split_once('-').ok_or_else(bad)?;
+        let digits = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(year, 4) || !digits(seq, 6) {
+            return Err(bad());
+        }
+        let number = DocumentNumber {
+            year: year.parse().map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        };
+        if number.seq == 0 {
+            return Err(bad());
+        }
+        Ok(number)
+    }
+}
+
+/// The practitioner as the document prints them, copied at issue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issuer {
+    pub name: String,
+    pub profession: Option<String>,
+    /// Lines separated by `\n`.
+    pub address: Option<String>,
+    pub health_id: Option<HealthId>,
+    pub siret: Option<Siret>,
+    pub vat_mention: String,
+}
+
+impl Issuer {
+    pub fn of(practitioner: &Practitioner) -> Self {
+        let profile = &practitioner.profile;
+        Issuer {
+            name: practitioner.name.to_string(),
+            profession: profile.profession().map(str::to_owned),
+            address: profile.address().map(str::to_owned),
+            health_id: profile.health_id().cloned(),
+            siret: profile.siret().cloned(),
+            vat_mention: profile.vat_mention().to_owned(),
+        }
+    }
+}
+
+/// Everything a document says, before storage numbers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocumentDraft {
+    pub kind: DocumentKind,
+    pub practitioner: PractitionerId,
+    pub payment: PaymentId,
+    /// The refund a credit note is for (one credit note per refund).
+    pub refund: Option<RefundId>,
+    /// The numbering year: the year of issue in the practitioner's time zone.
+    pub year: i32,
+    pub issuer: Issuer,
+    pub patient: String,
+    /// When the act took place (the consultation's start).
+    pub act_at: DateTime<Utc>,
+    /// The service's name or the practitioner's label; `None` prints
+    /// "Téléconsultation" / "Teleconsultation".
+    pub description: Option<String>,
+    /// Paid (receipt) or given back (credit note).
+    pub amount: Money,
+    /// When the money moved: the capture, or the refund.
+    pub paid_at: DateTime<Utc>,
+    pub issued_at: DateTime<Utc>,
+    /// The time zone dates are printed in.
+    pub time_zone: TimeZone,
+}
+
+/// An issued document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Document {
+    pub number: DocumentNumber,
+    /// A credit note's receipt.
+    pub refers_to: Option<DocumentNumber>,
+    pub draft: DocumentDraft,
+}
+
+/// What a payment change makes due.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Due {
+    Receipt { amount: Money, paid_at: DateTime<Utc> },
+    CreditNote { refund: RefundId, amount: Money },
+}
+
+/// The documents `after` makes due that `before` did not: a receipt when the payment
+/// became captured, a credit note for each refund that newly succeeded.
+pub(crate) fn due(before: &Payment, after: &Payment, now: DateTime<Utc>) -> Vec<Due> {
+    let mut out = Vec::new();
+    if before.captured().is_none()
+        && let Some(amount) = after.captured()
+    {
+        out.push(Due::Receipt {
+            amount,
+            paid_at: after.captured_at().unwrap_or(now),
+        });
+    }
+    let succeeded_before = |id: &RefundId| {
+        before
+            .refunds()
+            .iter()
+            .any(|l| &l.id == id && l.status == RefundState::Succeeded)
+    };
+    for line in after.refunds() {
+        if line.status == RefundState::Succeeded && !succeeded_before(&line.id) {
+            out.push(Due::CreditNote {
+                refund: line.id.clone(),
+                amount: line.amount,
+            });
+        }
+    }
+    out
+}
+
+/// The draft of what `due` asks for.
+pub(crate) fn draft(
+    due: Due,
+    payment: &Payment,
+    practitioner: &Practitioner,
+    consultation: &Consultation,
+    now: DateTime<Utc>,
+) -> DocumentDraft {
+    let (kind, refund, amount, paid_at) = match due {
+        Due::Receipt { amount, paid_at } => (DocumentKind::Receipt, None, amount, paid_at),
+        Due::CreditNote { refund, amount } => (DocumentKind::CreditNote, Some(refund), amount, now),
+    };
+    let time_zone = practitioner.time_zone;
+    DocumentDraft {
+        kind,
+        practitioner: practitioner.id,
+        payment: payment.id(),
+        refund,
+        year: now.with_timezone(&time_zone.tz()).year(),
+        issuer: Issuer::of(practitioner),
+        patient: consultation.patient.display_name.to_string(),
+        act_at: consultation.starts_at,
+        description: consultation
+            .service
+            .as_ref()
+            .map(ToString::to_string)
+            .or_else(|| {
+                practitioner
+                    .preferences
+                    .statement()
+                    .label
+                    .as_ref()
+                    .map(|l| l.as_str().to_owned())
+            }),
+        amount,
+        paid_at,
+        issued_at: now,
+        time_zone,
+    }
+}
+
+/// A document laid out in one language: what every renderer prints, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sheet {
+    pub lang: Lang,
+    /// "Note d'honoraires" / "Avoir".
+    pub title: String,
+    /// "N° 2026-000123".
+    pub number: String,
+    /// "Émise le 27/11/2026".
+    pub issued: String,
+    /// Name, profession, address lines, RPPS/ADELI, SIRET.
+    pub issuer: Vec<String>,
+    /// "Patient : M. Martin".
+    pub patient: String,
+    /// Label, value.
+    pub rows: Vec<(String, String)>,
+    /// The amount line, set apart.
+    pub total: (String, String),
+    /// The VAT mention and, for credit notes, what it refers to.
+    pub mentions: Vec<String>,
+}
+
+/// Lays `doc` out in `lang`.
+pub fn sheet(doc: &Document, lang: Lang) -> Sheet {
+    let d = &doc.draft;
+    let tz = d.time_zone.tz();
+    let fr = lang == Lang::Fr;
+    let t = |fr_text: &str, en_text: &str| if fr { fr_text } else { en_text }.to_owned();
+    let receipt = d.kind == DocumentKind::Receipt;
+    let mut issuer = vec![d.issuer.name.clone()];
+    issuer.extend(d.issuer.profession.clone());
+    if let Some(address) = &d.issuer.address {
+        issuer.extend(address.lines().map(str::to_owned));
+    }
+    issuer.extend(d.issuer.health_id.as_ref().map(ToString::to_string));
+    issuer.extend(d.issuer.siret.as_ref().map(|s| format!("SIRET {s}")));
+    let description = d
+        .description
+        .clone()
+        .unwrap_or_else(|| t("Téléconsultation", "Teleconsultation"));
+    let mut rows = vec![
+        (t("Date de l'acte", "Date of the act"), format::date(d.act_at, tz, lang)),
+        (t("Prestation", "Service"), description),
+        (
+            t("Mode de paiement", "Payment method"),
+            t("Carte bancaire, via Stripe", "Card, via Stripe"),
+        ),
+    ];
+    rows.push(if receipt {
+        (t("Date du paiement", "Date of payment"), format::date(d.paid_at, tz, lang))
+    } else {
+        (t("Date du remboursement", "Date of refund"), format::date(d.paid_at, tz, lang))
+    });
+    let total = if receipt {
+        (t("Montant réglé", "Amount paid"), format::money(&d.amount, lang))
+    } else {
+        (t("Montant remboursé", "Amount refunded"), format::money(&d.amount, lang))
+    };
+    let mut mentions = Vec::new();
+    if let Some(receipt_number) = doc.refers_to {
+        mentions.push(if fr {
+            format!("Avoir sur la note d'honoraires n° {receipt_number}")
+        } else {
+            format!("Credit note on receipt No. {receipt_number}")
+        });
+    }
+    mentions.push(d.issuer.vat_mention.clone());
+    if receipt {
+        mentions.push(t("Acquittée.", "Paid in full."));
+    }
+    let sep = if fr { "\u{a0}:" } else { ":" };
+    Sheet {
+        lang,
+        title: if receipt {
+            t("Note d'honoraires", "Receipt (note d'honoraires)")
+        } else {
+            t("Avoir", "Credit note (avoir)")
+        },
+        number: format!("{} {}", t("N°", "No."), doc.number),
+        issued: format!(
+            "{} {}",
+            t("Émise le", "Issued on"),
+            format::date(d.issued_at, tz, lang)
+        ),
+        issuer,
+        patient: format!("{}{sep} {}", t("Patient", "Patient"), d.patient),
+        rows,
+        total,
+        mentions,
+    }
+}
+
+/// What a receipt leaves to the patient once credit notes are counted.
+pub fn net_of(documents: &[Document]) -> Result<Option<Money>, MoneyError> {
+    let Some(receipt) = documents
+        .iter()
+        .find(|d| d.draft.kind == DocumentKind::Receipt)
+    else {
+        return Ok(None);
+    };
+    documents
+        .iter()
+        .filter(|d| d.draft.kind == DocumentKind::CreditNote)
+        .try_fold(receipt.draft.amount, |sum, d| sum.checked_sub(&d.draft.amount))
+        .map(Some)
+}
+
+/// Why a document could not be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("document rendering failed: {0}")]
+pub struct RenderError(pub String);
+
+/// Turns a laid-out document into a PDF (an adapter: no I/O, CPU only).
+#[cfg_attr(test, mockall::automock)]
+pub trait DocumentRenderer: Send + Sync {
+    fn pdf(&self, sheet: &Sheet) -> Result<Vec<u8>, RenderError>;
+}
+
+/// Which document of a payment: its receipt, or one of its credit notes by number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocumentRef {
+    Receipt,
+    CreditNote(DocumentNumber),
+}
+
+impl DocumentRef {
+    /// The document `self` names among a payment's documents.
+    pub fn find(self, documents: &[Document]) -> Option<&Document> {
+        documents.iter().find(|d| match self {
+            DocumentRef::Receipt => d.draft.kind == DocumentKind::Receipt,
+            DocumentRef::CreditNote(n) => d.draft.kind == DocumentKind::CreditNote && d.number == n,
+        })
+    }
+}
+
+/// Documents as files: the PDF of a laid-out document.
+#[derive(Clone)]
+pub struct DocumentService {
+    renderer: Arc<dyn DocumentRenderer>,
+}
+
+impl std::fmt::Debug for DocumentService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocumentService").finish_non_exhaustive()
+    }
+}
+
+impl DocumentService {
+    pub fn new(renderer: Arc<dyn DocumentRenderer>) -> Self {
+        DocumentService { renderer }
+    }
+
+    /// `doc` as a PDF in `lang`.
+    pub fn pdf(&self, doc: &Document, lang: Lang) -> Result<Vec<u8>, BillingError> {
+        Ok(self.renderer.pdf(&sheet(doc, lang))?)
+    }
+
+    /// The document `which` of `documents`: [`BillingError::ReceiptNotIssued`] when
+    /// the payment has no receipt yet, not found for an unknown credit note.
+    pub fn pick(documents: &[Document], which: DocumentRef) -> Result<&Document, BillingError> {
+        which.find(documents).ok_or(match which {
+            DocumentRef::Receipt => BillingError::ReceiptNotIssued,
+            DocumentRef::CreditNote(_) => BillingError::NotFound("credit note"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
