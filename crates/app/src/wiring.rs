@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use billing_core::payment::service::ReconcileReport;
 use billing_core::system::{Clock, SystemClock};
 use billing_core::{Billing, BillingError, Deps};
+use documents_pdf::PdfRenderer;
 use gateway_stripe::{CheckoutKind, Gateways, StripeSettings};
 use http_poem::metrics::Metrics;
 use http_poem::{HttpSettings, HttpState, Readiness};
@@ -141,6 +142,7 @@ impl App {
             users: store_arc.clone(),
             audit: store_arc,
             gateway: gateways.payments,
+            renderer: Arc::new(PdfRenderer::new().map_err(BillingError::from)?),
             connect: gateways.connect,
             webhook_verifier: gateways.webhooks,
             sandbox: gateways.sandbox,

@@ -6,7 +6,7 @@ use billing_core::consultation::service::{PaymentChoice, ScheduleRequest};
 use billing_core::fees::{FeePreset, FeeSchedule};
 use billing_core::ids::{ConsultationId, PaymentId, PractitionerId, ServiceId};
 use billing_core::money::Money;
-use billing_core::payment::model::PaymentStatus;
+use billing_core::payment::model::{Lang, PaymentStatus};
 use billing_core::payment::ports::PaymentCursor;
 use billing_core::payment::service::PaymentFilter;
 use billing_core::practitioner::service::{FeeScheduleInput, PreferencesInput, ServicePatch};
@@ -453,6 +453,7 @@ impl Api {
             patient_email: body.patient.email.clone(),
             starts_at: body.starts_at,
             payment,
+            patient_lang: body.patient.lang.map_or(Lang::Fr, Lang::from),
         };
         let scheduled = self
             .state

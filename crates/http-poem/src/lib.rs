@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod csv;
+pub mod documents;
 pub mod limit;
 pub mod metrics;
 pub mod ops;

@@ -684,11 +684,39 @@ pub enum PaymentModeView {
     Online,
 }
 
+/// A language ConsultPay speaks to patients in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum LangView {
+    Fr,
+    En,
+}
+
+impl From<LangView> for Lang {
+    fn from(l: LangView) -> Lang {
+        match l {
+            LangView::Fr => Lang::Fr,
+            LangView::En => Lang::En,
+        }
+    }
+}
+
+impl From<Lang> for LangView {
+    fn from(l: Lang) -> LangView {
+        match l {
+            Lang::Fr => LangView::Fr,
+            Lang::En => LangView::En,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct PatientInputView {
     pub display_name: String,
     pub email: Option<String>,
+    /// The patient's language for their e-mails and documents (default fr).
+    pub lang: Option<LangView>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -714,6 +742,7 @@ pub struct ConsultationInputView {
 pub struct PatientView {
     pub display_name: String,
     pub email: Option<String>,
+    pub lang: LangView,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -739,6 +768,7 @@ impl ConsultationView {
             patient: PatientView {
                 display_name: c.patient.display_name.as_str().to_owned(),
                 email: c.patient.email.as_ref().map(|e| e.as_str().to_owned()),
+                lang: c.lang.into(),
             },
             starts_at: c.starts_at,
             payment_mode: match c.payment_mode {

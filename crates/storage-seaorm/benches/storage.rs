@@ -76,6 +76,8 @@ fn record(p: PractitionerId) -> (ConsultationRecord, TokenHash) {
         },
         starts_at: now(),
         payment_mode: PaymentMode::Online,
+        service: None,
+        lang: billing_core::Lang::Fr,
         pay_token_hash: hash.clone(),
         created_by: None,
         created_at: now(),

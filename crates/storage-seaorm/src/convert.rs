@@ -22,7 +22,7 @@ use billing_core::ids::{
 };
 use billing_core::money::{Currency, Money};
 use billing_core::payment::model::{
-    Attention, CheckoutRef, Dispute, DisputeStatus, Failure, IdempotencyKey, Operation, Payment,
+    Attention, CheckoutRef, Dispute, DisputeStatus, Failure, IdempotencyKey, Lang, Operation, Payment,
     PaymentParts, PaymentStatus, PendingOperation, RefundLine, RefundState, SavedCard,
 };
 use billing_core::payment::ports::{HistoryEntry, IdempotencyRecord, PaymentRow};
@@ -31,6 +31,8 @@ use billing_core::practitioner::model::{
     Practitioner, Preferences, RevokeReason, Service, StatementText, StripeLink, TimeZone,
 };
 use billing_core::practitioner::ports::OAuthStateRecord;
+use billing_core::practitioner::profile::{HealthId, Profile, ProfileInput, Siret};
+use billing_core::receipt::{Document, DocumentDraft, DocumentKind, DocumentNumber, Issuer};
 use billing_core::repository::RepositoryError;
 use billing_core::secrets::TokenHash;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -38,7 +40,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::entity::{
-    audit_entry, consultation, idempotency_key, oauth_state, payment, payment_history,
+    audit_entry, consultation, document, idempotency_key, oauth_state, payment, payment_history,
     practitioner, service, user, webhook_event,
 };
 
@@ -191,6 +193,11 @@ pub(crate) fn practitioner_row(p: &Practitioner) -> Result<practitioner::Model, 
             .descriptor_suffix
             .as_ref()
             .map(|s| s.as_str().to_owned()),
+        profession: p.profile.profession().map(str::to_owned),
+        professional_address: p.profile.address().map(str::to_owned),
+        health_id: p.profile.health_id().map(|h| h.number().to_owned()),
+        siret: p.profile.siret().map(|s| s.as_str().to_owned()),
+        vat_mention: p.profile.custom_vat_mention().map(str::to_owned),
         version: p.version,
         created_at: at(p.created_at),
         updated_at: at(p.updated_at),
@@ -365,12 +372,21 @@ pub(crate) fn practitioner_from_row(row: practitioner::Model) -> Read<Practition
             .transpose()
             .map_err(|e| corrupt(T_PRACTITIONERS, id, e))?,
     });
+    let profile = Profile::parse(&ProfileInput {
+        profession: row.profession.clone().unwrap_or_default(),
+        address: row.professional_address.clone().unwrap_or_default(),
+        health_id: row.health_id.clone().unwrap_or_default(),
+        siret: row.siret.clone().unwrap_or_default(),
+        vat_mention: row.vat_mention.clone().unwrap_or_default(),
+    })
+    .map_err(|(field, e)| corrupt(T_PRACTITIONERS, id, format!("{field}: {e}")))?;
     Ok(Practitioner {
         id: PractitionerId::from_uuid(id),
         name: name(T_PRACTITIONERS, id, &row.name)?,
         time_zone: parse::<TimeZone>(T_PRACTITIONERS, id, "time zone", &row.time_zone)?,
         link: link_of(&row)?,
         preferences,
+        profile,
         version: row.version,
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -442,6 +458,8 @@ pub(crate) fn consultation_row(c: &Consultation) -> consultation::Model {
         starts_at: at(c.starts_at),
         payment_mode: c.payment_mode.as_str().to_owned(),
         pay_token_hash: c.pay_token_hash.as_str().to_owned(),
+        service_name: c.service.as_ref().map(|s| s.as_str().to_owned()),
+        patient_lang: c.lang.code().to_owned(),
         created_by: c.created_by.map(|u| u.as_uuid()),
         created_at: at(c.created_at),
     }
@@ -475,6 +493,12 @@ pub(crate) fn consultation_from_row(row: consultation::Model) -> Read<Consultati
         },
         starts_at: row.starts_at,
         payment_mode,
+        service: row
+            .service_name
+            .as_deref()
+            .map(|n| name(T_CONSULTATIONS, id, n))
+            .transpose()?,
+        lang: lang(T_CONSULTATIONS, id, &row.patient_lang)?,
         pay_token_hash: TokenHash::from_stored(row.pay_token_hash),
         created_by: row.created_by.map(UserId::from_uuid),
         created_at: row.created_at,
@@ -998,4 +1022,113 @@ mod tests {
             Err(RepositoryError::Corrupt(_))
         ));
     }
+}
+
+fn lang(table: &'static str, id: impl std::fmt::Display, code: &str) -> Read<Lang> {
+    match code {
+        "fr" => Ok(Lang::Fr),
+        "en" => Ok(Lang::En),
+        other => Err(corrupt(table, id, format!("language '{other}'"))),
+    }
+}
+
+// --- Documents ----------------------------------------------------------------------
+
+const T_DOCUMENTS: &str = "documents";
+
+/// The unique key of what a draft is for: the payment's receipt, or a refund's credit
+/// note.
+pub(crate) fn document_dedupe(d: &DocumentDraft) -> String {
+    match (&d.kind, &d.refund) {
+        (DocumentKind::CreditNote, Some(refund)) => format!("credit_note:{refund}"),
+        (kind, _) => kind.as_str().to_owned(),
+    }
+}
+
+pub(crate) fn document_row(
+    d: &DocumentDraft,
+    seq: i64,
+) -> Result<document::Model, RepositoryError> {
+    Ok(document::Model {
+        practitioner_id: d.practitioner.as_uuid(),
+        year: d.year,
+        seq,
+        kind: d.kind.as_str().to_owned(),
+        payment_id: d.payment.as_uuid(),
+        refund_id: d.refund.as_ref().map(|r| r.as_str().to_owned()),
+        dedupe: document_dedupe(d),
+        issuer_name: d.issuer.name.clone(),
+        issuer_profession: d.issuer.profession.clone(),
+        issuer_address: d.issuer.address.clone(),
+        issuer_health_id: d.issuer.health_id.as_ref().map(|h| h.number().to_owned()),
+        issuer_siret: d.issuer.siret.as_ref().map(|s| s.as_str().to_owned()),
+        vat_mention: d.issuer.vat_mention.clone(),
+        patient_name: d.patient.clone(),
+        act_at: at(d.act_at),
+        description: d.description.clone(),
+        amount_minor: minor(&d.amount)?,
+        currency: d.amount.currency().code().to_owned(),
+        paid_at: at(d.paid_at),
+        issued_at: at(d.issued_at),
+        time_zone: d.time_zone.name().to_owned(),
+    })
+}
+
+/// A stored document; `receipt` is its payment's receipt number (for credit notes).
+pub(crate) fn document_from_row(
+    row: document::Model,
+    receipt: Option<DocumentNumber>,
+) -> Read<Document> {
+    let key = format!("{}/{}-{}", row.practitioner_id, row.year, row.seq);
+    let bad = |what: String| corrupt(T_DOCUMENTS, &key, what);
+    let kind: DocumentKind = row
+        .kind
+        .parse()
+        .map_err(|()| bad(format!("kind '{}'", row.kind)))?;
+    let cur = currency(T_DOCUMENTS, &key, &row.currency)?;
+    let number = DocumentNumber {
+        year: row.year,
+        seq: u32::try_from(row.seq).map_err(|_| bad(format!("sequence {}", row.seq)))?,
+    };
+    Ok(Document {
+        number,
+        refers_to: (kind == DocumentKind::CreditNote).then_some(receipt).flatten(),
+        draft: DocumentDraft {
+            kind,
+            practitioner: PractitionerId::from_uuid(row.practitioner_id),
+            payment: PaymentId::from_uuid(row.payment_id),
+            refund: row
+                .refund_id
+                .as_deref()
+                .map(RefundId::parse)
+                .transpose()
+                .map_err(|e| bad(e.to_string()))?,
+            year: row.year,
+            issuer: Issuer {
+                name: row.issuer_name,
+                profession: row.issuer_profession,
+                address: row.issuer_address,
+                health_id: row
+                    .issuer_health_id
+                    .as_deref()
+                    .map(HealthId::parse)
+                    .transpose()
+                    .map_err(|e| bad(e.to_string()))?,
+                siret: row
+                    .issuer_siret
+                    .as_deref()
+                    .map(Siret::parse)
+                    .transpose()
+                    .map_err(|e| bad(e.to_string()))?,
+                vat_mention: row.vat_mention,
+            },
+            patient: row.patient_name,
+            act_at: row.act_at,
+            description: row.description,
+            amount: money(T_DOCUMENTS, &key, row.amount_minor, cur)?,
+            paid_at: row.paid_at,
+            issued_at: row.issued_at,
+            time_zone: parse::<TimeZone>(T_DOCUMENTS, &key, "time zone", &row.time_zone)?,
+        },
+    })
 }

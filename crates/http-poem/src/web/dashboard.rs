@@ -15,6 +15,7 @@ use billing_core::payment::ports::{PaymentCursor, PaymentRow};
 use billing_core::payment::service::PaymentFilter;
 use billing_core::practitioner::model::{PayoutInterval, Practitioner, StripeLink};
 use billing_core::practitioner::service::{FeeScheduleInput, PreferencesInput, ServicePatch};
+use billing_core::receipt::{DocumentKind, DocumentRef};
 use billing_core::{BillingError, Lang};
 use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -1451,6 +1452,8 @@ pub struct ScheduleFormData {
     service_id: Option<String>,
     amount: Option<String>,
     attempt: Option<String>,
+    /// The patient's language (`fr` or `en`).
+    patient_lang: Option<String>,
 }
 
 fn local_to_utc(text: &str, tz: Tz) -> Option<DateTime<Utc>> {
@@ -1507,6 +1510,11 @@ pub async fn schedule_submit(
             patient_email: f.email.clone(),
             starts_at,
             payment,
+            patient_lang: f
+                .patient_lang
+                .as_deref()
+                .and_then(crate::web::i18n::parse)
+                .unwrap_or(Lang::Fr),
         })
     })();
     let result = match request {
@@ -1570,6 +1578,17 @@ struct PaymentTemplate {
     attention: Option<String>,
     refunds: Vec<RefundLine>,
     dispute: Option<DisputeLine>,
+    /// The receipt and credit notes, as links.
+    documents: Vec<DocumentLine>,
+}
+
+/// A receipt or credit note, on the payment page.
+struct DocumentLine {
+    id: String,
+    title: &'static str,
+    number: String,
+    amount: String,
+    href: String,
 }
 
 /// One refund, on the payment page.
@@ -1625,6 +1644,10 @@ async fn payment_response(
         .await
     {
         Ok(r) => r,
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    let documents = match state.billing.reporting.documents(&s.actor, id).await {
+        Ok(d) => d,
         Err(e) => return Problem::from(e).into_response(),
     };
     let patient = record.consultation.patient.display_name.as_str().to_owned();
@@ -1727,6 +1750,27 @@ async fn payment_response(
                 fee: format::money(&d.fee, lang),
                 url: d.dashboard_url(payment.account(), state.settings.stripe_live),
             }),
+            documents: documents
+                .iter()
+                .map(|d| {
+                    let receipt = d.draft.kind == DocumentKind::Receipt;
+                    DocumentLine {
+                        id: if receipt {
+                            "receipt-link".to_owned()
+                        } else {
+                            format!("credit-note-{}", d.number)
+                        },
+                        title: if receipt { t.receipt_title } else { t.credit_note_title },
+                        number: d.number.to_string(),
+                        amount: format::money(&d.draft.amount, lang),
+                        href: if receipt {
+                            format!("/dashboard/payments/{id}/receipt.pdf")
+                        } else {
+                            format!("/dashboard/payments/{id}/credit-notes/{}.pdf", d.number)
+                        },
+                    }
+                })
+                .collect(),
             p: line(
                 &payment,
                 &patient,
@@ -1759,6 +1803,39 @@ pub async fn payment_page(
         None,
     )
     .await
+}
+
+/// A document of a payment the staff member may see, as PDF.
+async fn document_pdf(s: &Staff, state: &HttpState, id: &str, which: Option<DocumentRef>) -> Response {
+    let (Ok(id), Some(which)) = (id.parse::<PaymentId>(), which) else {
+        return Problem::not_found().into_response();
+    };
+    let result = async {
+        let docs = state.billing.reporting.documents(&s.actor, id).await?;
+        crate::documents::pdf(state, &docs, which, s.ctx.lang)
+    }
+    .await;
+    match result {
+        Ok((pdf, name)) => crate::documents::pdf_response(pdf, &name),
+        Err(BillingError::ReceiptNotIssued) => Problem::not_found().into_response(),
+        Err(e) => Problem::from(e).into_response(),
+    }
+}
+
+/// `GET /dashboard/payments/{id}/receipt.pdf`.
+#[handler]
+pub async fn receipt_pdf(s: Staff, Path(id): Path<String>, Data(state): Data<&HttpState>) -> Response {
+    document_pdf(&s, state, &id, Some(DocumentRef::Receipt)).await
+}
+
+/// `GET /dashboard/payments/{id}/credit-notes/{number}.pdf`.
+#[handler]
+pub async fn credit_note_pdf(
+    s: Staff,
+    Path((id, file)): Path<(String, String)>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    document_pdf(&s, state, &id, crate::documents::credit_note(&file)).await
 }
 
 #[derive(Debug, Deserialize)]

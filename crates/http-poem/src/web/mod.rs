@@ -9,6 +9,7 @@ pub mod dashboard;
 pub use billing_core::format;
 pub mod i18n;
 pub mod pay;
+pub mod receipts;
 
 use std::time::Duration;
 
@@ -304,6 +305,12 @@ pub fn routes(state: &HttpState) -> impl Endpoint + use<> {
         .at("/pay/:token", get(pay::pay_page))
         .at("/pay/:token/checkout", post(pay::checkout_submit))
         .at("/pay/:token/waiting-room", get(pay::waiting_room_page))
+        .at("/pay/:token/receipt", get(receipts::receipt_page))
+        .at("/pay/:token/receipt.pdf", get(receipts::receipt_pdf))
+        .at(
+            "/pay/:token/credit-notes/:file",
+            get(receipts::credit_note_pdf),
+        )
         .at("/dashboard", get(dashboard::overview))
         .at(
             "/dashboard/login",
@@ -313,6 +320,14 @@ pub fn routes(state: &HttpState) -> impl Endpoint + use<> {
         .at("/dashboard/fee-preview", get(dashboard::fee_preview))
         .at("/dashboard/payments.csv", get(dashboard::csv_download))
         .at("/dashboard/payments/:id", get(dashboard::payment_page))
+        .at(
+            "/dashboard/payments/:id/receipt.pdf",
+            get(dashboard::receipt_pdf),
+        )
+        .at(
+            "/dashboard/payments/:id/credit-notes/:file",
+            get(dashboard::credit_note_pdf),
+        )
         .at(
             "/dashboard/payments/:id/validate",
             post(dashboard::validate_submit),

@@ -5,7 +5,9 @@ use askama::Template;
 use billing_core::BillingError;
 use billing_core::consultation::service::PayPage;
 use billing_core::gateway::CheckoutMode;
+use billing_core::money::Money;
 use billing_core::payment::model::PaymentStatus;
+use billing_core::receipt::DocumentKind;
 use poem::http::StatusCode;
 use poem::web::{Data, Path, Query, Redirect};
 use poem::{IntoResponse, Response, handler};
@@ -27,13 +29,28 @@ struct PayTemplate {
     /// none, incomplete, cancelled, declined, authorized, captured, released,
     /// expired, expired_again, card_saved, disputed, refunded, unavailable.
     state: &'static str,
-    can_enter: bool,
+    /// The waiting room is offered (gate open, consultation not over).
+    waiting_room: bool,
+    /// The hold is in place but the consultation's time is over: waiting for the
+    /// practitioner to validate.
+    consultation_over: bool,
     can_pay: bool,
+    /// What was charged, released and refunded, in words, once the act is validated.
+    settlement: Vec<String>,
+    /// The receipt and credit notes to download.
+    documents: Vec<DocLink>,
     /// When the hold will be placed, if later (the card is saved now, or was).
     hold_from: Option<String>,
     /// The bank asked for an authentication the patient was not there to give.
     needs_authentication: bool,
     waiting_room_url: String,
+}
+
+/// A document to download.
+struct DocLink {
+    id: String,
+    label: String,
+    href: String,
 }
 
 #[derive(Template)]
@@ -108,8 +125,13 @@ fn page_for(
             // Stripe words its reasons in English: show them on English pages only.
             .filter(|_| status == "declined" && ctx.lang == billing_core::Lang::En),
         state: status,
-        can_enter: page.can_enter,
+        waiting_room: page.waiting_room,
+        consultation_over: page.can_enter
+            && !page.waiting_room
+            && payment.is_some_and(|p| p.status() == PaymentStatus::Authorized),
         can_pay: page.can_pay,
+        settlement: settlement(page, ctx),
+        documents: document_links(page, ctx, token),
         hold_from: page
             .hold_from
             .map(|at| format::datetime_zoned(at, tz, ctx.lang)),
@@ -119,6 +141,76 @@ fn page_for(
         waiting_room_url: view.waiting_room_url.unwrap_or_default(),
     };
     render(&template)
+}
+
+/// What the payment came to, in words: "18,00 € débités le 27/11/2026", "7,00 €
+/// libérés", each refund with its date, what is still on its way back.
+fn settlement(page: &PayPage, ctx: &Ctx) -> Vec<String> {
+    let Some(p) = page.record.payment.as_ref() else {
+        return Vec::new();
+    };
+    let (Some(charged), Some(at)) = (p.captured(), p.captured_at()) else {
+        return Vec::new();
+    };
+    let tz = page.time_zone.tz();
+    let money = |m: &Money| format::money(m, ctx.lang);
+    let date = |at| format::date(at, tz, ctx.lang);
+    let mut lines = vec![
+        ctx.t
+            .pay_line_charged
+            .replace("{amount}", &money(&charged))
+            .replace("{date}", &date(at)),
+    ];
+    if let Ok(Some(released)) = p.released_remainder()
+        && released.is_positive()
+    {
+        lines.push(ctx.t.pay_line_released.replace("{amount}", &money(&released)));
+    }
+    let mut noted = Money::zero(charged.currency());
+    for note in page
+        .documents
+        .iter()
+        .filter(|d| d.draft.kind == DocumentKind::CreditNote)
+    {
+        noted = noted.checked_add(&note.draft.amount).unwrap_or(noted);
+        lines.push(
+            ctx.t
+                .pay_line_refunded
+                .replace("{amount}", &money(&note.draft.amount))
+                .replace("{date}", &date(note.draft.paid_at)),
+        );
+    }
+    if let Ok(on_its_way) = p.refunded().checked_sub(&noted)
+        && on_its_way.is_positive()
+    {
+        lines.push(
+            ctx.t
+                .pay_line_refund_pending
+                .replace("{amount}", &money(&on_its_way)),
+        );
+    }
+    lines
+}
+
+fn document_links(page: &PayPage, ctx: &Ctx, token: &str) -> Vec<DocLink> {
+    page.documents
+        .iter()
+        .map(|d| match d.draft.kind {
+            DocumentKind::Receipt => DocLink {
+                id: "receipt-link".to_owned(),
+                label: ctx.t.pay_receipt_link.to_owned(),
+                href: format!("/pay/{token}/receipt.pdf"),
+            },
+            DocumentKind::CreditNote => DocLink {
+                id: format!("credit-note-{}", d.number),
+                label: ctx
+                    .t
+                    .pay_credit_note_link
+                    .replace("{number}", &d.number.to_string()),
+                href: format!("/pay/{token}/credit-notes/{}.pdf", d.number),
+            },
+        })
+        .collect()
 }
 
 /// `GET /pay/{token}`. Coming back from checkout (`?checkout=…`) re-reads the payment
@@ -216,7 +308,13 @@ pub async fn waiting_room_page(
     Path(token): Path<String>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    match state.billing.patients.access(&token).await {
+    match state
+        .billing
+        .patients
+        .open(&token, false)
+        .await
+        .map(|page| page.waiting_room)
+    {
         Ok(true) => message(
             &ctx,
             StatusCode::OK,

@@ -15,6 +15,10 @@ pub struct Model {
     pub payment_mode: String,
     #[sea_orm(unique)]
     pub pay_token_hash: String,
+    /// The chosen service's name, if any.
+    pub service_name: Option<String>,
+    /// `fr` or `en`.
+    pub patient_lang: String,
     pub created_by: Option<Uuid>,
     pub created_at: DateTimeUtc,
 }

@@ -6,6 +6,8 @@
 
 pub mod audit_entry;
 pub mod consultation;
+pub mod document;
+pub mod document_counter;
 pub mod idempotency_key;
 pub mod oauth_state;
 pub mod payment;

@@ -41,6 +41,13 @@ pub struct Model {
     pub link_via: Option<String>,
     pub payment_label: Option<String>,
     pub statement_descriptor_suffix: Option<String>,
+    pub profession: Option<String>,
+    pub professional_address: Option<String>,
+    /// The RPPS (11 digits) or ADELI (9 digits) number.
+    pub health_id: Option<String>,
+    pub siret: Option<String>,
+    /// The practitioner's own VAT mention; null prints the default.
+    pub vat_mention: Option<String>,
     pub version: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

@@ -11,6 +11,7 @@
 
 mod audit;
 mod consultations;
+mod documents;
 mod inbox;
 mod payments;
 mod practitioners;
@@ -122,6 +123,8 @@ mod tests {
                 },
                 starts_at: now,
                 payment_mode: PaymentMode::Online,
+                service: None,
+                lang: billing_core::Lang::Fr,
                 pay_token_hash: PayToken::from_random(&"p".repeat(43)).hash(),
                 created_by: None,
                 created_at: now,

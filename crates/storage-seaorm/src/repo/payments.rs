@@ -9,6 +9,7 @@ use billing_core::payment::ports::{
     ChangeLog, HistoryEntry, PaymentCursor, PaymentPage, PaymentQuery, PaymentRepository,
     PaymentRow, PaymentScope, PaymentTotals,
 };
+use billing_core::receipt::Document;
 use billing_core::repository::RepositoryError;
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::NotSet;
@@ -19,7 +20,7 @@ use sea_orm::{
     QuerySelect, TransactionTrait,
 };
 
-use super::{append_audit, finish};
+use super::{append_audit, documents, finish};
 use crate::Store;
 use crate::convert::{
     at, history_from_row, history_row, payment_from_row, payment_row, payment_row_from_rows,
@@ -293,10 +294,15 @@ impl PaymentRepository for Store {
                     .await
                     .map_err(|e| write_error(e, "history entry"))?;
             }
-            append_audit(&txn, &log.audit).await
+            append_audit(&txn, &log.audit).await?;
+            documents::issue(&txn, &log.documents).await
         }
         .await;
         finish(txn, result).await
+    }
+
+    async fn documents(&self, payment: PaymentId) -> Result<Vec<Document>, RepositoryError> {
+        self.documents_of(payment).await
     }
 
     async fn list(&self, query: &PaymentQuery) -> Result<PaymentPage, RepositoryError> {

@@ -104,6 +104,8 @@ pub fn consultation(
         },
         starts_at,
         payment_mode: mode,
+        service: None,
+        lang: billing_core::Lang::Fr,
         pay_token_hash: pay_token_hash(),
         created_by: None,
         created_at: t0(),
@@ -172,6 +174,7 @@ pub fn step(p: &Payment, event: &PaymentEvent, at: DateTime<Utc>) -> (Payment, C
             .subject(p.id().as_uuid())
             .detail(format!("{from} → {to}")),
         ],
+        documents: vec![],
     };
     (*payment, log)
 }

@@ -57,6 +57,11 @@ suite!(
     replacing_the_pay_token_retires_the_previous_one,
     an_unknown_consultation_or_pay_token_is_not_found,
     upcoming_lists_consultations_from_a_date_soonest_first,
+    // receipts and credit notes
+    documents_are_numbered_per_practitioner_and_year_and_read_back_whole,
+    a_second_receipt_or_a_lost_race_writes_nothing_and_consumes_no_number,
+    concurrent_captures_number_receipts_without_gap_or_reuse,
+    the_practitioners_profile_and_the_consultations_service_and_language_round_trip,
     // payments
     a_payment_round_trips_through_its_life_with_its_history_in_order,
     money_round_trips_exactly_including_awkward_decimals,

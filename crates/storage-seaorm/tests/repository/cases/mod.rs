@@ -2,6 +2,7 @@
 //! `async fn behaviour(store: Store)`.
 
 mod consultations;
+mod documents;
 mod inbox;
 mod listing;
 mod live;
@@ -11,6 +12,7 @@ mod practitioners;
 mod users;
 
 pub use consultations::*;
+pub use documents::*;
 pub use inbox::*;
 pub use listing::*;
 pub use live::*;

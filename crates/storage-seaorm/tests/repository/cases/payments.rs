@@ -97,7 +97,7 @@ pub async fn a_payment_round_trips_through_its_life_with_its_history_in_order(st
             p.version(),
             &ChangeLog {
                 history: vec![marker.clone()],
-                audit: vec![],
+                ..ChangeLog::default()
             },
         )
         .await
