@@ -73,6 +73,7 @@ pub enum AuditAction {
     StripeDeauthorized,
     StripeAccountUpdated,
     PreferencesChanged,
+    ProfileChanged,
     ServiceCreated,
     ServiceUpdated,
     Scheduled,
@@ -99,7 +100,7 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 30] = [
+    pub const ALL: [AuditAction; 31] = [
         AuditAction::StripeLinkStarted,
         AuditAction::StripeLinked,
         AuditAction::StripeVerified,
@@ -107,6 +108,7 @@ impl AuditAction {
         AuditAction::StripeDeauthorized,
         AuditAction::StripeAccountUpdated,
         AuditAction::PreferencesChanged,
+        AuditAction::ProfileChanged,
         AuditAction::ServiceCreated,
         AuditAction::ServiceUpdated,
         AuditAction::Scheduled,
@@ -141,6 +143,7 @@ impl AuditAction {
             AuditAction::StripeDeauthorized => "stripe.deauthorized",
             AuditAction::StripeAccountUpdated => "stripe.account_updated",
             AuditAction::PreferencesChanged => "preferences.changed",
+            AuditAction::ProfileChanged => "profile.changed",
             AuditAction::ServiceCreated => "service.created",
             AuditAction::ServiceUpdated => "service.updated",
             AuditAction::Scheduled => "consultation.scheduled",

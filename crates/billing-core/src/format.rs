@@ -1,8 +1,8 @@
 //! Amounts and dates as people read them: `25,00 €` in French, `€25.00` in English,
 //! dates in the practitioner's time zone.
 
-use crate::payment::model::Lang;
 use crate::money::{Currency, Money};
+use crate::payment::model::Lang;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 

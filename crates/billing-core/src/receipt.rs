@@ -157,8 +157,14 @@ pub struct Document {
 /// What a payment change makes due.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Due {
-    Receipt { amount: Money, paid_at: DateTime<Utc> },
-    CreditNote { refund: RefundId, amount: Money },
+    Receipt {
+        amount: Money,
+        paid_at: DateTime<Utc>,
+    },
+    CreditNote {
+        refund: RefundId,
+        amount: Money,
+    },
 }
 
 /// The documents `after` makes due that `before` did not: a receipt when the payment
@@ -272,7 +278,10 @@ pub fn sheet(doc: &Document, lang: Lang) -> Sheet {
         .clone()
         .unwrap_or_else(|| t("Téléconsultation", "Teleconsultation"));
     let mut rows = vec![
-        (t("Date de l'acte", "Date of the act"), format::date(d.act_at, tz, lang)),
+        (
+            t("Date de l'acte", "Date of the act"),
+            format::date(d.act_at, tz, lang),
+        ),
         (t("Prestation", "Service"), description),
         (
             t("Mode de paiement", "Payment method"),
@@ -280,14 +289,26 @@ pub fn sheet(doc: &Document, lang: Lang) -> Sheet {
         ),
     ];
     rows.push(if receipt {
-        (t("Date du paiement", "Date of payment"), format::date(d.paid_at, tz, lang))
+        (
+            t("Date du paiement", "Date of payment"),
+            format::date(d.paid_at, tz, lang),
+        )
     } else {
-        (t("Date du remboursement", "Date of refund"), format::date(d.paid_at, tz, lang))
+        (
+            t("Date du remboursement", "Date of refund"),
+            format::date(d.paid_at, tz, lang),
+        )
     });
     let total = if receipt {
-        (t("Montant réglé", "Amount paid"), format::money(&d.amount, lang))
+        (
+            t("Montant réglé", "Amount paid"),
+            format::money(&d.amount, lang),
+        )
     } else {
-        (t("Montant remboursé", "Amount refunded"), format::money(&d.amount, lang))
+        (
+            t("Montant remboursé", "Amount refunded"),
+            format::money(&d.amount, lang),
+        )
     };
     let mut mentions = Vec::new();
     if let Some(receipt_number) = doc.refers_to {
@@ -334,7 +355,9 @@ pub fn net_of(documents: &[Document]) -> Result<Option<Money>, MoneyError> {
     documents
         .iter()
         .filter(|d| d.draft.kind == DocumentKind::CreditNote)
-        .try_fold(receipt.draft.amount, |sum, d| sum.checked_sub(&d.draft.amount))
+        .try_fold(receipt.draft.amount, |sum, d| {
+            sum.checked_sub(&d.draft.amount)
+        })
         .map(Some)
 }
 

@@ -171,9 +171,7 @@ impl DocumentRenderer for PdfRenderer {
         }
         pen.finish();
         page.finish();
-        document
-            .finish()
-            .map_err(|e| RenderError(format!("{e:?}")))
+        document.finish().map_err(|e| RenderError(format!("{e:?}")))
     }
 }
 
@@ -204,7 +202,10 @@ mod tests {
         };
         let pdf = PdfRenderer::new()?.pdf(&sheet)?;
         assert!(pdf.starts_with(b"%PDF-"), "a PDF file");
-        assert!(pdf.windows(9).any(|w| w == b"/FontFile"), "the font is embedded");
+        assert!(
+            pdf.windows(9).any(|w| w == b"/FontFile"),
+            "the font is embedded"
+        );
         assert!(
             pdf.len() < 120_000,
             "fonts are subset, not embedded whole: {} bytes",

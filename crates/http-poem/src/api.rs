@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`. Handlers only convert: wire types in, a use case of
 //! `Billing`, wire types (or a problem) out. No business rule lives here.
 
+use billing_core::BillingError;
 use billing_core::access::Actor;
 use billing_core::consultation::service::{PaymentChoice, ScheduleRequest};
 use billing_core::fees::{FeePreset, FeeSchedule};
@@ -10,10 +11,11 @@ use billing_core::payment::model::{Lang, PaymentStatus};
 use billing_core::payment::ports::PaymentCursor;
 use billing_core::payment::service::PaymentFilter;
 use billing_core::practitioner::service::{FeeScheduleInput, PreferencesInput, ServicePatch};
+use billing_core::receipt::DocumentRef;
 use chrono::{DateTime, Utc};
 use poem_openapi::auth::Bearer;
 use poem_openapi::param::{Header, Path, Query};
-use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::payload::{Binary, Json, PlainText};
 use poem_openapi::{ApiResponse, OpenApi, SecurityScheme, Tags};
 use uuid::Uuid;
 
@@ -58,6 +60,27 @@ pub enum Created<T: poem_openapi::types::ToJSON + Send + Sync> {
     Created(Json<T>),
 }
 
+/// A PDF document to download.
+#[derive(Debug, ApiResponse)]
+pub enum PdfDownload {
+    #[oai(status = 200, content_type = "application/pdf")]
+    Pdf(
+        Binary<Vec<u8>>,
+        #[oai(header = "Content-Disposition")] String,
+        #[oai(header = "Cache-Control")] String,
+    ),
+}
+
+impl PdfDownload {
+    fn of((bytes, name): (Vec<u8>, String)) -> Self {
+        PdfDownload::Pdf(
+            Binary(bytes),
+            format!("inline; filename=\"{name}\""),
+            "private, no-store".to_owned(),
+        )
+    }
+}
+
 /// A CSV document to download.
 #[derive(Debug, ApiResponse)]
 pub enum CsvDownload {
@@ -84,6 +107,29 @@ impl Api {
 
     fn ctx(&self) -> ViewContext {
         self.state.view_context()
+    }
+
+    async fn document_pdf(
+        &self,
+        auth: &StaffAuth,
+        id: Uuid,
+        which: DocumentRef,
+        lang: Option<LangView>,
+    ) -> ApiResult<PdfDownload> {
+        let actor = self.actor(auth).await?;
+        let documents = self
+            .state
+            .billing
+            .reporting
+            .documents(&actor, PaymentId::from_uuid(id))
+            .await?;
+        let lang = lang.map_or(Lang::Fr, Lang::from);
+        Ok(PdfDownload::of(crate::documents::pdf(
+            &self.state,
+            &documents,
+            which,
+            lang,
+        )?))
     }
 
     fn payment_view(&self, p: &billing_core::payment::model::Payment) -> PaymentView {
@@ -298,6 +344,46 @@ impl Api {
             .set_preferences(&actor, practitioner(id.0), &input)
             .await?;
         Ok(Json((&prefs).into()))
+    }
+
+    /// The practitioner's professional identity, printed on notes d'honoraires.
+    #[oai(
+        path = "/practitioners/:id/profile",
+        method = "get",
+        tag = "Tag::Preferences"
+    )]
+    async fn profile(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Json<ProfileView>> {
+        let actor = self.actor(&auth).await?;
+        let p = self
+            .state
+            .billing
+            .catalogue
+            .practitioner(&actor, practitioner(id.0))
+            .await?;
+        Ok(Json((&p.profile).into()))
+    }
+
+    /// Replaces the professional identity (practitioner only). Receipts already issued
+    /// keep the identity they print.
+    #[oai(
+        path = "/practitioners/:id/profile",
+        method = "put",
+        tag = "Tag::Preferences"
+    )]
+    async fn set_profile(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+        body: Json<ProfileInputView>,
+    ) -> ApiResult<Json<ProfileView>> {
+        let actor = self.actor(&auth).await?;
+        let profile = self
+            .state
+            .billing
+            .catalogue
+            .set_profile(&actor, practitioner(id.0), &body.to_domain())
+            .await?;
+        Ok(Json((&profile).into()))
     }
 
     /// The practitioner's services (inactive ones with `include_inactive=true`).
@@ -676,10 +762,52 @@ impl Api {
             .reporting
             .payment(&actor, PaymentId::from_uuid(id.0))
             .await?;
+        let documents = self
+            .state
+            .billing
+            .reporting
+            .documents(&actor, payment.id())
+            .await?;
         Ok(Json(PaymentDetailView {
             payment: self.payment_view(&payment),
             history: history.iter().map(HistoryView::from).collect(),
+            documents: documents.iter().map(DocumentView::of).collect(),
         }))
+    }
+
+    /// The payment's note d'honoraires as PDF (`lang`: fr or en, default fr). A
+    /// payment not captured has none: 409 `receipt_not_issued`.
+    #[oai(
+        path = "/payments/:id/receipt.pdf",
+        method = "get",
+        tag = "Tag::Payments"
+    )]
+    async fn receipt_pdf(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+        lang: Query<Option<LangView>>,
+    ) -> ApiResult<PdfDownload> {
+        self.document_pdf(&auth, id.0, DocumentRef::Receipt, lang.0)
+            .await
+    }
+
+    /// One of the payment's credit notes as PDF, by number (`2026-000124.pdf`).
+    #[oai(
+        path = "/payments/:id/credit-notes/:file",
+        method = "get",
+        tag = "Tag::Payments"
+    )]
+    async fn credit_note_pdf(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+        file: Path<String>,
+        lang: Query<Option<LangView>>,
+    ) -> ApiResult<PdfDownload> {
+        let which = crate::documents::credit_note(&file.0)
+            .ok_or_else(|| Problem::from(BillingError::NotFound("credit note")))?;
+        self.document_pdf(&auth, id.0, which, lang.0).await
     }
 
     /// Holds whose capture deadline is near: validate or release them (C10).

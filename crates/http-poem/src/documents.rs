@@ -39,7 +39,10 @@ pub fn pdf(
     lang: Lang,
 ) -> Result<(Vec<u8>, String), BillingError> {
     let doc = DocumentService::pick(documents, which)?;
-    Ok((state.billing.documents.pdf(doc, lang)?, file_name(doc, lang)))
+    Ok((
+        state.billing.documents.pdf(doc, lang)?,
+        file_name(doc, lang),
+    ))
 }
 
 /// A PDF shown in the browser (and saved under `name`); never cached by shared caches.
@@ -61,8 +64,14 @@ mod tests {
 
     #[test]
     fn credit_notes_are_named_by_number_with_or_without_the_extension() {
-        let n = DocumentNumber { year: 2026, seq: 124 };
-        assert_eq!(credit_note("2026-000124.pdf"), Some(DocumentRef::CreditNote(n)));
+        let n = DocumentNumber {
+            year: 2026,
+            seq: 124,
+        };
+        assert_eq!(
+            credit_note("2026-000124.pdf"),
+            Some(DocumentRef::CreditNote(n))
+        );
         assert_eq!(credit_note("2026-000124"), Some(DocumentRef::CreditNote(n)));
         assert_eq!(credit_note("receipt.pdf"), None);
         assert_eq!(credit_note("../2026-000124.pdf"), None);

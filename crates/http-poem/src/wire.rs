@@ -10,7 +10,9 @@ use billing_core::money::{AmountInput, Currency, Money};
 use billing_core::payment::model::{Lang, Payment, PaymentStatus};
 use billing_core::payment::ports::{HistoryEntry, PaymentPage, PaymentRow, PaymentTotals};
 use billing_core::practitioner::model::{PayoutInterval, Preferences, Service, StripeLink};
+use billing_core::practitioner::profile::{Profile, ProfileInput};
 use billing_core::practitioner::service::FeeScheduleInput;
+use billing_core::receipt::{Document, DocumentKind};
 use chrono::{DateTime, Duration, Utc};
 use poem_openapi::{Enum, Object};
 use rust_decimal::Decimal;
@@ -375,6 +377,98 @@ impl From<&HistoryEntry> for HistoryView {
 pub struct PaymentDetailView {
     pub payment: PaymentView,
     pub history: Vec<HistoryView>,
+    /// The receipt (once captured) and credit notes (one per refund that succeeded).
+    pub documents: Vec<DocumentView>,
+}
+
+/// A note d'honoraires or a credit note, as issued.
+#[derive(Debug, Clone, Object)]
+pub struct DocumentView {
+    /// `receipt` or `credit_note`.
+    pub kind: String,
+    /// `2026-000123`: sequential per practitioner and year.
+    pub number: String,
+    /// A credit note's receipt.
+    pub refers_to: Option<String>,
+    pub amount: String,
+    pub currency: String,
+    pub issued_at: DateTime<Utc>,
+    /// The PDF, for staff with the same credentials.
+    pub pdf_url: String,
+}
+
+impl DocumentView {
+    pub fn of(d: &Document) -> Self {
+        let pdf_url = match d.draft.kind {
+            DocumentKind::Receipt => format!("/api/v1/payments/{}/receipt.pdf", d.draft.payment),
+            DocumentKind::CreditNote => format!(
+                "/api/v1/payments/{}/credit-notes/{}.pdf",
+                d.draft.payment, d.number
+            ),
+        };
+        DocumentView {
+            kind: d.draft.kind.as_str().to_owned(),
+            number: d.number.to_string(),
+            refers_to: d.refers_to.map(|n| n.to_string()),
+            amount: amount(&d.draft.amount),
+            currency: d.draft.amount.currency().code().to_owned(),
+            issued_at: d.draft.issued_at,
+            pdf_url,
+        }
+    }
+}
+
+/// The practitioner's professional identity, printed on receipts.
+#[derive(Debug, Clone, Object)]
+pub struct ProfileView {
+    pub profession: Option<String>,
+    /// Lines separated by `\n`.
+    pub address: Option<String>,
+    /// RPPS (11 digits) or ADELI (9 digits).
+    pub health_id: Option<String>,
+    /// `RPPS` or `ADELI`.
+    pub health_register: Option<String>,
+    pub siret: Option<String>,
+    /// What receipts print (the practitioner's own, or the default exemption).
+    pub vat_mention: String,
+}
+
+impl From<&Profile> for ProfileView {
+    fn from(p: &Profile) -> Self {
+        ProfileView {
+            profession: p.profession().map(str::to_owned),
+            address: p.address().map(str::to_owned),
+            health_id: p.health_id().map(|h| h.number().to_owned()),
+            health_register: p.health_id().map(|h| h.register().to_owned()),
+            siret: p.siret().map(|s| s.as_str().to_owned()),
+            vat_mention: p.vat_mention().to_owned(),
+        }
+    }
+}
+
+/// The whole identity: absent or empty fields are unset (the VAT mention then prints
+/// the default exemption).
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ProfileInputView {
+    pub profession: Option<String>,
+    pub address: Option<String>,
+    pub health_id: Option<String>,
+    pub siret: Option<String>,
+    pub vat_mention: Option<String>,
+}
+
+impl ProfileInputView {
+    pub fn to_domain(&self) -> ProfileInput {
+        let text = |o: &Option<String>| o.clone().unwrap_or_default();
+        ProfileInput {
+            profession: text(&self.profession),
+            address: text(&self.address),
+            health_id: text(&self.health_id),
+            siret: text(&self.siret),
+            vat_mention: text(&self.vat_mention),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Object)]

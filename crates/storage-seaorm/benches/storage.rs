@@ -128,6 +128,7 @@ fn step(p: &Payment, event: &PaymentEvent) -> (Payment, ChangeLog) {
             )
             .subject(p.id().as_uuid()),
         ],
+        documents: vec![],
     };
     (*payment, log)
 }

@@ -22,8 +22,8 @@ use billing_core::ids::{
 };
 use billing_core::money::{Currency, Money};
 use billing_core::payment::model::{
-    Attention, CheckoutRef, Dispute, DisputeStatus, Failure, IdempotencyKey, Lang, Operation, Payment,
-    PaymentParts, PaymentStatus, PendingOperation, RefundLine, RefundState, SavedCard,
+    Attention, CheckoutRef, Dispute, DisputeStatus, Failure, IdempotencyKey, Lang, Operation,
+    Payment, PaymentParts, PaymentStatus, PendingOperation, RefundLine, RefundState, SavedCard,
 };
 use billing_core::payment::ports::{HistoryEntry, IdempotencyRecord, PaymentRow};
 use billing_core::practitioner::model::{
@@ -1092,7 +1092,9 @@ pub(crate) fn document_from_row(
     };
     Ok(Document {
         number,
-        refers_to: (kind == DocumentKind::CreditNote).then_some(receipt).flatten(),
+        refers_to: (kind == DocumentKind::CreditNote)
+            .then_some(receipt)
+            .flatten(),
         draft: DocumentDraft {
             kind,
             practitioner: PractitionerId::from_uuid(row.practitioner_id),

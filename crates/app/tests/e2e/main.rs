@@ -9,6 +9,7 @@ mod live;
 mod oauth;
 mod ops;
 mod readme;
+mod receipts;
 mod setup_webhooks;
 mod staff;
 mod webhooks;

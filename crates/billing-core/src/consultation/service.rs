@@ -18,8 +18,7 @@ use crate::money::AmountInput;
 use crate::payment::ledger::Ledger;
 use crate::payment::model::{
     CheckoutRef, DEFAULT_HOLD_VALIDITY_DAYS, EventKind, IdempotencyKey, IllegalTransition, Lang,
-    Payment, PaymentEvent,
-    PaymentStatus, TransitionError,
+    Payment, PaymentEvent, PaymentStatus, TransitionError,
 };
 use crate::payment::ports::{
     ChangeLog, HistoryEntry, IdempotencyRecord, IdempotencyStore, Reservation,

@@ -24,6 +24,7 @@ use crate::practitioner::model::{
 use crate::practitioner::ports::{
     OAuthStateRecord, OAuthStateRepository, PractitionerRepository, ServiceRepository,
 };
+use crate::practitioner::profile::{Profile, ProfileInput};
 use crate::repository::RepositoryError;
 use crate::secrets::OAuthState;
 use crate::system::{Clock, IdGenerator, SecretGenerator, now_micros};
@@ -584,6 +585,36 @@ impl CatalogueService {
                 .await
             {
                 Ok(()) => return Ok(prefs),
+                Err(RepositoryError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(BillingError::Conflict)
+    }
+
+    /// Replaces the practitioner's professional identity (practitioner only). Receipts
+    /// already issued keep the identity they print.
+    pub async fn set_profile(
+        &self,
+        actor: &Actor,
+        id: PractitionerId,
+        input: &ProfileInput,
+    ) -> Result<Profile, BillingError> {
+        self.load(actor, Action::EditPreferences, id).await?;
+        let profile =
+            Profile::parse(input).map_err(|(field, e)| BillingError::validation(field, e))?;
+        for _ in 0..RETRIES {
+            let current = self.practitioners.get(id).await?;
+            let now = now_micros(self.clock.as_ref());
+            let audit =
+                AuditEntry::new(now, id, AuditActor::of(actor), AuditAction::ProfileChanged);
+            let next = current.with_profile(profile.clone(), now);
+            match self
+                .practitioners
+                .update(&next, current.version, &audit)
+                .await
+            {
+                Ok(()) => return Ok(profile),
                 Err(RepositoryError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }

@@ -32,7 +32,10 @@ fn psychologist() -> Practitioner {
 fn issued(due: Due, p: &Payment, practitioner: &Practitioner) -> Document {
     let consultation = record(Some(p.clone())).consultation;
     Document {
-        number: DocumentNumber { year: 2026, seq: 123 },
+        number: DocumentNumber {
+            year: 2026,
+            seq: 123,
+        },
         refers_to: None,
         draft: draft(due, p, practitioner, &consultation, now()),
     }
@@ -49,8 +52,16 @@ fn a_capture_issues_one_receipt_for_what_was_captured() {
             paid_at: after.captured_at().unwrap()
         }]
     );
-    assert_eq!(due(&after, &after, now()), vec![], "nothing new, nothing issued");
-    assert_eq!(due(&authorized(), &released(), now()), vec![], "a release pays nothing");
+    assert_eq!(
+        due(&after, &after, now()),
+        vec![],
+        "nothing new, nothing issued"
+    );
+    assert_eq!(
+        due(&authorized(), &released(), now()),
+        vec![],
+        "a release pays nothing"
+    );
 }
 
 #[test]
@@ -90,7 +101,10 @@ fn the_draft_copies_the_practitioner_and_the_consultation_as_they_are() {
     assert_eq!((d.payment, d.practitioner, d.year), (PAYMENT, DR, 2026));
     assert_eq!(d.issuer.name, "Dr Estival");
     assert_eq!(d.issuer.profession.as_deref(), Some("Psychologue"));
-    assert_eq!(d.issuer.vat_mention, crate::practitioner::profile::DEFAULT_VAT_MENTION);
+    assert_eq!(
+        d.issuer.vat_mention,
+        crate::practitioner::profile::DEFAULT_VAT_MENTION
+    );
     assert_eq!(d.patient, "M. Martin");
     assert_eq!(d.act_at, now() + Duration::days(1));
     assert_eq!(d.description, None);
@@ -150,8 +164,14 @@ fn a_receipt_reads_as_french_practice_requires() {
         "Mode de paiement".into(),
         "Carte bancaire, via Stripe".into()
     )));
-    assert!(s.rows.contains(&("Date de l'acte".into(), "03/11/2026".into())));
-    assert!(s.mentions.contains(&"TVA non applicable, article 261-4-1° du CGI".into()));
+    assert!(
+        s.rows
+            .contains(&("Date de l'acte".into(), "03/11/2026".into()))
+    );
+    assert!(
+        s.mentions
+            .contains(&"TVA non applicable, article 261-4-1° du CGI".into())
+    );
     let en = sheet(&doc, Lang::En);
     assert_eq!(en.total, ("Amount paid".into(), "€18.00".into()));
     assert_eq!(en.issued, "Issued on 2 November 2026");
@@ -171,7 +191,10 @@ fn a_credit_note_names_its_receipt() {
     let s = sheet(&doc, Lang::Fr);
     assert_eq!(s.title, "Avoir");
     assert_eq!(s.total, ("Montant remboursé".into(), "5,00\u{a0}€".into()));
-    assert_eq!(s.mentions[0], "Avoir sur la note d'honoraires n° 2026-000007");
+    assert_eq!(
+        s.mentions[0],
+        "Avoir sur la note d'honoraires n° 2026-000007"
+    );
     assert_eq!(
         sheet(&doc, Lang::En).mentions[0],
         "Credit note on receipt No. 2026-000007"
@@ -180,10 +203,21 @@ fn a_credit_note_names_its_receipt() {
 
 #[test]
 fn numbers_print_and_parse_as_year_and_six_digits() {
-    let n = DocumentNumber { year: 2026, seq: 123 };
+    let n = DocumentNumber {
+        year: 2026,
+        seq: 123,
+    };
     assert_eq!(n.to_string(), "2026-000123");
     assert_eq!("2026-000123".parse(), Ok(n));
-    for bad in ["", "2026", "2026-123", "2026-0001234", "26-000123", "2026-000000", "2026-00012a"] {
+    for bad in [
+        "",
+        "2026",
+        "2026-123",
+        "2026-0001234",
+        "26-000123",
+        "2026-000000",
+        "2026-00012a",
+    ] {
         assert!(bad.parse::<DocumentNumber>().is_err(), "{bad}");
     }
 }

@@ -13,7 +13,8 @@ use billing_core::money::{AmountInput, Currency, Money};
 use billing_core::payment::model::{Payment, PaymentStatus};
 use billing_core::payment::ports::{PaymentCursor, PaymentRow};
 use billing_core::payment::service::PaymentFilter;
-use billing_core::practitioner::model::{PayoutInterval, Practitioner, StripeLink};
+use billing_core::practitioner::model::{PayoutInterval, Practitioner, Preferences, StripeLink};
+use billing_core::practitioner::profile::{DEFAULT_VAT_MENTION, ProfileInput};
 use billing_core::practitioner::service::{FeeScheduleInput, PreferencesInput, ServicePatch};
 use billing_core::receipt::{DocumentKind, DocumentRef};
 use billing_core::{BillingError, Lang};
@@ -121,6 +122,7 @@ fn flash(t: &Texts, key: Option<&str>) -> Option<Flash> {
         "validated" => ("ok", t.flash_validated),
         "released" => ("ok", t.flash_released),
         "refunded" => ("ok", t.flash_refunded),
+        "profile_saved" => ("ok", t.profile_saved),
         _ => return None,
     };
     Some(Flash { kind, text })
@@ -900,6 +902,10 @@ struct PreferencesTemplate {
     currencies: Vec<Choice>,
     presets: Vec<Choice>,
     preview: String,
+    /// The professional identity form, as stored or as typed.
+    profile: ProfileInput,
+    profile_error: Option<String>,
+    default_vat_mention: &'static str,
 }
 
 fn preset_label(p: FeePreset, t: &Texts) -> &'static str {
@@ -945,6 +951,9 @@ fn preferences_template(
         layout: s.layout(t.prefs_title, "preferences"),
         flash: flash_,
         error,
+        profile: s.practitioner.profile.to_input(),
+        profile_error: None,
+        default_vat_mention: DEFAULT_VAT_MENTION,
         preview: preview_text(&preview_amount, &schedule, t, lang),
         currencies: Currency::ALL
             .iter()
@@ -998,9 +1007,20 @@ pub async fn preferences_page(s: Staff, Query(q): Query<OverviewQuery>) -> Respo
         return Redirect::see_other("/dashboard").into_response();
     }
     let prefs = &s.practitioner.preferences;
-    let lang = s.ctx.lang;
+    let form = prefs_form(prefs, s.ctx.lang);
+    render(&preferences_template(
+        &s,
+        flash(s.ctx.t, q.flash.as_deref()),
+        None,
+        form,
+        prefs.currency(),
+    ))
+}
+
+/// The preferences form as stored.
+fn prefs_form(prefs: &Preferences, lang: Lang) -> PrefsForm {
     let schedule = prefs.fee_schedule();
-    let form = PrefsForm {
+    PrefsForm {
         default_amount: format::input(&prefs.default_amount(), lang),
         max_amount: format::input(&prefs.max_amount(), lang),
         preset: schedule.preset().map_or("custom", |p| p.id()).to_owned(),
@@ -1018,14 +1038,7 @@ pub async fn preferences_page(s: Staff, Query(q): Query<OverviewQuery>) -> Respo
             .as_ref()
             .map(|d| d.as_str().to_owned())
             .unwrap_or_default(),
-    };
-    render(&preferences_template(
-        &s,
-        flash(s.ctx.t, q.flash.as_deref()),
-        None,
-        form,
-        prefs.currency(),
-    ))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -1103,6 +1116,48 @@ pub async fn preferences_submit(
                 render(&preferences_template(&s, None, Some(msg), form, currency)),
                 status_of(&e),
             )
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ProfileFormData {
+    profession: Option<String>,
+    address: Option<String>,
+    health_id: Option<String>,
+    siret: Option<String>,
+    vat_mention: Option<String>,
+}
+
+/// `POST /dashboard/profile`: the practitioner's professional identity (receipts).
+#[handler]
+pub async fn profile_submit(
+    s: Staff,
+    Checked(f): Checked<ProfileFormData>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let text = |o: &Option<String>| o.clone().unwrap_or_default();
+    let input = ProfileInput {
+        profession: text(&f.profession),
+        address: text(&f.address),
+        health_id: text(&f.health_id),
+        siret: text(&f.siret),
+        vat_mention: text(&f.vat_mention),
+    };
+    match state
+        .billing
+        .catalogue
+        .set_profile(&s.actor, s.practitioner.id, &input)
+        .await
+    {
+        Ok(_) => Redirect::see_other("/dashboard/preferences?flash=profile_saved").into_response(),
+        Err(e) => {
+            let prefs = &s.practitioner.preferences;
+            let form = prefs_form(prefs, s.ctx.lang);
+            let mut page = preferences_template(&s, None, None, form, prefs.currency());
+            page.profile = input;
+            page.profile_error = Some(error_text(&e, s.ctx.lang));
+            with_status(render(&page), status_of(&e))
         }
     }
 }
@@ -1760,7 +1815,11 @@ async fn payment_response(
                         } else {
                             format!("credit-note-{}", d.number)
                         },
-                        title: if receipt { t.receipt_title } else { t.credit_note_title },
+                        title: if receipt {
+                            t.receipt_title
+                        } else {
+                            t.credit_note_title
+                        },
                         number: d.number.to_string(),
                         amount: format::money(&d.draft.amount, lang),
                         href: if receipt {
@@ -1806,7 +1865,12 @@ pub async fn payment_page(
 }
 
 /// A document of a payment the staff member may see, as PDF.
-async fn document_pdf(s: &Staff, state: &HttpState, id: &str, which: Option<DocumentRef>) -> Response {
+async fn document_pdf(
+    s: &Staff,
+    state: &HttpState,
+    id: &str,
+    which: Option<DocumentRef>,
+) -> Response {
     let (Ok(id), Some(which)) = (id.parse::<PaymentId>(), which) else {
         return Problem::not_found().into_response();
     };
@@ -1824,7 +1888,11 @@ async fn document_pdf(s: &Staff, state: &HttpState, id: &str, which: Option<Docu
 
 /// `GET /dashboard/payments/{id}/receipt.pdf`.
 #[handler]
-pub async fn receipt_pdf(s: Staff, Path(id): Path<String>, Data(state): Data<&HttpState>) -> Response {
+pub async fn receipt_pdf(
+    s: Staff,
+    Path(id): Path<String>,
+    Data(state): Data<&HttpState>,
+) -> Response {
     document_pdf(&s, state, &id, Some(DocumentRef::Receipt)).await
 }
 

@@ -348,6 +348,7 @@ pub fn routes(state: &HttpState) -> impl Endpoint + use<> {
             "/dashboard/preferences",
             get(dashboard::preferences_page).post(dashboard::preferences_submit),
         )
+        .at("/dashboard/profile", post(dashboard::profile_submit))
         .at(
             "/dashboard/services",
             get(dashboard::services_page).post(dashboard::add_service),

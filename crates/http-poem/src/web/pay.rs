@@ -164,7 +164,11 @@ fn settlement(page: &PayPage, ctx: &Ctx) -> Vec<String> {
     if let Ok(Some(released)) = p.released_remainder()
         && released.is_positive()
     {
-        lines.push(ctx.t.pay_line_released.replace("{amount}", &money(&released)));
+        lines.push(
+            ctx.t
+                .pay_line_released
+                .replace("{amount}", &money(&released)),
+        );
     }
     let mut noted = Money::zero(charged.currency());
     for note in page

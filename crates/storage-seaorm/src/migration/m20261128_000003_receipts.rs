@@ -9,8 +9,7 @@
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{
-    big_integer, integer, string, string_null, text, text_null,
-    timestamp_with_time_zone, uuid,
+    big_integer, integer, string, string_null, text, text_null, timestamp_with_time_zone, uuid,
 };
 
 #[derive(DeriveMigrationName)]

@@ -21,7 +21,10 @@ use crate::entity::{document, document_counter};
 use crate::store::{unavailable, write_error_by_constraint};
 
 /// The next number of `draft`'s practitioner for its year.
-async fn next_seq(txn: &DatabaseTransaction, draft: &DocumentDraft) -> Result<i64, RepositoryError> {
+async fn next_seq(
+    txn: &DatabaseTransaction,
+    draft: &DocumentDraft,
+) -> Result<i64, RepositoryError> {
     use document_counter::Column as C;
     let upsert = Query::insert()
         .into_table(document_counter::Entity)
@@ -33,7 +36,10 @@ async fn next_seq(txn: &DatabaseTransaction, draft: &DocumentDraft) -> Result<i6
         ])
         .on_conflict(
             OnConflict::columns([C::PractitionerId, C::Year])
-                .value(C::Last, Expr::col((document_counter::Entity, C::Last)).add(1))
+                .value(
+                    C::Last,
+                    Expr::col((document_counter::Entity, C::Last)).add(1),
+                )
                 .to_owned(),
         )
         .returning_col(C::Last)

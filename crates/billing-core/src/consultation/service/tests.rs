@@ -140,7 +140,15 @@ async fn the_cap_is_the_explicit_amount_else_the_service_price_else_the_default(
     for (case, choice, svc, expected) in table {
         let service_name = svc
             .as_ref()
-            .filter(|_| matches!(&choice, PaymentChoice::Online { service: Some(_), .. }))
+            .filter(|_| {
+                matches!(
+                    &choice,
+                    PaymentChoice::Online {
+                        service: Some(_),
+                        ..
+                    }
+                )
+            })
             .map(|s| s.name().clone());
         let mut m = Mocks::new();
         m.practitioner_is(&practitioner_up_to_40());

@@ -6,7 +6,6 @@ use chrono::{DateTime, Duration, Utc};
 use mockall::Sequence;
 
 use super::*;
-use crate::receipt::DocumentKind;
 use crate::audit::AuditAction;
 use crate::gateway::{
     CheckoutState, CheckoutStatus, IntentSnapshot, MockSandboxControl, RefundOutcome, RefundStatus,
@@ -15,6 +14,7 @@ use crate::gateway::{
 use crate::ids::{CheckoutSessionId, ConnectedAccountId, RefundId};
 use crate::money::Currency;
 use crate::payment::model::{CheckoutRef, Dispute, DisputeStatus, Failure, RefundLine};
+use crate::receipt::DocumentKind;
 use crate::testing::*;
 
 fn amount(text: &str) -> AmountInput {

@@ -4,18 +4,18 @@
 
 use std::sync::Arc;
 
+use billing_core::Lang;
 use billing_core::audit::AuditAction;
 use billing_core::consultation::ports::ConsultationRepository;
 use billing_core::ids::{PaymentId, RefundId};
-use billing_core::payment::model::{Payment, RefundLine, RefundState};
 use billing_core::payment::model::PaymentEvent;
+use billing_core::payment::model::{Payment, RefundLine, RefundState};
 use billing_core::payment::ports::{ChangeLog, PaymentRepository};
 use billing_core::practitioner::model::{Practitioner, TimeZone};
 use billing_core::practitioner::ports::PractitionerRepository;
 use billing_core::practitioner::profile::{Profile, ProfileInput};
 use billing_core::receipt::{DocumentDraft, DocumentKind, DocumentNumber, Issuer};
 use billing_core::repository::RepositoryError;
-use billing_core::Lang;
 use storage_seaorm::Store;
 
 use crate::fixtures::*;
@@ -31,7 +31,9 @@ fn draft(p: &Payment, kind: DocumentKind, refund: Option<&str>, year: i32) -> Do
             name: "Dr Estival".into(),
             profession: Some("Psychologue".into()),
             address: Some("12 rue des Lilas\n75011 Paris".into()),
-            health_id: Some(billing_core::practitioner::profile::HealthId::parse("10000000009").unwrap()),
+            health_id: Some(
+                billing_core::practitioner::profile::HealthId::parse("10000000009").unwrap(),
+            ),
             siret: None,
             vat_mention: "TVA non applicable, article 261-4-1° du CGI".into(),
         },
@@ -46,11 +48,18 @@ fn draft(p: &Payment, kind: DocumentKind, refund: Option<&str>, year: i32) -> Do
 }
 
 /// Captures `p` (held first) and issues its receipt in the same write.
-async fn capture_with_receipt(store: &Store, p: &Payment, year: i32) -> Result<Payment, RepositoryError> {
+async fn capture_with_receipt(
+    store: &Store,
+    p: &Payment,
+    year: i32,
+) -> Result<Payment, RepositoryError> {
     let held = apply(store, p, hold(p.amount()), t0() + mins(1)).await;
     let (next, mut log) = step(&held, &capture(eur(1_800)), t0() + mins(2));
-    log.documents.push(draft(&next, DocumentKind::Receipt, None, year));
-    PaymentRepository::update(store, &next, held.version(), &log).await.map(|()| next)
+    log.documents
+        .push(draft(&next, DocumentKind::Receipt, None, year));
+    PaymentRepository::update(store, &next, held.version(), &log)
+        .await
+        .map(|()| next)
 }
 
 fn numbers(docs: &[billing_core::receipt::Document]) -> Vec<String> {
@@ -66,15 +75,37 @@ pub async fn documents_are_numbered_per_practitioner_and_year_and_read_back_whol
     let theirs = scheduled(&store, other.id, eur(2_500), t0()).await;
     capture_with_receipt(&store, &theirs, 2026).await.unwrap();
     let next_year = scheduled(&store, dr.id, eur(2_500), t0()).await;
-    capture_with_receipt(&store, &next_year, 2027).await.unwrap();
+    capture_with_receipt(&store, &next_year, 2027)
+        .await
+        .unwrap();
 
     let docs = store.documents(first.id()).await.unwrap();
     assert_eq!(numbers(&docs), ["2026-000001"]);
-    assert_eq!(docs[0].draft, draft(&first, DocumentKind::Receipt, None, 2026), "every field kept");
-    assert_eq!(numbers(&store.documents(second.id()).await.unwrap()), ["2026-000002"]);
-    assert_eq!(numbers(&store.documents(theirs.id()).await.unwrap()), ["2026-000001"], "their own series");
-    assert_eq!(numbers(&store.documents(next_year.id()).await.unwrap()), ["2027-000001"]);
-    assert_eq!(store.documents(PaymentId::from_uuid(new_uuid())).await.unwrap(), vec![]);
+    assert_eq!(
+        docs[0].draft,
+        draft(&first, DocumentKind::Receipt, None, 2026),
+        "every field kept"
+    );
+    assert_eq!(
+        numbers(&store.documents(second.id()).await.unwrap()),
+        ["2026-000002"]
+    );
+    assert_eq!(
+        numbers(&store.documents(theirs.id()).await.unwrap()),
+        ["2026-000001"],
+        "their own series"
+    );
+    assert_eq!(
+        numbers(&store.documents(next_year.id()).await.unwrap()),
+        ["2027-000001"]
+    );
+    assert_eq!(
+        store
+            .documents(PaymentId::from_uuid(new_uuid()))
+            .await
+            .unwrap(),
+        vec![]
+    );
 
     // A credit note refers to the receipt and takes the next number of the series.
     let refunded = first
@@ -87,7 +118,10 @@ pub async fn documents_are_numbered_per_practitioner_and_year_and_read_back_whol
             t0() + mins(10),
         )
         .unwrap();
-    let billing_core::payment::model::Applied::Changed { payment: refunded, .. } = refunded else {
+    let billing_core::payment::model::Applied::Changed {
+        payment: refunded, ..
+    } = refunded
+    else {
         panic!("the refund changes the payment");
     };
     let mut note = draft(&refunded, DocumentKind::CreditNote, Some("re_1Back"), 2026);
@@ -96,11 +130,16 @@ pub async fn documents_are_numbered_per_practitioner_and_year_and_read_back_whol
         documents: vec![note],
         ..ChangeLog::default()
     };
-    PaymentRepository::update(&store, &refunded, first.version(), &log).await.unwrap();
+    PaymentRepository::update(&store, &refunded, first.version(), &log)
+        .await
+        .unwrap();
     let docs = store.documents(first.id()).await.unwrap();
     assert_eq!(numbers(&docs), ["2026-000001", "2026-000003"]);
     assert_eq!(docs[1].draft.kind, DocumentKind::CreditNote);
-    assert_eq!(docs[1].refers_to, Some(DocumentNumber { year: 2026, seq: 1 }));
+    assert_eq!(
+        docs[1].refers_to,
+        Some(DocumentNumber { year: 2026, seq: 1 })
+    );
     assert_eq!(docs[0].refers_to, None);
 }
 
@@ -109,25 +148,37 @@ pub async fn a_second_receipt_or_a_lost_race_writes_nothing_and_consumes_no_numb
     let p = scheduled(&store, dr.id, eur(2_500), t0()).await;
     let held = apply(&store, &p, hold(p.amount()), t0() + mins(1)).await;
     let (captured, mut log) = step(&held, &capture(eur(1_800)), t0() + mins(2));
-    log.documents.push(draft(&captured, DocumentKind::Receipt, None, 2026));
+    log.documents
+        .push(draft(&captured, DocumentKind::Receipt, None, 2026));
     // Lost race: another writer moved the version.
     assert!(matches!(
         PaymentRepository::update(&store, &captured, held.version() - 1, &log).await,
         Err(RepositoryError::Conflict)
     ));
-    PaymentRepository::update(&store, &captured, held.version(), &log).await.unwrap();
+    PaymentRepository::update(&store, &captured, held.version(), &log)
+        .await
+        .unwrap();
     // The same receipt again (a bug upstream): refused whole.
     let again = captured.with_attention("x".into(), t0() + mins(3)).unwrap();
     let mut twice = ChangeLog::default();
-    twice.documents.push(draft(&captured, DocumentKind::Receipt, None, 2026));
+    twice
+        .documents
+        .push(draft(&captured, DocumentKind::Receipt, None, 2026));
     assert!(matches!(
         PaymentRepository::update(&store, &again, captured.version(), &twice).await,
         Err(RepositoryError::Duplicate(_))
     ));
-    assert_eq!(PaymentRepository::get(&store, p.id()).await.unwrap(), captured, "nothing written");
+    assert_eq!(
+        PaymentRepository::get(&store, p.id()).await.unwrap(),
+        captured,
+        "nothing written"
+    );
     let other = scheduled(&store, dr.id, eur(2_500), t0()).await;
     capture_with_receipt(&store, &other, 2026).await.unwrap();
-    assert_eq!(numbers(&store.documents(p.id()).await.unwrap()), ["2026-000001"]);
+    assert_eq!(
+        numbers(&store.documents(p.id()).await.unwrap()),
+        ["2026-000001"]
+    );
     assert_eq!(
         numbers(&store.documents(other.id()).await.unwrap()),
         ["2026-000002"],
@@ -152,7 +203,8 @@ pub async fn concurrent_captures_number_receipts_without_gap_or_reuse(store: Sto
             let (store, barrier) = (store.clone(), barrier.clone());
             tokio::spawn(async move {
                 let (next, mut log) = step(&h, &capture(eur(1_800)), t0() + mins(2));
-                log.documents.push(draft(&next, DocumentKind::Receipt, None, 2026));
+                log.documents
+                    .push(draft(&next, DocumentKind::Receipt, None, 2026));
                 barrier.wait().await;
                 PaymentRepository::update(store.as_ref(), &next, h.version(), &log).await
             })
@@ -204,6 +256,8 @@ pub async fn the_practitioners_profile_and_the_consultations_service_and_languag
         .create(&record, &audit(dr.id, AuditAction::Scheduled, t0()))
         .await
         .unwrap();
-    let back = ConsultationRepository::get(&store, record.consultation.id).await.unwrap();
+    let back = ConsultationRepository::get(&store, record.consultation.id)
+        .await
+        .unwrap();
     assert_eq!(back, record);
 }
