@@ -3,8 +3,51 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use billing_core::system::{IdGenerator, SecretGenerator};
+use billing_core::ids::ConsultationId;
+use billing_core::secrets::PayToken;
+use billing_core::system::{IdGenerator, PayLinkSigner, SecretGenerator};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
+
+/// Pay tokens as HMAC-SHA256 of the consultation and the link's generation, under a
+/// key derived from the server's session key: the link can be shown again, storage
+/// keeps only its hash, and without the key nobody can make one.
+#[derive(Clone)]
+pub struct HmacPayLinks {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for HmacPayLinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HmacPayLinks(***)")
+    }
+}
+
+impl HmacPayLinks {
+    /// Keys derived from `secret` for this purpose only.
+    pub fn new(secret: &[u8]) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"consultpay pay links v1\0");
+        h.update(secret);
+        HmacPayLinks {
+            key: h.finalize().into(),
+        }
+    }
+}
+
+impl PayLinkSigner for HmacPayLinks {
+    fn pay_token(&self, consultation: ConsultationId, generation: u32) -> PayToken {
+        // HMAC takes keys of any length: `new_from_slice` cannot fail for SHA-256.
+        let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC accepts any key length"),
+        };
+        mac.update(consultation.as_uuid().as_bytes());
+        mac.update(&generation.to_be_bytes());
+        PayToken::from_random(&URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    }
+}
 
 /// UUID v7 identifiers (time-ordered: compact indexes).
 #[derive(Debug, Default, Clone, Copy)]
@@ -53,5 +96,23 @@ mod tests {
         let b = UuidV7.new_id();
         assert_eq!(a.get_version_num(), 7);
         assert!(a < b);
+    }
+
+    #[test]
+    fn pay_links_are_derived_per_key_consultation_and_generation() {
+        let c = ConsultationId::from_uuid(Uuid::from_u128(7));
+        let other = ConsultationId::from_uuid(Uuid::from_u128(8));
+        let links = HmacPayLinks::new(b"key one");
+        let t = links.pay_token(c, 0);
+        assert_eq!(t, links.pay_token(c, 0), "deterministic");
+        assert!(PayToken::parse(t.expose()).is_ok(), "a valid pay token");
+        assert_eq!(t.expose().len(), 43);
+        for different in [
+            links.pay_token(c, 1),
+            links.pay_token(other, 0),
+            HmacPayLinks::new(b"key two").pay_token(c, 0),
+        ] {
+            assert_ne!(t, different);
+        }
     }
 }

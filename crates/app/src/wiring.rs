@@ -19,7 +19,7 @@ use storage_seaorm::Store;
 use tokio::sync::watch;
 
 use crate::config::{CheckoutMode, Config};
-use crate::system::{OsSecrets, UuidV7};
+use crate::system::{HmacPayLinks, OsSecrets, UuidV7};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -86,6 +86,9 @@ pub struct App {
     pub store: Store,
     pub sandbox: bool,
     pub metrics: Metrics,
+    /// Keys sessions, CSRF tokens and pay links: `CONSULTPAY_SESSION_KEY`, or (sandbox
+    /// only) random for this process.
+    session_secret: Vec<u8>,
 }
 
 struct StoreReadiness(Store);
@@ -131,6 +134,13 @@ impl App {
         let gateways = gateways(config, clock, &public_url)?;
         // In sandbox mode, the sandbox's test clock: the domain reads the same time.
         let clock = gateways.clock.clone();
+        let session_secret = match &config.session_key {
+            Some(k) => k.expose().as_bytes().to_vec(),
+            None => {
+                use billing_core::system::SecretGenerator;
+                OsSecrets.secret().into_bytes()
+            }
+        };
         let deps = Deps {
             practitioners: store_arc.clone(),
             oauth_states: store_arc.clone(),
@@ -149,6 +159,7 @@ impl App {
             clock,
             ids: Arc::new(UuidV7),
             secrets: Arc::new(OsSecrets),
+            pay_links: Arc::new(HmacPayLinks::new(&session_secret)),
             observer: Some(Arc::new(metrics.clone())),
         };
         Ok(App {
@@ -156,6 +167,7 @@ impl App {
             store,
             sandbox: config.sandbox(),
             metrics,
+            session_secret,
         })
     }
 
@@ -165,13 +177,7 @@ impl App {
         settings.waiting_room_url = config.waiting_room_url.clone();
         settings.stripe_publishable_key = config.stripe_publishable_key.clone();
         settings.stripe_live = stripe_settings(config).and_then(|s| s.livemode()) == Some(true);
-        settings.session_secret = match &config.session_key {
-            Some(k) => k.expose().as_bytes().to_vec(),
-            None => {
-                use billing_core::system::SecretGenerator;
-                OsSecrets.secret().into_bytes()
-            }
-        };
+        settings.session_secret = self.session_secret.clone();
         HttpState::new(
             self.billing.clone(),
             settings,

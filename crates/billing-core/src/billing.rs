@@ -17,7 +17,7 @@ use crate::practitioner::ports::{OAuthStateRepository, PractitionerRepository, S
 use crate::practitioner::service::{CatalogueService, ConnectService};
 use crate::receipt::{DocumentRenderer, DocumentService};
 use crate::staff::{StaffService, UserRepository};
-use crate::system::{Clock, IdGenerator, SecretGenerator};
+use crate::system::{Clock, IdGenerator, PayLinkSigner, SecretGenerator};
 
 /// Every port, as the embedding application provides them.
 #[derive(Clone)]
@@ -41,6 +41,8 @@ pub struct Deps {
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdGenerator>,
     pub secrets: Arc<dyn SecretGenerator>,
+    /// Derives pay links (kept as hashes only) from the server's key.
+    pub pay_links: Arc<dyn PayLinkSigner>,
     /// Told about every payment status change (e.g. metrics); optional.
     pub observer: Option<Arc<dyn PaymentObserver>>,
 }
@@ -139,7 +141,7 @@ impl Billing {
                 idempotency: deps.idempotency.clone(),
                 clock: deps.clock.clone(),
                 ids: deps.ids.clone(),
-                secrets: deps.secrets.clone(),
+                links: deps.pay_links.clone(),
                 config: config.clone(),
             },
             patients: PatientService {

@@ -74,7 +74,22 @@ pub trait IdGenerator: Send + Sync {
     fn new_id(&self) -> Uuid;
 }
 
-/// Unguessable secrets (pay tokens, staff tokens, OAuth `state`).
+/// Pay tokens derived from a server key (an HMAC of the consultation and the link's
+/// generation), so that a consultation's link can be shown and sent again without
+/// being stored: storage keeps only its hash. Reissuing a link moves to the next
+/// generation, which retires the previous one.
+#[cfg_attr(test, mockall::automock)]
+pub trait PayLinkSigner: Send + Sync {
+    /// MUST be deterministic for one key, unguessable without it (≥ 256 bits), and
+    /// return a token of 43 URL-safe characters after the `pay_` prefix.
+    fn pay_token(
+        &self,
+        consultation: crate::ids::ConsultationId,
+        generation: u32,
+    ) -> crate::secrets::PayToken;
+}
+
+/// Unguessable secrets (staff tokens, OAuth `state`).
 #[cfg_attr(test, mockall::automock)]
 pub trait SecretGenerator: Send + Sync {
     /// MUST return at least 256 bits from a cryptographically secure source, encoded

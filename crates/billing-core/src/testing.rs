@@ -354,6 +354,7 @@ pub(crate) fn record(payment: Option<Payment>) -> ConsultationRecord {
             service: None,
             lang: crate::payment::model::Lang::Fr,
             pay_token_hash: pay_token().hash(),
+            pay_link_generation: 0,
             created_by: None,
             created_at: now() - Duration::days(2),
         },
@@ -460,6 +461,21 @@ pub(crate) fn code<T: std::fmt::Debug>(result: Result<T, BillingError>) -> &'sta
     }
 }
 
+/// Pay links derived in the open: `pay_l{consultation}g{generation}`.
+pub(crate) struct TestLinks;
+
+impl crate::system::PayLinkSigner for TestLinks {
+    fn pay_token(&self, consultation: ConsultationId, generation: u32) -> PayToken {
+        PayToken::from_random(&format!("l{}g{generation}", consultation.as_uuid().simple()))
+    }
+}
+
+/// The link `TestLinks` gives `consultation` at `generation`.
+pub(crate) fn derived_link(consultation: ConsultationId, generation: u32) -> PayToken {
+    use crate::system::PayLinkSigner;
+    TestLinks.pay_token(consultation, generation)
+}
+
 // ---- wiring -----------------------------------------------------------------------
 
 /// One mock per port. Set expectations on the fields, then [`Mocks::build`]. A port
@@ -550,6 +566,7 @@ impl Mocks {
                 clock: Arc::new(clock),
                 ids: Arc::new(ids),
                 secrets: Arc::new(secrets),
+                pay_links: Arc::new(TestLinks),
                 observer,
             },
             config(),

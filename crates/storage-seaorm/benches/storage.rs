@@ -79,6 +79,7 @@ fn record(p: PractitionerId) -> (ConsultationRecord, TokenHash) {
         service: None,
         lang: billing_core::Lang::Fr,
         pay_token_hash: hash.clone(),
+        pay_link_generation: 0,
         created_by: None,
         created_at: now(),
     };

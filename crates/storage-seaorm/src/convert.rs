@@ -458,6 +458,7 @@ pub(crate) fn consultation_row(c: &Consultation) -> consultation::Model {
         starts_at: at(c.starts_at),
         payment_mode: c.payment_mode.as_str().to_owned(),
         pay_token_hash: c.pay_token_hash.as_str().to_owned(),
+        pay_link_generation: i64::from(c.pay_link_generation),
         service_name: c.service.as_ref().map(|s| s.as_str().to_owned()),
         patient_lang: c.lang.code().to_owned(),
         created_by: c.created_by.map(|u| u.as_uuid()),
@@ -500,6 +501,13 @@ pub(crate) fn consultation_from_row(row: consultation::Model) -> Read<Consultati
             .transpose()?,
         lang: lang(T_CONSULTATIONS, id, &row.patient_lang)?,
         pay_token_hash: TokenHash::from_stored(row.pay_token_hash),
+        pay_link_generation: u32::try_from(row.pay_link_generation).map_err(|_| {
+            corrupt(
+                T_CONSULTATIONS,
+                id,
+                format!("pay link generation {}", row.pay_link_generation),
+            )
+        })?,
         created_by: row.created_by.map(UserId::from_uuid),
         created_at: row.created_at,
     })

@@ -46,6 +46,9 @@ pub struct Consultation {
     /// The patient's language: their e-mails and documents are in it.
     pub lang: Lang,
     pub pay_token_hash: TokenHash,
+    /// Which generation of the consultation's pay link is live (see
+    /// [`PayLinkSigner`](crate::system::PayLinkSigner)); reissuing moves it on.
+    pub pay_link_generation: u32,
     pub created_by: Option<UserId>,
     pub created_at: DateTime<Utc>,
 }
@@ -111,6 +114,7 @@ mod tests {
             service: None,
             lang: Lang::Fr,
             pay_token_hash: PayToken::from_random(&"a".repeat(43)).hash(),
+            pay_link_generation: 0,
             created_by: None,
             created_at: now(),
         };

@@ -31,12 +31,14 @@ pub trait ConsultationRepository: Send + Sync {
         hash: &TokenHash,
     ) -> Result<ConsultationRecord, RepositoryError>;
 
-    /// Replaces the consultation's pay-token hash: the previous link stops working.
-    /// MUST return [`RepositoryError::NotFound`] if there is no such consultation.
+    /// Replaces the consultation's pay-token hash and the link's generation: the
+    /// previous link stops working. MUST return [`RepositoryError::NotFound`] if there
+    /// is no such consultation.
     async fn replace_pay_token(
         &self,
         id: ConsultationId,
         hash: &TokenHash,
+        generation: u32,
     ) -> Result<(), RepositoryError>;
 
     /// Consultations of these practitioners starting at or after `from`, soonest

@@ -30,7 +30,7 @@ use crate::practitioner::service::RETRIES;
 use crate::receipt::Document;
 use crate::repository::RepositoryError;
 use crate::secrets::PayToken;
-use crate::system::{Clock, IdGenerator, SecretGenerator, now_micros};
+use crate::system::{Clock, IdGenerator, PayLinkSigner, now_micros};
 
 /// How the consultation is paid, as chosen when scheduling.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,7 +97,7 @@ pub struct SchedulingService {
     pub(crate) idempotency: Arc<dyn IdempotencyStore>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) ids: Arc<dyn IdGenerator>,
-    pub(crate) secrets: Arc<dyn SecretGenerator>,
+    pub(crate) links: Arc<dyn PayLinkSigner>,
     pub(crate) config: BillingConfig,
 }
 
@@ -139,7 +139,7 @@ impl SchedulingService {
                 let Some(id) = existing.resource else {
                     return Err(BillingError::IdempotencyKeyInFlight);
                 };
-                return self.reissue_link(ConsultationId::from_uuid(id)).await;
+                return self.replay(ConsultationId::from_uuid(id)).await;
             }
         }
         let result = self.schedule_now(actor, request, now).await;
@@ -191,7 +191,7 @@ impl SchedulingService {
                 (Some(payment), service.map(|s| s.name().clone()))
             }
         };
-        let token = PayToken::from_random(&self.secrets.secret());
+        let token = self.links.pay_token(id, 0);
         let consultation = Consultation {
             id,
             practitioner: practitioner.id,
@@ -205,6 +205,7 @@ impl SchedulingService {
             service,
             lang: request.patient_lang,
             pay_token_hash: token.hash(),
+            pay_link_generation: 0,
             created_by: match actor {
                 Actor::Staff(u) => Some(u.id),
                 _ => None,
@@ -273,12 +274,34 @@ impl SchedulingService {
         Ok((payment, service))
     }
 
-    async fn reissue_link(&self, id: ConsultationId) -> Result<Scheduled, BillingError> {
+    /// What a replayed scheduling request answers: the consultation and its live link,
+    /// changing nothing. Only a link made before links were derived (its hash is of a
+    /// random token) must be reissued to be shown.
+    async fn replay(&self, id: ConsultationId) -> Result<Scheduled, BillingError> {
         let record = self.consultations.get(id).await?;
-        let token = PayToken::from_random(&self.secrets.secret());
+        let token = self
+            .links
+            .pay_token(id, record.consultation.pay_link_generation);
+        if token.hash() != record.consultation.pay_token_hash {
+            return self.reissue_link(id).await;
+        }
+        let pay_url = self.config.pay_url(&token);
+        Ok(Scheduled {
+            record,
+            pay_token: token,
+            pay_url,
+        })
+    }
+
+    async fn reissue_link(&self, id: ConsultationId) -> Result<Scheduled, BillingError> {
+        let mut record = self.consultations.get(id).await?;
+        let generation = record.consultation.pay_link_generation.saturating_add(1);
+        let token = self.links.pay_token(id, generation);
         self.consultations
-            .replace_pay_token(id, &token.hash())
+            .replace_pay_token(id, &token.hash(), generation)
             .await?;
+        record.consultation.pay_token_hash = token.hash();
+        record.consultation.pay_link_generation = generation;
         let pay_url = self.config.pay_url(&token);
         Ok(Scheduled {
             record,
@@ -297,6 +320,19 @@ impl SchedulingService {
         let record = self.get(actor, id).await?;
         authorize(actor, Action::Schedule, record.consultation.practitioner)?;
         self.reissue_link(id).await
+    }
+
+    /// The consultation's live pay link, shown again to its staff (it is derived, never
+    /// stored). `None` for a link made before links were derived: reissue it.
+    pub async fn pay_link(&self, actor: &Actor, id: ConsultationId) -> Result<Option<String>, BillingError> {
+        let record = self.get(actor, id).await?;
+        Ok(self.live_pay_link(&record.consultation))
+    }
+
+    /// The pay link of `c`, if it is the one its stored hash is of.
+    pub(crate) fn live_pay_link(&self, c: &Consultation) -> Option<String> {
+        let token = self.links.pay_token(c.id, c.pay_link_generation);
+        (token.hash() == c.pay_token_hash).then(|| self.config.pay_url(&token))
     }
 
     /// A consultation with its payment (staff of that practitioner).

@@ -15,6 +15,8 @@ pub struct Model {
     pub payment_mode: String,
     #[sea_orm(unique)]
     pub pay_token_hash: String,
+    /// The live generation of the pay link (reissuing moves it on).
+    pub pay_link_generation: i64,
     /// The chosen service's name, if any.
     pub service_name: Option<String>,
     /// `fr` or `en`.

@@ -65,6 +65,7 @@ enum Consultations {
     Table,
     ServiceName,
     PatientLang,
+    PayLinkGeneration,
 }
 
 #[derive(DeriveIden)]
@@ -88,6 +89,9 @@ impl Migration {
         vec![
             string_null(Consultations::ServiceName),
             string(Consultations::PatientLang).default("fr").to_owned(),
+            big_integer(Consultations::PayLinkGeneration)
+                .default(0)
+                .to_owned(),
         ]
     }
 }

@@ -81,11 +81,16 @@ impl ConsultationRepository for Store {
         &self,
         id: ConsultationId,
         hash: &TokenHash,
+        generation: u32,
     ) -> Result<(), RepositoryError> {
         let written = consultation::Entity::update_many()
             .col_expr(
                 consultation::Column::PayTokenHash,
                 Expr::value(hash.as_str().to_owned()),
+            )
+            .col_expr(
+                consultation::Column::PayLinkGeneration,
+                Expr::value(i64::from(generation)),
             )
             .filter(consultation::Column::Id.eq(id.as_uuid()))
             .exec(self.writer())

@@ -126,6 +126,7 @@ mod tests {
                 service: None,
                 lang: billing_core::Lang::Fr,
                 pay_token_hash: PayToken::from_random(&"p".repeat(43)).hash(),
+                pay_link_generation: 0,
                 created_by: None,
                 created_at: now,
             },

@@ -107,6 +107,7 @@ pub fn consultation(
         service: None,
         lang: billing_core::Lang::Fr,
         pay_token_hash: pay_token_hash(),
+        pay_link_generation: 0,
         created_by: None,
         created_at: t0(),
     }

@@ -190,13 +190,15 @@ async fn the_cap_is_the_explicit_amount_else_the_service_price_else_the_default(
 async fn a_consultation_without_online_payment_needs_no_stripe_link_and_opens_the_room() {
     let mut m = Mocks::new();
     m.practitioner_is(&practitioner_with(DR, StripeLink::Unlinked));
-    let token_hash = PayToken::from_random(&secret(1)).hash();
+    let link = derived_link(ConsultationId::from_uuid(generated_id(1)), 0);
+    let token_hash = link.hash();
     m.consultations
         .expect_create()
         .withf(move |r, _| {
             r.payment.is_none()
                 && r.consultation.payment_mode == PaymentMode::None
                 && r.consultation.pay_token_hash == token_hash
+                && r.consultation.pay_link_generation == 0
                 && r.consultation.id == ConsultationId::from_uuid(generated_id(1))
         })
         .times(1)
@@ -210,10 +212,10 @@ async fn a_consultation_without_online_payment_needs_no_stripe_link_and_opens_th
         .unwrap();
 
     assert!(scheduled.record.can_enter());
-    assert_eq!(scheduled.pay_token.expose(), secret(1));
+    assert_eq!(scheduled.pay_token, link);
     assert_eq!(
         scheduled.pay_url,
-        format!("https://pay.example.org/pay/{}", secret(1))
+        format!("https://pay.example.org/pay/{}", link.expose())
     );
 }
 
@@ -316,7 +318,8 @@ async fn a_first_request_with_an_idempotency_key_records_what_it_created() {
 }
 
 #[tokio::test]
-async fn a_replayed_idempotency_key_returns_the_same_consultation_with_a_fresh_link() {
+async fn a_replayed_idempotency_key_returns_the_same_consultation_and_link_and_changes_nothing()
+{
     let mut m = Mocks::new();
     let req = request(online(None, None));
     let first = existing_key(&req, Some(CONSULTATION.as_uuid()));
@@ -324,14 +327,12 @@ async fn a_replayed_idempotency_key_returns_the_same_consultation_with_a_fresh_l
         .expect_reserve()
         .times(1)
         .returning(move |_| Ok(first.clone()));
-    let stored = record(Some(scheduled_payment()));
+    let mut stored = record(Some(scheduled_payment()));
+    let link = derived_link(CONSULTATION, 2);
+    stored.consultation.pay_token_hash = link.hash();
+    stored.consultation.pay_link_generation = 2;
     m.consultation_is(&stored);
-    let fresh = PayToken::from_random(&secret(1)).hash();
-    m.consultations
-        .expect_replace_pay_token()
-        .withf(move |id, hash| *id == CONSULTATION && *hash == fresh)
-        .times(1)
-        .returning(|_, _| Ok(()));
+    m.consultations.expect_replace_pay_token().never();
     creates(&mut m, 0);
     m.practitioners.expect_get().never();
     m.idempotency.expect_complete().never();
@@ -344,11 +345,37 @@ async fn a_replayed_idempotency_key_returns_the_same_consultation_with_a_fresh_l
         .unwrap();
 
     assert_eq!(replay.record, stored);
-    assert_ne!(replay.pay_token.hash(), stored.consultation.pay_token_hash);
+    assert_eq!(replay.pay_token.hash(), stored.consultation.pay_token_hash);
     assert_eq!(
         replay.pay_url,
-        format!("https://pay.example.org/pay/{}", secret(1))
+        format!("https://pay.example.org/pay/{}", link.expose())
     );
+}
+
+#[tokio::test]
+async fn a_replay_of_a_link_made_before_links_were_derived_reissues_it() {
+    let mut m = Mocks::new();
+    let req = request(online(None, None));
+    let first = existing_key(&req, Some(CONSULTATION.as_uuid()));
+    m.idempotency
+        .expect_reserve()
+        .returning(move |_| Ok(first.clone()));
+    let stored = record(Some(scheduled_payment()));
+    m.consultation_is(&stored);
+    let fresh = derived_link(CONSULTATION, 1).hash();
+    m.consultations
+        .expect_replace_pay_token()
+        .withf(move |id, hash, generation| *id == CONSULTATION && *hash == fresh && *generation == 1)
+        .times(1)
+        .returning(|_, _, _| Ok(()));
+    let replay = m
+        .build()
+        .scheduling
+        .schedule(&dr(), &req, Some("k1"))
+        .await
+        .unwrap();
+    assert_eq!(replay.pay_token, derived_link(CONSULTATION, 1));
+    assert_eq!(replay.record.consultation.pay_link_generation, 1);
 }
 
 #[tokio::test]

@@ -205,7 +205,7 @@ pub async fn replacing_the_pay_token_retires_the_previous_one(store: Store) {
     let old = record.consultation.pay_token_hash.clone();
     let new = pay_token_hash();
     store
-        .replace_pay_token(record.consultation.id, &new)
+        .replace_pay_token(record.consultation.id, &new, 3)
         .await
         .unwrap();
     assert!(matches!(
@@ -214,9 +214,10 @@ pub async fn replacing_the_pay_token_retires_the_previous_one(store: Store) {
     ));
     let found = store.find_by_pay_token(&new).await.unwrap();
     assert_eq!(found.consultation.id, record.consultation.id);
+    assert_eq!(found.consultation.pay_link_generation, 3);
     assert!(matches!(
         store
-            .replace_pay_token(ConsultationId::from_uuid(new_uuid()), &pay_token_hash())
+            .replace_pay_token(ConsultationId::from_uuid(new_uuid()), &pay_token_hash(), 1)
             .await,
         Err(RepositoryError::NotFound)
     ));
