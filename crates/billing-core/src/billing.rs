@@ -15,6 +15,7 @@ use crate::payment::service::{
 };
 use crate::practitioner::ports::{OAuthStateRepository, PractitionerRepository, ServiceRepository};
 use crate::practitioner::service::{CatalogueService, ConnectService};
+use crate::outbox::{Mailer, OutboxRepository, OutboxService};
 use crate::receipt::{DocumentRenderer, DocumentService};
 use crate::staff::{StaffService, UserRepository};
 use crate::system::{Clock, IdGenerator, PayLinkSigner, SecretGenerator};
@@ -30,6 +31,10 @@ pub struct Deps {
     pub webhook_inbox: Arc<dyn WebhookInbox>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub users: Arc<dyn UserRepository>,
+    /// The e-mail outbox.
+    pub outbox: Arc<dyn OutboxRepository>,
+    /// Sends the outbox's e-mail; without one, messages stay queued (and visible).
+    pub mailer: Option<Arc<dyn Mailer>>,
     pub audit: Arc<dyn AuditLog>,
     pub gateway: Arc<dyn PaymentGateway>,
     /// Turns receipts and credit notes into PDF files.
@@ -71,6 +76,8 @@ pub struct Billing {
     pub staff: StaffService,
     /// Receipts and credit notes as files.
     pub documents: DocumentService,
+    /// E-mail: delivery (a job), the staff's view, pay links sent again.
+    pub outbox: OutboxService,
     /// Present only in sandbox mode.
     pub sandbox: Option<SandboxService>,
     pub config: BillingConfig,
@@ -97,6 +104,7 @@ impl Billing {
             payments: deps.payments.clone(),
             consultations: deps.consultations.clone(),
             practitioners: deps.practitioners.clone(),
+            ids: deps.ids.clone(),
             gateway: deps.gateway.clone(),
             clock: deps.clock.clone(),
             observer: deps.observer.clone(),
@@ -125,6 +133,20 @@ impl Billing {
                 config: config.clone(),
             },
             ledger: ledger.clone(),
+            outbox: deps.outbox.clone(),
+            config: config.clone(),
+        };
+        let documents = DocumentService::new(deps.renderer.clone());
+        let outbox = OutboxService {
+            outbox: deps.outbox.clone(),
+            consultations: deps.consultations.clone(),
+            practitioners: deps.practitioners.clone(),
+            payments: deps.payments.clone(),
+            documents: documents.clone(),
+            links: deps.pay_links.clone(),
+            mailer: deps.mailer.clone(),
+            clock: deps.clock.clone(),
+            ids: deps.ids.clone(),
             config: config.clone(),
         };
         Billing {
@@ -168,11 +190,13 @@ impl Billing {
                 deps.secrets.clone(),
                 config.clone(),
             ),
-            documents: DocumentService::new(deps.renderer.clone()),
+            outbox: outbox.clone(),
+            documents,
             sandbox: deps.sandbox.map(|sandbox| SandboxService {
                 sandbox,
                 webhooks: webhooks.clone(),
                 jobs: reconcile,
+                outbox: outbox.clone(),
             }),
             connect,
             webhooks,

@@ -153,6 +153,7 @@ pub mod format;
 pub mod gateway;
 pub mod ids;
 pub mod money;
+pub mod outbox;
 pub mod payment;
 pub mod practitioner;
 pub mod receipt;

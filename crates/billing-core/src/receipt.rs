@@ -372,6 +372,18 @@ pub trait DocumentRenderer: Send + Sync {
     fn pdf(&self, sheet: &Sheet) -> Result<Vec<u8>, RenderError>;
 }
 
+/// `note-d-honoraires-2026-000123.pdf`, `avoir-2026-000124.pdf` (or their English
+/// names).
+pub fn file_name(doc: &Document, lang: Lang) -> String {
+    let stem = match (doc.draft.kind, lang) {
+        (DocumentKind::Receipt, Lang::Fr) => "note-d-honoraires",
+        (DocumentKind::Receipt, Lang::En) => "receipt",
+        (DocumentKind::CreditNote, Lang::Fr) => "avoir",
+        (DocumentKind::CreditNote, Lang::En) => "credit-note",
+    };
+    format!("{stem}-{}.pdf", doc.number)
+}
+
 /// Which document of a payment: its receipt, or one of its credit notes by number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DocumentRef {
@@ -408,7 +420,12 @@ impl DocumentService {
 
     /// `doc` as a PDF in `lang`.
     pub fn pdf(&self, doc: &Document, lang: Lang) -> Result<Vec<u8>, BillingError> {
-        Ok(self.renderer.pdf(&sheet(doc, lang))?)
+        self.render(&sheet(doc, lang))
+    }
+
+    /// A laid-out document as a PDF.
+    pub fn render(&self, sheet: &Sheet) -> Result<Vec<u8>, BillingError> {
+        Ok(self.renderer.pdf(sheet)?)
     }
 
     /// The document `which` of `documents`: [`BillingError::ReceiptNotIssued`] when

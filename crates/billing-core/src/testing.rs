@@ -494,6 +494,10 @@ pub(crate) struct Mocks {
     pub(crate) gateway: MockPaymentGateway,
     pub(crate) connect: MockConnectOnboarding,
     pub(crate) webhook_verifier: MockWebhookVerifier,
+    pub(crate) outbox: crate::outbox::MockOutboxRepository,
+    pub(crate) renderer: crate::receipt::MockDocumentRenderer,
+    /// Set to send e-mail (none: messages stay queued).
+    pub(crate) mailer: Option<crate::outbox::MockMailer>,
     /// Set for sandbox mode (the sandbox service exists only with it).
     pub(crate) sandbox: Option<MockSandboxControl>,
 }
@@ -513,6 +517,9 @@ impl Mocks {
             gateway: MockPaymentGateway::new(),
             connect: MockConnectOnboarding::new(),
             webhook_verifier: MockWebhookVerifier::new(),
+            outbox: crate::outbox::MockOutboxRepository::new(),
+            renderer: crate::receipt::MockDocumentRenderer::new(),
+            mailer: None,
             sandbox: None,
         }
     }
@@ -555,9 +562,13 @@ impl Mocks {
                 webhook_inbox: Arc::new(self.webhook_inbox),
                 idempotency: Arc::new(self.idempotency),
                 users: Arc::new(MockUserRepository::new()),
+                outbox: Arc::new(self.outbox),
+                mailer: self
+                    .mailer
+                    .map(|m| Arc::new(m) as Arc<dyn crate::outbox::Mailer>),
                 audit: Arc::new(self.audit),
                 gateway: Arc::new(self.gateway),
-                renderer: Arc::new(crate::receipt::MockDocumentRenderer::new()),
+                renderer: Arc::new(self.renderer),
                 connect: Arc::new(self.connect),
                 webhook_verifier: Arc::new(self.webhook_verifier),
                 sandbox: self
@@ -606,8 +617,8 @@ impl Mocks {
             .returning(move |_| Ok(p.clone()));
     }
 
-    /// What a receipt or a credit note is drafted from: `DR` and `CONSULTATION` (for
-    /// tests whose payment gets captured or refunded).
+    /// What a receipt, a credit note or an e-mail is drafted from: `DR` and
+    /// `CONSULTATION` (for tests whose payment is held, captured or refunded).
     pub(crate) fn documents_readable(&mut self) {
         self.practitioner_is(&practitioner());
         let r = record(Some(authorized()));

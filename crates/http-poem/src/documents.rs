@@ -2,7 +2,7 @@
 //! pay link, the dashboard, the API): which document a path names, its file name, and
 //! the PDF response.
 
-use billing_core::receipt::{Document, DocumentKind, DocumentNumber, DocumentRef, DocumentService};
+use billing_core::receipt::{Document, DocumentNumber, DocumentRef, DocumentService, file_name};
 use billing_core::{BillingError, Lang};
 use poem::http::header;
 use poem::{IntoResponse, Response};
@@ -17,18 +17,6 @@ pub fn credit_note(segment: &str) -> Option<DocumentRef> {
         .parse::<DocumentNumber>()
         .ok()
         .map(DocumentRef::CreditNote)
-}
-
-/// `note-d-honoraires-2026-000123.pdf`, `avoir-2026-000124.pdf` (or their English
-/// names).
-pub fn file_name(doc: &Document, lang: Lang) -> String {
-    let stem = match (doc.draft.kind, lang) {
-        (DocumentKind::Receipt, Lang::Fr) => "note-d-honoraires",
-        (DocumentKind::Receipt, Lang::En) => "receipt",
-        (DocumentKind::CreditNote, Lang::Fr) => "avoir",
-        (DocumentKind::CreditNote, Lang::En) => "credit-note",
-    };
-    format!("{stem}-{}.pdf", doc.number)
 }
 
 /// The PDF of the document `which` among `documents`, with its file name.

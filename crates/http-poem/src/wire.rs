@@ -431,6 +431,9 @@ pub struct ProfileView {
     pub siret: Option<String>,
     /// What receipts print (the practitioner's own, or the default exemption).
     pub vat_mention: String,
+    /// Where ConsultPay writes to the practitioner (holds about to lapse, failed
+    /// refunds, disputes).
+    pub email: Option<String>,
 }
 
 impl From<&Profile> for ProfileView {
@@ -442,6 +445,7 @@ impl From<&Profile> for ProfileView {
             health_register: p.health_id().map(|h| h.register().to_owned()),
             siret: p.siret().map(|s| s.as_str().to_owned()),
             vat_mention: p.vat_mention().to_owned(),
+            email: p.email().map(|e| e.as_str().to_owned()),
         }
     }
 }
@@ -456,6 +460,7 @@ pub struct ProfileInputView {
     pub health_id: Option<String>,
     pub siret: Option<String>,
     pub vat_mention: Option<String>,
+    pub email: Option<String>,
 }
 
 impl ProfileInputView {
@@ -467,6 +472,7 @@ impl ProfileInputView {
             health_id: text(&self.health_id),
             siret: text(&self.siret),
             vat_mention: text(&self.vat_mention),
+            email: text(&self.email),
         }
     }
 }

@@ -130,6 +130,7 @@ fn step(p: &Payment, event: &PaymentEvent) -> (Payment, ChangeLog) {
             .subject(p.id().as_uuid()),
         ],
         documents: vec![],
+        messages: vec![],
     };
     (*payment, log)
 }

@@ -198,6 +198,7 @@ pub(crate) fn practitioner_row(p: &Practitioner) -> Result<practitioner::Model, 
         health_id: p.profile.health_id().map(|h| h.number().to_owned()),
         siret: p.profile.siret().map(|s| s.as_str().to_owned()),
         vat_mention: p.profile.custom_vat_mention().map(str::to_owned),
+        contact_email: p.profile.email().map(|e| e.as_str().to_owned()),
         version: p.version,
         created_at: at(p.created_at),
         updated_at: at(p.updated_at),
@@ -378,6 +379,7 @@ pub(crate) fn practitioner_from_row(row: practitioner::Model) -> Read<Practition
         health_id: row.health_id.clone().unwrap_or_default(),
         siret: row.siret.clone().unwrap_or_default(),
         vat_mention: row.vat_mention.clone().unwrap_or_default(),
+        email: row.contact_email.clone().unwrap_or_default(),
     })
     .map_err(|(field, e)| corrupt(T_PRACTITIONERS, id, format!("{field}: {e}")))?;
     Ok(Practitioner {

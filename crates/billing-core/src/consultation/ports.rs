@@ -6,19 +6,22 @@ use chrono::{DateTime, Utc};
 use crate::audit::AuditEntry;
 use crate::consultation::model::ConsultationRecord;
 use crate::ids::{ConsultationId, PractitionerId};
+use crate::outbox::Message;
 use crate::repository::RepositoryError;
 use crate::secrets::TokenHash;
 
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait ConsultationRepository: Send + Sync {
-    /// Stores the consultation and its payment (if any) and appends `audit`, all in one
-    /// transaction. MUST return [`RepositoryError::Duplicate`] if the consultation id,
-    /// the payment id or the pay-token hash is already stored (nothing is written).
+    /// Stores the consultation and its payment (if any), appends `audit` and queues
+    /// `messages` (the pay link e-mail), all in one transaction. MUST return
+    /// [`RepositoryError::Duplicate`] if the consultation id, the payment id or the
+    /// pay-token hash is already stored (nothing is written).
     async fn create(
         &self,
         record: &ConsultationRecord,
         audit: &AuditEntry,
+        messages: &[Message],
     ) -> Result<(), RepositoryError>;
 
     /// MUST return [`RepositoryError::NotFound`] if there is no such consultation.

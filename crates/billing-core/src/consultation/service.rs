@@ -15,6 +15,7 @@ use crate::error::BillingError;
 use crate::gateway::{CheckoutMode, CheckoutRequest, CheckoutStart, HoldRequest};
 use crate::ids::{ConnectedAccountId, ConsultationId, PaymentId, PractitionerId, ServiceId};
 use crate::money::AmountInput;
+use crate::outbox::compose;
 use crate::payment::ledger::Ledger;
 use crate::payment::model::{
     CheckoutRef, DEFAULT_HOLD_VALIDITY_DAYS, EventKind, IdempotencyKey, IllegalTransition, Lang,
@@ -227,7 +228,18 @@ impl SchedulingService {
             consultation,
             payment,
         };
-        self.consultations.create(&record, &audit).await?;
+        let messages: Vec<_> = compose::pay_link(
+            &record,
+            &practitioner,
+            self.ids.new_id(),
+            &format!("pay_link:{id}:0"),
+            now,
+        )
+        .into_iter()
+        .collect();
+        self.consultations
+            .create(&record, &audit, &messages)
+            .await?;
         let pay_url = self.config.pay_url(&token);
         Ok(Scheduled {
             record,
@@ -633,6 +645,7 @@ impl PatientService {
                     .subject(payment.id().as_uuid()),
                 ],
                 documents: Vec::new(),
+                messages: Vec::new(),
             };
             match self
                 .ledger

@@ -19,9 +19,10 @@ use crate::payment::model::{
 use crate::payment::ports::{ChangeLog, HistoryEntry, PaymentRepository};
 use crate::practitioner::ports::PractitionerRepository;
 use crate::practitioner::service::RETRIES;
-use crate::receipt::{self, DocumentDraft};
+use crate::outbox::compose;
+use crate::receipt;
 use crate::repository::RepositoryError;
-use crate::system::{Clock, now_micros};
+use crate::system::{Clock, IdGenerator, now_micros};
 
 /// A move of the state machine, as reported back to callers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +68,8 @@ pub(crate) struct Ledger {
     /// Read when a change issues a receipt or a credit note (what it prints).
     pub(crate) consultations: Arc<dyn ConsultationRepository>,
     pub(crate) practitioners: Arc<dyn PractitionerRepository>,
+    /// Ids of the messages a change queues.
+    pub(crate) ids: Arc<dyn IdGenerator>,
     pub(crate) gateway: Arc<dyn PaymentGateway>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) observer: Option<Arc<dyn PaymentObserver>>,
@@ -232,7 +235,7 @@ impl Ledger {
                     changes: vec![],
                 });
             };
-            log.documents = self.documents_due(&current, &next, now).await?;
+            self.side_effects(&current, &next, now, &mut log).await?;
             match self.payments.update(&next, current.version(), &log).await {
                 Ok(()) => {
                     if let Some(observer) = &self.observer {
@@ -250,24 +253,34 @@ impl Ledger {
         Err(BillingError::Conflict)
     }
 
-    /// The receipt and credit notes the move from `before` to `after` issues, drafted
-    /// from the consultation and the practitioner as they are now.
-    async fn documents_due(
+    /// What the move from `before` to `after` issues besides itself, written in its
+    /// transaction: receipts and credit notes, drafted from the consultation and the
+    /// practitioner as they are now, and the e-mail it sends.
+    async fn side_effects(
         &self,
         before: &Payment,
         after: &Payment,
         now: DateTime<Utc>,
-    ) -> Result<Vec<DocumentDraft>, BillingError> {
+        log: &mut ChangeLog,
+    ) -> Result<(), BillingError> {
         let due = receipt::due(before, after, now);
-        if due.is_empty() {
-            return Ok(Vec::new());
+        let notices = compose::notices(before, after);
+        if due.is_empty() && notices.is_empty() {
+            return Ok(());
         }
         let record = self.consultations.get(after.consultation()).await?;
         let practitioner = self.practitioners.get(after.practitioner()).await?;
-        Ok(due
+        log.documents = due
             .into_iter()
             .map(|d| receipt::draft(d, after, &practitioner, &record.consultation, now))
-            .collect())
+            .collect();
+        log.messages = notices
+            .iter()
+            .filter_map(|n| {
+                compose::message(n, after, &record, &practitioner, self.ids.new_id(), now)
+            })
+            .collect();
+        Ok(())
     }
 
     /// Writes gateway facts to the payment (stale ones skipped), re-reading and
@@ -356,6 +369,7 @@ impl Ledger {
                     .detail(message),
                 ],
                 documents: Vec::new(),
+                messages: Vec::new(),
             };
             Ok(Some((next, log, vec![])))
         })
@@ -450,6 +464,7 @@ impl Ledger {
                 }],
                 audit: vec![],
                 documents: Vec::new(),
+                messages: Vec::new(),
             };
             match self.payments.update(&next, current.version(), &log).await {
                 Ok(()) => return Ok(Some(Begun::Proceed(next))),

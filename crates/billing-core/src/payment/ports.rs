@@ -13,6 +13,7 @@ use crate::contact::DisplayName;
 use crate::ids::{EventId, PaymentId, PaymentIntentId, PractitionerId};
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::model::{Payment, PaymentStatus};
+use crate::outbox::Message;
 use crate::receipt::{Document, DocumentDraft};
 use crate::repository::RepositoryError;
 
@@ -39,6 +40,11 @@ pub struct ChangeLog {
     /// Receipts and credit notes the change issues, to be numbered in the
     /// transaction (see [`PaymentRepository::update`]).
     pub documents: Vec<DocumentDraft>,
+    /// E-mail the change sends, queued in the same transaction (a `dedupe` key
+    /// already queued is skipped, as [`OutboxRepository::enqueue`] does).
+    ///
+    /// [`OutboxRepository::enqueue`]: crate::outbox::OutboxRepository::enqueue
+    pub messages: Vec<Message>,
 }
 
 /// Whose payments a query is about.

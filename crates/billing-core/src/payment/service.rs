@@ -28,6 +28,7 @@ use crate::payment::ports::{
     PaymentQuery, PaymentRow, PaymentScope, Reservation, WebhookInbox,
 };
 use crate::practitioner::service::ConnectService;
+use crate::outbox::{DeliveryReport, OutboxRepository, OutboxService, compose};
 use crate::receipt::Document;
 use crate::repository::RepositoryError;
 
@@ -979,6 +980,7 @@ impl ReconcileReport {
 pub struct ReconcileService {
     pub(crate) holds: HoldService,
     pub(crate) ledger: Ledger,
+    pub(crate) outbox: Arc<dyn OutboxRepository>,
     pub(crate) config: BillingConfig,
 }
 
@@ -1029,12 +1031,43 @@ impl ReconcileService {
             .payments
             .holds_due(&PaymentScope::All, now + self.config.expiring_within)
             .await?;
-        report.expiring = soon
+        let soon: Vec<_> = soon
             .into_iter()
             .filter(|r| !r.payment.is_lapsed(now))
-            .map(|r| r.payment.id())
             .collect();
+        report.expiring = soon.iter().map(|r| r.payment.id()).collect();
+        self.warn_expiring(&soon, now).await?;
         Ok(report)
+    }
+
+    /// Writes to the practitioner about holds nearing their deadline that nothing will
+    /// renew (no saved card, or its renewal was refused), once per deadline (C10).
+    async fn warn_expiring(
+        &self,
+        rows: &[PaymentRow],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), BillingError> {
+        let mut practitioners = std::collections::HashMap::new();
+        let mut messages = Vec::new();
+        for row in rows {
+            let p = &row.payment;
+            if p.saved_card().is_some() && p.failure().is_none() {
+                continue;
+            }
+            let who = p.practitioner();
+            if !practitioners.contains_key(&who) {
+                practitioners.insert(who, self.holds.practitioners.get(who).await?);
+            }
+            if let Some(m) = practitioners.get(&who).and_then(|pr| {
+                compose::hold_expiring(row, pr, self.ledger.ids.new_id(), now)
+            }) {
+                messages.push(m);
+            }
+        }
+        if !messages.is_empty() {
+            self.outbox.enqueue(&messages).await?;
+        }
+        Ok(())
     }
 
     /// A hold past our deadline: what Stripe says decides. A later deadline from
@@ -1143,6 +1176,7 @@ pub struct SandboxService {
     pub(crate) sandbox: Arc<dyn SandboxControl>,
     pub(crate) webhooks: WebhookService,
     pub(crate) jobs: ReconcileService,
+    pub(crate) outbox: OutboxService,
 }
 
 impl std::fmt::Debug for SandboxService {
@@ -1226,6 +1260,7 @@ impl SandboxService {
         }
         let mut left = seconds;
         let mut jobs = ReconcileReport::default();
+        let mut mail = DeliveryReport::default();
         loop {
             let tick = left.min(JOB_TICK_SECS);
             left -= tick;
@@ -1235,10 +1270,12 @@ impl SandboxService {
                 .await?;
             self.apply_all(&advance.events).await?;
             jobs.absorb(self.jobs.run_once().await?);
+            mail.absorb(self.outbox.deliver_due().await?);
             if left == 0 {
                 return Ok(ClockAdvanced {
                     now: advance.now,
                     jobs,
+                    mail,
                 });
             }
         }
@@ -1257,6 +1294,8 @@ pub const JOB_TICK_SECS: i64 = 3600;
 pub struct ClockAdvanced {
     pub now: chrono::DateTime<chrono::Utc>,
     pub jobs: ReconcileReport,
+    /// E-mail sent (or retried) as its time came.
+    pub mail: DeliveryReport,
 }
 
 #[cfg(test)]

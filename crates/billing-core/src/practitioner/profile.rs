@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use crate::contact::{ContactError, EmailAddress};
+
 /// The VAT mention printed when the practitioner sets none: medical care is exempt.
 pub const DEFAULT_VAT_MENTION: &str = "TVA non applicable, article 261-4-1° du CGI";
 
@@ -17,6 +19,8 @@ pub enum ProfileError {
     HealthId,
     #[error("a SIRET number has 14 digits and a valid check digit")]
     Siret,
+    #[error(transparent)]
+    Email(#[from] ContactError),
 }
 
 /// Trimmed free text of at most `max` characters; line breaks allowed where
@@ -139,6 +143,9 @@ pub struct Profile {
     health_id: Option<HealthId>,
     siret: Option<Siret>,
     vat_mention: Option<String>,
+    /// Where ConsultPay writes to the practitioner (holds about to lapse, failed
+    /// refunds, disputes).
+    email: Option<EmailAddress>,
 }
 
 /// The profile as typed in a form or sent to the API: blank means not set.
@@ -149,6 +156,7 @@ pub struct ProfileInput {
     pub health_id: String,
     pub siret: String,
     pub vat_mention: String,
+    pub email: String,
 }
 
 impl Profile {
@@ -179,12 +187,18 @@ impl Profile {
             false,
         )
         .map_err(|e| ("vat_mention", e))?;
+        let email = Some(input.email.trim())
+            .filter(|s| !s.is_empty())
+            .map(EmailAddress::parse)
+            .transpose()
+            .map_err(|e| ("email", ProfileError::Email(e)))?;
         Ok(Profile {
             profession,
             address,
             health_id,
             siret,
             vat_mention,
+            email,
         })
     }
 
@@ -200,7 +214,17 @@ impl Profile {
                 .unwrap_or_default(),
             siret: self.siret.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
             vat_mention: self.vat_mention.clone().unwrap_or_default(),
+            email: self
+                .email
+                .as_ref()
+                .map(|e| e.as_str().to_owned())
+                .unwrap_or_default(),
         }
+    }
+
+    /// Where the practitioner's notifications go, if set.
+    pub fn email(&self) -> Option<&EmailAddress> {
+        self.email.as_ref()
     }
 
     pub fn profession(&self) -> Option<&str> {
@@ -236,6 +260,7 @@ mod tests {
             health_id: "100 0000 0009".into(),
             siret: "732 829 320 00074".into(),
             vat_mention: String::new(),
+            email: " cabinet@example.org ".into(),
         }
     }
 
@@ -247,6 +272,7 @@ mod tests {
         assert_eq!(p.health_id().unwrap().to_string(), "RPPS 10000000009");
         assert_eq!(p.siret().unwrap().as_str(), "73282932000074");
         assert_eq!(p.vat_mention(), DEFAULT_VAT_MENTION);
+        assert_eq!(p.email().map(EmailAddress::as_str), Some("cabinet@example.org"));
         assert_eq!(Profile::parse(&p.to_input()).unwrap(), p);
     }
 
@@ -286,5 +312,8 @@ mod tests {
         let mut i = input();
         i.siret = "123".into();
         assert_eq!(Profile::parse(&i), Err(("siret", ProfileError::Siret)));
+        let mut i = input();
+        i.email = "not an address".into();
+        assert!(matches!(Profile::parse(&i), Err(("email", _))));
     }
 }

@@ -24,6 +24,7 @@ fn psychologist() -> Practitioner {
         health_id: "10000000009".into(),
         siret: "73282932000074".into(),
         vat_mention: String::new(),
+        email: String::new(),
     })
     .unwrap();
     p

@@ -1127,6 +1127,7 @@ pub struct ProfileFormData {
     health_id: Option<String>,
     siret: Option<String>,
     vat_mention: Option<String>,
+    email: Option<String>,
 }
 
 /// `POST /dashboard/profile`: the practitioner's professional identity (receipts).
@@ -1143,6 +1144,7 @@ pub async fn profile_submit(
         health_id: text(&f.health_id),
         siret: text(&f.siret),
         vat_mention: text(&f.vat_mention),
+        email: text(&f.email),
     };
     match state
         .billing

@@ -48,6 +48,8 @@ pub struct Model {
     pub siret: Option<String>,
     /// The practitioner's own VAT mention; null prints the default.
     pub vat_mention: Option<String>,
+    /// Where the practitioner's notifications go.
+    pub contact_email: Option<String>,
     pub version: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

@@ -58,6 +58,7 @@ enum Practitioners {
     HealthId,
     Siret,
     VatMention,
+    ContactEmail,
 }
 
 #[derive(DeriveIden)]
@@ -82,6 +83,7 @@ impl Migration {
             string_null(Practitioners::HealthId),
             string_null(Practitioners::Siret),
             string_null(Practitioners::VatMention),
+            string_null(Practitioners::ContactEmail),
         ]
     }
 

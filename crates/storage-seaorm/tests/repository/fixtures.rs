@@ -176,6 +176,7 @@ pub fn step(p: &Payment, event: &PaymentEvent, at: DateTime<Utc>) -> (Payment, C
             .detail(format!("{from} → {to}")),
         ],
         documents: vec![],
+        messages: vec![],
     };
     (*payment, log)
 }

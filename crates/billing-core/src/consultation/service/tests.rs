@@ -38,7 +38,7 @@ fn creates(m: &mut Mocks, times: usize) {
     m.consultations
         .expect_create()
         .times(times)
-        .returning(|_, _| Ok(()));
+        .returning(|_, _, _| Ok(()));
 }
 
 // ---- C3: scheduling ------------------------------------------------------------------
@@ -161,13 +161,16 @@ async fn the_cap_is_the_explicit_amount_else_the_service_price_else_the_default(
         let cap = expected.ok();
         m.consultations
             .expect_create()
-            .withf(move |r, audit| {
+            .withf(move |r, audit, messages| {
                 r.consultation.payment_mode == PaymentMode::Online
                     && r.payment.as_ref().map(Payment::amount) == cap
                     && audit.action == AuditAction::Scheduled
+                    && matches!(messages, [m] if m.kind == crate::outbox::MessageKind::PayLink
+                        && m.to.as_str() == "martin@example.org"
+                        && m.dedupe == format!("pay_link:{}:0", r.consultation.id))
             })
             .times(usize::from(cap.is_some()))
-            .returning(|_, _| Ok(()));
+            .returning(|_, _, _| Ok(()));
         let result = m
             .build()
             .scheduling
@@ -194,7 +197,7 @@ async fn a_consultation_without_online_payment_needs_no_stripe_link_and_opens_th
     let token_hash = link.hash();
     m.consultations
         .expect_create()
-        .withf(move |r, _| {
+        .withf(move |r, _, _| {
             r.payment.is_none()
                 && r.consultation.payment_mode == PaymentMode::None
                 && r.consultation.pay_token_hash == token_hash
@@ -202,7 +205,7 @@ async fn a_consultation_without_online_payment_needs_no_stripe_link_and_opens_th
                 && r.consultation.id == ConsultationId::from_uuid(generated_id(1))
         })
         .times(1)
-        .returning(|_, _| Ok(()));
+        .returning(|_, _, _| Ok(()));
 
     let scheduled = m
         .build()
@@ -244,9 +247,9 @@ async fn a_practitioner_or_their_secretary_may_schedule_but_nobody_else() {
         let created_by = expected.ok().flatten();
         m.consultations
             .expect_create()
-            .withf(move |r, _| r.consultation.created_by == created_by)
+            .withf(move |r, _, _| r.consultation.created_by == created_by)
             .times(usize::from(expected.is_ok()))
-            .returning(|_, _| Ok(()));
+            .returning(|_, _, _| Ok(()));
         let result = m
             .build()
             .scheduling

@@ -1154,6 +1154,7 @@ async fn a_delivery_that_fails_verification_is_refused_before_anything_is_record
 #[tokio::test]
 async fn a_verified_hold_event_authorizes_the_payment_once() {
     let mut m = Mocks::new();
+    m.documents_readable();
     m.webhook_verifier
         .expect_verify()
         .withf(|sig, body| *sig == Some("t=1,v1=ab") && body == b"{\"id\":\"evt_1Webhook\"}")
@@ -1213,6 +1214,7 @@ async fn an_event_already_processed_is_acknowledged_and_not_applied_again() {
 #[tokio::test]
 async fn an_event_whose_processing_was_interrupted_is_applied_on_redelivery() {
     let mut m = Mocks::new();
+    m.documents_readable();
     claims(&mut m, Claim::Seen { processed: false });
     m.payment_is(&incomplete());
     m.payments
@@ -1438,6 +1440,7 @@ async fn a_platform_event_about_the_payments_own_intent_is_applied() {
     // A Stripe-compatible peer (or an endpoint on the platform) sends no `account`:
     // the intent recorded on the payment is still ours.
     let mut m = Mocks::new();
+    m.documents_readable();
     claims(&mut m, Claim::New);
     m.payment_is(&incomplete());
     m.payments
@@ -1501,6 +1504,7 @@ async fn an_intent_the_payment_does_not_know_is_adopted_only_as_read_back_from_i
     ];
     for (case, read_back, why) in table {
         let mut m = Mocks::new();
+        m.documents_readable();
         claims(&mut m, Claim::New);
         m.payment_is(&awaiting);
         m.gateway
@@ -1794,6 +1798,7 @@ async fn through_webhooks(payment: Payment, events: Vec<WebhookEvent>) -> Paymen
     let mut current = payment;
     for event in events {
         let mut m = Mocks::new();
+        m.documents_readable();
         m.webhook_inbox
             .expect_claim()
             .returning(|_, _, _| Ok(Claim::New));
@@ -1912,6 +1917,7 @@ async fn a_saved_card_event_moves_an_unpaid_payment_to_card_saved() {
     });
     let saved = step(&elements, PaymentEvent::CardSaved(saved_card()));
     let mut m = Mocks::new();
+    m.documents_readable();
     m.webhook_inbox
         .expect_claim()
         .times(1)
@@ -2104,6 +2110,7 @@ async fn an_account_update_for_another_account_than_the_events_is_ignored() {
 #[tokio::test]
 async fn a_webhook_that_loses_a_race_re_applies_its_facts_to_the_fresh_payment() {
     let mut m = Mocks::new();
+    m.documents_readable();
     claims(&mut m, Claim::New);
     let first = incomplete();
     // Meanwhile the patient's checkout was recorded: a new version.
@@ -2156,6 +2163,7 @@ async fn a_webhook_that_loses_a_race_re_applies_its_facts_to_the_fresh_payment()
 #[tokio::test]
 async fn an_event_whose_write_fails_is_not_marked_processed_so_the_retry_applies_it() {
     let mut m = Mocks::new();
+    m.documents_readable();
     claims(&mut m, Claim::New);
     m.payment_is(&incomplete());
     m.payments
@@ -2396,6 +2404,7 @@ async fn payments_the_gateway_cannot_tell_us_about_are_reported_and_left_alone()
 #[tokio::test]
 async fn holds_near_their_deadline_are_listed_and_left_alone() {
     let mut m = Mocks::new();
+    m.documents_readable();
     let soon = step(&incomplete(), hold(Some(now() + Duration::hours(24))));
     reconcile_reads(&mut m, vec![], vec![], vec![soon]);
     m.payments.expect_update().never();
@@ -2768,6 +2777,7 @@ async fn the_observer_hears_each_committed_status_change() {
     }
 
     let mut m = Mocks::new();
+    m.documents_readable();
     claims(&mut m, Claim::New);
     m.payment_is(&incomplete());
     m.payments

@@ -234,6 +234,7 @@ pub async fn the_practitioners_profile_and_the_consultations_service_and_languag
         health_id: "751234567".into(),
         siret: "73282932000074".into(),
         vat_mention: "TVA non applicable".into(),
+        email: "cabinet@example.org".into(),
     })
     .unwrap();
     let updated: Practitioner = dr.with_profile(profile.clone(), t0() + mins(1));

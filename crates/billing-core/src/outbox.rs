@@ -1,0 +1,468 @@
+//! E-mail that is never lost: a transactional outbox.
+//!
+//! A message is written by the storage port **in the same transaction** as the change
+//! that causes it (the consultation scheduled, the payment captured, the refund
+//! made…): see [`ChangeLog::messages`](crate::payment::ports::ChangeLog) and
+//! [`ConsultationRepository::create`](crate::consultation::ports::ConsultationRepository).
+//! [`OutboxService::deliver_due`] sends what is due through the [`Mailer`] port and
+//! retries with backoff. Each message has a `dedupe` key, so nothing is queued twice,
+//! and a claim (a lease written by a conditional update) so that of several servers on
+//! one database exactly one sends a message at a time.
+//!
+//! Delivery is at least once: a server that dies after the SMTP server accepted a
+//! message but before it was marked sent leaves it to be sent again when its lease
+//! ends. The copy carries the same `Message-ID`, which mail clients use to collapse
+//! duplicates. A message is never dropped because the SMTP server is down; one the
+//! SMTP server refuses for good (an unknown mailbox) is marked failed and shown to
+//! staff.
+//!
+//! Without a mailer (no SMTP configured) messages stay queued and staff read them on
+//! the dashboard's Messages page.
+
+pub mod compose;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+
+use crate::access::{Action, Actor, authorize};
+use crate::consultation::ports::ConsultationRepository;
+use crate::contact::EmailAddress;
+use crate::error::BillingError;
+use crate::ids::{ConsultationId, PaymentId, PractitionerId, RefundId};
+use crate::payment::model::Lang;
+use crate::payment::ports::PaymentRepository;
+use crate::practitioner::ports::PractitionerRepository;
+use crate::receipt::{DocumentKind, DocumentService, sheet};
+use crate::repository::RepositoryError;
+use crate::system::{Clock, IdGenerator, PayLinkSigner, now_micros};
+
+/// Stands for the consultation's live pay link in a stored body; filled in when the
+/// message is sent, so the outbox never holds a working link.
+pub const PAY_URL: &str = "{pay_url}";
+
+/// Stands for the server's public URL in a stored body (links to the dashboard).
+pub const PUBLIC_URL: &str = "{public_url}";
+
+/// What a message is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    /// To the patient: the pay link, at scheduling (or sent again by staff).
+    PayLink,
+    /// To the patient: the hold is in place.
+    HoldPlaced,
+    /// To the patient: the note d'honoraires, attached.
+    Receipt,
+    /// To the patient: a credit note, attached.
+    CreditNote,
+    /// To the patient: the bank refused the hold on the saved card; authorise again.
+    AuthorizeAgain,
+    /// To the practitioner: a hold is about to lapse and is not validated (C10).
+    HoldExpiring,
+    /// To the practitioner: a refund failed.
+    RefundFailed,
+    /// To the practitioner: a dispute was opened.
+    DisputeOpened,
+}
+
+impl MessageKind {
+    pub const ALL: [MessageKind; 8] = [
+        MessageKind::PayLink,
+        MessageKind::HoldPlaced,
+        MessageKind::Receipt,
+        MessageKind::CreditNote,
+        MessageKind::AuthorizeAgain,
+        MessageKind::HoldExpiring,
+        MessageKind::RefundFailed,
+        MessageKind::DisputeOpened,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::PayLink => "pay_link",
+            MessageKind::HoldPlaced => "hold_placed",
+            MessageKind::Receipt => "receipt",
+            MessageKind::CreditNote => "credit_note",
+            MessageKind::AuthorizeAgain => "authorize_again",
+            MessageKind::HoldExpiring => "hold_expiring",
+            MessageKind::RefundFailed => "refund_failed",
+            MessageKind::DisputeOpened => "dispute_opened",
+        }
+    }
+}
+
+impl FromStr for MessageKind {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        MessageKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or(())
+    }
+}
+
+impl fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A document to attach, read (and rendered) when the message is sent: the payment's
+/// receipt, or the credit note of one of its refunds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachmentRef {
+    pub payment: PaymentId,
+    pub refund: Option<RefundId>,
+}
+
+/// A message as queued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub id: uuid::Uuid,
+    pub kind: MessageKind,
+    pub practitioner: PractitionerId,
+    pub consultation: Option<ConsultationId>,
+    pub to: EmailAddress,
+    pub lang: Lang,
+    pub subject: String,
+    /// Plain text; [`PAY_URL`] stands for the pay link.
+    pub body: String,
+    pub attachment: Option<AttachmentRef>,
+    /// The same key is never queued twice (`receipt:{payment}`…).
+    pub dedupe: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Where a queued message stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Not sent yet (never tried, or to be tried again at `next_attempt_at`).
+    Pending,
+    Sent { at: DateTime<Utc> },
+    /// Refused for good by the mail server.
+    Failed { at: DateTime<Utc> },
+}
+
+impl Delivery {
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Delivery::Pending => "pending",
+            Delivery::Sent { .. } => "sent",
+            Delivery::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// A message with its delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Queued {
+    pub message: Message,
+    pub delivery: Delivery,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+/// Storage of the outbox (messages are also written by
+/// [`PaymentRepository::update`] and
+/// [`ConsultationRepository::create`](crate::consultation::ports::ConsultationRepository::create),
+/// in their transactions, with the same rules as [`OutboxRepository::enqueue`]).
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait OutboxRepository: Send + Sync {
+    /// Queues the messages whose `dedupe` key is new (pending, due at once); returns
+    /// how many were queued. A known key is skipped, not an error.
+    async fn enqueue(&self, messages: &[Message]) -> Result<u64, RepositoryError>;
+
+    /// Claims up to `limit` pending messages due at `now` whose lease is free (never
+    /// claimed, or claimed until before `now`), oldest first: each is leased to
+    /// `claim` until `lease_until` by a conditional update, so that concurrent
+    /// claimers (several servers) never get the same message.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        claim: &str,
+        limit: u32,
+    ) -> Result<Vec<Queued>, RepositoryError>;
+
+    /// Marks a message sent, if `claim` still holds it. Returns whether it did.
+    async fn mark_sent(
+        &self,
+        id: uuid::Uuid,
+        claim: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, RepositoryError>;
+
+    /// Counts an attempt and frees the lease: the message is due again at `retry_at`,
+    /// or, without one, failed for good. Only if `claim` still holds it.
+    async fn attempt_failed(
+        &self,
+        id: uuid::Uuid,
+        claim: &str,
+        at: DateTime<Utc>,
+        retry_at: Option<DateTime<Utc>>,
+        error: &str,
+    ) -> Result<bool, RepositoryError>;
+
+    /// The practitioners' latest messages, newest first, at most `limit`.
+    async fn recent(
+        &self,
+        practitioners: &[PractitionerId],
+        limit: u32,
+    ) -> Result<Vec<Queued>, RepositoryError>;
+}
+
+/// A file attached to an e-mail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileAttachment {
+    pub name: String,
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+/// An e-mail ready to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Email {
+    /// The outbox message's id: the same on every attempt (`Message-ID`).
+    pub id: uuid::Uuid,
+    pub to: EmailAddress,
+    pub lang: Lang,
+    pub subject: String,
+    pub text: String,
+    pub attachments: Vec<FileAttachment>,
+}
+
+/// Why the mail server did not take a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MailError {
+    /// Down, busy, or a 4xx answer: try again later.
+    #[error("temporary mail failure: {0}")]
+    Temporary(String),
+    /// A 5xx answer about this message (unknown mailbox…): trying again will not help.
+    #[error("permanent mail failure: {0}")]
+    Permanent(String),
+}
+
+/// Sends e-mail (an adapter: SMTP).
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, email: &Email) -> Result<(), MailError>;
+}
+
+/// What one delivery round did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    pub sent: u64,
+    pub retried: u64,
+    pub failed: u64,
+}
+
+impl DeliveryReport {
+    /// Adds a later round to this one.
+    pub fn absorb(&mut self, later: DeliveryReport) {
+        self.sent += later.sent;
+        self.retried += later.retried;
+        self.failed += later.failed;
+    }
+}
+
+/// The most messages one round claims at a time, and the most batches per round.
+const BATCH: u32 = 20;
+const MAX_BATCHES: usize = 10;
+/// How long a claim lasts: longer than any one send (lettre's timeout is 60 s).
+const LEASE_SECS: i64 = 120;
+/// Retries wait 30 s, 1 min, 2 min… doubling, at most 6 h (never given up on while
+/// the error is temporary).
+const BACKOFF_FIRST_SECS: i64 = 30;
+const BACKOFF_MAX_SECS: i64 = 6 * 3600;
+
+/// When to try again after `attempts` failed attempts.
+pub fn backoff(attempts: u32) -> Duration {
+    let exp = attempts.saturating_sub(1).min(20);
+    let secs = BACKOFF_FIRST_SECS.saturating_mul(1_i64 << exp);
+    Duration::seconds(secs.min(BACKOFF_MAX_SECS))
+}
+
+/// The outbox's use cases: delivery (a job), the staff's view, sending a pay link
+/// again.
+#[derive(Clone)]
+pub struct OutboxService {
+    pub(crate) outbox: Arc<dyn OutboxRepository>,
+    pub(crate) consultations: Arc<dyn ConsultationRepository>,
+    pub(crate) practitioners: Arc<dyn PractitionerRepository>,
+    pub(crate) payments: Arc<dyn PaymentRepository>,
+    pub(crate) documents: DocumentService,
+    pub(crate) links: Arc<dyn PayLinkSigner>,
+    pub(crate) mailer: Option<Arc<dyn Mailer>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ids: Arc<dyn IdGenerator>,
+    pub(crate) config: crate::config::BillingConfig,
+}
+
+impl fmt::Debug for OutboxService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboxService")
+            .field("mailer", &self.mailer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutboxService {
+    /// Whether messages are sent (a mailer is configured) or only kept.
+    pub fn sends(&self) -> bool {
+        self.mailer.is_some()
+    }
+
+    /// Sends what is due, a bounded number of batches per call. Without a mailer,
+    /// nothing is claimed.
+    pub async fn deliver_due(&self) -> Result<DeliveryReport, BillingError> {
+        let mut report = DeliveryReport::default();
+        let Some(mailer) = &self.mailer else {
+            return Ok(report);
+        };
+        let claim = self.ids.new_id().to_string();
+        for _ in 0..MAX_BATCHES {
+            let now = now_micros(self.clock.as_ref());
+            let batch = self
+                .outbox
+                .claim_due(now, now + Duration::seconds(LEASE_SECS), &claim, BATCH)
+                .await?;
+            if batch.is_empty() {
+                break;
+            }
+            for queued in batch {
+                self.deliver(mailer.as_ref(), &queued, &claim, &mut report)
+                    .await?;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn deliver(
+        &self,
+        mailer: &dyn Mailer,
+        queued: &Queued,
+        claim: &str,
+        report: &mut DeliveryReport,
+    ) -> Result<(), BillingError> {
+        let id = queued.message.id;
+        let outcome = match self.email(&queued.message).await {
+            Ok(email) => mailer.send(&email).await,
+            // A document or link we cannot produce now (storage down): try later.
+            Err(e) => Err(MailError::Temporary(e.to_string())),
+        };
+        let now = now_micros(self.clock.as_ref());
+        match outcome {
+            Ok(()) => {
+                self.outbox.mark_sent(id, claim, now).await?;
+                report.sent += 1;
+            }
+            Err(MailError::Temporary(why)) => {
+                let retry_at = now + backoff(queued.attempts.saturating_add(1));
+                self.outbox
+                    .attempt_failed(id, claim, now, Some(retry_at), &why)
+                    .await?;
+                report.retried += 1;
+            }
+            Err(MailError::Permanent(why)) => {
+                self.outbox
+                    .attempt_failed(id, claim, now, None, &why)
+                    .await?;
+                report.failed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The e-mail of a queued message: its pay link filled in, its document rendered.
+    pub async fn email(&self, m: &Message) -> Result<Email, BillingError> {
+        let mut text = m.body.replace(PUBLIC_URL, &self.config.public_url);
+        if text.contains(PAY_URL) {
+            let link = match m.consultation {
+                Some(id) => {
+                    let record = self.consultations.get(id).await?;
+                    let c = &record.consultation;
+                    let token = self.links.pay_token(c.id, c.pay_link_generation);
+                    (token.hash() == c.pay_token_hash).then(|| self.config.pay_url(&token))
+                }
+                None => None,
+            };
+            text = text.replace(PAY_URL, link.as_deref().unwrap_or("—"));
+        }
+        let mut attachments = Vec::new();
+        if let Some(a) = &m.attachment {
+            let documents = self.payments.documents(a.payment).await?;
+            let doc = documents.iter().find(|d| match &a.refund {
+                None => d.draft.kind == DocumentKind::Receipt,
+                Some(r) => d.draft.refund.as_ref() == Some(r),
+            });
+            let doc = doc.ok_or(BillingError::NotFound("document"))?;
+            let sheet = sheet(doc, m.lang);
+            attachments.push(FileAttachment {
+                name: crate::receipt::file_name(doc, m.lang),
+                content_type: "application/pdf",
+                bytes: self.documents.render(&sheet)?,
+            });
+        }
+        Ok(Email {
+            id: m.id,
+            to: m.to.clone(),
+            lang: m.lang,
+            subject: m.subject.clone(),
+            text,
+            attachments,
+        })
+    }
+
+    /// The latest messages of the actor's practitioners (staff only).
+    pub async fn messages(&self, actor: &Actor, limit: u32) -> Result<Vec<Queued>, BillingError> {
+        let practitioners = match actor {
+            Actor::Staff(u) => u.role.practitioners(),
+            _ => return Err(crate::access::AccessDenied::Unauthenticated.into()),
+        };
+        for p in &practitioners {
+            authorize(actor, Action::ViewPayments, *p)?;
+        }
+        Ok(self
+            .outbox
+            .recent(&practitioners, limit.clamp(1, 500))
+            .await?)
+    }
+
+    /// Queues the pay link for the patient again (staff who may schedule). The
+    /// consultation needs the patient's e-mail address.
+    pub async fn send_pay_link(
+        &self,
+        actor: &Actor,
+        consultation: ConsultationId,
+    ) -> Result<(), BillingError> {
+        let record = match self.consultations.get(consultation).await {
+            Err(RepositoryError::NotFound) => return Err(BillingError::NotFound("consultation")),
+            other => other?,
+        };
+        authorize(actor, Action::Schedule, record.consultation.practitioner)?;
+        let practitioner = self
+            .practitioners
+            .get(record.consultation.practitioner)
+            .await?;
+        let now = now_micros(self.clock.as_ref());
+        let message = compose::pay_link(
+            &record,
+            &practitioner,
+            self.ids.new_id(),
+            &format!("pay_link:{}:{}", consultation, self.ids.new_id()),
+            now,
+        )
+        .ok_or_else(|| BillingError::validation("email", "the patient has no e-mail address"))?;
+        self.outbox.enqueue(&[message]).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
