@@ -7,6 +7,7 @@ use crate::config::BillingConfig;
 use crate::consultation::ports::ConsultationRepository;
 use crate::consultation::service::{PatientService, SchedulingService};
 use crate::gateway::{ConnectOnboarding, PaymentGateway, SandboxControl, WebhookVerifier};
+use crate::outbox::{Mailer, OutboxRepository, OutboxService};
 use crate::payment::holds::HoldService;
 use crate::payment::ledger::{Ledger, PaymentObserver};
 use crate::payment::ports::{IdempotencyStore, PaymentRepository, WebhookInbox};
@@ -15,7 +16,6 @@ use crate::payment::service::{
 };
 use crate::practitioner::ports::{OAuthStateRepository, PractitionerRepository, ServiceRepository};
 use crate::practitioner::service::{CatalogueService, ConnectService};
-use crate::outbox::{Mailer, OutboxRepository, OutboxService};
 use crate::receipt::{DocumentRenderer, DocumentService};
 use crate::staff::{StaffService, UserRepository};
 use crate::system::{Clock, IdGenerator, PayLinkSigner, SecretGenerator};

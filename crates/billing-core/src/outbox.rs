@@ -141,9 +141,13 @@ pub struct Message {
 pub enum Delivery {
     /// Not sent yet (never tried, or to be tried again at `next_attempt_at`).
     Pending,
-    Sent { at: DateTime<Utc> },
+    Sent {
+        at: DateTime<Utc>,
+    },
     /// Refused for good by the mail server.
-    Failed { at: DateTime<Utc> },
+    Failed {
+        at: DateTime<Utc>,
+    },
 }
 
 impl Delivery {

@@ -466,7 +466,10 @@ pub(crate) struct TestLinks;
 
 impl crate::system::PayLinkSigner for TestLinks {
     fn pay_token(&self, consultation: ConsultationId, generation: u32) -> PayToken {
-        PayToken::from_random(&format!("l{}g{generation}", consultation.as_uuid().simple()))
+        PayToken::from_random(&format!(
+            "l{}g{generation}",
+            consultation.as_uuid().simple()
+        ))
     }
 }
 

@@ -95,7 +95,7 @@ fn record(p: PractitionerId) -> (ConsultationRecord, TokenHash) {
 async fn schedule(store: &Store, p: PractitionerId) -> (Payment, TokenHash) {
     let (record, hash) = record(p);
     store
-        .create(&record, &audit(p, AuditAction::Scheduled))
+        .create(&record, &audit(p, AuditAction::Scheduled), &[])
         .await
         .expect("scheduled");
     (record.payment.expect("online"), hash)

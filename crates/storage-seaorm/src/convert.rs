@@ -21,6 +21,7 @@ use billing_core::ids::{
     PaymentIntentId, PaymentMethodId, PractitionerId, RefundId, ServiceId, SetupIntentId, UserId,
 };
 use billing_core::money::{Currency, Money};
+use billing_core::outbox::{AttachmentRef, Delivery, Message, MessageKind, Queued};
 use billing_core::payment::model::{
     Attention, CheckoutRef, Dispute, DisputeStatus, Failure, IdempotencyKey, Lang, Operation,
     Payment, PaymentParts, PaymentStatus, PendingOperation, RefundLine, RefundState, SavedCard,
@@ -40,8 +41,8 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::entity::{
-    audit_entry, consultation, document, idempotency_key, oauth_state, payment, payment_history,
-    practitioner, service, user, webhook_event,
+    audit_entry, consultation, document, idempotency_key, oauth_state, outbox_message, payment,
+    payment_history, practitioner, service, user, webhook_event,
 };
 
 /// Parts per million in one percent: a fee percentage with at most four decimals is
@@ -1142,5 +1143,83 @@ pub(crate) fn document_from_row(
             issued_at: row.issued_at,
             time_zone: parse::<TimeZone>(T_DOCUMENTS, &key, "time zone", &row.time_zone)?,
         },
+    })
+}
+
+// --- Outbox -------------------------------------------------------------------------
+
+const T_OUTBOX: &str = "outbox";
+
+pub(crate) fn outbox_row(m: &Message) -> outbox_message::Model {
+    outbox_message::Model {
+        id: m.id,
+        practitioner_id: m.practitioner.as_uuid(),
+        consultation_id: m.consultation.map(|c| c.as_uuid()),
+        kind: m.kind.as_str().to_owned(),
+        recipient: m.to.as_str().to_owned(),
+        lang: m.lang.code().to_owned(),
+        subject: m.subject.clone(),
+        body: m.body.clone(),
+        attachment_payment_id: m.attachment.as_ref().map(|a| a.payment.as_uuid()),
+        attachment_refund_id: m
+            .attachment
+            .as_ref()
+            .and_then(|a| a.refund.as_ref())
+            .map(|r| r.as_str().to_owned()),
+        dedupe: m.dedupe.clone(),
+        created_at: at(m.created_at),
+        status: "pending".to_owned(),
+        attempts: 0,
+        next_attempt_at: at(m.created_at),
+        claimed_by: None,
+        claimed_until: None,
+        sent_at: None,
+        failed_at: None,
+        last_error: None,
+    }
+}
+
+pub(crate) fn queued_from_row(row: outbox_message::Model) -> Read<Queued> {
+    let id = row.id;
+    let bad = |what: String| corrupt(T_OUTBOX, id, what);
+    let delivery = match (row.status.as_str(), row.sent_at, row.failed_at) {
+        ("pending", _, _) => Delivery::Pending,
+        ("sent", Some(at), _) => Delivery::Sent { at },
+        ("failed", _, Some(at)) => Delivery::Failed { at },
+        (other, _, _) => return Err(bad(format!("status '{other}'"))),
+    };
+    Ok(Queued {
+        message: Message {
+            id,
+            kind: row
+                .kind
+                .parse::<MessageKind>()
+                .map_err(|()| bad(format!("kind '{}'", row.kind)))?,
+            practitioner: PractitionerId::from_uuid(row.practitioner_id),
+            consultation: row.consultation_id.map(ConsultationId::from_uuid),
+            to: EmailAddress::parse(&row.recipient).map_err(|e| bad(e.to_string()))?,
+            lang: lang(T_OUTBOX, id, &row.lang)?,
+            subject: row.subject,
+            body: row.body,
+            attachment: match row.attachment_payment_id {
+                Some(payment) => Some(AttachmentRef {
+                    payment: PaymentId::from_uuid(payment),
+                    refund: row
+                        .attachment_refund_id
+                        .as_deref()
+                        .map(RefundId::parse)
+                        .transpose()
+                        .map_err(|e| bad(e.to_string()))?,
+                }),
+                None => None,
+            },
+            dedupe: row.dedupe,
+            created_at: row.created_at,
+        },
+        delivery,
+        attempts: u32::try_from(row.attempts)
+            .map_err(|_| bad(format!("attempts {}", row.attempts)))?,
+        next_attempt_at: row.next_attempt_at,
+        last_error: row.last_error,
     })
 }

@@ -336,7 +336,11 @@ impl SchedulingService {
 
     /// The consultation's live pay link, shown again to its staff (it is derived, never
     /// stored). `None` for a link made before links were derived: reissue it.
-    pub async fn pay_link(&self, actor: &Actor, id: ConsultationId) -> Result<Option<String>, BillingError> {
+    pub async fn pay_link(
+        &self,
+        actor: &Actor,
+        id: ConsultationId,
+    ) -> Result<Option<String>, BillingError> {
         let record = self.get(actor, id).await?;
         Ok(self.live_pay_link(&record.consultation))
     }

@@ -119,8 +119,14 @@ pub fn pay_link(
         lang,
         subject: fr_en(
             lang,
-            format!("Votre téléconsultation avec {dr} le {}", facts.day(c.starts_at, lang)),
-            format!("Your teleconsultation with {dr} on {}", facts.day(c.starts_at, lang)),
+            format!(
+                "Votre téléconsultation avec {dr} le {}",
+                facts.day(c.starts_at, lang)
+            ),
+            format!(
+                "Your teleconsultation with {dr} on {}",
+                facts.day(c.starts_at, lang)
+            ),
         ),
         body: fr_en(
             lang,
@@ -389,7 +395,10 @@ pub(crate) fn hold_expiring(
         consultation: Some(p.consultation()),
         to: practitioner.profile.email()?.clone(),
         lang: Lang::Fr,
-        subject: format!("Empreinte à valider avant le {} – {patient}", format::date(deadline, tz, Lang::Fr)),
+        subject: format!(
+            "Empreinte à valider avant le {} – {patient}",
+            format::date(deadline, tz, Lang::Fr)
+        ),
         body: format!(
             "L'empreinte de {held} de {patient} (téléconsultation du {}) expire le {} sans \
              être validée. Validez l'acte (ou libérez l'empreinte) avant cette date : après, \

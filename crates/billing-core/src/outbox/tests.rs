@@ -17,7 +17,10 @@ fn refund(id: &str, minor: i64, status: RefundState) -> RefundLine {
     }
 }
 
-fn with_email(mut r: crate::consultation::model::ConsultationRecord, lang: Lang) -> crate::consultation::model::ConsultationRecord {
+fn with_email(
+    mut r: crate::consultation::model::ConsultationRecord,
+    lang: Lang,
+) -> crate::consultation::model::ConsultationRecord {
     r.consultation.patient.email = Some(EmailAddress::parse("martin@example.org").unwrap());
     r.consultation.lang = lang;
     r
@@ -40,25 +43,48 @@ fn each_change_calls_for_its_own_notices_once() {
     use Notice::*;
     let held = authorized();
     assert_eq!(notices(&incomplete(), &held), vec![HoldPlaced]);
-    assert_eq!(notices(&held, &held), vec![], "a renewal or a repeat writes nothing");
+    assert_eq!(
+        notices(&held, &held),
+        vec![],
+        "a renewal or a repeat writes nothing"
+    );
     let paid = captured(1800);
     assert_eq!(notices(&held, &paid), vec![Receipt]);
-    let pending = step(&paid, PaymentEvent::RefundIssued(refund("re_1", 500, RefundState::Pending)));
+    let pending = step(
+        &paid,
+        PaymentEvent::RefundIssued(refund("re_1", 500, RefundState::Pending)),
+    );
     assert_eq!(notices(&paid, &pending), vec![], "not yet given back");
     let done = step(
         &pending,
         PaymentEvent::RefundsReported(vec![refund("re_1", 500, RefundState::Succeeded)]),
     );
-    assert_eq!(notices(&pending, &done), vec![CreditNote(RefundId::parse("re_1").unwrap())]);
+    assert_eq!(
+        notices(&pending, &done),
+        vec![CreditNote(RefundId::parse("re_1").unwrap())]
+    );
     let failed = step(
         &done,
         PaymentEvent::RefundsReported(vec![refund("re_1", 500, RefundState::Failed)]),
     );
-    assert_eq!(notices(&done, &failed), vec![RefundFailed(RefundId::parse("re_1").unwrap())]);
-    let disputed = step(&paid, PaymentEvent::Disputed(dispute(DisputeStatus::NeedsResponse, 0)));
+    assert_eq!(
+        notices(&done, &failed),
+        vec![RefundFailed(RefundId::parse("re_1").unwrap())]
+    );
+    let disputed = step(
+        &paid,
+        PaymentEvent::Disputed(dispute(DisputeStatus::NeedsResponse, 0)),
+    );
     assert_eq!(notices(&paid, &disputed), vec![DisputeOpened]);
-    let again = step(&disputed, PaymentEvent::Disputed(dispute(DisputeStatus::UnderReview, 1)));
-    assert_eq!(notices(&disputed, &again), vec![], "the same dispute, still open");
+    let again = step(
+        &disputed,
+        PaymentEvent::Disputed(dispute(DisputeStatus::UnderReview, 1)),
+    );
+    assert_eq!(
+        notices(&disputed, &again),
+        vec![],
+        "the same dispute, still open"
+    );
 }
 
 #[test]
@@ -67,43 +93,111 @@ fn a_refused_off_session_hold_asks_the_patient_to_authorise_again() {
     let refused = step(&saved, PaymentEvent::AuthorizationFailed(declined()));
     assert_eq!(notices(&saved, &refused), vec![Notice::AuthorizeAgain]);
     let on_session = step(&incomplete(), PaymentEvent::AuthorizationFailed(declined()));
-    assert_eq!(notices(&incomplete(), &on_session), vec![], "the patient is on the page");
+    assert_eq!(
+        notices(&incomplete(), &on_session),
+        vec![],
+        "the patient is on the page"
+    );
 }
 
 #[test]
 fn the_pay_link_goes_to_the_patient_in_their_language_with_the_link_left_out() {
     let english = with_email(record(Some(scheduled_payment())), Lang::En);
-    let m = pay_link(&english, &practitioner(), generated_id(1), "pay_link:x:0", now()).unwrap();
+    let m = pay_link(
+        &english,
+        &practitioner(),
+        generated_id(1),
+        "pay_link:x:0",
+        now(),
+    )
+    .unwrap();
     assert_eq!(m.kind, MessageKind::PayLink);
     assert_eq!(m.to.as_str(), "martin@example.org");
     assert_eq!(m.lang, Lang::En);
-    assert!(m.subject.starts_with("Your teleconsultation with Dr Estival on 3 November 2026"), "{}", m.subject);
-    assert!(m.body.contains("Tuesday 3 November 2026, 10:00 (Europe/Paris)"), "{}", m.body);
+    assert!(
+        m.subject
+            .starts_with("Your teleconsultation with Dr Estival on 3 November 2026"),
+        "{}",
+        m.subject
+    );
+    assert!(
+        m.body
+            .contains("Tuesday 3 November 2026, 10:00 (Europe/Paris)"),
+        "{}",
+        m.body
+    );
     assert!(m.body.contains("at most €25.00"), "{}", m.body);
     assert!(m.body.contains(PAY_URL), "the link is filled in when sent");
     let fr = with_email(english.clone(), Lang::Fr);
     let m = pay_link(&fr, &practitioner(), generated_id(1), "k", now()).unwrap();
-    assert!(m.body.contains("empreinte bancaire de 25,00\u{a0}€ au plus"), "{}", m.body);
+    assert!(
+        m.body
+            .contains("empreinte bancaire de 25,00\u{a0}€ au plus"),
+        "{}",
+        m.body
+    );
     let no_address = record(Some(scheduled_payment()));
-    assert_eq!(pay_link(&no_address, &practitioner(), generated_id(1), "k", now()), None);
+    assert_eq!(
+        pay_link(&no_address, &practitioner(), generated_id(1), "k", now()),
+        None
+    );
 }
 
 #[test]
 fn receipts_attach_the_document_and_staff_notices_go_to_the_practitioners_address() {
     let paid = captured(1800);
     let r = with_email(record(Some(paid.clone())), Lang::Fr);
-    let m = message(&Notice::Receipt, &paid, &r, &practitioner(), generated_id(1), now()).unwrap();
-    assert_eq!(m.attachment, Some(AttachmentRef { payment: PAYMENT, refund: None }));
+    let m = message(
+        &Notice::Receipt,
+        &paid,
+        &r,
+        &practitioner(),
+        generated_id(1),
+        now(),
+    )
+    .unwrap();
+    assert_eq!(
+        m.attachment,
+        Some(AttachmentRef {
+            payment: PAYMENT,
+            refund: None
+        })
+    );
     assert_eq!(m.dedupe, format!("receipt:{PAYMENT}"));
-    assert!(m.body.contains("18,00\u{a0}€ ont été débités"), "{}", m.body);
+    assert!(
+        m.body.contains("18,00\u{a0}€ ont été débités"),
+        "{}",
+        m.body
+    );
 
-    let disputed = step(&paid, PaymentEvent::Disputed(dispute(DisputeStatus::NeedsResponse, 0)));
-    let note = message(&Notice::DisputeOpened, &disputed, &r, &reachable_dr(), generated_id(2), now()).unwrap();
+    let disputed = step(
+        &paid,
+        PaymentEvent::Disputed(dispute(DisputeStatus::NeedsResponse, 0)),
+    );
+    let note = message(
+        &Notice::DisputeOpened,
+        &disputed,
+        &r,
+        &reachable_dr(),
+        generated_id(2),
+        now(),
+    )
+    .unwrap();
     assert_eq!(note.to.as_str(), "cabinet@example.org");
     assert_eq!(note.lang, Lang::Fr);
-    assert!(note.body.contains(&format!("{}/dashboard/payments/{PAYMENT}", super::PUBLIC_URL)));
+    assert!(note.body.contains(&format!(
+        "{}/dashboard/payments/{PAYMENT}",
+        super::PUBLIC_URL
+    )));
     assert_eq!(
-        message(&Notice::DisputeOpened, &disputed, &r, &practitioner(), generated_id(2), now()),
+        message(
+            &Notice::DisputeOpened,
+            &disputed,
+            &r,
+            &practitioner(),
+            generated_id(2),
+            now()
+        ),
         None,
         "no address, no message"
     );
@@ -122,7 +216,15 @@ fn queued(m: Message, attempts: u32) -> Queued {
 fn receipt_message() -> Message {
     let paid = captured(1800);
     let r = with_email(record(Some(paid.clone())), Lang::Fr);
-    message(&Notice::Receipt, &paid, &r, &practitioner(), generated_id(7), now()).unwrap()
+    message(
+        &Notice::Receipt,
+        &paid,
+        &r,
+        &practitioner(),
+        generated_id(7),
+        now(),
+    )
+    .unwrap()
 }
 
 fn receipt_document() -> Document {
@@ -159,7 +261,10 @@ fn delivering(answer: Result<(), MailError>) -> Mocks {
         .expect_documents()
         .returning(|_| Ok(vec![receipt_document()]));
     let mut mailer = MockMailer::new();
-    let link = format!("https://pay.example.org/pay/{}", derived_link(CONSULTATION, 0).expose());
+    let link = format!(
+        "https://pay.example.org/pay/{}",
+        derived_link(CONSULTATION, 0).expose()
+    );
     mailer
         .expect_send()
         .withf(move |e| {
@@ -204,7 +309,14 @@ async fn a_due_message_is_sent_with_its_link_and_document_then_marked_sent() {
         .in_sequence(&mut seq)
         .returning(|_, _, _, _| Ok(vec![]));
     let report = build_with_renderer(m).outbox.deliver_due().await.unwrap();
-    assert_eq!(report, DeliveryReport { sent: 1, retried: 0, failed: 0 });
+    assert_eq!(
+        report,
+        DeliveryReport {
+            sent: 1,
+            retried: 0,
+            failed: 0
+        }
+    );
 }
 
 #[tokio::test]
@@ -213,12 +325,20 @@ async fn a_mail_server_that_is_down_gets_the_message_again_later_and_a_refusal_i
         (
             MailError::Temporary("connection refused".into()),
             Some(now() + Duration::minutes(2)),
-            DeliveryReport { sent: 0, retried: 1, failed: 0 },
+            DeliveryReport {
+                sent: 0,
+                retried: 1,
+                failed: 0,
+            },
         ),
         (
             MailError::Permanent("550 no such user".into()),
             None,
-            DeliveryReport { sent: 0, retried: 0, failed: 1 },
+            DeliveryReport {
+                sent: 0,
+                retried: 0,
+                failed: 1,
+            },
         ),
     ] {
         let mut m = delivering(Err(answer.clone()));
@@ -247,7 +367,10 @@ async fn without_a_mailer_nothing_is_claimed() {
     m.outbox.expect_claim_due().never();
     let billing = m.build();
     assert!(!billing.outbox.sends());
-    assert_eq!(billing.outbox.deliver_due().await.unwrap(), DeliveryReport::default());
+    assert_eq!(
+        billing.outbox.deliver_due().await.unwrap(),
+        DeliveryReport::default()
+    );
 }
 
 #[test]
@@ -266,10 +389,18 @@ async fn staff_send_a_pay_link_again_only_to_a_patient_with_an_address() {
     m.practitioner_is(&practitioner());
     m.outbox
         .expect_enqueue()
-        .withf(|ms| ms.len() == 1 && ms[0].kind == MessageKind::PayLink && ms[0].dedupe.starts_with("pay_link:"))
+        .withf(|ms| {
+            ms.len() == 1
+                && ms[0].kind == MessageKind::PayLink
+                && ms[0].dedupe.starts_with("pay_link:")
+        })
         .times(1)
         .returning(|_| Ok(1));
-    m.build().outbox.send_pay_link(&secretary(), CONSULTATION).await.unwrap();
+    m.build()
+        .outbox
+        .send_pay_link(&secretary(), CONSULTATION)
+        .await
+        .unwrap();
 
     let mut m = Mocks::new();
     m.consultation_is(&record(Some(scheduled_payment())));

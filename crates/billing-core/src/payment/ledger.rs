@@ -12,6 +12,7 @@ use crate::error::BillingError;
 use crate::gateway::{GatewayError, IntentSnapshot, IntentStatus, PaymentGateway, SetupSnapshot};
 use crate::ids::{PaymentId, PaymentIntentId};
 use crate::money::{Money, MoneyError};
+use crate::outbox::compose;
 use crate::payment::model::{
     Applied, EventKind, IdempotencyKey, Operation, Payment, PaymentEvent, PaymentStatus,
     TransitionError,
@@ -19,7 +20,6 @@ use crate::payment::model::{
 use crate::payment::ports::{ChangeLog, HistoryEntry, PaymentRepository};
 use crate::practitioner::ports::PractitionerRepository;
 use crate::practitioner::service::RETRIES;
-use crate::outbox::compose;
 use crate::receipt;
 use crate::repository::RepositoryError;
 use crate::system::{Clock, IdGenerator, now_micros};

@@ -12,8 +12,8 @@ use crate::audit::{AuditActor, AuditEntry};
 use crate::contact::DisplayName;
 use crate::ids::{EventId, PaymentId, PaymentIntentId, PractitionerId};
 use crate::money::{Currency, Money, MoneyError};
-use crate::payment::model::{Payment, PaymentStatus};
 use crate::outbox::Message;
+use crate::payment::model::{Payment, PaymentStatus};
 use crate::receipt::{Document, DocumentDraft};
 use crate::repository::RepositoryError;
 

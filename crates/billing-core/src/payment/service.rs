@@ -20,6 +20,7 @@ use crate::ids::{
     PractitionerId,
 };
 use crate::money::{AmountInput, Currency, Money, MoneyError};
+use crate::outbox::{DeliveryReport, OutboxRepository, OutboxService, compose};
 use crate::payment::holds::{HoldReport, HoldService, Outcome};
 use crate::payment::ledger::{Begun, Fresh, Ledger, StatusChange, Written};
 use crate::payment::model::{IdempotencyKey, Operation, Payment, PaymentEvent, PaymentStatus};
@@ -28,7 +29,6 @@ use crate::payment::ports::{
     PaymentQuery, PaymentRow, PaymentScope, Reservation, WebhookInbox,
 };
 use crate::practitioner::service::ConnectService;
-use crate::outbox::{DeliveryReport, OutboxRepository, OutboxService, compose};
 use crate::receipt::Document;
 use crate::repository::RepositoryError;
 
@@ -1058,9 +1058,10 @@ impl ReconcileService {
             if !practitioners.contains_key(&who) {
                 practitioners.insert(who, self.holds.practitioners.get(who).await?);
             }
-            if let Some(m) = practitioners.get(&who).and_then(|pr| {
-                compose::hold_expiring(row, pr, self.ledger.ids.new_id(), now)
-            }) {
+            if let Some(m) = practitioners
+                .get(&who)
+                .and_then(|pr| compose::hold_expiring(row, pr, self.ledger.ids.new_id(), now))
+            {
                 messages.push(m);
             }
         }

@@ -272,7 +272,10 @@ mod tests {
         assert_eq!(p.health_id().unwrap().to_string(), "RPPS 10000000009");
         assert_eq!(p.siret().unwrap().as_str(), "73282932000074");
         assert_eq!(p.vat_mention(), DEFAULT_VAT_MENTION);
-        assert_eq!(p.email().map(EmailAddress::as_str), Some("cabinet@example.org"));
+        assert_eq!(
+            p.email().map(EmailAddress::as_str),
+            Some("cabinet@example.org")
+        );
         assert_eq!(Profile::parse(&p.to_input()).unwrap(), p);
     }
 

@@ -10,6 +10,7 @@ pub mod document;
 pub mod document_counter;
 pub mod idempotency_key;
 pub mod oauth_state;
+pub mod outbox_message;
 pub mod payment;
 pub mod payment_history;
 pub mod practitioner;

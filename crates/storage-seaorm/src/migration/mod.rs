@@ -10,6 +10,7 @@ use sea_orm_migration::prelude::*;
 mod m20260301_000001_initial;
 mod m20261127_000002_live_connect;
 mod m20261128_000003_receipts;
+mod m20261128_000004_outbox;
 
 /// Every migration of the schema, oldest first.
 #[derive(Debug)]
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260301_000001_initial::Migration),
             Box::new(m20261127_000002_live_connect::Migration),
             Box::new(m20261128_000003_receipts::Migration),
+            Box::new(m20261128_000004_outbox::Migration),
         ]
     }
 }

@@ -5,13 +5,14 @@ use billing_core::audit::AuditEntry;
 use billing_core::consultation::model::ConsultationRecord;
 use billing_core::consultation::ports::ConsultationRepository;
 use billing_core::ids::{ConsultationId, PractitionerId};
+use billing_core::outbox::Message;
 use billing_core::repository::RepositoryError;
 use billing_core::secrets::TokenHash;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect};
 
-use super::{append_audit, finish};
+use super::{append_audit, finish, outbox};
 use crate::Store;
 use crate::convert::{at, consultation_row, payment_row, record_from_rows};
 use crate::entity::{consultation, payment};
@@ -23,6 +24,7 @@ impl ConsultationRepository for Store {
         &self,
         record: &ConsultationRecord,
         audit: &AuditEntry,
+        messages: &[Message],
     ) -> Result<(), RepositoryError> {
         let consultation = consultation_row(&record.consultation);
         let payment = record.payment.as_ref().map(payment_row).transpose()?;
@@ -47,7 +49,9 @@ impl ConsultationRepository for Store {
                         )
                     })?;
             }
-            append_audit(&txn, std::slice::from_ref(audit)).await
+            append_audit(&txn, std::slice::from_ref(audit)).await?;
+            outbox::enqueue_in(&txn, messages).await?;
+            Ok(())
         }
         .await;
         finish(txn, result).await

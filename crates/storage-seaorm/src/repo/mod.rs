@@ -13,6 +13,7 @@ mod audit;
 mod consultations;
 mod documents;
 mod inbox;
+mod outbox;
 mod payments;
 mod practitioners;
 mod users;
@@ -132,7 +133,7 @@ mod tests {
             },
             payment: Some(payment.clone()),
         };
-        store.create(&record, &audit).await.unwrap();
+        store.create(&record, &audit, &[]).await.unwrap();
         (store, pid, cid, payment.id())
     }
 

@@ -20,7 +20,7 @@ use sea_orm::{
     QuerySelect, TransactionTrait,
 };
 
-use super::{append_audit, documents, finish};
+use super::{append_audit, documents, finish, outbox};
 use crate::Store;
 use crate::convert::{
     at, history_from_row, history_row, payment_from_row, payment_row, payment_row_from_rows,
@@ -295,7 +295,9 @@ impl PaymentRepository for Store {
                     .map_err(|e| write_error(e, "history entry"))?;
             }
             append_audit(&txn, &log.audit).await?;
-            documents::issue(&txn, &log.documents).await
+            documents::issue(&txn, &log.documents).await?;
+            outbox::enqueue_in(&txn, &log.messages).await?;
+            Ok(())
         }
         .await;
         finish(txn, result).await

@@ -141,7 +141,7 @@ pub async fn scheduled(
 ) -> Payment {
     let record = online(p, amount, created_at);
     store
-        .create(&record, &audit(p, AuditAction::Scheduled, created_at))
+        .create(&record, &audit(p, AuditAction::Scheduled, created_at), &[])
         .await
         .unwrap();
     record.payment.unwrap()

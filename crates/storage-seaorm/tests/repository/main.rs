@@ -57,6 +57,10 @@ suite!(
     replacing_the_pay_token_retires_the_previous_one,
     an_unknown_consultation_or_pay_token_is_not_found,
     upcoming_lists_consultations_from_a_date_soonest_first,
+    // the e-mail outbox
+    messages_are_queued_once_per_key_with_the_change_that_sends_them,
+    concurrent_claimers_never_share_a_message,
+    a_lapsed_claim_is_taken_over_and_only_the_claimer_settles_a_message,
     // receipts and credit notes
     documents_are_numbered_per_practitioner_and_year_and_read_back_whole,
     a_second_receipt_or_a_lost_race_writes_nothing_and_consumes_no_number,

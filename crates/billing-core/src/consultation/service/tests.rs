@@ -321,8 +321,7 @@ async fn a_first_request_with_an_idempotency_key_records_what_it_created() {
 }
 
 #[tokio::test]
-async fn a_replayed_idempotency_key_returns_the_same_consultation_and_link_and_changes_nothing()
-{
+async fn a_replayed_idempotency_key_returns_the_same_consultation_and_link_and_changes_nothing() {
     let mut m = Mocks::new();
     let req = request(online(None, None));
     let first = existing_key(&req, Some(CONSULTATION.as_uuid()));
@@ -368,7 +367,9 @@ async fn a_replay_of_a_link_made_before_links_were_derived_reissues_it() {
     let fresh = derived_link(CONSULTATION, 1).hash();
     m.consultations
         .expect_replace_pay_token()
-        .withf(move |id, hash, generation| *id == CONSULTATION && *hash == fresh && *generation == 1)
+        .withf(move |id, hash, generation| {
+            *id == CONSULTATION && *hash == fresh && *generation == 1
+        })
         .times(1)
         .returning(|_, _, _| Ok(()));
     let replay = m

@@ -14,7 +14,7 @@ pub async fn a_consultation_and_its_payment_round_trip_by_id_and_by_pay_token(st
     let p = practitioner(&store).await;
     let record = online(p.id, eur(2_500), t0());
     store
-        .create(&record, &audit(p.id, AuditAction::Scheduled, t0()))
+        .create(&record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap();
     let id = record.consultation.id;
@@ -52,7 +52,7 @@ pub async fn a_consultation_without_online_payment_round_trips(store: Store) {
         payment: None,
     };
     store
-        .create(&record, &audit(p.id, AuditAction::Scheduled, t0()))
+        .create(&record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap();
     assert_eq!(
@@ -67,14 +67,14 @@ pub async fn a_reused_pay_token_hash_is_a_duplicate_and_nothing_is_written(store
     let p = practitioner(&store).await;
     let first = online(p.id, eur(2_500), t0());
     store
-        .create(&first, &audit(p.id, AuditAction::Scheduled, t0()))
+        .create(&first, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap();
     let trail = store.recent(p.id, 100).await.unwrap().len();
     let mut second = online(p.id, eur(3_000), t0());
     second.consultation.pay_token_hash = first.consultation.pay_token_hash.clone();
     let err = store
-        .create(&second, &audit(p.id, AuditAction::Scheduled, t0()))
+        .create(&second, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap_err();
     assert!(
@@ -89,7 +89,7 @@ pub async fn a_reused_consultation_or_payment_id_is_a_duplicate(store: Store) {
     let p = practitioner(&store).await;
     let first = online(p.id, eur(2_500), t0());
     store
-        .create(&first, &audit(p.id, AuditAction::Scheduled, t0()))
+        .create(&first, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap();
 
@@ -99,7 +99,8 @@ pub async fn a_reused_consultation_or_payment_id_is_a_duplicate(store: Store) {
         store
             .create(
                 &same_consultation,
-                &audit(p.id, AuditAction::Scheduled, t0())
+                &audit(p.id, AuditAction::Scheduled, t0()),
+                &[],
             )
             .await,
         Err(RepositoryError::Duplicate("consultation"))
@@ -117,7 +118,11 @@ pub async fn a_reused_consultation_or_payment_id_is_a_duplicate(store: Store) {
         .unwrap(),
     );
     let err = store
-        .create(&same_payment, &audit(p.id, AuditAction::Scheduled, t0()))
+        .create(
+            &same_payment,
+            &audit(p.id, AuditAction::Scheduled, t0()),
+            &[],
+        )
         .await
         .unwrap_err();
     assert!(
@@ -133,7 +138,7 @@ pub async fn a_second_payment_for_one_consultation_is_a_duplicate_and_nothing_is
     let p = practitioner(&store).await;
     let first = online(p.id, eur(2_500), t0());
     store
-        .create(&first, &audit(p.id, AuditAction::Scheduled, t0()))
+        .create(&first, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap();
     // A new consultation carrying a payment for the first consultation.
@@ -147,7 +152,7 @@ pub async fn a_second_payment_for_one_consultation_is_a_duplicate_and_nothing_is
         .unwrap(),
     );
     let err = store
-        .create(&second, &audit(p.id, AuditAction::Scheduled, t0()))
+        .create(&second, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap_err();
     assert!(
@@ -170,7 +175,7 @@ pub async fn a_consultation_of_an_unknown_practitioner_is_not_found(store: Store
     let ghost = PractitionerId::from_uuid(new_uuid());
     let record = online(ghost, eur(2_500), t0());
     let err = store
-        .create(&record, &audit(ghost, AuditAction::Scheduled, t0()))
+        .create(&record, &audit(ghost, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap_err();
     assert!(matches!(err, RepositoryError::NotFound), "{err:?}");
@@ -199,7 +204,7 @@ pub async fn replacing_the_pay_token_retires_the_previous_one(store: Store) {
     let p = practitioner(&store).await;
     let record = online(p.id, eur(2_500), t0());
     store
-        .create(&record, &audit(p.id, AuditAction::Scheduled, t0()))
+        .create(&record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap();
     let old = record.consultation.pay_token_hash.clone();
@@ -254,7 +259,7 @@ pub async fn upcoming_lists_consultations_from_a_date_soonest_first(store: Store
         let mut record = online(p, eur(2_500), t0());
         record.consultation.starts_at = t0() + Duration::hours(hours);
         store
-            .create(&record, &audit(p, AuditAction::Scheduled, t0()))
+            .create(&record, &audit(p, AuditAction::Scheduled, t0()), &[])
             .await
             .unwrap();
         if p != c.id && hours >= 0 {

@@ -254,7 +254,7 @@ pub async fn the_practitioners_profile_and_the_consultations_service_and_languag
     record.consultation.service = Some(name("Bilan psychologique"));
     record.consultation.lang = Lang::En;
     store
-        .create(&record, &audit(dr.id, AuditAction::Scheduled, t0()))
+        .create(&record, &audit(dr.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap();
     let back = ConsultationRepository::get(&store, record.consultation.id)

@@ -119,6 +119,7 @@ async fn card_saved_starting(store: &Store, pr: PractitionerId, starts: DateTime
         .create(
             &record,
             &audit(pr, billing_core::audit::AuditAction::Scheduled, t0()),
+            &[],
         )
         .await
         .unwrap();

@@ -159,7 +159,7 @@ pub async fn money_round_trips_exactly_including_awkward_decimals(store: Store) 
             ..record
         };
         store
-            .create(&record, &audit(pr.id, AuditAction::Scheduled, t0()))
+            .create(&record, &audit(pr.id, AuditAction::Scheduled, t0()), &[])
             .await
             .unwrap();
         let back = PaymentRepository::get(&store, payment.id()).await.unwrap();
