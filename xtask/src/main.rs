@@ -80,13 +80,23 @@ fn ci() -> Result {
 /// The test peers that are not Rust: localstripe (PyPI, a stateful Stripe server the
 /// gateway-stripe live tests start on 127.0.0.1) in a virtualenv at
 /// `target/peers/venv`. Does nothing when that version is already there.
+/// The test peers from PyPI, pinned: localstripe (a stateful Stripe) and aiosmtpd (an
+/// SMTP server whose Maildir the tests read).
+const PEERS: [(&str, &str); 2] = [("localstripe", "1.15.10"), ("aiosmtpd", "1.4.6")];
+
 fn peers() -> Result {
-    const LOCALSTRIPE: &str = "1.15.10";
     let venv = root().join("target/peers/venv");
     let python = venv.join("bin/python");
     let python_str = python.to_str().ok_or("the workspace path is not UTF-8")?;
+    let wanted = PEERS
+        .iter()
+        .map(|(name, version)| format!("('{name}', '{version}')"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let check = format!(
-        "import importlib.metadata as m, sys; sys.exit(m.version('localstripe') != '{LOCALSTRIPE}')"
+        "import importlib.metadata as m, sys\n\
+         def v(n):\n    try: return m.version(n)\n    except Exception: return None\n\
+         sys.exit(any(v(n) != w for n, w in [{wanted}]))"
     );
     let ready = |python: &Path| {
         Command::new(python)
@@ -95,10 +105,7 @@ fn peers() -> Result {
             .is_ok_and(|s| s.success())
     };
     if ready(&python) {
-        eprintln!(
-            "localstripe {LOCALSTRIPE} is installed in {}",
-            venv.display()
-        );
+        eprintln!("test peers are installed in {}", venv.display());
         return Ok(());
     }
     if !python.exists() {
@@ -106,18 +113,19 @@ fn peers() -> Result {
         let venv_str = venv.to_str().ok_or("the workspace path is not UTF-8")?;
         run(&system, &["-m", "venv", venv_str])?;
     }
-    let requirement = format!("localstripe=={LOCALSTRIPE}");
-    run(
-        python_str,
-        &[
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            &requirement,
-        ],
-    )
+    let requirements: Vec<String> = PEERS
+        .iter()
+        .map(|(name, version)| format!("{name}=={version}"))
+        .collect();
+    let mut args = vec![
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ];
+    args.extend(requirements.iter().map(String::as_str));
+    run(python_str, &args)
 }
 
 fn fmt_check() -> Result {

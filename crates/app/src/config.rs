@@ -124,6 +124,16 @@ pub struct Config {
     /// `CONSULTPAY_RENEW_BEFORE_HOURS`: a hold this close to its deadline, act not
     /// validated, is renewed off-session.
     pub renew_before_hours: u32,
+    /// `CONSULTPAY_SMTP_URL`: where e-mail is sent (`smtp://host:port`,
+    /// `smtp://user:pass@host:587?tls=required`, `smtps://user:pass@host:465`).
+    /// Without it, messages stay in the outbox, visible on the dashboard.
+    pub smtp_url: Option<Secret>,
+    /// `CONSULTPAY_MAIL_FROM`: the sender (`Cabinet <no-reply@example.org>`), required
+    /// with `CONSULTPAY_SMTP_URL`.
+    pub mail_from: Option<String>,
+    /// `CONSULTPAY_MAIL_INTERVAL_SECS`: how often the outbox is delivered (0 = only
+    /// by `consultpay reconcile` and the sandbox clock).
+    pub mail_interval_secs: u64,
     /// `CONSULTPAY_DEMO`: in sandbox mode, create demo users on an empty database.
     pub demo: bool,
     /// `CONSULTPAY_SHUTDOWN_GRACE_SECS`: how long in-flight requests may finish.
@@ -158,6 +168,9 @@ pub const ENV: &[(&str, &str)] = &[
     ("CONSULTPAY_RECONCILE_AFTER_SECS", "reconcile_after_secs"),
     ("CONSULTPAY_HOLD_LEAD_HOURS", "hold_lead_hours"),
     ("CONSULTPAY_RENEW_BEFORE_HOURS", "renew_before_hours"),
+    ("CONSULTPAY_SMTP_URL", "smtp_url"),
+    ("CONSULTPAY_MAIL_FROM", "mail_from"),
+    ("CONSULTPAY_MAIL_INTERVAL_SECS", "mail_interval_secs"),
     ("CONSULTPAY_DEMO", "demo"),
     ("CONSULTPAY_SHUTDOWN_GRACE_SECS", "shutdown_grace_secs"),
 ];
@@ -185,6 +198,9 @@ impl Default for Config {
             reconcile_after_secs: 600,
             hold_lead_hours: 6 * 24,
             renew_before_hours: 12,
+            smtp_url: None,
+            mail_from: None,
+            mail_interval_secs: 5,
             demo: true,
             shutdown_grace_secs: 20,
         }
@@ -291,6 +307,12 @@ impl Config {
                 "between 1 and CONSULTPAY_HOLD_LEAD_HOURS",
             );
         }
+        if self.smtp_url.is_some() && self.mail_from.is_none() {
+            return invalid(
+                "CONSULTPAY_MAIL_FROM",
+                "required with CONSULTPAY_SMTP_URL (e.g. \"Cabinet <no-reply@example.org>\")",
+            );
+        }
         if self.reconcile_after_secs == 0 {
             return invalid("CONSULTPAY_RECONCILE_AFTER_SECS", "at least 1 second");
         }
@@ -364,6 +386,7 @@ impl Config {
         redact(&mut shown.stripe_webhook_secret);
         redact(&mut shown.stripe_connect_webhook_secret);
         redact(&mut shown.session_key);
+        redact(&mut shown.smtp_url);
         shown.database_url = DatabaseUrl(redact_url_password(shown.database_url.expose()));
         toml_string(&shown)
     }

@@ -169,6 +169,13 @@ async fn run(command: Command, config: Config) -> Result<(), wiring::AppError> {
                 report.attention.len(),
                 report.failed.len() + report.holds.failed.len()
             );
+            let mail = app.billing.outbox.deliver_due().await?;
+            if app.billing.outbox.sends() {
+                println!(
+                    "{} e-mail(s) sent, {} to retry, {} refused",
+                    mail.sent, mail.retried, mail.failed
+                );
+            }
             Ok(())
         }
         Command::Stripe {

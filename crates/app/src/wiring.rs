@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use billing_core::payment::service::ReconcileReport;
 use billing_core::system::{Clock, SystemClock};
 use billing_core::{Billing, BillingError, Deps};
+use billing_core::outbox::Mailer;
 use documents_pdf::PdfRenderer;
+use mail_smtp::SmtpMailer;
 use gateway_stripe::{CheckoutKind, Gateways, StripeSettings};
 use http_poem::metrics::Metrics;
 use http_poem::{HttpSettings, HttpState, Readiness};
@@ -150,6 +152,8 @@ impl App {
             webhook_inbox: store_arc.clone(),
             idempotency: store_arc.clone(),
             users: store_arc.clone(),
+            outbox: store_arc.clone(),
+            mailer: mailer(config)?,
             audit: store_arc,
             gateway: gateways.payments,
             renderer: Arc::new(PdfRenderer::new().map_err(BillingError::from)?),
@@ -302,10 +306,23 @@ pub fn log_jobs(report: &ReconcileReport) {
     }
 }
 
-/// The periodic background jobs (C10, C14), until shutdown. Every server runs them;
-/// each step claims its payment first, so several servers on one database share the
-/// work without doing it twice.
-async fn jobs_loop(billing: Billing, every: Duration, mut stop: watch::Receiver<bool>) {
+/// The mailer of `CONSULTPAY_SMTP_URL`, if set.
+fn mailer(config: &Config) -> Result<Option<Arc<dyn Mailer>>, AppError> {
+    let (Some(url), Some(from)) = (&config.smtp_url, &config.mail_from) else {
+        return Ok(None);
+    };
+    let mailer = SmtpMailer::new(url.expose(), from).map_err(|e| AppError::Usage(e.to_string()))?;
+    Ok(Some(Arc::new(mailer)))
+}
+
+/// Runs `pass` every `every` until shutdown. Every server runs the background jobs;
+/// each step claims its payment (or message) first, so several servers on one
+/// database share the work without doing it twice.
+async fn every<F, Fut>(every: Duration, mut stop: watch::Receiver<bool>, pass: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -313,10 +330,26 @@ async fn jobs_loop(billing: Billing, every: Duration, mut stop: watch::Receiver<
             _ = ticker.tick() => {}
             _ = stop.changed() => return,
         }
-        match billing.reconcile.run_once().await {
-            Ok(report) => log_jobs(&report),
-            Err(e) => tracing::warn!(error = %e, "background jobs pass failed"),
+        pass().await;
+    }
+}
+
+/// The periodic background jobs (C10, C14).
+async fn jobs_pass(billing: &Billing) {
+    match billing.reconcile.run_once().await {
+        Ok(report) => log_jobs(&report),
+        Err(e) => tracing::warn!(error = %e, "background jobs pass failed"),
+    }
+}
+
+/// The outbox's delivery.
+async fn mail_pass(billing: &Billing) {
+    match billing.outbox.deliver_due().await {
+        Ok(r) if r.sent + r.retried + r.failed > 0 => {
+            tracing::info!(sent = r.sent, retried = r.retried, failed = r.failed, "outbox delivered")
         }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "outbox delivery failed"),
     }
 }
 
@@ -335,13 +368,29 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
     }
     let state = app.http_state(&config);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let job = (config.reconcile_interval_secs > 0).then(|| {
-        tokio::spawn(jobs_loop(
-            app.billing.clone(),
+    let mut jobs = Vec::new();
+    if config.reconcile_interval_secs > 0 {
+        let billing = app.billing.clone();
+        jobs.push(tokio::spawn(every(
             Duration::from_secs(config.reconcile_interval_secs),
+            stop_rx.clone(),
+            move || {
+                let billing = billing.clone();
+                async move { jobs_pass(&billing).await }
+            },
+        )));
+    }
+    if config.mail_interval_secs > 0 && app.billing.outbox.sends() {
+        let billing = app.billing.clone();
+        jobs.push(tokio::spawn(every(
+            Duration::from_secs(config.mail_interval_secs),
             stop_rx,
-        ))
-    });
+            move || {
+                let billing = billing.clone();
+                async move { mail_pass(&billing).await }
+            },
+        )));
+    }
     tracing::info!(listen = %config.listen, public_url = %public_url, sandbox = app.sandbox, "ConsultPay ready");
     eprintln!(
         "  ConsultPay listening on http://{} (public URL {public_url})",
@@ -355,7 +404,7 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
         )
         .await;
     let _ = stop_tx.send(true);
-    if let Some(job) = job {
+    for job in jobs {
         let _ = job.await;
     }
     result.map_err(AppError::Io)
