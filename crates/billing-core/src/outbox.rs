@@ -383,8 +383,8 @@ impl OutboxService {
         Ok(())
     }
 
-    /// The e-mail of a queued message: its pay link filled in, its document rendered.
-    pub async fn email(&self, m: &Message) -> Result<Email, BillingError> {
+    /// The text of a message as it is sent: its links filled in.
+    pub async fn text(&self, m: &Message) -> Result<String, BillingError> {
         let mut text = m.body.replace(PUBLIC_URL, &self.config.public_url);
         if text.contains(PAY_URL) {
             let link = match m.consultation {
@@ -398,6 +398,12 @@ impl OutboxService {
             };
             text = text.replace(PAY_URL, link.as_deref().unwrap_or("—"));
         }
+        Ok(text)
+    }
+
+    /// The e-mail of a queued message: its links filled in, its document rendered.
+    pub async fn email(&self, m: &Message) -> Result<Email, BillingError> {
+        let text = self.text(m).await?;
         let mut attachments = Vec::new();
         if let Some(a) = &m.attachment {
             let documents = self.payments.documents(a.payment).await?;

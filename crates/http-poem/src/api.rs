@@ -60,6 +60,13 @@ pub enum Created<T: poem_openapi::types::ToJSON + Send + Sync> {
     Created(Json<T>),
 }
 
+/// Accepted for later (an e-mail queued in the outbox).
+#[derive(Debug, ApiResponse)]
+pub enum Queued {
+    #[oai(status = 202)]
+    Accepted,
+}
+
 /// A PDF document to download.
 #[derive(Debug, ApiResponse)]
 pub enum PdfDownload {
@@ -576,6 +583,59 @@ impl Api {
                 .map(|r| ConsultationView::of(r, self.ctx()))
                 .collect(),
         ))
+    }
+
+    /// The consultation's live pay link, shown again (it is derived from the server's
+    /// key, never stored). `pay_url` is null for a link made before links were
+    /// derived: make a new one with `POST /consultations/{id}/pay-link`.
+    #[oai(
+        path = "/consultations/:id/pay-link",
+        method = "get",
+        tag = "Tag::Consultations"
+    )]
+    async fn pay_link(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Json<PayLinkView>> {
+        let actor = self.actor(&auth).await?;
+        let pay_url = self
+            .state
+            .billing
+            .scheduling
+            .pay_link(&actor, ConsultationId::from_uuid(id.0))
+            .await?;
+        Ok(Json(PayLinkView { pay_url }))
+    }
+
+    /// E-mails the pay link to the patient again (through the outbox; the patient
+    /// needs an e-mail address). Staff who may schedule.
+    #[oai(
+        path = "/consultations/:id/pay-link/email",
+        method = "post",
+        tag = "Tag::Consultations"
+    )]
+    async fn email_pay_link(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Queued> {
+        let actor = self.actor(&auth).await?;
+        self.state
+            .billing
+            .outbox
+            .send_pay_link(&actor, ConsultationId::from_uuid(id.0))
+            .await?;
+        Ok(Queued::Accepted)
+    }
+
+    /// The latest e-mail of the user's practitioner(s), newest first, with delivery.
+    #[oai(path = "/messages", method = "get", tag = "Tag::Consultations")]
+    async fn messages(
+        &self,
+        auth: StaffAuth,
+        limit: Query<Option<u32>>,
+    ) -> ApiResult<Json<Vec<MessageView>>> {
+        let actor = self.actor(&auth).await?;
+        let queued = self
+            .state
+            .billing
+            .outbox
+            .messages(&actor, limit.0.unwrap_or(50))
+            .await?;
+        Ok(Json(queued.iter().map(MessageView::of).collect()))
     }
 
     /// A consultation and its payment.

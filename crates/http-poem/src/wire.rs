@@ -12,6 +12,7 @@ use billing_core::payment::ports::{HistoryEntry, PaymentPage, PaymentRow, Paymen
 use billing_core::practitioner::model::{PayoutInterval, Preferences, Service, StripeLink};
 use billing_core::practitioner::profile::{Profile, ProfileInput};
 use billing_core::practitioner::service::FeeScheduleInput;
+use billing_core::outbox::Queued;
 use billing_core::receipt::{Document, DocumentKind};
 use chrono::{DateTime, Duration, Utc};
 use poem_openapi::{Enum, Object};
@@ -379,6 +380,52 @@ pub struct PaymentDetailView {
     pub history: Vec<HistoryView>,
     /// The receipt (once captured) and credit notes (one per refund that succeeded).
     pub documents: Vec<DocumentView>,
+}
+
+/// A consultation's pay link.
+#[derive(Debug, Clone, Object)]
+pub struct PayLinkView {
+    pub pay_url: Option<String>,
+}
+
+/// An e-mail of the outbox and its delivery.
+#[derive(Debug, Clone, Object)]
+pub struct MessageView {
+    pub id: Uuid,
+    /// pay_link, hold_placed, receipt, credit_note, authorize_again, hold_expiring,
+    /// refund_failed, dispute_opened.
+    pub kind: String,
+    pub consultation_id: Option<Uuid>,
+    pub to: String,
+    pub lang: LangView,
+    pub subject: String,
+    pub created_at: DateTime<Utc>,
+    /// pending, sent or failed.
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub attachment: bool,
+}
+
+impl MessageView {
+    pub fn of(q: &Queued) -> Self {
+        let m = &q.message;
+        MessageView {
+            id: m.id,
+            kind: m.kind.as_str().to_owned(),
+            consultation_id: m.consultation.map(|c| c.as_uuid()),
+            to: m.to.as_str().to_owned(),
+            lang: m.lang.into(),
+            subject: m.subject.clone(),
+            created_at: m.created_at,
+            status: q.delivery.as_str().to_owned(),
+            attempts: q.attempts,
+            next_attempt_at: q.next_attempt_at,
+            last_error: q.last_error.clone(),
+            attachment: m.attachment.is_some(),
+        }
+    }
 }
 
 /// A note d'honoraires or a credit note, as issued.

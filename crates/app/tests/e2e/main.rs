@@ -6,6 +6,7 @@ mod flow;
 mod forms;
 mod helpers;
 mod live;
+mod mail;
 mod oauth;
 mod ops;
 mod readme;

@@ -3,44 +3,13 @@
 //! as PDF (read back with poppler's `pdftotext`), and gap-free numbering under
 //! concurrent captures.
 
-use std::process::Command;
-
 use billing_core::Lang;
 use chrono::{Datelike, Duration};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Staff, TestApp};
+use crate::helpers::{Staff, TestApp, pdf_text, plain, squash};
 use crate::on_every_backend;
-
-/// Text with the no-break spaces of French amounts made plain and HTML's escapes
-/// undone, for comparisons.
-fn plain(text: &str) -> String {
-    text.replace(['\u{a0}', '\u{202f}'], " ")
-        .replace("&#x27;", "'")
-        .replace("&#39;", "'")
-        .replace("&quot;", "\"")
-        .replace("&#x22;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-/// The text of a PDF, as poppler's `pdftotext` extracts it.
-fn pdf_text(pdf: &[u8]) -> String {
-    assert!(pdf.starts_with(b"%PDF-"), "not a PDF");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("doc.pdf");
-    std::fs::write(&path, pdf).expect("write pdf");
-    let out = Command::new("pdftotext")
-        .args(["-enc", "UTF-8", "-layout"])
-        .arg(&path)
-        .arg("-")
-        .output()
-        .expect("pdftotext (poppler-utils) must be installed: .ci/run installs it");
-    assert!(out.status.success(), "pdftotext failed");
-    plain(&String::from_utf8(out.stdout).expect("utf-8"))
-}
 
 async fn get_bytes(
     app: &TestApp,
@@ -405,11 +374,6 @@ async fn receipts_and_credit_notes_are_pdfs_that_never_change() {
         .await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     });
-}
-
-/// Whitespace-insensitive form (pdftotext lays columns out with runs of spaces).
-fn squash(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ use billing_core::payment::service::PaymentFilter;
 use billing_core::practitioner::model::{PayoutInterval, Practitioner, Preferences, StripeLink};
 use billing_core::practitioner::profile::{DEFAULT_VAT_MENTION, ProfileInput};
 use billing_core::practitioner::service::{FeeScheduleInput, PreferencesInput, ServicePatch};
+use billing_core::outbox::Delivery;
 use billing_core::receipt::{DocumentKind, DocumentRef};
 use billing_core::{BillingError, Lang};
 use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -123,6 +124,7 @@ fn flash(t: &Texts, key: Option<&str>) -> Option<Flash> {
         "released" => ("ok", t.flash_released),
         "refunded" => ("ok", t.flash_refunded),
         "profile_saved" => ("ok", t.profile_saved),
+        "link_sent" => ("ok", t.pay_link_sent),
         _ => return None,
     };
     Some(Flash { kind, text })
@@ -1637,6 +1639,11 @@ struct PaymentTemplate {
     dispute: Option<DisputeLine>,
     /// The receipt and credit notes, as links.
     documents: Vec<DocumentLine>,
+    /// The patient's live pay link (shown again: it is derived, never stored).
+    pay_link: Option<String>,
+    /// The patient has an address and the viewer may schedule: "send it again".
+    can_send_link: bool,
+    patient_email: String,
 }
 
 /// A receipt or credit note, on the payment page.
@@ -1708,6 +1715,19 @@ async fn payment_response(
         Err(e) => return Problem::from(e).into_response(),
     };
     let patient = record.consultation.patient.display_name.as_str().to_owned();
+    let pay_link = state
+        .billing
+        .scheduling
+        .pay_link(&s.actor, record.consultation.id)
+        .await
+        .ok()
+        .flatten();
+    let patient_email = record
+        .consultation
+        .patient
+        .email
+        .as_ref()
+        .map(|e| e.as_str().to_owned());
     let practitioner = payment.practitioner();
     let may = |a: Action| authorize(&s.actor, a, practitioner).is_ok();
     let status = payment.status();
@@ -1807,6 +1827,19 @@ async fn payment_response(
                 fee: format::money(&d.fee, lang),
                 url: d.dashboard_url(payment.account(), state.settings.stripe_live),
             }),
+            can_send_link: pay_link.is_some()
+                && patient_email.is_some()
+                && may(Action::Schedule)
+                && matches!(
+                    status,
+                    PaymentStatus::Incomplete
+                        | PaymentStatus::Failed
+                        | PaymentStatus::Expired
+                        | PaymentStatus::CardSaved
+                        | PaymentStatus::Authorized
+                ),
+            patient_email: patient_email.unwrap_or_default(),
+            pay_link,
             documents: documents
                 .iter()
                 .map(|d| {
@@ -1864,6 +1897,94 @@ pub async fn payment_page(
         None,
     )
     .await
+}
+
+/// `POST /dashboard/payments/{id}/send-link`: the pay link, e-mailed to the patient
+/// again (through the outbox).
+#[handler]
+pub async fn send_link_submit(
+    s: Staff,
+    Path(id): Path<String>,
+    _: Checked<NoFields>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let Ok(id) = id.parse::<PaymentId>() else {
+        return Problem::not_found().into_response();
+    };
+    let result = async {
+        let consultation = consultation_of(state, &s, id).await?;
+        state.billing.outbox.send_pay_link(&s.actor, consultation).await
+    }
+    .await;
+    match result {
+        Ok(()) => Redirect::see_other(format!("/dashboard/payments/{id}?flash=link_sent")).into_response(),
+        Err(e) => {
+            let msg = error_text(&e, s.ctx.lang);
+            payment_response(&s, state, id, None, Some((msg, status_of(&e))), None).await
+        }
+    }
+}
+
+/// One message of the outbox, on the Messages page.
+struct MessageLine {
+    at: String,
+    to: String,
+    subject: String,
+    status: &'static str,
+    status_class: &'static str,
+    attempts: u32,
+    error: Option<String>,
+    attachment: bool,
+    text: String,
+}
+
+#[derive(Template)]
+#[template(path = "messages.html")]
+struct MessagesTemplate {
+    layout: Layout,
+    messages: Vec<MessageLine>,
+    sends: bool,
+}
+
+/// `GET /dashboard/messages`: the outbox of the signed-in staff's practitioners —
+/// what was sent, what waits (always, without SMTP), what the mail server refused.
+#[handler]
+pub async fn messages_page(s: Staff, Data(state): Data<&HttpState>) -> Response {
+    let (t, lang, tz) = (s.ctx.t, s.ctx.lang, s.tz());
+    let queued = match state.billing.outbox.messages(&s.actor, 100).await {
+        Ok(q) => q,
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    let mut messages = Vec::with_capacity(queued.len());
+    for q in queued {
+        let text = state
+            .billing
+            .outbox
+            .text(&q.message)
+            .await
+            .unwrap_or_else(|_| q.message.body.clone());
+        let (status, status_class) = match q.delivery {
+            Delivery::Pending => (t.message_pending, "authorized"),
+            Delivery::Sent { .. } => (t.message_sent, "captured"),
+            Delivery::Failed { .. } => (t.message_failed, "failed"),
+        };
+        messages.push(MessageLine {
+            at: format::datetime_short(q.message.created_at, tz, lang),
+            to: q.message.to.as_str().to_owned(),
+            subject: q.message.subject.clone(),
+            status,
+            status_class,
+            attempts: q.attempts,
+            error: q.last_error.clone(),
+            attachment: q.message.attachment.is_some(),
+            text,
+        });
+    }
+    render(&MessagesTemplate {
+        layout: s.layout(t.nav_messages, "messages"),
+        messages,
+        sends: state.billing.outbox.sends(),
+    })
 }
 
 /// A document of a payment the staff member may see, as PDF.

@@ -349,6 +349,11 @@ pub fn routes(state: &HttpState) -> impl Endpoint + use<> {
             get(dashboard::preferences_page).post(dashboard::preferences_submit),
         )
         .at("/dashboard/profile", post(dashboard::profile_submit))
+        .at("/dashboard/messages", get(dashboard::messages_page))
+        .at(
+            "/dashboard/payments/:id/send-link",
+            post(dashboard::send_link_submit),
+        )
         .at(
             "/dashboard/services",
             get(dashboard::services_page).post(dashboard::add_service),
