@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use billing_core::outbox::Mailer;
 use billing_core::payment::service::ReconcileReport;
 use billing_core::system::{Clock, SystemClock};
 use billing_core::{Billing, BillingError, Deps};
-use billing_core::outbox::Mailer;
 use documents_pdf::PdfRenderer;
-use mail_smtp::SmtpMailer;
 use gateway_stripe::{CheckoutKind, Gateways, StripeSettings};
 use http_poem::metrics::Metrics;
 use http_poem::{HttpSettings, HttpState, Readiness};
+use mail_smtp::SmtpMailer;
 use poem::Server;
 use poem::listener::TcpListener;
 use storage_seaorm::Store;
@@ -346,7 +346,12 @@ async fn jobs_pass(billing: &Billing) {
 async fn mail_pass(billing: &Billing) {
     match billing.outbox.deliver_due().await {
         Ok(r) if r.sent + r.retried + r.failed > 0 => {
-            tracing::info!(sent = r.sent, retried = r.retried, failed = r.failed, "outbox delivered")
+            tracing::info!(
+                sent = r.sent,
+                retried = r.retried,
+                failed = r.failed,
+                "outbox delivered"
+            )
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "outbox delivery failed"),

@@ -785,7 +785,10 @@ impl Api {
         Ok(Json(PaymentsPageView::of(&page, self.ctx())))
     }
 
-    /// The payments table as CSV (all pages, same filters), one row per payment.
+    /// The payments table as CSV (all pages, same filters), one row per payment, with
+    /// each captured payment's receipt number. `format=fr` makes the file French
+    /// accounting software and Excel read: semicolons, decimal commas, dates and times
+    /// in the practitioner's time zone, French headers, a UTF-8 byte-order mark.
     #[allow(clippy::too_many_arguments)]
     #[oai(path = "/payments.csv", method = "get", tag = "Tag::Payments")]
     async fn payments_csv(
@@ -796,16 +799,38 @@ impl Api {
         from: Query<Option<DateTime<Utc>>>,
         to: Query<Option<DateTime<Utc>>>,
         lang: Query<Option<String>>,
+        format: Query<Option<CsvFormatView>>,
     ) -> ApiResult<CsvDownload> {
         let actor = self.actor(&auth).await?;
         let filter = self.filter(practitioner_id.0, status.0, from.0, to.0, None, Some(200))?;
-        let body = csv::export(
-            &self.state.billing,
-            &actor,
-            filter,
-            csv::lang(lang.0.as_deref()),
-        )
-        .await?;
+        // Dates in the time zone of the practitioner asked for, else the user's first.
+        let whose = practitioner_id
+            .0
+            .map(practitioner)
+            .or_else(|| match &actor {
+                Actor::Staff(u) => u.role.practitioners().first().copied(),
+                _ => None,
+            });
+        let tz = match whose {
+            Some(id) => self
+                .state
+                .billing
+                .catalogue
+                .practitioner(&actor, id)
+                .await?
+                .time_zone
+                .tz(),
+            None => billing_core::practitioner::model::TimeZone::default().tz(),
+        };
+        let layout = csv::Layout {
+            format: match format.0 {
+                Some(CsvFormatView::Fr) => csv::CsvFormat::Fr,
+                _ => csv::CsvFormat::Standard,
+            },
+            lang: csv::lang(lang.0.as_deref()),
+            tz,
+        };
+        let body = csv::export(&self.state.billing, &actor, filter, layout).await?;
         Ok(CsvDownload::Csv(
             PlainText(body),
             csv::DISPOSITION.to_owned(),

@@ -2,10 +2,14 @@
 //! neutralised (patient names are typed by people).
 
 use billing_core::access::Actor;
+use billing_core::format;
 use billing_core::payment::model::Lang;
 use billing_core::payment::ports::PaymentRow;
 use billing_core::payment::service::PaymentFilter;
+use billing_core::receipt::DocumentNumber;
 use billing_core::{Billing, BillingError};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use poem::Response;
 
 use crate::wire::amount;
@@ -17,21 +21,49 @@ pub fn lang(requested: Option<&str>) -> Lang {
     }
 }
 
-const COLUMNS: [&str; 14] = [
-    "payment_id",
-    "consultation_id",
-    "created_at",
-    "starts_at",
-    "patient",
-    "status",
-    "status_label",
-    "amount_held",
-    "amount_captured",
-    "amount_refunded",
-    "fee",
-    "net",
-    "currency",
-    "capture_before",
+/// Which spreadsheets the file is made for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CsvFormat {
+    /// Commas, decimal points, RFC 3339 instants, machine headers: for programs.
+    Standard,
+    /// What French accounting software and Excel in French read: semicolons, decimal
+    /// commas, local dates and times, French headers, a UTF-8 byte-order mark.
+    Fr,
+}
+
+impl CsvFormat {
+    /// `fr`, else the standard format.
+    pub fn parse(requested: Option<&str>) -> CsvFormat {
+        match requested {
+            Some(f) if f.eq_ignore_ascii_case("fr") => CsvFormat::Fr,
+            _ => CsvFormat::Standard,
+        }
+    }
+
+    fn separator(self) -> u8 {
+        match self {
+            CsvFormat::Standard => b',',
+            CsvFormat::Fr => b';',
+        }
+    }
+}
+
+const COLUMNS: [(&str, &str); 15] = [
+    ("payment_id", "Paiement"),
+    ("consultation_id", "Consultation"),
+    ("created_at", "Créé le"),
+    ("starts_at", "Date de la consultation"),
+    ("patient", "Patient"),
+    ("status", "Statut"),
+    ("status_label", "Libellé du statut"),
+    ("amount_held", "Empreinte"),
+    ("amount_captured", "Débité"),
+    ("amount_refunded", "Remboursé"),
+    ("fee", "Frais Stripe"),
+    ("net", "Net"),
+    ("currency", "Devise"),
+    ("capture_before", "Date limite de capture"),
+    ("receipt_number", "N° de note d'honoraires"),
 ];
 
 /// A cell a spreadsheet will not evaluate.
@@ -42,40 +74,68 @@ fn safe(cell: &str) -> String {
     }
 }
 
-fn line(cells: &[String]) -> String {
-    let mut w = csv::WriterBuilder::new().from_writer(vec![]);
+fn line(cells: &[String], format: CsvFormat) -> String {
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(format.separator())
+        .from_writer(vec![]);
     // Writing to a Vec cannot fail.
     let _ = w.write_record(cells);
     let bytes = w.into_inner().unwrap_or_default();
     String::from_utf8(bytes).unwrap_or_default()
 }
 
-pub fn header(_lang: Lang) -> String {
-    line(&COLUMNS.map(str::to_owned))
+/// The first line (after the byte-order mark, in the French format).
+pub fn header(format: CsvFormat) -> String {
+    match format {
+        CsvFormat::Standard => line(&COLUMNS.map(|(c, _)| c.to_owned()), format),
+        CsvFormat::Fr => format!(
+            "\u{feff}{}",
+            line(&COLUMNS.map(|(_, h)| h.to_owned()), format)
+        ),
+    }
 }
 
-pub fn row(r: &PaymentRow, lang: Lang) -> String {
+/// How one export writes its rows.
+#[derive(Clone, Copy, Debug)]
+pub struct Layout {
+    pub format: CsvFormat,
+    pub lang: Lang,
+    /// The time zone of the French format's dates and times.
+    pub tz: Tz,
+}
+
+pub fn row(r: &PaymentRow, receipt: Option<&DocumentNumber>, l: Layout) -> String {
     let p = &r.payment;
     let currency = p.amount().currency();
     let zero = billing_core::Money::zero(currency);
-    line(&[
-        p.id().to_string(),
-        p.consultation().to_string(),
-        p.created_at().to_rfc3339(),
-        r.starts_at.to_rfc3339(),
-        safe(r.patient.as_str()),
-        p.status().as_str().to_owned(),
-        p.status().label(lang).to_owned(),
-        amount(&p.authorized().unwrap_or(zero)),
-        amount(&p.captured().unwrap_or(zero)),
-        amount(&p.refunded()),
-        amount(&p.fee().map_or(zero, |f| f.amount)),
-        amount(&p.net().unwrap_or(zero)),
-        currency.code().to_owned(),
-        p.capture_before()
-            .map(|d| d.to_rfc3339())
-            .unwrap_or_default(),
-    ])
+    let money = |m: &billing_core::Money| match l.format {
+        CsvFormat::Standard => amount(m),
+        CsvFormat::Fr => format::input(m, Lang::Fr),
+    };
+    let instant = |at: DateTime<Utc>| match l.format {
+        CsvFormat::Standard => at.to_rfc3339(),
+        CsvFormat::Fr => format::datetime_short(at, l.tz, Lang::Fr),
+    };
+    line(
+        &[
+            p.id().to_string(),
+            p.consultation().to_string(),
+            instant(p.created_at()),
+            instant(r.starts_at),
+            safe(r.patient.as_str()),
+            p.status().as_str().to_owned(),
+            p.status().label(l.lang).to_owned(),
+            money(&p.authorized().unwrap_or(zero)),
+            money(&p.captured().unwrap_or(zero)),
+            money(&p.refunded()),
+            money(&p.fee().map_or(zero, |f| f.amount)),
+            money(&p.net().unwrap_or(zero)),
+            currency.code().to_owned(),
+            p.capture_before().map(instant).unwrap_or_default(),
+            receipt.map(ToString::to_string).unwrap_or_default(),
+        ],
+        l.format,
+    )
 }
 
 /// At most this many pages of 200 rows in one export (100 000 payments).
@@ -90,14 +150,17 @@ pub async fn export(
     billing: &Billing,
     actor: &Actor,
     mut filter: PaymentFilter,
-    lang: Lang,
+    layout: Layout,
 ) -> Result<String, BillingError> {
     filter.limit = Some(200);
-    let mut out = header(lang);
+    let mut out = header(layout.format);
     for _ in 0..MAX_PAGES {
-        let page = billing.reporting.payments(actor, &filter).await?;
+        let (page, receipts) = billing
+            .reporting
+            .payments_with_receipts(actor, &filter)
+            .await?;
         for r in &page.items {
-            out.push_str(&row(r, lang));
+            out.push_str(&row(r, receipts.get(&r.payment.id()), layout));
         }
         match page.next {
             Some(next) => filter.cursor = Some(next),
@@ -127,13 +190,30 @@ mod tests {
         assert_eq!(safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
         assert_eq!(safe("Dupont"), "Dupont");
         assert_eq!(
-            line(&["a,b".into(), "say \"hi\"".into()]),
+            line(&["a,b".into(), "say \"hi\"".into()], CsvFormat::Standard),
             "\"a,b\",\"say \"\"hi\"\"\"\n"
+        );
+        assert_eq!(
+            line(&["a,b".into(), "c;d".into()], CsvFormat::Fr),
+            "a,b;\"c;d\"\n"
         );
     }
 
     #[test]
     fn the_header_names_every_column() {
-        assert!(header(Lang::Fr).starts_with("payment_id,consultation_id,created_at"));
+        assert!(header(CsvFormat::Standard).starts_with("payment_id,consultation_id,created_at"));
+        assert!(
+            header(CsvFormat::Standard)
+                .trim_end()
+                .ends_with("receipt_number")
+        );
+        let fr = header(CsvFormat::Fr);
+        assert!(
+            fr.starts_with("\u{feff}Paiement;Consultation;Créé le;"),
+            "{fr}"
+        );
+        assert!(fr.trim_end().ends_with("N° de note d'honoraires"), "{fr}");
+        assert_eq!(CsvFormat::parse(Some("FR")), CsvFormat::Fr);
+        assert_eq!(CsvFormat::parse(None), CsvFormat::Standard);
     }
 }

@@ -7,12 +7,12 @@ use billing_core::audit::AuditEntry;
 use billing_core::consultation::model::{ConsultationRecord, PaymentMode};
 use billing_core::fees::{FeeEstimate, FeePreset, FeeSchedule, FeeSource};
 use billing_core::money::{AmountInput, Currency, Money};
+use billing_core::outbox::Queued;
 use billing_core::payment::model::{Lang, Payment, PaymentStatus};
 use billing_core::payment::ports::{HistoryEntry, PaymentPage, PaymentRow, PaymentTotals};
 use billing_core::practitioner::model::{PayoutInterval, Preferences, Service, StripeLink};
 use billing_core::practitioner::profile::{Profile, ProfileInput};
 use billing_core::practitioner::service::FeeScheduleInput;
-use billing_core::outbox::Queued;
 use billing_core::receipt::{Document, DocumentKind};
 use chrono::{DateTime, Duration, Utc};
 use poem_openapi::{Enum, Object};
@@ -380,6 +380,16 @@ pub struct PaymentDetailView {
     pub history: Vec<HistoryView>,
     /// The receipt (once captured) and credit notes (one per refund that succeeded).
     pub documents: Vec<DocumentView>,
+}
+
+/// The CSV export's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum CsvFormatView {
+    /// Commas, decimal points, RFC 3339 instants.
+    Standard,
+    /// Semicolons, decimal commas, local dates, French headers, UTF-8 BOM.
+    Fr,
 }
 
 /// A consultation's pay link.

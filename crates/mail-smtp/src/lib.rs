@@ -109,7 +109,8 @@ impl SmtpMailer {
             for a in &email.attachments {
                 let kind = ContentType::parse(a.content_type)
                     .map_err(|e| MailError::Permanent(e.to_string()))?;
-                parts = parts.singlepart(Attachment::new(a.name.clone()).body(a.bytes.clone(), kind));
+                parts =
+                    parts.singlepart(Attachment::new(a.name.clone()).body(a.bytes.clone(), kind));
             }
             builder.multipart(parts)
         };

@@ -88,7 +88,10 @@ fn interpreter() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("PEERS_PYTHON") {
         return Some(PathBuf::from(p));
     }
-    let venv = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/peers/venv/bin/python"));
+    let venv = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../target/peers/venv/bin/python"
+    ));
     venv.exists().then_some(venv)
 }
 
@@ -156,7 +159,10 @@ impl SmtpPeer {
                 let _ = std::fs::File::open(&log).and_then(|mut f| f.read_to_string(&mut err));
                 panic!("aiosmtpd exited ({status}): {}", err.trim());
             }
-            assert!(Instant::now() < deadline, "aiosmtpd did not start within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not start within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         self.child = Some(child);

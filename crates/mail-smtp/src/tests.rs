@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use billing_core::Lang;
 use billing_core::contact::EmailAddress;
 use billing_core::outbox::{Email, FileAttachment, MailError, Mailer};
-use billing_core::Lang;
 
 use crate::SmtpMailer;
 use crate::peer::SmtpPeer;
@@ -27,27 +27,44 @@ fn email(lang: Lang) -> Email {
 
 #[tokio::test]
 async fn an_email_arrives_whole_with_its_message_id_language_and_attachment() {
-    let Some(peer) = SmtpPeer::start() else { return };
+    let Some(peer) = SmtpPeer::start() else {
+        return;
+    };
     let mailer = SmtpMailer::new(&peer.url(), "Cabinet Estival <cabinet@example.org>").unwrap();
     mailer.send(&email(Lang::Fr)).await.unwrap();
     let got = peer.wait_for(1, Duration::from_secs(10));
     assert_eq!(got.len(), 1);
     let m = &got[0];
-    assert_eq!(m.message_id.as_deref(), Some("0190f7f6-1b4c-7000-8000-000000000001@example.org"));
+    assert_eq!(
+        m.message_id.as_deref(),
+        Some("0190f7f6-1b4c-7000-8000-000000000001@example.org")
+    );
     assert_eq!(m.from.as_deref(), Some("cabinet@example.org"));
     assert_eq!(m.to.as_deref(), Some("helene.martin@example.org"));
-    assert_eq!(m.subject.as_deref(), Some("Votre note d'honoraires – téléconsultation du 03/11/2026"));
+    assert_eq!(
+        m.subject.as_deref(),
+        Some("Votre note d'honoraires – téléconsultation du 03/11/2026")
+    );
     assert_eq!(m.content_language.as_deref(), Some("fr"));
-    assert!(m.text.contains("18,00\u{a0}€ ont été débités"), "{}", m.text);
+    assert!(
+        m.text.contains("18,00\u{a0}€ ont été débités"),
+        "{}",
+        m.text
+    );
     assert_eq!(
         m.attachments,
-        vec![("note-d-honoraires-2026-000001.pdf".to_owned(), b"%PDF-1.7 fake".to_vec())]
+        vec![(
+            "note-d-honoraires-2026-000001.pdf".to_owned(),
+            b"%PDF-1.7 fake".to_vec()
+        )]
     );
 }
 
 #[tokio::test]
 async fn a_server_that_is_down_is_a_temporary_failure() {
-    let Some(mut peer) = SmtpPeer::start() else { return };
+    let Some(mut peer) = SmtpPeer::start() else {
+        return;
+    };
     peer.stop();
     let mailer = SmtpMailer::new(&peer.url(), "cabinet@example.org").unwrap();
     match mailer.send(&email(Lang::En)).await {

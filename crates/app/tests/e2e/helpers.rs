@@ -669,4 +669,3 @@ pub fn pdf_text(pdf: &[u8]) -> String {
 pub fn squash(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
-

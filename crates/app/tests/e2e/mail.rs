@@ -28,7 +28,12 @@ async fn with_mail(backend: Backend, peer: &SmtpPeer) -> Option<TestApp> {
 }
 
 async fn deliver(app: &TestApp) -> billing_core::outbox::DeliveryReport {
-    app.app.billing.outbox.deliver_due().await.expect("delivery")
+    app.app
+        .billing
+        .outbox
+        .deliver_due()
+        .await
+        .expect("delivery")
 }
 
 fn wait(peer: &SmtpPeer, n: usize) -> Vec<Received> {
@@ -40,8 +45,12 @@ fn wait(peer: &SmtpPeer, n: usize) -> Vec<Received> {
 #[tokio::test]
 async fn each_step_mails_the_patient_in_their_language_and_the_practitioner_hears_of_trouble() {
     for backend in backends() {
-        let Some(peer) = SmtpPeer::start() else { return };
-        let Some(app) = with_mail(backend, &peer).await else { continue };
+        let Some(peer) = SmtpPeer::start() else {
+            return;
+        };
+        let Some(app) = with_mail(backend, &peer).await else {
+            continue;
+        };
         let dr = app.practitioner("Dr Estival").await;
         app.link_stripe(&dr).await;
         app.set_amounts(&dr, "25.00", "25.00").await;
@@ -69,7 +78,10 @@ async fn each_step_mails_the_patient_in_their_language_and_the_practitioner_hear
         let pay_url = scheduled["pay_url"].as_str().expect("pay_url").to_owned();
         let token = scheduled["pay_token"].as_str().expect("token").to_owned();
         let consultation = scheduled["id"].as_str().expect("id").to_owned();
-        let payment = scheduled["payment"]["id"].as_str().expect("payment").to_owned();
+        let payment = scheduled["payment"]["id"]
+            .as_str()
+            .expect("payment")
+            .to_owned();
 
         // Scheduled: the pay link, in English, from the practice's sender.
         assert_eq!(deliver(&app).await.sent, 1);
@@ -77,13 +89,22 @@ async fn each_step_mails_the_patient_in_their_language_and_the_practitioner_hear
         assert_eq!(m.to.as_deref(), Some("smith@example.org"));
         assert_eq!(m.from.as_deref(), Some("no-reply@cabinet.example.org"));
         assert_eq!(m.content_language.as_deref(), Some("en"));
-        assert!(m.subject.as_deref().unwrap_or_default().starts_with("Your teleconsultation with Dr Estival"), "{m:?}");
+        assert!(
+            m.subject
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("Your teleconsultation with Dr Estival"),
+            "{m:?}"
+        );
         assert!(m.text.contains(&pay_url), "the live link: {}", m.text);
         assert!(m.text.contains("(Europe/Paris)"), "{}", m.text);
 
         // The link, shown again to staff, is the same.
         let (_, link) = app
-            .get(&format!("/api/v1/consultations/{consultation}/pay-link"), Some(&dr.token))
+            .get(
+                &format!("/api/v1/consultations/{consultation}/pay-link"),
+                Some(&dr.token),
+            )
             .await;
         assert_eq!(link["pay_url"], pay_url.as_str());
 
@@ -99,11 +120,29 @@ async fn each_step_mails_the_patient_in_their_language_and_the_practitioner_hear
         assert_eq!(status, StatusCode::OK);
         assert_eq!(deliver(&app).await.sent, 2);
         let got = wait(&peer, 3);
-        assert!(got[1].subject.as_deref().unwrap_or_default().contains("Card hold in place"), "{:?}", got[1]);
-        let receipt = got.iter().find(|m| !m.attachments.is_empty()).expect("the receipt mail");
-        assert!(receipt.text.contains("€18.00 was charged"), "{}", receipt.text);
+        assert!(
+            got[1]
+                .subject
+                .as_deref()
+                .unwrap_or_default()
+                .contains("Card hold in place"),
+            "{:?}",
+            got[1]
+        );
+        let receipt = got
+            .iter()
+            .find(|m| !m.attachments.is_empty())
+            .expect("the receipt mail");
+        assert!(
+            receipt.text.contains("€18.00 was charged"),
+            "{}",
+            receipt.text
+        );
         let (name, pdf) = &receipt.attachments[0];
-        assert!(name.starts_with("receipt-") && name.ends_with("-000001.pdf"), "{name}");
+        assert!(
+            name.starts_with("receipt-") && name.ends_with("-000001.pdf"),
+            "{name}"
+        );
         assert!(pdf_text(pdf).contains("Receipt (note d'honoraires)"));
 
         // A refund: the credit note.
@@ -118,8 +157,18 @@ async fn each_step_mails_the_patient_in_their_language_and_the_practitioner_hear
         deliver(&app).await;
         let got = wait(&peer, 4);
         let note = &got[3];
-        assert!(note.subject.as_deref().unwrap_or_default().contains("Refund of €5.00"), "{note:?}");
-        assert!(note.attachments[0].0.starts_with("credit-note-"), "{:?}", note.attachments);
+        assert!(
+            note.subject
+                .as_deref()
+                .unwrap_or_default()
+                .contains("Refund of €5.00"),
+            "{note:?}"
+        );
+        assert!(
+            note.attachments[0].0.starts_with("credit-note-"),
+            "{:?}",
+            note.attachments
+        );
 
         // Staff send the link again; nothing is ever sent twice.
         let (status, _) = app
@@ -160,8 +209,12 @@ async fn each_step_mails_the_patient_in_their_language_and_the_practitioner_hear
 #[tokio::test]
 async fn nothing_is_lost_while_the_mail_server_is_down_and_a_resent_message_is_the_same_message() {
     for backend in backends() {
-        let Some(mut peer) = SmtpPeer::start() else { return };
-        let Some(app) = with_mail(backend, &peer).await else { continue };
+        let Some(mut peer) = SmtpPeer::start() else {
+            return;
+        };
+        let Some(app) = with_mail(backend, &peer).await else {
+            continue;
+        };
         let (_dr, _) = app.paid_consultation().await;
 
         // Down: the pay link waits, its attempt counted.
@@ -184,7 +237,13 @@ async fn nothing_is_lost_while_the_mail_server_is_down_and_a_resent_message_is_t
             .await
             .expect("claim");
         assert_eq!(claimed.len(), 1);
-        let email = app.app.billing.outbox.email(&claimed[0].message).await.expect("email");
+        let email = app
+            .app
+            .billing
+            .outbox
+            .email(&claimed[0].message)
+            .await
+            .expect("email");
         SmtpMailer::new(&peer.url(), FROM)
             .expect("mailer")
             .send(&email)
@@ -194,7 +253,10 @@ async fn nothing_is_lost_while_the_mail_server_is_down_and_a_resent_message_is_t
         // Its lease runs out: another server sends it again, as the same message.
         app.advance_clock(Duration::minutes(3)).await;
         let got = wait(&peer, 3);
-        assert_eq!(got[1].message_id, got[2].message_id, "one message, delivered twice");
+        assert_eq!(
+            got[1].message_id, got[2].message_id,
+            "one message, delivered twice"
+        );
         assert_eq!(got[1].subject, got[2].subject);
         assert_eq!(deliver(&app).await.sent, 0, "and marked sent");
         app.stop().await;

@@ -345,6 +345,43 @@ async fn receipts_and_credit_notes_are_pdfs_that_never_change() {
             "the patient gets the credit note too"
         );
 
+        // The accountant's export: the receipt number in both formats; the French one
+        // as French Excel reads it.
+        let (status, _, csv) =
+            get_bytes(&app, "/api/v1/payments.csv?format=fr", Some(&dr.token)).await;
+        assert_eq!(status, StatusCode::OK);
+        let csv = String::from_utf8(csv).expect("utf-8");
+        assert!(
+            csv.starts_with("\u{feff}Paiement;Consultation;Créé le;"),
+            "{csv}"
+        );
+        let line = csv
+            .lines()
+            .find(|l| l.starts_with(&payment))
+            .expect("the payment's line");
+        let cells: Vec<&str> = line.split(';').collect();
+        assert_eq!(cells[8], "18,00", "{line}");
+        assert_eq!(cells[9], "5,00", "{line}");
+        assert_eq!(cells[14], format!("{year}-000001"), "{line}");
+        assert!(
+            cells[2].contains('/') && cells[2].len() == "27/11/2026 14:30".len(),
+            "{line}"
+        );
+        let (_, _, standard) = get_bytes(&app, "/api/v1/payments.csv", Some(&dr.token)).await;
+        let standard = String::from_utf8(standard).expect("utf-8");
+        assert!(
+            standard
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .ends_with(",receipt_number")
+        );
+        assert!(
+            standard.contains(&format!(",18.00,5.00,"))
+                && standard.contains(&format!(",{year}-000001")),
+            "{standard}"
+        );
+
         // Nobody else gets them.
         let other = app.practitioner("Dr Autre").await;
         let (status, _, _) = get_bytes(&app, &receipt_api, Some(&other.token)).await;

@@ -14,7 +14,7 @@ use crate::ids::{EventId, PaymentId, PaymentIntentId, PractitionerId};
 use crate::money::{Currency, Money, MoneyError};
 use crate::outbox::Message;
 use crate::payment::model::{Payment, PaymentStatus};
-use crate::receipt::{Document, DocumentDraft};
+use crate::receipt::{Document, DocumentDraft, DocumentNumber};
 use crate::repository::RepositoryError;
 
 /// One row of a payment's history: a move of the state machine or a recorded
@@ -198,6 +198,12 @@ pub trait PaymentRepository: Send + Sync {
 
     /// The receipt and credit notes of a payment, in number order (empty if none).
     async fn documents(&self, payment: PaymentId) -> Result<Vec<Document>, RepositoryError>;
+
+    /// The receipt numbers of these payments (those that have one), in one query.
+    async fn receipt_numbers(
+        &self,
+        payments: &[PaymentId],
+    ) -> Result<Vec<(PaymentId, DocumentNumber)>, RepositoryError>;
 
     /// A page of payments matching `query`, newest first, with totals over all matches.
     async fn list(&self, query: &PaymentQuery) -> Result<PaymentPage, RepositoryError>;

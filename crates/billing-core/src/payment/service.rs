@@ -29,7 +29,7 @@ use crate::payment::ports::{
     PaymentQuery, PaymentRow, PaymentScope, Reservation, WebhookInbox,
 };
 use crate::practitioner::service::ConnectService;
-use crate::receipt::Document;
+use crate::receipt::{Document, DocumentNumber};
 use crate::repository::RepositoryError;
 
 /// Validate the act, release the hold, refund.
@@ -508,6 +508,39 @@ impl ReportingService {
         authorize(actor, Action::ViewPayments, payment.practitioner())?;
         let history = self.ledger.payments.history(id).await?;
         Ok((payment, history))
+    }
+
+    /// A page of the actor's payments with the receipt number of each captured one
+    /// (the CSV export).
+    pub async fn payments_with_receipts(
+        &self,
+        actor: &Actor,
+        filter: &PaymentFilter,
+    ) -> Result<
+        (
+            PaymentPage,
+            std::collections::HashMap<PaymentId, DocumentNumber>,
+        ),
+        BillingError,
+    > {
+        let page = self.payments(actor, filter).await?;
+        let captured: Vec<PaymentId> = page
+            .items
+            .iter()
+            .filter(|r| r.payment.captured().is_some())
+            .map(|r| r.payment.id())
+            .collect();
+        let numbers = if captured.is_empty() {
+            Default::default()
+        } else {
+            self.ledger
+                .payments
+                .receipt_numbers(&captured)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        Ok((page, numbers))
     }
 
     /// The receipt and credit notes of a payment, for staff who may see it.

@@ -10,13 +10,13 @@ use billing_core::fees::{FeePreset, FeeSchedule};
 use billing_core::gateway::RefundStatus;
 use billing_core::ids::{ConsultationId, PaymentId, PractitionerId, ServiceId};
 use billing_core::money::{AmountInput, Currency, Money};
+use billing_core::outbox::Delivery;
 use billing_core::payment::model::{Payment, PaymentStatus};
 use billing_core::payment::ports::{PaymentCursor, PaymentRow};
 use billing_core::payment::service::PaymentFilter;
 use billing_core::practitioner::model::{PayoutInterval, Practitioner, Preferences, StripeLink};
 use billing_core::practitioner::profile::{DEFAULT_VAT_MENTION, ProfileInput};
 use billing_core::practitioner::service::{FeeScheduleInput, PreferencesInput, ServicePatch};
-use billing_core::outbox::Delivery;
 use billing_core::receipt::{DocumentKind, DocumentRef};
 use billing_core::{BillingError, Lang};
 use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -531,6 +531,7 @@ struct OverviewTemplate {
     next_url: Option<String>,
     first_url: Option<String>,
     csv_url: String,
+    csv_fr_url: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -541,6 +542,8 @@ pub struct OverviewQuery {
     from: Option<String>,
     to: Option<String>,
     cursor: Option<String>,
+    /// The CSV's format: `fr` (Excel in French, accounting software) or standard.
+    format: Option<String>,
 }
 
 fn day_start(date: &str, tz: Tz) -> Option<DateTime<Utc>> {
@@ -730,6 +733,10 @@ pub async fn overview(
         next_url,
         first_url: q.cursor.is_some().then(|| format!("/dashboard?{base}")),
         csv_url: format!("/dashboard/payments.csv?{base}&lang={}", lang.code()),
+        csv_fr_url: format!(
+            "/dashboard/payments.csv?{base}&lang={}&format=fr",
+            lang.code()
+        ),
     })
 }
 
@@ -744,7 +751,12 @@ pub async fn csv_download(
         Ok(f) => f,
         Err(e) => return Problem::from(e).into_response(),
     };
-    match crate::csv::export(&state.billing, &s.actor, filter, s.ctx.lang).await {
+    let layout = crate::csv::Layout {
+        format: crate::csv::CsvFormat::parse(q.format.as_deref()),
+        lang: s.ctx.lang,
+        tz: s.tz(),
+    };
+    match crate::csv::export(&state.billing, &s.actor, filter, layout).await {
         Ok(body) => crate::csv::response(body),
         Err(e) => Problem::from(e).into_response(),
     }
@@ -1913,11 +1925,17 @@ pub async fn send_link_submit(
     };
     let result = async {
         let consultation = consultation_of(state, &s, id).await?;
-        state.billing.outbox.send_pay_link(&s.actor, consultation).await
+        state
+            .billing
+            .outbox
+            .send_pay_link(&s.actor, consultation)
+            .await
     }
     .await;
     match result {
-        Ok(()) => Redirect::see_other(format!("/dashboard/payments/{id}?flash=link_sent")).into_response(),
+        Ok(()) => {
+            Redirect::see_other(format!("/dashboard/payments/{id}?flash=link_sent")).into_response()
+        }
         Err(e) => {
             let msg = error_text(&e, s.ctx.lang);
             payment_response(&s, state, id, None, Some((msg, status_of(&e))), None).await

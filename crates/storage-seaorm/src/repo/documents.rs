@@ -70,6 +70,33 @@ pub(super) async fn issue(
 }
 
 impl Store {
+    /// The receipt numbers of `payments`, in one query.
+    pub(super) async fn receipt_numbers_of(
+        &self,
+        payments: &[PaymentId],
+    ) -> Result<Vec<(PaymentId, DocumentNumber)>, RepositoryError> {
+        if payments.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = document::Entity::find()
+            .filter(document::Column::PaymentId.is_in(payments.iter().map(|p| p.as_uuid())))
+            .filter(document::Column::Kind.eq(DocumentKind::Receipt.as_str()))
+            .all(&self.db)
+            .await
+            .map_err(unavailable)?;
+        rows.into_iter()
+            .map(|r| {
+                let seq = u32::try_from(r.seq).map_err(|_| {
+                    RepositoryError::Corrupt(format!("documents: sequence {}", r.seq))
+                })?;
+                Ok((
+                    PaymentId::from_uuid(r.payment_id),
+                    DocumentNumber { year: r.year, seq },
+                ))
+            })
+            .collect()
+    }
+
     /// The documents of `payment`, in number order, credit notes referring to the
     /// receipt.
     pub(super) async fn documents_of(

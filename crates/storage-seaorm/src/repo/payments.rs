@@ -9,7 +9,7 @@ use billing_core::payment::ports::{
     ChangeLog, HistoryEntry, PaymentCursor, PaymentPage, PaymentQuery, PaymentRepository,
     PaymentRow, PaymentScope, PaymentTotals,
 };
-use billing_core::receipt::Document;
+use billing_core::receipt::{Document, DocumentNumber};
 use billing_core::repository::RepositoryError;
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::NotSet;
@@ -305,6 +305,13 @@ impl PaymentRepository for Store {
 
     async fn documents(&self, payment: PaymentId) -> Result<Vec<Document>, RepositoryError> {
         self.documents_of(payment).await
+    }
+
+    async fn receipt_numbers(
+        &self,
+        payments: &[PaymentId],
+    ) -> Result<Vec<(PaymentId, DocumentNumber)>, RepositoryError> {
+        self.receipt_numbers_of(payments).await
     }
 
     async fn list(&self, query: &PaymentQuery) -> Result<PaymentPage, RepositoryError> {
