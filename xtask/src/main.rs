@@ -25,7 +25,7 @@ fn main() -> ExitCode {
                  fmt           cargo fmt --check\n  \
                  clippy        cargo clippy --all-targets -D warnings\n  \
                  test [ARGS]   the test suite (extra ARGS go to cargo test)\n  \
-                 peers         install the non-Rust test peers (localstripe in target/peers/venv)\n  \
+                 peers         install the non-Rust test peers (localstripe, aiosmtpd in target/peers/venv)\n  \
                  bench [core|storage|http]  benchmarks (http: wrk against the release server)"
             );
             Err("unknown command".into())
@@ -77,13 +77,13 @@ fn ci() -> Result {
     test(&[])
 }
 
-/// The test peers that are not Rust: localstripe (PyPI, a stateful Stripe server the
-/// gateway-stripe live tests start on 127.0.0.1) in a virtualenv at
-/// `target/peers/venv`. Does nothing when that version is already there.
-/// The test peers from PyPI, pinned: localstripe (a stateful Stripe) and aiosmtpd (an
-/// SMTP server whose Maildir the tests read).
+/// The test peers from PyPI, pinned: localstripe (a stateful Stripe server the gateway
+/// and e2e tests start on 127.0.0.1) and aiosmtpd (an SMTP server whose Maildir the
+/// mail tests read).
 const PEERS: [(&str, &str); 2] = [("localstripe", "1.15.10"), ("aiosmtpd", "1.4.6")];
 
+/// Installs [`PEERS`] in a virtualenv at `target/peers/venv`. Does nothing when those
+/// versions are already there.
 fn peers() -> Result {
     let venv = root().join("target/peers/venv");
     let python = venv.join("bin/python");

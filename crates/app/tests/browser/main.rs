@@ -181,6 +181,11 @@ async fn schedule_paid(c: &Client, app: &TestApp, patient: &str) -> String {
         .send_keys(patient)
         .await
         .expect("patient");
+    find(c, "#email")
+        .await
+        .send_keys("patient@example.org")
+        .await
+        .expect("email");
     find(c, "#mode-online").await.click().await.expect("online");
     find(c, "#schedule-submit")
         .await
@@ -356,6 +361,50 @@ async fn the_seeds_flows_in_a_real_browser() {
             .any(|l| l.contains("captured,Réussi,25.00,18.00,0.00,0.50,17.50,EUR")),
         "{csv}"
     );
+
+    // 4c. The patient's link, after the act: what was charged and released, in words,
+    //     the note d'honoraires to download, no waiting room.
+    phone.goto(&pay_link).await.expect("pay page after the act");
+    let settlement = text(&phone, "#settlement").await;
+    assert!(settlement.contains("18,00 € débités le"), "{settlement}");
+    assert!(settlement.contains("7,00 € libérés"), "{settlement}");
+    assert!(absent(&phone, "#enter-waiting-room").await);
+    assert!(absent(&phone, "#amount").await, "no hold amount after the act");
+    let receipt_href = find(&phone, "#receipt-link")
+        .await
+        .attr("href")
+        .await
+        .expect("attr")
+        .expect("href");
+    let fetched = phone
+        .execute(
+            "return fetch(arguments[0]).then(r => r.status + ' ' + r.headers.get('content-type'));",
+            vec![json!(receipt_href)],
+        )
+        .await
+        .expect("receipt");
+    assert_eq!(fetched, json!("200 application/pdf"));
+    shot(&phone, "4c-pay-page-after-the-act-phone").await;
+    phone
+        .goto(&format!("{pay_link}/receipt"))
+        .await
+        .expect("receipt page");
+    assert_eq!(text(&phone, "#receipt-title").await, "Note d'honoraires");
+    assert!(text(&phone, "#receipt-total").await.contains("18,00"));
+    shot(&phone, "4d-receipt-phone").await;
+    desk.goto(&captured_page).await.expect("captured payment");
+    find(&desk, "#receipt-link").await;
+    desk.goto(&app.url("/dashboard/messages"))
+        .await
+        .expect("messages");
+    find(&desk, "#not-sending").await;
+    assert!(
+        text(&desk, "#messages")
+            .await
+            .contains("Votre téléconsultation avec Dr Camille Martin"),
+        "the pay link waits in the outbox without SMTP"
+    );
+    shot(&desk, "4e-messages").await;
 
     // 5. A secretary has no Stripe or validate controls; forms without the CSRF token
     //    are refused. The secretary schedules (which they may do) a consultation whose
