@@ -124,6 +124,9 @@ pub struct Config {
     /// `CONSULTPAY_RENEW_BEFORE_HOURS`: a hold this close to its deadline, act not
     /// validated, is renewed off-session.
     pub renew_before_hours: u32,
+    /// `CONSULTPAY_OPEN_AFTER_START_MINUTES`: how long after its start a consultation
+    /// still offers the waiting room (and may be paid if its hold lapsed).
+    pub open_after_start_minutes: u32,
     /// `CONSULTPAY_SMTP_URL`: where e-mail is sent (`smtp://host:port`,
     /// `smtp://user:pass@host:587?tls=required`, `smtps://user:pass@host:465`).
     /// Without it, messages stay in the outbox, visible on the dashboard.
@@ -168,6 +171,10 @@ pub const ENV: &[(&str, &str)] = &[
     ("CONSULTPAY_RECONCILE_AFTER_SECS", "reconcile_after_secs"),
     ("CONSULTPAY_HOLD_LEAD_HOURS", "hold_lead_hours"),
     ("CONSULTPAY_RENEW_BEFORE_HOURS", "renew_before_hours"),
+    (
+        "CONSULTPAY_OPEN_AFTER_START_MINUTES",
+        "open_after_start_minutes",
+    ),
     ("CONSULTPAY_SMTP_URL", "smtp_url"),
     ("CONSULTPAY_MAIL_FROM", "mail_from"),
     ("CONSULTPAY_MAIL_INTERVAL_SECS", "mail_interval_secs"),
@@ -198,6 +205,7 @@ impl Default for Config {
             reconcile_after_secs: 600,
             hold_lead_hours: 6 * 24,
             renew_before_hours: 12,
+            open_after_start_minutes: 60,
             smtp_url: None,
             mail_from: None,
             mail_interval_secs: 5,
@@ -363,6 +371,8 @@ impl Config {
             chrono::Duration::seconds(i64::try_from(self.reconcile_after_secs).unwrap_or(i64::MAX));
         config.hold_lead = chrono::Duration::hours(i64::from(self.hold_lead_hours));
         config.renew_before = chrono::Duration::hours(i64::from(self.renew_before_hours));
+        config.open_after_start =
+            chrono::Duration::minutes(i64::from(self.open_after_start_minutes));
         config
     }
 

@@ -986,55 +986,6 @@ pub(crate) fn user_from_row(row: user::Model, works_for: Vec<Uuid>) -> Read<Staf
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requirement_lists_round_trip_whatever_they_contain() {
-        let cases: Vec<Vec<String>> = vec![
-            vec![],
-            vec![String::new()],
-            vec!["external_account".into(), "individual.dob.day".into()],
-            vec!["line\nbreak".into(), "100%".into(), "%0A literal".into()],
-        ];
-        for items in cases {
-            assert_eq!(
-                decode_lines(encode_lines(&items).as_deref()),
-                items,
-                "{items:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn fee_percentages_are_stored_as_exact_parts_per_million() {
-        let eur = |m| Money::from_minor(m, Currency::Eur);
-        let table = [
-            ("1.4", 14_000),
-            ("3.25", 32_500),
-            ("0", 0),
-            ("100", 1_000_000),
-            ("2.9999", 29_999),
-        ];
-        for (percent, ppm) in table {
-            let schedule =
-                FeeSchedule::custom(Decimal::from_str(percent).unwrap(), eur(25)).unwrap();
-            assert_eq!(fee_rate_ppm(&schedule).unwrap(), ppm, "{percent}");
-            let back = fee_schedule("t", 1, ppm, 25, Currency::Eur).unwrap();
-            assert_eq!(back, schedule, "{percent}");
-        }
-    }
-
-    #[test]
-    fn a_negative_stored_amount_is_corrupt() {
-        assert!(matches!(
-            money("payments", 1, -1, Currency::Eur),
-            Err(RepositoryError::Corrupt(_))
-        ));
-    }
-}
-
 fn lang(table: &'static str, id: impl std::fmt::Display, code: &str) -> Read<Lang> {
     match code {
         "fr" => Ok(Lang::Fr),
@@ -1222,4 +1173,53 @@ pub(crate) fn queued_from_row(row: outbox_message::Model) -> Read<Queued> {
         next_attempt_at: row.next_attempt_at,
         last_error: row.last_error,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requirement_lists_round_trip_whatever_they_contain() {
+        let cases: Vec<Vec<String>> = vec![
+            vec![],
+            vec![String::new()],
+            vec!["external_account".into(), "individual.dob.day".into()],
+            vec!["line\nbreak".into(), "100%".into(), "%0A literal".into()],
+        ];
+        for items in cases {
+            assert_eq!(
+                decode_lines(encode_lines(&items).as_deref()),
+                items,
+                "{items:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn fee_percentages_are_stored_as_exact_parts_per_million() {
+        let eur = |m| Money::from_minor(m, Currency::Eur);
+        let table = [
+            ("1.4", 14_000),
+            ("3.25", 32_500),
+            ("0", 0),
+            ("100", 1_000_000),
+            ("2.9999", 29_999),
+        ];
+        for (percent, ppm) in table {
+            let schedule =
+                FeeSchedule::custom(Decimal::from_str(percent).unwrap(), eur(25)).unwrap();
+            assert_eq!(fee_rate_ppm(&schedule).unwrap(), ppm, "{percent}");
+            let back = fee_schedule("t", 1, ppm, 25, Currency::Eur).unwrap();
+            assert_eq!(back, schedule, "{percent}");
+        }
+    }
+
+    #[test]
+    fn a_negative_stored_amount_is_corrupt() {
+        assert!(matches!(
+            money("payments", 1, -1, Currency::Eur),
+            Err(RepositoryError::Corrupt(_))
+        ));
+    }
 }

@@ -369,7 +369,10 @@ async fn the_seeds_flows_in_a_real_browser() {
     assert!(settlement.contains("18,00 € débités le"), "{settlement}");
     assert!(settlement.contains("7,00 € libérés"), "{settlement}");
     assert!(absent(&phone, "#enter-waiting-room").await);
-    assert!(absent(&phone, "#amount").await, "no hold amount after the act");
+    assert!(
+        absent(&phone, "#amount").await,
+        "no hold amount after the act"
+    );
     let receipt_href = find(&phone, "#receipt-link")
         .await
         .attr("href")

@@ -195,6 +195,21 @@ async fn the_pay_page_tells_the_patient_what_happened_at_each_step_in_both_langu
             access["can_enter"], true,
             "the gate itself stays the hold (C4)"
         );
+
+        // Expired: renewed holds stop a week after the consultation; the last one
+        // lapses unvalidated.
+        app.advance_clock(Duration::days(16)).await;
+        let fr = page(&app, &third_token, "fr").await;
+        assert!(
+            fr.contains("L'empreinte bancaire a expiré sans être débitée"),
+            "{fr}"
+        );
+        assert!(!fr.contains("Payer maintenant"), "{fr}");
+        let en = page(&app, &third_token, "en").await;
+        assert!(
+            en.contains("The hold on your card expired without being charged"),
+            "{en}"
+        );
     });
 }
 
@@ -377,8 +392,7 @@ async fn receipts_and_credit_notes_are_pdfs_that_never_change() {
                 .ends_with(",receipt_number")
         );
         assert!(
-            standard.contains(&format!(",18.00,5.00,"))
-                && standard.contains(&format!(",{year}-000001")),
+            standard.contains(",18.00,5.00,") && standard.contains(&format!(",{year}-000001")),
             "{standard}"
         );
 

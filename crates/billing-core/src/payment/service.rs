@@ -1088,15 +1088,18 @@ impl ReconcileService {
                 continue;
             }
             let who = p.practitioner();
-            if !practitioners.contains_key(&who) {
-                practitioners.insert(who, self.holds.practitioners.get(who).await?);
-            }
-            if let Some(m) = practitioners
-                .get(&who)
-                .and_then(|pr| compose::hold_expiring(row, pr, self.ledger.ids.new_id(), now))
-            {
-                messages.push(m);
-            }
+            let practitioner = match practitioners.entry(who) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(self.holds.practitioners.get(who).await?)
+                }
+            };
+            messages.extend(compose::hold_expiring(
+                row,
+                practitioner,
+                self.ledger.ids.new_id(),
+                now,
+            ));
         }
         if !messages.is_empty() {
             self.outbox.enqueue(&messages).await?;

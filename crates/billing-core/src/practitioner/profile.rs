@@ -113,7 +113,7 @@ impl Siret {
                     }
                 })
                 .sum();
-            sum % 10 == 0
+            sum.is_multiple_of(10)
         };
         if ok {
             Ok(Siret(digits))
