@@ -111,10 +111,11 @@ impl fmt::Display for MessageKind {
 }
 
 /// A document to attach, read (and rendered) when the message is sent: the payment's
-/// receipt, or the credit note of one of its refunds.
+/// receipt, or the credit note (or its cancellation) of one of its refunds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttachmentRef {
     pub payment: PaymentId,
+    pub kind: DocumentKind,
     pub refund: Option<RefundId>,
 }
 
@@ -275,11 +276,11 @@ impl DeliveryReport {
     }
 }
 
-/// The most messages one round claims at a time, and the most batches per round.
-const BATCH: u32 = 20;
-const MAX_BATCHES: usize = 10;
-/// How long a claim lasts: longer than any one send (lettre's timeout is 60 s).
-const LEASE_SECS: i64 = 120;
+/// The most messages one round sends.
+const MAX_PER_ROUND: usize = 200;
+/// How long a claim lasts. Each message is claimed just before it is sent, so the
+/// lease covers one send (a few SMTP commands of at most 30 s each).
+const LEASE_SECS: i64 = 300;
 /// Retries wait 30 s, 1 min, 2 min… doubling, at most 6 h (never given up on while
 /// the error is temporary).
 const BACKOFF_FIRST_SECS: i64 = 30;
@@ -322,27 +323,27 @@ impl OutboxService {
         self.mailer.is_some()
     }
 
-    /// Sends what is due, a bounded number of batches per call. Without a mailer,
-    /// nothing is claimed.
+    /// Sends what is due, at most [`MAX_PER_ROUND`] messages per call, each claimed
+    /// just before it is sent (a lease never runs out on a message still waiting its
+    /// turn). Without a mailer, nothing is claimed.
     pub async fn deliver_due(&self) -> Result<DeliveryReport, BillingError> {
         let mut report = DeliveryReport::default();
         let Some(mailer) = &self.mailer else {
             return Ok(report);
         };
         let claim = self.ids.new_id().to_string();
-        for _ in 0..MAX_BATCHES {
+        for _ in 0..MAX_PER_ROUND {
             let now = now_micros(self.clock.as_ref());
-            let batch = self
+            let Some(queued) = self
                 .outbox
-                .claim_due(now, now + Duration::seconds(LEASE_SECS), &claim, BATCH)
-                .await?;
-            if batch.is_empty() {
+                .claim_due(now, now + Duration::seconds(LEASE_SECS), &claim, 1)
+                .await?
+                .pop()
+            else {
                 break;
-            }
-            for queued in batch {
-                self.deliver(mailer.as_ref(), &queued, &claim, &mut report)
-                    .await?;
-            }
+            };
+            self.deliver(mailer.as_ref(), &queued, &claim, &mut report)
+                .await?;
         }
         Ok(report)
     }
@@ -362,9 +363,11 @@ impl OutboxService {
         };
         let now = now_micros(self.clock.as_ref());
         match outcome {
+            // A claim lost meanwhile (a lease that ran out) is someone else's to settle.
             Ok(()) => {
-                self.outbox.mark_sent(id, claim, now).await?;
-                report.sent += 1;
+                if self.outbox.mark_sent(id, claim, now).await? {
+                    report.sent += 1;
+                }
             }
             Err(MailError::Temporary(why)) => {
                 let retry_at = now + backoff(queued.attempts.saturating_add(1));
@@ -383,34 +386,60 @@ impl OutboxService {
         Ok(())
     }
 
-    /// The text of a message as it is sent: its links filled in.
+    /// The text of a message as staff read it: its links filled in where they can be
+    /// derived. Changes nothing.
     pub async fn text(&self, m: &Message) -> Result<String, BillingError> {
+        self.filled(m, false).await
+    }
+
+    /// The message's text with its links: the dashboard's, and the patient's pay link.
+    /// A pay link that cannot be derived (made before links were derived, or under
+    /// another server key) is reissued first when `reissue`, so that the e-mail carries
+    /// one that works; otherwise it reads as a placeholder.
+    async fn filled(&self, m: &Message, reissue: bool) -> Result<String, BillingError> {
         let mut text = m.body.replace(PUBLIC_URL, &self.config.public_url);
-        if text.contains(PAY_URL) {
-            let link = match m.consultation {
-                Some(id) => {
-                    let record = self.consultations.get(id).await?;
-                    let c = &record.consultation;
-                    let token = self.links.pay_token(c.id, c.pay_link_generation);
-                    (token.hash() == c.pay_token_hash).then(|| self.config.pay_url(&token))
-                }
-                None => None,
-            };
-            text = text.replace(PAY_URL, link.as_deref().unwrap_or("—"));
+        if !text.contains(PAY_URL) {
+            return Ok(text);
         }
+        let link = match m.consultation {
+            Some(id) => {
+                let mut c = self.consultations.get(id).await?.consultation;
+                let token = self.links.pay_token(c.id, c.pay_link_generation);
+                if token.hash() == c.pay_token_hash {
+                    Some(self.config.pay_url(&token))
+                } else if reissue {
+                    let token = crate::consultation::service::reissue(
+                        self.consultations.as_ref(),
+                        self.links.as_ref(),
+                        &mut c,
+                    )
+                    .await?;
+                    Some(self.config.pay_url(&token))
+                } else {
+                    None
+                }
+            }
+            None => None,
+        };
+        text = text.replace(
+            PAY_URL,
+            link.as_deref().unwrap_or(match m.lang {
+                Lang::Fr => "[lien de paiement : à renvoyer depuis le tableau de bord]",
+                Lang::En => "[pay link: send it again from the dashboard]",
+            }),
+        );
         Ok(text)
     }
 
     /// The e-mail of a queued message: its links filled in, its document rendered.
     pub async fn email(&self, m: &Message) -> Result<Email, BillingError> {
-        let text = self.text(m).await?;
+        let text = self.filled(m, true).await?;
         let mut attachments = Vec::new();
         if let Some(a) = &m.attachment {
             let documents = self.payments.documents(a.payment).await?;
-            let doc = documents.iter().find(|d| match &a.refund {
-                None => d.draft.kind == DocumentKind::Receipt,
-                Some(r) => d.draft.refund.as_ref() == Some(r),
-            });
+            let doc = documents
+                .iter()
+                .find(|d| d.draft.kind == a.kind && d.draft.refund == a.refund);
             let doc = doc.ok_or(BillingError::NotFound("document"))?;
             let sheet = sheet(doc, m.lang);
             attachments.push(FileAttachment {
@@ -461,6 +490,12 @@ impl OutboxService {
             .get(record.consultation.practitioner)
             .await?;
         let now = now_micros(self.clock.as_ref());
+        if record.payment.is_none() {
+            return Err(BillingError::validation(
+                "consultation",
+                "has no online payment: there is no pay link to send",
+            ));
+        }
         let message = compose::pay_link(
             &record,
             &practitioner,

@@ -1,7 +1,8 @@
 //! Notes d'honoraires (receipts) and avoirs (credit notes).
 //!
 //! A receipt is issued when a payment is captured; a credit note when one of its
-//! refunds succeeds, referring to the receipt. Both are drafted here from the payment,
+//! refunds succeeds, referring to the receipt; and, should that refund fail afterwards
+//! (a closed card), a cancellation of the credit note, referring to it. Both are drafted here from the payment,
 //! its consultation and the practitioner's profile **as they are at that moment**,
 //! and written by the storage port in the same transaction as the payment change
 //! (see [`ChangeLog::documents`](crate::payment::ports::ChangeLog)). Storage gives the
@@ -34,6 +35,9 @@ pub enum DocumentKind {
     Receipt,
     /// Avoir: money given back on a receipt.
     CreditNote,
+    /// Annulation d'avoir: the refund of a credit note did not go through; the amount
+    /// stays paid.
+    CreditNoteCancellation,
 }
 
 impl DocumentKind {
@@ -41,7 +45,13 @@ impl DocumentKind {
         match self {
             DocumentKind::Receipt => "receipt",
             DocumentKind::CreditNote => "credit_note",
+            DocumentKind::CreditNoteCancellation => "credit_note_cancellation",
         }
+    }
+
+    /// What the document's amount does to what the patient paid.
+    const fn gives_back(self) -> bool {
+        matches!(self, DocumentKind::CreditNote)
     }
 }
 
@@ -51,6 +61,7 @@ impl FromStr for DocumentKind {
         match s {
             "receipt" => Ok(DocumentKind::Receipt),
             "credit_note" => Ok(DocumentKind::CreditNote),
+            "credit_note_cancellation" => Ok(DocumentKind::CreditNoteCancellation),
             _ => Err(()),
         }
     }
@@ -125,7 +136,7 @@ pub struct DocumentDraft {
     pub kind: DocumentKind,
     pub practitioner: PractitionerId,
     pub payment: PaymentId,
-    /// The refund a credit note is for (one credit note per refund).
+    /// The refund a credit note (or its cancellation) is for: one of each per refund.
     pub refund: Option<RefundId>,
     /// The numbering year: the year of issue in the practitioner's time zone.
     pub year: i32,
@@ -149,7 +160,7 @@ pub struct DocumentDraft {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Document {
     pub number: DocumentNumber,
-    /// A credit note's receipt.
+    /// A credit note's receipt, a cancellation's credit note.
     pub refers_to: Option<DocumentNumber>,
     pub draft: DocumentDraft,
 }
@@ -165,10 +176,16 @@ pub(crate) enum Due {
         refund: RefundId,
         amount: Money,
     },
+    Cancellation {
+        refund: RefundId,
+        amount: Money,
+    },
 }
 
 /// The documents `after` makes due that `before` did not: a receipt when the payment
-/// became captured, a credit note for each refund that newly succeeded.
+/// became captured, a credit note for each refund that newly succeeded, and the
+/// cancellation of a credit note whose refund failed or was cancelled after it had
+/// succeeded.
 pub(crate) fn due(before: &Payment, after: &Payment, now: DateTime<Utc>) -> Vec<Due> {
     let mut out = Vec::new();
     if before.captured().is_none()
@@ -185,9 +202,21 @@ pub(crate) fn due(before: &Payment, after: &Payment, now: DateTime<Utc>) -> Vec<
             .iter()
             .any(|l| &l.id == id && l.status == RefundState::Succeeded)
     };
+    let ended_before = |id: &RefundId| {
+        before
+            .refunds()
+            .iter()
+            .any(|l| &l.id == id && !l.status.is_live())
+    };
     for line in after.refunds() {
         if line.status == RefundState::Succeeded && !succeeded_before(&line.id) {
             out.push(Due::CreditNote {
+                refund: line.id.clone(),
+                amount: line.amount,
+            });
+        }
+        if !line.status.is_live() && succeeded_before(&line.id) && !ended_before(&line.id) {
+            out.push(Due::Cancellation {
                 refund: line.id.clone(),
                 amount: line.amount,
             });
@@ -207,6 +236,12 @@ pub(crate) fn draft(
     let (kind, refund, amount, paid_at) = match due {
         Due::Receipt { amount, paid_at } => (DocumentKind::Receipt, None, amount, paid_at),
         Due::CreditNote { refund, amount } => (DocumentKind::CreditNote, Some(refund), amount, now),
+        Due::Cancellation { refund, amount } => (
+            DocumentKind::CreditNoteCancellation,
+            Some(refund),
+            amount,
+            now,
+        ),
     };
     let time_zone = practitioner.time_zone;
     DocumentDraft {
@@ -259,13 +294,36 @@ pub struct Sheet {
     pub mentions: Vec<String>,
 }
 
+/// `text` cut into lines of at most `width` characters, at spaces where possible (a
+/// word longer than a line stays whole).
+pub fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for paragraph in text.lines() {
+        let mut line = String::new();
+        for word in paragraph.split(' ').filter(|w| !w.is_empty()) {
+            let needed =
+                line.chars().count() + word.chars().count() + usize::from(!line.is_empty());
+            if !line.is_empty() && needed > width {
+                lines.push(std::mem::take(&mut line));
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        if !line.is_empty() {
+            lines.push(line);
+        }
+    }
+    lines
+}
+
 /// Lays `doc` out in `lang`.
 pub fn sheet(doc: &Document, lang: Lang) -> Sheet {
     let d = &doc.draft;
     let tz = d.time_zone.tz();
     let fr = lang == Lang::Fr;
     let t = |fr_text: &str, en_text: &str| if fr { fr_text } else { en_text }.to_owned();
-    let receipt = d.kind == DocumentKind::Receipt;
     let mut issuer = vec![d.issuer.name.clone()];
     issuer.extend(d.issuer.profession.clone());
     if let Some(address) = &d.issuer.address {
@@ -288,63 +346,77 @@ pub fn sheet(doc: &Document, lang: Lang) -> Sheet {
             t("Carte bancaire, via Stripe", "Card, via Stripe"),
         ),
     ];
-    rows.push(if receipt {
-        (
-            t("Date du paiement", "Date of payment"),
-            format::date(d.paid_at, tz, lang),
-        )
-    } else {
-        (
-            t("Date du remboursement", "Date of refund"),
-            format::date(d.paid_at, tz, lang),
-        )
-    });
-    let total = if receipt {
-        (
+    let when = format::date(d.paid_at, tz, lang);
+    let (title, issued, moved, total) = match d.kind {
+        DocumentKind::Receipt => (
+            t("Note d'honoraires", "Receipt (note d'honoraires)"),
+            t("Émise le", "Issued on"),
+            (t("Date du paiement", "Date of payment"), when),
             t("Montant réglé", "Amount paid"),
-            format::money(&d.amount, lang),
-        )
-    } else {
-        (
+        ),
+        DocumentKind::CreditNote => (
+            t("Avoir", "Credit note (avoir)"),
+            t("Émis le", "Issued on"),
+            (t("Date du remboursement", "Date of refund"), when),
             t("Montant remboursé", "Amount refunded"),
-            format::money(&d.amount, lang),
-        )
+        ),
+        DocumentKind::CreditNoteCancellation => (
+            t("Annulation d'avoir", "Credit note cancelled"),
+            t("Émise le", "Issued on"),
+            (
+                t("Date de l'échec du remboursement", "Date the refund failed"),
+                when,
+            ),
+            t(
+                "Montant de l'avoir annulé",
+                "Amount of the cancelled credit note",
+            ),
+        ),
     };
+    rows.push(moved);
     let mut mentions = Vec::new();
-    if let Some(receipt_number) = doc.refers_to {
-        mentions.push(if fr {
-            format!("Avoir sur la note d'honoraires n° {receipt_number}")
+    match (d.kind, doc.refers_to) {
+        (DocumentKind::CreditNote, Some(n)) => mentions.push(if fr {
+            format!("Avoir sur la note d'honoraires n° {n}")
         } else {
-            format!("Credit note on receipt No. {receipt_number}")
-        });
+            format!("Credit note on receipt No. {n}")
+        }),
+        (DocumentKind::CreditNoteCancellation, n) => {
+            let n = n.map(|n| n.to_string()).unwrap_or_default();
+            mentions.push(if fr {
+                format!(
+                    "Annule l'avoir n° {n} : le remboursement n'a pas abouti, la somme reste \
+                     réglée."
+                )
+            } else {
+                format!(
+                    "Cancels credit note No. {n}: the refund did not go through; the amount \
+                     stays paid."
+                )
+            });
+        }
+        _ => {}
     }
     mentions.push(d.issuer.vat_mention.clone());
-    if receipt {
+    if d.kind == DocumentKind::Receipt {
         mentions.push(t("Acquittée.", "Paid in full."));
     }
     let sep = if fr { "\u{a0}:" } else { ":" };
     Sheet {
         lang,
-        title: if receipt {
-            t("Note d'honoraires", "Receipt (note d'honoraires)")
-        } else {
-            t("Avoir", "Credit note (avoir)")
-        },
+        title,
         number: format!("{} {}", t("N°", "No."), doc.number),
-        issued: format!(
-            "{} {}",
-            t("Émise le", "Issued on"),
-            format::date(d.issued_at, tz, lang)
-        ),
+        issued: format!("{issued} {}", format::date(d.issued_at, tz, lang)),
         issuer,
         patient: format!("{}{sep} {}", t("Patient", "Patient"), d.patient),
         rows,
-        total,
+        total: (total, format::money(&d.amount, lang)),
         mentions,
     }
 }
 
-/// What a receipt leaves to the patient once credit notes are counted.
+/// What a receipt leaves to the patient once credit notes (and their cancellations)
+/// are counted.
 pub fn net_of(documents: &[Document]) -> Result<Option<Money>, MoneyError> {
     let Some(receipt) = documents
         .iter()
@@ -354,9 +426,13 @@ pub fn net_of(documents: &[Document]) -> Result<Option<Money>, MoneyError> {
     };
     documents
         .iter()
-        .filter(|d| d.draft.kind == DocumentKind::CreditNote)
+        .filter(|d| d.draft.kind != DocumentKind::Receipt)
         .try_fold(receipt.draft.amount, |sum, d| {
-            sum.checked_sub(&d.draft.amount)
+            if d.draft.kind.gives_back() {
+                sum.checked_sub(&d.draft.amount)
+            } else {
+                sum.checked_add(&d.draft.amount)
+            }
         })
         .map(Some)
 }
@@ -380,11 +456,14 @@ pub fn file_name(doc: &Document, lang: Lang) -> String {
         (DocumentKind::Receipt, Lang::En) => "receipt",
         (DocumentKind::CreditNote, Lang::Fr) => "avoir",
         (DocumentKind::CreditNote, Lang::En) => "credit-note",
+        (DocumentKind::CreditNoteCancellation, Lang::Fr) => "annulation-avoir",
+        (DocumentKind::CreditNoteCancellation, Lang::En) => "credit-note-cancellation",
     };
     format!("{stem}-{}.pdf", doc.number)
 }
 
-/// Which document of a payment: its receipt, or one of its credit notes by number.
+/// Which document of a payment: its receipt, or one of its credit notes (or their
+/// cancellations) by number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DocumentRef {
     Receipt,
@@ -396,7 +475,7 @@ impl DocumentRef {
     pub fn find(self, documents: &[Document]) -> Option<&Document> {
         documents.iter().find(|d| match self {
             DocumentRef::Receipt => d.draft.kind == DocumentKind::Receipt,
-            DocumentRef::CreditNote(n) => d.draft.kind == DocumentKind::CreditNote && d.number == n,
+            DocumentRef::CreditNote(n) => d.draft.kind != DocumentKind::Receipt && d.number == n,
         })
     }
 }

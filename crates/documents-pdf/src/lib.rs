@@ -12,7 +12,7 @@
 
 #![allow(clippy::float_arithmetic)]
 
-use billing_core::receipt::{DocumentRenderer, RenderError, Sheet};
+use billing_core::receipt::{DocumentRenderer, RenderError, Sheet, wrap};
 use krilla::Document;
 use krilla::geom::{PathBuilder, Point};
 use krilla::metadata::Metadata;
@@ -27,8 +27,12 @@ const PAGE_W: f32 = 595.28;
 const PAGE_H: f32 = 841.89;
 const MARGIN: f32 = 56.0;
 const VALUE_X: f32 = 250.0;
-/// Characters per line before a long mention wraps (DejaVu Sans at 9 pt).
-const WRAP_AT: usize = 95;
+/// Characters per line before text wraps: a full line (DejaVu Sans at 9–11 pt), and
+/// the value column of the table (10 pt from `VALUE_X`).
+const WRAP_AT: usize = 90;
+const VALUE_WRAP_AT: usize = 50;
+/// Label column width, in characters.
+const LABEL_WRAP_AT: usize = 32;
 
 /// Renders sheets as PDF with the embedded fonts. Cheap to share: the fonts are parsed
 /// once.
@@ -58,26 +62,6 @@ impl PdfRenderer {
     }
 }
 
-/// `text` cut into lines of at most `width` characters, at spaces where possible.
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split(' ') {
-        let needed = line.chars().count() + word.chars().count() + usize::from(!line.is_empty());
-        if !line.is_empty() && needed > width {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        lines.push(line);
-    }
-    lines
-}
-
 /// A cursor going down the page.
 struct Pen<'a> {
     surface: krilla::surface::Surface<'a>,
@@ -94,6 +78,22 @@ impl Pen<'_> {
             false,
             TextDirection::Auto,
         );
+    }
+
+    /// A label and its value, each wrapped in its column.
+    fn table_row(&mut self, font: &Font, size: f32, label: &str, value: &str) {
+        let labels = wrap(label, LABEL_WRAP_AT);
+        let values = wrap(value, VALUE_WRAP_AT);
+        for i in 0..labels.len().max(values.len()).max(1) {
+            if let Some(l) = labels.get(i) {
+                self.text(MARGIN, font, size, l);
+            }
+            if let Some(v) = values.get(i) {
+                self.text(VALUE_X, font, size, v);
+            }
+            self.y += size * 1.45;
+        }
+        self.y += size * 0.15;
     }
 
     fn line(&mut self, size: f32, font: &Font, text: &str) {
@@ -143,8 +143,10 @@ impl DocumentRenderer for PdfRenderer {
         };
         let (regular, bold) = (&self.regular, &self.bold);
 
-        for (i, line) in sheet.issuer.iter().enumerate() {
-            pen.line(10.0, if i == 0 { bold } else { regular }, line);
+        for (i, text) in sheet.issuer.iter().enumerate() {
+            for line in wrap(text, WRAP_AT) {
+                pen.line(10.0, if i == 0 { bold } else { regular }, &line);
+            }
         }
         pen.skip(18.0);
         pen.line(20.0, bold, &sheet.title);
@@ -152,18 +154,17 @@ impl DocumentRenderer for PdfRenderer {
         pen.line(10.0, regular, &sheet.issued);
         pen.skip(8.0);
         pen.rule();
-        pen.line(11.0, regular, &sheet.patient);
+        for line in wrap(&sheet.patient, WRAP_AT) {
+            pen.line(11.0, regular, &line);
+        }
         pen.skip(6.0);
         for (label, value) in &sheet.rows {
-            pen.text(MARGIN, regular, 10.0, label);
-            pen.text(VALUE_X, regular, 10.0, value);
-            pen.skip(16.0);
+            pen.table_row(regular, 10.0, label, value);
         }
         pen.skip(4.0);
         pen.rule();
-        pen.text(MARGIN, bold, 12.0, &sheet.total.0);
-        pen.text(VALUE_X, bold, 12.0, &sheet.total.1);
-        pen.skip(30.0);
+        pen.table_row(bold, 12.0, &sheet.total.0, &sheet.total.1);
+        pen.skip(14.0);
         for mention in &sheet.mentions {
             for line in wrap(mention, WRAP_AT) {
                 pen.line(9.0, regular, &line);
@@ -180,14 +181,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn long_mentions_wrap_at_spaces() {
-        assert_eq!(wrap("a bb ccc", 4), ["a bb", "ccc"]);
-        assert_eq!(wrap("short", 95), ["short"]);
-        assert_eq!(wrap("", 10), Vec::<String>::new());
-        assert_eq!(wrap("unbreakablewordhere", 5), ["unbreakablewordhere"]);
-    }
-
-    #[test]
     fn a_sheet_becomes_a_one_page_pdf_with_the_fonts_subset_in() -> Result<(), RenderError> {
         let sheet = Sheet {
             lang: billing_core::Lang::Fr,
@@ -196,7 +189,11 @@ mod tests {
             issued: "Émise le 27/11/2026".into(),
             issuer: vec!["Dr Estival".into(), "Psychologue".into()],
             patient: "Patient\u{a0}: Mme Hélène Müller".into(),
-            rows: vec![("Prestation".into(), "Téléconsultation".into())],
+            rows: vec![(
+                "Prestation".into(),
+                "Bilan psychologique approfondi avec entretien familial et restitution écrite"
+                    .into(),
+            )],
             total: ("Montant réglé".into(), "18,00\u{a0}€".into()),
             mentions: vec!["TVA non applicable, article 261-4-1° du CGI".into()],
         };

@@ -1006,7 +1006,10 @@ impl Api {
     /// The waiting-room gate: may this patient enter now?
     #[oai(path = "/pay/:token/access", method = "get", tag = "Tag::Patient")]
     async fn access(&self, token: Path<String>) -> ApiResult<Json<AccessView>> {
-        let can_enter = self.state.billing.patients.access(&token.0).await?;
-        Ok(Json(AccessView { can_enter }))
+        let access = self.state.billing.patients.access(&token.0).await?;
+        Ok(Json(AccessView {
+            can_enter: access.can_enter,
+            waiting_room: access.waiting_room,
+        }))
     }
 }

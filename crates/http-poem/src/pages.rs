@@ -40,9 +40,10 @@ pub fn pay_view(page: &PayPage, settings: &HttpSettings, token: &str) -> PayView
             message: f.message.clone(),
         }),
         can_enter: page.can_enter,
+        waiting_room: page.waiting_room,
         can_pay: page.can_pay,
         hold_from: page.hold_from,
-        waiting_room_url: page.can_enter.then(|| {
+        waiting_room_url: page.waiting_room.then(|| {
             settings
                 .waiting_room(c.id.as_uuid())
                 .unwrap_or_else(|| format!("{}/pay/{token}/waiting-room", settings.public_url))

@@ -441,7 +441,7 @@ impl MessageView {
 /// A note d'honoraires or a credit note, as issued.
 #[derive(Debug, Clone, Object)]
 pub struct DocumentView {
-    /// `receipt` or `credit_note`.
+    /// `receipt`, `credit_note` or `credit_note_cancellation`.
     pub kind: String,
     /// `2026-000123`: sequential per practitioner and year.
     pub number: String,
@@ -458,7 +458,7 @@ impl DocumentView {
     pub fn of(d: &Document) -> Self {
         let pdf_url = match d.draft.kind {
             DocumentKind::Receipt => format!("/api/v1/payments/{}/receipt.pdf", d.draft.payment),
-            DocumentKind::CreditNote => format!(
+            DocumentKind::CreditNote | DocumentKind::CreditNoteCancellation => format!(
                 "/api/v1/payments/{}/credit-notes/{}.pdf",
                 d.draft.payment, d.number
             ),
@@ -975,6 +975,9 @@ pub struct PayView {
     pub status_label: Option<StatusLabel>,
     pub failure: Option<FailureView>,
     pub can_enter: bool,
+    /// The waiting room is still offered (the gate is open and the consultation not
+    /// over); `waiting_room_url` is set only then.
+    pub waiting_room: bool,
     /// The patient may (again) authorise now.
     pub can_pay: bool,
     /// When the hold will be placed, if later: the consultation is further ahead than
@@ -998,7 +1001,11 @@ pub struct CheckoutView {
 
 #[derive(Debug, Clone, Object)]
 pub struct AccessView {
+    /// The gate: no payment needed, or the hold is in place, or the act captured.
     pub can_enter: bool,
+    /// The waiting room is still offered: the gate is open and the consultation is
+    /// not over (not validated or released, not long past its start).
+    pub waiting_room: bool,
 }
 
 #[derive(Debug, Clone, Object)]

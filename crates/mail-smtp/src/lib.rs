@@ -7,8 +7,11 @@
 //! Every e-mail carries `Message-ID: <{outbox id}@{sender's domain}>`, the same on
 //! every attempt: a message sent again after a crash between the SMTP server's
 //! acceptance and the outbox's "sent" mark is recognisably the same message. The
-//! server's answer decides what the outbox does next: a permanent (5xx) refusal is
-//! final, anything else (connection refused, timeouts, 4xx) is retried later.
+//! server's answer decides what the outbox does next: a refusal of the recipient (a
+//! 5xx answer with an enhanced status code saying the mailbox is unknown, disabled or
+//! unroutable) is final; anything else — connection refused, timeouts, 4xx, and the
+//! server-wide 5xx answers of a misconfiguration (authentication, TLS required, the
+//! sender refused) — is retried later, so a wrong password loses nothing.
 
 use async_trait::async_trait;
 use billing_core::Lang;
@@ -124,7 +127,7 @@ impl Mailer for SmtpMailer {
         let message = self.message(email)?;
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is_permanent() => {
+            Err(e) if refuses_the_recipient(e.is_permanent(), &e.to_string()) => {
                 tracing::warn!(message = %email.id, error = %e, "the mail server refused a message");
                 Err(MailError::Permanent(e.to_string()))
             }
@@ -134,6 +137,22 @@ impl Mailer for SmtpMailer {
             }
         }
     }
+}
+
+/// The enhanced status codes (RFC 3463) that refuse this recipient for good: unknown
+/// mailbox, system or address syntax, a moved mailbox, no mail exchanger, a disabled
+/// mailbox.
+const RECIPIENT_REFUSALS: [&str; 6] = ["5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1"];
+
+/// Whether a failed send refused the recipient for good (lettre does not say at which
+/// command an answer came, so the enhanced status code of a permanent answer decides).
+fn refuses_the_recipient(permanent: bool, answer: &str) -> bool {
+    permanent
+        && RECIPIENT_REFUSALS.iter().any(|code| {
+            answer
+                .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .any(|word| word == *code)
+        })
 }
 
 #[cfg(feature = "test-peer")]

@@ -82,3 +82,33 @@ async fn bad_settings_are_refused_at_start() {
     assert!(SmtpMailer::new("http://example.org", "a@example.org").is_err());
     assert!(SmtpMailer::new("smtp://127.0.0.1:2525", "not a mailbox").is_err());
 }
+
+#[test]
+fn only_a_refused_recipient_is_final() {
+    use crate::refuses_the_recipient as final_;
+    assert!(final_(
+        true,
+        "permanent error (550): 5.1.1 <x@example.org>: user unknown"
+    ));
+    assert!(final_(
+        true,
+        "permanent error (550): 5.2.1 mailbox disabled"
+    ));
+    assert!(
+        !final_(true, "permanent error (535): 5.7.8 authentication failed"),
+        "a wrong password"
+    );
+    assert!(!final_(
+        true,
+        "permanent error (530): 5.7.0 must issue STARTTLS first"
+    ));
+    assert!(
+        !final_(true, "permanent error (550): sender rejected"),
+        "no code: retried"
+    );
+    assert!(!final_(false, "transient error (451): 4.1.1 try later"));
+    assert!(
+        !final_(true, "permanent error (554): 5.1.11 something"),
+        "5.1.1 as a prefix only"
+    );
+}

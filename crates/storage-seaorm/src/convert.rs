@@ -1002,8 +1002,8 @@ const T_DOCUMENTS: &str = "documents";
 /// note.
 pub(crate) fn document_dedupe(d: &DocumentDraft) -> String {
     match (&d.kind, &d.refund) {
-        (DocumentKind::CreditNote, Some(refund)) => format!("credit_note:{refund}"),
-        (kind, _) => kind.as_str().to_owned(),
+        (kind, Some(refund)) => format!("{}:{refund}", kind.as_str()),
+        (kind, None) => kind.as_str().to_owned(),
     }
 }
 
@@ -1036,10 +1036,11 @@ pub(crate) fn document_row(
     })
 }
 
-/// A stored document; `receipt` is its payment's receipt number (for credit notes).
+/// A stored document; `refers_to` is the document it refers to (a credit note's
+/// receipt, a cancellation's credit note).
 pub(crate) fn document_from_row(
     row: document::Model,
-    receipt: Option<DocumentNumber>,
+    refers_to: Option<DocumentNumber>,
 ) -> Read<Document> {
     let key = format!("{}/{}-{}", row.practitioner_id, row.year, row.seq);
     let bad = |what: String| corrupt(T_DOCUMENTS, &key, what);
@@ -1054,9 +1055,7 @@ pub(crate) fn document_from_row(
     };
     Ok(Document {
         number,
-        refers_to: (kind == DocumentKind::CreditNote)
-            .then_some(receipt)
-            .flatten(),
+        refers_to,
         draft: DocumentDraft {
             kind,
             practitioner: PractitionerId::from_uuid(row.practitioner_id),
@@ -1112,6 +1111,7 @@ pub(crate) fn outbox_row(m: &Message) -> outbox_message::Model {
         subject: m.subject.clone(),
         body: m.body.clone(),
         attachment_payment_id: m.attachment.as_ref().map(|a| a.payment.as_uuid()),
+        attachment_kind: m.attachment.as_ref().map(|a| a.kind.as_str().to_owned()),
         attachment_refund_id: m
             .attachment
             .as_ref()
@@ -1155,6 +1155,12 @@ pub(crate) fn queued_from_row(row: outbox_message::Model) -> Read<Queued> {
             attachment: match row.attachment_payment_id {
                 Some(payment) => Some(AttachmentRef {
                     payment: PaymentId::from_uuid(payment),
+                    kind: row
+                        .attachment_kind
+                        .as_deref()
+                        .unwrap_or_default()
+                        .parse::<DocumentKind>()
+                        .map_err(|()| bad(format!("attachment kind {:?}", row.attachment_kind)))?,
                     refund: row
                         .attachment_refund_id
                         .as_deref()

@@ -383,6 +383,24 @@ async fn a_refund_that_fails_later_is_shown_and_can_be_made_again() {
         assert_eq!(p["status"], "captured", "{p}");
         let events = history(&app, &dr, &p).await;
         assert_eq!(count(&events, "all_refunds_failed"), 1, "{events:?}");
+        // Its credit note is cancelled by a document of its own, and the patient's
+        // page says the refund did not go through.
+        let (_, detail) = app
+            .get(&format!("/api/v1/payments/{payment_id}"), Some(&dr.token))
+            .await;
+        let docs = detail["documents"].as_array().expect("documents");
+        let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["receipt", "credit_note", "credit_note_cancellation"],
+            "{detail}"
+        );
+        assert_eq!(docs[2]["refers_to"], docs[1]["number"], "{detail}");
+        let page = crate::helpers::plain(&app.html(&format!("/pay/{token}?lang=fr")).await);
+        assert!(
+            page.contains("Le remboursement de 5,00 € n'a pas abouti"),
+            "{page}"
+        );
 
         // The whole captured amount may be refunded again (another way).
         let (status, r) = refund("20.01").await;

@@ -307,13 +307,12 @@ impl SchedulingService {
 
     async fn reissue_link(&self, id: ConsultationId) -> Result<Scheduled, BillingError> {
         let mut record = self.consultations.get(id).await?;
-        let generation = record.consultation.pay_link_generation.saturating_add(1);
-        let token = self.links.pay_token(id, generation);
-        self.consultations
-            .replace_pay_token(id, &token.hash(), generation)
-            .await?;
-        record.consultation.pay_token_hash = token.hash();
-        record.consultation.pay_link_generation = generation;
+        let token = reissue(
+            self.consultations.as_ref(),
+            self.links.as_ref(),
+            &mut record.consultation,
+        )
+        .await?;
         let pay_url = self.config.pay_url(&token);
         Ok(Scheduled {
             record,
@@ -410,6 +409,32 @@ pub struct PayPage {
     pub documents: Vec<Document>,
 }
 
+/// Moves `c`'s pay link to its next generation (the previous link stops working) and
+/// returns the new token.
+pub(crate) async fn reissue(
+    consultations: &dyn ConsultationRepository,
+    links: &dyn PayLinkSigner,
+    c: &mut Consultation,
+) -> Result<PayToken, BillingError> {
+    let generation = c.pay_link_generation.saturating_add(1);
+    let token = links.pay_token(c.id, generation);
+    consultations
+        .replace_pay_token(c.id, &token.hash(), generation)
+        .await?;
+    c.pay_token_hash = token.hash();
+    c.pay_link_generation = generation;
+    Ok(token)
+}
+
+/// What the access check answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// The gate (C4): no payment needed, or the hold is in place, or the act captured.
+    pub can_enter: bool,
+    /// The waiting room is still offered (see [`PayPage::waiting_room`]).
+    pub waiting_room: bool,
+}
+
 /// The patient's side: pay page, checkout, waiting-room gate. The pay token in the
 /// path is the only credential; an unknown or malformed token is not found.
 #[derive(Clone)]
@@ -477,12 +502,7 @@ impl PatientService {
             Some(p) if p.captured().is_some() => self.ledger.payments.documents(p.id()).await?,
             _ => Vec::new(),
         };
-        let waiting_room = can_enter
-            && record.is_ahead(now, self.config.open_after_start)
-            && record
-                .payment
-                .as_ref()
-                .is_none_or(|p| p.status() == PaymentStatus::Authorized);
+        let waiting_room = self.waiting_room(&record, can_enter, now);
         Ok(PayPage {
             record,
             practitioner_name: practitioner.name,
@@ -522,8 +542,31 @@ impl PatientService {
     }
 
     /// The waiting-room gate (C4): may this patient enter now?
-    pub async fn access(&self, token: &str) -> Result<bool, BillingError> {
-        Ok(self.find(token).await?.1.can_enter())
+    /// The gate (C4) and whether the waiting room is still offered.
+    pub async fn access(&self, token: &str) -> Result<Access, BillingError> {
+        let (_, record) = self.find(token).await?;
+        let can_enter = record.can_enter();
+        Ok(Access {
+            can_enter,
+            waiting_room: self.waiting_room(&record, can_enter, self.ledger.now()),
+        })
+    }
+
+    /// The waiting room is offered while the gate is open and the consultation is not
+    /// over: no payment or a hold still in place (not captured, released…), and less
+    /// than `open_after_start` after its start.
+    fn waiting_room(
+        &self,
+        record: &ConsultationRecord,
+        can_enter: bool,
+        now: DateTime<Utc>,
+    ) -> bool {
+        can_enter
+            && record.is_ahead(now, self.config.open_after_start)
+            && record
+                .payment
+                .as_ref()
+                .is_none_or(|p| p.status() == PaymentStatus::Authorized)
     }
 
     /// Starts (or resumes) the authorisation: where to send the patient. A

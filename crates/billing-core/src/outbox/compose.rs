@@ -12,6 +12,7 @@ use crate::ids::RefundId;
 use crate::payment::model::{Lang, Payment, PaymentStatus, RefundState};
 use crate::payment::ports::PaymentRow;
 use crate::practitioner::model::Practitioner;
+use crate::receipt::DocumentKind;
 
 /// A message a payment change calls for, before it is written out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +20,7 @@ pub(crate) enum Notice {
     HoldPlaced,
     Receipt,
     CreditNote(RefundId),
+    CreditNoteCancelled(RefundId),
     AuthorizeAgain,
     RefundFailed(RefundId),
     DisputeOpened,
@@ -45,6 +47,9 @@ pub(crate) fn notices(before: &Payment, after: &Payment) -> Vec<Notice> {
             out.push(Notice::CreditNote(line.id.clone()));
         }
         if !line.status.is_live() && !was(&line.id, |s| !s.is_live()) {
+            if was(&line.id, |s| s == RefundState::Succeeded) {
+                out.push(Notice::CreditNoteCancelled(line.id.clone()));
+            }
             out.push(Notice::RefundFailed(line.id.clone()));
         }
     }
@@ -81,6 +86,15 @@ impl Facts<'_> {
 
     fn day(&self, at: DateTime<Utc>, lang: Lang) -> String {
         format::date(at, self.practitioner.time_zone.tz(), lang)
+    }
+}
+
+/// French agreement with an amount: "1,50 € débité", "18,00 € débités".
+fn s_fr(m: &crate::money::Money) -> &'static str {
+    if m.amount() >= rust_decimal::Decimal::TWO {
+        "s"
+    } else {
+        ""
     }
 }
 
@@ -244,8 +258,27 @@ pub(crate) fn message(
             )
         }
         Notice::Receipt => {
-            let captured = money(&payment.captured()?);
+            let captured_money = payment.captured()?;
+            let captured = money(&captured_money);
+            let s = s_fr(&captured_money);
             let day = facts.day(c.starts_at, lang);
+            let released = payment
+                .released_remainder()
+                .ok()
+                .flatten()
+                .filter(|m| m.is_positive());
+            let (rest_fr, rest_en) = match released {
+                Some(r) => (
+                    format!(
+                        " ; {} de l'empreinte {} libéré{}",
+                        money(&r),
+                        if s_fr(&r).is_empty() { "est" } else { "sont" },
+                        s_fr(&r)
+                    ),
+                    format!("; the other {} of the hold is released", money(&r)),
+                ),
+                None => (String::new(), String::new()),
+            };
             patient_message(
                 MessageKind::Receipt,
                 fr_en(
@@ -257,20 +290,21 @@ pub(crate) fn message(
                     lang,
                     format!(
                         "Bonjour {patient},\n\n\
-                         {dr} a validé votre téléconsultation du {day} : {captured} ont été \
-                         débités sur votre carte, le reste de l'empreinte est libéré.\n\n\
+                         {dr} a validé votre téléconsultation du {day} : {captured} débité{s} \
+                         sur votre carte{rest_fr}.\n\n\
                          Votre note d'honoraires est jointe à ce message. Vous la retrouvez \
                          aussi sur votre lien :\n{PAY_URL}\n"
                     ),
                     format!(
                         "Hello {patient},\n\n\
                          {dr} validated your teleconsultation of {day}: {captured} was \
-                         charged to your card and the rest of the hold is released.\n\n\
+                         charged to your card{rest_en}.\n\n\
                          Your receipt is attached. It is also on your link:\n{PAY_URL}\n"
                     ),
                 ),
                 Some(AttachmentRef {
                     payment: pid,
+                    kind: DocumentKind::Receipt,
                     refund: None,
                 }),
                 format!("receipt:{pid}"),
@@ -303,9 +337,45 @@ pub(crate) fn message(
                 ),
                 Some(AttachmentRef {
                     payment: pid,
+                    kind: DocumentKind::CreditNote,
                     refund: Some(refund.clone()),
                 }),
                 format!("credit_note:{pid}:{refund}"),
+            )
+        }
+        Notice::CreditNoteCancelled(refund) => {
+            let line = payment.refunds().iter().find(|l| &l.id == refund)?;
+            let amount = money(&line.amount);
+            patient_message(
+                MessageKind::CreditNote,
+                fr_en(
+                    lang,
+                    format!("Votre remboursement de {amount} n'a pas abouti"),
+                    format!("Your refund of {amount} did not go through"),
+                ),
+                fr_en(
+                    lang,
+                    format!(
+                        "Bonjour {patient},\n\n\
+                         Le remboursement de {amount} que {dr} vous avait fait n'a pas abouti \
+                         (refusé par votre banque, ou annulé) : la somme reste réglée. \
+                         L'annulation de l'avoir est jointe à ce message.\n\n\
+                         Contactez {dr} pour la suite.\n"
+                    ),
+                    format!(
+                        "Hello {patient},\n\n\
+                         The refund of {amount} {dr} made you did not go through (your bank \
+                         refused it, or it was cancelled): the amount stays paid. The \
+                         cancellation of the credit note is attached.\n\n\
+                         Contact {dr} about it.\n"
+                    ),
+                ),
+                Some(AttachmentRef {
+                    payment: pid,
+                    kind: DocumentKind::CreditNoteCancellation,
+                    refund: Some(refund.clone()),
+                }),
+                format!("credit_note_cancelled:{pid}:{refund}"),
             )
         }
         Notice::AuthorizeAgain => {
@@ -343,11 +413,12 @@ pub(crate) fn message(
             let amount = format::money(&line.amount, Lang::Fr);
             staff_message(
                 MessageKind::RefundFailed,
-                format!("Remboursement échoué – {patient}"),
+                format!("Remboursement non abouti – {patient}"),
                 format!(
-                    "Le remboursement de {amount} à {patient} (téléconsultation du {}) a \
-                     échoué : la banque du patient l'a refusé. Le montant reste sur votre \
-                     compte Stripe.\n\nVoir le paiement : {}/dashboard/payments/{pid}\n",
+                    "Le remboursement de {amount} à {patient} (téléconsultation du {}) n'a \
+                     pas abouti (refusé par la banque du patient, ou annulé). Le montant \
+                     reste sur votre compte Stripe.\n\nVoir le paiement : \
+                     {}/dashboard/payments/{pid}\n",
                     facts.day(c.starts_at, Lang::Fr),
                     PUBLIC_URL,
                 ),

@@ -67,9 +67,20 @@ fn each_change_calls_for_its_own_notices_once() {
         &done,
         PaymentEvent::RefundsReported(vec![refund("re_1", 500, RefundState::Failed)]),
     );
+    let re_1 = RefundId::parse("re_1").unwrap();
     assert_eq!(
         notices(&done, &failed),
-        vec![RefundFailed(RefundId::parse("re_1").unwrap())]
+        vec![CreditNoteCancelled(re_1.clone()), RefundFailed(re_1)],
+        "the patient's credit note is cancelled, the practitioner told"
+    );
+    let refused = step(
+        &pending,
+        PaymentEvent::RefundsReported(vec![refund("re_1", 500, RefundState::Failed)]),
+    );
+    assert_eq!(
+        notices(&pending, &refused),
+        vec![RefundFailed(RefundId::parse("re_1").unwrap())],
+        "no credit note was issued, none to cancel"
     );
     let disputed = step(
         &paid,
@@ -160,12 +171,15 @@ fn receipts_attach_the_document_and_staff_notices_go_to_the_practitioners_addres
         m.attachment,
         Some(AttachmentRef {
             payment: PAYMENT,
+            kind: crate::receipt::DocumentKind::Receipt,
             refund: None
         })
     );
     assert_eq!(m.dedupe, format!("receipt:{PAYMENT}"));
     assert!(
-        m.body.contains("18,00\u{a0}€ ont été débités"),
+        m.body.contains(
+            "18,00\u{a0}€ débités sur votre carte ; 7,00\u{a0}€ de l'empreinte sont libérés"
+        ),
         "{}",
         m.body
     );

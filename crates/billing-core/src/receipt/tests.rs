@@ -191,6 +191,7 @@ fn a_credit_note_names_its_receipt() {
     doc.refers_to = Some(DocumentNumber { year: 2026, seq: 7 });
     let s = sheet(&doc, Lang::Fr);
     assert_eq!(s.title, "Avoir");
+    assert!(s.issued.starts_with("Émis le"), "{}", s.issued);
     assert_eq!(s.total, ("Montant remboursé".into(), "5,00\u{a0}€".into()));
     assert_eq!(
         s.mentions[0],
@@ -244,4 +245,79 @@ fn the_net_is_the_receipt_less_its_credit_notes() {
     );
     assert_eq!(net_of(&[]), Ok(None));
     assert_eq!(net_of(&[receipt, note]), Ok(Some(eur(1300))));
+}
+
+#[test]
+fn long_text_wraps_at_spaces_and_keeps_its_lines() {
+    assert_eq!(wrap("a bb ccc", 4), ["a bb", "ccc"]);
+    assert_eq!(wrap("short", 95), ["short"]);
+    assert_eq!(wrap("", 10), Vec::<String>::new());
+    assert_eq!(wrap("unbreakablewordhere", 5), ["unbreakablewordhere"]);
+    assert_eq!(wrap("one\ntwo  three", 20), ["one", "two three"]);
+}
+
+#[test]
+fn a_refund_that_fails_after_its_credit_note_cancels_it() {
+    let paid = captured(1800);
+    let done = step(
+        &paid,
+        PaymentEvent::RefundIssued(refund("re_1", 500, RefundState::Succeeded)),
+    );
+    let failed = step(
+        &done,
+        PaymentEvent::RefundsReported(vec![refund("re_1", 500, RefundState::Failed)]),
+    );
+    let cancel = Due::Cancellation {
+        refund: RefundId::parse("re_1").unwrap(),
+        amount: eur(500),
+    };
+    assert_eq!(due(&done, &failed, now()), vec![cancel.clone()]);
+    assert_eq!(due(&failed, &failed, now()), vec![]);
+    let never_succeeded = step(
+        &paid,
+        PaymentEvent::RefundIssued(refund("re_2", 500, RefundState::Pending)),
+    );
+    let refused = step(
+        &never_succeeded,
+        PaymentEvent::RefundsReported(vec![refund("re_2", 500, RefundState::Failed)]),
+    );
+    assert_eq!(
+        due(&never_succeeded, &refused, now()),
+        vec![],
+        "no credit note to cancel"
+    );
+
+    let mut doc = issued(cancel, &failed, &psychologist());
+    doc.refers_to = Some(DocumentNumber {
+        year: 2026,
+        seq: 124,
+    });
+    let s = sheet(&doc, Lang::Fr);
+    assert_eq!(s.title, "Annulation d'avoir");
+    assert!(
+        s.mentions[0].starts_with("Annule l'avoir n° 2026-000124"),
+        "{:?}",
+        s.mentions
+    );
+    let receipt = issued(
+        Due::Receipt {
+            amount: eur(1800),
+            paid_at: now(),
+        },
+        &paid,
+        &psychologist(),
+    );
+    let note = issued(
+        Due::CreditNote {
+            refund: RefundId::parse("re_1").unwrap(),
+            amount: eur(500),
+        },
+        &done,
+        &psychologist(),
+    );
+    assert_eq!(
+        net_of(&[receipt, note, doc]),
+        Ok(Some(eur(1800))),
+        "paid in full again"
+    );
 }

@@ -1862,10 +1862,12 @@ async fn payment_response(
                         } else {
                             format!("credit-note-{}", d.number)
                         },
-                        title: if receipt {
-                            t.receipt_title
-                        } else {
-                            t.credit_note_title
+                        title: match d.draft.kind {
+                            DocumentKind::Receipt => t.receipt_title,
+                            DocumentKind::CreditNote => t.credit_note_title,
+                            DocumentKind::CreditNoteCancellation => {
+                                t.credit_note_cancellation_title
+                            }
                         },
                         number: d.number.to_string(),
                         amount: format::money(&d.draft.amount, lang),

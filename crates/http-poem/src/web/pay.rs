@@ -6,8 +6,9 @@ use billing_core::BillingError;
 use billing_core::consultation::service::PayPage;
 use billing_core::gateway::CheckoutMode;
 use billing_core::money::Money;
-use billing_core::payment::model::PaymentStatus;
+use billing_core::payment::model::{PaymentStatus, RefundState};
 use billing_core::receipt::DocumentKind;
+use chrono::{DateTime, Utc};
 use poem::http::StatusCode;
 use poem::web::{Data, Path, Query, Redirect};
 use poem::{IntoResponse, Response, handler};
@@ -143,8 +144,18 @@ fn page_for(
     render(&template)
 }
 
+/// French agreement with an amount: "1,50 € débité", "18,00 € débités".
+fn plural(m: &Money, lang: billing_core::Lang) -> &'static str {
+    if lang == billing_core::Lang::Fr && m.amount() >= rust_decimal::Decimal::TWO {
+        "s"
+    } else {
+        ""
+    }
+}
+
 /// What the payment came to, in words: "18,00 € débités le 27/11/2026", "7,00 €
-/// libérés", each refund with its date, what is still on its way back.
+/// libérés", each refund as it stands (with the date of its credit note once it
+/// succeeded), what is still on its way back.
 fn settlement(page: &PayPage, ctx: &Ctx) -> Vec<String> {
     let Some(p) = page.record.payment.as_ref() else {
         return Vec::new();
@@ -153,45 +164,58 @@ fn settlement(page: &PayPage, ctx: &Ctx) -> Vec<String> {
         return Vec::new();
     };
     let tz = page.time_zone.tz();
-    let money = |m: &Money| format::money(m, ctx.lang);
-    let date = |at| format::date(at, tz, ctx.lang);
-    let mut lines = vec![
-        ctx.t
-            .pay_line_charged
-            .replace("{amount}", &money(&charged))
-            .replace("{date}", &date(at)),
-    ];
+    let line = |template: &str, m: &Money, date: Option<DateTime<Utc>>| {
+        template
+            .replace("{amount}", &format::money(m, ctx.lang))
+            .replace("{s}", plural(m, ctx.lang))
+            .replace(
+                "{date}",
+                &date
+                    .map(|d| format::date(d, tz, ctx.lang))
+                    .unwrap_or_default(),
+            )
+    };
+    let mut lines = vec![line(ctx.t.pay_line_charged, &charged, Some(at))];
     if let Ok(Some(released)) = p.released_remainder()
         && released.is_positive()
     {
-        lines.push(
-            ctx.t
-                .pay_line_released
-                .replace("{amount}", &money(&released)),
-        );
+        lines.push(line(ctx.t.pay_line_released, &released, None));
     }
-    let mut noted = Money::zero(charged.currency());
-    for note in page
-        .documents
+    let noted = |refund: &billing_core::ids::RefundId| {
+        page.documents
+            .iter()
+            .find(|d| {
+                d.draft.kind == DocumentKind::CreditNote && d.draft.refund.as_ref() == Some(refund)
+            })
+            .map(|d| d.draft.paid_at)
+    };
+    for r in p.refunds() {
+        lines.push(match r.status {
+            RefundState::Succeeded => match noted(&r.id) {
+                Some(on) => line(ctx.t.pay_line_refunded, &r.amount, Some(on)),
+                None => line(ctx.t.pay_line_refunded_undated, &r.amount, None),
+            },
+            RefundState::Pending | RefundState::RequiresAction => {
+                line(ctx.t.pay_line_refund_pending, &r.amount, None)
+            }
+            RefundState::Failed | RefundState::Canceled => {
+                line(ctx.t.pay_line_refund_failed, &r.amount, None)
+            }
+        });
+    }
+    // Refunds known only by their total (before refunds were itemised).
+    let itemised = p
+        .refunds()
         .iter()
-        .filter(|d| d.draft.kind == DocumentKind::CreditNote)
+        .filter(|r| r.status.is_live())
+        .try_fold(Money::zero(charged.currency()), |sum, r| {
+            sum.checked_add(&r.amount)
+        });
+    if let Ok(itemised) = itemised
+        && let Ok(rest) = p.refunded().checked_sub(&itemised)
+        && rest.is_positive()
     {
-        noted = noted.checked_add(&note.draft.amount).unwrap_or(noted);
-        lines.push(
-            ctx.t
-                .pay_line_refunded
-                .replace("{amount}", &money(&note.draft.amount))
-                .replace("{date}", &date(note.draft.paid_at)),
-        );
-    }
-    if let Ok(on_its_way) = p.refunded().checked_sub(&noted)
-        && on_its_way.is_positive()
-    {
-        lines.push(
-            ctx.t
-                .pay_line_refund_pending
-                .replace("{amount}", &money(&on_its_way)),
-        );
+        lines.push(line(ctx.t.pay_line_refunded_undated, &rest, None));
     }
     lines
 }
@@ -205,12 +229,14 @@ fn document_links(page: &PayPage, ctx: &Ctx, token: &str) -> Vec<DocLink> {
                 label: ctx.t.pay_receipt_link.to_owned(),
                 href: format!("/pay/{token}/receipt.pdf"),
             },
-            DocumentKind::CreditNote => DocLink {
+            kind => DocLink {
                 id: format!("credit-note-{}", d.number),
-                label: ctx
-                    .t
-                    .pay_credit_note_link
-                    .replace("{number}", &d.number.to_string()),
+                label: if kind == DocumentKind::CreditNote {
+                    ctx.t.pay_credit_note_link
+                } else {
+                    ctx.t.pay_credit_note_cancellation_link
+                }
+                .replace("{number}", &d.number.to_string()),
                 href: format!("/pay/{token}/credit-notes/{}.pdf", d.number),
             },
         })

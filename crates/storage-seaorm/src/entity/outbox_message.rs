@@ -16,6 +16,7 @@ pub struct Model {
     pub subject: String,
     pub body: String,
     pub attachment_payment_id: Option<Uuid>,
+    pub attachment_kind: Option<String>,
     pub attachment_refund_id: Option<String>,
     #[sea_orm(unique)]
     pub dedupe: String,

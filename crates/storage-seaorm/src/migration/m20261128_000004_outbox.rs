@@ -23,6 +23,8 @@ enum Outbox {
     Subject,
     Body,
     AttachmentPaymentId,
+    /// `receipt`, `credit_note` or `credit_note_cancellation`.
+    AttachmentKind,
     AttachmentRefundId,
     Dedupe,
     CreatedAt,
@@ -59,6 +61,7 @@ impl MigrationTrait for Migration {
                     .col(text(Outbox::Subject))
                     .col(text(Outbox::Body))
                     .col(uuid_null(Outbox::AttachmentPaymentId))
+                    .col(string_null(Outbox::AttachmentKind))
                     .col(string_null(Outbox::AttachmentRefundId))
                     .col(string(Outbox::Dedupe).unique_key())
                     .col(timestamp_with_time_zone(Outbox::CreatedAt))

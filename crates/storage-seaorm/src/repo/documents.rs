@@ -110,17 +110,30 @@ impl Store {
             .all(&self.db)
             .await
             .map_err(unavailable)?;
-        let receipt = rows
+        let number = |r: &document::Model| {
+            Some(DocumentNumber {
+                year: r.year,
+                seq: u32::try_from(r.seq).ok()?,
+            })
+        };
+        let of_kind = |kind: DocumentKind, refund: Option<&String>| {
+            rows.iter()
+                .find(|r| r.kind == kind.as_str() && r.refund_id.as_ref() == refund)
+                .and_then(number)
+        };
+        let refers: Vec<Option<DocumentNumber>> = rows
             .iter()
-            .find(|r| r.kind == DocumentKind::Receipt.as_str())
-            .and_then(|r| {
-                Some(DocumentNumber {
-                    year: r.year,
-                    seq: u32::try_from(r.seq).ok()?,
-                })
-            });
+            .map(|r| match r.kind.parse::<DocumentKind>() {
+                Ok(DocumentKind::CreditNote) => of_kind(DocumentKind::Receipt, None),
+                Ok(DocumentKind::CreditNoteCancellation) => {
+                    of_kind(DocumentKind::CreditNote, r.refund_id.as_ref())
+                }
+                _ => None,
+            })
+            .collect();
         rows.into_iter()
-            .map(|row| document_from_row(row, receipt))
+            .zip(refers)
+            .map(|(row, refers_to)| document_from_row(row, refers_to))
             .collect()
     }
 }

@@ -75,6 +75,7 @@ impl OutboxRepository for Store {
                 .col_expr(Column::ClaimedUntil, Expr::value(at(lease_until)))
                 .filter(Column::Id.eq(row.id))
                 .filter(Column::Status.eq("pending"))
+                .filter(Column::NextAttemptAt.lte(at(now)))
                 .filter(lease_free(now))
                 .exec(self.writer())
                 .await

@@ -490,32 +490,39 @@ async fn an_unknown_or_malformed_pay_token_is_not_found() {
 }
 
 #[tokio::test]
-async fn the_waiting_room_opens_without_payment_or_once_the_hold_is_in_place() {
+async fn the_waiting_room_opens_without_payment_or_once_the_hold_is_in_place_until_the_act() {
     let table = [
-        ("no online payment", None, true),
-        ("nothing authorised yet", Some(incomplete()), false),
+        ("no online payment", None, (true, true)),
+        ("nothing authorised yet", Some(incomplete()), (false, false)),
         (
             "declined",
             Some(step(
                 &incomplete(),
                 PaymentEvent::AuthorizationFailed(declined()),
             )),
-            false,
+            (false, false),
         ),
-        ("hold in place", Some(authorized()), true),
-        ("act validated", Some(captured(1800)), true),
-        ("hold released", Some(released()), false),
+        ("hold in place", Some(authorized()), (true, true)),
+        ("act validated", Some(captured(1800)), (true, false)),
+        ("hold released", Some(released()), (false, false)),
     ];
-    for (case, payment, expected) in table {
+    for (case, payment, (can_enter, waiting_room)) in table {
         let mut m = Mocks::new();
         m.consultation_is(&record(payment));
-        let open = m
+        let access = m
             .build()
             .patients
             .access(pay_token().expose())
             .await
             .unwrap();
-        assert_eq!(open, expected, "{case}");
+        assert_eq!(
+            access,
+            Access {
+                can_enter,
+                waiting_room
+            },
+            "{case}"
+        );
     }
 }
 
