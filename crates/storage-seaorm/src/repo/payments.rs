@@ -295,9 +295,10 @@ impl PaymentRepository for Store {
                     .map_err(|e| write_error(e, "history entry"))?;
             }
             append_audit(&txn, &log.audit).await?;
-            documents::issue(&txn, &log.documents).await?;
             outbox::enqueue_in(&txn, &log.messages).await?;
-            Ok(())
+            // Last: the numbering locks the practitioner's counter until the commit,
+            // so concurrent captures of one practitioner wait for as little as possible.
+            documents::issue(&txn, &log.documents).await
         }
         .await;
         finish(txn, result).await
