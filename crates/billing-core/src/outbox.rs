@@ -29,7 +29,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::access::{Action, Actor, authorize};
+use crate::consultation;
 use crate::consultation::ports::ConsultationRepository;
+use crate::consultation::service::live_token;
 use crate::contact::EmailAddress;
 use crate::error::BillingError;
 use crate::ids::{ConsultationId, PaymentId, PractitionerId, RefundId};
@@ -404,19 +406,18 @@ impl OutboxService {
         let link = match m.consultation {
             Some(id) => {
                 let mut c = self.consultations.get(id).await?.consultation;
-                let token = self.links.pay_token(c.id, c.pay_link_generation);
-                if token.hash() == c.pay_token_hash {
-                    Some(self.config.pay_url(&token))
-                } else if reissue {
-                    let token = crate::consultation::service::reissue(
-                        self.consultations.as_ref(),
-                        self.links.as_ref(),
-                        &mut c,
-                    )
-                    .await?;
-                    Some(self.config.pay_url(&token))
-                } else {
-                    None
+                match live_token(self.links.as_ref(), &c) {
+                    Some(token) => Some(self.config.pay_url(&token)),
+                    None if reissue => {
+                        let token = consultation::service::reissue(
+                            self.consultations.as_ref(),
+                            self.links.as_ref(),
+                            &mut c,
+                        )
+                        .await?;
+                        Some(self.config.pay_url(&token))
+                    }
+                    None => None,
                 }
             }
             None => None,
@@ -460,13 +461,7 @@ impl OutboxService {
 
     /// The latest messages of the actor's practitioners (staff only).
     pub async fn messages(&self, actor: &Actor, limit: u32) -> Result<Vec<Queued>, BillingError> {
-        let practitioners = match actor {
-            Actor::Staff(u) => u.role.practitioners(),
-            _ => return Err(crate::access::AccessDenied::Unauthenticated.into()),
-        };
-        for p in &practitioners {
-            authorize(actor, Action::ViewPayments, *p)?;
-        }
+        let practitioners = crate::payment::service::payments_scope(actor, None)?;
         Ok(self
             .outbox
             .recent(&practitioners, limit.clamp(1, 500))

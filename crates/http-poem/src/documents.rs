@@ -2,7 +2,9 @@
 //! pay link, the dashboard, the API): which document a path names, its file name, and
 //! the PDF response.
 
-use billing_core::receipt::{Document, DocumentNumber, DocumentRef, DocumentService, file_name};
+use billing_core::receipt::{
+    Document, DocumentKind, DocumentNumber, DocumentRef, DocumentService, file_name,
+};
 use billing_core::{BillingError, Lang};
 use poem::http::header;
 use poem::{IntoResponse, Response};
@@ -17,6 +19,18 @@ pub fn credit_note(segment: &str) -> Option<DocumentRef> {
         .parse::<DocumentNumber>()
         .ok()
         .map(DocumentRef::CreditNote)
+}
+
+/// Where `doc` is served, below its payment's path (`/pay/{token}`,
+/// `/dashboard/payments/{id}`, `/api/v1/payments/{id}`): `receipt.pdf`, or
+/// `credit-notes/{number}.pdf` for a credit note or its cancellation.
+pub fn path(doc: &Document) -> String {
+    match doc.draft.kind {
+        DocumentKind::Receipt => "receipt.pdf".to_owned(),
+        DocumentKind::CreditNote | DocumentKind::CreditNoteCancellation => {
+            format!("credit-notes/{}.pdf", doc.number)
+        }
+    }
 }
 
 /// The PDF of the document `which` among `documents`, with its file name.

@@ -13,7 +13,7 @@ use billing_core::payment::ports::{HistoryEntry, PaymentPage, PaymentRow, Paymen
 use billing_core::practitioner::model::{PayoutInterval, Preferences, Service, StripeLink};
 use billing_core::practitioner::profile::{Profile, ProfileInput};
 use billing_core::practitioner::service::FeeScheduleInput;
-use billing_core::receipt::{Document, DocumentKind};
+use billing_core::receipt::Document;
 use chrono::{DateTime, Duration, Utc};
 use poem_openapi::{Enum, Object};
 use rust_decimal::Decimal;
@@ -456,13 +456,11 @@ pub struct DocumentView {
 
 impl DocumentView {
     pub fn of(d: &Document) -> Self {
-        let pdf_url = match d.draft.kind {
-            DocumentKind::Receipt => format!("/api/v1/payments/{}/receipt.pdf", d.draft.payment),
-            DocumentKind::CreditNote | DocumentKind::CreditNoteCancellation => format!(
-                "/api/v1/payments/{}/credit-notes/{}.pdf",
-                d.draft.payment, d.number
-            ),
-        };
+        let pdf_url = format!(
+            "/api/v1/payments/{}/{}",
+            d.draft.payment,
+            crate::documents::path(d)
+        );
         DocumentView {
             kind: d.draft.kind.as_str().to_owned(),
             number: d.number.to_string(),

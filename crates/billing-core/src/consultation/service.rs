@@ -290,13 +290,18 @@ impl SchedulingService {
     /// changing nothing. Only a link made before links were derived (its hash is of a
     /// random token) must be reissued to be shown.
     async fn replay(&self, id: ConsultationId) -> Result<Scheduled, BillingError> {
-        let record = self.consultations.get(id).await?;
-        let token = self
-            .links
-            .pay_token(id, record.consultation.pay_link_generation);
-        if token.hash() != record.consultation.pay_token_hash {
-            return self.reissue_link(id).await;
-        }
+        let mut record = self.consultations.get(id).await?;
+        let token = match live_token(self.links.as_ref(), &record.consultation) {
+            Some(token) => token,
+            None => {
+                reissue(
+                    self.consultations.as_ref(),
+                    self.links.as_ref(),
+                    &mut record.consultation,
+                )
+                .await?
+            }
+        };
         let pay_url = self.config.pay_url(&token);
         Ok(Scheduled {
             record,
@@ -341,13 +346,7 @@ impl SchedulingService {
         id: ConsultationId,
     ) -> Result<Option<String>, BillingError> {
         let record = self.get(actor, id).await?;
-        Ok(self.live_pay_link(&record.consultation))
-    }
-
-    /// The pay link of `c`, if it is the one its stored hash is of.
-    pub(crate) fn live_pay_link(&self, c: &Consultation) -> Option<String> {
-        let token = self.links.pay_token(c.id, c.pay_link_generation);
-        (token.hash() == c.pay_token_hash).then(|| self.config.pay_url(&token))
+        Ok(live_token(self.links.as_ref(), &record.consultation).map(|t| self.config.pay_url(&t)))
     }
 
     /// A consultation with its payment (staff of that practitioner).
@@ -407,6 +406,13 @@ pub struct PayPage {
     pub hold_validity: Duration,
     /// The payment's receipt and credit notes, once captured.
     pub documents: Vec<Document>,
+}
+
+/// `c`'s live pay token, if it can be derived: the one its stored hash is of (not a
+/// link made before links were derived, nor under another server key).
+pub(crate) fn live_token(links: &dyn PayLinkSigner, c: &Consultation) -> Option<PayToken> {
+    let token = links.pay_token(c.id, c.pay_link_generation);
+    (token.hash() == c.pay_token_hash).then_some(token)
 }
 
 /// Moves `c`'s pay link to its next generation (the previous link stops working) and

@@ -9,10 +9,10 @@ use super::{AttachmentRef, Message, MessageKind, PAY_URL, PUBLIC_URL};
 use crate::consultation::model::ConsultationRecord;
 use crate::format;
 use crate::ids::RefundId;
-use crate::payment::model::{Lang, Payment, PaymentStatus, RefundState};
+use crate::payment::model::{Lang, Payment, PaymentStatus};
 use crate::payment::ports::PaymentRow;
 use crate::practitioner::model::Practitioner;
-use crate::receipt::DocumentKind;
+use crate::receipt::{DocumentKind, Due};
 
 /// A message a payment change calls for, before it is written out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,30 +26,24 @@ pub(crate) enum Notice {
     DisputeOpened,
 }
 
-/// The notices the move from `before` to `after` calls for.
-pub(crate) fn notices(before: &Payment, after: &Payment) -> Vec<Notice> {
+/// The notices the move from `before` to `after` calls for, given the documents it
+/// issues (`receipt::due`): each document goes to the patient.
+pub(crate) fn notices(before: &Payment, after: &Payment, documents: &[Due]) -> Vec<Notice> {
     let mut out = Vec::new();
     if after.status() == PaymentStatus::Authorized && before.status() != PaymentStatus::Authorized {
         out.push(Notice::HoldPlaced);
     }
-    if before.captured().is_none() && after.captured().is_some() {
-        out.push(Notice::Receipt);
-    }
-    let was = |id: &RefundId, pred: fn(RefundState) -> bool| {
-        before
+    out.extend(documents.iter().map(|d| match d {
+        Due::Receipt { .. } => Notice::Receipt,
+        Due::CreditNote { refund, .. } => Notice::CreditNote(refund.clone()),
+        Due::Cancellation { refund, .. } => Notice::CreditNoteCancelled(refund.clone()),
+    }));
+    for line in after.refunds() {
+        let ended_before = before
             .refunds()
             .iter()
-            .any(|l| &l.id == id && pred(l.status))
-    };
-    for line in after.refunds() {
-        if line.status == RefundState::Succeeded && !was(&line.id, |s| s == RefundState::Succeeded)
-        {
-            out.push(Notice::CreditNote(line.id.clone()));
-        }
-        if !line.status.is_live() && !was(&line.id, |s| !s.is_live()) {
-            if was(&line.id, |s| s == RefundState::Succeeded) {
-                out.push(Notice::CreditNoteCancelled(line.id.clone()));
-            }
+            .any(|l| l.id == line.id && !l.status.is_live());
+        if !line.status.is_live() && !ended_before {
             out.push(Notice::RefundFailed(line.id.clone()));
         }
     }

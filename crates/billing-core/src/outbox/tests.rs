@@ -38,29 +38,37 @@ fn reachable_dr() -> Practitioner {
 
 use crate::practitioner::model::Practitioner;
 
+/// The notices of a change, with the documents it issues.
+fn notices_of(
+    before: &crate::payment::model::Payment,
+    after: &crate::payment::model::Payment,
+) -> Vec<Notice> {
+    notices(before, after, &crate::receipt::due(before, after, now()))
+}
+
 #[test]
 fn each_change_calls_for_its_own_notices_once() {
     use Notice::*;
     let held = authorized();
-    assert_eq!(notices(&incomplete(), &held), vec![HoldPlaced]);
+    assert_eq!(notices_of(&incomplete(), &held), vec![HoldPlaced]);
     assert_eq!(
-        notices(&held, &held),
+        notices_of(&held, &held),
         vec![],
         "a renewal or a repeat writes nothing"
     );
     let paid = captured(1800);
-    assert_eq!(notices(&held, &paid), vec![Receipt]);
+    assert_eq!(notices_of(&held, &paid), vec![Receipt]);
     let pending = step(
         &paid,
         PaymentEvent::RefundIssued(refund("re_1", 500, RefundState::Pending)),
     );
-    assert_eq!(notices(&paid, &pending), vec![], "not yet given back");
+    assert_eq!(notices_of(&paid, &pending), vec![], "not yet given back");
     let done = step(
         &pending,
         PaymentEvent::RefundsReported(vec![refund("re_1", 500, RefundState::Succeeded)]),
     );
     assert_eq!(
-        notices(&pending, &done),
+        notices_of(&pending, &done),
         vec![CreditNote(RefundId::parse("re_1").unwrap())]
     );
     let failed = step(
@@ -69,7 +77,7 @@ fn each_change_calls_for_its_own_notices_once() {
     );
     let re_1 = RefundId::parse("re_1").unwrap();
     assert_eq!(
-        notices(&done, &failed),
+        notices_of(&done, &failed),
         vec![CreditNoteCancelled(re_1.clone()), RefundFailed(re_1)],
         "the patient's credit note is cancelled, the practitioner told"
     );
@@ -78,7 +86,7 @@ fn each_change_calls_for_its_own_notices_once() {
         PaymentEvent::RefundsReported(vec![refund("re_1", 500, RefundState::Failed)]),
     );
     assert_eq!(
-        notices(&pending, &refused),
+        notices_of(&pending, &refused),
         vec![RefundFailed(RefundId::parse("re_1").unwrap())],
         "no credit note was issued, none to cancel"
     );
@@ -86,13 +94,13 @@ fn each_change_calls_for_its_own_notices_once() {
         &paid,
         PaymentEvent::Disputed(dispute(DisputeStatus::NeedsResponse, 0)),
     );
-    assert_eq!(notices(&paid, &disputed), vec![DisputeOpened]);
+    assert_eq!(notices_of(&paid, &disputed), vec![DisputeOpened]);
     let again = step(
         &disputed,
         PaymentEvent::Disputed(dispute(DisputeStatus::UnderReview, 1)),
     );
     assert_eq!(
-        notices(&disputed, &again),
+        notices_of(&disputed, &again),
         vec![],
         "the same dispute, still open"
     );
@@ -102,10 +110,10 @@ fn each_change_calls_for_its_own_notices_once() {
 fn a_refused_off_session_hold_asks_the_patient_to_authorise_again() {
     let saved = step(&incomplete(), PaymentEvent::CardSaved(saved_card()));
     let refused = step(&saved, PaymentEvent::AuthorizationFailed(declined()));
-    assert_eq!(notices(&saved, &refused), vec![Notice::AuthorizeAgain]);
+    assert_eq!(notices_of(&saved, &refused), vec![Notice::AuthorizeAgain]);
     let on_session = step(&incomplete(), PaymentEvent::AuthorizationFailed(declined()));
     assert_eq!(
-        notices(&incomplete(), &on_session),
+        notices_of(&incomplete(), &on_session),
         vec![],
         "the patient is on the page"
     );

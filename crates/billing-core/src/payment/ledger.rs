@@ -264,7 +264,7 @@ impl Ledger {
         log: &mut ChangeLog,
     ) -> Result<(), BillingError> {
         let due = receipt::due(before, after, now);
-        let notices = compose::notices(before, after);
+        let notices = compose::notices(before, after, &due);
         if due.is_empty() && notices.is_empty() {
             return Ok(());
         }

@@ -435,38 +435,40 @@ impl std::fmt::Debug for ReportingService {
     }
 }
 
-impl ReportingService {
-    fn scope(
-        &self,
-        actor: &Actor,
-        only: Option<PractitionerId>,
-    ) -> Result<Vec<PractitionerId>, BillingError> {
-        let mine = match actor {
-            Actor::Staff(user) => user.role.practitioners(),
-            Actor::System => match only {
-                Some(p) => vec![p],
-                None => return Err(BillingError::validation("practitioner", "required")),
-            },
-            Actor::Anonymous => return Err(AccessDenied::Unauthenticated.into()),
-            Actor::Patient { .. } | Actor::Stripe => return Err(AccessDenied::NotFound.into()),
-        };
-        let chosen: Vec<_> = match only {
+/// The practitioners whose payments `actor` asks about (`only`, else all of theirs),
+/// each checked against the policy: the scope of the payments table, the CSV and the
+/// outbox's messages.
+pub(crate) fn payments_scope(
+    actor: &Actor,
+    only: Option<PractitionerId>,
+) -> Result<Vec<PractitionerId>, BillingError> {
+    let mine = match actor {
+        Actor::Staff(user) => user.role.practitioners(),
+        Actor::System => match only {
             Some(p) => vec![p],
-            None => mine,
-        };
-        for p in &chosen {
-            authorize(actor, Action::ViewPayments, *p)?;
-        }
-        Ok(chosen)
+            None => return Err(BillingError::validation("practitioner", "required")),
+        },
+        Actor::Anonymous => return Err(AccessDenied::Unauthenticated.into()),
+        Actor::Patient { .. } | Actor::Stripe => return Err(AccessDenied::NotFound.into()),
+    };
+    let chosen: Vec<_> = match only {
+        Some(p) => vec![p],
+        None => mine,
+    };
+    for p in &chosen {
+        authorize(actor, Action::ViewPayments, *p)?;
     }
+    Ok(chosen)
+}
 
+impl ReportingService {
     /// A page of the actor's payments (C8), newest first, with totals over the filter.
     pub async fn payments(
         &self,
         actor: &Actor,
         filter: &PaymentFilter,
     ) -> Result<PaymentPage, BillingError> {
-        let practitioners = self.scope(actor, filter.practitioner)?;
+        let practitioners = payments_scope(actor, filter.practitioner)?;
         if let (Some(from), Some(to)) = (filter.from, filter.to)
             && from >= to
         {
@@ -489,7 +491,7 @@ impl ReportingService {
 
     /// Holds whose capture deadline is near (C10): the dashboard's warning.
     pub async fn expiring_holds(&self, actor: &Actor) -> Result<Vec<PaymentRow>, BillingError> {
-        let practitioners = self.scope(actor, None)?;
+        let practitioners = payments_scope(actor, None)?;
         let before = self.ledger.now() + self.config.expiring_within;
         Ok(self
             .ledger

@@ -1871,11 +1871,7 @@ async fn payment_response(
                         },
                         number: d.number.to_string(),
                         amount: format::money(&d.draft.amount, lang),
-                        href: if receipt {
-                            format!("/dashboard/payments/{id}/receipt.pdf")
-                        } else {
-                            format!("/dashboard/payments/{id}/credit-notes/{}.pdf", d.number)
-                        },
+                        href: format!("/dashboard/payments/{id}/{}", crate::documents::path(d)),
                     }
                 })
                 .collect(),

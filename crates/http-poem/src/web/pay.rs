@@ -15,6 +15,7 @@ use poem::{IntoResponse, Response, handler};
 use serde::Deserialize;
 
 use super::{Checked, Ctx, Layout, NoFields, format, message, render, with_status};
+use crate::documents;
 use crate::pages::pay_view;
 use crate::state::HttpState;
 
@@ -227,7 +228,7 @@ fn document_links(page: &PayPage, ctx: &Ctx, token: &str) -> Vec<DocLink> {
             DocumentKind::Receipt => DocLink {
                 id: "receipt-link".to_owned(),
                 label: ctx.t.pay_receipt_link.to_owned(),
-                href: format!("/pay/{token}/receipt.pdf"),
+                href: format!("/pay/{token}/{}", documents::path(d)),
             },
             kind => DocLink {
                 id: format!("credit-note-{}", d.number),
@@ -237,7 +238,7 @@ fn document_links(page: &PayPage, ctx: &Ctx, token: &str) -> Vec<DocLink> {
                     ctx.t.pay_credit_note_cancellation_link
                 }
                 .replace("{number}", &d.number.to_string()),
-                href: format!("/pay/{token}/credit-notes/{}.pdf", d.number),
+                href: format!("/pay/{token}/{}", documents::path(d)),
             },
         })
         .collect()

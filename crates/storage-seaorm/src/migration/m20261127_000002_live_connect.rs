@@ -82,50 +82,14 @@ impl Migration {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for mut column in Self::payment_columns() {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Payments::Table)
-                        .add_column(&mut column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        for mut column in Self::practitioner_columns() {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Practitioners::Table)
-                        .add_column(&mut column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        super::add_columns(manager, Payments::Table, Self::payment_columns()).await?;
+        super::add_columns(manager, Practitioners::Table, Self::practitioner_columns()).await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for column in Self::payment_columns() {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Payments::Table)
-                        .drop_column(column.get_column_name())
-                        .to_owned(),
-                )
-                .await?;
-        }
-        for column in Self::practitioner_columns() {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Practitioners::Table)
-                        .drop_column(column.get_column_name())
-                        .to_owned(),
-                )
-                .await?;
-        }
+        super::drop_columns(manager, Payments::Table, Self::payment_columns()).await?;
+        super::drop_columns(manager, Practitioners::Table, Self::practitioner_columns()).await?;
         Ok(())
     }
 }

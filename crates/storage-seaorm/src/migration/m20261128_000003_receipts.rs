@@ -101,26 +101,8 @@ impl Migration {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for mut column in Self::practitioner_columns() {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Practitioners::Table)
-                        .add_column(&mut column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        for mut column in Self::consultation_columns() {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Consultations::Table)
-                        .add_column(&mut column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        super::add_columns(manager, Practitioners::Table, Self::practitioner_columns()).await?;
+        super::add_columns(manager, Consultations::Table, Self::consultation_columns()).await?;
         manager
             .create_table(
                 Table::create()
@@ -203,26 +185,8 @@ impl MigrationTrait for Migration {
         manager
             .drop_table(Table::drop().table(DocumentCounters::Table).to_owned())
             .await?;
-        for column in Self::consultation_columns() {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Consultations::Table)
-                        .drop_column(column.get_column_name())
-                        .to_owned(),
-                )
-                .await?;
-        }
-        for column in Self::practitioner_columns() {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Practitioners::Table)
-                        .drop_column(column.get_column_name())
-                        .to_owned(),
-                )
-                .await?;
-        }
+        super::drop_columns(manager, Consultations::Table, Self::consultation_columns()).await?;
+        super::drop_columns(manager, Practitioners::Table, Self::practitioner_columns()).await?;
         Ok(())
     }
 }

@@ -12,6 +12,47 @@ mod m20261127_000002_live_connect;
 mod m20261128_000003_receipts;
 mod m20261128_000004_outbox;
 
+/// Adds `columns` to `table`, one statement each (SQLite alters one column per
+/// statement).
+async fn add_columns(
+    manager: &SchemaManager<'_>,
+    table: impl IntoIden,
+    columns: Vec<ColumnDef>,
+) -> Result<(), DbErr> {
+    let table = table.into_iden();
+    for mut column in columns {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(table.clone())
+                    .add_column(&mut column)
+                    .to_owned(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Drops the `columns` [`add_columns`] added to `table`.
+async fn drop_columns(
+    manager: &SchemaManager<'_>,
+    table: impl IntoIden,
+    columns: Vec<ColumnDef>,
+) -> Result<(), DbErr> {
+    let table = table.into_iden();
+    for column in columns {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(table.clone())
+                    .drop_column(column.get_column_name())
+                    .to_owned(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 /// Every migration of the schema, oldest first.
 #[derive(Debug)]
 pub struct Migrator;
