@@ -650,19 +650,29 @@ pub fn plain(text: &str) -> String {
 }
 
 /// The text of a PDF, as poppler's `pdftotext` extracts it.
-pub fn pdf_text(pdf: &[u8]) -> String {
+/// `None` (after a note) when poppler-utils is not installed, outside CI only.
+pub fn pdf_text(pdf: &[u8]) -> Option<String> {
     assert!(pdf.starts_with(b"%PDF-"), "not a PDF");
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("doc.pdf");
     std::fs::write(&path, pdf).expect("write pdf");
-    let out = std::process::Command::new("pdftotext")
+    let out = match std::process::Command::new("pdftotext")
         .args(["-enc", "UTF-8", "-layout"])
         .arg(&path)
         .arg("-")
         .output()
-        .expect("pdftotext (poppler-utils) must be installed: .ci/run installs it");
+    {
+        Ok(out) => out,
+        Err(e) if in_ci() => panic!("CI=true but pdftotext (poppler-utils) cannot run: {e}"),
+        Err(_) => {
+            eprintln!(
+                "note: pdftotext (poppler-utils) is not installed; a PDF's text is not checked"
+            );
+            return None;
+        }
+    };
     assert!(out.status.success(), "pdftotext failed");
-    plain(&String::from_utf8(out.stdout).expect("utf-8"))
+    Some(plain(&String::from_utf8(out.stdout).expect("utf-8")))
 }
 
 /// Whitespace-insensitive form (pdftotext lays columns out with runs of spaces).

