@@ -93,10 +93,14 @@ pub enum Action {
     ReleaseHold,
     Refund,
     ViewAudit,
+    /// Start the teleconsultation and take the moderator's pass to its room.
+    RunConsultation,
+    /// Charge a missed consultation's fee (no-show, late cancellation).
+    ChargeMissedFee,
 }
 
 impl Action {
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 17] = [
         Action::ViewStripeLink,
         Action::LinkStripe,
         Action::VerifyStripe,
@@ -112,10 +116,14 @@ impl Action {
         Action::ReleaseHold,
         Action::Refund,
         Action::ViewAudit,
+        Action::RunConsultation,
+        Action::ChargeMissedFee,
     ];
 
-    /// What a secretary may do for the practitioners they work for: schedule and look.
-    /// Never link or unlink Stripe, change caps or services, capture, release or refund.
+    /// What a secretary may do for the practitioners they work for: schedule (which
+    /// includes cancelling and rescheduling) and look. Never link or unlink Stripe,
+    /// change caps or services, capture, release, refund or charge a no-show fee, and
+    /// never enter the consultation itself (medical secrecy).
     pub const fn allowed_to_secretary(self) -> bool {
         matches!(
             self,
@@ -233,6 +241,8 @@ mod tests {
             (Action::ReleaseHold, Err(AccessDenied::Forbidden)),
             (Action::Refund, Err(AccessDenied::Forbidden)),
             (Action::ViewAudit, Err(AccessDenied::Forbidden)),
+            (Action::RunConsultation, Err(AccessDenied::Forbidden)),
+            (Action::ChargeMissedFee, Err(AccessDenied::Forbidden)),
         ];
         assert_eq!(table.len(), Action::ALL.len());
         for (action, expected) in table {

@@ -77,6 +77,10 @@ pub enum AuditAction {
     ServiceCreated,
     ServiceUpdated,
     Scheduled,
+    ConsultationStarted,
+    ConsultationCancelled,
+    Rescheduled,
+    NoShow,
     CheckoutStarted,
     Authorized,
     AuthorizationFailed,
@@ -100,7 +104,7 @@ pub enum AuditAction {
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 31] = [
+    pub const ALL: [AuditAction; 35] = [
         AuditAction::StripeLinkStarted,
         AuditAction::StripeLinked,
         AuditAction::StripeVerified,
@@ -112,6 +116,10 @@ impl AuditAction {
         AuditAction::ServiceCreated,
         AuditAction::ServiceUpdated,
         AuditAction::Scheduled,
+        AuditAction::ConsultationStarted,
+        AuditAction::ConsultationCancelled,
+        AuditAction::Rescheduled,
+        AuditAction::NoShow,
         AuditAction::CheckoutStarted,
         AuditAction::Authorized,
         AuditAction::AuthorizationFailed,
@@ -147,6 +155,10 @@ impl AuditAction {
             AuditAction::ServiceCreated => "service.created",
             AuditAction::ServiceUpdated => "service.updated",
             AuditAction::Scheduled => "consultation.scheduled",
+            AuditAction::ConsultationStarted => "consultation.started",
+            AuditAction::ConsultationCancelled => "consultation.cancelled",
+            AuditAction::Rescheduled => "consultation.rescheduled",
+            AuditAction::NoShow => "consultation.no_show",
             AuditAction::CheckoutStarted => "payment.checkout_started",
             AuditAction::Authorized => "payment.authorized",
             AuditAction::AuthorizationFailed => "payment.authorization_failed",

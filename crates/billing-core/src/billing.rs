@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::audit::AuditLog;
 use crate::config::BillingConfig;
 use crate::consultation::ports::ConsultationRepository;
+use crate::consultation::day::DayService;
 use crate::consultation::service::{PatientService, SchedulingService};
 use crate::gateway::{ConnectOnboarding, PaymentGateway, SandboxControl, WebhookVerifier};
 use crate::outbox::{Mailer, OutboxRepository, OutboxService};
@@ -19,6 +20,7 @@ use crate::practitioner::service::{CatalogueService, ConnectService};
 use crate::receipt::{DocumentRenderer, DocumentService};
 use crate::staff::{StaffService, UserRepository};
 use crate::system::{Clock, IdGenerator, PayLinkSigner, SecretGenerator};
+use crate::video::PassSigner;
 
 /// Every port, as the embedding application provides them.
 #[derive(Clone)]
@@ -48,6 +50,9 @@ pub struct Deps {
     pub secrets: Arc<dyn SecretGenerator>,
     /// Derives pay links (kept as hashes only) from the server's key.
     pub pay_links: Arc<dyn PayLinkSigner>,
+    /// Signs passes to the video room; without one, the practitioner calls the
+    /// patient and no pass is issued.
+    pub passes: Option<Arc<dyn PassSigner>>,
     /// Told about every payment status change (e.g. metrics); optional.
     pub observer: Option<Arc<dyn PaymentObserver>>,
 }
@@ -67,6 +72,9 @@ pub struct Billing {
     pub catalogue: CatalogueService,
     pub scheduling: SchedulingService,
     pub patients: PatientService,
+    /// The consultation's day for the practice: start, pass, cancel, reschedule,
+    /// no-show.
+    pub day: DayService,
     pub payments: PaymentService,
     pub reporting: ReportingService,
     pub webhooks: WebhookService,
@@ -137,6 +145,11 @@ impl Billing {
             config: config.clone(),
         };
         let documents = DocumentService::new(deps.renderer.clone());
+        let payments = PaymentService {
+            consultations: deps.consultations.clone(),
+            idempotency: deps.idempotency.clone(),
+            ledger: ledger.clone(),
+        };
         let outbox = OutboxService {
             outbox: deps.outbox.clone(),
             consultations: deps.consultations.clone(),
@@ -170,13 +183,18 @@ impl Billing {
                 consultations: deps.consultations.clone(),
                 practitioners: deps.practitioners.clone(),
                 ledger: ledger.clone(),
+                payments: payments.clone(),
+                passes: deps.passes.clone(),
                 config: config.clone(),
             },
-            payments: PaymentService {
+            day: DayService {
                 consultations: deps.consultations.clone(),
-                idempotency: deps.idempotency.clone(),
-                ledger: ledger.clone(),
+                practitioners: deps.practitioners.clone(),
+                payments: payments.clone(),
+                passes: deps.passes.clone(),
+                config: config.clone(),
             },
+            payments,
             reporting: ReportingService {
                 audit: deps.audit.clone(),
                 ledger: ledger.clone(),

@@ -30,6 +30,12 @@ pub struct BillingConfig {
     /// How long after its start a consultation still admits the patient, and may
     /// still be paid if its hold lapsed.
     pub open_after_start: Duration,
+    /// How long before its start a consultation's pass to the video room is valid
+    /// (and the practitioner may start it).
+    pub pass_open_before: Duration,
+    /// The video platform's room URL, with `{room}` and `{jwt}` (e.g.
+    /// `https://meet.example.org/{room}?jwt={jwt}`); `None`: the practitioner calls.
+    pub video_url: Option<String>,
     /// How far back reconciliation looks at abandoned checkouts.
     pub reconcile_window: Duration,
     /// Currency of new practitioners.
@@ -47,6 +53,8 @@ impl BillingConfig {
             renew_before: Duration::hours(12),
             renew_until_after_start: Duration::days(7),
             open_after_start: Duration::hours(1),
+            pass_open_before: Duration::minutes(15),
+            video_url: None,
             reconcile_window: Duration::hours(48),
             default_currency: Currency::Eur,
         }

@@ -10,6 +10,8 @@ use crate::fees::FeeError;
 use crate::gateway::{GatewayError, WebhookError};
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::model::{Failure, TransitionError};
+use crate::consultation::policy::PolicyError;
+use crate::video::{DayError, SignError};
 use crate::practitioner::model::{CapError, ChargeBlocker, PreferencesError};
 use crate::receipt::RenderError;
 use crate::repository::RepositoryError;
@@ -84,6 +86,12 @@ pub enum BillingError {
     ReceiptNotIssued,
     #[error(transparent)]
     Render(#[from] RenderError),
+    /// The consultation's day refuses this now (no pass before the hold, too early,
+    /// over, cancelled…).
+    #[error(transparent)]
+    Day(#[from] DayError),
+    #[error(transparent)]
+    Pass(SignError),
     #[error("payment gateway: {0}")]
     Gateway(GatewayError),
     #[error("storage: {0}")]
@@ -138,6 +146,8 @@ impl BillingError {
             }
             BillingError::Gateway(_) => "gateway_unavailable",
             BillingError::ReceiptNotIssued => "receipt_not_issued",
+            BillingError::Day(d) => d.code(),
+            BillingError::Pass(_) => "pass_unavailable",
             BillingError::Render(_) => "document_unavailable",
             BillingError::Storage(_) => "storage_unavailable",
         }
@@ -166,7 +176,10 @@ impl BillingError {
             | BillingError::OutstandingHolds { .. }
             | BillingError::IdempotencyKeyInFlight
             | BillingError::ReceiptNotIssued => ErrorClass::Conflict,
-            BillingError::Declined(_) => ErrorClass::Refused,
+            BillingError::Declined(_) | BillingError::Day(DayError::PaymentRequired) => {
+                ErrorClass::Refused
+            }
+            BillingError::Day(_) => ErrorClass::Conflict,
             BillingError::Gateway(g) => match g {
                 GatewayError::Declined(_) => ErrorClass::Refused,
                 GatewayError::InvalidRequest { code: Some(c), .. } if c == REFUND_FAILED => {
@@ -183,7 +196,9 @@ impl BillingError {
                 | GatewayError::Unavailable { .. }
                 | GatewayError::NotConfigured(_) => ErrorClass::Unavailable,
             },
-            BillingError::Storage(_) | BillingError::Render(_) => ErrorClass::Unavailable,
+            BillingError::Storage(_) | BillingError::Render(_) | BillingError::Pass(_) => {
+                ErrorClass::Unavailable
+            }
         }
     }
 
@@ -274,7 +289,17 @@ impl From<PreferencesError> for BillingError {
                     maximum,
                 }
             }
+            PreferencesError::FeeAboveMaximum { fee, maximum } => {
+                BillingError::AmountAboveMaximum {
+                    requested: fee,
+                    maximum,
+                }
+            }
             PreferencesError::Money(m) => m.into(),
+            PreferencesError::Policy(PolicyError::Fee(m)) => m.into(),
+            PreferencesError::Policy(p @ PolicyError::Window) => {
+                BillingError::validation("free_cancellation_hours", p)
+            }
         }
     }
 }

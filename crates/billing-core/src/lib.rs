@@ -161,6 +161,7 @@ pub mod repository;
 pub mod secrets;
 pub mod staff;
 pub mod system;
+pub mod video;
 #[cfg(test)]
 pub(crate) mod testing;
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Utc};
 
-use crate::consultation::model::Consultation;
+use crate::consultation::model::{Consultation, ConsultationStatus};
 use crate::error::BillingError;
 use crate::format;
 use crate::ids::{PaymentId, PractitionerId, RefundId};
@@ -225,6 +225,21 @@ pub(crate) fn due(before: &Payment, after: &Payment, now: DateTime<Utc>) -> Vec<
     out
 }
 
+/// What a missed consultation's fee is, in the patient's language: a receipt for
+/// an absence never says a consultation took place.
+fn missed_description(c: &Consultation) -> Option<String> {
+    let text = match (c.status, c.lang) {
+        (ConsultationStatus::NoShow { .. }, Lang::Fr) => {
+            "Frais d'absence (rendez-vous non honoré)"
+        }
+        (ConsultationStatus::NoShow { .. }, Lang::En) => "No-show fee (missed appointment)",
+        (ConsultationStatus::Cancelled(_), Lang::Fr) => "Frais d'annulation tardive",
+        (ConsultationStatus::Cancelled(_), Lang::En) => "Late cancellation fee",
+        (ConsultationStatus::Scheduled, _) => return None,
+    };
+    Some(text.to_owned())
+}
+
 /// The draft of what `due` asks for.
 pub(crate) fn draft(
     due: Due,
@@ -253,18 +268,20 @@ pub(crate) fn draft(
         issuer: Issuer::of(practitioner),
         patient: consultation.patient.display_name.to_string(),
         act_at: consultation.starts_at,
-        description: consultation
-            .service
-            .as_ref()
-            .map(ToString::to_string)
-            .or_else(|| {
-                practitioner
-                    .preferences
-                    .statement()
-                    .label
-                    .as_ref()
-                    .map(|l| l.as_str().to_owned())
-            }),
+        description: missed_description(consultation).or_else(|| {
+            consultation
+                .service
+                .as_ref()
+                .map(ToString::to_string)
+                .or_else(|| {
+                    practitioner
+                        .preferences
+                        .statement()
+                        .label
+                        .as_ref()
+                        .map(|l| l.as_str().to_owned())
+                })
+        }),
         amount,
         paid_at,
         issued_at: now,

@@ -357,6 +357,8 @@ pub(crate) fn record(payment: Option<Payment>) -> ConsultationRecord {
             pay_link_generation: 0,
             created_by: None,
             created_at: now() - Duration::days(2),
+            status: crate::consultation::model::ConsultationStatus::Scheduled,
+            started_at: None,
         },
         payment,
     }
@@ -503,6 +505,8 @@ pub(crate) struct Mocks {
     pub(crate) mailer: Option<crate::outbox::MockMailer>,
     /// Set for sandbox mode (the sandbox service exists only with it).
     pub(crate) sandbox: Option<MockSandboxControl>,
+    /// Set to sign passes to the video room (none: no platform).
+    pub(crate) passes: Option<crate::video::MockPassSigner>,
 }
 
 impl Mocks {
@@ -524,6 +528,7 @@ impl Mocks {
             renderer: crate::receipt::MockDocumentRenderer::new(),
             mailer: None,
             sandbox: None,
+            passes: None,
         }
     }
 
@@ -581,6 +586,9 @@ impl Mocks {
                 ids: Arc::new(ids),
                 secrets: Arc::new(secrets),
                 pay_links: Arc::new(TestLinks),
+                passes: self
+                    .passes
+                    .map(|p| Arc::new(p) as Arc<dyn crate::video::PassSigner>),
                 observer,
             },
             config(),

@@ -82,6 +82,8 @@ fn record(p: PractitionerId) -> (ConsultationRecord, TokenHash) {
         pay_link_generation: 0,
         created_by: None,
         created_at: now(),
+        status: billing_core::consultation::model::ConsultationStatus::Scheduled,
+        started_at: None,
     };
     (
         ConsultationRecord {

@@ -12,8 +12,10 @@ use std::str::FromStr;
 use billing_core::access::{Role, StaffUser};
 use billing_core::audit::{AuditAction, AuditActor, AuditEntry};
 use billing_core::consultation::model::{
-    Consultation, ConsultationRecord, PatientRef, PaymentMode,
+    Cancellation, CancelledBy, Consultation, ConsultationRecord, ConsultationStatus, PatientRef,
+    PaymentMode,
 };
+use billing_core::consultation::policy::{AcceptedTerms, CancellationPolicy, MissedFee};
 use billing_core::contact::{DisplayName, EmailAddress};
 use billing_core::fees::{Fee, FeeSchedule, FeeSource};
 use billing_core::ids::{
@@ -200,6 +202,13 @@ pub(crate) fn practitioner_row(p: &Practitioner) -> Result<practitioner::Model, 
         siret: p.profile.siret().map(|s| s.as_str().to_owned()),
         vat_mention: p.profile.custom_vat_mention().map(str::to_owned),
         contact_email: p.profile.email().map(|e| e.as_str().to_owned()),
+        cancel_free_hours: i32::try_from(prefs.cancellation().free_hours())
+            .map_err(|_| RepositoryError::Corrupt("free cancellation hours out of range".into()))?,
+        missed_fee: prefs.cancellation().fee().kind().to_owned(),
+        missed_fee_minor: match prefs.cancellation().fee() {
+            MissedFee::Fixed(m) => Some(minor(&m)?),
+            MissedFee::None | MissedFee::FullHold => None,
+        },
         version: p.version,
         created_at: at(p.created_at),
         updated_at: at(p.updated_at),
@@ -345,6 +354,21 @@ fn link_of(row: &practitioner::Model) -> Read<StripeLink> {
     }
 }
 
+fn cancellation_policy(row: &practitioner::Model, cur: Currency) -> Read<CancellationPolicy> {
+    let id = row.id;
+    let fee = match (row.missed_fee.as_str(), row.missed_fee_minor) {
+        ("none", None) => MissedFee::None,
+        ("full_hold", None) => MissedFee::FullHold,
+        ("fixed", Some(m)) => MissedFee::Fixed(money(T_PRACTITIONERS, id, m, cur)?),
+        (kind, _) => {
+            return Err(corrupt(T_PRACTITIONERS, id, format!("missed fee '{kind}'")));
+        }
+    };
+    let hours = u32::try_from(row.cancel_free_hours)
+        .map_err(|e| corrupt(T_PRACTITIONERS, id, e))?;
+    CancellationPolicy::new(hours, fee).map_err(|e| corrupt(T_PRACTITIONERS, id, e))
+}
+
 pub(crate) fn practitioner_from_row(row: practitioner::Model) -> Read<Practitioner> {
     let id = row.id;
     let cur = currency(T_PRACTITIONERS, id, &row.currency)?;
@@ -373,7 +397,9 @@ pub(crate) fn practitioner_from_row(row: practitioner::Model) -> Read<Practition
             .map(DescriptorSuffix::parse)
             .transpose()
             .map_err(|e| corrupt(T_PRACTITIONERS, id, e))?,
-    });
+    })
+    .with_cancellation(cancellation_policy(&row, cur)?)
+    .map_err(|e| corrupt(T_PRACTITIONERS, id, e))?;
     let profile = Profile::parse(&ProfileInput {
         profession: row.profession.clone().unwrap_or_default(),
         address: row.professional_address.clone().unwrap_or_default(),
@@ -466,11 +492,50 @@ pub(crate) fn consultation_row(c: &Consultation) -> consultation::Model {
         patient_lang: c.lang.code().to_owned(),
         created_by: c.created_by.map(|u| u.as_uuid()),
         created_at: at(c.created_at),
+        status: c.status.as_str().to_owned(),
+        status_at: match c.status {
+            ConsultationStatus::Scheduled => None,
+            ConsultationStatus::Cancelled(x) => Some(at(x.at)),
+            ConsultationStatus::NoShow { at: t } => Some(at(t)),
+        },
+        cancelled_by: match c.status {
+            ConsultationStatus::Cancelled(x) => Some(x.by.as_str().to_owned()),
+            _ => None,
+        },
+        cancellation_late: matches!(
+            c.status,
+            ConsultationStatus::Cancelled(Cancellation { late: true, .. })
+        ),
+        started_at: at_opt(c.started_at),
     }
+}
+
+fn consultation_status(row: &consultation::Model) -> Read<ConsultationStatus> {
+    let id = row.id;
+    let when = || required_in(T_CONSULTATIONS, id, row.status_at, "status date");
+    Ok(match (row.status.as_str(), row.cancelled_by.as_deref()) {
+        ("scheduled", None) => ConsultationStatus::Scheduled,
+        ("no_show", None) => ConsultationStatus::NoShow { at: when()? },
+        ("cancelled", Some(by)) => ConsultationStatus::Cancelled(Cancellation {
+            by: match by {
+                "patient" => CancelledBy::Patient,
+                "practice" => CancelledBy::Practice,
+                other => {
+                    return Err(corrupt(T_CONSULTATIONS, id, format!("cancelled by '{other}'")));
+                }
+            },
+            at: when()?,
+            late: row.cancellation_late,
+        }),
+        (status, _) => {
+            return Err(corrupt(T_CONSULTATIONS, id, format!("status '{status}'")));
+        }
+    })
 }
 
 pub(crate) fn consultation_from_row(row: consultation::Model) -> Read<Consultation> {
     let id = row.id;
+    let status = consultation_status(&row)?;
     let payment_mode = match row.payment_mode.as_str() {
         "none" => PaymentMode::None,
         "online" => PaymentMode::Online,
@@ -513,6 +578,8 @@ pub(crate) fn consultation_from_row(row: consultation::Model) -> Read<Consultati
         })?,
         created_by: row.created_by.map(UserId::from_uuid),
         created_at: row.created_at,
+        status,
+        started_at: row.started_at,
     })
 }
 
@@ -620,6 +687,15 @@ pub(crate) fn payment_row(p: &Payment) -> Result<payment::Model, RepositoryError
         authorized_at: at_opt(parts.authorized_at),
         capture_before: at_opt(parts.capture_before),
         captured_at: at_opt(parts.captured_at),
+        terms_text: parts.terms.as_ref().map(|t| t.text.clone()),
+        terms_at: at_opt(parts.terms.as_ref().map(|t| t.at)),
+        terms_fee_minor: minor_opt(parts.terms.as_ref().and_then(|t| t.fee))?,
+        terms_free_hours: parts
+            .terms
+            .as_ref()
+            .map(|t| i32::try_from(t.free_hours))
+            .transpose()
+            .map_err(|_| RepositoryError::Corrupt("free cancellation hours out of range".into()))?,
         version: parts.version,
         created_at: at(parts.created_at),
         updated_at: at(parts.updated_at),
@@ -785,6 +861,16 @@ pub(crate) fn payment_from_row(row: payment::Model) -> Read<Payment> {
         authorized_at: row.authorized_at,
         capture_before: row.capture_before,
         captured_at: row.captured_at,
+        terms: match (&row.terms_text, row.terms_at, row.terms_free_hours) {
+            (None, None, None) => None,
+            (Some(text), Some(at), Some(hours)) => Some(AcceptedTerms {
+                text: text.clone(),
+                at,
+                fee: amount_opt(row.terms_fee_minor)?,
+                free_hours: u32::try_from(hours).map_err(|e| corrupt(T_PAYMENTS, id, e))?,
+            }),
+            _ => return Err(corrupt(T_PAYMENTS, id, "half the accepted terms")),
+        },
         version: row.version,
         created_at: row.created_at,
         updated_at: row.updated_at,

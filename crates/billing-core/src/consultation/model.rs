@@ -51,6 +51,66 @@ pub struct Consultation {
     pub pay_link_generation: u32,
     pub created_by: Option<UserId>,
     pub created_at: DateTime<Utc>,
+    /// Scheduled, cancelled, or the patient did not come.
+    pub status: ConsultationStatus,
+    /// When the practitioner opened the consultation ("Démarrer la
+    /// téléconsultation"): the patient's waiting room then offers to join.
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// Where a consultation stands on its day.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsultationStatus {
+    /// Ahead, or under way.
+    Scheduled,
+    /// Cancelled by the patient or the practice.
+    Cancelled(Cancellation),
+    /// The practitioner marked the patient absent.
+    NoShow { at: DateTime<Utc> },
+}
+
+impl ConsultationStatus {
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            ConsultationStatus::Scheduled => "scheduled",
+            ConsultationStatus::Cancelled(_) => "cancelled",
+            ConsultationStatus::NoShow { .. } => "no_show",
+        }
+    }
+
+    /// The patient missed it, or cancelled too late to be free of the policy's fee.
+    pub const fn is_missed(&self) -> bool {
+        matches!(
+            self,
+            ConsultationStatus::NoShow { .. }
+                | ConsultationStatus::Cancelled(Cancellation { late: true, .. })
+        )
+    }
+}
+
+/// Who cancelled, when, and whether the policy's fee may apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cancellation {
+    pub by: CancelledBy,
+    pub at: DateTime<Utc>,
+    /// The patient cancelled after the free window: the practitioner decides whether
+    /// the policy's fee is charged. Never set for a cancellation by the practice.
+    pub late: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CancelledBy {
+    Patient,
+    Practice,
+}
+
+impl CancelledBy {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CancelledBy::Patient => "patient",
+            CancelledBy::Practice => "practice",
+        }
+    }
 }
 
 /// A consultation with its payment, as repositories return it.
@@ -66,6 +126,9 @@ impl ConsultationRecord {
     /// captured (and not entirely refunded). A card saved for a hold placed later
     /// does not open it.
     pub fn can_enter(&self) -> bool {
+        if self.consultation.status != ConsultationStatus::Scheduled {
+            return false;
+        }
         match (self.consultation.payment_mode, &self.payment) {
             (PaymentMode::None, _) => true,
             (PaymentMode::Online, Some(p)) => match p.status() {
@@ -117,6 +180,8 @@ mod tests {
             pay_link_generation: 0,
             created_by: None,
             created_at: now(),
+            status: ConsultationStatus::Scheduled,
+            started_at: None,
         };
         let payment = (mode == PaymentMode::Online).then(|| {
             let mut p = Payment::new(
@@ -201,6 +266,22 @@ mod tests {
         ];
         for (case, record, expected) in table {
             assert_eq!(record.can_enter(), expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_cancelled_or_missed_consultation_closes_the_gate_even_with_a_hold() {
+        let cancelled = ConsultationStatus::Cancelled(Cancellation {
+            by: CancelledBy::Patient,
+            at: now(),
+            late: true,
+        });
+        for status in [cancelled, ConsultationStatus::NoShow { at: now() }] {
+            for mode in [PaymentMode::None, PaymentMode::Online] {
+                let mut r = record(mode, &[hold()]);
+                r.consultation.status = status;
+                assert!(!r.can_enter(), "{status:?} {mode:?}");
+            }
         }
     }
 }

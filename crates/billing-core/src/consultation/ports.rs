@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::audit::AuditEntry;
-use crate::consultation::model::ConsultationRecord;
+use crate::consultation::model::{Consultation, ConsultationRecord};
+use crate::payment::ports::ChangeLog;
 use crate::ids::{ConsultationId, PractitionerId};
 use crate::outbox::Message;
 use crate::repository::RepositoryError;
@@ -42,6 +43,18 @@ pub trait ConsultationRepository: Send + Sync {
         id: ConsultationId,
         hash: &TokenHash,
         generation: u32,
+    ) -> Result<(), RepositoryError>;
+
+    /// Writes `next`'s day — its status, start time and `started_at` — if the stored
+    /// consultation's day is still `expected`'s, with `log`'s history and audit in the
+    /// same transaction. MUST return [`RepositoryError::Conflict`] (nothing written)
+    /// if any of the three changed meanwhile, [`RepositoryError::NotFound`] if there
+    /// is no such consultation.
+    async fn update_day(
+        &self,
+        next: &Consultation,
+        expected: &Consultation,
+        log: &ChangeLog,
     ) -> Result<(), RepositoryError>;
 
     /// Consultations of these practitioners starting at or after `from`, soonest

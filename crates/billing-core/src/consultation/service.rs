@@ -8,7 +8,9 @@ use chrono::{DateTime, Duration, Utc};
 use crate::access::{Action, Actor, authorize, authorize_patient};
 use crate::audit::{AuditAction, AuditActor, AuditEntry};
 use crate::config::BillingConfig;
-use crate::consultation::model::{Consultation, ConsultationRecord, PatientRef, PaymentMode};
+use crate::consultation::model::{
+    Consultation, ConsultationRecord, ConsultationStatus, PatientRef, PaymentMode,
+};
 use crate::consultation::ports::ConsultationRepository;
 use crate::contact::{DisplayName, EmailAddress};
 use crate::error::BillingError;
@@ -24,7 +26,7 @@ use crate::payment::model::{
 use crate::payment::ports::{
     ChangeLog, HistoryEntry, IdempotencyRecord, IdempotencyStore, Reservation,
 };
-use crate::payment::service::{fingerprint, idempotency_scope};
+use crate::payment::service::{PaymentService, fingerprint, idempotency_scope};
 use crate::practitioner::model::{Practitioner, Service, TimeZone};
 use crate::practitioner::ports::{PractitionerRepository, ServiceRepository};
 use crate::practitioner::service::RETRIES;
@@ -32,6 +34,8 @@ use crate::receipt::Document;
 use crate::repository::RepositoryError;
 use crate::secrets::PayToken;
 use crate::system::{Clock, IdGenerator, PayLinkSigner, now_micros};
+use crate::video::PassSigner;
+use crate::consultation::policy::{AcceptedTerms, CancellationPolicy};
 
 /// How the consultation is paid, as chosen when scheduling.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -212,6 +216,8 @@ impl SchedulingService {
                 _ => None,
             },
             created_at: now,
+            status: ConsultationStatus::Scheduled,
+            started_at: None,
         };
         let audit = AuditEntry::new(
             now,
@@ -406,6 +412,12 @@ pub struct PayPage {
     pub hold_validity: Duration,
     /// The payment's receipt and credit notes, once captured.
     pub documents: Vec<Document>,
+    /// The practice's cancellation policy now: what the patient accepts by paying
+    /// (once paid, the payment's [`terms`](Payment::terms) are what they accepted).
+    pub policy: CancellationPolicy,
+    /// The patient may still cancel from the link (scheduled, not started, before
+    /// the start, not validated).
+    pub can_cancel: bool,
 }
 
 /// `c`'s live pay token, if it can be derived: the one its stored hash is of (not a
@@ -432,13 +444,20 @@ pub(crate) async fn reissue(
     Ok(token)
 }
 
-/// What the access check answers.
+/// What the access check answers (the waiting room polls it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Access {
     /// The gate (C4): no payment needed, or the hold is in place, or the act captured.
     pub can_enter: bool,
     /// The waiting room is still offered (see [`PayPage::waiting_room`]).
     pub waiting_room: bool,
+    /// The practitioner has started the consultation: the patient may join.
+    pub started: bool,
+    /// A video platform is set up (a pass opens its room); otherwise the
+    /// practitioner calls the patient.
+    pub video: bool,
+    pub status: ConsultationStatus,
+    pub starts_at: DateTime<Utc>,
 }
 
 /// The patient's side: pay page, checkout, waiting-room gate. The pay token in the
@@ -448,6 +467,10 @@ pub struct PatientService {
     pub(crate) consultations: Arc<dyn ConsultationRepository>,
     pub(crate) practitioners: Arc<dyn PractitionerRepository>,
     pub(crate) ledger: Ledger,
+    /// Releases the hold of a cancellation.
+    pub(crate) payments: PaymentService,
+    /// Signs passes to the video room, when a platform is set up.
+    pub(crate) passes: Option<Arc<dyn PassSigner>>,
     pub(crate) config: BillingConfig,
 }
 
@@ -458,7 +481,7 @@ impl std::fmt::Debug for PatientService {
 }
 
 impl PatientService {
-    async fn find(&self, token: &str) -> Result<(PayToken, ConsultationRecord), BillingError> {
+    pub(crate) async fn find(&self, token: &str) -> Result<(PayToken, ConsultationRecord), BillingError> {
         let token = PayToken::parse(token).map_err(|_| BillingError::NotFound("pay link"))?;
         let record = match self.consultations.find_by_pay_token(&token.hash()).await {
             Err(RepositoryError::NotFound) => return Err(BillingError::NotFound("pay link")),
@@ -509,7 +532,14 @@ impl PatientService {
             _ => Vec::new(),
         };
         let waiting_room = self.waiting_room(&record, can_enter, now);
+        let c = &record.consultation;
+        let can_cancel = c.status == ConsultationStatus::Scheduled
+            && c.started_at.is_none()
+            && now < c.starts_at
+            && record.payment.as_ref().is_none_or(|p| p.captured().is_none());
         Ok(PayPage {
+            policy: *practitioner.preferences.cancellation(),
+            can_cancel,
             record,
             practitioner_name: practitioner.name,
             time_zone: practitioner.time_zone,
@@ -533,7 +563,8 @@ impl PatientService {
 
     /// May the patient (again) authorise now?
     fn payable(&self, record: &ConsultationRecord, now: DateTime<Utc>) -> bool {
-        record.payment.as_ref().is_some_and(|p| match p.status() {
+        record.consultation.status == ConsultationStatus::Scheduled
+            && record.payment.as_ref().is_some_and(|p| match p.status() {
             PaymentStatus::Incomplete | PaymentStatus::Failed => true,
             PaymentStatus::Expired => record.is_ahead(now, self.config.open_after_start),
             _ => false,
@@ -547,14 +578,19 @@ impl PatientService {
         (at > now).then_some(at)
     }
 
-    /// The waiting-room gate (C4): may this patient enter now?
-    /// The gate (C4) and whether the waiting room is still offered.
+    /// The gate (C4), whether the waiting room is still offered, and whether the
+    /// practitioner has started.
     pub async fn access(&self, token: &str) -> Result<Access, BillingError> {
         let (_, record) = self.find(token).await?;
         let can_enter = record.can_enter();
+        let c = &record.consultation;
         Ok(Access {
             can_enter,
             waiting_room: self.waiting_room(&record, can_enter, self.ledger.now()),
+            started: c.started_at.is_some(),
+            video: self.passes.is_some(),
+            status: c.status,
+            starts_at: c.starts_at,
         })
     }
 
@@ -671,13 +707,23 @@ impl PatientService {
                         expires_at: start.expires_at,
                         setup: start.setup.clone(),
                     });
+            // What the patient accepts by paying: the policy as the page showed it.
+            let terms = AcceptedTerms::of(
+                practitioner.preferences.cancellation(),
+                payment.authorized().unwrap_or(payment.amount()),
+                lang,
+                now,
+            );
             let unchanged = payment.account() == Some(&account)
                 && (start.intent.is_none() || payment.intent() == start.intent.as_ref())
-                && checkout.is_none();
+                && checkout.is_none()
+                && payment.terms().is_some_and(|t| t.text == terms.text);
             if unchanged {
                 return Ok(start);
             }
-            let next = payment.checkout_started(account, start.intent.clone(), checkout, now)?;
+            let next = payment
+                .checkout_started(account, start.intent.clone(), checkout, now)?
+                .with_terms(terms, now);
             let log = ChangeLog {
                 history: vec![HistoryEntry {
                     payment: payment.id(),

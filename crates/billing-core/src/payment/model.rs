@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 
+use crate::consultation::policy::AcceptedTerms;
 use crate::fees::{Fee, FeeSchedule};
 use crate::ids::{
     CheckoutSessionId, ConnectedAccountId, ConsultationId, CustomerId, PaymentId, PaymentIntentId,
@@ -635,6 +636,7 @@ pub struct Payment {
     authorized_at: Option<DateTime<Utc>>,
     capture_before: Option<DateTime<Utc>>,
     captured_at: Option<DateTime<Utc>>,
+    terms: Option<AcceptedTerms>,
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -667,6 +669,8 @@ pub struct PaymentParts {
     pub authorized_at: Option<DateTime<Utc>>,
     pub capture_before: Option<DateTime<Utc>>,
     pub captured_at: Option<DateTime<Utc>>,
+    /// The cancellation policy the patient accepted when authorising, and when.
+    pub terms: Option<AcceptedTerms>,
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -739,6 +743,7 @@ impl Payment {
             authorized_at: None,
             capture_before: None,
             captured_at: None,
+            terms: None,
             version: 0,
             created_at: now,
             updated_at: now,
@@ -829,6 +834,7 @@ impl Payment {
             authorized_at: p.authorized_at,
             capture_before: p.capture_before,
             captured_at: p.captured_at,
+            terms: p.terms,
             version: p.version,
             created_at: p.created_at,
             updated_at: p.updated_at,
@@ -861,6 +867,7 @@ impl Payment {
             authorized_at: self.authorized_at,
             capture_before: self.capture_before,
             captured_at: self.captured_at,
+            terms: self.terms.clone(),
             version: self.version,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -940,6 +947,22 @@ impl Payment {
     pub fn capture_before(&self) -> Option<DateTime<Utc>> {
         self.capture_before
     }
+    /// The cancellation policy the patient accepted when authorising, and when.
+    pub fn terms(&self) -> Option<&AcceptedTerms> {
+        self.terms.as_ref()
+    }
+
+    /// The same payment with the terms the patient accepted (kept with the checkout
+    /// they started).
+    pub fn with_terms(&self, terms: AcceptedTerms, now: DateTime<Utc>) -> Payment {
+        Payment {
+            terms: Some(terms),
+            version: self.version + 1,
+            updated_at: now,
+            ..self.clone()
+        }
+    }
+
     pub fn captured_at(&self) -> Option<DateTime<Utc>> {
         self.captured_at
     }

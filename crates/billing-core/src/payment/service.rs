@@ -77,15 +77,27 @@ impl PaymentService {
             .payment_of(actor, consultation, Action::ValidateAct)
             .await?;
         let amount = amount.in_currency(payment.amount().currency())?;
+        let who = AuditActor::of(actor);
         if amount.is_zero() {
-            return self.release_payment(actor, payment).await;
+            return self.release_payment(&who, payment).await;
         }
+        self.capture_payment(&who, payment, amount).await
+    }
+
+    /// Captures `amount` of the hold (the rest is released), once: the actor was
+    /// authorised by the caller.
+    pub(crate) async fn capture_payment(
+        &self,
+        who: &AuditActor,
+        payment: Payment,
+        amount: Money,
+    ) -> Result<Payment, BillingError> {
+        let who = who.clone();
         payment.check_validation(&amount)?;
         let Some(held) = payment.intent() else {
             return Err(no_gateway_reference("the hold"));
         };
         let key = IdempotencyKey::capture(payment.id(), held, &amount)?;
-        let who = AuditActor::of(actor);
         let operation = Operation::Capture { amount };
         let payment = match self
             .ledger
@@ -133,17 +145,18 @@ impl PaymentService {
         let payment = self
             .payment_of(actor, consultation, Action::ReleaseHold)
             .await?;
-        self.release_payment(actor, payment).await
+        self.release_payment(&AuditActor::of(actor), payment).await
     }
 
-    async fn release_payment(
+    /// Releases the hold (or abandons an unpaid payment): the actor was authorised by
+    /// the caller.
+    pub(crate) async fn release_payment(
         &self,
-        actor: &Actor,
+        who: &AuditActor,
         payment: Payment,
     ) -> Result<Payment, BillingError> {
-        authorize(actor, Action::ReleaseHold, payment.practitioner())?;
         payment.check_release()?;
-        let who = AuditActor::of(actor);
+        let who = who.clone();
         let key = IdempotencyKey::release(payment.id(), payment.intent());
         let payment = match self
             .ledger

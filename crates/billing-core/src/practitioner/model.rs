@@ -6,6 +6,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::consultation::policy::{CancellationPolicy, MissedFee, PolicyError};
 use crate::contact::DisplayName;
 use crate::fees::FeeSchedule;
 use crate::ids::{ConnectedAccountId, PractitionerId, ServiceId};
@@ -274,8 +275,12 @@ pub enum ChargeBlocker {
 pub enum PreferencesError {
     #[error("the default amount {default} is above the maximum {maximum}")]
     DefaultAboveMaximum { default: Money, maximum: Money },
+    #[error("the missed-consultation fee {fee} is above the maximum {maximum}")]
+    FeeAboveMaximum { fee: Money, maximum: Money },
     #[error(transparent)]
     Money(#[from] MoneyError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 /// A practitioner's billing preferences (C2): the default amount per consultation,
@@ -289,6 +294,7 @@ pub struct Preferences {
     max_amount: Money,
     fee_schedule: FeeSchedule,
     statement: StatementText,
+    cancellation: CancellationPolicy,
 }
 
 /// What the patient's bank statement, Stripe's receipts and the Stripe dashboard say
@@ -386,7 +392,33 @@ impl Preferences {
             max_amount,
             fee_schedule,
             statement: StatementText::default(),
+            cancellation: CancellationPolicy::default(),
         })
+    }
+
+    /// The same preferences with this cancellation policy, whose fixed fee must be in
+    /// the preferences' currency and at most their maximum.
+    pub fn with_cancellation(
+        mut self,
+        policy: CancellationPolicy,
+    ) -> Result<Self, PreferencesError> {
+        if let MissedFee::Fixed(fee) = policy.fee() {
+            if fee.currency() != self.currency() {
+                return Err(MoneyError::CurrencyMismatch {
+                    left: self.currency(),
+                    right: fee.currency(),
+                }
+                .into());
+            }
+            if fee.amount() > self.max_amount.amount() {
+                return Err(PreferencesError::FeeAboveMaximum {
+                    fee,
+                    maximum: self.max_amount,
+                });
+            }
+        }
+        self.cancellation = policy;
+        Ok(self)
     }
 
     /// The same preferences with what statements and receipts say.
@@ -404,6 +436,7 @@ impl Preferences {
             max_amount: amount,
             fee_schedule: FeeSchedule::default_for(currency),
             statement: StatementText::default(),
+            cancellation: CancellationPolicy::default(),
         }
     }
 
@@ -421,6 +454,10 @@ impl Preferences {
     }
     pub fn statement(&self) -> &StatementText {
         &self.statement
+    }
+    /// Free cancellation window and missed-consultation fee.
+    pub fn cancellation(&self) -> &CancellationPolicy {
+        &self.cancellation
     }
 
     /// The cap of a consultation (C3): the explicit amount if given, else the

@@ -9,6 +9,7 @@ use rust_decimal::Decimal;
 use crate::access::{AccessDenied, Action, Actor, Role, authorize};
 use crate::audit::{AuditAction, AuditActor, AuditEntry, AuditLog};
 use crate::config::BillingConfig;
+use crate::consultation::policy::{CancellationPolicy, MissedFee};
 use crate::contact::DisplayName;
 use crate::error::BillingError;
 use crate::fees::{FeePreset, FeeSchedule};
@@ -19,7 +20,7 @@ use crate::payment::model::IdempotencyKey;
 use crate::payment::ports::PaymentRepository;
 use crate::practitioner::model::{
     AccountSnapshot, DescriptorSuffix, LinkError, PaymentLabel, Practitioner, Preferences,
-    RevokeReason, Service, StatementText, StripeLink,
+    PreferencesError, RevokeReason, Service, StatementText, StripeLink,
 };
 use crate::practitioner::ports::{
     OAuthStateRecord, OAuthStateRepository, PractitionerRepository, ServiceRepository,
@@ -461,6 +462,35 @@ pub struct PreferencesInput {
     pub payment_label: Option<String>,
     /// The bank statement's descriptor suffix; `None` keeps it, `""` removes it.
     pub statement_descriptor_suffix: Option<String>,
+    /// The cancellation and no-show policy; `None` keeps the current one.
+    pub cancellation: Option<CancellationInput>,
+}
+
+/// A cancellation policy as typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CancellationInput {
+    /// Free cancellation until this many hours before the start.
+    pub free_hours: u32,
+    pub fee: MissedFeeInput,
+}
+
+/// A missed-consultation fee as typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MissedFeeInput {
+    None,
+    Fixed(AmountInput),
+    FullHold,
+}
+
+impl CancellationInput {
+    pub fn resolve(&self, currency: Currency) -> Result<CancellationPolicy, BillingError> {
+        let fee = match &self.fee {
+            MissedFeeInput::None => MissedFee::None,
+            MissedFeeInput::Fixed(a) => MissedFee::Fixed(a.in_currency(currency)?),
+            MissedFeeInput::FullHold => MissedFee::FullHold,
+        };
+        Ok(CancellationPolicy::new(self.free_hours, fee).map_err(PreferencesError::from)?)
+    }
 }
 
 /// A replacement of an optional text setting: `None` keeps, empty clears.
@@ -562,6 +592,11 @@ impl CatalogueService {
             input.fee_schedule.resolve(currency)?,
         )?
         .with_statement(statement);
+        let policy = match &input.cancellation {
+            Some(c) => c.resolve(currency)?,
+            None => *loaded.preferences.cancellation(),
+        };
+        let prefs = prefs.with_cancellation(policy)?;
         for _ in 0..RETRIES {
             let current = self.practitioners.get(id).await?;
             let now = now_micros(self.clock.as_ref());

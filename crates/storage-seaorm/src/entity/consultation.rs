@@ -23,6 +23,13 @@ pub struct Model {
     pub patient_lang: String,
     pub created_by: Option<Uuid>,
     pub created_at: DateTimeUtc,
+    /// `scheduled`, `cancelled` or `no_show`.
+    pub status: String,
+    pub status_at: Option<DateTimeUtc>,
+    /// `patient` or `practice`.
+    pub cancelled_by: Option<String>,
+    pub cancellation_late: bool,
+    pub started_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

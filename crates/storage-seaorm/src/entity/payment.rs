@@ -59,6 +59,11 @@ pub struct Model {
     pub authorized_at: Option<DateTimeUtc>,
     pub capture_before: Option<DateTimeUtc>,
     pub captured_at: Option<DateTimeUtc>,
+    /// The cancellation policy the patient accepted, as shown to them.
+    pub terms_text: Option<String>,
+    pub terms_at: Option<DateTimeUtc>,
+    pub terms_fee_minor: Option<i64>,
+    pub terms_free_hours: Option<i32>,
     pub version: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

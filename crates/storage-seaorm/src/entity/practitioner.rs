@@ -50,6 +50,12 @@ pub struct Model {
     pub vat_mention: Option<String>,
     /// Where the practitioner's notifications go.
     pub contact_email: Option<String>,
+    /// Free cancellation until this many hours before the start.
+    pub cancel_free_hours: i32,
+    /// `none`, `fixed` or `full_hold`.
+    pub missed_fee: String,
+    /// The fixed fee, in minor units of the preferences' currency.
+    pub missed_fee_minor: Option<i64>,
     pub version: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use billing_core::audit::AuditEntry;
-use billing_core::consultation::model::ConsultationRecord;
+use billing_core::consultation::model::{Consultation, ConsultationRecord};
+use billing_core::payment::ports::ChangeLog;
 use billing_core::consultation::ports::ConsultationRepository;
 use billing_core::ids::{ConsultationId, PractitionerId};
 use billing_core::outbox::Message;
@@ -12,6 +13,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect};
 
+use super::payments::append_log;
 use super::{append_audit, finish, outbox};
 use crate::Store;
 use crate::convert::{at, consultation_row, payment_row, record_from_rows};
@@ -104,6 +106,56 @@ impl ConsultationRepository for Store {
             return Err(RepositoryError::NotFound);
         }
         Ok(())
+    }
+
+    async fn update_day(
+        &self,
+        next: &Consultation,
+        expected: &Consultation,
+        log: &ChangeLog,
+    ) -> Result<(), RepositoryError> {
+        let row = consultation_row(next);
+        let was = consultation_row(expected);
+        let txn = self.begin_write().await?;
+        let result = async {
+            // One statement decides whether this writer won: the day is still the one
+            // the caller read.
+            let written = consultation::Entity::update_many()
+                .col_expr(consultation::Column::Status, Expr::value(row.status))
+                .col_expr(consultation::Column::StatusAt, Expr::value(row.status_at))
+                .col_expr(consultation::Column::CancelledBy, Expr::value(row.cancelled_by))
+                .col_expr(
+                    consultation::Column::CancellationLate,
+                    Expr::value(row.cancellation_late),
+                )
+                .col_expr(consultation::Column::StartsAt, Expr::value(row.starts_at))
+                .col_expr(consultation::Column::StartedAt, Expr::value(row.started_at))
+                .filter(consultation::Column::Id.eq(was.id))
+                .filter(consultation::Column::Status.eq(was.status))
+                .filter(consultation::Column::StartsAt.eq(was.starts_at))
+                .filter(match was.started_at {
+                    Some(t) => consultation::Column::StartedAt.eq(t),
+                    None => consultation::Column::StartedAt.is_null(),
+                })
+                .exec(&txn)
+                .await
+                .map_err(|e| write_error(e, "consultation"))?;
+            if written.rows_affected == 0 {
+                let exists = consultation::Entity::find_by_id(was.id)
+                    .one(&txn)
+                    .await
+                    .map_err(unavailable)?
+                    .is_some();
+                return Err(if exists {
+                    RepositoryError::Conflict
+                } else {
+                    RepositoryError::NotFound
+                });
+            }
+            append_log(&txn, log).await
+        }
+        .await;
+        finish(txn, result).await
     }
 
     async fn upcoming(

@@ -130,6 +130,8 @@ mod tests {
                 pay_link_generation: 0,
                 created_by: None,
                 created_at: now,
+                status: billing_core::consultation::model::ConsultationStatus::Scheduled,
+                started_at: None,
             },
             payment: Some(payment.clone()),
         };

@@ -254,11 +254,6 @@ impl PaymentRepository for Store {
     ) -> Result<(), RepositoryError> {
         let mut changes = payment_row(p)?.into_active_model().reset_all();
         changes.id = NotSet;
-        let history = log
-            .history
-            .iter()
-            .map(history_row)
-            .collect::<Result<Vec<_>, _>>()?;
         let txn = self.begin_write().await?;
         let result = async {
             // The concurrency contract: one statement decides whether this writer won.
@@ -288,17 +283,7 @@ impl PaymentRepository for Store {
                     RepositoryError::NotFound
                 });
             }
-            if !history.is_empty() {
-                payment_history::Entity::insert_many(history)
-                    .exec_without_returning(&txn)
-                    .await
-                    .map_err(|e| write_error(e, "history entry"))?;
-            }
-            append_audit(&txn, &log.audit).await?;
-            outbox::enqueue_in(&txn, &log.messages).await?;
-            // Last: the numbering locks the practitioner's counter until the commit,
-            // so concurrent captures of one practitioner wait for as little as possible.
-            documents::issue(&txn, &log.documents).await
+            append_log(&txn, log).await
         }
         .await;
         finish(txn, result).await
@@ -433,4 +418,27 @@ impl PaymentRepository for Store {
             .map(history_from_row)
             .collect()
     }
+}
+
+/// Writes what goes with a change, in its transaction: history, audit, e-mail, and
+/// documents last (their numbering locks the practitioner's counter until the
+/// commit, so concurrent captures of one practitioner wait for as little as possible).
+pub(super) async fn append_log(
+    txn: &DatabaseTransaction,
+    log: &ChangeLog,
+) -> Result<(), RepositoryError> {
+    let history = log
+        .history
+        .iter()
+        .map(history_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    if !history.is_empty() {
+        payment_history::Entity::insert_many(history)
+            .exec_without_returning(txn)
+            .await
+            .map_err(|e| write_error(e, "history entry"))?;
+    }
+    append_audit(txn, &log.audit).await?;
+    outbox::enqueue_in(txn, &log.messages).await?;
+    documents::issue(txn, &log.documents).await
 }

@@ -110,6 +110,8 @@ pub fn consultation(
         pay_link_generation: 0,
         created_by: None,
         created_at: t0(),
+        status: billing_core::consultation::model::ConsultationStatus::Scheduled,
+        started_at: None,
     }
 }
 

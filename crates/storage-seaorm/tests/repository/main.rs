@@ -50,6 +50,8 @@ suite!(
     // consultations
     a_consultation_and_its_payment_round_trip_by_id_and_by_pay_token,
     a_consultation_without_online_payment_round_trips,
+    the_day_of_a_consultation_is_written_conditionally_with_its_history,
+    the_terms_a_patient_accepted_are_kept_with_the_payment,
     a_reused_pay_token_hash_is_a_duplicate_and_nothing_is_written,
     a_reused_consultation_or_payment_id_is_a_duplicate,
     a_second_payment_for_one_consultation_is_a_duplicate_and_nothing_is_written,

@@ -519,7 +519,11 @@ async fn the_waiting_room_opens_without_payment_or_once_the_hold_is_in_place_unt
             access,
             Access {
                 can_enter,
-                waiting_room
+                waiting_room,
+                started: false,
+                video: false,
+                status: ConsultationStatus::Scheduled,
+                starts_at: record(None).consultation.starts_at,
             },
             "{case}"
         );

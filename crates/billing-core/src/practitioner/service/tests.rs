@@ -780,6 +780,7 @@ fn prefs_input(default: &str, max: &str, fees: FeeScheduleInput) -> PreferencesI
         fee_schedule: fees,
         payment_label: None,
         statement_descriptor_suffix: None,
+        cancellation: None,
     }
 }
 

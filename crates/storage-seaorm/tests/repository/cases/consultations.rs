@@ -277,3 +277,120 @@ pub async fn upcoming_lists_consultations_from_a_date_soonest_first(store: Store
     );
     assert!(store.upcoming(&[], t0(), 10).await.unwrap().is_empty());
 }
+
+pub async fn the_day_of_a_consultation_is_written_conditionally_with_its_history(store: Store) {
+    use billing_core::audit::AuditActor;
+    use billing_core::consultation::model::{Cancellation, CancelledBy, ConsultationStatus};
+    use billing_core::payment::ports::{ChangeLog, HistoryEntry};
+    let p = practitioner(&store).await;
+    let record = online(p.id, eur(2_500), t0());
+    store
+        .create(&record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
+        .await
+        .unwrap();
+    let before = record.consultation.clone();
+    let payment = record.payment.clone().unwrap();
+    let started = billing_core::consultation::model::Consultation {
+        started_at: Some(t0() + Duration::hours(1)),
+        starts_at: t0() + Duration::days(3),
+        ..before.clone()
+    };
+    let log = ChangeLog {
+        history: vec![HistoryEntry {
+            payment: payment.id(),
+            at: t0(),
+            from: payment.status(),
+            to: payment.status(),
+            event: "rescheduled".into(),
+            amount: None,
+            actor: AuditActor::Patient,
+        }],
+        audit: vec![audit(p.id, AuditAction::Rescheduled, t0())],
+        ..ChangeLog::default()
+    };
+    store.update_day(&started, &before, &log).await.unwrap();
+    let read = ConsultationRepository::get(&store, before.id).await.unwrap();
+    assert_eq!(read.consultation, started);
+    assert_eq!(
+        store.history(payment.id()).await.unwrap().last().unwrap().event,
+        "rescheduled"
+    );
+    // A writer that read the day before is refused and writes nothing.
+    let cancelled = billing_core::consultation::model::Consultation {
+        status: ConsultationStatus::Cancelled(Cancellation {
+            by: CancelledBy::Patient,
+            at: t0() + Duration::hours(2),
+            late: true,
+        }),
+        ..before.clone()
+    };
+    assert!(matches!(
+        store.update_day(&cancelled, &before, &log).await,
+        Err(RepositoryError::Conflict)
+    ));
+    assert_eq!(
+        ConsultationRepository::get(&store, before.id)
+            .await
+            .unwrap()
+            .consultation,
+        started
+    );
+    // Every status round-trips.
+    let cancelled = billing_core::consultation::model::Consultation {
+        status: cancelled.status,
+        ..started.clone()
+    };
+    store
+        .update_day(&cancelled, &started, &ChangeLog::default())
+        .await
+        .unwrap();
+    let absent = billing_core::consultation::model::Consultation {
+        status: ConsultationStatus::NoShow {
+            at: t0() + Duration::days(3),
+        },
+        ..cancelled.clone()
+    };
+    store
+        .update_day(&absent, &cancelled, &ChangeLog::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        ConsultationRepository::get(&store, before.id)
+            .await
+            .unwrap()
+            .consultation,
+        absent
+    );
+    let unknown = billing_core::consultation::model::Consultation {
+        id: ConsultationId::from_uuid(new_uuid()),
+        ..absent.clone()
+    };
+    assert!(matches!(
+        store
+            .update_day(&unknown, &unknown, &ChangeLog::default())
+            .await,
+        Err(RepositoryError::NotFound)
+    ));
+}
+
+pub async fn the_terms_a_patient_accepted_are_kept_with_the_payment(store: Store) {
+    use billing_core::consultation::policy::{AcceptedTerms, CancellationPolicy, MissedFee};
+    use billing_core::payment::ports::ChangeLog;
+    let p = practitioner(&store).await;
+    let record = online(p.id, eur(2_500), t0());
+    store
+        .create(&record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
+        .await
+        .unwrap();
+    let payment = record.payment.unwrap();
+    let policy = CancellationPolicy::new(48, MissedFee::Fixed(eur(1_500))).unwrap();
+    let terms = AcceptedTerms::of(&policy, eur(2_500), billing_core::Lang::En, t0());
+    let next = payment.with_terms(terms.clone(), t0());
+    store
+        .update(&next, payment.version(), &ChangeLog::default())
+        .await
+        .unwrap();
+    let read = PaymentRepository::get(&store, payment.id()).await.unwrap();
+    assert_eq!(read.terms(), Some(&terms));
+    assert_eq!(read, next);
+}

@@ -111,6 +111,14 @@ pub async fn a_practitioner_round_trips_through_every_kind_of_stripe_link(store:
         Money::from_minor(99_999_999, Currency::Eur),
         custom,
     )
+    .unwrap()
+    .with_cancellation(
+        billing_core::consultation::policy::CancellationPolicy::new(
+            48,
+            billing_core::consultation::policy::MissedFee::Fixed(eur(1_200)),
+        )
+        .unwrap(),
+    )
     .unwrap();
     let next = p.with_preferences(prefs, t0() + mins(7));
     practitioners(&store)
