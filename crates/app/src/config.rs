@@ -137,6 +137,27 @@ pub struct Config {
     /// `CONSULTPAY_MAIL_INTERVAL_SECS`: how often the outbox is delivered (0 = only
     /// by `consultpay reconcile` and the sandbox clock).
     pub mail_interval_secs: u64,
+    /// `CONSULTPAY_VIDEO_URL`: the video platform's room URL with `{room}` and
+    /// `{jwt}` (e.g. `https://meet.example.org/{room}?jwt={jwt}`); the waiting room's
+    /// "Join" goes there. Without it, the practitioner calls the patient.
+    pub video_url: Option<String>,
+    /// `CONSULTPAY_VIDEO_JWT_SECRET`: signs passes with HS256 (Jitsi's `app_secret`,
+    /// at least 32 characters).
+    pub video_jwt_secret: Option<Secret>,
+    /// `CONSULTPAY_VIDEO_JWT_KEYS`: signs passes with EdDSA instead: `kid=path.pem`
+    /// pairs separated by commas, Ed25519 PKCS#8 PEM files; the first signs, all are
+    /// published at `/.well-known/jwks.json`.
+    pub video_jwt_keys: Option<String>,
+    /// `CONSULTPAY_VIDEO_JWT_ISSUER`: the passes' `iss` (Jitsi's `app_id`).
+    pub video_jwt_issuer: String,
+    /// `CONSULTPAY_VIDEO_JWT_AUDIENCE`: the passes' `aud`.
+    pub video_jwt_audience: String,
+    /// `CONSULTPAY_VIDEO_JWT_SUBJECT`: the passes' `sub` (Jitsi's domain; default:
+    /// the host of `CONSULTPAY_VIDEO_URL`, else `*`).
+    pub video_jwt_subject: Option<String>,
+    /// `CONSULTPAY_VIDEO_OPEN_BEFORE_MINUTES`: how long before its start a
+    /// consultation's pass is valid (and the practitioner may start it).
+    pub video_open_before_minutes: u32,
     /// `CONSULTPAY_DEMO`: in sandbox mode, create demo users on an empty database.
     pub demo: bool,
     /// `CONSULTPAY_SHUTDOWN_GRACE_SECS`: how long in-flight requests may finish.
@@ -178,6 +199,16 @@ pub const ENV: &[(&str, &str)] = &[
     ("CONSULTPAY_SMTP_URL", "smtp_url"),
     ("CONSULTPAY_MAIL_FROM", "mail_from"),
     ("CONSULTPAY_MAIL_INTERVAL_SECS", "mail_interval_secs"),
+    ("CONSULTPAY_VIDEO_URL", "video_url"),
+    ("CONSULTPAY_VIDEO_JWT_SECRET", "video_jwt_secret"),
+    ("CONSULTPAY_VIDEO_JWT_KEYS", "video_jwt_keys"),
+    ("CONSULTPAY_VIDEO_JWT_ISSUER", "video_jwt_issuer"),
+    ("CONSULTPAY_VIDEO_JWT_AUDIENCE", "video_jwt_audience"),
+    ("CONSULTPAY_VIDEO_JWT_SUBJECT", "video_jwt_subject"),
+    (
+        "CONSULTPAY_VIDEO_OPEN_BEFORE_MINUTES",
+        "video_open_before_minutes",
+    ),
     ("CONSULTPAY_DEMO", "demo"),
     ("CONSULTPAY_SHUTDOWN_GRACE_SECS", "shutdown_grace_secs"),
 ];
@@ -209,6 +240,13 @@ impl Default for Config {
             smtp_url: None,
             mail_from: None,
             mail_interval_secs: 5,
+            video_url: None,
+            video_jwt_secret: None,
+            video_jwt_keys: None,
+            video_jwt_issuer: "consultpay".into(),
+            video_jwt_audience: "jitsi".into(),
+            video_jwt_subject: None,
+            video_open_before_minutes: 15,
             demo: true,
             shutdown_grace_secs: 20,
         }
@@ -321,6 +359,38 @@ impl Config {
                 "required with CONSULTPAY_SMTP_URL (e.g. \"Cabinet <no-reply@example.org>\")",
             );
         }
+        if self.video_jwt_secret.is_some() && self.video_jwt_keys.is_some() {
+            return invalid(
+                "CONSULTPAY_VIDEO_JWT_KEYS",
+                "set either CONSULTPAY_VIDEO_JWT_SECRET (HS256) or CONSULTPAY_VIDEO_JWT_KEYS (EdDSA), not both",
+            );
+        }
+        if let Some(secret) = &self.video_jwt_secret
+            && secret.expose().len() < 32
+        {
+            return invalid("CONSULTPAY_VIDEO_JWT_SECRET", "at least 32 characters");
+        }
+        if let Some(url) = &self.video_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) || !url.contains("{room}")
+            {
+                return invalid(
+                    "CONSULTPAY_VIDEO_URL",
+                    "expected an http(s):// URL with {room} (and {jwt}), e.g. https://meet.example.org/{room}?jwt={jwt}",
+                );
+            }
+            if url.contains("{jwt}") && !self.video_signing() {
+                return invalid(
+                    "CONSULTPAY_VIDEO_URL",
+                    "{jwt} needs CONSULTPAY_VIDEO_JWT_SECRET or CONSULTPAY_VIDEO_JWT_KEYS",
+                );
+            }
+        }
+        if !(1..=24 * 60).contains(&self.video_open_before_minutes) {
+            return invalid(
+                "CONSULTPAY_VIDEO_OPEN_BEFORE_MINUTES",
+                "between 1 and 1440",
+            );
+        }
         if self.reconcile_after_secs == 0 {
             return invalid("CONSULTPAY_RECONCILE_AFTER_SECS", "at least 1 second");
         }
@@ -373,7 +443,49 @@ impl Config {
         config.renew_before = chrono::Duration::hours(i64::from(self.renew_before_hours));
         config.open_after_start =
             chrono::Duration::minutes(i64::from(self.open_after_start_minutes));
+        config.pass_open_before =
+            chrono::Duration::minutes(i64::from(self.video_open_before_minutes));
+        config.video_url = self.video_url.clone();
         config
+    }
+
+    /// Passes to the video room are signed (a secret or keys are set).
+    pub fn video_signing(&self) -> bool {
+        self.video_jwt_secret.is_some() || self.video_jwt_keys.is_some()
+    }
+
+    /// The passes' `sub`: as set, else the video URL's host, else `*`.
+    pub fn video_subject(&self) -> String {
+        if let Some(sub) = &self.video_jwt_subject {
+            return sub.clone();
+        }
+        self.video_url
+            .as_deref()
+            .and_then(|u| u.split_once("://"))
+            .and_then(|(_, rest)| rest.split(['/', '?', ':']).next())
+            .filter(|host| !host.is_empty())
+            .unwrap_or("*")
+            .to_owned()
+    }
+
+    /// The EdDSA keys as `(kid, path)` pairs.
+    pub fn video_key_files(&self) -> Result<Vec<(String, std::path::PathBuf)>, ConfigError> {
+        let Some(list) = &self.video_jwt_keys else {
+            return Ok(Vec::new());
+        };
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|pair| match pair.split_once('=') {
+                Some((kid, path)) if !kid.trim().is_empty() && !path.trim().is_empty() => {
+                    Ok((kid.trim().to_owned(), path.trim().into()))
+                }
+                _ => Err(ConfigError::Invalid {
+                    key: "CONSULTPAY_VIDEO_JWT_KEYS",
+                    message: format!("expected kid=path.pem, got '{pair}'"),
+                }),
+            })
+            .collect()
     }
 
     pub fn public_url(&self) -> String {
@@ -397,6 +509,7 @@ impl Config {
         redact(&mut shown.stripe_connect_webhook_secret);
         redact(&mut shown.session_key);
         redact(&mut shown.smtp_url);
+        redact(&mut shown.video_jwt_secret);
         shown.database_url = DatabaseUrl(redact_url_password(shown.database_url.expose()));
         toml_string(&shown)
     }

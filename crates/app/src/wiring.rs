@@ -13,7 +13,9 @@ use billing_core::{Billing, BillingError, Deps};
 use documents_pdf::PdfRenderer;
 use gateway_stripe::{CheckoutKind, Gateways, StripeSettings};
 use http_poem::metrics::Metrics;
+use billing_core::video::PassSigner;
 use http_poem::{HttpSettings, HttpState, Readiness};
+use video_jwt::{Audience, JwtPasses, Signing};
 use mail_smtp::SmtpMailer;
 use poem::Server;
 use poem::listener::TcpListener;
@@ -91,6 +93,8 @@ pub struct App {
     /// Keys sessions, CSRF tokens and pay links: `CONSULTPAY_SESSION_KEY`, or (sandbox
     /// only) random for this process.
     session_secret: Vec<u8>,
+    /// The passes' public keys (`/.well-known/jwks.json`).
+    video_jwks: Option<String>,
 }
 
 struct StoreReadiness(Store);
@@ -143,6 +147,8 @@ impl App {
                 OsSecrets.secret().into_bytes()
             }
         };
+        let passes = video_passes(config, &session_secret)?;
+        let video_jwks = passes.as_ref().map(|p| p.jwks_json());
         let deps = Deps {
             practitioners: store_arc.clone(),
             oauth_states: store_arc.clone(),
@@ -164,6 +170,7 @@ impl App {
             ids: Arc::new(UuidV7),
             secrets: Arc::new(OsSecrets),
             pay_links: Arc::new(HmacPayLinks::new(&session_secret)),
+            passes: passes.map(|p| Arc::new(p) as Arc<dyn PassSigner>),
             observer: Some(Arc::new(metrics.clone())),
         };
         Ok(App {
@@ -172,6 +179,7 @@ impl App {
             sandbox: config.sandbox(),
             metrics,
             session_secret,
+            video_jwks,
         })
     }
 
@@ -182,6 +190,7 @@ impl App {
         settings.stripe_publishable_key = config.stripe_publishable_key.clone();
         settings.stripe_live = stripe_settings(config).and_then(|s| s.livemode()) == Some(true);
         settings.session_secret = self.session_secret.clone();
+        settings.video_jwks = self.video_jwks.clone();
         HttpState::new(
             self.billing.clone(),
             settings,
@@ -307,6 +316,39 @@ pub fn log_jobs(report: &ReconcileReport) {
 }
 
 /// The mailer of `CONSULTPAY_SMTP_URL`, if set.
+/// Passes to the video room, when a secret or keys are configured.
+fn video_passes(config: &Config, server_secret: &[u8]) -> Result<Option<JwtPasses>, AppError> {
+    let signing = if let Some(secret) = &config.video_jwt_secret {
+        Signing::SharedSecret(secret.expose().as_bytes().to_vec())
+    } else {
+        let files = config
+            .video_key_files()
+            .map_err(|e| AppError::Usage(e.to_string()))?;
+        if files.is_empty() {
+            return Ok(None);
+        }
+        let mut keys = Vec::with_capacity(files.len());
+        for (kid, path) in files {
+            let pem = std::fs::read(&path).map_err(|e| {
+                AppError::Usage(format!(
+                    "CONSULTPAY_VIDEO_JWT_KEYS: key '{kid}' at {}: {e}",
+                    path.display()
+                ))
+            })?;
+            keys.push((kid, pem));
+        }
+        Signing::Ed25519(keys)
+    };
+    let audience = Audience {
+        issuer: config.video_jwt_issuer.clone(),
+        audience: config.video_jwt_audience.clone(),
+        subject: config.video_subject(),
+    };
+    JwtPasses::new(signing, audience, server_secret)
+        .map(Some)
+        .map_err(|e| AppError::Usage(format!("video passes: {e}")))
+}
+
 fn mailer(config: &Config) -> Result<Option<Arc<dyn Mailer>>, AppError> {
     let (Some(url), Some(from)) = (&config.smtp_url, &config.mail_from) else {
         return Ok(None);

@@ -343,6 +343,11 @@ impl Api {
             },
             payment_label: body.payment_label.clone(),
             statement_descriptor_suffix: body.statement_descriptor_suffix.clone(),
+            cancellation: body
+                .cancellation
+                .as_ref()
+                .map(CancellationPolicyInputView::to_domain)
+                .transpose()?,
         };
         let prefs = self
             .state
@@ -711,6 +716,129 @@ impl Api {
         Ok(Json(self.payment_view(&payment)))
     }
 
+    /// Starts the consultation (practitioner only, from `CONSULTPAY_VIDEO_OPEN_BEFORE_MINUTES`
+    /// before its start): the patient's waiting room then offers to join. Answers the
+    /// practitioner's (moderator's) pass when a video platform is set up.
+    #[oai(
+        path = "/consultations/:id/start",
+        method = "post",
+        tag = "Tag::Consultations"
+    )]
+    async fn start(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Json<StartedView>> {
+        let actor = self.actor(&auth).await?;
+        let started = self
+            .state
+            .billing
+            .day
+            .start(&actor, ConsultationId::from_uuid(id.0))
+            .await?;
+        Ok(Json(StartedView {
+            consultation: ConsultationView::of(&started.record, self.ctx()),
+            pass: started.pass.as_ref().map(PassView::from),
+        }))
+    }
+
+    /// The practitioner's (moderator's) pass to the consultation's room.
+    #[oai(
+        path = "/consultations/:id/pass",
+        method = "get",
+        tag = "Tag::Consultations"
+    )]
+    async fn staff_pass(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Json<PassView>> {
+        let actor = self.actor(&auth).await?;
+        let pass = self
+            .state
+            .billing
+            .day
+            .pass(&actor, ConsultationId::from_uuid(id.0))
+            .await?;
+        Ok(Json((&pass).into()))
+    }
+
+    /// The practice cancels (practitioner or secretary): the hold is released; no fee
+    /// applies. Retrying is safe.
+    #[oai(
+        path = "/consultations/:id/cancel",
+        method = "post",
+        tag = "Tag::Consultations"
+    )]
+    async fn cancel(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Json<ConsultationView>> {
+        let actor = self.actor(&auth).await?;
+        let record = self
+            .state
+            .billing
+            .day
+            .cancel(&actor, ConsultationId::from_uuid(id.0))
+            .await?;
+        Ok(Json(ConsultationView::of(&record, self.ctx())))
+    }
+
+    /// Moves the consultation (practitioner or secretary), before it started. The
+    /// answer says whether the hold still covers the new time.
+    #[oai(
+        path = "/consultations/:id/reschedule",
+        method = "post",
+        tag = "Tag::Consultations"
+    )]
+    async fn reschedule(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+        body: Json<RescheduleInputView>,
+    ) -> ApiResult<Json<RescheduledView>> {
+        let actor = self.actor(&auth).await?;
+        let done = self
+            .state
+            .billing
+            .day
+            .reschedule(&actor, ConsultationId::from_uuid(id.0), body.starts_at)
+            .await?;
+        Ok(Json(RescheduledView {
+            consultation: ConsultationView::of(&done.record, self.ctx()),
+            hold: done.hold.as_str().to_owned(),
+        }))
+    }
+
+    /// Marks the patient absent (practitioner only, from the start on): the fee the
+    /// patient accepted is captured, or the hold released when the policy has none.
+    #[oai(
+        path = "/consultations/:id/no-show",
+        method = "post",
+        tag = "Tag::Consultations"
+    )]
+    async fn no_show(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Json<ConsultationView>> {
+        let actor = self.actor(&auth).await?;
+        let record = self
+            .state
+            .billing
+            .day
+            .no_show(&actor, ConsultationId::from_uuid(id.0))
+            .await?;
+        Ok(Json(ConsultationView::of(&record, self.ctx())))
+    }
+
+    /// Charges the fee of a consultation the patient cancelled after the free window
+    /// (practitioner only); `POST …/release` lets it go instead.
+    #[oai(
+        path = "/consultations/:id/cancellation-fee",
+        method = "post",
+        tag = "Tag::Consultations"
+    )]
+    async fn cancellation_fee(
+        &self,
+        auth: StaffAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<ConsultationView>> {
+        let actor = self.actor(&auth).await?;
+        let record = self
+            .state
+            .billing
+            .day
+            .charge_cancellation_fee(&actor, ConsultationId::from_uuid(id.0))
+            .await?;
+        Ok(Json(ConsultationView::of(&record, self.ctx())))
+    }
+
     /// Releases the hold: nothing is charged.
     #[oai(
         path = "/consultations/:id/release",
@@ -1010,6 +1138,35 @@ impl Api {
         Ok(Json(AccessView {
             can_enter: access.can_enter,
             waiting_room: access.waiting_room,
+            started: access.started,
+            video: access.video,
+            status: access.status.as_str().to_owned(),
+            starts_at: access.starts_at,
         }))
+    }
+
+    /// The patient's pass to the video room, while the gate is open (hold in place or
+    /// no payment needed) and from `CONSULTPAY_VIDEO_OPEN_BEFORE_MINUTES` before the
+    /// start until `CONSULTPAY_OPEN_AFTER_START_MINUTES` after. Otherwise a problem:
+    /// `payment_required` (402), `too_early`, `consultation_over`,
+    /// `consultation_cancelled`, `video_not_configured`.
+    #[oai(path = "/pay/:token/pass", method = "get", tag = "Tag::Patient")]
+    async fn patient_pass(&self, token: Path<String>) -> ApiResult<Json<PassView>> {
+        let pass = self.state.billing.patients.pass(&token.0).await?;
+        Ok(Json((&pass).into()))
+    }
+
+    /// The patient cancels, until the start. Inside the free window (or when the
+    /// policy charges nothing) the hold is released at once; later, the cancellation
+    /// is recorded and the practitioner decides. Retrying is safe.
+    #[oai(path = "/pay/:token/cancel", method = "post", tag = "Tag::Patient")]
+    async fn patient_cancel(&self, token: Path<String>) -> ApiResult<Json<PayView>> {
+        self.state.billing.patients.cancel(&token.0).await?;
+        let page = self.state.billing.patients.open(&token.0, false).await?;
+        Ok(Json(crate::pages::pay_view(
+            &page,
+            &self.state.settings,
+            &token.0,
+        )))
     }
 }

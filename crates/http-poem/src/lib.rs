@@ -61,6 +61,7 @@ pub fn app(state: HttpState) -> impl Endpoint {
         .nest("/docs", docs)
         .nest_no_strip("/api/v1", api)
         .at("/webhooks/stripe", post(ops::stripe_webhook))
+        .at("/.well-known/jwks.json", get(ops::jwks))
         .at("/healthz", get(ops::healthz))
         .at("/readyz", get(ops::readyz))
         .at("/metrics", get(ops::metrics));

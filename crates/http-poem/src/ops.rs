@@ -16,6 +16,22 @@ pub fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// The public keys that verify passes to the video room (a JSON Web Key Set; empty
+/// when passes are signed with a shared secret, or not at all). Cacheable for a few
+/// minutes: a rotated key is listed before it signs.
+#[handler]
+pub fn jwks(Data(state): Data<&HttpState>) -> Response {
+    let body = state
+        .settings
+        .video_jwks
+        .clone()
+        .unwrap_or_else(|| r#"{"keys":[]}"#.to_owned());
+    Response::builder()
+        .content_type("application/jwk-set+json")
+        .header("cache-control", "public, max-age=300")
+        .body(body)
+}
+
 /// Readiness: the database answers.
 #[handler]
 pub async fn readyz(Data(state): Data<&HttpState>) -> Response {

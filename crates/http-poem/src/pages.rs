@@ -4,6 +4,7 @@
 
 use askama::Template;
 use billing_core::BillingError;
+use billing_core::Lang;
 use billing_core::consultation::service::PayPage;
 use billing_core::gateway::{GatewayError, SandboxNext};
 use billing_core::ids::CheckoutSessionId;
@@ -48,7 +49,23 @@ pub fn pay_view(page: &PayPage, settings: &HttpSettings, token: &str) -> PayView
                 .waiting_room(c.id.as_uuid())
                 .unwrap_or_else(|| format!("{}/pay/{token}/waiting-room", settings.public_url))
         }),
+        consultation_status: c.status.as_str().to_owned(),
+        cancellation_policy: policy_text(page, c.lang),
+        policy_accepted_at: p.and_then(|p| p.terms()).map(|t| t.at),
+        can_cancel: page.can_cancel,
     }
+}
+
+/// The policy the patient accepted, or (before paying) the one they accept by
+/// paying, in `lang`. None without online payment.
+pub fn policy_text(page: &PayPage, lang: Lang) -> Option<String> {
+    let p = page.record.payment.as_ref()?;
+    Some(match p.terms() {
+        Some(t) => t.text.clone(),
+        None => page
+            .policy
+            .statement(p.authorized().unwrap_or(p.amount()), lang),
+    })
 }
 
 /// Percent-encodes a query value.

@@ -35,6 +35,9 @@ pub struct HttpSettings {
     /// Secret (≥ 32 bytes) from which the session-cookie and CSRF keys are derived.
     /// Shared by every instance behind a load balancer; random per process by default.
     pub session_secret: Vec<u8>,
+    /// The video passes' public keys as a JWKS document, when passes are signed
+    /// (empty with a shared secret).
+    pub video_jwks: Option<String>,
 }
 
 impl std::fmt::Debug for HttpSettings {
@@ -64,6 +67,7 @@ impl HttpSettings {
                 .iter()
                 .flat_map(|u| u.as_bytes().to_owned())
                 .collect(),
+            video_jwks: None,
         }
     }
 

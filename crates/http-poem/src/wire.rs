@@ -4,7 +4,9 @@
 
 use billing_core::access::{Actor, Role};
 use billing_core::audit::AuditEntry;
-use billing_core::consultation::model::{ConsultationRecord, PaymentMode};
+use billing_core::consultation::model::{ConsultationRecord, ConsultationStatus, PaymentMode};
+use billing_core::consultation::policy::{CancellationPolicy, MissedFee};
+use billing_core::video::Pass;
 use billing_core::fees::{FeeEstimate, FeePreset, FeeSchedule, FeeSource};
 use billing_core::money::{AmountInput, Currency, Money};
 use billing_core::outbox::Queued;
@@ -12,7 +14,7 @@ use billing_core::payment::model::{Lang, Payment, PaymentStatus};
 use billing_core::payment::ports::{HistoryEntry, PaymentPage, PaymentRow, PaymentTotals};
 use billing_core::practitioner::model::{PayoutInterval, Preferences, Service, StripeLink};
 use billing_core::practitioner::profile::{Profile, ProfileInput};
-use billing_core::practitioner::service::FeeScheduleInput;
+use billing_core::practitioner::service::{CancellationInput, FeeScheduleInput, MissedFeeInput};
 use billing_core::receipt::Document;
 use chrono::{DateTime, Duration, Utc};
 use poem_openapi::{Enum, Object};
@@ -747,6 +749,80 @@ pub struct PreferencesView {
     /// Appended to the account's statement descriptor on the patient's bank
     /// statement.
     pub statement_descriptor_suffix: Option<String>,
+    /// Free cancellation window and missed-consultation fee.
+    pub cancellation: CancellationPolicyView,
+}
+
+/// The practice's cancellation and no-show policy.
+#[derive(Debug, Clone, Object)]
+pub struct CancellationPolicyView {
+    /// Free cancellation until this many hours before the start (0–720).
+    pub free_hours: u32,
+    /// What a no-show or a late cancellation costs: `none`, `fixed` (`fee_amount`,
+    /// or the hold if less) or `full_hold`.
+    pub fee: String,
+    /// The fixed fee, in the preferences' currency.
+    pub fee_amount: Option<String>,
+}
+
+impl From<&CancellationPolicy> for CancellationPolicyView {
+    fn from(p: &CancellationPolicy) -> Self {
+        CancellationPolicyView {
+            free_hours: p.free_hours(),
+            fee: p.fee().kind().to_owned(),
+            fee_amount: match p.fee() {
+                MissedFee::Fixed(m) => Some(amount(&m)),
+                MissedFee::None | MissedFee::FullHold => None,
+            },
+        }
+    }
+}
+
+/// A cancellation policy to set.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct CancellationPolicyInputView {
+    /// Free cancellation until this many hours before the start (0–720).
+    pub free_hours: u32,
+    /// `none`, `fixed` or `full_hold`.
+    pub fee: String,
+    /// Required with `fixed`: a decimal string in the preferences' currency, at most
+    /// the maximum amount.
+    pub fee_amount: Option<DecimalText>,
+}
+
+impl CancellationPolicyInputView {
+    pub fn to_domain(&self) -> Result<CancellationInput, Problem> {
+        let fee = match (self.fee.as_str(), &self.fee_amount) {
+            ("none", None) => MissedFeeInput::None,
+            ("full_hold", None) => MissedFeeInput::FullHold,
+            ("fixed", Some(a)) => {
+                MissedFeeInput::Fixed(parse_amount("cancellation.fee_amount", &a.0, None)?)
+            }
+            ("fixed", None) => {
+                return Err(Problem::invalid(
+                    "cancellation.fee_amount",
+                    "required with fee \"fixed\"",
+                ));
+            }
+            ("none" | "full_hold", Some(_)) => {
+                return Err(Problem::invalid(
+                    "cancellation.fee_amount",
+                    "only with fee \"fixed\"",
+                ));
+            }
+            _ => {
+                return Err(Problem::invalid(
+                    "cancellation.fee",
+                    "expected none, fixed or full_hold",
+                ));
+            }
+        };
+        Ok(CancellationInput {
+            free_hours: self.free_hours,
+            fee,
+        })
+    }
 }
 
 impl From<&Preferences> for PreferencesView {
@@ -768,6 +844,7 @@ impl From<&Preferences> for PreferencesView {
                 .descriptor_suffix
                 .as_ref()
                 .map(|s| s.as_str().to_owned()),
+            cancellation: p.cancellation().into(),
         }
     }
 }
@@ -785,6 +862,8 @@ pub struct PreferencesInputView {
     /// The bank statement's descriptor suffix (≤ 22 Latin characters): absent keeps
     /// it, `""` removes it.
     pub statement_descriptor_suffix: Option<String>,
+    /// The cancellation and no-show policy: absent keeps it.
+    pub cancellation: Option<CancellationPolicyInputView>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -912,6 +991,23 @@ pub struct ConsultationView {
     /// The waiting-room gate.
     pub can_enter: bool,
     pub created_at: DateTime<Utc>,
+    /// `scheduled`, `cancelled` or `no_show`.
+    pub status: String,
+    /// For a cancelled consultation: who cancelled (`patient`, `practice`), when, and
+    /// whether after the free window (the practitioner then decides on the fee).
+    pub cancellation: Option<CancellationView>,
+    /// When the patient was marked absent.
+    pub no_show_at: Option<DateTime<Utc>>,
+    /// When the practitioner started the consultation.
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct CancellationView {
+    /// `patient` or `practice`.
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub late: bool,
 }
 
 impl ConsultationView {
@@ -934,6 +1030,20 @@ impl ConsultationView {
             payment: r.payment.as_ref().map(|p| PaymentView::of(p, ctx)),
             can_enter: r.can_enter(),
             created_at: c.created_at,
+            status: c.status.as_str().to_owned(),
+            cancellation: match c.status {
+                ConsultationStatus::Cancelled(x) => Some(CancellationView {
+                    by: x.by.as_str().to_owned(),
+                    at: x.at,
+                    late: x.late,
+                }),
+                _ => None,
+            },
+            no_show_at: match c.status {
+                ConsultationStatus::NoShow { at } => Some(at),
+                _ => None,
+            },
+            started_at: c.started_at,
         }
     }
 }
@@ -983,6 +1093,15 @@ pub struct PayView {
     pub hold_from: Option<DateTime<Utc>>,
     /// Where to go once allowed in, when the operator configured it.
     pub waiting_room_url: Option<String>,
+    /// `scheduled`, `cancelled` or `no_show`.
+    pub consultation_status: String,
+    /// The cancellation policy in the patient's words: once paid, the text they
+    /// accepted; before, the one they accept by paying.
+    pub cancellation_policy: Option<String>,
+    /// When the patient accepted it.
+    pub policy_accepted_at: Option<DateTime<Utc>>,
+    /// The patient may still cancel from the link (`POST …/cancel`).
+    pub can_cancel: bool,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -1004,6 +1123,60 @@ pub struct AccessView {
     /// The waiting room is still offered: the gate is open and the consultation is
     /// not over (not validated or released, not long past its start).
     pub waiting_room: bool,
+    /// The practitioner has started the consultation: the patient may join.
+    pub started: bool,
+    /// A video platform is set up (`GET …/pass` opens its room); otherwise the
+    /// practitioner calls the patient.
+    pub video: bool,
+    /// `scheduled`, `cancelled` or `no_show`.
+    pub status: String,
+    pub starts_at: DateTime<Utc>,
+}
+
+/// A pass to the consultation's video room.
+#[derive(Debug, Clone, Object)]
+pub struct PassView {
+    /// The signed pass (a JWT the platform verifies).
+    pub jwt: String,
+    /// The room on the configured platform, with the pass; absent without one.
+    pub url: Option<String>,
+    pub room: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl From<&Pass> for PassView {
+    fn from(p: &Pass) -> Self {
+        PassView {
+            jwt: p.jwt.clone(),
+            url: p.url.clone(),
+            room: p.room.as_str().to_owned(),
+            expires_at: p.expires_at,
+        }
+    }
+}
+
+/// A consultation started, with the practitioner's pass when a platform is set up.
+#[derive(Debug, Clone, Object)]
+pub struct StartedView {
+    pub consultation: ConsultationView,
+    pub pass: Option<PassView>,
+}
+
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub struct RescheduleInputView {
+    /// The new start, in the future.
+    pub starts_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct RescheduledView {
+    pub consultation: ConsultationView,
+    /// What becomes of the hold: `not_held`, `covers` (kept as it is),
+    /// `renewed_in_time` (renewed with the saved card before it lapses),
+    /// `placed_in_time` (only the card is saved; the hold is placed before the new
+    /// start) or `lapses` (the patient will authorise again).
+    pub hold: String,
 }
 
 #[derive(Debug, Clone, Object)]

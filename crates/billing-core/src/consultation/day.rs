@@ -75,6 +75,18 @@ fn missed_fee(p: &Payment) -> Option<Money> {
     p.terms().and_then(|t: &AcceptedTerms| t.fee_for(held))
 }
 
+/// Would the patient cancelling at `now` cost nothing? Yes unless something is held,
+/// the patient accepted a fee, and the free window has passed.
+pub(crate) fn cancelling_is_free(record: &ConsultationRecord, now: DateTime<Utc>) -> bool {
+    let Some(p) = &record.payment else {
+        return true;
+    };
+    missed_fee(p).is_none()
+        || p
+            .terms()
+            .is_none_or(|t| t.is_free(record.consultation.starts_at, now))
+}
+
 /// Signs a pass for `c` now, if its window is open and a platform is configured.
 fn issue_pass(
     passes: Option<&Arc<dyn PassSigner>>,
@@ -203,12 +215,7 @@ impl PatientService {
         }
         unsettled(record.payment.as_ref())?;
         let fee = record.payment.as_ref().and_then(missed_fee);
-        let late = fee.is_some()
-            && record
-                .payment
-                .as_ref()
-                .and_then(Payment::terms)
-                .is_some_and(|t| !t.is_free(c.starts_at, now));
+        let late = !cancelling_is_free(&record, now);
         let next = Consultation {
             status: ConsultationStatus::Cancelled(Cancellation {
                 by: CancelledBy::Patient,

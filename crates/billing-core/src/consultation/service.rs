@@ -418,6 +418,8 @@ pub struct PayPage {
     /// The patient may still cancel from the link (scheduled, not started, before
     /// the start, not validated).
     pub can_cancel: bool,
+    /// Cancelling now costs nothing (inside the free window, or no fee agreed).
+    pub cancel_is_free: bool,
 }
 
 /// `c`'s live pay token, if it can be derived: the one its stored hash is of (not a
@@ -538,6 +540,7 @@ impl PatientService {
             && now < c.starts_at
             && record.payment.as_ref().is_none_or(|p| p.captured().is_none());
         Ok(PayPage {
+            cancel_is_free: crate::consultation::day::cancelling_is_free(&record, now),
             policy: *practitioner.preferences.cancellation(),
             can_cancel,
             record,

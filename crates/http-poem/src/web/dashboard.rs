@@ -5,7 +5,13 @@
 
 use askama::Template;
 use billing_core::access::{Action, Actor, authorize};
+use billing_core::consultation::day::{HoldCoverage, Started, pass_window};
+use billing_core::consultation::model::{
+    Cancellation, CancelledBy, ConsultationRecord, ConsultationStatus,
+};
+use billing_core::consultation::policy::MissedFee;
 use billing_core::consultation::service::{PaymentChoice, ScheduleRequest};
+use billing_core::video::Pass;
 use billing_core::fees::{FeePreset, FeeSchedule};
 use billing_core::gateway::RefundStatus;
 use billing_core::ids::{ConsultationId, PaymentId, PractitionerId, ServiceId};
@@ -16,7 +22,9 @@ use billing_core::payment::ports::{PaymentCursor, PaymentRow};
 use billing_core::payment::service::PaymentFilter;
 use billing_core::practitioner::model::{PayoutInterval, Practitioner, Preferences, StripeLink};
 use billing_core::practitioner::profile::{DEFAULT_VAT_MENTION, ProfileInput};
-use billing_core::practitioner::service::{FeeScheduleInput, PreferencesInput, ServicePatch};
+use billing_core::practitioner::service::{
+    CancellationInput, FeeScheduleInput, MissedFeeInput, PreferencesInput, ServicePatch,
+};
 use billing_core::receipt::{DocumentKind, DocumentRef};
 use billing_core::{BillingError, Lang};
 use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -125,6 +133,13 @@ fn flash(t: &Texts, key: Option<&str>) -> Option<Flash> {
         "refunded" => ("ok", t.flash_refunded),
         "profile_saved" => ("ok", t.profile_saved),
         "link_sent" => ("ok", t.pay_link_sent),
+        "started" => ("ok", t.flash_started),
+        "cancelled" => ("ok", t.flash_cancelled),
+        "rescheduled" => ("ok", t.flash_rescheduled),
+        "rescheduled_renewed_in_time" => ("warn", t.flash_rescheduled_renew),
+        "rescheduled_lapses" => ("warn", t.flash_rescheduled_lapses),
+        "no_show" => ("ok", t.flash_no_show),
+        "fee_charged" => ("ok", t.flash_fee_charged),
         _ => return None,
     };
     Some(Flash { kind, text })
@@ -287,6 +302,9 @@ fn validation_text_fr(err: &BillingError) -> String {
         "fee_schedule" | "percent" | "fixed" => "Ce barème de frais n'est pas valide.",
         "name" => "Le nom est requis (120 caractères au plus).",
         "time_zone" => "Ce fuseau horaire n'est pas reconnu.",
+        "free_cancellation_hours" => {
+            "Le délai d'annulation gratuite est un nombre d'heures entre 0 et 720."
+        }
         "status" => "Ce statut de paiement n'existe pas.",
         _ => "Une valeur du formulaire n'est pas valide.",
     }
@@ -481,11 +499,16 @@ fn stripe_panel(link: &StripeLink, t: &Texts, lang: Lang, sandbox: bool) -> Stri
 
 #[derive(Debug)]
 pub struct Upcoming {
+    pub id: String,
     pub starts_at: String,
     pub patient: String,
     pub status: Option<&'static str>,
     pub status_label: &'static str,
     pub href: Option<String>,
+    /// Cancelled or missed, in words.
+    pub day: Option<&'static str>,
+    /// The practitioner may start it now.
+    pub can_start: bool,
 }
 
 #[derive(Debug)]
@@ -691,6 +714,26 @@ pub async fn overview(
         .unwrap_or_default()
         .iter()
         .map(|r| Upcoming {
+            id: r.consultation.id.to_string(),
+            day: match r.consultation.status {
+                ConsultationStatus::Scheduled => None,
+                ConsultationStatus::Cancelled(_) => Some(s.ctx.t.day_cancelled),
+                ConsultationStatus::NoShow { .. } => Some(s.ctx.t.day_missed),
+            },
+            can_start: {
+                let (opens_at, closes_at) = pass_window(&r.consultation, &b.config);
+                let now = b.now();
+                r.consultation.status == ConsultationStatus::Scheduled
+                    && authorize(
+                        &s.actor,
+                        Action::RunConsultation,
+                        r.consultation.practitioner,
+                    )
+                    .is_ok()
+                    && now >= opens_at
+                    && now < closes_at
+                    && r.payment.as_ref().is_none_or(|p| p.captured().is_none())
+            },
             starts_at: format::datetime_short(r.consultation.starts_at, tz, lang),
             patient: r.consultation.patient.display_name.as_str().to_owned(),
             status: r.payment.as_ref().map(|p| p.status().as_str()),
@@ -904,6 +947,11 @@ pub struct PrefsForm {
     pub fixed: String,
     pub payment_label: String,
     pub statement_descriptor_suffix: String,
+    /// Free cancellation window, in hours, as typed.
+    pub free_hours: String,
+    /// none, fixed or full_hold.
+    pub missed_fee: String,
+    pub missed_fee_amount: String,
 }
 
 #[derive(Template)]
@@ -1052,6 +1100,12 @@ fn prefs_form(prefs: &Preferences, lang: Lang) -> PrefsForm {
             .as_ref()
             .map(|d| d.as_str().to_owned())
             .unwrap_or_default(),
+        free_hours: prefs.cancellation().free_hours().to_string(),
+        missed_fee: prefs.cancellation().fee().kind().to_owned(),
+        missed_fee_amount: match prefs.cancellation().fee() {
+            MissedFee::Fixed(m) => format::input(&m, lang),
+            MissedFee::None | MissedFee::FullHold => String::new(),
+        },
     }
 }
 
@@ -1065,6 +1119,9 @@ pub struct PreferencesFormData {
     fixed: Option<String>,
     payment_label: Option<String>,
     statement_descriptor_suffix: Option<String>,
+    free_hours: Option<String>,
+    missed_fee: Option<String>,
+    missed_fee_amount: Option<String>,
 }
 
 #[handler]
@@ -1085,6 +1142,9 @@ pub async fn preferences_submit(
         fixed: f.fixed.clone().unwrap_or_default(),
         payment_label: f.payment_label.clone().unwrap_or_default(),
         statement_descriptor_suffix: f.statement_descriptor_suffix.clone().unwrap_or_default(),
+        free_hours: f.free_hours.clone().unwrap_or_default(),
+        missed_fee: f.missed_fee.clone().unwrap_or_default(),
+        missed_fee_amount: f.missed_fee_amount.clone().unwrap_or_default(),
     };
     let input = (|| -> Result<PreferencesInput, BillingError> {
         let fee_schedule = if f.preset == "custom" {
@@ -1110,6 +1170,7 @@ pub async fn preferences_submit(
             fee_schedule,
             payment_label: f.payment_label.clone(),
             statement_descriptor_suffix: f.statement_descriptor_suffix.clone(),
+            cancellation: policy_input(&form)?,
         })
     })();
     let result = match input {
@@ -1132,6 +1193,28 @@ pub async fn preferences_submit(
             )
         }
     }
+}
+
+/// The policy fields of the preferences form; absent (an older form) keeps the
+/// policy.
+fn policy_input(form: &PrefsForm) -> Result<Option<CancellationInput>, BillingError> {
+    if form.missed_fee.is_empty() && form.free_hours.trim().is_empty() {
+        return Ok(None);
+    }
+    let free_hours = form
+        .free_hours
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| BillingError::Validation {
+            field: "free_cancellation_hours",
+            message: "a whole number of hours".into(),
+        })?;
+    let fee = match form.missed_fee.as_str() {
+        "fixed" => MissedFeeInput::Fixed(AmountInput::parse(&form.missed_fee_amount, None)?),
+        "full_hold" => MissedFeeInput::FullHold,
+        _ => MissedFeeInput::None,
+    };
+    Ok(Some(CancellationInput { free_hours, fee }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -1656,6 +1739,95 @@ struct PaymentTemplate {
     /// The patient has an address and the viewer may schedule: "send it again".
     can_send_link: bool,
     patient_email: String,
+    /// The consultation's day: where it stands and what the viewer may do.
+    day: DayBlock,
+}
+
+/// The consultation's day on the payment page.
+struct DayBlock {
+    id: String,
+    /// Cancelled, missed or started, in words.
+    facts: Vec<String>,
+    /// The terms the patient accepted, with their date.
+    terms: Option<(String, String)>,
+    can_start: bool,
+    can_cancel: bool,
+    can_reschedule: bool,
+    reschedule_at: String,
+    can_no_show: bool,
+    /// What marking the patient absent does.
+    no_show_help: String,
+    /// A late cancellation the practitioner decides on: the fee to charge.
+    charge_fee: Option<String>,
+    late_decide: bool,
+}
+
+impl DayBlock {
+    fn of(
+        record: &ConsultationRecord,
+        payment: &Payment,
+        may: impl Fn(Action) -> bool,
+        now: DateTime<Utc>,
+        config: &billing_core::BillingConfig,
+        t: &Texts,
+        tz: Tz,
+        lang: Lang,
+    ) -> DayBlock {
+        let c = &record.consultation;
+        let date = |at: DateTime<Utc>| format::datetime_short(at, tz, lang);
+        let scheduled = c.status == ConsultationStatus::Scheduled;
+        let settled = payment.captured().is_some();
+        let (opens_at, closes_at) = pass_window(c, config);
+        let held = payment.authorized().filter(|_| payment.status() == PaymentStatus::Authorized);
+        let fee = held.and_then(|h| payment.terms().and_then(|t| t.fee_for(h)));
+        let mut facts = Vec::new();
+        match c.status {
+            ConsultationStatus::Cancelled(x) => facts.push(
+                match x.by {
+                    CancelledBy::Patient => t.day_cancelled_patient,
+                    CancelledBy::Practice => t.day_cancelled_practice,
+                }
+                .replace("{date}", &date(x.at)),
+            ),
+            ConsultationStatus::NoShow { at } => {
+                facts.push(t.day_no_show_at.replace("{date}", &date(at)));
+            }
+            ConsultationStatus::Scheduled => {}
+        }
+        if let Some(at) = c.started_at {
+            facts.push(t.day_started_at.replace("{date}", &date(at)));
+        }
+        let late = matches!(
+            c.status,
+            ConsultationStatus::Cancelled(Cancellation { late: true, .. })
+        ) && held.is_some();
+        DayBlock {
+            id: c.id.to_string(),
+            facts,
+            terms: payment
+                .terms()
+                .map(|x| (t.day_terms.replace("{date}", &date(x.at)), x.text.clone())),
+            can_start: may(Action::RunConsultation)
+                && scheduled
+                && now >= opens_at
+                && now < closes_at,
+            can_cancel: may(Action::Schedule) && scheduled && !settled,
+            can_reschedule: may(Action::Schedule)
+                && scheduled
+                && !settled
+                && c.started_at.is_none(),
+            reschedule_at: format::datetime_input(c.starts_at, tz),
+            can_no_show: may(Action::ChargeMissedFee) && scheduled && !settled && now >= c.starts_at,
+            no_show_help: match fee {
+                Some(f) => t.day_no_show_fee.replace("{fee}", &format::money(&f, lang)),
+                None => t.day_no_fee.to_owned(),
+            },
+            charge_fee: fee
+                .filter(|_| late && may(Action::ChargeMissedFee))
+                .map(|f| t.day_charge_fee.replace("{fee}", &format::money(&f, lang))),
+            late_decide: late,
+        }
+    }
 }
 
 /// A receipt or credit note, on the payment page.
@@ -1788,7 +1960,17 @@ async fn payment_response(
                 .iter()
                 .map(|h| HistoryLine {
                     at: format::datetime_short(h.at, tz, lang),
-                    event: crate::web::i18n::history_event(&h.event, lang).to_owned(),
+                    event: crate::web::i18n::history_event(
+                        match (h.event.as_str(), record.consultation.status) {
+                            ("captured", ConsultationStatus::NoShow { .. }) => {
+                                "missed_fee_captured"
+                            }
+                            ("captured", ConsultationStatus::Cancelled(_)) => "late_fee_captured",
+                            (event, _) => event,
+                        },
+                        lang,
+                    )
+                    .to_owned(),
                     amount: h
                         .amount
                         .as_ref()
@@ -1851,6 +2033,16 @@ async fn payment_response(
                         | PaymentStatus::Authorized
                 ),
             patient_email: patient_email.unwrap_or_default(),
+            day: DayBlock::of(
+                &record,
+                &payment,
+                may,
+                state.now(),
+                &state.billing.config,
+                t,
+                tz,
+                lang,
+            ),
             pay_link,
             documents: documents
                 .iter()
@@ -2179,5 +2371,155 @@ pub async fn refund_submit(
             )
             .await
         }
+    }
+}
+
+
+// ---- the consultation's day -----------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct RescheduleFormData {
+    starts_at: String,
+}
+
+/// Where a day action returns: the consultation's payment page, or the overview.
+async fn day_back(state: &HttpState, s: &Staff, id: ConsultationId, flash: &str) -> Response {
+    match state.billing.scheduling.get(&s.actor, id).await {
+        Ok(ConsultationRecord {
+            payment: Some(p), ..
+        }) => Redirect::see_other(format!("/dashboard/payments/{}?flash={flash}", p.id()))
+            .into_response(),
+        _ => Redirect::see_other(format!("/dashboard?flash={flash}")).into_response(),
+    }
+}
+
+/// A refused day action: on the payment page with the reason, else a message.
+async fn day_refused(state: &HttpState, s: &Staff, id: ConsultationId, e: BillingError) -> Response {
+    let status = status_of(&e);
+    match state.billing.scheduling.get(&s.actor, id).await {
+        Ok(ConsultationRecord {
+            payment: Some(p), ..
+        }) => {
+            payment_response(
+                s,
+                state,
+                p.id(),
+                None,
+                Some((error_text(&e, s.ctx.lang), status)),
+                None,
+            )
+            .await
+        }
+        _ => message(
+            &s.ctx,
+            status,
+            s.ctx.t.payment_title,
+            &error_text(&e, s.ctx.lang),
+            Some(("/dashboard", s.ctx.t.back)),
+        ),
+    }
+}
+
+fn consultation_id(text: &str) -> Option<ConsultationId> {
+    text.parse::<uuid::Uuid>().ok().map(ConsultationId::from_uuid)
+}
+
+/// "Démarrer la téléconsultation": the patient's waiting room offers to join, and
+/// the practitioner goes to the room with their pass (or back, without a platform).
+#[handler]
+pub async fn start_submit(
+    s: Staff,
+    Path(id): Path<String>,
+    _: Checked<NoFields>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let Some(id) = consultation_id(&id) else {
+        return Problem::not_found().into_response();
+    };
+    match state.billing.day.start(&s.actor, id).await {
+        Ok(Started {
+            pass: Some(Pass { url: Some(url), .. }),
+            ..
+        }) => Redirect::see_other(url).into_response(),
+        Ok(_) => day_back(state, &s, id, "started").await,
+        Err(e) => day_refused(state, &s, id, e).await,
+    }
+}
+
+#[handler]
+pub async fn cancel_consultation_submit(
+    s: Staff,
+    Path(id): Path<String>,
+    _: Checked<NoFields>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let Some(id) = consultation_id(&id) else {
+        return Problem::not_found().into_response();
+    };
+    match state.billing.day.cancel(&s.actor, id).await {
+        Ok(_) => day_back(state, &s, id, "cancelled").await,
+        Err(e) => day_refused(state, &s, id, e).await,
+    }
+}
+
+#[handler]
+pub async fn reschedule_submit(
+    s: Staff,
+    Path(id): Path<String>,
+    Checked(f): Checked<RescheduleFormData>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let Some(id) = consultation_id(&id) else {
+        return Problem::not_found().into_response();
+    };
+    let result = match local_to_utc(&f.starts_at, s.tz()) {
+        Some(at) => state.billing.day.reschedule(&s.actor, id, at).await,
+        None => Err(BillingError::Validation {
+            field: "starts_at",
+            message: "a date and time".into(),
+        }),
+    };
+    match result {
+        Ok(done) => {
+            let flash = match done.hold {
+                HoldCoverage::RenewedInTime => "rescheduled_renewed_in_time",
+                HoldCoverage::Lapses => "rescheduled_lapses",
+                _ => "rescheduled",
+            };
+            day_back(state, &s, id, flash).await
+        }
+        Err(e) => day_refused(state, &s, id, e).await,
+    }
+}
+
+#[handler]
+pub async fn no_show_submit(
+    s: Staff,
+    Path(id): Path<String>,
+    _: Checked<NoFields>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let Some(id) = consultation_id(&id) else {
+        return Problem::not_found().into_response();
+    };
+    match state.billing.day.no_show(&s.actor, id).await {
+        Ok(_) => day_back(state, &s, id, "no_show").await,
+        Err(e) => day_refused(state, &s, id, e).await,
+    }
+}
+
+#[handler]
+pub async fn cancellation_fee_submit(
+    s: Staff,
+    Path(id): Path<String>,
+    _: Checked<NoFields>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let Some(id) = consultation_id(&id) else {
+        return Problem::not_found().into_response();
+    };
+    match state.billing.day.charge_cancellation_fee(&s.actor, id).await {
+        Ok(_) => day_back(state, &s, id, "fee_charged").await,
+        Err(e) => day_refused(state, &s, id, e).await,
     }
 }

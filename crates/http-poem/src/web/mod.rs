@@ -242,6 +242,7 @@ fn derive(secret: &[u8], purpose: &[u8]) -> [u8; 32] {
 const APP_CSS: &str = include_str!("../../static/app.css");
 const APP_JS: &str = include_str!("../../static/app.js");
 const ELEMENTS_JS: &str = include_str!("../../static/elements.js");
+const WAITING_JS: &str = include_str!("../../static/waiting.js");
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     Response::builder()
@@ -258,6 +259,11 @@ fn app_css() -> Response {
 #[handler]
 fn app_js() -> Response {
     asset(APP_JS, "text/javascript; charset=utf-8")
+}
+
+#[handler]
+fn waiting_js() -> Response {
+    asset(WAITING_JS, "text/javascript; charset=utf-8")
 }
 
 #[handler]
@@ -305,6 +311,9 @@ pub fn routes(state: &HttpState) -> impl Endpoint + use<> {
         .at("/pay/:token", get(pay::pay_page))
         .at("/pay/:token/checkout", post(pay::checkout_submit))
         .at("/pay/:token/waiting-room", get(pay::waiting_room_page))
+        .at("/pay/:token/join", get(pay::join))
+        .at("/pay/:token/cancel", post(pay::cancel_submit))
+        .at("/static/waiting.js", get(waiting_js))
         .at("/pay/:token/receipt", get(receipts::receipt_page))
         .at("/pay/:token/receipt.pdf", get(receipts::receipt_pdf))
         .at(
@@ -339,6 +348,26 @@ pub fn routes(state: &HttpState) -> impl Endpoint + use<> {
         .at(
             "/dashboard/payments/:id/refund",
             post(dashboard::refund_submit),
+        )
+        .at(
+            "/dashboard/consultations/:id/start",
+            post(dashboard::start_submit),
+        )
+        .at(
+            "/dashboard/consultations/:id/cancel",
+            post(dashboard::cancel_consultation_submit),
+        )
+        .at(
+            "/dashboard/consultations/:id/reschedule",
+            post(dashboard::reschedule_submit),
+        )
+        .at(
+            "/dashboard/consultations/:id/no-show",
+            post(dashboard::no_show_submit),
+        )
+        .at(
+            "/dashboard/consultations/:id/cancellation-fee",
+            post(dashboard::cancellation_fee_submit),
         )
         .at(
             "/dashboard/schedule",

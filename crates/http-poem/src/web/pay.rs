@@ -3,6 +3,7 @@
 
 use askama::Template;
 use billing_core::BillingError;
+use billing_core::consultation::model::{CancelledBy, Consultation, ConsultationStatus};
 use billing_core::consultation::service::PayPage;
 use billing_core::gateway::CheckoutMode;
 use billing_core::money::Money;
@@ -46,6 +47,14 @@ struct PayTemplate {
     /// The bank asked for an authentication the patient was not there to give.
     needs_authentication: bool,
     waiting_room_url: String,
+    /// scheduled, cancelled_free, cancelled_late, cancelled_by_practice, no_show.
+    day: &'static str,
+    /// The cancellation policy: accepted, or accepted by paying.
+    policy: Option<String>,
+    /// When it was accepted, in words.
+    policy_accepted: Option<String>,
+    can_cancel: bool,
+    cancel_is_free: bool,
 }
 
 /// A document to download.
@@ -141,8 +150,33 @@ fn page_for(
             .and_then(|p| p.failure())
             .is_some_and(|f| f.code.as_deref() == Some("authentication_required")),
         waiting_room_url: view.waiting_room_url.unwrap_or_default(),
+        day: day_of(&page.record.consultation),
+        policy: (page.record.consultation.status == ConsultationStatus::Scheduled
+            && payment.is_some_and(|p| p.captured().is_none()))
+        .then(|| crate::pages::policy_text(page, ctx.lang))
+        .flatten(),
+        policy_accepted: payment.and_then(|p| p.terms()).map(|t| {
+            ctx.t
+                .pay_policy_accepted
+                .replace("{date}", &format::datetime_short(t.at, tz, ctx.lang))
+        }),
+        can_cancel: page.can_cancel,
+        cancel_is_free: page.cancel_is_free,
     };
     render(&template)
+}
+
+/// Where the consultation stands, for the page's notice.
+fn day_of(c: &Consultation) -> &'static str {
+    match c.status {
+        ConsultationStatus::Scheduled => "scheduled",
+        ConsultationStatus::NoShow { .. } => "no_show",
+        ConsultationStatus::Cancelled(x) => match (x.by, x.late) {
+            (CancelledBy::Practice, _) => "cancelled_by_practice",
+            (CancelledBy::Patient, true) => "cancelled_late",
+            (CancelledBy::Patient, false) => "cancelled_free",
+        },
+    }
 }
 
 /// French agreement with an amount: "1,50 € débité", "18,00 € débités".
@@ -331,29 +365,92 @@ pub async fn checkout_submit(
     }
 }
 
+/// "Cancel the consultation" from the pay link.
+#[handler]
+pub async fn cancel_submit(
+    ctx: Ctx,
+    Path(token): Path<String>,
+    _: Checked<NoFields>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    match state.billing.patients.cancel(&token).await {
+        Ok(_) => Redirect::see_other(format!("/pay/{token}")).into_response(),
+        Err(BillingError::NotFound(_)) => not_found(&ctx),
+        Err(e) => {
+            tracing::info!(code = e.code(), "cancellation refused");
+            match state.billing.patients.open(&token, false).await {
+                Ok(page) => with_status(
+                    page_for(&ctx, state, &token, &page, None, None),
+                    crate::problem::status_of(&e),
+                ),
+                Err(_) => not_found(&ctx),
+            }
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "waiting.html")]
+struct WaitingTemplate {
+    layout: Layout,
+    token: String,
+    practitioner: String,
+    starts_at: String,
+    /// RFC 3339, for the countdown.
+    starts_at_iso: String,
+    started: bool,
+    /// A video platform is set up: "Join" opens its room with the patient's pass.
+    video: bool,
+}
+
 /// The built-in waiting room (used when no external waiting-room URL is configured):
-/// the gate, as a page.
+/// the practitioner, the time, a countdown, and — once the practitioner starts —
+/// "Join" (to the video platform) or "your practitioner will call you". It follows
+/// the access check by itself; a consultation no longer offered sends the patient
+/// back to the pay page.
 #[handler]
 pub async fn waiting_room_page(
     ctx: Ctx,
     Path(token): Path<String>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    match state
-        .billing
-        .patients
-        .open(&token, false)
-        .await
-        .map(|page| page.waiting_room)
-    {
-        Ok(true) => message(
-            &ctx,
-            StatusCode::OK,
-            ctx.t.waiting_room_title,
-            ctx.t.waiting_room_text,
-            None,
-        ),
-        Ok(false) => Redirect::see_other(format!("/pay/{token}")).into_response(),
-        Err(_) => not_found(&ctx),
+    let page = match state.billing.patients.open(&token, false).await {
+        Ok(page) => page,
+        Err(_) => return not_found(&ctx),
+    };
+    if !page.waiting_room {
+        return Redirect::see_other(format!("/pay/{token}")).into_response();
+    }
+    let c = &page.record.consultation;
+    render(&WaitingTemplate {
+        layout: ctx.layout(ctx.t.waiting_room_title, None, ""),
+        token: token.clone(),
+        practitioner: page.practitioner_name.as_str().to_owned(),
+        starts_at: format::datetime_zoned(c.starts_at, page.time_zone.tz(), ctx.lang),
+        starts_at_iso: c.starts_at.to_rfc3339(),
+        started: c.started_at.is_some(),
+        video: state.billing.config.video_url.is_some(),
+    })
+}
+
+/// "Join": the patient's pass, then the video platform's room. Without a platform,
+/// or when the pass is refused (too early, not paid, over), back to the waiting room
+/// or the pay page.
+#[handler]
+pub async fn join(
+    ctx: Ctx,
+    Path(token): Path<String>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    match state.billing.patients.pass(&token).await {
+        Ok(pass) => match pass.url {
+            Some(url) => Redirect::see_other(url).into_response(),
+            None => Redirect::see_other(format!("/pay/{token}/waiting-room")).into_response(),
+        },
+        Err(BillingError::NotFound(_)) => not_found(&ctx),
+        Err(e) => {
+            tracing::info!(code = e.code(), "pass refused");
+            Redirect::see_other(format!("/pay/{token}/waiting-room")).into_response()
+        }
     }
 }
