@@ -243,6 +243,18 @@ fn title(code: &str) -> &'static str {
         "payload_too_large" => "Request body too large",
         "unsupported_media_type" => "Unsupported media type",
         "bad_request" => "Bad request",
+        "receipt_not_issued" => "No receipt issued yet",
+        "document_unavailable" => "Document unavailable",
+        "payment_required" => "Payment not authorised",
+        "too_early" => "Too early",
+        "consultation_over" => "Consultation over",
+        "consultation_cancelled" => "Consultation cancelled",
+        "consultation_started" => "Consultation already started",
+        "video_not_configured" => "No video platform configured",
+        "cancellation_closed" => "Too late to cancel from the link",
+        "already_settled" => "Act already validated",
+        "no_fee_applies" => "No cancellation fee applies",
+        "pass_unavailable" => "Pass unavailable",
         _ => "Internal error",
     }
 }
@@ -340,10 +352,39 @@ mod tests {
                 400,
                 "webhook_signature_invalid",
             ),
+            (
+                BillingError::Day(billing_core::video::DayError::PaymentRequired),
+                402,
+                "payment_required",
+            ),
+            (
+                BillingError::Day(billing_core::video::DayError::ConsultationOver),
+                409,
+                "consultation_over",
+            ),
         ];
         for (err, status, code) in table {
             let p = Problem::from(err);
             assert_eq!((p.status.as_u16(), p.code), (status, code));
+        }
+    }
+
+    #[test]
+    fn every_refusal_of_the_consultations_day_has_a_title() {
+        use billing_core::video::DayError as D;
+        let now = chrono::Utc::now();
+        for e in [
+            D::PaymentRequired,
+            D::TooEarly { opens_at: now },
+            D::ConsultationOver,
+            D::ConsultationCancelled,
+            D::VideoNotConfigured,
+            D::CancellationClosed,
+            D::AlreadySettled,
+            D::AlreadyStarted,
+            D::NoFeeApplies,
+        ] {
+            assert_ne!(title(e.code()), "Internal error", "{e:?}");
         }
     }
 

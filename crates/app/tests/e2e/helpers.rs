@@ -679,3 +679,40 @@ pub fn pdf_text(pdf: &[u8]) -> Option<String> {
 pub fn squash(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+/// The test peers' Python (`$PEERS_PYTHON`, else `target/peers/venv/bin/python`), or
+/// `None` (after a note) when `cargo xtask peers` has not installed them, outside CI
+/// only.
+pub fn peers_python() -> Option<std::path::PathBuf> {
+    let python = std::env::var_os("PEERS_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/peers/venv/bin/python")
+        });
+    if python.exists() {
+        return Some(python);
+    }
+    assert!(
+        !in_ci(),
+        "CI=true but the test peers are not installed (cargo xtask peers)"
+    );
+    eprintln!("note: the test peers are not installed (cargo xtask peers); PyJWT checks are skipped");
+    None
+}
+
+/// Runs the PyJWT verifier (`tests/e2e/verify_pass.py`) with `args`: its JSON answer.
+pub fn pyjwt(python: &std::path::Path, args: &[&str]) -> Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/verify_pass.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run the PyJWT verifier");
+    assert!(
+        out.status.success(),
+        "verify_pass.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
