@@ -371,7 +371,8 @@ impl Config {
             return invalid("CONSULTPAY_VIDEO_JWT_SECRET", "at least 32 characters");
         }
         if let Some(url) = &self.video_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) || !url.contains("{room}")
+            if !(url.starts_with("https://") || url.starts_with("http://"))
+                || !url.contains("{room}")
             {
                 return invalid(
                     "CONSULTPAY_VIDEO_URL",
@@ -386,10 +387,7 @@ impl Config {
             }
         }
         if !(1..=24 * 60).contains(&self.video_open_before_minutes) {
-            return invalid(
-                "CONSULTPAY_VIDEO_OPEN_BEFORE_MINUTES",
-                "between 1 and 1440",
-            );
+            return invalid("CONSULTPAY_VIDEO_OPEN_BEFORE_MINUTES", "between 1 and 1440");
         }
         if self.reconcile_after_secs == 0 {
             return invalid("CONSULTPAY_RECONCILE_AFTER_SECS", "at least 1 second");

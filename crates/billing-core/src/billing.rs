@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use crate::audit::AuditLog;
 use crate::config::BillingConfig;
-use crate::consultation::ports::ConsultationRepository;
 use crate::consultation::day::DayService;
+use crate::consultation::ports::ConsultationRepository;
 use crate::consultation::service::{PatientService, SchedulingService};
 use crate::gateway::{ConnectOnboarding, PaymentGateway, SandboxControl, WebhookVerifier};
 use crate::outbox::{Mailer, OutboxRepository, OutboxService};

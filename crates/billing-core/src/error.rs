@@ -5,16 +5,16 @@
 //! one set of problem codes; each variant keeps the typed cause it came from.
 
 use crate::access::AccessDenied;
+use crate::consultation::policy::PolicyError;
 use crate::contact::ContactError;
 use crate::fees::FeeError;
 use crate::gateway::{GatewayError, WebhookError};
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::model::{Failure, TransitionError};
-use crate::consultation::policy::PolicyError;
-use crate::video::{DayError, SignError};
 use crate::practitioner::model::{CapError, ChargeBlocker, PreferencesError};
 use crate::receipt::RenderError;
 use crate::repository::RepositoryError;
+use crate::video::{DayError, SignError};
 
 /// The gateway code of a refund the processor finished as failed or cancelled.
 pub const REFUND_FAILED: &str = "refund_failed";

@@ -161,9 +161,9 @@ pub mod repository;
 pub mod secrets;
 pub mod staff;
 pub mod system;
-pub mod video;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod video;
 
 pub use billing::{Billing, Deps};
 pub use config::BillingConfig;

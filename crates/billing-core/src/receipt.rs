@@ -229,9 +229,7 @@ pub(crate) fn due(before: &Payment, after: &Payment, now: DateTime<Utc>) -> Vec<
 /// an absence never says a consultation took place.
 fn missed_description(c: &Consultation) -> Option<String> {
     let text = match (c.status, c.lang) {
-        (ConsultationStatus::NoShow { .. }, Lang::Fr) => {
-            "Frais d'absence (rendez-vous non honoré)"
-        }
+        (ConsultationStatus::NoShow { .. }, Lang::Fr) => "Frais d'absence (rendez-vous non honoré)",
         (ConsultationStatus::NoShow { .. }, Lang::En) => "No-show fee (missed appointment)",
         (ConsultationStatus::Cancelled(_), Lang::Fr) => "Frais d'annulation tardive",
         (ConsultationStatus::Cancelled(_), Lang::En) => "Late cancellation fee",

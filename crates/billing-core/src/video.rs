@@ -93,7 +93,9 @@ pub struct Pass {
 /// The platform's URL for `room` with `jwt`: `{room}` and `{jwt}` in `template`
 /// replaced (both are URL-safe as they are).
 pub fn room_url(template: &str, room: &RoomName, jwt: &str) -> String {
-    template.replace("{room}", room.as_str()).replace("{jwt}", jwt)
+    template
+        .replace("{room}", room.as_str())
+        .replace("{jwt}", jwt)
 }
 
 /// Why no pass is issued now.

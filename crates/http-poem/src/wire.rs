@@ -6,7 +6,6 @@ use billing_core::access::{Actor, Role};
 use billing_core::audit::AuditEntry;
 use billing_core::consultation::model::{ConsultationRecord, ConsultationStatus, PaymentMode};
 use billing_core::consultation::policy::{CancellationPolicy, MissedFee};
-use billing_core::video::Pass;
 use billing_core::fees::{FeeEstimate, FeePreset, FeeSchedule, FeeSource};
 use billing_core::money::{AmountInput, Currency, Money};
 use billing_core::outbox::Queued;
@@ -16,6 +15,7 @@ use billing_core::practitioner::model::{PayoutInterval, Preferences, Service, St
 use billing_core::practitioner::profile::{Profile, ProfileInput};
 use billing_core::practitioner::service::{CancellationInput, FeeScheduleInput, MissedFeeInput};
 use billing_core::receipt::Document;
+use billing_core::video::Pass;
 use chrono::{DateTime, Duration, Utc};
 use poem_openapi::{Enum, Object};
 use rust_decimal::Decimal;

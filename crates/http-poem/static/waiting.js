@@ -6,7 +6,10 @@
   var room = document.getElementById("waiting-room");
   if (!room) return;
   var token = room.getAttribute("data-token");
-  var startsAt = Date.parse(room.getAttribute("data-starts-at"));
+  // The server's clock, not the device's: a phone set a few minutes off (or the
+  // sandbox's test clock) counts down to the same start as the server.
+  var skew = Date.parse(room.getAttribute("data-now")) - Date.now();
+  var startsAt = Date.parse(room.getAttribute("data-starts-at")) - skew;
   var countdown = document.getElementById("countdown");
   var value = document.getElementById("countdown-value");
   var pad = function (n) { return (n < 10 ? "0" : "") + n; };

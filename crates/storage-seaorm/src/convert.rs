@@ -364,8 +364,8 @@ fn cancellation_policy(row: &practitioner::Model, cur: Currency) -> Read<Cancell
             return Err(corrupt(T_PRACTITIONERS, id, format!("missed fee '{kind}'")));
         }
     };
-    let hours = u32::try_from(row.cancel_free_hours)
-        .map_err(|e| corrupt(T_PRACTITIONERS, id, e))?;
+    let hours =
+        u32::try_from(row.cancel_free_hours).map_err(|e| corrupt(T_PRACTITIONERS, id, e))?;
     CancellationPolicy::new(hours, fee).map_err(|e| corrupt(T_PRACTITIONERS, id, e))
 }
 
@@ -521,7 +521,11 @@ fn consultation_status(row: &consultation::Model) -> Read<ConsultationStatus> {
                 "patient" => CancelledBy::Patient,
                 "practice" => CancelledBy::Practice,
                 other => {
-                    return Err(corrupt(T_CONSULTATIONS, id, format!("cancelled by '{other}'")));
+                    return Err(corrupt(
+                        T_CONSULTATIONS,
+                        id,
+                        format!("cancelled by '{other}'"),
+                    ));
                 }
             },
             at: when()?,

@@ -61,7 +61,10 @@ impl EdKey {
             kid: kid.to_owned(),
             reason,
         };
-        if kid.is_empty() || !kid.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        if kid.is_empty()
+            || !kid
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
             return Err(bad("a key id is letters, digits, '-', '_' or '.'".into()));
         }

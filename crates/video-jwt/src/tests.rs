@@ -68,13 +68,21 @@ fn an_hs256_pass_carries_jitsis_claims() {
     .unwrap()
     .claims;
     assert_eq!(got["sub"], "meet.example.org");
-    assert_eq!(got["room"], passes.room(ConsultationId::from_uuid(Uuid::from_u128(7))).as_str());
+    assert_eq!(
+        got["room"],
+        passes
+            .room(ConsultationId::from_uuid(Uuid::from_u128(7)))
+            .as_str()
+    );
     assert_eq!(got["nbf"], (start() - Duration::minutes(15)).timestamp());
     assert_eq!(got["exp"], (start() + Duration::hours(1)).timestamp());
     assert_eq!(got["moderator"], false);
     assert_eq!(got["context"]["user"]["name"], "M. Martin");
     assert_eq!(got["context"]["user"]["affiliation"], "member");
-    assert!(passes.jwks().keys.is_empty(), "a shared secret is never published");
+    assert!(
+        passes.jwks().keys.is_empty(),
+        "a shared secret is never published"
+    );
 }
 
 #[test]
@@ -124,8 +132,11 @@ fn an_eddsa_pass_verifies_through_the_jwks_and_survives_a_rotation() {
 #[test]
 fn keys_that_cannot_sign_are_refused_with_their_id() {
     let rsa_like = b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n";
-    for (kid, pem_text) in [("k1", rsa_like.to_vec()), ("k 1", ed_pem()), ("k1", b"junk".to_vec())]
-    {
+    for (kid, pem_text) in [
+        ("k1", rsa_like.to_vec()),
+        ("k 1", ed_pem()),
+        ("k1", b"junk".to_vec()),
+    ] {
         let e = JwtPasses::new(
             Signing::Ed25519(vec![(kid.into(), pem_text)]),
             audience(),

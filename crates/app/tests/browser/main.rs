@@ -494,3 +494,106 @@ async fn the_seeds_flows_in_a_real_browser() {
     }
     app.stop().await;
 }
+
+/// The waiting room on a phone, in French and in English: the practitioner, the
+/// time, a countdown and "your practitioner will let you in", turning by itself into
+/// "Join" once the practitioner starts.
+#[tokio::test]
+async fn the_waiting_room_turns_into_join_when_the_practitioner_starts() {
+    if !chromium_available() {
+        return;
+    }
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.video_url = Some("https://meet.example.org/{room}?jwt={jwt}".into());
+        c.video_jwt_secret = Some(app::config::Secret::new(
+            "a jitsi app_secret of 32 bytes or more",
+        ));
+    })
+    .await
+    else {
+        return;
+    };
+    let dr = app.practitioner("Dr Camille Martin").await;
+    app.link_stripe(&dr).await;
+    app.set_amounts(&dr, "25.00", "25.00").await;
+    let driver = start_driver().await;
+    let profiles = tempfile::tempdir().expect("profiles");
+    for (lang, waiting, countdown, join) in [
+        (
+            "fr-FR",
+            "Votre praticien va vous faire entrer",
+            "Début dans",
+            "Rejoindre",
+        ),
+        (
+            "en-GB",
+            "Your practitioner will let you in",
+            "Starts in",
+            "Join",
+        ),
+    ] {
+        let (_, scheduled) = app
+            .schedule_at(
+                &dr,
+                &dr,
+                json!({ "mode": "online" }),
+                app.clock_now() + chrono::Duration::minutes(10),
+            )
+            .await;
+        let token = scheduled["pay_token"].as_str().expect("token").to_owned();
+        let id = scheduled["id"].as_str().expect("id").to_owned();
+        app.pay(&token, "pm_card_visa").await;
+
+        let phone = browser(&driver, true, lang, &profiles.path().join(lang)).await;
+        phone
+            .goto(&app.url(&format!("/pay/{token}")))
+            .await
+            .expect("pay page");
+        find(&phone, "#enter-waiting-room")
+            .await
+            .click()
+            .await
+            .expect("enter");
+        assert!(text(&phone, "#waiting").await.contains(waiting));
+        assert_eq!(text(&phone, "#practitioner").await, "Dr Camille Martin");
+        assert!(text(&phone, "#starts-at").await.contains("Europe/Paris"));
+        let ticking = text(&phone, "#countdown").await;
+        assert!(ticking.starts_with(countdown), "{ticking}");
+        assert_eq!(text(&phone, "#join").await, "", "hidden until the start");
+        shot(&phone, &format!("6-waiting-room-{lang}")).await;
+
+        let (status, started) = app
+            .post(
+                &format!("/api/v1/consultations/{id}/start"),
+                Some(&dr.token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{started}");
+        // The page follows the access check by itself.
+        let norm = |s: String| s.trim().to_owned();
+        let mut shown = String::new();
+        for _ in 0..100 {
+            shown = norm(text(&phone, "#join").await);
+            if shown == join {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(shown, join);
+        let href = find(&phone, "#join")
+            .await
+            .attr("href")
+            .await
+            .expect("href")
+            .expect("a link");
+        assert!(href.ends_with(&format!("/pay/{token}/join")), "{href}");
+        assert!(
+            text(&phone, "#waiting").await.is_empty(),
+            "the waiting text is gone"
+        );
+        shot(&phone, &format!("6-waiting-room-{lang}-started")).await;
+        let _ = phone.close().await;
+    }
+    app.stop().await;
+}

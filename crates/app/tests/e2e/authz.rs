@@ -54,6 +54,10 @@ async fn every_endpoint_answers_each_caller_as_the_policy_says() {
     let second_token = second["pay_token"].as_str().expect("pay_token").to_owned();
     let second_id = second["id"].as_str().expect("id").to_owned();
     app.pay(&second_token, "pm_card_visa").await;
+    let (_, third) = app.schedule(&dr, &dr, json!({ "mode": "online" })).await;
+    let third_token = third["pay_token"].as_str().expect("pay_token").to_owned();
+    let third_id = third["id"].as_str().expect("id").to_owned();
+    app.pay(&third_token, "pm_card_visa").await;
     let (_, service) = app
         .post(
             &format!("/api/v1/practitioners/{}/services", dr.id),
@@ -191,6 +195,48 @@ async fn every_endpoint_answers_each_caller_as_the_policy_says() {
             format!("/api/v1/consultations/{second_id}/release"),
             None,
             [200, 404, 403, 404, 401, 401],
+        ),
+        // The consultation's day (a third consultation, two hours ahead): the
+        // practitioner alone starts it, takes the moderator's pass and charges a missed
+        // one (refused here by the state: too early, no fee); the secretary cancels and
+        // reschedules too.
+        row(
+            Method::GET,
+            format!("/api/v1/consultations/{third_id}/pass"),
+            None,
+            [409, 404, 403, 404, 401, 401],
+        ),
+        row(
+            Method::POST,
+            format!("/api/v1/consultations/{third_id}/start"),
+            None,
+            [409, 404, 403, 404, 401, 401],
+        ),
+        row(
+            Method::POST,
+            format!("/api/v1/consultations/{third_id}/no-show"),
+            None,
+            [409, 404, 403, 404, 401, 401],
+        ),
+        row(
+            Method::POST,
+            format!("/api/v1/consultations/{third_id}/cancellation-fee"),
+            None,
+            [409, 404, 403, 404, 401, 401],
+        ),
+        row(
+            Method::POST,
+            format!("/api/v1/consultations/{third_id}/reschedule"),
+            Some(json!({
+                "starts_at": (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339()
+            })),
+            [200, 404, 200, 404, 401, 401],
+        ),
+        row(
+            Method::POST,
+            format!("/api/v1/consultations/{third_id}/cancel"),
+            None,
+            [200, 404, 200, 404, 401, 401],
         ),
         row(
             Method::POST,
@@ -331,6 +377,25 @@ async fn the_dashboard_money_forms_refuse_other_practitioners_and_secretaries() 
             let path = format!("/dashboard/payments/{payment}/{action}");
             let resp = app
                 .submit(&path, &[("csrf_token", csrf.as_str()), ("amount", amount)])
+                .await;
+            assert_eq!(resp.status().as_u16(), expected, "{action} by {}", who.id);
+        }
+        // The consultation's day: starting and charging a missed consultation are the
+        // practitioner's; another practitioner cannot even cancel or move it.
+        let mut day = vec!["start", "no-show", "cancellation-fee"];
+        if expected == 404 {
+            day.extend(["cancel", "reschedule"]);
+        }
+        for action in day {
+            let path = format!("/dashboard/consultations/{consultation}/{action}");
+            let resp = app
+                .submit(
+                    &path,
+                    &[
+                        ("csrf_token", csrf.as_str()),
+                        ("starts_at", "2030-01-01T10:00"),
+                    ],
+                )
                 .await;
             assert_eq!(resp.status().as_u16(), expected, "{action} by {}", who.id);
         }

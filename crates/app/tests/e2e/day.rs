@@ -8,15 +8,15 @@ use chrono::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    Backend, Staff, TestApp, backends, peers_python, plain, pyjwt,
-};
+use crate::helpers::{Backend, Staff, TestApp, backends, peers_python, plain, pyjwt};
 
 const VIDEO_URL: &str = "https://meet.example.org/{room}?jwt={jwt}";
 const VIDEO_SECRET: &str = "a jitsi app_secret of 32 bytes or more";
 
 fn s(v: &Value) -> String {
-    v.as_str().unwrap_or_else(|| panic!("not a string: {v}")).to_owned()
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .to_owned()
 }
 
 fn with_shared_secret(c: &mut Config) {
@@ -82,7 +82,10 @@ fn refused(resp: (StatusCode, Value), status: StatusCode, code: &str) {
 async fn history(app: &TestApp, dr: &Staff, consultation: &str) -> Vec<String> {
     let payment = app.consultation(dr, consultation).await["payment"]["id"].clone();
     let (status, detail) = app
-        .get(&format!("/api/v1/payments/{}", s(&payment)), Some(&dr.token))
+        .get(
+            &format!("/api/v1/payments/{}", s(&payment)),
+            Some(&dr.token),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{detail}");
     detail["history"]
@@ -128,7 +131,11 @@ async fn the_hs256_pass_is_issued_only_once_paid_within_the_window_and_pyjwt_che
     let (id, token) = (s(&scheduled["id"]), s(&scheduled["pay_token"]));
 
     // No pass before the hold, even in the window.
-    refused(pass(&app, &token).await, StatusCode::PAYMENT_REQUIRED, "payment_required");
+    refused(
+        pass(&app, &token).await,
+        StatusCode::PAYMENT_REQUIRED,
+        "payment_required",
+    );
     app.pay(&token, "pm_card_visa").await;
     // Paid, but the window opens 15 minutes before the start.
     refused(pass(&app, &token).await, StatusCode::CONFLICT, "too_early");
@@ -159,14 +166,26 @@ async fn the_hs256_pass_is_issued_only_once_paid_within_the_window_and_pyjwt_che
     // What a platform must refuse, PyJWT refuses.
     let exp = claims["exp"].as_i64().expect("exp");
     let nbf = claims["nbf"].as_i64().expect("nbf");
-    refused_by_pyjwt(&verdict(&python, &jwt, exp + 1, &room, &key), "ExpiredSignatureError");
-    refused_by_pyjwt(&verdict(&python, &jwt, nbf - 1, &room, &key), "ImmatureSignatureError");
+    refused_by_pyjwt(
+        &verdict(&python, &jwt, exp + 1, &room, &key),
+        "ExpiredSignatureError",
+    );
+    refused_by_pyjwt(
+        &verdict(&python, &jwt, nbf - 1, &room, &key),
+        "ImmatureSignatureError",
+    );
     refused_by_pyjwt(
         &verdict(&python, &tampered(&jwt), now, &room, &key),
         "InvalidSignatureError",
     );
     refused_by_pyjwt(
-        &verdict(&python, &jwt, now, &room, &["--secret", "another secret of 32 bytes or more"]),
+        &verdict(
+            &python,
+            &jwt,
+            now,
+            &room,
+            &["--secret", "another secret of 32 bytes or more"],
+        ),
         "InvalidSignatureError",
     );
     // Another consultation has another room: this pass does not open it.
@@ -192,15 +211,22 @@ async fn the_hs256_pass_is_issued_only_once_paid_within_the_window_and_pyjwt_che
     assert_eq!(checked["claims"]["context"]["user"]["name"], "Dr Estival");
     let secretary = app.secretary(&[&dr]).await;
     refused(
-        app.get(&format!("/api/v1/consultations/{id}/pass"), Some(&secretary.token))
-            .await,
+        app.get(
+            &format!("/api/v1/consultations/{id}/pass"),
+            Some(&secretary.token),
+        )
+        .await,
         StatusCode::FORBIDDEN,
         "forbidden",
     );
 
     // After the window: over.
     app.advance_clock(Duration::minutes(71)).await;
-    refused(pass(&app, &token).await, StatusCode::CONFLICT, "consultation_over");
+    refused(
+        pass(&app, &token).await,
+        StatusCode::CONFLICT,
+        "consultation_over",
+    );
     app.stop().await;
 }
 
@@ -244,13 +270,15 @@ async fn the_eddsa_pass_verifies_through_the_published_jwks() {
         "InvalidSignatureError",
     );
     let exp = ok["claims"]["exp"].as_i64().expect("exp");
-    refused_by_pyjwt(&verdict(&python, &jwt, exp + 1, &room, &key), "ExpiredSignatureError");
+    refused_by_pyjwt(
+        &verdict(&python, &jwt, exp + 1, &room, &key),
+        "ExpiredSignatureError",
+    );
     app.stop().await;
 }
 
 fn pyjwt_genkey(python: &std::path::Path, path: &std::path::Path) {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/verify_pass.py");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/verify_pass.py");
     let status = std::process::Command::new(python)
         .arg(script)
         .arg("genkey")
@@ -263,7 +291,9 @@ fn pyjwt_genkey(python: &std::path::Path, path: &std::path::Path) {
 #[tokio::test]
 async fn the_patient_accepts_the_policy_by_paying_and_cancels_for_free_inside_the_window() {
     for backend in backends() {
-        let Some(app) = TestApp::spawn(backend).await else { continue };
+        let Some(app) = TestApp::spawn(backend).await else {
+            continue;
+        };
         let dr = practice(&app, fixed("15.00")).await;
         let (status, scheduled) = app
             .schedule_at(
@@ -301,7 +331,11 @@ async fn the_patient_accepts_the_policy_by_paying_and_cancels_for_free_inside_th
         assert_eq!(c["status"], "cancelled");
         assert_eq!(c["cancellation"]["by"], "patient");
         assert_eq!(c["cancellation"]["late"], false);
-        assert!(history(&app, &dr, &id).await.contains(&"cancelled".to_owned()));
+        assert!(
+            history(&app, &dr, &id)
+                .await
+                .contains(&"cancelled".to_owned())
+        );
         // Retrying changes nothing; the gate and the pass are closed.
         let (status, again) = app
             .post(&format!("/api/v1/pay/{token}/cancel"), None, json!({}))
@@ -312,7 +346,10 @@ async fn the_patient_accepts_the_policy_by_paying_and_cancels_for_free_inside_th
         assert_eq!(access["can_enter"], false, "{access}");
         assert_eq!(access["status"], "cancelled");
         let page = plain(&app.html(&format!("/pay/{token}")).await);
-        assert!(page.contains("Consultation annulée. L'empreinte est libérée"), "{page}");
+        assert!(
+            page.contains("Consultation annulée. L'empreinte est libérée"),
+            "{page}"
+        );
         app.stop().await;
     }
 }
@@ -320,7 +357,9 @@ async fn the_patient_accepts_the_policy_by_paying_and_cancels_for_free_inside_th
 #[tokio::test]
 async fn a_late_cancellation_waits_for_the_practitioner_who_may_charge_the_accepted_fee() {
     for backend in backends() {
-        let Some(app) = TestApp::spawn(backend).await else { continue };
+        let Some(app) = TestApp::spawn(backend).await else {
+            continue;
+        };
         let dr = practice(&app, fixed("15.00")).await;
         let (id, token) = paid_at(&app, &dr, Duration::hours(2)).await;
         // The practice raises its fee afterwards: the patient keeps what they accepted.
@@ -342,7 +381,11 @@ async fn a_late_cancellation_waits_for_the_practitioner_who_may_charge_the_accep
         assert_eq!(page["status"], "authorized", "the practitioner decides");
         let c = app.consultation(&dr, &id).await;
         assert_eq!(c["cancellation"]["late"], true, "{c}");
-        assert!(history(&app, &dr, &id).await.contains(&"cancelled_late".to_owned()));
+        assert!(
+            history(&app, &dr, &id)
+                .await
+                .contains(&"cancelled_late".to_owned())
+        );
         let text = plain(&app.html(&format!("/pay/{token}")).await);
         assert!(text.contains("Consultation annulée hors délai"), "{text}");
 
@@ -388,14 +431,24 @@ async fn a_late_cancellation_waits_for_the_practitioner_who_may_charge_the_accep
 #[tokio::test]
 async fn a_no_show_charges_what_each_policy_says_and_only_from_the_start() {
     for backend in backends() {
-        let Some(app) = TestApp::spawn(backend).await else { continue };
+        let Some(app) = TestApp::spawn(backend).await else {
+            continue;
+        };
         let dr = app.practitioner("Dr Estival").await;
         app.link_stripe(&dr).await;
         let secretary = app.secretary(&[&dr]).await;
         for (policy, status, captured) in [
-            (json!({ "free_hours": 24, "fee": "none" }), "released", "0.00"),
+            (
+                json!({ "free_hours": 24, "fee": "none" }),
+                "released",
+                "0.00",
+            ),
             (fixed("15.00"), "captured", "15.00"),
-            (json!({ "free_hours": 24, "fee": "full_hold" }), "captured", "25.00"),
+            (
+                json!({ "free_hours": 24, "fee": "full_hold" }),
+                "captured",
+                "25.00",
+            ),
         ] {
             let (code, _) = app
                 .put(
@@ -424,7 +477,11 @@ async fn a_no_show_charges_what_each_policy_says_and_only_from_the_start() {
             assert_eq!(c["status"], "no_show");
             assert_eq!(c["payment"]["status"], status, "{policy}: {c}");
             assert_eq!(c["payment"]["amount_captured"], captured, "{c}");
-            assert!(history(&app, &dr, &id).await.contains(&"no_show".to_owned()));
+            assert!(
+                history(&app, &dr, &id)
+                    .await
+                    .contains(&"no_show".to_owned())
+            );
             let (_, page) = app.get(&format!("/api/v1/pay/{token}"), None).await;
             assert_eq!(page["consultation_status"], "no_show");
             let text = plain(&app.html(&format!("/pay/{token}?lang=en")).await);
@@ -447,7 +504,9 @@ async fn a_no_show_charges_what_each_policy_says_and_only_from_the_start() {
 #[tokio::test]
 async fn the_practice_cancels_and_reschedules_inside_and_beyond_the_holds_life() {
     for backend in backends() {
-        let Some(app) = TestApp::spawn(backend).await else { continue };
+        let Some(app) = TestApp::spawn(backend).await else {
+            continue;
+        };
         let dr = practice(&app, json!({ "free_hours": 24, "fee": "full_hold" })).await;
         let secretary = app.secretary(&[&dr]).await;
 
@@ -465,7 +524,10 @@ async fn the_practice_cancels_and_reschedules_inside_and_beyond_the_holds_life()
         assert_eq!(c["cancellation"]["by"], "practice");
         assert_eq!(c["payment"]["status"], "released");
         let page = plain(&app.html(&format!("/pay/{token}")).await);
-        assert!(page.contains("Votre praticien a annulé cette consultation"), "{page}");
+        assert!(
+            page.contains("Votre praticien a annulé cette consultation"),
+            "{page}"
+        );
         refused(
             app.post(&format!("/api/v1/pay/{token}/cancel"), None, json!({}))
                 .await,
@@ -503,19 +565,29 @@ async fn the_practice_cancels_and_reschedules_inside_and_beyond_the_holds_life()
         // Beyond it: renewed in time with the saved card, by the hold jobs.
         let later = app.clock_now() + Duration::days(10);
         let (status, moved) = app
-            .post(&reschedule, Some(&dr.token), json!({ "starts_at": later.to_rfc3339() }))
+            .post(
+                &reschedule,
+                Some(&dr.token),
+                json!({ "starts_at": later.to_rfc3339() }),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "{moved}");
         assert_eq!(moved["hold"], "renewed_in_time", "{moved}");
         let mut renewed = 0;
         for _ in 0..10 {
-            let report = app.advance_clock(Duration::days(1) - Duration::minutes(1)).await;
+            let report = app
+                .advance_clock(Duration::days(1) - Duration::minutes(1))
+                .await;
             renewed += report["holds_renewed"].as_i64().unwrap_or(0);
         }
         assert!(renewed >= 1, "the hold was renewed before it lapsed");
         let payment = app.consultation(&dr, &id).await["payment"].clone();
         assert_eq!(payment["status"], "authorized", "{payment}");
-        assert!(history(&app, &dr, &id).await.contains(&"rescheduled".to_owned()));
+        assert!(
+            history(&app, &dr, &id)
+                .await
+                .contains(&"rescheduled".to_owned())
+        );
         // At the new time, the patient enters.
         let (_, access) = app.get(&format!("/api/v1/pay/{token}/access"), None).await;
         assert_eq!(access["can_enter"], true, "{access}");
@@ -533,7 +605,13 @@ async fn the_new_endpoints_keep_each_practice_to_itself() {
     let other = app.practitioner("Dr Autre").await;
     let other_secretary = app.secretary(&[&other]).await;
     let (id, token) = paid_at(&app, &dr, Duration::minutes(5)).await;
-    let posts = ["start", "cancel", "no-show", "cancellation-fee", "reschedule"];
+    let posts = [
+        "start",
+        "cancel",
+        "no-show",
+        "cancellation-fee",
+        "reschedule",
+    ];
     for who in [&other, &other_secretary] {
         for action in posts {
             refused(
@@ -548,8 +626,11 @@ async fn the_new_endpoints_keep_each_practice_to_itself() {
             );
         }
         refused(
-            app.get(&format!("/api/v1/consultations/{id}/pass"), Some(&who.token))
-                .await,
+            app.get(
+                &format!("/api/v1/consultations/{id}/pass"),
+                Some(&who.token),
+            )
+            .await,
             StatusCode::NOT_FOUND,
             "not_found",
         );
@@ -557,7 +638,11 @@ async fn the_new_endpoints_keep_each_practice_to_itself() {
     // A pay token is not a staff credential; no credential is no access.
     for token in [Some(token.as_str()), None] {
         let (status, _) = app
-            .post(&format!("/api/v1/consultations/{id}/start"), token, json!({}))
+            .post(
+                &format!("/api/v1/consultations/{id}/start"),
+                token,
+                json!({}),
+            )
             .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
@@ -577,10 +662,14 @@ async fn the_new_endpoints_keep_each_practice_to_itself() {
     assert_eq!(access["started"], false, "{access}");
     assert_eq!(access["video"], true, "{access}");
     let (status, started) = app
-        .post(&format!("/api/v1/consultations/{id}/start"), Some(&dr.token), json!({}))
+        .post(
+            &format!("/api/v1/consultations/{id}/start"),
+            Some(&dr.token),
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{started}");
-    assert_eq!(started["pass"]["jwt"].is_string(), true, "{started}");
+    assert!(started["pass"]["jwt"].is_string(), "{started}");
     assert!(started["consultation"]["started_at"].is_string());
     let (_, access) = app.get(&format!("/api/v1/pay/{token}/access"), None).await;
     assert_eq!(access["started"], true, "{access}");
@@ -592,7 +681,13 @@ async fn the_new_endpoints_keep_each_practice_to_itself() {
         .await
         .expect("join");
     assert_eq!(join.status(), StatusCode::SEE_OTHER);
-    let location = join.headers()["location"].to_str().expect("location").to_owned();
-    assert!(location.starts_with("https://meet.example.org/cp-"), "{location}");
+    let location = join.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(
+        location.starts_with("https://meet.example.org/cp-"),
+        "{location}"
+    );
     app.stop().await;
 }

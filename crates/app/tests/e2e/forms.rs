@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{Backend, TestApp, csrf_token};
+use crate::helpers::{Backend, TestApp, csrf_token, plain};
 
 /// The value of the hidden field `name` of a page's form.
 fn hidden(html: &str, name: &str) -> String {
@@ -169,5 +169,121 @@ async fn the_pay_page_says_where_an_unconfirmed_payment_stands() {
     // Gave up on the checkout page.
     let cancelled = t.html(&format!("/pay/{token}?checkout=cancel")).await;
     assert!(cancelled.contains("id=\"cancelled\""), "{cancelled}");
+    t.stop().await;
+}
+
+/// The practitioner's side of the day on the dashboard: the policy set in the
+/// preferences form, then "Démarrer la téléconsultation", "Patient absent" and what
+/// the payment page says afterwards.
+#[tokio::test]
+async fn the_practitioner_runs_the_day_from_the_dashboard() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let dr = t.practitioner("Dr Estival").await;
+    t.link_stripe(&dr).await;
+    t.sign_in(&dr).await;
+    let csrf = csrf_token(&t.html("/dashboard/preferences").await);
+    let saved = t
+        .submit(
+            "/dashboard/preferences",
+            &[
+                ("csrf_token", csrf.as_str()),
+                ("default_amount", "25,00"),
+                ("max_amount", "25,00"),
+                ("currency", "EUR"),
+                ("preset", "default"),
+                ("free_hours", "48"),
+                ("missed_fee", "fixed"),
+                ("missed_fee_amount", "12,50"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let (_, prefs) = t
+        .get(
+            &format!("/api/v1/practitioners/{}/preferences", dr.id),
+            Some(&dr.token),
+        )
+        .await;
+    assert_eq!(
+        prefs["cancellation"],
+        json!({ "free_hours": 48, "fee": "fixed", "fee_amount": "12.50" })
+    );
+    // A fee above the maximum is refused, and nothing changes.
+    let refused = t
+        .submit(
+            "/dashboard/preferences",
+            &[
+                ("csrf_token", csrf.as_str()),
+                ("default_amount", "25,00"),
+                ("max_amount", "25,00"),
+                ("currency", "EUR"),
+                ("preset", "default"),
+                ("free_hours", "48"),
+                ("missed_fee", "fixed"),
+                ("missed_fee_amount", "30,00"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (_, scheduled) = t
+        .schedule_at(
+            &dr,
+            &dr,
+            json!({ "mode": "online" }),
+            t.clock_now() + chrono::Duration::minutes(10),
+        )
+        .await;
+    let token = scheduled["pay_token"].as_str().expect("pay_token");
+    let consultation = scheduled["id"].as_str().expect("id");
+    let payment = scheduled["payment"]["id"].as_str().expect("payment id");
+    t.pay(token, "pm_card_visa").await;
+    let page = plain(&t.html(&format!("/dashboard/payments/{payment}")).await);
+    assert!(page.contains("Démarrer la téléconsultation"), "{page}");
+    assert!(
+        page.contains("Conditions acceptées par le patient"),
+        "{page}"
+    );
+    assert!(!page.contains("Patient absent"), "not before the start");
+    let csrf = csrf_token(&t.html(&format!("/dashboard/payments/{payment}")).await);
+    let started = t
+        .submit(
+            &format!("/dashboard/consultations/{consultation}/start"),
+            &[("csrf_token", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(started.status(), StatusCode::SEE_OTHER);
+    let back = started.headers()["location"].to_str().expect("location");
+    assert_eq!(back, format!("/dashboard/payments/{payment}?flash=started"));
+    let (_, access) = t.get(&format!("/api/v1/pay/{token}/access"), None).await;
+    assert_eq!(access["started"], true, "{access}");
+    // Without a video platform, the patient is told the practitioner will call.
+    let room = plain(&t.html(&format!("/pay/{token}/waiting-room")).await);
+    assert!(room.contains("Votre praticien va vous appeler"), "{room}");
+
+    t.advance_clock(chrono::Duration::minutes(11)).await;
+    let page = plain(&t.html(&format!("/dashboard/payments/{payment}")).await);
+    assert!(
+        page.contains("Frais d'absence acceptés par le patient : 12,50 €"),
+        "{page}"
+    );
+    let csrf = csrf_token(&t.html(&format!("/dashboard/payments/{payment}")).await);
+    let absent = t
+        .submit(
+            &format!("/dashboard/consultations/{consultation}/no-show"),
+            &[("csrf_token", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(absent.status(), StatusCode::SEE_OTHER);
+    let page = plain(&t.html(&format!("/dashboard/payments/{payment}")).await);
+    for expected in [
+        "Patient absent (noté le",
+        "Frais d'absence débités",
+        "12,50 €",
+    ] {
+        assert!(page.contains(expected), "missing {expected:?} in\n{page}");
+    }
     t.stop().await;
 }

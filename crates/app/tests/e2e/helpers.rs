@@ -697,7 +697,9 @@ pub fn peers_python() -> Option<std::path::PathBuf> {
         !in_ci(),
         "CI=true but the test peers are not installed (cargo xtask peers)"
     );
-    eprintln!("note: the test peers are not installed (cargo xtask peers); PyJWT checks are skipped");
+    eprintln!(
+        "note: the test peers are not installed (cargo xtask peers); PyJWT checks are skipped"
+    );
     None
 }
 

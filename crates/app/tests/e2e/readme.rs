@@ -84,8 +84,10 @@ async fn the_readme_walk_through_runs_as_written_and_captures_with_its_fee() {
     for expected in [
         r#""status":"linked""#,
         r#""fee":"0.60","net":"24.40""#,
-        r#"{"can_enter":false,"waiting_room":false}"#,
-        r#"{"can_enter":true,"waiting_room":true}"#,
+        r#"{"can_enter":false,"started":false,"#,
+        r#""status":"scheduled","video":false,"waiting_room":false}"#,
+        r#"{"can_enter":true,"started":false,"#,
+        r#""status":"scheduled","video":false,"waiting_room":true}"#,
         r#""status":"captured""#,
         r#""amount_captured":"18.00""#,
         r#""fee":"0.50""#,

@@ -82,8 +82,7 @@ pub(crate) fn cancelling_is_free(record: &ConsultationRecord, now: DateTime<Utc>
         return true;
     };
     missed_fee(p).is_none()
-        || p
-            .terms()
+        || p.terms()
             .is_none_or(|t| t.is_free(record.consultation.starts_at, now))
 }
 
@@ -126,19 +125,31 @@ fn issue_pass(
     })
 }
 
-/// Writes the consultation's new day with a history line on its payment (if any)
-/// and an audit entry, conditionally on the day read.
+/// What a change of the day records: its history line (on the payment, if any) and
+/// its audit entry.
+struct DayChange {
+    event: &'static str,
+    amount: Option<Money>,
+    action: AuditAction,
+    detail: String,
+}
+
+/// Writes the consultation's new day with what it records, conditionally on the day
+/// read.
 async fn write_day(
     consultations: &dyn ConsultationRepository,
     record: &ConsultationRecord,
     next: &Consultation,
-    event: &str,
-    amount: Option<Money>,
-    action: AuditAction,
-    detail: String,
+    change: DayChange,
     who: &AuditActor,
     now: DateTime<Utc>,
 ) -> Result<(), BillingError> {
+    let DayChange {
+        event,
+        amount,
+        action,
+        detail,
+    } = change;
     let c = &record.consultation;
     let log = ChangeLog {
         history: record
@@ -236,10 +247,12 @@ impl PatientService {
             self.consultations.as_ref(),
             &record,
             &next,
-            event,
-            if late { fee } else { None },
-            AuditAction::ConsultationCancelled,
-            detail,
+            DayChange {
+                event,
+                amount: if late { fee } else { None },
+                action: AuditAction::ConsultationCancelled,
+                detail,
+            },
             &AuditActor::Patient,
             now,
         )
@@ -390,10 +403,12 @@ impl DayService {
                 self.consultations.as_ref(),
                 &record,
                 &next,
-                "consultation_started",
-                None,
-                AuditAction::ConsultationStarted,
-                String::new(),
+                DayChange {
+                    event: "consultation_started",
+                    amount: None,
+                    action: AuditAction::ConsultationStarted,
+                    detail: String::new(),
+                },
                 &AuditActor::of(actor),
                 now,
             )
@@ -471,10 +486,12 @@ impl DayService {
             self.consultations.as_ref(),
             &record,
             &next,
-            "cancelled_by_practice",
-            None,
-            AuditAction::ConsultationCancelled,
-            "by the practice".to_owned(),
+            DayChange {
+                event: "cancelled_by_practice",
+                amount: None,
+                action: AuditAction::ConsultationCancelled,
+                detail: "by the practice".to_owned(),
+            },
             &who,
             now,
         )
@@ -515,10 +532,12 @@ impl DayService {
             self.consultations.as_ref(),
             &record,
             &next,
-            "rescheduled",
-            None,
-            AuditAction::Rescheduled,
-            format!("{} → {}", c.starts_at.to_rfc3339(), starts_at.to_rfc3339()),
+            DayChange {
+                event: "rescheduled",
+                amount: None,
+                action: AuditAction::Rescheduled,
+                detail: format!("{} → {}", c.starts_at.to_rfc3339(), starts_at.to_rfc3339()),
+            },
             &AuditActor::of(actor),
             now,
         )
@@ -540,7 +559,9 @@ impl DayService {
         match p.status() {
             PaymentStatus::Authorized => {
                 let (_, closes_at) = pass_window(c, &self.config);
-                if p.capture_before().is_none_or(|deadline| deadline >= closes_at) {
+                if p.capture_before()
+                    .is_none_or(|deadline| deadline >= closes_at)
+                {
                     HoldCoverage::Covers
                 } else if p.saved_card().is_some() {
                     HoldCoverage::RenewedInTime
@@ -585,10 +606,12 @@ impl DayService {
                     self.consultations.as_ref(),
                     &record,
                     &next,
-                    "no_show",
-                    fee,
-                    AuditAction::NoShow,
-                    fee.map_or_else(|| "no fee".to_owned(), |f| format!("fee {f}")),
+                    DayChange {
+                        event: "no_show",
+                        amount: fee,
+                        action: AuditAction::NoShow,
+                        detail: fee.map_or_else(|| "no fee".to_owned(), |f| format!("fee {f}")),
+                    },
                     &who,
                     now,
                 )

@@ -156,7 +156,8 @@ impl AcceptedTerms {
 
     /// The fee for a missed consultation still held for `held`.
     pub fn fee_for(&self, held: Money) -> Option<Money> {
-        self.fee.map(|f| if f.amount() < held.amount() { f } else { held })
+        self.fee
+            .map(|f| if f.amount() < held.amount() { f } else { held })
     }
 }
 
@@ -188,7 +189,10 @@ mod tests {
     fn cancelling_is_free_until_the_window_closes_or_when_nothing_is_charged() {
         let p = CancellationPolicy::new(24, MissedFee::FullHold).unwrap();
         assert!(p.is_free(start(), start() - Duration::hours(24)));
-        assert!(!p.is_free(start(), start() - Duration::hours(24) + Duration::seconds(1)));
+        assert!(!p.is_free(
+            start(),
+            start() - Duration::hours(24) + Duration::seconds(1)
+        ));
         let none = CancellationPolicy::new(24, MissedFee::None).unwrap();
         assert!(none.is_free(start(), start() - Duration::minutes(5)));
     }

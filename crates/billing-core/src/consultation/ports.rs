@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 
 use crate::audit::AuditEntry;
 use crate::consultation::model::{Consultation, ConsultationRecord};
-use crate::payment::ports::ChangeLog;
 use crate::ids::{ConsultationId, PractitionerId};
 use crate::outbox::Message;
+use crate::payment::ports::ChangeLog;
 use crate::repository::RepositoryError;
 use crate::secrets::TokenHash;
 

@@ -11,6 +11,7 @@ use crate::config::BillingConfig;
 use crate::consultation::model::{
     Consultation, ConsultationRecord, ConsultationStatus, PatientRef, PaymentMode,
 };
+use crate::consultation::policy::{AcceptedTerms, CancellationPolicy};
 use crate::consultation::ports::ConsultationRepository;
 use crate::contact::{DisplayName, EmailAddress};
 use crate::error::BillingError;
@@ -35,7 +36,6 @@ use crate::repository::RepositoryError;
 use crate::secrets::PayToken;
 use crate::system::{Clock, IdGenerator, PayLinkSigner, now_micros};
 use crate::video::PassSigner;
-use crate::consultation::policy::{AcceptedTerms, CancellationPolicy};
 
 /// How the consultation is paid, as chosen when scheduling.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -483,7 +483,10 @@ impl std::fmt::Debug for PatientService {
 }
 
 impl PatientService {
-    pub(crate) async fn find(&self, token: &str) -> Result<(PayToken, ConsultationRecord), BillingError> {
+    pub(crate) async fn find(
+        &self,
+        token: &str,
+    ) -> Result<(PayToken, ConsultationRecord), BillingError> {
         let token = PayToken::parse(token).map_err(|_| BillingError::NotFound("pay link"))?;
         let record = match self.consultations.find_by_pay_token(&token.hash()).await {
             Err(RepositoryError::NotFound) => return Err(BillingError::NotFound("pay link")),
@@ -538,7 +541,10 @@ impl PatientService {
         let can_cancel = c.status == ConsultationStatus::Scheduled
             && c.started_at.is_none()
             && now < c.starts_at
-            && record.payment.as_ref().is_none_or(|p| p.captured().is_none());
+            && record
+                .payment
+                .as_ref()
+                .is_none_or(|p| p.captured().is_none());
         Ok(PayPage {
             cancel_is_free: crate::consultation::day::cancelling_is_free(&record, now),
             policy: *practitioner.preferences.cancellation(),
@@ -568,10 +574,10 @@ impl PatientService {
     fn payable(&self, record: &ConsultationRecord, now: DateTime<Utc>) -> bool {
         record.consultation.status == ConsultationStatus::Scheduled
             && record.payment.as_ref().is_some_and(|p| match p.status() {
-            PaymentStatus::Incomplete | PaymentStatus::Failed => true,
-            PaymentStatus::Expired => record.is_ahead(now, self.config.open_after_start),
-            _ => false,
-        })
+                PaymentStatus::Incomplete | PaymentStatus::Failed => true,
+                PaymentStatus::Expired => record.is_ahead(now, self.config.open_after_start),
+                _ => false,
+            })
     }
 
     /// When the hold of `record` is taken, if later than now: `hold_lead` before the

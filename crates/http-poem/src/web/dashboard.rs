@@ -11,7 +11,6 @@ use billing_core::consultation::model::{
 };
 use billing_core::consultation::policy::MissedFee;
 use billing_core::consultation::service::{PaymentChoice, ScheduleRequest};
-use billing_core::video::Pass;
 use billing_core::fees::{FeePreset, FeeSchedule};
 use billing_core::gateway::RefundStatus;
 use billing_core::ids::{ConsultationId, PaymentId, PractitionerId, ServiceId};
@@ -26,6 +25,7 @@ use billing_core::practitioner::service::{
     CancellationInput, FeeScheduleInput, MissedFeeInput, PreferencesInput, ServicePatch,
 };
 use billing_core::receipt::{DocumentKind, DocumentRef};
+use billing_core::video::Pass;
 use billing_core::{BillingError, Lang};
 use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -1201,14 +1201,14 @@ fn policy_input(form: &PrefsForm) -> Result<Option<CancellationInput>, BillingEr
     if form.missed_fee.is_empty() && form.free_hours.trim().is_empty() {
         return Ok(None);
     }
-    let free_hours = form
-        .free_hours
-        .trim()
-        .parse::<u32>()
-        .map_err(|_| BillingError::Validation {
-            field: "free_cancellation_hours",
-            message: "a whole number of hours".into(),
-        })?;
+    let free_hours =
+        form.free_hours
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| BillingError::Validation {
+                field: "free_cancellation_hours",
+                message: "a whole number of hours".into(),
+            })?;
     let fee = match form.missed_fee.as_str() {
         "fixed" => MissedFeeInput::Fixed(AmountInput::parse(&form.missed_fee_amount, None)?),
         "full_hold" => MissedFeeInput::FullHold,
@@ -1767,18 +1767,19 @@ impl DayBlock {
         record: &ConsultationRecord,
         payment: &Payment,
         may: impl Fn(Action) -> bool,
-        now: DateTime<Utc>,
-        config: &billing_core::BillingConfig,
-        t: &Texts,
-        tz: Tz,
-        lang: Lang,
+        s: &Staff,
+        state: &HttpState,
     ) -> DayBlock {
+        let (t, tz, lang) = (s.ctx.t, s.tz(), s.ctx.lang);
+        let (now, config) = (state.now(), &state.billing.config);
         let c = &record.consultation;
         let date = |at: DateTime<Utc>| format::datetime_short(at, tz, lang);
         let scheduled = c.status == ConsultationStatus::Scheduled;
         let settled = payment.captured().is_some();
         let (opens_at, closes_at) = pass_window(c, config);
-        let held = payment.authorized().filter(|_| payment.status() == PaymentStatus::Authorized);
+        let held = payment
+            .authorized()
+            .filter(|_| payment.status() == PaymentStatus::Authorized);
         let fee = held.and_then(|h| payment.terms().and_then(|t| t.fee_for(h)));
         let mut facts = Vec::new();
         match c.status {
@@ -1817,7 +1818,10 @@ impl DayBlock {
                 && !settled
                 && c.started_at.is_none(),
             reschedule_at: format::datetime_input(c.starts_at, tz),
-            can_no_show: may(Action::ChargeMissedFee) && scheduled && !settled && now >= c.starts_at,
+            can_no_show: may(Action::ChargeMissedFee)
+                && scheduled
+                && !settled
+                && now >= c.starts_at,
             no_show_help: match fee {
                 Some(f) => t.day_no_show_fee.replace("{fee}", &format::money(&f, lang)),
                 None => t.day_no_fee.to_owned(),
@@ -2033,16 +2037,7 @@ async fn payment_response(
                         | PaymentStatus::Authorized
                 ),
             patient_email: patient_email.unwrap_or_default(),
-            day: DayBlock::of(
-                &record,
-                &payment,
-                may,
-                state.now(),
-                &state.billing.config,
-                t,
-                tz,
-                lang,
-            ),
+            day: DayBlock::of(&record, &payment, may, s, state),
             pay_link,
             documents: documents
                 .iter()
@@ -2374,7 +2369,6 @@ pub async fn refund_submit(
     }
 }
 
-
 // ---- the consultation's day -----------------------------------------------------------
 
 #[derive(Debug, Deserialize)]
@@ -2394,7 +2388,12 @@ async fn day_back(state: &HttpState, s: &Staff, id: ConsultationId, flash: &str)
 }
 
 /// A refused day action: on the payment page with the reason, else a message.
-async fn day_refused(state: &HttpState, s: &Staff, id: ConsultationId, e: BillingError) -> Response {
+async fn day_refused(
+    state: &HttpState,
+    s: &Staff,
+    id: ConsultationId,
+    e: BillingError,
+) -> Response {
     let status = status_of(&e);
     match state.billing.scheduling.get(&s.actor, id).await {
         Ok(ConsultationRecord {
@@ -2421,7 +2420,9 @@ async fn day_refused(state: &HttpState, s: &Staff, id: ConsultationId, e: Billin
 }
 
 fn consultation_id(text: &str) -> Option<ConsultationId> {
-    text.parse::<uuid::Uuid>().ok().map(ConsultationId::from_uuid)
+    text.parse::<uuid::Uuid>()
+        .ok()
+        .map(ConsultationId::from_uuid)
 }
 
 /// "Démarrer la téléconsultation": the patient's waiting room offers to join, and
@@ -2518,7 +2519,12 @@ pub async fn cancellation_fee_submit(
     let Some(id) = consultation_id(&id) else {
         return Problem::not_found().into_response();
     };
-    match state.billing.day.charge_cancellation_fee(&s.actor, id).await {
+    match state
+        .billing
+        .day
+        .charge_cancellation_fee(&s.actor, id)
+        .await
+    {
         Ok(_) => day_back(state, &s, id, "fee_charged").await,
         Err(e) => day_refused(state, &s, id, e).await,
     }

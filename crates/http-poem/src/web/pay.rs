@@ -398,6 +398,9 @@ struct WaitingTemplate {
     starts_at: String,
     /// RFC 3339, for the countdown.
     starts_at_iso: String,
+    /// The server's time when the page was made (RFC 3339): the countdown follows
+    /// the server's clock, not the device's.
+    now_iso: String,
     started: bool,
     /// A video platform is set up: "Join" opens its room with the patient's pass.
     video: bool,
@@ -428,6 +431,7 @@ pub async fn waiting_room_page(
         practitioner: page.practitioner_name.as_str().to_owned(),
         starts_at: format::datetime_zoned(c.starts_at, page.time_zone.tz(), ctx.lang),
         starts_at_iso: c.starts_at.to_rfc3339(),
+        now_iso: state.now().to_rfc3339(),
         started: c.started_at.is_some(),
         video: state.billing.config.video_url.is_some(),
     })
@@ -437,11 +441,7 @@ pub async fn waiting_room_page(
 /// or when the pass is refused (too early, not paid, over), back to the waiting room
 /// or the pay page.
 #[handler]
-pub async fn join(
-    ctx: Ctx,
-    Path(token): Path<String>,
-    Data(state): Data<&HttpState>,
-) -> Response {
+pub async fn join(ctx: Ctx, Path(token): Path<String>, Data(state): Data<&HttpState>) -> Response {
     match state.billing.patients.pass(&token).await {
         Ok(pass) => match pass.url {
             Some(url) => Redirect::see_other(url).into_response(),

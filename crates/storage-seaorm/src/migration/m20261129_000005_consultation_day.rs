@@ -46,7 +46,9 @@ enum Payments {
 impl Migration {
     fn consultation_columns() -> Vec<ColumnDef> {
         vec![
-            string(Consultations::Status).default("scheduled").to_owned(),
+            string(Consultations::Status)
+                .default("scheduled")
+                .to_owned(),
             timestamp_with_time_zone_null(Consultations::StatusAt),
             string_null(Consultations::CancelledBy),
             boolean(Consultations::CancellationLate)
@@ -58,7 +60,9 @@ impl Migration {
 
     fn practitioner_columns() -> Vec<ColumnDef> {
         vec![
-            integer(Practitioners::CancelFreeHours).default(24).to_owned(),
+            integer(Practitioners::CancelFreeHours)
+                .default(24)
+                .to_owned(),
             string(Practitioners::MissedFee).default("none").to_owned(),
             big_integer_null(Practitioners::MissedFeeMinor),
         ]

@@ -3,10 +3,10 @@
 use async_trait::async_trait;
 use billing_core::audit::AuditEntry;
 use billing_core::consultation::model::{Consultation, ConsultationRecord};
-use billing_core::payment::ports::ChangeLog;
 use billing_core::consultation::ports::ConsultationRepository;
 use billing_core::ids::{ConsultationId, PractitionerId};
 use billing_core::outbox::Message;
+use billing_core::payment::ports::ChangeLog;
 use billing_core::repository::RepositoryError;
 use billing_core::secrets::TokenHash;
 use chrono::{DateTime, Utc};
@@ -123,7 +123,10 @@ impl ConsultationRepository for Store {
             let written = consultation::Entity::update_many()
                 .col_expr(consultation::Column::Status, Expr::value(row.status))
                 .col_expr(consultation::Column::StatusAt, Expr::value(row.status_at))
-                .col_expr(consultation::Column::CancelledBy, Expr::value(row.cancelled_by))
+                .col_expr(
+                    consultation::Column::CancelledBy,
+                    Expr::value(row.cancelled_by),
+                )
                 .col_expr(
                     consultation::Column::CancellationLate,
                     Expr::value(row.cancellation_late),

@@ -11,7 +11,10 @@ use chrono::Duration;
 /// 25.00 EUR held, the patient having accepted "free until 24 h, then `fee`".
 fn held_with_fee(fee: MissedFee) -> Payment {
     let policy = CancellationPolicy::new(24, fee).unwrap();
-    authorized().with_terms(AcceptedTerms::of(&policy, eur(2500), Lang::Fr, now()), now())
+    authorized().with_terms(
+        AcceptedTerms::of(&policy, eur(2500), Lang::Fr, now()),
+        now(),
+    )
 }
 
 /// A signer that records what it signed.
@@ -37,14 +40,55 @@ fn at(m: &mut Mocks, offset: Duration) {
 
 #[tokio::test]
 async fn a_pass_only_once_paid_within_the_window_and_not_after_the_act() {
-    let table: Vec<(&str, Option<Payment>, Duration, Result<(), &str>)> = vec![
-        ("not paid", Some(incomplete()), Duration::zero(), Err("payment_required")),
-        ("held, early", Some(authorized()), -Duration::minutes(16), Err("too_early")),
-        ("held, window open", Some(authorized()), -Duration::minutes(15), Ok(())),
-        ("held, late", Some(authorized()), Duration::minutes(59), Ok(())),
-        ("held, over", Some(authorized()), Duration::minutes(60), Err("consultation_over")),
-        ("act validated", Some(captured(1800)), Duration::zero(), Err("consultation_over")),
-        ("hold released", Some(released()), Duration::zero(), Err("payment_required")),
+    type Case = (
+        &'static str,
+        Option<Payment>,
+        Duration,
+        Result<(), &'static str>,
+    );
+    let table: Vec<Case> = vec![
+        (
+            "not paid",
+            Some(incomplete()),
+            Duration::zero(),
+            Err("payment_required"),
+        ),
+        (
+            "held, early",
+            Some(authorized()),
+            -Duration::minutes(16),
+            Err("too_early"),
+        ),
+        (
+            "held, window open",
+            Some(authorized()),
+            -Duration::minutes(15),
+            Ok(()),
+        ),
+        (
+            "held, late",
+            Some(authorized()),
+            Duration::minutes(59),
+            Ok(()),
+        ),
+        (
+            "held, over",
+            Some(authorized()),
+            Duration::minutes(60),
+            Err("consultation_over"),
+        ),
+        (
+            "act validated",
+            Some(captured(1800)),
+            Duration::zero(),
+            Err("consultation_over"),
+        ),
+        (
+            "hold released",
+            Some(released()),
+            Duration::zero(),
+            Err("payment_required"),
+        ),
         ("no payment needed", None, Duration::zero(), Ok(())),
     ];
     for (case, payment, offset, expected) in table {
@@ -71,7 +115,12 @@ async fn no_pass_for_a_cancelled_or_missed_consultation_nor_without_a_platform()
     let mut m = Mocks::new();
     at(&mut m, Duration::zero());
     m.consultation_is(&record(Some(authorized())));
-    let e = m.build().patients.pass(pay_token().expose()).await.unwrap_err();
+    let e = m
+        .build()
+        .patients
+        .pass(pay_token().expose())
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), "video_not_configured");
 
     let mut r = record(Some(authorized()));
@@ -84,7 +133,12 @@ async fn no_pass_for_a_cancelled_or_missed_consultation_nor_without_a_platform()
     at(&mut m, Duration::zero());
     m.consultation_is(&r);
     m.passes = Some(MockPassSigner::new());
-    let e = m.build().patients.pass(pay_token().expose()).await.unwrap_err();
+    let e = m
+        .build()
+        .patients
+        .pass(pay_token().expose())
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), "consultation_cancelled");
 }
 
@@ -115,7 +169,11 @@ async fn a_late_cancellation_is_recorded_for_the_practitioner_to_decide() {
             && log.history[0].amount == Some(eur(1500))
     });
     // Nothing is released: the gateway and the payment are not touched.
-    m.build().patients.cancel(pay_token().expose()).await.unwrap();
+    m.build()
+        .patients
+        .cancel(pay_token().expose())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -123,13 +181,23 @@ async fn cancelling_closes_at_the_start_and_never_undoes_a_validated_act() {
     let mut m = Mocks::new();
     at(&mut m, Duration::zero());
     m.consultation_is(&record(Some(authorized())));
-    let e = m.build().patients.cancel(pay_token().expose()).await.unwrap_err();
+    let e = m
+        .build()
+        .patients
+        .cancel(pay_token().expose())
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), "cancellation_closed");
 
     let mut m = Mocks::new();
     at(&mut m, -Duration::hours(2));
     m.consultation_is(&record(Some(captured(2500))));
-    let e = m.build().patients.cancel(pay_token().expose()).await.unwrap_err();
+    let e = m
+        .build()
+        .patients
+        .cancel(pay_token().expose())
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), "already_settled");
 }
 
@@ -150,7 +218,10 @@ async fn the_day_is_the_practitioners_secretaries_cancel_and_reschedule_only() {
             "start" => day.start(&sec, CONSULTATION).await.map(|_| ()),
             "pass" => day.pass(&sec, CONSULTATION).await.map(|_| ()),
             "no_show" => day.no_show(&sec, CONSULTATION).await.map(|_| ()),
-            _ => day.charge_cancellation_fee(&sec, CONSULTATION).await.map(|_| ()),
+            _ => day
+                .charge_cancellation_fee(&sec, CONSULTATION)
+                .await
+                .map(|_| ()),
         }
         .unwrap_err();
         assert_eq!(e.code(), expected, "{what}");
@@ -158,7 +229,12 @@ async fn the_day_is_the_practitioners_secretaries_cancel_and_reschedule_only() {
     // Another practitioner's consultation does not exist for them.
     let mut m = Mocks::new();
     m.consultation_is(&record(Some(authorized())));
-    let e = m.build().day.cancel(&other_dr(), CONSULTATION).await.unwrap_err();
+    let e = m
+        .build()
+        .day
+        .cancel(&other_dr(), CONSULTATION)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), "not_found");
 }
 
@@ -192,13 +268,21 @@ async fn the_patient_is_marked_absent_only_from_the_start() {
     let mut m = Mocks::new();
     at(&mut m, -Duration::minutes(1));
     m.consultation_is(&record(Some(held_with_fee(MissedFee::FullHold))));
-    let e = m.build().day.no_show(&dr(), CONSULTATION).await.unwrap_err();
+    let e = m
+        .build()
+        .day
+        .no_show(&dr(), CONSULTATION)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), "too_early");
 }
 
 #[test]
 fn the_fee_is_what_the_patient_accepted_never_above_what_is_held() {
-    assert_eq!(missed_fee(&held_with_fee(MissedFee::FullHold)), Some(eur(2500)));
+    assert_eq!(
+        missed_fee(&held_with_fee(MissedFee::FullHold)),
+        Some(eur(2500))
+    );
     assert_eq!(
         missed_fee(&held_with_fee(MissedFee::Fixed(eur(3000)))),
         Some(eur(2500))

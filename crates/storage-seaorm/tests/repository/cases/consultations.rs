@@ -309,10 +309,18 @@ pub async fn the_day_of_a_consultation_is_written_conditionally_with_its_history
         ..ChangeLog::default()
     };
     store.update_day(&started, &before, &log).await.unwrap();
-    let read = ConsultationRepository::get(&store, before.id).await.unwrap();
+    let read = ConsultationRepository::get(&store, before.id)
+        .await
+        .unwrap();
     assert_eq!(read.consultation, started);
     assert_eq!(
-        store.history(payment.id()).await.unwrap().last().unwrap().event,
+        store
+            .history(payment.id())
+            .await
+            .unwrap()
+            .last()
+            .unwrap()
+            .event,
         "rescheduled"
     );
     // A writer that read the day before is refused and writes nothing.
