@@ -68,10 +68,15 @@ pub enum MessageKind {
     RefundFailed,
     /// To the practitioner: a dispute was opened.
     DisputeOpened,
+    /// To the patient: the consultation is cancelled (by either side), and what
+    /// becomes of the hold.
+    Cancelled,
+    /// To the patient: the consultation was moved.
+    Rescheduled,
 }
 
 impl MessageKind {
-    pub const ALL: [MessageKind; 8] = [
+    pub const ALL: [MessageKind; 10] = [
         MessageKind::PayLink,
         MessageKind::HoldPlaced,
         MessageKind::Receipt,
@@ -80,6 +85,8 @@ impl MessageKind {
         MessageKind::HoldExpiring,
         MessageKind::RefundFailed,
         MessageKind::DisputeOpened,
+        MessageKind::Cancelled,
+        MessageKind::Rescheduled,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -92,6 +99,8 @@ impl MessageKind {
             MessageKind::HoldExpiring => "hold_expiring",
             MessageKind::RefundFailed => "refund_failed",
             MessageKind::DisputeOpened => "dispute_opened",
+            MessageKind::Cancelled => "cancelled",
+            MessageKind::Rescheduled => "rescheduled",
         }
     }
 }

@@ -405,7 +405,7 @@ pub struct PayLinkView {
 pub struct MessageView {
     pub id: Uuid,
     /// pay_link, hold_placed, receipt, credit_note, authorize_again, hold_expiring,
-    /// refund_failed, dispute_opened.
+    /// refund_failed, dispute_opened, cancelled, rescheduled.
     pub kind: String,
     pub consultation_id: Option<Uuid>,
     pub to: String,

@@ -562,6 +562,27 @@ async fn the_practice_cancels_and_reschedules_inside_and_beyond_the_holds_life()
             "validation_failed",
         );
 
+        // The patient was told each time, in their language, with their link.
+        let (_, messages) = app.get("/api/v1/messages", Some(&dr.token)).await;
+        let kinds: Vec<(String, String)> = messages
+            .as_array()
+            .expect("messages")
+            .iter()
+            .map(|m| (s(&m["kind"]), plain(&s(&m["subject"]))))
+            .collect();
+        assert!(
+            kinds
+                .iter()
+                .any(|(k, subject)| k == "cancelled"
+                    && subject.starts_with("Téléconsultation annulée")),
+            "{kinds:?}"
+        );
+        assert!(
+            kinds.iter().any(|(k, subject)| k == "rescheduled"
+                && subject.starts_with("Téléconsultation déplacée au")),
+            "{kinds:?}"
+        );
+
         // Beyond it: renewed in time with the saved card, by the hold jobs.
         let later = app.clock_now() + Duration::days(10);
         let (status, moved) = app

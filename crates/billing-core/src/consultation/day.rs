@@ -26,6 +26,7 @@ use crate::consultation::service::PatientService;
 use crate::error::BillingError;
 use crate::ids::ConsultationId;
 use crate::money::Money;
+use crate::outbox::{Message, compose};
 use crate::payment::ledger::Ledger;
 use crate::payment::model::{Payment, PaymentStatus};
 use crate::payment::ports::{ChangeLog, HistoryEntry};
@@ -132,6 +133,8 @@ struct DayChange {
     amount: Option<Money>,
     action: AuditAction,
     detail: String,
+    /// What the patient is told (queued in the same transaction).
+    messages: Vec<Message>,
 }
 
 /// Writes the consultation's new day with what it records, conditionally on the day
@@ -149,6 +152,7 @@ async fn write_day(
         amount,
         action,
         detail,
+        messages,
     } = change;
     let c = &record.consultation;
     let log = ChangeLog {
@@ -170,6 +174,7 @@ async fn write_day(
                 .subject(c.id.as_uuid())
                 .detail(detail),
         ],
+        messages,
         ..ChangeLog::default()
     };
     match consultations.update_day(next, c, &log).await {
@@ -243,6 +248,11 @@ impl PatientService {
         } else {
             ("cancelled", "by the patient, free".to_owned())
         };
+        let practitioner = self.practitioners.get(c.practitioner).await?;
+        let told = ConsultationRecord {
+            consultation: next.clone(),
+            payment: record.payment.clone(),
+        };
         write_day(
             self.consultations.as_ref(),
             &record,
@@ -252,6 +262,9 @@ impl PatientService {
                 amount: if late { fee } else { None },
                 action: AuditAction::ConsultationCancelled,
                 detail,
+                messages: compose::cancelled(&told, &practitioner, self.ledger.ids.new_id(), now)
+                    .into_iter()
+                    .collect(),
             },
             &AuditActor::Patient,
             now,
@@ -408,6 +421,7 @@ impl DayService {
                     amount: None,
                     action: AuditAction::ConsultationStarted,
                     detail: String::new(),
+                    messages: Vec::new(),
                 },
                 &AuditActor::of(actor),
                 now,
@@ -482,6 +496,11 @@ impl DayService {
             }),
             ..c.clone()
         };
+        let practitioner = self.practitioners.get(c.practitioner).await?;
+        let told = ConsultationRecord {
+            consultation: next.clone(),
+            payment: record.payment.clone(),
+        };
         write_day(
             self.consultations.as_ref(),
             &record,
@@ -491,6 +510,9 @@ impl DayService {
                 amount: None,
                 action: AuditAction::ConsultationCancelled,
                 detail: "by the practice".to_owned(),
+                messages: compose::cancelled(&told, &practitioner, self.ledger().ids.new_id(), now)
+                    .into_iter()
+                    .collect(),
             },
             &who,
             now,
@@ -528,6 +550,11 @@ impl DayService {
             starts_at,
             ..c.clone()
         };
+        let practitioner = self.practitioners.get(c.practitioner).await?;
+        let told = ConsultationRecord {
+            consultation: next.clone(),
+            payment: record.payment.clone(),
+        };
         write_day(
             self.consultations.as_ref(),
             &record,
@@ -537,6 +564,15 @@ impl DayService {
                 amount: None,
                 action: AuditAction::Rescheduled,
                 detail: format!("{} → {}", c.starts_at.to_rfc3339(), starts_at.to_rfc3339()),
+                messages: compose::rescheduled(
+                    &told,
+                    &practitioner,
+                    c.starts_at,
+                    self.ledger().ids.new_id(),
+                    now,
+                )
+                .into_iter()
+                .collect(),
             },
             &AuditActor::of(actor),
             now,
@@ -611,6 +647,7 @@ impl DayService {
                         amount: fee,
                         action: AuditAction::NoShow,
                         detail: fee.map_or_else(|| "no fee".to_owned(), |f| format!("fee {f}")),
+                        messages: Vec::new(),
                     },
                     &who,
                     now,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{AttachmentRef, Message, MessageKind, PAY_URL, PUBLIC_URL};
-use crate::consultation::model::ConsultationRecord;
+use crate::consultation::model::{CancelledBy, ConsultationRecord, ConsultationStatus};
 use crate::format;
 use crate::ids::RefundId;
 use crate::payment::model::{Lang, Payment, PaymentStatus};
@@ -161,6 +161,140 @@ pub fn pay_link(
         ),
         attachment: None,
         dedupe: dedupe.to_owned(),
+        created_at: now,
+    })
+}
+
+/// To the patient, if they gave an address: their consultation is cancelled, and
+/// what becomes of the hold (released, or — cancelled late by them — the
+/// practitioner decides on the fee they accepted).
+pub(crate) fn cancelled(
+    record: &ConsultationRecord,
+    practitioner: &Practitioner,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Option<Message> {
+    let c = &record.consultation;
+    let ConsultationStatus::Cancelled(cancellation) = c.status else {
+        return None;
+    };
+    let to = c.patient.email.clone()?;
+    let lang = c.lang;
+    let facts = Facts {
+        record,
+        practitioner,
+    };
+    let (dr, patient) = (&practitioner.name, &c.patient.display_name);
+    let when = facts.when(lang);
+    let held = record.payment.as_ref().is_some_and(|p| {
+        matches!(
+            p.status(),
+            PaymentStatus::Authorized | PaymentStatus::CardSaved
+        )
+    });
+    let (fr, en) = match (cancellation.by, cancellation.late) {
+        (CancelledBy::Practice, _) => (
+            format!("{dr} a annulé votre téléconsultation du {when}."),
+            format!("{dr} cancelled your teleconsultation of {when}."),
+        ),
+        (CancelledBy::Patient, _) => (
+            format!("Votre annulation de la téléconsultation du {when} avec {dr} est enregistrée."),
+            format!("Your cancellation of the teleconsultation of {when} with {dr} is recorded."),
+        ),
+    };
+    let (fr_money, en_money) = match (held, cancellation.late) {
+        (false, _) => (String::new(), String::new()),
+        (true, false) => (
+            "\n\nL'empreinte bancaire est libérée : rien n'est débité.".to_owned(),
+            "\n\nThe card hold is released: nothing is charged.".to_owned(),
+        ),
+        (true, true) => (
+            "\n\nVous avez annulé après le délai d'annulation gratuite : votre praticien \
+             décidera s'il débite les frais que vous avez acceptés."
+                .to_owned(),
+            "\n\nYou cancelled after the free cancellation window: your practitioner will \
+             decide whether to charge the fee you accepted."
+                .to_owned(),
+        ),
+    };
+    Some(Message {
+        id,
+        kind: MessageKind::Cancelled,
+        practitioner: practitioner.id,
+        consultation: Some(c.id),
+        to,
+        lang,
+        subject: fr_en(
+            lang,
+            format!(
+                "Téléconsultation annulée – {}",
+                facts.day(c.starts_at, lang)
+            ),
+            format!(
+                "Teleconsultation cancelled – {}",
+                facts.day(c.starts_at, lang)
+            ),
+        ),
+        body: fr_en(
+            lang,
+            format!("Bonjour {patient},\n\n{fr}{fr_money}\n"),
+            format!("Hello {patient},\n\n{en}{en_money}\n"),
+        ),
+        attachment: None,
+        dedupe: format!("cancelled:{}", c.id),
+        created_at: now,
+    })
+}
+
+/// To the patient, if they gave an address: their consultation moved from
+/// `previous` to its new time; the same link still opens it.
+pub(crate) fn rescheduled(
+    record: &ConsultationRecord,
+    practitioner: &Practitioner,
+    previous: DateTime<Utc>,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Option<Message> {
+    let c = &record.consultation;
+    let to = c.patient.email.clone()?;
+    let lang = c.lang;
+    let facts = Facts {
+        record,
+        practitioner,
+    };
+    let tz = practitioner.time_zone.tz();
+    let (dr, patient) = (&practitioner.name, &c.patient.display_name);
+    let (was, when) = (format::datetime_zoned(previous, tz, lang), facts.when(lang));
+    Some(Message {
+        id,
+        kind: MessageKind::Rescheduled,
+        practitioner: practitioner.id,
+        consultation: Some(c.id),
+        to,
+        lang,
+        subject: fr_en(
+            lang,
+            format!(
+                "Téléconsultation déplacée au {}",
+                facts.day(c.starts_at, lang)
+            ),
+            format!("Teleconsultation moved to {}", facts.day(c.starts_at, lang)),
+        ),
+        body: fr_en(
+            lang,
+            format!(
+                "Bonjour {patient},\n\n\
+                 Votre téléconsultation avec {dr}, prévue le {was}, est déplacée au {when}.\n\n\
+                 Votre lien reste le même :\n{PAY_URL}\n"
+            ),
+            format!(
+                "Hello {patient},\n\n\
+                 Your teleconsultation with {dr}, planned on {was}, is moved to {when}.\n\n\
+                 Your link stays the same:\n{PAY_URL}\n"
+            ),
+        ),
+        attachment: None,
+        dedupe: format!("rescheduled:{}:{}", c.id, c.starts_at.timestamp()),
         created_at: now,
     })
 }

@@ -156,6 +156,7 @@ async fn a_late_cancellation_is_recorded_for_the_practitioner_to_decide() {
     let mut m = Mocks::new();
     at(&mut m, -Duration::hours(3));
     m.consultation_is(&record(Some(held_with_fee(MissedFee::Fixed(eur(1500))))));
+    m.practitioner_is(&practitioner());
     expect_day(&mut m, |next, log| {
         matches!(
             next.status,
@@ -167,6 +168,8 @@ async fn a_late_cancellation_is_recorded_for_the_practitioner_to_decide() {
         ) && log.history.len() == 1
             && log.history[0].event == "cancelled_late"
             && log.history[0].amount == Some(eur(1500))
+            // The patient gave no address: nothing to send.
+            && log.messages.is_empty()
     });
     // Nothing is released: the gateway and the payment are not touched.
     m.build()
@@ -247,10 +250,19 @@ async fn a_secretary_reschedules_and_learns_whether_the_hold_still_covers() {
     ];
     for (case, later, coverage) in table {
         let mut m = Mocks::new();
-        m.consultation_is(&record(Some(authorized())));
+        let mut with_address = record(Some(authorized()));
+        with_address.consultation.patient.email =
+            Some(crate::contact::EmailAddress::parse("martin@example.org").unwrap());
+        m.consultation_is(&with_address);
+        m.practitioner_is(&practitioner());
         let new_start = now() + Duration::days(1) + later;
         expect_day(&mut m, move |next, log| {
-            next.starts_at == new_start && log.history[0].event == "rescheduled"
+            next.starts_at == new_start
+                && log.history[0].event == "rescheduled"
+                // The patient is told, with the link (filled in when sent).
+                && log.messages.len() == 1
+                && log.messages[0].body.contains(crate::outbox::PAY_URL)
+                && log.messages[0].dedupe == format!("rescheduled:{CONSULTATION}:{}", new_start.timestamp())
         });
         let done = m
             .build()
