@@ -145,9 +145,13 @@ pub struct Config {
     /// at least 32 characters).
     pub video_jwt_secret: Option<Secret>,
     /// `CONSULTPAY_VIDEO_JWT_KEYS`: signs passes with EdDSA instead: `kid=path.pem`
-    /// pairs separated by commas, Ed25519 PKCS#8 PEM files; the first signs, all are
-    /// published at `/.well-known/jwks.json`.
+    /// pairs separated by commas, Ed25519 PKCS#8 PEM files; all are published at
+    /// `/.well-known/jwks.json`, the first (or `CONSULTPAY_VIDEO_JWT_SIGNING_KID`) signs.
     pub video_jwt_keys: Option<String>,
+    /// `CONSULTPAY_VIDEO_JWT_SIGNING_KID`: which of `CONSULTPAY_VIDEO_JWT_KEYS` signs
+    /// (default: the first); the others are only published (a new key, before it
+    /// signs; an old one, until its passes have expired).
+    pub video_jwt_signing_kid: Option<String>,
     /// `CONSULTPAY_VIDEO_JWT_ISSUER`: the passes' `iss` (Jitsi's `app_id`).
     pub video_jwt_issuer: String,
     /// `CONSULTPAY_VIDEO_JWT_AUDIENCE`: the passes' `aud`.
@@ -202,6 +206,7 @@ pub const ENV: &[(&str, &str)] = &[
     ("CONSULTPAY_VIDEO_URL", "video_url"),
     ("CONSULTPAY_VIDEO_JWT_SECRET", "video_jwt_secret"),
     ("CONSULTPAY_VIDEO_JWT_KEYS", "video_jwt_keys"),
+    ("CONSULTPAY_VIDEO_JWT_SIGNING_KID", "video_jwt_signing_kid"),
     ("CONSULTPAY_VIDEO_JWT_ISSUER", "video_jwt_issuer"),
     ("CONSULTPAY_VIDEO_JWT_AUDIENCE", "video_jwt_audience"),
     ("CONSULTPAY_VIDEO_JWT_SUBJECT", "video_jwt_subject"),
@@ -243,6 +248,7 @@ impl Default for Config {
             video_url: None,
             video_jwt_secret: None,
             video_jwt_keys: None,
+            video_jwt_signing_kid: None,
             video_jwt_issuer: "consultpay".into(),
             video_jwt_audience: "jitsi".into(),
             video_jwt_subject: None,
@@ -379,10 +385,18 @@ impl Config {
                     "expected an http(s):// URL with {room} (and {jwt}), e.g. https://meet.example.org/{room}?jwt={jwt}",
                 );
             }
-            if url.contains("{jwt}") && !self.video_signing() {
+            // Rooms are named by the signer, and a room anyone can enter without a pass
+            // would let in a patient who never paid.
+            if !self.video_signing() {
                 return invalid(
                     "CONSULTPAY_VIDEO_URL",
-                    "{jwt} needs CONSULTPAY_VIDEO_JWT_SECRET or CONSULTPAY_VIDEO_JWT_KEYS",
+                    "needs CONSULTPAY_VIDEO_JWT_SECRET or CONSULTPAY_VIDEO_JWT_KEYS (the platform must check the pass)",
+                );
+            }
+            if !url.contains("{jwt}") {
+                return invalid(
+                    "CONSULTPAY_VIDEO_URL",
+                    "must carry the pass: {jwt}, e.g. https://meet.example.org/{room}?jwt={jwt}",
                 );
             }
         }
@@ -571,6 +585,55 @@ mod tests {
             assert_eq!(c.listen.to_string(), "127.0.0.1:9100");
             assert!(!c.demo);
             assert!(!c.sandbox());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_video_room_needs_a_pass_the_platform_checks() {
+        let refused = |vars: &[(&str, &str)]| {
+            let mut err = String::new();
+            Jail::expect_with(|jail| {
+                for (k, v) in vars {
+                    jail.set_env(k, v);
+                }
+                err = Config::load(None).unwrap_err().to_string();
+                Ok(())
+            });
+            err
+        };
+        let url = "https://meet.example.org/{room}?jwt={jwt}";
+        let secret = "a jitsi app_secret of 32 bytes or more";
+        for (vars, variable) in [
+            (vec![("CONSULTPAY_VIDEO_URL", url)], "CONSULTPAY_VIDEO_URL"),
+            (
+                vec![
+                    ("CONSULTPAY_VIDEO_URL", "https://meet.example.org/{room}"),
+                    ("CONSULTPAY_VIDEO_JWT_SECRET", secret),
+                ],
+                "CONSULTPAY_VIDEO_URL",
+            ),
+            (
+                vec![("CONSULTPAY_VIDEO_JWT_SECRET", "short")],
+                "CONSULTPAY_VIDEO_JWT_SECRET",
+            ),
+            (
+                vec![
+                    ("CONSULTPAY_VIDEO_JWT_SECRET", secret),
+                    ("CONSULTPAY_VIDEO_JWT_KEYS", "k1=/etc/k1.pem"),
+                ],
+                "CONSULTPAY_VIDEO_JWT_KEYS",
+            ),
+        ] {
+            let err = refused(&vars);
+            assert!(err.starts_with(variable), "{vars:?}: {err}");
+        }
+        Jail::expect_with(|jail| {
+            jail.set_env("CONSULTPAY_VIDEO_URL", url);
+            jail.set_env("CONSULTPAY_VIDEO_JWT_SECRET", secret);
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.video_subject(), "meet.example.org");
+            assert_eq!(c.billing().video_url.as_deref(), Some(url));
             Ok(())
         });
     }

@@ -315,7 +315,6 @@ pub fn log_jobs(report: &ReconcileReport) {
     }
 }
 
-/// The mailer of `CONSULTPAY_SMTP_URL`, if set.
 /// Passes to the video room, when a secret or keys are configured.
 fn video_passes(config: &Config, server_secret: &[u8]) -> Result<Option<JwtPasses>, AppError> {
     let signing = if let Some(secret) = &config.video_jwt_secret {
@@ -337,7 +336,10 @@ fn video_passes(config: &Config, server_secret: &[u8]) -> Result<Option<JwtPasse
             })?;
             keys.push((kid, pem));
         }
-        Signing::Ed25519(keys)
+        Signing::Ed25519 {
+            keys,
+            signing: config.video_jwt_signing_kid.clone(),
+        }
     };
     let audience = Audience {
         issuer: config.video_jwt_issuer.clone(),
@@ -349,6 +351,7 @@ fn video_passes(config: &Config, server_secret: &[u8]) -> Result<Option<JwtPasse
         .map_err(|e| AppError::Usage(format!("video passes: {e}")))
 }
 
+/// The mailer of `CONSULTPAY_SMTP_URL`, if set.
 fn mailer(config: &Config) -> Result<Option<Arc<dyn Mailer>>, AppError> {
     let (Some(url), Some(from)) = (&config.smtp_url, &config.mail_from) else {
         return Ok(None);

@@ -359,6 +359,7 @@ pub(crate) fn record(payment: Option<Payment>) -> ConsultationRecord {
             created_at: now() - Duration::days(2),
             status: crate::consultation::model::ConsultationStatus::Scheduled,
             started_at: None,
+            rescheduled_at: None,
         },
         payment,
     }

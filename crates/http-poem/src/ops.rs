@@ -17,8 +17,9 @@ pub fn healthz() -> Json<serde_json::Value> {
 }
 
 /// The public keys that verify passes to the video room (a JSON Web Key Set; empty
-/// when passes are signed with a shared secret, or not at all). Cacheable for a few
-/// minutes: a rotated key is listed before it signs.
+/// when passes are signed with a shared secret, or not at all). Cacheable for five
+/// minutes: a new key is published (`CONSULTPAY_VIDEO_JWT_KEYS`) before it is made
+/// to sign (`CONSULTPAY_VIDEO_JWT_SIGNING_KID`).
 #[handler]
 pub fn jwks(Data(state): Data<&HttpState>) -> Response {
     let body = state

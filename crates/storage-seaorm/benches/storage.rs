@@ -84,6 +84,7 @@ fn record(p: PractitionerId) -> (ConsultationRecord, TokenHash) {
         created_at: now(),
         status: billing_core::consultation::model::ConsultationStatus::Scheduled,
         started_at: None,
+        rescheduled_at: None,
     };
     (
         ConsultationRecord {

@@ -507,6 +507,7 @@ pub(crate) fn consultation_row(c: &Consultation) -> consultation::Model {
             ConsultationStatus::Cancelled(Cancellation { late: true, .. })
         ),
         started_at: at_opt(c.started_at),
+        rescheduled_at: at_opt(c.rescheduled_at),
     }
 }
 
@@ -584,6 +585,7 @@ pub(crate) fn consultation_from_row(row: consultation::Model) -> Read<Consultati
         created_at: row.created_at,
         status,
         started_at: row.started_at,
+        rescheduled_at: row.rescheduled_at,
     })
 }
 

@@ -11,10 +11,11 @@
 //! Two ways to sign ([`Signing`]):
 //! - **HS256** with a shared secret: what Jitsi's `app_secret` expects.
 //! - **EdDSA** (Ed25519) with keys in PKCS#8 PEM files (`openssl genpkey -algorithm
-//!   ed25519`): the first key signs, every key is published by [`JwtPasses::jwks`]
-//!   (served at `/.well-known/jwks.json`), and each pass names its key (`kid`), so a
-//!   new key rotates in without breaking passes already issued: add it first, keep
-//!   the old one listed until its passes have expired.
+//!   ed25519`): every key is published by [`JwtPasses::jwks`] (served at
+//!   `/.well-known/jwks.json`), one signs (the first, or the one named), and each pass
+//!   names its key (`kid`). A new key rotates in without breaking anything: publish it
+//!   first (listed, not signing) until the platforms' JWKS caches have it, then let it
+//!   sign, and keep the old one listed until its passes have expired.
 //!
 //! Room names are `cp-` and 32 hex digits of an HMAC of the consultation id under a
 //! key derived from the server's secret: one per consultation, unguessable without
@@ -45,6 +46,8 @@ pub enum KeyError {
     NoKey,
     #[error("key id '{0}' is listed twice")]
     DuplicateKid(String),
+    #[error("the signing key '{0}' is not among the keys")]
+    UnknownSigningKid(String),
 }
 
 /// One Ed25519 key: its id, its private half for signing, its public half for the
@@ -89,17 +92,22 @@ impl EdKey {
 pub enum Signing {
     /// HS256 with the secret the video platform shares (Jitsi's `app_secret`).
     SharedSecret(Vec<u8>),
-    /// EdDSA with the first of these keys; all are published.
-    Ed25519(Vec<(String, Vec<u8>)>),
+    /// EdDSA: every key `(kid, PEM)` is published; `signing` names the one that signs
+    /// (default: the first).
+    Ed25519 {
+        keys: Vec<(String, Vec<u8>)>,
+        signing: Option<String>,
+    },
 }
 
 impl std::fmt::Debug for Signing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Signing::SharedSecret(_) => f.write_str("SharedSecret(***)"),
-            Signing::Ed25519(keys) => f
-                .debug_tuple("Ed25519")
-                .field(&keys.iter().map(|(kid, _)| kid).collect::<Vec<_>>())
+            Signing::Ed25519 { keys, signing } => f
+                .debug_struct("Ed25519")
+                .field("keys", &keys.iter().map(|(kid, _)| kid).collect::<Vec<_>>())
+                .field("signing", signing)
                 .finish(),
         }
     }
@@ -118,7 +126,11 @@ pub struct Audience {
 
 enum Signer {
     Shared(EncodingKey),
-    Ed { keys: Vec<EdKey> },
+    /// `keys[signing]` signs.
+    Ed {
+        keys: Vec<EdKey>,
+        signing: usize,
+    },
 }
 
 /// Signs passes and names rooms.
@@ -136,7 +148,7 @@ impl std::fmt::Debug for JwtPasses {
                 "signing",
                 &match &self.signer {
                     Signer::Shared(_) => "HS256".to_owned(),
-                    Signer::Ed { keys } => format!("EdDSA, kid {}", keys[0].kid),
+                    Signer::Ed { keys, signing } => format!("EdDSA, kid {}", keys[*signing].kid),
                 },
             )
             .finish_non_exhaustive()
@@ -182,7 +194,10 @@ impl JwtPasses {
                 return Err(KeyError::ShortSecret);
             }
             Signing::SharedSecret(secret) => Signer::Shared(EncodingKey::from_secret(&secret)),
-            Signing::Ed25519(list) => {
+            Signing::Ed25519 {
+                keys: list,
+                signing,
+            } => {
                 let mut keys: Vec<EdKey> = Vec::with_capacity(list.len());
                 for (kid, pem_text) in list {
                     if keys.iter().any(|k| k.kid == kid) {
@@ -193,7 +208,14 @@ impl JwtPasses {
                 if keys.is_empty() {
                     return Err(KeyError::NoKey);
                 }
-                Signer::Ed { keys }
+                let signing = match signing {
+                    None => 0,
+                    Some(kid) => keys
+                        .iter()
+                        .position(|k| k.kid == kid)
+                        .ok_or(KeyError::UnknownSigningKid(kid))?,
+                };
+                Signer::Ed { keys, signing }
             }
         };
         let mut h = Sha256::new();
@@ -211,7 +233,7 @@ impl JwtPasses {
     pub fn jwks(&self) -> JwkSet {
         let keys = match &self.signer {
             Signer::Shared(_) => Vec::new(),
-            Signer::Ed { keys } => keys
+            Signer::Ed { keys, .. } => keys
                 .iter()
                 .map(|k| Jwk {
                     common: CommonParameters {
@@ -273,10 +295,11 @@ impl PassSigner for JwtPasses {
         };
         let (header, key) = match &self.signer {
             Signer::Shared(key) => (Header::new(Algorithm::HS256), key),
-            Signer::Ed { keys } => {
+            Signer::Ed { keys, signing } => {
+                let key = &keys[*signing];
                 let mut header = Header::new(Algorithm::EdDSA);
-                header.kid = Some(keys[0].kid.clone());
-                (header, &keys[0].encoding)
+                header.kid = Some(key.kid.clone());
+                (header, &key.encoding)
             }
         };
         jsonwebtoken::encode(&header, &claims, key).map_err(|e| SignError(e.to_string()))

@@ -95,17 +95,42 @@ fn a_short_shared_secret_is_refused() {
 
 #[test]
 fn an_eddsa_pass_verifies_through_the_jwks_and_survives_a_rotation() {
-    let old = ed_pem();
+    let (old, new) = (ed_pem(), ed_pem());
     let before = JwtPasses::new(
-        Signing::Ed25519(vec![("2026-11".into(), old.clone())]),
+        Signing::Ed25519 {
+            keys: vec![("2026-11".into(), old.clone())],
+            signing: None,
+        },
         audience(),
         b"server",
     )
     .unwrap();
     let issued = before.sign(&claims(&before, true)).unwrap();
-    // A new key signs from now on; the old one stays published.
+    // The new key is published first, the old one still signs.
+    let publishing = JwtPasses::new(
+        Signing::Ed25519 {
+            keys: vec![
+                ("2026-11".into(), old.clone()),
+                ("2026-12".into(), new.clone()),
+            ],
+            signing: Some("2026-11".into()),
+        },
+        audience(),
+        b"server",
+    )
+    .unwrap();
+    let still_old = publishing.sign(&claims(&publishing, true)).unwrap();
+    assert_eq!(
+        decode_header(&still_old).unwrap().kid.as_deref(),
+        Some("2026-11")
+    );
+    assert_eq!(publishing.jwks().keys.len(), 2);
+    // Then it signs; the old one stays published.
     let after = JwtPasses::new(
-        Signing::Ed25519(vec![("2026-12".into(), ed_pem()), ("2026-11".into(), old)]),
+        Signing::Ed25519 {
+            keys: vec![("2026-12".into(), new), ("2026-11".into(), old)],
+            signing: None,
+        },
         audience(),
         b"server",
     )
@@ -138,7 +163,10 @@ fn keys_that_cannot_sign_are_refused_with_their_id() {
         ("k1", b"junk".to_vec()),
     ] {
         let e = JwtPasses::new(
-            Signing::Ed25519(vec![(kid.into(), pem_text)]),
+            Signing::Ed25519 {
+                keys: vec![(kid.into(), pem_text)],
+                signing: None,
+            },
             audience(),
             b"s",
         )
@@ -148,11 +176,25 @@ fn keys_that_cannot_sign_are_refused_with_their_id() {
     let key = ed_pem();
     assert!(matches!(
         JwtPasses::new(
-            Signing::Ed25519(vec![("a".into(), key.clone()), ("a".into(), key)]),
+            Signing::Ed25519 {
+                keys: vec![("a".into(), key.clone()), ("a".into(), key.clone())],
+                signing: None,
+            },
             audience(),
             b"s"
         ),
         Err(KeyError::DuplicateKid(_))
+    ));
+    assert!(matches!(
+        JwtPasses::new(
+            Signing::Ed25519 {
+                keys: vec![("a".into(), key)],
+                signing: Some("b".into()),
+            },
+            audience(),
+            b"s"
+        ),
+        Err(KeyError::UnknownSigningKid(_))
     ));
 }
 

@@ -61,6 +61,14 @@ fn unsettled(payment: Option<&Payment>) -> Result<(), DayError> {
     }
 }
 
+/// A validated act means the consultation took place: no room to enter any more.
+fn over_once_validated(payment: Option<&Payment>) -> Result<(), DayError> {
+    match payment {
+        Some(p) if p.captured().is_some() => Err(DayError::ConsultationOver),
+        _ => Ok(()),
+    }
+}
+
 /// Can the payment still be released (a hold, a saved card, an unpaid attempt)?
 fn releasable(p: &Payment) -> bool {
     p.status() != PaymentStatus::Released && p.check_release().is_ok()
@@ -78,13 +86,21 @@ fn missed_fee(p: &Payment) -> Option<Money> {
 
 /// Would the patient cancelling at `now` cost nothing? Yes unless something is held,
 /// the patient accepted a fee, and the free window has passed.
+///
+/// A practice that moved the consultation, after the patient accepted, to a time
+/// already inside the window leaves the patient a free cancellation: they never had
+/// the notice the policy promised.
 pub(crate) fn cancelling_is_free(record: &ConsultationRecord, now: DateTime<Utc>) -> bool {
     let Some(p) = &record.payment else {
         return true;
     };
+    let c = &record.consultation;
     missed_fee(p).is_none()
-        || p.terms()
-            .is_none_or(|t| t.is_free(record.consultation.starts_at, now))
+        || p.terms().is_none_or(|t| {
+            t.is_free(c.starts_at, now)
+                || c.rescheduled_at
+                    .is_some_and(|moved| moved > t.at && !t.is_free(c.starts_at, moved))
+        })
 }
 
 /// Signs a pass for `c` now, if its window is open and a platform is configured.
@@ -216,6 +232,15 @@ impl PatientService {
     /// cancellation is recorded and the practitioner decides: charge the fee the
     /// patient accepted, or release. Retrying finishes a release that failed.
     pub async fn cancel(&self, token: &str) -> Result<ConsultationRecord, BillingError> {
+        // A second tap at the same moment lost the write: it reads the cancellation
+        // and answers it.
+        match self.cancel_once(token).await {
+            Err(BillingError::Conflict) => self.cancel_once(token).await,
+            other => other,
+        }
+    }
+
+    async fn cancel_once(&self, token: &str) -> Result<ConsultationRecord, BillingError> {
         let (_, record) = self.find(token).await?;
         let c = &record.consultation;
         let now = self.ledger.now();
@@ -396,9 +421,19 @@ impl DayService {
     /// the patient's waiting room then offers to join. Within the pass window only;
     /// starting again changes nothing.
     pub async fn start(&self, actor: &Actor, id: ConsultationId) -> Result<Started, BillingError> {
+        // A second "start" at the same moment lost the write: the day it reads again
+        // is started, which it answers.
+        match self.start_once(actor, id).await {
+            Err(BillingError::Conflict) => self.start_once(actor, id).await,
+            other => other,
+        }
+    }
+
+    async fn start_once(&self, actor: &Actor, id: ConsultationId) -> Result<Started, BillingError> {
         let record = self.load(actor, Action::RunConsultation, id).await?;
         let c = &record.consultation;
         scheduled(c)?;
+        over_once_validated(record.payment.as_ref())?;
         let now = self.ledger().now();
         let (opens_at, closes_at) = pass_window(c, &self.config);
         if now < opens_at {
@@ -446,6 +481,7 @@ impl DayService {
     pub async fn pass(&self, actor: &Actor, id: ConsultationId) -> Result<Pass, BillingError> {
         let record = self.load(actor, Action::RunConsultation, id).await?;
         scheduled(&record.consultation)?;
+        over_once_validated(record.payment.as_ref())?;
         self.moderator_pass(&record, self.ledger().now()).await
     }
 
@@ -475,8 +511,26 @@ impl DayService {
         actor: &Actor,
         id: ConsultationId,
     ) -> Result<ConsultationRecord, BillingError> {
+        match self.cancel_once(actor, id).await {
+            Err(BillingError::Conflict) => self.cancel_once(actor, id).await,
+            other => other,
+        }
+    }
+
+    async fn cancel_once(
+        &self,
+        actor: &Actor,
+        id: ConsultationId,
+    ) -> Result<ConsultationRecord, BillingError> {
         let record = self.load(actor, Action::Schedule, id).await?;
+        // Once its time has come (or it started), cancelling releases what may be a
+        // consultation that took place or a no-show's fee: that is the practitioner's
+        // call (releasing the hold), never a secretary's.
+        let now = self.ledger().now();
         let c = &record.consultation;
+        if c.started_at.is_some() || now >= c.starts_at {
+            authorize(actor, Action::ReleaseHold, c.practitioner)?;
+        }
         let who = AuditActor::of(actor);
         if let ConsultationStatus::Cancelled(Cancellation {
             by: CancelledBy::Practice,
@@ -487,7 +541,6 @@ impl DayService {
         }
         scheduled(c)?;
         unsettled(record.payment.as_ref())?;
-        let now = self.ledger().now();
         let next = Consultation {
             status: ConsultationStatus::Cancelled(Cancellation {
                 by: CancelledBy::Practice,
@@ -548,6 +601,7 @@ impl DayService {
         }
         let next = Consultation {
             starts_at,
+            rescheduled_at: Some(now),
             ..c.clone()
         };
         let practitioner = self.practitioners.get(c.practitioner).await?;

@@ -56,6 +56,9 @@ pub struct Consultation {
     /// When the practitioner opened the consultation ("Démarrer la
     /// téléconsultation"): the patient's waiting room then offers to join.
     pub started_at: Option<DateTime<Utc>>,
+    /// When the practice last moved it (see the cancellation policy: a move into the
+    /// fee window leaves the patient a free cancellation).
+    pub rescheduled_at: Option<DateTime<Utc>>,
 }
 
 /// Where a consultation stands on its day.
@@ -182,6 +185,7 @@ mod tests {
             created_at: now(),
             status: ConsultationStatus::Scheduled,
             started_at: None,
+            rescheduled_at: None,
         };
         let payment = (mode == PaymentMode::Online).then(|| {
             let mut p = Payment::new(

@@ -90,11 +90,13 @@ impl CancellationPolicy {
 
     /// What a missed consultation held for `held` costs: `None` when nothing is
     /// charged. Never more than the hold.
+    /// A fixed fee in another currency than the hold (the practice changed currency
+    /// since) is no fee at all.
     pub fn fee_for(&self, held: Money) -> Option<Money> {
         match self.fee {
             MissedFee::None => None,
-            MissedFee::Fixed(fee) if fee.amount() < held.amount() => Some(fee),
-            MissedFee::Fixed(_) | MissedFee::FullHold => Some(held),
+            MissedFee::Fixed(fee) => capped(fee, held),
+            MissedFee::FullHold => Some(held),
         }
     }
 
@@ -123,6 +125,17 @@ impl CancellationPolicy {
             ),
         }
     }
+}
+
+/// `fee`, at most `held`; `None` when they are not in one currency.
+fn capped(fee: Money, held: Money) -> Option<Money> {
+    (fee.currency() == held.currency()).then(|| {
+        if fee.amount() < held.amount() {
+            fee
+        } else {
+            held
+        }
+    })
 }
 
 /// The policy the patient accepted when they authorised the payment: its exact text,
@@ -183,6 +196,8 @@ mod tests {
         let full = CancellationPolicy::new(24, MissedFee::FullHold).unwrap();
         assert_eq!(full.fee_for(eur(2500)), Some(eur(2500)));
         assert_eq!(CancellationPolicy::default().fee_for(eur(2500)), None);
+        let in_chf = Money::from_minor(2500, Currency::Chf);
+        assert_eq!(fixed.fee_for(in_chf), None, "never in another currency");
     }
 
     #[test]

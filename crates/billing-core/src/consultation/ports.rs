@@ -45,9 +45,10 @@ pub trait ConsultationRepository: Send + Sync {
         generation: u32,
     ) -> Result<(), RepositoryError>;
 
-    /// Writes `next`'s day — its status, start time and `started_at` — if the stored
-    /// consultation's day is still `expected`'s, with `log`'s history and audit in the
-    /// same transaction. MUST return [`RepositoryError::Conflict`] (nothing written)
+    /// Writes `next`'s day — its status, start time, `started_at` and
+    /// `rescheduled_at` — if the stored consultation's status, start time and
+    /// `started_at` are still `expected`'s, with `log`'s history, audit and messages in
+    /// the same transaction. MUST return [`RepositoryError::Conflict`] (nothing written)
     /// if any of the three changed meanwhile, [`RepositoryError::NotFound`] if there
     /// is no such consultation.
     async fn update_day(

@@ -218,6 +218,7 @@ impl SchedulingService {
             created_at: now,
             status: ConsultationStatus::Scheduled,
             started_at: None,
+            rescheduled_at: None,
         };
         let audit = AuditEntry::new(
             now,
@@ -597,10 +598,15 @@ impl PatientService {
             can_enter,
             waiting_room: self.waiting_room(&record, can_enter, self.ledger.now()),
             started: c.started_at.is_some(),
-            video: self.passes.is_some(),
+            video: self.video_offered(),
             status: c.status,
             starts_at: c.starts_at,
         })
+    }
+
+    /// A video platform is set up: passes are signed and the room has a URL.
+    pub fn video_offered(&self) -> bool {
+        self.passes.is_some() && self.config.video_url.is_some()
     }
 
     /// The waiting room is offered while the gate is open and the consultation is not

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::access::{AccessDenied, Action, Actor, authorize};
 use crate::audit::{AuditActor, AuditEntry, AuditLog};
 use crate::config::BillingConfig;
+use crate::consultation::model::ConsultationStatus;
 use crate::consultation::ports::ConsultationRepository;
 use crate::error::BillingError;
 use crate::gateway::{
@@ -31,6 +32,7 @@ use crate::payment::ports::{
 use crate::practitioner::service::ConnectService;
 use crate::receipt::{Document, DocumentNumber};
 use crate::repository::RepositoryError;
+use crate::video::DayError;
 
 /// Validate the act, release the hold, refund.
 #[derive(Clone)]
@@ -58,6 +60,17 @@ impl PaymentService {
             other => other?,
         };
         authorize(actor, action, record.consultation.practitioner)?;
+        // A cancelled or missed consultation's money moves only as its day says: the
+        // fee the patient accepted (`DayService`), or a release — never an act.
+        if action == Action::ValidateAct {
+            match record.consultation.status {
+                ConsultationStatus::Scheduled => {}
+                ConsultationStatus::Cancelled(_) => {
+                    return Err(DayError::ConsultationCancelled.into());
+                }
+                ConsultationStatus::NoShow { .. } => return Err(DayError::ConsultationOver.into()),
+            }
+        }
         record.payment.ok_or(BillingError::Validation {
             field: "consultation",
             message: "this consultation has no online payment".into(),

@@ -1919,7 +1919,11 @@ async fn payment_response(
     let practitioner = payment.practitioner();
     let may = |a: Action| authorize(&s.actor, a, practitioner).is_ok();
     let status = payment.status();
-    let can_validate = may(Action::ValidateAct) && status == PaymentStatus::Authorized;
+    // A cancelled or missed consultation is settled by its day (the fee, or a
+    // release), never validated as an act.
+    let can_validate = may(Action::ValidateAct)
+        && status == PaymentStatus::Authorized
+        && record.consultation.status == ConsultationStatus::Scheduled;
     let schedule = payment.fee_schedule();
     let held = payment.authorized().unwrap_or(payment.amount());
     let validate_amount = typed.clone().unwrap_or_else(|| format::input(&held, lang));

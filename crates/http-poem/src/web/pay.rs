@@ -9,7 +9,7 @@ use billing_core::gateway::CheckoutMode;
 use billing_core::money::Money;
 use billing_core::payment::model::{PaymentStatus, RefundState};
 use billing_core::receipt::DocumentKind;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use poem::http::StatusCode;
 use poem::web::{Data, Path, Query, Redirect};
 use poem::{IntoResponse, Response, handler};
@@ -430,10 +430,10 @@ pub async fn waiting_room_page(
         token: token.clone(),
         practitioner: page.practitioner_name.as_str().to_owned(),
         starts_at: format::datetime_zoned(c.starts_at, page.time_zone.tz(), ctx.lang),
-        starts_at_iso: c.starts_at.to_rfc3339(),
-        now_iso: state.now().to_rfc3339(),
+        starts_at_iso: c.starts_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        now_iso: state.now().to_rfc3339_opts(SecondsFormat::Millis, true),
         started: c.started_at.is_some(),
-        video: state.billing.config.video_url.is_some(),
+        video: state.billing.patients.video_offered(),
     })
 }
 

@@ -30,6 +30,7 @@ pub struct Model {
     pub cancelled_by: Option<String>,
     pub cancellation_late: bool,
     pub started_at: Option<DateTimeUtc>,
+    pub rescheduled_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,5 +1,6 @@
 //! The consultation's day: its status (scheduled, cancelled by whom and whether
-//! late, no-show) and when the practitioner started it; the practice's cancellation
+//! late, no-show), when the practitioner started it and when the practice last moved
+//! it; the practice's cancellation
 //! policy; and, with each payment, the policy the patient accepted and when.
 
 use sea_orm_migration::prelude::*;
@@ -23,6 +24,8 @@ enum Consultations {
     /// A patient's cancellation after the free window.
     CancellationLate,
     StartedAt,
+    /// When the practice last moved it.
+    RescheduledAt,
 }
 
 #[derive(DeriveIden)]
@@ -55,6 +58,7 @@ impl Migration {
                 .default(false)
                 .to_owned(),
             timestamp_with_time_zone_null(Consultations::StartedAt),
+            timestamp_with_time_zone_null(Consultations::RescheduledAt),
         ]
     }
 

@@ -133,6 +133,10 @@ impl ConsultationRepository for Store {
                 )
                 .col_expr(consultation::Column::StartsAt, Expr::value(row.starts_at))
                 .col_expr(consultation::Column::StartedAt, Expr::value(row.started_at))
+                .col_expr(
+                    consultation::Column::RescheduledAt,
+                    Expr::value(row.rescheduled_at),
+                )
                 .filter(consultation::Column::Id.eq(was.id))
                 .filter(consultation::Column::Status.eq(was.status))
                 .filter(consultation::Column::StartsAt.eq(was.starts_at))

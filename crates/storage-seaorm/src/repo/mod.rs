@@ -132,6 +132,7 @@ mod tests {
                 created_at: now,
                 status: billing_core::consultation::model::ConsultationStatus::Scheduled,
                 started_at: None,
+                rescheduled_at: None,
             },
             payment: Some(payment.clone()),
         };

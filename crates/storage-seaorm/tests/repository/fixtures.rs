@@ -112,6 +112,7 @@ pub fn consultation(
         created_at: t0(),
         status: billing_core::consultation::model::ConsultationStatus::Scheduled,
         started_at: None,
+        rescheduled_at: None,
     }
 }
 

@@ -303,3 +303,64 @@ fn the_fee_is_what_the_patient_accepted_never_above_what_is_held() {
     assert_eq!(missed_fee(&authorized()), None, "nothing was accepted");
     assert_eq!(missed_fee(&incomplete()), None, "nothing is held");
 }
+
+#[tokio::test]
+async fn a_cancelled_or_missed_consultation_is_never_validated_as_an_act() {
+    let late = ConsultationStatus::Cancelled(Cancellation {
+        by: CancelledBy::Patient,
+        at: now(),
+        late: true,
+    });
+    for (status, code) in [
+        (late, "consultation_cancelled"),
+        (
+            ConsultationStatus::NoShow { at: now() },
+            "consultation_over",
+        ),
+    ] {
+        let mut r = record(Some(held_with_fee(MissedFee::Fixed(eur(1500)))));
+        r.consultation.status = status;
+        let mut m = Mocks::new();
+        m.consultation_is(&r);
+        let amount = crate::money::AmountInput::parse("25.00", None).unwrap();
+        let e = m
+            .build()
+            .payments
+            .validate(&dr(), CONSULTATION, &amount)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), code);
+    }
+}
+
+#[tokio::test]
+async fn once_its_time_has_come_a_secretary_no_longer_cancels_it() {
+    let mut m = Mocks::new();
+    at(&mut m, Duration::minutes(5));
+    m.consultation_is(&record(Some(authorized())));
+    let e = m
+        .build()
+        .day
+        .cancel(&secretary(), CONSULTATION)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        "forbidden",
+        "releasing is the practitioner's call then"
+    );
+}
+
+#[test]
+fn a_practice_that_moves_the_consultation_into_the_fee_window_leaves_cancelling_free() {
+    let mut r = record(Some(held_with_fee(MissedFee::FullHold)));
+    let start = r.consultation.starts_at;
+    let three_hours_before = start - Duration::hours(3);
+    assert!(!cancelling_is_free(&r, three_hours_before));
+    // Moved (after the patient accepted) to a start already inside the 24 h window.
+    r.consultation.rescheduled_at = Some(start - Duration::hours(5));
+    assert!(cancelling_is_free(&r, three_hours_before));
+    // Moved with more notice than the policy gives: the policy applies.
+    r.consultation.rescheduled_at = Some(start - Duration::hours(30));
+    assert!(!cancelling_is_free(&r, three_hours_before));
+}

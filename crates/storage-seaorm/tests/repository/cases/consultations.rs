@@ -290,9 +290,11 @@ pub async fn the_day_of_a_consultation_is_written_conditionally_with_its_history
         .unwrap();
     let before = record.consultation.clone();
     let payment = record.payment.clone().unwrap();
+    // Sub-second times round-trip, so the next conditional write still matches.
     let started = billing_core::consultation::model::Consultation {
-        started_at: Some(t0() + Duration::hours(1)),
+        started_at: Some(t0() + Duration::hours(1) + Duration::microseconds(123_456)),
         starts_at: t0() + Duration::days(3),
+        rescheduled_at: Some(t0() + Duration::microseconds(654_321)),
         ..before.clone()
     };
     let log = ChangeLog {
