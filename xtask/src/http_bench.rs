@@ -160,6 +160,17 @@ fn backend(root: &Path, name: &str, database_url: &str, report: &mut String) -> 
         ("CONSULTPAY_LISTEN", listen.as_str()),
         ("CONSULTPAY_DEMO", "false"),
         ("CONSULTPAY_RECONCILE_INTERVAL_SECS", "0"),
+        // Passes to the video room, valid from five hours before the start (the
+        // prepared consultations start in four): `GET …/pass` signs one per request.
+        (
+            "CONSULTPAY_VIDEO_URL",
+            "https://meet.example.org/{room}?jwt={jwt}",
+        ),
+        (
+            "CONSULTPAY_VIDEO_JWT_SECRET",
+            "bench-video-secret-0123456789abcdef",
+        ),
+        ("CONSULTPAY_VIDEO_OPEN_BEFORE_MINUTES", "300"),
     ];
     let migrate = Command::new(&consultpay)
         .arg("migrate")
@@ -222,6 +233,15 @@ fn backend(root: &Path, name: &str, database_url: &str, report: &mut String) -> 
         DURATION_SECS,
         &[],
     )?;
+    eprintln!("[{name}] GET pass…");
+    let pass = wrk(
+        &scripts.join("access.lua"),
+        &base,
+        &list,
+        &token,
+        DURATION_SECS,
+        &["/api/v1/pay/%s/pass"],
+    )?;
     eprintln!("[{name}] POST validate…");
     let validate = wrk(
         &scripts.join("validate.lua"),
@@ -262,11 +282,12 @@ fn backend(root: &Path, name: &str, database_url: &str, report: &mut String) -> 
         _ => "?".into(),
     };
     report.push_str(&format!(
-        "| {name} | ready in {} ms, idle RSS {} MiB, after load {} MiB | access: {} req/s, p50 {}, p99 {} | validate: {} req/s, p50 {}, p99 {} ({} requests over {PREPARED} holds) | bare handler: {} req/s, p50 {}, p99 {}; access/bare = {ratio} |\n",
+        "| {name} | ready in {} ms, idle RSS {} MiB, after load {} MiB | access: {} req/s, p50 {}, p99 {} | pass (HS256): {} req/s, p50 {}, p99 {} | validate: {} req/s, p50 {}, p99 {} ({} requests over {PREPARED} holds) | bare handler: {} req/s, p50 {}, p99 {}; access/bare = {ratio} |\n",
         ready.as_millis(),
         idle_rss / 1024,
         loaded_rss / 1024,
         access.rps, access.p50, access.p99,
+        pass.rps, pass.p50, pass.p99,
         validate.rps, validate.p50, validate.p99, validate.requests,
         bare_figures.rps, bare_figures.p50, bare_figures.p99,
     ));
