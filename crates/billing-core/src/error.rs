@@ -68,6 +68,8 @@ pub enum BillingError {
     PaymentState(TransitionError),
     #[error("modified concurrently; reload and retry")]
     Conflict,
+    #[error("a Stripe account is already linked: unlink it first")]
+    StripeAlreadyLinked,
     #[error("the Stripe link request is invalid, expired or already used")]
     OAuthStateInvalid,
     #[error("the Stripe link was refused at Stripe")]
@@ -120,6 +122,7 @@ impl BillingError {
             }
             BillingError::PaymentState(_) => "payment_state_conflict",
             BillingError::Conflict => "concurrent_modification",
+            BillingError::StripeAlreadyLinked => "stripe_already_linked",
             BillingError::OAuthStateInvalid => "oauth_state_invalid",
             BillingError::OAuthDenied => "oauth_access_denied",
             BillingError::OutstandingHolds { .. } => "outstanding_holds",
@@ -173,6 +176,7 @@ impl BillingError {
             BillingError::StripeNotLinked(_)
             | BillingError::PaymentState(_)
             | BillingError::Conflict
+            | BillingError::StripeAlreadyLinked
             | BillingError::OutstandingHolds { .. }
             | BillingError::IdempotencyKeyInFlight
             | BillingError::ReceiptNotIssued => ErrorClass::Conflict,

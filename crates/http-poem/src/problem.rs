@@ -224,6 +224,7 @@ fn title(code: &str) -> &'static str {
         "charges_disabled" => "The Stripe account cannot take charges",
         "payment_state_conflict" => "The payment is not in a state that allows this",
         "concurrent_modification" => "Modified concurrently",
+        "stripe_already_linked" => "A Stripe account is already linked",
         "oauth_state_invalid" => "Invalid or expired Stripe link request",
         "oauth_access_denied" => "Stripe link refused",
         "oauth_code_invalid" => "Invalid Stripe authorisation code",

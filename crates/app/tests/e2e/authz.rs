@@ -154,11 +154,12 @@ async fn every_endpoint_answers_each_caller_as_the_policy_says() {
             None,
             [200, 404, 403, 404, 401, 401],
         ),
+        // Allowed by the policy, refused by the state (already linked: unlink first).
         row(
             Method::POST,
             format!("{p}/stripe/account-link"),
             None,
-            [200, 404, 403, 404, 401, 401],
+            [409, 404, 403, 404, 401, 401],
         ),
         row(
             Method::GET,

@@ -200,3 +200,27 @@ async fn a_practitioner_unlinks_then_relinks_and_payments_follow_the_link() {
     assert_eq!(status, StatusCode::CREATED, "{scheduled}");
     t.stop().await;
 }
+
+#[tokio::test]
+async fn onboarding_again_while_linked_is_refused_and_keeps_the_working_account() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let dr = t.practitioner("Dr Estival").await;
+    t.link_stripe(&dr).await;
+    let stripe = format!("/api/v1/practitioners/{}/stripe", dr.id);
+    let (_, before) = t.get(&stripe, Some(&dr.token)).await;
+    let (status, refused) = t
+        .post(
+            &format!("{stripe}/account-link"),
+            Some(&dr.token),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["code"], "stripe_already_linked");
+    let (_, after) = t.get(&stripe, Some(&dr.token)).await;
+    assert_eq!(after["status"], "linked");
+    assert_eq!(after["account_id"], before["account_id"], "the same account");
+    t.stop().await;
+}

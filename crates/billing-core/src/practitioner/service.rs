@@ -230,6 +230,9 @@ impl ConnectService {
     ) -> Result<String, BillingError> {
         let practitioner = self.load(actor, Action::LinkStripe, id).await?;
         let account = match &practitioner.link {
+            // A new account would replace the working one (and strand its holds):
+            // unlinking comes first, and says what still holds money.
+            StripeLink::Linked { .. } => return Err(BillingError::StripeAlreadyLinked),
             StripeLink::Pending { account, .. } => account.clone(),
             _ => {
                 let key = IdempotencyKey::for_practitioner(id, "account", practitioner.version);
@@ -247,6 +250,7 @@ impl ConnectService {
         let pending_account = account.clone();
         self.update_link(id, audit, move |current| {
             Ok(match &current.link {
+                StripeLink::Linked { .. } => return Err(BillingError::StripeAlreadyLinked),
                 StripeLink::Pending { account, .. } if *account == pending_account => None,
                 _ => Some(StripeLink::onboarding(pending_account.clone(), now)),
             })

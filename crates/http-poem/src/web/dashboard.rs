@@ -207,6 +207,13 @@ pub(crate) fn error_text(err: &BillingError, lang: Lang) -> String {
                 "The payment is no longer in a state that allows this."
             }
         }
+        "stripe_already_linked" => {
+            if fr {
+                "Un compte Stripe est déjà lié : déliez-le d'abord."
+            } else {
+                "A Stripe account is already linked: unlink it first."
+            }
+        }
         "outstanding_holds" => {
             if fr {
                 "Des empreintes sont en cours : validez-les ou annulez-les d'abord."

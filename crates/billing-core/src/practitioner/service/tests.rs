@@ -637,6 +637,20 @@ async fn account_links_onboarding_creates_the_account_once_and_marks_the_link_pe
     assert_eq!(url, "https://connect.stripe.com/setup/s/abc");
 }
 
+#[tokio::test]
+async fn onboarding_a_practitioner_already_linked_is_refused_and_creates_nothing() {
+    let mut m = Mocks::new();
+    // No account is created, nothing is written: the mocks have no expectation.
+    m.practitioner_is(&practitioner_with(DR, linked()));
+    let e = m
+        .build()
+        .connect
+        .start_onboarding(&dr(), DR)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "stripe_already_linked");
+}
+
 // ---- C1: Connect webhooks ----------------------------------------------------------------
 
 #[tokio::test]
