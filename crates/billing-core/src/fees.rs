@@ -97,6 +97,11 @@ pub enum FeeError {
     UnknownPreset(String),
     #[error("the fee percentage must be between 0 and 100 with at most 4 decimals")]
     InvalidPercent,
+    #[error(
+        "this schedule's fee on the smallest charge ({smallest}) is {fee}: it would leave \
+         nothing, or less than nothing, on small payments"
+    )]
+    LeavesNoNet { smallest: Money, fee: Money },
     #[error(transparent)]
     Money(#[from] MoneyError),
 }
@@ -185,6 +190,19 @@ impl FeeSchedule {
     }
 
     /// Fee and net together, for previews.
+    /// Refuses a schedule that takes all of a small payment: its fee on the currency's
+    /// smallest charge must stay below it, so every chargeable amount keeps a
+    /// positive net (the fee grows slower than the amount). Stripe's own schedules
+    /// pass; a custom fixed part above the smallest charge does not.
+    pub fn ensure_positive_net(&self) -> Result<(), FeeError> {
+        let smallest = self.currency().minimum_charge();
+        let fee = self.fee(&smallest)?;
+        if fee.amount() >= smallest.amount() {
+            return Err(FeeError::LeavesNoNet { smallest, fee });
+        }
+        Ok(())
+    }
+
     pub fn estimate(&self, amount: &Money) -> Result<FeeEstimate, MoneyError> {
         let fee = self.fee(amount)?;
         Ok(FeeEstimate {
@@ -268,6 +286,43 @@ mod tests {
             let est = schedule.estimate(&eur(amount)).unwrap();
             assert_eq!(est.fee, eur(fee), "fee of {amount}");
             assert_eq!(est.net, eur(net), "net of {amount}");
+        }
+    }
+
+    #[test]
+    fn a_schedule_that_would_take_a_whole_small_payment_is_refused() {
+        for currency in Currency::ALL {
+            for preset in FeePreset::ALL {
+                assert_eq!(
+                    preset.schedule(currency).ensure_positive_net(),
+                    Ok(()),
+                    "{preset:?} in {currency}"
+                );
+            }
+        }
+        let fixed_above = FeeSchedule::custom(Decimal::ONE, eur("0.60")).unwrap();
+        assert!(matches!(
+            fixed_above.ensure_positive_net(),
+            Err(FeeError::LeavesNoNet { .. })
+        ));
+        let all_of_it = FeeSchedule::custom(Decimal::ONE_HUNDRED, eur("0.00")).unwrap();
+        assert!(all_of_it.ensure_positive_net().is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn a_schedule_with_a_positive_net_on_the_smallest_charge_keeps_one_on_every_amount(
+            percent_bp in 0u32..=6_000,
+            fixed_minor in 0i64..40,
+            amount_minor in 50i64..=99_999_999,
+        ) {
+            let schedule = FeeSchedule::custom(
+                Decimal::new(i64::from(percent_bp), 2),
+                Money::from_minor(fixed_minor, Currency::Eur),
+            ).unwrap();
+            prop_assume!(schedule.ensure_positive_net().is_ok());
+            let est = schedule.estimate(&Money::from_minor(amount_minor, Currency::Eur)).unwrap();
+            prop_assert!(est.net.is_positive(), "{schedule:?} on {amount_minor}: {est:?}");
         }
     }
 

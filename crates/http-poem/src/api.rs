@@ -1069,6 +1069,9 @@ impl Api {
         let currency = parse_currency("currency", currency.0.as_deref().unwrap_or("EUR"))?;
         let money = Money::parse(&amount.0, currency)
             .map_err(|e| Problem::invalid_amount("amount", e.to_string()))?;
+        // Below Stripe's smallest charge there is no payment, and the fixed part alone
+        // would show a negative net.
+        money.ensure_chargeable().map_err(BillingError::from)?;
         let preset = match schedule.0.as_deref() {
             Some(s) => s
                 .parse::<FeePreset>()

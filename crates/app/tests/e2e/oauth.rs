@@ -221,6 +221,9 @@ async fn onboarding_again_while_linked_is_refused_and_keeps_the_working_account(
     assert_eq!(refused["code"], "stripe_already_linked");
     let (_, after) = t.get(&stripe, Some(&dr.token)).await;
     assert_eq!(after["status"], "linked");
-    assert_eq!(after["account_id"], before["account_id"], "the same account");
+    assert_eq!(
+        after["account_id"], before["account_id"],
+        "the same account"
+    );
     t.stop().await;
 }

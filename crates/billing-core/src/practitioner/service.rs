@@ -448,7 +448,9 @@ impl FeeScheduleInput {
         match self {
             FeeScheduleInput::Preset(p) => Ok(p.schedule(currency)),
             FeeScheduleInput::Custom { percent, fixed } => {
-                Ok(FeeSchedule::custom(*percent, fixed.in_currency(currency)?)?)
+                let schedule = FeeSchedule::custom(*percent, fixed.in_currency(currency)?)?;
+                schedule.ensure_positive_net()?;
+                Ok(schedule)
             }
         }
     }
