@@ -120,6 +120,7 @@ impl BillingError {
             BillingError::StripeNotLinked(ChargeBlocker::ChargesDisabled { .. }) => {
                 "charges_disabled"
             }
+            BillingError::PaymentState(TransitionError::ConcurrentRefund) => "refund_in_progress",
             BillingError::PaymentState(_) => "payment_state_conflict",
             BillingError::Conflict => "concurrent_modification",
             BillingError::StripeAlreadyLinked => "stripe_already_linked",

@@ -231,6 +231,7 @@ fn title(code: &str) -> &'static str {
         "outstanding_holds" => "Payments still hold money",
         "card_declined" => "Card declined",
         "refund_failed" => "Refund refused by Stripe",
+        "refund_in_progress" => "Another refund at the same time",
         "idempotency_key_reused" => "Idempotency key reused",
         "idempotency_key_in_flight" => "Request in progress",
         "webhook_signature_invalid" => "Invalid webhook signature",

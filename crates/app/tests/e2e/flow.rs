@@ -284,3 +284,60 @@ async fn a_hold_left_seven_days_expires_at_reconciliation() {
         assert_eq!(status, StatusCode::CONFLICT, "{problem}");
     });
 }
+
+/// Two refunds of 5,00 € sent at once without an idempotency key: every 200 is a
+/// refund made, and a request that cannot tell a second refund from a retry is told
+/// so (409 `refund_in_progress`) instead of answering the other's refund as its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_keyless_refunds_each_answer_what_they_did() {
+    on_every_backend!(|app| {
+        let (dr, scheduled) = app.paid_consultation().await;
+        let token = scheduled["pay_token"].as_str().expect("pay_token");
+        let consultation = scheduled["id"].as_str().expect("id");
+        let payment = scheduled["payment"]["id"].as_str().expect("payment id");
+        app.pay(token, "pm_card_visa").await;
+        let (status, _) = app
+            .post(
+                &format!("/api/v1/consultations/{consultation}/validate"),
+                Some(&dr.token),
+                json!({ "amount": "25.00" }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let refund = format!("/api/v1/payments/{payment}/refunds");
+        let mut answered_200 = 0;
+        for round in 0..3 {
+            let body = json!({ "amount": "5.00" });
+            let (a, b) = tokio::join!(
+                app.post(&refund, Some(&dr.token), body.clone()),
+                app.post(&refund, Some(&dr.token), body.clone()),
+            );
+            for (status, answer) in [&a, &b] {
+                assert!(
+                    *status == StatusCode::OK
+                        || (*status == StatusCode::CONFLICT
+                            && answer["code"] == "refund_in_progress"),
+                    "round {round}: {status} {answer}"
+                );
+            }
+            let made = [&a, &b]
+                .iter()
+                .filter(|(s, _)| *s == StatusCode::OK)
+                .count();
+            assert!(made >= 1, "round {round}: {a:?} {b:?}");
+            answered_200 += made;
+            eprintln!("round {round}: {made} refund(s) made of 2 asked");
+            // Every 200 so far is one refund, at Stripe and in the total.
+            let (_, detail) = app
+                .get(&format!("/api/v1/payments/{payment}"), Some(&dr.token))
+                .await;
+            let refunds = detail["payment"]["refunds"].as_array().map_or(0, Vec::len);
+            assert_eq!(refunds, answered_200, "round {round}: {detail}");
+            assert_eq!(
+                detail["payment"]["amount_refunded"],
+                format!("{}.00", answered_200 * 5),
+                "round {round}: {detail}"
+            );
+        }
+    });
+}

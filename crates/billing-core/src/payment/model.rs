@@ -459,6 +459,15 @@ pub enum TransitionError {
     AboveRefundable { requested: Money, refundable: Money },
     #[error("another operation ({0}) is in progress on this payment")]
     OperationInProgress(&'static str),
+    /// A refund without an idempotency key met another one of the same payment (made
+    /// or in flight since it was asked): it cannot tell a second refund from a retry,
+    /// so it makes none.
+    #[error(
+        "another refund of this payment was made or is in progress at the same time: \
+         reload, and refund again if a second refund is meant (send an Idempotency-Key \
+         to make retries safe)"
+    )]
+    ConcurrentRefund,
     #[error(
         "{requested} is below the minimum charge of {minimum}: release the hold instead \
          (validate 0)"

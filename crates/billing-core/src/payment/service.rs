@@ -24,7 +24,9 @@ use crate::money::{AmountInput, Currency, Money, MoneyError};
 use crate::outbox::{DeliveryReport, OutboxRepository, OutboxService, compose};
 use crate::payment::holds::{HoldReport, HoldService, Outcome};
 use crate::payment::ledger::{Begun, Fresh, Ledger, StatusChange, Written};
-use crate::payment::model::{IdempotencyKey, Operation, Payment, PaymentEvent, PaymentStatus};
+use crate::payment::model::{
+    IdempotencyKey, Operation, Payment, PaymentEvent, PaymentStatus, TransitionError,
+};
 use crate::payment::ports::{
     Claim, HistoryEntry, IdempotencyRecord, IdempotencyStore, PaymentCursor, PaymentPage,
     PaymentQuery, PaymentRow, PaymentScope, Reservation, WebhookInbox,
@@ -325,6 +327,7 @@ impl PaymentService {
             },
         )?;
         let key = IdempotencyKey::refund(payment.id(), &discriminator);
+        let read_count = payment.refund_count();
         let payment = match self
             .ledger
             .begin(
@@ -332,7 +335,18 @@ impl PaymentService {
                 Operation::Refund { amount },
                 &key,
                 &who,
-                |p| p.check_refund(&amount).map(|()| true),
+                |p| {
+                    // Without a client key, a refund made since this request read the
+                    // payment, or one of the same amount in flight, would share its key:
+                    // this request would answer that refund as its own. Refuse instead.
+                    if client_key.is_none()
+                        && (p.refund_count() != read_count
+                            || p.pending().is_some_and(|op| op.key == key))
+                    {
+                        return Err(TransitionError::ConcurrentRefund);
+                    }
+                    p.check_refund(&amount).map(|()| true)
+                },
             )
             .await?
         {

@@ -1011,6 +1011,36 @@ async fn a_refund_recorded_while_another_one_landed_counts_both() {
 }
 
 #[tokio::test]
+async fn two_keyless_refunds_at_once_never_answer_one_refund_as_two() {
+    // The other request's refund of the same amount is in flight under the key this
+    // one would use: answering it as ours would be a 200 for nothing.
+    let mut m = Mocks::new();
+    m.payment_is(&pending_refund(&captured(1800), 500, "0:500"));
+    m.gateway.expect_refund().never();
+    m.payments.expect_update().never();
+    let result = m
+        .build()
+        .payments
+        .refund(&dr(), PAYMENT, &amount("5"), None)
+        .await;
+    assert_eq!(code(result), "refund_in_progress");
+
+    // It already landed, after this request read the payment: refunding "the first
+    // 5.00" again would reuse its key and make nothing.
+    let mut m = Mocks::new();
+    let landed = step(&captured(1800), PaymentEvent::Refunded { total: eur(500) });
+    m.payment_reads(&[captured(1800), landed]);
+    m.gateway.expect_refund().never();
+    m.payments.expect_update().never();
+    let result = m
+        .build()
+        .payments
+        .refund(&dr(), PAYMENT, &amount("5"), None)
+        .await;
+    assert_eq!(code(result), "refund_in_progress");
+}
+
+#[tokio::test]
 async fn a_refund_for_another_amount_waits_for_the_unknown_one_and_never_reuses_its_key() {
     let mut m = Mocks::new();
     m.payment_is(&pending_refund(&captured(1800), 1000, "0:1000"));
