@@ -166,6 +166,15 @@ pub struct Config {
     pub demo: bool,
     /// `CONSULTPAY_SHUTDOWN_GRACE_SECS`: how long in-flight requests may finish.
     pub shutdown_grace_secs: u64,
+    /// `CONSULTPAY_HEADER_READ_TIMEOUT_SECS`: a request head (or a kept-alive
+    /// connection's next one) must arrive within this, or the connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// `CONSULTPAY_BODY_READ_TIMEOUT_SECS`: a request body must arrive within this
+    /// (`408`).
+    pub body_read_timeout_secs: u64,
+    /// `CONSULTPAY_MAX_CONNECTIONS`: connections served at once; more wait in the
+    /// kernel's queue. Keep it under the process's file-descriptor limit.
+    pub max_connections: usize,
 }
 
 /// Environment variable → configuration key.
@@ -216,6 +225,15 @@ pub const ENV: &[(&str, &str)] = &[
     ),
     ("CONSULTPAY_DEMO", "demo"),
     ("CONSULTPAY_SHUTDOWN_GRACE_SECS", "shutdown_grace_secs"),
+    (
+        "CONSULTPAY_HEADER_READ_TIMEOUT_SECS",
+        "header_read_timeout_secs",
+    ),
+    (
+        "CONSULTPAY_BODY_READ_TIMEOUT_SECS",
+        "body_read_timeout_secs",
+    ),
+    ("CONSULTPAY_MAX_CONNECTIONS", "max_connections"),
 ];
 
 impl Default for Config {
@@ -255,6 +273,9 @@ impl Default for Config {
             video_open_before_minutes: 15,
             demo: true,
             shutdown_grace_secs: 20,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 10,
+            max_connections: 1024,
         }
     }
 }
@@ -403,6 +424,15 @@ impl Config {
         if !(1..=24 * 60).contains(&self.video_open_before_minutes) {
             return invalid("CONSULTPAY_VIDEO_OPEN_BEFORE_MINUTES", "between 1 and 1440");
         }
+        if !(1..=300).contains(&self.header_read_timeout_secs) {
+            return invalid("CONSULTPAY_HEADER_READ_TIMEOUT_SECS", "between 1 and 300");
+        }
+        if !(1..=300).contains(&self.body_read_timeout_secs) {
+            return invalid("CONSULTPAY_BODY_READ_TIMEOUT_SECS", "between 1 and 300");
+        }
+        if self.max_connections == 0 {
+            return invalid("CONSULTPAY_MAX_CONNECTIONS", "at least 1");
+        }
         if self.reconcile_after_secs == 0 {
             return invalid("CONSULTPAY_RECONCILE_AFTER_SECS", "at least 1 second");
         }
@@ -439,6 +469,14 @@ impl Config {
             );
         }
         warnings
+    }
+
+    /// What one client may hold of the server.
+    pub fn server_limits(&self) -> http_poem::ServerLimits {
+        http_poem::ServerLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            max_connections: self.max_connections,
+        }
     }
 
     /// Sandbox mode: no Stripe key.

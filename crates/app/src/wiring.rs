@@ -16,8 +16,6 @@ use gateway_stripe::{CheckoutKind, Gateways, StripeSettings};
 use http_poem::metrics::Metrics;
 use http_poem::{HttpSettings, HttpState, Readiness};
 use mail_smtp::SmtpMailer;
-use poem::Server;
-use poem::listener::TcpListener;
 use storage_seaorm::Store;
 use tokio::sync::watch;
 use video_jwt::{Audience, JwtPasses, Signing};
@@ -191,6 +189,7 @@ impl App {
         settings.stripe_live = stripe_settings(config).and_then(|s| s.livemode()) == Some(true);
         settings.session_secret = self.session_secret.clone();
         settings.video_jwks = self.video_jwks.clone();
+        settings.body_read_timeout = Duration::from_secs(config.body_read_timeout_secs);
         HttpState::new(
             self.billing.clone(),
             settings,
@@ -446,13 +445,15 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
         "  ConsultPay listening on http://{} (public URL {public_url})",
         config.listen
     );
-    let result = Server::new(TcpListener::bind(config.listen))
-        .run_with_graceful_shutdown(
-            http_poem::app(state),
-            shutdown_signal(),
-            Some(Duration::from_secs(config.shutdown_grace_secs)),
-        )
-        .await;
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let result = http_poem::serve(
+        listener,
+        http_poem::app(state),
+        config.server_limits(),
+        shutdown_signal(),
+        Duration::from_secs(config.shutdown_grace_secs),
+    )
+    .await;
     let _ = stop_tx.send(true);
     for job in jobs {
         let _ = job.await;

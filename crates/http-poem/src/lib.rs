@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod ops;
 pub mod pages;
 pub mod problem;
+pub mod server;
 pub mod state;
 pub mod web;
 pub mod wire;
@@ -28,6 +29,7 @@ use poem::middleware::{CatchPanic, RequestId, ReuseId};
 use poem::{Endpoint, EndpointExt, IntoResponse, PathPattern, Route, get, post};
 use poem_openapi::OpenApiService;
 
+pub use server::{ServerLimits, serve};
 pub use state::{HttpSettings, HttpState, Readiness};
 
 use crate::metrics::Observe;
@@ -73,11 +75,14 @@ pub fn app(state: HttpState) -> impl Endpoint {
             .at("/sandbox/clock/advance", post(ops::sandbox_clock_advance))
             .nest_no_strip("/sandbox", pages.clone());
     }
-    let body_limit = state.settings.body_limit;
+    let body_limit = limit::BodyLimit {
+        max: state.settings.body_limit,
+        read_timeout: state.settings.body_read_timeout,
+    };
     let metrics = state.metrics.clone();
     routes
         .data(state)
-        .with(limit::BodyLimit(body_limit))
+        .with(body_limit)
         .catch_all_error(|err| async move {
             // The route the error came from, for `Observe`'s labels.
             let route = err.data::<PathPattern>().cloned();

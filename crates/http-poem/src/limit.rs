@@ -1,7 +1,10 @@
 //! Request bodies are bounded: a declared `Content-Length` above the limit is refused
 //! at once, and any body (chunked included) is read up to the limit and refused beyond
-//! it — `413 payload_too_large`. Bodies here are small JSON or forms, so buffering
-//! them is cheap.
+//! it — `413 payload_too_large`; a body that does not arrive within the read timeout
+//! (a client that sends part of it and then nothing) is `408 request_timeout`. Bodies
+//! here are small JSON or forms, so buffering them is cheap.
+
+use std::time::Duration;
 
 use poem::error::ReadBodyError;
 use poem::{Body, Endpoint, Middleware, Request, Result};
@@ -9,19 +12,24 @@ use poem::{Body, Endpoint, Middleware, Request, Result};
 use crate::problem::Problem;
 
 #[derive(Clone, Copy, Debug)]
-pub struct BodyLimit(pub usize);
+pub struct BodyLimit {
+    /// Largest body, in bytes.
+    pub max: usize,
+    /// The whole body must arrive within this.
+    pub read_timeout: Duration,
+}
 
 impl<E: Endpoint> Middleware<E> for BodyLimit {
     type Output = BodyLimitEndpoint<E>;
     fn transform(&self, next: E) -> Self::Output {
-        BodyLimitEndpoint { next, max: self.0 }
+        BodyLimitEndpoint { next, limit: *self }
     }
 }
 
 #[derive(Debug)]
 pub struct BodyLimitEndpoint<E> {
     next: E,
-    max: usize,
+    limit: BodyLimit,
 }
 
 fn too_large() -> poem::Error {
@@ -41,16 +49,25 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
             .get(poem::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.max as u64) {
+        let max = self.limit.max;
+        if declared.is_some_and(|n| n > max as u64) {
             return Err(too_large());
         }
         // Headers cannot be trusted to tell whether a body follows (HTTP/2 frames one
         // without either): read what there is, up to the limit. An empty body costs
         // nothing.
-        let bytes = match req.take_body().into_bytes_limit(self.max).await {
-            Ok(b) => b,
-            Err(ReadBodyError::PayloadTooLarge) => return Err(too_large()),
-            Err(e) => return Err(e.into()),
+        let read = req.take_body().into_bytes_limit(max);
+        let bytes = match tokio::time::timeout(self.limit.read_timeout, read).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(ReadBodyError::PayloadTooLarge)) => return Err(too_large()),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => {
+                return Err(Problem::new(
+                    poem::http::StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                )
+                .into());
+            }
         };
         req.set_body(Body::from_bytes(bytes));
         self.next.call(req).await
@@ -70,8 +87,11 @@ mod tests {
     }
 
     fn app() -> impl Endpoint {
-        echo.with(BodyLimit(8))
-            .catch_all_error(|e| async move { Problem::from_poem(e).into_response() })
+        echo.with(BodyLimit {
+            max: 8,
+            read_timeout: Duration::from_millis(200),
+        })
+        .catch_all_error(|e| async move { Problem::from_poem(e).into_response() })
     }
 
     #[tokio::test]
@@ -84,6 +104,25 @@ mod tests {
             .await
             .assert_text("8")
             .await;
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_coming_is_refused_with_408() {
+        let cli = TestClient::new(app());
+        let first = futures_util::stream::once(async {
+            Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"123"))
+        });
+        let then_nothing = futures_util::stream::pending();
+        let resp = cli
+            .post("/")
+            .header("transfer-encoding", "chunked")
+            .body(Body::from_bytes_stream(futures_util::StreamExt::chain(
+                first,
+                then_nothing,
+            )))
+            .send()
+            .await;
+        resp.assert_status(StatusCode::REQUEST_TIMEOUT);
     }
 
     #[tokio::test]

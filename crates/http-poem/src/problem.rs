@@ -243,6 +243,7 @@ fn title(code: &str) -> &'static str {
         "storage_unavailable" => "Storage unavailable",
         "method_not_allowed" => "Method not allowed",
         "payload_too_large" => "Request body too large",
+        "request_timeout" => "Request body too slow",
         "unsupported_media_type" => "Unsupported media type",
         "bad_request" => "Bad request",
         "receipt_not_issued" => "No receipt issued yet",

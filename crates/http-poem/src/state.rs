@@ -26,6 +26,8 @@ pub struct HttpSettings {
     pub waiting_room_url: Option<String>,
     /// Largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// A request body must arrive whole within this (`408 request_timeout`).
+    pub body_read_timeout: std::time::Duration,
     /// Serve the sandbox's stand-in pages.
     pub sandbox: bool,
     /// Stripe's publishable key, for the Payment Element (Stripe mode only).
@@ -58,6 +60,7 @@ impl HttpSettings {
             public_url: public_url.trim_end_matches('/').to_owned(),
             waiting_room_url: None,
             body_limit: 64 * 1024,
+            body_read_timeout: std::time::Duration::from_secs(10),
             sandbox: false,
             stripe_publishable_key: None,
             stripe_live: false,

@@ -10,8 +10,6 @@ use app::config::{Config, DatabaseUrl, Secret};
 use app::wiring::App;
 use billing_core::system::Clock;
 use chrono::{DateTime, Duration, Utc};
-use poem::Server;
-use poem::listener::{Acceptor, Listener, TcpListener};
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
 use sea_orm::{ConnectionTrait, Database};
@@ -126,15 +124,10 @@ impl TestApp {
                 )
             }
         };
-        let acceptor = TcpListener::bind("127.0.0.1:0")
-            .into_acceptor()
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
-        let addr: SocketAddr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
-            .expect("a local address");
+        let addr: SocketAddr = listener.local_addr().expect("a local address");
         let base = format!("http://{addr}");
         let mut config = Config {
             listen: addr,
@@ -153,16 +146,19 @@ impl TestApp {
             .expect("app builds");
         let endpoint = http_poem::app(app.http_state(&config));
         let (tx, rx) = oneshot::channel::<()>();
+        // The server the binary runs, with its limits.
+        let limits = config.server_limits();
         let server = tokio::spawn(async move {
-            let _ = Server::new_with_acceptor(acceptor)
-                .run_with_graceful_shutdown(
-                    endpoint,
-                    async {
-                        let _ = rx.await;
-                    },
-                    Some(std::time::Duration::from_secs(5)),
-                )
-                .await;
+            let _ = http_poem::serve(
+                listener,
+                endpoint,
+                limits,
+                async {
+                    let _ = rx.await;
+                },
+                std::time::Duration::from_secs(5),
+            )
+            .await;
         });
         let client = reqwest::Client::builder()
             .redirect(Policy::none())

@@ -13,5 +13,6 @@ mod ops;
 mod readme;
 mod receipts;
 mod setup_webhooks;
+mod slow;
 mod staff;
 mod webhooks;

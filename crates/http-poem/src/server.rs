@@ -1,0 +1,160 @@
+//! The HTTP server: poem's endpoints on hyper, with the limits a public service needs
+//! against clients that hold connections open.
+//!
+//! poem's own `Server` sets no header-read timeout (hyper's needs a timer), and its
+//! idle timeout cannot close a connection stuck in the middle of a request head: a
+//! client that sends half a request and then nothing keeps its socket, and enough of
+//! them exhaust the file descriptors. Here:
+//! - **header-read timeout** (hyper's, with a Tokio timer): a request head must arrive
+//!   whole within it, or the connection is closed. It also bounds an idle keep-alive
+//!   connection's wait for its next request;
+//! - **body-read timeout** ([`crate::limit::BodyLimit`]): the body must arrive within
+//!   it, or `408 request_timeout`;
+//! - **connection limit**: at most so many connections at once; more wait in the
+//!   kernel's queue (they hold no descriptor of ours) until one closes — and the
+//!   timeouts make sure slow ones do.
+//!
+//! Shutdown is graceful: the listener stops, connections in flight finish within the
+//! grace period.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::combinators::BoxBody;
+use hyper::body::{Bytes, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use poem::web::{LocalAddr, RemoteAddr};
+use poem::{Addr, Endpoint, EndpointExt, IntoEndpoint};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// How long and how many: what one slow or hostile client may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// A request head (or, on a kept-alive connection, the next one) must arrive
+    /// within this.
+    pub header_read_timeout: Duration,
+    /// At most this many connections at once.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Serves `endpoint` on `listener` until `shutdown` resolves, then lets connections in
+/// flight finish for at most `grace`.
+pub async fn serve<E>(
+    listener: TcpListener,
+    endpoint: E,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+    grace: Duration,
+) -> std::io::Result<()>
+where
+    E: IntoEndpoint,
+    E::Endpoint: 'static,
+{
+    let local = listener.local_addr()?;
+    let endpoint = Arc::new(endpoint.into_endpoint().map_to_response());
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_read_timeout));
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+    loop {
+        // A slot first: beyond the limit, connections wait in the kernel's queue.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before it was accepted:
+                    // keep serving the others.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service(endpoint.clone(), local, peer);
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection closed");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the grace period: closing them");
+    }
+    Ok(())
+}
+
+/// What hyper sends back: poem's response as a boxed body.
+type HyperResponse = hyper::Response<BoxBody<Bytes, std::io::Error>>;
+
+/// One connection's service: each request into poem, its response back to hyper.
+fn service<E>(
+    endpoint: Arc<E>,
+    local: SocketAddr,
+    peer: SocketAddr,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = HyperResponse,
+    Error = Infallible,
+    Future = impl Future<Output = Result<HyperResponse, Infallible>> + Send,
+> + Clone
+where
+    E: Endpoint<Output = poem::Response> + 'static,
+{
+    hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let endpoint = endpoint.clone();
+        async move {
+            let req: poem::Request = (
+                req,
+                LocalAddr(Addr::SocketAddr(local)),
+                RemoteAddr(Addr::SocketAddr(peer)),
+                poem::http::uri::Scheme::HTTP,
+            )
+                .into();
+            let resp = endpoint.get_response(req).await;
+            Ok::<_, Infallible>(resp.into())
+        }
+    })
+}
