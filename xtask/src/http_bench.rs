@@ -171,6 +171,9 @@ fn backend(root: &Path, name: &str, database_url: &str, report: &mut String) -> 
             "bench-video-secret-0123456789abcdef",
         ),
         ("CONSULTPAY_VIDEO_OPEN_BEFORE_MINUTES", "300"),
+        // The load generator is one client: measure the work, not its quota.
+        ("CONSULTPAY_RATE_LIMIT_PAY", "0"),
+        ("CONSULTPAY_ADMIN_LISTEN", "off"),
     ];
     let migrate = Command::new(&consultpay)
         .arg("migrate")

@@ -77,6 +77,9 @@ pub struct Config {
     pub database_url: DatabaseUrl,
     /// `CONSULTPAY_LISTEN`: address to bind.
     pub listen: SocketAddr,
+    /// `CONSULTPAY_ADMIN_LISTEN`: the operator's listener (`/metrics`, `/healthz`,
+    /// `/readyz`), loopback by default; `off` for none.
+    pub admin_listen: String,
     /// `CONSULTPAY_PUBLIC_URL`: how browsers and Stripe reach the server (default
     /// `http://{listen}`).
     pub public_url: Option<String>,
@@ -175,12 +178,24 @@ pub struct Config {
     /// `CONSULTPAY_MAX_CONNECTIONS`: connections served at once; more wait in the
     /// kernel's queue. Keep it under the process's file-descriptor limit.
     pub max_connections: usize,
+    /// `CONSULTPAY_RATE_LIMIT_PAY`: pay-link look-ups (pages and `/api/v1/pay/…`) per
+    /// minute per client (0: no limit).
+    pub rate_limit_pay: u32,
+    /// `CONSULTPAY_RATE_LIMIT_SIGN_IN`: sign-in attempts per minute per client.
+    pub rate_limit_sign_in: u32,
+    /// `CONSULTPAY_RATE_LIMIT_WEBHOOKS`: Stripe webhook deliveries per minute per
+    /// client (Stripe retries a 429).
+    pub rate_limit_webhooks: u32,
+    /// `CONSULTPAY_TRUSTED_PROXIES`: reverse proxies in front of the server that
+    /// append the client's address to `X-Forwarded-For` (0: the peer is the client).
+    pub trusted_proxies: usize,
 }
 
 /// Environment variable → configuration key.
 pub const ENV: &[(&str, &str)] = &[
     ("DATABASE_URL", "database_url"),
     ("CONSULTPAY_LISTEN", "listen"),
+    ("CONSULTPAY_ADMIN_LISTEN", "admin_listen"),
     ("CONSULTPAY_PUBLIC_URL", "public_url"),
     ("STRIPE_SECRET_KEY", "stripe_secret_key"),
     ("STRIPE_API_BASE", "stripe_api_base"),
@@ -234,6 +249,10 @@ pub const ENV: &[(&str, &str)] = &[
         "body_read_timeout_secs",
     ),
     ("CONSULTPAY_MAX_CONNECTIONS", "max_connections"),
+    ("CONSULTPAY_RATE_LIMIT_PAY", "rate_limit_pay"),
+    ("CONSULTPAY_RATE_LIMIT_SIGN_IN", "rate_limit_sign_in"),
+    ("CONSULTPAY_RATE_LIMIT_WEBHOOKS", "rate_limit_webhooks"),
+    ("CONSULTPAY_TRUSTED_PROXIES", "trusted_proxies"),
 ];
 
 impl Default for Config {
@@ -241,6 +260,7 @@ impl Default for Config {
         Config {
             database_url: DatabaseUrl("sqlite://consultpay.db?mode=rwc".into()),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: "127.0.0.1:9464".into(),
             public_url: None,
             stripe_secret_key: None,
             stripe_api_base: None,
@@ -276,6 +296,10 @@ impl Default for Config {
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 10,
             max_connections: 1024,
+            rate_limit_pay: 120,
+            rate_limit_sign_in: 10,
+            rate_limit_webhooks: 1200,
+            trusted_proxies: 0,
         }
     }
 }
@@ -424,6 +448,12 @@ impl Config {
         if !(1..=24 * 60).contains(&self.video_open_before_minutes) {
             return invalid("CONSULTPAY_VIDEO_OPEN_BEFORE_MINUTES", "between 1 and 1440");
         }
+        if self.admin_listen.trim() != "off" && self.admin_addr().is_none() {
+            return invalid(
+                "CONSULTPAY_ADMIN_LISTEN",
+                "an address such as 127.0.0.1:9464, or off",
+            );
+        }
         if !(1..=300).contains(&self.header_read_timeout_secs) {
             return invalid("CONSULTPAY_HEADER_READ_TIMEOUT_SECS", "between 1 and 300");
         }
@@ -471,11 +501,26 @@ impl Config {
         warnings
     }
 
+    /// The operator's listener's address, unless `off`.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listen.trim().parse().ok()
+    }
+
     /// What one client may hold of the server.
     pub fn server_limits(&self) -> http_poem::ServerLimits {
         http_poem::ServerLimits {
             header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
             max_connections: self.max_connections,
+        }
+    }
+
+    /// Per-client quotas on unauthenticated calls.
+    pub fn rate_limits(&self) -> http_poem::ratelimit::RateLimits {
+        http_poem::ratelimit::RateLimits {
+            pay_per_minute: self.rate_limit_pay,
+            sign_in_per_minute: self.rate_limit_sign_in,
+            webhooks_per_minute: self.rate_limit_webhooks,
+            trusted_proxies: self.trusted_proxies,
         }
     }
 
@@ -623,6 +668,24 @@ mod tests {
             assert_eq!(c.listen.to_string(), "127.0.0.1:9100");
             assert!(!c.demo);
             assert!(!c.sandbox());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_admin_listener_is_loopback_unless_moved_or_turned_off() {
+        Jail::expect_with(|jail| {
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.admin_addr().map(|a| a.to_string()).as_deref(),
+                Some("127.0.0.1:9464")
+            );
+            jail.set_env("CONSULTPAY_ADMIN_LISTEN", "off");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.admin_addr(), None);
+            jail.set_env("CONSULTPAY_ADMIN_LISTEN", "everywhere");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.starts_with("CONSULTPAY_ADMIN_LISTEN"), "{err}");
             Ok(())
         });
     }

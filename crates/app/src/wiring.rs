@@ -190,6 +190,7 @@ impl App {
         settings.session_secret = self.session_secret.clone();
         settings.video_jwks = self.video_jwks.clone();
         settings.body_read_timeout = Duration::from_secs(config.body_read_timeout_secs);
+        settings.rate_limits = config.rate_limits();
         HttpState::new(
             self.billing.clone(),
             settings,
@@ -446,14 +447,46 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
         config.listen
     );
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    let (quit_tx, quit_rx) = watch::channel(false);
+    let quit = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|quit| *quit).await;
+    };
+    // The operator's listener: metrics and health, apart from the public one.
+    let admin = match config.admin_addr() {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            eprintln!("  metrics and health on http://{addr} (CONSULTPAY_ADMIN_LISTEN)");
+            Some(tokio::spawn(http_poem::serve(
+                listener,
+                http_poem::admin(state.clone()),
+                http_poem::ServerLimits {
+                    max_connections: 64,
+                    ..config.server_limits()
+                },
+                quit(quit_rx.clone()),
+                grace,
+            )))
+        }
+        None => None,
+    };
     let result = http_poem::serve(
         listener,
         http_poem::app(state),
         config.server_limits(),
-        shutdown_signal(),
-        Duration::from_secs(config.shutdown_grace_secs),
+        async {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = quit(quit_rx.clone()) => {}
+            }
+        },
+        grace,
     )
     .await;
+    let _ = quit_tx.send(true);
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     let _ = stop_tx.send(true);
     for job in jobs {
         let _ = job.await;

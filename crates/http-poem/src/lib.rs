@@ -3,8 +3,8 @@
 //! ConsultPay's HTTP adapter (the API boundary): the JSON API under `/api/v1` with its
 //! generated OpenAPI document (`/api/v1/openapi.json`, Swagger UI at `/docs`), the
 //! Stripe webhook endpoint, the OAuth callback, the patient and practitioner pages, the
-//! sandbox's stand-ins for Stripe's hosted pages, and `/healthz`, `/readyz`,
-//! `/metrics`.
+//! sandbox's stand-ins for Stripe's hosted pages, `/healthz` and `/readyz`; and, on
+//! the operator's own listener ([`admin`]), `/metrics` with the health checks.
 //!
 //! Handlers only convert: wire types (this crate's `wire` module) into domain types, a
 //! use case of [`billing_core::Billing`], and the result or the error back. Every
@@ -14,12 +14,14 @@
 
 pub mod api;
 pub mod csv;
+pub mod docs;
 pub mod documents;
 pub mod limit;
 pub mod metrics;
 pub mod ops;
 pub mod pages;
 pub mod problem;
+pub mod ratelimit;
 pub mod server;
 pub mod state;
 pub mod web;
@@ -52,21 +54,40 @@ pub fn openapi(state: &HttpState) -> OpenApiService<api::Api, ()> {
     .server(state.settings.public_url.clone())
 }
 
-/// Every route, with the middleware stack. Bind it with poem's `Server`.
+/// The operator's listener (`CONSULTPAY_ADMIN_LISTEN`, loopback by default): the
+/// Prometheus metrics, kept off the public listener, and the health checks, which
+/// answer here even while the public listener is busy with clients.
+pub fn admin(state: HttpState) -> impl Endpoint {
+    Route::new()
+        .at("/metrics", get(ops::metrics))
+        .at("/healthz", get(ops::healthz))
+        .at("/readyz", get(ops::readyz))
+        .data(state)
+        .catch_all_error(|err| async move { Problem::from_poem(err).into_response() })
+        .with(CatchPanic::new().with_handler(|_| {
+            Problem::new(
+                poem::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+            )
+            .into_response()
+        }))
+}
+
+/// Every route, with the middleware stack. Serve it with [`serve`].
 pub fn app(state: HttpState) -> impl Endpoint {
     let api = openapi(&state);
     let spec = api.spec_endpoint();
-    let docs = api.swagger_ui();
+    let docs = std::sync::Arc::new(docs::swagger(&api.swagger_ui_html()));
     let pages = std::sync::Arc::new(web::routes(&state).map_to_response());
     let mut routes = Route::new()
         .at("/api/v1/openapi.json", spec)
-        .nest("/docs", docs)
+        .at("/docs", docs.clone())
+        .at("/docs/", docs)
         .nest_no_strip("/api/v1", api)
         .at("/webhooks/stripe", post(ops::stripe_webhook))
         .at("/.well-known/jwks.json", get(ops::jwks))
         .at("/healthz", get(ops::healthz))
-        .at("/readyz", get(ops::readyz))
-        .at("/metrics", get(ops::metrics));
+        .at("/readyz", get(ops::readyz));
     for prefix in ["/pay", "/dashboard", "/static", "/connect"] {
         routes = routes.nest_no_strip(prefix, pages.clone());
     }
@@ -80,6 +101,7 @@ pub fn app(state: HttpState) -> impl Endpoint {
         read_timeout: state.settings.body_read_timeout,
     };
     let metrics = state.metrics.clone();
+    let rate_limits = state.settings.rate_limits;
     routes
         .data(state)
         .with(body_limit)
@@ -103,6 +125,9 @@ pub fn app(state: HttpState) -> impl Endpoint {
             )
             .into_response()
         }))
+        // Outside the error catchers: a refused client costs a map look-up, and its
+        // 429 is already a problem document.
+        .with(ratelimit::RateLimit::new(rate_limits))
         .with(Observe(metrics))
         .with(RequestId::default().reuse_id(ReuseId::Use))
 }

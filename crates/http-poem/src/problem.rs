@@ -244,6 +244,7 @@ fn title(code: &str) -> &'static str {
         "method_not_allowed" => "Method not allowed",
         "payload_too_large" => "Request body too large",
         "request_timeout" => "Request body too slow",
+        "rate_limited" => "Too many requests",
         "unsupported_media_type" => "Unsupported media type",
         "bad_request" => "Bad request",
         "receipt_not_issued" => "No receipt issued yet",

@@ -28,6 +28,8 @@ pub struct HttpSettings {
     pub body_limit: usize,
     /// A request body must arrive whole within this (`408 request_timeout`).
     pub body_read_timeout: std::time::Duration,
+    /// Per-client quotas on unauthenticated calls.
+    pub rate_limits: crate::ratelimit::RateLimits,
     /// Serve the sandbox's stand-in pages.
     pub sandbox: bool,
     /// Stripe's publishable key, for the Payment Element (Stripe mode only).
@@ -61,6 +63,7 @@ impl HttpSettings {
             waiting_room_url: None,
             body_limit: 64 * 1024,
             body_read_timeout: std::time::Duration::from_secs(10),
+            rate_limits: crate::ratelimit::RateLimits::default(),
             sandbox: false,
             stripe_publishable_key: None,
             stripe_live: false,

@@ -597,3 +597,35 @@ async fn the_waiting_room_turns_into_join_when_the_practitioner_starts() {
     }
     app.stop().await;
 }
+
+/// `/docs` renders the API in Swagger UI under a strict content security policy (its
+/// own inline blocks by hash, nothing else).
+#[tokio::test]
+async fn the_api_docs_render_under_their_content_security_policy() {
+    if !chromium_available() {
+        return;
+    }
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let headers = reqwest::get(app.url("/docs")).await.expect("docs");
+    let csp = headers.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp")
+        .to_owned();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    assert_eq!(headers.headers()["x-frame-options"], "DENY");
+    let driver = start_driver().await;
+    let profiles = tempfile::tempdir().expect("profiles");
+    let desk = browser(&driver, false, "en-GB", &profiles.path().join("docs")).await;
+    desk.goto(&app.url("/docs")).await.expect("docs");
+    let title = text(&desk, ".swagger-ui .info .title").await;
+    assert!(title.starts_with("ConsultPay"), "{title}");
+    find(&desk, ".opblock").await;
+    shot(&desk, "7-api-docs").await;
+    let _ = desk.close().await;
+    app.stop().await;
+}

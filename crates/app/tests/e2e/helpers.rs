@@ -76,6 +76,12 @@ struct PgDatabase {
 
 pub struct TestApp {
     pub base: String,
+    /// The operator's listener (`/metrics`, health).
+    pub admin_base: String,
+    admin: Option<(
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )>,
     /// No redirects followed, cookies kept (the pages' CSRF and session cookies).
     pub client: reqwest::Client,
     pub app: App,
@@ -144,7 +150,26 @@ impl TestApp {
         let app = App::build_with(&config, clock.clone())
             .await
             .expect("app builds");
-        let endpoint = http_poem::app(app.http_state(&config));
+        let state = app.http_state(&config);
+        let endpoint = http_poem::app(state.clone());
+        // The operator's listener, on a port of its own, as the binary runs it.
+        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the admin listener");
+        let admin_base = format!(
+            "http://{}",
+            admin_listener.local_addr().expect("admin address")
+        );
+        let (admin_tx, admin_rx) = oneshot::channel::<()>();
+        let admin = tokio::spawn(http_poem::serve(
+            admin_listener,
+            http_poem::admin(state),
+            config.server_limits(),
+            async {
+                let _ = admin_rx.await;
+            },
+            std::time::Duration::from_secs(1),
+        ));
         let (tx, rx) = oneshot::channel::<()>();
         // The server the binary runs, with its limits.
         let limits = config.server_limits();
@@ -167,6 +192,8 @@ impl TestApp {
             .expect("client");
         Some(TestApp {
             base,
+            admin_base,
+            admin: Some((admin_tx, admin)),
             client,
             app,
             clock,
@@ -185,6 +212,10 @@ impl TestApp {
         }
         if let Some(server) = self.server.take() {
             let _ = server.await;
+        }
+        if let Some((tx, admin)) = self.admin.take() {
+            let _ = tx.send(());
+            let _ = admin.await;
         }
         let _ = self.app.store.clone().close().await;
         if let Some(pg) = self.pg.take()
@@ -274,7 +305,7 @@ impl TestApp {
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> String {
         self.client
-            .get(self.url("/metrics"))
+            .get(format!("{}/metrics", self.admin_base))
             .send()
             .await
             .expect("metrics")

@@ -68,6 +68,19 @@ async fn metrics_label_requests_by_route_pattern_even_when_they_fail() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // Metrics are the operator's: not on the public listener, on the admin one with
+    // the health checks.
+    let (status, _) = t.get("/metrics", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for path in ["/healthz", "/readyz"] {
+        let admin = t
+            .client
+            .get(format!("{}{path}", t.admin_base))
+            .send()
+            .await
+            .expect("admin listener");
+        assert_eq!(admin.status(), StatusCode::OK, "{path}");
+    }
     let metrics = t.metrics().await;
     let counted = |route: &str, status: &str| {
         metrics.lines().any(|l| {

@@ -95,3 +95,78 @@ async fn slow_clients_are_cut_off_and_health_answers_meanwhile() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn unauthenticated_calls_have_a_quota_per_client_and_say_when_to_come_back() {
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.rate_limit_pay = 5;
+        c.rate_limit_sign_in = 3;
+        c.rate_limit_webhooks = 4;
+    })
+    .await
+    else {
+        return;
+    };
+    let dr = app.practitioner("Dr Estival").await;
+    let guess = format!("/api/v1/pay/pay_{}/access", "x".repeat(43));
+    let webhook = || {
+        app.client
+            .post(app.url("/webhooks/stripe"))
+            .header("stripe-signature", "t=1,v1=00")
+            .body("{}")
+            .send()
+    };
+    let sign_in = || {
+        app.client
+            .post(app.url("/dashboard/login"))
+            .form(&[("csrf_token", "x"), ("token", "wrong")])
+            .send()
+    };
+    // Guessing pay links: the quota runs out, whatever the answers were.
+    for _ in 0..5 {
+        let (status, _) = app.get(&guess, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let refused = app.client.get(app.url(&guess)).send().await.expect("get");
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .expect("text")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body: serde_json::Value = refused.json().await.expect("problem");
+    assert_eq!(body["code"], "rate_limited");
+    // The pay pages share it.
+    let page = app
+        .client
+        .get(app.url(&format!("/pay/pay_{}", "y".repeat(43))))
+        .send()
+        .await;
+    assert_eq!(page.expect("page").status(), StatusCode::TOO_MANY_REQUESTS);
+
+    for _ in 0..3 {
+        assert_ne!(
+            sign_in().await.expect("sign in").status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    assert_eq!(
+        sign_in().await.expect("sign in").status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    for _ in 0..4 {
+        assert_eq!(
+            webhook().await.expect("webhook").status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+    assert_eq!(
+        webhook().await.expect("webhook").status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Signed-in work is not throttled by any of it.
+    let (status, _) = app.get("/api/v1/me", Some(&dr.token)).await;
+    assert_eq!(status, StatusCode::OK);
+    app.stop().await;
+}
