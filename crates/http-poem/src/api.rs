@@ -15,7 +15,7 @@ use billing_core::receipt::DocumentRef;
 use chrono::{DateTime, Utc};
 use poem_openapi::auth::Bearer;
 use poem_openapi::param::{Header, Path, Query};
-use poem_openapi::payload::{Binary, Json, PlainText};
+use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, OpenApi, SecurityScheme, Tags};
 use uuid::Uuid;
 
@@ -93,7 +93,7 @@ impl PdfDownload {
 pub enum CsvDownload {
     #[oai(status = 200, content_type = "text/csv; charset=utf-8")]
     Csv(
-        PlainText<String>,
+        Binary<poem::Body>,
         #[oai(header = "Content-Disposition")] String,
     ),
 }
@@ -958,11 +958,8 @@ impl Api {
             lang: csv::lang(lang.0.as_deref()),
             tz,
         };
-        let body = csv::export(&self.state.billing, &actor, filter, layout).await?;
-        Ok(CsvDownload::Csv(
-            PlainText(body),
-            csv::DISPOSITION.to_owned(),
-        ))
+        let body = csv::stream(&self.state.billing, &actor, filter, layout).await?;
+        Ok(CsvDownload::Csv(Binary(body), csv::DISPOSITION.to_owned()))
     }
 
     /// One payment with its history.

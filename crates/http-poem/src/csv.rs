@@ -1,16 +1,20 @@
-//! The payments table as CSV (C8). Cells that a spreadsheet would run as a formula are
-//! neutralised (patient names are typed by people).
+//! The payments table as CSV (C8), streamed page by page. Cells that a spreadsheet
+//! would run as a formula are neutralised (patient names are typed by people).
 
 use billing_core::access::Actor;
 use billing_core::format;
 use billing_core::payment::model::Lang;
-use billing_core::payment::ports::PaymentRow;
+use std::collections::HashMap;
+
+use billing_core::ids::PaymentId;
+use billing_core::payment::ports::{PaymentPage, PaymentRow};
 use billing_core::payment::service::PaymentFilter;
 use billing_core::receipt::DocumentNumber;
 use billing_core::{Billing, BillingError};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use poem::Response;
+use hyper::body::Bytes;
+use poem::{Body, Response};
 
 use crate::wire::amount;
 
@@ -138,43 +142,85 @@ pub fn row(r: &PaymentRow, receipt: Option<&DocumentNumber>, l: Layout) -> Strin
     )
 }
 
-/// At most this many pages of 200 rows in one export (100 000 payments).
-const MAX_PAGES: usize = 500;
+/// Rows per page read from storage while streaming.
+const PAGE: u32 = 200;
 
 /// How a CSV download is named.
 pub const DISPOSITION: &str = "attachment; filename=\"payments.csv\"";
 
-/// Every page of the filtered payments table as one CSV document. An export that would
-/// exceed [`MAX_PAGES`] is refused (narrow the dates) rather than silently cut short.
-pub async fn export(
+/// Where a streamed export stands.
+struct Export {
+    billing: Billing,
+    actor: Actor,
+    filter: PaymentFilter,
+    layout: Layout,
+    /// The page read and not yet written (the first is read before the answer starts).
+    ready: Option<(PaymentPage, HashMap<PaymentId, DocumentNumber>)>,
+    /// The header, written with the first chunk.
+    header: Option<String>,
+    done: bool,
+}
+
+/// The filtered payments table as a CSV body, streamed page by page: the memory it
+/// takes is one page's, whatever the number of rows. The first page is read before
+/// the answer starts, so a refusal (access, filters) is a problem document; a storage
+/// failure later cuts the download short (the chunked body is not terminated, so the
+/// client sees it fail), never a file that silently misses rows.
+pub async fn stream(
     billing: &Billing,
     actor: &Actor,
     mut filter: PaymentFilter,
     layout: Layout,
-) -> Result<String, BillingError> {
-    filter.limit = Some(200);
-    let mut out = header(layout.format);
-    for _ in 0..MAX_PAGES {
-        let (page, receipts) = billing
-            .reporting
-            .payments_with_receipts(actor, &filter)
-            .await?;
+) -> Result<Body, BillingError> {
+    filter.limit = Some(PAGE);
+    let first = billing
+        .reporting
+        .payments_with_receipts(actor, &filter)
+        .await?;
+    let export = Export {
+        billing: billing.clone(),
+        actor: actor.clone(),
+        filter,
+        layout,
+        ready: Some(first),
+        header: Some(header(layout.format)),
+        done: false,
+    };
+    let chunks = futures_util::stream::unfold(export, |mut e| async move {
+        if e.done {
+            return None;
+        }
+        let (page, receipts) = match e.ready.take() {
+            Some(page) => page,
+            None => match e
+                .billing
+                .reporting
+                .payments_with_receipts(&e.actor, &e.filter)
+                .await
+            {
+                Ok(page) => page,
+                Err(err) => {
+                    tracing::warn!(error = %err, "CSV export cut short");
+                    e.done = true;
+                    return Some((Err(std::io::Error::other(err.to_string())), e));
+                }
+            },
+        };
+        let mut chunk = e.header.take().unwrap_or_default();
         for r in &page.items {
-            out.push_str(&row(r, receipts.get(&r.payment.id()), layout));
+            chunk.push_str(&row(r, receipts.get(&r.payment.id()), e.layout));
         }
         match page.next {
-            Some(next) => filter.cursor = Some(next),
-            None => return Ok(out),
+            Some(next) => e.filter.cursor = Some(next),
+            None => e.done = true,
         }
-    }
-    Err(BillingError::Validation {
-        field: "to",
-        message: "more than 100000 payments match: narrow the date range".into(),
-    })
+        Some((Ok(Bytes::from(chunk)), e))
+    });
+    Ok(Body::from_bytes_stream(chunks))
 }
 
 /// A CSV download.
-pub fn response(body: String) -> Response {
+pub fn response(body: Body) -> Response {
     Response::builder()
         .content_type("text/csv; charset=utf-8")
         .header("content-disposition", DISPOSITION)

@@ -341,3 +341,41 @@ async fn concurrent_keyless_refunds_each_answer_what_they_did() {
         }
     });
 }
+
+/// The CSV streams page after page (chunked, never one buffer): 1 201 payments over
+/// seven storage pages come out whole and in order, newest first.
+#[tokio::test]
+async fn the_csv_export_streams_every_page() {
+    let Some(app) = crate::helpers::TestApp::spawn(crate::helpers::Backend::Sqlite).await else {
+        return;
+    };
+    let dr = app.practitioner("Dr Estival").await;
+    app.link_stripe(&dr).await;
+    let mut ids = Vec::new();
+    for _ in 0..1201 {
+        let (status, scheduled) = app.schedule(&dr, &dr, json!({ "mode": "online" })).await;
+        assert_eq!(status, StatusCode::CREATED);
+        ids.push(scheduled["payment"]["id"].as_str().expect("id").to_owned());
+    }
+    let csv = app
+        .client
+        .get(app.url("/api/v1/payments.csv"))
+        .bearer_auth(&dr.token)
+        .send()
+        .await
+        .expect("csv");
+    assert_eq!(csv.status(), StatusCode::OK);
+    assert!(
+        csv.headers().get("content-length").is_none(),
+        "streamed, not buffered: {:?}",
+        csv.headers()
+    );
+    let text = csv.text().await.expect("csv text");
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1201);
+    ids.reverse();
+    for (row, id) in rows.iter().zip(&ids) {
+        assert!(row.starts_with(id.as_str()), "{row} should be {id}");
+    }
+    app.stop().await;
+}

@@ -806,7 +806,7 @@ pub async fn csv_download(
         lang: s.ctx.lang,
         tz: s.tz(),
     };
-    match crate::csv::export(&state.billing, &s.actor, filter, layout).await {
+    match crate::csv::stream(&state.billing, &s.actor, filter, layout).await {
         Ok(body) => crate::csv::response(body),
         Err(e) => Problem::from(e).into_response(),
     }
