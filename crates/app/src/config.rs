@@ -673,6 +673,17 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_documents_every_variable() {
+        let readme = include_str!("../../../README.md");
+        for (var, _) in ENV {
+            assert!(
+                readme.contains(&format!("`{var}`")),
+                "{var} is not in README.md"
+            );
+        }
+    }
+
+    #[test]
     fn the_admin_listener_is_loopback_unless_moved_or_turned_off() {
         Jail::expect_with(|jail| {
             let c = Config::load(None).map_err(|e| e.to_string())?;
