@@ -379,3 +379,58 @@ async fn the_csv_export_streams_every_page() {
     }
     app.stop().await;
 }
+
+/// Scheduling retried with its `Idempotency-Key` (a burst of 20 at once, then once
+/// more later) answers the same consultation with the same pay link, and that link
+/// works: a replay changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_scheduling_answers_the_same_working_pay_link() {
+    on_every_backend!(|app| {
+        let dr = app.practitioner("Dr Estival").await;
+        app.link_stripe(&dr).await;
+        let body = json!({
+            "practitioner_id": dr.id,
+            "patient": { "display_name": "M. Dupont" },
+            "starts_at": (app.clock_now() + chrono::Duration::hours(2)).to_rfc3339(),
+            "payment": { "mode": "online" },
+        });
+        let post = || {
+            app.client
+                .post(app.url("/api/v1/consultations"))
+                .bearer_auth(&dr.token)
+                .header("Idempotency-Key", "appointment-42")
+                .json(&body)
+                .send()
+        };
+        let mut burst = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            burst.spawn(post());
+        }
+        let mut answers = Vec::new();
+        while let Some(resp) = burst.join_next().await {
+            let resp = resp.expect("joined").expect("schedule");
+            let status = resp.status();
+            let answer: serde_json::Value = resp.json().await.expect("json");
+            // The key is either done (the same answer) or still in flight (409, retry).
+            if status == StatusCode::CONFLICT {
+                assert_eq!(answer["code"], "idempotency_key_in_flight", "{answer}");
+                continue;
+            }
+            assert!(status.is_success(), "{status} {answer}");
+            answers.push((answer["id"].clone(), answer["pay_token"].clone()));
+        }
+        let later: serde_json::Value = post().await.expect("replay").json().await.expect("json");
+        answers.push((later["id"].clone(), later["pay_token"].clone()));
+        let first = answers[0].clone();
+        assert!(answers.iter().all(|a| *a == first), "{answers:?}");
+        let token = first.1.as_str().expect("pay token");
+        let (status, page) = app.get(&format!("/api/v1/pay/{token}"), None).await;
+        assert_eq!(status, StatusCode::OK, "the link handed out works: {page}");
+        let (_, upcoming) = app.get("/api/v1/consultations", Some(&dr.token)).await;
+        assert_eq!(
+            upcoming.as_array().map(Vec::len),
+            Some(1),
+            "one consultation: {upcoming}"
+        );
+    });
+}
