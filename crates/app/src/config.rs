@@ -178,13 +178,17 @@ pub struct Config {
     /// `CONSULTPAY_MAX_CONNECTIONS`: connections served at once; more wait in the
     /// kernel's queue. Keep it under the process's file-descriptor limit.
     pub max_connections: usize,
-    /// `CONSULTPAY_RATE_LIMIT_PAY`: pay-link look-ups (pages and `/api/v1/pay/…`) per
-    /// minute per client (0: no limit).
+    /// `CONSULTPAY_WRITE_TIMEOUT_SECS`: an answer the client does not read for this
+    /// long ends the connection.
+    pub write_timeout_secs: u64,
+    /// `CONSULTPAY_RATE_LIMIT_PAY`: failed pay-link look-ups (pages and
+    /// `/api/v1/pay/…`) per minute per client before its look-ups are refused (0: no
+    /// limit).
     pub rate_limit_pay: u32,
-    /// `CONSULTPAY_RATE_LIMIT_SIGN_IN`: sign-in attempts per minute per client.
+    /// `CONSULTPAY_RATE_LIMIT_SIGN_IN`: failed sign-ins per minute per client.
     pub rate_limit_sign_in: u32,
-    /// `CONSULTPAY_RATE_LIMIT_WEBHOOKS`: Stripe webhook deliveries per minute per
-    /// client (Stripe retries a 429).
+    /// `CONSULTPAY_RATE_LIMIT_WEBHOOKS`: webhook deliveries failing their signature
+    /// per minute per client.
     pub rate_limit_webhooks: u32,
     /// `CONSULTPAY_TRUSTED_PROXIES`: reverse proxies in front of the server that
     /// append the client's address to `X-Forwarded-For` (0: the peer is the client).
@@ -249,6 +253,7 @@ pub const ENV: &[(&str, &str)] = &[
         "body_read_timeout_secs",
     ),
     ("CONSULTPAY_MAX_CONNECTIONS", "max_connections"),
+    ("CONSULTPAY_WRITE_TIMEOUT_SECS", "write_timeout_secs"),
     ("CONSULTPAY_RATE_LIMIT_PAY", "rate_limit_pay"),
     ("CONSULTPAY_RATE_LIMIT_SIGN_IN", "rate_limit_sign_in"),
     ("CONSULTPAY_RATE_LIMIT_WEBHOOKS", "rate_limit_webhooks"),
@@ -296,6 +301,7 @@ impl Default for Config {
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 10,
             max_connections: 1024,
+            write_timeout_secs: 30,
             rate_limit_pay: 120,
             rate_limit_sign_in: 10,
             rate_limit_webhooks: 1200,
@@ -460,6 +466,9 @@ impl Config {
         if !(1..=300).contains(&self.body_read_timeout_secs) {
             return invalid("CONSULTPAY_BODY_READ_TIMEOUT_SECS", "between 1 and 300");
         }
+        if !(1..=3600).contains(&self.write_timeout_secs) {
+            return invalid("CONSULTPAY_WRITE_TIMEOUT_SECS", "between 1 and 3600");
+        }
         if self.max_connections == 0 {
             return invalid("CONSULTPAY_MAX_CONNECTIONS", "at least 1");
         }
@@ -511,6 +520,7 @@ impl Config {
         http_poem::ServerLimits {
             header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
             max_connections: self.max_connections,
+            write_timeout: std::time::Duration::from_secs(self.write_timeout_secs),
         }
     }
 

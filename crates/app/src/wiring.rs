@@ -448,6 +448,7 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
     );
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let grace = Duration::from_secs(config.shutdown_grace_secs);
+    // One signal stops both listeners at once (each then has the grace period).
     let (quit_tx, quit_rx) = watch::channel(false);
     let quit = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|quit| *quit).await;
@@ -470,20 +471,19 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
         }
         None => None,
     };
+    let signal = tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = quit_tx.send(true);
+    });
     let result = http_poem::serve(
         listener,
         http_poem::app(state),
         config.server_limits(),
-        async {
-            tokio::select! {
-                () = shutdown_signal() => {}
-                () = quit(quit_rx.clone()) => {}
-            }
-        },
+        quit(quit_rx),
         grace,
     )
     .await;
-    let _ = quit_tx.send(true);
+    signal.abort();
     if let Some(admin) = admin {
         let _ = admin.await;
     }

@@ -1,17 +1,25 @@
-//! Per-client rate limits on what anyone may call without an account: pay-link
-//! look-ups (the pages and `/api/v1/pay/…`), sign-in, and Stripe's webhooks. Beyond
-//! its quota a client gets `429 rate_limited` with `Retry-After`; other clients are
-//! not affected.
+//! Per-client quotas on what anyone may call without an account: pay-link look-ups
+//! (the pages and `/api/v1/pay/…`), sign-in, and Stripe's webhooks.
 //!
-//! A client is its IP address: the peer's, or — behind `trusted_proxies` reverse
-//! proxies that append to `X-Forwarded-For` — the address the outermost of them saw.
-//! Quotas are kept in memory per server (GCRA, `governor`), so behind a load balancer
-//! each server grants its own quota; forgotten clients are swept from time to time.
+//! What counts is **failures** — a refused answer (`4xx`): a pay token that opens
+//! nothing, a wrong sign-in, a webhook that fails its signature. That is what guessing
+//! and brute force produce; a patient's waiting room polling its own link, or Stripe
+//! delivering real events, costs nothing. A client whose failures exceed the quota is
+//! refused every call of that kind — `429 rate_limited` with `Retry-After` — until the
+//! quota refills; other clients are not affected.
+//!
+//! A client is its IP address (an IPv6 client by its /64, what one host or network
+//! gets): the peer's, or — behind `trusted_proxies` reverse proxies that append to
+//! `X-Forwarded-For` — the address the outermost of them saw. Quotas are kept in memory
+//! per server (GCRA, `governor`), so behind a load balancer each server grants its own;
+//! forgotten clients are swept from time to time.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -21,10 +29,11 @@ use poem::{Addr, Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
 use crate::problem::Problem;
 
-/// Requests per minute per client for each kind of unauthenticated call (0: none).
+/// Failures per minute per client allowed for each kind of unauthenticated call (0:
+/// no limit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimits {
-    /// Pay pages and `/api/v1/pay/…` (pay-token look-ups).
+    /// Pay pages and `/api/v1/pay/…` (pay-token look-ups that open nothing).
     pub pay_per_minute: u32,
     /// `POST /dashboard/login`.
     pub sign_in_per_minute: u32,
@@ -46,7 +55,7 @@ impl Default for RateLimits {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
     Pay,
     SignIn,
@@ -73,30 +82,54 @@ fn client(req: &Request, trusted_proxies: usize) -> Option<IpAddr> {
         _ => None,
     };
     if trusted_proxies == 0 {
-        return peer;
+        return peer.map(network);
     }
     // Each trusted proxy appended the address it received from: the client's is the
-    // `trusted_proxies`-th from the right. Anything further left was sent by the
-    // client and proves nothing.
-    let forwarded: Vec<IpAddr> = req
+    // `trusted_proxies`-th entry from the right, whatever it looks like (entries are
+    // not filtered first, or a client could shift the count with entries of its own).
+    let entries: Vec<&str> = req
         .headers()
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
+        .map(str::trim)
         .collect();
-    forwarded
+    entries
         .len()
         .checked_sub(trusted_proxies)
-        .and_then(|i| forwarded.get(i).copied())
+        .and_then(|i| entries.get(i))
+        .and_then(|entry| address(entry))
         .or(peer)
+        .map(network)
+}
+
+/// An `X-Forwarded-For` entry's address: `1.2.3.4`, `1.2.3.4:5678`, `::1`, `[::1]:5678`.
+fn address(entry: &str) -> Option<IpAddr> {
+    if let Ok(ip) = entry.parse() {
+        return Some(ip);
+    }
+    entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
+}
+
+/// What one client is: an IPv4 address, or an IPv6 /64 (one host or network can use
+/// every address of its /64).
+fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+    }
 }
 
 struct Limiters {
     pay: Option<DefaultKeyedRateLimiter<IpAddr>>,
     sign_in: Option<DefaultKeyedRateLimiter<IpAddr>>,
     webhook: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Clients over a quota, per kind, and until when.
+    blocked: Mutex<HashMap<(Kind, IpAddr), Instant>>,
     trusted_proxies: usize,
     seen: AtomicU64,
 }
@@ -121,6 +154,7 @@ impl RateLimit {
             pay: limiter(limits.pay_per_minute),
             sign_in: limiter(limits.sign_in_per_minute),
             webhook: limiter(limits.webhooks_per_minute),
+            blocked: Mutex::new(HashMap::new()),
             trusted_proxies: limits.trusted_proxies,
             seen: AtomicU64::new(0),
         }))
@@ -152,36 +186,100 @@ impl std::fmt::Debug for Limiters {
 /// How many requests between two sweeps of forgotten clients.
 const SWEEP_EVERY: u64 = 4096;
 
+fn refused(wait: Duration) -> Response {
+    let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    let mut resp = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+        .detail(format!("too many failed attempts: retry in {seconds} s"))
+        .into_response();
+    resp.headers_mut().insert("retry-after", seconds.into());
+    resp
+}
+
+impl Limiters {
+    fn limiter(&self, kind: Kind) -> Option<&DefaultKeyedRateLimiter<IpAddr>> {
+        match kind {
+            Kind::Pay => self.pay.as_ref(),
+            Kind::SignIn => self.sign_in.as_ref(),
+            Kind::Webhook => self.webhook.as_ref(),
+        }
+    }
+
+    fn blocked(&self) -> std::sync::MutexGuard<'_, HashMap<(Kind, IpAddr), Instant>> {
+        // A panic while holding the lock leaves a map that is still a map.
+        self.blocked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How long `client` is still refused calls of `kind`.
+    fn refusal(&self, kind: Kind, client: IpAddr, now: Instant) -> Option<Duration> {
+        let mut blocked = self.blocked();
+        match blocked.get(&(kind, client)) {
+            Some(until) if *until > now => Some(*until - now),
+            Some(_) => {
+                blocked.remove(&(kind, client));
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Counts a failure; `Some(wait)` when it exceeds the quota (the client is
+    /// refused from now on, for `wait`).
+    fn failed(
+        &self,
+        kind: Kind,
+        limiter: &DefaultKeyedRateLimiter<IpAddr>,
+        client: IpAddr,
+        now: Instant,
+    ) -> Option<Duration> {
+        let not_until = limiter.check_key(&client).err()?;
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        self.blocked().insert((kind, client), now + wait);
+        Some(wait)
+    }
+
+    fn sweep(&self) {
+        if self.seen.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            for limiter in [&self.pay, &self.sign_in, &self.webhook]
+                .into_iter()
+                .flatten()
+            {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+            let now = Instant::now();
+            self.blocked().retain(|_, until| *until > now);
+        }
+    }
+}
+
 impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Response> {
         let l = &self.limits;
-        let limiter = match kind(&req) {
-            Some(Kind::Pay) => l.pay.as_ref(),
-            Some(Kind::SignIn) => l.sign_in.as_ref(),
-            Some(Kind::Webhook) => l.webhook.as_ref(),
-            None => None,
+        let watched = kind(&req).and_then(|kind| {
+            let limiter = l.limiter(kind)?;
+            Some((kind, limiter, client(&req, l.trusted_proxies)?))
+        });
+        let Some((kind, limiter, ip)) = watched else {
+            return self.next.call(req).await.map(IntoResponse::into_response);
         };
-        if let (Some(limiter), Some(ip)) = (limiter, client(&req, l.trusted_proxies)) {
-            if l.seen.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-                for limiter in [&l.pay, &l.sign_in, &l.webhook].into_iter().flatten() {
-                    limiter.retain_recent();
-                    limiter.shrink_to_fit();
-                }
-            }
-            if let Err(not_until) = limiter.check_key(&ip) {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                let mut resp = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited")
-                    .detail(format!("too many requests: retry in {seconds} s"))
-                    .into_response();
-                resp.headers_mut()
-                    .insert("retry-after", seconds.max(1).into());
-                return Ok(resp);
-            }
+        l.sweep();
+        if let Some(wait) = l.refusal(kind, ip, Instant::now()) {
+            return Ok(refused(wait));
         }
-        self.next.call(req).await.map(IntoResponse::into_response)
+        let answer = match self.next.call(req).await {
+            Ok(out) => out.into_response(),
+            Err(e) => e.into_response(),
+        };
+        if answer.status().is_client_error()
+            && let Some(wait) = l.failed(kind, limiter, ip, Instant::now())
+        {
+            return Ok(refused(wait));
+        }
+        Ok(answer)
     }
 }
 
@@ -196,10 +294,25 @@ mod tests {
         "ok"
     }
 
+    /// `…/pay/known/access` opens; any other token is a failed guess.
+    #[handler]
+    fn access(poem::web::Path(token): poem::web::Path<String>) -> Response {
+        if token == "known" {
+            "ok".into_response()
+        } else {
+            StatusCode::NOT_FOUND.into_response()
+        }
+    }
+
+    #[handler]
+    fn wrong() -> StatusCode {
+        StatusCode::UNAUTHORIZED
+    }
+
     fn app(limits: RateLimits) -> impl Endpoint {
         Route::new()
-            .at("/api/v1/pay/:t/access", get(ok))
-            .at("/dashboard/login", post(ok).get(ok))
+            .at("/api/v1/pay/:t/access", get(access))
+            .at("/dashboard/login", post(wrong).get(ok))
             .at("/api/v1/me", get(ok))
             .with(RateLimit::new(limits))
     }
@@ -214,16 +327,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_client_beyond_its_quota_is_told_when_to_come_back_and_others_are_not() {
+    async fn failures_beyond_the_quota_refuse_the_client_and_no_one_else() {
         let cli = TestClient::new(app(limits()));
-        let from = |ip: &'static str| {
-            cli.get("/api/v1/pay/t/access")
+        let from = |ip: &'static str, token: &str| {
+            cli.get(format!("/api/v1/pay/{token}/access"))
                 .header("x-forwarded-for", ip)
         };
-        for _ in 0..3 {
-            from("203.0.113.1").send().await.assert_status_is_ok();
+        // A patient polling their own link is never counted.
+        for _ in 0..10 {
+            from("203.0.113.1", "known")
+                .send()
+                .await
+                .assert_status_is_ok();
         }
-        let refused = from("203.0.113.1").send().await;
+        for _ in 0..3 {
+            from("203.0.113.1", "guess")
+                .send()
+                .await
+                .assert_status(StatusCode::NOT_FOUND);
+        }
+        let refused = from("203.0.113.1", "guess").send().await;
         refused.assert_status(StatusCode::TOO_MANY_REQUESTS);
         let retry: u64 = refused
             .0
@@ -233,22 +356,48 @@ mod tests {
             .and_then(|v| v.parse().ok())
             .unwrap();
         assert!((1..=20).contains(&retry), "{retry}");
+        // From now on, even its good link waits: the guesser learns nothing more.
+        from("203.0.113.1", "known")
+            .send()
+            .await
+            .assert_status(StatusCode::TOO_MANY_REQUESTS);
         // Another client, and another kind of call, have their own quotas.
-        from("203.0.113.2").send().await.assert_status_is_ok();
+        from("203.0.113.2", "known")
+            .send()
+            .await
+            .assert_status_is_ok();
         cli.get("/api/v1/me").send().await.assert_status_is_ok();
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_64_and_a_proxys_entry_may_carry_a_port() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        assert_eq!(network(a), network(b));
+        assert_ne!(network(a), network("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(address("203.0.113.9:4711"), "203.0.113.9".parse().ok());
+        assert_eq!(address("[2001:db8::1]:443"), "2001:db8::1".parse().ok());
+        assert_eq!(address("unknown"), None);
     }
 
     #[tokio::test]
     async fn only_the_address_the_trusted_proxy_saw_counts() {
         let cli = TestClient::new(app(limits()));
         // The client cannot choose its address by prepending to X-Forwarded-For: the
-        // proxy's own entry (the last) is the one that counts, whatever comes before.
+        // proxy's own entry (the last) is the one that counts, whatever comes before —
+        // even entries that are not addresses, or that carry a port.
         let attempt = |forged: &'static str| {
             cli.post("/dashboard/login")
-                .header("x-forwarded-for", format!("{forged}, 203.0.113.9"))
+                .header("x-forwarded-for", format!("{forged}, 203.0.113.9:4711"))
         };
-        attempt("198.51.100.1").send().await.assert_status_is_ok();
-        attempt("198.51.100.2").send().await.assert_status_is_ok();
+        attempt("198.51.100.1")
+            .send()
+            .await
+            .assert_status(StatusCode::UNAUTHORIZED);
+        attempt("not-an-address")
+            .send()
+            .await
+            .assert_status(StatusCode::UNAUTHORIZED);
         attempt("198.51.100.3")
             .send()
             .await

@@ -6,13 +6,21 @@
 //! client that sends half a request and then nothing keeps its socket, and enough of
 //! them exhaust the file descriptors. Here:
 //! - **header-read timeout** (hyper's, with a Tokio timer): a request head must arrive
-//!   whole within it, or the connection is closed. It also bounds an idle keep-alive
-//!   connection's wait for its next request;
+//!   whole within it — from the first byte of the connection on, so a client that
+//!   connects and sends nothing is closed too — or the connection is closed. It also
+//!   bounds an idle keep-alive connection's wait for its next request;
+//! - **write timeout** (`Stalled`): a client that stops reading its answer (a zero
+//!   receive window) is cut off once no byte could be written for that long;
 //! - **body-read timeout** ([`crate::limit::BodyLimit`]): the body must arrive within
 //!   it, or `408 request_timeout`;
 //! - **connection limit**: at most so many connections at once; more wait in the
 //!   kernel's queue (they hold no descriptor of ours) until one closes — and the
 //!   timeouts make sure slow ones do.
+//!
+//! HTTP/1.1 only: the server sits behind a reverse proxy that terminates TLS (and
+//! HTTP/2), and hyper's HTTP/1 is where the header timeout starts at the first byte
+//! (the auto-detecting builder first waits, without a deadline, for enough bytes to
+//! tell HTTP/2 apart).
 //!
 //! Shutdown is graceful: the listener stops, connections in flight finish within the
 //! grace period.
@@ -25,8 +33,8 @@ use std::time::Duration;
 
 use http_body_util::combinators::BoxBody;
 use hyper::body::{Bytes, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Addr, Endpoint, EndpointExt, IntoEndpoint};
@@ -41,6 +49,9 @@ pub struct ServerLimits {
     pub header_read_timeout: Duration,
     /// At most this many connections at once.
     pub max_connections: usize,
+    /// A response that cannot be written for this long (the client stopped reading)
+    /// ends the connection.
+    pub write_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -48,6 +59,7 @@ impl Default for ServerLimits {
         ServerLimits {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -69,16 +81,11 @@ where
     let endpoint = Arc::new(endpoint.into_endpoint().map_to_response());
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(limits.header_read_timeout));
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
     loop {
@@ -105,9 +112,8 @@ where
         };
         let _ = stream.set_nodelay(true);
         let service = service(endpoint.clone(), local, peer);
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
+        let stream = Stalled::new(stream, limits.write_timeout);
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -157,4 +163,86 @@ where
             Ok::<_, Infallible>(resp.into())
         }
     })
+}
+
+/// A socket whose writes may not stall: once a write (or flush) has waited `timeout`
+/// without progress, it fails, and hyper closes the connection. Reads are left to the
+/// header and body timeouts.
+#[derive(Debug)]
+struct Stalled<S> {
+    inner: S,
+    timeout: Duration,
+    /// Armed while a write waits.
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> Stalled<S> {
+    fn new(inner: S, timeout: Duration) -> Self {
+        Stalled {
+            inner,
+            timeout,
+            deadline: None,
+        }
+    }
+
+    /// A write that could not proceed: fail once the deadline passes.
+    fn waited(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Error> {
+        let timeout = self.timeout;
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match deadline.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            )),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Stalled<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Stalled<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match std::pin::Pin::new(&mut self.inner).poll_write(cx, buf) {
+            std::task::Poll::Pending => self.waited(cx).map(Err),
+            done => {
+                self.deadline = None;
+                done
+            }
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut self.inner).poll_flush(cx) {
+            std::task::Poll::Pending => self.waited(cx).map(Err),
+            done => {
+                self.deadline = None;
+                done
+            }
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

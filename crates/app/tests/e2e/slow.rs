@@ -38,6 +38,7 @@ async fn slow_clients_are_cut_off_and_health_answers_meanwhile() {
     let Some(app) = TestApp::spawn_with(Backend::Sqlite, |c| {
         c.header_read_timeout_secs = 2;
         c.body_read_timeout_secs = 2;
+        c.write_timeout_secs = 2;
         c.max_connections = 32;
     })
     .await
@@ -83,6 +84,42 @@ async fn slow_clients_are_cut_off_and_health_answers_meanwhile() {
         got.as_deref()
             .is_some_and(|g| g.starts_with("HTTP/1.1 408")),
         "{got:?}"
+    );
+
+    // A client that connects and sends nothing at all is closed too.
+    let mut silent = TcpStream::connect(&addr).await.expect("connect");
+    let got = until_closed(&mut silent, Duration::from_secs(30)).await;
+    assert_eq!(got.as_deref(), Some(""), "closed without a word");
+
+    // A client that asks and then stops reading (50 pipelined requests for the API's
+    // documentation, far more than the sockets' buffers hold) is cut off once nothing
+    // could be written for the write timeout.
+    let one = reqwest::get(app.url("/docs"))
+        .await
+        .expect("docs")
+        .bytes()
+        .await
+        .expect("body")
+        .len();
+    let mut greedy = stall(&addr, &b"GET /docs HTTP/1.1\r\nHost: x\r\n\r\n".repeat(50)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match greedy.read(&mut buf).await {
+                Ok(0) | Err(_) => return true,
+                Ok(n) => received += n,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    assert!(closed, "the connection was closed");
+    assert!(
+        received < 50 * one,
+        "cut off before the end: {received} of {} bytes",
+        50 * one
     );
 
     // A kept-alive connection left idle after its answer is closed too.

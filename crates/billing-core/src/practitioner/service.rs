@@ -19,7 +19,7 @@ use crate::money::{AmountInput, Currency};
 use crate::payment::model::IdempotencyKey;
 use crate::payment::ports::PaymentRepository;
 use crate::practitioner::model::{
-    AccountSnapshot, DescriptorSuffix, LinkError, PaymentLabel, Practitioner, Preferences,
+    AccountSnapshot, DescriptorSuffix, LinkError, LinkVia, PaymentLabel, Practitioner, Preferences,
     PreferencesError, RevokeReason, Service, StatementText, StripeLink,
 };
 use crate::practitioner::ports::{
@@ -230,6 +230,23 @@ impl ConnectService {
     ) -> Result<String, BillingError> {
         let practitioner = self.load(actor, Action::LinkStripe, id).await?;
         let account = match &practitioner.link {
+            // The account this onboarding made: Stripe may still ask for details
+            // (charges disabled until then). A new link continues it; nothing else
+            // changes.
+            StripeLink::Linked {
+                account,
+                via: LinkVia::AccountLinks,
+                ..
+            } => {
+                return Ok(self
+                    .connect
+                    .account_link(
+                        &account.id,
+                        &self.config.onboarding_return_url("refresh"),
+                        &self.config.onboarding_return_url("return"),
+                    )
+                    .await?);
+            }
             // A new account would replace the working one (and strand its holds):
             // unlinking comes first, and says what still holds money.
             StripeLink::Linked { .. } => return Err(BillingError::StripeAlreadyLinked),

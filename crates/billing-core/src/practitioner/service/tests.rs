@@ -651,6 +651,24 @@ async fn onboarding_a_practitioner_already_linked_is_refused_and_creates_nothing
     assert_eq!(e.code(), "stripe_already_linked");
 }
 
+#[tokio::test]
+async fn onboarding_again_an_account_it_made_continues_it_without_a_new_account() {
+    let mut m = Mocks::new();
+    let mut p = practitioner_with(DR, linked());
+    if let StripeLink::Linked { via, .. } = &mut p.link {
+        *via = crate::practitioner::model::LinkVia::AccountLinks;
+    }
+    m.practitioner_is(&p);
+    // No create_account, no update: the mocks would panic.
+    m.connect
+        .expect_account_link()
+        .withf(|a, _, _| *a == account())
+        .times(1)
+        .returning(|_, _, _| Ok("https://connect.stripe.com/setup/s/more".into()));
+    let url = m.build().connect.start_onboarding(&dr(), DR).await.unwrap();
+    assert_eq!(url, "https://connect.stripe.com/setup/s/more");
+}
+
 // ---- C1: Connect webhooks ----------------------------------------------------------------
 
 #[tokio::test]
