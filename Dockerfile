@@ -10,7 +10,7 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p app --bin consultpay \
+RUN cargo build --release --locked -p consultpay --bin consultpay \
  && cp target/release/consultpay /consultpay
 
 FROM debian:bookworm-slim

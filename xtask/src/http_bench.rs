@@ -319,7 +319,7 @@ pub fn run(root: &Path) -> Result {
             "build",
             "--release",
             "-p",
-            "app",
+            "consultpay",
             "--bin",
             "consultpay",
             "--example",
