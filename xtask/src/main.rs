@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("peers") => peers(),
+        Some("openapi") => openapi(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -26,6 +27,7 @@ fn main() -> ExitCode {
                  clippy        cargo clippy --all-targets -D warnings\n  \
                  test [ARGS]   the test suite (extra ARGS go to cargo test)\n  \
                  peers         install the non-Rust test peers (localstripe, aiosmtpd, PyJWT in target/peers/venv)\n  \
+                 openapi       write docs/openapi.json from the code (a test fails when it is stale)\n  \
                  bench [core|storage|http]  benchmarks (http: wrk against the release server)"
             );
             Err("unknown command".into())
@@ -132,6 +134,26 @@ fn peers() -> Result {
     ];
     args.extend(requirements.iter().map(String::as_str));
     run(python_str, &args)
+}
+
+/// Writes `docs/openapi.json`: the document the server serves, from `consultpay
+/// openapi` (default configuration, so the server URL is `http://127.0.0.1:8080`).
+fn openapi() -> Result {
+    let out = Command::new("cargo")
+        .args(["run", "--quiet", "-p", "consultpay", "--", "openapi"])
+        .current_dir(root())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "consultpay openapi failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let path = root().join("docs/openapi.json");
+    std::fs::write(&path, &out.stdout).map_err(|e| e.to_string())?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
 
 fn fmt_check() -> Result {

@@ -184,7 +184,7 @@ impl Api {
 #[OpenApi(prefix_path = "/api/v1")]
 impl Api {
     /// Who am I: the signed-in user, their role and practitioners.
-    #[oai(path = "/me", method = "get", tag = "Tag::Stripe")]
+    #[oai(path = "/me", method = "get", tag = "Tag::Stripe", operation_id = "me")]
     async fn me(&self, auth: StaffAuth) -> ApiResult<Json<MeView>> {
         let actor = self.actor(&auth).await?;
         MeView::of(&actor).map(Json).ok_or_else(Problem::not_found)
@@ -195,7 +195,8 @@ impl Api {
     #[oai(
         path = "/practitioners/:id/stripe/oauth",
         method = "post",
-        tag = "Tag::Stripe"
+        tag = "Tag::Stripe",
+        operation_id = "stripeOauth"
     )]
     async fn stripe_oauth(
         &self,
@@ -216,7 +217,8 @@ impl Api {
     #[oai(
         path = "/practitioners/:id/stripe/account-link",
         method = "post",
-        tag = "Tag::Stripe"
+        tag = "Tag::Stripe",
+        operation_id = "stripeAccountLink"
     )]
     async fn stripe_account_link(
         &self,
@@ -238,7 +240,8 @@ impl Api {
     #[oai(
         path = "/practitioners/:id/stripe",
         method = "get",
-        tag = "Tag::Stripe"
+        tag = "Tag::Stripe",
+        operation_id = "stripeStatus"
     )]
     async fn stripe_status(
         &self,
@@ -259,7 +262,8 @@ impl Api {
     #[oai(
         path = "/practitioners/:id/stripe/verify",
         method = "post",
-        tag = "Tag::Stripe"
+        tag = "Tag::Stripe",
+        operation_id = "stripeVerify"
     )]
     async fn stripe_verify(
         &self,
@@ -281,7 +285,8 @@ impl Api {
     #[oai(
         path = "/practitioners/:id/stripe",
         method = "delete",
-        tag = "Tag::Stripe"
+        tag = "Tag::Stripe",
+        operation_id = "stripeUnlink"
     )]
     async fn stripe_unlink(
         &self,
@@ -303,7 +308,8 @@ impl Api {
     #[oai(
         path = "/practitioners/:id/preferences",
         method = "get",
-        tag = "Tag::Preferences"
+        tag = "Tag::Preferences",
+        operation_id = "preferences"
     )]
     async fn preferences(
         &self,
@@ -324,7 +330,8 @@ impl Api {
     #[oai(
         path = "/practitioners/:id/preferences",
         method = "put",
-        tag = "Tag::Preferences"
+        tag = "Tag::Preferences",
+        operation_id = "setPreferences"
     )]
     async fn set_preferences(
         &self,
@@ -362,7 +369,8 @@ impl Api {
     #[oai(
         path = "/practitioners/:id/profile",
         method = "get",
-        tag = "Tag::Preferences"
+        tag = "Tag::Preferences",
+        operation_id = "profile"
     )]
     async fn profile(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Json<ProfileView>> {
         let actor = self.actor(&auth).await?;
@@ -380,7 +388,8 @@ impl Api {
     #[oai(
         path = "/practitioners/:id/profile",
         method = "put",
-        tag = "Tag::Preferences"
+        tag = "Tag::Preferences",
+        operation_id = "setProfile"
     )]
     async fn set_profile(
         &self,
@@ -402,7 +411,8 @@ impl Api {
     #[oai(
         path = "/practitioners/:id/services",
         method = "get",
-        tag = "Tag::Services"
+        tag = "Tag::Services",
+        operation_id = "services"
     )]
     async fn services(
         &self,
@@ -428,7 +438,8 @@ impl Api {
     #[oai(
         path = "/practitioners/:id/services",
         method = "post",
-        tag = "Tag::Services"
+        tag = "Tag::Services",
+        operation_id = "createService"
     )]
     async fn create_service(
         &self,
@@ -448,7 +459,12 @@ impl Api {
     }
 
     /// Changes a service (name, amount, active).
-    #[oai(path = "/services/:id", method = "patch", tag = "Tag::Services")]
+    #[oai(
+        path = "/services/:id",
+        method = "patch",
+        tag = "Tag::Services",
+        operation_id = "updateService"
+    )]
     async fn update_service(
         &self,
         auth: StaffAuth,
@@ -475,7 +491,12 @@ impl Api {
     }
 
     /// Deactivates a service (it stays in history; it can no longer set a cap).
-    #[oai(path = "/services/:id", method = "delete", tag = "Tag::Services")]
+    #[oai(
+        path = "/services/:id",
+        method = "delete",
+        tag = "Tag::Services",
+        operation_id = "deleteService"
+    )]
     async fn delete_service(
         &self,
         auth: StaffAuth,
@@ -497,7 +518,12 @@ impl Api {
 
     /// Schedules a teleconsultation with or without online payment. Returns the pay
     /// link, shown once. Send an `Idempotency-Key` to make retries safe.
-    #[oai(path = "/consultations", method = "post", tag = "Tag::Consultations")]
+    #[oai(
+        path = "/consultations",
+        method = "post",
+        tag = "Tag::Consultations",
+        operation_id = "schedule"
+    )]
     async fn schedule(
         &self,
         auth: StaffAuth,
@@ -570,7 +596,12 @@ impl Api {
     }
 
     /// Upcoming consultations of the user's practitioner(s).
-    #[oai(path = "/consultations", method = "get", tag = "Tag::Consultations")]
+    #[oai(
+        path = "/consultations",
+        method = "get",
+        tag = "Tag::Consultations",
+        operation_id = "upcoming"
+    )]
     async fn upcoming(
         &self,
         auth: StaffAuth,
@@ -596,7 +627,8 @@ impl Api {
     #[oai(
         path = "/consultations/:id/pay-link",
         method = "get",
-        tag = "Tag::Consultations"
+        tag = "Tag::Consultations",
+        operation_id = "payLink"
     )]
     async fn pay_link(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Json<PayLinkView>> {
         let actor = self.actor(&auth).await?;
@@ -614,7 +646,8 @@ impl Api {
     #[oai(
         path = "/consultations/:id/pay-link/email",
         method = "post",
-        tag = "Tag::Consultations"
+        tag = "Tag::Consultations",
+        operation_id = "emailPayLink"
     )]
     async fn email_pay_link(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Queued> {
         let actor = self.actor(&auth).await?;
@@ -627,7 +660,12 @@ impl Api {
     }
 
     /// The latest e-mail of the user's practitioner(s), newest first, with delivery.
-    #[oai(path = "/messages", method = "get", tag = "Tag::Consultations")]
+    #[oai(
+        path = "/messages",
+        method = "get",
+        tag = "Tag::Consultations",
+        operation_id = "messages"
+    )]
     async fn messages(
         &self,
         auth: StaffAuth,
@@ -647,7 +685,8 @@ impl Api {
     #[oai(
         path = "/consultations/:id",
         method = "get",
-        tag = "Tag::Consultations"
+        tag = "Tag::Consultations",
+        operation_id = "consultation"
     )]
     async fn consultation(
         &self,
@@ -668,7 +707,8 @@ impl Api {
     #[oai(
         path = "/consultations/:id/pay-link",
         method = "post",
-        tag = "Tag::Consultations"
+        tag = "Tag::Consultations",
+        operation_id = "newPayLink"
     )]
     async fn new_pay_link(
         &self,
@@ -697,7 +737,8 @@ impl Api {
     #[oai(
         path = "/consultations/:id/validate",
         method = "post",
-        tag = "Tag::Consultations"
+        tag = "Tag::Consultations",
+        operation_id = "validate"
     )]
     async fn validate(
         &self,
@@ -722,7 +763,8 @@ impl Api {
     #[oai(
         path = "/consultations/:id/start",
         method = "post",
-        tag = "Tag::Consultations"
+        tag = "Tag::Consultations",
+        operation_id = "start"
     )]
     async fn start(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Json<StartedView>> {
         let actor = self.actor(&auth).await?;
@@ -742,7 +784,8 @@ impl Api {
     #[oai(
         path = "/consultations/:id/pass",
         method = "get",
-        tag = "Tag::Consultations"
+        tag = "Tag::Consultations",
+        operation_id = "staffPass"
     )]
     async fn staff_pass(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Json<PassView>> {
         let actor = self.actor(&auth).await?;
@@ -760,7 +803,8 @@ impl Api {
     #[oai(
         path = "/consultations/:id/cancel",
         method = "post",
-        tag = "Tag::Consultations"
+        tag = "Tag::Consultations",
+        operation_id = "cancel"
     )]
     async fn cancel(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Json<ConsultationView>> {
         let actor = self.actor(&auth).await?;
@@ -778,7 +822,8 @@ impl Api {
     #[oai(
         path = "/consultations/:id/reschedule",
         method = "post",
-        tag = "Tag::Consultations"
+        tag = "Tag::Consultations",
+        operation_id = "reschedule"
     )]
     async fn reschedule(
         &self,
@@ -804,7 +849,8 @@ impl Api {
     #[oai(
         path = "/consultations/:id/no-show",
         method = "post",
-        tag = "Tag::Consultations"
+        tag = "Tag::Consultations",
+        operation_id = "noShow"
     )]
     async fn no_show(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Json<ConsultationView>> {
         let actor = self.actor(&auth).await?;
@@ -822,7 +868,8 @@ impl Api {
     #[oai(
         path = "/consultations/:id/cancellation-fee",
         method = "post",
-        tag = "Tag::Consultations"
+        tag = "Tag::Consultations",
+        operation_id = "cancellationFee"
     )]
     async fn cancellation_fee(
         &self,
@@ -843,7 +890,8 @@ impl Api {
     #[oai(
         path = "/consultations/:id/release",
         method = "post",
-        tag = "Tag::Consultations"
+        tag = "Tag::Consultations",
+        operation_id = "release"
     )]
     async fn release(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Json<PaymentView>> {
         let actor = self.actor(&auth).await?;
@@ -858,7 +906,12 @@ impl Api {
 
     /// Refunds part or all of a captured payment. Send an `Idempotency-Key` to make
     /// retries safe.
-    #[oai(path = "/payments/:id/refunds", method = "post", tag = "Tag::Payments")]
+    #[oai(
+        path = "/payments/:id/refunds",
+        method = "post",
+        tag = "Tag::Payments",
+        operation_id = "refund"
+    )]
     async fn refund(
         &self,
         auth: StaffAuth,
@@ -891,7 +944,12 @@ impl Api {
     /// The payments table: newest first, filtered by status (comma-separated) and
     /// creation date, with totals and a cursor for the next page.
     #[allow(clippy::too_many_arguments)]
-    #[oai(path = "/payments", method = "get", tag = "Tag::Payments")]
+    #[oai(
+        path = "/payments",
+        method = "get",
+        tag = "Tag::Payments",
+        operation_id = "payments"
+    )]
     async fn payments(
         &self,
         auth: StaffAuth,
@@ -918,7 +976,12 @@ impl Api {
     /// accounting software and Excel read: semicolons, decimal commas, dates and times
     /// in the practitioner's time zone, French headers, a UTF-8 byte-order mark.
     #[allow(clippy::too_many_arguments)]
-    #[oai(path = "/payments.csv", method = "get", tag = "Tag::Payments")]
+    #[oai(
+        path = "/payments.csv",
+        method = "get",
+        tag = "Tag::Payments",
+        operation_id = "paymentsCsv"
+    )]
     async fn payments_csv(
         &self,
         auth: StaffAuth,
@@ -963,7 +1026,12 @@ impl Api {
     }
 
     /// One payment with its history.
-    #[oai(path = "/payments/:id", method = "get", tag = "Tag::Payments")]
+    #[oai(
+        path = "/payments/:id",
+        method = "get",
+        tag = "Tag::Payments",
+        operation_id = "payment"
+    )]
     async fn payment(&self, auth: StaffAuth, id: Path<Uuid>) -> ApiResult<Json<PaymentDetailView>> {
         let actor = self.actor(&auth).await?;
         let (payment, history) = self
@@ -990,7 +1058,8 @@ impl Api {
     #[oai(
         path = "/payments/:id/receipt.pdf",
         method = "get",
-        tag = "Tag::Payments"
+        tag = "Tag::Payments",
+        operation_id = "receiptPdf"
     )]
     async fn receipt_pdf(
         &self,
@@ -1006,7 +1075,8 @@ impl Api {
     #[oai(
         path = "/payments/:id/credit-notes/:file",
         method = "get",
-        tag = "Tag::Payments"
+        tag = "Tag::Payments",
+        operation_id = "creditNotePdf"
     )]
     async fn credit_note_pdf(
         &self,
@@ -1021,7 +1091,12 @@ impl Api {
     }
 
     /// Holds whose capture deadline is near: validate or release them (C10).
-    #[oai(path = "/holds/expiring", method = "get", tag = "Tag::Payments")]
+    #[oai(
+        path = "/holds/expiring",
+        method = "get",
+        tag = "Tag::Payments",
+        operation_id = "expiring"
+    )]
     async fn expiring(&self, auth: StaffAuth) -> ApiResult<Json<Vec<PaymentView>>> {
         let actor = self.actor(&auth).await?;
         let rows = self.state.billing.reporting.expiring_holds(&actor).await?;
@@ -1036,7 +1111,8 @@ impl Api {
     #[oai(
         path = "/practitioners/:id/audit",
         method = "get",
-        tag = "Tag::Payments"
+        tag = "Tag::Payments",
+        operation_id = "audit"
     )]
     async fn audit(
         &self,
@@ -1056,7 +1132,12 @@ impl Api {
 
     /// Stripe's fee and the net on an amount (25.00 EUR on the default schedule →
     /// 0.60 and 24.40). `schedule` is a preset name; default `default`.
-    #[oai(path = "/fees/estimate", method = "get", tag = "Tag::Fees")]
+    #[oai(
+        path = "/fees/estimate",
+        method = "get",
+        tag = "Tag::Fees",
+        operation_id = "feeEstimate"
+    )]
     async fn fee_estimate(
         &self,
         amount: Query<String>,
@@ -1084,7 +1165,12 @@ impl Api {
 
     /// The patient's pay page data. `refresh=true` re-reads a payment waiting on the
     /// patient from the gateway first (after coming back from checkout).
-    #[oai(path = "/pay/:token", method = "get", tag = "Tag::Patient")]
+    #[oai(
+        path = "/pay/:token",
+        method = "get",
+        tag = "Tag::Patient",
+        operation_id = "pay"
+    )]
     async fn pay(
         &self,
         token: Path<String>,
@@ -1106,7 +1192,12 @@ impl Api {
     /// Starts the authorisation: where to send the patient (Stripe Checkout or the
     /// sandbox card page), and/or a client secret for the Payment Element.
     /// The patient's language (for Checkout) is taken from `Accept-Language`.
-    #[oai(path = "/pay/:token/checkout", method = "post", tag = "Tag::Patient")]
+    #[oai(
+        path = "/pay/:token/checkout",
+        method = "post",
+        tag = "Tag::Patient",
+        operation_id = "checkout"
+    )]
     async fn checkout(
         &self,
         token: Path<String>,
@@ -1132,7 +1223,12 @@ impl Api {
     }
 
     /// The waiting-room gate: may this patient enter now?
-    #[oai(path = "/pay/:token/access", method = "get", tag = "Tag::Patient")]
+    #[oai(
+        path = "/pay/:token/access",
+        method = "get",
+        tag = "Tag::Patient",
+        operation_id = "access"
+    )]
     async fn access(&self, token: Path<String>) -> ApiResult<Json<AccessView>> {
         let access = self.state.billing.patients.access(&token.0).await?;
         Ok(Json(AccessView {
@@ -1150,7 +1246,12 @@ impl Api {
     /// start until `CONSULTPAY_OPEN_AFTER_START_MINUTES` after. Otherwise a problem:
     /// `payment_required` (402), `too_early`, `consultation_over`,
     /// `consultation_cancelled`, `video_not_configured`.
-    #[oai(path = "/pay/:token/pass", method = "get", tag = "Tag::Patient")]
+    #[oai(
+        path = "/pay/:token/pass",
+        method = "get",
+        tag = "Tag::Patient",
+        operation_id = "patientPass"
+    )]
     async fn patient_pass(&self, token: Path<String>) -> ApiResult<Json<PassView>> {
         let pass = self.state.billing.patients.pass(&token.0).await?;
         Ok(Json((&pass).into()))
@@ -1159,7 +1260,12 @@ impl Api {
     /// The patient cancels, until the start. Inside the free window (or when the
     /// policy charges nothing) the hold is released at once; later, the cancellation
     /// is recorded and the practitioner decides. Retrying is safe.
-    #[oai(path = "/pay/:token/cancel", method = "post", tag = "Tag::Patient")]
+    #[oai(
+        path = "/pay/:token/cancel",
+        method = "post",
+        tag = "Tag::Patient",
+        operation_id = "patientCancel"
+    )]
     async fn patient_cancel(&self, token: Path<String>) -> ApiResult<Json<PayView>> {
         self.state.billing.patients.cancel(&token.0).await?;
         let page = self.state.billing.patients.open(&token.0, false).await?;

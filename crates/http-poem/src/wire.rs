@@ -142,6 +142,7 @@ pub struct DisputeView {
     pub reason: String,
     pub amount: String,
     /// When the practitioner's evidence is due.
+    #[oai(nullable)]
     pub evidence_due_by: Option<DateTime<Utc>>,
     /// Funds taken from the balance (net of any reinstated).
     pub withdrawn: String,
@@ -160,7 +161,9 @@ pub struct AttentionView {
 
 #[derive(Debug, Clone, Object)]
 pub struct FailureView {
+    #[oai(nullable)]
     pub code: Option<String>,
+    #[oai(nullable)]
     pub decline_code: Option<String>,
     pub message: String,
 }
@@ -196,26 +199,37 @@ pub struct PaymentView {
     /// The patient saved their card: the hold is placed (or renewed) off-session.
     pub card_saved: bool,
     pub refunds: Vec<RefundView>,
+    #[oai(nullable)]
     pub dispute: Option<DisputeView>,
     /// What reconciliation could not settle with Stripe (shown until resolved).
+    #[oai(nullable)]
     pub attention: Option<AttentionView>,
+    #[oai(nullable)]
     pub capture_before: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub authorized_at: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub captured_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The hold's deadline is near (C10).
     pub expiring_soon: bool,
+    #[oai(nullable)]
     pub failure: Option<FailureView>,
     /// A Stripe operation in flight (`capture`, `release`, `refund`).
+    #[oai(nullable)]
     pub pending_operation: Option<String>,
     /// The Stripe PaymentIntent (`pi_…`), once there is one.
+    #[oai(nullable)]
     pub intent_id: Option<String>,
     /// The connected account the intent lives on (`acct_…`).
+    #[oai(nullable)]
     pub account_id: Option<String>,
     /// The patient's display name (in lists).
+    #[oai(nullable)]
     pub patient_name: Option<String>,
     /// When the consultation starts (in lists).
+    #[oai(nullable)]
     pub starts_at: Option<DateTime<Utc>>,
 }
 
@@ -336,6 +350,7 @@ pub struct PaymentsPageView {
     /// Per currency, over every payment matching the filters (not only this page).
     pub totals: Vec<TotalsView>,
     /// Pass as `cursor` to get the next page; absent on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -359,6 +374,7 @@ pub struct HistoryView {
     pub from: String,
     pub to: String,
     pub event: String,
+    #[oai(nullable)]
     pub amount: Option<String>,
     pub actor: String,
 }
@@ -397,6 +413,7 @@ pub enum CsvFormatView {
 /// A consultation's pay link.
 #[derive(Debug, Clone, Object)]
 pub struct PayLinkView {
+    #[oai(nullable)]
     pub pay_url: Option<String>,
 }
 
@@ -407,6 +424,7 @@ pub struct MessageView {
     /// pay_link, hold_placed, receipt, credit_note, authorize_again, hold_expiring,
     /// refund_failed, dispute_opened, cancelled, rescheduled.
     pub kind: String,
+    #[oai(nullable)]
     pub consultation_id: Option<Uuid>,
     pub to: String,
     pub lang: LangView,
@@ -416,6 +434,7 @@ pub struct MessageView {
     pub status: String,
     pub attempts: u32,
     pub next_attempt_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub last_error: Option<String>,
     pub attachment: bool,
 }
@@ -448,6 +467,7 @@ pub struct DocumentView {
     /// `2026-000123`: sequential per practitioner and year.
     pub number: String,
     /// A credit note's receipt.
+    #[oai(nullable)]
     pub refers_to: Option<String>,
     pub amount: String,
     pub currency: String,
@@ -478,18 +498,24 @@ impl DocumentView {
 /// The practitioner's professional identity, printed on receipts.
 #[derive(Debug, Clone, Object)]
 pub struct ProfileView {
+    #[oai(nullable)]
     pub profession: Option<String>,
     /// Lines separated by `\n`.
+    #[oai(nullable)]
     pub address: Option<String>,
     /// RPPS (11 digits) or ADELI (9 digits).
+    #[oai(nullable)]
     pub health_id: Option<String>,
     /// `RPPS` or `ADELI`.
+    #[oai(nullable)]
     pub health_register: Option<String>,
+    #[oai(nullable)]
     pub siret: Option<String>,
     /// What receipts print (the practitioner's own, or the default exemption).
     pub vat_mention: String,
     /// Where ConsultPay writes to the practitioner (holds about to lapse, failed
     /// refunds, disputes).
+    #[oai(nullable)]
     pub email: Option<String>,
 }
 
@@ -512,11 +538,17 @@ impl From<&Profile> for ProfileView {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct ProfileInputView {
+    #[oai(nullable)]
     pub profession: Option<String>,
+    #[oai(nullable)]
     pub address: Option<String>,
+    #[oai(nullable)]
     pub health_id: Option<String>,
+    #[oai(nullable)]
     pub siret: Option<String>,
+    #[oai(nullable)]
     pub vat_mention: Option<String>,
+    #[oai(nullable)]
     pub email: Option<String>,
 }
 
@@ -539,6 +571,7 @@ pub struct AuditView {
     pub at: DateTime<Utc>,
     pub actor: String,
     pub action: String,
+    #[oai(nullable)]
     pub subject: Option<Uuid>,
     pub detail: String,
 }
@@ -559,8 +592,11 @@ impl From<&AuditEntry> for AuditView {
 pub struct PayoutScheduleView {
     /// manual, daily, weekly or monthly.
     pub interval: String,
+    #[oai(nullable)]
     pub weekly_anchor: Option<String>,
+    #[oai(nullable)]
     pub monthly_anchor: Option<u8>,
+    #[oai(nullable)]
     pub delay_days: Option<u32>,
 }
 
@@ -569,23 +605,31 @@ pub struct PayoutScheduleView {
 pub struct StripeLinkView {
     /// unlinked, pending, linked or revoked.
     pub status: String,
+    #[oai(nullable)]
     pub account_id: Option<String>,
     pub charges_enabled: bool,
     pub payouts_enabled: bool,
     pub details_submitted: bool,
     /// Why charges or payouts are off, as Stripe says.
+    #[oai(nullable)]
     pub disabled_reason: Option<String>,
     /// What Stripe still needs from the practitioner.
     pub currently_due: Vec<String>,
+    #[oai(nullable)]
     pub payout_schedule: Option<PayoutScheduleView>,
+    #[oai(nullable)]
     pub linked_at: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub verified_at: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub revoked_at: Option<DateTime<Utc>>,
     /// unlinked (by the practitioner) or deauthorized (at Stripe).
+    #[oai(nullable)]
     pub revoked_reason: Option<String>,
     /// How the account was linked: `oauth` (unlinking revokes the platform's access)
     /// or `account_links` (the platform created it; unlinking only stops ConsultPay
     /// from using it, the practitioner disconnects it in their Stripe dashboard).
+    #[oai(nullable)]
     pub linked_via: Option<String>,
     /// Where the practitioner manages payouts.
     pub dashboard_url: String,
@@ -663,6 +707,7 @@ pub struct UrlView {
 #[derive(Debug, Clone, Object)]
 pub struct FeeScheduleView {
     /// default, standard, premium, uk, international; absent for a custom schedule.
+    #[oai(nullable)]
     pub preset: Option<String>,
     /// In percent: "1.4" means 1.4 %.
     pub percent: String,
@@ -683,8 +728,11 @@ impl From<&FeeSchedule> for FeeScheduleView {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct FeeScheduleInputView {
+    #[oai(nullable)]
     pub preset: Option<String>,
+    #[oai(nullable)]
     pub percent: Option<DecimalText>,
+    #[oai(nullable)]
     pub fixed: Option<DecimalText>,
 }
 
@@ -742,12 +790,15 @@ pub struct PreferencesView {
     pub currency: String,
     pub fee_schedule: FeeScheduleView,
     /// Fee and net on the default amount.
+    #[oai(nullable)]
     pub default_estimate: Option<FeeEstimateView>,
     /// What receipts and the Stripe dashboard call a payment (absent: the neutral
     /// "Téléconsultation" / "Teleconsultation", with the date).
+    #[oai(nullable)]
     pub payment_label: Option<String>,
     /// Appended to the account's statement descriptor on the patient's bank
     /// statement.
+    #[oai(nullable)]
     pub statement_descriptor_suffix: Option<String>,
     /// Free cancellation window and missed-consultation fee.
     pub cancellation: CancellationPolicyView,
@@ -762,6 +813,7 @@ pub struct CancellationPolicyView {
     /// or the hold if less) or `full_hold`.
     pub fee: String,
     /// The fixed fee, in the preferences' currency.
+    #[oai(nullable)]
     pub fee_amount: Option<String>,
 }
 
@@ -788,6 +840,7 @@ pub struct CancellationPolicyInputView {
     pub fee: String,
     /// Required with `fixed`: a decimal string in the preferences' currency, at most
     /// the maximum amount.
+    #[oai(nullable)]
     pub fee_amount: Option<DecimalText>,
 }
 
@@ -856,13 +909,17 @@ pub struct PreferencesInputView {
     pub max_amount: DecimalText,
     pub currency: String,
     /// Defaults to the `default` preset (1.4 % + 0.25).
+    #[oai(nullable)]
     pub fee_schedule: Option<FeeScheduleInputView>,
     /// What receipts call a payment: absent keeps it, `""` restores the default.
+    #[oai(nullable)]
     pub payment_label: Option<String>,
     /// The bank statement's descriptor suffix (≤ 22 Latin characters): absent keeps
     /// it, `""` removes it.
+    #[oai(nullable)]
     pub statement_descriptor_suffix: Option<String>,
     /// The cancellation and no-show policy: absent keeps it.
+    #[oai(nullable)]
     pub cancellation: Option<CancellationPolicyInputView>,
 }
 
@@ -899,15 +956,20 @@ pub struct ServiceInputView {
     pub name: String,
     pub amount: DecimalText,
     /// Must be the practitioner's currency if given.
+    #[oai(nullable)]
     pub currency: Option<String>,
 }
 
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct ServicePatchView {
+    #[oai(nullable)]
     pub name: Option<String>,
+    #[oai(nullable)]
     pub amount: Option<DecimalText>,
+    #[oai(nullable)]
     pub currency: Option<String>,
+    #[oai(nullable)]
     pub active: Option<bool>,
 }
 
@@ -948,8 +1010,10 @@ impl From<Lang> for LangView {
 #[oai(deny_unknown_fields)]
 pub struct PatientInputView {
     pub display_name: String,
+    #[oai(nullable)]
     pub email: Option<String>,
     /// The patient's language for their e-mails and documents (default fr).
+    #[oai(nullable)]
     pub lang: Option<LangView>,
 }
 
@@ -958,8 +1022,11 @@ pub struct PatientInputView {
 pub struct PaymentChoiceView {
     pub mode: PaymentModeView,
     /// The hold's amount; else the service's price; else the default.
+    #[oai(nullable)]
     pub amount: Option<DecimalText>,
+    #[oai(nullable)]
     pub currency: Option<String>,
+    #[oai(nullable)]
     pub service_id: Option<Uuid>,
 }
 
@@ -975,6 +1042,7 @@ pub struct ConsultationInputView {
 #[derive(Debug, Clone, Object)]
 pub struct PatientView {
     pub display_name: String,
+    #[oai(nullable)]
     pub email: Option<String>,
     pub lang: LangView,
 }
@@ -987,6 +1055,7 @@ pub struct ConsultationView {
     pub starts_at: DateTime<Utc>,
     /// none or online.
     pub payment_mode: String,
+    #[oai(nullable)]
     pub payment: Option<PaymentView>,
     /// The waiting-room gate.
     pub can_enter: bool,
@@ -995,10 +1064,13 @@ pub struct ConsultationView {
     pub status: String,
     /// For a cancelled consultation: who cancelled (`patient`, `practice`), when, and
     /// whether after the free window (the practitioner then decides on the fee).
+    #[oai(nullable)]
     pub cancellation: Option<CancellationView>,
     /// When the patient was marked absent.
+    #[oai(nullable)]
     pub no_show_at: Option<DateTime<Utc>>,
     /// When the practitioner started the consultation.
+    #[oai(nullable)]
     pub started_at: Option<DateTime<Utc>>,
 }
 
@@ -1054,6 +1126,7 @@ pub struct ScheduledView {
     /// The patient's pay link: shown once, give it to the patient.
     pub pay_url: String,
     pub pay_token: String,
+    #[oai(nullable)]
     pub payment: Option<PaymentView>,
     pub consultation: ConsultationView,
 }
@@ -1064,6 +1137,7 @@ pub struct AmountInputView {
     /// A decimal string; "0" on validate releases the hold.
     pub amount: DecimalText,
     /// Optional; must be the payment's currency.
+    #[oai(nullable)]
     pub currency: Option<String>,
 }
 
@@ -1077,10 +1151,15 @@ pub struct PayView {
     /// Whether the patient must authorise a hold before entering.
     pub payment_required: bool,
     /// The amount that will be held (at most this is charged).
+    #[oai(nullable)]
     pub amount: Option<String>,
+    #[oai(nullable)]
     pub currency: Option<String>,
+    #[oai(nullable)]
     pub status: Option<String>,
+    #[oai(nullable)]
     pub status_label: Option<StatusLabel>,
+    #[oai(nullable)]
     pub failure: Option<FailureView>,
     pub can_enter: bool,
     /// The waiting room is still offered (the gate is open and the consultation not
@@ -1090,15 +1169,19 @@ pub struct PayView {
     pub can_pay: bool,
     /// When the hold will be placed, if later: the consultation is further ahead than
     /// a hold lasts, so paying saves the card and the hold is placed then.
+    #[oai(nullable)]
     pub hold_from: Option<DateTime<Utc>>,
     /// Where to go once allowed in, when the operator configured it.
+    #[oai(nullable)]
     pub waiting_room_url: Option<String>,
     /// `scheduled`, `cancelled` or `no_show`.
     pub consultation_status: String,
     /// The cancellation policy in the patient's words: once paid, the text they
     /// accepted; before, the one they accept by paying.
+    #[oai(nullable)]
     pub cancellation_policy: Option<String>,
     /// When the patient accepted it.
+    #[oai(nullable)]
     pub policy_accepted_at: Option<DateTime<Utc>>,
     /// The patient may still cancel from the link (`POST …/cancel`).
     pub can_cancel: bool,
@@ -1107,9 +1190,12 @@ pub struct PayView {
 #[derive(Debug, Clone, Object)]
 pub struct CheckoutView {
     /// Send the patient's browser here (Stripe Checkout or the sandbox card page).
+    #[oai(nullable)]
     pub redirect_url: Option<String>,
     /// For the Payment Element, when the operator chose it.
+    #[oai(nullable)]
     pub client_secret: Option<String>,
+    #[oai(nullable)]
     pub expires_at: Option<DateTime<Utc>>,
     /// `hold` (the amount is held now) or `save_card` (the card is saved; the hold is
     /// placed later).
@@ -1139,6 +1225,7 @@ pub struct PassView {
     /// The signed pass (a JWT the platform verifies).
     pub jwt: String,
     /// The room on the configured platform, with the pass; absent without one.
+    #[oai(nullable)]
     pub url: Option<String>,
     pub room: String,
     pub expires_at: DateTime<Utc>,
@@ -1159,6 +1246,7 @@ impl From<&Pass> for PassView {
 #[derive(Debug, Clone, Object)]
 pub struct StartedView {
     pub consultation: ConsultationView,
+    #[oai(nullable)]
     pub pass: Option<PassView>,
 }
 
