@@ -26,7 +26,7 @@ fn main() -> ExitCode {
                  fmt           cargo fmt --check\n  \
                  clippy        cargo clippy --all-targets -D warnings\n  \
                  test [ARGS]   the test suite (extra ARGS go to cargo test)\n  \
-                 peers         install the non-Rust test peers (localstripe, aiosmtpd, PyJWT in target/peers/venv)\n  \
+                 peers         install the non-Rust test peers (localstripe, aiosmtpd, PyJWT, schemathesis in target/peers/venv)\n  \
                  openapi       write docs/openapi.json from the code (a test fails when it is stale)\n  \
                  bench [core|storage|http]  benchmarks (http: wrk against the release server)"
             );
@@ -81,13 +81,15 @@ fn ci() -> Result {
 
 /// The test peers from PyPI, pinned: localstripe (a stateful Stripe server the gateway
 /// and e2e tests start on 127.0.0.1), aiosmtpd (an SMTP server whose Maildir the mail
-/// tests read), and PyJWT with cryptography (an independent verifier of the video
-/// passes, HS256 and EdDSA through the JWKS).
-const PEERS: [(&str, &str); 4] = [
+/// tests read), PyJWT with cryptography (an independent verifier of the video passes,
+/// HS256 and EdDSA through the JWKS), and schemathesis (the API against its OpenAPI
+/// document).
+const PEERS: [(&str, &str); 5] = [
     ("localstripe", "1.15.10"),
     ("aiosmtpd", "1.4.6"),
     ("PyJWT", "2.10.1"),
     ("cryptography", "44.0.3"),
+    ("schemathesis", "4.32.5"),
 ];
 
 /// Installs [`PEERS`] in a virtualenv at `target/peers/venv`. Does nothing when those

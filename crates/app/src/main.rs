@@ -193,7 +193,7 @@ async fn run(command: Command, config: Config) -> Result<(), wiring::AppError> {
                 ..config
             };
             let app = wiring::App::build(&config).await?;
-            println!("{}", http_poem::openapi(&app.http_state(&config)).spec());
+            println!("{}", http_poem::openapi_document(&app.http_state(&config)));
             Ok(())
         }
     }

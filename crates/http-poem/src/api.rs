@@ -527,7 +527,9 @@ impl Api {
     async fn schedule(
         &self,
         auth: StaffAuth,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        #[oai(name = "Idempotency-Key", validator(max_length = 255))] idempotency_key: Header<
+            Option<String>,
+        >,
         body: Json<ConsultationInputView>,
     ) -> ApiResult<Created<ScheduledView>> {
         let actor = self.actor(&auth).await?;
@@ -537,7 +539,8 @@ impl Api {
                     || body.payment.currency.is_some()
                     || body.payment.service_id.is_some()
                 {
-                    return Err(Problem::invalid(
+                    // Well-formed, but contradictory: 422, as the domain's own refusals.
+                    return Err(Problem::unprocessable(
                         "payment",
                         "amount and service_id only apply to mode=online",
                     ));
@@ -550,7 +553,7 @@ impl Api {
                         Some(parse_amount("payment.amount", &a.0, currency.as_deref())?)
                     }
                     (None, Some(_)) => {
-                        return Err(Problem::invalid(
+                        return Err(Problem::unprocessable(
                             "payment.currency",
                             "a currency only goes with an amount",
                         ));
@@ -605,7 +608,7 @@ impl Api {
     async fn upcoming(
         &self,
         auth: StaffAuth,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> ApiResult<Json<Vec<ConsultationView>>> {
         let actor = self.actor(&auth).await?;
         let list = self
@@ -669,7 +672,7 @@ impl Api {
     async fn messages(
         &self,
         auth: StaffAuth,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<u32>>,
     ) -> ApiResult<Json<Vec<MessageView>>> {
         let actor = self.actor(&auth).await?;
         let queued = self
@@ -916,7 +919,9 @@ impl Api {
         &self,
         auth: StaffAuth,
         id: Path<Uuid>,
-        #[oai(name = "Idempotency-Key")] idempotency_key: Header<Option<String>>,
+        #[oai(name = "Idempotency-Key", validator(max_length = 255))] idempotency_key: Header<
+            Option<String>,
+        >,
         body: Json<AmountInputView>,
     ) -> ApiResult<Json<PaymentView>> {
         let actor = self.actor(&auth).await?;
@@ -954,11 +959,17 @@ impl Api {
         &self,
         auth: StaffAuth,
         practitioner_id: Query<Option<Uuid>>,
+        #[oai(validator(
+            pattern = r"^((incomplete|card_saved|authorized|captured|partially_refunded|refunded|released|expired|failed|disputed|dispute_lost)(,(incomplete|card_saved|authorized|captured|partially_refunded|refunded|released|expired|failed|disputed|dispute_lost))*)?$"
+        ))]
         status: Query<Option<String>>,
         from: Query<Option<DateTime<Utc>>>,
         to: Query<Option<DateTime<Utc>>>,
+        #[oai(validator(
+            pattern = r"^-?[0-9]{1,16}\.[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+        ))]
         cursor: Query<Option<String>>,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "200")))] limit: Query<Option<u32>>,
     ) -> ApiResult<Json<PaymentsPageView>> {
         let actor = self.actor(&auth).await?;
         let filter = self.filter(practitioner_id.0, status.0, from.0, to.0, cursor.0, limit.0)?;
@@ -986,6 +997,9 @@ impl Api {
         &self,
         auth: StaffAuth,
         practitioner_id: Query<Option<Uuid>>,
+        #[oai(validator(
+            pattern = r"^((incomplete|card_saved|authorized|captured|partially_refunded|refunded|released|expired|failed|disputed|dispute_lost)(,(incomplete|card_saved|authorized|captured|partially_refunded|refunded|released|expired|failed|disputed|dispute_lost))*)?$"
+        ))]
         status: Query<Option<String>>,
         from: Query<Option<DateTime<Utc>>>,
         to: Query<Option<DateTime<Utc>>>,
@@ -1118,7 +1132,7 @@ impl Api {
         &self,
         auth: StaffAuth,
         id: Path<Uuid>,
-        limit: Query<Option<u32>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "500")))] limit: Query<Option<u32>>,
     ) -> ApiResult<Json<Vec<AuditView>>> {
         let actor = self.actor(&auth).await?;
         let entries = self
@@ -1140,8 +1154,10 @@ impl Api {
     )]
     async fn fee_estimate(
         &self,
-        amount: Query<String>,
+        #[oai(validator(pattern = r"^[0-9]{1,8}([.,][0-9]{1,2})?$"))] amount: Query<String>,
+        #[oai(validator(pattern = r"^(EUR|USD|GBP|CHF|CAD|AUD|SEK|DKK|NOK|PLN|JPY)$"))]
         currency: Query<Option<String>>,
+        #[oai(validator(pattern = r"^(default|standard|premium|uk|international)$"))]
         schedule: Query<Option<String>>,
     ) -> ApiResult<Json<FeeEstimateView>> {
         let currency = parse_currency("currency", currency.0.as_deref().unwrap_or("EUR"))?;

@@ -12,6 +12,7 @@
 //! [`problem`], in one place). This crate never touches storage or Stripe directly and
 //! depends on `billing-core` only among the workspace crates.
 
+pub mod allow;
 pub mod api;
 pub mod csv;
 pub mod docs;
@@ -73,10 +74,61 @@ pub fn admin(state: HttpState) -> impl Endpoint {
         }))
 }
 
+/// The OpenAPI document as served and committed (`docs/openapi.json`): poem-openapi's,
+/// with what its derive cannot say — request bodies refuse unknown fields
+/// (`additionalProperties: false` on every object a request body reaches, each of them
+/// `deny_unknown_fields`).
+pub fn openapi_document(state: &HttpState) -> String {
+    let spec = openapi(state).spec();
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(&spec) else {
+        return spec;
+    };
+    fn refs(x: &serde_json::Value, out: &mut Vec<String>) {
+        match x {
+            serde_json::Value::Object(o) => {
+                if let Some(r) = o.get("$ref").and_then(|r| r.as_str()) {
+                    out.push(r.rsplit('/').next().unwrap_or_default().to_owned());
+                }
+                o.values().for_each(|v| refs(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut pending = Vec::new();
+    if let Some(paths) = doc["paths"].as_object() {
+        for op in paths
+            .values()
+            .filter_map(|p| p.as_object())
+            .flat_map(|p| p.values())
+        {
+            refs(&op["requestBody"], &mut pending);
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(name) = pending.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let schema = &mut doc["components"]["schemas"][&name];
+        refs(schema, &mut pending);
+        if schema["type"] == "object" {
+            schema["additionalProperties"] = serde_json::Value::Bool(false);
+        }
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or(spec)
+}
+
 /// Every route, with the middleware stack. Serve it with [`serve`].
 pub fn app(state: HttpState) -> impl Endpoint {
     let api = openapi(&state);
-    let spec = api.spec_endpoint();
+    let document = openapi_document(&state);
+    let allowed = allow::Allowed::from_spec(&document);
+    let spec = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(document.clone())
+    });
     let docs = std::sync::Arc::new(docs::swagger(&api.swagger_ui_html()));
     let pages = std::sync::Arc::new(web::routes(&state).map_to_response());
     let mut routes = Route::new()
@@ -127,6 +179,7 @@ pub fn app(state: HttpState) -> impl Endpoint {
         }))
         // Outside the error catchers: a refused client costs a map look-up, and its
         // 429 is already a problem document.
+        .with(allowed)
         .with(ratelimit::RateLimit::new(rate_limits))
         .with(Observe(metrics))
         .with(RequestId::default().reuse_id(ReuseId::Use))

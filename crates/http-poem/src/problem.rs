@@ -86,6 +86,14 @@ impl Problem {
             .detail(detail)
     }
 
+    /// Well-formed fields that do not go together (each valid alone): 422
+    /// `validation_failed`, as the domain's own refusals.
+    pub fn unprocessable(field: &str, detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+            .field(field)
+            .detail(detail)
+    }
+
     /// An amount that is not one: 422 `invalid_amount`.
     pub fn invalid_amount(field: &str, detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_amount")

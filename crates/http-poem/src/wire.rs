@@ -195,6 +195,7 @@ pub struct PaymentView {
     pub amount_disputed: String,
     /// captured − refunded − fee − disputed.
     pub net: String,
+    #[oai(validator(pattern = r"^(EUR|USD|GBP|CHF|CAD|AUD|SEK|DKK|NOK|PLN|JPY)$"))]
     pub currency: String,
     /// The patient saved their card: the hold is placed (or renewed) off-session.
     pub card_saved: bool,
@@ -318,6 +319,7 @@ impl PaymentView {
 
 #[derive(Debug, Clone, Object)]
 pub struct TotalsView {
+    #[oai(validator(pattern = r"^(EUR|USD|GBP|CHF|CAD|AUD|SEK|DKK|NOK|PLN|JPY)$"))]
     pub currency: String,
     pub count: u64,
     pub held: String,
@@ -470,6 +472,7 @@ pub struct DocumentView {
     #[oai(nullable)]
     pub refers_to: Option<String>,
     pub amount: String,
+    #[oai(validator(pattern = r"^(EUR|USD|GBP|CHF|CAD|AUD|SEK|DKK|NOK|PLN|JPY)$"))]
     pub currency: String,
     pub issued_at: DateTime<Utc>,
     /// The PDF, for staff with the same credentials.
@@ -728,7 +731,10 @@ impl From<&FeeSchedule> for FeeScheduleView {
 #[derive(Debug, Clone, Object)]
 #[oai(deny_unknown_fields)]
 pub struct FeeScheduleInputView {
-    #[oai(nullable)]
+    #[oai(
+        nullable,
+        validator(pattern = r"^(default|standard|premium|uk|international)$")
+    )]
     pub preset: Option<String>,
     #[oai(nullable)]
     pub percent: Option<DecimalText>,
@@ -752,7 +758,7 @@ impl FeeScheduleInputView {
                     fixed: parse_amount("fee_schedule.fixed", &fixed.0, None)?,
                 })
             }
-            _ => Err(Problem::invalid(
+            _ => Err(Problem::unprocessable(
                 "fee_schedule",
                 "give either `preset`, or `percent` and `fixed`",
             )),
@@ -765,6 +771,7 @@ pub struct FeeEstimateView {
     pub amount: String,
     pub fee: String,
     pub net: String,
+    #[oai(validator(pattern = r"^(EUR|USD|GBP|CHF|CAD|AUD|SEK|DKK|NOK|PLN|JPY)$"))]
     pub currency: String,
     pub schedule: FeeScheduleView,
 }
@@ -787,6 +794,7 @@ pub struct PreferencesView {
     pub default_amount: String,
     /// The most a consultation may be billed (the cap).
     pub max_amount: String,
+    #[oai(validator(pattern = r"^(EUR|USD|GBP|CHF|CAD|AUD|SEK|DKK|NOK|PLN|JPY)$"))]
     pub currency: String,
     pub fee_schedule: FeeScheduleView,
     /// Fee and net on the default amount.
@@ -835,8 +843,10 @@ impl From<&CancellationPolicy> for CancellationPolicyView {
 #[oai(deny_unknown_fields)]
 pub struct CancellationPolicyInputView {
     /// Free cancellation until this many hours before the start (0–720).
+    #[oai(validator(minimum(value = "0"), maximum(value = "720")))]
     pub free_hours: u32,
     /// `none`, `fixed` or `full_hold`.
+    #[oai(validator(pattern = r"^(none|fixed|full_hold)$"))]
     pub fee: String,
     /// Required with `fixed`: a decimal string in the preferences' currency, at most
     /// the maximum amount.
@@ -853,13 +863,13 @@ impl CancellationPolicyInputView {
                 MissedFeeInput::Fixed(parse_amount("cancellation.fee_amount", &a.0, None)?)
             }
             ("fixed", None) => {
-                return Err(Problem::invalid(
+                return Err(Problem::unprocessable(
                     "cancellation.fee_amount",
                     "required with fee \"fixed\"",
                 ));
             }
             ("none" | "full_hold", Some(_)) => {
-                return Err(Problem::invalid(
+                return Err(Problem::unprocessable(
                     "cancellation.fee_amount",
                     "only with fee \"fixed\"",
                 ));
@@ -907,6 +917,7 @@ impl From<&Preferences> for PreferencesView {
 pub struct PreferencesInputView {
     pub default_amount: DecimalText,
     pub max_amount: DecimalText,
+    #[oai(validator(pattern = r"^(EUR|USD|GBP|CHF|CAD|AUD|SEK|DKK|NOK|PLN|JPY)$"))]
     pub currency: String,
     /// Defaults to the `default` preset (1.4 % + 0.25).
     #[oai(nullable)]
@@ -929,6 +940,7 @@ pub struct ServiceView {
     pub practitioner_id: Uuid,
     pub name: String,
     pub amount: String,
+    #[oai(validator(pattern = r"^(EUR|USD|GBP|CHF|CAD|AUD|SEK|DKK|NOK|PLN|JPY)$"))]
     pub currency: String,
     pub active: bool,
     pub created_at: DateTime<Utc>,
@@ -956,7 +968,10 @@ pub struct ServiceInputView {
     pub name: String,
     pub amount: DecimalText,
     /// Must be the practitioner's currency if given.
-    #[oai(nullable)]
+    #[oai(
+        validator(pattern = r"^(EUR|USD|GBP|CHF|CAD|AUD|SEK|DKK|NOK|PLN|JPY)$"),
+        nullable
+    )]
     pub currency: Option<String>,
 }
 
@@ -967,7 +982,10 @@ pub struct ServicePatchView {
     pub name: Option<String>,
     #[oai(nullable)]
     pub amount: Option<DecimalText>,
-    #[oai(nullable)]
+    #[oai(
+        validator(pattern = r"^(EUR|USD|GBP|CHF|CAD|AUD|SEK|DKK|NOK|PLN|JPY)$"),
+        nullable
+    )]
     pub currency: Option<String>,
     #[oai(nullable)]
     pub active: Option<bool>,
@@ -1024,7 +1042,10 @@ pub struct PaymentChoiceView {
     /// The hold's amount; else the service's price; else the default.
     #[oai(nullable)]
     pub amount: Option<DecimalText>,
-    #[oai(nullable)]
+    #[oai(
+        validator(pattern = r"^(EUR|USD|GBP|CHF|CAD|AUD|SEK|DKK|NOK|PLN|JPY)$"),
+        nullable
+    )]
     pub currency: Option<String>,
     #[oai(nullable)]
     pub service_id: Option<Uuid>,
@@ -1137,7 +1158,10 @@ pub struct AmountInputView {
     /// A decimal string; "0" on validate releases the hold.
     pub amount: DecimalText,
     /// Optional; must be the payment's currency.
-    #[oai(nullable)]
+    #[oai(
+        validator(pattern = r"^(EUR|USD|GBP|CHF|CAD|AUD|SEK|DKK|NOK|PLN|JPY)$"),
+        nullable
+    )]
     pub currency: Option<String>,
 }
 
@@ -1153,7 +1177,10 @@ pub struct PayView {
     /// The amount that will be held (at most this is charged).
     #[oai(nullable)]
     pub amount: Option<String>,
-    #[oai(nullable)]
+    #[oai(
+        validator(pattern = r"^(EUR|USD|GBP|CHF|CAD|AUD|SEK|DKK|NOK|PLN|JPY)$"),
+        nullable
+    )]
     pub currency: Option<String>,
     #[oai(nullable)]
     pub status: Option<String>,

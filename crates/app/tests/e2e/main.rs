@@ -2,6 +2,7 @@
 
 mod authz;
 mod bad_input;
+mod contract;
 mod day;
 mod flow;
 mod forms;

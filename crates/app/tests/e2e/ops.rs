@@ -59,6 +59,54 @@ async fn health_readiness_openapi_and_request_ids_answer() {
     for op in operations {
         assert!(op["operationId"].is_string(), "{op}");
     }
+    // The patterns that stand for the domain's lists say exactly those lists.
+    let currencies = format!(
+        "^({})$",
+        billing_core::Currency::ALL.map(|c| c.code()).join("|")
+    );
+    let mut currency_fields = 0;
+    for schema in spec["components"]["schemas"]
+        .as_object()
+        .expect("schemas")
+        .values()
+    {
+        if let Some(currency) = schema["properties"].get("currency") {
+            assert_eq!(currency["pattern"], currencies.as_str(), "{schema}");
+            currency_fields += 1;
+        }
+    }
+    assert!(currency_fields >= 10);
+    let statuses = billing_core::PaymentStatus::ALL
+        .map(|s| s.as_str())
+        .join("|");
+    let status_param = spec["paths"]["/api/v1/payments"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|p| p["name"] == "status")
+        .expect("status");
+    let pattern = status_param["schema"]["pattern"].as_str().expect("pattern");
+    let listed: std::collections::BTreeSet<&str> = pattern
+        .trim_start_matches("^((")
+        .split(")(,(")
+        .next()
+        .expect("alternatives")
+        .split('|')
+        .collect();
+    assert_eq!(
+        listed,
+        statuses.split('|').collect(),
+        "the status filter's pattern lists every status"
+    );
+    // An undeclared method says which are (RFC 9110).
+    let wrong = t
+        .client
+        .delete(t.url("/api/v1/payments"))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(wrong.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong.headers()["allow"], "GET, HEAD");
     let docs = t.client.get(t.url("/docs")).send().await.expect("docs");
     assert_eq!(docs.status(), StatusCode::OK);
     assert!(docs.text().await.expect("html").contains("swagger"));
