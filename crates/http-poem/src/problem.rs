@@ -17,7 +17,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// A problem document, as serialised.
 #[derive(Debug, Clone, PartialEq, Eq, Object, serde::Serialize)]
-#[oai(rename = "Problem")]
+#[oai(rename = "Problem", example)]
 pub struct ProblemDocument {
     /// A URI naming the problem type (`urn:consultpay:problem:<code>`).
     #[oai(rename = "type")]
@@ -36,6 +36,20 @@ pub struct ProblemDocument {
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+}
+
+impl poem_openapi::types::Example for ProblemDocument {
+    /// What a validation above the hold answers.
+    fn example() -> Self {
+        ProblemDocument {
+            type_: "urn:consultpay:problem:amount_above_cap".into(),
+            title: "Amount above the hold".into(),
+            status: 422,
+            code: "amount_above_cap".into(),
+            detail: Some("30.00 EUR is above the hold of 25.00 EUR".into()),
+            field: None,
+        }
+    }
 }
 
 /// An error response.
