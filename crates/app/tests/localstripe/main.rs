@@ -411,6 +411,86 @@ async fn two_servers_on_one_database_place_a_saved_cards_hold_once() {
         .filter(|h| h["event"] == "hold_placed")
         .count();
     assert_eq!(holds, 1, "{detail}");
+
+    // The act validated through both servers at once (a double click landing on two
+    // instances behind a load balancer): one capture at Stripe. A request that lost
+    // the race may be told to retry (localstripe refuses the second capture instead of
+    // replaying it as Stripe does); its retry answers the capture made.
+    let actor = second
+        .billing
+        .staff
+        .authenticate(Some(&dr.token))
+        .await
+        .expect("the practitioner on the second server");
+    let consultation =
+        billing_core::ids::ConsultationId::from_uuid(id.parse().expect("consultation id"));
+    let amount = billing_core::money::AmountInput::parse("18.00", None).expect("amount");
+    let validate = format!("/api/v1/consultations/{id}/validate");
+    let (first, other) = tokio::join!(
+        app.post(&validate, Some(&dr.token), json!({ "amount": "18.00" })),
+        second
+            .billing
+            .payments
+            .validate(&actor, consultation, &amount)
+    );
+    assert!(
+        first.0 == StatusCode::OK || other.is_ok(),
+        "at least one validation went through: {first:?} {other:?}"
+    );
+    let first = if first.0 == StatusCode::OK {
+        first.1
+    } else {
+        let (status, again) = app
+            .post(&validate, Some(&dr.token), json!({ "amount": "18.00" }))
+            .await;
+        assert_eq!(status, StatusCode::OK, "the retry answers: {again}");
+        again
+    };
+    let other = match other {
+        Ok(p) => p,
+        Err(_) => second
+            .billing
+            .payments
+            .validate(&actor, consultation, &amount)
+            .await
+            .expect("the retry answers"),
+    };
+    assert_eq!(first["amount_captured"], "18.00", "{first}");
+    assert_eq!(
+        other.captured().map(|m| m.to_string()),
+        Some("18.00 EUR".into())
+    );
+    let at_stripe: Value = harness::http()
+        .get(format!("{base}/v1/payment_intents/{intent}"))
+        .basic_auth("sk_test_localstripe", Some(""))
+        .send()
+        .await
+        .expect("localstripe")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(at_stripe["status"], "succeeded", "{at_stripe}");
+    // localstripe captures the hold and refunds the remainder: one charge, 18.00 kept.
+    let charges = at_stripe["charges"]["data"].as_array().expect("charges");
+    assert_eq!(charges.len(), 1, "{at_stripe}");
+    let kept = charges[0]["amount"].as_i64().unwrap_or(0)
+        - charges[0]["amount_refunded"].as_i64().unwrap_or(0);
+    assert_eq!(kept, 1800, "{at_stripe}");
+    assert_eq!(
+        charges[0]["refunds"]["data"].as_array().map(Vec::len),
+        Some(1),
+        "the remainder released once: {at_stripe}"
+    );
+    let (_, detail) = app
+        .get(&format!("/api/v1/payments/{payment_id}"), Some(&dr.token))
+        .await;
+    let captures = detail["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter(|h| h["event"] == "captured")
+        .count();
+    assert_eq!(captures, 1, "{detail}");
     let _ = second.store.clone().close().await;
     app.stop().await;
 }

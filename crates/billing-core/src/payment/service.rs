@@ -147,7 +147,17 @@ impl PaymentService {
                     .await?
                     .payment)
             }
-            Err(e) => Err(self.ledger.settle_failure(&payment, e, &who).await),
+            Err(e) => {
+                let refused = self.ledger.settle_failure(&payment, e, &who).await;
+                // The same validation sent at once through another server may have made
+                // this very capture meanwhile (same key), and the failure's re-sync or
+                // that server's write recorded it: a capture that happened is answered
+                // as such.
+                match self.ledger.get(payment.id()).await {
+                    Ok(now) if now.captured() == Some(amount) && now.pending().is_none() => Ok(now),
+                    _ => Err(refused),
+                }
+            }
         }
     }
 
