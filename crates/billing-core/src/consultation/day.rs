@@ -44,6 +44,16 @@ pub fn pass_window(c: &Consultation, config: &BillingConfig) -> (DateTime<Utc>, 
     )
 }
 
+/// May the consultation be started at `now` (what [`DayService::start`] checks, for
+/// pages that offer the button): scheduled, not validated, within its pass window.
+pub fn startable(record: &ConsultationRecord, config: &BillingConfig, now: DateTime<Utc>) -> bool {
+    let (opens_at, closes_at) = pass_window(&record.consultation, config);
+    scheduled(&record.consultation).is_ok()
+        && over_once_validated(record.payment.as_ref()).is_ok()
+        && now >= opens_at
+        && now < closes_at
+}
+
 /// Cancelled and missed consultations refuse what only a scheduled one allows.
 fn scheduled(c: &Consultation) -> Result<(), DayError> {
     match c.status {
@@ -153,12 +163,20 @@ struct DayChange {
     messages: Vec<Message>,
 }
 
-/// Writes the consultation's new day with what it records, conditionally on the day
-/// read.
+/// `record` with its day moved to `next` (the payment as read).
+fn moved(record: &ConsultationRecord, next: Consultation) -> ConsultationRecord {
+    ConsultationRecord {
+        consultation: next,
+        payment: record.payment.clone(),
+    }
+}
+
+/// Writes `after`'s day (see [`moved`]) with what it records, conditionally on the
+/// day `record` was read with.
 async fn write_day(
     consultations: &dyn ConsultationRepository,
     record: &ConsultationRecord,
-    next: &Consultation,
+    after: &ConsultationRecord,
     change: DayChange,
     who: &AuditActor,
     now: DateTime<Utc>,
@@ -193,7 +211,7 @@ async fn write_day(
         messages,
         ..ChangeLog::default()
     };
-    match consultations.update_day(next, c, &log).await {
+    match consultations.update_day(&after.consultation, c, &log).await {
         Ok(()) => Ok(()),
         Err(RepositoryError::Conflict) => Err(BillingError::Conflict),
         Err(e) => Err(e.into()),
@@ -274,20 +292,17 @@ impl PatientService {
             ("cancelled", "by the patient, free".to_owned())
         };
         let practitioner = self.practitioners.get(c.practitioner).await?;
-        let told = ConsultationRecord {
-            consultation: next.clone(),
-            payment: record.payment.clone(),
-        };
+        let after = moved(&record, next);
         write_day(
             self.consultations.as_ref(),
             &record,
-            &next,
+            &after,
             DayChange {
                 event,
                 amount: if late { fee } else { None },
                 action: AuditAction::ConsultationCancelled,
                 detail,
-                messages: compose::cancelled(&told, &practitioner, self.ledger.ids.new_id(), now)
+                messages: compose::cancelled(&after, &practitioner, self.ledger.ids.new_id(), now)
                     .into_iter()
                     .collect(),
             },
@@ -295,11 +310,7 @@ impl PatientService {
             now,
         )
         .await?;
-        let record = ConsultationRecord {
-            consultation: next,
-            payment: record.payment,
-        };
-        settle_cancellation(&self.payments, &self.consultations, record).await
+        settle_cancellation(&self.payments, &self.consultations, after).await
     }
 }
 
@@ -443,14 +454,17 @@ impl DayService {
             return Err(DayError::ConsultationOver.into());
         }
         let record = if c.started_at.is_none() {
-            let next = Consultation {
-                started_at: Some(now),
-                ..c.clone()
-            };
+            let after = moved(
+                &record,
+                Consultation {
+                    started_at: Some(now),
+                    ..c.clone()
+                },
+            );
             write_day(
                 self.consultations.as_ref(),
                 &record,
-                &next,
+                &after,
                 DayChange {
                     event: "consultation_started",
                     amount: None,
@@ -462,10 +476,7 @@ impl DayService {
                 now,
             )
             .await?;
-            ConsultationRecord {
-                consultation: next,
-                payment: record.payment,
-            }
+            after
         } else {
             record
         };
@@ -550,32 +561,30 @@ impl DayService {
             ..c.clone()
         };
         let practitioner = self.practitioners.get(c.practitioner).await?;
-        let told = ConsultationRecord {
-            consultation: next.clone(),
-            payment: record.payment.clone(),
-        };
+        let after = moved(&record, next);
         write_day(
             self.consultations.as_ref(),
             &record,
-            &next,
+            &after,
             DayChange {
                 event: "cancelled_by_practice",
                 amount: None,
                 action: AuditAction::ConsultationCancelled,
                 detail: "by the practice".to_owned(),
-                messages: compose::cancelled(&told, &practitioner, self.ledger().ids.new_id(), now)
-                    .into_iter()
-                    .collect(),
+                messages: compose::cancelled(
+                    &after,
+                    &practitioner,
+                    self.ledger().ids.new_id(),
+                    now,
+                )
+                .into_iter()
+                .collect(),
             },
             &who,
             now,
         )
         .await?;
-        let record = ConsultationRecord {
-            consultation: next,
-            payment: record.payment,
-        };
-        settle_with(&self.payments, &self.consultations, record, &who, true).await
+        settle_with(&self.payments, &self.consultations, after, &who, true).await
     }
 
     /// Moves the consultation to `starts_at` (practitioner or secretary), before it
@@ -605,21 +614,18 @@ impl DayService {
             ..c.clone()
         };
         let practitioner = self.practitioners.get(c.practitioner).await?;
-        let told = ConsultationRecord {
-            consultation: next.clone(),
-            payment: record.payment.clone(),
-        };
+        let after = moved(&record, next);
         write_day(
             self.consultations.as_ref(),
             &record,
-            &next,
+            &after,
             DayChange {
                 event: "rescheduled",
                 amount: None,
                 action: AuditAction::Rescheduled,
                 detail: format!("{} → {}", c.starts_at.to_rfc3339(), starts_at.to_rfc3339()),
                 messages: compose::rescheduled(
-                    &told,
+                    &after,
                     &practitioner,
                     c.starts_at,
                     self.ledger().ids.new_id(),
@@ -632,12 +638,9 @@ impl DayService {
             now,
         )
         .await?;
-        let hold = self.coverage(record.payment.as_ref(), &next);
+        let hold = self.coverage(after.payment.as_ref(), &after.consultation);
         Ok(Rescheduled {
-            record: ConsultationRecord {
-                consultation: next,
-                payment: record.payment,
-            },
+            record: after,
             hold,
         })
     }
@@ -688,14 +691,17 @@ impl DayService {
                     .into());
                 }
                 let fee = record.payment.as_ref().and_then(missed_fee);
-                let next = Consultation {
-                    status: ConsultationStatus::NoShow { at: now },
-                    ..c.clone()
-                };
+                let after = moved(
+                    &record,
+                    Consultation {
+                        status: ConsultationStatus::NoShow { at: now },
+                        ..c.clone()
+                    },
+                );
                 write_day(
                     self.consultations.as_ref(),
                     &record,
-                    &next,
+                    &after,
                     DayChange {
                         event: "no_show",
                         amount: fee,
@@ -707,10 +713,7 @@ impl DayService {
                     now,
                 )
                 .await?;
-                ConsultationRecord {
-                    consultation: next,
-                    payment: record.payment,
-                }
+                after
             }
         };
         self.settle_missed(record, &who).await

@@ -5,7 +5,7 @@
 
 use askama::Template;
 use billing_core::access::{Action, Actor, authorize};
-use billing_core::consultation::day::{HoldCoverage, Started, pass_window};
+use billing_core::consultation::day::{HoldCoverage, Started, startable};
 use billing_core::consultation::model::{
     Cancellation, CancelledBy, ConsultationRecord, ConsultationStatus,
 };
@@ -727,20 +727,13 @@ pub async fn overview(
                 ConsultationStatus::Cancelled(_) => Some(s.ctx.t.day_cancelled),
                 ConsultationStatus::NoShow { .. } => Some(s.ctx.t.day_missed),
             },
-            can_start: {
-                let (opens_at, closes_at) = pass_window(&r.consultation, &b.config);
-                let now = b.now();
-                r.consultation.status == ConsultationStatus::Scheduled
-                    && authorize(
-                        &s.actor,
-                        Action::RunConsultation,
-                        r.consultation.practitioner,
-                    )
-                    .is_ok()
-                    && now >= opens_at
-                    && now < closes_at
-                    && r.payment.as_ref().is_none_or(|p| p.captured().is_none())
-            },
+            can_start: authorize(
+                &s.actor,
+                Action::RunConsultation,
+                r.consultation.practitioner,
+            )
+            .is_ok()
+                && startable(r, &b.config, b.now()),
             starts_at: format::datetime_short(r.consultation.starts_at, tz, lang),
             patient: r.consultation.patient.display_name.as_str().to_owned(),
             status: r.payment.as_ref().map(|p| p.status().as_str()),
@@ -1783,7 +1776,6 @@ impl DayBlock {
         let date = |at: DateTime<Utc>| format::datetime_short(at, tz, lang);
         let scheduled = c.status == ConsultationStatus::Scheduled;
         let settled = payment.captured().is_some();
-        let (opens_at, closes_at) = pass_window(c, config);
         let held = payment
             .authorized()
             .filter(|_| payment.status() == PaymentStatus::Authorized);
@@ -1815,10 +1807,7 @@ impl DayBlock {
             terms: payment
                 .terms()
                 .map(|x| (t.day_terms.replace("{date}", &date(x.at)), x.text.clone())),
-            can_start: may(Action::RunConsultation)
-                && scheduled
-                && now >= opens_at
-                && now < closes_at,
+            can_start: may(Action::RunConsultation) && startable(record, config, now),
             can_cancel: may(Action::Schedule) && scheduled && !settled,
             can_reschedule: may(Action::Schedule)
                 && scheduled
@@ -2430,6 +2419,20 @@ async fn day_refused(
     }
 }
 
+/// A day action's answer: back with `flash` once done, else the refusal.
+async fn day_answer<T>(
+    state: &HttpState,
+    s: &Staff,
+    id: ConsultationId,
+    result: Result<T, BillingError>,
+    flash: impl FnOnce(&T) -> &'static str,
+) -> Response {
+    match result {
+        Ok(done) => day_back(state, s, id, flash(&done)).await,
+        Err(e) => day_refused(state, s, id, e).await,
+    }
+}
+
 fn consultation_id(text: &str) -> Option<ConsultationId> {
     text.parse::<uuid::Uuid>()
         .ok()
@@ -2453,8 +2456,7 @@ pub async fn start_submit(
             pass: Some(Pass { url: Some(url), .. }),
             ..
         }) => Redirect::see_other(url).into_response(),
-        Ok(_) => day_back(state, &s, id, "started").await,
-        Err(e) => day_refused(state, &s, id, e).await,
+        other => day_answer(state, &s, id, other, |_| "started").await,
     }
 }
 
@@ -2468,10 +2470,8 @@ pub async fn cancel_consultation_submit(
     let Some(id) = consultation_id(&id) else {
         return Problem::not_found().into_response();
     };
-    match state.billing.day.cancel(&s.actor, id).await {
-        Ok(_) => day_back(state, &s, id, "cancelled").await,
-        Err(e) => day_refused(state, &s, id, e).await,
-    }
+    let result = state.billing.day.cancel(&s.actor, id).await;
+    day_answer(state, &s, id, result, |_| "cancelled").await
 }
 
 #[handler]
@@ -2491,17 +2491,12 @@ pub async fn reschedule_submit(
             message: "a date and time".into(),
         }),
     };
-    match result {
-        Ok(done) => {
-            let flash = match done.hold {
-                HoldCoverage::RenewedInTime => "rescheduled_renewed_in_time",
-                HoldCoverage::Lapses => "rescheduled_lapses",
-                _ => "rescheduled",
-            };
-            day_back(state, &s, id, flash).await
-        }
-        Err(e) => day_refused(state, &s, id, e).await,
-    }
+    day_answer(state, &s, id, result, |done| match done.hold {
+        HoldCoverage::RenewedInTime => "rescheduled_renewed_in_time",
+        HoldCoverage::Lapses => "rescheduled_lapses",
+        _ => "rescheduled",
+    })
+    .await
 }
 
 #[handler]
@@ -2514,10 +2509,8 @@ pub async fn no_show_submit(
     let Some(id) = consultation_id(&id) else {
         return Problem::not_found().into_response();
     };
-    match state.billing.day.no_show(&s.actor, id).await {
-        Ok(_) => day_back(state, &s, id, "no_show").await,
-        Err(e) => day_refused(state, &s, id, e).await,
-    }
+    let result = state.billing.day.no_show(&s.actor, id).await;
+    day_answer(state, &s, id, result, |_| "no_show").await
 }
 
 #[handler]
@@ -2530,13 +2523,10 @@ pub async fn cancellation_fee_submit(
     let Some(id) = consultation_id(&id) else {
         return Problem::not_found().into_response();
     };
-    match state
+    let result = state
         .billing
         .day
         .charge_cancellation_fee(&s.actor, id)
-        .await
-    {
-        Ok(_) => day_back(state, &s, id, "fee_charged").await,
-        Err(e) => day_refused(state, &s, id, e).await,
-    }
+        .await;
+    day_answer(state, &s, id, result, |_| "fee_charged").await
 }

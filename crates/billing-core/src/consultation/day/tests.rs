@@ -364,3 +364,17 @@ fn a_practice_that_moves_the_consultation_into_the_fee_window_leaves_cancelling_
     r.consultation.rescheduled_at = Some(start - Duration::hours(30));
     assert!(!cancelling_is_free(&r, three_hours_before));
 }
+
+#[test]
+fn a_consultation_is_startable_only_scheduled_unvalidated_and_in_its_window() {
+    let start = now() + Duration::days(1);
+    let cfg = config();
+    let held = record(Some(authorized()));
+    assert!(!startable(&held, &cfg, start - Duration::minutes(16)));
+    assert!(startable(&held, &cfg, start - Duration::minutes(15)));
+    assert!(!startable(&held, &cfg, start + Duration::minutes(60)));
+    assert!(!startable(&record(Some(captured(1800))), &cfg, start));
+    let mut missed = held.clone();
+    missed.consultation.status = ConsultationStatus::NoShow { at: start };
+    assert!(!startable(&missed, &cfg, start));
+}
