@@ -79,7 +79,12 @@ pub fn admin(state: HttpState) -> impl Endpoint {
 /// (`additionalProperties: false` on every object a request body reaches, each of them
 /// `deny_unknown_fields`).
 pub fn openapi_document(state: &HttpState) -> String {
-    let spec = openapi(state).spec();
+    document(&openapi(state))
+}
+
+/// [`openapi_document`] of a service already built.
+fn document(api: &OpenApiService<api::Api, ()>) -> String {
+    let spec = api.spec();
     let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(&spec) else {
         return spec;
     };
@@ -122,7 +127,7 @@ pub fn openapi_document(state: &HttpState) -> String {
 /// Every route, with the middleware stack. Serve it with [`serve`].
 pub fn app(state: HttpState) -> impl Endpoint {
     let api = openapi(&state);
-    let document = openapi_document(&state);
+    let document = document(&api);
     let allowed = allow::Allowed::from_spec(&document);
     let spec = poem::endpoint::make_sync(move |_| {
         poem::Response::builder()

@@ -64,12 +64,40 @@ pub(crate) fn notices(before: &Payment, after: &Payment, documents: &[Due]) -> V
     out
 }
 
+/// What a message about one consultation is written from, and its identity.
 struct Facts<'a> {
     record: &'a ConsultationRecord,
     practitioner: &'a Practitioner,
+    id: Uuid,
+    now: DateTime<Utc>,
 }
 
 impl Facts<'_> {
+    /// A message to the patient, in their language; `None` without their address.
+    fn to_patient(
+        &self,
+        kind: MessageKind,
+        subject: String,
+        body: String,
+        attachment: Option<AttachmentRef>,
+        dedupe: String,
+    ) -> Option<Message> {
+        let c = &self.record.consultation;
+        Some(Message {
+            id: self.id,
+            kind,
+            practitioner: self.practitioner.id,
+            consultation: Some(c.id),
+            to: c.patient.email.clone()?,
+            lang: c.lang,
+            subject,
+            body,
+            attachment,
+            dedupe,
+            created_at: self.now,
+        })
+    }
+
     fn when(&self, lang: Lang) -> String {
         format::datetime_zoned(
             self.record.consultation.starts_at,
@@ -108,24 +136,20 @@ pub fn pay_link(
     now: DateTime<Utc>,
 ) -> Option<Message> {
     let c = &record.consultation;
-    let to = c.patient.email.clone()?;
     let payment = record.payment.as_ref()?;
     let lang = c.lang;
     let facts = Facts {
         record,
         practitioner,
+        id,
+        now,
     };
     let (dr, patient) = (&practitioner.name, &c.patient.display_name);
     let amount = format::money(&payment.amount(), lang);
     let when = facts.when(lang);
-    Some(Message {
-        id,
-        kind: MessageKind::PayLink,
-        practitioner: practitioner.id,
-        consultation: Some(c.id),
-        to,
-        lang,
-        subject: fr_en(
+    facts.to_patient(
+        MessageKind::PayLink,
+        fr_en(
             lang,
             format!(
                 "Votre téléconsultation avec {dr} le {}",
@@ -136,7 +160,7 @@ pub fn pay_link(
                 facts.day(c.starts_at, lang)
             ),
         ),
-        body: fr_en(
+        fr_en(
             lang,
             format!(
                 "Bonjour {patient},\n\n\
@@ -159,10 +183,9 @@ pub fn pay_link(
                  This link is personal: do not pass it on.\n"
             ),
         ),
-        attachment: None,
-        dedupe: dedupe.to_owned(),
-        created_at: now,
-    })
+        None,
+        dedupe.to_owned(),
+    )
 }
 
 /// To the patient, if they gave an address: their consultation is cancelled, and
@@ -178,11 +201,12 @@ pub(crate) fn cancelled(
     let ConsultationStatus::Cancelled(cancellation) = c.status else {
         return None;
     };
-    let to = c.patient.email.clone()?;
     let lang = c.lang;
     let facts = Facts {
         record,
         practitioner,
+        id,
+        now,
     };
     let (dr, patient) = (&practitioner.name, &c.patient.display_name);
     let when = facts.when(lang);
@@ -217,14 +241,9 @@ pub(crate) fn cancelled(
                 .to_owned(),
         ),
     };
-    Some(Message {
-        id,
-        kind: MessageKind::Cancelled,
-        practitioner: practitioner.id,
-        consultation: Some(c.id),
-        to,
-        lang,
-        subject: fr_en(
+    facts.to_patient(
+        MessageKind::Cancelled,
+        fr_en(
             lang,
             format!(
                 "Téléconsultation annulée – {}",
@@ -235,15 +254,14 @@ pub(crate) fn cancelled(
                 facts.day(c.starts_at, lang)
             ),
         ),
-        body: fr_en(
+        fr_en(
             lang,
             format!("Bonjour {patient},\n\n{fr}{fr_money}\n"),
             format!("Hello {patient},\n\n{en}{en_money}\n"),
         ),
-        attachment: None,
-        dedupe: format!("cancelled:{}", c.id),
-        created_at: now,
-    })
+        None,
+        format!("cancelled:{}", c.id),
+    )
 }
 
 /// To the patient, if they gave an address: their consultation moved from
@@ -256,23 +274,19 @@ pub(crate) fn rescheduled(
     now: DateTime<Utc>,
 ) -> Option<Message> {
     let c = &record.consultation;
-    let to = c.patient.email.clone()?;
     let lang = c.lang;
     let facts = Facts {
         record,
         practitioner,
+        id,
+        now,
     };
     let tz = practitioner.time_zone.tz();
     let (dr, patient) = (&practitioner.name, &c.patient.display_name);
     let (was, when) = (format::datetime_zoned(previous, tz, lang), facts.when(lang));
-    Some(Message {
-        id,
-        kind: MessageKind::Rescheduled,
-        practitioner: practitioner.id,
-        consultation: Some(c.id),
-        to,
-        lang,
-        subject: fr_en(
+    facts.to_patient(
+        MessageKind::Rescheduled,
+        fr_en(
             lang,
             format!(
                 "Téléconsultation déplacée au {}",
@@ -280,7 +294,7 @@ pub(crate) fn rescheduled(
             ),
             format!("Teleconsultation moved to {}", facts.day(c.starts_at, lang)),
         ),
-        body: fr_en(
+        fr_en(
             lang,
             format!(
                 "Bonjour {patient},\n\n\
@@ -293,10 +307,9 @@ pub(crate) fn rescheduled(
                  Your link stays the same:\n{PAY_URL}\n"
             ),
         ),
-        attachment: None,
-        dedupe: format!("rescheduled:{}:{}", c.id, c.starts_at.timestamp()),
-        created_at: now,
-    })
+        None,
+        format!("rescheduled:{}:{}", c.id, c.starts_at.timestamp()),
+    )
 }
 
 /// The message a notice calls for, or `None` when its reader has no address.
@@ -312,23 +325,13 @@ pub(crate) fn message(
     let facts = Facts {
         record,
         practitioner,
+        id,
+        now,
     };
     let (dr, patient) = (&practitioner.name, &c.patient.display_name);
     let pid = payment.id();
     let patient_message = |kind, subject, body, attachment, dedupe: String| {
-        Some(Message {
-            id,
-            kind,
-            practitioner: practitioner.id,
-            consultation: Some(c.id),
-            to: c.patient.email.clone()?,
-            lang: c.lang,
-            subject,
-            body,
-            attachment,
-            dedupe,
-            created_at: now,
-        })
+        facts.to_patient(kind, subject, body, attachment, dedupe)
     };
     let staff_message = |kind, subject: String, body: String, dedupe: String| {
         Some(Message {
