@@ -12,7 +12,8 @@ use billing_core::system::{Clock, SystemClock};
 use billing_core::video::PassSigner;
 use billing_core::{Billing, BillingError, Deps};
 use documents_pdf::PdfRenderer;
-use gateway_stripe::{CheckoutKind, Gateways, StripeSettings};
+use billing_core::gateway::SandboxStore;
+use gateway_stripe::{CheckoutKind, Gateways, SandboxConfig, SandboxGateway, StripeSettings};
 use http_poem::metrics::Metrics;
 use http_poem::{HttpSettings, HttpState, Readiness};
 use mail_smtp::SmtpMailer;
@@ -37,11 +38,13 @@ pub enum AppError {
     Io(#[from] std::io::Error),
 }
 
-/// The gateway chosen by the configuration: Stripe with a key, the sandbox without.
+/// The gateway chosen by the configuration: Stripe with a key, the sandbox without
+/// (keeping its objects and test clock in `store`, shared by every server on it).
 fn gateways(
     config: &Config,
     clock: Arc<dyn Clock>,
     public_url: &str,
+    store: Arc<dyn SandboxStore>,
 ) -> Result<Gateways, AppError> {
     let Some(settings) = stripe_settings(config) else {
         let webhook_secrets = [
@@ -52,9 +55,9 @@ fn gateways(
         .flatten()
         .map(|s| s.expose().to_owned())
         .collect();
-        return Ok(gateway_stripe::sandbox_gateways(
-            clock,
-            public_url,
+        let sandbox = SandboxGateway::with_store(clock, SandboxConfig::new(public_url), store);
+        return Ok(gateway_stripe::sandbox_gateways_with(
+            sandbox,
             webhook_secrets,
         ));
     };
@@ -135,7 +138,14 @@ impl App {
         let billing_config = config.billing();
         let store_arc = Arc::new(store.clone());
         let metrics = Metrics::new();
-        let gateways = gateways(config, clock, &public_url)?;
+        let gateways = gateways(config, clock, &public_url, store_arc.clone())?;
+        if let Some(sandbox) = &gateways.sandbox {
+            // Start at the sandbox's time, wherever another server moved it.
+            sandbox
+                .refresh()
+                .await
+                .map_err(|e| AppError::Storage(e.to_string()))?;
+        }
         // In sandbox mode, the sandbox's test clock: the domain reads the same time.
         let clock = gateways.clock.clone();
         let session_secret = match &config.session_key {
@@ -360,6 +370,9 @@ fn mailer(config: &Config) -> Result<Option<Arc<dyn Mailer>>, AppError> {
     Ok(Some(Arc::new(mailer)))
 }
 
+/// How often a sandbox server catches up with the test clock other servers moved.
+const SANDBOX_REFRESH: Duration = Duration::from_secs(1);
+
 /// Runs `pass` every `every` until shutdown. Every server runs the background jobs;
 /// each step claims its payment (or message) first, so several servers on one
 /// database share the work without doing it twice.
@@ -427,6 +440,21 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
             move || {
                 let billing = billing.clone();
                 async move { jobs_pass(&billing).await }
+            },
+        )));
+    }
+    if let Some(sandbox) = app.billing.sandbox.clone() {
+        // Another server sharing the sandbox may move its test clock: follow it.
+        jobs.push(tokio::spawn(every(
+            SANDBOX_REFRESH,
+            stop_rx.clone(),
+            move || {
+                let sandbox = sandbox.clone();
+                async move {
+                    if let Err(e) = sandbox.refresh().await {
+                        tracing::warn!(error = %e, "sandbox clock refresh failed");
+                    }
+                }
             },
         )));
     }

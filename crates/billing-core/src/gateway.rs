@@ -23,10 +23,12 @@ use crate::payment::model::{
     Dispute, Failure, IdempotencyKey, Lang, PaymentEvent, RefundLine, SavedCard,
 };
 use crate::practitioner::model::AccountSnapshot;
+use crate::repository::RepositoryError;
 use crate::secrets::OAuthState;
 
 /// Why the gateway refused or could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum GatewayError {
     /// The card was declined or its authentication failed.
     #[error("card declined: {}", .0.message)]
@@ -65,12 +67,15 @@ pub enum GatewayError {
     Unavailable { message: String },
     /// A feature the operator has not configured (e.g. no Connect client id).
     #[error("not configured: {0}")]
-    NotConfigured(&'static str),
+    // What is missing is a fact of this server's configuration: never stored.
+    NotConfigured(#[cfg_attr(feature = "serde", serde(skip))] &'static str),
 }
 
 /// The client secret of a PaymentIntent, for the Payment Element. A secret: never
-/// logged, never stored.
+/// logged, never stored by the domain (with the `serde` feature the sandbox gateway,
+/// which stands in for Stripe, keeps the ones it issued, as Stripe does).
 #[derive(Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ClientSecret(String);
 
 impl ClientSecret {
@@ -90,6 +95,7 @@ impl fmt::Debug for ClientSecret {
 
 /// A PaymentIntent's status, as Stripe names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum IntentStatus {
     RequiresPaymentMethod,
     RequiresConfirmation,
@@ -102,6 +108,7 @@ pub enum IntentStatus {
 
 /// What the gateway says about a payment's intent right now.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct IntentSnapshot {
     pub id: PaymentIntentId,
     pub status: IntentStatus,
@@ -198,6 +205,7 @@ impl IntentSnapshot {
 
 /// Where a SetupIntent stands (Stripe's statuses).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum SetupStatus {
     RequiresPaymentMethod,
     RequiresConfirmation,
@@ -254,6 +262,7 @@ pub struct HoldRequest {
 
 /// What the patient's authorisation step does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum CheckoutMode {
     /// Hold the amount now (manual capture), and save the card so a hold that nears
     /// its deadline can be renewed off-session.
@@ -282,6 +291,7 @@ pub struct CheckoutRequest {
 /// Where the patient goes to authorise: a hosted page, and/or a client secret for an
 /// embedded Payment Element.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CheckoutStart {
     pub intent: Option<PaymentIntentId>,
     pub session: Option<CheckoutSessionId>,
@@ -315,6 +325,7 @@ pub struct CheckoutState {
 pub use crate::payment::model::RefundState as RefundStatus;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RefundOutcome {
     pub id: RefundId,
     pub amount: Money,
@@ -622,6 +633,73 @@ pub trait SandboxControl: Send + Sync {
     /// the events that became due meanwhile (holds that lapsed, refunds that failed,
     /// disputes opened or closed), in order.
     async fn advance_clock(&self, by: Duration) -> Result<SandboxAdvance, GatewayError>;
+
+    /// Catches up with what other servers sharing the sandbox did to its test clock
+    /// (a sandbox of one process has nothing to do).
+    async fn refresh(&self) -> Result<(), GatewayError> {
+        Ok(())
+    }
+}
+
+/// Where the sandbox gateway keeps its simulated Stripe objects, so that they survive
+/// a restart and every server on one database works on the same sandbox.
+///
+/// The store holds rows (a `kind`, an `id` and an opaque `body` the sandbox wrote),
+/// each stamped with the version of the write that last changed it, and a
+/// [`SandboxHead`]: the latest version and the test clock's offset. Writes are
+/// serialised: [`SandboxStore::begin`] takes the one writer lock (across processes,
+/// so a lock in the database), the sandbox reads what changed since the version it
+/// last saw, works, and commits what it changed as the next version.
+///
+/// Contract (checked by `storage-seaorm`'s tests on SQLite and PostgreSQL):
+/// - while one [`SandboxWrite`] is open, another `begin` (from any process) waits;
+/// - a dropped write changes nothing;
+/// - `changed_since(v)` returns every row whose last write is after version `v`;
+/// - `commit` replaces rows with the same `kind` and `id`.
+#[async_trait]
+pub trait SandboxStore: Send + Sync {
+    /// Takes the writer lock, held until the write is committed or dropped.
+    async fn begin(&self) -> Result<Box<dyn SandboxWrite>, RepositoryError>;
+
+    /// The latest head, without taking the lock.
+    async fn head(&self) -> Result<SandboxHead, RepositoryError>;
+}
+
+/// A write in progress on a [`SandboxStore`]: holds the writer lock.
+#[async_trait]
+pub trait SandboxWrite: Send {
+    /// The head as it was when the lock was taken.
+    fn head(&self) -> SandboxHead;
+
+    /// Every row last written after `version`, in no particular order.
+    async fn changed_since(&mut self, version: i64) -> Result<Vec<SandboxRow>, RepositoryError>;
+
+    /// Writes `rows` (inserted, or replacing the row of the same kind and id) and the
+    /// clock's offset as version `head().version + 1`, commits and releases the lock.
+    async fn commit(
+        self: Box<Self>,
+        rows: Vec<SandboxRow>,
+        clock_offset: Duration,
+    ) -> Result<SandboxHead, RepositoryError>;
+}
+
+/// The state of a [`SandboxStore`] as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SandboxHead {
+    /// The version of the latest write (0: nothing written yet).
+    pub version: i64,
+    /// How far the sandbox's test clock is ahead of the system clock.
+    pub clock_offset: Duration,
+}
+
+/// One object of a [`SandboxStore`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SandboxRow {
+    /// What it is (`intent`, `session`, …): with `id`, what makes it unique.
+    pub kind: String,
+    pub id: String,
+    /// What the sandbox wrote (JSON).
+    pub body: String,
 }
 
 /// The sandbox clock after a move, and what happened meanwhile.

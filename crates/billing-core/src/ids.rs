@@ -55,6 +55,8 @@ macro_rules! uuid_id {
                 Uuid::parse_str(s.trim()).map(Self).map_err(|_| invalid($kind, s))
             }
         }
+
+        serde_as_text!($name);
     };
 }
 
@@ -126,6 +128,8 @@ macro_rules! stripe_id {
                 Self::parse(s)
             }
         }
+
+        serde_as_text!($name);
     };
 }
 

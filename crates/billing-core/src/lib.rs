@@ -141,6 +141,9 @@
 //! # }).unwrap();
 //! ```
 
+#[macro_use]
+mod serde_text;
+
 pub mod access;
 pub mod audit;
 pub mod billing;

@@ -374,6 +374,24 @@ impl fmt::Display for Money {
     }
 }
 
+/// Reads the machine form [`Display`](fmt::Display) writes: "25.00 EUR", "-3.10 eur".
+/// Unlike [`Money::parse`] (user input) the amount may be negative.
+impl FromStr for Money {
+    type Err = MoneyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (amount, currency) = s
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| MoneyError::InvalidFormat(truncate_for_error(s)))?;
+        let amount = Decimal::from_str(amount)
+            .map_err(|_| MoneyError::InvalidFormat(truncate_for_error(amount)))?;
+        Money::new(amount, currency.parse()?)
+    }
+}
+
+serde_as_text!(Currency, Money);
+
 impl fmt::Debug for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Money({} {})", self.amount, self.currency)

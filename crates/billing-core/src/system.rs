@@ -50,6 +50,23 @@ impl<C: Clock> OffsetClock<C> {
         }
         self.now()
     }
+
+    /// How far ahead of the base clock this one is.
+    pub fn offset(&self) -> chrono::Duration {
+        chrono::Duration::microseconds(
+            self.offset_micros.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+
+    /// Moves the clock forward to `offset` ahead of the base clock, if it is behind
+    /// that (a clock shared by several processes catches up with the one that moved
+    /// it; it never goes back).
+    pub fn catch_up(&self, offset: chrono::Duration) {
+        if let Some(target) = offset.num_microseconds() {
+            self.offset_micros
+                .fetch_max(target, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 impl<C: Clock> Clock for OffsetClock<C> {

@@ -122,16 +122,15 @@ pub fn sandbox_gateways(
     public_url: &str,
     webhook_secrets: Vec<String>,
 ) -> Gateways {
-    sandbox_gateways_with(clock, SandboxConfig::new(public_url), webhook_secrets)
+    sandbox_gateways_with(
+        SandboxGateway::new(clock, SandboxConfig::new(public_url)),
+        webhook_secrets,
+    )
 }
 
-/// [`sandbox_gateways`] with an explicit configuration (fee schedule, validities).
-pub fn sandbox_gateways_with(
-    clock: Arc<dyn Clock>,
-    config: SandboxConfig,
-    webhook_secrets: Vec<String>,
-) -> Gateways {
-    let sandbox = Arc::new(SandboxGateway::new(clock, config));
+/// [`sandbox_gateways`] on a given sandbox (a configuration of its own, a store).
+pub fn sandbox_gateways_with(sandbox: SandboxGateway, webhook_secrets: Vec<String>) -> Gateways {
+    let sandbox = Arc::new(sandbox);
     let clock = sandbox.clock();
     let mut secrets = webhook_secrets.into_iter().map(Secret::from);
     // The sandbox is a test mode: deliveries of live events are ignored.

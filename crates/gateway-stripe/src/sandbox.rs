@@ -48,10 +48,17 @@
 //!   checkouts expiring with an unpaid intent (`payment_intent.canceled`), refunds
 //!   failing, disputes opened and closed.
 //!
-//! State lives in memory behind a mutex: it does **not** survive a restart. After one,
-//! intents and sessions are unknown (`NotFound`; the domain's reconciliation treats
-//! that as nothing to learn) while linked accounts keep working, since any well-formed
-//! `acct_…` not deauthorised here is taken as a sandbox account that can take charges.
+//! **State.** [`SandboxGateway::new`] keeps its objects in memory, for as long as the
+//! process lives. [`SandboxGateway::with_store`] (what the server uses) keeps them in a
+//! [`SandboxStore`] — the server's database — so they survive a restart and every
+//! server on that database works on one sandbox: each operation takes the store's
+//! writer lock, loads what other servers wrote since it last looked, works on the
+//! objects and stores those it changed (and the test clock's offset) as the next
+//! version. Objects are JSON (billing-core's `serde` feature); a test card is stored
+//! by its payment method id. A failed store answers
+//! [`GatewayError::Unavailable`], like Stripe unreachable: a retry with the same key
+//! settles it. Another server's move of the test clock is seen at the next operation,
+//! or by [`SandboxControl::refresh`] (the server calls it every second).
 //!
 //! Webhooks: the sandbox delivers its events in process (through
 //! [`SandboxOutcome::events`]), so it needs no webhook endpoint. The webhook verifier
@@ -59,8 +66,9 @@
 //! with `STRIPE_WEBHOOK_SECRET` set it accepts correctly signed deliveries (handy to
 //! replay events by hand); without it, it answers `NotConfigured`.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+mod table;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use billing_core::fees::FeeSchedule;
@@ -68,7 +76,8 @@ use billing_core::gateway::{
     CheckoutMode, CheckoutRequest, CheckoutStart, CheckoutState, CheckoutStatus, ClientSecret,
     ConnectOnboarding, GatewayError, GatewayEvent, HoldRequest, IntentSnapshot, IntentStatus,
     PaymentGateway, RefundOutcome, RefundStatus, SandboxAdvance, SandboxCheckout, SandboxControl,
-    SandboxNext, SandboxOutcome, SetupSnapshot, SetupStatus, WebhookEvent,
+    SandboxHead, SandboxNext, SandboxOutcome, SandboxRow, SandboxStore, SetupSnapshot, SetupStatus,
+    WebhookEvent,
 };
 use billing_core::ids::{
     CheckoutSessionId, ConnectedAccountId, ConsultationId, CustomerId, DisputeId, EventId,
@@ -83,7 +92,11 @@ use billing_core::practitioner::model::{AccountSnapshot, PayoutInterval, PayoutS
 use billing_core::secrets::OAuthState;
 use billing_core::system::{Clock, OffsetClock};
 use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use self::table::Table;
 
 /// What a Stripe test payment method does when charged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -282,7 +295,18 @@ pub struct SandboxGateway {
     /// The sandbox's test clock: the given clock, moved forward by
     /// [`SandboxControl::advance_clock`]. The server reads it too ([`Self::clock`]).
     clock: Arc<OffsetClock<Arc<dyn Clock>>>,
-    state: Mutex<State>,
+    /// The objects, as of `version` of the store. Operations take turns on it (and,
+    /// with a store, on the store's writer lock).
+    held: Mutex<Held>,
+    store: Option<Arc<dyn SandboxStore>>,
+}
+
+/// The sandbox's objects as this process holds them.
+#[derive(Default)]
+struct Held {
+    state: State,
+    /// The store's version `state` reflects (0: nothing loaded).
+    version: i64,
 }
 
 impl std::fmt::Debug for SandboxGateway {
@@ -295,21 +319,94 @@ impl std::fmt::Debug for SandboxGateway {
 
 #[derive(Default)]
 struct State {
-    intents: HashMap<String, Intent>,
-    sessions: HashMap<String, Session>,
-    /// Stored answers by (account, idempotency key), with the request's fingerprint.
-    replays: HashMap<(String, String), (String, Replay)>,
-    codes: HashMap<String, Code>,
+    intents: Table<Intent>,
+    sessions: Table<Session>,
+    /// Stored answers by account and idempotency key ([`replay_id`]), with the
+    /// request's fingerprint.
+    replays: Table<(String, Replay)>,
+    codes: Table<Code>,
     /// Codes minted so far per OAuth state (keeps code ids deterministic and distinct).
-    minted: HashMap<String, u64>,
+    minted: Table<u64>,
     /// Accounts created for Account Links: whether their onboarding is done.
-    onboarding: HashMap<String, bool>,
-    deauthorized: HashSet<String>,
+    onboarding: Table<bool>,
+    /// Accounts that deauthorised the platform (`true`), or that linked it again.
+    deauthorized: Table<bool>,
     /// Cards saved on a customer, by payment method id.
-    saved: HashMap<String, Saved>,
+    saved: Table<Saved>,
 }
 
-#[derive(Clone)]
+/// Applies `$apply` to each table of a [`State`] with its kind's name: the one list of
+/// what is stored.
+macro_rules! each_table {
+    ($state:expr, |$kind:ident, $table:ident| $apply:expr) => {{
+        let state = $state;
+        {
+            let ($kind, $table) = ("intent", &mut state.intents);
+            $apply
+        }
+        {
+            let ($kind, $table) = ("session", &mut state.sessions);
+            $apply
+        }
+        {
+            let ($kind, $table) = ("replay", &mut state.replays);
+            $apply
+        }
+        {
+            let ($kind, $table) = ("code", &mut state.codes);
+            $apply
+        }
+        {
+            let ($kind, $table) = ("minted", &mut state.minted);
+            $apply
+        }
+        {
+            let ($kind, $table) = ("onboarding", &mut state.onboarding);
+            $apply
+        }
+        {
+            let ($kind, $table) = ("deauthorized", &mut state.deauthorized);
+            $apply
+        }
+        {
+            let ($kind, $table) = ("saved", &mut state.saved);
+            $apply
+        }
+    }};
+}
+
+impl State {
+    /// What changed since the last call, as rows to store.
+    fn changes(&mut self) -> Result<Vec<SandboxRow>, serde_json::Error> {
+        let mut rows = Vec::new();
+        each_table!(self, |kind, table| table.changes(kind, &mut rows)?);
+        Ok(rows)
+    }
+
+    fn forget_touched(&mut self) {
+        each_table!(self, |_kind, table| table.forget_touched());
+    }
+
+    /// Rows another write stored (rows of a kind this version does not know are left
+    /// alone: a newer server wrote them).
+    fn load(&mut self, rows: Vec<SandboxRow>) -> Result<(), serde_json::Error> {
+        for row in rows {
+            let SandboxRow { kind, id, body } = row;
+            each_table!(&mut *self, |name, table| if kind == name {
+                table.load(id.clone(), &body)?;
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The key of a stored answer: the account and the idempotency key (an account id has
+/// no space).
+fn replay_id(account: &ConnectedAccountId, key: &IdempotencyKey) -> String {
+    format!("{account} {}", key.as_str())
+}
+
+#[derive(Clone, Serialize, Deserialize)]
 enum Replay {
     Intent(Box<Result<IntentSnapshot, GatewayError>>),
     Checkout(Result<CheckoutStart, GatewayError>),
@@ -317,12 +414,15 @@ enum Replay {
 }
 
 /// A card saved on the practitioner's account.
+#[derive(Serialize, Deserialize)]
 struct Saved {
     account: ConnectedAccountId,
     customer: CustomerId,
+    #[serde(with = "card_ref")]
     card: &'static TestCard,
 }
 
+#[derive(Serialize, Deserialize)]
 struct Intent {
     id: PaymentIntentId,
     account: ConnectedAccountId,
@@ -339,6 +439,7 @@ struct Intent {
     events: u64,
     client_secret: String,
     /// The card that paid, once one did.
+    #[serde(with = "card_ref::option")]
     card: Option<&'static TestCard>,
     /// The card saved by paying (Checkout's `setup_future_usage`).
     saved_card: Option<SavedCard>,
@@ -348,6 +449,7 @@ struct Intent {
     lapse_told: bool,
 }
 
+#[derive(Serialize, Deserialize)]
 struct Refund {
     id: RefundId,
     amount: Money,
@@ -357,6 +459,7 @@ struct Refund {
 }
 
 /// A dispute on an intent's charge (`pm_card_createDispute`), opened at `opens_at`.
+#[derive(Serialize, Deserialize)]
 struct Disputing {
     dispute: Dispute,
     opens_at: DateTime<Utc>,
@@ -364,6 +467,7 @@ struct Disputing {
     closed_told: bool,
 }
 
+#[derive(Serialize, Deserialize)]
 struct Session {
     id: CheckoutSessionId,
     account: ConnectedAccountId,
@@ -383,19 +487,69 @@ struct Session {
 }
 
 /// A session's card saving (mode `SaveCard`).
+#[derive(Serialize, Deserialize)]
 struct Setup {
     id: SetupIntentId,
     status: SetupStatus,
+    #[serde(with = "card_ref::option")]
     card: Option<&'static TestCard>,
     saved: Option<SavedCard>,
     last_error: Option<Failure>,
     events: u64,
 }
 
+#[derive(Serialize, Deserialize)]
 struct Code {
     state: String,
     minted_at: DateTime<Utc>,
     used: bool,
+}
+
+/// A store's failure, as the gateway reports an outage.
+fn store_error(err: billing_core::repository::RepositoryError) -> GatewayError {
+    GatewayError::Unavailable {
+        message: format!("the sandbox's store: {err}"),
+    }
+}
+
+/// A test card as stored: its payment method id.
+mod card_ref {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::{TestCard, test_card};
+
+    pub(super) fn serialize<S: Serializer>(card: &&'static TestCard, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(card.payment_method)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<&'static TestCard, D::Error> {
+        let id = String::deserialize(d)?;
+        test_card(&id).ok_or_else(|| serde::de::Error::custom(format!("unknown test card {id}")))
+    }
+
+    pub(super) mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        use super::super::TestCard;
+
+        pub(in super::super) fn serialize<S: Serializer>(
+            card: &Option<&'static TestCard>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match card {
+                Some(card) => s.serialize_some(card.payment_method),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<&'static TestCard>, D::Error> {
+            #[derive(Deserialize)]
+            struct Wrapped(#[serde(with = "super")] &'static TestCard);
+            Ok(Option::<Wrapped>::deserialize(d)?.map(|Wrapped(card)| card))
+        }
+    }
 }
 
 /// `prefix` + the first `len` hex digits of SHA-256 over `parts`.
@@ -724,7 +878,7 @@ impl Session {
 
 impl State {
     fn ensure_reachable(&self, account: &ConnectedAccountId) -> Result<(), GatewayError> {
-        if self.deauthorized.contains(account.as_str()) {
+        if self.deauthorized.get(account.as_str()) == Some(&true) {
             return Err(GatewayError::AccountUnavailable {
                 message: format!("the platform has no access to {account}"),
             });
@@ -784,10 +938,7 @@ impl State {
         key: &IdempotencyKey,
         fingerprint: &str,
     ) -> Result<Option<Replay>, GatewayError> {
-        match self
-            .replays
-            .get(&(account.as_str().to_owned(), key.as_str().to_owned()))
-        {
+        match self.replays.get(&replay_id(account, key)) {
             Some((stored, replay)) if stored == fingerprint => Ok(Some(replay.clone())),
             Some(_) => Err(GatewayError::IdempotencyConflict),
             None => Ok(None),
@@ -801,17 +952,15 @@ impl State {
         fingerprint: String,
         replay: Replay,
     ) {
-        self.replays.insert(
-            (account.as_str().to_owned(), key.as_str().to_owned()),
-            (fingerprint, replay),
-        );
+        self.replays
+            .insert(replay_id(account, key), (fingerprint, replay));
     }
 
     fn new_intent(&mut self, hold: &HoldRequest, id: String) -> Result<&mut Intent, GatewayError> {
         let parsed = PaymentIntentId::parse(&id).map_err(|e| unexpected(e.to_string()))?;
         let zero = Money::zero(hold.amount.currency());
         let secret = derived_id("", 24, &["secret", &id]);
-        Ok(self.intents.entry(id.clone()).or_insert_with(|| Intent {
+        Ok(self.intents.get_or_insert_with(id.clone(), || Intent {
             id: parsed,
             account: hold.account.clone(),
             amount: hold.amount,
@@ -887,11 +1036,81 @@ fn check_amount(hold: &Money) -> Result<(), GatewayError> {
 }
 
 impl SandboxGateway {
+    /// A sandbox that keeps its objects in memory: they last as long as the process.
     pub fn new(clock: Arc<dyn Clock>, config: SandboxConfig) -> Self {
         SandboxGateway {
             config,
             clock: Arc::new(OffsetClock::new(clock)),
-            state: Mutex::new(State::default()),
+            held: Mutex::new(Held::default()),
+            store: None,
+        }
+    }
+
+    /// A sandbox that keeps its objects and its test clock in `store`: they survive a
+    /// restart, and every server on the store's database works on the same sandbox.
+    /// Call [`SandboxControl::refresh`] before serving, so the server starts at the
+    /// sandbox's time.
+    pub fn with_store(
+        clock: Arc<dyn Clock>,
+        config: SandboxConfig,
+        store: Arc<dyn SandboxStore>,
+    ) -> Self {
+        SandboxGateway {
+            store: Some(store),
+            ..SandboxGateway::new(clock, config)
+        }
+    }
+
+    /// Runs `op` on the objects, up to date with the store: under its writer lock, with
+    /// what other writers stored meanwhile loaded first, and what `op` changed (its
+    /// refusals included: Stripe keeps their answers too) stored after. If storing
+    /// fails, the answer is [`GatewayError::Unavailable`] (the outcome of a write is
+    /// unknown: a retry with the same key settles it) and what is held is reloaded.
+    async fn with_state<T>(
+        &self,
+        op: impl FnOnce(&mut State) -> Result<T, GatewayError>,
+    ) -> Result<T, GatewayError> {
+        let mut held = self.held.lock().await;
+        let Some(store) = &self.store else {
+            let answer = op(&mut held.state);
+            held.state.forget_touched();
+            return answer;
+        };
+        let mut write = store.begin().await.map_err(store_error)?;
+        let head: SandboxHead = write.head();
+        if head.version != held.version {
+            if head.version < held.version {
+                // The store was emptied behind our back: start again from it.
+                *held = Held::default();
+            }
+            let rows = write
+                .changed_since(held.version)
+                .await
+                .map_err(store_error)?;
+            if let Err(e) = held.state.load(rows) {
+                *held = Held::default();
+                return Err(unexpected(format!("a stored sandbox object is unreadable: {e}")));
+            }
+            held.version = head.version;
+        }
+        self.clock.catch_up(head.clock_offset);
+        let answer = op(&mut held.state);
+        let offset = self.clock.offset();
+        let stored = match held.state.changes() {
+            Ok(rows) if rows.is_empty() && offset == head.clock_offset => return answer,
+            Ok(rows) => write.commit(rows, offset).await.map_err(store_error),
+            Err(e) => Err(unexpected(format!("a sandbox object cannot be stored: {e}"))),
+        };
+        match stored {
+            Ok(head) => {
+                held.version = head.version;
+                answer
+            }
+            Err(e) => {
+                // What is held is ahead of the store: reload it all next time.
+                *held = Held::default();
+                Err(e)
+            }
         }
     }
 
@@ -903,14 +1122,6 @@ impl SandboxGateway {
     /// domain reads the same time as the simulated Stripe.
     pub fn clock(&self) -> Arc<dyn Clock> {
         self.clock.clone()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // No code path panics with the lock held; if one ever did, the state is still
-        // the last complete update, so carry on with it.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn checkout_url(&self, session: &CheckoutSessionId) -> String {
@@ -1125,27 +1336,29 @@ impl SandboxGateway {
 impl PaymentGateway for SandboxGateway {
     async fn create_hold(&self, req: &HoldRequest) -> Result<IntentSnapshot, GatewayError> {
         check_amount(&req.amount)?;
-        let now = self.clock.now();
-        let mut state = self.lock();
-        state.ensure_reachable(&req.account)?;
-        let fingerprint = hold_fingerprint("create_hold", req);
-        if let Some(Replay::Intent(answer)) = state.replay(&req.account, &req.key, &fingerprint)? {
-            return *answer;
-        }
-        let answer = match &req.off_session {
-            Some(card) => self.hold_saved_card(&mut state, req, card, now),
-            None => {
-                let id = derived_id("pi_", 24, &[req.account.as_str(), req.key.as_str()]);
-                Ok(state.new_intent(req, id)?.snapshot())
+        self.with_state(|state| {
+            let now = self.clock.now();
+            state.ensure_reachable(&req.account)?;
+            let fingerprint = hold_fingerprint("create_hold", req);
+            if let Some(Replay::Intent(answer)) = state.replay(&req.account, &req.key, &fingerprint)? {
+                return *answer;
             }
-        };
-        state.remember(
-            &req.account,
-            &req.key,
-            fingerprint,
-            Replay::Intent(Box::new(answer.clone())),
-        );
-        answer
+            let answer = match &req.off_session {
+                Some(card) => self.hold_saved_card(state, req, card, now),
+                None => {
+                    let id = derived_id("pi_", 24, &[req.account.as_str(), req.key.as_str()]);
+                    Ok(state.new_intent(req, id)?.snapshot())
+                }
+            };
+            state.remember(
+                &req.account,
+                &req.key,
+                fingerprint,
+                Replay::Intent(Box::new(answer.clone())),
+            );
+            answer
+        })
+        .await
     }
 
     /// Always the sandbox card page (the sandbox's stand-in for Stripe Checkout). Like a
@@ -1154,78 +1367,80 @@ impl PaymentGateway for SandboxGateway {
     async fn start_checkout(&self, req: &CheckoutRequest) -> Result<CheckoutStart, GatewayError> {
         let h = &req.hold;
         check_amount(&h.amount)?;
-        let now = self.clock.now();
-        let mut state = self.lock();
-        state.ensure_reachable(&h.account)?;
-        let fingerprint = format!(
-            "{}|{}|{}|{:?}|{:?}",
-            hold_fingerprint("checkout", h),
-            req.success_url,
-            req.cancel_url,
-            req.mode,
-            req.locale,
-        );
-        if let Some(Replay::Checkout(answer)) = state.replay(&h.account, &h.key, &fingerprint)? {
-            return answer;
-        }
-        let id = CheckoutSessionId::parse(&derived_id(
-            "cs_test_",
-            40,
-            &[h.account.as_str(), h.key.as_str()],
-        ))
-        .map_err(|e| unexpected(e.to_string()))?;
-        let expires_at = now + self.config.session_validity;
-        let start = CheckoutStart {
-            intent: None,
-            session: Some(id.clone()),
-            setup: None,
-            redirect_url: Some(self.checkout_url(&id)),
-            client_secret: None,
-            expires_at: Some(expires_at),
-            mode: req.mode,
-        };
-        let setup = match req.mode {
-            CheckoutMode::Hold => None,
-            CheckoutMode::SaveCard => Some(Setup {
-                id: SetupIntentId::parse(&derived_id(
-                    "seti_",
-                    24,
-                    &[h.account.as_str(), id.as_str()],
-                ))
-                .map_err(|e| unexpected(e.to_string()))?,
-                status: SetupStatus::RequiresPaymentMethod,
-                card: None,
-                saved: None,
-                last_error: None,
-                events: 0,
-            }),
-        };
-        state.sessions.insert(
-            id.as_str().to_owned(),
-            Session {
-                id,
-                account: h.account.clone(),
-                payment: h.payment,
-                consultation: h.consultation,
-                amount: h.amount,
-                description: h.description.clone(),
-                success_url: req.success_url.clone(),
-                cancel_url: req.cancel_url.clone(),
-                mode: req.mode,
+        self.with_state(|state| {
+            let now = self.clock.now();
+            state.ensure_reachable(&h.account)?;
+            let fingerprint = format!(
+                "{}|{}|{}|{:?}|{:?}",
+                hold_fingerprint("checkout", h),
+                req.success_url,
+                req.cancel_url,
+                req.mode,
+                req.locale,
+            );
+            if let Some(Replay::Checkout(answer)) = state.replay(&h.account, &h.key, &fingerprint)? {
+                return answer;
+            }
+            let id = CheckoutSessionId::parse(&derived_id(
+                "cs_test_",
+                40,
+                &[h.account.as_str(), h.key.as_str()],
+            ))
+            .map_err(|e| unexpected(e.to_string()))?;
+            let expires_at = now + self.config.session_validity;
+            let start = CheckoutStart {
                 intent: None,
-                setup,
-                complete: false,
-                expires_at,
-                expiry_told: false,
-            },
-        );
-        state.remember(
-            &h.account,
-            &h.key,
-            fingerprint,
-            Replay::Checkout(Ok(start.clone())),
-        );
-        Ok(start)
+                session: Some(id.clone()),
+                setup: None,
+                redirect_url: Some(self.checkout_url(&id)),
+                client_secret: None,
+                expires_at: Some(expires_at),
+                mode: req.mode,
+            };
+            let setup = match req.mode {
+                CheckoutMode::Hold => None,
+                CheckoutMode::SaveCard => Some(Setup {
+                    id: SetupIntentId::parse(&derived_id(
+                        "seti_",
+                        24,
+                        &[h.account.as_str(), id.as_str()],
+                    ))
+                    .map_err(|e| unexpected(e.to_string()))?,
+                    status: SetupStatus::RequiresPaymentMethod,
+                    card: None,
+                    saved: None,
+                    last_error: None,
+                    events: 0,
+                }),
+            };
+            state.sessions.insert(
+                id.as_str().to_owned(),
+                Session {
+                    id,
+                    account: h.account.clone(),
+                    payment: h.payment,
+                    consultation: h.consultation,
+                    amount: h.amount,
+                    description: h.description.clone(),
+                    success_url: req.success_url.clone(),
+                    cancel_url: req.cancel_url.clone(),
+                    mode: req.mode,
+                    intent: None,
+                    setup,
+                    complete: false,
+                    expires_at,
+                    expiry_told: false,
+                },
+            );
+            state.remember(
+                &h.account,
+                &h.key,
+                fingerprint,
+                Replay::Checkout(Ok(start.clone())),
+            );
+            Ok(start)
+        })
+        .await
     }
 
     async fn expire_checkout(
@@ -1234,32 +1449,34 @@ impl PaymentGateway for SandboxGateway {
         session: &CheckoutSessionId,
         _key: &IdempotencyKey,
     ) -> Result<(), GatewayError> {
-        let now = self.clock.now();
-        let mut state = self.lock();
-        let s = state.session_on(account, session)?;
-        if s.status(now) != CheckoutStatus::Open {
-            return Ok(());
-        }
-        let intent = s.intent.clone();
-        s.expires_at = now;
-        // Told now, by this call's answer: the advancing clock need not tell it again.
-        s.expiry_told = true;
-        if let Some(setup) = s.setup.as_mut()
-            && setup.status != SetupStatus::Succeeded
-        {
-            setup.status = SetupStatus::Canceled;
-        }
-        // Like Checkout, expiring the session cancels the intent it made.
-        if let Some(i) = intent.and_then(|id| state.intents.get_mut(&id))
-            && matches!(
-                i.status,
-                IntentStatus::RequiresPaymentMethod | IntentStatus::RequiresAction
-            )
-        {
-            i.status = IntentStatus::Canceled;
-            i.cancellation_reason = Some("abandoned".into());
-        }
-        Ok(())
+        self.with_state(|state| {
+            let now = self.clock.now();
+            let s = state.session_on(account, session)?;
+            if s.status(now) != CheckoutStatus::Open {
+                return Ok(());
+            }
+            let intent = s.intent.clone();
+            s.expires_at = now;
+            // Told now, by this call's answer: the advancing clock need not tell it again.
+            s.expiry_told = true;
+            if let Some(setup) = s.setup.as_mut()
+                && setup.status != SetupStatus::Succeeded
+            {
+                setup.status = SetupStatus::Canceled;
+            }
+            // Like Checkout, expiring the session cancels the intent it made.
+            if let Some(i) = intent.and_then(|id| state.intents.get_mut(&id))
+                && matches!(
+                    i.status,
+                    IntentStatus::RequiresPaymentMethod | IntentStatus::RequiresAction
+                )
+            {
+                i.status = IntentStatus::Canceled;
+                i.cancellation_reason = Some("abandoned".into());
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn retrieve_checkout(
@@ -1267,23 +1484,25 @@ impl PaymentGateway for SandboxGateway {
         account: &ConnectedAccountId,
         session: &CheckoutSessionId,
     ) -> Result<CheckoutState, GatewayError> {
-        let now = self.clock.now();
-        let mut state = self.lock();
-        let s = state.session_on(account, session)?;
-        let status = s.status(now);
-        let setup = s.setup_snapshot();
-        let intent = match s.intent.clone() {
-            Some(id) => state.intents.get_mut(&id).map(|i| {
-                i.settle(now);
-                i.read()
-            }),
-            None => None,
-        };
-        Ok(CheckoutState {
-            status,
-            intent,
-            setup,
+        self.with_state(|state| {
+            let now = self.clock.now();
+            let s = state.session_on(account, session)?;
+            let status = s.status(now);
+            let setup = s.setup_snapshot();
+            let intent = match s.intent.clone() {
+                Some(id) => state.intents.get_mut(&id).map(|i| {
+                    i.settle(now);
+                    i.read()
+                }),
+                None => None,
+            };
+            Ok(CheckoutState {
+                status,
+                intent,
+                setup,
+            })
         })
+        .await
     }
 
     async fn retrieve_setup(
@@ -1291,16 +1510,18 @@ impl PaymentGateway for SandboxGateway {
         account: &ConnectedAccountId,
         setup: &SetupIntentId,
     ) -> Result<SetupSnapshot, GatewayError> {
-        let state = self.lock();
-        state.ensure_reachable(account)?;
-        state
-            .sessions
-            .values()
-            .filter(|s| s.account == *account)
-            .find_map(|s| s.setup_snapshot().filter(|snap| snap.id == *setup))
-            .ok_or_else(|| GatewayError::NotFound {
-                message: format!("No such setupintent: '{setup}'"),
-            })
+        self.with_state(|state| {
+            state.ensure_reachable(account)?;
+            state
+                .sessions
+                .values()
+                .filter(|s| s.account == *account)
+                .find_map(|s| s.setup_snapshot().filter(|snap| snap.id == *setup))
+                .ok_or_else(|| GatewayError::NotFound {
+                    message: format!("No such setupintent: '{setup}'"),
+                })
+        })
+        .await
     }
 
     async fn capture(
@@ -1310,71 +1531,73 @@ impl PaymentGateway for SandboxGateway {
         amount: &Money,
         key: &IdempotencyKey,
     ) -> Result<IntentSnapshot, GatewayError> {
-        let now = self.clock.now();
-        let mut state = self.lock();
-        state.ensure_reachable(account)?;
-        let fingerprint = format!("capture|{intent}|{amount}");
-        if let Some(Replay::Intent(answer)) = state.replay(account, key, &fingerprint)? {
-            return *answer;
-        }
-        let fees = |c| self.config.fees(c);
-        let answer = (|| {
-            let i = state.intent(account, intent, now)?;
-            if i.status != IntentStatus::RequiresCapture {
-                return Err(unexpected(format!(
-                    "This PaymentIntent could not be captured because it has a status of {}.",
-                    status_name(i.status)
-                )));
+        self.with_state(|state| {
+            let now = self.clock.now();
+            state.ensure_reachable(account)?;
+            let fingerprint = format!("capture|{intent}|{amount}");
+            if let Some(Replay::Intent(answer)) = state.replay(account, key, &fingerprint)? {
+                return *answer;
             }
-            if amount.currency() != i.amount.currency() {
-                return Err(invalid(None, "amount_to_capture", "currency mismatch"));
-            }
-            if !amount.is_positive() || amount.amount() > i.capturable.amount() {
-                return Err(invalid(
-                    Some("amount_too_large"),
-                    "amount_to_capture",
-                    format!(
-                        "The amount to capture must be positive and at most the {} authorized.",
-                        i.capturable
-                    ),
-                ));
-            }
-            let fee = fees(amount.currency())
-                .fee(amount)
-                .map_err(|e| invalid(None, "amount_to_capture", e.to_string()))?;
-            i.status = IntentStatus::Succeeded;
-            i.received = *amount;
-            i.capturable = Money::zero(amount.currency());
-            i.fee = Some(fee);
-            if i.card.is_some_and(|c| c.after == Aftermath::Disputed) {
-                let zero = Money::zero(amount.currency());
-                i.dispute = Some(Disputing {
-                    dispute: Dispute {
-                        id: DisputeId::parse(&derived_id("dp_", 24, &[i.id.as_str()]))
-                            .map_err(|e| unexpected(e.to_string()))?,
-                        amount: *amount,
-                        reason: "fraudulent".into(),
-                        status: DisputeStatus::NeedsResponse,
-                        evidence_due_by: Some(now + Duration::days(7)),
-                        withdrawn: zero,
-                        fee: zero,
-                        transactions: 0,
-                    },
-                    opens_at: now + Duration::minutes(1),
-                    opened_told: false,
-                    closed_told: false,
-                });
-            }
-            Ok(i.read())
-        })();
-        // Stripe stores the answer of a request it processed, refusals included.
-        state.remember(
-            account,
-            key,
-            fingerprint,
-            Replay::Intent(Box::new(answer.clone())),
-        );
-        answer
+            let fees = |c| self.config.fees(c);
+            let answer = (|| {
+                let i = state.intent(account, intent, now)?;
+                if i.status != IntentStatus::RequiresCapture {
+                    return Err(unexpected(format!(
+                        "This PaymentIntent could not be captured because it has a status of {}.",
+                        status_name(i.status)
+                    )));
+                }
+                if amount.currency() != i.amount.currency() {
+                    return Err(invalid(None, "amount_to_capture", "currency mismatch"));
+                }
+                if !amount.is_positive() || amount.amount() > i.capturable.amount() {
+                    return Err(invalid(
+                        Some("amount_too_large"),
+                        "amount_to_capture",
+                        format!(
+                            "The amount to capture must be positive and at most the {} authorized.",
+                            i.capturable
+                        ),
+                    ));
+                }
+                let fee = fees(amount.currency())
+                    .fee(amount)
+                    .map_err(|e| invalid(None, "amount_to_capture", e.to_string()))?;
+                i.status = IntentStatus::Succeeded;
+                i.received = *amount;
+                i.capturable = Money::zero(amount.currency());
+                i.fee = Some(fee);
+                if i.card.is_some_and(|c| c.after == Aftermath::Disputed) {
+                    let zero = Money::zero(amount.currency());
+                    i.dispute = Some(Disputing {
+                        dispute: Dispute {
+                            id: DisputeId::parse(&derived_id("dp_", 24, &[i.id.as_str()]))
+                                .map_err(|e| unexpected(e.to_string()))?,
+                            amount: *amount,
+                            reason: "fraudulent".into(),
+                            status: DisputeStatus::NeedsResponse,
+                            evidence_due_by: Some(now + Duration::days(7)),
+                            withdrawn: zero,
+                            fee: zero,
+                            transactions: 0,
+                        },
+                        opens_at: now + Duration::minutes(1),
+                        opened_told: false,
+                        closed_told: false,
+                    });
+                }
+                Ok(i.read())
+            })();
+            // Stripe stores the answer of a request it processed, refusals included.
+            state.remember(
+                account,
+                key,
+                fingerprint,
+                Replay::Intent(Box::new(answer.clone())),
+            );
+            answer
+        })
+        .await
     }
 
     async fn release(
@@ -1383,37 +1606,39 @@ impl PaymentGateway for SandboxGateway {
         intent: &PaymentIntentId,
         key: &IdempotencyKey,
     ) -> Result<IntentSnapshot, GatewayError> {
-        let now = self.clock.now();
-        let mut state = self.lock();
-        state.ensure_reachable(account)?;
-        let fingerprint = format!("release|{intent}");
-        if let Some(Replay::Intent(answer)) = state.replay(account, key, &fingerprint)? {
-            return *answer;
-        }
-        let answer = (|| {
-            let i = state.intent(account, intent, now)?;
-            match i.status {
-                IntentStatus::RequiresPaymentMethod
-                | IntentStatus::RequiresConfirmation
-                | IntentStatus::RequiresAction
-                | IntentStatus::RequiresCapture => {
-                    i.status = IntentStatus::Canceled;
-                    i.capturable = Money::zero(i.amount.currency());
-                    Ok(i.snapshot())
-                }
-                other => Err(unexpected(format!(
-                    "You cannot cancel this PaymentIntent because it has a status of {}.",
-                    status_name(other)
-                ))),
+        self.with_state(|state| {
+            let now = self.clock.now();
+            state.ensure_reachable(account)?;
+            let fingerprint = format!("release|{intent}");
+            if let Some(Replay::Intent(answer)) = state.replay(account, key, &fingerprint)? {
+                return *answer;
             }
-        })();
-        state.remember(
-            account,
-            key,
-            fingerprint,
-            Replay::Intent(Box::new(answer.clone())),
-        );
-        answer
+            let answer = (|| {
+                let i = state.intent(account, intent, now)?;
+                match i.status {
+                    IntentStatus::RequiresPaymentMethod
+                    | IntentStatus::RequiresConfirmation
+                    | IntentStatus::RequiresAction
+                    | IntentStatus::RequiresCapture => {
+                        i.status = IntentStatus::Canceled;
+                        i.capturable = Money::zero(i.amount.currency());
+                        Ok(i.snapshot())
+                    }
+                    other => Err(unexpected(format!(
+                        "You cannot cancel this PaymentIntent because it has a status of {}.",
+                        status_name(other)
+                    ))),
+                }
+            })();
+            state.remember(
+                account,
+                key,
+                fingerprint,
+                Replay::Intent(Box::new(answer.clone())),
+            );
+            answer
+        })
+        .await
     }
 
     async fn refund(
@@ -1423,67 +1648,69 @@ impl PaymentGateway for SandboxGateway {
         amount: &Money,
         key: &IdempotencyKey,
     ) -> Result<RefundOutcome, GatewayError> {
-        let now = self.clock.now();
-        let mut state = self.lock();
-        state.ensure_reachable(account)?;
-        let fingerprint = format!("refund|{intent}|{amount}");
-        if let Some(Replay::Refund(answer)) = state.replay(account, key, &fingerprint)? {
-            return answer;
-        }
-        let answer = (|| {
-            let i = state.intent(account, intent, now)?;
-            if i.status != IntentStatus::Succeeded {
-                return Err(unexpected(format!(
-                    "This PaymentIntent has no captured charge to refund (status {}).",
-                    status_name(i.status)
-                )));
+        self.with_state(|state| {
+            let now = self.clock.now();
+            state.ensure_reachable(account)?;
+            let fingerprint = format!("refund|{intent}|{amount}");
+            if let Some(Replay::Refund(answer)) = state.replay(account, key, &fingerprint)? {
+                return answer;
             }
-            if i.dispute.as_ref().is_some_and(|d| d.opened_told) {
-                return Err(GatewayError::UnexpectedState {
-                    message: "This charge has been disputed and cannot be refunded.".into(),
+            let answer = (|| {
+                let i = state.intent(account, intent, now)?;
+                if i.status != IntentStatus::Succeeded {
+                    return Err(unexpected(format!(
+                        "This PaymentIntent has no captured charge to refund (status {}).",
+                        status_name(i.status)
+                    )));
+                }
+                if i.dispute.as_ref().is_some_and(|d| d.opened_told) {
+                    return Err(GatewayError::UnexpectedState {
+                        message: "This charge has been disputed and cannot be refunded.".into(),
+                    });
+                }
+                if amount.currency() != i.amount.currency() {
+                    return Err(invalid(None, "amount", "currency mismatch"));
+                }
+                let refundable = i
+                    .received
+                    .checked_sub(&i.refunded)
+                    .map_err(|e| unexpected(e.to_string()))?;
+                if !amount.is_positive() || amount.amount() > refundable.amount() {
+                    return Err(invalid(
+                        Some("amount_too_large"),
+                        "amount",
+                        format!(
+                            "Refund amount ({amount}) is greater than unrefunded amount on charge ({refundable})"
+                        ),
+                    ));
+                }
+                i.refunded = i
+                    .refunded
+                    .checked_add(amount)
+                    .map_err(|e| unexpected(e.to_string()))?;
+                let n = (i.refunds.len() + 1).to_string();
+                let id = RefundId::parse(&derived_id("re_", 24, &[i.id.as_str(), &n]))
+                    .map_err(|e| unexpected(e.to_string()))?;
+                let fails_at = i
+                    .card
+                    .filter(|c| c.after == Aftermath::RefundsFail)
+                    .map(|_| now + Duration::hours(1));
+                i.refunds.push(Refund {
+                    id: id.clone(),
+                    amount: *amount,
+                    status: RefundStatus::Succeeded,
+                    fails_at,
                 });
-            }
-            if amount.currency() != i.amount.currency() {
-                return Err(invalid(None, "amount", "currency mismatch"));
-            }
-            let refundable = i
-                .received
-                .checked_sub(&i.refunded)
-                .map_err(|e| unexpected(e.to_string()))?;
-            if !amount.is_positive() || amount.amount() > refundable.amount() {
-                return Err(invalid(
-                    Some("amount_too_large"),
-                    "amount",
-                    format!(
-                        "Refund amount ({amount}) is greater than unrefunded amount on charge ({refundable})"
-                    ),
-                ));
-            }
-            i.refunded = i
-                .refunded
-                .checked_add(amount)
-                .map_err(|e| unexpected(e.to_string()))?;
-            let n = (i.refunds.len() + 1).to_string();
-            let id = RefundId::parse(&derived_id("re_", 24, &[i.id.as_str(), &n]))
-                .map_err(|e| unexpected(e.to_string()))?;
-            let fails_at = i
-                .card
-                .filter(|c| c.after == Aftermath::RefundsFail)
-                .map(|_| now + Duration::hours(1));
-            i.refunds.push(Refund {
-                id: id.clone(),
-                amount: *amount,
-                status: RefundStatus::Succeeded,
-                fails_at,
-            });
-            Ok(RefundOutcome {
-                id,
-                amount: *amount,
-                status: RefundStatus::Succeeded,
-            })
-        })();
-        state.remember(account, key, fingerprint, Replay::Refund(answer.clone()));
-        answer
+                Ok(RefundOutcome {
+                    id,
+                    amount: *amount,
+                    status: RefundStatus::Succeeded,
+                })
+            })();
+            state.remember(account, key, fingerprint, Replay::Refund(answer.clone()));
+            answer
+        })
+        .await
     }
 
     async fn retrieve(
@@ -1491,9 +1718,11 @@ impl PaymentGateway for SandboxGateway {
         account: &ConnectedAccountId,
         intent: &PaymentIntentId,
     ) -> Result<IntentSnapshot, GatewayError> {
-        let now = self.clock.now();
-        let mut state = self.lock();
-        Ok(state.intent(account, intent, now)?.read())
+        self.with_state(|state| {
+            let now = self.clock.now();
+            Ok(state.intent(account, intent, now)?.read())
+        })
+        .await
     }
 }
 
@@ -1513,51 +1742,59 @@ impl ConnectOnboarding for SandboxGateway {
     }
 
     async fn exchange_code(&self, code: &str) -> Result<ConnectedAccountId, GatewayError> {
-        let now = self.clock.now();
-        let mut state = self.lock();
-        let validity = self.config.code_validity;
-        let grant = state
-            .codes
-            .get_mut(code.trim())
-            .ok_or_else(|| GatewayError::InvalidGrant {
-                message: "Authorization code does not exist".into(),
-            })?;
-        if grant.used {
-            return Err(GatewayError::InvalidGrant {
-                message: "Authorization code already used".into(),
-            });
-        }
-        if now >= grant.minted_at + validity {
-            return Err(GatewayError::InvalidGrant {
-                message: "Authorization code expired".into(),
-            });
-        }
-        grant.used = true;
-        let account = ConnectedAccountId::parse(&derived_id("acct_", 16, &["oauth", &grant.state]))
-            .map_err(|e| unexpected(e.to_string()))?;
-        state.deauthorized.remove(account.as_str());
-        Ok(account)
+        self.with_state(|state| {
+            let now = self.clock.now();
+            let validity = self.config.code_validity;
+            let grant = state
+                .codes
+                .get_mut(code.trim())
+                .ok_or_else(|| GatewayError::InvalidGrant {
+                    message: "Authorization code does not exist".into(),
+                })?;
+            if grant.used {
+                return Err(GatewayError::InvalidGrant {
+                    message: "Authorization code already used".into(),
+                });
+            }
+            if now >= grant.minted_at + validity {
+                return Err(GatewayError::InvalidGrant {
+                    message: "Authorization code expired".into(),
+                });
+            }
+            grant.used = true;
+            let account = ConnectedAccountId::parse(&derived_id("acct_", 16, &["oauth", &grant.state]))
+                .map_err(|e| unexpected(e.to_string()))?;
+            if state.deauthorized.get(account.as_str()).is_some() {
+                state.deauthorized.insert(account.as_str().to_owned(), false);
+            }
+            Ok(account)
+        })
+        .await
     }
 
     async fn deauthorize(&self, account: &ConnectedAccountId) -> Result<(), GatewayError> {
-        let mut state = self.lock();
-        state.ensure_reachable(account)?;
-        state.deauthorized.insert(account.as_str().to_owned());
-        Ok(())
+        self.with_state(|state| {
+            state.ensure_reachable(account)?;
+            state.deauthorized.insert(account.as_str().to_owned(), true);
+            Ok(())
+        })
+        .await
     }
 
     async fn retrieve_account(
         &self,
         account: &ConnectedAccountId,
     ) -> Result<AccountSnapshot, GatewayError> {
-        let state = self.lock();
-        state.ensure_reachable(account)?;
-        let onboarded = state
-            .onboarding
-            .get(account.as_str())
-            .copied()
-            .unwrap_or(true);
-        Ok(self.account_snapshot(account, onboarded))
+        self.with_state(|state| {
+            state.ensure_reachable(account)?;
+            let onboarded = state
+                .onboarding
+                .get(account.as_str())
+                .copied()
+                .unwrap_or(true);
+            Ok(self.account_snapshot(account, onboarded))
+        })
+        .await
     }
 
     async fn create_account(
@@ -1565,19 +1802,20 @@ impl ConnectOnboarding for SandboxGateway {
         practitioner: PractitionerId,
         key: &IdempotencyKey,
     ) -> Result<ConnectedAccountId, GatewayError> {
-        let mut state = self.lock();
-        let practitioner = practitioner.to_string();
-        let account = ConnectedAccountId::parse(&derived_id(
-            "acct_",
-            16,
-            &["account", &practitioner, key.as_str()],
-        ))
-        .map_err(|e| unexpected(e.to_string()))?;
-        state
-            .onboarding
-            .entry(account.as_str().to_owned())
-            .or_insert(false);
-        Ok(account)
+        self.with_state(|state| {
+            let practitioner = practitioner.to_string();
+            let account = ConnectedAccountId::parse(&derived_id(
+                "acct_",
+                16,
+                &["account", &practitioner, key.as_str()],
+            ))
+            .map_err(|e| unexpected(e.to_string()))?;
+            state
+                .onboarding
+                .get_or_insert_with(account.as_str().to_owned(), || false);
+            Ok(account)
+        })
+        .await
     }
 
     /// Onboarding in the sandbox is instant: the link completes it and leads straight
@@ -1588,40 +1826,44 @@ impl ConnectOnboarding for SandboxGateway {
         _refresh_url: &str,
         return_url: &str,
     ) -> Result<String, GatewayError> {
-        let mut state = self.lock();
-        state.ensure_reachable(account)?;
-        state.onboarding.insert(account.as_str().to_owned(), true);
-        Ok(return_url.to_owned())
+        self.with_state(|state| {
+            state.ensure_reachable(account)?;
+            state.onboarding.insert(account.as_str().to_owned(), true);
+            Ok(return_url.to_owned())
+        })
+        .await
     }
 }
 
 #[async_trait]
 impl SandboxControl for SandboxGateway {
     async fn checkout(&self, session: &CheckoutSessionId) -> Result<SandboxCheckout, GatewayError> {
-        let now = self.clock.now();
-        let mut state = self.lock();
-        let s = state.session(session)?;
-        let status = s.status(now);
-        let intent = s.intent.clone();
-        let mut page = SandboxCheckout {
-            session: s.id.clone(),
-            payment: Some(s.payment),
-            amount: s.amount,
-            description: s.description.clone(),
-            mode: s.mode,
-            status,
-            awaiting_authentication: status == CheckoutStatus::Open
-                && s.setup
-                    .as_ref()
-                    .is_some_and(|setup| setup.status == SetupStatus::RequiresAction),
-            success_url: s.success_url.clone(),
-            cancel_url: s.cancel_url.clone(),
-        };
-        if let Some(i) = intent.and_then(|id| state.intents.get(&id)) {
-            page.awaiting_authentication =
-                status == CheckoutStatus::Open && i.status == IntentStatus::RequiresAction;
-        }
-        Ok(page)
+        self.with_state(|state| {
+            let now = self.clock.now();
+            let s = state.session(session)?;
+            let status = s.status(now);
+            let intent = s.intent.clone();
+            let mut page = SandboxCheckout {
+                session: s.id.clone(),
+                payment: Some(s.payment),
+                amount: s.amount,
+                description: s.description.clone(),
+                mode: s.mode,
+                status,
+                awaiting_authentication: status == CheckoutStatus::Open
+                    && s.setup
+                        .as_ref()
+                        .is_some_and(|setup| setup.status == SetupStatus::RequiresAction),
+                success_url: s.success_url.clone(),
+                cancel_url: s.cancel_url.clone(),
+            };
+            if let Some(i) = intent.and_then(|id| state.intents.get(&id)) {
+                page.awaiting_authentication =
+                    status == CheckoutStatus::Open && i.status == IntentStatus::RequiresAction;
+            }
+            Ok(page)
+        })
+        .await
     }
 
     async fn pay(
@@ -1629,60 +1871,62 @@ impl SandboxControl for SandboxGateway {
         session: &CheckoutSessionId,
         payment_method: &str,
     ) -> Result<SandboxOutcome, GatewayError> {
-        let now = self.clock.now();
-        let mut state = self.lock();
-        let s = Self::open_session(&mut state, session, now)?;
-        let card = test_card(payment_method).ok_or_else(|| {
-            invalid(
-                Some("resource_missing"),
-                "payment_method",
-                format!(
-                    "No such PaymentMethod: '{}'",
-                    payment_method.chars().take(64).collect::<String>()
-                ),
-            )
-        })?;
-        let account = s.account.clone();
-        state.ensure_reachable(&account)?;
-        let s = state.session(session)?;
-        if s.mode == CheckoutMode::SaveCard {
-            return self.conclude(&mut state, session, card, card.saving, now);
-        }
-        let hold = HoldRequest {
-            account: s.account.clone(),
-            payment: s.payment,
-            consultation: s.consultation,
-            amount: s.amount,
-            description: s.description.clone(),
-            statement_descriptor_suffix: None,
-            off_session: None,
-            key: IdempotencyKey::from_stored(s.id.as_str().to_owned()),
-        };
-        let existing = s.intent.clone();
-        // Like Checkout, the intent is created when the patient first pays and kept
-        // for the next attempts of the same session.
-        let intent_id = match existing {
-            Some(id) => id,
-            None => {
-                let id = derived_id("pi_", 24, &[account.as_str(), session.as_str()]);
-                state.new_intent(&hold, id.clone())?;
-                state.session(session)?.intent = Some(id.clone());
-                id
+        self.with_state(|state| {
+            let now = self.clock.now();
+            let s = Self::open_session(state, session, now)?;
+            let card = test_card(payment_method).ok_or_else(|| {
+                invalid(
+                    Some("resource_missing"),
+                    "payment_method",
+                    format!(
+                        "No such PaymentMethod: '{}'",
+                        payment_method.chars().take(64).collect::<String>()
+                    ),
+                )
+            })?;
+            let account = s.account.clone();
+            state.ensure_reachable(&account)?;
+            let s = state.session(session)?;
+            if s.mode == CheckoutMode::SaveCard {
+                return self.conclude(state, session, card, card.saving, now);
             }
-        };
-        if let Some(i) = state.intents.get_mut(&intent_id) {
-            i.settle(now);
-            if !matches!(
-                i.status,
-                IntentStatus::RequiresPaymentMethod | IntentStatus::RequiresAction
-            ) {
-                return Err(unexpected(format!(
-                    "This PaymentIntent cannot be paid because it has a status of {}.",
-                    status_name(i.status)
-                )));
+            let hold = HoldRequest {
+                account: s.account.clone(),
+                payment: s.payment,
+                consultation: s.consultation,
+                amount: s.amount,
+                description: s.description.clone(),
+                statement_descriptor_suffix: None,
+                off_session: None,
+                key: IdempotencyKey::from_stored(s.id.as_str().to_owned()),
+            };
+            let existing = s.intent.clone();
+            // Like Checkout, the intent is created when the patient first pays and kept
+            // for the next attempts of the same session.
+            let intent_id = match existing {
+                Some(id) => id,
+                None => {
+                    let id = derived_id("pi_", 24, &[account.as_str(), session.as_str()]);
+                    state.new_intent(&hold, id.clone())?;
+                    state.session(session)?.intent = Some(id.clone());
+                    id
+                }
+            };
+            if let Some(i) = state.intents.get_mut(&intent_id) {
+                i.settle(now);
+                if !matches!(
+                    i.status,
+                    IntentStatus::RequiresPaymentMethod | IntentStatus::RequiresAction
+                ) {
+                    return Err(unexpected(format!(
+                        "This PaymentIntent cannot be paid because it has a status of {}.",
+                        status_name(i.status)
+                    )));
+                }
             }
-        }
-        self.conclude(&mut state, session, card, card.behaviour, now)
+            self.conclude(state, session, card, card.behaviour, now)
+        })
+        .await
     }
 
     async fn authenticate(
@@ -1690,53 +1934,55 @@ impl SandboxControl for SandboxGateway {
         session: &CheckoutSessionId,
         approve: bool,
     ) -> Result<SandboxOutcome, GatewayError> {
-        let now = self.clock.now();
-        let mut state = self.lock();
-        let s = Self::open_session(&mut state, session, now)?;
-        // The card waiting for its 3-D Secure answer: the session's saving, or its
-        // intent's.
-        let waiting = match &s.setup {
-            Some(setup) => setup
-                .card
-                .filter(|_| setup.status == SetupStatus::RequiresAction),
-            None => s
-                .intent
-                .clone()
-                .and_then(|id| state.intents.get(&id))
-                .filter(|i| i.status == IntentStatus::RequiresAction)
-                .and_then(|i| i.card),
-        };
-        let Some(card) = waiting else {
-            return Err(unexpected("no 3-D Secure step is pending on this session"));
-        };
-        if approve {
-            return self.conclude(&mut state, session, card, CardBehaviour::Succeeds, now);
-        }
-        let failure = Failure {
-            code: Some("payment_intent_authentication_failure".into()),
-            decline_code: None,
-            message: AUTHENTICATION_FAILED.into(),
-        };
-        let s = state.session(session)?;
-        let event = if let Some(setup) = s.setup.as_mut() {
-            setup.status = SetupStatus::RequiresPaymentMethod;
-            setup.last_error = Some(failure);
-            s.setup_event("setup_intent.setup_failed", now)?
-        } else {
-            let intent_id = s.intent.clone().unwrap_or_default();
-            let intent = state
-                .intents
-                .get_mut(&intent_id)
-                .ok_or_else(|| unexpected("the session's payment is gone"))?;
-            intent.fail(failure);
-            intent.event("payment_intent.payment_failed", now)?
-        };
-        Ok(SandboxOutcome {
-            events: vec![event],
-            next: SandboxNext::TryAgain {
-                message: "The card's authentication failed.".into(),
-            },
+        self.with_state(|state| {
+            let now = self.clock.now();
+            let s = Self::open_session(state, session, now)?;
+            // The card waiting for its 3-D Secure answer: the session's saving, or its
+            // intent's.
+            let waiting = match &s.setup {
+                Some(setup) => setup
+                    .card
+                    .filter(|_| setup.status == SetupStatus::RequiresAction),
+                None => s
+                    .intent
+                    .clone()
+                    .and_then(|id| state.intents.get(&id))
+                    .filter(|i| i.status == IntentStatus::RequiresAction)
+                    .and_then(|i| i.card),
+            };
+            let Some(card) = waiting else {
+                return Err(unexpected("no 3-D Secure step is pending on this session"));
+            };
+            if approve {
+                return self.conclude(state, session, card, CardBehaviour::Succeeds, now);
+            }
+            let failure = Failure {
+                code: Some("payment_intent_authentication_failure".into()),
+                decline_code: None,
+                message: AUTHENTICATION_FAILED.into(),
+            };
+            let s = state.session(session)?;
+            let event = if let Some(setup) = s.setup.as_mut() {
+                setup.status = SetupStatus::RequiresPaymentMethod;
+                setup.last_error = Some(failure);
+                s.setup_event("setup_intent.setup_failed", now)?
+            } else {
+                let intent_id = s.intent.clone().unwrap_or_default();
+                let intent = state
+                    .intents
+                    .get_mut(&intent_id)
+                    .ok_or_else(|| unexpected("the session's payment is gone"))?;
+                intent.fail(failure);
+                intent.event("payment_intent.payment_failed", now)?
+            };
+            Ok(SandboxOutcome {
+                events: vec![event],
+                next: SandboxNext::TryAgain {
+                    message: "The card's authentication failed.".into(),
+                },
+            })
         })
+        .await
     }
 
     async fn approve_connect(&self, oauth_state: &str) -> Result<String, GatewayError> {
@@ -1744,63 +1990,78 @@ impl SandboxControl for SandboxGateway {
         if oauth_state.is_empty() || oauth_state.len() > 256 {
             return Err(invalid(None, "state", "missing or too long"));
         }
-        let now = self.clock.now();
-        let mut state = self.lock();
-        let n = state.minted.entry(oauth_state.to_owned()).or_insert(0);
-        *n += 1;
-        let code = derived_id("ac_", 32, &["code", oauth_state, &n.to_string()]);
-        state.codes.insert(
-            code.clone(),
-            Code {
-                state: oauth_state.to_owned(),
-                minted_at: now,
-                used: false,
-            },
-        );
-        Ok(code)
+        self.with_state(|state| {
+            let now = self.clock.now();
+            let n = state
+                .minted
+                .get_or_insert_with(oauth_state.to_owned(), || 0);
+            *n += 1;
+            let code = derived_id("ac_", 32, &["code", oauth_state, &n.to_string()]);
+            state.codes.insert(
+                code.clone(),
+                Code {
+                    state: oauth_state.to_owned(),
+                    minted_at: now,
+                    used: false,
+                },
+            );
+            Ok(code)
+        })
+        .await
+    }
+
+    /// Catches the test clock up with the store's (another server may have moved it).
+    async fn refresh(&self) -> Result<(), GatewayError> {
+        if let Some(store) = &self.store {
+            let head = store.head().await.map_err(store_error)?;
+            self.clock.catch_up(head.clock_offset);
+        }
+        Ok(())
     }
 
     async fn advance_clock(&self, by: Duration) -> Result<SandboxAdvance, GatewayError> {
         if by <= Duration::zero() {
             return Err(invalid(None, "seconds", "the clock only moves forward"));
         }
-        let mut state = self.lock();
-        let now = self.clock.advance(by);
-        let mut due: Vec<(DateTime<Utc>, WebhookEvent)> = Vec::new();
-        // Checkouts that expired with an unpaid intent: Stripe cancels that intent.
-        let expired: Vec<(DateTime<Utc>, String)> = state
-            .sessions
-            .values_mut()
-            .filter(|s| !s.complete && !s.expiry_told && s.expires_at <= now)
-            .filter_map(|s| {
-                s.expiry_told = true;
-                if let Some(setup) = s.setup.as_mut() {
-                    setup.status = SetupStatus::Canceled;
+        self.with_state(|state| {
+            let now = self.clock.advance(by);
+            let mut due: Vec<(DateTime<Utc>, WebhookEvent)> = Vec::new();
+            // Checkouts that expired with an unpaid intent: Stripe cancels that intent.
+            let expired: Vec<(DateTime<Utc>, String)> = state
+                .sessions
+                .values_mut()
+                .filter(|s| !s.complete && !s.expiry_told && s.expires_at <= now)
+                .filter_map(|s| {
+                    s.expiry_told = true;
+                    if let Some(setup) = s.setup.as_mut() {
+                        setup.status = SetupStatus::Canceled;
+                    }
+                    s.intent.clone().map(|i| (s.expires_at, i))
+                })
+                .collect();
+            for (at, id) in expired {
+                if let Some(i) = state.intents.get_mut(&id)
+                    && matches!(
+                        i.status,
+                        IntentStatus::RequiresPaymentMethod | IntentStatus::RequiresAction
+                    )
+                {
+                    i.status = IntentStatus::Canceled;
+                    i.cancellation_reason = Some("abandoned".into());
+                    due.push((at, i.event("payment_intent.canceled", at)?));
                 }
-                s.intent.clone().map(|i| (s.expires_at, i))
-            })
-            .collect();
-        for (at, id) in expired {
-            if let Some(i) = state.intents.get_mut(&id)
-                && matches!(
-                    i.status,
-                    IntentStatus::RequiresPaymentMethod | IntentStatus::RequiresAction
-                )
-            {
-                i.status = IntentStatus::Canceled;
-                i.cancellation_reason = Some("abandoned".into());
-                due.push((at, i.event("payment_intent.canceled", at)?));
             }
-        }
-        for intent in state.intents.values_mut() {
-            due.extend(intent.due(now)?);
-        }
-        // In the order things happened (stable for events of the same instant).
-        due.sort_by_key(|(at, _)| *at);
-        Ok(SandboxAdvance {
-            now,
-            events: due.into_iter().map(|(_, e)| e).collect(),
+            for intent in state.intents.values_mut() {
+                due.extend(intent.due(now)?);
+            }
+            // In the order things happened (stable for events of the same instant).
+            due.sort_by_key(|(at, _)| *at);
+            Ok(SandboxAdvance {
+                now,
+                events: due.into_iter().map(|(_, e)| e).collect(),
+            })
         })
+        .await
     }
 }
 

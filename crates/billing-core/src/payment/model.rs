@@ -316,6 +316,7 @@ pub struct IllegalTransition {
 
 /// Why an authorisation failed, as the gateway said it (no card data).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Failure {
     /// Stripe's error code, e.g. `card_declined`.
     pub code: Option<String>,
@@ -327,6 +328,7 @@ pub struct Failure {
 /// The patient's card, saved with their consent on the practitioner's Stripe account,
 /// for a hold placed (or renewed) off-session later (C14).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SavedCard {
     pub customer: CustomerId,
     pub payment_method: PaymentMethodId,

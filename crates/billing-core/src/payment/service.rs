@@ -1282,6 +1282,12 @@ impl SandboxService {
         }
     }
 
+    /// Catches up with what other servers sharing the sandbox did to its test clock
+    /// (the server calls it at start and every second).
+    pub async fn refresh(&self) -> Result<(), BillingError> {
+        Ok(self.sandbox.refresh().await?)
+    }
+
     pub async fn checkout(
         &self,
         session: &CheckoutSessionId,

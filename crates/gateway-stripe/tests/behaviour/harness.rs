@@ -3,7 +3,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use billing_core::gateway::{CheckoutMode, CheckoutRequest, HoldRequest};
+use billing_core::gateway::{
+    CheckoutMode, CheckoutRequest, HoldRequest, SandboxHead, SandboxRow, SandboxStore, SandboxWrite,
+};
+use billing_core::repository::RepositoryError;
 use billing_core::ids::{ConnectedAccountId, PaymentId};
 use billing_core::money::{Currency, Money};
 use billing_core::payment::model::{IdempotencyKey, Lang};
@@ -96,4 +99,88 @@ pub fn http() -> reqwest::Client {
         .timeout(std::time::Duration::from_secs(20))
         .build()
         .expect("an HTTP client")
+}
+
+/// A [`SandboxStore`](billing_core::gateway::SandboxStore) in memory with the port's
+/// contract (one writer at a time, a dropped write changes nothing), as servers on one
+/// database share it; `failing` makes the next commits fail as an outage would.
+#[derive(Clone, Default)]
+pub struct MemorySandboxStore {
+    rows: Arc<tokio::sync::Mutex<StoredRows>>,
+    pub failing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Default)]
+struct StoredRows {
+    version: i64,
+    clock_offset: Duration,
+    rows: std::collections::HashMap<(String, String), (i64, String)>,
+}
+
+impl StoredRows {
+    fn head(&self) -> SandboxHead {
+        SandboxHead {
+            version: self.version,
+            clock_offset: self.clock_offset,
+        }
+    }
+}
+
+struct MemoryWrite {
+    rows: tokio::sync::OwnedMutexGuard<StoredRows>,
+    failing: bool,
+}
+
+#[async_trait::async_trait]
+impl SandboxStore for MemorySandboxStore {
+    async fn begin(&self) -> Result<Box<dyn SandboxWrite>, RepositoryError> {
+        Ok(Box::new(MemoryWrite {
+            rows: self.rows.clone().lock_owned().await,
+            failing: self.failing.load(std::sync::atomic::Ordering::SeqCst),
+        }))
+    }
+
+    async fn head(&self) -> Result<SandboxHead, RepositoryError> {
+        Ok(self.rows.lock().await.head())
+    }
+}
+
+#[async_trait::async_trait]
+impl SandboxWrite for MemoryWrite {
+    fn head(&self) -> SandboxHead {
+        self.rows.head()
+    }
+
+    async fn changed_since(&mut self, version: i64) -> Result<Vec<SandboxRow>, RepositoryError> {
+        Ok(self
+            .rows
+            .rows
+            .iter()
+            .filter(|(_, (v, _))| *v > version)
+            .map(|((kind, id), (_, body))| SandboxRow {
+                kind: kind.clone(),
+                id: id.clone(),
+                body: body.clone(),
+            })
+            .collect())
+    }
+
+    async fn commit(
+        mut self: Box<Self>,
+        rows: Vec<SandboxRow>,
+        clock_offset: Duration,
+    ) -> Result<SandboxHead, RepositoryError> {
+        if self.failing {
+            return Err(RepositoryError::unavailable(std::io::Error::other("the database went away")));
+        }
+        let version = self.rows.version + 1;
+        for row in rows {
+            self.rows
+                .rows
+                .insert((row.kind, row.id), (version, row.body));
+        }
+        self.rows.version = version;
+        self.rows.clock_offset = clock_offset;
+        Ok(self.rows.head())
+    }
 }

@@ -1,8 +1,9 @@
 //! Layer 3 and the shared behaviour suite: **one suite, two implementations**.
 //!
 //! `suite` states each gateway behaviour once; the `suite!` macro runs every case
-//! against the in-process sandbox (`sandbox_peer::…`) and against the Stripe adapter
-//! talking to a live localstripe (`localstripe_peer::…`). `live` holds what only the
+//! against the in-process sandbox (`sandbox_peer::…`), the sandbox kept in a store
+//! and shared by two instances (`stored_sandbox_peer::…`), and against the Stripe
+//! adapter talking to a live localstripe (`localstripe_peer::…`). `live` holds what only the
 //! localstripe peer can show (its own record of a capture, a webhook it signs);
 //! `sandbox` what only the sandbox does (the clock, the card page, Connect).
 //!
@@ -27,6 +28,18 @@ macro_rules! suite {
                 #[tokio::test]
                 async fn $case() {
                     let peer = crate::peers::SandboxPeer::new();
+                    crate::suite::$case(&peer).await;
+                }
+            )*
+        }
+
+        /// The same sandbox kept in a store, the browser on one instance and the
+        /// server on another: every step survives the trip through the store.
+        mod stored_sandbox_peer {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let peer = crate::peers::SandboxPeer::stored();
                     crate::suite::$case(&peer).await;
                 }
             )*

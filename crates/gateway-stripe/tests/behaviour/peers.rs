@@ -17,7 +17,7 @@ use gateway_stripe::{
 use serde_json::Value;
 use tokio::sync::MutexGuard;
 
-use crate::harness::{TestClock, checkout, hold};
+use crate::harness::{MemorySandboxStore, TestClock, checkout, hold};
 use crate::localstripe::{self, Localstripe};
 
 /// A card the patient uses.
@@ -72,19 +72,50 @@ pub trait Peer: Send + Sync {
 // ---------------------------------------------------------------------------------
 
 pub struct SandboxPeer {
+    /// Where the patient's browser goes (the card page).
     pub sandbox: Arc<SandboxGateway>,
+    /// What the server calls: `sandbox` itself, or another sandbox on the same store
+    /// (a second server, or the same one after a restart).
+    pub server: Arc<SandboxGateway>,
     pub clock: Arc<TestClock>,
+    /// Where both keep their objects, if anywhere.
+    pub store: Option<MemorySandboxStore>,
+}
+
+fn config() -> SandboxConfig {
+    SandboxConfig::new("http://127.0.0.1:8080")
 }
 
 impl SandboxPeer {
+    /// One sandbox in memory.
     pub fn new() -> SandboxPeer {
         let clock = TestClock::new();
+        let sandbox = Arc::new(SandboxGateway::new(clock.clone(), config()));
         SandboxPeer {
-            sandbox: Arc::new(SandboxGateway::new(
-                clock.clone(),
-                SandboxConfig::new("http://127.0.0.1:8080"),
-            )),
+            server: sandbox.clone(),
+            sandbox,
             clock,
+            store: None,
+        }
+    }
+
+    /// Two sandboxes on one store: the patient pays on one, the server works on the
+    /// other, as with two servers on one database.
+    pub fn stored() -> SandboxPeer {
+        let clock = TestClock::new();
+        let store = MemorySandboxStore::default();
+        let on_store = || {
+            Arc::new(SandboxGateway::with_store(
+                clock.clone(),
+                config(),
+                Arc::new(store.clone()),
+            ))
+        };
+        SandboxPeer {
+            sandbox: on_store(),
+            server: on_store(),
+            clock,
+            store: Some(store),
         }
     }
 }
@@ -96,7 +127,7 @@ impl Peer for SandboxPeer {
     }
 
     fn gateway(&self) -> &dyn PaymentGateway {
-        self.sandbox.as_ref()
+        self.server.as_ref()
     }
 
     fn account(&self) -> ConnectedAccountId {

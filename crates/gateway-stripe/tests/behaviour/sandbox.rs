@@ -108,7 +108,12 @@ async fn the_fee_is_the_configured_schedules_once_captured() {
     ] {
         let clock = TestClock::new();
         let sandbox = Arc::new(SandboxGateway::new(clock.clone(), config));
-        let peer = SandboxPeer { sandbox, clock };
+        let peer = SandboxPeer {
+            server: sandbox.clone(),
+            sandbox,
+            clock,
+            store: None,
+        };
         let a = peer.authorise(eur(2500), Card::Good).await;
         let s = peer.sandbox.retrieve(&account(), &a.intent).await.unwrap();
         assert_eq!(s.fee, None, "no fee before the capture");
@@ -1041,4 +1046,117 @@ async fn every_test_card_saves_and_holds_off_session_as_stripe_documents() {
             (expected, got) => panic!("{}: {expected:?}, got {got:?}", card.payment_method),
         }
     }
+}
+
+// ---- kept in a store -------------------------------------------------------------------
+
+/// Another sandbox on `peer`'s store: a second server, or the same after a restart.
+fn another(peer: &SandboxPeer) -> SandboxGateway {
+    SandboxGateway::with_store(
+        peer.clock.clone(),
+        SandboxConfig::new("http://127.0.0.1:8080"),
+        Arc::new(peer.store.clone().expect("a stored sandbox")),
+    )
+}
+
+#[tokio::test]
+async fn a_sandbox_kept_in_a_store_survives_a_restart() {
+    let peer = SandboxPeer::stored();
+    let a = peer.authorise(eur(2500), Card::Good).await;
+    let key = IdempotencyKey::capture(a.hold.payment, &a.intent, &eur(2000)).unwrap();
+    let first = peer
+        .server
+        .capture(&account(), &a.intent, &eur(2000), &key)
+        .await
+        .unwrap();
+
+    let restarted = another(&peer);
+    drop(peer.sandbox);
+    drop(peer.server);
+    let seen = restarted.retrieve(&account(), &a.intent).await.unwrap();
+    assert_eq!(seen.status, IntentStatus::Succeeded);
+    assert_eq!(seen.amount_received, eur(2000));
+    assert_eq!(seen.fee, first.fee);
+    // The stored answer replays; another amount under the key is still a conflict.
+    assert_eq!(
+        restarted
+            .capture(&account(), &a.intent, &eur(2000), &key)
+            .await
+            .unwrap(),
+        first
+    );
+    assert_eq!(
+        restarted
+            .capture(&account(), &a.intent, &eur(1000), &key)
+            .await
+            .unwrap_err(),
+        GatewayError::IdempotencyConflict
+    );
+}
+
+#[tokio::test]
+async fn sandboxes_on_one_store_share_the_test_clock_and_tell_each_event_once() {
+    let peer = SandboxPeer::stored();
+    let a = peer.authorise(eur(2500), Card::Good).await;
+    let before = peer.server.clock().now();
+    let lapsed = peer
+        .sandbox
+        .advance_clock(Duration::days(8))
+        .await
+        .unwrap()
+        .events;
+    assert_eq!(kinds(&lapsed), vec!["payment_intent.canceled"]);
+    assert!(
+        peer.server.clock().now() < before + Duration::days(8),
+        "not seen yet"
+    );
+    peer.server.refresh().await.unwrap();
+    assert!(peer.server.clock().now() >= before + Duration::days(8));
+    let s = peer.server.retrieve(&account(), &a.intent).await.unwrap();
+    assert_eq!(s.status, IntentStatus::Canceled);
+    assert!(
+        peer.server
+            .advance_clock(Duration::seconds(1))
+            .await
+            .unwrap()
+            .events
+            .is_empty(),
+        "the other sandbox told the lapse already"
+    );
+    // A sandbox started now starts at the sandbox's time.
+    let late = another(&peer);
+    late.refresh().await.unwrap();
+    assert!(late.clock().now() >= before + Duration::days(8));
+}
+
+#[tokio::test]
+async fn a_write_the_store_refuses_is_unavailable_and_a_retry_with_its_key_settles_it() {
+    use std::sync::atomic::Ordering;
+    let peer = SandboxPeer::stored();
+    let store = peer.store.clone().unwrap();
+    let a = peer.authorise(eur(2500), Card::Good).await;
+    let key = IdempotencyKey::capture(a.hold.payment, &a.intent, &eur(2500)).unwrap();
+
+    store.failing.store(true, Ordering::SeqCst);
+    let err = peer
+        .server
+        .capture(&account(), &a.intent, &eur(2500), &key)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GatewayError::Unavailable { .. }), "{err:?}");
+    store.failing.store(false, Ordering::SeqCst);
+
+    // Nothing was kept: the hold is still there, for this sandbox and the other.
+    for sandbox in [&peer.server, &peer.sandbox] {
+        let s = sandbox.retrieve(&account(), &a.intent).await.unwrap();
+        assert_eq!(s.status, IntentStatus::RequiresCapture);
+    }
+    let captured = peer
+        .server
+        .capture(&account(), &a.intent, &eur(2500), &key)
+        .await
+        .unwrap();
+    assert_eq!(captured.status, IntentStatus::Succeeded);
+    let s = peer.sandbox.retrieve(&account(), &a.intent).await.unwrap();
+    assert_eq!(s.amount_received, eur(2500));
 }

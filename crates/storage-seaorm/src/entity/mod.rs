@@ -14,6 +14,8 @@ pub mod outbox_message;
 pub mod payment;
 pub mod payment_history;
 pub mod practitioner;
+pub mod sandbox_head;
+pub mod sandbox_object;
 pub mod secretary_link;
 pub mod service;
 pub mod staff_token;

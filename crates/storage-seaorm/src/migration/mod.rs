@@ -12,6 +12,7 @@ mod m20261127_000002_live_connect;
 mod m20261128_000003_receipts;
 mod m20261128_000004_outbox;
 mod m20261129_000005_consultation_day;
+mod m20261201_000006_sandbox;
 
 /// Adds `columns` to `table`, one statement each (SQLite alters one column per
 /// statement).
@@ -67,6 +68,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_receipts::Migration),
             Box::new(m20261128_000004_outbox::Migration),
             Box::new(m20261129_000005_consultation_day::Migration),
+            Box::new(m20261201_000006_sandbox::Migration),
         ]
     }
 }

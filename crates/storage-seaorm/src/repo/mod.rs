@@ -16,6 +16,7 @@ mod inbox;
 mod outbox;
 mod payments;
 mod practitioners;
+mod sandbox;
 mod users;
 
 use billing_core::audit::AuditEntry;

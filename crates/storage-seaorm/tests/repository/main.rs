@@ -106,4 +106,8 @@ suite!(
     users_are_read_by_id_and_listed_oldest_first_with_their_live_tokens,
     the_audit_trail_reads_back_newest_first_per_practitioner,
     an_audit_entry_about_an_unknown_practitioner_is_not_found,
+    // the sandbox gateway's store
+    the_sandbox_store_keeps_rows_by_version_and_replaces_them,
+    a_dropped_sandbox_write_changes_nothing,
+    sandbox_writers_take_turns,
 );

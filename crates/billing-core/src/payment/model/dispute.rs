@@ -16,6 +16,7 @@ use crate::money::{Money, MoneyError};
 
 /// Stripe's dispute statuses (<https://docs.stripe.com/api/disputes/object#dispute_object-status>).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum DisputeStatus {
     /// An inquiry (no funds withdrawn yet) awaiting the practitioner's answer.
     WarningNeedsResponse,
@@ -115,6 +116,7 @@ impl FromStr for DisputeStatus {
 
 /// A dispute on the payment's charge, as Stripe last reported it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Dispute {
     pub id: DisputeId,
     /// The disputed amount.

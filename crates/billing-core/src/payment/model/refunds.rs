@@ -14,6 +14,7 @@ use crate::money::{Money, MoneyError};
 
 /// Where a refund stands at the gateway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum RefundState {
     /// Accepted, on its way to the card.
     Pending,
@@ -79,6 +80,7 @@ impl FromStr for RefundState {
 
 /// One refund of a payment.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RefundLine {
     pub id: RefundId,
     pub amount: Money,

@@ -10,6 +10,7 @@ mod migrations;
 mod outbox;
 mod payments;
 mod practitioners;
+mod sandbox;
 mod users;
 
 pub use consultations::*;
@@ -21,4 +22,5 @@ pub use migrations::*;
 pub use outbox::*;
 pub use payments::*;
 pub use practitioners::*;
+pub use sandbox::*;
 pub use users::*;
