@@ -6,6 +6,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod deb;
 mod http_bench;
 
 fn main() -> ExitCode {
@@ -18,6 +19,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&args[1..]),
         Some("peers") => peers(),
         Some("openapi") => openapi(),
+        Some("deb") => deb::deb(args.get(1).is_some_and(|a| a == "--check")),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
                  test [ARGS]   the test suite (extra ARGS go to cargo test)\n  \
                  peers         install the non-Rust test peers (localstripe, aiosmtpd, PyJWT, schemathesis in target/peers/venv)\n  \
                  openapi       write docs/openapi.json from the code (a test fails when it is stale)\n  \
+                 deb [--check] the Debian package (target/debian); --check installs it, runs it, purges it\n  \
                  bench [core|storage|http]  benchmarks (http: wrk against the release server)"
             );
             Err("unknown command".into())
@@ -42,7 +45,7 @@ fn main() -> ExitCode {
     }
 }
 
-type Result = std::result::Result<(), String>;
+type Result<T = ()> = std::result::Result<T, String>;
 
 /// The workspace this run is about. `cargo run` (the `cargo xtask` alias) sets
 /// `CARGO_MANIFEST_DIR` for the process; the compile-time value is only the fallback,

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use billing_core::gateway::SandboxStore;
 use billing_core::outbox::Mailer;
 use billing_core::payment::service::ReconcileReport;
 use billing_core::system::{Clock, SystemClock};
 use billing_core::video::PassSigner;
 use billing_core::{Billing, BillingError, Deps};
 use documents_pdf::PdfRenderer;
-use billing_core::gateway::SandboxStore;
 use gateway_stripe::{CheckoutKind, Gateways, SandboxConfig, SandboxGateway, StripeSettings};
 use http_poem::metrics::Metrics;
 use http_poem::{HttpSettings, HttpState, Readiness};

@@ -53,9 +53,7 @@ impl<C: Clock> OffsetClock<C> {
 
     /// How far ahead of the base clock this one is.
     pub fn offset(&self) -> chrono::Duration {
-        chrono::Duration::microseconds(
-            self.offset_micros.load(std::sync::atomic::Ordering::SeqCst),
-        )
+        chrono::Duration::microseconds(self.offset_micros.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// Moves the clock forward to `offset` ahead of the base clock, if it is behind

@@ -518,11 +518,16 @@ mod card_ref {
 
     use super::{TestCard, test_card};
 
-    pub(super) fn serialize<S: Serializer>(card: &&'static TestCard, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        card: &&'static TestCard,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_str(card.payment_method)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<&'static TestCard, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<&'static TestCard, D::Error> {
         let id = String::deserialize(d)?;
         test_card(&id).ok_or_else(|| serde::de::Error::custom(format!("unknown test card {id}")))
     }
@@ -1089,7 +1094,9 @@ impl SandboxGateway {
                 .map_err(store_error)?;
             if let Err(e) = held.state.load(rows) {
                 *held = Held::default();
-                return Err(unexpected(format!("a stored sandbox object is unreadable: {e}")));
+                return Err(unexpected(format!(
+                    "a stored sandbox object is unreadable: {e}"
+                )));
             }
             held.version = head.version;
         }
@@ -1099,7 +1106,9 @@ impl SandboxGateway {
         let stored = match held.state.changes() {
             Ok(rows) if rows.is_empty() && offset == head.clock_offset => return answer,
             Ok(rows) => write.commit(rows, offset).await.map_err(store_error),
-            Err(e) => Err(unexpected(format!("a sandbox object cannot be stored: {e}"))),
+            Err(e) => Err(unexpected(format!(
+                "a sandbox object cannot be stored: {e}"
+            ))),
         };
         match stored {
             Ok(head) => {
@@ -1340,7 +1349,9 @@ impl PaymentGateway for SandboxGateway {
             let now = self.clock.now();
             state.ensure_reachable(&req.account)?;
             let fingerprint = hold_fingerprint("create_hold", req);
-            if let Some(Replay::Intent(answer)) = state.replay(&req.account, &req.key, &fingerprint)? {
+            if let Some(Replay::Intent(answer)) =
+                state.replay(&req.account, &req.key, &fingerprint)?
+            {
                 return *answer;
             }
             let answer = match &req.off_session {
@@ -1378,7 +1389,9 @@ impl PaymentGateway for SandboxGateway {
                 req.mode,
                 req.locale,
             );
-            if let Some(Replay::Checkout(answer)) = state.replay(&h.account, &h.key, &fingerprint)? {
+            if let Some(Replay::Checkout(answer)) =
+                state.replay(&h.account, &h.key, &fingerprint)?
+            {
                 return answer;
             }
             let id = CheckoutSessionId::parse(&derived_id(
@@ -1745,12 +1758,13 @@ impl ConnectOnboarding for SandboxGateway {
         self.with_state(|state| {
             let now = self.clock.now();
             let validity = self.config.code_validity;
-            let grant = state
-                .codes
-                .get_mut(code.trim())
-                .ok_or_else(|| GatewayError::InvalidGrant {
-                    message: "Authorization code does not exist".into(),
-                })?;
+            let grant =
+                state
+                    .codes
+                    .get_mut(code.trim())
+                    .ok_or_else(|| GatewayError::InvalidGrant {
+                        message: "Authorization code does not exist".into(),
+                    })?;
             if grant.used {
                 return Err(GatewayError::InvalidGrant {
                     message: "Authorization code already used".into(),
@@ -1762,10 +1776,13 @@ impl ConnectOnboarding for SandboxGateway {
                 });
             }
             grant.used = true;
-            let account = ConnectedAccountId::parse(&derived_id("acct_", 16, &["oauth", &grant.state]))
-                .map_err(|e| unexpected(e.to_string()))?;
+            let account =
+                ConnectedAccountId::parse(&derived_id("acct_", 16, &["oauth", &grant.state]))
+                    .map_err(|e| unexpected(e.to_string()))?;
             if state.deauthorized.get(account.as_str()).is_some() {
-                state.deauthorized.insert(account.as_str().to_owned(), false);
+                state
+                    .deauthorized
+                    .insert(account.as_str().to_owned(), false);
             }
             Ok(account)
         })

@@ -2,6 +2,7 @@
 
 mod authz;
 mod bad_input;
+mod cluster;
 mod contract;
 mod day;
 mod flow;

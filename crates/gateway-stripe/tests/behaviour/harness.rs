@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use billing_core::gateway::{
     CheckoutMode, CheckoutRequest, HoldRequest, SandboxHead, SandboxRow, SandboxStore, SandboxWrite,
 };
-use billing_core::repository::RepositoryError;
 use billing_core::ids::{ConnectedAccountId, PaymentId};
 use billing_core::money::{Currency, Money};
 use billing_core::payment::model::{IdempotencyKey, Lang};
+use billing_core::repository::RepositoryError;
 use billing_core::system::Clock;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
@@ -171,7 +171,9 @@ impl SandboxWrite for MemoryWrite {
         clock_offset: Duration,
     ) -> Result<SandboxHead, RepositoryError> {
         if self.failing {
-            return Err(RepositoryError::unavailable(std::io::Error::other("the database went away")));
+            return Err(RepositoryError::unavailable(std::io::Error::other(
+                "the database went away",
+            )));
         }
         let version = self.rows.version + 1;
         for row in rows {

@@ -92,21 +92,24 @@ impl SandboxWrite for Write {
         clock_offset: Duration,
     ) -> Result<SandboxHead, RepositoryError> {
         let Write { txn, head } = *self;
-        let micros = clock_offset.num_microseconds().ok_or_else(|| {
-            RepositoryError::Corrupt("the sandbox clock is too far ahead".into())
-        })?;
+        let micros = clock_offset
+            .num_microseconds()
+            .ok_or_else(|| RepositoryError::Corrupt("the sandbox clock is too far ahead".into()))?;
         let next = SandboxHead {
             version: head.version + 1,
             clock_offset,
         };
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
-            let chunk = rows.by_ref().take(CHUNK).map(|row| sandbox_object::ActiveModel {
-                kind: ActiveValue::Set(row.kind),
-                id: ActiveValue::Set(row.id),
-                version: ActiveValue::Set(next.version),
-                body: ActiveValue::Set(row.body),
-            });
+            let chunk = rows
+                .by_ref()
+                .take(CHUNK)
+                .map(|row| sandbox_object::ActiveModel {
+                    kind: ActiveValue::Set(row.kind),
+                    id: ActiveValue::Set(row.id),
+                    version: ActiveValue::Set(next.version),
+                    body: ActiveValue::Set(row.body),
+                });
             sandbox_object::Entity::insert_many(chunk)
                 .on_conflict(
                     OnConflict::columns([sandbox_object::Column::Kind, sandbox_object::Column::Id])

@@ -35,7 +35,10 @@ pub async fn the_sandbox_store_keeps_rows_by_version_and_replaces_them(store: St
     assert!(write.changed_since(0).await.unwrap().is_empty());
     let head = write
         .commit(
-            vec![row("intent", "pi_1", "{\"a\":1}"), row("session", "pi_1", "{}")],
+            vec![
+                row("intent", "pi_1", "{\"a\":1}"),
+                row("session", "pi_1", "{}"),
+            ],
             Duration::seconds(90),
         )
         .await
