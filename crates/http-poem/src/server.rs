@@ -13,9 +13,12 @@
 //!   receive window) is cut off once no byte could be written for that long;
 //! - **body-read timeout** ([`crate::limit::BodyLimit`]): the body must arrive within
 //!   it, or `408 request_timeout`;
-//! - **connection limit**: at most so many connections at once; more wait in the
-//!   kernel's queue (they hold no descriptor of ours) until one closes — and the
-//!   timeouts make sure slow ones do.
+//! - **connection limit**: at most so many connections at once. When a new client
+//!   arrives at the limit, the oldest connection that has not yet sent a whole
+//!   request head is closed to make room ([`Unstarted`]): clients that hold sockets
+//!   without asking anything cannot keep out one that asks (health checks, patients).
+//!   Only when every connection is serving requests does the newcomer wait, in the
+//!   kernel's queue, until one closes — and the timeouts make sure slow ones do.
 //!
 //! HTTP/1.1 only: the server sits behind a reverse proxy that terminates TLS (and
 //! HTTP/2), and hyper's HTTP/1 is where the header timeout starts at the first byte
@@ -25,10 +28,12 @@
 //! Shutdown is graceful: the listener stops, connections in flight finish within the
 //! grace period.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use http_body_util::combinators::BoxBody;
@@ -39,7 +44,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Addr, Endpoint, EndpointExt, IntoEndpoint};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 /// How long and how many: what one slow or hostile client may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,16 +92,9 @@ where
         .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
     let builder = Arc::new(builder);
+    let mut unstarted = Unstarted::default();
     tokio::pin!(shutdown);
     loop {
-        // A slot first: beyond the limit, connections wait in the kernel's queue.
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -110,14 +108,43 @@ where
             },
             () = &mut shutdown => break,
         };
+        // A slot for it: at the limit, the oldest connection still without a request
+        // makes room; if every one is serving, wait (new clients queue in the kernel).
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                unstarted.evict_oldest();
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
-        let service = service(endpoint.clone(), local, peer);
+        let state = unstarted.track();
+        let service = service(endpoint.clone(), local, peer, state.clone());
         let stream = Stalled::new(stream, limits.write_timeout);
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, %peer, "connection closed");
+            tokio::pin!(conn);
+            loop {
+                tokio::select! {
+                    done = &mut conn => {
+                        if let Err(e) = done {
+                            tracing::debug!(error = %e, %peer, "connection closed");
+                        }
+                        break;
+                    }
+                    // A request that arrived meanwhile keeps its connection.
+                    () = state.evicted.notified() => if !state.started.load(Ordering::Acquire) {
+                        tracing::debug!(%peer, "connection without a request closed to make room");
+                        break;
+                    }
+                }
             }
             drop(slot);
         });
@@ -135,11 +162,59 @@ where
 /// What hyper sends back: poem's response as a boxed body.
 type HyperResponse = hyper::Response<BoxBody<Bytes, std::io::Error>>;
 
+/// A connection as the limit sees it.
+#[derive(Debug, Default)]
+struct Connection {
+    /// A whole request head arrived on it.
+    started: AtomicBool,
+    /// Told to close to make room.
+    evicted: Notify,
+}
+
+/// The connections that have not sent a whole request head yet, oldest first: the
+/// first to go when the server is full. Entries of connections that started or ended
+/// are dropped as they are met.
+#[derive(Debug, Default)]
+struct Unstarted(VecDeque<Weak<Connection>>);
+
+impl Unstarted {
+    /// A new connection, tracked until it starts or ends.
+    fn track(&mut self) -> Arc<Connection> {
+        self.forget_settled();
+        let conn = Arc::new(Connection::default());
+        self.0.push_back(Arc::downgrade(&conn));
+        conn
+    }
+
+    /// Closes the oldest connection still without a request, if there is one.
+    fn evict_oldest(&mut self) {
+        while let Some(weak) = self.0.pop_front() {
+            if let Some(conn) = weak.upgrade()
+                && !conn.started.load(Ordering::Acquire)
+            {
+                conn.evicted.notify_one();
+                return;
+            }
+        }
+    }
+
+    /// Drops the entries at the front that no longer wait.
+    fn forget_settled(&mut self) {
+        while self.0.front().is_some_and(|weak| {
+            weak.upgrade()
+                .is_none_or(|conn| conn.started.load(Ordering::Acquire))
+        }) {
+            self.0.pop_front();
+        }
+    }
+}
+
 /// One connection's service: each request into poem, its response back to hyper.
 fn service<E>(
     endpoint: Arc<E>,
     local: SocketAddr,
     peer: SocketAddr,
+    conn: Arc<Connection>,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
     Response = HyperResponse,
@@ -150,6 +225,7 @@ where
     E: Endpoint<Output = poem::Response> + 'static,
 {
     hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        conn.started.store(true, Ordering::Release);
         let endpoint = endpoint.clone();
         async move {
             let req: poem::Request = (

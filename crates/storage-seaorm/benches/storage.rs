@@ -4,7 +4,9 @@
 //! - `create_payment`: a consultation with its payment and audit entry (scheduling);
 //! - `transition`: a conditional payment update with a history row and an audit entry;
 //! - `read_by_pay_token`: the patient's pay page lookup;
-//! - `payments_page_50`: one page of 50 payments with totals over 1 000 matches.
+//! - `payments_page_50`: one page of 50 payments with totals over 1 000 matches;
+//! - `sandbox_write`: one write of the sandbox gateway (its lock, an intent and a
+//!   stored answer as JSON, the head): how long the sandbox's one lock is held.
 //!
 //! The `x8` variants run eight clients at once, as a server would. Figures, not
 //! assertions: `cargo xtask bench storage` (or `cargo bench -p storage-seaorm`).
@@ -290,6 +292,30 @@ fn bench_backend(group: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, store: 
                     .collect();
                 for t in tasks {
                     current.push(t.await.expect("client"));
+                }
+                start.elapsed()
+            }
+        });
+    });
+
+    group.bench_function("sandbox_write", |b| {
+        use billing_core::gateway::{SandboxRow, SandboxStore};
+        let body = format!("{{\"intent\":\"{}\"}}", "x".repeat(1500));
+        b.to_async(rt).iter_custom(|iters| {
+            let body = body.clone();
+            async move {
+                let start = Instant::now();
+                for i in 0..iters {
+                    let write = store.begin().await.expect("sandbox lock");
+                    let rows = ["intent", "replay"].map(|kind| SandboxRow {
+                        kind: kind.into(),
+                        id: format!("pi_{}", i % 500),
+                        body: body.clone(),
+                    });
+                    write
+                        .commit(rows.to_vec(), chrono::Duration::zero())
+                        .await
+                        .expect("sandbox commit");
                 }
                 start.elapsed()
             }

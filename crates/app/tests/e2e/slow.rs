@@ -133,6 +133,67 @@ async fn slow_clients_are_cut_off_and_health_answers_meanwhile() {
     app.stop().await;
 }
 
+/// At the connection limit, a client that asks is let in at once: the oldest
+/// connection that never sent a whole request head makes room for it, while one whose
+/// request is under way (an upload) keeps its place. The timeouts are a minute away
+/// here, so only that rule can let the newcomers in within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_limit_a_client_that_asks_displaces_one_that_never_did() {
+    let Some(app) = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.header_read_timeout_secs = 60;
+        c.body_read_timeout_secs = 60;
+        c.max_connections = 16;
+    })
+    .await
+    else {
+        return;
+    };
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut upload = stall(
+        &addr,
+        b"POST /api/v1/pay/x/cancel HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{\"a\":",
+    )
+    .await;
+    // Its head is read as soon as it arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut heads = Vec::new();
+    for _ in 0..100 {
+        heads.push(stall(&addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await);
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    for _ in 0..5 {
+        let health = client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .expect("answered long before any timeout");
+        assert_eq!(health.status(), StatusCode::OK);
+    }
+    // The oldest half-sent heads were closed, without an answer.
+    let mut closed = 0;
+    for s in &mut heads {
+        if let Some(got) = until_closed(s, Duration::from_millis(50)).await {
+            assert_eq!(got, "", "closed without an answer");
+            closed += 1;
+        }
+    }
+    assert!(closed >= 100 - 16, "{closed} of 100 closed");
+    // The upload kept its place: its body completes and is answered.
+    upload
+        .write_all(b"1}   ")
+        .await
+        .expect("the upload's connection is open");
+    let got = until_closed(&mut upload, Duration::from_secs(10)).await;
+    assert!(
+        got.as_deref().is_some_and(|g| g.starts_with("HTTP/1.1 ")),
+        "{got:?}"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn unauthenticated_calls_have_a_quota_per_client_and_say_when_to_come_back() {
     let Some(app) = TestApp::spawn_with(Backend::Sqlite, |c| {
