@@ -22,6 +22,12 @@
 //!
 //! ## Embedding
 //!
+//! The crates whose types appear in the API are re-exported: [`async_trait`],
+//! [`chrono`], [`rust_decimal`] and [`uuid`] (`billing_core::chrono::Utc`, …), so
+//! `billing-core` is the only dependency an embedder needs. The optional `serde`
+//! feature serialises the gateway's answers and the values in them (ids and money as
+//! text, validated when read back), for an adapter that stores them.
+//!
 //! Build [`Billing`] from your ports with [`Billing::new`], or use a single service on
 //! its own. Here an embedder keeps staff users in memory and signs one in:
 //!
@@ -29,7 +35,7 @@
 //! use std::collections::HashMap;
 //! use std::sync::{Arc, Mutex};
 //!
-//! use async_trait::async_trait;
+//! use billing_core::async_trait::async_trait;
 //! use billing_core::access::{Actor, Role, StaffUser};
 //! use billing_core::audit::AuditEntry;
 //! use billing_core::practitioner::model::Practitioner;
@@ -39,7 +45,7 @@
 //! use billing_core::staff::{StaffRecord, StaffService, UserRepository};
 //! use billing_core::system::{IdGenerator, SecretGenerator, SystemClock};
 //! use billing_core::BillingConfig;
-//! use chrono::{DateTime, Utc};
+//! use billing_core::chrono::{DateTime, Utc};
 //!
 //! #[derive(Default)]
 //! struct MemoryUsers(Mutex<HashMap<TokenHash, StaffUser>>);
@@ -105,10 +111,10 @@
 //! /// Deterministic ids and secrets, as a test of yours might use.
 //! struct Counter(Mutex<u128>);
 //! impl IdGenerator for Counter {
-//!     fn new_id(&self) -> uuid::Uuid {
+//!     fn new_id(&self) -> billing_core::uuid::Uuid {
 //!         let mut n = self.0.lock().unwrap();
 //!         *n += 1;
-//!         uuid::Uuid::from_u128(*n)
+//!         billing_core::uuid::Uuid::from_u128(*n)
 //!     }
 //! }
 //! impl SecretGenerator for Counter {
@@ -169,7 +175,14 @@ pub(crate) mod testing;
 pub mod video;
 
 pub use billing::{Billing, Deps};
+
+// The crates whose types and macros are in this crate's API, so that an embedder needs
+// no other dependency, and never a version that does not match.
+pub use async_trait;
+pub use chrono;
 pub use config::BillingConfig;
 pub use error::{BillingError, ErrorClass};
 pub use money::{Currency, Money, MoneyError};
 pub use payment::model::{Lang, PaymentStatus};
+pub use rust_decimal;
+pub use uuid;

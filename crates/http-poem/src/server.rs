@@ -84,7 +84,7 @@ where
 {
     let local = listener.local_addr()?;
     let endpoint = Arc::new(endpoint.into_endpoint().map_to_response());
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let slots = Arc::new(Semaphore::new(connection_slots(limits.max_connections)));
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
@@ -157,6 +157,34 @@ where
         tracing::warn!("connections still open after the grace period: closing them");
     }
     Ok(())
+}
+
+/// Descriptors kept for everything but client connections: the listeners, the
+/// database pool, the SMTP and Stripe clients, files.
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// `wanted`, or fewer if the process may not open that many descriptors: past the
+/// limit, `accept` fails and the slots would go to connections that cannot exist.
+fn connection_slots(wanted: usize) -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    let slots = within_descriptors(wanted, limit);
+    if slots < wanted {
+        tracing::warn!(
+            wanted,
+            slots,
+            descriptors = limit,
+            "CONSULTPAY_MAX_CONNECTIONS is above what the file-descriptor limit allows: serving fewer at once (raise LimitNOFILE / ulimit -n)"
+        );
+    }
+    slots
+}
+
+/// The connections `limit` descriptors allow, at most `wanted` and at least one.
+fn within_descriptors(wanted: usize, limit: Option<u64>) -> usize {
+    let allowed = limit.map_or(usize::MAX, |l| {
+        usize::try_from(l.saturating_sub(RESERVED_DESCRIPTORS)).unwrap_or(usize::MAX)
+    });
+    wanted.min(allowed).max(1)
 }
 
 /// What hyper sends back: poem's response as a boxed body.
@@ -320,5 +348,36 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Stalled<S> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_stay_under_the_descriptor_limit() {
+        assert_eq!(within_descriptors(1024, None), 1024, "unlimited");
+        assert_eq!(within_descriptors(1024, Some(1_048_576)), 1024);
+        assert_eq!(within_descriptors(1024, Some(256)), 192);
+        assert_eq!(within_descriptors(100, Some(256)), 100);
+        assert_eq!(within_descriptors(1024, Some(10)), 1, "never none");
+    }
+
+    #[test]
+    fn the_oldest_connection_without_a_request_is_the_one_evicted() {
+        let mut unstarted = Unstarted::default();
+        let first = unstarted.track();
+        let second = unstarted.track();
+        let third = unstarted.track();
+        first.started.store(true, Ordering::Release);
+        unstarted.evict_oldest();
+        // `second` was told; `first` started, so it is not the one.
+        assert!(futures_util::FutureExt::now_or_never(second.evicted.notified()).is_some());
+        assert!(futures_util::FutureExt::now_or_never(first.evicted.notified()).is_none());
+        assert!(futures_util::FutureExt::now_or_never(third.evicted.notified()).is_none());
+        drop(third);
+        unstarted.evict_oldest();
+        assert!(unstarted.0.is_empty(), "ended connections are forgotten");
     }
 }
