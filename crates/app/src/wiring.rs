@@ -11,7 +11,7 @@ use billing_core::outbox::Mailer;
 use billing_core::payment::service::ReconcileReport;
 use billing_core::system::{Clock, SystemClock};
 use billing_core::video::PassSigner;
-use billing_core::{Billing, BillingError, Deps};
+use billing_core::{Billing, BillingError};
 use documents_pdf::PdfRenderer;
 use gateway_stripe::{CheckoutKind, Gateways, SandboxConfig, SandboxGateway, StripeSettings};
 use http_poem::metrics::Metrics;
@@ -157,32 +157,31 @@ impl App {
         };
         let passes = video_passes(config, &session_secret)?;
         let video_jwks = passes.as_ref().map(|p| p.jwks_json());
-        let deps = Deps {
-            practitioners: store_arc.clone(),
-            oauth_states: store_arc.clone(),
-            services: store_arc.clone(),
-            consultations: store_arc.clone(),
-            payments: store_arc.clone(),
-            webhook_inbox: store_arc.clone(),
-            idempotency: store_arc.clone(),
-            users: store_arc.clone(),
-            outbox: store_arc.clone(),
-            mailer: mailer(config)?,
-            audit: store_arc,
-            gateway: gateways.payments,
-            renderer: Arc::new(PdfRenderer::new().map_err(BillingError::from)?),
-            connect: gateways.connect,
-            webhook_verifier: gateways.webhooks,
-            sandbox: gateways.sandbox,
-            clock,
-            ids: Arc::new(UuidV7),
-            secrets: Arc::new(OsSecrets),
-            pay_links: Arc::new(HmacPayLinks::new(&session_secret)),
-            passes: passes.map(|p| Arc::new(p) as Arc<dyn PassSigner>),
-            observer: Some(Arc::new(metrics.clone())),
-        };
+        let mut builder = Billing::builder(billing_config)
+            .storage(store_arc)
+            .payment_gateway(gateways.payments)
+            .connect(gateways.connect)
+            .webhook_verifier(gateways.webhooks)
+            .renderer(Arc::new(PdfRenderer::new().map_err(BillingError::from)?))
+            .clock(clock)
+            .ids(Arc::new(UuidV7))
+            .secrets(Arc::new(OsSecrets))
+            .pay_links(Arc::new(HmacPayLinks::new(&session_secret)))
+            .observer(Arc::new(metrics.clone()));
+        if let Some(mailer) = mailer(config)? {
+            builder = builder.mailer(mailer);
+        }
+        if let Some(sandbox) = gateways.sandbox {
+            builder = builder.sandbox(sandbox);
+        }
+        if let Some(passes) = passes {
+            builder = builder.passes(Arc::new(passes) as Arc<dyn PassSigner>);
+        }
+        let billing = builder
+            .build()
+            .map_err(|e| AppError::Usage(e.to_string()))?;
         Ok(App {
-            billing: Billing::new(deps, billing_config),
+            billing,
             store,
             sandbox: config.sandbox(),
             metrics,

@@ -19,49 +19,257 @@ use crate::practitioner::ports::{OAuthStateRepository, PractitionerRepository, S
 use crate::practitioner::service::{CatalogueService, ConnectService};
 use crate::receipt::{DocumentRenderer, DocumentService};
 use crate::staff::{StaffService, UserRepository};
-use crate::system::{Clock, IdGenerator, PayLinkSigner, SecretGenerator};
+use crate::system::{Clock, IdGenerator, PayLinkSigner, SecretGenerator, SystemClock};
 use crate::video::PassSigner;
 
-/// Every port, as the embedding application provides them.
+/// Every port, once the builder has them all.
 #[derive(Clone)]
-pub struct Deps {
-    pub practitioners: Arc<dyn PractitionerRepository>,
-    pub oauth_states: Arc<dyn OAuthStateRepository>,
-    pub services: Arc<dyn ServiceRepository>,
-    pub consultations: Arc<dyn ConsultationRepository>,
-    pub payments: Arc<dyn PaymentRepository>,
-    pub webhook_inbox: Arc<dyn WebhookInbox>,
-    pub idempotency: Arc<dyn IdempotencyStore>,
-    pub users: Arc<dyn UserRepository>,
-    /// The e-mail outbox.
-    pub outbox: Arc<dyn OutboxRepository>,
-    /// Sends the outbox's e-mail; without one, messages stay queued (and visible).
-    pub mailer: Option<Arc<dyn Mailer>>,
-    pub audit: Arc<dyn AuditLog>,
-    pub gateway: Arc<dyn PaymentGateway>,
-    /// Turns receipts and credit notes into PDF files.
-    pub renderer: Arc<dyn DocumentRenderer>,
-    pub connect: Arc<dyn ConnectOnboarding>,
-    pub webhook_verifier: Arc<dyn WebhookVerifier>,
-    /// Present only in sandbox mode.
-    pub sandbox: Option<Arc<dyn SandboxControl>>,
-    pub clock: Arc<dyn Clock>,
-    pub ids: Arc<dyn IdGenerator>,
-    pub secrets: Arc<dyn SecretGenerator>,
-    /// Derives pay links (kept as hashes only) from the server's key.
-    pub pay_links: Arc<dyn PayLinkSigner>,
-    /// Signs passes to the video room; without one, the practitioner calls the
-    /// patient and no pass is issued.
-    pub passes: Option<Arc<dyn PassSigner>>,
-    /// Told about every payment status change (e.g. metrics); optional.
-    pub observer: Option<Arc<dyn PaymentObserver>>,
+pub(crate) struct Ports {
+    pub(crate) practitioners: Arc<dyn PractitionerRepository>,
+    pub(crate) oauth_states: Arc<dyn OAuthStateRepository>,
+    pub(crate) services: Arc<dyn ServiceRepository>,
+    pub(crate) consultations: Arc<dyn ConsultationRepository>,
+    pub(crate) payments: Arc<dyn PaymentRepository>,
+    pub(crate) webhook_inbox: Arc<dyn WebhookInbox>,
+    pub(crate) idempotency: Arc<dyn IdempotencyStore>,
+    pub(crate) users: Arc<dyn UserRepository>,
+    pub(crate) outbox: Arc<dyn OutboxRepository>,
+    pub(crate) mailer: Option<Arc<dyn Mailer>>,
+    pub(crate) audit: Arc<dyn AuditLog>,
+    pub(crate) gateway: Arc<dyn PaymentGateway>,
+    pub(crate) renderer: Arc<dyn DocumentRenderer>,
+    pub(crate) connect: Arc<dyn ConnectOnboarding>,
+    pub(crate) webhook_verifier: Arc<dyn WebhookVerifier>,
+    pub(crate) sandbox: Option<Arc<dyn SandboxControl>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ids: Arc<dyn IdGenerator>,
+    pub(crate) secrets: Arc<dyn SecretGenerator>,
+    pub(crate) pay_links: Arc<dyn PayLinkSigner>,
+    pub(crate) passes: Option<Arc<dyn PassSigner>>,
+    pub(crate) observer: Option<Arc<dyn PaymentObserver>>,
 }
 
-impl std::fmt::Debug for Deps {
+/// Every storage port at once: what one database adapter implements (`storage-seaorm`'s
+/// `Store` does). Implemented for any type that implements them all.
+pub trait Storage:
+    PractitionerRepository
+    + OAuthStateRepository
+    + ServiceRepository
+    + ConsultationRepository
+    + PaymentRepository
+    + WebhookInbox
+    + IdempotencyStore
+    + UserRepository
+    + OutboxRepository
+    + AuditLog
+{
+}
+
+impl<T> Storage for T where
+    T: PractitionerRepository
+        + OAuthStateRepository
+        + ServiceRepository
+        + ConsultationRepository
+        + PaymentRepository
+        + WebhookInbox
+        + IdempotencyStore
+        + UserRepository
+        + OutboxRepository
+        + AuditLog
+{
+}
+
+/// A port [`BillingBuilder::build`] needed and was not given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("billing-core needs the {0} port: give it to the builder")]
+pub struct MissingPort(pub &'static str);
+
+/// Builds [`Billing`] from its ports: [`Billing::builder`].
+///
+/// Required: every storage port (at once with [`BillingBuilder::storage`], or one by
+/// one), the gateway's three ports ([`payment_gateway`](Self::payment_gateway),
+/// [`connect`](Self::connect), [`webhook_verifier`](Self::webhook_verifier)), a
+/// [`renderer`](Self::renderer), [`ids`](Self::ids), [`secrets`](Self::secrets) and
+/// [`pay_links`](Self::pay_links). Defaulted: the [`clock`](Self::clock) (the
+/// system's). Optional: the [`mailer`](Self::mailer) (without one, e-mail stays
+/// queued), the [`sandbox`](Self::sandbox), video [`passes`](Self::passes) and a payment
+/// [`observer`](Self::observer). A port added to a later version is either defaulted
+/// or named by [`MissingPort`], never a compile error in the embedder's code.
+#[must_use]
+pub struct BillingBuilder {
+    config: BillingConfig,
+    practitioners: Option<Arc<dyn PractitionerRepository>>,
+    oauth_states: Option<Arc<dyn OAuthStateRepository>>,
+    services: Option<Arc<dyn ServiceRepository>>,
+    consultations: Option<Arc<dyn ConsultationRepository>>,
+    payments: Option<Arc<dyn PaymentRepository>>,
+    webhook_inbox: Option<Arc<dyn WebhookInbox>>,
+    idempotency: Option<Arc<dyn IdempotencyStore>>,
+    users: Option<Arc<dyn UserRepository>>,
+    outbox: Option<Arc<dyn OutboxRepository>>,
+    audit: Option<Arc<dyn AuditLog>>,
+    payment_gateway: Option<Arc<dyn PaymentGateway>>,
+    connect: Option<Arc<dyn ConnectOnboarding>>,
+    webhook_verifier: Option<Arc<dyn WebhookVerifier>>,
+    renderer: Option<Arc<dyn DocumentRenderer>>,
+    ids: Option<Arc<dyn IdGenerator>>,
+    secrets: Option<Arc<dyn SecretGenerator>>,
+    pay_links: Option<Arc<dyn PayLinkSigner>>,
+    clock: Arc<dyn Clock>,
+    mailer: Option<Arc<dyn Mailer>>,
+    sandbox: Option<Arc<dyn SandboxControl>>,
+    passes: Option<Arc<dyn PassSigner>>,
+    observer: Option<Arc<dyn PaymentObserver>>,
+}
+
+impl std::fmt::Debug for BillingBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Deps")
-            .field("sandbox", &self.sandbox.is_some())
+        f.debug_struct("BillingBuilder")
+            .field("config", &self.config)
             .finish_non_exhaustive()
+    }
+}
+
+/// One setter per port: `$name(port)` stores `Some(port)`.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $port:ty;)+) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, port: Arc<$port>) -> Self {
+            self.$name = Some(port);
+            self
+        }
+    )+};
+}
+
+impl BillingBuilder {
+    fn new(config: BillingConfig) -> Self {
+        BillingBuilder {
+            config,
+            practitioners: None,
+            oauth_states: None,
+            services: None,
+            consultations: None,
+            payments: None,
+            webhook_inbox: None,
+            idempotency: None,
+            users: None,
+            outbox: None,
+            audit: None,
+            payment_gateway: None,
+            connect: None,
+            webhook_verifier: None,
+            renderer: None,
+            ids: None,
+            secrets: None,
+            pay_links: None,
+            clock: Arc::new(SystemClock),
+            mailer: None,
+            sandbox: None,
+            passes: None,
+            observer: None,
+        }
+    }
+
+    /// Every storage port from one adapter (a later setter of one port overrides it).
+    pub fn storage<S: Storage + 'static>(self, store: Arc<S>) -> Self {
+        self.practitioners(store.clone())
+            .oauth_states(store.clone())
+            .services(store.clone())
+            .consultations(store.clone())
+            .payments(store.clone())
+            .webhook_inbox(store.clone())
+            .idempotency(store.clone())
+            .users(store.clone())
+            .outbox(store.clone())
+            .audit(store)
+    }
+
+    setters! {
+        /// Practitioners, their Stripe link, caps and profile.
+        practitioners: dyn PractitionerRepository;
+        /// OAuth `state`s of Stripe Connect, consumed once.
+        oauth_states: dyn OAuthStateRepository;
+        /// The practitioners' services (acts and their prices).
+        services: dyn ServiceRepository;
+        /// Consultations with their payment and pay token.
+        consultations: dyn ConsultationRepository;
+        /// Payments, their history, the payments table.
+        payments: dyn PaymentRepository;
+        /// Stripe events already seen (webhooks applied once).
+        webhook_inbox: dyn WebhookInbox;
+        /// `Idempotency-Key`s of the API.
+        idempotency: dyn IdempotencyStore;
+        /// Staff users and their tokens.
+        users: dyn UserRepository;
+        /// The e-mail outbox.
+        outbox: dyn OutboxRepository;
+        /// The audit trail.
+        audit: dyn AuditLog;
+        /// Holds, captures, releases, refunds at the processor.
+        payment_gateway: dyn PaymentGateway;
+        /// Linking a practitioner's Stripe account.
+        connect: dyn ConnectOnboarding;
+        /// Checks the processor's webhook signatures.
+        webhook_verifier: dyn WebhookVerifier;
+        /// Turns receipts and credit notes into files (PDF).
+        renderer: dyn DocumentRenderer;
+        /// New ids (UUIDs).
+        ids: dyn IdGenerator;
+        /// New secrets (tokens, OAuth states).
+        secrets: dyn SecretGenerator;
+        /// Derives pay links from the server's key (they are stored as hashes only).
+        pay_links: dyn PayLinkSigner;
+        /// Sends the outbox's e-mail; without one, messages stay queued (and visible).
+        mailer: dyn Mailer;
+        /// The processor's sandbox controls (pages, test clock); sandbox mode only.
+        sandbox: dyn SandboxControl;
+        /// Signs passes to the video room; without one, the practitioner calls the
+        /// patient and no pass is issued.
+        passes: dyn PassSigner;
+        /// Told about every payment status change (e.g. metrics).
+        observer: dyn PaymentObserver;
+    }
+
+    /// The domain's time (default: the system's; in sandbox mode, the sandbox's test
+    /// clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The use cases, or the first required port that is missing.
+    pub fn build(self) -> Result<Billing, MissingPort> {
+        fn given<T: ?Sized>(
+            port: Option<Arc<T>>,
+            name: &'static str,
+        ) -> Result<Arc<T>, MissingPort> {
+            port.ok_or(MissingPort(name))
+        }
+        let ports = Ports {
+            practitioners: given(self.practitioners, "practitioners")?,
+            oauth_states: given(self.oauth_states, "oauth_states")?,
+            services: given(self.services, "services")?,
+            consultations: given(self.consultations, "consultations")?,
+            payments: given(self.payments, "payments")?,
+            webhook_inbox: given(self.webhook_inbox, "webhook_inbox")?,
+            idempotency: given(self.idempotency, "idempotency")?,
+            users: given(self.users, "users")?,
+            outbox: given(self.outbox, "outbox")?,
+            audit: given(self.audit, "audit")?,
+            gateway: given(self.payment_gateway, "payment_gateway")?,
+            connect: given(self.connect, "connect")?,
+            webhook_verifier: given(self.webhook_verifier, "webhook_verifier")?,
+            renderer: given(self.renderer, "renderer")?,
+            ids: given(self.ids, "ids")?,
+            secrets: given(self.secrets, "secrets")?,
+            pay_links: given(self.pay_links, "pay_links")?,
+            clock: self.clock,
+            mailer: self.mailer,
+            sandbox: self.sandbox,
+            passes: self.passes,
+            observer: self.observer,
+        };
+        Ok(Billing::from_ports(ports, self.config))
     }
 }
 
@@ -107,7 +315,12 @@ impl Billing {
         crate::system::now_micros(self.clock.as_ref())
     }
 
-    pub fn new(deps: Deps, config: BillingConfig) -> Self {
+    /// A builder of the use cases from their ports (see [`BillingBuilder`]).
+    pub fn builder(config: BillingConfig) -> BillingBuilder {
+        BillingBuilder::new(config)
+    }
+
+    pub(crate) fn from_ports(deps: Ports, config: BillingConfig) -> Self {
         let ledger = Ledger {
             payments: deps.payments.clone(),
             consultations: deps.consultations.clone(),
@@ -221,5 +434,22 @@ impl Billing {
             config,
             clock: deps.clock,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_builder_names_the_first_missing_port() {
+        let err = Billing::builder(BillingConfig::new("https://pay.example.org"))
+            .build()
+            .unwrap_err();
+        assert_eq!(err, MissingPort("practitioners"));
+        assert_eq!(
+            err.to_string(),
+            "billing-core needs the practitioners port: give it to the builder"
+        );
     }
 }

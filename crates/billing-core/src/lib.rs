@@ -28,7 +28,7 @@
 //! feature serialises the gateway's answers and the values in them (ids and money as
 //! text, validated when read back), for an adapter that stores them.
 //!
-//! Build [`Billing`] from your ports with [`Billing::new`], or use a single service on
+//! Build [`Billing`] from your ports with [`Billing::builder`], or use a single service on
 //! its own. Here an embedder keeps staff users in memory and signs one in:
 //!
 //! ```
@@ -174,7 +174,7 @@ pub mod system;
 pub(crate) mod testing;
 pub mod video;
 
-pub use billing::{Billing, Deps};
+pub use billing::{Billing, BillingBuilder, MissingPort, Storage};
 
 // The crates whose types and macros are in this crate's API, so that an embedder needs
 // no other dependency, and never a version that does not match.

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::access::{Actor, Role, StaffUser};
 use crate::audit::MockAuditLog;
-use crate::billing::{Billing, Deps};
+use crate::billing::{Billing, Ports};
 use crate::config::BillingConfig;
 use crate::consultation::model::{Consultation, ConsultationRecord, PatientRef, PaymentMode};
 use crate::consultation::ports::MockConsultationRepository;
@@ -561,8 +561,8 @@ impl Mocks {
         secrets
             .expect_secret()
             .returning(move || secret(issued.fetch_add(1, Ordering::SeqCst) + 1));
-        Billing::new(
-            Deps {
+        Billing::from_ports(
+            Ports {
                 practitioners: Arc::new(self.practitioners),
                 oauth_states: Arc::new(self.oauth_states),
                 services: Arc::new(self.services),

@@ -61,7 +61,7 @@ pub use stripe::{CheckoutKind, ConfigError, StripeGateway, StripeSettings};
 pub use transformers::CONSUMED_EVENTS;
 pub use webhook::{DEFAULT_TOLERANCE_SECS, StripeWebhookVerifier, signature_header};
 
-/// The gateway ports of one mode, ready for `billing_core::Deps`.
+/// The gateway ports of one mode, ready for `billing_core::Billing::builder`.
 #[derive(Clone)]
 pub struct Gateways {
     pub payments: Arc<dyn PaymentGateway>,

@@ -103,7 +103,7 @@ impl std::fmt::Debug for HttpState {
 
 impl HttpState {
     /// `metrics` should be the observer given to `billing` (see
-    /// [`billing_core::Deps::observer`]) so payment transitions are counted.
+    /// [`billing_core::BillingBuilder::observer`]) so payment transitions are counted.
     pub fn new(
         billing: Billing,
         settings: HttpSettings,

@@ -18,7 +18,7 @@
 //! store.migrate().await?;
 //! store.ping().await?; // readiness
 //!
-//! // One store fills every storage slot of `billing_core::Deps`.
+//! // One store fills every storage port of `billing_core::Billing::builder`.
 //! let store = Arc::new(store);
 //! let _: Arc<dyn practitioner::ports::PractitionerRepository> = store.clone();
 //! let _: Arc<dyn practitioner::ports::OAuthStateRepository> = store.clone();
@@ -28,7 +28,10 @@
 //! let _: Arc<dyn payment::ports::WebhookInbox> = store.clone();
 //! let _: Arc<dyn payment::ports::IdempotencyStore> = store.clone();
 //! let _: Arc<dyn staff::UserRepository> = store.clone();
-//! let _: Arc<dyn audit::AuditLog> = store;
+//! let _: Arc<dyn audit::AuditLog> = store.clone();
+//! // … all of them at once: `Billing::builder(config).storage(store)`.
+//! fn every_storage_port<S: billing_core::Storage>(_: &S) {}
+//! every_storage_port(store.as_ref());
 //! # Ok(()) }
 //! ```
 //!
