@@ -79,7 +79,20 @@ fn ci() -> Result {
     fmt_check()?;
     clippy()?;
     peers()?;
-    test(&[])
+    test(&[])?;
+    examples()
+}
+
+/// billing-core's examples, run (`cargo test` only builds them).
+const EXAMPLES: &[&str] = &["fees_and_state_machine"];
+
+fn examples() -> Result {
+    EXAMPLES.iter().try_for_each(|example| {
+        run(
+            "cargo",
+            &["run", "--quiet", "-p", "billing-core", "--example", example],
+        )
+    })
 }
 
 /// The test peers from PyPI, pinned: localstripe (a stateful Stripe server the gateway

@@ -186,3 +186,8 @@ pub use money::{Currency, Money, MoneyError};
 pub use payment::model::{Lang, PaymentStatus};
 pub use rust_decimal;
 pub use uuid;
+
+/// The crate's README, whose example runs as a doc-test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
