@@ -321,15 +321,15 @@ impl Billing {
     }
 
     pub(crate) fn from_ports(deps: Ports, config: BillingConfig) -> Self {
-        let ledger = Ledger {
-            payments: deps.payments.clone(),
-            consultations: deps.consultations.clone(),
-            practitioners: deps.practitioners.clone(),
-            ids: deps.ids.clone(),
-            gateway: deps.gateway.clone(),
-            clock: deps.clock.clone(),
-            observer: deps.observer.clone(),
-        };
+        let ledger = Ledger::new(
+            deps.payments.clone(),
+            deps.consultations.clone(),
+            deps.practitioners.clone(),
+            deps.gateway.clone(),
+            deps.ids.clone(),
+            deps.clock.clone(),
+        )
+        .with_observer(deps.observer.clone());
         let connect = ConnectService {
             practitioners: deps.practitioners.clone(),
             oauth_states: deps.oauth_states.clone(),
@@ -340,29 +340,26 @@ impl Billing {
             secrets: deps.secrets.clone(),
             config: config.clone(),
         };
-        let webhooks = WebhookService {
-            verifier: deps.webhook_verifier.clone(),
-            inbox: deps.webhook_inbox.clone(),
-            connect: connect.clone(),
-            ledger: ledger.clone(),
-        };
-        let reconcile = ReconcileService {
-            holds: HoldService {
-                consultations: deps.consultations.clone(),
-                practitioners: deps.practitioners.clone(),
-                ledger: ledger.clone(),
-                config: config.clone(),
-            },
-            ledger: ledger.clone(),
-            outbox: deps.outbox.clone(),
-            config: config.clone(),
-        };
+        let webhooks = WebhookService::new(
+            deps.webhook_verifier.clone(),
+            deps.webhook_inbox.clone(),
+            connect.clone(),
+            ledger.clone(),
+        );
+        let holds = HoldService::new(
+            deps.consultations.clone(),
+            deps.practitioners.clone(),
+            ledger.clone(),
+            config.clone(),
+        );
+        let reconcile =
+            ReconcileService::new(holds, ledger.clone(), deps.outbox.clone(), config.clone());
         let documents = DocumentService::new(deps.renderer.clone());
-        let payments = PaymentService {
-            consultations: deps.consultations.clone(),
-            idempotency: deps.idempotency.clone(),
-            ledger: ledger.clone(),
-        };
+        let payments = PaymentService::new(
+            deps.consultations.clone(),
+            deps.idempotency.clone(),
+            ledger.clone(),
+        );
         let outbox = OutboxService {
             outbox: deps.outbox.clone(),
             consultations: deps.consultations.clone(),
@@ -376,12 +373,12 @@ impl Billing {
             config: config.clone(),
         };
         Billing {
-            catalogue: CatalogueService {
-                practitioners: deps.practitioners.clone(),
-                services: deps.services.clone(),
-                clock: deps.clock.clone(),
-                ids: deps.ids.clone(),
-            },
+            catalogue: CatalogueService::new(
+                deps.practitioners.clone(),
+                deps.services.clone(),
+                deps.clock.clone(),
+                deps.ids.clone(),
+            ),
             scheduling: SchedulingService {
                 practitioners: deps.practitioners.clone(),
                 services: deps.services.clone(),
@@ -392,27 +389,23 @@ impl Billing {
                 links: deps.pay_links.clone(),
                 config: config.clone(),
             },
-            patients: PatientService {
-                consultations: deps.consultations.clone(),
-                practitioners: deps.practitioners.clone(),
-                ledger: ledger.clone(),
-                payments: payments.clone(),
-                passes: deps.passes.clone(),
-                config: config.clone(),
-            },
-            day: DayService {
-                consultations: deps.consultations.clone(),
-                practitioners: deps.practitioners.clone(),
-                payments: payments.clone(),
-                passes: deps.passes.clone(),
-                config: config.clone(),
-            },
+            patients: PatientService::new(
+                deps.consultations.clone(),
+                deps.practitioners.clone(),
+                ledger.clone(),
+                payments.clone(),
+                deps.passes.clone(),
+                config.clone(),
+            ),
+            day: DayService::new(
+                deps.consultations.clone(),
+                deps.practitioners.clone(),
+                payments.clone(),
+                deps.passes.clone(),
+                config.clone(),
+            ),
             payments,
-            reporting: ReportingService {
-                audit: deps.audit.clone(),
-                ledger: ledger.clone(),
-                config: config.clone(),
-            },
+            reporting: ReportingService::new(deps.audit.clone(), ledger, config.clone()),
             reconcile: reconcile.clone(),
             staff: StaffService::new(
                 deps.users.clone(),
@@ -423,12 +416,9 @@ impl Billing {
             ),
             outbox: outbox.clone(),
             documents,
-            sandbox: deps.sandbox.map(|sandbox| SandboxService {
-                sandbox,
-                webhooks: webhooks.clone(),
-                jobs: reconcile,
-                outbox: outbox.clone(),
-            }),
+            sandbox: deps
+                .sandbox
+                .map(|sandbox| SandboxService::new(sandbox, webhooks.clone(), reconcile, outbox)),
             connect,
             webhooks,
             config,

@@ -410,6 +410,25 @@ impl std::fmt::Debug for DayService {
 }
 
 impl DayService {
+    /// The practice's day: start, pass, cancel, reschedule, no-show. Ports:
+    /// consultations, practitioners, the [`PaymentService`] (releases and the missed
+    /// fee's capture) and, optionally, video passes.
+    pub fn new(
+        consultations: Arc<dyn ConsultationRepository>,
+        practitioners: Arc<dyn PractitionerRepository>,
+        payments: PaymentService,
+        passes: Option<Arc<dyn PassSigner>>,
+        config: BillingConfig,
+    ) -> Self {
+        DayService {
+            consultations,
+            practitioners,
+            payments,
+            passes,
+            config,
+        }
+    }
+
     fn ledger(&self) -> &Ledger {
         &self.payments.ledger
     }

@@ -484,6 +484,27 @@ impl std::fmt::Debug for PatientService {
 }
 
 impl PatientService {
+    /// The patient's side: the pay page, the gate, checkout, cancelling, the pass.
+    /// Ports: consultations, practitioners, the [`Ledger`]'s, the
+    /// [`PaymentService`] (a release on cancellation) and, optionally, video passes.
+    pub fn new(
+        consultations: Arc<dyn ConsultationRepository>,
+        practitioners: Arc<dyn PractitionerRepository>,
+        ledger: Ledger,
+        payments: PaymentService,
+        passes: Option<Arc<dyn PassSigner>>,
+        config: BillingConfig,
+    ) -> Self {
+        PatientService {
+            consultations,
+            practitioners,
+            ledger,
+            payments,
+            passes,
+            config,
+        }
+    }
+
     pub(crate) async fn find(
         &self,
         token: &str,

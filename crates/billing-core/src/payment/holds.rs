@@ -88,6 +88,23 @@ enum Job {
 }
 
 impl HoldService {
+    /// Holds placed off-session with saved cards, and renewed before they lapse. Ports:
+    /// consultations and practitioners (what is due, on which account) and the
+    /// [`Ledger`]'s.
+    pub fn new(
+        consultations: Arc<dyn ConsultationRepository>,
+        practitioners: Arc<dyn PractitionerRepository>,
+        ledger: Ledger,
+        config: BillingConfig,
+    ) -> Self {
+        HoldService {
+            consultations,
+            practitioners,
+            ledger,
+            config,
+        }
+    }
+
     /// Places the holds that are due (card saved, consultation within
     /// [`BillingConfig::hold_lead`]) and renews those near their deadline.
     pub async fn run_due(&self) -> Result<HoldReport, BillingError> {

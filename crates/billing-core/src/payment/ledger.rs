@@ -62,8 +62,16 @@ pub(crate) enum Fresh {
     Setup(SetupSnapshot),
 }
 
+/// The payments' write path, shared by every use case that moves money: it applies an
+/// event to a payment and writes the result with its history, audit entries, receipts
+/// and e-mail in one conditional write; records an operation (and its idempotency key)
+/// on the payment before the gateway is called; and reads the gateway again when an
+/// outcome is unknown. Build it once and give it to the services that take one.
+///
+/// Ports: payments (read and write), consultations and practitioners (what receipts
+/// print), the payment gateway, ids (of the messages a change queues) and the clock.
 #[derive(Clone)]
-pub(crate) struct Ledger {
+pub struct Ledger {
     pub(crate) payments: Arc<dyn PaymentRepository>,
     /// Read when a change issues a receipt or a credit note (what it prints).
     pub(crate) consultations: Arc<dyn ConsultationRepository>,
@@ -73,6 +81,42 @@ pub(crate) struct Ledger {
     pub(crate) gateway: Arc<dyn PaymentGateway>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) observer: Option<Arc<dyn PaymentObserver>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("observed", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ledger {
+    /// The write path on these ports, observed by nobody.
+    pub fn new(
+        payments: Arc<dyn PaymentRepository>,
+        consultations: Arc<dyn ConsultationRepository>,
+        practitioners: Arc<dyn PractitionerRepository>,
+        gateway: Arc<dyn PaymentGateway>,
+        ids: Arc<dyn IdGenerator>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Ledger {
+            payments,
+            consultations,
+            practitioners,
+            ids,
+            gateway,
+            clock,
+            observer: None,
+        }
+    }
+
+    /// Tells `observer` about every status change once it is committed.
+    pub fn with_observer(mut self, observer: Option<Arc<dyn PaymentObserver>>) -> Self {
+        self.observer = observer;
+        self
+    }
 }
 
 fn audit_action(kind: EventKind) -> AuditAction {

@@ -51,6 +51,21 @@ impl std::fmt::Debug for PaymentService {
 }
 
 impl PaymentService {
+    /// Validating the act (capture), releasing, refunding and reading payments.
+    /// Ports: consultations (the payment of a consultation), the API's idempotency
+    /// keys, and the [`Ledger`]'s.
+    pub fn new(
+        consultations: Arc<dyn ConsultationRepository>,
+        idempotency: Arc<dyn IdempotencyStore>,
+        ledger: Ledger,
+    ) -> Self {
+        PaymentService {
+            consultations,
+            idempotency,
+            ledger,
+        }
+    }
+
     async fn payment_of(
         &self,
         actor: &Actor,
@@ -512,6 +527,16 @@ pub(crate) fn payments_scope(
 }
 
 impl ReportingService {
+    /// The payments table, its totals and CSV, the audit trail. Ports: the audit log
+    /// and the [`Ledger`]'s (payments are read through it).
+    pub fn new(audit: Arc<dyn AuditLog>, ledger: Ledger, config: BillingConfig) -> Self {
+        ReportingService {
+            audit,
+            ledger,
+            config,
+        }
+    }
+
     /// A page of the actor's payments (C8), newest first, with totals over the filter.
     pub async fn payments(
         &self,
@@ -701,6 +726,23 @@ fn link_outcome(changed: Option<bool>) -> WebhookOutcome {
 }
 
 impl WebhookService {
+    /// Stripe's events, verified and applied once. Ports: the verifier, the inbox of
+    /// events already seen, the [`ConnectService`] (account events) and the
+    /// [`Ledger`] (payment events).
+    pub fn new(
+        verifier: Arc<dyn WebhookVerifier>,
+        inbox: Arc<dyn WebhookInbox>,
+        connect: ConnectService,
+        ledger: Ledger,
+    ) -> Self {
+        WebhookService {
+            verifier,
+            inbox,
+            connect,
+            ledger,
+        }
+    }
+
     /// Verifies a delivery (signature over the raw body) and applies it.
     pub async fn receive(
         &self,
@@ -1076,6 +1118,23 @@ impl std::fmt::Debug for ReconcileService {
 }
 
 impl ReconcileService {
+    /// The background jobs: holds placed and renewed ([`HoldService`]), stale
+    /// operations settled with the gateway, holds about to lapse told. Ports: the
+    /// [`Ledger`]'s and the outbox (the warnings).
+    pub fn new(
+        holds: HoldService,
+        ledger: Ledger,
+        outbox: Arc<dyn OutboxRepository>,
+        config: BillingConfig,
+    ) -> Self {
+        ReconcileService {
+            holds,
+            ledger,
+            outbox,
+            config,
+        }
+    }
+
     /// Runs every job that is due now: places and renews holds, re-reads lapsed holds
     /// and transient payments from the gateway and writes what it says, lists holds
     /// near their deadline. A lapsed hold the gateway knows nothing about is expired.
@@ -1275,6 +1334,22 @@ impl std::fmt::Debug for SandboxService {
 }
 
 impl SandboxService {
+    /// The sandbox's pages and test clock, whose events are applied like webhooks and
+    /// whose moves run the jobs and the outbox.
+    pub fn new(
+        sandbox: Arc<dyn SandboxControl>,
+        webhooks: WebhookService,
+        jobs: ReconcileService,
+        outbox: OutboxService,
+    ) -> Self {
+        SandboxService {
+            sandbox,
+            webhooks,
+            jobs,
+            outbox,
+        }
+    }
+
     fn not_found(e: GatewayError) -> BillingError {
         match e {
             GatewayError::NotFound { .. } => BillingError::NotFound("checkout session"),

@@ -553,6 +553,22 @@ impl std::fmt::Debug for CatalogueService {
 }
 
 impl CatalogueService {
+    /// A practitioner's services (acts and prices). Ports: practitioners, services,
+    /// the clock and ids.
+    pub fn new(
+        practitioners: Arc<dyn PractitionerRepository>,
+        services: Arc<dyn ServiceRepository>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+    ) -> Self {
+        CatalogueService {
+            practitioners,
+            services,
+            clock,
+            ids,
+        }
+    }
+
     async fn load(
         &self,
         actor: &Actor,
