@@ -4,12 +4,11 @@
 //! `dpkg -i`, its files where Debian expects them, the installed binary migrating a
 //! database and serving `/readyz`, then `dpkg --purge`.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::probe::{free_port, wait_ready};
 use crate::{Result, root, run};
 
 const CARGO_DEB: &str = "3.8.0";
@@ -132,10 +131,7 @@ fn check_installed() -> Result {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let database = format!("sqlite://{}/consultpay.db?mode=rwc", path_str(&dir)?);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| e.to_string())?
-        .port();
+    let port = free_port()?;
     let installed = |args: &[&str]| {
         let mut c = Command::new("/usr/bin/consultpay");
         c.args(args)
@@ -165,46 +161,12 @@ fn check_installed() -> Result {
 
 /// Waits (at most 30 s) for `GET /readyz` to answer 200, then stops the server.
 fn ready(port: u16, mut server: Child) -> Result {
-    let started = Instant::now();
-    let mut answer = Err("no answer".to_owned());
-    while started.elapsed() < Duration::from_secs(30) {
-        answer = get_status(port, "/readyz");
-        if answer.as_deref().is_ok_and(|line| line.contains(" 200 ")) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let ready = wait_ready(port, "/readyz", Duration::from_secs(30));
     let _ = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])
         .status();
     let stopped = server.wait().map_err(|e| e.to_string())?;
-    match answer {
-        Ok(line) if line.contains(" 200 ") => {
-            eprintln!(
-                "/readyz: {line} after {:?}; stopped: {stopped}",
-                started.elapsed()
-            );
-            Ok(())
-        }
-        Ok(line) => Err(format!("/readyz answered {line}")),
-        Err(e) => Err(format!("/readyz: {e}")),
-    }
-}
-
-/// The status line of `GET path` on 127.0.0.1:`port`.
-fn get_status(port: u16, path: &str) -> Result<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
-    Ok(response.lines().next().unwrap_or_default().to_owned())
+    let after = ready?;
+    eprintln!("/readyz: 200 after {after:?}; stopped: {stopped}");
+    Ok(())
 }

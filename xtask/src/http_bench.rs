@@ -8,18 +8,19 @@
 //! single SQL query. Figures are printed and written to `target/bench/http.md`; they
 //! are reported, never asserted.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-type Result<T = ()> = std::result::Result<T, String>;
+use crate::Result;
+use crate::probe::{free_port, wait_ready};
 
 const PREPARED: usize = 2000;
 const DURATION_SECS: u64 = 8;
 const THREADS: u32 = 2;
 const CONNECTIONS: u32 = 16;
+/// How long a server may take to be ready.
+const READY_WITHIN: Duration = Duration::from_secs(60);
 
 struct Server(Child);
 
@@ -28,27 +29,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> Result<u16> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| e.to_string())
-}
-
-/// The status of `GET path`, or `None` when nothing answers.
-fn status(port: u16, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -137,17 +117,6 @@ fn start(bin: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<Server> {
     Ok(Server(child))
 }
 
-fn wait_ready(port: u16, path: &str) -> Result<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(60) {
-        if status(port, path) == Some(200) {
-            return Ok(started.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Err(format!("nothing ready on port {port}"))
-}
-
 fn backend(root: &Path, name: &str, database_url: &str, report: &mut String) -> Result {
     let release = root.join("target/release");
     let work = root.join("target/bench");
@@ -202,7 +171,7 @@ fn backend(root: &Path, name: &str, database_url: &str, report: &mut String) -> 
 
     let started = Instant::now();
     let server = start(&consultpay, &["serve"], &envs)?;
-    wait_ready(port, "/readyz")?;
+    wait_ready(port, "/readyz", READY_WITHIN)?;
     let ready = started.elapsed();
     std::thread::sleep(Duration::from_secs(2));
     let idle_rss = rss_kib(server.0.id()).unwrap_or(0);
@@ -265,7 +234,7 @@ fn backend(root: &Path, name: &str, database_url: &str, report: &mut String) -> 
         &[],
     )?;
     let probe = format!("/bare/{}", "x".repeat(43));
-    wait_ready(bare_port, &probe)?;
+    wait_ready(bare_port, &probe, READY_WITHIN)?;
     eprintln!("[{name}] bare poem handler…");
     let bare_figures = wrk(
         &scripts.join("access.lua"),

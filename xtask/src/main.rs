@@ -8,6 +8,7 @@ use std::process::{Command, ExitCode};
 
 mod deb;
 mod http_bench;
+mod probe;
 
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
