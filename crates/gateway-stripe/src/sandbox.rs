@@ -338,40 +338,18 @@ struct State {
 /// Applies `$apply` to each table of a [`State`] with its kind's name: the one list of
 /// what is stored.
 macro_rules! each_table {
-    ($state:expr, |$kind:ident, $table:ident| $apply:expr) => {{
+    ($state:expr, |$kind:ident, $table:ident| $apply:expr) => {
+        each_table!(@ $state, $kind, $table, $apply;
+            "intent" intents, "session" sessions, "replay" replays, "code" codes,
+            "minted" minted, "onboarding" onboarding, "deauthorized" deauthorized,
+            "saved" saved)
+    };
+    (@ $state:expr, $kind:ident, $table:ident, $apply:expr; $($name:literal $field:ident),+) => {{
         let state = $state;
-        {
-            let ($kind, $table) = ("intent", &mut state.intents);
+        $({
+            let ($kind, $table) = ($name, &mut state.$field);
             $apply
-        }
-        {
-            let ($kind, $table) = ("session", &mut state.sessions);
-            $apply
-        }
-        {
-            let ($kind, $table) = ("replay", &mut state.replays);
-            $apply
-        }
-        {
-            let ($kind, $table) = ("code", &mut state.codes);
-            $apply
-        }
-        {
-            let ($kind, $table) = ("minted", &mut state.minted);
-            $apply
-        }
-        {
-            let ($kind, $table) = ("onboarding", &mut state.onboarding);
-            $apply
-        }
-        {
-            let ($kind, $table) = ("deauthorized", &mut state.deauthorized);
-            $apply
-        }
-        {
-            let ($kind, $table) = ("saved", &mut state.saved);
-            $apply
-        }
+        })+
     }};
 }
 
