@@ -98,6 +98,12 @@ pub struct MissingPort(pub &'static str);
 #[must_use]
 pub struct BillingBuilder {
     config: BillingConfig,
+    given: Given,
+}
+
+/// The ports given so far.
+#[derive(Default)]
+struct Given {
     practitioners: Option<Arc<dyn PractitionerRepository>>,
     oauth_states: Option<Arc<dyn OAuthStateRepository>>,
     services: Option<Arc<dyn ServiceRepository>>,
@@ -115,7 +121,7 @@ pub struct BillingBuilder {
     ids: Option<Arc<dyn IdGenerator>>,
     secrets: Option<Arc<dyn SecretGenerator>>,
     pay_links: Option<Arc<dyn PayLinkSigner>>,
-    clock: Arc<dyn Clock>,
+    clock: Option<Arc<dyn Clock>>,
     mailer: Option<Arc<dyn Mailer>>,
     sandbox: Option<Arc<dyn SandboxControl>>,
     passes: Option<Arc<dyn PassSigner>>,
@@ -135,7 +141,7 @@ macro_rules! setters {
     ($($(#[$doc:meta])* $name:ident: $port:ty;)+) => {$(
         $(#[$doc])*
         pub fn $name(mut self, port: Arc<$port>) -> Self {
-            self.$name = Some(port);
+            self.given.$name = Some(port);
             self
         }
     )+};
@@ -145,28 +151,7 @@ impl BillingBuilder {
     fn new(config: BillingConfig) -> Self {
         BillingBuilder {
             config,
-            practitioners: None,
-            oauth_states: None,
-            services: None,
-            consultations: None,
-            payments: None,
-            webhook_inbox: None,
-            idempotency: None,
-            users: None,
-            outbox: None,
-            audit: None,
-            payment_gateway: None,
-            connect: None,
-            webhook_verifier: None,
-            renderer: None,
-            ids: None,
-            secrets: None,
-            pay_links: None,
-            clock: Arc::new(SystemClock),
-            mailer: None,
-            sandbox: None,
-            passes: None,
-            observer: None,
+            given: Given::default(),
         }
     }
 
@@ -233,41 +218,42 @@ impl BillingBuilder {
     /// The domain's time (default: the system's; in sandbox mode, the sandbox's test
     /// clock).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.given.clock = Some(clock);
         self
     }
 
     /// The use cases, or the first required port that is missing.
     pub fn build(self) -> Result<Billing, MissingPort> {
-        fn given<T: ?Sized>(
+        fn required<T: ?Sized>(
             port: Option<Arc<T>>,
             name: &'static str,
         ) -> Result<Arc<T>, MissingPort> {
             port.ok_or(MissingPort(name))
         }
+        let given = self.given;
         let ports = Ports {
-            practitioners: given(self.practitioners, "practitioners")?,
-            oauth_states: given(self.oauth_states, "oauth_states")?,
-            services: given(self.services, "services")?,
-            consultations: given(self.consultations, "consultations")?,
-            payments: given(self.payments, "payments")?,
-            webhook_inbox: given(self.webhook_inbox, "webhook_inbox")?,
-            idempotency: given(self.idempotency, "idempotency")?,
-            users: given(self.users, "users")?,
-            outbox: given(self.outbox, "outbox")?,
-            audit: given(self.audit, "audit")?,
-            gateway: given(self.payment_gateway, "payment_gateway")?,
-            connect: given(self.connect, "connect")?,
-            webhook_verifier: given(self.webhook_verifier, "webhook_verifier")?,
-            renderer: given(self.renderer, "renderer")?,
-            ids: given(self.ids, "ids")?,
-            secrets: given(self.secrets, "secrets")?,
-            pay_links: given(self.pay_links, "pay_links")?,
-            clock: self.clock,
-            mailer: self.mailer,
-            sandbox: self.sandbox,
-            passes: self.passes,
-            observer: self.observer,
+            practitioners: required(given.practitioners, "practitioners")?,
+            oauth_states: required(given.oauth_states, "oauth_states")?,
+            services: required(given.services, "services")?,
+            consultations: required(given.consultations, "consultations")?,
+            payments: required(given.payments, "payments")?,
+            webhook_inbox: required(given.webhook_inbox, "webhook_inbox")?,
+            idempotency: required(given.idempotency, "idempotency")?,
+            users: required(given.users, "users")?,
+            outbox: required(given.outbox, "outbox")?,
+            audit: required(given.audit, "audit")?,
+            gateway: required(given.payment_gateway, "payment_gateway")?,
+            connect: required(given.connect, "connect")?,
+            webhook_verifier: required(given.webhook_verifier, "webhook_verifier")?,
+            renderer: required(given.renderer, "renderer")?,
+            ids: required(given.ids, "ids")?,
+            secrets: required(given.secrets, "secrets")?,
+            pay_links: required(given.pay_links, "pay_links")?,
+            clock: given.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            mailer: given.mailer,
+            sandbox: given.sandbox,
+            passes: given.passes,
+            observer: given.observer,
         };
         Ok(Billing::from_ports(ports, self.config))
     }
