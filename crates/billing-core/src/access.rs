@@ -17,7 +17,10 @@ pub enum Actor {
     /// A signed-in practitioner or secretary.
     Staff(StaffUser),
     /// Whoever holds a consultation's pay link.
-    Patient { consultation: ConsultationId },
+    Patient {
+        /// The consultation the pay link opens (and nothing else).
+        consultation: ConsultationId,
+    },
     /// A verified Stripe webhook.
     Stripe,
     /// The operator's tools (CLI, reconciliation job).
@@ -29,11 +32,15 @@ pub enum Actor {
 /// A staff user and what their role lets them reach.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaffUser {
+    /// The user's id (a practitioner's user has the practitioner's id).
     pub id: UserId,
+    /// The name shown in the dashboard and the audit trail.
     pub name: String,
+    /// What the user may reach.
     pub role: Role,
 }
 
+/// Whose data a staff user may reach, and as what.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Role {
     /// The practitioner themself.
@@ -51,6 +58,7 @@ impl Role {
         }
     }
 
+    /// The role without its practitioners.
     pub fn kind(&self) -> RoleKind {
         match self {
             Role::Practitioner(_) => RoleKind::Practitioner,
@@ -59,13 +67,17 @@ impl Role {
     }
 }
 
+/// The two kinds of staff, for display and storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RoleKind {
+    /// See [`Role::Practitioner`].
     Practitioner,
+    /// See [`Role::Secretary`].
     Secretary,
 }
 
 impl RoleKind {
+    /// The stable name (`practitioner`, `secretary`).
     pub const fn as_str(self) -> &'static str {
         match self {
             RoleKind::Practitioner => "practitioner",
@@ -77,21 +89,35 @@ impl RoleKind {
 /// Everything staff can do to a practitioner's data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
+    /// See the Stripe link and the account's state.
     ViewStripeLink,
+    /// Start linking a Stripe account (OAuth or onboarding).
     LinkStripe,
+    /// Re-read the account from Stripe.
     VerifyStripe,
+    /// Unlink the Stripe account.
     UnlinkStripe,
+    /// See amounts, fee schedule, statement text and policy.
     ViewPreferences,
+    /// Change them (and the profile).
     EditPreferences,
+    /// See the catalogue.
     ViewServices,
+    /// Create, reprice, withdraw services.
     ManageServices,
+    /// Schedule, reschedule or cancel a consultation, send its pay link again.
     Schedule,
+    /// See a consultation and its pay link.
     ViewConsultation,
+    /// See payments, their history and documents.
     ViewPayments,
     /// Capture (validate the act).
     ValidateAct,
+    /// Release a hold (charge nothing).
     ReleaseHold,
+    /// Refund part or all of a capture.
     Refund,
+    /// Read the audit trail.
     ViewAudit,
     /// Start the teleconsultation and take the moderator's pass to its room.
     RunConsultation,
@@ -100,6 +126,7 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action, in declaration order.
     pub const ALL: [Action; 17] = [
         Action::ViewStripeLink,
         Action::LinkStripe,
@@ -137,6 +164,7 @@ impl Action {
     }
 }
 
+/// Why [`authorize`] or [`authorize_patient`] refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AccessDenied {
     /// No credentials were presented.

@@ -16,13 +16,18 @@ use crate::ids::{EventId, PractitionerId, UserId};
 /// Who caused an audited change.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuditActor {
+    /// A signed-in staff user (practitioner or secretary).
     User(UserId),
+    /// The patient, through their pay link.
     Patient,
+    /// Stripe, through a webhook (its event id when known) or an answer to our call.
     Stripe(Option<EventId>),
+    /// The product itself: reconciliation, scheduled jobs, an anonymous request.
     System,
 }
 
 impl AuditActor {
+    /// Who `actor` is in the trail (anonymous requests count as the system).
     pub fn of(actor: &Actor) -> Self {
         match actor {
             Actor::Staff(u) => AuditActor::User(u.id),
@@ -43,6 +48,7 @@ impl AuditActor {
         }
     }
 
+    /// Reads [`AuditActor::to_stored`]'s form back; `None` if it is not one.
     pub fn from_stored(s: &str) -> Option<Self> {
         match s {
             "patient" => Some(AuditActor::Patient),
@@ -66,44 +72,82 @@ impl AuditActor {
 /// What kind of thing happened. The text forms are stable (stored and exported).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AuditAction {
+    /// `stripe.link_started`: Connect OAuth or Account Links onboarding began.
     StripeLinkStarted,
+    /// `stripe.linked`: a Stripe account was linked (OAuth callback, or onboarding done).
     StripeLinked,
+    /// `stripe.verified`: the account was re-read from Stripe on request.
     StripeVerified,
+    /// `stripe.unlinked`: the practitioner unlinked their account.
     StripeUnlinked,
+    /// `stripe.deauthorized`: the practitioner disconnected the platform at Stripe, or the
+    /// account became unreachable.
     StripeDeauthorized,
+    /// `stripe.account_updated`: Stripe reported a change of the account
+    /// (`account.updated`).
     StripeAccountUpdated,
+    /// `preferences.changed`: amounts, fee schedule, statement text or cancellation policy.
     PreferencesChanged,
+    /// `profile.changed`: what notes d'honoraires say about the practitioner.
     ProfileChanged,
+    /// `service.created`.
     ServiceCreated,
+    /// `service.updated`: renamed, repriced, withdrawn or offered again.
     ServiceUpdated,
+    /// `consultation.scheduled`.
     Scheduled,
+    /// `consultation.started`: the practitioner started the teleconsultation.
     ConsultationStarted,
+    /// `consultation.cancelled`, by the practitioner or the patient.
     ConsultationCancelled,
+    /// `consultation.rescheduled`.
     Rescheduled,
+    /// `consultation.no_show`: the patient did not come.
     NoShow,
+    /// `payment.checkout_started`: the patient opened the payment page.
     CheckoutStarted,
+    /// `payment.authorized`: a hold was placed (or renewed).
     Authorized,
+    /// `payment.authorization_failed`.
     AuthorizationFailed,
+    /// `payment.validated`: the act was validated and the amount captured.
     Validated,
+    /// `payment.released`.
     Released,
+    /// `payment.expired`: the hold lapsed.
     Expired,
+    /// `payment.refunded`: part or all of the capture was refunded.
     Refunded,
+    /// `payment.fee_reported`: Stripe's real fee replaced the estimate.
     FeeReported,
+    /// `payment.card_saved`: the card was saved for a hold placed later.
     CardSaved,
+    /// `payment.reopened`: a lapsed payment was opened to pay again.
     Reopened,
+    /// `payment.attempt_ended`: an unpaid attempt was closed by the gateway.
     AttemptEnded,
+    /// `payment.hold_renewal_failed`: the saved card refused a renewed hold.
     HoldRenewalFailed,
+    /// `payment.refund_updated`: a refund moved on without changing the refunded total.
     RefundUpdated,
+    /// `payment.refund_failed`: a refund failed or was cancelled; its amount came back.
     RefundFailed,
+    /// `payment.disputed`: a dispute opened (or moved on while open).
     Disputed,
+    /// `payment.dispute_closed`: won, lost, or an inquiry closed.
     DisputeClosed,
+    /// `payment.needs_attention`: reconciliation found something for a person to look at.
     NeedsAttention,
+    /// `user.created`: a practitioner or a secretary was added.
     UserCreated,
+    /// `user.token_rotated`: a user's sign-in token was replaced.
     TokenRotated,
+    /// `user.tokens_revoked`: a user's tokens were revoked.
     TokensRevoked,
 }
 
 impl AuditAction {
+    /// Every action, in declaration order.
     pub const ALL: [AuditAction; 35] = [
         AuditAction::StripeLinkStarted,
         AuditAction::StripeLinked,
@@ -142,6 +186,7 @@ impl AuditAction {
         AuditAction::TokensRevoked,
     ];
 
+    /// The stable text form (`payment.validated`, …), stored and exported.
     pub const fn as_str(self) -> &'static str {
         match self {
             AuditAction::StripeLinkStarted => "stripe.link_started",
@@ -202,9 +247,13 @@ impl FromStr for AuditAction {
 /// One line of the trail.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditEntry {
+    /// When it happened.
     pub at: DateTime<Utc>,
+    /// The practitioner whose trail it belongs to.
     pub practitioner: PractitionerId,
+    /// Who did it.
     pub actor: AuditActor,
+    /// What was done.
     pub action: AuditAction,
     /// The consultation, payment, service or user the action was about, if any.
     pub subject: Option<Uuid>,
@@ -213,6 +262,8 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
+    /// An entry without subject or detail (add them with [`AuditEntry::subject`] and
+    /// [`AuditEntry::detail`]).
     pub fn new(
         at: DateTime<Utc>,
         practitioner: PractitionerId,
@@ -229,11 +280,13 @@ impl AuditEntry {
         }
     }
 
+    /// The same entry about `id` (a consultation, payment, service or user).
     pub fn subject(mut self, id: Uuid) -> Self {
         self.subject = Some(id);
         self
     }
 
+    /// The same entry with particulars; never secrets or health data.
     pub fn detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = detail.into();
         self
@@ -241,6 +294,19 @@ impl AuditEntry {
 }
 
 /// Reading (and, for facts not tied to another write, appending to) the trail.
+///
+/// # Contract
+///
+/// - **Append-only.** Entries are never changed or removed.
+/// - An entry about a practitioner that does not exist is
+///   [`RepositoryError::NotFound`](crate::repository::RepositoryError::NotFound), and
+///   nothing is written.
+/// - Entries read back equal (`==`) to what was written, per practitioner, newest
+///   first; entries with the same time come back in reverse order of writing.
+/// - Entries written with another change (a payment's [`ChangeLog`]) are in that
+///   change's transaction: the trail never tells of a change that did not commit.
+///
+/// [`ChangeLog`]: crate::payment::ports::ChangeLog
 #[cfg_attr(test, mockall::automock)]
 #[async_trait::async_trait]
 pub trait AuditLog: Send + Sync {

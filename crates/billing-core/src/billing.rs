@@ -262,19 +262,27 @@ impl BillingBuilder {
 /// All use cases, grouped by who uses them. Cheap to clone.
 #[derive(Clone)]
 pub struct Billing {
+    /// Linking, verifying and unlinking practitioners' Stripe accounts (C1, C12).
     pub connect: ConnectService,
+    /// Preferences, profile and priced services (C2).
     pub catalogue: CatalogueService,
+    /// Scheduling consultations and their pay links (C3).
     pub scheduling: SchedulingService,
+    /// The patient's side: pay page, checkout, waiting-room gate, pass (C4).
     pub patients: PatientService,
     /// The consultation's day for the practice: start, pass, cancel, reschedule,
     /// no-show.
     pub day: DayService,
+    /// Validating the act, releasing and refunding (C5, C6, C11).
     pub payments: PaymentService,
+    /// The payments table, ageing holds and the audit trail (C8, C10, C13).
     pub reporting: ReportingService,
+    /// Stripe's webhooks (C9, C15).
     pub webhooks: WebhookService,
     /// The background jobs (holds placed and renewed, reconciliation): run by the
     /// server periodically, by `consultpay reconcile`, and by the sandbox clock.
     pub reconcile: ReconcileService,
+    /// Staff users: authentication, creation, tokens.
     pub staff: StaffService,
     /// Receipts and credit notes as files.
     pub documents: DocumentService,
@@ -282,6 +290,7 @@ pub struct Billing {
     pub outbox: OutboxService,
     /// Present only in sandbox mode.
     pub sandbox: Option<SandboxService>,
+    /// The settings the use cases were built with.
     pub config: BillingConfig,
     clock: Arc<dyn Clock>,
 }
@@ -316,16 +325,16 @@ impl Billing {
             deps.clock.clone(),
         )
         .with_observer(deps.observer.clone());
-        let connect = ConnectService {
-            practitioners: deps.practitioners.clone(),
-            oauth_states: deps.oauth_states.clone(),
-            payments: deps.payments.clone(),
-            audit: deps.audit.clone(),
-            connect: deps.connect.clone(),
-            clock: deps.clock.clone(),
-            secrets: deps.secrets.clone(),
-            config: config.clone(),
-        };
+        let connect = ConnectService::new(
+            deps.practitioners.clone(),
+            deps.oauth_states.clone(),
+            deps.payments.clone(),
+            deps.audit.clone(),
+            deps.connect.clone(),
+            deps.clock.clone(),
+            deps.secrets.clone(),
+            config.clone(),
+        );
         let webhooks = WebhookService::new(
             deps.webhook_verifier.clone(),
             deps.webhook_inbox.clone(),
@@ -346,18 +355,18 @@ impl Billing {
             deps.idempotency.clone(),
             ledger.clone(),
         );
-        let outbox = OutboxService {
-            outbox: deps.outbox.clone(),
-            consultations: deps.consultations.clone(),
-            practitioners: deps.practitioners.clone(),
-            payments: deps.payments.clone(),
-            documents: documents.clone(),
-            links: deps.pay_links.clone(),
-            mailer: deps.mailer.clone(),
-            clock: deps.clock.clone(),
-            ids: deps.ids.clone(),
-            config: config.clone(),
-        };
+        let outbox = OutboxService::new(
+            deps.outbox.clone(),
+            deps.consultations.clone(),
+            deps.practitioners.clone(),
+            deps.payments.clone(),
+            documents.clone(),
+            deps.pay_links.clone(),
+            deps.clock.clone(),
+            deps.ids.clone(),
+            config.clone(),
+        )
+        .with_mailer(deps.mailer.clone());
         Billing {
             catalogue: CatalogueService::new(
                 deps.practitioners.clone(),
@@ -365,16 +374,16 @@ impl Billing {
                 deps.clock.clone(),
                 deps.ids.clone(),
             ),
-            scheduling: SchedulingService {
-                practitioners: deps.practitioners.clone(),
-                services: deps.services.clone(),
-                consultations: deps.consultations.clone(),
-                idempotency: deps.idempotency.clone(),
-                clock: deps.clock.clone(),
-                ids: deps.ids.clone(),
-                links: deps.pay_links.clone(),
-                config: config.clone(),
-            },
+            scheduling: SchedulingService::new(
+                deps.practitioners.clone(),
+                deps.services.clone(),
+                deps.consultations.clone(),
+                deps.idempotency.clone(),
+                deps.clock.clone(),
+                deps.ids.clone(),
+                deps.pay_links.clone(),
+                config.clone(),
+            ),
             patients: PatientService::new(
                 deps.consultations.clone(),
                 deps.practitioners.clone(),

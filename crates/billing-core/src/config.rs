@@ -43,6 +43,10 @@ pub struct BillingConfig {
 }
 
 impl BillingConfig {
+    /// Settings with the defaults (holds flagged 48 h before their deadline, placed at
+    /// most 6 days ahead, renewed 12 h before it; OAuth states valid 15 minutes; EUR for
+    /// new practitioners; no video platform) for a server reachable at `public_url` (a
+    /// trailing `/` is removed).
     pub fn new(public_url: &str) -> Self {
         BillingConfig {
             public_url: public_url.trim_end_matches('/').to_owned(),

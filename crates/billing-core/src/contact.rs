@@ -3,14 +3,19 @@
 
 use std::fmt;
 
+/// Why a name or an e-mail address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContactError {
+    /// The name is empty once trimmed.
     #[error("the name is empty")]
     EmptyName,
+    /// The name is longer than the limit it carries ([`DisplayName::MAX_CHARS`]).
     #[error("the name is longer than {0} characters")]
     NameTooLong(usize),
+    /// The name contains control characters (line breaks, NUL, …).
     #[error("the name contains control characters")]
     ControlCharacters,
+    /// Not the shape of an e-mail address; carries the text, cut to 64 characters.
     #[error("'{0}' is not an e-mail address")]
     InvalidEmail(String),
 }
@@ -20,8 +25,15 @@ pub enum ContactError {
 pub struct DisplayName(String);
 
 impl DisplayName {
+    /// The most characters (not bytes) a name may have.
     pub const MAX_CHARS: usize = 120;
 
+    /// A name from what was typed, trimmed.
+    ///
+    /// # Errors
+    ///
+    /// [`ContactError::EmptyName`], [`ContactError::NameTooLong`] or
+    /// [`ContactError::ControlCharacters`].
     pub fn parse(s: &str) -> Result<Self, ContactError> {
         let trimmed = s.trim();
         if trimmed.is_empty() {
@@ -36,6 +48,7 @@ impl DisplayName {
         Ok(DisplayName(trimmed.to_owned()))
     }
 
+    /// The name, trimmed.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -58,6 +71,13 @@ impl fmt::Debug for DisplayName {
 pub struct EmailAddress(String);
 
 impl EmailAddress {
+    /// An address from what was typed, trimmed. Only the shape is checked (one `@`, a
+    /// local part of 1–64 bytes, a dotted domain with no empty label, no whitespace, at
+    /// most 254 bytes): whether mail reaches it is for the mail server to say.
+    ///
+    /// # Errors
+    ///
+    /// [`ContactError::InvalidEmail`].
     pub fn parse(s: &str) -> Result<Self, ContactError> {
         let trimmed = s.trim();
         let invalid = || ContactError::InvalidEmail(trimmed.chars().take(64).collect());
@@ -74,6 +94,7 @@ impl EmailAddress {
         Ok(EmailAddress(trimmed.to_owned()))
     }
 
+    /// The address, trimmed.
     pub fn as_str(&self) -> &str {
         &self.0
     }

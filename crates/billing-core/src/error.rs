@@ -38,64 +38,121 @@ pub enum ErrorClass {
     Unavailable,
 }
 
+/// Why a use case failed. [`BillingError::code`] is the stable problem code and
+/// [`BillingError::class`] how to treat it (the HTTP status); [`Display`](std::fmt::Display)
+/// is a message for people, in English.
 #[derive(Debug, thiserror::Error)]
 pub enum BillingError {
+    /// The caller is not signed in, may not do this, or may not see the thing.
     #[error(transparent)]
     Access(#[from] AccessDenied),
+    /// No such thing; carries what was looked for (`"payment"`, `"consultation"`, …).
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The amount was refused (format, decimals, zero, below Stripe's minimum charge,
+    /// …).
     #[error("invalid amount: {0}")]
     InvalidAmount(MoneyError),
+    /// An amount in another currency than the one it is for.
     #[error("expected an amount in {expected}, got {got}")]
-    CurrencyMismatch { expected: Currency, got: Currency },
+    CurrencyMismatch {
+        /// The currency of the practitioner, payment or schedule.
+        expected: Currency,
+        /// The currency of the amount given.
+        got: Currency,
+    },
+    /// More than the hold (a capture) or than what is left to refund (a refund).
     #[error("{requested} is above the hold of {held}")]
-    AmountAboveCap { requested: Money, held: Money },
+    AmountAboveCap {
+        /// The amount asked for.
+        requested: Money,
+        /// The most it may be: the hold, or what may still be refunded.
+        held: Money,
+    },
+    /// A validation below the minimum charge; validating 0 releases the hold instead.
     #[error(
         "{requested} is below the minimum charge of {minimum}: release the hold instead \
          (validate 0)"
     )]
-    CaptureBelowMinimum { requested: Money, minimum: Money },
+    CaptureBelowMinimum {
+        /// The amount validated.
+        requested: Money,
+        /// The currency's minimum charge.
+        minimum: Money,
+    },
+    /// Above the practitioner's maximum (a cap, a price, a fee).
     #[error("{requested} is above the maximum of {maximum}")]
-    AmountAboveMaximum { requested: Money, maximum: Money },
+    AmountAboveMaximum {
+        /// The amount asked for.
+        requested: Money,
+        /// The practitioner's maximum.
+        maximum: Money,
+    },
+    /// A field of the request is invalid.
     #[error("{field}: {message}")]
     Validation {
+        /// The field, as the API names it (`email`, `starts_at`, …).
         field: &'static str,
+        /// What is wrong with it, for people.
         message: String,
     },
+    /// The practitioner cannot take online payments now.
     #[error("no Stripe account that can take charges is linked: {0}")]
     StripeNotLinked(ChargeBlocker),
+    /// The payment's state forbids this (refund before capture, another operation in
+    /// flight, a concurrent refund, …).
     #[error(transparent)]
     PaymentState(TransitionError),
+    /// Another request changed the same thing first; reload and retry.
     #[error("modified concurrently; reload and retry")]
     Conflict,
+    /// Linking while an account is linked: unlink first.
     #[error("a Stripe account is already linked: unlink it first")]
     StripeAlreadyLinked,
+    /// The OAuth callback's `state` is unknown, expired or already used.
     #[error("the Stripe link request is invalid, expired or already used")]
     OAuthStateInvalid,
+    /// The practitioner declined the link on Stripe's consent page.
     #[error("the Stripe link was refused at Stripe")]
     OAuthDenied,
+    /// Unlinking (without `force`) is refused while payments still depend on the account.
     #[error("{count} payment(s) still hold money or have an operation in flight")]
-    OutstandingHolds { count: u64 },
+    OutstandingHolds {
+        /// How many payments hold money, have a saved card for a later hold, or an
+        /// operation in flight.
+        count: u64,
+    },
+    /// The card was declined, or its authentication failed.
     #[error("the card was declined: {}", .0.message)]
     Declined(Failure),
+    /// The `Idempotency-Key` was used before with a different request.
     #[error("this idempotency key was used for a different request")]
     IdempotencyKeyReused,
+    /// The first request with this `Idempotency-Key` has not finished yet.
     #[error("a request with this idempotency key is still in progress")]
     IdempotencyKeyInFlight,
+    /// A webhook delivery was refused (signature, body, or no secret configured).
     #[error(transparent)]
     Webhook(#[from] WebhookError),
+    /// The payment has no receipt yet (it is not captured).
     #[error("no receipt has been issued for this payment (it is not captured)")]
     ReceiptNotIssued,
+    /// A document could not be rendered.
     #[error(transparent)]
     Render(#[from] RenderError),
     /// The consultation's day refuses this now (no pass before the hold, too early,
     /// over, cancelled…).
     #[error(transparent)]
     Day(#[from] DayError),
+    /// The pass to the video room could not be signed.
     #[error(transparent)]
     Pass(SignError),
+    /// The payment processor refused or could not answer (a declined card is
+    /// [`BillingError::Declined`] instead).
     #[error("payment gateway: {0}")]
     Gateway(GatewayError),
+    /// Storage failed (a [`RepositoryError::Conflict`] is [`BillingError::Conflict`]
+    /// instead).
     #[error("storage: {0}")]
     Storage(RepositoryError),
 }
@@ -157,6 +214,7 @@ impl BillingError {
         }
     }
 
+    /// How a caller should treat the error, whatever the transport.
     pub fn class(&self) -> ErrorClass {
         match self {
             BillingError::Access(AccessDenied::Unauthenticated) => ErrorClass::Unauthenticated,

@@ -30,6 +30,7 @@ pub enum FeePreset {
 }
 
 impl FeePreset {
+    /// Every preset, in a stable order (the order a picker lists them in).
     pub const ALL: [FeePreset; 5] = [
         FeePreset::Default,
         FeePreset::Standard,
@@ -91,22 +92,65 @@ impl FromStr for FeePreset {
     }
 }
 
+/// Why a fee schedule was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FeeError {
+    /// Not the id of a [`FeePreset`] ([`FeePreset::id`]); carries the text, cut to 32
+    /// characters.
     #[error("'{0}' is not a fee schedule (default, standard, premium, uk, international)")]
     UnknownPreset(String),
+    /// The percentage is negative, above 100, or has more than four decimals.
     #[error("the fee percentage must be between 0 and 100 with at most 4 decimals")]
     InvalidPercent,
+    /// The schedule's fee on the currency's smallest charge is at least that charge
+    /// (see [`FeeSchedule::ensure_positive_net`]).
     #[error(
         "this schedule's fee on the smallest charge ({smallest}) is {fee}: it would leave \
          nothing, or less than nothing, on small payments"
     )]
-    LeavesNoNet { smallest: Money, fee: Money },
+    LeavesNoNet {
+        /// The currency's minimum charge ([`Currency::minimum_charge`]).
+        smallest: Money,
+        /// What the schedule would take on it.
+        fee: Money,
+    },
+    /// The fixed part is negative ([`MoneyError::Negative`]) or an amount is in another
+    /// currency than the schedule.
     #[error(transparent)]
     Money(#[from] MoneyError),
 }
 
 /// A fee schedule: `percent`% of the amount plus `fixed`, in one currency.
+///
+/// The percentage part is rounded half-up to the minor unit before the fixed part is
+/// added; a zero amount costs nothing.
+///
+/// ```
+/// use billing_core::fees::{FeePreset, FeeSchedule};
+/// use billing_core::money::{Currency, Money, MoneyError};
+///
+/// let eur = |s| Money::parse(s, Currency::Eur);
+/// let schedule = FeeSchedule::default_for(Currency::Eur); // 1.4 % + 0.25 €
+/// assert_eq!(schedule.preset(), Some(FeePreset::Default));
+///
+/// // 25.00 × 1.4 % = 0.35, + 0.25 = 0.60: the practitioner receives 24.40.
+/// let estimate = schedule.estimate(&eur("25.00")?)?;
+/// assert_eq!(estimate.fee, eur("0.60")?);
+/// assert_eq!(estimate.net, eur("24.40")?);
+///
+/// // Half-up: 7.50 × 1.4 % = 0.105 → 0.11 (not the banker's 0.10), + 0.25.
+/// assert_eq!(schedule.fee(&eur("7.50")?)?, eur("0.36")?);
+/// // And below half, down: 18.00 × 1.4 % = 0.252 → 0.25, + 0.25.
+/// assert_eq!(schedule.fee(&eur("18.00")?)?, eur("0.50")?);
+///
+/// // A schedule prices its own currency only.
+/// let dollars = Money::parse("25", Currency::Usd)?;
+/// assert!(matches!(
+///     schedule.estimate(&dollars),
+///     Err(MoneyError::CurrencyMismatch { .. })
+/// ));
+/// # Ok::<(), MoneyError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FeeSchedule {
     percent: Decimal,
@@ -148,14 +192,17 @@ impl FeeSchedule {
         FeePreset::Default.schedule(currency)
     }
 
+    /// The percentage part, in percent (1.4 means 1.4 %), normalised (`1.40` is `1.4`).
     pub fn percent(&self) -> Decimal {
         self.percent
     }
 
+    /// The fixed part, added to every non-zero charge; it sets the schedule's currency.
     pub fn fixed(&self) -> Money {
         self.fixed
     }
 
+    /// The only currency this schedule prices amounts in.
     pub fn currency(&self) -> Currency {
         self.fixed.currency()
     }
@@ -189,7 +236,6 @@ impl FeeSchedule {
         amount.checked_sub(&self.fee(amount)?)
     }
 
-    /// Fee and net together, for previews.
     /// Refuses a schedule that takes all of a small payment: its fee on the currency's
     /// smallest charge must stay below it, so every chargeable amount keeps a
     /// positive net (the fee grows slower than the amount). Stripe's own schedules
@@ -203,6 +249,12 @@ impl FeeSchedule {
         Ok(())
     }
 
+    /// Fee and net together, for previews (C7): [`FeeSchedule::fee`] and what is left.
+    ///
+    /// # Errors
+    ///
+    /// [`MoneyError::CurrencyMismatch`] if `amount` is not in the schedule's currency;
+    /// [`MoneyError::Overflow`] only for amounts far beyond what Stripe charges.
     pub fn estimate(&self, amount: &Money) -> Result<FeeEstimate, MoneyError> {
         let fee = self.fee(amount)?;
         Ok(FeeEstimate {
@@ -215,17 +267,23 @@ impl FeeSchedule {
 /// A fee preview: what Stripe keeps and what the practitioner receives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FeeEstimate {
+    /// What Stripe keeps: [`FeeSchedule::fee`] of the amount.
     pub fee: Money,
+    /// What the practitioner receives: the amount minus `fee` (positive for every
+    /// chargeable amount when the schedule passes [`FeeSchedule::ensure_positive_net`]).
     pub net: Money,
 }
 
 /// The fee recorded on a payment: an estimate until Stripe reports the real one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Fee {
+    /// The fee, in the payment's currency.
     pub amount: Money,
+    /// Whether `amount` is an estimate or Stripe's own figure.
     pub source: FeeSource,
 }
 
+/// Where a recorded [`Fee`] comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FeeSource {
     /// Computed from the practitioner's fee schedule.
@@ -235,6 +293,7 @@ pub enum FeeSource {
 }
 
 impl Fee {
+    /// A fee computed from the practitioner's schedule, until Stripe reports its own.
     pub fn estimated(amount: Money) -> Self {
         Fee {
             amount,
@@ -242,6 +301,8 @@ impl Fee {
         }
     }
 
+    /// The fee Stripe reported (balance transaction); [`Fee::merge`] never lets an
+    /// estimate replace it.
     pub fn reported(amount: Money) -> Self {
         Fee {
             amount,

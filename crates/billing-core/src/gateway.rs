@@ -35,12 +35,18 @@ pub enum GatewayError {
     Declined(Failure),
     /// The object is not in a state that allows this (e.g. capturing a cancelled intent).
     #[error("unexpected state: {message}")]
-    UnexpectedState { message: String },
+    UnexpectedState {
+        /// The gateway's explanation.
+        message: String,
+    },
     /// Stripe refused the parameters.
     #[error("invalid request{}: {message}", param.as_ref().map(|p| format!(" ({p})")).unwrap_or_default())]
     InvalidRequest {
+        /// Stripe's error code (`parameter_invalid_integer`, …), when it gave one.
         code: Option<String>,
+        /// The parameter Stripe refused, when it named one.
         param: Option<String>,
+        /// The gateway's explanation.
         message: String,
     },
     /// The idempotency key was used before with different parameters.
@@ -48,13 +54,22 @@ pub enum GatewayError {
     IdempotencyConflict,
     /// No such object.
     #[error("not found: {message}")]
-    NotFound { message: String },
+    NotFound {
+        /// The gateway's explanation.
+        message: String,
+    },
     /// The connected account cannot be reached: deauthorised, or not ours.
     #[error("the connected account is not reachable: {message}")]
-    AccountUnavailable { message: String },
+    AccountUnavailable {
+        /// The gateway's explanation.
+        message: String,
+    },
     /// The OAuth authorisation code is unknown, expired or already used.
     #[error("authorisation code rejected: {message}")]
-    InvalidGrant { message: String },
+    InvalidGrant {
+        /// The gateway's explanation.
+        message: String,
+    },
     /// Too many requests even after retries.
     #[error("rate limited by the gateway")]
     RateLimited,
@@ -64,7 +79,10 @@ pub enum GatewayError {
     /// Timeout, network failure or gateway error: the outcome of a write is unknown
     /// and must be settled by retrying with the same key or by reconciliation.
     #[error("gateway unavailable: {message}")]
-    Unavailable { message: String },
+    Unavailable {
+        /// What went wrong (timeout, status), for logs.
+        message: String,
+    },
     /// A feature the operator has not configured (e.g. no Connect client id).
     #[error("not configured: {0}")]
     // What is missing is a fact of this server's configuration: never stored.
@@ -79,9 +97,11 @@ pub enum GatewayError {
 pub struct ClientSecret(String);
 
 impl ClientSecret {
+    /// Wraps the secret the gateway returned.
     pub fn new(s: String) -> Self {
         ClientSecret(s)
     }
+    /// The secret itself, to hand to the Payment Element in the patient's browser only.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -97,12 +117,20 @@ impl fmt::Debug for ClientSecret {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum IntentStatus {
+    /// No card yet, or the last one failed (see [`IntentSnapshot::last_error`]).
     RequiresPaymentMethod,
+    /// A card is attached; the intent is not confirmed yet.
     RequiresConfirmation,
+    /// The patient must act (3-D Secure).
     RequiresAction,
+    /// Being processed by the card network.
     Processing,
+    /// Authorised and waiting for capture: the hold is in place.
     RequiresCapture,
+    /// Cancelled: released on request, or lapsed (see
+    /// [`IntentSnapshot::cancellation_reason`]).
     Canceled,
+    /// Captured.
     Succeeded,
 }
 
@@ -110,11 +138,15 @@ pub enum IntentStatus {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct IntentSnapshot {
+    /// The intent (`pi_…`).
     pub id: PaymentIntentId,
+    /// Its status.
     pub status: IntentStatus,
     /// The amount the intent is for (the hold).
     pub amount: Money,
+    /// What may still be captured (the hold while `RequiresCapture`, zero otherwise).
     pub amount_capturable: Money,
+    /// What was captured; zero when the payload does not say.
     pub amount_received: Money,
     /// Cumulative amount refunded on the intent's charge.
     pub amount_refunded: Money,
@@ -122,11 +154,14 @@ pub struct IntentSnapshot {
     pub capture_before: Option<DateTime<Utc>>,
     /// Stripe's real fee, from the charge's balance transaction, when known.
     pub fee: Option<Money>,
+    /// Why the last authorisation attempt failed, if it did.
     pub last_error: Option<Failure>,
     /// Stripe's `cancellation_reason` (`requested_by_customer`, `automatic`, …).
     pub cancellation_reason: Option<String>,
     /// Our payment id, from the intent's metadata.
     pub payment: Option<PaymentId>,
+    /// The intent's client secret, for the Payment Element (only in a creation's answer
+    /// or a read).
     pub client_secret: Option<ClientSecret>,
     /// Every refund of the intent's charge, when the gateway was asked for them (a
     /// read); `None` when the snapshot does not say (an event's payload).
@@ -207,11 +242,17 @@ impl IntentSnapshot {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum SetupStatus {
+    /// No card yet, or the last one failed (see [`SetupSnapshot::last_error`]).
     RequiresPaymentMethod,
+    /// A card is attached; not confirmed yet.
     RequiresConfirmation,
+    /// The patient must act (3-D Secure).
     RequiresAction,
+    /// Being processed.
     Processing,
+    /// Cancelled: nothing will be saved.
     Canceled,
+    /// The card is saved.
     Succeeded,
 }
 
@@ -219,10 +260,13 @@ pub enum SetupStatus {
 /// `setup` mode, or a SetupIntent for the Payment Element).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SetupSnapshot {
+    /// The SetupIntent (`seti_…`).
     pub id: SetupIntentId,
+    /// Its status.
     pub status: SetupStatus,
     /// The card, once saved on a customer.
     pub saved_card: Option<SavedCard>,
+    /// Why saving the card failed, if it did.
     pub last_error: Option<Failure>,
     /// Our payment id, from the SetupIntent's metadata.
     pub payment: Option<PaymentId>,
@@ -244,9 +288,13 @@ impl SetupSnapshot {
 /// Create a manual-capture intent (a hold) on the practitioner's account.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HoldRequest {
+    /// The practitioner's connected account the hold is placed on.
     pub account: ConnectedAccountId,
+    /// Our payment, put in the intent's metadata.
     pub payment: PaymentId,
+    /// The consultation, put in the intent's metadata.
     pub consultation: ConsultationId,
+    /// The amount to hold: the payment's amount.
     pub amount: Money,
     /// Shown in the Stripe dashboard and on receipts: the practitioner's label and the
     /// date, never more than the practitioner chose (no health data).
@@ -257,6 +305,8 @@ pub struct HoldRequest {
     /// Place the hold off-session with this saved card (the patient is not there:
     /// a declined card or a bank asking for authentication fails the hold).
     pub off_session: Option<SavedCard>,
+    /// The `Idempotency-Key` to send: the same request again MUST NOT create a second
+    /// intent.
     pub key: IdempotencyKey,
 }
 
@@ -275,6 +325,7 @@ pub enum CheckoutMode {
 /// Set up the patient's authorisation step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckoutRequest {
+    /// The hold to place (in `SaveCard` mode, what the card is saved for).
     pub hold: HoldRequest,
     /// Where the gateway sends the patient back after authorising.
     pub success_url: String,
@@ -282,7 +333,9 @@ pub struct CheckoutRequest {
     pub cancel_url: String,
     /// An intent already created for this payment, to reuse rather than duplicate.
     pub existing_intent: Option<PaymentIntentId>,
+    /// The patient's e-mail, to prefill the hosted page and receipts, if known.
     pub customer_email: Option<String>,
+    /// Hold now, or only save the card.
     pub mode: CheckoutMode,
     /// The patient's language: the hosted page's `locale`.
     pub locale: Lang,
@@ -293,30 +346,43 @@ pub struct CheckoutRequest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CheckoutStart {
+    /// The intent, when the gateway created (or reused) one now; Checkout creates its own
+    /// when the patient submits a card.
     pub intent: Option<PaymentIntentId>,
+    /// The Checkout Session, when the patient pays on a hosted page.
     pub session: Option<CheckoutSessionId>,
     /// The SetupIntent saving the card (Payment Element, mode `SaveCard`); Checkout
     /// makes its own, read from the session.
     pub setup: Option<SetupIntentId>,
+    /// The hosted page to send the patient to; `None` for the Payment Element.
     pub redirect_url: Option<String>,
     /// The client secret of the intent (mode `Hold`) or of the SetupIntent (mode
     /// `SaveCard`) for the Payment Element.
     pub client_secret: Option<ClientSecret>,
+    /// When the hosted page stops accepting payment.
     pub expires_at: Option<DateTime<Utc>>,
+    /// What the page does: the request's mode.
     pub mode: CheckoutMode,
 }
 
 /// Where a checkout session stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CheckoutStatus {
+    /// The patient may still pay.
     Open,
+    /// The patient paid (or saved their card).
     Complete,
+    /// Closed without payment.
     Expired,
 }
 
+/// A checkout session as the gateway sees it now
+/// ([`PaymentGateway::retrieve_checkout`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckoutState {
+    /// Where the session stands.
     pub status: CheckoutStatus,
+    /// The intent the session made, once the patient submitted a card.
     pub intent: Option<IntentSnapshot>,
     /// The card saving of a session in `setup` mode.
     pub setup: Option<SetupSnapshot>,
@@ -324,11 +390,15 @@ pub struct CheckoutState {
 
 pub use crate::payment::model::RefundState as RefundStatus;
 
+/// A refund as the gateway accepted it ([`PaymentGateway::refund`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RefundOutcome {
+    /// The refund (`re_…`).
     pub id: RefundId,
+    /// The amount refunded.
     pub amount: Money,
+    /// Usually `Pending` or `Succeeded` at first; it may still fail later.
     pub status: RefundStatus,
 }
 
@@ -471,12 +541,15 @@ pub trait ConnectOnboarding: Send + Sync {
 /// A webhook event, verified and turned into domain terms.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookEvent {
+    /// Stripe's event id (`evt_…`): deliveries are de-duplicated on it.
     pub id: EventId,
     /// Stripe's event type, e.g. `payment_intent.succeeded`.
     pub kind: String,
+    /// When Stripe created the event.
     pub created: DateTime<Utc>,
     /// The connected account the event happened on (`account` field of Connect events).
     pub account: Option<ConnectedAccountId>,
+    /// What the event tells the domain.
     pub payload: GatewayEvent,
 }
 
@@ -491,23 +564,32 @@ pub enum GatewayEvent {
     /// changed; they are read again from the gateway (a payload may be older than
     /// what another event already said).
     RefundsChanged {
+        /// The intent whose charge it is, if the payload says.
         intent: Option<PaymentIntentId>,
+        /// Our payment, from the metadata, if the payload says.
         payment: Option<PaymentId>,
     },
     /// `charge.expired`: an uncaptured charge lapsed.
     ChargeExpired {
+        /// The intent whose charge lapsed, if the payload says.
         intent: Option<PaymentIntentId>,
+        /// Our payment, from the metadata, if the payload says.
         payment: Option<PaymentId>,
     },
     /// `charge.dispute.*`: the dispute as it is now, with the intent it is about.
     Dispute {
+        /// The dispute, whole.
         dispute: Dispute,
+        /// The intent of the disputed charge, if the payload says.
         intent: Option<PaymentIntentId>,
     },
     /// `account.updated`.
     AccountUpdated(AccountSnapshot),
     /// `account.application.deauthorized`: the practitioner disconnected us at Stripe.
-    AccountDeauthorized { account: ConnectedAccountId },
+    AccountDeauthorized {
+        /// The account that disconnected the platform.
+        account: ConnectedAccountId,
+    },
     /// Well signed, but not for us: acknowledged (2xx) and ignored, for this reason.
     Ignored(IgnoreReason),
 }
@@ -539,6 +621,7 @@ pub enum IgnoreReason {
 }
 
 impl IgnoreReason {
+    /// Every reason, in declaration order (the closed set of metric labels).
     pub const ALL: [IgnoreReason; 9] = [
         IgnoreReason::EventType,
         IgnoreReason::OtherMode,
@@ -573,18 +656,27 @@ impl fmt::Display for IgnoreReason {
     }
 }
 
+/// Why a webhook delivery was refused: nothing is applied, and the delivery is
+/// answered with an error (Stripe retries it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WebhookError {
+    /// The request has no `Stripe-Signature` header.
     #[error("no Stripe-Signature header")]
     MissingSignature,
+    /// The header is not `t=…,v1=…`.
     #[error("the Stripe-Signature header is malformed")]
     MalformedSignature,
+    /// No `v1` signature matches the body with the endpoint's secret.
     #[error("no signature matches")]
     BadSignature,
+    /// The signature's timestamp is further from the clock than the adapter's tolerance
+    /// (300 s by default): a possible replay.
     #[error("the signature timestamp is outside the tolerance")]
     Stale,
+    /// Well signed, but the body is not an event the adapter can read; carries why.
     #[error("the event body is not a Stripe event: {0}")]
     MalformedEvent(String),
+    /// The server has no webhook secret, so nothing can be verified.
     #[error("no webhook secret is configured")]
     NotConfigured,
 }
@@ -594,6 +686,9 @@ pub enum WebhookError {
 /// comparison, 300 s tolerance against its clock port) before reading the body.
 #[cfg_attr(test, mockall::automock)]
 pub trait WebhookVerifier: Send + Sync {
+    /// Checks the signature of `body` (the raw bytes as received) against
+    /// `signature_header`, then parses the event. An event of a type the domain does not
+    /// read is still `Ok`, as [`GatewayEvent::Ignored`].
     #[allow(clippy::needless_lifetimes)] // mockall needs the lifetime named
     fn verify<'a>(
         &self,
@@ -651,7 +746,10 @@ pub trait SandboxControl: Send + Sync {
 /// so a lock in the database), the sandbox reads what changed since the version it
 /// last saw, works, and commits what it changed as the next version.
 ///
-/// Contract (checked by `storage-seaorm`'s tests on SQLite and PostgreSQL):
+/// # Contract
+///
+/// (Checked by `storage-seaorm`'s tests on SQLite and PostgreSQL.)
+///
 /// - while one [`SandboxWrite`] is open, another `begin` (from any process) waits;
 /// - a dropped write changes nothing;
 /// - `changed_since(v)` returns every row whose last write is after version `v`;
@@ -697,6 +795,7 @@ pub struct SandboxHead {
 pub struct SandboxRow {
     /// What it is (`intent`, `session`, …): with `id`, what makes it unique.
     pub kind: String,
+    /// The object's id (`pi_…`, `cs_…`, …), unique within its `kind`.
     pub id: String,
     /// What the sandbox wrote (JSON).
     pub body: String,
@@ -705,23 +804,32 @@ pub struct SandboxRow {
 /// The sandbox clock after a move, and what happened meanwhile.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SandboxAdvance {
+    /// The sandbox clock's new time.
     pub now: DateTime<Utc>,
+    /// The events that became due meanwhile, in order, as webhooks would carry them.
     pub events: Vec<WebhookEvent>,
 }
 
 /// The sandbox checkout page's content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SandboxCheckout {
+    /// The session the page is for.
     pub session: CheckoutSessionId,
+    /// Our payment, from the session's metadata.
     pub payment: Option<PaymentId>,
+    /// The amount held (or that a hold will be, in `SaveCard` mode).
     pub amount: Money,
+    /// The hold's description.
     pub description: String,
     /// Whether the page holds the amount or only saves the card.
     pub mode: CheckoutMode,
+    /// Where the session stands.
     pub status: CheckoutStatus,
     /// The card is waiting for a 3-D Secure answer.
     pub awaiting_authentication: bool,
+    /// Where the patient goes back after paying.
     pub success_url: String,
+    /// Where the patient goes back if they give up.
     pub cancel_url: String,
 }
 
@@ -729,10 +837,13 @@ pub struct SandboxCheckout {
 /// carry, and where the browser goes next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SandboxOutcome {
+    /// The events the submission caused, in order.
     pub events: Vec<WebhookEvent>,
+    /// Where the browser goes next.
     pub next: SandboxNext,
 }
 
+/// Where the sandbox checkout page sends the browser after a submission.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SandboxNext {
     /// Back to the pay page.
@@ -740,7 +851,10 @@ pub enum SandboxNext {
     /// Show the 3-D Secure challenge.
     Authenticate,
     /// Declined: stay on the checkout page to try another card.
-    TryAgain { message: String },
+    TryAgain {
+        /// The decline message to show.
+        message: String,
+    },
 }
 
 #[cfg(test)]

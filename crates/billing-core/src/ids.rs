@@ -11,7 +11,9 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("'{value}' is not a valid {kind} id")]
 pub struct InvalidId {
+    /// What the id was meant to be ("payment", "Stripe account", …).
     pub kind: &'static str,
+    /// The text refused, cut to 64 characters.
     pub value: String,
 }
 
@@ -29,9 +31,12 @@ macro_rules! uuid_id {
         pub struct $name(Uuid);
 
         impl $name {
+            /// Wraps a UUID (from the [`IdGenerator`](crate::system::IdGenerator), or
+            /// read back from storage).
             pub const fn from_uuid(id: Uuid) -> Self {
                 Self(id)
             }
+            /// The UUID, as stored.
             pub const fn as_uuid(&self) -> Uuid {
                 self.0
             }
@@ -105,6 +110,7 @@ macro_rules! stripe_id {
                 if valid { Ok(Self(s.to_owned())) } else { Err(invalid($kind, s)) }
             }
 
+            /// The id as Stripe wrote it, prefix included.
             pub fn as_str(&self) -> &str {
                 &self.0
             }

@@ -147,6 +147,8 @@
 //! # }).unwrap();
 //! ```
 
+#![warn(missing_docs)]
+
 #[macro_use]
 mod serde_text;
 
@@ -171,7 +173,9 @@ pub mod secrets;
 pub mod staff;
 pub mod system;
 #[cfg(test)]
-pub(crate) mod testing;
+pub(crate) mod test_support;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod video;
 
 pub use billing::{Billing, BillingBuilder, MissingPort, Storage};

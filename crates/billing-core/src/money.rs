@@ -14,15 +14,25 @@ use rust_decimal::{Decimal, RoundingStrategy};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Currency {
+    /// Euro.
     Eur,
+    /// US dollar.
     Usd,
+    /// Pound sterling.
     Gbp,
+    /// Swiss franc.
     Chf,
+    /// Canadian dollar.
     Cad,
+    /// Australian dollar.
     Aud,
+    /// Swedish krona.
     Sek,
+    /// Danish krone.
     Dkk,
+    /// Norwegian krone.
     Nok,
+    /// Polish złoty.
     Pln,
     /// A zero-decimal currency: amounts have no minor unit.
     Jpy,
@@ -135,24 +145,57 @@ impl FromStr for Currency {
 /// Why an amount or a currency was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MoneyError {
+    /// The input was empty, or only whitespace.
     #[error("the amount is empty")]
     Empty,
+    /// The text is not an amount: only digits with at most one `.` or `,` and digits
+    /// after it are accepted (no sign, exponent or thousands separator). For
+    /// [`Money`]'s `FromStr`, the text is not "`<decimal> <currency code>`". Carries the
+    /// offending text, cut to 32 characters.
     #[error("'{0}' is not an amount: write digits with an optional decimal point or comma")]
     InvalidFormat(String),
+    /// The input starts with a minus sign (or a fee schedule's fixed part is negative).
     #[error("the amount must not be negative")]
     Negative,
+    /// More decimals than the currency's minor unit has. Nothing is ever rounded
+    /// silently: "25.001" EUR is refused, "25.000" is accepted.
     #[error("{currency} amounts have at most {max} decimals")]
-    TooManyDecimals { currency: Currency, max: u32 },
+    TooManyDecimals {
+        /// The currency the amount was meant in.
+        currency: Currency,
+        /// How many decimals it allows ([`Currency::minor_units`]).
+        max: u32,
+    },
+    /// The amount does not fit in `i64` minor units, the typed text is longer than 24
+    /// characters, or a sum, difference or product overflowed.
     #[error("the amount is too large")]
     Overflow,
+    /// Not the code of a supported [`Currency`]; carries the text, cut to 32 characters.
     #[error("'{0}' is not a supported currency")]
     UnknownCurrency(String),
+    /// Two amounts in different currencies were combined or compared (or an amount was
+    /// given to a schedule or a payment in another currency).
     #[error("cannot combine {left} and {right} amounts")]
-    CurrencyMismatch { left: Currency, right: Currency },
+    CurrencyMismatch {
+        /// The currency of the amount operated on (`self`, or the amount given).
+        left: Currency,
+        /// The currency of the other operand (the schedule's, the payment's).
+        right: Currency,
+    },
+    /// Less than Stripe accepts to charge in the currency
+    /// ([`Currency::minimum_charge`]).
     #[error("the minimum charge is {minimum}")]
-    BelowMinimumCharge { minimum: Money },
+    BelowMinimumCharge {
+        /// The smallest chargeable amount (0.50 EUR, 0.30 GBP, …).
+        minimum: Money,
+    },
+    /// More than Stripe accepts to charge: eight digits in minor units
+    /// ([`Currency::maximum_charge`]).
     #[error("the maximum charge is {maximum}")]
-    AboveMaximumCharge { maximum: Money },
+    AboveMaximumCharge {
+        /// The largest chargeable amount (999 999.99 EUR).
+        maximum: Money,
+    },
 }
 
 /// Longest user input we echo back in an error message.
@@ -200,6 +243,14 @@ pub struct AmountInput {
 }
 
 impl AmountInput {
+    /// Reads what a person typed, with the same grammar as [`Money::parse`]: "25",
+    /// "25.00" or "25,00". `currency` is the one they named, if any; the scale is
+    /// checked later, by [`AmountInput::in_currency`].
+    ///
+    /// # Errors
+    ///
+    /// [`MoneyError::Empty`], [`MoneyError::Negative`], [`MoneyError::InvalidFormat`],
+    /// or [`MoneyError::Overflow`] for text longer than 24 characters.
     pub fn parse(text: &str, currency: Option<Currency>) -> Result<Self, MoneyError> {
         Ok(AmountInput {
             value: parse_decimal_input(text)?,
@@ -230,6 +281,43 @@ impl AmountInput {
 /// Invariant: `amount.scale() == currency.minor_units()` and the amount fits in `i64`
 /// minor units. The amount may be negative only as the result of arithmetic (a net
 /// after refunds); user input never is.
+///
+/// ```
+/// use billing_core::money::{Currency, Money, MoneyError};
+/// use billing_core::rust_decimal::Decimal;
+///
+/// // What a person types: a point or a comma, at most the currency's decimals.
+/// let price = Money::parse("25,00", Currency::Eur)?;
+/// assert_eq!(price, Money::parse("25", Currency::Eur)?);
+/// assert_eq!(price.to_string(), "25.00 EUR");
+/// assert_eq!(price.to_minor()?, 2500); // cents, what Stripe is sent
+/// assert!(matches!(
+///     Money::parse("25.001", Currency::Eur),
+///     Err(MoneyError::TooManyDecimals { max: 2, .. })
+/// ));
+/// assert_eq!(Money::parse("-5", Currency::Eur), Err(MoneyError::Negative));
+///
+/// // Arithmetic is exact, checked, and never mixes currencies.
+/// let refunded = Money::parse("7.50", Currency::Eur)?;
+/// assert_eq!(price.checked_sub(&refunded)?.to_string(), "17.50 EUR");
+/// assert!(refunded.checked_sub(&price)?.is_negative());
+/// let dollar = Money::from_minor(100, Currency::Usd);
+/// assert!(matches!(
+///     price.checked_add(&dollar),
+///     Err(MoneyError::CurrencyMismatch { .. })
+/// ));
+///
+/// // A product is rounded half away from zero to the minor unit:
+/// // 0.35 × 10 % = 0.035 → 0.04, and 18.00 × 1.4 % = 0.252 → 0.25.
+/// let ten_percent = Decimal::new(1, 1);
+/// let eur = |s| Money::parse(s, Currency::Eur);
+/// assert_eq!(eur("0.35")?.mul_rounded(ten_percent)?, eur("0.04")?);
+/// assert_eq!(eur("18")?.mul_rounded(Decimal::new(14, 3))?, eur("0.25")?);
+///
+/// // Zero-decimal currencies have no minor unit.
+/// assert_eq!(Money::parse("500", Currency::Jpy)?.to_minor()?, 500);
+/// # Ok::<(), MoneyError>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Money {
     amount: Decimal,
@@ -287,18 +375,22 @@ impl Money {
         self.amount
     }
 
+    /// The amount's currency.
     pub fn currency(&self) -> Currency {
         self.currency
     }
 
+    /// Exactly zero (in any currency, `0.00` and `0` are the same).
     pub fn is_zero(&self) -> bool {
         self.amount.is_zero()
     }
 
+    /// Strictly above zero.
     pub fn is_positive(&self) -> bool {
         self.amount.is_sign_positive() && !self.amount.is_zero()
     }
 
+    /// Strictly below zero (only a computed amount can be: a net after refunds).
     pub fn is_negative(&self) -> bool {
         self.amount.is_sign_negative() && !self.amount.is_zero()
     }
@@ -314,6 +406,12 @@ impl Money {
         }
     }
 
+    /// `self + other`.
+    ///
+    /// # Errors
+    ///
+    /// [`MoneyError::CurrencyMismatch`] if the currencies differ, [`MoneyError::Overflow`]
+    /// if the sum does not fit in `i64` minor units.
     pub fn checked_add(&self, other: &Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
         let sum = self
@@ -323,6 +421,12 @@ impl Money {
         Money::new(sum, self.currency)
     }
 
+    /// `self - other`, which may be negative.
+    ///
+    /// # Errors
+    ///
+    /// [`MoneyError::CurrencyMismatch`] if the currencies differ, [`MoneyError::Overflow`]
+    /// if the difference does not fit in `i64` minor units.
     pub fn checked_sub(&self, other: &Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
         let diff = self

@@ -76,6 +76,7 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
+    /// Every kind, in declaration order.
     pub const ALL: [MessageKind; 10] = [
         MessageKind::PayLink,
         MessageKind::HoldPlaced,
@@ -89,6 +90,7 @@ impl MessageKind {
         MessageKind::Rescheduled,
     ];
 
+    /// The stable name (`pay_link`, `receipt`, …), stored.
     pub const fn as_str(self) -> &'static str {
         match self {
             MessageKind::PayLink => "pay_link",
@@ -125,26 +127,38 @@ impl fmt::Display for MessageKind {
 /// receipt, or the credit note (or its cancellation) of one of its refunds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttachmentRef {
+    /// The payment the document belongs to.
     pub payment: PaymentId,
+    /// Which document: the receipt, or a credit note.
     pub kind: DocumentKind,
+    /// The refund a credit note is about; `None` for the receipt.
     pub refund: Option<RefundId>,
 }
 
 /// A message as queued.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
+    /// The message's id, also the e-mail's `Message-ID` on every attempt.
     pub id: uuid::Uuid,
+    /// What it is about.
     pub kind: MessageKind,
+    /// Whose message it is (who sees it on the dashboard).
     pub practitioner: PractitionerId,
+    /// The consultation it is about, if any (whose live pay link fills [`PAY_URL`]).
     pub consultation: Option<ConsultationId>,
+    /// The recipient.
     pub to: EmailAddress,
+    /// The language it is written in.
     pub lang: Lang,
+    /// The subject line.
     pub subject: String,
     /// Plain text; [`PAY_URL`] stands for the pay link.
     pub body: String,
+    /// A document to attach when it is sent, if any.
     pub attachment: Option<AttachmentRef>,
     /// The same key is never queued twice (`receipt:{payment}`…).
     pub dedupe: String,
+    /// When it was queued.
     pub created_at: DateTime<Utc>,
 }
 
@@ -153,16 +167,20 @@ pub struct Message {
 pub enum Delivery {
     /// Not sent yet (never tried, or to be tried again at `next_attempt_at`).
     Pending,
+    /// The mail server accepted it.
     Sent {
+        /// When.
         at: DateTime<Utc>,
     },
     /// Refused for good by the mail server.
     Failed {
+        /// When.
         at: DateTime<Utc>,
     },
 }
 
 impl Delivery {
+    /// The stable name (`pending`, `sent`, `failed`), stored.
     pub const fn as_str(&self) -> &'static str {
         match self {
             Delivery::Pending => "pending",
@@ -175,10 +193,15 @@ impl Delivery {
 /// A message with its delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Queued {
+    /// The message.
     pub message: Message,
+    /// Where it stands.
     pub delivery: Delivery,
+    /// How many sends failed so far.
     pub attempts: u32,
+    /// When it is due (again); the time it was queued before a first attempt.
     pub next_attempt_at: DateTime<Utc>,
+    /// The last failure, for staff.
     pub last_error: Option<String>,
 }
 
@@ -186,6 +209,19 @@ pub struct Queued {
 /// [`PaymentRepository::update`] and
 /// [`ConsultationRepository::create`](crate::consultation::ports::ConsultationRepository::create),
 /// in their transactions, with the same rules as [`OutboxRepository::enqueue`]).
+///
+/// # Contract
+///
+/// - **Once per key.** A message whose `dedupe` key is already queued (by any write)
+///   is skipped, never queued twice and never an error.
+/// - **Exclusive claims.** A message is leased by a conditional update: of concurrent
+///   claimers (several servers) at most one gets a given message until its lease
+///   ends; a lapsed lease may be taken over.
+/// - **Only the claimer settles.** `mark_sent` and `attempt_failed` change a message
+///   only while the caller's claim still holds it, and return `false` (nothing
+///   written) otherwise.
+/// - Messages read back equal (`==`) to what was queued; an outage is
+///   [`RepositoryError::Unavailable`].
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait OutboxRepository: Send + Sync {
@@ -235,8 +271,11 @@ pub trait OutboxRepository: Send + Sync {
 /// A file attached to an e-mail.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileAttachment {
+    /// The file name the recipient sees (`note-d-honoraires-2026-000123.pdf`).
     pub name: String,
+    /// Its MIME type (`application/pdf`).
     pub content_type: &'static str,
+    /// The file.
     pub bytes: Vec<u8>,
 }
 
@@ -245,10 +284,15 @@ pub struct FileAttachment {
 pub struct Email {
     /// The outbox message's id: the same on every attempt (`Message-ID`).
     pub id: uuid::Uuid,
+    /// The recipient.
     pub to: EmailAddress,
+    /// The message's language (the e-mail's `Content-Language`).
     pub lang: Lang,
+    /// The subject line.
     pub subject: String,
+    /// The plain-text body, with its links filled in.
     pub text: String,
+    /// Files to attach (a receipt, a credit note).
     pub attachments: Vec<FileAttachment>,
 }
 
@@ -267,14 +311,20 @@ pub enum MailError {
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait Mailer: Send + Sync {
+    /// Hands `email` to the mail server. `Ok` once the server accepted it; an outage or
+    /// a 4xx answer MUST be [`MailError::Temporary`] (the message is retried), a refusal
+    /// of this message for good [`MailError::Permanent`] (it is marked failed).
     async fn send(&self, email: &Email) -> Result<(), MailError>;
 }
 
 /// What one delivery round did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DeliveryReport {
+    /// Messages the mail server accepted.
     pub sent: u64,
+    /// Messages that failed for now and will be tried again.
     pub retried: u64,
+    /// Messages refused for good.
     pub failed: u64,
 }
 
@@ -329,6 +379,44 @@ impl fmt::Debug for OutboxService {
 }
 
 impl OutboxService {
+    /// The e-mail outbox (receipts, pay links, reminders), from the ports it uses: the
+    /// outbox and the records its messages are about, the document renderer, the
+    /// pay-link signer, the clock and the id source. Without a mailer
+    /// ([`OutboxService::with_mailer`]) messages stay queued.
+    // One argument per port the use case calls: grouping them would only hide which.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        outbox: Arc<dyn OutboxRepository>,
+        consultations: Arc<dyn ConsultationRepository>,
+        practitioners: Arc<dyn PractitionerRepository>,
+        payments: Arc<dyn PaymentRepository>,
+        documents: DocumentService,
+        links: Arc<dyn PayLinkSigner>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        config: crate::config::BillingConfig,
+    ) -> Self {
+        OutboxService {
+            outbox,
+            consultations,
+            practitioners,
+            payments,
+            documents,
+            links,
+            mailer: None,
+            clock,
+            ids,
+            config,
+        }
+    }
+
+    /// Sends messages through `mailer` (`None`: they stay queued).
+    #[must_use]
+    pub fn with_mailer(mut self, mailer: Option<Arc<dyn Mailer>>) -> Self {
+        self.mailer = mailer;
+        self
+    }
+
     /// Whether messages are sent (a mailer is configured) or only kept.
     pub fn sends(&self) -> bool {
         self.mailer.is_some()

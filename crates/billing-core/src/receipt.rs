@@ -41,6 +41,7 @@ pub enum DocumentKind {
 }
 
 impl DocumentKind {
+    /// The stable name (`receipt`, `credit_note`, `credit_note_cancellation`), stored.
     pub const fn as_str(self) -> &'static str {
         match self {
             DocumentKind::Receipt => "receipt",
@@ -70,10 +71,14 @@ impl FromStr for DocumentKind {
 /// `2026-000123`: the year of issue and the practitioner's sequence in that year.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DocumentNumber {
+    /// The year of issue, in the practitioner's time zone.
     pub year: i32,
+    /// The practitioner's sequence in that year, from 1.
     pub seq: u32,
 }
 
+/// Text that is not `YYYY-NNNNNN` with a sequence from 1; carries it, cut to 32
+/// characters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("'{0}' is not a document number (YYYY-NNNNNN)")]
 pub struct InvalidDocumentNumber(pub String);
@@ -107,16 +112,24 @@ impl FromStr for DocumentNumber {
 /// The practitioner as the document prints them, copied at issue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Issuer {
+    /// The practitioner's name.
     pub name: String,
+    /// Their profession, if set.
     pub profession: Option<String>,
     /// Lines separated by `\n`.
     pub address: Option<String>,
+    /// Their RPPS or ADELI number, if set.
     pub health_id: Option<HealthId>,
+    /// Their SIRET number, if set.
     pub siret: Option<Siret>,
+    /// The VAT mention printed (the practitioner's, or [`DEFAULT_VAT_MENTION`]).
+    ///
+    /// [`DEFAULT_VAT_MENTION`]: crate::practitioner::profile::DEFAULT_VAT_MENTION
     pub vat_mention: String,
 }
 
 impl Issuer {
+    /// The practitioner's profile as it is now.
     pub fn of(practitioner: &Practitioner) -> Self {
         let profile = &practitioner.profile;
         Issuer {
@@ -133,14 +146,19 @@ impl Issuer {
 /// Everything a document says, before storage numbers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DocumentDraft {
+    /// Receipt, credit note, or cancellation of a credit note.
     pub kind: DocumentKind,
+    /// Whose sequence numbers it.
     pub practitioner: PractitionerId,
+    /// The payment it is about.
     pub payment: PaymentId,
     /// The refund a credit note (or its cancellation) is for: one of each per refund.
     pub refund: Option<RefundId>,
     /// The numbering year: the year of issue in the practitioner's time zone.
     pub year: i32,
+    /// The practitioner, as printed.
     pub issuer: Issuer,
+    /// The patient's name, as printed.
     pub patient: String,
     /// When the act took place (the consultation's start).
     pub act_at: DateTime<Utc>,
@@ -151,6 +169,7 @@ pub struct DocumentDraft {
     pub amount: Money,
     /// When the money moved: the capture, or the refund.
     pub paid_at: DateTime<Utc>,
+    /// When it was issued.
     pub issued_at: DateTime<Utc>,
     /// The time zone dates are printed in.
     pub time_zone: TimeZone,
@@ -159,9 +178,11 @@ pub struct DocumentDraft {
 /// An issued document.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Document {
+    /// Its number, given by storage.
     pub number: DocumentNumber,
     /// A credit note's receipt, a cancellation's credit note.
     pub refers_to: Option<DocumentNumber>,
+    /// What it says.
     pub draft: DocumentDraft,
 }
 
@@ -290,6 +311,7 @@ pub(crate) fn draft(
 /// A document laid out in one language: what every renderer prints, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sheet {
+    /// The language it is laid out in.
     pub lang: Lang,
     /// "Note d'honoraires" / "Avoir".
     pub title: String,
@@ -460,6 +482,8 @@ pub struct RenderError(pub String);
 /// Turns a laid-out document into a PDF (an adapter: no I/O, CPU only).
 #[cfg_attr(test, mockall::automock)]
 pub trait DocumentRenderer: Send + Sync {
+    /// The PDF of `sheet`, printing every field in order. An error is a fault of the
+    /// renderer (a font, the PDF writer), never of the sheet's content.
     fn pdf(&self, sheet: &Sheet) -> Result<Vec<u8>, RenderError>;
 }
 
@@ -481,7 +505,9 @@ pub fn file_name(doc: &Document, lang: Lang) -> String {
 /// cancellations) by number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DocumentRef {
+    /// The payment's receipt.
     Receipt,
+    /// The credit note (or credit-note cancellation) with this number.
     CreditNote(DocumentNumber),
 }
 
@@ -508,6 +534,7 @@ impl std::fmt::Debug for DocumentService {
 }
 
 impl DocumentService {
+    /// Documents rendered by `renderer`.
     pub fn new(renderer: Arc<dyn DocumentRenderer>) -> Self {
         DocumentService { renderer }
     }

@@ -28,6 +28,7 @@ impl TokenHash {
         TokenHash(hex)
     }
 
+    /// The 64 lower-case hex digits, as stored.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -62,6 +63,7 @@ macro_rules! secret {
                 if ok { Ok(Self(s.to_owned())) } else { Err(MalformedSecret($kind)) }
             }
 
+            /// The SHA-256 that storage keeps and looks the secret up by.
             pub fn hash(&self) -> TokenHash {
                 TokenHash::of(&self.0)
             }

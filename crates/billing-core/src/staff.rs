@@ -19,6 +19,19 @@ use crate::secrets::{StaffToken, TokenHash};
 use crate::system::{Clock, IdGenerator, SecretGenerator, now_micros};
 
 /// Staff users and their hashed tokens.
+///
+/// # Contract
+///
+/// - **Only hashes.** Tokens are stored and looked up by [`TokenHash`]; a token hash
+///   belongs to one user, and a reused one is [`RepositoryError::Duplicate`].
+/// - **Atomicity.** A practitioner and their user (which share one id), a secretary
+///   and their links to their practitioners, a token replacement and its audit
+///   entries: each commits whole or not at all.
+/// - **Revocation is final.** A revoked token is never found again by
+///   [`find_by_token`](UserRepository::find_by_token).
+/// - Users read back equal (`==`) to what was written, with their role; undecodable
+///   stored data is [`RepositoryError::Corrupt`] and an outage
+///   [`RepositoryError::Unavailable`].
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait UserRepository: Send + Sync {
@@ -75,7 +88,9 @@ pub trait UserRepository: Send + Sync {
 /// A staff user as the operator sees them in a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaffRecord {
+    /// The user.
     pub user: StaffUser,
+    /// When the user was created.
     pub created_at: DateTime<Utc>,
     /// Tokens that still sign in; 0 means the user is locked out.
     pub live_tokens: u64,
@@ -84,7 +99,9 @@ pub struct StaffRecord {
 /// A user just created, with the token to show once.
 #[derive(Debug)]
 pub struct NewStaff {
+    /// The new user's id (a practitioner's is also their practitioner id).
     pub id: UserId,
+    /// Their sign-in token: shown once, only its hash is stored.
     pub token: StaffToken,
 }
 
@@ -105,6 +122,7 @@ impl std::fmt::Debug for StaffService {
 }
 
 impl StaffService {
+    /// Staff management over `users`, with `ids` and `secrets` for new users and tokens.
     pub fn new(
         users: Arc<dyn UserRepository>,
         clock: Arc<dyn Clock>,

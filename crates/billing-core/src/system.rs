@@ -8,6 +8,7 @@ use uuid::Uuid;
 /// The current time.
 #[cfg_attr(test, mockall::automock)]
 pub trait Clock: Send + Sync {
+    /// The current instant, in UTC. Every use case reads the time here, never from the OS.
     fn now(&self) -> DateTime<Utc>;
 }
 
@@ -32,6 +33,7 @@ pub struct OffsetClock<C> {
 }
 
 impl<C: Clock> OffsetClock<C> {
+    /// A clock that reads `base`, with no offset yet.
     pub fn new(base: C) -> Self {
         OffsetClock {
             base,
@@ -86,6 +88,7 @@ impl<C: Clock + ?Sized> Clock for std::sync::Arc<C> {
 /// that indexes stay compact; uniqueness is the only hard requirement.
 #[cfg_attr(test, mockall::automock)]
 pub trait IdGenerator: Send + Sync {
+    /// A UUID never returned before (by any process sharing the store).
     fn new_id(&self) -> Uuid;
 }
 

@@ -20,11 +20,17 @@ use crate::ids::ConsultationId;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RoomName(String);
 
+/// A room name outside `[a-z0-9-]{1,64}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a room name is 1 to 64 characters a-z, 0-9 or -")]
 pub struct InvalidRoomName;
 
 impl RoomName {
+    /// Accepts 1 to 64 characters `a-z`, `0-9` or `-`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidRoomName`] otherwise.
     pub fn parse(name: &str) -> Result<Self, InvalidRoomName> {
         let ok = (1..=64).contains(&name.len())
             && name
@@ -37,6 +43,7 @@ impl RoomName {
         }
     }
 
+    /// The name, as it goes in the room's URL.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -51,12 +58,15 @@ impl std::fmt::Display for RoomName {
 /// What a pass says, before signing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PassClaims {
+    /// The consultation the pass is for.
     pub consultation: ConsultationId,
+    /// Its room.
     pub room: RoomName,
     /// Shown to the other side in the room.
     pub display_name: String,
     /// The practitioner runs the room; the patient does not.
     pub moderator: bool,
+    /// When the pass was issued.
     pub issued_at: DateTime<Utc>,
     /// Not valid before (the window's opening).
     pub not_before: DateTime<Utc>,
@@ -83,10 +93,13 @@ pub trait PassSigner: Send + Sync {
 /// A signed pass, and where it opens the room.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pass {
+    /// The signed token the platform verifies.
     pub jwt: String,
     /// The platform's URL for this room with this pass, when one is configured.
     pub url: Option<String>,
+    /// The room it opens.
     pub room: RoomName,
+    /// When it stops opening the room (the window's end).
     pub expires_at: DateTime<Utc>,
 }
 
@@ -98,30 +111,45 @@ pub fn room_url(template: &str, room: &RoomName, jwt: &str) -> String {
         .replace("{jwt}", jwt)
 }
 
-/// Why no pass is issued now.
+/// Why the consultation's day refuses something now: a pass, a start, a
+/// cancellation, a reschedule or a missed-consultation fee.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum DayError {
+    /// The patient's payment is not authorised (no hold in place).
     #[error("the payment is not authorised: authorise it to enter")]
     PaymentRequired,
+    /// Before the consultation's window opens.
     #[error("the waiting room opens at {opens_at}")]
-    TooEarly { opens_at: DateTime<Utc> },
+    TooEarly {
+        /// When it opens.
+        opens_at: DateTime<Utc>,
+    },
+    /// The window has closed, the act was validated, or the patient did not come.
     #[error("the consultation is over")]
     ConsultationOver,
+    /// The consultation was cancelled.
     #[error("the consultation was cancelled")]
     ConsultationCancelled,
+    /// No video platform is configured: no pass to issue.
     #[error("no video platform is configured: the practitioner will call the patient")]
     VideoNotConfigured,
+    /// The patient may cancel only before the start.
     #[error("the consultation has started: it can no longer be cancelled from the link")]
     CancellationClosed,
+    /// The act was validated: the day can no longer change.
     #[error("the act was already validated")]
     AlreadySettled,
+    /// The consultation has started: it can no longer be rescheduled.
     #[error("the consultation has started")]
     AlreadyStarted,
+    /// No missed-consultation fee applies (not a late cancellation, or the policy has no
+    /// fee).
     #[error("no cancellation fee applies to this consultation")]
     NoFeeApplies,
 }
 
 impl DayError {
+    /// The stable problem code (`payment_required`, `too_early`, …).
     pub const fn code(&self) -> &'static str {
         match self {
             DayError::PaymentRequired => "payment_required",

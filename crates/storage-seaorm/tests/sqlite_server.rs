@@ -2,11 +2,6 @@
 //! for two server processes; their writers meet on SQLite's lock (`BEGIN IMMEDIATE`
 //! and the busy timeout), not in one process's writer queue.
 
-#[cfg(test)]
-#[allow(dead_code)] // shared with the repository suite; not every helper is used here
-#[path = "repository/fixtures.rs"]
-mod fixtures;
-
 use std::sync::Arc;
 
 use billing_core::payment::ports::PaymentRepository;
@@ -14,7 +9,7 @@ use billing_core::repository::RepositoryError;
 use sea_orm::{ConnectionTrait, Database};
 use storage_seaorm::Store;
 
-use fixtures::*;
+use billing_core::testing::conformance::fixtures::*;
 
 async fn open(url: &str) -> Store {
     let store = Store::connect(url).await.expect("the file opens");
@@ -30,9 +25,9 @@ async fn two_processes_on_one_sqlite_file_let_exactly_one_validation_win() {
         dir.path().join("shared.db").display()
     );
     let (a, b) = (Arc::new(open(&url).await), Arc::new(open(&url).await));
-    let pr = practitioner(&a).await;
-    let p = scheduled(&a, pr.id, eur(2_500), t0()).await;
-    let held = apply(&b, &p, hold(eur(2_500)), t0() + mins(1)).await;
+    let pr = practitioner(a.as_ref()).await;
+    let p = scheduled(a.as_ref(), pr.id, eur(2_500), t0()).await;
+    let held = apply(b.as_ref(), &p, hold(eur(2_500)), t0() + mins(1)).await;
 
     let barrier = Arc::new(tokio::sync::Barrier::new(16));
     let tasks: Vec<_> = (0..16_i64)

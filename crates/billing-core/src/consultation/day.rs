@@ -351,7 +351,9 @@ async fn settle_with(
 /// A consultation rescheduled, and what becomes of its hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rescheduled {
+    /// The consultation at its new time, with its payment.
     pub record: ConsultationRecord,
+    /// What becomes of the hold.
     pub hold: HoldCoverage,
 }
 
@@ -373,6 +375,7 @@ pub enum HoldCoverage {
 }
 
 impl HoldCoverage {
+    /// The stable name (`covers`, `lapses`, …), for the API.
     pub const fn as_str(self) -> &'static str {
         match self {
             HoldCoverage::NotHeld => "not_held",
@@ -387,7 +390,9 @@ impl HoldCoverage {
 /// A consultation started, with the practitioner's pass when a platform is set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Started {
+    /// The consultation, now started.
     pub record: ConsultationRecord,
+    /// The practitioner's (moderator's) pass, when a video platform is configured.
     pub pass: Option<Pass>,
 }
 

@@ -10,7 +10,9 @@ use crate::secrets::TokenHash;
 /// Who the consultation is with: a reference, never health data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PatientRef {
+    /// The patient's name, as the practitioner typed it.
     pub display_name: DisplayName,
+    /// Where the pay link and receipts are sent, if given.
     pub email: Option<EmailAddress>,
 }
 
@@ -24,6 +26,7 @@ pub enum PaymentMode {
 }
 
 impl PaymentMode {
+    /// The stable name (`none`, `online`), stored.
     pub const fn as_str(self) -> &'static str {
         match self {
             PaymentMode::None => "none",
@@ -36,20 +39,28 @@ impl PaymentMode {
 /// only its hash is kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Consultation {
+    /// The consultation's id.
     pub id: ConsultationId,
+    /// The practitioner it is with.
     pub practitioner: PractitionerId,
+    /// The patient it is with.
     pub patient: PatientRef,
+    /// When it starts.
     pub starts_at: DateTime<Utc>,
+    /// Whether the patient pays online before entering.
     pub payment_mode: PaymentMode,
     /// The service chosen at scheduling, by name, if any: what receipts say the act was.
     pub service: Option<DisplayName>,
     /// The patient's language: their e-mails and documents are in it.
     pub lang: Lang,
+    /// The hash of the live pay link's token: the patient's only credential.
     pub pay_token_hash: TokenHash,
     /// Which generation of the consultation's pay link is live (see
     /// [`PayLinkSigner`](crate::system::PayLinkSigner)); reissuing moves it on.
     pub pay_link_generation: u32,
+    /// The staff user who scheduled it (`None` when it was not a staff user).
     pub created_by: Option<UserId>,
+    /// When it was scheduled.
     pub created_at: DateTime<Utc>,
     /// Scheduled, cancelled, or the patient did not come.
     pub status: ConsultationStatus,
@@ -69,10 +80,14 @@ pub enum ConsultationStatus {
     /// Cancelled by the patient or the practice.
     Cancelled(Cancellation),
     /// The practitioner marked the patient absent.
-    NoShow { at: DateTime<Utc> },
+    NoShow {
+        /// When the practitioner marked it.
+        at: DateTime<Utc>,
+    },
 }
 
 impl ConsultationStatus {
+    /// The stable name (`scheduled`, `cancelled`, `no_show`), stored.
     pub const fn as_str(&self) -> &'static str {
         match self {
             ConsultationStatus::Scheduled => "scheduled",
@@ -94,20 +109,26 @@ impl ConsultationStatus {
 /// Who cancelled, when, and whether the policy's fee may apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cancellation {
+    /// Who cancelled.
     pub by: CancelledBy,
+    /// When.
     pub at: DateTime<Utc>,
     /// The patient cancelled after the free window: the practitioner decides whether
     /// the policy's fee is charged. Never set for a cancellation by the practice.
     pub late: bool,
 }
 
+/// Who cancelled a consultation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CancelledBy {
+    /// The patient, from their pay link.
     Patient,
+    /// The practitioner or a secretary.
     Practice,
 }
 
 impl CancelledBy {
+    /// The stable name (`patient`, `practice`), stored.
     pub const fn as_str(self) -> &'static str {
         match self {
             CancelledBy::Patient => "patient",
@@ -119,7 +140,9 @@ impl CancelledBy {
 /// A consultation with its payment, as repositories return it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsultationRecord {
+    /// The consultation.
     pub consultation: Consultation,
+    /// Its payment, when the consultation is paid online.
     pub payment: Option<Payment>,
 }
 

@@ -20,6 +20,7 @@ pub enum MissedFee {
 }
 
 impl MissedFee {
+    /// The stable name (`none`, `fixed`, `full_hold`), stored.
     pub const fn kind(&self) -> &'static str {
         match self {
             MissedFee::None => "none",
@@ -49,13 +50,16 @@ impl Default for CancellationPolicy {
 /// Why a policy was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
+    /// The free window is longer than [`CancellationPolicy::MAX_FREE_HOURS`].
     #[error("the free cancellation window must be 0 to {max} hours", max = CancellationPolicy::MAX_FREE_HOURS)]
     Window,
+    /// The fixed fee is not chargeable.
     #[error("the missed-consultation fee: {0}")]
     Fee(MoneyError),
 }
 
 impl CancellationPolicy {
+    /// Free cancellation until 24 hours before the start, by default.
     pub const DEFAULT_FREE_HOURS: u32 = 24;
     /// A month: longer would outlast any hold.
     pub const MAX_FREE_HOURS: u32 = 720;
@@ -73,10 +77,12 @@ impl CancellationPolicy {
         Ok(CancellationPolicy { free_hours, fee })
     }
 
+    /// Cancelling is free until this many hours before the start.
     pub fn free_hours(&self) -> u32 {
         self.free_hours
     }
 
+    /// What a missed consultation costs.
     pub fn fee(&self) -> MissedFee {
         self.fee
     }
@@ -143,7 +149,9 @@ fn capped(fee: Money, held: Money) -> Option<Money> {
 /// change what this patient agreed to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AcceptedTerms {
+    /// The policy's text as the patient read it, in their language.
     pub text: String,
+    /// When they accepted it (when they started paying).
     pub at: DateTime<Utc>,
     /// What a missed consultation costs (`None`: nothing), at most the hold.
     pub fee: Option<Money>,

@@ -11,6 +11,26 @@ use crate::payment::ports::ChangeLog;
 use crate::repository::RepositoryError;
 use crate::secrets::TokenHash;
 
+/// Consultations, each with its payment when paid online (C3, C4, C14).
+///
+/// # Contract
+///
+/// - **Atomicity.** [`create`](ConsultationRepository::create) writes the
+///   consultation, its payment, its audit entry and its messages together or not at
+///   all; so does [`update_day`](ConsultationRepository::update_day) with its
+///   [`ChangeLog`].
+/// - **Uniqueness.** One payment per consultation; consultation ids, payment ids and
+///   pay-token hashes are unique. A reused one is [`RepositoryError::Duplicate`] and
+///   nothing is written; a consultation of an unknown practitioner is
+///   [`RepositoryError::NotFound`].
+/// - **Conditional day changes.** `update_day` writes only if the stored status,
+///   start time and `started_at` are still the expected ones, decided by the store in
+///   one conditional statement: of concurrent changes exactly one wins, the others
+///   get [`RepositoryError::Conflict`].
+/// - **Faithful round trip.** A record reads back equal (`==`) to the one written,
+///   with its payment, timestamps at microsecond precision.
+/// - Undecodable stored data is [`RepositoryError::Corrupt`] (never a panic); an
+///   outage is [`RepositoryError::Unavailable`].
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait ConsultationRepository: Send + Sync {
@@ -59,7 +79,7 @@ pub trait ConsultationRepository: Send + Sync {
     ) -> Result<(), RepositoryError>;
 
     /// Consultations of these practitioners starting at or after `from`, soonest
-    /// first, at most `limit`.
+    /// first (ties by id), at most `limit`; none for an empty list.
     async fn upcoming(
         &self,
         practitioners: &[PractitionerId],

@@ -40,10 +40,13 @@ use crate::video::PassSigner;
 /// How the consultation is paid, as chosen when scheduling.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PaymentChoice {
+    /// No online payment: the patient enters directly.
     None,
     /// The cap is `amount` if given, else the service's price, else the default.
     Online {
+        /// An explicit cap, as typed.
         amount: Option<AmountInput>,
+        /// A service of the practitioner's catalogue, whose price is the cap.
         service: Option<ServiceId>,
     },
 }
@@ -51,10 +54,15 @@ pub enum PaymentChoice {
 /// A consultation to schedule, as typed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScheduleRequest {
+    /// Who the consultation is with.
     pub practitioner: PractitionerId,
+    /// The patient's name, as typed.
     pub patient_name: String,
+    /// The patient's e-mail, as typed: the pay link is sent there.
     pub patient_email: Option<String>,
+    /// When it starts.
     pub starts_at: DateTime<Utc>,
+    /// How it is paid.
     pub payment: PaymentChoice,
     /// The patient's language (their e-mails and documents).
     pub patient_lang: Lang,
@@ -88,8 +96,11 @@ impl ScheduleRequest {
 /// A scheduled consultation with its pay link, shown once.
 #[derive(Debug)]
 pub struct Scheduled {
+    /// The consultation as stored, with its payment.
     pub record: ConsultationRecord,
+    /// The pay link's token, to show once (only its hash is stored).
     pub pay_token: PayToken,
+    /// The patient's pay link.
     pub pay_url: String,
 }
 
@@ -116,6 +127,33 @@ impl std::fmt::Debug for SchedulingService {
 const SCHEDULE_PAST_GRACE_HOURS: i64 = 24;
 
 impl SchedulingService {
+    /// Scheduling consultations (C3), from the ports it uses: the practitioners, their
+    /// services, the consultations, the API's idempotency keys, the clock, the id
+    /// source and the pay-link signer.
+    // One argument per port the use case calls: grouping them would only hide which.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        practitioners: Arc<dyn PractitionerRepository>,
+        services: Arc<dyn ServiceRepository>,
+        consultations: Arc<dyn ConsultationRepository>,
+        idempotency: Arc<dyn IdempotencyStore>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        links: Arc<dyn PayLinkSigner>,
+        config: BillingConfig,
+    ) -> Self {
+        SchedulingService {
+            practitioners,
+            services,
+            consultations,
+            idempotency,
+            clock,
+            ids,
+            links,
+            config,
+        }
+    }
+
     /// Schedules a consultation (practitioner or their secretary). Online payment needs
     /// a linked account that can take charges; the cap follows the preferences' rule.
     /// With a client idempotency key, a retried request returns the same consultation
@@ -395,8 +433,11 @@ impl SchedulingService {
 /// What the patient's pay page shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PayPage {
+    /// The consultation and its payment.
     pub record: ConsultationRecord,
+    /// Who the patient sees.
     pub practitioner_name: DisplayName,
+    /// The practitioner's time zone, which the page shows times in.
     pub time_zone: TimeZone,
     /// The waiting-room gate.
     pub can_enter: bool,
@@ -459,7 +500,9 @@ pub struct Access {
     /// A video platform is set up (a pass opens its room); otherwise the
     /// practitioner calls the patient.
     pub video: bool,
+    /// Where the consultation stands.
     pub status: ConsultationStatus,
+    /// When it starts.
     pub starts_at: DateTime<Utc>,
 }
 

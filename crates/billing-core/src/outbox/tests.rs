@@ -7,7 +7,7 @@ use super::*;
 use crate::payment::model::{DisputeStatus, PaymentEvent, RefundLine, RefundState};
 use crate::practitioner::profile::{Profile, ProfileInput};
 use crate::receipt::{Document, DocumentDraft, DocumentNumber, Issuer};
-use crate::testing::*;
+use crate::test_support::*;
 
 fn refund(id: &str, minor: i64, status: RefundState) -> RefundLine {
     RefundLine {

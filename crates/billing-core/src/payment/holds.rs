@@ -47,6 +47,7 @@ pub struct HoldReport {
     /// Holds the saved card refused (declined, or the bank asked for authentication):
     /// the payment says so and the patient's link lets them authorise again.
     pub refused: Vec<PaymentId>,
+    /// Status moves the pass made, in order.
     pub changed: Vec<StatusChange>,
     /// Payments the gateway could not be asked about this time.
     pub failed: Vec<(PaymentId, String)>,

@@ -27,14 +27,18 @@ use crate::system::{Clock, IdGenerator, now_micros};
 /// A move of the state machine, as reported back to callers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StatusChange {
+    /// The payment that moved.
     pub payment: PaymentId,
+    /// The status before.
     pub from: PaymentStatus,
+    /// The status after (different from `from`).
     pub to: PaymentStatus,
 }
 
 /// The outcome of writing facts to a payment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Written {
+    /// The payment as stored now.
     pub payment: Payment,
     /// Status moves, in order (empty if only data changed or nothing did).
     pub changes: Vec<StatusChange>,
@@ -43,6 +47,7 @@ pub struct Written {
 /// Told about every status change once it is committed (metrics, notifications).
 /// Called on the request's task: implementations must be quick and must not fail.
 pub trait PaymentObserver: Send + Sync {
+    /// Called once per committed move, in order, after the write.
     fn status_changed(&self, change: &StatusChange);
 }
 

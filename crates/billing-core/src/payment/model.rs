@@ -31,12 +31,15 @@ pub const DEFAULT_HOLD_VALIDITY_DAYS: i64 = 7;
 /// A language the product speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Lang {
+    /// French, the default.
     #[default]
     Fr,
+    /// English.
     En,
 }
 
 impl Lang {
+    /// The ISO 639-1 code: `fr`, `en`.
     pub const fn code(self) -> &'static str {
         match self {
             Lang::Fr => "fr",
@@ -75,6 +78,7 @@ pub enum PaymentStatus {
 }
 
 impl PaymentStatus {
+    /// Every status, in declaration order.
     pub const ALL: [PaymentStatus; 11] = [
         PaymentStatus::Incomplete,
         PaymentStatus::CardSaved,
@@ -221,6 +225,7 @@ impl FromStr for PaymentStatus {
     }
 }
 
+/// Text that is not a [`PaymentStatus::as_str`] name; carries it, cut to 32 characters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("'{0}' is not a payment status")]
 pub struct UnknownStatus(pub String);
@@ -228,16 +233,27 @@ pub struct UnknownStatus(pub String);
 /// The kind of an event, without its data: what the transition table is keyed on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventKind {
+    /// A hold was placed, or renewed ([`PaymentEvent::HoldPlaced`]).
     HoldPlaced,
+    /// The card was declined or its authentication failed.
     AuthorizationFailed,
+    /// The patient's card was saved for a hold placed later.
     CardSaved,
+    /// The saved card refused a renewed hold; the current hold stays.
     RenewalFailed,
+    /// The gateway closed an unpaid attempt; the patient may pay again.
     AttemptEnded,
+    /// A lapsed hold reopened for payment while the consultation is ahead.
     Reopened,
+    /// The act was validated and the amount captured.
     Captured,
+    /// The hold (or the unpaid intent) was cancelled.
     Released,
+    /// The hold lapsed before capture.
     Expired,
+    /// More was refunded, and less than everything captured.
     PartiallyRefunded,
+    /// Everything captured is now refunded.
     Refunded,
     /// A refund failed (or was cancelled); other refunds remain.
     RefundFailed,
@@ -246,7 +262,9 @@ pub enum EventKind {
     /// A refund's state changed without changing what is refunded (pending →
     /// succeeded).
     RefundUpdated,
+    /// Stripe reported its real fee.
     FeeReported,
+    /// A dispute (inquiry or chargeback) opened, or moved on while still open.
     DisputeOpened,
     /// The dispute closed in the practitioner's favour; nothing had been refunded.
     DisputeWon,
@@ -254,10 +272,12 @@ pub enum EventKind {
     DisputeWonAfterRefund,
     /// The dispute (an inquiry, usually) closed after everything was refunded.
     DisputeWonAfterFullRefund,
+    /// The dispute closed against the practitioner.
     DisputeLost,
 }
 
 impl EventKind {
+    /// Every kind, in declaration order.
     pub const ALL: [EventKind; 20] = [
         EventKind::HoldPlaced,
         EventKind::AuthorizationFailed,
@@ -281,6 +301,8 @@ impl EventKind {
         EventKind::DisputeLost,
     ];
 
+    /// The stable machine name (`hold_placed`, `captured`, …), used in the history and in
+    /// [`IllegalTransition`]'s message.
     pub const fn as_str(self) -> &'static str {
         match self {
             EventKind::HoldPlaced => "hold_placed",
@@ -307,10 +329,13 @@ impl EventKind {
     }
 }
 
+/// A move the transition table ([`PaymentStatus::next`]) does not allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("a payment that is {from} cannot be {}", event.as_str())]
 pub struct IllegalTransition {
+    /// The payment's status when the event came.
     pub from: PaymentStatus,
+    /// What was refused.
     pub event: EventKind,
 }
 
@@ -322,6 +347,8 @@ pub struct Failure {
     pub code: Option<String>,
     /// The issuer's reason, e.g. `insufficient_funds`.
     pub decline_code: Option<String>,
+    /// The gateway's message, for people (may be in English whatever the patient's
+    /// language).
     pub message: String,
 }
 
@@ -330,7 +357,9 @@ pub struct Failure {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SavedCard {
+    /// The Stripe customer the card is attached to, on the practitioner's account.
     pub customer: CustomerId,
+    /// The saved card (`pm_…`).
     pub payment_method: PaymentMethodId,
 }
 
@@ -338,7 +367,9 @@ pub struct SavedCard {
 /// gateway says: shown on the payment for a person to look at.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attention {
+    /// When reconciliation noted it.
     pub at: DateTime<Utc>,
+    /// What a person should look at, in plain words.
     pub message: String,
 }
 
@@ -348,9 +379,12 @@ pub enum PaymentEvent {
     /// The card is authorised for `amount` until `capture_before` (gateway's deadline,
     /// if it told us).
     HoldPlaced {
+        /// The amount authorised, at most the payment's [`Payment::amount`].
         amount: Money,
+        /// The gateway's capture deadline; `None`: authorisation + [`DEFAULT_HOLD_VALIDITY_DAYS`].
         capture_before: Option<DateTime<Utc>>,
     },
+    /// The card was declined or its authentication failed; the patient may try again.
     AuthorizationFailed(Failure),
     /// The card was saved for a hold placed later (or along with a hold).
     CardSaved(SavedCard),
@@ -364,7 +398,10 @@ pub enum PaymentEvent {
     Reopened,
     /// `amount` was captured; the rest of the hold is released by the gateway.
     Captured {
+        /// The amount captured: more than zero, at most the hold.
         amount: Money,
+        /// Stripe's fee if the gateway reported it; `None`: estimated from the payment's
+        /// schedule.
         fee: Option<Fee>,
     },
     /// The hold (or the unpaid intent) was cancelled on request.
@@ -374,6 +411,7 @@ pub enum PaymentEvent {
     /// `total` has been refunded so far (cumulative, so duplicates are harmless). Used
     /// only while no refund is known one by one: itemised refunds are the truth.
     Refunded {
+        /// Everything refunded so far, not the last refund alone.
         total: Money,
     },
     /// A refund we just made, as the gateway accepted it (not yet known otherwise).
@@ -384,6 +422,7 @@ pub enum PaymentEvent {
     Disputed(Dispute),
     /// Stripe's real fee, from the balance transaction.
     FeeReported {
+        /// The fee, in the payment's currency.
         fee: Money,
     },
 }
@@ -449,16 +488,40 @@ impl PaymentEvent {
 /// Why a command or an event was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
+    /// The payment's status does not allow this (release a captured payment, refund an
+    /// uncaptured one, …).
     #[error(transparent)]
     Illegal(#[from] IllegalTransition),
+    /// A capture, hold or refund of zero.
     #[error("the amount must be greater than zero")]
     AmountNotPositive,
+    /// More than the card is authorised for (or, before a hold, than the payment's amount).
     #[error("{requested} is above the hold of {held}")]
-    AboveHold { requested: Money, held: Money },
+    AboveHold {
+        /// The amount asked for.
+        requested: Money,
+        /// The amount authorised (or the payment's amount, before a hold).
+        held: Money,
+    },
+    /// The payment was already captured for another amount; a capture of the same amount
+    /// is an idempotent retry, not this error.
     #[error("already captured {captured}; cannot capture {requested}")]
-    AlreadyCapturedOtherAmount { captured: Money, requested: Money },
+    AlreadyCapturedOtherAmount {
+        /// What was captured.
+        captured: Money,
+        /// The different amount asked for now.
+        requested: Money,
+    },
+    /// A refund larger than what is captured and not yet refunded.
     #[error("{requested} is more than the {refundable} that can still be refunded")]
-    AboveRefundable { requested: Money, refundable: Money },
+    AboveRefundable {
+        /// The refund asked for.
+        requested: Money,
+        /// What may still be refunded ([`Payment::refundable`]).
+        refundable: Money,
+    },
+    /// Another Stripe write on this payment is recorded as in flight
+    /// ([`Payment::pending`]); carries its [`Operation::name`]. Retry once it settles.
     #[error("another operation ({0}) is in progress on this payment")]
     OperationInProgress(&'static str),
     /// A refund without an idempotency key met another one of the same payment (made
@@ -470,13 +533,29 @@ pub enum TransitionError {
          to make retries safe)"
     )]
     ConcurrentRefund,
+    /// A validation below the currency's minimum charge, which Stripe refuses.
     #[error(
         "{requested} is below the minimum charge of {minimum}: release the hold instead \
          (validate 0)"
     )]
-    CaptureBelowMinimum { requested: Money, minimum: Money },
+    CaptureBelowMinimum {
+        /// The amount the practitioner validated.
+        requested: Money,
+        /// The currency's minimum charge ([`Currency::minimum_charge`]).
+        ///
+        /// [`Currency::minimum_charge`]: crate::money::Currency::minimum_charge
+        minimum: Money,
+    },
+    /// The gateway's refunds add up to more than was captured: we and the gateway
+    /// disagree about money, and a person must look.
     #[error("the gateway reports {reported} refunded, more than the {captured} captured")]
-    RefundsAboveCaptured { reported: Money, captured: Money },
+    RefundsAboveCaptured {
+        /// The refunded total the gateway's facts would give.
+        reported: Money,
+        /// What the payment records as captured.
+        captured: Money,
+    },
+    /// An amount in another currency than the payment's, or an overflow.
     #[error(transparent)]
     Money(#[from] MoneyError),
 }
@@ -486,8 +565,12 @@ pub enum TransitionError {
 /// reconciliation; its key makes the retry safe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingOperation {
+    /// What is being sent, with its amount.
     pub operation: Operation,
+    /// The `Idempotency-Key` it is sent with; a retry reuses it.
     pub key: IdempotencyKey,
+    /// When it was recorded; reconciliation looks at operations pending for longer than
+    /// [`BillingConfig::reconcile_after`](crate::BillingConfig::reconcile_after).
     pub since: DateTime<Utc>,
 }
 
@@ -496,18 +579,26 @@ pub struct PendingOperation {
 pub enum Operation {
     /// A hold placed off-session with the saved card (first hold or renewal).
     Hold {
+        /// The amount to authorise.
         amount: Money,
     },
+    /// Capturing part or all of the hold (the practitioner's validation).
     Capture {
+        /// The amount to capture.
         amount: Money,
     },
+    /// Cancelling the hold, or the unpaid intent.
     Release,
+    /// Refunding part or all of what was captured.
     Refund {
+        /// The amount to refund.
         amount: Money,
     },
 }
 
 impl Operation {
+    /// Its stable name (`hold`, `capture`, `release`, `refund`), stored with a pending
+    /// operation and shown in [`TransitionError::OperationInProgress`].
     pub const fn name(&self) -> &'static str {
         match self {
             Operation::Hold { .. } => "hold",
@@ -589,6 +680,8 @@ impl IdempotencyKey {
         Self::derive(payment, &format!("release-superseded:{superseded}"))
     }
 
+    /// The Checkout Session of an attempt; `attempt` is the payment's version when the
+    /// attempt starts, so a new attempt gets a new session and a retried one the same.
     pub fn checkout(payment: PaymentId, attempt: i64) -> Self {
         Self::derive(payment, &format!("checkout:{attempt}"))
     }
@@ -599,10 +692,12 @@ impl IdempotencyKey {
         IdempotencyKey(format!("consultpay:practitioner:{id}:{what}:{version}"))
     }
 
+    /// Rebuilds a key read back from storage (or sent by Stripe), as it was written.
     pub fn from_stored(s: String) -> Self {
         IdempotencyKey(s)
     }
 
+    /// The key, as sent in Stripe's `Idempotency-Key` header.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -611,8 +706,12 @@ impl IdempotencyKey {
 /// Where the patient is sent to authorise, as the gateway set it up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckoutRef {
+    /// The Checkout Session (`cs_…`), when the patient pays on Stripe Checkout.
     pub session: Option<CheckoutSessionId>,
+    /// The page to send the patient to (Stripe Checkout's); `None` when the card is
+    /// entered on our own page (Payment Element).
     pub url: Option<String>,
+    /// When the session stops accepting payment.
     pub expires_at: Option<DateTime<Utc>>,
     /// The SetupIntent the Payment Element saves the card with.
     pub setup: Option<SetupIntentId>,
@@ -657,33 +756,59 @@ pub struct Payment {
 /// [`Payment::restore`] (which re-checks the invariants).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaymentParts {
+    /// See [`Payment::id`].
     pub id: PaymentId,
+    /// See [`Payment::consultation`].
     pub consultation: ConsultationId,
+    /// See [`Payment::practitioner`].
     pub practitioner: PractitionerId,
+    /// See [`Payment::amount`].
     pub amount: Money,
+    /// See [`Payment::fee_schedule`].
     pub fee_schedule: FeeSchedule,
+    /// See [`Payment::status`].
     pub status: PaymentStatus,
+    /// See [`Payment::authorized`].
     pub authorized: Option<Money>,
+    /// See [`Payment::captured`].
     pub captured: Option<Money>,
+    /// See [`Payment::refunded`].
     pub refunded: Money,
+    /// See [`Payment::refund_count`].
     pub refund_count: i64,
+    /// See [`Payment::fee`].
     pub fee: Option<Fee>,
+    /// See [`Payment::account`].
     pub account: Option<ConnectedAccountId>,
+    /// See [`Payment::intent`].
     pub intent: Option<PaymentIntentId>,
+    /// See [`Payment::checkout`].
     pub checkout: Option<CheckoutRef>,
+    /// See [`Payment::failure`].
     pub failure: Option<Failure>,
+    /// See [`Payment::pending`].
     pub pending: Option<PendingOperation>,
+    /// See [`Payment::saved_card`].
     pub saved_card: Option<SavedCard>,
+    /// See [`Payment::refunds`].
     pub refunds: Vec<RefundLine>,
+    /// See [`Payment::dispute`].
     pub dispute: Option<Dispute>,
+    /// See [`Payment::attention`].
     pub attention: Option<Attention>,
+    /// See [`Payment::authorized_at`].
     pub authorized_at: Option<DateTime<Utc>>,
+    /// See [`Payment::capture_before`].
     pub capture_before: Option<DateTime<Utc>>,
+    /// See [`Payment::captured_at`].
     pub captured_at: Option<DateTime<Utc>>,
     /// The cancellation policy the patient accepted when authorising, and when.
     pub terms: Option<AcceptedTerms>,
+    /// See [`Payment::version`].
     pub version: i64,
+    /// See [`Payment::created_at`].
     pub created_at: DateTime<Utc>,
+    /// See [`Payment::updated_at`].
     pub updated_at: DateTime<Utc>,
 }
 
@@ -691,7 +816,9 @@ pub struct PaymentParts {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("stored payment {id} is inconsistent: {reason}")]
 pub struct CorruptPayment {
+    /// The payment read.
     pub id: PaymentId,
+    /// Which invariant the stored data breaks.
     pub reason: String,
 }
 
@@ -700,10 +827,15 @@ pub struct CorruptPayment {
 pub enum Applied {
     /// The payment changed; `payment` is the new state (version already incremented).
     Changed {
+        /// The payment after the event, to be stored with
+        /// [`PaymentRepository::update`](crate::payment::ports::PaymentRepository::update)
+        /// against the version it was applied to.
         payment: Box<Payment>,
         /// What happened, as the transition table knows it.
         kind: EventKind,
+        /// The status before.
         from: PaymentStatus,
+        /// The status after (may equal `from`: a fee reported, a card saved with the hold).
         to: PaymentStatus,
     },
     /// Nothing to do: the event repeats what is already recorded.
@@ -885,12 +1017,15 @@ impl Payment {
         }
     }
 
+    /// The payment's id.
     pub fn id(&self) -> PaymentId {
         self.id
     }
+    /// The consultation this payment pays for (one payment per consultation).
     pub fn consultation(&self) -> ConsultationId {
         self.consultation
     }
+    /// The practitioner paid, on whose Stripe account the charge lives.
     pub fn practitioner(&self) -> PractitionerId {
         self.practitioner
     }
@@ -898,9 +1033,12 @@ impl Payment {
     pub fn amount(&self) -> Money {
         self.amount
     }
+    /// The schedule the fee is estimated with: the practitioner's when the payment was
+    /// created.
     pub fn fee_schedule(&self) -> &FeeSchedule {
         &self.fee_schedule
     }
+    /// Where the payment stands.
     pub fn status(&self) -> PaymentStatus {
         self.status
     }
@@ -908,30 +1046,42 @@ impl Payment {
     pub fn authorized(&self) -> Option<Money> {
         self.authorized
     }
+    /// The amount captured, once the act was validated (kept after refunds and disputes).
     pub fn captured(&self) -> Option<Money> {
         self.captured
     }
+    /// Everything refunded so far (zero if nothing): the sum of the live refunds.
     pub fn refunded(&self) -> Money {
         self.refunded
     }
+    /// How many times the refunded total went up: numbers the next refund's
+    /// idempotency key when the caller sends none.
     pub fn refund_count(&self) -> i64 {
         self.refund_count
     }
+    /// Stripe's fee on the capture: an estimate until Stripe reports it; `None` before a
+    /// capture.
     pub fn fee(&self) -> Option<Fee> {
         self.fee
     }
+    /// The practitioner's connected account the intent lives on, once checkout started.
     pub fn account(&self) -> Option<&ConnectedAccountId> {
         self.account.as_ref()
     }
+    /// The current PaymentIntent (`pi_…`), once known; a renewed hold or a new attempt
+    /// replaces it.
     pub fn intent(&self) -> Option<&PaymentIntentId> {
         self.intent.as_ref()
     }
+    /// Where the current attempt sends the patient, if one is under way.
     pub fn checkout(&self) -> Option<&CheckoutRef> {
         self.checkout.as_ref()
     }
+    /// Why the last authorisation (or renewal) failed; cleared by a successful hold.
     pub fn failure(&self) -> Option<&Failure> {
         self.failure.as_ref()
     }
+    /// The Stripe write recorded as in flight, if any (see [`Payment::begin`]).
     pub fn pending(&self) -> Option<&PendingOperation> {
         self.pending.as_ref()
     }
@@ -951,6 +1101,8 @@ impl Payment {
     pub fn attention(&self) -> Option<&Attention> {
         self.attention.as_ref()
     }
+    /// When the current hold was placed (`None` before a hold, and for a renewed hold
+    /// until it is confirmed).
     pub fn authorized_at(&self) -> Option<DateTime<Utc>> {
         self.authorized_at
     }
@@ -974,15 +1126,21 @@ impl Payment {
         }
     }
 
+    /// When the capture was recorded.
     pub fn captured_at(&self) -> Option<DateTime<Utc>> {
         self.captured_at
     }
+    /// Incremented by every change; storage writes conditionally on it (optimistic
+    /// concurrency, see
+    /// [`PaymentRepository::update`](crate::payment::ports::PaymentRepository::update)).
     pub fn version(&self) -> i64 {
         self.version
     }
+    /// When the payment was created (with its consultation).
     pub fn created_at(&self) -> DateTime<Utc> {
         self.created_at
     }
+    /// When the payment last changed.
     pub fn updated_at(&self) -> DateTime<Utc> {
         self.updated_at
     }
@@ -1259,6 +1417,81 @@ impl Payment {
     }
 
     /// Applies an event strictly: illegal moves are errors.
+    ///
+    /// Returns the new payment inside [`Applied::Changed`] (`self` is untouched: store
+    /// the new one, conditionally on `self`'s version), [`Applied::Unchanged`] when
+    /// the event repeats what is recorded, or [`Applied::Stale`] for an older dispute
+    /// picture.
+    ///
+    /// # Errors
+    ///
+    /// [`TransitionError::Illegal`] when the status does not allow the event; an
+    /// amount error when the event's amounts break an invariant (above the hold, above
+    /// what is refundable, another currency, another amount already captured).
+    ///
+    /// # Example
+    ///
+    /// A consultation's payment of at most 25.00 €: the card is authorised for 25.00,
+    /// and the practitioner validates 18.00; the remaining 7.00 go back to the card.
+    ///
+    /// ```
+    /// use billing_core::chrono::{Duration, TimeZone, Utc};
+    /// use billing_core::fees::{FeeSchedule, FeeSource};
+    /// use billing_core::ids::{ConsultationId, PaymentId, PractitionerId};
+    /// use billing_core::money::{Currency, Money};
+    /// use billing_core::payment::model::{Applied, EventKind, Payment, PaymentEvent};
+    /// use billing_core::uuid::Uuid;
+    /// use billing_core::PaymentStatus;
+    ///
+    /// let eur = |s| Money::parse(s, Currency::Eur);
+    /// let now = Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
+    /// let scheduled = Payment::new(
+    ///     PaymentId::from_uuid(Uuid::from_u128(1)),
+    ///     ConsultationId::from_uuid(Uuid::from_u128(2)),
+    ///     PractitionerId::from_uuid(Uuid::from_u128(3)),
+    ///     eur("25.00")?,
+    ///     FeeSchedule::default_for(Currency::Eur),
+    ///     now,
+    /// )?;
+    /// assert_eq!(scheduled.status(), PaymentStatus::Incomplete);
+    ///
+    /// // The patient's card is authorised for the whole cap.
+    /// let hold = PaymentEvent::HoldPlaced { amount: eur("25.00")?, capture_before: None };
+    /// let applied = scheduled.apply(&hold, now)?;
+    /// let Applied::Changed { payment: authorized, from, to, .. } = applied else {
+    ///     panic!("a hold on an incomplete payment changes it");
+    /// };
+    /// assert_eq!((from, to), (PaymentStatus::Incomplete, PaymentStatus::Authorized));
+    /// assert_eq!(authorized.held(), eur("25.00")?);
+    /// // Without the gateway's deadline, the hold lasts seven days.
+    /// assert_eq!(authorized.capture_before(), Some(now + Duration::days(7)));
+    ///
+    /// // After the consultation, the practitioner validates 18.00.
+    /// let later = now + Duration::hours(2);
+    /// let capture = PaymentEvent::Captured { amount: eur("18.00")?, fee: None };
+    /// let applied = authorized.apply(&capture, later)?;
+    /// let Applied::Changed { payment: captured, kind, from, to } = applied else {
+    ///     panic!("a capture below the hold changes the payment");
+    /// };
+    /// assert_eq!(kind, EventKind::Captured);
+    /// assert_eq!((from, to), (PaymentStatus::Authorized, PaymentStatus::Captured));
+    /// assert_eq!(captured.captured(), Some(eur("18.00")?));
+    /// assert_eq!(captured.released_remainder()?, Some(eur("7.00")?));
+    /// assert_eq!(captured.held(), Money::zero(Currency::Eur));
+    /// // The fee is estimated from the schedule until Stripe reports it:
+    /// // 18.00 × 1.4 % = 0.252 → 0.25, + 0.25.
+    /// let fee = captured.fee().unwrap();
+    /// assert_eq!((fee.amount, fee.source), (eur("0.50")?, FeeSource::Estimated));
+    /// assert_eq!(captured.net()?, eur("17.50")?);
+    /// assert_eq!(captured.version(), scheduled.version() + 2);
+    ///
+    /// // The same capture again (a retried request) changes nothing...
+    /// assert_eq!(captured.apply(&capture, later)?, Applied::Unchanged);
+    /// // ...and capturing more than the hold is refused, whatever the state.
+    /// let more = PaymentEvent::Captured { amount: eur("30.00")?, fee: None };
+    /// assert!(authorized.apply(&more, later).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn apply(
         &self,
         event: &PaymentEvent,

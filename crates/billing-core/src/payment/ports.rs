@@ -21,21 +21,29 @@ use crate::repository::RepositoryError;
 /// operation, and who caused it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HistoryEntry {
+    /// The payment the row is about.
     pub payment: PaymentId,
+    /// When it happened (the use case's clock, in microseconds).
     pub at: DateTime<Utc>,
+    /// The status before.
     pub from: PaymentStatus,
+    /// The status after; the same as `from` for an operation marker.
     pub to: PaymentStatus,
     /// What happened: an event kind (`captured`, `refunded`…) or an operation marker
     /// (`capture_requested`, `checkout_started`…).
     pub event: String,
+    /// The amount the event or operation is about, if any (hold, capture, refund…).
     pub amount: Option<Money>,
+    /// Who caused it: a staff user, the patient, Stripe (with the event id) or the system.
     pub actor: AuditActor,
 }
 
 /// What is written together with a payment change, in the same transaction.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChangeLog {
+    /// Rows appended to the payment's history ([`PaymentRepository::history`]).
     pub history: Vec<HistoryEntry>,
+    /// Entries appended to the audit trail.
     pub audit: Vec<AuditEntry>,
     /// Receipts and credit notes the change issues, to be numbered in the
     /// transaction (see [`PaymentRepository::update`]).
@@ -50,17 +58,22 @@ pub struct ChangeLog {
 /// Whose payments a query is about.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PaymentScope {
+    /// Every practitioner's payments (an administrator's view).
     All,
+    /// Only these practitioners' payments; an empty list matches nothing.
     Practitioners(Vec<PractitionerId>),
 }
 
 /// A position in the payments list: newest first, by creation time then id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PaymentCursor {
+    /// The creation time of the last payment seen.
     pub created_at: DateTime<Utc>,
+    /// Its id, which orders payments created in the same microsecond.
     pub id: PaymentId,
 }
 
+/// A cursor that is not one [`PaymentCursor`]'s `Display` wrote.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid cursor")]
 pub struct InvalidCursor;
@@ -87,6 +100,7 @@ impl FromStr for PaymentCursor {
 /// Filters of the payments table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaymentQuery {
+    /// Whose payments.
     pub scope: PaymentScope,
     /// Empty means every status.
     pub statuses: Vec<PaymentStatus>,
@@ -103,20 +117,28 @@ pub struct PaymentQuery {
 /// A payment with what the table shows of its consultation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaymentRow {
+    /// The payment.
     pub payment: Payment,
+    /// The patient's name, as the consultation has it.
     pub patient: DisplayName,
+    /// When the consultation starts.
     pub starts_at: DateTime<Utc>,
 }
 
 /// Sums over every payment matching a query (not only the page), per currency.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaymentTotals {
+    /// The currency every amount of this row is in.
     pub currency: Currency,
+    /// How many payments matched in this currency.
     pub count: u64,
     /// Currently held (authorised, not yet captured or released).
     pub held: Money,
+    /// Everything captured (kept after refunds and disputes).
     pub captured: Money,
+    /// Everything refunded.
     pub refunded: Money,
+    /// Stripe's fees, reported or estimated.
     pub fee: Money,
     /// What disputes took: funds withdrawn (net of reinstated) and Stripe's dispute
     /// fees.
@@ -126,6 +148,7 @@ pub struct PaymentTotals {
 }
 
 impl PaymentTotals {
+    /// Totals of no payment, to [`add`](PaymentTotals::add) payments to.
     pub fn zero(currency: Currency) -> Self {
         let z = Money::zero(currency);
         PaymentTotals {
@@ -157,6 +180,7 @@ impl PaymentTotals {
 /// One page of the payments table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PaymentPage {
+    /// The payments of this page, newest first.
     pub items: Vec<PaymentRow>,
     /// Where the next page starts; `None` on the last page.
     pub next: Option<PaymentCursor>,
@@ -164,13 +188,40 @@ pub struct PaymentPage {
     pub totals: Vec<PaymentTotals>,
 }
 
+/// Where payments live, with their history, their documents and the e-mail their
+/// changes send (C5, C6, C8, C10, C11).
+///
+/// A payment is created with its consultation
+/// ([`ConsultationRepository::create`](crate::consultation::ports::ConsultationRepository::create));
+/// afterwards every write is an [`update`](PaymentRepository::update).
+///
+/// # Contract
+///
+/// - **Optimistic concurrency.** `update` writes only if the stored version is still
+///   the expected one, decided by the store in one conditional statement (never a
+///   read then a write, never a lock held in one process): of any number of
+///   concurrent updates from one version, exactly one succeeds and every other gets
+///   [`RepositoryError::Conflict`] with nothing written.
+/// - **Atomicity.** The payment and its [`ChangeLog`] (history, audit entries,
+///   documents, messages) commit together or not at all.
+/// - **Faithful round trip.** A payment reads back equal (`==`) to the one written:
+///   every field, money exactly, timestamps at microsecond precision.
+/// - **Documents** are numbered per practitioner and year with no gap and no reuse,
+///   whatever the number of concurrent writers.
+/// - **Errors.** Each method says which of `NotFound`, `Duplicate` and `Conflict` it
+///   MUST return; stored data that [`Payment::restore`] refuses is
+///   [`RepositoryError::Corrupt`] (never a panic); an outage is
+///   [`RepositoryError::Unavailable`].
+/// - Reads that list return them in the order each method states, with ties broken
+///   by id, so that pages and jobs are deterministic.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait PaymentRepository: Send + Sync {
     /// MUST return [`RepositoryError::NotFound`] if there is no such payment.
     async fn get(&self, id: PaymentId) -> Result<Payment, RepositoryError>;
 
-    /// The payment whose intent this is, if any.
+    /// The payment whose current intent this is, if any (if several payments
+    /// recorded it, the most recently updated one).
     async fn find_by_intent(
         &self,
         intent: &PaymentIntentId,
@@ -205,7 +256,11 @@ pub trait PaymentRepository: Send + Sync {
         payments: &[PaymentId],
     ) -> Result<Vec<(PaymentId, DocumentNumber)>, RepositoryError>;
 
-    /// A page of payments matching `query`, newest first, with totals over all matches.
+    /// A page of payments matching `query`, newest first (ties by id, highest first),
+    /// with totals over all matches, read from one snapshot so that the page and its
+    /// totals agree. A `limit` outside 1–200 is brought into it. The totals MUST equal
+    /// [`PaymentTotals::add`] over every match, one row per currency in currency
+    /// order.
     async fn list(&self, query: &PaymentQuery) -> Result<PaymentPage, RepositoryError>;
 
     /// Authorised payments whose capture deadline is at or before `deadline_before`,
@@ -251,10 +306,24 @@ pub enum Claim {
     New,
     /// Seen before. If it was not marked processed (a crash mid-way), applying it again
     /// is safe: application is monotonic.
-    Seen { processed: bool },
+    Seen {
+        /// Whether [`WebhookInbox::mark_processed`] was called for it.
+        processed: bool,
+    },
 }
 
 /// Webhook de-duplication: each event id stored once (C9).
+///
+/// # Contract
+///
+/// - An event id is stored once, by the store's unique key: of any number of
+///   concurrent [`claim`](WebhookInbox::claim)s of one id (from any number of
+///   servers), exactly one gets [`Claim::New`]; every later one gets
+///   [`Claim::Seen`], with `processed` telling whether
+///   [`mark_processed`](WebhookInbox::mark_processed) was called for it.
+/// - Claims are never forgotten: a seen id stays seen.
+/// - An outage is [`RepositoryError::Unavailable`]: the delivery then fails, and
+///   Stripe retries it.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait WebhookInbox: Send + Sync {
@@ -282,14 +351,17 @@ pub trait WebhookInbox: Send + Sync {
 pub struct IdempotencyRecord {
     /// Who the key belongs to (a user id): keys of different users never collide.
     pub scope: String,
+    /// The key the client sent (`Idempotency-Key`).
     pub key: String,
     /// A digest of the request, so a reused key with another request is detected.
     pub fingerprint: String,
     /// What the request created, once it completed.
     pub resource: Option<Uuid>,
+    /// When the key was first reserved.
     pub created_at: DateTime<Utc>,
 }
 
+/// The answer to [`IdempotencyStore::reserve`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reservation {
     /// The key is ours now; run the request, then [`IdempotencyStore::complete`].
@@ -299,6 +371,20 @@ pub enum Reservation {
 }
 
 /// Client-supplied `Idempotency-Key`s on requests that create things.
+///
+/// # Contract
+///
+/// - A (scope, key) pair is reserved once, by the store's unique key: of concurrent
+///   [`reserve`](IdempotencyStore::reserve)s exactly one gets [`Reservation::New`];
+///   the others get [`Reservation::Existing`] with the stored record (so the caller
+///   can compare fingerprints, and replay the resource once there is one).
+/// - Keys of different scopes never collide.
+/// - A [`complete`](IdempotencyStore::complete)d key keeps answering replays:
+///   [`release`](IdempotencyStore::release) frees only a reservation whose request
+///   never completed, and releasing an unknown key is not an error.
+/// - A reservation that cannot be settled (a key released and reserved again under
+///   it, over and over) may be [`RepositoryError::Conflict`]; an outage is
+///   [`RepositoryError::Unavailable`].
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {

@@ -478,9 +478,14 @@ pub(crate) fn fingerprint(canonical: &str) -> String {
 pub struct PaymentFilter {
     /// One practitioner of the actor's, or all of them.
     pub practitioner: Option<PractitionerId>,
+    /// Only these statuses; empty means every status.
     pub statuses: Vec<PaymentStatus>,
+    /// Created at or after.
     pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Created strictly before.
     pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// Continue after this position (the previous page's
+    /// [`next`](crate::payment::ports::PaymentPage::next)).
     pub cursor: Option<PaymentCursor>,
     /// Defaults to 50, at most 200.
     pub limit: Option<u32>,
@@ -669,9 +674,11 @@ impl WebhookOutcome {
 /// A verified delivery and what became of it: what the endpoint logs and counts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookReceipt {
+    /// The event's id.
     pub id: EventId,
     /// Stripe's event type.
     pub kind: String,
+    /// What became of it.
     pub outcome: WebhookOutcome,
 }
 
@@ -1363,6 +1370,11 @@ impl SandboxService {
         Ok(self.sandbox.refresh().await?)
     }
 
+    /// What the sandbox checkout page shows for `session`.
+    ///
+    /// # Errors
+    ///
+    /// [`BillingError::NotFound`] for an unknown session.
     pub async fn checkout(
         &self,
         session: &CheckoutSessionId,
@@ -1389,6 +1401,8 @@ impl SandboxService {
         Ok(outcome.next)
     }
 
+    /// Answers the 3-D Secure challenge the session waits on (`approve`: the patient
+    /// confirms); the resulting events are applied exactly as webhooks would be.
     pub async fn authenticate(
         &self,
         session: &CheckoutSessionId,
@@ -1462,7 +1476,9 @@ pub const JOB_TICK_SECS: i64 = 3600;
 /// The sandbox clock after a step, and what the jobs that became due did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClockAdvanced {
+    /// The sandbox clock's new time.
     pub now: chrono::DateTime<chrono::Utc>,
+    /// What the jobs that became due did.
     pub jobs: ReconcileReport,
     /// E-mail sent (or retried) as its time came.
     pub mail: DeliveryReport,

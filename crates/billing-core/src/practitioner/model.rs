@@ -16,7 +16,9 @@ use crate::practitioner::profile::Profile;
 /// How often Stripe pays the account out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PayoutInterval {
+    /// Only when the practitioner asks, in their Stripe dashboard.
     Manual,
+    /// Every day.
     Daily,
     /// `weekly_anchor`, e.g. "monday".
     Weekly(String),
@@ -27,6 +29,7 @@ pub enum PayoutInterval {
 /// The payout schedule of a connected account (read-only here, C12).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PayoutSchedule {
+    /// How often.
     pub interval: PayoutInterval,
     /// Days between a payment and its availability for payout.
     pub delay_days: Option<u32>,
@@ -35,16 +38,24 @@ pub struct PayoutSchedule {
 /// What Stripe says about a connected account.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountSnapshot {
+    /// The account (`acct_…`).
     pub id: ConnectedAccountId,
+    /// Whether the account can take charges now: online payment needs it.
     pub charges_enabled: bool,
+    /// Whether Stripe can pay the balance out to the practitioner's bank.
     pub payouts_enabled: bool,
+    /// Whether the practitioner finished Stripe's onboarding form; a pending Account
+    /// Links onboarding becomes linked when it is.
     pub details_submitted: bool,
     /// Stripe's `requirements.disabled_reason` when charges or payouts are off.
     pub disabled_reason: Option<String>,
     /// Stripe's `requirements.currently_due`: what the practitioner must still provide.
     pub currently_due: Vec<String>,
+    /// The payout schedule, when Stripe reports it.
     pub payout_schedule: Option<PayoutSchedule>,
+    /// The account's default currency, when Stripe reports it.
     pub default_currency: Option<Currency>,
+    /// The account's country (ISO 3166-1 alpha-2, `FR`), when Stripe reports it.
     pub country: Option<String>,
 }
 
@@ -59,6 +70,7 @@ pub enum RevokeReason {
 }
 
 impl RevokeReason {
+    /// The stable name (`unlinked`, `deauthorized`), stored and shown in the API.
     pub const fn as_str(self) -> &'static str {
         match self {
             RevokeReason::Unlinked => "unlinked",
@@ -82,6 +94,7 @@ pub enum LinkVia {
 }
 
 impl LinkVia {
+    /// The stable name (`oauth`, `account_links`), stored and shown in the API.
     pub const fn as_str(self) -> &'static str {
         match self {
             LinkVia::OAuth => "oauth",
@@ -94,21 +107,33 @@ impl LinkVia {
 /// trail; relinking is allowed from every state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StripeLink {
+    /// Never linked: online payment is not possible.
     Unlinked,
     /// Account Links onboarding under way: the account exists, details are missing.
     Pending {
+        /// The account the platform created.
         account: ConnectedAccountId,
+        /// When onboarding started.
         since: DateTime<Utc>,
     },
+    /// Linked: online payment is possible when the account can take charges.
     Linked {
+        /// The account, as Stripe last described it.
         account: AccountSnapshot,
+        /// When it was linked (kept across refreshes).
         linked_at: DateTime<Utc>,
+        /// When it was last read from Stripe.
         verified_at: DateTime<Utc>,
+        /// How it was linked: what unlinking revokes.
         via: LinkVia,
     },
+    /// The link was cut; the practitioner may link again (the same account or another).
     Revoked {
+        /// The account that was linked.
         account: ConnectedAccountId,
+        /// When the link was cut.
         at: DateTime<Utc>,
+        /// Who cut it.
         reason: RevokeReason,
     },
 }
@@ -116,13 +141,18 @@ pub enum StripeLink {
 /// The four link states, for the API and storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LinkStatus {
+    /// See [`StripeLink::Unlinked`].
     Unlinked,
+    /// See [`StripeLink::Pending`].
     Pending,
+    /// See [`StripeLink::Linked`].
     Linked,
+    /// See [`StripeLink::Revoked`].
     Revoked,
 }
 
 impl LinkStatus {
+    /// The stable name (`unlinked`, `pending`, `linked`, `revoked`).
     pub const fn as_str(self) -> &'static str {
         match self {
             LinkStatus::Unlinked => "unlinked",
@@ -133,18 +163,25 @@ impl LinkStatus {
     }
 }
 
+/// Why a change of the Stripe link was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkError {
+    /// There is no account to refresh or unlink (never linked, or already revoked).
     #[error("no Stripe account is linked")]
     NotLinked,
+    /// Facts about another account than the linked one (a late event about a previous
+    /// account): ignored.
     #[error("the event is about {got}, but the linked account is {expected}")]
     OtherAccount {
+        /// The account of the link.
         expected: ConnectedAccountId,
+        /// The account the facts are about.
         got: ConnectedAccountId,
     },
 }
 
 impl StripeLink {
+    /// The link's state, without its data.
     pub fn status(&self) -> LinkStatus {
         match self {
             StripeLink::Unlinked => LinkStatus::Unlinked,
@@ -264,21 +301,40 @@ impl StripeLink {
 /// Why a practitioner cannot take online payments now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChargeBlocker {
+    /// No account is linked (or its onboarding is not finished, or it was revoked).
     #[error("no Stripe account is linked")]
     NotLinked,
+    /// The account is linked but Stripe does not let it take charges yet.
     #[error("the Stripe account cannot take charges yet{}", reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
-    ChargesDisabled { reason: Option<String> },
+    ChargesDisabled {
+        /// Stripe's `requirements.disabled_reason`, if it gave one.
+        reason: Option<String>,
+    },
 }
 
 /// Why preferences were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PreferencesError {
+    /// The default amount is above the maximum.
     #[error("the default amount {default} is above the maximum {maximum}")]
-    DefaultAboveMaximum { default: Money, maximum: Money },
+    DefaultAboveMaximum {
+        /// The default amount asked for.
+        default: Money,
+        /// The maximum asked for.
+        maximum: Money,
+    },
+    /// The cancellation policy's fixed fee is above the maximum.
     #[error("the missed-consultation fee {fee} is above the maximum {maximum}")]
-    FeeAboveMaximum { fee: Money, maximum: Money },
+    FeeAboveMaximum {
+        /// The missed-consultation fee.
+        fee: Money,
+        /// The practitioner's maximum.
+        maximum: Money,
+    },
+    /// An amount Stripe cannot charge, or amounts in different currencies.
     #[error(transparent)]
     Money(#[from] MoneyError),
+    /// The cancellation policy itself is invalid.
     #[error(transparent)]
     Policy(#[from] PolicyError),
 }
@@ -322,8 +378,10 @@ pub struct DescriptorSuffix(String);
 /// Why a label or a descriptor suffix was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StatementError {
+    /// See [`PaymentLabel`].
     #[error("the label must be 1 to 60 printable characters")]
     Label,
+    /// See [`DescriptorSuffix`].
     #[error(
         "the statement descriptor suffix must be 1 to 22 Latin letters, digits, spaces or \
          . , - & /, with at least one letter"
@@ -332,6 +390,12 @@ pub enum StatementError {
 }
 
 impl PaymentLabel {
+    /// A label from what the practitioner typed (trimmed).
+    ///
+    /// # Errors
+    ///
+    /// [`StatementError::Label`] if it is empty, longer than 60 characters, or has
+    /// control characters.
     pub fn parse(text: &str) -> Result<Self, StatementError> {
         let t = text.trim();
         let count = t.chars().count();
@@ -340,12 +404,19 @@ impl PaymentLabel {
         }
         Ok(PaymentLabel(t.to_owned()))
     }
+    /// The label.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 impl DescriptorSuffix {
+    /// A suffix from what the practitioner typed (trimmed).
+    ///
+    /// # Errors
+    ///
+    /// [`StatementError::Suffix`] if it is empty, longer than 22 characters, has a
+    /// character outside Latin letters, digits, spaces and `. , - & /`, or has no letter.
     pub fn parse(text: &str) -> Result<Self, StatementError> {
         let t = text.trim();
         let allowed = |c: char| c.is_ascii_alphanumeric() || " .,-&/".contains(c);
@@ -358,12 +429,20 @@ impl DescriptorSuffix {
         }
         Ok(DescriptorSuffix(t.to_owned()))
     }
+    /// The suffix, as sent to Stripe.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
 
 impl Preferences {
+    /// Preferences with the default statement text and cancellation policy.
+    ///
+    /// # Errors
+    ///
+    /// [`PreferencesError::Money`] if the amounts and the schedule are not in one
+    /// currency or an amount is not chargeable (below the minimum charge, above
+    /// Stripe's maximum); [`PreferencesError::DefaultAboveMaximum`].
     pub fn new(
         default_amount: Money,
         max_amount: Money,
@@ -440,18 +519,23 @@ impl Preferences {
         }
     }
 
+    /// The currency the practitioner bills in.
     pub fn currency(&self) -> Currency {
         self.default_amount.currency()
     }
+    /// The cap of a consultation scheduled without an amount or a service.
     pub fn default_amount(&self) -> Money {
         self.default_amount
     }
+    /// The most a consultation may be billed: no cap, service price or fee is above it.
     pub fn max_amount(&self) -> Money {
         self.max_amount
     }
+    /// The schedule fee previews and estimates use.
     pub fn fee_schedule(&self) -> &FeeSchedule {
         &self.fee_schedule
     }
+    /// What bank statements, receipts and the Stripe dashboard say about a payment.
     pub fn statement(&self) -> &StatementText {
         &self.statement
     }
@@ -491,14 +575,29 @@ impl Preferences {
     }
 }
 
+/// Why a consultation's cap (or a service's price) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CapError {
+    /// Above the practitioner's maximum.
     #[error("{requested} is above the maximum of {maximum}")]
-    AboveMaximum { requested: Money, maximum: Money },
+    AboveMaximum {
+        /// The amount asked for.
+        requested: Money,
+        /// The practitioner's maximum ([`Preferences::max_amount`]).
+        maximum: Money,
+    },
+    /// Not in the practitioner's currency.
     #[error("the amount must be in {expected}, not {got}")]
-    CurrencyMismatch { expected: Currency, got: Currency },
+    CurrencyMismatch {
+        /// The practitioner's currency.
+        expected: Currency,
+        /// The amount's currency.
+        got: Currency,
+    },
+    /// The service was withdrawn from the catalogue.
     #[error("this service is no longer offered")]
     ServiceInactive,
+    /// An amount Stripe cannot charge (below the minimum, above the maximum charge).
     #[error(transparent)]
     Money(MoneyError),
 }
@@ -507,14 +606,17 @@ pub enum CapError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimeZone(Tz);
 
+/// Text that is not an IANA time zone name; carries it, cut to 64 characters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("'{0}' is not an IANA time zone such as Europe/Paris")]
 pub struct UnknownTimeZone(pub String);
 
 impl TimeZone {
+    /// The `chrono-tz` zone, to convert times with.
     pub fn tz(&self) -> Tz {
         self.0
     }
+    /// The IANA name (`Europe/Paris`).
     pub fn name(&self) -> &'static str {
         self.0.name()
     }
@@ -545,20 +647,29 @@ impl fmt::Display for TimeZone {
 /// A practitioner: who is paid, in which time zone, through which Stripe account.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Practitioner {
+    /// The practitioner's id, also their staff user's id.
     pub id: PractitionerId,
+    /// The name patients and receipts see.
     pub name: DisplayName,
+    /// Where dates shown to the practitioner and their patients are in.
     pub time_zone: TimeZone,
+    /// Their Stripe link.
     pub link: StripeLink,
+    /// Amounts, fee schedule, statement text and cancellation policy.
     pub preferences: Preferences,
     /// Who the practitioner is on notes d'honoraires.
     pub profile: Profile,
     /// Incremented by every change; repositories write conditionally on it.
     pub version: i64,
+    /// When the practitioner was added.
     pub created_at: DateTime<Utc>,
+    /// When the practitioner last changed.
     pub updated_at: DateTime<Utc>,
 }
 
 impl Practitioner {
+    /// A new practitioner: unlinked, with the starting preferences in `currency`
+    /// ([`Preferences::starting`]) and an empty profile.
     pub fn new(
         id: PractitionerId,
         name: DisplayName,
@@ -687,24 +798,31 @@ impl Service {
         })
     }
 
+    /// The service's id.
     pub fn id(&self) -> ServiceId {
         self.id
     }
+    /// Whose catalogue it is in.
     pub fn practitioner(&self) -> PractitionerId {
         self.practitioner
     }
+    /// Its name, as patients and receipts see it.
     pub fn name(&self) -> &DisplayName {
         &self.name
     }
+    /// What a consultation for this service is capped at.
     pub fn price(&self) -> Money {
         self.price
     }
+    /// Whether it is still offered (a withdrawn service is kept for past consultations).
     pub fn active(&self) -> bool {
         self.active
     }
+    /// When it was created.
     pub fn created_at(&self) -> DateTime<Utc> {
         self.created_at
     }
+    /// When it last changed.
     pub fn updated_at(&self) -> DateTime<Utc> {
         self.updated_at
     }

@@ -10,6 +10,22 @@ use crate::repository::RepositoryError;
 use crate::secrets::TokenHash;
 
 /// Practitioners with their Stripe link and preferences (one aggregate).
+///
+/// Practitioners are created with their staff user
+/// ([`UserRepository::create_practitioner`](crate::staff::UserRepository::create_practitioner)).
+///
+/// # Contract
+///
+/// - **Optimistic concurrency.** [`update`](PractitionerRepository::update) writes
+///   only if the stored version is still the expected one, decided by the store in
+///   one conditional statement: of concurrent updates from one version exactly one
+///   succeeds, the others get [`RepositoryError::Conflict`] with nothing written.
+/// - **Atomicity.** The practitioner and its audit entry commit together.
+/// - **Faithful round trip.** A practitioner reads back equal (`==`) to the one
+///   written, with every kind of [`StripeLink`](crate::practitioner::model::StripeLink),
+///   its preferences, profile and statement text.
+/// - Undecodable stored data is [`RepositoryError::Corrupt`] (never a panic); an
+///   outage is [`RepositoryError::Unavailable`].
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait PractitionerRepository: Send + Sync {
@@ -38,13 +54,28 @@ pub trait PractitionerRepository: Send + Sync {
 /// An OAuth `state` issued to a practitioner, stored by hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OAuthStateRecord {
+    /// The SHA-256 of the `state` sent to Stripe.
     pub hash: TokenHash,
+    /// Who started linking.
     pub practitioner: PractitionerId,
+    /// When it was issued.
     pub created_at: DateTime<Utc>,
+    /// When it stops being accepted ([`BillingConfig::oauth_state_ttl`] after issue).
+    ///
+    /// [`BillingConfig::oauth_state_ttl`]: crate::BillingConfig::oauth_state_ttl
     pub expires_at: DateTime<Utc>,
 }
 
 /// Single-use OAuth states.
+///
+/// # Contract
+///
+/// - A state is stored once: a second insert of its hash is
+///   [`RepositoryError::Duplicate`].
+/// - A state is consumed once: of any number of concurrent
+///   [`consume`](OAuthStateRepository::consume)s exactly one gets the record; every
+///   other, and every later one, is [`RepositoryError::NotFound`].
+/// - Only hashes are stored, never the state itself.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait OAuthStateRepository: Send + Sync {
@@ -58,6 +89,16 @@ pub trait OAuthStateRepository: Send + Sync {
 }
 
 /// The practitioners' catalogues of priced services.
+///
+/// # Contract
+///
+/// - A service id is stored once ([`RepositoryError::Duplicate`] otherwise); an
+///   unknown one is [`RepositoryError::NotFound`].
+/// - A service and its audit entry commit together.
+/// - Services read back equal (`==`) to what was written; a list is sorted by name,
+///   comparing code points (not a database collation), ties by id, and includes
+///   withdrawn services only when asked.
+/// - An update replaces the service: last write wins (a service has no version).
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait ServiceRepository: Send + Sync {

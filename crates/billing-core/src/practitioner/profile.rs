@@ -9,16 +9,28 @@ use crate::contact::{ContactError, EmailAddress};
 /// The VAT mention printed when the practitioner sets none: medical care is exempt.
 pub const DEFAULT_VAT_MENTION: &str = "TVA non applicable, article 261-4-1° du CGI";
 
+/// Why a field of the profile was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProfileError {
+    /// A text field is longer than its limit.
     #[error("{field} is longer than {max} characters")]
-    TooLong { field: &'static str, max: usize },
+    TooLong {
+        /// The field (`profession`, `address`, `vat_mention`).
+        field: &'static str,
+        /// Its limit, in characters.
+        max: usize,
+    },
+    /// A text field has control characters, or line breaks where one line is expected;
+    /// carries the field.
     #[error("{0} contains control characters")]
     ControlCharacters(&'static str),
+    /// Not an RPPS (11 digits) or ADELI (9 digits) number.
     #[error("an RPPS number has 11 digits and an ADELI number 9")]
     HealthId,
+    /// Not 14 digits with a valid Luhn check digit.
     #[error("a SIRET number has 14 digits and a valid check digit")]
     Siret,
+    /// The notification address is not an e-mail address.
     #[error(transparent)]
     Email(#[from] ContactError),
 }
@@ -70,6 +82,7 @@ impl HealthId {
         }
     }
 
+    /// The digits, without spaces.
     pub fn number(&self) -> &str {
         match self {
             HealthId::Rpps(n) | HealthId::Adeli(n) => n,
@@ -96,6 +109,11 @@ impl fmt::Display for HealthId {
 pub struct Siret(String);
 
 impl Siret {
+    /// Accepts 14 digits with spaces between them, whose Luhn checksum holds.
+    ///
+    /// # Errors
+    ///
+    /// [`ProfileError::Siret`].
     pub fn parse(s: &str) -> Result<Self, ProfileError> {
         let digits: String = s.chars().filter(|c| !c.is_whitespace()).collect();
         let ok = digits.len() == 14 && digits.chars().all(|c| c.is_ascii_digit()) && {
@@ -122,6 +140,7 @@ impl Siret {
         }
     }
 
+    /// The 14 digits, without spaces.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -151,17 +170,27 @@ pub struct Profile {
 /// The profile as typed in a form or sent to the API: blank means not set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProfileInput {
+    /// "Médecin généraliste", … (one line, at most [`Profile::PROFESSION_MAX`]).
     pub profession: String,
+    /// The professional address, lines separated by `\n` (at most
+    /// [`Profile::ADDRESS_MAX`]).
     pub address: String,
+    /// The RPPS or ADELI number (spaces allowed).
     pub health_id: String,
+    /// The SIRET number (spaces allowed).
     pub siret: String,
+    /// The VAT mention; blank prints [`DEFAULT_VAT_MENTION`].
     pub vat_mention: String,
+    /// Where the practitioner's notifications go.
     pub email: String,
 }
 
 impl Profile {
+    /// The most characters of the profession.
     pub const PROFESSION_MAX: usize = 80;
+    /// The most characters of the address, line breaks included.
     pub const ADDRESS_MAX: usize = 300;
+    /// The most characters of the VAT mention.
     pub const VAT_MENTION_MAX: usize = 200;
 
     /// Checks every field; the first error found is returned with its field name.
@@ -227,15 +256,19 @@ impl Profile {
         self.email.as_ref()
     }
 
+    /// The profession, if set.
     pub fn profession(&self) -> Option<&str> {
         self.profession.as_deref()
     }
+    /// The address, lines separated by `\n`, if set.
     pub fn address(&self) -> Option<&str> {
         self.address.as_deref()
     }
+    /// The RPPS or ADELI number, if set.
     pub fn health_id(&self) -> Option<&HealthId> {
         self.health_id.as_ref()
     }
+    /// The SIRET number, if set.
     pub fn siret(&self) -> Option<&Siret> {
         self.siret.as_ref()
     }

@@ -36,7 +36,10 @@ pub(crate) const RETRIES: usize = 3;
 /// What Stripe's OAuth callback brought back.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OAuthCallback {
+    /// The authorisation code, on success.
     pub code: Option<String>,
+    /// The `state` ConsultPay sent, to match the callback with the practitioner who
+    /// started linking.
     pub state: Option<String>,
     /// `access_denied` when the practitioner refused.
     pub error: Option<String>,
@@ -62,6 +65,34 @@ impl std::fmt::Debug for ConnectService {
 }
 
 impl ConnectService {
+    /// Linking and unlinking practitioners' Stripe accounts (C1), from the ports it
+    /// uses: the practitioners and their OAuth `state`s, the payments (what is still
+    /// open when an account goes), the audit trail, the processor's Connect side, the
+    /// clock and the source of `state` secrets.
+    // One argument per port the use case calls: grouping them would only hide which.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        practitioners: Arc<dyn PractitionerRepository>,
+        oauth_states: Arc<dyn OAuthStateRepository>,
+        payments: Arc<dyn PaymentRepository>,
+        audit: Arc<dyn AuditLog>,
+        connect: Arc<dyn ConnectOnboarding>,
+        clock: Arc<dyn Clock>,
+        secrets: Arc<dyn SecretGenerator>,
+        config: BillingConfig,
+    ) -> Self {
+        ConnectService {
+            practitioners,
+            oauth_states,
+            payments,
+            audit,
+            connect,
+            clock,
+            secrets,
+            config,
+        }
+    }
+
     fn now(&self) -> DateTime<Utc> {
         now_micros(self.clock.as_ref())
     }
@@ -453,14 +484,24 @@ impl ConnectService {
 /// A fee schedule as chosen in the preferences form.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FeeScheduleInput {
+    /// One of Stripe's published price lists, in the preferences' currency.
     Preset(FeePreset),
+    /// A schedule of the practitioner's own (see [`FeeSchedule::custom`]).
     Custom {
+        /// The percentage, in percent (1.4 means 1.4 %).
         percent: Decimal,
+        /// The fixed part, as typed.
         fixed: AmountInput,
     },
 }
 
 impl FeeScheduleInput {
+    /// The schedule in `currency`.
+    ///
+    /// # Errors
+    ///
+    /// A custom schedule that is invalid, in another currency, or that would take all of
+    /// a small payment ([`FeeSchedule::ensure_positive_net`]).
     pub fn resolve(&self, currency: Currency) -> Result<FeeSchedule, BillingError> {
         match self {
             FeeScheduleInput::Preset(p) => Ok(p.schedule(currency)),
@@ -476,9 +517,13 @@ impl FeeScheduleInput {
 /// New preferences as typed by the practitioner.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreferencesInput {
+    /// The currency the practitioner bills in; every amount is read in it.
     pub currency: Currency,
+    /// The default cap of a consultation.
     pub default_amount: AmountInput,
+    /// The most a consultation may be billed.
     pub max_amount: AmountInput,
+    /// The schedule used for fee previews and estimates.
     pub fee_schedule: FeeScheduleInput,
     /// What receipts call the payment; `None` keeps the current one, `""` restores
     /// the default ("Téléconsultation").
@@ -494,18 +539,28 @@ pub struct PreferencesInput {
 pub struct CancellationInput {
     /// Free cancellation until this many hours before the start.
     pub free_hours: u32,
+    /// The fee of a missed consultation (no-show or late cancellation).
     pub fee: MissedFeeInput,
 }
 
 /// A missed-consultation fee as typed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MissedFeeInput {
+    /// No fee: a missed consultation's hold is released.
     None,
+    /// A fixed fee, as typed, captured from the hold.
     Fixed(AmountInput),
+    /// The whole hold is captured.
     FullHold,
 }
 
 impl CancellationInput {
+    /// The policy in `currency`.
+    ///
+    /// # Errors
+    ///
+    /// A fixed fee that is not a valid amount in `currency`, or a policy
+    /// [`CancellationPolicy::new`] refuses.
     pub fn resolve(&self, currency: Currency) -> Result<CancellationPolicy, BillingError> {
         let fee = match &self.fee {
             MissedFeeInput::None => MissedFee::None,
@@ -532,8 +587,11 @@ fn replaced<T: Clone, E>(
 /// A change to a service; absent fields are kept.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServicePatch {
+    /// A new name.
     pub name: Option<String>,
+    /// A new price (checked like a new service's).
     pub amount: Option<AmountInput>,
+    /// Withdraw (`false`) or offer again (`true`).
     pub active: Option<bool>,
 }
 
@@ -591,6 +649,7 @@ impl CatalogueService {
         self.load(actor, Action::ViewPreferences, id).await
     }
 
+    /// The practitioner's preferences (staff of the practitioner, secretaries included).
     pub async fn preferences(
         &self,
         actor: &Actor,
@@ -696,6 +755,7 @@ impl CatalogueService {
         Err(BillingError::Conflict)
     }
 
+    /// The practitioner's services by name; withdrawn ones only if `include_inactive`.
     pub async fn services(
         &self,
         actor: &Actor,
@@ -706,6 +766,14 @@ impl CatalogueService {
         Ok(self.services.list(id, include_inactive).await?)
     }
 
+    /// Adds a service to the practitioner's catalogue (practitioner only). `amount` is
+    /// read in the practitioner's currency.
+    ///
+    /// # Errors
+    ///
+    /// [`BillingError::Validation`] for the name, [`BillingError::InvalidAmount`] for a
+    /// price that is not chargeable, [`BillingError::AmountAboveMaximum`] for one above the
+    /// practitioner's maximum.
     pub async fn create_service(
         &self,
         actor: &Actor,
@@ -746,6 +814,8 @@ impl CatalogueService {
         Ok(service)
     }
 
+    /// Renames, reprices, withdraws or offers a service again (practitioner only);
+    /// absent fields of `patch` are kept.
     pub async fn update_service(
         &self,
         actor: &Actor,

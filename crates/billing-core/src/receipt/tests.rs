@@ -6,7 +6,7 @@ use super::*;
 use crate::payment::model::{PaymentEvent, RefundLine};
 use crate::practitioner::model::{PaymentLabel, StatementText};
 use crate::practitioner::profile::{Profile, ProfileInput};
-use crate::testing::*;
+use crate::test_support::*;
 
 fn refund(id: &str, minor: i64, status: RefundState) -> RefundLine {
     RefundLine {

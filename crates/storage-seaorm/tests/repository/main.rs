@@ -1,5 +1,5 @@
-//! The repository test suite: every behaviour of `cases`, written once, run against
-//! SQLite in memory, a SQLite file and PostgreSQL (see `harness` for how each database
+//! The repository test suite: every behaviour of billing-core's conformance suite, plus
+//! this adapter's migrations, run against SQLite in memory, a SQLite file and PostgreSQL (see `harness` for how each database
 //! is made and destroyed, and when PostgreSQL is skipped).
 //!
 //! Test names read `<backend>::<behaviour>`, e.g.
@@ -10,8 +10,6 @@
 #[cfg(test)]
 mod cases;
 #[cfg(test)]
-mod fixtures;
-#[cfg(test)]
 mod harness;
 
 /// One module per backend, one test per case.
@@ -20,6 +18,22 @@ macro_rules! suite {
         suite!(@backend sqlite_memory, SqliteMemory, $($case),*);
         suite!(@backend sqlite_file, SqliteFile, $($case),*);
         suite!(@backend postgres, Postgres, $($case),*);
+        suite!(@listed $($case),*);
+    };
+    (@listed $($case:ident),*) => {
+        /// Every case of the conformance suite has a test here: one added to
+        /// billing-core and not listed below fails this test.
+        #[test]
+        fn every_conformance_case_runs_on_every_backend() {
+            use billing_core::testing::conformance::{sandbox_cases, storage_cases};
+            let listed = [$(stringify!($case)),*];
+            let suite = storage_cases::<storage_seaorm::Store>()
+                .into_iter()
+                .map(|c| c.name)
+                .chain(sandbox_cases::<storage_seaorm::Store>().into_iter().map(|c| c.name));
+            let missing: Vec<_> = suite.filter(|name| !listed.contains(name)).collect();
+            assert!(missing.is_empty(), "not run: {missing:?}");
+        }
     };
     (@backend $module:ident, $backend:ident, $($case:ident),*) => {
         mod $module {

@@ -4,7 +4,7 @@
 use super::*;
 use crate::consultation::policy::{CancellationPolicy, MissedFee};
 use crate::payment::model::Lang;
-use crate::testing::*;
+use crate::test_support::*;
 use crate::video::{MockPassSigner, RoomName};
 use chrono::Duration;
 

@@ -7,7 +7,7 @@ use crate::ids::{CheckoutSessionId, PaymentIntentId, UserId};
 use crate::money::{Currency, Money};
 use crate::payment::model::PaymentEvent;
 use crate::practitioner::model::{Service, StripeLink};
-use crate::testing::*;
+use crate::test_support::*;
 
 fn request(payment: PaymentChoice) -> ScheduleRequest {
     ScheduleRequest {

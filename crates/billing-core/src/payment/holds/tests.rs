@@ -8,7 +8,7 @@ use super::*;
 use crate::gateway::{IntentSnapshot, IntentStatus};
 use crate::ids::PaymentIntentId;
 use crate::payment::model::{CheckoutRef, Failure};
-use crate::testing::*;
+use crate::test_support::*;
 
 fn amount() -> crate::money::Money {
     eur(2500)

@@ -20,17 +20,22 @@ use crate::money::{Money, MoneyError};
 pub enum DisputeStatus {
     /// An inquiry (no funds withdrawn yet) awaiting the practitioner's answer.
     WarningNeedsResponse,
+    /// The inquiry's answer is under review by the bank.
     WarningUnderReview,
     /// The inquiry closed without becoming a chargeback.
     WarningClosed,
     /// A chargeback: funds withdrawn, evidence due.
     NeedsResponse,
+    /// The evidence was submitted and is under review by the bank.
     UnderReview,
+    /// Closed in the practitioner's favour: withdrawn funds were reinstated.
     Won,
+    /// Closed in the patient's favour: the funds stay withdrawn.
     Lost,
 }
 
 impl DisputeStatus {
+    /// Every status, in declaration order.
     pub const ALL: [DisputeStatus; 7] = [
         DisputeStatus::WarningNeedsResponse,
         DisputeStatus::WarningUnderReview,
@@ -41,6 +46,7 @@ impl DisputeStatus {
         DisputeStatus::Lost,
     ];
 
+    /// Stripe's name, also the stored form (`needs_response`, `won`, …).
     pub const fn as_str(self) -> &'static str {
         match self {
             DisputeStatus::WarningNeedsResponse => "warning_needs_response",
@@ -118,11 +124,13 @@ impl FromStr for DisputeStatus {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Dispute {
+    /// Stripe's dispute id (`dp_…`); a new id on the same charge is a new dispute.
     pub id: DisputeId,
     /// The disputed amount.
     pub amount: Money,
     /// Stripe's reason code (`fraudulent`, `product_not_received`, `general`, …).
     pub reason: String,
+    /// Where the dispute stands.
     pub status: DisputeStatus,
     /// When the practitioner's evidence is due (open disputes).
     pub evidence_due_by: Option<DateTime<Utc>>,

@@ -20,13 +20,16 @@ pub enum RefundState {
     Pending,
     /// The patient must act (not for cards; kept so no Stripe status is lost).
     RequiresAction,
+    /// The network confirmed it (it may still fail later, e.g. a closed card).
     Succeeded,
     /// The card network refused it: the money stays with the practitioner.
     Failed,
+    /// Cancelled before it completed: the money stays with the practitioner.
     Canceled,
 }
 
 impl RefundState {
+    /// Every state, in declaration order.
     pub const ALL: [RefundState; 5] = [
         RefundState::Pending,
         RefundState::RequiresAction,
@@ -82,8 +85,11 @@ impl FromStr for RefundState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RefundLine {
+    /// Stripe's refund id (`re_…`): refunds are merged by it.
     pub id: RefundId,
+    /// The amount of this refund, in the payment's currency.
     pub amount: Money,
+    /// Where it stands; only [live](RefundState::is_live) refunds count as refunded.
     pub status: RefundState,
 }
 

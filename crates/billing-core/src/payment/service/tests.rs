@@ -15,7 +15,7 @@ use crate::ids::{CheckoutSessionId, ConnectedAccountId, RefundId};
 use crate::money::Currency;
 use crate::payment::model::{CheckoutRef, Dispute, DisputeStatus, Failure, RefundLine};
 use crate::receipt::DocumentKind;
-use crate::testing::*;
+use crate::test_support::*;
 
 fn amount(text: &str) -> AmountInput {
     AmountInput::parse(text, None).unwrap()

@@ -13,7 +13,7 @@ use crate::payment::ports::Claim;
 use crate::payment::service::WebhookOutcome;
 use crate::practitioner::model::{DescriptorSuffix, LinkStatus, PaymentLabel, StatementText};
 use crate::secrets::OAuthState;
-use crate::testing::*;
+use crate::test_support::*;
 
 fn callback(code: Option<&str>, state: Option<&str>, error: Option<&str>) -> OAuthCallback {
     OAuthCallback {

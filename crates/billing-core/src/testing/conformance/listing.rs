@@ -1,17 +1,17 @@
 use std::collections::BTreeMap;
 
-use billing_core::ids::{CheckoutSessionId, ConnectedAccountId, PaymentIntentId, PractitionerId};
-use billing_core::money::{Currency, Money};
-use billing_core::payment::model::{
+use crate::ids::{CheckoutSessionId, ConnectedAccountId, PaymentIntentId, PractitionerId};
+use crate::money::{Currency, Money};
+use crate::payment::model::{
     CheckoutRef, IdempotencyKey, Operation, Payment, PaymentStatus,
 };
-use billing_core::payment::ports::{
+use crate::payment::ports::{
     ChangeLog, PaymentCursor, PaymentQuery, PaymentRepository, PaymentScope, PaymentTotals,
 };
 use chrono::{DateTime, Duration, Utc};
-use storage_seaorm::Store;
 
-use crate::fixtures::*;
+use super::fixtures::*;
+use crate::Storage;
 
 fn query(scope: PaymentScope, limit: u32) -> PaymentQuery {
     PaymentQuery {
@@ -29,11 +29,11 @@ fn of(p: PractitionerId) -> PaymentScope {
 }
 
 /// Every page of `q`, following the cursors.
-async fn walk(store: &Store, mut q: PaymentQuery) -> (Vec<Payment>, usize) {
+async fn walk<S: Storage>(store: &S, mut q: PaymentQuery) -> (Vec<Payment>, usize) {
     let mut seen = Vec::new();
     let mut pages = 0;
     loop {
-        let page = store.list(&q).await.unwrap();
+        let page = PaymentRepository::list(store, &q).await.unwrap();
         pages += 1;
         assert!(page.items.len() <= q.limit as usize);
         seen.extend(page.items.into_iter().map(|r| r.payment));
@@ -51,7 +51,7 @@ fn newest_first(mut payments: Vec<Payment>) -> Vec<Payment> {
     payments
 }
 
-pub async fn payments_are_paged_newest_first_through_ties_in_created_at(store: Store) {
+pub async fn payments_are_paged_newest_first_through_ties_in_created_at<S: Storage>(store: S) {
     let pr = practitioner(&store).await;
     let other = practitioner(&store).await;
     let mut all = Vec::new();
@@ -88,7 +88,7 @@ pub async fn payments_are_paged_newest_first_through_ties_in_created_at(store: S
             "limit {limit}"
         );
     }
-    let page = store.list(&query(of(pr.id), 3)).await.unwrap();
+    let page = PaymentRepository::list(&store, &query(of(pr.id), 3)).await.unwrap();
     assert_eq!(page.items[0].patient.as_str(), "M. Martin");
     assert_eq!(
         page.items[0].starts_at,
@@ -96,7 +96,7 @@ pub async fn payments_are_paged_newest_first_through_ties_in_created_at(store: S
     );
 }
 
-pub async fn the_payments_list_filters_by_status_date_range_and_scope(store: Store) {
+pub async fn the_payments_list_filters_by_status_date_range_and_scope<S: Storage>(store: S) {
     let a = practitioner(&store).await;
     let b = practitioner(&store).await;
     let mut all = Vec::new();
@@ -137,12 +137,11 @@ pub async fn the_payments_list_filters_by_status_date_range_and_scope(store: Sto
     );
 
     q.scope = PaymentScope::Practitioners(vec![a.id]);
-    let page = store.list(&q).await.unwrap();
+    let page = PaymentRepository::list(&store, &q).await.unwrap();
     assert_eq!(page.items.len(), 1);
     assert_eq!(page.items[0].payment.created_at(), t0() + mins(20));
 
-    let nobody = store
-        .list(&query(PaymentScope::Practitioners(vec![]), 50))
+    let nobody = PaymentRepository::list(&store, &query(PaymentScope::Practitioners(vec![]), 50))
         .await
         .unwrap();
     assert!(nobody.items.is_empty() && nobody.totals.is_empty() && nobody.next.is_none());
@@ -162,7 +161,7 @@ fn reference_totals(payments: &[Payment]) -> Vec<PaymentTotals> {
     by_currency.into_values().collect()
 }
 
-pub async fn totals_equal_the_reference_sum_over_every_match_not_only_the_page(store: Store) {
+pub async fn totals_equal_the_reference_sum_over_every_match_not_only_the_page<S: Storage>(store: S) {
     let pr = practitioner(&store).await;
     let mut all = Vec::new();
     let amounts = [
@@ -188,7 +187,7 @@ pub async fn totals_equal_the_reference_sum_over_every_match_not_only_the_page(s
     let reported = apply(
         &store,
         &captured,
-        billing_core::payment::model::PaymentEvent::FeeReported { fee: eur(77) },
+        crate::payment::model::PaymentEvent::FeeReported { fee: eur(77) },
         t0() + mins(500),
     )
     .await;
@@ -199,7 +198,7 @@ pub async fn totals_equal_the_reference_sum_over_every_match_not_only_the_page(s
     }
 
     let q = query(of(pr.id), 2);
-    let page = store.list(&q).await.unwrap();
+    let page = PaymentRepository::list(&store, &q).await.unwrap();
     assert_eq!(page.items.len(), 2);
     let expected = reference_totals(&all);
     assert_eq!(
@@ -220,19 +219,19 @@ pub async fn totals_equal_the_reference_sum_over_every_match_not_only_the_page(s
         .cloned()
         .collect();
     assert_eq!(
-        store.list(&filtered).await.unwrap().totals,
+        PaymentRepository::list(&store, &filtered).await.unwrap().totals,
         reference_totals(&matching)
     );
     // The totals do not depend on the page.
     let mut later = filtered.clone();
-    later.after = store.list(&filtered).await.unwrap().next;
+    later.after = PaymentRepository::list(&store, &filtered).await.unwrap().next;
     assert_eq!(
-        store.list(&later).await.unwrap().totals,
+        PaymentRepository::list(&store, &later).await.unwrap().totals,
         reference_totals(&matching)
     );
 }
 
-pub async fn holds_due_are_authorised_holds_by_deadline_soonest_first(store: Store) {
+pub async fn holds_due_are_authorised_holds_by_deadline_soonest_first<S: Storage>(store: S) {
     let a = practitioner(&store).await;
     let b = practitioner(&store).await;
     // payment_in authorises at created_at + 1 min; the deadline is 7 days later.
@@ -258,7 +257,7 @@ pub async fn holds_due_are_authorised_holds_by_deadline_soonest_first(store: Sto
     payment_in(&store, a.id, eur(2_500), PaymentStatus::Incomplete, t0()).await;
     assert_eq!(soon.capture_before(), Some(deadline(t0())));
 
-    let ids = |rows: Vec<billing_core::payment::ports::PaymentRow>| {
+    let ids = |rows: Vec<crate::payment::ports::PaymentRow>| {
         rows.into_iter().map(|r| r.payment.id()).collect::<Vec<_>>()
     };
     let before = |at| store.holds_due(&PaymentScope::All, at);
@@ -292,7 +291,7 @@ pub async fn holds_due_are_authorised_holds_by_deadline_soonest_first(store: Sto
     assert_eq!(rows[0].patient.as_str(), "M. Martin");
 }
 
-pub async fn reconciliation_finds_stale_operations_and_recent_transient_checkouts(store: Store) {
+pub async fn reconciliation_finds_stale_operations_and_recent_transient_checkouts<S: Storage>(store: S) {
     let pr = practitioner(&store).await;
     let now = t0() + Duration::hours(10);
     let stale_before = now - mins(15);
@@ -317,8 +316,7 @@ pub async fn reconciliation_finds_stale_operations_and_recent_transient_checkout
             )
             .unwrap()
             .unwrap();
-        store
-            .update(&pending, held.version(), &ChangeLog::default())
+        PaymentRepository::update(&store, &pending, held.version(), &ChangeLog::default())
             .await
             .unwrap();
         if stale {
@@ -348,8 +346,7 @@ pub async fn reconciliation_finds_stale_operations_and_recent_transient_checkout
                 now - offset,
             )
             .unwrap();
-        store
-            .update(&next, p.version(), &ChangeLog::default())
+        PaymentRepository::update(&store, &next, p.version(), &ChangeLog::default())
             .await
             .unwrap();
         if found {

@@ -1,20 +1,19 @@
-use billing_core::audit::{AuditAction, AuditLog};
-use billing_core::consultation::model::{ConsultationRecord, PaymentMode};
-use billing_core::consultation::ports::ConsultationRepository;
-use billing_core::ids::{ConsultationId, PaymentId, PractitionerId};
-use billing_core::payment::model::Payment;
-use billing_core::payment::ports::PaymentRepository;
-use billing_core::repository::RepositoryError;
+use crate::audit::{AuditAction, AuditLog};
+use crate::consultation::model::{ConsultationRecord, PaymentMode};
+use crate::consultation::ports::ConsultationRepository;
+use crate::ids::{ConsultationId, PaymentId, PractitionerId};
+use crate::payment::model::Payment;
+use crate::payment::ports::PaymentRepository;
+use crate::repository::RepositoryError;
 use chrono::Duration;
-use storage_seaorm::Store;
 
-use crate::fixtures::*;
+use super::fixtures::*;
+use crate::Storage;
 
-pub async fn a_consultation_and_its_payment_round_trip_by_id_and_by_pay_token(store: Store) {
+pub async fn a_consultation_and_its_payment_round_trip_by_id_and_by_pay_token<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let record = online(p.id, eur(2_500), t0());
-    store
-        .create(&record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
+    ConsultationRepository::create(&store, &record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap();
     let id = record.consultation.id;
@@ -34,7 +33,7 @@ pub async fn a_consultation_and_its_payment_round_trip_by_id_and_by_pay_token(st
         PaymentRepository::get(&store, payment.id()).await.unwrap(),
         payment
     );
-    let trail = store.recent(p.id, 10).await.unwrap();
+    let trail = AuditLog::recent(&store, p.id, 10).await.unwrap();
     assert_eq!(
         trail[0].action,
         AuditAction::Scheduled,
@@ -42,17 +41,16 @@ pub async fn a_consultation_and_its_payment_round_trip_by_id_and_by_pay_token(st
     );
 }
 
-pub async fn a_consultation_without_online_payment_round_trips(store: Store) {
+pub async fn a_consultation_without_online_payment_round_trips<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let mut c = consultation(p.id, PaymentMode::None, t0() + Duration::days(2));
     c.patient.email = None;
-    c.created_by = Some(billing_core::ids::UserId::from_uuid(p.id.as_uuid()));
+    c.created_by = Some(crate::ids::UserId::from_uuid(p.id.as_uuid()));
     let record = ConsultationRecord {
         consultation: c,
         payment: None,
     };
-    store
-        .create(&record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
+    ConsultationRepository::create(&store, &record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap();
     assert_eq!(
@@ -63,18 +61,16 @@ pub async fn a_consultation_without_online_payment_round_trips(store: Store) {
     );
 }
 
-pub async fn a_reused_pay_token_hash_is_a_duplicate_and_nothing_is_written(store: Store) {
+pub async fn a_reused_pay_token_hash_is_a_duplicate_and_nothing_is_written<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let first = online(p.id, eur(2_500), t0());
-    store
-        .create(&first, &audit(p.id, AuditAction::Scheduled, t0()), &[])
+    ConsultationRepository::create(&store, &first, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap();
-    let trail = store.recent(p.id, 100).await.unwrap().len();
+    let trail = AuditLog::recent(&store, p.id, 100).await.unwrap().len();
     let mut second = online(p.id, eur(3_000), t0());
     second.consultation.pay_token_hash = first.consultation.pay_token_hash.clone();
-    let err = store
-        .create(&second, &audit(p.id, AuditAction::Scheduled, t0()), &[])
+    let err = ConsultationRepository::create(&store, &second, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap_err();
     assert!(
@@ -82,22 +78,20 @@ pub async fn a_reused_pay_token_hash_is_a_duplicate_and_nothing_is_written(store
         "{err:?}"
     );
     assert_nothing_written(&store, &second).await;
-    assert_eq!(store.recent(p.id, 100).await.unwrap().len(), trail);
+    assert_eq!(AuditLog::recent(&store, p.id, 100).await.unwrap().len(), trail);
 }
 
-pub async fn a_reused_consultation_or_payment_id_is_a_duplicate(store: Store) {
+pub async fn a_reused_consultation_or_payment_id_is_a_duplicate<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let first = online(p.id, eur(2_500), t0());
-    store
-        .create(&first, &audit(p.id, AuditAction::Scheduled, t0()), &[])
+    ConsultationRepository::create(&store, &first, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap();
 
     let mut same_consultation = first.clone();
     same_consultation.consultation.pay_token_hash = pay_token_hash();
     assert!(matches!(
-        store
-            .create(
+        ConsultationRepository::create(&store, 
                 &same_consultation,
                 &audit(p.id, AuditAction::Scheduled, t0()),
                 &[],
@@ -111,14 +105,13 @@ pub async fn a_reused_consultation_or_payment_id_is_a_duplicate(store: Store) {
     let mut same_payment = online(p.id, eur(2_500), t0());
     let parts = first.payment.as_ref().unwrap().to_parts();
     same_payment.payment = Some(
-        Payment::restore(billing_core::payment::model::PaymentParts {
+        Payment::restore(crate::payment::model::PaymentParts {
             consultation: same_payment.consultation.id,
             ..parts
         })
         .unwrap(),
     );
-    let err = store
-        .create(
+    let err = ConsultationRepository::create(&store, 
             &same_payment,
             &audit(p.id, AuditAction::Scheduled, t0()),
             &[],
@@ -132,27 +125,23 @@ pub async fn a_reused_consultation_or_payment_id_is_a_duplicate(store: Store) {
     assert_nothing_written(&store, &same_payment).await;
 }
 
-pub async fn a_second_payment_for_one_consultation_is_a_duplicate_and_nothing_is_written(
-    store: Store,
-) {
+pub async fn a_second_payment_for_one_consultation_is_a_duplicate_and_nothing_is_written<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let first = online(p.id, eur(2_500), t0());
-    store
-        .create(&first, &audit(p.id, AuditAction::Scheduled, t0()), &[])
+    ConsultationRepository::create(&store, &first, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap();
     // A new consultation carrying a payment for the first consultation.
     let mut second = online(p.id, eur(2_500), t0());
     let fresh = second.payment.take().unwrap().to_parts();
     second.payment = Some(
-        Payment::restore(billing_core::payment::model::PaymentParts {
+        Payment::restore(crate::payment::model::PaymentParts {
             consultation: first.consultation.id,
             ..fresh
         })
         .unwrap(),
     );
-    let err = store
-        .create(&second, &audit(p.id, AuditAction::Scheduled, t0()), &[])
+    let err = ConsultationRepository::create(&store, &second, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap_err();
     assert!(
@@ -171,17 +160,16 @@ pub async fn a_second_payment_for_one_consultation_is_a_duplicate_and_nothing_is
     );
 }
 
-pub async fn a_consultation_of_an_unknown_practitioner_is_not_found(store: Store) {
+pub async fn a_consultation_of_an_unknown_practitioner_is_not_found<S: Storage>(store: S) {
     let ghost = PractitionerId::from_uuid(new_uuid());
     let record = online(ghost, eur(2_500), t0());
-    let err = store
-        .create(&record, &audit(ghost, AuditAction::Scheduled, t0()), &[])
+    let err = ConsultationRepository::create(&store, &record, &audit(ghost, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap_err();
     assert!(matches!(err, RepositoryError::NotFound), "{err:?}");
 }
 
-async fn assert_nothing_written(store: &Store, record: &ConsultationRecord) {
+async fn assert_nothing_written<S: Storage>(store: &S, record: &ConsultationRecord) {
     assert!(matches!(
         ConsultationRepository::get(store, record.consultation.id).await,
         Err(RepositoryError::NotFound)
@@ -200,11 +188,10 @@ async fn assert_nothing_written(store: &Store, record: &ConsultationRecord) {
     }
 }
 
-pub async fn replacing_the_pay_token_retires_the_previous_one(store: Store) {
+pub async fn replacing_the_pay_token_retires_the_previous_one<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let record = online(p.id, eur(2_500), t0());
-    store
-        .create(&record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
+    ConsultationRepository::create(&store, &record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap();
     let old = record.consultation.pay_token_hash.clone();
@@ -228,7 +215,7 @@ pub async fn replacing_the_pay_token_retires_the_previous_one(store: Store) {
     ));
 }
 
-pub async fn an_unknown_consultation_or_pay_token_is_not_found(store: Store) {
+pub async fn an_unknown_consultation_or_pay_token_is_not_found<S: Storage>(store: S) {
     assert!(matches!(
         ConsultationRepository::get(&store, ConsultationId::from_uuid(new_uuid())).await,
         Err(RepositoryError::NotFound)
@@ -243,7 +230,7 @@ pub async fn an_unknown_consultation_or_pay_token_is_not_found(store: Store) {
     ));
 }
 
-pub async fn upcoming_lists_consultations_from_a_date_soonest_first(store: Store) {
+pub async fn upcoming_lists_consultations_from_a_date_soonest_first<S: Storage>(store: S) {
     let a = practitioner(&store).await;
     let b = practitioner(&store).await;
     let c = practitioner(&store).await;
@@ -258,8 +245,7 @@ pub async fn upcoming_lists_consultations_from_a_date_soonest_first(store: Store
     ] {
         let mut record = online(p, eur(2_500), t0());
         record.consultation.starts_at = t0() + Duration::hours(hours);
-        store
-            .create(&record, &audit(p, AuditAction::Scheduled, t0()), &[])
+        ConsultationRepository::create(&store, &record, &audit(p, AuditAction::Scheduled, t0()), &[])
             .await
             .unwrap();
         if p != c.id && hours >= 0 {
@@ -278,20 +264,19 @@ pub async fn upcoming_lists_consultations_from_a_date_soonest_first(store: Store
     assert!(store.upcoming(&[], t0(), 10).await.unwrap().is_empty());
 }
 
-pub async fn the_day_of_a_consultation_is_written_conditionally_with_its_history(store: Store) {
-    use billing_core::audit::AuditActor;
-    use billing_core::consultation::model::{Cancellation, CancelledBy, ConsultationStatus};
-    use billing_core::payment::ports::{ChangeLog, HistoryEntry};
+pub async fn the_day_of_a_consultation_is_written_conditionally_with_its_history<S: Storage>(store: S) {
+    use crate::audit::AuditActor;
+    use crate::consultation::model::{Cancellation, CancelledBy, ConsultationStatus};
+    use crate::payment::ports::{ChangeLog, HistoryEntry};
     let p = practitioner(&store).await;
     let record = online(p.id, eur(2_500), t0());
-    store
-        .create(&record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
+    ConsultationRepository::create(&store, &record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap();
     let before = record.consultation.clone();
     let payment = record.payment.clone().unwrap();
     // Sub-second times round-trip, so the next conditional write still matches.
-    let started = billing_core::consultation::model::Consultation {
+    let started = crate::consultation::model::Consultation {
         started_at: Some(t0() + Duration::hours(1) + Duration::microseconds(123_456)),
         starts_at: t0() + Duration::days(3),
         rescheduled_at: Some(t0() + Duration::microseconds(654_321)),
@@ -326,7 +311,7 @@ pub async fn the_day_of_a_consultation_is_written_conditionally_with_its_history
         "rescheduled"
     );
     // A writer that read the day before is refused and writes nothing.
-    let cancelled = billing_core::consultation::model::Consultation {
+    let cancelled = crate::consultation::model::Consultation {
         status: ConsultationStatus::Cancelled(Cancellation {
             by: CancelledBy::Patient,
             at: t0() + Duration::hours(2),
@@ -346,7 +331,7 @@ pub async fn the_day_of_a_consultation_is_written_conditionally_with_its_history
         started
     );
     // Every status round-trips.
-    let cancelled = billing_core::consultation::model::Consultation {
+    let cancelled = crate::consultation::model::Consultation {
         status: cancelled.status,
         ..started.clone()
     };
@@ -354,7 +339,7 @@ pub async fn the_day_of_a_consultation_is_written_conditionally_with_its_history
         .update_day(&cancelled, &started, &ChangeLog::default())
         .await
         .unwrap();
-    let absent = billing_core::consultation::model::Consultation {
+    let absent = crate::consultation::model::Consultation {
         status: ConsultationStatus::NoShow {
             at: t0() + Duration::days(3),
         },
@@ -371,7 +356,7 @@ pub async fn the_day_of_a_consultation_is_written_conditionally_with_its_history
             .consultation,
         absent
     );
-    let unknown = billing_core::consultation::model::Consultation {
+    let unknown = crate::consultation::model::Consultation {
         id: ConsultationId::from_uuid(new_uuid()),
         ..absent.clone()
     };
@@ -383,21 +368,19 @@ pub async fn the_day_of_a_consultation_is_written_conditionally_with_its_history
     ));
 }
 
-pub async fn the_terms_a_patient_accepted_are_kept_with_the_payment(store: Store) {
-    use billing_core::consultation::policy::{AcceptedTerms, CancellationPolicy, MissedFee};
-    use billing_core::payment::ports::ChangeLog;
+pub async fn the_terms_a_patient_accepted_are_kept_with_the_payment<S: Storage>(store: S) {
+    use crate::consultation::policy::{AcceptedTerms, CancellationPolicy, MissedFee};
+    use crate::payment::ports::ChangeLog;
     let p = practitioner(&store).await;
     let record = online(p.id, eur(2_500), t0());
-    store
-        .create(&record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
+    ConsultationRepository::create(&store, &record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap();
     let payment = record.payment.unwrap();
     let policy = CancellationPolicy::new(48, MissedFee::Fixed(eur(1_500))).unwrap();
-    let terms = AcceptedTerms::of(&policy, eur(2_500), billing_core::Lang::En, t0());
+    let terms = AcceptedTerms::of(&policy, eur(2_500), crate::Lang::En, t0());
     let next = payment.with_terms(terms.clone(), t0());
-    store
-        .update(&next, payment.version(), &ChangeLog::default())
+    PaymentRepository::update(&store, &next, payment.version(), &ChangeLog::default())
         .await
         .unwrap();
     let read = PaymentRepository::get(&store, payment.id()).await.unwrap();

@@ -1,16 +1,15 @@
 use std::collections::BTreeSet;
 
-use billing_core::access::{Role, StaffUser};
-use billing_core::audit::{AuditAction, AuditActor, AuditEntry, AuditLog};
-use billing_core::ids::{EventId, PractitionerId, UserId};
-use billing_core::money::Currency;
-use billing_core::practitioner::model::{Practitioner, TimeZone};
-use billing_core::practitioner::ports::PractitionerRepository;
-use billing_core::repository::RepositoryError;
-use billing_core::staff::UserRepository;
-use storage_seaorm::Store;
+use crate::access::{Role, StaffUser};
+use crate::audit::{AuditAction, AuditActor, AuditEntry, AuditLog};
+use crate::ids::{EventId, PractitionerId, UserId};
+use crate::money::Currency;
+use crate::practitioner::model::{Practitioner, TimeZone};
+use crate::practitioner::ports::PractitionerRepository;
+use crate::repository::RepositoryError;
 
-use crate::fixtures::*;
+use super::fixtures::*;
+use crate::Storage;
 
 fn new_practitioner() -> Practitioner {
     Practitioner::new(
@@ -22,11 +21,11 @@ fn new_practitioner() -> Practitioner {
     )
 }
 
-pub async fn a_fresh_database_has_no_user(store: Store) {
+pub async fn a_fresh_database_has_no_user<S: Storage>(store: S) {
     assert_eq!(store.count().await.unwrap(), 0);
 }
 
-pub async fn a_practitioners_user_shares_their_id_and_is_found_by_token_hash(store: Store) {
+pub async fn a_practitioners_user_shares_their_id_and_is_found_by_token_hash<S: Storage>(store: S) {
     let p = new_practitioner();
     let token = staff_token_hash();
     store
@@ -48,12 +47,12 @@ pub async fn a_practitioners_user_shares_their_id_and_is_found_by_token_hash(sto
         None
     );
     assert_eq!(
-        store.recent(p.id, 10).await.unwrap()[0].action,
+        AuditLog::recent(&store, p.id, 10).await.unwrap()[0].action,
         AuditAction::UserCreated
     );
 }
 
-pub async fn a_secretary_works_for_each_of_their_practitioners(store: Store) {
+pub async fn a_secretary_works_for_each_of_their_practitioners<S: Storage>(store: S) {
     let a = practitioner(&store).await;
     let b = practitioner(&store).await;
     let user = secretary(&[a.id, b.id]);
@@ -73,9 +72,7 @@ pub async fn a_secretary_works_for_each_of_their_practitioners(store: Store) {
     assert_eq!(store.count().await.unwrap(), 3);
 }
 
-pub async fn a_secretary_of_an_unknown_practitioner_is_not_found_and_nothing_is_written(
-    store: Store,
-) {
+pub async fn a_secretary_of_an_unknown_practitioner_is_not_found_and_nothing_is_written<S: Storage>(store: S) {
     let a = practitioner(&store).await;
     let user = secretary(&[a.id, PractitionerId::from_uuid(new_uuid())]);
     let token = staff_token_hash();
@@ -97,7 +94,7 @@ pub async fn a_secretary_of_an_unknown_practitioner_is_not_found_and_nothing_is_
     );
 }
 
-pub async fn a_reused_token_hash_is_a_duplicate_and_the_practitioner_is_not_created(store: Store) {
+pub async fn a_reused_token_hash_is_a_duplicate_and_the_practitioner_is_not_created<S: Storage>(store: S) {
     let first = new_practitioner();
     let token = staff_token_hash();
     store
@@ -137,7 +134,7 @@ pub async fn a_reused_token_hash_is_a_duplicate_and_the_practitioner_is_not_crea
     assert_eq!(store.count().await.unwrap(), 1);
 }
 
-pub async fn a_reused_practitioner_or_user_id_is_a_duplicate(store: Store) {
+pub async fn a_reused_practitioner_or_user_id_is_a_duplicate<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let err = store
         .create_practitioner(
@@ -170,7 +167,7 @@ pub async fn a_reused_practitioner_or_user_id_is_a_duplicate(store: Store) {
     assert!(matches!(err, RepositoryError::Duplicate(_)), "{err:?}");
 }
 
-pub async fn the_audit_trail_reads_back_newest_first_per_practitioner(store: Store) {
+pub async fn the_audit_trail_reads_back_newest_first_per_practitioner<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let other = practitioner(&store).await;
     let actors = [
@@ -203,11 +200,11 @@ pub async fn the_audit_trail_reads_back_newest_first_per_practitioner(store: Sto
         .await
         .unwrap();
 
-    let recent = store.recent(p.id, 3).await.unwrap();
+    let recent = AuditLog::recent(&store, p.id, 3).await.unwrap();
     let mut newest_first: Vec<_> = written.iter().rev().cloned().collect();
     newest_first.truncate(3);
     assert_eq!(recent, newest_first);
-    let everything = store.recent(p.id, 100).await.unwrap();
+    let everything = AuditLog::recent(&store, p.id, 100).await.unwrap();
     assert_eq!(
         everything.len(),
         written.len() + 1,
@@ -215,7 +212,7 @@ pub async fn the_audit_trail_reads_back_newest_first_per_practitioner(store: Sto
     );
 }
 
-pub async fn an_audit_entry_about_an_unknown_practitioner_is_not_found(store: Store) {
+pub async fn an_audit_entry_about_an_unknown_practitioner_is_not_found<S: Storage>(store: S) {
     let ghost = PractitionerId::from_uuid(new_uuid());
     assert!(matches!(
         store
@@ -229,7 +226,7 @@ fn user_of(p: &Practitioner) -> UserId {
     UserId::from_uuid(p.id.as_uuid())
 }
 
-pub async fn replacing_tokens_revokes_every_live_one_and_the_replacement_signs_in(store: Store) {
+pub async fn replacing_tokens_revokes_every_live_one_and_the_replacement_signs_in<S: Storage>(store: S) {
     let p = new_practitioner();
     let (first, second) = (staff_token_hash(), staff_token_hash());
     store
@@ -270,7 +267,7 @@ pub async fn replacing_tokens_revokes_every_live_one_and_the_replacement_signs_i
         "another user's token is untouched"
     );
     assert_eq!(
-        store.recent(p.id, 1).await.unwrap()[0].action,
+        AuditLog::recent(&store, p.id, 1).await.unwrap()[0].action,
         AuditAction::TokenRotated
     );
 
@@ -299,7 +296,7 @@ pub async fn replacing_tokens_revokes_every_live_one_and_the_replacement_signs_i
     assert!(matches!(err, RepositoryError::Duplicate(_)), "{err:?}");
 }
 
-pub async fn replacing_tokens_of_an_unknown_user_or_with_a_taken_hash_writes_nothing(store: Store) {
+pub async fn replacing_tokens_of_an_unknown_user_or_with_a_taken_hash_writes_nothing<S: Storage>(store: S) {
     let err = store
         .replace_tokens(
             UserId::from_uuid(new_uuid()),
@@ -344,12 +341,12 @@ pub async fn replacing_tokens_of_an_unknown_user_or_with_a_taken_hash_writes_not
     );
     assert_eq!(store.find_by_token(&theirs).await.unwrap(), Some(s));
     assert_eq!(
-        store.recent(p.id, 1).await.unwrap()[0].action,
+        AuditLog::recent(&store, p.id, 1).await.unwrap()[0].action,
         AuditAction::UserCreated
     );
 }
 
-pub async fn users_are_read_by_id_and_listed_oldest_first_with_their_live_tokens(store: Store) {
+pub async fn users_are_read_by_id_and_listed_oldest_first_with_their_live_tokens<S: Storage>(store: S) {
     let a = new_practitioner();
     store
         .create_practitioner(

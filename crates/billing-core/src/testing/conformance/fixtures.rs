@@ -1,28 +1,32 @@
 //! Domain values to store, built only through `billing-core`'s own constructors, and
 //! small helpers to write them the way the use cases do.
 
-use billing_core::access::{Role, StaffUser};
-use billing_core::audit::{AuditAction, AuditActor, AuditEntry};
-use billing_core::consultation::model::{
+use crate::access::{Role, StaffUser};
+use crate::audit::{AuditAction, AuditActor, AuditEntry};
+use crate::consultation::model::{
     Consultation, ConsultationRecord, PatientRef, PaymentMode,
 };
-use billing_core::consultation::ports::ConsultationRepository;
-use billing_core::contact::{DisplayName, EmailAddress};
-use billing_core::fees::FeeSchedule;
-use billing_core::ids::{
-    ConsultationId, CustomerId, DisputeId, PaymentId, PaymentMethodId, PractitionerId, UserId,
+use crate::consultation::ports::ConsultationRepository;
+use crate::contact::{DisplayName, EmailAddress};
+use crate::fees::FeeSchedule;
+use crate::ids::{
+    ConsultationId, PaymentId, PractitionerId, UserId,
 };
-use billing_core::money::{Currency, Money};
-use billing_core::payment::model::{
-    Applied, Dispute, DisputeStatus, Payment, PaymentEvent, PaymentStatus, SavedCard,
+use crate::money::{Currency, Money};
+use crate::payment::model::{
+    Applied, DisputeStatus, Payment, PaymentEvent, PaymentStatus,
 };
-use billing_core::payment::ports::{ChangeLog, HistoryEntry, PaymentRepository};
-use billing_core::practitioner::model::{Practitioner, TimeZone};
-use billing_core::secrets::{PayToken, StaffToken, TokenHash};
-use billing_core::staff::UserRepository;
+use crate::payment::ports::{ChangeLog, HistoryEntry, PaymentRepository};
+use crate::practitioner::model::{Practitioner, TimeZone};
+use crate::secrets::{PayToken, StaffToken, TokenHash};
+use crate::Storage;
 use chrono::{DateTime, Duration, TimeZone as _, Utc};
-use storage_seaorm::Store;
 use uuid::Uuid;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 /// A fixed instant with microseconds, so precision is exercised everywhere.
 pub fn t0() -> DateTime<Utc> {
@@ -33,8 +37,31 @@ pub fn mins(n: i64) -> Duration {
     Duration::minutes(n)
 }
 
+/// A new identifier, unique in this process (the suite's values are the same on every
+/// run; each case is given a fresh store).
 pub fn new_uuid() -> Uuid {
-    Uuid::new_v4()
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    // A fixed high part keeps the suite's ids apart from small hand-written ones.
+    Uuid::from_u128((0xC0F0_u128 << 112) | u128::from(NEXT.fetch_add(1, Ordering::Relaxed)))
+}
+
+/// Lets the other futures of a join run before this one goes on (an `await` point
+/// that is not I/O), without an async runtime of its own.
+pub async fn yield_now() {
+    struct YieldNow(bool);
+    impl Future for YieldNow {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                Poll::Ready(())
+            } else {
+                self.0 = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+    YieldNow(false).await;
 }
 
 pub fn eur(minor: i64) -> Money {
@@ -62,7 +89,7 @@ pub fn audit(p: PractitionerId, action: AuditAction, at: DateTime<Utc>) -> Audit
 }
 
 /// A practitioner stored with their user, as `StaffService::add_practitioner` does.
-pub async fn practitioner(store: &Store) -> Practitioner {
+pub async fn practitioner<S: Storage>(store: &S) -> Practitioner {
     let id = PractitionerId::from_uuid(new_uuid());
     let p = Practitioner::new(
         id,
@@ -105,12 +132,12 @@ pub fn consultation(
         starts_at,
         payment_mode: mode,
         service: None,
-        lang: billing_core::Lang::Fr,
+        lang: crate::Lang::Fr,
         pay_token_hash: pay_token_hash(),
         pay_link_generation: 0,
         created_by: None,
         created_at: t0(),
-        status: billing_core::consultation::model::ConsultationStatus::Scheduled,
+        status: crate::consultation::model::ConsultationStatus::Scheduled,
         started_at: None,
         rescheduled_at: None,
     }
@@ -136,15 +163,14 @@ pub fn online(p: PractitionerId, amount: Money, created_at: DateTime<Utc>) -> Co
 }
 
 /// Schedules a consultation with online payment and returns its (stored) payment.
-pub async fn scheduled(
-    store: &Store,
+pub async fn scheduled<S: Storage>(
+    store: &S,
     p: PractitionerId,
     amount: Money,
     created_at: DateTime<Utc>,
 ) -> Payment {
     let record = online(p, amount, created_at);
-    store
-        .create(&record, &audit(p, AuditAction::Scheduled, created_at), &[])
+    ConsultationRepository::create(store, &record, &audit(p, AuditAction::Scheduled, created_at), &[])
         .await
         .unwrap();
     record.payment.unwrap()
@@ -185,32 +211,13 @@ pub fn step(p: &Payment, event: &PaymentEvent, at: DateTime<Utc>) -> (Payment, C
 }
 
 /// Applies `event` and writes it; returns the stored next state.
-pub async fn apply(store: &Store, p: &Payment, event: PaymentEvent, at: DateTime<Utc>) -> Payment {
+pub async fn apply<S: Storage>(store: &S, p: &Payment, event: PaymentEvent, at: DateTime<Utc>) -> Payment {
     let (next, log) = step(p, &event, at);
-    store.update(&next, p.version(), &log).await.unwrap();
+    PaymentRepository::update(store, &next, p.version(), &log).await.unwrap();
     next
 }
 
-pub fn saved_card() -> SavedCard {
-    SavedCard {
-        customer: CustomerId::parse("cus_1Saved").unwrap(),
-        payment_method: PaymentMethodId::parse("pm_1Saved").unwrap(),
-    }
-}
-
-/// A dispute of `amount` whose funds and Stripe's 15.00 fee were withdrawn.
-pub fn dispute(amount: Money, status: DisputeStatus, at: DateTime<Utc>) -> Dispute {
-    Dispute {
-        id: DisputeId::parse("dp_1Stored").unwrap(),
-        amount,
-        reason: "fraudulent".into(),
-        status,
-        evidence_due_by: Some(at + Duration::days(7)),
-        withdrawn: amount,
-        fee: Money::from_minor(1500, amount.currency()),
-        transactions: 1,
-    }
-}
+pub use crate::testing::build::{declined, dispute, saved_card};
 
 pub fn hold(amount: Money) -> PaymentEvent {
     PaymentEvent::HoldPlaced {
@@ -225,8 +232,8 @@ pub fn capture(amount: Money) -> PaymentEvent {
 
 /// A payment moved to `status` by the usual events (hold of its amount, capture of
 /// `captured`, …), each at `at`.
-pub async fn payment_in(
-    store: &Store,
+pub async fn payment_in<S: Storage>(
+    store: &S,
     p: PractitionerId,
     amount: Money,
     status: PaymentStatus,
@@ -241,13 +248,7 @@ pub async fn payment_in(
         PaymentStatus::Captured => vec![hold(amount), capture(captured)],
         PaymentStatus::Released => vec![hold(amount), PaymentEvent::Released],
         PaymentStatus::Expired => vec![hold(amount), PaymentEvent::Expired],
-        PaymentStatus::Failed => vec![PaymentEvent::AuthorizationFailed(
-            billing_core::payment::model::Failure {
-                code: Some("card_declined".into()),
-                decline_code: Some("insufficient_funds".into()),
-                message: "Your card has insufficient funds.".into(),
-            },
-        )],
+        PaymentStatus::Failed => vec![PaymentEvent::AuthorizationFailed(declined())],
         PaymentStatus::Refunded => vec![
             hold(amount),
             capture(captured),

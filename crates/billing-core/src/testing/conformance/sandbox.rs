@@ -1,11 +1,12 @@
 //! The sandbox gateway's store: rows stamped by version, one writer at a time across
 //! connections, nothing written by a write that is dropped.
 
-use std::sync::Arc;
 
-use billing_core::gateway::{SandboxHead, SandboxRow, SandboxStore};
+use futures_util::future::join_all;
+use crate::gateway::{SandboxHead, SandboxRow, SandboxStore};
 use chrono::Duration;
-use storage_seaorm::Store;
+
+use super::fixtures::yield_now;
 
 fn row(kind: &str, id: &str, body: &str) -> SandboxRow {
     SandboxRow {
@@ -24,7 +25,7 @@ fn triple(kind: &str, id: &str, body: &str) -> (String, String, String) {
     (kind.into(), id.into(), body.into())
 }
 
-pub async fn the_sandbox_store_keeps_rows_by_version_and_replaces_them(store: Store) {
+pub async fn the_sandbox_store_keeps_rows_by_version_and_replaces_them<S: SandboxStore>(store: S) {
     let zero = SandboxHead {
         version: 0,
         clock_offset: Duration::zero(),
@@ -81,7 +82,7 @@ pub async fn the_sandbox_store_keeps_rows_by_version_and_replaces_them(store: St
     assert_eq!(store.head().await.unwrap(), head);
 }
 
-pub async fn a_dropped_sandbox_write_changes_nothing(store: Store) {
+pub async fn a_dropped_sandbox_write_changes_nothing<S: SandboxStore>(store: S) {
     let write = store.begin().await.unwrap();
     write
         .commit(vec![row("intent", "pi_1", "1")], Duration::zero())
@@ -101,14 +102,12 @@ pub async fn a_dropped_sandbox_write_changes_nothing(store: Store) {
 
 /// Each writer reads a counter and writes it plus one: without mutual exclusion,
 /// increments are lost.
-pub async fn sandbox_writers_take_turns(store: Store) {
+pub async fn sandbox_writers_take_turns<S: SandboxStore>(store: S) {
     const WRITERS: usize = 4;
     const EACH: usize = 10;
-    let store = Arc::new(store);
-    let tasks: Vec<_> = (0..WRITERS)
-        .map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move {
+    let writers = (0..WRITERS).map(|_| {
+        let store = &store;
+        async move {
                 for _ in 0..EACH {
                     let mut write = store.begin().await.unwrap();
                     let count = write
@@ -118,7 +117,7 @@ pub async fn sandbox_writers_take_turns(store: Store) {
                         .into_iter()
                         .find(|r| r.kind == "counter")
                         .map_or(0, |r| r.body.parse::<usize>().unwrap());
-                    tokio::task::yield_now().await;
+                    yield_now().await;
                     write
                         .commit(
                             vec![row("counter", "n", &(count + 1).to_string())],
@@ -127,12 +126,9 @@ pub async fn sandbox_writers_take_turns(store: Store) {
                         .await
                         .unwrap();
                 }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
+        }
+    });
+    join_all(writers).await;
     let mut write = store.begin().await.unwrap();
     assert_eq!(write.head().version, (WRITERS * EACH) as i64);
     assert_eq!(

@@ -1,20 +1,18 @@
-use std::sync::Arc;
 
-use billing_core::ids::EventId;
-use billing_core::payment::ports::{
+use futures_util::future::join_all;
+use crate::ids::EventId;
+use crate::payment::ports::{
     Claim, IdempotencyRecord, IdempotencyStore, Reservation, WebhookInbox,
 };
-use billing_core::repository::RepositoryError;
-use storage_seaorm::Store;
-use uuid::Uuid;
+use crate::repository::RepositoryError;
 
-use crate::fixtures::*;
+use super::fixtures::*;
 
 fn event() -> EventId {
     EventId::parse(&format!("evt_{}", new_uuid().simple())).unwrap()
 }
 
-pub async fn a_webhook_event_is_new_once_then_seen_until_processed(store: Store) {
+pub async fn a_webhook_event_is_new_once_then_seen_until_processed<S: WebhookInbox + IdempotencyStore>(store: S) {
     let id = event();
     assert_eq!(
         store
@@ -54,22 +52,12 @@ pub async fn a_webhook_event_is_new_once_then_seen_until_processed(store: Store)
     ));
 }
 
-pub async fn concurrent_claims_of_one_event_id_give_exactly_one_new(store: Store) {
+pub async fn concurrent_claims_of_one_event_id_give_exactly_one_new<S: WebhookInbox + IdempotencyStore>(store: S) {
     let id = event();
-    let store = Arc::new(store);
-    let barrier = Arc::new(tokio::sync::Barrier::new(16));
-    let tasks: Vec<_> = (0..16)
-        .map(|_| {
-            let (store, id, barrier) = (store.clone(), id.clone(), barrier.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                store.claim(&id, "payment_intent.succeeded", t0()).await
-            })
-        })
-        .collect();
+    let claims = (0..16).map(|_| store.claim(&id, "payment_intent.succeeded", t0()));
     let mut new = 0;
-    for task in tasks {
-        match task.await.unwrap().unwrap() {
+    for claim in join_all(claims).await {
+        match claim.unwrap() {
             Claim::New => new += 1,
             Claim::Seen { processed } => assert!(!processed),
         }
@@ -87,7 +75,7 @@ fn record(scope: &str, key: &str, fingerprint: &str) -> IdempotencyRecord {
     }
 }
 
-pub async fn an_idempotency_key_is_reserved_once_and_replayed_with_what_it_created(store: Store) {
+pub async fn an_idempotency_key_is_reserved_once_and_replayed_with_what_it_created<S: WebhookInbox + IdempotencyStore>(store: S) {
     let first = record("user:1", "key-1", "sha256:aaa");
     assert_eq!(store.reserve(&first).await.unwrap(), Reservation::New);
     // A retry (even with another request) sees the first reservation, still in flight.
@@ -98,7 +86,7 @@ pub async fn an_idempotency_key_is_reserved_once_and_replayed_with_what_it_creat
             .unwrap(),
         Reservation::Existing(first.clone())
     );
-    let created = Uuid::new_v4();
+    let created = super::fixtures::new_uuid();
     store.complete("user:1", "key-1", created).await.unwrap();
     assert_eq!(
         store.reserve(&first).await.unwrap(),
@@ -121,7 +109,7 @@ pub async fn an_idempotency_key_is_reserved_once_and_replayed_with_what_it_creat
     ));
 }
 
-pub async fn a_released_key_can_be_reserved_again_but_a_completed_one_stays(store: Store) {
+pub async fn a_released_key_can_be_reserved_again_but_a_completed_one_stays<S: WebhookInbox + IdempotencyStore>(store: S) {
     let r = record("user:1", "key-2", "f");
     assert_eq!(store.reserve(&r).await.unwrap(), Reservation::New);
     store.release("user:1", "key-2").await.unwrap();
@@ -131,7 +119,7 @@ pub async fn a_released_key_can_be_reserved_again_but_a_completed_one_stays(stor
         "freed for a retry"
     );
 
-    let created = Uuid::new_v4();
+    let created = super::fixtures::new_uuid();
     store.complete("user:1", "key-2", created).await.unwrap();
     store.release("user:1", "key-2").await.unwrap();
     assert!(matches!(
@@ -142,23 +130,13 @@ pub async fn a_released_key_can_be_reserved_again_but_a_completed_one_stays(stor
     store.release("user:1", "unknown").await.unwrap();
 }
 
-pub async fn concurrent_reservations_of_one_key_give_exactly_one_new(store: Store) {
-    let store = Arc::new(store);
-    let barrier = Arc::new(tokio::sync::Barrier::new(16));
-    let tasks: Vec<_> = (0..16)
-        .map(|i| {
-            let (store, barrier) = (store.clone(), barrier.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                store
-                    .reserve(&record("user:1", "key-3", &format!("f{i}")))
-                    .await
-            })
-        })
+pub async fn concurrent_reservations_of_one_key_give_exactly_one_new<S: WebhookInbox + IdempotencyStore>(store: S) {
+    let records: Vec<_> = (0..16)
+        .map(|i| record("user:1", "key-3", &format!("f{i}")))
         .collect();
     let mut new = 0;
-    for task in tasks {
-        if task.await.unwrap().unwrap() == Reservation::New {
+    for reservation in join_all(records.iter().map(|r| store.reserve(r))).await {
+        if reservation.unwrap() == Reservation::New {
             new += 1;
         }
     }

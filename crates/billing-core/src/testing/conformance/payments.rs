@@ -1,24 +1,24 @@
-use std::sync::Arc;
 
-use billing_core::audit::{AuditAction, AuditActor, AuditEntry, AuditLog};
-use billing_core::consultation::ports::ConsultationRepository;
-use billing_core::fees::{Fee, FeeSchedule};
-use billing_core::ids::{
+use futures_util::future::join_all;
+use crate::audit::{AuditAction, AuditActor, AuditEntry, AuditLog};
+use crate::consultation::ports::ConsultationRepository;
+use crate::fees::{Fee, FeeSchedule};
+use crate::ids::{
     CheckoutSessionId, ConnectedAccountId, PaymentIntentId, PractitionerId, UserId,
 };
-use billing_core::money::{Currency, Money};
-use billing_core::payment::model::{
+use crate::money::{Currency, Money};
+use crate::payment::model::{
     CheckoutRef, IdempotencyKey, Operation, Payment, PaymentEvent, PaymentParts, PaymentStatus,
 };
-use billing_core::payment::ports::{ChangeLog, HistoryEntry, PaymentRepository};
-use billing_core::repository::RepositoryError;
+use crate::payment::ports::{ChangeLog, HistoryEntry, PaymentRepository};
+use crate::repository::RepositoryError;
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
-use storage_seaorm::Store;
 
-use crate::fixtures::*;
+use super::fixtures::*;
+use crate::Storage;
 
-pub async fn a_payment_round_trips_through_its_life_with_its_history_in_order(store: Store) {
+pub async fn a_payment_round_trips_through_its_life_with_its_history_in_order<S: Storage>(store: S) {
     let pr = practitioner(&store).await;
     let mut p = scheduled(&store, pr.id, eur(2_500), t0()).await;
     let mut written: Vec<HistoryEntry> = Vec::new();
@@ -38,8 +38,7 @@ pub async fn a_payment_round_trips_through_its_life_with_its_history_in_order(st
                 t0() + mins(1),
             )
             .unwrap();
-        store
-            .update(&next, p.version(), &ChangeLog::default())
+        PaymentRepository::update(&store, &next, p.version(), &ChangeLog::default())
             .await
             .unwrap();
         next
@@ -47,7 +46,7 @@ pub async fn a_payment_round_trips_through_its_life_with_its_history_in_order(st
     assert_eq!(PaymentRepository::get(&store, p.id()).await.unwrap(), p);
 
     let events = [
-        PaymentEvent::AuthorizationFailed(billing_core::payment::model::Failure {
+        PaymentEvent::AuthorizationFailed(crate::payment::model::Failure {
             code: Some("card_declined".into()),
             decline_code: None,
             message: "declined".into(),
@@ -66,7 +65,7 @@ pub async fn a_payment_round_trips_through_its_life_with_its_history_in_order(st
     for (i, event) in events.into_iter().enumerate() {
         let at = t0() + mins(2 + i64::try_from(i).unwrap());
         let (next, log) = step(&p, &event, at);
-        store.update(&next, p.version(), &log).await.unwrap();
+        PaymentRepository::update(&store, &next, p.version(), &log).await.unwrap();
         written.extend(log.history);
         assert_eq!(
             PaymentRepository::get(&store, p.id()).await.unwrap(),
@@ -91,8 +90,7 @@ pub async fn a_payment_round_trips_through_its_life_with_its_history_in_order(st
         amount: Some(eur(100)),
         actor: AuditActor::User(UserId::from_uuid(pr.id.as_uuid())),
     };
-    store
-        .update(
+    PaymentRepository::update(&store, 
             &pending,
             p.version(),
             &ChangeLog {
@@ -108,8 +106,7 @@ pub async fn a_payment_round_trips_through_its_life_with_its_history_in_order(st
         pending
     );
     let release = pending.finish(t0() + mins(11));
-    store
-        .update(&release, pending.version(), &ChangeLog::default())
+    PaymentRepository::update(&store, &release, pending.version(), &ChangeLog::default())
         .await
         .unwrap();
     let stored = PaymentRepository::get(&store, p.id()).await.unwrap();
@@ -140,7 +137,7 @@ fn awkward(base: &Payment, minor: i64, currency: Currency) -> Payment {
     .unwrap()
 }
 
-pub async fn money_round_trips_exactly_including_awkward_decimals(store: Store) {
+pub async fn money_round_trips_exactly_including_awkward_decimals<S: Storage>(store: S) {
     let pr = practitioner(&store).await;
     let cases = [
         ("0.10", 10, Currency::Eur),
@@ -154,12 +151,11 @@ pub async fn money_round_trips_exactly_including_awkward_decimals(store: Store) 
         let record = online(pr.id, eur(2_500), t0());
         let base = record.payment.clone().unwrap();
         let payment = awkward(&base, minor, currency);
-        let record = billing_core::consultation::model::ConsultationRecord {
+        let record = crate::consultation::model::ConsultationRecord {
             payment: Some(payment.clone()),
             ..record
         };
-        store
-            .create(&record, &audit(pr.id, AuditAction::Scheduled, t0()), &[])
+        ConsultationRepository::create(&store, &record, &audit(pr.id, AuditAction::Scheduled, t0()), &[])
             .await
             .unwrap();
         let back = PaymentRepository::get(&store, payment.id()).await.unwrap();
@@ -182,7 +178,7 @@ pub async fn money_round_trips_exactly_including_awkward_decimals(store: Store) 
     }
 }
 
-pub async fn timestamps_round_trip_at_microsecond_precision(store: Store) {
+pub async fn timestamps_round_trip_at_microsecond_precision<S: Storage>(store: S) {
     let pr = practitioner(&store).await;
     let cases: [DateTime<Utc>; 4] = [
         t0(),
@@ -208,15 +204,15 @@ pub async fn timestamps_round_trip_at_microsecond_precision(store: Store) {
     );
 }
 
-pub async fn a_payment_update_from_a_stale_version_is_a_conflict_and_writes_nothing(store: Store) {
+pub async fn a_payment_update_from_a_stale_version_is_a_conflict_and_writes_nothing<S: Storage>(store: S) {
     let pr = practitioner(&store).await;
     let p = scheduled(&store, pr.id, eur(2_500), t0()).await;
     let held = apply(&store, &p, hold(eur(2_500)), t0() + mins(1)).await;
-    let trail = store.recent(pr.id, 100).await.unwrap();
+    let trail = AuditLog::recent(&store, pr.id, 100).await.unwrap();
 
     // A second writer that read the payment before the hold was recorded.
     let (stale, log) = step(&p, &PaymentEvent::Released, t0() + mins(2));
-    let err = store.update(&stale, p.version(), &log).await.unwrap_err();
+    let err = PaymentRepository::update(&store, &stale, p.version(), &log).await.unwrap_err();
     assert!(matches!(err, RepositoryError::Conflict), "{err:?}");
     assert_eq!(PaymentRepository::get(&store, p.id()).await.unwrap(), held);
     assert_eq!(
@@ -224,24 +220,23 @@ pub async fn a_payment_update_from_a_stale_version_is_a_conflict_and_writes_noth
         1,
         "only the hold"
     );
-    assert_eq!(store.recent(pr.id, 100).await.unwrap(), trail);
+    assert_eq!(AuditLog::recent(&store, pr.id, 100).await.unwrap(), trail);
 }
 
-pub async fn updating_an_unknown_payment_is_not_found(store: Store) {
+pub async fn updating_an_unknown_payment_is_not_found<S: Storage>(store: S) {
     let pr = practitioner(&store).await;
     let never_stored = online(pr.id, eur(2_500), t0()).payment.unwrap();
     let (next, _) = step(&never_stored, &hold(eur(2_500)), t0());
-    let err = store
-        .update(&next, never_stored.version(), &ChangeLog::default())
+    let err = PaymentRepository::update(&store, &next, never_stored.version(), &ChangeLog::default())
         .await
         .unwrap_err();
     assert!(matches!(err, RepositoryError::NotFound), "{err:?}");
 }
 
-pub async fn a_failure_mid_transaction_leaves_payment_history_and_audit_untouched(store: Store) {
+pub async fn a_failure_mid_transaction_leaves_payment_history_and_audit_untouched<S: Storage>(store: S) {
     let pr = practitioner(&store).await;
     let p = scheduled(&store, pr.id, eur(2_500), t0()).await;
-    let trail = store.recent(pr.id, 100).await.unwrap();
+    let trail = AuditLog::recent(&store, pr.id, 100).await.unwrap();
     let (next, mut log) = step(&p, &hold(eur(2_500)), t0() + mins(1));
     // The payment row and the history row are written first; the last audit entry is
     // about a practitioner that does not exist, so its insert fails mid-transaction.
@@ -252,41 +247,36 @@ pub async fn a_failure_mid_transaction_leaves_payment_history_and_audit_untouche
         AuditActor::System,
         AuditAction::Authorized,
     ));
-    assert!(store.update(&next, p.version(), &log).await.is_err());
+    assert!(PaymentRepository::update(&store, &next, p.version(), &log).await.is_err());
 
     assert_eq!(PaymentRepository::get(&store, p.id()).await.unwrap(), p);
     assert!(store.history(p.id()).await.unwrap().is_empty());
-    assert_eq!(store.recent(pr.id, 100).await.unwrap(), trail);
+    assert_eq!(AuditLog::recent(&store, pr.id, 100).await.unwrap(), trail);
     // …and the same change without the failure goes through.
     log.audit.pop();
-    store.update(&next, p.version(), &log).await.unwrap();
+    PaymentRepository::update(&store, &next, p.version(), &log).await.unwrap();
     assert_eq!(PaymentRepository::get(&store, p.id()).await.unwrap(), next);
     assert_eq!(store.history(p.id()).await.unwrap().len(), 1);
 }
 
-pub async fn concurrent_validations_of_one_payment_let_exactly_one_win(store: Store) {
+pub async fn concurrent_validations_of_one_payment_let_exactly_one_win<S: Storage>(store: S) {
     const WRITERS: i64 = 16;
     let pr = practitioner(&store).await;
     let p = scheduled(&store, pr.id, eur(2_500), t0()).await;
     let held = apply(&store, &p, hold(eur(2_500)), t0() + mins(1)).await;
-    let store = Arc::new(store);
-    let barrier = Arc::new(tokio::sync::Barrier::new(WRITERS as usize));
-    let tasks: Vec<_> = (0..WRITERS)
-        .map(|i| {
-            // Each writer validates a different amount, so the winner is recognisable.
-            let (store, held, barrier) = (store.clone(), held.clone(), barrier.clone());
-            tokio::spawn(async move {
-                let (next, log) = step(&held, &capture(eur(1_000 + i)), t0() + mins(2));
-                barrier.wait().await;
-                let result = store.update(&next, held.version(), &log).await;
-                (next, result)
-            })
-        })
-        .collect();
+    let writers = (0..WRITERS).map(|i| {
+        // Each writer validates a different amount, so the winner is recognisable.
+        let (store, held) = (&store, &held);
+        async move {
+            let (next, log) = step(held, &capture(eur(1_000 + i)), t0() + mins(2));
+            let result = PaymentRepository::update(store, &next, held.version(), &log).await;
+            (next, result)
+        }
+    });
     let mut winners = Vec::new();
     let mut conflicts = 0;
-    for task in tasks {
-        match task.await.unwrap() {
+    for outcome in join_all(writers).await {
+        match outcome {
             (next, Ok(())) => winners.push(next),
             (_, Err(RepositoryError::Conflict)) => conflicts += 1,
             (_, Err(e)) => panic!("unexpected {e:?}"),
@@ -294,15 +284,14 @@ pub async fn concurrent_validations_of_one_payment_let_exactly_one_win(store: St
     }
     assert_eq!(winners.len(), 1, "exactly one writer wins");
     assert_eq!(conflicts, WRITERS - 1);
-    let stored = PaymentRepository::get(store.as_ref(), p.id())
+    let stored = PaymentRepository::get(&store, p.id())
         .await
         .unwrap();
     assert_eq!(stored, winners[0]);
     let history = store.history(p.id()).await.unwrap();
     assert_eq!(history.len(), 2, "the hold and one capture");
     assert_eq!(history[1].amount, winners[0].captured());
-    let validated = store
-        .recent(pr.id, 100)
+    let validated = AuditLog::recent(&store, pr.id, 100)
         .await
         .unwrap()
         .into_iter()
@@ -311,21 +300,20 @@ pub async fn concurrent_validations_of_one_payment_let_exactly_one_win(store: St
     assert_eq!(validated, 2, "one audit entry per committed change");
 }
 
-pub async fn a_payment_is_found_by_its_intent(store: Store) {
+pub async fn a_payment_is_found_by_its_intent<S: Storage>(store: S) {
     let pr = practitioner(&store).await;
     let p = scheduled(&store, pr.id, eur(2_500), t0()).await;
     let _other = scheduled(&store, pr.id, eur(2_500), t0()).await;
     let intent = PaymentIntentId::parse("pi_3MtwBwLkdIwHu7ix28a3tqPa").unwrap();
     assert_eq!(store.find_by_intent(&intent).await.unwrap(), None);
     let next = p.with_intent(intent.clone(), t0() + mins(1)).unwrap();
-    store
-        .update(&next, p.version(), &ChangeLog::default())
+    PaymentRepository::update(&store, &next, p.version(), &ChangeLog::default())
         .await
         .unwrap();
     assert_eq!(store.find_by_intent(&intent).await.unwrap(), Some(next));
 }
 
-pub async fn open_holds_count_authorised_payments_and_operations_in_flight(store: Store) {
+pub async fn open_holds_count_authorised_payments_and_operations_in_flight<S: Storage>(store: S) {
     let pr = practitioner(&store).await;
     let other = practitioner(&store).await;
     assert_eq!(store.open_holds(pr.id).await.unwrap(), 0);
@@ -359,8 +347,7 @@ pub async fn open_holds_count_authorised_payments_and_operations_in_flight(store
         )
         .unwrap()
         .unwrap();
-    store
-        .update(&pending, captured.version(), &ChangeLog::default())
+    PaymentRepository::update(&store, &pending, captured.version(), &ChangeLog::default())
         .await
         .unwrap();
     assert_eq!(store.open_holds(pr.id).await.unwrap(), 3);

@@ -2,20 +2,20 @@
 //! refunds one by one, a dispute, a note of what reconciliation could not settle; the
 //! holds to place; and what a practitioner's statements say.
 
-use billing_core::consultation::model::ConsultationRecord;
-use billing_core::consultation::ports::ConsultationRepository;
-use billing_core::ids::{ConnectedAccountId, PractitionerId, RefundId, SetupIntentId};
-use billing_core::payment::model::{
+use crate::consultation::model::ConsultationRecord;
+use crate::consultation::ports::ConsultationRepository;
+use crate::ids::{ConnectedAccountId, PractitionerId, RefundId, SetupIntentId};
+use crate::payment::model::{
     CheckoutRef, DisputeStatus, IdempotencyKey, Operation, Payment, PaymentEvent, PaymentStatus,
     RefundLine, RefundState,
 };
-use billing_core::payment::ports::{ChangeLog, PaymentRepository};
-use billing_core::practitioner::model::{DescriptorSuffix, PaymentLabel, StatementText};
-use billing_core::practitioner::ports::PractitionerRepository;
+use crate::payment::ports::{ChangeLog, PaymentRepository};
+use crate::practitioner::model::{DescriptorSuffix, PaymentLabel, StatementText};
+use crate::practitioner::ports::PractitionerRepository;
 use chrono::{DateTime, Duration, Utc};
-use storage_seaorm::Store;
 
-use crate::fixtures::*;
+use super::fixtures::*;
+use crate::Storage;
 
 fn refund(id: &str, minor: i64, status: RefundState) -> RefundLine {
     RefundLine {
@@ -25,13 +25,13 @@ fn refund(id: &str, minor: i64, status: RefundState) -> RefundLine {
     }
 }
 
-async fn write(store: &Store, before: &Payment, after: &Payment) {
+async fn write<S: Storage>(store: &S, before: &Payment, after: &Payment) {
     PaymentRepository::update(store, after, before.version(), &ChangeLog::default())
         .await
         .unwrap();
 }
 
-pub async fn a_payment_round_trips_with_its_saved_card_refunds_dispute_and_attention(store: Store) {
+pub async fn a_payment_round_trips_with_its_saved_card_refunds_dispute_and_attention<S: Storage>(store: S) {
     let pr = practitioner(&store).await;
     let p = scheduled(&store, pr.id, eur(2_500), t0()).await;
     // The Payment Element saving the card: its SetupIntent is recorded.
@@ -109,16 +109,15 @@ pub async fn a_payment_round_trips_with_its_saved_card_refunds_dispute_and_atten
     );
 }
 
-async fn card_saved_starting(store: &Store, pr: PractitionerId, starts: DateTime<Utc>) -> Payment {
+async fn card_saved_starting<S: Storage>(store: &S, pr: PractitionerId, starts: DateTime<Utc>) -> Payment {
     let record: ConsultationRecord = {
         let mut r = online(pr, eur(2_500), t0());
         r.consultation.starts_at = starts;
         r
     };
-    store
-        .create(
+    ConsultationRepository::create(store, 
             &record,
-            &audit(pr, billing_core::audit::AuditAction::Scheduled, t0()),
+            &audit(pr, crate::audit::AuditAction::Scheduled, t0()),
             &[],
         )
         .await
@@ -133,9 +132,7 @@ async fn card_saved_starting(store: &Store, pr: PractitionerId, starts: DateTime
     .await
 }
 
-pub async fn holds_to_place_are_saved_cards_of_consultations_starting_soon_soonest_first(
-    store: Store,
-) {
+pub async fn holds_to_place_are_saved_cards_of_consultations_starting_soon_soonest_first<S: Storage>(store: S) {
     let pr = practitioner(&store).await;
     let day = |n: i64| t0() + Duration::days(n);
     let in_five = card_saved_starting(&store, pr.id, day(5)).await;
@@ -157,7 +154,7 @@ pub async fn holds_to_place_are_saved_cards_of_consultations_starting_soon_soone
     assert_eq!(store.open_holds(pr.id).await.unwrap(), 4);
 }
 
-pub async fn what_statements_say_round_trips_with_the_practitioner(store: Store) {
+pub async fn what_statements_say_round_trips_with_the_practitioner<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let statement = StatementText {
         label: Some(PaymentLabel::parse("Séance de suivi").unwrap()),
@@ -170,7 +167,7 @@ pub async fn what_statements_say_round_trips_with_the_practitioner(store: Store)
         p.version,
         &audit(
             p.id,
-            billing_core::audit::AuditAction::PreferencesChanged,
+            crate::audit::AuditAction::PreferencesChanged,
             t0(),
         ),
     )

@@ -1,26 +1,26 @@
-use std::sync::Arc;
 
-use billing_core::audit::{AuditAction, AuditLog};
-use billing_core::fees::FeeSchedule;
-use billing_core::ids::{ConnectedAccountId, PractitionerId, ServiceId};
-use billing_core::money::{Currency, Money};
-use billing_core::practitioner::model::{
+use futures_util::future::join_all;
+use crate::audit::{AuditAction, AuditLog};
+use crate::fees::FeeSchedule;
+use crate::ids::{ConnectedAccountId, PractitionerId, ServiceId};
+use crate::money::{Currency, Money};
+use crate::practitioner::model::{
     AccountSnapshot, PayoutInterval, PayoutSchedule, Preferences, RevokeReason, Service, StripeLink,
 };
-use billing_core::practitioner::ports::{
-    OAuthStateRecord, OAuthStateRepository, PractitionerRepository, ServiceRepository,
+use crate::practitioner::ports::{
+    OAuthStateRecord, PractitionerRepository, ServiceRepository,
 };
-use billing_core::repository::RepositoryError;
+use crate::repository::RepositoryError;
 use rust_decimal::Decimal;
-use storage_seaorm::Store;
 
-use crate::fixtures::*;
+use super::fixtures::*;
+use crate::Storage;
 
-fn practitioners(s: &Store) -> &dyn PractitionerRepository {
+fn practitioners<S: Storage>(s: &S) -> &dyn PractitionerRepository {
     s
 }
 
-fn services(s: &Store) -> &dyn ServiceRepository {
+fn services<S: Storage>(s: &S) -> &dyn ServiceRepository {
     s
 }
 
@@ -41,7 +41,7 @@ fn snapshot(account: &str, interval: Option<PayoutInterval>) -> AccountSnapshot 
     }
 }
 
-pub async fn a_practitioner_round_trips_through_every_kind_of_stripe_link(store: Store) {
+pub async fn a_practitioner_round_trips_through_every_kind_of_stripe_link<S: Storage>(store: S) {
     let mut p = practitioner(&store).await;
     assert_eq!(PractitionerRepository::get(&store, p.id).await.unwrap(), p);
 
@@ -113,9 +113,9 @@ pub async fn a_practitioner_round_trips_through_every_kind_of_stripe_link(store:
     )
     .unwrap()
     .with_cancellation(
-        billing_core::consultation::policy::CancellationPolicy::new(
+        crate::consultation::policy::CancellationPolicy::new(
             48,
-            billing_core::consultation::policy::MissedFee::Fixed(eur(1_200)),
+            crate::consultation::policy::MissedFee::Fixed(eur(1_200)),
         )
         .unwrap(),
     )
@@ -135,9 +135,7 @@ pub async fn a_practitioner_round_trips_through_every_kind_of_stripe_link(store:
     );
 }
 
-pub async fn a_practitioner_update_from_a_stale_version_is_a_conflict_and_writes_nothing(
-    store: Store,
-) {
+pub async fn a_practitioner_update_from_a_stale_version_is_a_conflict_and_writes_nothing<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let first = p.with_preferences(Preferences::starting(Currency::Eur), t0() + mins(1));
     practitioners(&store)
@@ -148,7 +146,7 @@ pub async fn a_practitioner_update_from_a_stale_version_is_a_conflict_and_writes
         )
         .await
         .unwrap();
-    let entries = store.recent(p.id, 100).await.unwrap().len();
+    let entries = AuditLog::recent(&store, p.id, 100).await.unwrap().len();
 
     let stale = p.with_link(
         StripeLink::onboarding(ConnectedAccountId::parse("acct_2").unwrap(), t0()),
@@ -168,19 +166,19 @@ pub async fn a_practitioner_update_from_a_stale_version_is_a_conflict_and_writes
         first
     );
     assert_eq!(
-        store.recent(p.id, 100).await.unwrap().len(),
+        AuditLog::recent(&store, p.id, 100).await.unwrap().len(),
         entries,
         "no audit entry"
     );
 }
 
-pub async fn an_unknown_practitioner_is_not_found(store: Store) {
+pub async fn an_unknown_practitioner_is_not_found<S: Storage>(store: S) {
     let ghost = PractitionerId::from_uuid(new_uuid());
     assert!(matches!(
         PractitionerRepository::get(&store, ghost).await,
         Err(RepositoryError::NotFound)
     ));
-    let p = billing_core::practitioner::model::Practitioner::new(
+    let p = crate::practitioner::model::Practitioner::new(
         ghost,
         name("Dr Nobody"),
         Default::default(),
@@ -200,7 +198,7 @@ pub async fn an_unknown_practitioner_is_not_found(store: Store) {
     ));
 }
 
-pub async fn a_practitioner_is_found_by_the_stripe_account_of_their_link(store: Store) {
+pub async fn a_practitioner_is_found_by_the_stripe_account_of_their_link<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let _other = practitioner(&store).await;
     let account = ConnectedAccountId::parse("acct_found").unwrap();
@@ -236,7 +234,7 @@ fn state(p: PractitionerId) -> OAuthStateRecord {
     }
 }
 
-pub async fn a_second_consume_of_an_oauth_state_is_not_found(store: Store) {
+pub async fn a_second_consume_of_an_oauth_state_is_not_found<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let record = state(p.id);
     store.insert(&record).await.unwrap();
@@ -251,7 +249,7 @@ pub async fn a_second_consume_of_an_oauth_state_is_not_found(store: Store) {
     ));
 }
 
-pub async fn an_oauth_state_stored_twice_is_a_duplicate(store: Store) {
+pub async fn an_oauth_state_stored_twice_is_a_duplicate<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let record = state(p.id);
     store.insert(&record).await.unwrap();
@@ -261,20 +259,14 @@ pub async fn an_oauth_state_stored_twice_is_a_duplicate(store: Store) {
     ));
 }
 
-pub async fn concurrent_consumes_of_an_oauth_state_give_it_to_exactly_one_caller(store: Store) {
+pub async fn concurrent_consumes_of_an_oauth_state_give_it_to_exactly_one_caller<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let record = state(p.id);
     store.insert(&record).await.unwrap();
-    let store = Arc::new(store);
-    let tasks: Vec<_> = (0..12)
-        .map(|_| {
-            let (store, hash) = (store.clone(), record.hash.clone());
-            tokio::spawn(async move { store.consume(&hash).await })
-        })
-        .collect();
+    let consumes = (0..12).map(|_| store.consume(&record.hash));
     let mut won = 0;
-    for task in tasks {
-        match task.await.unwrap() {
+    for consumed in join_all(consumes).await {
+        match consumed {
             Ok(r) => {
                 assert_eq!(r, record);
                 won += 1;
@@ -303,20 +295,18 @@ fn service(p: PractitionerId, label: &str, price: i64) -> Service {
     .unwrap()
 }
 
-pub async fn services_are_listed_by_name_with_inactive_ones_only_if_asked(store: Store) {
+pub async fn services_are_listed_by_name_with_inactive_ones_only_if_asked<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let other = practitioner(&store).await;
     let bilan = service(p.id, "Bilan", 4_000);
     let suivi = service(p.id, "Suivi", 2_900);
     let ecg = service(p.id, "ECG", 3_000);
     for s in [&suivi, &bilan, &ecg] {
-        store
-            .create(s, &audit(p.id, AuditAction::ServiceCreated, t0()))
+        ServiceRepository::create(&store, s, &audit(p.id, AuditAction::ServiceCreated, t0()))
             .await
             .unwrap();
     }
-    store
-        .create(
+    ServiceRepository::create(&store, 
             &service(other.id, "Autre", 2_500),
             &audit(other.id, AuditAction::ServiceCreated, t0()),
         )
@@ -341,25 +331,23 @@ pub async fn services_are_listed_by_name_with_inactive_ones_only_if_asked(store:
         retired
     );
     assert_eq!(
-        store.list(p.id, false).await.unwrap(),
+        ServiceRepository::list(&store, p.id, false).await.unwrap(),
         vec![bilan.clone(), suivi.clone()]
     );
     assert_eq!(
-        store.list(p.id, true).await.unwrap(),
+        ServiceRepository::list(&store, p.id, true).await.unwrap(),
         vec![bilan, retired, suivi]
     );
 }
 
-pub async fn a_service_created_twice_is_a_duplicate_and_an_unknown_one_is_not_found(store: Store) {
+pub async fn a_service_created_twice_is_a_duplicate_and_an_unknown_one_is_not_found<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let s = service(p.id, "Bilan", 4_000);
-    store
-        .create(&s, &audit(p.id, AuditAction::ServiceCreated, t0()))
+    ServiceRepository::create(&store, &s, &audit(p.id, AuditAction::ServiceCreated, t0()))
         .await
         .unwrap();
     assert!(matches!(
-        store
-            .create(&s, &audit(p.id, AuditAction::ServiceCreated, t0()))
+        ServiceRepository::create(&store, &s, &audit(p.id, AuditAction::ServiceCreated, t0()))
             .await,
         Err(RepositoryError::Duplicate(_))
     ));

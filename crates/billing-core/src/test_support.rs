@@ -465,16 +465,7 @@ pub(crate) fn code<T: std::fmt::Debug>(result: Result<T, BillingError>) -> &'sta
 }
 
 /// Pay links derived in the open: `pay_l{consultation}g{generation}`.
-pub(crate) struct TestLinks;
-
-impl crate::system::PayLinkSigner for TestLinks {
-    fn pay_token(&self, consultation: ConsultationId, generation: u32) -> PayToken {
-        PayToken::from_random(&format!(
-            "l{}g{generation}",
-            consultation.as_uuid().simple()
-        ))
-    }
-}
+pub(crate) use crate::testing::OpenPayLinks as TestLinks;
 
 /// The link `TestLinks` gives `consultation` at `generation`.
 pub(crate) fn derived_link(consultation: ConsultationId, generation: u32) -> PayToken {

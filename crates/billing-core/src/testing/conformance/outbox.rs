@@ -1,20 +1,20 @@
 //! The e-mail outbox: queued once per key and with the change that sends it, claimed
 //! by one server at a time, marked only by its claimer.
 
+use futures_util::future::join_all;
 use std::collections::HashSet;
-use std::sync::Arc;
 
-use billing_core::Lang;
-use billing_core::audit::AuditAction;
-use billing_core::consultation::ports::ConsultationRepository;
-use billing_core::contact::EmailAddress;
-use billing_core::ids::PractitionerId;
-use billing_core::outbox::{Delivery, Message, MessageKind, OutboxRepository};
-use billing_core::payment::ports::PaymentRepository;
-use billing_core::repository::RepositoryError;
-use storage_seaorm::Store;
+use crate::Lang;
+use crate::audit::AuditAction;
+use crate::consultation::ports::ConsultationRepository;
+use crate::contact::EmailAddress;
+use crate::ids::PractitionerId;
+use crate::outbox::{Delivery, Message, MessageKind, OutboxRepository};
+use crate::payment::ports::PaymentRepository;
+use crate::repository::RepositoryError;
 
-use crate::fixtures::*;
+use super::fixtures::*;
+use crate::Storage;
 
 fn message(p: PractitionerId, dedupe: &str, minutes: i64) -> Message {
     Message {
@@ -32,13 +32,12 @@ fn message(p: PractitionerId, dedupe: &str, minutes: i64) -> Message {
     }
 }
 
-pub async fn messages_are_queued_once_per_key_with_the_change_that_sends_them(store: Store) {
+pub async fn messages_are_queued_once_per_key_with_the_change_that_sends_them<S: Storage>(store: S) {
     let dr = practitioner(&store).await;
     let record = online(dr.id, eur(2_500), t0());
     let mut pay_link = message(dr.id, "pay_link:1", 0);
     pay_link.consultation = Some(record.consultation.id);
-    store
-        .create(
+    ConsultationRepository::create(&store, 
             &record,
             &audit(dr.id, AuditAction::Scheduled, t0()),
             &[pay_link.clone()],
@@ -63,12 +62,12 @@ pub async fn messages_are_queued_once_per_key_with_the_change_that_sends_them(st
         PaymentRepository::update(&store, &held, p.version() + 5, &log).await,
         Err(RepositoryError::Conflict)
     ));
-    assert_eq!(store.recent(&[dr.id], 10).await.unwrap().len(), 2);
+    assert_eq!(OutboxRepository::recent(&store, &[dr.id], 10).await.unwrap().len(), 2);
     PaymentRepository::update(&store, &held, p.version(), &log)
         .await
         .unwrap();
 
-    let recent = store.recent(&[dr.id], 10).await.unwrap();
+    let recent = OutboxRepository::recent(&store, &[dr.id], 10).await.unwrap();
     let keys: Vec<_> = recent.iter().map(|q| q.message.dedupe.as_str()).collect();
     assert_eq!(keys.len(), 4, "{keys:?}");
     assert_eq!(
@@ -82,23 +81,22 @@ pub async fn messages_are_queued_once_per_key_with_the_change_that_sends_them(st
             .all(|q| q.delivery == Delivery::Pending && q.attempts == 0)
     );
     let other = practitioner(&store).await;
-    assert!(store.recent(&[other.id], 10).await.unwrap().is_empty());
+    assert!(OutboxRepository::recent(&store, &[other.id], 10).await.unwrap().is_empty());
 
     // A write that fails does not queue its messages either.
     let mut ghost = online(dr.id, eur(2_500), t0());
     ghost.consultation.practitioner = PractitionerId::from_uuid(new_uuid());
-    let r = store
-        .create(
+    let r = ConsultationRepository::create(&store, 
             &ghost,
             &audit(dr.id, AuditAction::Scheduled, t0()),
             &[message(dr.id, "ghost", 3)],
         )
         .await;
     assert!(r.is_err());
-    assert_eq!(store.recent(&[dr.id], 10).await.unwrap().len(), 4);
+    assert_eq!(OutboxRepository::recent(&store, &[dr.id], 10).await.unwrap().len(), 4);
 }
 
-pub async fn concurrent_claimers_never_share_a_message(store: Store) {
+pub async fn concurrent_claimers_never_share_a_message<S: Storage>(store: S) {
     const MESSAGES: usize = 30;
     const CLAIMERS: usize = 6;
     let dr = practitioner(&store).await;
@@ -106,46 +104,41 @@ pub async fn concurrent_claimers_never_share_a_message(store: Store) {
         .map(|i| message(dr.id, &format!("m{i}"), 0))
         .collect();
     store.enqueue(&all).await.unwrap();
-    let store = Arc::new(store);
-    let barrier = Arc::new(tokio::sync::Barrier::new(CLAIMERS));
-    let tasks: Vec<_> = (0..CLAIMERS)
-        .map(|i| {
-            let (store, barrier) = (store.clone(), barrier.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                let claim = format!("server-{i}");
-                let mut mine = Vec::new();
-                loop {
-                    let got = store
-                        .claim_due(t0() + mins(1), t0() + mins(3), &claim, 4)
-                        .await
-                        .unwrap();
-                    if got.is_empty() {
-                        break;
-                    }
-                    mine.extend(got.into_iter().map(|q| q.message.id));
+    let claimers = (0..CLAIMERS).map(|i| {
+        let store = &store;
+        async move {
+            let claim = format!("server-{i}");
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .claim_due(t0() + mins(1), t0() + mins(3), &claim, 4)
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    break;
                 }
-                (claim, mine)
-            })
-        })
-        .collect();
+                mine.extend(got.into_iter().map(|q| q.message.id));
+                yield_now().await;
+            }
+            (claim, mine)
+        }
+    });
     let mut seen = HashSet::new();
-    for task in tasks {
-        let (claim, mine) = task.await.unwrap();
+    for (claim, mine) in join_all(claimers).await {
         for id in mine {
             assert!(seen.insert(id), "{id} claimed twice");
             assert!(store.mark_sent(id, &claim, t0() + mins(2)).await.unwrap());
         }
     }
     assert_eq!(seen.len(), MESSAGES);
-    let sent = store.recent(&[dr.id], 100).await.unwrap();
+    let sent = OutboxRepository::recent(&store, &[dr.id], 100).await.unwrap();
     assert!(
         sent.iter()
             .all(|q| matches!(q.delivery, Delivery::Sent { .. }) && q.attempts == 1)
     );
 }
 
-pub async fn a_lapsed_claim_is_taken_over_and_only_the_claimer_settles_a_message(store: Store) {
+pub async fn a_lapsed_claim_is_taken_over_and_only_the_claimer_settles_a_message<S: Storage>(store: S) {
     let dr = practitioner(&store).await;
     store.enqueue(&[message(dr.id, "one", 0)]).await.unwrap();
     let now = t0() + mins(1);
@@ -203,7 +196,7 @@ pub async fn a_lapsed_claim_is_taken_over_and_only_the_claimer_settles_a_message
             .unwrap()
             .is_empty()
     );
-    let q = &store.recent(&[dr.id], 1).await.unwrap()[0];
+    let q = &OutboxRepository::recent(&store, &[dr.id], 1).await.unwrap()[0];
     assert_eq!(q.delivery, Delivery::Failed { at: now + mins(31) });
     assert_eq!(q.attempts, 2);
 }

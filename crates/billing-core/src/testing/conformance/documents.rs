@@ -2,23 +2,23 @@
 //! and year, with no gap and no reuse; copies of what they print; read back per
 //! payment.
 
-use std::sync::Arc;
 
-use billing_core::Lang;
-use billing_core::audit::AuditAction;
-use billing_core::consultation::ports::ConsultationRepository;
-use billing_core::ids::{PaymentId, RefundId};
-use billing_core::payment::model::PaymentEvent;
-use billing_core::payment::model::{Payment, RefundLine, RefundState};
-use billing_core::payment::ports::{ChangeLog, PaymentRepository};
-use billing_core::practitioner::model::{Practitioner, TimeZone};
-use billing_core::practitioner::ports::PractitionerRepository;
-use billing_core::practitioner::profile::{Profile, ProfileInput};
-use billing_core::receipt::{DocumentDraft, DocumentKind, DocumentNumber, Issuer};
-use billing_core::repository::RepositoryError;
-use storage_seaorm::Store;
+use futures_util::future::join_all;
+use crate::Lang;
+use crate::audit::AuditAction;
+use crate::consultation::ports::ConsultationRepository;
+use crate::ids::{PaymentId, RefundId};
+use crate::payment::model::PaymentEvent;
+use crate::payment::model::{Payment, RefundLine, RefundState};
+use crate::payment::ports::{ChangeLog, PaymentRepository};
+use crate::practitioner::model::{Practitioner, TimeZone};
+use crate::practitioner::ports::PractitionerRepository;
+use crate::practitioner::profile::{Profile, ProfileInput};
+use crate::receipt::{DocumentDraft, DocumentKind, DocumentNumber, Issuer};
+use crate::repository::RepositoryError;
 
-use crate::fixtures::*;
+use super::fixtures::*;
+use crate::Storage;
 
 fn draft(p: &Payment, kind: DocumentKind, refund: Option<&str>, year: i32) -> DocumentDraft {
     DocumentDraft {
@@ -32,7 +32,7 @@ fn draft(p: &Payment, kind: DocumentKind, refund: Option<&str>, year: i32) -> Do
             profession: Some("Psychologue".into()),
             address: Some("12 rue des Lilas\n75011 Paris".into()),
             health_id: Some(
-                billing_core::practitioner::profile::HealthId::parse("10000000009").unwrap(),
+                crate::practitioner::profile::HealthId::parse("10000000009").unwrap(),
             ),
             siret: None,
             vat_mention: "TVA non applicable, article 261-4-1° du CGI".into(),
@@ -48,8 +48,8 @@ fn draft(p: &Payment, kind: DocumentKind, refund: Option<&str>, year: i32) -> Do
 }
 
 /// Captures `p` (held first) and issues its receipt in the same write.
-async fn capture_with_receipt(
-    store: &Store,
+async fn capture_with_receipt<S: Storage>(
+    store: &S,
     p: &Payment,
     year: i32,
 ) -> Result<Payment, RepositoryError> {
@@ -62,11 +62,11 @@ async fn capture_with_receipt(
         .map(|()| next)
 }
 
-fn numbers(docs: &[billing_core::receipt::Document]) -> Vec<String> {
+fn numbers(docs: &[crate::receipt::Document]) -> Vec<String> {
     docs.iter().map(|d| d.number.to_string()).collect()
 }
 
-pub async fn documents_are_numbered_per_practitioner_and_year_and_read_back_whole(store: Store) {
+pub async fn documents_are_numbered_per_practitioner_and_year_and_read_back_whole<S: Storage>(store: S) {
     let (dr, other) = (practitioner(&store).await, practitioner(&store).await);
     let first = scheduled(&store, dr.id, eur(2_500), t0()).await;
     let first = capture_with_receipt(&store, &first, 2026).await.unwrap();
@@ -118,7 +118,7 @@ pub async fn documents_are_numbered_per_practitioner_and_year_and_read_back_whol
             t0() + mins(10),
         )
         .unwrap();
-    let billing_core::payment::model::Applied::Changed {
+    let crate::payment::model::Applied::Changed {
         payment: refunded, ..
     } = refunded
     else {
@@ -143,7 +143,7 @@ pub async fn documents_are_numbered_per_practitioner_and_year_and_read_back_whol
     assert_eq!(docs[0].refers_to, None);
 }
 
-pub async fn a_second_receipt_or_a_lost_race_writes_nothing_and_consumes_no_number(store: Store) {
+pub async fn a_second_receipt_or_a_lost_race_writes_nothing_and_consumes_no_number<S: Storage>(store: S) {
     let dr = practitioner(&store).await;
     let p = scheduled(&store, dr.id, eur(2_500), t0()).await;
     let held = apply(&store, &p, hold(p.amount()), t0() + mins(1)).await;
@@ -186,7 +186,7 @@ pub async fn a_second_receipt_or_a_lost_race_writes_nothing_and_consumes_no_numb
     );
 }
 
-pub async fn concurrent_captures_number_receipts_without_gap_or_reuse(store: Store) {
+pub async fn concurrent_captures_number_receipts_without_gap_or_reuse<S: Storage>(store: S) {
     const CAPTURES: usize = 50;
     let dr = practitioner(&store).await;
     let mut held = Vec::new();
@@ -194,24 +194,17 @@ pub async fn concurrent_captures_number_receipts_without_gap_or_reuse(store: Sto
         let p = scheduled(&store, dr.id, eur(2_500), t0()).await;
         held.push(apply(&store, &p, hold(p.amount()), t0() + mins(1)).await);
     }
-    let store = Arc::new(store);
-    let barrier = Arc::new(tokio::sync::Barrier::new(CAPTURES));
-    let tasks: Vec<_> = held
-        .iter()
-        .cloned()
-        .map(|h| {
-            let (store, barrier) = (store.clone(), barrier.clone());
-            tokio::spawn(async move {
-                let (next, mut log) = step(&h, &capture(eur(1_800)), t0() + mins(2));
-                log.documents
-                    .push(draft(&next, DocumentKind::Receipt, None, 2026));
-                barrier.wait().await;
-                PaymentRepository::update(store.as_ref(), &next, h.version(), &log).await
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap().unwrap();
+    let captures = held.iter().map(|h| {
+        let store = &store;
+        async move {
+            let (next, mut log) = step(h, &capture(eur(1_800)), t0() + mins(2));
+            log.documents
+                .push(draft(&next, DocumentKind::Receipt, None, 2026));
+            PaymentRepository::update(store, &next, h.version(), &log).await
+        }
+    });
+    for result in join_all(captures).await {
+        result.unwrap();
     }
     let mut seqs = Vec::new();
     for h in &held {
@@ -224,9 +217,7 @@ pub async fn concurrent_captures_number_receipts_without_gap_or_reuse(store: Sto
     assert_eq!(seqs, expected, "1 to {CAPTURES}, each once");
 }
 
-pub async fn the_practitioners_profile_and_the_consultations_service_and_language_round_trip(
-    store: Store,
-) {
+pub async fn the_practitioners_profile_and_the_consultations_service_and_language_round_trip<S: Storage>(store: S) {
     let dr = practitioner(&store).await;
     let profile = Profile::parse(&ProfileInput {
         profession: "Psychologue".into(),
@@ -253,8 +244,7 @@ pub async fn the_practitioners_profile_and_the_consultations_service_and_languag
     let mut record = online(dr.id, eur(2_500), t0());
     record.consultation.service = Some(name("Bilan psychologique"));
     record.consultation.lang = Lang::En;
-    store
-        .create(&record, &audit(dr.id, AuditAction::Scheduled, t0()), &[])
+    ConsultationRepository::create(&store, &record, &audit(dr.id, AuditAction::Scheduled, t0()), &[])
         .await
         .unwrap();
     let back = ConsultationRepository::get(&store, record.consultation.id)

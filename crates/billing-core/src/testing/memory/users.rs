@@ -1,0 +1,170 @@
+//! [`UserRepository`]: staff users, their hashed tokens, and the practitioner created
+//! with a practitioner's user.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{MemoryStore, State, TokenRow, UserRow};
+use crate::access::{Role, StaffUser};
+use crate::audit::AuditEntry;
+use crate::ids::UserId;
+use crate::practitioner::model::Practitioner;
+use crate::repository::RepositoryError;
+use crate::secrets::TokenHash;
+use crate::staff::{StaffRecord, UserRepository};
+
+impl State {
+    /// Inserts a user and their first token. Inside a transaction only.
+    fn insert_user(
+        &mut self,
+        user: &StaffUser,
+        token: &TokenHash,
+        created_at: DateTime<Utc>,
+    ) -> Result<(), RepositoryError> {
+        if self.users.contains_key(&user.id) {
+            return Err(RepositoryError::Duplicate("user"));
+        }
+        // A practitioner's user refers to the practitioner.
+        if let Role::Practitioner(p) = &user.role {
+            self.practitioner_exists(*p)?;
+        }
+        self.users.insert(
+            user.id,
+            UserRow {
+                user: user.clone(),
+                created_at,
+            },
+        );
+        self.insert_token(user.id, token)
+    }
+
+    /// Stores a live token of `user`. A hash stored before, even revoked, is
+    /// [`RepositoryError::Duplicate`]: a revoked token never signs in again.
+    fn insert_token(&mut self, user: UserId, token: &TokenHash) -> Result<(), RepositoryError> {
+        if self.staff_tokens.contains_key(token) {
+            return Err(RepositoryError::Duplicate("token"));
+        }
+        self.staff_tokens.insert(
+            token.clone(),
+            TokenRow {
+                user,
+                revoked: false,
+            },
+        );
+        Ok(())
+    }
+
+    fn user(&self, id: UserId) -> Result<StaffUser, RepositoryError> {
+        self.users
+            .get(&id)
+            .map(|row| row.user.clone())
+            .ok_or(RepositoryError::NotFound)
+    }
+
+    fn live_tokens(&self, user: UserId) -> u64 {
+        let live = self
+            .staff_tokens
+            .values()
+            .filter(|t| t.user == user && !t.revoked)
+            .count();
+        u64::try_from(live).unwrap_or(u64::MAX)
+    }
+}
+
+#[async_trait]
+impl UserRepository for MemoryStore {
+    async fn create_practitioner(
+        &self,
+        p: &Practitioner,
+        token: &TokenHash,
+        audit: &AuditEntry,
+    ) -> Result<(), RepositoryError> {
+        let user = StaffUser {
+            id: UserId::from_uuid(p.id.as_uuid()),
+            name: p.name.as_str().to_owned(),
+            role: Role::Practitioner(p.id),
+        };
+        self.transaction(|s| {
+            if s.practitioners.contains_key(&p.id) {
+                return Err(RepositoryError::Duplicate("practitioner"));
+            }
+            s.practitioners.insert(p.id, p.clone());
+            s.insert_user(&user, token, p.created_at)?;
+            s.append_audit(std::slice::from_ref(audit))
+        })
+    }
+
+    async fn create_secretary(
+        &self,
+        user: &StaffUser,
+        token: &TokenHash,
+        created_at: DateTime<Utc>,
+        audit: &AuditEntry,
+    ) -> Result<(), RepositoryError> {
+        self.transaction(|s| {
+            s.insert_user(user, token, created_at)?;
+            if let Role::Secretary(works_for) = &user.role {
+                for p in works_for {
+                    s.practitioner_exists(*p)?;
+                }
+            }
+            s.append_audit(std::slice::from_ref(audit))
+        })
+    }
+
+    async fn find_by_token(&self, token: &TokenHash) -> Result<Option<StaffUser>, RepositoryError> {
+        Ok(self.read(|s| {
+            let live = s.staff_tokens.get(token).filter(|t| !t.revoked)?;
+            s.users.get(&live.user).map(|row| row.user.clone())
+        }))
+    }
+
+    async fn count(&self) -> Result<u64, RepositoryError> {
+        let users = self.read(|s| s.users.len());
+        Ok(u64::try_from(users).unwrap_or(u64::MAX))
+    }
+
+    async fn get_user(&self, id: UserId) -> Result<StaffUser, RepositoryError> {
+        self.read(|s| s.user(id))
+    }
+
+    async fn list_users(&self) -> Result<Vec<StaffRecord>, RepositoryError> {
+        Ok(self.read(|s| {
+            let mut rows: Vec<&UserRow> = s.users.values().collect();
+            rows.sort_by_key(|row| (row.created_at, row.user.id));
+            rows.into_iter()
+                .map(|row| StaffRecord {
+                    user: row.user.clone(),
+                    created_at: row.created_at,
+                    live_tokens: s.live_tokens(row.user.id),
+                })
+                .collect()
+        }))
+    }
+
+    async fn replace_tokens(
+        &self,
+        user: UserId,
+        replacement: Option<TokenHash>,
+        _at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> Result<u64, RepositoryError> {
+        self.transaction(|s| {
+            if !s.users.contains_key(&user) {
+                return Err(RepositoryError::NotFound);
+            }
+            let mut revoked = 0;
+            for token in s.staff_tokens.values_mut() {
+                if token.user == user && !token.revoked {
+                    token.revoked = true;
+                    revoked += 1;
+                }
+            }
+            if let Some(hash) = &replacement {
+                s.insert_token(user, hash)?;
+            }
+            s.append_audit(audit)?;
+            Ok(revoked)
+        })
+    }
+}
