@@ -206,9 +206,8 @@ pub struct Queued {
 }
 
 /// Storage of the outbox (messages are also written by
-/// [`PaymentRepository::update`] and
-/// [`ConsultationRepository::create`](crate::consultation::ports::ConsultationRepository::create),
-/// in their transactions, with the same rules as [`OutboxRepository::enqueue`]).
+/// [`PaymentRepository::update`] and [`ConsultationRepository::create`], in their
+/// transactions, with the same rules as [`OutboxRepository::enqueue`]).
 ///
 /// # Contract
 ///
@@ -422,7 +421,7 @@ impl OutboxService {
         self.mailer.is_some()
     }
 
-    /// Sends what is due, at most [`MAX_PER_ROUND`] messages per call, each claimed
+    /// Sends what is due, at most 200 messages per call, each claimed
     /// just before it is sent (a lease never runs out on a message still waiting its
     /// turn). Without a mailer, nothing is claimed.
     pub async fn deliver_due(&self) -> Result<DeliveryReport, BillingError> {

@@ -13,8 +13,8 @@
 //! Every step is claimed on the payment first (a conditional write of the pending
 //! operation): of several servers sharing one database, one places the hold; the
 //! idempotency key (per saved card, or per renewed intent) makes a retry after a crash
-//! safe, and reconciliation resumes a step left pending under that same key
-//! ([`HoldService::resume`]), so a hold Stripe made is always adopted or cancelled.
+//! safe, and reconciliation resumes a step left pending under that same key, so a
+//! hold Stripe made is always adopted or cancelled.
 
 use chrono::{DateTime, Utc};
 

@@ -12,9 +12,9 @@
 //! - [`conformance`]: every behaviour a storage adapter must have, written once as
 //!   functions any adapter's tests call with a fresh store.
 //!
-//! Nothing here does I/O or needs an async runtime of its own; the suite's concurrent
-//! cases run their callers as joined futures, so a database adapter sees them on
-//! several connections at once.
+//! Nothing here does I/O or needs an async runtime of its own ([`block_on`] runs a
+//! test); the suite's concurrent cases run their callers as joined futures, so a
+//! database adapter sees them on several connections at once.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,6 +104,35 @@ impl SecretGenerator for SequentialSecrets {
     }
 }
 
+/// Runs a future to completion on the calling thread: enough for tests of use cases
+/// whose ports (like everything in this module) never need a runtime's timers or
+/// I/O. A test that uses a real database adapter needs that adapter's runtime.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    use std::thread::Thread;
+
+    struct Unpark(Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(output) => return output,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
 /// Pay links derived in the open, `pay_l{consultation}g{generation}`: deterministic
 /// like the server's HMAC links, so a test can compute the link it expects, but
 /// guessable. Never use it outside tests.
@@ -150,6 +179,18 @@ mod tests {
         assert_eq!(clock.now(), t + Duration::days(8));
         clock.set(t);
         assert_eq!(clock.now(), t);
+    }
+
+    #[test]
+    fn block_on_runs_joined_futures_that_wait_for_each_other() {
+        let lock = futures_util::lock::Mutex::new(0);
+        let bump = || async {
+            let mut n = lock.lock().await;
+            conformance::fixtures::yield_now().await;
+            *n += 1;
+        };
+        block_on(futures_util::future::join3(bump(), bump(), bump()));
+        assert_eq!(block_on(lock.lock()).clone(), 3);
     }
 
     #[test]
