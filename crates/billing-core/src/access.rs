@@ -13,6 +13,7 @@ use crate::ids::{ConsultationId, PractitionerId, UserId};
 
 /// Someone acting on the system, as resolved from their credentials.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Actor {
     /// A signed-in practitioner or secretary.
     Staff(StaffUser),
@@ -88,6 +89,7 @@ impl RoleKind {
 
 /// Everything staff can do to a practitioner's data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Action {
     /// See the Stripe link and the account's state.
     ViewStripeLink,
@@ -166,6 +168,7 @@ impl Action {
 
 /// Why [`authorize`] or [`authorize_patient`] refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AccessDenied {
     /// No credentials were presented.
     #[error("authentication required")]

@@ -15,6 +15,7 @@ use crate::ids::{EventId, PractitionerId, UserId};
 
 /// Who caused an audited change.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AuditActor {
     /// A signed-in staff user (practitioner or secretary).
     User(UserId),
@@ -71,6 +72,7 @@ impl AuditActor {
 
 /// What kind of thing happened. The text forms are stable (stored and exported).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum AuditAction {
     /// `stripe.link_started`: Connect OAuth or Account Links onboarding began.
     StripeLinkStarted,

@@ -7,6 +7,7 @@ use crate::secrets::PayToken;
 
 /// Settings shared by the use cases. Built by the embedding application.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BillingConfig {
     /// Public base URL of the server, without a trailing slash
     /// (`https://pay.example.org`); links given to patients and Stripe start with it.

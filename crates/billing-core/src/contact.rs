@@ -5,6 +5,7 @@ use std::fmt;
 
 /// Why a name or an e-mail address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ContactError {
     /// The name is empty once trimmed.
     #[error("the name is empty")]

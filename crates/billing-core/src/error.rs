@@ -21,6 +21,7 @@ pub const REFUND_FAILED: &str = "refund_failed";
 
 /// How a caller should treat an error, independent of transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorClass {
     /// No credentials (HTTP 401).
     Unauthenticated,
@@ -42,6 +43,7 @@ pub enum ErrorClass {
 /// [`BillingError::class`] how to treat it (the HTTP status); [`Display`](std::fmt::Display)
 /// is a message for people, in English.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BillingError {
     /// The caller is not signed in, may not do this, or may not see the thing.
     #[error(transparent)]

@@ -16,6 +16,7 @@ use crate::money::{Currency, Money, MoneyError};
 /// The named price lists Stripe publishes for card payments in the EEA, plus the seeds'
 /// historical 1.4 % + €0.25 which is the default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum FeePreset {
     /// 1.4 % + €0.25: the rate the seeds quote ("60 centimes on 25 euros").
     Default,
@@ -94,6 +95,7 @@ impl FromStr for FeePreset {
 
 /// Why a fee schedule was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FeeError {
     /// Not the id of a [`FeePreset`] ([`FeePreset::id`]); carries the text, cut to 32
     /// characters.
@@ -266,6 +268,7 @@ impl FeeSchedule {
 
 /// A fee preview: what Stripe keeps and what the practitioner receives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FeeEstimate {
     /// What Stripe keeps: [`FeeSchedule::fee`] of the amount.
     pub fee: Money,
@@ -276,6 +279,7 @@ pub struct FeeEstimate {
 
 /// The fee recorded on a payment: an estimate until Stripe reports the real one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Fee {
     /// The fee, in the payment's currency.
     pub amount: Money,

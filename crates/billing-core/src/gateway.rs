@@ -29,6 +29,7 @@ use crate::secrets::OAuthState;
 /// Why the gateway refused or could not answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum GatewayError {
     /// The card was declined or its authentication failed.
     #[error("card declined: {}", .0.message)]
@@ -116,6 +117,7 @@ impl fmt::Debug for ClientSecret {
 /// A PaymentIntent's status, as Stripe names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum IntentStatus {
     /// No card yet, or the last one failed (see [`IntentSnapshot::last_error`]).
     RequiresPaymentMethod,
@@ -241,6 +243,7 @@ impl IntentSnapshot {
 /// Where a SetupIntent stands (Stripe's statuses).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum SetupStatus {
     /// No card yet, or the last one failed (see [`SetupSnapshot::last_error`]).
     RequiresPaymentMethod,
@@ -367,6 +370,7 @@ pub struct CheckoutStart {
 
 /// Where a checkout session stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CheckoutStatus {
     /// The patient may still pay.
     Open,
@@ -555,6 +559,7 @@ pub struct WebhookEvent {
 
 /// What a gateway event tells the domain.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GatewayEvent {
     /// `payment_intent.*`: the intent as it was when the event happened.
     PaymentIntent(IntentSnapshot),
@@ -598,6 +603,7 @@ pub enum GatewayEvent {
 /// refused deliveries for days and then disables the endpoint. Labels are a closed set
 /// (metrics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum IgnoreReason {
     /// A type ConsultPay does not read.
     EventType,
@@ -659,6 +665,7 @@ impl fmt::Display for IgnoreReason {
 /// Why a webhook delivery was refused: nothing is applied, and the delivery is
 /// answered with an error (Stripe retries it).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WebhookError {
     /// The request has no `Stripe-Signature` header.
     #[error("no Stripe-Signature header")]
@@ -845,6 +852,7 @@ pub struct SandboxOutcome {
 
 /// Where the sandbox checkout page sends the browser after a submission.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SandboxNext {
     /// Back to the pay page.
     Return(String),

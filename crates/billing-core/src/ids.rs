@@ -10,6 +10,7 @@ use uuid::Uuid;
 /// A malformed identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("'{value}' is not a valid {kind} id")]
+#[non_exhaustive]
 pub struct InvalidId {
     /// What the id was meant to be ("payment", "Stripe account", …).
     pub kind: &'static str,

@@ -144,6 +144,7 @@ impl FromStr for Currency {
 
 /// Why an amount or a currency was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MoneyError {
     /// The input was empty, or only whitespace.
     #[error("the amount is empty")]

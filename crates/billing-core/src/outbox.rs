@@ -51,6 +51,7 @@ pub const PUBLIC_URL: &str = "{public_url}";
 
 /// What a message is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum MessageKind {
     /// To the patient: the pay link, at scheduling (or sent again by staff).
     PayLink,
@@ -164,6 +165,7 @@ pub struct Message {
 
 /// Where a queued message stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Delivery {
     /// Not sent yet (never tried, or to be tried again at `next_attempt_at`).
     Pending,
@@ -297,6 +299,7 @@ pub struct Email {
 
 /// Why the mail server did not take a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MailError {
     /// Down, busy, or a 4xx answer: try again later.
     #[error("temporary mail failure: {0}")]
@@ -318,6 +321,7 @@ pub trait Mailer: Send + Sync {
 
 /// What one delivery round did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeliveryReport {
     /// Messages the mail server accepted.
     pub sent: u64,

@@ -30,6 +30,7 @@ use crate::practitioner::profile::{HealthId, Siret};
 
 /// A receipt or a credit note.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DocumentKind {
     /// Note d'honoraires: what the patient paid for the act.
     Receipt,

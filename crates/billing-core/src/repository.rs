@@ -5,6 +5,7 @@
 
 /// A repository failure a use case can act on, or an outage it cannot.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RepositoryError {
     /// The thing asked for does not exist.
     #[error("not found")]

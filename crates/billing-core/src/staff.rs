@@ -98,6 +98,7 @@ pub struct StaffRecord {
 
 /// A user just created, with the token to show once.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct NewStaff {
     /// The new user's id (a practitioner's is also their practitioner id).
     pub id: UserId,

@@ -92,6 +92,7 @@ pub trait PassSigner: Send + Sync {
 
 /// A signed pass, and where it opens the room.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Pass {
     /// The signed token the platform verifies.
     pub jwt: String,
@@ -114,6 +115,7 @@ pub fn room_url(template: &str, room: &RoomName, jwt: &str) -> String {
 /// Why the consultation's day refuses something now: a pass, a start, a
 /// cancellation, a reschedule or a missed-consultation fee.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DayError {
     /// The patient's payment is not authorised (no hold in place).
     #[error("the payment is not authorised: authorise it to enter")]

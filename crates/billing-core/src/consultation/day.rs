@@ -350,6 +350,7 @@ async fn settle_with(
 
 /// A consultation rescheduled, and what becomes of its hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Rescheduled {
     /// The consultation at its new time, with its payment.
     pub record: ConsultationRecord,
@@ -359,6 +360,7 @@ pub struct Rescheduled {
 
 /// Whether the hold in place still covers a rescheduled consultation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HoldCoverage {
     /// No online payment, or nothing authorised yet.
     NotHeld,
@@ -389,6 +391,7 @@ impl HoldCoverage {
 
 /// A consultation started, with the practitioner's pass when a platform is set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Started {
     /// The consultation, now started.
     pub record: ConsultationRecord,

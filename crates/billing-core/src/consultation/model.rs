@@ -74,6 +74,7 @@ pub struct Consultation {
 
 /// Where a consultation stands on its day.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConsultationStatus {
     /// Ahead, or under way.
     Scheduled,
@@ -120,6 +121,7 @@ pub struct Cancellation {
 
 /// Who cancelled a consultation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CancelledBy {
     /// The patient, from their pay link.
     Patient,

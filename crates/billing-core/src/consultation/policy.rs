@@ -10,6 +10,7 @@ use crate::payment::model::Lang;
 /// What a missed consultation (no-show, or a cancellation after the free window)
 /// costs the patient. Never more than the hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum MissedFee {
     /// Nothing: a missed consultation releases the hold.
     None,
@@ -49,6 +50,7 @@ impl Default for CancellationPolicy {
 
 /// Why a policy was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PolicyError {
     /// The free window is longer than [`CancellationPolicy::MAX_FREE_HOURS`].
     #[error("the free cancellation window must be 0 to {max} hours", max = CancellationPolicy::MAX_FREE_HOURS)]

@@ -95,6 +95,7 @@ impl ScheduleRequest {
 
 /// A scheduled consultation with its pay link, shown once.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Scheduled {
     /// The consultation as stored, with its payment.
     pub record: ConsultationRecord,
@@ -432,6 +433,7 @@ impl SchedulingService {
 
 /// What the patient's pay page shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PayPage {
     /// The consultation and its payment.
     pub record: ConsultationRecord,
@@ -490,6 +492,7 @@ pub(crate) async fn reissue(
 
 /// What the access check answers (the waiting room polls it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Access {
     /// The gate (C4): no payment needed, or the hold is in place, or the act captured.
     pub can_enter: bool,

@@ -39,6 +39,7 @@ const BATCH: u32 = 200;
 
 /// What a pass of the hold jobs did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HoldReport {
     /// Off-session holds placed (first hold of a saved card).
     pub placed: Vec<PaymentId>,

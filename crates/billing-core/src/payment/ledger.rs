@@ -26,6 +26,7 @@ use crate::system::{Clock, IdGenerator, now_micros};
 
 /// A move of the state machine, as reported back to callers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StatusChange {
     /// The payment that moved.
     pub payment: PaymentId,
@@ -37,6 +38,7 @@ pub struct StatusChange {
 
 /// The outcome of writing facts to a payment.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Written {
     /// The payment as stored now.
     pub payment: Payment,

@@ -30,6 +30,7 @@ pub const DEFAULT_HOLD_VALIDITY_DAYS: i64 = 7;
 
 /// A language the product speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Lang {
     /// French, the default.
     #[default]
@@ -50,6 +51,7 @@ impl Lang {
 
 /// Where a payment stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum PaymentStatus {
     /// Payment page reached, no card authorised yet.
     Incomplete,
@@ -232,6 +234,7 @@ pub struct UnknownStatus(pub String);
 
 /// The kind of an event, without its data: what the transition table is keyed on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum EventKind {
     /// A hold was placed, or renewed ([`PaymentEvent::HoldPlaced`]).
     HoldPlaced,
@@ -332,6 +335,7 @@ impl EventKind {
 /// A move the transition table ([`PaymentStatus::next`]) does not allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("a payment that is {from} cannot be {}", event.as_str())]
+#[non_exhaustive]
 pub struct IllegalTransition {
     /// The payment's status when the event came.
     pub from: PaymentStatus,
@@ -375,6 +379,7 @@ pub struct Attention {
 
 /// A fact about a payment, from a user command or from the gateway.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PaymentEvent {
     /// The card is authorised for `amount` until `capture_before` (gateway's deadline,
     /// if it told us).
@@ -487,6 +492,7 @@ impl PaymentEvent {
 
 /// Why a command or an event was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransitionError {
     /// The payment's status does not allow this (release a captured payment, refund an
     /// uncaptured one, …).
@@ -815,6 +821,7 @@ pub struct PaymentParts {
 /// Stored data that breaks a payment invariant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("stored payment {id} is inconsistent: {reason}")]
+#[non_exhaustive]
 pub struct CorruptPayment {
     /// The payment read.
     pub id: PaymentId,
@@ -824,6 +831,7 @@ pub struct CorruptPayment {
 
 /// The result of applying an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Applied {
     /// The payment changed; `payment` is the new state (version already incremented).
     Changed {

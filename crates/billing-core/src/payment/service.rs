@@ -650,6 +650,7 @@ impl ReportingService {
 
 /// What happened to a webhook delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WebhookOutcome {
     /// Applied (possibly changing nothing, when it repeated known facts).
     Applied(Vec<StatusChange>),
@@ -673,6 +674,7 @@ impl WebhookOutcome {
 
 /// A verified delivery and what became of it: what the endpoint logs and counts.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct WebhookReceipt {
     /// The event's id.
     pub id: EventId,
@@ -1082,6 +1084,7 @@ impl WebhookService {
 
 /// One pass of the background jobs (C10, C14).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReconcileReport {
     /// Holds placed, renewed or refused off-session.
     pub holds: HoldReport,
@@ -1475,6 +1478,7 @@ pub const JOB_TICK_SECS: i64 = 3600;
 
 /// The sandbox clock after a step, and what the jobs that became due did.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClockAdvanced {
     /// The sandbox clock's new time.
     pub now: chrono::DateTime<chrono::Utc>,

@@ -15,6 +15,7 @@ use crate::practitioner::profile::Profile;
 
 /// How often Stripe pays the account out.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PayoutInterval {
     /// Only when the practitioner asks, in their Stripe dashboard.
     Manual,
@@ -61,6 +62,7 @@ pub struct AccountSnapshot {
 
 /// Why a link was revoked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RevokeReason {
     /// The practitioner unlinked from ConsultPay.
     Unlinked,
@@ -81,6 +83,7 @@ impl RevokeReason {
 
 /// How an account came to be linked: what unlinking it can undo.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum LinkVia {
     /// Connect OAuth: the practitioner granted the platform access to an account of
     /// theirs; unlinking revokes that grant (`deauthorize`).
@@ -106,6 +109,7 @@ impl LinkVia {
 /// The practitioner's Stripe link. History (which account, when) is kept in the audit
 /// trail; relinking is allowed from every state.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StripeLink {
     /// Never linked: online payment is not possible.
     Unlinked,
@@ -140,6 +144,7 @@ pub enum StripeLink {
 
 /// The four link states, for the API and storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum LinkStatus {
     /// See [`StripeLink::Unlinked`].
     Unlinked,
@@ -165,6 +170,7 @@ impl LinkStatus {
 
 /// Why a change of the Stripe link was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LinkError {
     /// There is no account to refresh or unlink (never linked, or already revoked).
     #[error("no Stripe account is linked")]
@@ -300,6 +306,7 @@ impl StripeLink {
 
 /// Why a practitioner cannot take online payments now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ChargeBlocker {
     /// No account is linked (or its onboarding is not finished, or it was revoked).
     #[error("no Stripe account is linked")]
@@ -314,6 +321,7 @@ pub enum ChargeBlocker {
 
 /// Why preferences were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PreferencesError {
     /// The default amount is above the maximum.
     #[error("the default amount {default} is above the maximum {maximum}")]
@@ -377,6 +385,7 @@ pub struct DescriptorSuffix(String);
 
 /// Why a label or a descriptor suffix was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StatementError {
     /// See [`PaymentLabel`].
     #[error("the label must be 1 to 60 printable characters")]
@@ -577,6 +586,7 @@ impl Preferences {
 
 /// Why a consultation's cap (or a service's price) was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CapError {
     /// Above the practitioner's maximum.
     #[error("{requested} is above the maximum of {maximum}")]

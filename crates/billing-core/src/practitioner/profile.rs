@@ -11,6 +11,7 @@ pub const DEFAULT_VAT_MENTION: &str = "TVA non applicable, article 261-4-1° du 
 
 /// Why a field of the profile was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProfileError {
     /// A text field is longer than its limit.
     #[error("{field} is longer than {max} characters")]

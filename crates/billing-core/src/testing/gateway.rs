@@ -880,3 +880,169 @@ impl WebhookVerifier for FakeGateway {
             .ok_or_else(|| WebhookError::MalformedEvent(format!("no event {id} was sent")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::HoldRequest;
+    use crate::ids::ConsultationId;
+    use crate::money::Currency;
+    use crate::testing::{FixedClock, block_on, build};
+
+    fn eur(minor: i64) -> Money {
+        Money::from_minor(minor, Currency::Eur)
+    }
+
+    fn account() -> ConnectedAccountId {
+        ConnectedAccountId::parse("acct_1Estival").unwrap()
+    }
+
+    fn hold_request(payment: u128, off_session: bool) -> HoldRequest {
+        let payment = PaymentId::from_uuid(uuid::Uuid::from_u128(payment));
+        HoldRequest {
+            account: account(),
+            payment,
+            consultation: ConsultationId::from_uuid(uuid::Uuid::from_u128(10)),
+            amount: eur(2_500),
+            description: "Consultation".into(),
+            statement_descriptor_suffix: None,
+            off_session: off_session.then(build::saved_card),
+            key: IdempotencyKey::derive(payment, "hold"),
+        }
+    }
+
+    fn gateway() -> FakeGateway {
+        FakeGateway::new(Arc::new(FixedClock::at(build::t0())))
+    }
+
+    /// An intent held for 25.00, through the patient's side.
+    fn held(g: &FakeGateway) -> PaymentIntentId {
+        let intent = block_on(g.create_hold(&hold_request(20, false))).unwrap();
+        assert_eq!(intent.status, IntentStatus::RequiresPaymentMethod);
+        g.authorize(&intent.id).unwrap();
+        intent.id
+    }
+
+    #[test]
+    fn a_hold_is_captured_for_at_most_its_amount_with_stripes_fee() {
+        let g = gateway();
+        let id = held(&g);
+        let snapshot = g.intent(&id).unwrap();
+        assert_eq!(snapshot.status, IntentStatus::RequiresCapture);
+        assert_eq!(snapshot.capture_before, Some(build::t0() + Duration::days(7)));
+        let key = |n| IdempotencyKey::derive(PaymentId::from_uuid(uuid::Uuid::from_u128(n)), "c");
+        let too_much = block_on(g.capture(&account(), &id, &eur(2_501), &key(1)));
+        assert!(matches!(too_much, Err(GatewayError::InvalidRequest { .. })));
+        let captured = block_on(g.capture(&account(), &id, &eur(1_800), &key(2))).unwrap();
+        assert_eq!(captured.status, IntentStatus::Succeeded);
+        assert_eq!(captured.amount_received, eur(1_800));
+        assert_eq!(captured.fee, Some(eur(50)));
+        // Captured once: a release or another capture is the intent's state's refusal.
+        let again = block_on(g.capture(&account(), &id, &eur(1_800), &key(3)));
+        assert!(matches!(again, Err(GatewayError::UnexpectedState { .. })));
+        let release = block_on(g.release(&account(), &id, &key(4)));
+        assert!(matches!(release, Err(GatewayError::UnexpectedState { .. })));
+    }
+
+    #[test]
+    fn a_key_replays_its_answer_and_refuses_other_parameters() {
+        let g = gateway();
+        let id = held(&g);
+        let key = IdempotencyKey::derive(PaymentId::from_uuid(uuid::Uuid::from_u128(20)), "c");
+        let first = block_on(g.capture(&account(), &id, &eur(1_800), &key)).unwrap();
+        let replay = block_on(g.capture(&account(), &id, &eur(1_800), &key)).unwrap();
+        assert_eq!(first, replay);
+        let other = block_on(g.capture(&account(), &id, &eur(1_700), &key));
+        assert_eq!(other, Err(GatewayError::IdempotencyConflict));
+    }
+
+    #[test]
+    fn a_timeout_does_nothing_and_a_lost_answer_does_it_once() {
+        let g = gateway();
+        let id = held(&g);
+        let key = IdempotencyKey::derive(PaymentId::from_uuid(uuid::Uuid::from_u128(20)), "c");
+        g.script(Op::Capture, Script::Timeout);
+        g.script(Op::Capture, Script::LostAnswer);
+        let timeout = block_on(g.capture(&account(), &id, &eur(1_800), &key));
+        assert!(matches!(timeout, Err(GatewayError::Unavailable { .. })));
+        assert_eq!(g.intent(&id).unwrap().status, IntentStatus::RequiresCapture);
+        let lost = block_on(g.capture(&account(), &id, &eur(1_800), &key));
+        assert!(matches!(lost, Err(GatewayError::Unavailable { .. })));
+        assert_eq!(g.intent(&id).unwrap().status, IntentStatus::Succeeded);
+        let retried = block_on(g.capture(&account(), &id, &eur(1_800), &key)).unwrap();
+        assert_eq!(retried.amount_received, eur(1_800));
+        let captures = g.calls().into_iter().filter(|c| c.op == Op::Capture).count();
+        assert_eq!(captures, 3);
+    }
+
+    #[test]
+    fn a_declined_off_session_hold_leaves_the_intent_waiting_with_the_failure() {
+        let g = gateway();
+        g.script(Op::CreateHold, Script::Decline(build::declined()));
+        let declined = block_on(g.create_hold(&hold_request(21, true)));
+        assert_eq!(declined, Err(GatewayError::Declined(build::declined())));
+        let payment = PaymentId::from_uuid(uuid::Uuid::from_u128(21));
+        let intent = g.intent(&g.intent_of(payment).unwrap()).unwrap();
+        assert_eq!(intent.status, IntentStatus::RequiresPaymentMethod);
+        assert_eq!(intent.last_error, Some(build::declined()));
+        // The next off-session hold is placed at once.
+        let mut retry = hold_request(21, true);
+        retry.key = IdempotencyKey::derive(payment, "hold-2");
+        let held = block_on(g.create_hold(&retry)).unwrap();
+        assert_eq!(held.status, IntentStatus::RequiresCapture);
+        assert_eq!(g.intent_of(payment), Some(held.id));
+    }
+
+    #[test]
+    fn refunds_add_up_to_the_capture_and_no_more() {
+        let g = gateway();
+        let id = held(&g);
+        let key = |what: &str| IdempotencyKey::derive(PaymentId::from_uuid(uuid::Uuid::from_u128(20)), what);
+        block_on(g.capture(&account(), &id, &eur(1_800), &key("c"))).unwrap();
+        let first = block_on(g.refund(&account(), &id, &eur(1_000), &key("r1"))).unwrap();
+        assert_eq!(first.status, RefundStatus::Succeeded);
+        let too_much = block_on(g.refund(&account(), &id, &eur(801), &key("r2")));
+        assert!(matches!(too_much, Err(GatewayError::InvalidRequest { .. })));
+        block_on(g.refund(&account(), &id, &eur(800), &key("r3"))).unwrap();
+        let read = block_on(g.retrieve(&account(), &id)).unwrap();
+        assert_eq!(read.amount_refunded, eur(1_800));
+        assert_eq!(read.refunds.map(|r| r.len()), Some(2));
+    }
+
+    #[test]
+    fn webhooks_verify_only_as_sent() {
+        let g = gateway();
+        let intent = block_on(g.create_hold(&hold_request(20, false))).unwrap();
+        let delivery = g.authorize(&intent.id).unwrap();
+        let event = g.verify(Some(&delivery.signature), &delivery.body).unwrap();
+        assert_eq!(event.kind, "payment_intent.amount_capturable_updated");
+        let GatewayEvent::PaymentIntent(snapshot) = event.payload else {
+            panic!("an intent event");
+        };
+        assert_eq!(snapshot.status, IntentStatus::RequiresCapture);
+        assert_eq!(g.verify(None, &delivery.body), Err(WebhookError::MissingSignature));
+        assert_eq!(g.verify(Some("t=1,v1=forged"), &delivery.body), Err(WebhookError::BadSignature));
+        assert!(matches!(
+            g.verify(Some(&delivery.signature), b"evt_fake_999"),
+            Err(WebhookError::MalformedEvent(_))
+        ));
+    }
+
+    #[test]
+    fn a_consent_code_links_one_account_once() {
+        let g = gateway();
+        let state = OAuthState::from_random("s0000000000000000000000000000000000000000001");
+        let url = g.authorize_url(&state, "https://pay.example.org/cb").unwrap();
+        let callback = g.consent(&url);
+        assert_eq!(callback.state.as_deref(), Some(state.expose()));
+        let code = callback.code.unwrap();
+        let account = block_on(g.exchange_code(&code)).unwrap();
+        assert!(block_on(g.retrieve_account(&account)).unwrap().charges_enabled);
+        assert!(matches!(block_on(g.exchange_code(&code)), Err(GatewayError::InvalidGrant { .. })));
+        block_on(g.deauthorize(&account)).unwrap();
+        assert!(matches!(
+            block_on(g.retrieve_account(&account)),
+            Err(GatewayError::AccountUnavailable { .. })
+        ));
+    }
+}

@@ -17,6 +17,7 @@ use crate::money::{Money, MoneyError};
 /// Stripe's dispute statuses (<https://docs.stripe.com/api/disputes/object#dispute_object-status>).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum DisputeStatus {
     /// An inquiry (no funds withdrawn yet) awaiting the practitioner's answer.
     WarningNeedsResponse,

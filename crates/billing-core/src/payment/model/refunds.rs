@@ -15,6 +15,7 @@ use crate::money::{Money, MoneyError};
 /// Where a refund stands at the gateway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub enum RefundState {
     /// Accepted, on its way to the card.
     Pending,
