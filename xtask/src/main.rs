@@ -21,6 +21,8 @@ fn main() -> ExitCode {
         Some("peers") => peers(),
         Some("openapi") => openapi(),
         Some("deb") => deb::deb(args.get(1).is_some_and(|a| a == "--check")),
+        Some("docs") => docs(),
+        Some("downstream") => downstream(),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -32,6 +34,8 @@ fn main() -> ExitCode {
                  peers         install the non-Rust test peers (localstripe, aiosmtpd, PyJWT, schemathesis in target/peers/venv)\n  \
                  openapi       write docs/openapi.json from the code (a test fails when it is stale)\n  \
                  deb [--check] the Debian package (target/debian); --check installs it, runs it, purges it\n  \
+                 docs          billing-core's API docs, every public item documented (rustdoc -D warnings)\n  \
+                 downstream    the crate outside the workspace that embeds billing-core: fmt, clippy, tests\n  \
                  bench [core|storage|http]  benchmarks (http: wrk against the release server)"
             );
             Err("unknown command".into())
@@ -79,21 +83,95 @@ fn run(program: &str, args: &[&str]) -> Result {
 fn ci() -> Result {
     fmt_check()?;
     clippy()?;
+    docs()?;
     peers()?;
     test(&[])?;
-    examples()
+    examples()?;
+    downstream()
 }
 
-/// billing-core's examples, run (`cargo test` only builds them).
-const EXAMPLES: &[&str] = &["fees_and_state_machine"];
+/// billing-core's examples, run (`cargo test` only builds them), with the features
+/// each needs.
+const EXAMPLES: &[(&str, &str)] = &[
+    ("fees_and_state_machine", ""),
+    ("validate_in_memory", "testing"),
+];
 
 fn examples() -> Result {
-    EXAMPLES.iter().try_for_each(|example| {
+    EXAMPLES.iter().try_for_each(|(example, features)| {
         run(
             "cargo",
-            &["run", "--quiet", "-p", "billing-core", "--example", example],
+            &[
+                "run",
+                "--quiet",
+                "-p",
+                "billing-core",
+                "--features",
+                features,
+                "--example",
+                example,
+            ],
         )
     })
+}
+
+/// billing-core's documentation with every feature, as docs.rs would build it: a
+/// broken link or an undocumented public item (`missing_docs`) fails it.
+fn docs() -> Result {
+    let status = Command::new("cargo")
+        .args([
+            "doc",
+            "--quiet",
+            "--no-deps",
+            "-p",
+            "billing-core",
+            "--all-features",
+        ])
+        .env("RUSTDOCFLAGS", "-D warnings -D missing_docs")
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot run cargo doc: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo doc -p billing-core failed ({status})"))
+    }
+}
+
+/// The downstream example (`crates/billing-core/examples/downstream`), a crate of its
+/// own workspace that depends on billing-core alone: formatted, clippy-clean and
+/// tested, in this workspace's target directory so nothing is built twice.
+fn downstream() -> Result {
+    let manifest = "crates/billing-core/examples/downstream/Cargo.toml";
+    let target = root().join("target");
+    let target = target.to_str().ok_or("the workspace path is not UTF-8")?;
+    run("cargo", &["fmt", "--manifest-path", manifest, "--check"])?;
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "--manifest-path",
+            manifest,
+            "--target-dir",
+            target,
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    run(
+        "cargo",
+        &[
+            "test",
+            "--manifest-path",
+            manifest,
+            "--target-dir",
+            target,
+            "--locked",
+        ],
+    )
 }
 
 /// The test peers from PyPI, pinned: localstripe (a stateful Stripe server the gateway

@@ -64,7 +64,10 @@ async fn main() -> Result<(), Error> {
         },
         patient_lang: Lang::Fr,
     };
-    let first = billing.scheduling.schedule(&dr, &schedule("M. Martin"), None).await?;
+    let first = billing
+        .scheduling
+        .schedule(&dr, &schedule("M. Martin"), None)
+        .await?;
     hold_the_card(&billing, &gateway, &first).await?;
 
     // After the session: the act is validated at 18,00 €, the rest of the hold released.
@@ -77,7 +80,10 @@ async fn main() -> Result<(), Error> {
     let fee = payment.fee().map(|f| f.amount.to_string());
     println!(
         "captured {} of a {} hold, Stripe's fee {}",
-        payment.captured().map(|m| m.to_string()).unwrap_or_default(),
+        payment
+            .captured()
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
         payment.amount(),
         fee.as_deref().unwrap_or("unknown"),
     );
@@ -85,24 +91,45 @@ async fn main() -> Result<(), Error> {
 
     // Another one, where Stripe captures but its answer is lost: the practitioner sees
     // an error, retries, and the same idempotency key makes it one capture.
-    let second = billing.scheduling.schedule(&dr, &schedule("Mme Durand"), None).await?;
+    let second = billing
+        .scheduling
+        .schedule(&dr, &schedule("Mme Durand"), None)
+        .await?;
     hold_the_card(&billing, &gateway, &second).await?;
     gateway.script(Op::Capture, Script::LostAnswer);
     let amount = AmountInput::parse("20,00", None)?;
     let consultation = second.record.consultation.id;
     let lost = billing.payments.validate(&dr, consultation, &amount).await;
-    println!("first attempt: {}", lost.as_ref().map(|_| "ok".to_owned()).unwrap_or_else(|e| e.to_string()));
+    println!(
+        "first attempt: {}",
+        lost.as_ref()
+            .map(|_| "ok".to_owned())
+            .unwrap_or_else(|e| e.to_string())
+    );
     assert!(lost.is_err(), "the answer was lost");
-    let retried = billing.payments.validate(&dr, consultation, &amount).await?;
+    let retried = billing
+        .payments
+        .validate(&dr, consultation, &amount)
+        .await?;
     assert_eq!(retried.status(), PaymentStatus::Captured);
     let captures: Vec<_> = gateway
         .calls()
         .into_iter()
         .filter(|c| c.op == Op::Capture)
         .collect();
-    assert_eq!(captures.len(), 3, "one capture, then the lost one and its retry");
+    assert_eq!(
+        captures.len(),
+        3,
+        "one capture, then the lost one and its retry"
+    );
     assert_eq!(captures[1].key, captures[2].key, "the retry reuses the key");
-    println!("retried: {} captured once", retried.captured().map(|m| m.to_string()).unwrap_or_default());
+    println!(
+        "retried: {} captured once",
+        retried
+            .captured()
+            .map(|m| m.to_string())
+            .unwrap_or_default()
+    );
     Ok(())
 }
 

@@ -1267,6 +1267,7 @@ impl SandboxGateway {
             CheckoutStatus::Open => Ok(session),
             CheckoutStatus::Complete => Err(unexpected("this checkout session is already paid")),
             CheckoutStatus::Expired => Err(unexpected("this checkout session has expired")),
+            _ => Err(unexpected("this checkout session cannot be paid")),
         }
     }
 

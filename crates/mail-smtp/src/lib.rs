@@ -100,10 +100,7 @@ impl SmtpMailer {
             .from(self.from.clone())
             .to(to)
             .subject(email.subject.clone())
-            .header(ContentLanguage(match email.lang {
-                Lang::Fr => "fr",
-                Lang::En => "en",
-            }));
+            .header(ContentLanguage(email.lang.code()));
         let text = SinglePart::plain(email.text.clone());
         let built = if email.attachments.is_empty() {
             builder.singlepart(text)

@@ -73,8 +73,9 @@ pub struct Consultation {
 }
 
 /// Where a consultation stands on its day.
+// Exhaustive on purpose: storage adapters persist each status with its data (date,
+// who cancelled); a wildcard arm there would drop a new status's data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum ConsultationStatus {
     /// Ahead, or under way.
     Scheduled,

@@ -9,8 +9,9 @@ use crate::payment::model::Lang;
 
 /// What a missed consultation (no-show, or a cancellation after the free window)
 /// costs the patient. Never more than the hold.
+// Exhaustive on purpose: storage adapters persist each kind of fee with its amount;
+// a wildcard arm there would drop a new kind's data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum MissedFee {
     /// Nothing: a missed consultation releases the hold.
     None,

@@ -14,8 +14,9 @@ use crate::money::{Currency, Money, MoneyError};
 use crate::practitioner::profile::Profile;
 
 /// How often Stripe pays the account out.
+// Exhaustive on purpose: storage adapters persist each interval (with its anchor); a
+// wildcard arm there would drop a new one's data.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum PayoutInterval {
     /// Only when the practitioner asks, in their Stripe dashboard.
     Manual,
@@ -108,8 +109,9 @@ impl LinkVia {
 
 /// The practitioner's Stripe link. History (which account, when) is kept in the audit
 /// trail; relinking is allowed from every state.
+// Exhaustive on purpose: storage adapters persist each state field by field, and a
+// wildcard arm there would drop a new state's data.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum StripeLink {
     /// Never linked: online payment is not possible.
     Unlinked,

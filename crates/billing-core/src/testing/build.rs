@@ -199,7 +199,10 @@ impl PaymentBuilder {
 pub fn step(p: &Payment, event: &PaymentEvent, at: DateTime<Utc>) -> Payment {
     match p.apply(event, at) {
         Ok(Applied::Changed { payment, .. }) => *payment,
-        Ok(other) => panic!("{event:?} changes nothing on a {} payment: {other:?}", p.status()),
+        Ok(other) => panic!(
+            "{event:?} changes nothing on a {} payment: {other:?}",
+            p.status()
+        ),
         Err(e) => panic!("{event:?} is refused on a {} payment: {e}", p.status()),
     }
 }

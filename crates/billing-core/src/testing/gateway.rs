@@ -12,19 +12,20 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::fees::FeeSchedule;
 use crate::gateway::{
-    CheckoutMode, ConnectOnboarding, CheckoutRequest, CheckoutStart, CheckoutState, CheckoutStatus, ClientSecret,
-    GatewayError, GatewayEvent, IntentSnapshot, IntentStatus, PaymentGateway, RefundOutcome,
-    RefundStatus, SetupSnapshot, SetupStatus, WebhookError, WebhookEvent, WebhookVerifier,
+    CheckoutMode, CheckoutRequest, CheckoutStart, CheckoutState, CheckoutStatus, ClientSecret,
+    ConnectOnboarding, GatewayError, GatewayEvent, IntentSnapshot, IntentStatus, PaymentGateway,
+    RefundOutcome, RefundStatus, SetupSnapshot, SetupStatus, WebhookError, WebhookEvent,
+    WebhookVerifier,
 };
 use crate::ids::{
     CheckoutSessionId, ConnectedAccountId, EventId, PaymentId, PaymentIntentId, PractitionerId,
     RefundId, SetupIntentId,
 };
+use crate::money::Money;
+use crate::payment::model::{Failure, IdempotencyKey, RefundLine};
 use crate::practitioner::model::AccountSnapshot;
 use crate::practitioner::service::OAuthCallback;
 use crate::secrets::OAuthState;
-use crate::money::Money;
-use crate::payment::model::{Failure, IdempotencyKey, RefundLine};
 use crate::system::Clock;
 
 /// How long a card network lets a hold be captured (Stripe: 7 days for most cards).
@@ -234,7 +235,11 @@ impl FakeGateway {
 
     /// The patient's card is declined on the hosted page: the intent keeps waiting
     /// for another card, and the `payment_intent.payment_failed` webhook is returned.
-    pub fn decline(&self, id: &PaymentIntentId, failure: Failure) -> Result<Delivery, GatewayError> {
+    pub fn decline(
+        &self,
+        id: &PaymentIntentId,
+        failure: Failure,
+    ) -> Result<Delivery, GatewayError> {
         let now = self.clock.now();
         let mut state = self.lock();
         let intent = state.intent_mut(id)?;
@@ -344,7 +349,12 @@ impl FakeGateway {
     }
 }
 
-fn call(op: Op, intent: Option<&PaymentIntentId>, amount: Option<Money>, key: Option<&IdempotencyKey>) -> GatewayCall {
+fn call(
+    op: Op,
+    intent: Option<&PaymentIntentId>,
+    amount: Option<Money>,
+    key: Option<&IdempotencyKey>,
+) -> GatewayCall {
     GatewayCall {
         op,
         intent: intent.cloned(),
@@ -399,14 +409,21 @@ impl State {
     }
 
     fn intent_mut(&mut self, id: &PaymentIntentId) -> Result<&mut Intent, GatewayError> {
-        self.intents.get_mut(id).ok_or_else(|| GatewayError::NotFound {
-            message: format!("no such payment_intent: {id}"),
-        })
+        self.intents
+            .get_mut(id)
+            .ok_or_else(|| GatewayError::NotFound {
+                message: format!("no such payment_intent: {id}"),
+            })
     }
 
-    fn new_intent(&mut self, account: &ConnectedAccountId, req: &crate::gateway::HoldRequest) -> Result<PaymentIntentId, GatewayError> {
+    fn new_intent(
+        &mut self,
+        account: &ConnectedAccountId,
+        req: &crate::gateway::HoldRequest,
+    ) -> Result<PaymentIntentId, GatewayError> {
         let n = self.number();
-        let id = PaymentIntentId::parse(&format!("pi_fake_{n}")).map_err(|e| unavailable(&e.to_string()))?;
+        let id = PaymentIntentId::parse(&format!("pi_fake_{n}"))
+            .map_err(|e| unavailable(&e.to_string()))?;
         let zero = Money::zero(req.amount.currency());
         self.intents.insert(
             id.clone(),
@@ -505,7 +522,12 @@ impl PaymentGateway for FakeGateway {
             req.hold.payment, req.hold.amount, req.mode, req.existing_intent
         );
         let answer = self.write(
-            call(Op::StartCheckout, req.existing_intent.as_ref(), Some(req.hold.amount), Some(&req.hold.key)),
+            call(
+                Op::StartCheckout,
+                req.existing_intent.as_ref(),
+                Some(req.hold.amount),
+                Some(&req.hold.key),
+            ),
             params,
             |state, now| {
                 Answer::Checkout((|| {
@@ -572,32 +594,33 @@ impl PaymentGateway for FakeGateway {
         session: &CheckoutSessionId,
         key: &IdempotencyKey,
     ) -> Result<(), GatewayError> {
-        let answer = self.write(
-            call(Op::ExpireCheckout, None, None, Some(key)),
-            session.to_string(),
-            |state, _| {
-                Answer::Done((|| {
-                    let s = state.sessions.get_mut(session).ok_or_else(|| {
-                        GatewayError::NotFound {
-                            message: format!("no such checkout session: {session}"),
+        let answer =
+            self.write(
+                call(Op::ExpireCheckout, None, None, Some(key)),
+                session.to_string(),
+                |state, _| {
+                    Answer::Done((|| {
+                        let s = state.sessions.get_mut(session).ok_or_else(|| {
+                            GatewayError::NotFound {
+                                message: format!("no such checkout session: {session}"),
+                            }
+                        })?;
+                        if s.status != CheckoutStatus::Open {
+                            return Ok(());
                         }
-                    })?;
-                    if s.status != CheckoutStatus::Open {
-                        return Ok(());
-                    }
-                    s.status = CheckoutStatus::Expired;
-                    if let Some(id) = s.intent.clone() {
-                        let intent = state.intent_mut(&id)?;
-                        if intent.snapshot.status == IntentStatus::RequiresPaymentMethod {
-                            intent.snapshot.status = IntentStatus::Canceled;
-                            intent.snapshot.cancellation_reason = Some("abandoned".into());
+                        s.status = CheckoutStatus::Expired;
+                        if let Some(id) = s.intent.clone() {
+                            let intent = state.intent_mut(&id)?;
+                            if intent.snapshot.status == IntentStatus::RequiresPaymentMethod {
+                                intent.snapshot.status = IntentStatus::Canceled;
+                                intent.snapshot.cancellation_reason = Some("abandoned".into());
+                            }
                         }
-                    }
-                    Ok(())
-                })())
-            },
-            |_, failure| Answer::Done(Err(GatewayError::Declined(failure))),
-        );
+                        Ok(())
+                    })())
+                },
+                |_, failure| Answer::Done(Err(GatewayError::Declined(failure))),
+            );
         match answer {
             Answer::Done(result) => result,
             _ => Err(GatewayError::IdempotencyConflict),
@@ -610,9 +633,12 @@ impl PaymentGateway for FakeGateway {
         session: &CheckoutSessionId,
     ) -> Result<CheckoutState, GatewayError> {
         self.read(call(Op::RetrieveCheckout, None, None, None), |state| {
-            let s = state.sessions.get(session).ok_or_else(|| GatewayError::NotFound {
-                message: format!("no such checkout session: {session}"),
-            })?;
+            let s = state
+                .sessions
+                .get(session)
+                .ok_or_else(|| GatewayError::NotFound {
+                    message: format!("no such checkout session: {session}"),
+                })?;
             Ok(CheckoutState {
                 status: s.status,
                 intent: s
@@ -620,7 +646,11 @@ impl PaymentGateway for FakeGateway {
                     .as_ref()
                     .and_then(|id| state.intents.get(id))
                     .map(Intent::read),
-                setup: s.setup.as_ref().and_then(|id| state.setups.get(id)).cloned(),
+                setup: s
+                    .setup
+                    .as_ref()
+                    .and_then(|id| state.setups.get(id))
+                    .cloned(),
             })
         })
     }
@@ -631,9 +661,13 @@ impl PaymentGateway for FakeGateway {
         setup: &SetupIntentId,
     ) -> Result<SetupSnapshot, GatewayError> {
         self.read(call(Op::RetrieveSetup, None, None, None), |state| {
-            state.setups.get(setup).cloned().ok_or_else(|| GatewayError::NotFound {
-                message: format!("no such setup_intent: {setup}"),
-            })
+            state
+                .setups
+                .get(setup)
+                .cloned()
+                .ok_or_else(|| GatewayError::NotFound {
+                    message: format!("no such setup_intent: {setup}"),
+                })
         })
     }
 
@@ -651,7 +685,8 @@ impl PaymentGateway for FakeGateway {
                 Answer::Intent((|| {
                     let i = state.intent_mut(intent)?;
                     i.expect(IntentStatus::RequiresCapture, "capture")?;
-                    if amount.checked_cmp(&i.snapshot.amount_capturable)
+                    if amount
+                        .checked_cmp(&i.snapshot.amount_capturable)
                         .map_err(|e| unexpected(e.to_string()))?
                         .is_gt()
                     {
@@ -790,7 +825,11 @@ impl PaymentGateway for FakeGateway {
 /// used once.
 #[async_trait]
 impl ConnectOnboarding for FakeGateway {
-    fn authorize_url(&self, state: &OAuthState, redirect_uri: &str) -> Result<String, GatewayError> {
+    fn authorize_url(
+        &self,
+        state: &OAuthState,
+        redirect_uri: &str,
+    ) -> Result<String, GatewayError> {
         Ok(format!(
             "https://fake-gateway.invalid/oauth/authorize?state={}&redirect_uri={redirect_uri}",
             state.expose()
@@ -799,9 +838,12 @@ impl ConnectOnboarding for FakeGateway {
 
     async fn exchange_code(&self, code: &str) -> Result<ConnectedAccountId, GatewayError> {
         let mut state = self.lock();
-        let account = state.codes.remove(code).ok_or_else(|| GatewayError::InvalidGrant {
-            message: format!("unknown or used code {code}"),
-        })?;
+        let account = state
+            .codes
+            .remove(code)
+            .ok_or_else(|| GatewayError::InvalidGrant {
+                message: format!("unknown or used code {code}"),
+            })?;
         state.accounts.insert(account.clone(), true);
         Ok(account)
     }
@@ -845,8 +887,9 @@ impl ConnectOnboarding for FakeGateway {
         practitioner: PractitionerId,
         _key: &IdempotencyKey,
     ) -> Result<ConnectedAccountId, GatewayError> {
-        let account = ConnectedAccountId::parse(&format!("acct_fake{}", practitioner.as_uuid().simple()))
-            .map_err(|e| unavailable(&e.to_string()))?;
+        let account =
+            ConnectedAccountId::parse(&format!("acct_fake{}", practitioner.as_uuid().simple()))
+                .map_err(|e| unavailable(&e.to_string()))?;
         self.lock().accounts.insert(account.clone(), true);
         Ok(account)
     }
@@ -857,7 +900,9 @@ impl ConnectOnboarding for FakeGateway {
         _refresh_url: &str,
         return_url: &str,
     ) -> Result<String, GatewayError> {
-        Ok(format!("https://fake-gateway.invalid/onboarding/{account}?return={return_url}"))
+        Ok(format!(
+            "https://fake-gateway.invalid/onboarding/{account}?return={return_url}"
+        ))
     }
 }
 
@@ -929,7 +974,10 @@ mod tests {
         let id = held(&g);
         let snapshot = g.intent(&id).unwrap();
         assert_eq!(snapshot.status, IntentStatus::RequiresCapture);
-        assert_eq!(snapshot.capture_before, Some(build::t0() + Duration::days(7)));
+        assert_eq!(
+            snapshot.capture_before,
+            Some(build::t0() + Duration::days(7))
+        );
         let key = |n| IdempotencyKey::derive(PaymentId::from_uuid(uuid::Uuid::from_u128(n)), "c");
         let too_much = block_on(g.capture(&account(), &id, &eur(2_501), &key(1)));
         assert!(matches!(too_much, Err(GatewayError::InvalidRequest { .. })));
@@ -971,7 +1019,11 @@ mod tests {
         assert_eq!(g.intent(&id).unwrap().status, IntentStatus::Succeeded);
         let retried = block_on(g.capture(&account(), &id, &eur(1_800), &key)).unwrap();
         assert_eq!(retried.amount_received, eur(1_800));
-        let captures = g.calls().into_iter().filter(|c| c.op == Op::Capture).count();
+        let captures = g
+            .calls()
+            .into_iter()
+            .filter(|c| c.op == Op::Capture)
+            .count();
         assert_eq!(captures, 3);
     }
 
@@ -997,7 +1049,9 @@ mod tests {
     fn refunds_add_up_to_the_capture_and_no_more() {
         let g = gateway();
         let id = held(&g);
-        let key = |what: &str| IdempotencyKey::derive(PaymentId::from_uuid(uuid::Uuid::from_u128(20)), what);
+        let key = |what: &str| {
+            IdempotencyKey::derive(PaymentId::from_uuid(uuid::Uuid::from_u128(20)), what)
+        };
         block_on(g.capture(&account(), &id, &eur(1_800), &key("c"))).unwrap();
         let first = block_on(g.refund(&account(), &id, &eur(1_000), &key("r1"))).unwrap();
         assert_eq!(first.status, RefundStatus::Succeeded);
@@ -1020,8 +1074,14 @@ mod tests {
             panic!("an intent event");
         };
         assert_eq!(snapshot.status, IntentStatus::RequiresCapture);
-        assert_eq!(g.verify(None, &delivery.body), Err(WebhookError::MissingSignature));
-        assert_eq!(g.verify(Some("t=1,v1=forged"), &delivery.body), Err(WebhookError::BadSignature));
+        assert_eq!(
+            g.verify(None, &delivery.body),
+            Err(WebhookError::MissingSignature)
+        );
+        assert_eq!(
+            g.verify(Some("t=1,v1=forged"), &delivery.body),
+            Err(WebhookError::BadSignature)
+        );
         assert!(matches!(
             g.verify(Some(&delivery.signature), b"evt_fake_999"),
             Err(WebhookError::MalformedEvent(_))
@@ -1032,13 +1092,22 @@ mod tests {
     fn a_consent_code_links_one_account_once() {
         let g = gateway();
         let state = OAuthState::from_random("s0000000000000000000000000000000000000000001");
-        let url = g.authorize_url(&state, "https://pay.example.org/cb").unwrap();
+        let url = g
+            .authorize_url(&state, "https://pay.example.org/cb")
+            .unwrap();
         let callback = g.consent(&url);
         assert_eq!(callback.state.as_deref(), Some(state.expose()));
         let code = callback.code.unwrap();
         let account = block_on(g.exchange_code(&code)).unwrap();
-        assert!(block_on(g.retrieve_account(&account)).unwrap().charges_enabled);
-        assert!(matches!(block_on(g.exchange_code(&code)), Err(GatewayError::InvalidGrant { .. })));
+        assert!(
+            block_on(g.retrieve_account(&account))
+                .unwrap()
+                .charges_enabled
+        );
+        assert!(matches!(
+            block_on(g.exchange_code(&code)),
+            Err(GatewayError::InvalidGrant { .. })
+        ));
         block_on(g.deauthorize(&account)).unwrap();
         assert!(matches!(
             block_on(g.retrieve_account(&account)),

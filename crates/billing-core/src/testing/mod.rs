@@ -49,20 +49,29 @@ impl FixedClock {
     /// Moves the clock by `by` (backwards too, for a test that needs it) and returns
     /// the new time.
     pub fn advance(&self, by: Duration) -> DateTime<Utc> {
-        let mut now = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut now = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *now += by;
         *now
     }
 
     /// Sets the clock to `at`.
     pub fn set(&self, at: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = at;
     }
 }
 
 impl Clock for FixedClock {
     fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -155,10 +164,19 @@ pub struct TextRenderer;
 
 impl DocumentRenderer for TextRenderer {
     fn pdf(&self, sheet: &Sheet) -> Result<Vec<u8>, RenderError> {
-        let mut lines = vec![sheet.title.clone(), sheet.number.clone(), sheet.issued.clone()];
+        let mut lines = vec![
+            sheet.title.clone(),
+            sheet.number.clone(),
+            sheet.issued.clone(),
+        ];
         lines.extend(sheet.issuer.iter().cloned());
         lines.push(sheet.patient.clone());
-        lines.extend(sheet.rows.iter().map(|(label, value)| format!("{label}: {value}")));
+        lines.extend(
+            sheet
+                .rows
+                .iter()
+                .map(|(label, value)| format!("{label}: {value}")),
+        );
         lines.push(format!("{}: {}", sheet.total.0, sheet.total.1));
         lines.extend(sheet.mentions.iter().cloned());
         Ok(lines.join("\n").into_bytes())

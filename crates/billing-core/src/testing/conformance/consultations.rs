@@ -10,12 +10,19 @@ use chrono::Duration;
 use super::fixtures::*;
 use crate::Storage;
 
-pub async fn a_consultation_and_its_payment_round_trip_by_id_and_by_pay_token<S: Storage>(store: S) {
+pub async fn a_consultation_and_its_payment_round_trip_by_id_and_by_pay_token<S: Storage>(
+    store: S,
+) {
     let p = practitioner(&store).await;
     let record = online(p.id, eur(2_500), t0());
-    ConsultationRepository::create(&store, &record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
-        .await
-        .unwrap();
+    ConsultationRepository::create(
+        &store,
+        &record,
+        &audit(p.id, AuditAction::Scheduled, t0()),
+        &[],
+    )
+    .await
+    .unwrap();
     let id = record.consultation.id;
     assert_eq!(
         ConsultationRepository::get(&store, id).await.unwrap(),
@@ -50,9 +57,14 @@ pub async fn a_consultation_without_online_payment_round_trips<S: Storage>(store
         consultation: c,
         payment: None,
     };
-    ConsultationRepository::create(&store, &record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
-        .await
-        .unwrap();
+    ConsultationRepository::create(
+        &store,
+        &record,
+        &audit(p.id, AuditAction::Scheduled, t0()),
+        &[],
+    )
+    .await
+    .unwrap();
     assert_eq!(
         ConsultationRepository::get(&store, record.consultation.id)
             .await
@@ -64,39 +76,58 @@ pub async fn a_consultation_without_online_payment_round_trips<S: Storage>(store
 pub async fn a_reused_pay_token_hash_is_a_duplicate_and_nothing_is_written<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let first = online(p.id, eur(2_500), t0());
-    ConsultationRepository::create(&store, &first, &audit(p.id, AuditAction::Scheduled, t0()), &[])
-        .await
-        .unwrap();
+    ConsultationRepository::create(
+        &store,
+        &first,
+        &audit(p.id, AuditAction::Scheduled, t0()),
+        &[],
+    )
+    .await
+    .unwrap();
     let trail = AuditLog::recent(&store, p.id, 100).await.unwrap().len();
     let mut second = online(p.id, eur(3_000), t0());
     second.consultation.pay_token_hash = first.consultation.pay_token_hash.clone();
-    let err = ConsultationRepository::create(&store, &second, &audit(p.id, AuditAction::Scheduled, t0()), &[])
-        .await
-        .unwrap_err();
+    let err = ConsultationRepository::create(
+        &store,
+        &second,
+        &audit(p.id, AuditAction::Scheduled, t0()),
+        &[],
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(err, RepositoryError::Duplicate("pay token")),
         "{err:?}"
     );
     assert_nothing_written(&store, &second).await;
-    assert_eq!(AuditLog::recent(&store, p.id, 100).await.unwrap().len(), trail);
+    assert_eq!(
+        AuditLog::recent(&store, p.id, 100).await.unwrap().len(),
+        trail
+    );
 }
 
 pub async fn a_reused_consultation_or_payment_id_is_a_duplicate<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let first = online(p.id, eur(2_500), t0());
-    ConsultationRepository::create(&store, &first, &audit(p.id, AuditAction::Scheduled, t0()), &[])
-        .await
-        .unwrap();
+    ConsultationRepository::create(
+        &store,
+        &first,
+        &audit(p.id, AuditAction::Scheduled, t0()),
+        &[],
+    )
+    .await
+    .unwrap();
 
     let mut same_consultation = first.clone();
     same_consultation.consultation.pay_token_hash = pay_token_hash();
     assert!(matches!(
-        ConsultationRepository::create(&store, 
-                &same_consultation,
-                &audit(p.id, AuditAction::Scheduled, t0()),
-                &[],
-            )
-            .await,
+        ConsultationRepository::create(
+            &store,
+            &same_consultation,
+            &audit(p.id, AuditAction::Scheduled, t0()),
+            &[],
+        )
+        .await,
         Err(RepositoryError::Duplicate("consultation"))
     ));
 
@@ -111,13 +142,14 @@ pub async fn a_reused_consultation_or_payment_id_is_a_duplicate<S: Storage>(stor
         })
         .unwrap(),
     );
-    let err = ConsultationRepository::create(&store, 
-            &same_payment,
-            &audit(p.id, AuditAction::Scheduled, t0()),
-            &[],
-        )
-        .await
-        .unwrap_err();
+    let err = ConsultationRepository::create(
+        &store,
+        &same_payment,
+        &audit(p.id, AuditAction::Scheduled, t0()),
+        &[],
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(err, RepositoryError::Duplicate("payment")),
         "{err:?}"
@@ -125,12 +157,21 @@ pub async fn a_reused_consultation_or_payment_id_is_a_duplicate<S: Storage>(stor
     assert_nothing_written(&store, &same_payment).await;
 }
 
-pub async fn a_second_payment_for_one_consultation_is_a_duplicate_and_nothing_is_written<S: Storage>(store: S) {
+pub async fn a_second_payment_for_one_consultation_is_a_duplicate_and_nothing_is_written<
+    S: Storage,
+>(
+    store: S,
+) {
     let p = practitioner(&store).await;
     let first = online(p.id, eur(2_500), t0());
-    ConsultationRepository::create(&store, &first, &audit(p.id, AuditAction::Scheduled, t0()), &[])
-        .await
-        .unwrap();
+    ConsultationRepository::create(
+        &store,
+        &first,
+        &audit(p.id, AuditAction::Scheduled, t0()),
+        &[],
+    )
+    .await
+    .unwrap();
     // A new consultation carrying a payment for the first consultation.
     let mut second = online(p.id, eur(2_500), t0());
     let fresh = second.payment.take().unwrap().to_parts();
@@ -141,9 +182,14 @@ pub async fn a_second_payment_for_one_consultation_is_a_duplicate_and_nothing_is
         })
         .unwrap(),
     );
-    let err = ConsultationRepository::create(&store, &second, &audit(p.id, AuditAction::Scheduled, t0()), &[])
-        .await
-        .unwrap_err();
+    let err = ConsultationRepository::create(
+        &store,
+        &second,
+        &audit(p.id, AuditAction::Scheduled, t0()),
+        &[],
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(
             err,
@@ -163,9 +209,14 @@ pub async fn a_second_payment_for_one_consultation_is_a_duplicate_and_nothing_is
 pub async fn a_consultation_of_an_unknown_practitioner_is_not_found<S: Storage>(store: S) {
     let ghost = PractitionerId::from_uuid(new_uuid());
     let record = online(ghost, eur(2_500), t0());
-    let err = ConsultationRepository::create(&store, &record, &audit(ghost, AuditAction::Scheduled, t0()), &[])
-        .await
-        .unwrap_err();
+    let err = ConsultationRepository::create(
+        &store,
+        &record,
+        &audit(ghost, AuditAction::Scheduled, t0()),
+        &[],
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, RepositoryError::NotFound), "{err:?}");
 }
 
@@ -191,9 +242,14 @@ async fn assert_nothing_written<S: Storage>(store: &S, record: &ConsultationReco
 pub async fn replacing_the_pay_token_retires_the_previous_one<S: Storage>(store: S) {
     let p = practitioner(&store).await;
     let record = online(p.id, eur(2_500), t0());
-    ConsultationRepository::create(&store, &record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
-        .await
-        .unwrap();
+    ConsultationRepository::create(
+        &store,
+        &record,
+        &audit(p.id, AuditAction::Scheduled, t0()),
+        &[],
+    )
+    .await
+    .unwrap();
     let old = record.consultation.pay_token_hash.clone();
     let new = pay_token_hash();
     store
@@ -245,9 +301,14 @@ pub async fn upcoming_lists_consultations_from_a_date_soonest_first<S: Storage>(
     ] {
         let mut record = online(p, eur(2_500), t0());
         record.consultation.starts_at = t0() + Duration::hours(hours);
-        ConsultationRepository::create(&store, &record, &audit(p, AuditAction::Scheduled, t0()), &[])
-            .await
-            .unwrap();
+        ConsultationRepository::create(
+            &store,
+            &record,
+            &audit(p, AuditAction::Scheduled, t0()),
+            &[],
+        )
+        .await
+        .unwrap();
         if p != c.id && hours >= 0 {
             expected.push(record);
         }
@@ -264,15 +325,22 @@ pub async fn upcoming_lists_consultations_from_a_date_soonest_first<S: Storage>(
     assert!(store.upcoming(&[], t0(), 10).await.unwrap().is_empty());
 }
 
-pub async fn the_day_of_a_consultation_is_written_conditionally_with_its_history<S: Storage>(store: S) {
+pub async fn the_day_of_a_consultation_is_written_conditionally_with_its_history<S: Storage>(
+    store: S,
+) {
     use crate::audit::AuditActor;
     use crate::consultation::model::{Cancellation, CancelledBy, ConsultationStatus};
     use crate::payment::ports::{ChangeLog, HistoryEntry};
     let p = practitioner(&store).await;
     let record = online(p.id, eur(2_500), t0());
-    ConsultationRepository::create(&store, &record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
-        .await
-        .unwrap();
+    ConsultationRepository::create(
+        &store,
+        &record,
+        &audit(p.id, AuditAction::Scheduled, t0()),
+        &[],
+    )
+    .await
+    .unwrap();
     let before = record.consultation.clone();
     let payment = record.payment.clone().unwrap();
     // Sub-second times round-trip, so the next conditional write still matches.
@@ -373,9 +441,14 @@ pub async fn the_terms_a_patient_accepted_are_kept_with_the_payment<S: Storage>(
     use crate::payment::ports::ChangeLog;
     let p = practitioner(&store).await;
     let record = online(p.id, eur(2_500), t0());
-    ConsultationRepository::create(&store, &record, &audit(p.id, AuditAction::Scheduled, t0()), &[])
-        .await
-        .unwrap();
+    ConsultationRepository::create(
+        &store,
+        &record,
+        &audit(p.id, AuditAction::Scheduled, t0()),
+        &[],
+    )
+    .await
+    .unwrap();
     let payment = record.payment.unwrap();
     let policy = CancellationPolicy::new(48, MissedFee::Fixed(eur(1_500))).unwrap();
     let terms = AcceptedTerms::of(&policy, eur(2_500), crate::Lang::En, t0());

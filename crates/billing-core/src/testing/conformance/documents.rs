@@ -2,8 +2,6 @@
 //! and year, with no gap and no reuse; copies of what they print; read back per
 //! payment.
 
-
-use futures_util::future::join_all;
 use crate::Lang;
 use crate::audit::AuditAction;
 use crate::consultation::ports::ConsultationRepository;
@@ -16,6 +14,7 @@ use crate::practitioner::ports::PractitionerRepository;
 use crate::practitioner::profile::{Profile, ProfileInput};
 use crate::receipt::{DocumentDraft, DocumentKind, DocumentNumber, Issuer};
 use crate::repository::RepositoryError;
+use futures_util::future::join_all;
 
 use super::fixtures::*;
 use crate::Storage;
@@ -31,9 +30,7 @@ fn draft(p: &Payment, kind: DocumentKind, refund: Option<&str>, year: i32) -> Do
             name: "Dr Estival".into(),
             profession: Some("Psychologue".into()),
             address: Some("12 rue des Lilas\n75011 Paris".into()),
-            health_id: Some(
-                crate::practitioner::profile::HealthId::parse("10000000009").unwrap(),
-            ),
+            health_id: Some(crate::practitioner::profile::HealthId::parse("10000000009").unwrap()),
             siret: None,
             vat_mention: "TVA non applicable, article 261-4-1° du CGI".into(),
         },
@@ -66,7 +63,9 @@ fn numbers(docs: &[crate::receipt::Document]) -> Vec<String> {
     docs.iter().map(|d| d.number.to_string()).collect()
 }
 
-pub async fn documents_are_numbered_per_practitioner_and_year_and_read_back_whole<S: Storage>(store: S) {
+pub async fn documents_are_numbered_per_practitioner_and_year_and_read_back_whole<S: Storage>(
+    store: S,
+) {
     let (dr, other) = (practitioner(&store).await, practitioner(&store).await);
     let first = scheduled(&store, dr.id, eur(2_500), t0()).await;
     let first = capture_with_receipt(&store, &first, 2026).await.unwrap();
@@ -143,7 +142,9 @@ pub async fn documents_are_numbered_per_practitioner_and_year_and_read_back_whol
     assert_eq!(docs[0].refers_to, None);
 }
 
-pub async fn a_second_receipt_or_a_lost_race_writes_nothing_and_consumes_no_number<S: Storage>(store: S) {
+pub async fn a_second_receipt_or_a_lost_race_writes_nothing_and_consumes_no_number<S: Storage>(
+    store: S,
+) {
     let dr = practitioner(&store).await;
     let p = scheduled(&store, dr.id, eur(2_500), t0()).await;
     let held = apply(&store, &p, hold(p.amount()), t0() + mins(1)).await;
@@ -217,7 +218,11 @@ pub async fn concurrent_captures_number_receipts_without_gap_or_reuse<S: Storage
     assert_eq!(seqs, expected, "1 to {CAPTURES}, each once");
 }
 
-pub async fn the_practitioners_profile_and_the_consultations_service_and_language_round_trip<S: Storage>(store: S) {
+pub async fn the_practitioners_profile_and_the_consultations_service_and_language_round_trip<
+    S: Storage,
+>(
+    store: S,
+) {
     let dr = practitioner(&store).await;
     let profile = Profile::parse(&ProfileInput {
         profession: "Psychologue".into(),
@@ -244,9 +249,14 @@ pub async fn the_practitioners_profile_and_the_consultations_service_and_languag
     let mut record = online(dr.id, eur(2_500), t0());
     record.consultation.service = Some(name("Bilan psychologique"));
     record.consultation.lang = Lang::En;
-    ConsultationRepository::create(&store, &record, &audit(dr.id, AuditAction::Scheduled, t0()), &[])
-        .await
-        .unwrap();
+    ConsultationRepository::create(
+        &store,
+        &record,
+        &audit(dr.id, AuditAction::Scheduled, t0()),
+        &[],
+    )
+    .await
+    .unwrap();
     let back = ConsultationRepository::get(&store, record.consultation.id)
         .await
         .unwrap();

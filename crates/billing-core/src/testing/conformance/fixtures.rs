@@ -1,25 +1,19 @@
 //! Domain values to store, built only through `billing-core`'s own constructors, and
 //! small helpers to write them the way the use cases do.
 
+use crate::Storage;
 use crate::access::{Role, StaffUser};
 use crate::audit::{AuditAction, AuditActor, AuditEntry};
-use crate::consultation::model::{
-    Consultation, ConsultationRecord, PatientRef, PaymentMode,
-};
+use crate::consultation::model::{Consultation, ConsultationRecord, PatientRef, PaymentMode};
 use crate::consultation::ports::ConsultationRepository;
 use crate::contact::{DisplayName, EmailAddress};
 use crate::fees::FeeSchedule;
-use crate::ids::{
-    ConsultationId, PaymentId, PractitionerId, UserId,
-};
+use crate::ids::{ConsultationId, PaymentId, PractitionerId, UserId};
 use crate::money::{Currency, Money};
-use crate::payment::model::{
-    Applied, DisputeStatus, Payment, PaymentEvent, PaymentStatus,
-};
+use crate::payment::model::{Applied, DisputeStatus, Payment, PaymentEvent, PaymentStatus};
 use crate::payment::ports::{ChangeLog, HistoryEntry, PaymentRepository};
 use crate::practitioner::model::{Practitioner, TimeZone};
 use crate::secrets::{PayToken, StaffToken, TokenHash};
-use crate::Storage;
 use chrono::{DateTime, Duration, TimeZone as _, Utc};
 use uuid::Uuid;
 
@@ -170,9 +164,14 @@ pub async fn scheduled<S: Storage>(
     created_at: DateTime<Utc>,
 ) -> Payment {
     let record = online(p, amount, created_at);
-    ConsultationRepository::create(store, &record, &audit(p, AuditAction::Scheduled, created_at), &[])
-        .await
-        .unwrap();
+    ConsultationRepository::create(
+        store,
+        &record,
+        &audit(p, AuditAction::Scheduled, created_at),
+        &[],
+    )
+    .await
+    .unwrap();
     record.payment.unwrap()
 }
 
@@ -211,9 +210,16 @@ pub fn step(p: &Payment, event: &PaymentEvent, at: DateTime<Utc>) -> (Payment, C
 }
 
 /// Applies `event` and writes it; returns the stored next state.
-pub async fn apply<S: Storage>(store: &S, p: &Payment, event: PaymentEvent, at: DateTime<Utc>) -> Payment {
+pub async fn apply<S: Storage>(
+    store: &S,
+    p: &Payment,
+    event: PaymentEvent,
+    at: DateTime<Utc>,
+) -> Payment {
     let (next, log) = step(p, &event, at);
-    PaymentRepository::update(store, &next, p.version(), &log).await.unwrap();
+    PaymentRepository::update(store, &next, p.version(), &log)
+        .await
+        .unwrap();
     next
 }
 

@@ -1,10 +1,9 @@
-
-use futures_util::future::join_all;
 use crate::ids::EventId;
 use crate::payment::ports::{
     Claim, IdempotencyRecord, IdempotencyStore, Reservation, WebhookInbox,
 };
 use crate::repository::RepositoryError;
+use futures_util::future::join_all;
 
 use super::fixtures::*;
 
@@ -12,7 +11,11 @@ fn event() -> EventId {
     EventId::parse(&format!("evt_{}", new_uuid().simple())).unwrap()
 }
 
-pub async fn a_webhook_event_is_new_once_then_seen_until_processed<S: WebhookInbox + IdempotencyStore>(store: S) {
+pub async fn a_webhook_event_is_new_once_then_seen_until_processed<
+    S: WebhookInbox + IdempotencyStore,
+>(
+    store: S,
+) {
     let id = event();
     assert_eq!(
         store
@@ -52,7 +55,11 @@ pub async fn a_webhook_event_is_new_once_then_seen_until_processed<S: WebhookInb
     ));
 }
 
-pub async fn concurrent_claims_of_one_event_id_give_exactly_one_new<S: WebhookInbox + IdempotencyStore>(store: S) {
+pub async fn concurrent_claims_of_one_event_id_give_exactly_one_new<
+    S: WebhookInbox + IdempotencyStore,
+>(
+    store: S,
+) {
     let id = event();
     let claims = (0..16).map(|_| store.claim(&id, "payment_intent.succeeded", t0()));
     let mut new = 0;
@@ -75,7 +82,11 @@ fn record(scope: &str, key: &str, fingerprint: &str) -> IdempotencyRecord {
     }
 }
 
-pub async fn an_idempotency_key_is_reserved_once_and_replayed_with_what_it_created<S: WebhookInbox + IdempotencyStore>(store: S) {
+pub async fn an_idempotency_key_is_reserved_once_and_replayed_with_what_it_created<
+    S: WebhookInbox + IdempotencyStore,
+>(
+    store: S,
+) {
     let first = record("user:1", "key-1", "sha256:aaa");
     assert_eq!(store.reserve(&first).await.unwrap(), Reservation::New);
     // A retry (even with another request) sees the first reservation, still in flight.
@@ -109,7 +120,11 @@ pub async fn an_idempotency_key_is_reserved_once_and_replayed_with_what_it_creat
     ));
 }
 
-pub async fn a_released_key_can_be_reserved_again_but_a_completed_one_stays<S: WebhookInbox + IdempotencyStore>(store: S) {
+pub async fn a_released_key_can_be_reserved_again_but_a_completed_one_stays<
+    S: WebhookInbox + IdempotencyStore,
+>(
+    store: S,
+) {
     let r = record("user:1", "key-2", "f");
     assert_eq!(store.reserve(&r).await.unwrap(), Reservation::New);
     store.release("user:1", "key-2").await.unwrap();
@@ -130,7 +145,11 @@ pub async fn a_released_key_can_be_reserved_again_but_a_completed_one_stays<S: W
     store.release("user:1", "unknown").await.unwrap();
 }
 
-pub async fn concurrent_reservations_of_one_key_give_exactly_one_new<S: WebhookInbox + IdempotencyStore>(store: S) {
+pub async fn concurrent_reservations_of_one_key_give_exactly_one_new<
+    S: WebhookInbox + IdempotencyStore,
+>(
+    store: S,
+) {
     let records: Vec<_> = (0..16)
         .map(|i| record("user:1", "key-3", &format!("f{i}")))
         .collect();

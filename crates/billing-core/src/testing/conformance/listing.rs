@@ -2,9 +2,7 @@ use std::collections::BTreeMap;
 
 use crate::ids::{CheckoutSessionId, ConnectedAccountId, PaymentIntentId, PractitionerId};
 use crate::money::{Currency, Money};
-use crate::payment::model::{
-    CheckoutRef, IdempotencyKey, Operation, Payment, PaymentStatus,
-};
+use crate::payment::model::{CheckoutRef, IdempotencyKey, Operation, Payment, PaymentStatus};
 use crate::payment::ports::{
     ChangeLog, PaymentCursor, PaymentQuery, PaymentRepository, PaymentScope, PaymentTotals,
 };
@@ -88,7 +86,9 @@ pub async fn payments_are_paged_newest_first_through_ties_in_created_at<S: Stora
             "limit {limit}"
         );
     }
-    let page = PaymentRepository::list(&store, &query(of(pr.id), 3)).await.unwrap();
+    let page = PaymentRepository::list(&store, &query(of(pr.id), 3))
+        .await
+        .unwrap();
     assert_eq!(page.items[0].patient.as_str(), "M. Martin");
     assert_eq!(
         page.items[0].starts_at,
@@ -161,7 +161,9 @@ fn reference_totals(payments: &[Payment]) -> Vec<PaymentTotals> {
     by_currency.into_values().collect()
 }
 
-pub async fn totals_equal_the_reference_sum_over_every_match_not_only_the_page<S: Storage>(store: S) {
+pub async fn totals_equal_the_reference_sum_over_every_match_not_only_the_page<S: Storage>(
+    store: S,
+) {
     let pr = practitioner(&store).await;
     let mut all = Vec::new();
     let amounts = [
@@ -219,14 +221,23 @@ pub async fn totals_equal_the_reference_sum_over_every_match_not_only_the_page<S
         .cloned()
         .collect();
     assert_eq!(
-        PaymentRepository::list(&store, &filtered).await.unwrap().totals,
+        PaymentRepository::list(&store, &filtered)
+            .await
+            .unwrap()
+            .totals,
         reference_totals(&matching)
     );
     // The totals do not depend on the page.
     let mut later = filtered.clone();
-    later.after = PaymentRepository::list(&store, &filtered).await.unwrap().next;
+    later.after = PaymentRepository::list(&store, &filtered)
+        .await
+        .unwrap()
+        .next;
     assert_eq!(
-        PaymentRepository::list(&store, &later).await.unwrap().totals,
+        PaymentRepository::list(&store, &later)
+            .await
+            .unwrap()
+            .totals,
         reference_totals(&matching)
     );
 }
@@ -291,7 +302,9 @@ pub async fn holds_due_are_authorised_holds_by_deadline_soonest_first<S: Storage
     assert_eq!(rows[0].patient.as_str(), "M. Martin");
 }
 
-pub async fn reconciliation_finds_stale_operations_and_recent_transient_checkouts<S: Storage>(store: S) {
+pub async fn reconciliation_finds_stale_operations_and_recent_transient_checkouts<S: Storage>(
+    store: S,
+) {
     let pr = practitioner(&store).await;
     let now = t0() + Duration::hours(10);
     let stale_before = now - mins(15);

@@ -31,7 +31,9 @@ async fn write<S: Storage>(store: &S, before: &Payment, after: &Payment) {
         .unwrap();
 }
 
-pub async fn a_payment_round_trips_with_its_saved_card_refunds_dispute_and_attention<S: Storage>(store: S) {
+pub async fn a_payment_round_trips_with_its_saved_card_refunds_dispute_and_attention<S: Storage>(
+    store: S,
+) {
     let pr = practitioner(&store).await;
     let p = scheduled(&store, pr.id, eur(2_500), t0()).await;
     // The Payment Element saving the card: its SetupIntent is recorded.
@@ -109,19 +111,24 @@ pub async fn a_payment_round_trips_with_its_saved_card_refunds_dispute_and_atten
     );
 }
 
-async fn card_saved_starting<S: Storage>(store: &S, pr: PractitionerId, starts: DateTime<Utc>) -> Payment {
+async fn card_saved_starting<S: Storage>(
+    store: &S,
+    pr: PractitionerId,
+    starts: DateTime<Utc>,
+) -> Payment {
     let record: ConsultationRecord = {
         let mut r = online(pr, eur(2_500), t0());
         r.consultation.starts_at = starts;
         r
     };
-    ConsultationRepository::create(store, 
-            &record,
-            &audit(pr, crate::audit::AuditAction::Scheduled, t0()),
-            &[],
-        )
-        .await
-        .unwrap();
+    ConsultationRepository::create(
+        store,
+        &record,
+        &audit(pr, crate::audit::AuditAction::Scheduled, t0()),
+        &[],
+    )
+    .await
+    .unwrap();
     let p = record.payment.unwrap();
     apply(
         store,
@@ -132,7 +139,11 @@ async fn card_saved_starting<S: Storage>(store: &S, pr: PractitionerId, starts: 
     .await
 }
 
-pub async fn holds_to_place_are_saved_cards_of_consultations_starting_soon_soonest_first<S: Storage>(store: S) {
+pub async fn holds_to_place_are_saved_cards_of_consultations_starting_soon_soonest_first<
+    S: Storage,
+>(
+    store: S,
+) {
     let pr = practitioner(&store).await;
     let day = |n: i64| t0() + Duration::days(n);
     let in_five = card_saved_starting(&store, pr.id, day(5)).await;
@@ -165,11 +176,7 @@ pub async fn what_statements_say_round_trips_with_the_practitioner<S: Storage>(s
         &store,
         &next,
         p.version,
-        &audit(
-            p.id,
-            crate::audit::AuditAction::PreferencesChanged,
-            t0(),
-        ),
+        &audit(p.id, crate::audit::AuditAction::PreferencesChanged, t0()),
     )
     .await
     .unwrap();

@@ -32,18 +32,21 @@ fn message(p: PractitionerId, dedupe: &str, minutes: i64) -> Message {
     }
 }
 
-pub async fn messages_are_queued_once_per_key_with_the_change_that_sends_them<S: Storage>(store: S) {
+pub async fn messages_are_queued_once_per_key_with_the_change_that_sends_them<S: Storage>(
+    store: S,
+) {
     let dr = practitioner(&store).await;
     let record = online(dr.id, eur(2_500), t0());
     let mut pay_link = message(dr.id, "pay_link:1", 0);
     pay_link.consultation = Some(record.consultation.id);
-    ConsultationRepository::create(&store, 
-            &record,
-            &audit(dr.id, AuditAction::Scheduled, t0()),
-            &[pay_link.clone()],
-        )
-        .await
-        .unwrap();
+    ConsultationRepository::create(
+        &store,
+        &record,
+        &audit(dr.id, AuditAction::Scheduled, t0()),
+        &[pay_link.clone()],
+    )
+    .await
+    .unwrap();
     assert_eq!(
         store
             .enqueue(&[pay_link.clone(), message(dr.id, "x", 1)])
@@ -62,12 +65,20 @@ pub async fn messages_are_queued_once_per_key_with_the_change_that_sends_them<S:
         PaymentRepository::update(&store, &held, p.version() + 5, &log).await,
         Err(RepositoryError::Conflict)
     ));
-    assert_eq!(OutboxRepository::recent(&store, &[dr.id], 10).await.unwrap().len(), 2);
+    assert_eq!(
+        OutboxRepository::recent(&store, &[dr.id], 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     PaymentRepository::update(&store, &held, p.version(), &log)
         .await
         .unwrap();
 
-    let recent = OutboxRepository::recent(&store, &[dr.id], 10).await.unwrap();
+    let recent = OutboxRepository::recent(&store, &[dr.id], 10)
+        .await
+        .unwrap();
     let keys: Vec<_> = recent.iter().map(|q| q.message.dedupe.as_str()).collect();
     assert_eq!(keys.len(), 4, "{keys:?}");
     assert_eq!(
@@ -81,19 +92,31 @@ pub async fn messages_are_queued_once_per_key_with_the_change_that_sends_them<S:
             .all(|q| q.delivery == Delivery::Pending && q.attempts == 0)
     );
     let other = practitioner(&store).await;
-    assert!(OutboxRepository::recent(&store, &[other.id], 10).await.unwrap().is_empty());
+    assert!(
+        OutboxRepository::recent(&store, &[other.id], 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // A write that fails does not queue its messages either.
     let mut ghost = online(dr.id, eur(2_500), t0());
     ghost.consultation.practitioner = PractitionerId::from_uuid(new_uuid());
-    let r = ConsultationRepository::create(&store, 
-            &ghost,
-            &audit(dr.id, AuditAction::Scheduled, t0()),
-            &[message(dr.id, "ghost", 3)],
-        )
-        .await;
+    let r = ConsultationRepository::create(
+        &store,
+        &ghost,
+        &audit(dr.id, AuditAction::Scheduled, t0()),
+        &[message(dr.id, "ghost", 3)],
+    )
+    .await;
     assert!(r.is_err());
-    assert_eq!(OutboxRepository::recent(&store, &[dr.id], 10).await.unwrap().len(), 4);
+    assert_eq!(
+        OutboxRepository::recent(&store, &[dr.id], 10)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
 }
 
 pub async fn concurrent_claimers_never_share_a_message<S: Storage>(store: S) {
@@ -131,14 +154,18 @@ pub async fn concurrent_claimers_never_share_a_message<S: Storage>(store: S) {
         }
     }
     assert_eq!(seen.len(), MESSAGES);
-    let sent = OutboxRepository::recent(&store, &[dr.id], 100).await.unwrap();
+    let sent = OutboxRepository::recent(&store, &[dr.id], 100)
+        .await
+        .unwrap();
     assert!(
         sent.iter()
             .all(|q| matches!(q.delivery, Delivery::Sent { .. }) && q.attempts == 1)
     );
 }
 
-pub async fn a_lapsed_claim_is_taken_over_and_only_the_claimer_settles_a_message<S: Storage>(store: S) {
+pub async fn a_lapsed_claim_is_taken_over_and_only_the_claimer_settles_a_message<S: Storage>(
+    store: S,
+) {
     let dr = practitioner(&store).await;
     store.enqueue(&[message(dr.id, "one", 0)]).await.unwrap();
     let now = t0() + mins(1);

@@ -1,11 +1,7 @@
-
-use futures_util::future::join_all;
 use crate::audit::{AuditAction, AuditActor, AuditEntry, AuditLog};
 use crate::consultation::ports::ConsultationRepository;
 use crate::fees::{Fee, FeeSchedule};
-use crate::ids::{
-    CheckoutSessionId, ConnectedAccountId, PaymentIntentId, PractitionerId, UserId,
-};
+use crate::ids::{CheckoutSessionId, ConnectedAccountId, PaymentIntentId, PractitionerId, UserId};
 use crate::money::{Currency, Money};
 use crate::payment::model::{
     CheckoutRef, IdempotencyKey, Operation, Payment, PaymentEvent, PaymentParts, PaymentStatus,
@@ -13,12 +9,15 @@ use crate::payment::model::{
 use crate::payment::ports::{ChangeLog, HistoryEntry, PaymentRepository};
 use crate::repository::RepositoryError;
 use chrono::{DateTime, Duration, Utc};
+use futures_util::future::join_all;
 use rust_decimal::Decimal;
 
 use super::fixtures::*;
 use crate::Storage;
 
-pub async fn a_payment_round_trips_through_its_life_with_its_history_in_order<S: Storage>(store: S) {
+pub async fn a_payment_round_trips_through_its_life_with_its_history_in_order<S: Storage>(
+    store: S,
+) {
     let pr = practitioner(&store).await;
     let mut p = scheduled(&store, pr.id, eur(2_500), t0()).await;
     let mut written: Vec<HistoryEntry> = Vec::new();
@@ -65,7 +64,9 @@ pub async fn a_payment_round_trips_through_its_life_with_its_history_in_order<S:
     for (i, event) in events.into_iter().enumerate() {
         let at = t0() + mins(2 + i64::try_from(i).unwrap());
         let (next, log) = step(&p, &event, at);
-        PaymentRepository::update(&store, &next, p.version(), &log).await.unwrap();
+        PaymentRepository::update(&store, &next, p.version(), &log)
+            .await
+            .unwrap();
         written.extend(log.history);
         assert_eq!(
             PaymentRepository::get(&store, p.id()).await.unwrap(),
@@ -90,16 +91,17 @@ pub async fn a_payment_round_trips_through_its_life_with_its_history_in_order<S:
         amount: Some(eur(100)),
         actor: AuditActor::User(UserId::from_uuid(pr.id.as_uuid())),
     };
-    PaymentRepository::update(&store, 
-            &pending,
-            p.version(),
-            &ChangeLog {
-                history: vec![marker.clone()],
-                ..ChangeLog::default()
-            },
-        )
-        .await
-        .unwrap();
+    PaymentRepository::update(
+        &store,
+        &pending,
+        p.version(),
+        &ChangeLog {
+            history: vec![marker.clone()],
+            ..ChangeLog::default()
+        },
+    )
+    .await
+    .unwrap();
     written.push(marker);
     assert_eq!(
         PaymentRepository::get(&store, p.id()).await.unwrap(),
@@ -155,9 +157,14 @@ pub async fn money_round_trips_exactly_including_awkward_decimals<S: Storage>(st
             payment: Some(payment.clone()),
             ..record
         };
-        ConsultationRepository::create(&store, &record, &audit(pr.id, AuditAction::Scheduled, t0()), &[])
-            .await
-            .unwrap();
+        ConsultationRepository::create(
+            &store,
+            &record,
+            &audit(pr.id, AuditAction::Scheduled, t0()),
+            &[],
+        )
+        .await
+        .unwrap();
         let back = PaymentRepository::get(&store, payment.id()).await.unwrap();
         assert_eq!(back, payment, "{text}");
         let expected = Money::parse(text, currency).unwrap();
@@ -204,7 +211,9 @@ pub async fn timestamps_round_trip_at_microsecond_precision<S: Storage>(store: S
     );
 }
 
-pub async fn a_payment_update_from_a_stale_version_is_a_conflict_and_writes_nothing<S: Storage>(store: S) {
+pub async fn a_payment_update_from_a_stale_version_is_a_conflict_and_writes_nothing<S: Storage>(
+    store: S,
+) {
     let pr = practitioner(&store).await;
     let p = scheduled(&store, pr.id, eur(2_500), t0()).await;
     let held = apply(&store, &p, hold(eur(2_500)), t0() + mins(1)).await;
@@ -212,7 +221,9 @@ pub async fn a_payment_update_from_a_stale_version_is_a_conflict_and_writes_noth
 
     // A second writer that read the payment before the hold was recorded.
     let (stale, log) = step(&p, &PaymentEvent::Released, t0() + mins(2));
-    let err = PaymentRepository::update(&store, &stale, p.version(), &log).await.unwrap_err();
+    let err = PaymentRepository::update(&store, &stale, p.version(), &log)
+        .await
+        .unwrap_err();
     assert!(matches!(err, RepositoryError::Conflict), "{err:?}");
     assert_eq!(PaymentRepository::get(&store, p.id()).await.unwrap(), held);
     assert_eq!(
@@ -227,13 +238,16 @@ pub async fn updating_an_unknown_payment_is_not_found<S: Storage>(store: S) {
     let pr = practitioner(&store).await;
     let never_stored = online(pr.id, eur(2_500), t0()).payment.unwrap();
     let (next, _) = step(&never_stored, &hold(eur(2_500)), t0());
-    let err = PaymentRepository::update(&store, &next, never_stored.version(), &ChangeLog::default())
-        .await
-        .unwrap_err();
+    let err =
+        PaymentRepository::update(&store, &next, never_stored.version(), &ChangeLog::default())
+            .await
+            .unwrap_err();
     assert!(matches!(err, RepositoryError::NotFound), "{err:?}");
 }
 
-pub async fn a_failure_mid_transaction_leaves_payment_history_and_audit_untouched<S: Storage>(store: S) {
+pub async fn a_failure_mid_transaction_leaves_payment_history_and_audit_untouched<S: Storage>(
+    store: S,
+) {
     let pr = practitioner(&store).await;
     let p = scheduled(&store, pr.id, eur(2_500), t0()).await;
     let trail = AuditLog::recent(&store, pr.id, 100).await.unwrap();
@@ -247,14 +261,20 @@ pub async fn a_failure_mid_transaction_leaves_payment_history_and_audit_untouche
         AuditActor::System,
         AuditAction::Authorized,
     ));
-    assert!(PaymentRepository::update(&store, &next, p.version(), &log).await.is_err());
+    assert!(
+        PaymentRepository::update(&store, &next, p.version(), &log)
+            .await
+            .is_err()
+    );
 
     assert_eq!(PaymentRepository::get(&store, p.id()).await.unwrap(), p);
     assert!(store.history(p.id()).await.unwrap().is_empty());
     assert_eq!(AuditLog::recent(&store, pr.id, 100).await.unwrap(), trail);
     // …and the same change without the failure goes through.
     log.audit.pop();
-    PaymentRepository::update(&store, &next, p.version(), &log).await.unwrap();
+    PaymentRepository::update(&store, &next, p.version(), &log)
+        .await
+        .unwrap();
     assert_eq!(PaymentRepository::get(&store, p.id()).await.unwrap(), next);
     assert_eq!(store.history(p.id()).await.unwrap().len(), 1);
 }
@@ -284,9 +304,7 @@ pub async fn concurrent_validations_of_one_payment_let_exactly_one_win<S: Storag
     }
     assert_eq!(winners.len(), 1, "exactly one writer wins");
     assert_eq!(conflicts, WRITERS - 1);
-    let stored = PaymentRepository::get(&store, p.id())
-        .await
-        .unwrap();
+    let stored = PaymentRepository::get(&store, p.id()).await.unwrap();
     assert_eq!(stored, winners[0]);
     let history = store.history(p.id()).await.unwrap();
     assert_eq!(history.len(), 2, "the hold and one capture");

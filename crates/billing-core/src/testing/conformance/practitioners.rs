@@ -1,5 +1,3 @@
-
-use futures_util::future::join_all;
 use crate::audit::{AuditAction, AuditLog};
 use crate::fees::FeeSchedule;
 use crate::ids::{ConnectedAccountId, PractitionerId, ServiceId};
@@ -7,10 +5,9 @@ use crate::money::{Currency, Money};
 use crate::practitioner::model::{
     AccountSnapshot, PayoutInterval, PayoutSchedule, Preferences, RevokeReason, Service, StripeLink,
 };
-use crate::practitioner::ports::{
-    OAuthStateRecord, PractitionerRepository, ServiceRepository,
-};
+use crate::practitioner::ports::{OAuthStateRecord, PractitionerRepository, ServiceRepository};
 use crate::repository::RepositoryError;
+use futures_util::future::join_all;
 use rust_decimal::Decimal;
 
 use super::fixtures::*;
@@ -135,7 +132,11 @@ pub async fn a_practitioner_round_trips_through_every_kind_of_stripe_link<S: Sto
     );
 }
 
-pub async fn a_practitioner_update_from_a_stale_version_is_a_conflict_and_writes_nothing<S: Storage>(store: S) {
+pub async fn a_practitioner_update_from_a_stale_version_is_a_conflict_and_writes_nothing<
+    S: Storage,
+>(
+    store: S,
+) {
     let p = practitioner(&store).await;
     let first = p.with_preferences(Preferences::starting(Currency::Eur), t0() + mins(1));
     practitioners(&store)
@@ -259,7 +260,9 @@ pub async fn an_oauth_state_stored_twice_is_a_duplicate<S: Storage>(store: S) {
     ));
 }
 
-pub async fn concurrent_consumes_of_an_oauth_state_give_it_to_exactly_one_caller<S: Storage>(store: S) {
+pub async fn concurrent_consumes_of_an_oauth_state_give_it_to_exactly_one_caller<S: Storage>(
+    store: S,
+) {
     let p = practitioner(&store).await;
     let record = state(p.id);
     store.insert(&record).await.unwrap();
@@ -306,12 +309,13 @@ pub async fn services_are_listed_by_name_with_inactive_ones_only_if_asked<S: Sto
             .await
             .unwrap();
     }
-    ServiceRepository::create(&store, 
-            &service(other.id, "Autre", 2_500),
-            &audit(other.id, AuditAction::ServiceCreated, t0()),
-        )
-        .await
-        .unwrap();
+    ServiceRepository::create(
+        &store,
+        &service(other.id, "Autre", 2_500),
+        &audit(other.id, AuditAction::ServiceCreated, t0()),
+    )
+    .await
+    .unwrap();
     let retired = ecg
         .updated(
             None,
@@ -340,7 +344,9 @@ pub async fn services_are_listed_by_name_with_inactive_ones_only_if_asked<S: Sto
     );
 }
 
-pub async fn a_service_created_twice_is_a_duplicate_and_an_unknown_one_is_not_found<S: Storage>(store: S) {
+pub async fn a_service_created_twice_is_a_duplicate_and_an_unknown_one_is_not_found<S: Storage>(
+    store: S,
+) {
     let p = practitioner(&store).await;
     let s = service(p.id, "Bilan", 4_000);
     ServiceRepository::create(&store, &s, &audit(p.id, AuditAction::ServiceCreated, t0()))

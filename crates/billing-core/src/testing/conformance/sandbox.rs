@@ -1,10 +1,9 @@
 //! The sandbox gateway's store: rows stamped by version, one writer at a time across
 //! connections, nothing written by a write that is dropped.
 
-
-use futures_util::future::join_all;
 use crate::gateway::{SandboxHead, SandboxRow, SandboxStore};
 use chrono::Duration;
+use futures_util::future::join_all;
 
 use super::fixtures::yield_now;
 
@@ -108,24 +107,24 @@ pub async fn sandbox_writers_take_turns<S: SandboxStore>(store: S) {
     let writers = (0..WRITERS).map(|_| {
         let store = &store;
         async move {
-                for _ in 0..EACH {
-                    let mut write = store.begin().await.unwrap();
-                    let count = write
-                        .changed_since(0)
-                        .await
-                        .unwrap()
-                        .into_iter()
-                        .find(|r| r.kind == "counter")
-                        .map_or(0, |r| r.body.parse::<usize>().unwrap());
-                    yield_now().await;
-                    write
-                        .commit(
-                            vec![row("counter", "n", &(count + 1).to_string())],
-                            Duration::zero(),
-                        )
-                        .await
-                        .unwrap();
-                }
+            for _ in 0..EACH {
+                let mut write = store.begin().await.unwrap();
+                let count = write
+                    .changed_since(0)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .find(|r| r.kind == "counter")
+                    .map_or(0, |r| r.body.parse::<usize>().unwrap());
+                yield_now().await;
+                write
+                    .commit(
+                        vec![row("counter", "n", &(count + 1).to_string())],
+                        Duration::zero(),
+                    )
+                    .await
+                    .unwrap();
+            }
         }
     });
     join_all(writers).await;

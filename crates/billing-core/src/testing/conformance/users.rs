@@ -72,7 +72,11 @@ pub async fn a_secretary_works_for_each_of_their_practitioners<S: Storage>(store
     assert_eq!(store.count().await.unwrap(), 3);
 }
 
-pub async fn a_secretary_of_an_unknown_practitioner_is_not_found_and_nothing_is_written<S: Storage>(store: S) {
+pub async fn a_secretary_of_an_unknown_practitioner_is_not_found_and_nothing_is_written<
+    S: Storage,
+>(
+    store: S,
+) {
     let a = practitioner(&store).await;
     let user = secretary(&[a.id, PractitionerId::from_uuid(new_uuid())]);
     let token = staff_token_hash();
@@ -94,7 +98,9 @@ pub async fn a_secretary_of_an_unknown_practitioner_is_not_found_and_nothing_is_
     );
 }
 
-pub async fn a_reused_token_hash_is_a_duplicate_and_the_practitioner_is_not_created<S: Storage>(store: S) {
+pub async fn a_reused_token_hash_is_a_duplicate_and_the_practitioner_is_not_created<S: Storage>(
+    store: S,
+) {
     let first = new_practitioner();
     let token = staff_token_hash();
     store
@@ -226,7 +232,9 @@ fn user_of(p: &Practitioner) -> UserId {
     UserId::from_uuid(p.id.as_uuid())
 }
 
-pub async fn replacing_tokens_revokes_every_live_one_and_the_replacement_signs_in<S: Storage>(store: S) {
+pub async fn replacing_tokens_revokes_every_live_one_and_the_replacement_signs_in<S: Storage>(
+    store: S,
+) {
     let p = new_practitioner();
     let (first, second) = (staff_token_hash(), staff_token_hash());
     store
@@ -296,7 +304,9 @@ pub async fn replacing_tokens_revokes_every_live_one_and_the_replacement_signs_i
     assert!(matches!(err, RepositoryError::Duplicate(_)), "{err:?}");
 }
 
-pub async fn replacing_tokens_of_an_unknown_user_or_with_a_taken_hash_writes_nothing<S: Storage>(store: S) {
+pub async fn replacing_tokens_of_an_unknown_user_or_with_a_taken_hash_writes_nothing<S: Storage>(
+    store: S,
+) {
     let err = store
         .replace_tokens(
             UserId::from_uuid(new_uuid()),
@@ -346,7 +356,9 @@ pub async fn replacing_tokens_of_an_unknown_user_or_with_a_taken_hash_writes_not
     );
 }
 
-pub async fn users_are_read_by_id_and_listed_oldest_first_with_their_live_tokens<S: Storage>(store: S) {
+pub async fn users_are_read_by_id_and_listed_oldest_first_with_their_live_tokens<S: Storage>(
+    store: S,
+) {
     let a = new_practitioner();
     store
         .create_practitioner(
