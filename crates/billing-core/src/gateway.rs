@@ -853,8 +853,9 @@ pub struct SandboxOutcome {
 }
 
 /// Where the sandbox checkout page sends the browser after a submission.
+// Exhaustive on purpose: the sandbox pages send the browser somewhere for each step;
+// a wildcard arm there would send it to the wrong page.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum SandboxNext {
     /// Back to the pay page.
     Return(String),

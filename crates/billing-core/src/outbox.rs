@@ -164,8 +164,9 @@ pub struct Message {
 }
 
 /// Where a queued message stands.
+// Exhaustive on purpose: storage persists each state with its date and the Messages
+// page labels it; a wildcard arm there would lose or mislabel a new one.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Delivery {
     /// Not sent yet (never tried, or to be tried again at `next_attempt_at`).
     Pending,

@@ -121,8 +121,9 @@ pub struct Cancellation {
 }
 
 /// Who cancelled a consultation.
+// Exhaustive on purpose: pages and storage tell each side apart; a wildcard arm
+// there would misreport a new one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum CancelledBy {
     /// The patient, from their pay link.
     Patient,

@@ -29,8 +29,9 @@ pub use refunds::{MAX_REFUNDS, RefundLine, RefundState};
 pub const DEFAULT_HOLD_VALIDITY_DAYS: i64 = 7;
 
 /// A language the product speaks.
+// Exhaustive on purpose: the web adapter holds every page's texts per language and
+// must be given a new language's; a wildcard arm there would show another one's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
 pub enum Lang {
     /// French, the default.
     #[default]
@@ -50,8 +51,9 @@ impl Lang {
 }
 
 /// Where a payment stands.
+// Exhaustive on purpose: the web adapter shows each status its own way (the pay
+// page's state, labels, filters); a wildcard arm there would hide a new one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
 pub enum PaymentStatus {
     /// Payment page reached, no card authorised yet.
     Incomplete,
