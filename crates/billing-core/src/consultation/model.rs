@@ -121,8 +121,8 @@ pub struct Cancellation {
 }
 
 /// Who cancelled a consultation.
-// Exhaustive on purpose: pages and storage tell each side apart; a wildcard arm
-// there would misreport a new one.
+// Exhaustive on purpose: pages word each side's cancellation (by the practice, late
+// or free for the patient); a wildcard arm there would misword a new one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CancelledBy {
     /// The patient, from their pay link.

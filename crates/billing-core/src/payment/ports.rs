@@ -191,8 +191,7 @@ pub struct PaymentPage {
 /// Where payments live, with their history, their documents and the e-mail their
 /// changes send (C5, C6, C8, C10, C11).
 ///
-/// A payment is created with its consultation
-/// ([`ConsultationRepository::create`](crate::consultation::ports::ConsultationRepository::create));
+/// A payment is created with its consultation ([`ConsultationRepository::create`]);
 /// afterwards every write is an [`update`](PaymentRepository::update).
 ///
 /// # Contract
@@ -214,6 +213,8 @@ pub struct PaymentPage {
 ///   [`RepositoryError::Unavailable`].
 /// - Reads that list return them in the order each method states, with ties broken
 ///   by id, so that pages and jobs are deterministic.
+///
+/// [`ConsultationRepository::create`]: crate::consultation::ports::ConsultationRepository::create
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait PaymentRepository: Send + Sync {

@@ -7,6 +7,8 @@
 //!   unknown outcomes, webhooks) that records every call it was given.
 //! - [`FixedClock`], [`SequentialIds`] and [`SequentialSecrets`]: time that moves only
 //!   when told, and identifiers and secrets that are the same on every run.
+//! - [`Practice`]: all of that wired into [`Billing`](crate::Billing), with a
+//!   practitioner whose Stripe account is linked and consultations held on demand.
 //! - [`build`]: payments in each state of the state machine, made through the domain's
 //!   own transitions.
 //! - [`conformance`]: every behaviour a storage adapter must have, written once as
@@ -31,9 +33,11 @@ pub mod build;
 pub mod conformance;
 mod gateway;
 mod memory;
+mod practice;
 
 pub use gateway::{Delivery, FakeGateway, GatewayCall, HOLD_LIFETIME_DAYS, Op, Script};
 pub use memory::MemoryStore;
+pub use practice::{Practice, PracticeError};
 
 /// A clock that shows one instant until it is moved: [`FixedClock::advance`] and
 /// [`FixedClock::set`]. Shared through an `Arc` by the use cases and the test.

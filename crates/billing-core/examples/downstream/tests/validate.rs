@@ -1,20 +1,14 @@
-//! The clinic's wiring of the act's validation, on billing-core's test kit: the
-//! consultation is scheduled and held through billing-core's own services (their
-//! webhook inbox and idempotency keys in the clinic's store), then validated and
-//! refunded through `clinic_billing::validation`, which was given only its ports.
+//! The clinic's wiring of the act's validation, on billing-core's test kit: a practice
+//! whose webhook inbox and idempotency keys are the clinic's own adapter schedules and
+//! holds a consultation; the act is then validated and refunded through
+//! `clinic_billing::validation`, which was given only its ports.
 
 use std::sync::Arc;
 
-use billing_core::chrono::Duration;
 use billing_core::consultation::service::{PaymentChoice, ScheduleRequest};
-use billing_core::ids::PractitionerId;
 use billing_core::money::AmountInput;
-use billing_core::system::Clock as _;
-use billing_core::testing::{
-    FakeGateway, FixedClock, MemoryStore, Op, OpenPayLinks, SequentialIds, SequentialSecrets,
-    TextRenderer, block_on, build,
-};
-use billing_core::{Billing, BillingConfig, Lang, PaymentStatus};
+use billing_core::testing::{Op, Practice, block_on};
+use billing_core::{Lang, PaymentStatus};
 use clinic_billing::{KvKeys, MemoryKv, ValidationPorts, validation};
 
 fn amount(text: &str) -> AmountInput {
@@ -23,99 +17,53 @@ fn amount(text: &str) -> AmountInput {
 
 #[test]
 fn the_clinic_validates_an_act_and_refunds_once_through_its_own_keys() {
-    let clock = Arc::new(FixedClock::at(build::t0()));
-    let store = Arc::new(MemoryStore::new());
-    let keys = Arc::new(KvKeys::new(MemoryKv::default()));
-    let gateway = Arc::new(FakeGateway::new(clock.clone()));
-    let ids = Arc::new(SequentialIds::with_prefix(7));
-    let billing = Billing::builder(BillingConfig::new("https://clinic.example.org"))
-        .storage(store.clone())
-        .webhook_inbox(keys.clone())
-        .idempotency(keys.clone())
-        .payment_gateway(gateway.clone())
-        .connect(gateway.clone())
-        .webhook_verifier(gateway.clone())
-        .renderer(Arc::new(TextRenderer))
-        .ids(ids.clone())
-        .secrets(Arc::new(SequentialSecrets::default()))
-        .pay_links(Arc::new(OpenPayLinks))
-        .clock(clock.clone())
-        .build()
-        .expect("every port is given");
-    let clinic = validation(ValidationPorts {
-        consultations: store.clone(),
-        payments: store.clone(),
-        practitioners: store,
-        idempotency: keys,
-        gateway: gateway.clone(),
-        ids,
-        clock: clock.clone(),
-    });
-
     block_on(async {
-        let created = billing
-            .staff
-            .add_practitioner("Dr Roux", None)
-            .await
-            .unwrap();
-        let dr = billing
-            .staff
-            .authenticate(Some(created.token.expose()))
-            .await
-            .unwrap();
-        let id = PractitionerId::from_uuid(created.id.as_uuid());
-        let consent = billing.connect.start_oauth(&dr, id).await.unwrap();
-        billing
-            .connect
-            .complete_oauth(&gateway.consent(&consent), &dr)
-            .await
-            .unwrap();
+        let keys = Arc::new(KvKeys::new(MemoryKv::default()));
+        let practice =
+            Practice::open_with(|b| b.webhook_inbox(keys.clone()).idempotency(keys.clone()))
+                .await
+                .unwrap();
+        let clinic = validation(ValidationPorts {
+            consultations: practice.store.clone(),
+            payments: practice.store.clone(),
+            practitioners: practice.store.clone(),
+            idempotency: keys.clone(),
+            gateway: practice.gateway.clone(),
+            ids: practice.ids.clone(),
+            clock: practice.clock.clone(),
+        });
+        let dr = &practice.dr;
+
+        // Scheduled twice with one client key: one consultation (the clinic's keys).
         let request = ScheduleRequest {
-            practitioner: id,
+            practitioner: practice.practitioner,
             patient_name: "M. Petit".into(),
             patient_email: None,
-            starts_at: clock.now() + Duration::hours(3),
+            starts_at: billing_core::testing::build::t0()
+                + billing_core::chrono::Duration::hours(3),
             payment: PaymentChoice::Online {
                 amount: Some(amount("25,00")),
                 service: None,
             },
             patient_lang: Lang::En,
         };
-        // Scheduled twice with one client key: one consultation (the clinic's keys).
-        let scheduled = billing
-            .scheduling
-            .schedule(&dr, &request, Some("k-1"))
+        let scheduling = &practice.billing.scheduling;
+        let first = scheduling
+            .schedule(dr, &request, Some("k-1"))
             .await
             .unwrap();
-        let again = billing
-            .scheduling
-            .schedule(&dr, &request, Some("k-1"))
+        let again = scheduling
+            .schedule(dr, &request, Some("k-1"))
             .await
             .unwrap();
-        assert_eq!(
-            again.record.consultation.id,
-            scheduled.record.consultation.id
-        );
+        assert_eq!(again.record.consultation.id, first.record.consultation.id);
 
-        let token = scheduled.pay_token.expose();
-        let checkout = billing
-            .patients
-            .start_checkout(token, Lang::En)
-            .await
-            .unwrap();
-        let webhook = gateway.authorize(&checkout.intent.unwrap()).unwrap();
-        // Delivered twice, applied once (the clinic's inbox).
-        for _ in 0..2 {
-            billing
-                .webhooks
-                .receive(Some(&webhook.signature), &webhook.body)
-                .await
-                .unwrap();
-        }
-
-        let consultation = scheduled.record.consultation.id;
+        // A consultation held by its patient (the hold's webhook goes through the
+        // clinic's inbox), validated through the clinic's own wiring.
+        let held = practice.held_consultation("25,00").await.unwrap();
+        let consultation = held.record.consultation.id;
         let validated = clinic
-            .validate(&dr, consultation, &amount("20,00"))
+            .validate(dr, consultation, &amount("20,00"))
             .await
             .unwrap();
         assert_eq!(validated.status(), PaymentStatus::Captured);
@@ -127,12 +75,13 @@ fn the_clinic_validates_an_act_and_refunds_once_through_its_own_keys() {
         // A refund sent twice with one key refunds once.
         for _ in 0..2 {
             let refunded = clinic
-                .refund(&dr, validated.id(), &amount("5,00"), Some("refund-1"))
+                .refund(dr, validated.id(), &amount("5,00"), Some("refund-1"))
                 .await
                 .unwrap();
             assert_eq!(refunded.status(), PaymentStatus::PartiallyRefunded);
         }
-        let refunds = gateway
+        let refunds = practice
+            .gateway
             .calls()
             .iter()
             .filter(|c| c.op == Op::Refund)
