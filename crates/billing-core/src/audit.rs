@@ -22,9 +22,10 @@ pub enum AuditActor {
     User(UserId),
     /// The patient, through their pay link.
     Patient,
-    /// Stripe, through a webhook (its event id when known) or an answer to our call.
+    /// Stripe, through a webhook (with its event id when known).
     Stripe(Option<EventId>),
-    /// The product itself: reconciliation, scheduled jobs, an anonymous request.
+    /// ConsultPay itself or its operator: jobs, reconciliation, the command line (and
+    /// anonymous requests).
     System,
 }
 

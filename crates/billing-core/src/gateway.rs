@@ -164,8 +164,7 @@ pub struct IntentSnapshot {
     pub cancellation_reason: Option<String>,
     /// Our payment id, from the intent's metadata.
     pub payment: Option<PaymentId>,
-    /// The intent's client secret, for the Payment Element (only in a creation's answer
-    /// or a read).
+    /// The intent's client secret, for the Payment Element, when the gateway gave it.
     pub client_secret: Option<ClientSecret>,
     /// Every refund of the intent's charge, when the gateway was asked for them (a
     /// read); `None` when the snapshot does not say (an event's payload).
@@ -299,7 +298,8 @@ pub struct HoldRequest {
     pub payment: PaymentId,
     /// The consultation, put in the intent's metadata.
     pub consultation: ConsultationId,
-    /// The amount to hold: the payment's amount.
+    /// The amount to hold: the payment's amount (a renewal holds what the current hold
+    /// is for).
     pub amount: Money,
     /// Shown in the Stripe dashboard and on receipts: the practitioner's label and the
     /// date, never more than the practitioner chose (no health data).

@@ -14,7 +14,6 @@
 //! sender refused) — is retried later, so a wrong password loses nothing.
 
 use async_trait::async_trait;
-use billing_core::Lang;
 use billing_core::outbox::{Email, MailError, Mailer};
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};

@@ -4,7 +4,7 @@
 //! when the store breaks the contract; it returns when the store keeps it.
 //!
 //! Three groups, by the ports they need:
-//! - [`storage_cases`]: every port of [`Storage`](crate::Storage), the database
+//! - [`storage_cases`]: every port of [`Storage`], the database
 //!   adapter's whole contract (including the inbox group);
 //! - [`inbox_cases`]: [`WebhookInbox`] and [`IdempotencyStore`] only, for an adapter
 //!   of that group alone;
@@ -99,7 +99,7 @@ macro_rules! cases {
     };
 }
 
-/// Every behaviour of [`Storage`](crate::Storage): practitioners, OAuth states,
+/// Every behaviour of [`Storage`]: practitioners, OAuth states,
 /// services, consultations, the outbox, receipts, payments and their table, users, the
 /// audit trail, and the inbox group.
 pub fn storage_cases<S: Storage + 'static>() -> Vec<Case<S>> {
