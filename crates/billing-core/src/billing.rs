@@ -18,6 +18,7 @@ use crate::payment::service::{
 use crate::practitioner::ports::{OAuthStateRepository, PractitionerRepository, ServiceRepository};
 use crate::practitioner::service::{CatalogueService, ConnectService};
 use crate::receipt::{DocumentRenderer, DocumentService};
+use crate::session::{SessionRepository, SessionService};
 use crate::staff::{StaffService, UserRepository};
 use crate::system::{Clock, IdGenerator, PayLinkSigner, SecretGenerator, SystemClock};
 use crate::video::PassSigner;
@@ -33,6 +34,7 @@ pub(crate) struct Ports {
     pub(crate) webhook_inbox: Arc<dyn WebhookInbox>,
     pub(crate) idempotency: Arc<dyn IdempotencyStore>,
     pub(crate) users: Arc<dyn UserRepository>,
+    pub(crate) sessions: Arc<dyn SessionRepository>,
     pub(crate) outbox: Arc<dyn OutboxRepository>,
     pub(crate) mailer: Option<Arc<dyn Mailer>>,
     pub(crate) audit: Arc<dyn AuditLog>,
@@ -60,6 +62,7 @@ pub trait Storage:
     + WebhookInbox
     + IdempotencyStore
     + UserRepository
+    + SessionRepository
     + OutboxRepository
     + AuditLog
 {
@@ -74,6 +77,7 @@ impl<T> Storage for T where
         + WebhookInbox
         + IdempotencyStore
         + UserRepository
+        + SessionRepository
         + OutboxRepository
         + AuditLog
 {
@@ -112,6 +116,7 @@ struct Given {
     webhook_inbox: Option<Arc<dyn WebhookInbox>>,
     idempotency: Option<Arc<dyn IdempotencyStore>>,
     users: Option<Arc<dyn UserRepository>>,
+    sessions: Option<Arc<dyn SessionRepository>>,
     outbox: Option<Arc<dyn OutboxRepository>>,
     audit: Option<Arc<dyn AuditLog>>,
     payment_gateway: Option<Arc<dyn PaymentGateway>>,
@@ -165,6 +170,7 @@ impl BillingBuilder {
             .webhook_inbox(store.clone())
             .idempotency(store.clone())
             .users(store.clone())
+            .sessions(store.clone())
             .outbox(store.clone())
             .audit(store)
     }
@@ -186,6 +192,8 @@ impl BillingBuilder {
         idempotency: dyn IdempotencyStore;
         /// Staff users and their tokens.
         users: dyn UserRepository;
+        /// Dashboard sessions.
+        sessions: dyn SessionRepository;
         /// The e-mail outbox.
         outbox: dyn OutboxRepository;
         /// The audit trail.
@@ -240,6 +248,7 @@ impl BillingBuilder {
             webhook_inbox: required(given.webhook_inbox, "webhook_inbox")?,
             idempotency: required(given.idempotency, "idempotency")?,
             users: required(given.users, "users")?,
+            sessions: required(given.sessions, "sessions")?,
             outbox: required(given.outbox, "outbox")?,
             audit: required(given.audit, "audit")?,
             gateway: required(given.payment_gateway, "payment_gateway")?,
@@ -284,6 +293,8 @@ pub struct Billing {
     pub reconcile: ReconcileService,
     /// Staff users: authentication, creation, tokens.
     pub staff: StaffService,
+    /// Dashboard sessions: sign in, sign out (everywhere), timeouts.
+    pub sessions: SessionService,
     /// Receipts and credit notes as files.
     pub documents: DocumentService,
     /// E-mail: delivery (a job), the staff's view, pay links sent again.
@@ -406,6 +417,13 @@ impl Billing {
                 deps.users.clone(),
                 deps.clock.clone(),
                 deps.ids.clone(),
+                deps.secrets.clone(),
+                config.clone(),
+            ),
+            sessions: SessionService::new(
+                deps.users.clone(),
+                deps.sessions.clone(),
+                deps.clock.clone(),
                 deps.secrets.clone(),
                 config.clone(),
             ),

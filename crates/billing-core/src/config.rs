@@ -41,6 +41,10 @@ pub struct BillingConfig {
     pub reconcile_window: Duration,
     /// Currency of new practitioners.
     pub default_currency: Currency,
+    /// A dashboard session nobody used for this long is over (signed out).
+    pub session_idle: Duration,
+    /// A dashboard session is over this long after sign-in, however busy.
+    pub session_lifetime: Duration,
 }
 
 impl BillingConfig {
@@ -62,6 +66,8 @@ impl BillingConfig {
             video_url: None,
             reconcile_window: Duration::hours(48),
             default_currency: Currency::Eur,
+            session_idle: Duration::hours(1),
+            session_lifetime: Duration::hours(12),
         }
     }
 

@@ -12,7 +12,7 @@
 //! permission policy ([`access`]), the audit trail ([`audit`]) and every use case
 //! (C1–C13 of the specification), written against **ports**: async traits for storage
 //! ([`practitioner::ports`], [`consultation::ports`], [`payment::ports`],
-//! [`staff::UserRepository`], [`audit::AuditLog`]), the payment processor
+//! [`staff::UserRepository`], [`session::SessionRepository`], [`audit::AuditLog`]), the payment processor
 //! ([`gateway`]) and the system ([`system`]: clock, ids, randomness).
 //!
 //! What is never here: I/O. No database, no HTTP, no async runtime, no randomness
@@ -170,6 +170,7 @@ pub mod practitioner;
 pub mod receipt;
 pub mod repository;
 pub mod secrets;
+pub mod session;
 pub mod staff;
 pub mod system;
 #[cfg(test)]

@@ -96,6 +96,13 @@ secret!(
     "cpt_"
 );
 secret!(
+    /// A browser's sign-in session on the dashboard: the cookie holds it, the store
+    /// only its hash. It names a session the server keeps, so signing out ends it.
+    SessionToken,
+    "session",
+    "cps_"
+);
+secret!(
     /// The OAuth `state` that binds a Stripe consent to the practitioner who asked.
     OAuthState,
     "OAuth state",

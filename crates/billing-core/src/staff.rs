@@ -70,9 +70,10 @@ pub trait UserRepository: Send + Sync {
     /// session.
     async fn list_users(&self) -> Result<Vec<StaffRecord>, RepositoryError>;
 
-    /// Revokes (at `at`) every token of `user` that is not yet revoked and, given a
-    /// `replacement`, stores it as the user's one live token; appends `audit`. All of
-    /// it commits together or not at all. Returns how many tokens were revoked.
+    /// Revokes (at `at`) every token of `user` that is not yet revoked, ends every
+    /// session of theirs ([`SessionRepository`](crate::session::SessionRepository))
+    /// and, given a `replacement`, stores it as the user's one live token; appends
+    /// `audit`. All of it commits together or not at all. Returns how many tokens were revoked.
     /// MUST return [`RepositoryError::NotFound`] if the user does not exist and
     /// [`RepositoryError::Duplicate`] if the replacement hash exists; nothing is
     /// written then.

@@ -562,6 +562,7 @@ impl Mocks {
                 webhook_inbox: Arc::new(self.webhook_inbox),
                 idempotency: Arc::new(self.idempotency),
                 users: Arc::new(MockUserRepository::new()),
+                sessions: Arc::new(crate::session::MockSessionRepository::new()),
                 outbox: Arc::new(self.outbox),
                 mailer: self
                     .mailer

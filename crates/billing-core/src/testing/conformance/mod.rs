@@ -47,6 +47,7 @@ mod outbox;
 mod payments;
 mod practitioners;
 mod sandbox;
+mod sessions;
 mod users;
 
 pub use consultations::*;
@@ -58,6 +59,7 @@ pub use outbox::*;
 pub use payments::*;
 pub use practitioners::*;
 pub use sandbox::*;
+pub use sessions::*;
 pub use users::*;
 
 /// A case's run: the behaviour, checked on the store it is given.
@@ -148,6 +150,12 @@ pub fn storage_cases<S: Storage + 'static>() -> Vec<Case<S>> {
         live::a_payment_round_trips_with_its_saved_card_refunds_dispute_and_attention,
         live::holds_to_place_are_saved_cards_of_consultations_starting_soon_soonest_first,
         live::what_statements_say_round_trips_with_the_practitioner,
+        sessions::a_session_is_found_by_its_hash_with_its_user_until_ended,
+        sessions::a_reused_session_id_is_a_duplicate_and_an_unknown_users_is_not_found,
+        sessions::a_session_ends_when_the_token_it_was_opened_with_is_revoked,
+        sessions::ending_every_session_of_a_user_leaves_the_others_signed_in,
+        sessions::touching_a_session_moves_only_its_last_use,
+        sessions::sessions_that_are_over_are_purged_and_open_ones_kept,
         users::a_fresh_database_has_no_user,
         users::a_practitioners_user_shares_their_id_and_is_found_by_token_hash,
         users::a_secretary_works_for_each_of_their_practitioners,

@@ -32,6 +32,7 @@ mod outbox;
 mod payments;
 mod practitioners;
 mod sandbox;
+mod sessions;
 mod users;
 
 use std::collections::{BTreeMap, HashMap};
@@ -56,7 +57,7 @@ use sandbox::SandboxState;
 
 /// Every storage port in memory (see the module docs of [`testing`](super)).
 ///
-/// Implements [`Storage`](crate::Storage) (every repository port) and
+/// Implements [`Storage`](crate::Storage) (every repository port, sessions included) and
 /// [`SandboxStore`](crate::gateway::SandboxStore). Clones share the same data, like
 /// several handles on one database: give one clone to the use cases and keep another
 /// to look at what they wrote.
@@ -121,6 +122,7 @@ struct State {
     webhook_events: HashMap<EventId, WebhookRow>,
     idempotency_keys: HashMap<(String, String), IdempotencyRecord>,
     users: BTreeMap<UserId, UserRow>,
+    sessions: HashMap<TokenHash, crate::session::SessionRecord>,
     staff_tokens: HashMap<TokenHash, TokenRow>,
 }
 

@@ -160,6 +160,7 @@ impl UserRepository for MemoryStore {
                     revoked += 1;
                 }
             }
+            s.sessions.retain(|_, session| session.user != user);
             if let Some(hash) = &replacement {
                 s.insert_token(user, hash)?;
             }

@@ -1,0 +1,387 @@
+//! Dashboard sessions kept by the server: the browser holds a random
+//! [`SessionToken`], the store its hash and who it signs in. Signing out ends the
+//! session for every copy of the cookie; a revoked or rotated sign-in token ends every
+//! session opened with it; sessions end after [`BillingConfig::session_idle`] unused
+//! and [`BillingConfig::session_lifetime`] after sign-in.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+
+use crate::access::{AccessDenied, Actor, StaffUser};
+use crate::config::BillingConfig;
+use crate::error::BillingError;
+use crate::ids::UserId;
+use crate::repository::RepositoryError;
+use crate::secrets::{SessionToken, StaffToken, TokenHash};
+use crate::staff::UserRepository;
+use crate::system::{Clock, SecretGenerator, now_micros};
+
+/// A session's last use is written at most this often (a page load within a minute
+/// of the last one writes nothing).
+pub const TOUCH_EVERY: Duration = Duration::minutes(1);
+
+/// A session as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The hash of the session's token (the token itself is only in the cookie).
+    pub id: TokenHash,
+    /// Who it signs in.
+    pub user: UserId,
+    /// The hash of the staff token the user signed in with: revoking it ends the
+    /// session.
+    pub credential: TokenHash,
+    /// When the user signed in.
+    pub created_at: DateTime<Utc>,
+    /// When the session was last used (to within [`TOUCH_EVERY`]).
+    pub last_seen_at: DateTime<Utc>,
+    /// When it ends whatever happens (sign-in + [`BillingConfig::session_lifetime`]).
+    pub expires_at: DateTime<Utc>,
+}
+
+impl SessionRecord {
+    /// Whether the session is still open at `now`: before its end, and used within
+    /// `idle`.
+    pub fn is_open(&self, now: DateTime<Utc>, idle: Duration) -> bool {
+        now < self.expires_at && now < self.last_seen_at + idle
+    }
+}
+
+/// Dashboard sessions.
+///
+/// # Contract
+///
+/// - **By hash.** Sessions are stored and found by [`TokenHash`]; a reused hash is
+///   [`RepositoryError::Duplicate`], a session of a user who does not exist
+///   [`RepositoryError::NotFound`], and nothing is written then.
+/// - **Bound to the sign-in token.** [`find_session`](SessionRepository::find_session)
+///   does not find a session whose `credential` token has been revoked: rotating or
+///   revoking a user's tokens ends their sessions at once (and
+///   [`UserRepository::replace_tokens`] deletes them in its transaction).
+/// - **Ended is gone.** An ended session is never found again.
+/// - Sessions read back equal (`==`) to what was written (timestamps at the
+///   microsecond); an outage is [`RepositoryError::Unavailable`].
+#[cfg_attr(test, mockall::automock)]
+#[async_trait]
+pub trait SessionRepository: Send + Sync {
+    /// Stores a new session. MUST return [`RepositoryError::Duplicate`] if its id is
+    /// taken and [`RepositoryError::NotFound`] if its user does not exist.
+    async fn create_session(&self, session: &SessionRecord) -> Result<(), RepositoryError>;
+
+    /// The session with this id and the user it signs in, if it exists and the token it
+    /// was opened with is not revoked. Whether it timed out is the caller's to judge.
+    async fn find_session(
+        &self,
+        id: &TokenHash,
+    ) -> Result<Option<(SessionRecord, StaffUser)>, RepositoryError>;
+
+    /// Records a use of the session at `at`. A session that is gone is not an error.
+    async fn touch_session(&self, id: &TokenHash, at: DateTime<Utc>)
+    -> Result<(), RepositoryError>;
+
+    /// Ends the session; whether there was one.
+    async fn end_session(&self, id: &TokenHash) -> Result<bool, RepositoryError>;
+
+    /// Ends every session of `user`; how many there were.
+    async fn end_sessions(&self, user: UserId) -> Result<u64, RepositoryError>;
+
+    /// Deletes the sessions that are over at `now`: past their `expires_at`, or last
+    /// used before `idle_since`. Returns how many. (Any server may run it; a session
+    /// deleted twice is deleted once.)
+    async fn purge_sessions(
+        &self,
+        now: DateTime<Utc>,
+        idle_since: DateTime<Utc>,
+    ) -> Result<u64, RepositoryError>;
+
+    /// The sessions of `user` that [`find_session`](SessionRepository::find_session)
+    /// would find, most recently used first.
+    async fn sessions_of(&self, user: UserId) -> Result<Vec<SessionRecord>, RepositoryError>;
+}
+
+/// A staff member just signed in, with the session's token to set as a cookie.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct SignedIn {
+    /// The session's token: for the cookie, shown nowhere else.
+    pub token: SessionToken,
+    /// Who signed in.
+    pub actor: Actor,
+}
+
+/// Signing in and out of the dashboard.
+#[derive(Clone)]
+pub struct SessionService {
+    users: Arc<dyn UserRepository>,
+    sessions: Arc<dyn SessionRepository>,
+    clock: Arc<dyn Clock>,
+    secrets: Arc<dyn SecretGenerator>,
+    config: BillingConfig,
+}
+
+impl std::fmt::Debug for SessionService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionService").finish_non_exhaustive()
+    }
+}
+
+fn unauthenticated() -> BillingError {
+    BillingError::Access(AccessDenied::Unauthenticated)
+}
+
+impl SessionService {
+    /// Sessions over `sessions`, for the users of `users`, with session tokens from
+    /// `secrets` and the timeouts of `config`.
+    pub fn new(
+        users: Arc<dyn UserRepository>,
+        sessions: Arc<dyn SessionRepository>,
+        clock: Arc<dyn Clock>,
+        secrets: Arc<dyn SecretGenerator>,
+        config: BillingConfig,
+    ) -> Self {
+        SessionService {
+            users,
+            sessions,
+            clock,
+            secrets,
+            config,
+        }
+    }
+
+    /// Opens a session for the holder of a live staff token. A malformed, unknown or
+    /// revoked token is [`AccessDenied::Unauthenticated`], all alike.
+    pub async fn sign_in(&self, staff_token: &str) -> Result<SignedIn, BillingError> {
+        let credential = StaffToken::parse(staff_token)
+            .map_err(|_| unauthenticated())?
+            .hash();
+        let user = self
+            .users
+            .find_by_token(&credential)
+            .await?
+            .ok_or_else(unauthenticated)?;
+        let now = now_micros(self.clock.as_ref());
+        let token = SessionToken::from_random(&self.secrets.secret());
+        self.sessions
+            .create_session(&SessionRecord {
+                id: token.hash(),
+                user: user.id,
+                credential,
+                created_at: now,
+                last_seen_at: now,
+                expires_at: now + self.config.session_lifetime,
+            })
+            .await?;
+        Ok(SignedIn {
+            token,
+            actor: Actor::Staff(user),
+        })
+    }
+
+    /// The staff member a session token signs in, while the session is open; it is
+    /// then marked used. A session that timed out is ended. Anything else (malformed,
+    /// unknown, ended, its sign-in token revoked) is
+    /// [`AccessDenied::Unauthenticated`].
+    pub async fn resume(&self, token: &str) -> Result<Actor, BillingError> {
+        let id = SessionToken::parse(token)
+            .map_err(|_| unauthenticated())?
+            .hash();
+        let (session, user) = self
+            .sessions
+            .find_session(&id)
+            .await?
+            .ok_or_else(unauthenticated)?;
+        let now = now_micros(self.clock.as_ref());
+        if !session.is_open(now, self.config.session_idle) {
+            self.sessions.end_session(&id).await?;
+            return Err(unauthenticated());
+        }
+        if now - session.last_seen_at >= TOUCH_EVERY {
+            self.sessions.touch_session(&id, now).await?;
+        }
+        Ok(Actor::Staff(user))
+    }
+
+    /// Ends the session of this token (every copy of the cookie). An unknown or
+    /// malformed token has nothing to end.
+    pub async fn sign_out(&self, token: &str) -> Result<(), BillingError> {
+        if let Ok(token) = SessionToken::parse(token) {
+            self.sessions.end_session(&token.hash()).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends every session of the signed-in staff member, on every browser; how many.
+    pub async fn sign_out_everywhere(&self, actor: &Actor) -> Result<u64, BillingError> {
+        let user = signed_in(actor)?;
+        Ok(self.sessions.end_sessions(user).await?)
+    }
+
+    /// Deletes every session that is over (a job: abandoned sessions are never
+    /// resumed, so nothing else would delete them). Returns how many.
+    pub async fn purge(&self) -> Result<u64, BillingError> {
+        let now = now_micros(self.clock.as_ref());
+        Ok(self
+            .sessions
+            .purge_sessions(now, now - self.config.session_idle)
+            .await?)
+    }
+
+    /// The signed-in staff member's open sessions, most recently used first.
+    pub async fn sessions(&self, actor: &Actor) -> Result<Vec<SessionRecord>, BillingError> {
+        let user = signed_in(actor)?;
+        let now = now_micros(self.clock.as_ref());
+        let mut open = self.sessions.sessions_of(user).await?;
+        open.retain(|s| s.is_open(now, self.config.session_idle));
+        Ok(open)
+    }
+}
+
+fn signed_in(actor: &Actor) -> Result<UserId, BillingError> {
+    match actor {
+        Actor::Staff(user) => Ok(user.id),
+        _ => Err(unauthenticated()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::Role;
+    use crate::staff::StaffService;
+    use crate::testing::{FixedClock, MemoryStore, SequentialIds, SequentialSecrets, build};
+
+    struct Practice {
+        clock: Arc<FixedClock>,
+        store: Arc<MemoryStore>,
+        staff: StaffService,
+        sessions: SessionService,
+    }
+
+    fn practice() -> Practice {
+        let clock = Arc::new(FixedClock::at(build::t0()));
+        let store = Arc::new(MemoryStore::new());
+        let secrets = Arc::new(SequentialSecrets::default());
+        let config = BillingConfig::new("https://pay.example.org");
+        Practice {
+            staff: StaffService::new(
+                store.clone(),
+                clock.clone(),
+                Arc::new(SequentialIds::default()),
+                secrets.clone(),
+                config.clone(),
+            ),
+            sessions: SessionService::new(
+                store.clone(),
+                store.clone(),
+                clock.clone(),
+                secrets,
+                config,
+            ),
+            clock,
+            store,
+        }
+    }
+
+    fn denied<T: std::fmt::Debug>(result: Result<T, BillingError>) -> bool {
+        matches!(
+            result,
+            Err(BillingError::Access(AccessDenied::Unauthenticated))
+        )
+    }
+
+    #[tokio::test]
+    async fn a_live_token_opens_a_session_that_signing_out_ends_for_every_copy() {
+        let p = practice();
+        let dr = p.staff.add_practitioner("Dr Estival", None).await.unwrap();
+        let signed_in = p.sessions.sign_in(dr.token.expose()).await.unwrap();
+        let cookie = signed_in.token.expose().to_owned();
+        let Actor::Staff(user) = p.sessions.resume(&cookie).await.unwrap() else {
+            panic!("staff");
+        };
+        assert_eq!(user.role, Role::Practitioner(practitioner_of(dr.id)));
+        // The stored session holds no secret: only hashes.
+        let stored = p.sessions.sessions(&signed_in.actor).await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_ne!(stored[0].id.as_str(), cookie);
+        p.sessions.sign_out(&cookie).await.unwrap();
+        assert!(
+            denied(p.sessions.resume(&cookie).await),
+            "a copied cookie is dead too"
+        );
+        // Bad or unknown credentials look alike.
+        for bad in [
+            "",
+            "cpt_short",
+            "cps_0000000000000000000000000000000000000000000",
+        ] {
+            assert!(denied(p.sessions.sign_in(bad).await), "{bad}");
+            assert!(denied(p.sessions.resume(bad).await), "{bad}");
+        }
+    }
+
+    fn practitioner_of(id: UserId) -> crate::ids::PractitionerId {
+        crate::ids::PractitionerId::from_uuid(id.as_uuid())
+    }
+
+    #[tokio::test]
+    async fn sessions_end_when_idle_and_at_their_lifetime_however_busy() {
+        let p = practice();
+        let dr = p.staff.add_practitioner("Dr Estival", None).await.unwrap();
+        let idle = p.sessions.sign_in(dr.token.expose()).await.unwrap();
+        let busy = p.sessions.sign_in(dr.token.expose()).await.unwrap();
+        // Busy: used every 50 minutes, open for 12 hours and not a minute more.
+        for _ in 0..15 {
+            p.clock.advance(Duration::minutes(50));
+            let open = p.sessions.resume(busy.token.expose()).await;
+            let elapsed = p.clock.now() - build::t0();
+            assert_eq!(
+                open.is_ok(),
+                elapsed < Duration::hours(12),
+                "after {elapsed}"
+            );
+        }
+        // Idle since sign-in: over after an hour; the job deletes it.
+        assert_eq!(p.sessions.purge().await.unwrap(), 1);
+        assert!(denied(p.sessions.resume(idle.token.expose()).await));
+        assert!(p.sessions.sessions(&busy.actor).await.unwrap().is_empty());
+        let stored = p.store.sessions_of(dr.id).await.unwrap();
+        assert!(
+            stored.iter().all(|s| s.id != idle.token.hash()),
+            "the idle one was ended"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_used_session_is_written_at_most_once_a_minute() {
+        let p = practice();
+        let dr = p.staff.add_practitioner("Dr Estival", None).await.unwrap();
+        let s = p.sessions.sign_in(dr.token.expose()).await.unwrap();
+        let last_seen = || async { p.store.sessions_of(dr.id).await.unwrap()[0].last_seen_at };
+        p.clock.advance(Duration::seconds(59));
+        p.sessions.resume(s.token.expose()).await.unwrap();
+        assert_eq!(last_seen().await, build::t0());
+        p.clock.advance(Duration::seconds(1));
+        p.sessions.resume(s.token.expose()).await.unwrap();
+        assert_eq!(last_seen().await, build::t0() + Duration::minutes(1));
+    }
+
+    #[tokio::test]
+    async fn rotating_a_token_ends_its_sessions_and_signing_out_everywhere_ends_all() {
+        let p = practice();
+        let dr = p.staff.add_practitioner("Dr Estival", None).await.unwrap();
+        let before = p.sessions.sign_in(dr.token.expose()).await.unwrap();
+        let rotated = p.staff.rotate_token(dr.id).await.unwrap();
+        assert!(denied(p.sessions.resume(before.token.expose()).await));
+        assert!(denied(p.sessions.sign_in(dr.token.expose()).await));
+        let a = p.sessions.sign_in(rotated.token.expose()).await.unwrap();
+        let b = p.sessions.sign_in(rotated.token.expose()).await.unwrap();
+        assert_eq!(p.sessions.sessions(&a.actor).await.unwrap().len(), 2);
+        assert_eq!(p.sessions.sign_out_everywhere(&a.actor).await.unwrap(), 2);
+        assert!(denied(p.sessions.resume(a.token.expose()).await));
+        assert!(denied(p.sessions.resume(b.token.expose()).await));
+        assert!(denied(
+            p.sessions.sign_out_everywhere(&Actor::Anonymous).await
+        ));
+    }
+}
