@@ -17,6 +17,7 @@ mod outbox;
 mod payments;
 mod practitioners;
 mod sandbox;
+mod sessions;
 mod users;
 
 use billing_core::audit::AuditEntry;

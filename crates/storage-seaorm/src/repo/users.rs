@@ -21,7 +21,7 @@ use sea_orm::{
 use super::{append_audit, finish};
 use crate::Store;
 use crate::convert::{ROLE_SECRETARY, at, practitioner_row, user_from_row, user_row};
-use crate::entity::{practitioner, secretary_link, staff_token, user};
+use crate::entity::{practitioner, secretary_link, staff_session, staff_token, user};
 use crate::store::{unavailable, write_error};
 
 async fn insert_user<C: ConnectionTrait>(
@@ -226,6 +226,11 @@ impl UserRepository for Store {
                 .await
                 .map_err(|e| write_error(e, "token"))?
                 .rows_affected;
+            staff_session::Entity::delete_many()
+                .filter(staff_session::Column::UserId.eq(id.as_uuid()))
+                .exec(&txn)
+                .await
+                .map_err(unavailable)?;
             if let Some(hash) = replacement {
                 insert_token(&txn, id, &hash, now).await?;
             }
@@ -238,7 +243,7 @@ impl UserRepository for Store {
 }
 
 /// A user row with the practitioners a secretary works for.
-async fn load_user<C: ConnectionTrait>(
+pub(super) async fn load_user<C: ConnectionTrait>(
     db: &C,
     row: user::Model,
 ) -> Result<StaffUser, RepositoryError> {

@@ -108,6 +108,13 @@ suite!(
     an_idempotency_key_is_reserved_once_and_replayed_with_what_it_created,
     a_released_key_can_be_reserved_again_but_a_completed_one_stays,
     concurrent_reservations_of_one_key_give_exactly_one_new,
+    // dashboard sessions
+    a_session_is_found_by_its_hash_with_its_user_until_ended,
+    a_reused_session_id_is_a_duplicate_and_an_unknown_users_is_not_found,
+    a_session_ends_when_the_token_it_was_opened_with_is_revoked,
+    ending_every_session_of_a_user_leaves_the_others_signed_in,
+    touching_a_session_moves_only_its_last_use,
+    sessions_that_are_over_are_purged_and_open_ones_kept,
     // users and the audit trail
     a_fresh_database_has_no_user,
     a_practitioners_user_shares_their_id_and_is_found_by_token_hash,

@@ -8,7 +8,7 @@ use crate::money::Currency;
 use crate::practitioner::model::{Practitioner, TimeZone};
 use crate::repository::RepositoryError;
 use crate::secrets::TokenHash;
-use crate::session::{SessionRecord, SessionRepository};
+use crate::session::SessionRecord;
 use crate::staff::UserRepository;
 
 use super::fixtures::*;
