@@ -397,6 +397,12 @@ async fn jobs_pass(billing: &Billing) {
         Ok(report) => log_jobs(&report),
         Err(e) => tracing::warn!(error = %e, "background jobs pass failed"),
     }
+    // Dashboard sessions that are over (abandoned ones are never resumed).
+    match billing.sessions.purge().await {
+        Ok(0) => {}
+        Ok(purged) => tracing::info!(purged, "sessions purged"),
+        Err(e) => tracing::warn!(error = %e, "session purge failed"),
+    }
 }
 
 /// The outbox's delivery.

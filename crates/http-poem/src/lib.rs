@@ -175,6 +175,16 @@ pub fn app(state: HttpState) -> impl Endpoint {
             }
             resp
         })
+        // Personal and payment data is never kept by a browser or a proxy: every answer
+        // that does not say otherwise (static assets, receipts) is `no-store`.
+        .after(|resp: poem::Result<poem::Response>| async move {
+            resp.map(|mut resp| {
+                resp.headers_mut()
+                    .entry(poem::http::header::CACHE_CONTROL)
+                    .or_insert(poem::http::HeaderValue::from_static("no-store"));
+                resp
+            })
+        })
         .with(CatchPanic::new().with_handler(|_| {
             Problem::new(
                 poem::http::StatusCode::INTERNAL_SERVER_ERROR,

@@ -10,7 +10,6 @@ use billing_core::gateway::{GatewayError, SandboxNext};
 use billing_core::ids::CheckoutSessionId;
 use billing_core::practitioner::service::OAuthCallback;
 use poem::http::StatusCode;
-use poem::session::Session;
 use poem::web::{Data, Path, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
 use serde::Deserialize;
@@ -18,7 +17,8 @@ use serde::Deserialize;
 use crate::problem::{Problem, status_of};
 use crate::state::{HttpSettings, HttpState};
 use crate::web::dashboard::error_text;
-use crate::web::{Checked, Ctx, Layout, MessagePage, format, message, render, staff};
+use crate::web::session::staff;
+use crate::web::{Checked, Ctx, Layout, MessagePage, format, message, render};
 use crate::wire::{FailureView, PayView, StatusLabel, amount};
 
 /// The pay page's data, as the JSON API and the HTML page both show it.
@@ -117,7 +117,6 @@ fn continue_to(ctx: &Ctx, url: &str, text: &str) -> Response {
 pub async fn oauth_callback(
     ctx: Ctx,
     req: &Request,
-    session: &Session,
     Query(q): Query<CallbackQuery>,
     Data(state): Data<&HttpState>,
 ) -> Response {
@@ -125,7 +124,7 @@ pub async fn oauth_callback(
     let bearer = bearer_token(req);
     let signed_in = match bearer {
         Some(token) => state.staff(token).await.ok(),
-        None => staff(session, state).await,
+        None => staff(req, state).await,
     };
     let Some(signed_in) = signed_in else {
         if bearer.is_some() {

@@ -14,6 +14,7 @@ mod oauth;
 mod ops;
 mod readme;
 mod receipts;
+mod sessions;
 mod setup_webhooks;
 mod slow;
 mod staff;

@@ -30,17 +30,17 @@ use billing_core::{BillingError, Lang};
 use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use poem::http::StatusCode;
-use poem::session::Session;
 use poem::web::cookie::CookieJar;
-use poem::web::{Data, Path, Query, Redirect};
+use poem::web::{CsrfToken, Data, Path, Query, Redirect};
 use poem::{FromRequest, IntoResponse, Request, RequestBody, Response, handler};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::i18n::Texts;
+use super::session::{self, staff};
 use super::{
-    Checked, Ctx, Layout, NoFields, SESSION_TOKEN, format, http_state, message, render, rendered,
-    staff, user_box, with_status,
+    Checked, Ctx, Layout, NoFields, format, http_state, message, render, rendered, user_box,
+    with_status,
 };
 use crate::problem::{Problem, status_of};
 use crate::state::HttpState;
@@ -84,9 +84,9 @@ impl Staff {
 
 /// Loads the signed-in staff member and their first practitioner, or answers with the
 /// way to the sign-in page.
-async fn signed_in(ctx: Ctx, session: &Session, state: &HttpState) -> Result<Staff, Response> {
+async fn signed_in(ctx: Ctx, req: &Request, state: &HttpState) -> Result<Staff, Response> {
     let login = || Redirect::see_other("/dashboard/login").into_response();
-    let actor = staff(session, state).await.ok_or_else(login)?;
+    let actor = staff(req, state).await.ok_or_else(login)?;
     let first = match &actor {
         Actor::Staff(u) => u.role.practitioners().first().copied(),
         _ => None,
@@ -108,8 +108,7 @@ impl<'a> FromRequest<'a> for Staff {
     async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
         let ctx = Ctx::from_request(req, body).await?;
         let state = http_state(req)?;
-        let session = <&Session>::from_request(req, body).await?;
-        signed_in(ctx, session, state).await.map_err(rendered)
+        signed_in(ctx, req, state).await.map_err(rendered)
     }
 }
 
@@ -388,10 +387,19 @@ struct LoginTemplate {
 }
 
 #[handler]
-pub async fn login_page(ctx: Ctx, session: &Session, Data(state): Data<&HttpState>) -> Response {
-    if staff(session, state).await.is_some() {
+pub async fn login_page(
+    mut ctx: Ctx,
+    req: &Request,
+    csrf: &CsrfToken,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    if staff(req, state).await.is_some() {
         return Redirect::see_other("/dashboard").into_response();
     }
+    // Nobody is signed in once this page is shown: a session cookie that named an
+    // ended session was just forgotten, so the form carries the token of a browser
+    // without a session.
+    ctx.csrf = csrf.0.clone();
     render(&LoginTemplate {
         layout: ctx.layout(ctx.t.login_title, None, ""),
         failed: false,
@@ -406,19 +414,17 @@ pub struct LoginForm {
 #[handler]
 pub async fn login_submit(
     ctx: Ctx,
-    session: &Session,
+    req: &Request,
     Checked(form): Checked<LoginForm>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    match state
-        .billing
-        .staff
-        .authenticate(Some(form.token.trim()))
-        .await
-    {
-        Ok(Actor::Staff(_)) => {
-            session.renew();
-            session.set(SESSION_TOKEN, form.token.trim());
+    match state.billing.sessions.sign_in(form.token.trim()).await {
+        Ok(signed_in) => {
+            // A session this browser had before is over: one cookie, one session.
+            if let Some(previous) = session::presented(req) {
+                let _ = state.billing.sessions.sign_out(&previous).await;
+            }
+            session::open(req.cookie(), &signed_in.token, state);
             Redirect::see_other("/dashboard").into_response()
         }
         _ => with_status(
@@ -436,11 +442,92 @@ pub struct UnlinkForm {
     force: Option<String>,
 }
 
+/// Ends the session on the server (a copy of the cookie opens nothing any more), then
+/// in the browser.
 #[handler]
-pub async fn logout_submit(session: &Session, _: Checked<NoFields>) -> Response {
-    // `clear`, not `purge`: poem's purge sends a removal cookie without `Path=/`, which
-    // leaves the browser's session cookie in place (still signed in).
-    session.clear();
+pub async fn logout_submit(
+    ctx: Ctx,
+    req: &Request,
+    _: Checked<NoFields>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    if let Some(token) = session::presented(req)
+        && let Err(e) = state.billing.sessions.sign_out(&token).await
+    {
+        // Still signed in: say so rather than pretend.
+        tracing::warn!(error = %e, "sign-out failed");
+        return message(
+            &ctx,
+            StatusCode::SERVICE_UNAVAILABLE,
+            ctx.t.error_title,
+            ctx.t.logout_failed,
+            Some(("/dashboard", ctx.t.back)),
+        );
+    }
+    session::close(req.cookie(), state);
+    Redirect::see_other("/dashboard/login").into_response()
+}
+
+/// A session as the sessions page lists it.
+#[derive(Debug)]
+pub struct SessionLine {
+    pub signed_in: String,
+    pub last_seen: String,
+    pub ends: String,
+    pub current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "sessions.html")]
+struct SessionsTemplate {
+    layout: Layout,
+    sessions: Vec<SessionLine>,
+}
+
+/// The signed-in staff member's open sessions, with "sign out everywhere".
+#[handler]
+pub async fn sessions_page(staff: Staff, req: &Request, Data(state): Data<&HttpState>) -> Response {
+    let open = match state.billing.sessions.sessions(&staff.actor).await {
+        Ok(open) => open,
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    let current = session::presented(req)
+        .and_then(|t| billing_core::secrets::SessionToken::parse(&t).ok())
+        .map(|t| t.hash());
+    let (tz, lang) = (staff.tz(), staff.ctx.lang);
+    let when = |at: DateTime<Utc>| format::datetime_short(at, tz, lang);
+    let sessions = open
+        .into_iter()
+        .map(|s| SessionLine {
+            signed_in: when(s.created_at),
+            last_seen: when(s.last_seen_at),
+            ends: when(s.expires_at),
+            current: current.as_ref() == Some(&s.id),
+        })
+        .collect();
+    render(&SessionsTemplate {
+        layout: staff.layout(staff.ctx.t.sessions_title, "sessions"),
+        sessions,
+    })
+}
+
+/// Ends every session of the signed-in staff member, this one included.
+#[handler]
+pub async fn end_all_sessions_submit(
+    staff: Staff,
+    req: &Request,
+    _: Checked<NoFields>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    if let Err(e) = state
+        .billing
+        .sessions
+        .sign_out_everywhere(&staff.actor)
+        .await
+    {
+        return Problem::from(e).into_response();
+    }
+    session::close(req.cookie(), state);
     Redirect::see_other("/dashboard/login").into_response()
 }
 

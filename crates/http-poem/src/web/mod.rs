@@ -2,24 +2,25 @@
 //! compile-checked templates (askama), in French and English, with as little
 //! JavaScript as possible and nothing loaded from a CDN.
 //!
-//! Staff sign in with their token once; the session is an encrypted, HttpOnly,
-//! SameSite=Strict cookie. Every form carries a CSRF token checked on submit.
+//! Staff sign in with their token once; the server keeps the session, the browser an
+//! HttpOnly, SameSite=Strict cookie naming it ([`session`]). Every form carries a CSRF
+//! token (bound to the session once signed in) and passes an origin check on submit.
 
 pub mod dashboard;
 pub use billing_core::format;
 pub mod i18n;
 pub mod pay;
 pub mod receipts;
+pub mod session;
 
 use std::time::Duration;
 
 use askama::Template;
-use billing_core::access::{AccessDenied, Actor, Role};
-use billing_core::{BillingError, Lang};
+use billing_core::Lang;
+use billing_core::access::{Actor, Role};
 use poem::http::StatusCode;
 use poem::middleware::{CookieJarManager, Csrf, SetHeader};
-use poem::session::{CookieConfig, CookieSession, Session};
-use poem::web::cookie::{CookieJar, CookieKey, SameSite};
+use poem::web::cookie::{CookieJar, SameSite};
 use poem::web::{CsrfToken, CsrfVerifier, Html};
 use poem::{
     Endpoint, EndpointExt, FromRequest, IntoResponse, Request, RequestBody, Response, Route, get,
@@ -71,10 +72,15 @@ impl std::fmt::Debug for Ctx {
 impl Ctx {
     pub fn new(req: &Request, jar: &CookieJar, csrf: &CsrfToken, state: &HttpState) -> Ctx {
         let lang = i18n::detect(req, jar);
+        // Signed in, forms carry the session's own token; otherwise poem's.
+        let csrf = match session::presented(req) {
+            Some(s) => session::csrf_token(&csrf_key(state), &s),
+            None => csrf.0.clone(),
+        };
         Ctx {
             lang,
             t: i18n::texts(lang),
-            csrf: csrf.0.clone(),
+            csrf,
             path_and_query: req.uri().path().to_owned(),
             sandbox: state.settings.sandbox,
         }
@@ -119,8 +125,10 @@ impl<'a> FromRequest<'a> for Ctx {
     }
 }
 
-/// A submitted form whose CSRF token was verified. A form without a valid token is
-/// answered with the refusal page and never reaches the handler.
+/// A submitted form whose origin and CSRF token were verified: a cross-site form
+/// (`Origin`, `Sec-Fetch-Site`) or one without a valid token is answered with the
+/// refusal page and never reaches the handler. With a session cookie, the token must
+/// be that session's; without, poem's double-submit token.
 #[derive(Debug)]
 pub struct Checked<T>(pub T);
 
@@ -138,8 +146,14 @@ impl<'a, T: serde::de::DeserializeOwned> FromRequest<'a> for Checked<T> {
         let ctx = Ctx::from_request(req, body).await?;
         let bytes = body.take()?.into_bytes().await?;
         let token = serde_urlencoded::from_bytes::<CsrfField>(&bytes).map(|f| f.csrf_token);
-        let verifier = <&CsrfVerifier>::from_request(req, body).await?;
-        if !token.is_ok_and(|t| verifier.is_valid(&t)) {
+        let state = http_state(req)?;
+        let origin = session::origin_of(&state.settings.public_url);
+        let valid = match (token, session::presented(req)) {
+            (Ok(t), Some(s)) => session::csrf_valid(&csrf_key(state), &s, &t),
+            (Ok(t), None) => <&CsrfVerifier>::from_request(req, body).await?.is_valid(&t),
+            (Err(_), _) => false,
+        };
+        if !(valid && session::same_origin(req, &origin)) {
             return Err(rendered(message(
                 &ctx,
                 StatusCode::FORBIDDEN,
@@ -200,22 +214,6 @@ pub fn message(
     with_status(render(&page), status)
 }
 
-/// The signed-in staff member, if the session holds a valid token.
-pub async fn staff(session: &Session, state: &HttpState) -> Option<Actor> {
-    let token: String = session.get(SESSION_TOKEN)?;
-    match state.billing.staff.authenticate(Some(&token)).await {
-        Ok(actor @ Actor::Staff(_)) => Some(actor),
-        // A revoked or rotated token ends the session. (`clear`, not `purge`: poem's
-        // purge sends a removal cookie without `Path=/`, which browsers ignore.)
-        Err(BillingError::Access(AccessDenied::Unauthenticated)) => {
-            session.clear();
-            None
-        }
-        // Anything else (storage down) leaves the session for the next request.
-        _ => None,
-    }
-}
-
 pub fn user_box(actor: &Actor, t: &Texts) -> Option<UserBox> {
     match actor {
         Actor::Staff(u) => Some(UserBox {
@@ -230,7 +228,10 @@ pub fn user_box(actor: &Actor, t: &Texts) -> Option<UserBox> {
     }
 }
 
-pub const SESSION_TOKEN: &str = "staff_token";
+/// The key of signed-in forms' CSRF tokens.
+fn csrf_key(state: &HttpState) -> [u8; 32] {
+    derive(&state.settings.session_secret, b"csrf-session")
+}
 
 fn derive(secret: &[u8], purpose: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -276,18 +277,6 @@ pub fn routes(state: &HttpState) -> impl Endpoint + use<> {
     // Pages only; the JSON API and the webhook are routed in `crate::app`.
     let settings = &state.settings;
     let secure = settings.public_url.starts_with("https://");
-    let session = CookieSession::new(
-        CookieConfig::private(CookieKey::derive_from(&derive(
-            &settings.session_secret,
-            b"session",
-        )))
-        .name("consultpay_session")
-        .path("/")
-        .secure(secure)
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .max_age(Some(Duration::from_secs(12 * 3600))),
-    );
     let csrf = Csrf::new()
         .cookie_name("consultpay_csrf")
         .key(derive(&settings.session_secret, b"csrf"))
@@ -326,6 +315,11 @@ pub fn routes(state: &HttpState) -> impl Endpoint + use<> {
             get(dashboard::login_page).post(dashboard::login_submit),
         )
         .at("/dashboard/logout", post(dashboard::logout_submit))
+        .at("/dashboard/sessions", get(dashboard::sessions_page))
+        .at(
+            "/dashboard/sessions/end-all",
+            post(dashboard::end_all_sessions_submit),
+        )
         .at("/dashboard/fee-preview", get(dashboard::fee_preview))
         .at("/dashboard/payments.csv", get(dashboard::csv_download))
         .at("/dashboard/payments/:id", get(dashboard::payment_page))
@@ -416,7 +410,6 @@ pub fn routes(state: &HttpState) -> impl Endpoint + use<> {
             post(crate::pages::sandbox_checkout_authenticate),
         )
         .with(csrf)
-        .with(session)
         .with(CookieJarManager::new())
         .with(
             SetHeader::new()
