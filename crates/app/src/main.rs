@@ -100,6 +100,20 @@ enum UserCommand {
         /// The user's id.
         id: UserId,
     },
+    /// Set the e-mail and password a user signs in to the dashboard with (12 to 128
+    /// characters, read from the first line of standard input); every session they had
+    /// ends. Prints `{"id": …, "email": …}`.
+    SetPassword {
+        /// The user's id.
+        id: UserId,
+        /// The e-mail they sign in with.
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (never from the command line, where
+        /// other users of the machine could see it).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -240,6 +254,23 @@ async fn user(app: &wiring::App, command: UserCommand) -> Result<(), wiring::App
             }
         }
         UserCommand::RotateToken { id } => print_token(&staff.rotate_token(id).await?),
+        UserCommand::SetPassword {
+            id,
+            email,
+            password_stdin: _,
+        } => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            app.billing
+                .sessions
+                .set_password(id, &email, password)
+                .await?;
+            println!(
+                "{}",
+                serde_json::json!({ "id": id.to_string(), "email": email.trim().to_lowercase() })
+            );
+        }
         UserCommand::Revoke { id } => {
             let revoked = staff.revoke_tokens(id).await?;
             println!(

@@ -4,6 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use billing_core::ids::ConsultationId;
+use billing_core::password::{HashError, Password, PasswordHash, PasswordHasher};
 use billing_core::secrets::PayToken;
 use billing_core::system::{IdGenerator, PayLinkSigner, SecretGenerator};
 use hmac::{Hmac, KeyInit, Mac};
@@ -74,6 +75,78 @@ impl SecretGenerator for OsSecrets {
     }
 }
 
+/// Staff passwords hashed with Argon2id at OWASP's parameters (19 MiB, 2 passes, one
+/// lane), a 16-byte salt from the OS per hash, off the async executor. A hash keeps its
+/// parameters, so raising them later still verifies older hashes.
+pub struct Argon2Passwords {
+    decoy: PasswordHash,
+}
+
+impl std::fmt::Debug for Argon2Passwords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Argon2Passwords")
+    }
+}
+
+fn argon2() -> argon2::Argon2<'static> {
+    // OWASP's Password Storage Cheat Sheet: m = 19 MiB, t = 2, p = 1.
+    let params = argon2::Params::new(19 * 1024, 2, 1, None)
+        .unwrap_or_else(|_| unreachable!("constant parameters within Argon2's bounds"));
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+fn hash_now(password: &str) -> Result<PasswordHash, HashError> {
+    use argon2::PasswordHasher as _;
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(|e| HashError(e.to_string()))?;
+    let salt = argon2::password_hash::SaltString::encode_b64(&salt)
+        .map_err(|e| HashError(e.to_string()))?;
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| PasswordHash::from_stored(h.to_string()))
+        .map_err(|e| HashError(e.to_string()))
+}
+
+fn verify_now(password: &str, hash: &str) -> bool {
+    use argon2::PasswordVerifier as _;
+    argon2::password_hash::PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+impl Argon2Passwords {
+    /// The hasher, with its decoy (the hash of a random password nobody knows, made
+    /// once here: about as long as one sign-in).
+    pub fn new() -> Result<Self, HashError> {
+        Ok(Argon2Passwords {
+            decoy: hash_now(&OsSecrets.secret())?,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl PasswordHasher for Argon2Passwords {
+    async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
+        let password = password.clone();
+        tokio::task::spawn_blocking(move || hash_now(password.expose()))
+            .await
+            .map_err(|e| HashError(e.to_string()))?
+    }
+
+    async fn verify(&self, password: &Password, hash: &PasswordHash) -> bool {
+        let (password, hash) = (password.clone(), hash.clone());
+        tokio::task::spawn_blocking(move || verify_now(password.expose(), hash.as_str()))
+            .await
+            .unwrap_or(false)
+    }
+
+    fn decoy(&self) -> PasswordHash {
+        self.decoy.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +187,32 @@ mod tests {
         ] {
             assert_ne!(t, different);
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn argon2id_hashes_verify_their_password_only() {
+        let hasher = Argon2Passwords::new().unwrap();
+        let password = Password::parse("correct horse battery").unwrap();
+        let hash = hasher.hash(&password).await.unwrap();
+        assert!(
+            hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash:?}"
+        );
+        assert!(hasher.verify(&password, &hash).await);
+        let wrong = Password::parse("correct horse battery!").unwrap();
+        assert!(!hasher.verify(&wrong, &hash).await);
+        // Salted: the same password hashes differently each time.
+        assert_ne!(hasher.hash(&password).await.unwrap(), hash);
+        // Nobody's password matches the decoy, which has the same parameters.
+        assert!(!hasher.verify(&password, &hasher.decoy()).await);
+        assert!(
+            hasher
+                .decoy()
+                .as_str()
+                .starts_with("$argon2id$v=19$m=19456,t=2,p=1$")
+        );
+        // A stored value the hasher cannot read is a refusal, not an error.
+        let garbage = PasswordHash::from_stored("not a hash".into());
+        assert!(!hasher.verify(&password, &garbage).await);
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use video_jwt::{Audience, JwtPasses, Signing};
 
 use crate::config::{CheckoutMode, Config};
-use crate::system::{HmacPayLinks, OsSecrets, UuidV7};
+use crate::system::{Argon2Passwords, HmacPayLinks, OsSecrets, UuidV7};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -167,6 +167,9 @@ impl App {
             .ids(Arc::new(UuidV7))
             .secrets(Arc::new(OsSecrets))
             .pay_links(Arc::new(HmacPayLinks::new(&session_secret)))
+            .passwords(Arc::new(
+                Argon2Passwords::new().map_err(BillingError::from)?,
+            ))
             .observer(Arc::new(metrics.clone()));
         if let Some(mailer) = mailer(config)? {
             builder = builder.mailer(mailer);

@@ -148,11 +148,13 @@ pub enum AuditAction {
     TokenRotated,
     /// `user.tokens_revoked`: a user's tokens were revoked.
     TokensRevoked,
+    /// `user.password_set`: a user's sign-in e-mail and password were set.
+    PasswordSet,
 }
 
 impl AuditAction {
     /// Every action, in declaration order.
-    pub const ALL: [AuditAction; 35] = [
+    pub const ALL: [AuditAction; 36] = [
         AuditAction::StripeLinkStarted,
         AuditAction::StripeLinked,
         AuditAction::StripeVerified,
@@ -188,6 +190,7 @@ impl AuditAction {
         AuditAction::UserCreated,
         AuditAction::TokenRotated,
         AuditAction::TokensRevoked,
+        AuditAction::PasswordSet,
     ];
 
     /// The stable text form (`payment.validated`, …), stored and exported.
@@ -228,6 +231,7 @@ impl AuditAction {
             AuditAction::UserCreated => "user.created",
             AuditAction::TokenRotated => "user.token_rotated",
             AuditAction::TokensRevoked => "user.tokens_revoked",
+            AuditAction::PasswordSet => "user.password_set",
         }
     }
 }

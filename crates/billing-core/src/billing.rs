@@ -9,6 +9,7 @@ use crate::consultation::ports::ConsultationRepository;
 use crate::consultation::service::{PatientService, SchedulingService};
 use crate::gateway::{ConnectOnboarding, PaymentGateway, SandboxControl, WebhookVerifier};
 use crate::outbox::{Mailer, OutboxRepository, OutboxService};
+use crate::password::PasswordHasher;
 use crate::payment::holds::HoldService;
 use crate::payment::ledger::{Ledger, PaymentObserver};
 use crate::payment::ports::{IdempotencyStore, PaymentRepository, WebhookInbox};
@@ -35,6 +36,7 @@ pub(crate) struct Ports {
     pub(crate) idempotency: Arc<dyn IdempotencyStore>,
     pub(crate) users: Arc<dyn UserRepository>,
     pub(crate) sessions: Arc<dyn SessionRepository>,
+    pub(crate) passwords: Arc<dyn PasswordHasher>,
     pub(crate) outbox: Arc<dyn OutboxRepository>,
     pub(crate) mailer: Option<Arc<dyn Mailer>>,
     pub(crate) audit: Arc<dyn AuditLog>,
@@ -93,8 +95,8 @@ pub struct MissingPort(pub &'static str);
 /// Required: every storage port (at once with [`BillingBuilder::storage`], or one by
 /// one), the gateway's three ports ([`payment_gateway`](Self::payment_gateway),
 /// [`connect`](Self::connect), [`webhook_verifier`](Self::webhook_verifier)), a
-/// [`renderer`](Self::renderer), [`ids`](Self::ids), [`secrets`](Self::secrets) and
-/// [`pay_links`](Self::pay_links). Defaulted: the [`clock`](Self::clock) (the
+/// [`renderer`](Self::renderer), [`ids`](Self::ids), [`secrets`](Self::secrets),
+/// [`pay_links`](Self::pay_links) and [`passwords`](Self::passwords). Defaulted: the [`clock`](Self::clock) (the
 /// system's). Optional: the [`mailer`](Self::mailer) (without one, e-mail stays
 /// queued), the [`sandbox`](Self::sandbox), video [`passes`](Self::passes) and a payment
 /// [`observer`](Self::observer). A port added to a later version is either defaulted
@@ -117,6 +119,7 @@ struct Given {
     idempotency: Option<Arc<dyn IdempotencyStore>>,
     users: Option<Arc<dyn UserRepository>>,
     sessions: Option<Arc<dyn SessionRepository>>,
+    passwords: Option<Arc<dyn PasswordHasher>>,
     outbox: Option<Arc<dyn OutboxRepository>>,
     audit: Option<Arc<dyn AuditLog>>,
     payment_gateway: Option<Arc<dyn PaymentGateway>>,
@@ -194,6 +197,8 @@ impl BillingBuilder {
         users: dyn UserRepository;
         /// Dashboard sessions.
         sessions: dyn SessionRepository;
+        /// Hashes and checks staff passwords (Argon2id in the server).
+        passwords: dyn PasswordHasher;
         /// The e-mail outbox.
         outbox: dyn OutboxRepository;
         /// The audit trail.
@@ -249,6 +254,7 @@ impl BillingBuilder {
             idempotency: required(given.idempotency, "idempotency")?,
             users: required(given.users, "users")?,
             sessions: required(given.sessions, "sessions")?,
+            passwords: required(given.passwords, "passwords")?,
             outbox: required(given.outbox, "outbox")?,
             audit: required(given.audit, "audit")?,
             gateway: required(given.payment_gateway, "payment_gateway")?,
@@ -423,6 +429,7 @@ impl Billing {
             sessions: SessionService::new(
                 deps.users.clone(),
                 deps.sessions.clone(),
+                deps.passwords.clone(),
                 deps.clock.clone(),
                 deps.secrets.clone(),
                 config.clone(),

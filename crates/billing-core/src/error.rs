@@ -150,6 +150,9 @@ pub enum BillingError {
     /// The pass to the video room could not be signed.
     #[error(transparent)]
     Pass(SignError),
+    /// A password could not be hashed (the hasher's failure).
+    #[error(transparent)]
+    Hashing(#[from] crate::password::HashError),
     /// The payment processor refused or could not answer (a declined card is
     /// [`BillingError::Declined`] instead).
     #[error("payment gateway: {0}")]
@@ -212,6 +215,7 @@ impl BillingError {
             BillingError::ReceiptNotIssued => "receipt_not_issued",
             BillingError::Day(d) => d.code(),
             BillingError::Pass(_) => "pass_unavailable",
+            BillingError::Hashing(_) => "password_unavailable",
             BillingError::Render(_) => "document_unavailable",
             BillingError::Storage(_) => "storage_unavailable",
         }
@@ -262,9 +266,10 @@ impl BillingError {
                 | GatewayError::Unavailable { .. }
                 | GatewayError::NotConfigured(_) => ErrorClass::Unavailable,
             },
-            BillingError::Storage(_) | BillingError::Render(_) | BillingError::Pass(_) => {
-                ErrorClass::Unavailable
-            }
+            BillingError::Storage(_)
+            | BillingError::Render(_)
+            | BillingError::Pass(_)
+            | BillingError::Hashing(_) => ErrorClass::Unavailable,
         }
     }
 

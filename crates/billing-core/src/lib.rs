@@ -38,6 +38,8 @@
 //! use billing_core::async_trait::async_trait;
 //! use billing_core::access::{Actor, Role, StaffUser};
 //! use billing_core::audit::AuditEntry;
+//! use billing_core::contact::EmailAddress;
+//! use billing_core::password::PasswordHash;
 //! use billing_core::practitioner::model::Practitioner;
 //! use billing_core::repository::RepositoryError;
 //! use billing_core::secrets::TokenHash;
@@ -106,6 +108,22 @@
 //!         }
 //!         Ok(revoked)
 //!     }
+//!     async fn set_login(
+//!         &self,
+//!         _user: UserId,
+//!         _email: &EmailAddress,
+//!         _password: &PasswordHash,
+//!         _at: DateTime<Utc>,
+//!         _audit: &[AuditEntry],
+//!     ) -> Result<(), RepositoryError> {
+//!         Err(RepositoryError::Unavailable("passwords are not kept here".into()))
+//!     }
+//!     async fn find_login(
+//!         &self,
+//!         _email: &EmailAddress,
+//!     ) -> Result<Option<(StaffUser, PasswordHash)>, RepositoryError> {
+//!         Ok(None) // tokens only: nobody signs in with a password
+//!     }
 //! }
 //!
 //! /// Deterministic ids and secrets, as a test of yours might use.
@@ -165,6 +183,7 @@ pub mod gateway;
 pub mod ids;
 pub mod money;
 pub mod outbox;
+pub mod password;
 pub mod payment;
 pub mod practitioner;
 pub mod receipt;

@@ -10,9 +10,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::access::{AccessDenied, Actor, StaffUser};
+use crate::audit::{AuditAction, AuditActor, AuditEntry};
 use crate::config::BillingConfig;
+use crate::contact::EmailAddress;
 use crate::error::BillingError;
 use crate::ids::UserId;
+use crate::password::{Password, PasswordHasher};
 use crate::repository::RepositoryError;
 use crate::secrets::{SessionToken, StaffToken, TokenHash};
 use crate::staff::UserRepository;
@@ -29,9 +32,10 @@ pub struct SessionRecord {
     pub id: TokenHash,
     /// Who it signs in.
     pub user: UserId,
-    /// The hash of the staff token the user signed in with: revoking it ends the
-    /// session.
-    pub credential: TokenHash,
+    /// The hash of the staff token the user signed in with (revoking it ends the
+    /// session), or `None` for a sign-in with e-mail and password (setting a new
+    /// password ends every session).
+    pub credential: Option<TokenHash>,
     /// When the user signed in.
     pub created_at: DateTime<Utc>,
     /// When the session was last used (to within [`TOUCH_EVERY`]).
@@ -55,10 +59,11 @@ impl SessionRecord {
 /// - **By hash.** Sessions are stored and found by [`TokenHash`]; a reused hash is
 ///   [`RepositoryError::Duplicate`], a session of a user who does not exist
 ///   [`RepositoryError::NotFound`], and nothing is written then.
-/// - **Bound to the sign-in token.** [`find_session`](SessionRepository::find_session)
+/// - **Bound to the credential.** [`find_session`](SessionRepository::find_session)
 ///   does not find a session whose `credential` token has been revoked: rotating or
 ///   revoking a user's tokens ends their sessions at once (and
-///   [`UserRepository::replace_tokens`] deletes them in its transaction).
+///   [`UserRepository::replace_tokens`] deletes them in its transaction, as
+///   [`UserRepository::set_login`] does).
 /// - **Ended is gone.** An ended session is never found again.
 /// - Sessions read back equal (`==`) to what was written (timestamps at the
 ///   microsecond); an outage is [`RepositoryError::Unavailable`].
@@ -70,7 +75,8 @@ pub trait SessionRepository: Send + Sync {
     async fn create_session(&self, session: &SessionRecord) -> Result<(), RepositoryError>;
 
     /// The session with this id and the user it signs in, if it exists and the token it
-    /// was opened with is not revoked. Whether it timed out is the caller's to judge.
+    /// was opened with (if any) is not revoked. Whether it timed out is the caller's to
+    /// judge.
     async fn find_session(
         &self,
         id: &TokenHash,
@@ -115,6 +121,7 @@ pub struct SignedIn {
 pub struct SessionService {
     users: Arc<dyn UserRepository>,
     sessions: Arc<dyn SessionRepository>,
+    passwords: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
     secrets: Arc<dyn SecretGenerator>,
     config: BillingConfig,
@@ -131,11 +138,12 @@ fn unauthenticated() -> BillingError {
 }
 
 impl SessionService {
-    /// Sessions over `sessions`, for the users of `users`, with session tokens from
-    /// `secrets` and the timeouts of `config`.
+    /// Sessions over `sessions`, for the users of `users` (passwords checked by
+    /// `passwords`), with session tokens from `secrets` and the timeouts of `config`.
     pub fn new(
         users: Arc<dyn UserRepository>,
         sessions: Arc<dyn SessionRepository>,
+        passwords: Arc<dyn PasswordHasher>,
         clock: Arc<dyn Clock>,
         secrets: Arc<dyn SecretGenerator>,
         config: BillingConfig,
@@ -143,6 +151,7 @@ impl SessionService {
         SessionService {
             users,
             sessions,
+            passwords,
             clock,
             secrets,
             config,
@@ -160,6 +169,86 @@ impl SessionService {
             .find_by_token(&credential)
             .await?
             .ok_or_else(unauthenticated)?;
+        self.open(user, Some(credential)).await
+    }
+
+    /// Opens a session for the user who signs in with this e-mail and password. An
+    /// unknown e-mail and a wrong password are the same
+    /// [`AccessDenied::Unauthenticated`], and take the same time (the password is
+    /// checked against a decoy hash when there is no account), so the answer says
+    /// nothing about who has an account.
+    pub async fn sign_in_with_password(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<SignedIn, BillingError> {
+        // Any input is checked against a hash: a malformed one too.
+        let typed = Password::parse(password).ok();
+        let login = match login_key(email) {
+            Some(email) => self.users.find_login(&email).await?,
+            None => None,
+        };
+        let (hash, user) = match login {
+            Some((user, hash)) => (hash, Some(user)),
+            None => (self.passwords.decoy(), None),
+        };
+        let checked = typed.clone().unwrap_or_else(Password::placeholder);
+        let matches = self.passwords.verify(&checked, &hash).await;
+        match user {
+            Some(user) if matches && typed.is_some() => self.open(user, None).await,
+            _ => Err(unauthenticated()),
+        }
+    }
+
+    /// Sets the e-mail and password `user` signs in with (the operator's
+    /// `consultpay user set-password`, an invitation's first sign-in), and ends every
+    /// session they had.
+    ///
+    /// # Errors
+    /// [`BillingError::Validation`] for a malformed e-mail or a password outside
+    /// 12–128 characters, [`BillingError::NotFound`] for an unknown user, a
+    /// `Storage(Duplicate)` when another user signs in with that e-mail.
+    pub async fn set_password(
+        &self,
+        user: UserId,
+        email: &str,
+        password: &str,
+    ) -> Result<(), BillingError> {
+        let email = login_key(email)
+            .ok_or_else(|| BillingError::validation("email", "not an e-mail address"))?;
+        let password =
+            Password::parse(password).map_err(|e| BillingError::validation("password", e))?;
+        let staff = match self.users.get_user(user).await {
+            Err(RepositoryError::NotFound) => return Err(BillingError::NotFound("user")),
+            other => other?,
+        };
+        let hash = self.passwords.hash(&password).await?;
+        let now = now_micros(self.clock.as_ref());
+        let audit: Vec<AuditEntry> = staff
+            .role
+            .practitioners()
+            .into_iter()
+            .map(|p| {
+                AuditEntry::new(now, p, AuditActor::System, AuditAction::PasswordSet)
+                    .subject(user.as_uuid())
+                    .detail(staff.role.kind().as_str())
+            })
+            .collect();
+        match self.users.set_login(user, &email, &hash, now, &audit).await {
+            Err(RepositoryError::NotFound) => Err(BillingError::NotFound("user")),
+            Err(RepositoryError::Duplicate(_)) => Err(BillingError::validation(
+                "email",
+                "another user signs in with this e-mail",
+            )),
+            other => Ok(other?),
+        }
+    }
+
+    async fn open(
+        &self,
+        user: StaffUser,
+        credential: Option<TokenHash>,
+    ) -> Result<SignedIn, BillingError> {
         let now = now_micros(self.clock.as_ref());
         let token = SessionToken::from_random(&self.secrets.secret());
         self.sessions
@@ -237,6 +326,11 @@ impl SessionService {
     }
 }
 
+/// The e-mail as accounts are keyed: trimmed, in lower case.
+fn login_key(email: &str) -> Option<EmailAddress> {
+    EmailAddress::parse(&email.trim().to_lowercase()).ok()
+}
+
 fn signed_in(actor: &Actor) -> Result<UserId, BillingError> {
     match actor {
         Actor::Staff(user) => Ok(user.id),
@@ -274,6 +368,7 @@ mod tests {
             sessions: SessionService::new(
                 store.clone(),
                 store.clone(),
+                Arc::new(crate::testing::FastHasher),
                 clock.clone(),
                 secrets,
                 config,
@@ -364,6 +459,81 @@ mod tests {
         p.clock.advance(Duration::seconds(1));
         p.sessions.resume(s.token.expose()).await.unwrap();
         assert_eq!(last_seen().await, build::t0() + Duration::minutes(1));
+    }
+
+    #[tokio::test]
+    async fn an_email_and_password_sign_in_and_a_new_password_ends_every_session() {
+        let p = practice();
+        let dr = p.staff.add_practitioner("Dr Estival", None).await.unwrap();
+        let before = p.sessions.sign_in(dr.token.expose()).await.unwrap();
+        p.sessions
+            .set_password(dr.id, " Camille@Example.org ", "correct horse battery")
+            .await
+            .unwrap();
+        assert!(
+            denied(p.sessions.resume(before.token.expose()).await),
+            "a new password ends sessions"
+        );
+        let signed_in = p
+            .sessions
+            .sign_in_with_password("camille@example.ORG", "correct horse battery")
+            .await
+            .unwrap();
+        assert!(p.sessions.resume(signed_in.token.expose()).await.is_ok());
+        // Wrong password, unknown account, malformed input: the same refusal.
+        for (email, password) in [
+            ("camille@example.org", "wrong horse battery"),
+            ("nobody@example.org", "correct horse battery"),
+            ("not an email", "correct horse battery"),
+            ("camille@example.org", "short"),
+        ] {
+            assert!(
+                denied(p.sessions.sign_in_with_password(email, password).await),
+                "{email}"
+            );
+        }
+        // Rotating the token ends every session, password ones too; signing in again
+        // with the password works.
+        p.staff.rotate_token(dr.id).await.unwrap();
+        assert!(
+            p.sessions.resume(signed_in.token.expose()).await.is_err(),
+            "rotation ends every session"
+        );
+        let again = p
+            .sessions
+            .sign_in_with_password("camille@example.org", "correct horse battery")
+            .await
+            .unwrap();
+        assert!(p.sessions.resume(again.token.expose()).await.is_ok());
+        // Bad input is a validation error, named by field.
+        let short = p
+            .sessions
+            .set_password(dr.id, "camille@example.org", "short")
+            .await;
+        assert!(matches!(
+            short,
+            Err(BillingError::Validation {
+                field: "password",
+                ..
+            })
+        ));
+        let email = p
+            .sessions
+            .set_password(dr.id, "camille", "correct horse battery")
+            .await;
+        assert!(matches!(
+            email,
+            Err(BillingError::Validation { field: "email", .. })
+        ));
+        let other = p.staff.add_practitioner("Dr Roux", None).await.unwrap();
+        let taken = p
+            .sessions
+            .set_password(other.id, "camille@example.org", "another long password")
+            .await;
+        assert!(matches!(
+            taken,
+            Err(BillingError::Validation { field: "email", .. })
+        ));
     }
 
     #[tokio::test]

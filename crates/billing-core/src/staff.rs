@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 use crate::access::{Actor, Role, StaffUser};
 use crate::audit::{AuditAction, AuditActor, AuditEntry};
 use crate::config::BillingConfig;
-use crate::contact::DisplayName;
+use crate::contact::{DisplayName, EmailAddress};
 use crate::error::BillingError;
 use crate::ids::{PractitionerId, UserId};
+use crate::password::PasswordHash;
 use crate::practitioner::model::{Practitioner, TimeZone};
 use crate::repository::RepositoryError;
 use crate::secrets::{StaffToken, TokenHash};
@@ -84,6 +85,27 @@ pub trait UserRepository: Send + Sync {
         at: DateTime<Utc>,
         audit: &[AuditEntry],
     ) -> Result<u64, RepositoryError>;
+
+    /// Sets the e-mail `user` signs in with (given in lower case) and their password's
+    /// hash, ends every session of theirs and appends `audit`, together or not at all.
+    /// MUST return [`RepositoryError::NotFound`] if the user does not exist and
+    /// [`RepositoryError::Duplicate`] if another user signs in with that e-mail;
+    /// nothing is written then.
+    async fn set_login(
+        &self,
+        user: UserId,
+        email: &EmailAddress,
+        password: &PasswordHash,
+        at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> Result<(), RepositoryError>;
+
+    /// The user who signs in with this e-mail (given in lower case) and their
+    /// password's hash, if any.
+    async fn find_login(
+        &self,
+        email: &EmailAddress,
+    ) -> Result<Option<(StaffUser, PasswordHash)>, RepositoryError>;
 }
 
 /// A staff user as the operator sees them in a listing.

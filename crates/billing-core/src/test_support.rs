@@ -563,6 +563,7 @@ impl Mocks {
                 idempotency: Arc::new(self.idempotency),
                 users: Arc::new(MockUserRepository::new()),
                 sessions: Arc::new(crate::session::MockSessionRepository::new()),
+                passwords: Arc::new(crate::password::MockPasswordHasher::new()),
                 outbox: Arc::new(self.outbox),
                 mailer: self
                     .mailer

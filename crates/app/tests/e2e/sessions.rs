@@ -306,3 +306,81 @@ async fn answers_with_personal_or_payment_data_are_never_stored_by_a_cache() {
     assert!(!no_store(&css));
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_practitioner_signs_in_with_an_email_and_password_and_a_new_password_ends_sessions() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let dr = t.practitioner("Dr Estival").await;
+    let id = dr.id.parse().expect("user id");
+    let sessions = &t.app.billing.sessions;
+    sessions
+        .set_password(id, "camille@example.org", "correct horse battery")
+        .await
+        .expect("password set");
+    let form = |email: &str, password: &str| {
+        let (email, password) = (email.to_owned(), password.to_owned());
+        let url = t.url("/dashboard/login");
+        async move {
+            let client = reqwest::Client::builder()
+                .redirect(Policy::none())
+                .cookie_store(true)
+                .build()
+                .expect("client");
+            let page = client.get(&url).send().await.expect("login page");
+            let csrf = csrf_token(&page.text().await.expect("html"));
+            let resp = client
+                .post(&url)
+                .form(&[
+                    ("csrf_token", csrf.as_str()),
+                    ("email", email.as_str()),
+                    ("password", password.as_str()),
+                ])
+                .send()
+                .await
+                .expect("sign in");
+            let cookie = resp
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find(|v| v.starts_with("consultpay_session=cps_"))
+                .map(|v| v.split(';').next().unwrap_or_default().to_owned());
+            (resp.status(), resp.text().await.unwrap_or_default(), cookie)
+        }
+    };
+    let (status, _, cookie) = form("Camille@example.org", "correct horse battery").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = cookie.expect("a session");
+    assert_eq!(
+        get_with(&t, "/dashboard", &cookie).await.status(),
+        StatusCode::OK
+    );
+    // A wrong password and an unknown e-mail get the same answer.
+    let (wrong, wrong_page, none) = form("camille@example.org", "wrong horse battery").await;
+    let (unknown, unknown_page, _) = form("nobody@example.org", "correct horse battery").await;
+    assert_eq!(
+        (wrong, unknown),
+        (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED)
+    );
+    assert!(none.is_none());
+    let alert = |page: &str| {
+        page.split("id=\"login-failed\">")
+            .nth(1)
+            .and_then(|rest| rest.split('<').next())
+            .map(str::to_owned)
+    };
+    assert!(alert(&wrong_page).is_some());
+    assert_eq!(alert(&wrong_page), alert(&unknown_page));
+    // A new password ends the session opened with the old one.
+    sessions
+        .set_password(id, "camille@example.org", "another horse battery")
+        .await
+        .expect("password changed");
+    assert_eq!(
+        get_with(&t, "/dashboard", &cookie).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    t.stop().await;
+}

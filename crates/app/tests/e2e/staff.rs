@@ -15,13 +15,30 @@ use crate::helpers::{Backend, TestApp, csrf_token};
 /// Runs the `consultpay` binary on `db` with nothing else from the environment;
 /// returns its stdout lines as JSON.
 fn consultpay(dir: &Path, db: &str, args: &[&str]) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_consultpay"))
+    consultpay_with_stdin(dir, db, args, "")
+}
+
+/// Runs the CLI with `stdin` as its standard input; asserts it succeeds and returns
+/// its JSON lines.
+fn consultpay_with_stdin(dir: &Path, db: &str, args: &[&str], stdin: &str) -> Vec<Value> {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_consultpay"))
         .args(args)
         .current_dir(dir)
         .env_clear()
         .env("DATABASE_URL", db)
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("consultpay runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("consultpay ends");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -80,6 +97,22 @@ async fn the_operator_adds_lists_rotates_and_revokes_staff_tokens_from_the_cli()
     assert_eq!(revoked[0]["revoked_tokens"], 1);
     assert_eq!(run(&["user", "list"])[1]["live_tokens"], 0);
 
+    // The operator sets the secretary's e-mail and password (read from stdin).
+    let set = consultpay_with_stdin(
+        dir.path(),
+        &db,
+        &[
+            "user",
+            "set-password",
+            &sec_id,
+            "--email",
+            "Accueil@Example.org",
+            "--password-stdin",
+        ],
+        "correct horse battery\n",
+    );
+    assert_eq!(set[0]["email"], "accueil@example.org");
+
     let rotated = run(&["user", "rotate-token", &sec_id]);
     assert_eq!(str_of(&rotated[0], "id"), sec_id);
     let new_token = str_of(&rotated[0], "token").to_owned();
@@ -98,6 +131,18 @@ async fn the_operator_adds_lists_rotates_and_revokes_staff_tokens_from_the_cli()
     let staff = &app.billing.staff;
     assert!(staff.authenticate(Some(&new_token)).await.is_ok());
     let err = staff.authenticate(Some(&old_token)).await.unwrap_err();
+    assert_eq!(err.code(), "unauthenticated");
+    let sessions = &app.billing.sessions;
+    assert!(
+        sessions
+            .sign_in_with_password("accueil@example.org", "correct horse battery")
+            .await
+            .is_ok()
+    );
+    let err = sessions
+        .sign_in_with_password("accueil@example.org", "correct horse batter")
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "unauthenticated");
     let _ = app.store.clone().close().await;
 

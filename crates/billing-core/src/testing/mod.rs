@@ -6,7 +6,8 @@
 //! - [`FakeGateway`]: a scriptable payment processor (holds, declines, timeouts,
 //!   unknown outcomes, webhooks) that records every call it was given.
 //! - [`FixedClock`], [`SequentialIds`] and [`SequentialSecrets`]: time that moves only
-//!   when told, and identifiers and secrets that are the same on every run.
+//!   when told, and identifiers and secrets that are the same on every run;
+//!   [`FastHasher`]: passwords checked without Argon2's wait.
 //! - [`Practice`]: all of that wired into [`Billing`](crate::Billing), with a
 //!   practitioner whose Stripe account is linked and consultations held on demand.
 //! - [`build`]: payments in each state of the state machine, made through the domain's
@@ -143,6 +144,44 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
             Poll::Ready(output) => return output,
             Poll::Pending => std::thread::park(),
         }
+    }
+}
+
+/// Password "hashing" for tests: fast and deterministic (a SHA-256 with no salt), so
+/// tests that sign in do not wait on Argon2. Never use it outside tests.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FastHasher;
+
+impl FastHasher {
+    fn digest(password: &str) -> String {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(password.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("fast${hex}")
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::password::PasswordHasher for FastHasher {
+    async fn hash(
+        &self,
+        password: &crate::password::Password,
+    ) -> Result<crate::password::PasswordHash, crate::password::HashError> {
+        Ok(crate::password::PasswordHash::from_stored(Self::digest(
+            password.expose(),
+        )))
+    }
+
+    async fn verify(
+        &self,
+        password: &crate::password::Password,
+        hash: &crate::password::PasswordHash,
+    ) -> bool {
+        Self::digest(password.expose()) == hash.as_str()
+    }
+
+    fn decoy(&self) -> crate::password::PasswordHash {
+        crate::password::PasswordHash::from_stored(format!("fast${}", "0".repeat(64)))
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use chrono::Duration;
 
 use super::{
-    FakeGateway, FixedClock, MemoryStore, OpenPayLinks, SequentialIds, SequentialSecrets,
-    TextRenderer, build,
+    FakeGateway, FastHasher, FixedClock, MemoryStore, OpenPayLinks, SequentialIds,
+    SequentialSecrets, TextRenderer, build,
 };
 use crate::access::Actor;
 use crate::billing::{Billing, BillingBuilder};
@@ -90,6 +90,7 @@ impl Practice {
             .ids(ids.clone())
             .secrets(Arc::new(SequentialSecrets::default()))
             .pay_links(Arc::new(OpenPayLinks))
+            .passwords(Arc::new(FastHasher))
             .clock(clock.clone());
         let billing = customize(builder).build()?;
         let created = billing

@@ -406,9 +406,23 @@ pub async fn login_page(
     })
 }
 
-#[derive(Debug, Deserialize)]
+/// The sign-in form: an e-mail and a password, or an access token.
+#[derive(Deserialize)]
 pub struct LoginForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
     token: String,
+}
+
+impl std::fmt::Debug for LoginForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginForm")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
 }
 
 #[handler]
@@ -418,7 +432,15 @@ pub async fn login_submit(
     Checked(form): Checked<LoginForm>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    match state.billing.sessions.sign_in(form.token.trim()).await {
+    let sessions = &state.billing.sessions;
+    let signed_in = if form.token.trim().is_empty() {
+        sessions
+            .sign_in_with_password(&form.email, &form.password)
+            .await
+    } else {
+        sessions.sign_in(form.token.trim()).await
+    };
+    match signed_in {
         Ok(signed_in) => {
             // A session this browser had before is over: one cookie, one session.
             if let Some(previous) = session::presented(req) {

@@ -18,6 +18,7 @@ pub mod sandbox_head;
 pub mod sandbox_object;
 pub mod secretary_link;
 pub mod service;
+pub mod staff_login;
 pub mod staff_session;
 pub mod staff_token;
 pub mod user;

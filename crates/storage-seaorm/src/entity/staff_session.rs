@@ -8,7 +8,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id_hash: String,
     pub user_id: Uuid,
-    pub credential_hash: String,
+    /// The staff token signed in with; `None` for e-mail and password.
+    pub credential_hash: Option<String>,
     pub created_at: DateTimeUtc,
     pub last_seen_at: DateTimeUtc,
     pub expires_at: DateTimeUtc,

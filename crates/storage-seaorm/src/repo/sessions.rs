@@ -19,16 +19,20 @@ use crate::convert::at;
 use crate::entity::{staff_session, staff_token, user};
 use crate::store::{unavailable, write_error};
 
-/// Sessions whose sign-in token is not revoked.
+/// Sessions whose sign-in token, if they have one, is not revoked.
 fn live() -> Select<staff_session::Entity> {
     staff_session::Entity::find().filter(
-        staff_session::Column::CredentialHash.in_subquery(
-            Query::select()
-                .column(staff_token::Column::Hash)
-                .from(staff_token::Entity)
-                .and_where(staff_token::Column::RevokedAt.is_null())
-                .to_owned(),
-        ),
+        Condition::any()
+            .add(staff_session::Column::CredentialHash.is_null())
+            .add(
+                staff_session::Column::CredentialHash.in_subquery(
+                    Query::select()
+                        .column(staff_token::Column::Hash)
+                        .from(staff_token::Entity)
+                        .and_where(staff_token::Column::RevokedAt.is_null())
+                        .to_owned(),
+                ),
+            ),
     )
 }
 
@@ -36,7 +40,7 @@ fn record(row: staff_session::Model) -> SessionRecord {
     SessionRecord {
         id: TokenHash::from_stored(row.id_hash),
         user: UserId::from_uuid(row.user_id),
-        credential: TokenHash::from_stored(row.credential_hash),
+        credential: row.credential_hash.map(TokenHash::from_stored),
         created_at: row.created_at,
         last_seen_at: row.last_seen_at,
         expires_at: row.expires_at,
@@ -49,7 +53,7 @@ impl SessionRepository for Store {
         let row = staff_session::Model {
             id_hash: session.id.as_str().to_owned(),
             user_id: session.user.as_uuid(),
-            credential_hash: session.credential.as_str().to_owned(),
+            credential_hash: session.credential.as_ref().map(|c| c.as_str().to_owned()),
             created_at: at(session.created_at),
             last_seen_at: at(session.last_seen_at),
             expires_at: at(session.expires_at),

@@ -6,13 +6,15 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use billing_core::access::{Role, StaffUser};
 use billing_core::audit::AuditEntry;
+use billing_core::contact::EmailAddress;
 use billing_core::ids::UserId;
+use billing_core::password::PasswordHash;
 use billing_core::practitioner::model::Practitioner;
 use billing_core::repository::RepositoryError;
 use billing_core::secrets::TokenHash;
 use billing_core::staff::{StaffRecord, UserRepository};
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, prelude::Uuid,
@@ -21,7 +23,7 @@ use sea_orm::{
 use super::{append_audit, finish};
 use crate::Store;
 use crate::convert::{ROLE_SECRETARY, at, practitioner_row, user_from_row, user_row};
-use crate::entity::{practitioner, secretary_link, staff_session, staff_token, user};
+use crate::entity::{practitioner, secretary_link, staff_login, staff_session, staff_token, user};
 use crate::store::{unavailable, write_error};
 
 async fn insert_user<C: ConnectionTrait>(
@@ -202,6 +204,80 @@ impl UserRepository for Store {
                 })
             })
             .collect()
+    }
+
+    async fn set_login(
+        &self,
+        id: UserId,
+        email: &EmailAddress,
+        password: &PasswordHash,
+        now: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> Result<(), RepositoryError> {
+        let row = staff_login::Model {
+            user_id: id.as_uuid(),
+            email: email.as_str().to_owned(),
+            password_hash: password.as_str().to_owned(),
+            updated_at: at(now),
+        };
+        let txn = self.begin_write().await?;
+        let result = async {
+            user::Entity::find_by_id(id.as_uuid())
+                .all(&txn)
+                .await
+                .map_err(unavailable)?
+                .into_iter()
+                .next()
+                .ok_or(RepositoryError::NotFound)?;
+            staff_login::Entity::insert(row.into_active_model())
+                .on_conflict(
+                    OnConflict::column(staff_login::Column::UserId)
+                        .update_columns([
+                            staff_login::Column::Email,
+                            staff_login::Column::PasswordHash,
+                            staff_login::Column::UpdatedAt,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await
+                .map_err(|e| write_error(e, "email"))?;
+            staff_session::Entity::delete_many()
+                .filter(staff_session::Column::UserId.eq(id.as_uuid()))
+                .exec(&txn)
+                .await
+                .map_err(unavailable)?;
+            append_audit(&txn, audit).await
+        }
+        .await;
+        finish(txn, result).await
+    }
+
+    async fn find_login(
+        &self,
+        email: &EmailAddress,
+    ) -> Result<Option<(StaffUser, PasswordHash)>, RepositoryError> {
+        let Some(login) = staff_login::Entity::find()
+            .filter(staff_login::Column::Email.eq(email.as_str()))
+            .all(&self.db)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let row = user::Entity::find_by_id(login.user_id)
+            .all(&self.db)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                RepositoryError::Corrupt(format!("staff_logins: user {} missing", login.user_id))
+            })?;
+        let user = load_user(&self.db, row).await?;
+        Ok(Some((user, PasswordHash::from_stored(login.password_hash))))
     }
 
     async fn replace_tokens(

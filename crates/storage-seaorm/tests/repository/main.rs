@@ -115,6 +115,8 @@ suite!(
     ending_every_session_of_a_user_leaves_the_others_signed_in,
     touching_a_session_moves_only_its_last_use,
     sessions_that_are_over_are_purged_and_open_ones_kept,
+    a_login_is_found_by_its_email_and_setting_one_ends_the_users_sessions,
+    an_email_signs_in_one_user_and_an_unknown_user_gets_none,
     // users and the audit trail
     a_fresh_database_has_no_user,
     a_practitioners_user_shares_their_id_and_is_found_by_token_hash,

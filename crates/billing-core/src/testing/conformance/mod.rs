@@ -156,6 +156,8 @@ pub fn storage_cases<S: Storage + 'static>() -> Vec<Case<S>> {
         sessions::ending_every_session_of_a_user_leaves_the_others_signed_in,
         sessions::touching_a_session_moves_only_its_last_use,
         sessions::sessions_that_are_over_are_purged_and_open_ones_kept,
+        sessions::a_login_is_found_by_its_email_and_setting_one_ends_the_users_sessions,
+        sessions::an_email_signs_in_one_user_and_an_unknown_user_gets_none,
         users::a_fresh_database_has_no_user,
         users::a_practitioners_user_shares_their_id_and_is_found_by_token_hash,
         users::a_secretary_works_for_each_of_their_practitioners,

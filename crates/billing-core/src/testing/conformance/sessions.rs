@@ -41,7 +41,7 @@ fn session(user: UserId, credential: &TokenHash, minute: i64) -> SessionRecord {
     SessionRecord {
         id: staff_token_hash(),
         user,
-        credential: credential.clone(),
+        credential: Some(credential.clone()),
         created_at: t0() + mins(minute),
         last_seen_at: t0() + mins(minute),
         expires_at: t0() + mins(minute) + chrono::Duration::hours(12),
@@ -176,4 +176,82 @@ pub async fn sessions_that_are_over_are_purged_and_open_ones_kept<S: Storage>(st
     assert_eq!(store.purge_sessions(now, idle_since).await.unwrap(), 2);
     assert_eq!(store.sessions_of(user.id).await.unwrap(), [open]);
     assert_eq!(store.purge_sessions(now, idle_since).await.unwrap(), 0);
+}
+
+pub async fn a_login_is_found_by_its_email_and_setting_one_ends_the_users_sessions<S: Storage>(
+    store: S,
+) {
+    let token = staff_token_hash();
+    let user = user_with(&store, &token).await;
+    let email = crate::contact::EmailAddress::parse("camille@example.org").unwrap();
+    let hash = crate::password::PasswordHash::from_stored("$argon2id$v=19$first".into());
+    let s = session(user.id, &token, 0);
+    store.create_session(&s).await.unwrap();
+    let mut by_password = session(user.id, &token, 1);
+    by_password.credential = None;
+    store.create_session(&by_password).await.unwrap();
+    store
+        .set_login(user.id, &email, &hash, t0() + mins(2), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find_login(&email).await.unwrap(),
+        Some((user.clone(), hash))
+    );
+    assert!(
+        store.sessions_of(user.id).await.unwrap().is_empty(),
+        "every session ended"
+    );
+    // A session without a token lives until it is ended.
+    let mut fresh = session(user.id, &token, 3);
+    fresh.credential = None;
+    store.create_session(&fresh).await.unwrap();
+    assert_eq!(
+        store.find_session(&fresh.id).await.unwrap().map(|f| f.0),
+        Some(fresh)
+    );
+    // A new password replaces the old one.
+    let second = crate::password::PasswordHash::from_stored("$argon2id$v=19$second".into());
+    store
+        .set_login(user.id, &email, &second, t0() + mins(4), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find_login(&email).await.unwrap().map(|f| f.1),
+        Some(second)
+    );
+    let unknown = crate::contact::EmailAddress::parse("nobody@example.org").unwrap();
+    assert_eq!(store.find_login(&unknown).await.unwrap(), None);
+}
+
+pub async fn an_email_signs_in_one_user_and_an_unknown_user_gets_none<S: Storage>(store: S) {
+    let (a_token, b_token) = (staff_token_hash(), staff_token_hash());
+    let a = user_with(&store, &a_token).await;
+    let b = user_with(&store, &b_token).await;
+    let email = crate::contact::EmailAddress::parse("desk@example.org").unwrap();
+    let hash = crate::password::PasswordHash::from_stored("$argon2id$v=19$a".into());
+    store
+        .set_login(a.id, &email, &hash, t0(), &[])
+        .await
+        .unwrap();
+    let b_session = session(b.id, &b_token, 0);
+    store.create_session(&b_session).await.unwrap();
+    assert!(matches!(
+        store.set_login(b.id, &email, &hash, t0(), &[]).await,
+        Err(RepositoryError::Duplicate(_))
+    ));
+    assert!(
+        store.find_session(&b_session.id).await.unwrap().is_some(),
+        "nothing written"
+    );
+    assert_eq!(
+        store.find_login(&email).await.unwrap().map(|f| f.0.id),
+        Some(a.id)
+    );
+    assert!(matches!(
+        store
+            .set_login(UserId::from_uuid(new_uuid()), &email, &hash, t0(), &[])
+            .await,
+        Err(RepositoryError::NotFound)
+    ));
 }

@@ -159,6 +159,8 @@ struct WebhookRow {
 struct UserRow {
     user: StaffUser,
     created_at: DateTime<Utc>,
+    /// The e-mail and password hash the user signs in with, once set.
+    login: Option<(crate::contact::EmailAddress, crate::password::PasswordHash)>,
 }
 
 /// A staff token (by hash); a revoked one is kept, so its hash is never reused.

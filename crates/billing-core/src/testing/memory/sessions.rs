@@ -15,9 +15,11 @@ impl State {
     /// The session and its user, if its sign-in token is still live.
     fn live_session(&self, id: &TokenHash) -> Option<(SessionRecord, StaffUser)> {
         let session = self.sessions.get(id)?;
-        self.staff_tokens
-            .get(&session.credential)
-            .filter(|t| !t.revoked && t.user == session.user)?;
+        if let Some(credential) = &session.credential {
+            self.staff_tokens
+                .get(credential)
+                .filter(|t| !t.revoked && t.user == session.user)?;
+        }
         let user = self.users.get(&session.user)?.user.clone();
         Some((session.clone(), user))
     }

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use super::{MemoryStore, State, TokenRow, UserRow};
 use crate::access::{Role, StaffUser};
 use crate::audit::AuditEntry;
+use crate::contact::EmailAddress;
 use crate::ids::UserId;
+use crate::password::PasswordHash;
 use crate::practitioner::model::Practitioner;
 use crate::repository::RepositoryError;
 use crate::secrets::TokenHash;
@@ -33,6 +35,7 @@ impl State {
             UserRow {
                 user: user.clone(),
                 created_at,
+                login: None,
             },
         );
         self.insert_token(user.id, token)
@@ -167,5 +170,43 @@ impl UserRepository for MemoryStore {
             s.append_audit(audit)?;
             Ok(revoked)
         })
+    }
+
+    async fn set_login(
+        &self,
+        user: UserId,
+        email: &EmailAddress,
+        password: &PasswordHash,
+        _at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> Result<(), RepositoryError> {
+        self.transaction(|s| {
+            if !s.users.contains_key(&user) {
+                return Err(RepositoryError::NotFound);
+            }
+            let taken = s.users.values().any(|row| {
+                row.user.id != user && row.login.as_ref().is_some_and(|(e, _)| e == email)
+            });
+            if taken {
+                return Err(RepositoryError::Duplicate("email"));
+            }
+            if let Some(row) = s.users.get_mut(&user) {
+                row.login = Some((email.clone(), password.clone()));
+            }
+            s.sessions.retain(|_, session| session.user != user);
+            s.append_audit(audit)
+        })
+    }
+
+    async fn find_login(
+        &self,
+        email: &EmailAddress,
+    ) -> Result<Option<(StaffUser, PasswordHash)>, RepositoryError> {
+        Ok(self.read(|s| {
+            s.users.values().find_map(|row| match &row.login {
+                Some((e, hash)) if e == email => Some((row.user.clone(), hash.clone())),
+                _ => None,
+            })
+        }))
     }
 }
