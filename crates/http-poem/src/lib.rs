@@ -61,6 +61,7 @@ pub fn openapi(state: &HttpState) -> OpenApiService<api::Api, ()> {
 pub fn admin(state: HttpState) -> impl Endpoint {
     Route::new()
         .at("/metrics", get(ops::metrics))
+        .at("/", get(web::home))
         .at("/healthz", get(ops::healthz))
         .at("/readyz", get(ops::readyz))
         .data(state)
@@ -143,6 +144,7 @@ pub fn app(state: HttpState) -> impl Endpoint {
         .nest_no_strip("/api/v1", api)
         .at("/webhooks/stripe", post(ops::stripe_webhook))
         .at("/.well-known/jwks.json", get(ops::jwks))
+        .at("/", get(web::home))
         .at("/healthz", get(ops::healthz))
         .at("/readyz", get(ops::readyz));
     for prefix in ["/pay", "/dashboard", "/static", "/connect"] {

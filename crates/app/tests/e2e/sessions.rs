@@ -384,3 +384,28 @@ async fn a_practitioner_signs_in_with_an_email_and_password_and_a_new_password_e
     );
     t.stop().await;
 }
+
+#[tokio::test]
+async fn the_root_leads_to_the_dashboard_and_from_there_to_sign_in() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let location = |resp: &reqwest::Response| {
+        resp.headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let root = t.client.get(t.url("/")).send().await.expect("root");
+    assert_eq!(root.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&root), "/dashboard");
+    let dashboard = t
+        .client
+        .get(t.url("/dashboard"))
+        .send()
+        .await
+        .expect("dashboard");
+    assert_eq!(location(&dashboard), "/dashboard/login");
+    t.stop().await;
+}

@@ -1188,6 +1188,15 @@ pub async fn preferences_page(s: Staff, Query(q): Query<OverviewQuery>) -> Respo
     ))
 }
 
+/// A percentage as the practitioner types it: `1,4` in French, `1.4` in English.
+fn percent_input(percent: Decimal, lang: Lang) -> String {
+    let text = percent.normalize().to_string();
+    match lang {
+        Lang::Fr => text.replace('.', ","),
+        Lang::En => text,
+    }
+}
+
 /// The preferences form as stored.
 fn prefs_form(prefs: &Preferences, lang: Lang) -> PrefsForm {
     let schedule = prefs.fee_schedule();
@@ -1195,7 +1204,7 @@ fn prefs_form(prefs: &Preferences, lang: Lang) -> PrefsForm {
         default_amount: format::input(&prefs.default_amount(), lang),
         max_amount: format::input(&prefs.max_amount(), lang),
         preset: schedule.preset().map_or("custom", |p| p.id()).to_owned(),
-        percent: schedule.percent().to_string(),
+        percent: percent_input(schedule.percent(), lang),
         fixed: format::input(&schedule.fixed(), lang),
         payment_label: prefs
             .statement()
@@ -2638,4 +2647,17 @@ pub async fn cancellation_fee_submit(
         .charge_cancellation_fee(&s.actor, id)
         .await;
     day_answer(state, &s, id, result, |_| "fee_charged").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_percentage_is_written_as_the_language_writes_decimals() {
+        let percent = Decimal::new(140, 2);
+        assert_eq!(percent_input(percent, Lang::Fr), "1,4");
+        assert_eq!(percent_input(percent, Lang::En), "1.4");
+        assert_eq!(percent_input(Decimal::new(2, 0), Lang::Fr), "2");
+    }
 }

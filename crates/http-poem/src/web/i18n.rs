@@ -272,6 +272,9 @@ pub struct Texts {
     pub not_found_title: &'static str,
     pub not_found_text: &'static str,
     // Sign-in.
+    /// A colon as the language writes it after a label: `" :"` in French (with the
+    /// space before it), `":"` in English.
+    pub colon: &'static str,
     pub login_title: &'static str,
     pub login_token: &'static str,
     pub login_email: &'static str,
@@ -585,6 +588,7 @@ pub static FR: Texts = Texts {
     waiting_room_text: "Vous êtes en salle d'attente. Votre praticien va vous rejoindre.",
     not_found_title: "Lien introuvable",
     not_found_text: "Ce lien de paiement n'existe pas ou n'est plus valable. Demandez-en un nouveau à votre praticien.",
+    colon: "\u{a0}:",
     login_title: "Connexion",
     login_token: "Jeton d'accès",
     login_email: "E-mail",
@@ -890,6 +894,7 @@ pub static EN: Texts = Texts {
     waiting_room_text: "You are in the waiting room. Your practitioner will join you.",
     not_found_title: "Link not found",
     not_found_text: "This payment link does not exist or is no longer valid. Ask your practitioner for a new one.",
+    colon: ":",
     login_title: "Sign in",
     login_token: "Access token",
     login_email: "E-mail",

@@ -272,6 +272,12 @@ fn elements_js() -> Response {
     asset(ELEMENTS_JS, "text/javascript; charset=utf-8")
 }
 
+/// `/`: the dashboard (which sends whoever is not signed in to the sign-in page).
+#[handler]
+pub fn home() -> Response {
+    poem::web::Redirect::see_other("/dashboard").into_response()
+}
+
 /// The pages' routes, with sessions, CSRF and security headers.
 pub fn routes(state: &HttpState) -> impl Endpoint + use<> {
     // Pages only; the JSON API and the webhook are routed in `crate::app`.
