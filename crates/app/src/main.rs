@@ -95,7 +95,8 @@ enum UserCommand {
         /// The user's id.
         id: UserId,
     },
-    /// Revoke every token of a user (they can no longer sign in; open sessions end).
+    /// Revoke every token of a user and remove their password (nothing signs them in;
+    /// open sessions end).
     Revoke {
         /// The user's id.
         id: UserId,
@@ -110,7 +111,9 @@ enum UserCommand {
         #[arg(long)]
         email: String,
         /// Read the password from standard input (never from the command line, where
-        /// other users of the machine could see it).
+        /// other users of the machine could see it). It is not hidden while typed:
+        /// pipe it, e.g. `read -rs PW && printf '%s\n' "$PW" | consultpay user
+        /// set-password …`.
         #[arg(long, required = true)]
         password_stdin: bool,
     },

@@ -1,6 +1,8 @@
 //! The system ports backed by the OS: time-ordered UUIDs and secrets from the OS's
 //! cryptographic random source.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use billing_core::ids::ConsultationId;
@@ -78,8 +80,15 @@ impl SecretGenerator for OsSecrets {
 /// Staff passwords hashed with Argon2id at OWASP's parameters (19 MiB, 2 passes, one
 /// lane), a 16-byte salt from the OS per hash, off the async executor. A hash keeps its
 /// parameters, so raising them later still verifies older hashes.
+///
+/// At most one check per core runs at once; the others wait their turn. Without that
+/// bound, a burst of sign-ins (each 19 MiB, and unknown e-mails are checked too) could
+/// take the server's memory and cores before any rate limit sees a failure.
 pub struct Argon2Passwords {
     decoy: PasswordHash,
+    /// A permit per core, held by the blocking task itself (so a request that gives up
+    /// does not free its turn while its hash still runs).
+    running: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Argon2Passwords {
@@ -120,8 +129,10 @@ impl Argon2Passwords {
     /// The hasher, with its decoy (the hash of a random password nobody knows, made
     /// once here: about as long as one sign-in).
     pub fn new() -> Result<Self, HashError> {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         Ok(Argon2Passwords {
             decoy: hash_now(&OsSecrets.secret())?,
+            running: Arc::new(tokio::sync::Semaphore::new(cores)),
         })
     }
 }
@@ -129,17 +140,32 @@ impl Argon2Passwords {
 #[async_trait::async_trait]
 impl PasswordHasher for Argon2Passwords {
     async fn hash(&self, password: &Password) -> Result<PasswordHash, HashError> {
-        let password = password.clone();
-        tokio::task::spawn_blocking(move || hash_now(password.expose()))
+        let turn = self
+            .running
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| HashError(e.to_string()))?
+            .map_err(|e| HashError(e.to_string()))?;
+        let password = password.clone();
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            hash_now(password.expose())
+        })
+        .await
+        .map_err(|e| HashError(e.to_string()))?
     }
 
     async fn verify(&self, password: &Password, hash: &PasswordHash) -> bool {
+        let Ok(turn) = self.running.clone().acquire_owned().await else {
+            return false;
+        };
         let (password, hash) = (password.clone(), hash.clone());
-        tokio::task::spawn_blocking(move || verify_now(password.expose(), hash.as_str()))
-            .await
-            .unwrap_or(false)
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            verify_now(password.expose(), hash.as_str())
+        })
+        .await
+        .unwrap_or(false)
     }
 
     fn decoy(&self) -> PasswordHash {

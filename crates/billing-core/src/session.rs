@@ -194,10 +194,21 @@ impl SessionService {
         };
         let checked = typed.clone().unwrap_or_else(Password::placeholder);
         let matches = self.passwords.verify(&checked, &hash).await;
-        match user {
-            Some(user) if matches && typed.is_some() => self.open(user, None).await,
-            _ => Err(unauthenticated()),
+        let (Some(user), true, Some(email)) = (user, matches && typed.is_some(), login_key(email))
+        else {
+            return Err(unauthenticated());
+        };
+        let user_id = user.id;
+        let signed_in = self.open(user, None).await?;
+        // The check took a while: if the password was changed or the user locked out
+        // meanwhile (which ended the sessions that existed then), this one, opened
+        // with the old password, ends too.
+        let still = self.users.find_login(&email).await?;
+        if still.is_none_or(|(u, h)| u.id != user_id || h != hash) {
+            self.sessions.end_session(&signed_in.token.hash()).await?;
+            return Err(unauthenticated());
         }
+        Ok(signed_in)
     }
 
     /// Sets the e-mail and password `user` signs in with (the operator's
@@ -534,6 +545,78 @@ mod tests {
             taken,
             Err(BillingError::Validation { field: "email", .. })
         ));
+    }
+
+    /// A hasher that, while it checks, lets the operator change the password (as a
+    /// concurrent request would).
+    struct Racing {
+        store: Arc<MemoryStore>,
+        user: UserId,
+    }
+
+    #[async_trait]
+    impl PasswordHasher for Racing {
+        async fn hash(
+            &self,
+            p: &Password,
+        ) -> Result<crate::password::PasswordHash, crate::password::HashError> {
+            crate::testing::FastHasher.hash(p).await
+        }
+        async fn verify(&self, p: &Password, h: &crate::password::PasswordHash) -> bool {
+            let matches = crate::testing::FastHasher.verify(p, h).await;
+            let changed = crate::password::PasswordHash::from_stored("changed".into());
+            let email = EmailAddress::parse("camille@example.org").unwrap();
+            self.store
+                .set_login(self.user, &email, &changed, build::t0(), &[])
+                .await
+                .unwrap();
+            matches
+        }
+        fn decoy(&self) -> crate::password::PasswordHash {
+            crate::testing::FastHasher.decoy()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_password_changed_while_it_is_checked_opens_no_session() {
+        let p = practice();
+        let dr = p.staff.add_practitioner("Dr Estival", None).await.unwrap();
+        p.sessions
+            .set_password(dr.id, "camille@example.org", "correct horse battery")
+            .await
+            .unwrap();
+        let racing = SessionService::new(
+            p.store.clone(),
+            p.store.clone(),
+            Arc::new(Racing {
+                store: p.store.clone(),
+                user: dr.id,
+            }),
+            p.clock.clone(),
+            Arc::new(SequentialSecrets::default()),
+            BillingConfig::new("https://pay.example.org"),
+        );
+        let result = racing
+            .sign_in_with_password("camille@example.org", "correct horse battery")
+            .await;
+        assert!(denied(result));
+        assert!(p.store.sessions_of(dr.id).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn revoking_a_user_locks_out_their_password_too() {
+        let p = practice();
+        let dr = p.staff.add_practitioner("Dr Estival", None).await.unwrap();
+        p.sessions
+            .set_password(dr.id, "camille@example.org", "correct horse battery")
+            .await
+            .unwrap();
+        p.staff.revoke_tokens(dr.id).await.unwrap();
+        let result = p
+            .sessions
+            .sign_in_with_password("camille@example.org", "correct horse battery")
+            .await;
+        assert!(denied(result));
     }
 
     #[tokio::test]

@@ -73,8 +73,10 @@ pub trait UserRepository: Send + Sync {
 
     /// Revokes (at `at`) every token of `user` that is not yet revoked, ends every
     /// session of theirs ([`SessionRepository`](crate::session::SessionRepository))
-    /// and, given a `replacement`, stores it as the user's one live token; appends
-    /// `audit`. All of it commits together or not at all. Returns how many tokens were revoked.
+    /// and, given a `replacement`, stores it as the user's one live token; without
+    /// one, also removes their e-mail and password ([`UserRepository::set_login`]), so
+    /// nothing signs them in. Appends `audit`. All of it commits together or not at
+    /// all. Returns how many tokens were revoked.
     /// MUST return [`RepositoryError::NotFound`] if the user does not exist and
     /// [`RepositoryError::Duplicate`] if the replacement hash exists; nothing is
     /// written then.
@@ -262,9 +264,9 @@ impl StaffService {
         Ok(NewStaff { id: user, token })
     }
 
-    /// Revokes every token of `user` (someone who left the practice): they can no
-    /// longer sign in, and open sessions end at their next request. Returns how many
-    /// tokens were live. [`StaffService::rotate_token`] lets them in again.
+    /// Revokes every token of `user` and removes their password (someone who left the
+    /// practice): nothing signs them in any more, and their open sessions end. Returns
+    /// how many tokens were live. [`StaffService::rotate_token`] lets them in again.
     pub async fn revoke_tokens(&self, user: UserId) -> Result<u64, BillingError> {
         self.replace_tokens(user, None, AuditAction::TokensRevoked)
             .await

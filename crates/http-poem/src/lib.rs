@@ -61,7 +61,6 @@ pub fn openapi(state: &HttpState) -> OpenApiService<api::Api, ()> {
 pub fn admin(state: HttpState) -> impl Endpoint {
     Route::new()
         .at("/metrics", get(ops::metrics))
-        .at("/", get(web::home))
         .at("/healthz", get(ops::healthz))
         .at("/readyz", get(ops::readyz))
         .data(state)
@@ -177,8 +176,16 @@ pub fn app(state: HttpState) -> impl Endpoint {
             }
             resp
         })
+        .with(CatchPanic::new().with_handler(|_| {
+            Problem::new(
+                poem::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+            )
+            .into_response()
+        }))
         // Personal and payment data is never kept by a browser or a proxy: every answer
-        // that does not say otherwise (static assets, receipts) is `no-store`.
+        // that does not say otherwise (static assets, receipts), a panic's 500
+        // included, is `no-store`.
         .after(|resp: poem::Result<poem::Response>| async move {
             resp.map(|mut resp| {
                 resp.headers_mut()
@@ -187,13 +194,6 @@ pub fn app(state: HttpState) -> impl Endpoint {
                 resp
             })
         })
-        .with(CatchPanic::new().with_handler(|_| {
-            Problem::new(
-                poem::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-            )
-            .into_response()
-        }))
         // Outside the error catchers: a refused client costs a map look-up, and its
         // 429 is already a problem document.
         .with(allowed)

@@ -409,3 +409,31 @@ async fn the_root_leads_to_the_dashboard_and_from_there_to_sign_in() {
     assert_eq!(location(&dashboard), "/dashboard/login");
     t.stop().await;
 }
+
+#[tokio::test]
+async fn a_sign_in_form_left_open_in_another_tab_still_signs_in() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let dr = t.practitioner("Dr Estival").await;
+    // Tab A shows the sign-in form; tab B (same browser) signs in meanwhile.
+    let tab_a = csrf_token(&t.html("/dashboard/login").await);
+    t.sign_in(&dr).await;
+    let resp = t
+        .submit(
+            "/dashboard/login",
+            &[("csrf_token", tab_a.as_str()), ("token", dr.token.as_str())],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        t.client
+            .get(t.url("/dashboard"))
+            .send()
+            .await
+            .expect("page")
+            .status(),
+        StatusCode::OK
+    );
+    t.stop().await;
+}

@@ -443,11 +443,24 @@ pub async fn login_submit(
     match signed_in {
         Ok(signed_in) => {
             // A session this browser had before is over: one cookie, one session.
-            if let Some(previous) = session::presented(req) {
-                let _ = state.billing.sessions.sign_out(&previous).await;
+            if let Some(previous) = session::presented(req)
+                && let Err(e) = state.billing.sessions.sign_out(&previous).await
+            {
+                tracing::warn!(error = %e, "the previous session could not be ended");
             }
             session::open(req.cookie(), &signed_in.token, state);
             Redirect::see_other("/dashboard").into_response()
+        }
+        // Storage or the hasher down: not the user's mistake, and not a failed guess.
+        Err(e) if !matches!(e, BillingError::Access(_)) => {
+            tracing::warn!(error = %e, "sign-in failed");
+            message(
+                &ctx,
+                StatusCode::SERVICE_UNAVAILABLE,
+                ctx.t.error_title,
+                ctx.t.login_unavailable,
+                Some(("/dashboard/login", ctx.t.back)),
+            )
         }
         _ => with_status(
             render(&LoginTemplate {

@@ -2,8 +2,9 @@
 //! compile-checked templates (askama), in French and English, with as little
 //! JavaScript as possible and nothing loaded from a CDN.
 //!
-//! Staff sign in with their token once; the server keeps the session, the browser an
-//! HttpOnly, SameSite=Strict cookie naming it ([`session`]). Every form carries a CSRF
+//! Staff sign in with their e-mail and password (or an access token); the server keeps
+//! the session, the browser an HttpOnly, SameSite=Strict cookie naming it
+//! ([`session`]). Every form carries a CSRF
 //! token (bound to the session once signed in) and passes an origin check on submit.
 
 pub mod dashboard;
@@ -148,10 +149,19 @@ impl<'a, T: serde::de::DeserializeOwned> FromRequest<'a> for Checked<T> {
         let token = serde_urlencoded::from_bytes::<CsrfField>(&bytes).map(|f| f.csrf_token);
         let state = http_state(req)?;
         let origin = session::origin_of(&state.settings.public_url);
-        let valid = match (token, session::presented(req)) {
-            (Ok(t), Some(s)) => session::csrf_valid(&csrf_key(state), &s, &t),
-            (Ok(t), None) => <&CsrfVerifier>::from_request(req, body).await?.is_valid(&t),
-            (Err(_), _) => false,
+        let presented = session::presented(req);
+        // The sign-in form is shown to nobody signed in, whatever cookie the browser
+        // holds (another tab may have signed in since): it also takes poem's token.
+        let anonymous_form = presented.is_none() || req.uri().path() == "/dashboard/login";
+        let valid = match token {
+            Ok(t) => {
+                presented
+                    .as_deref()
+                    .is_some_and(|s| session::csrf_valid(&csrf_key(state), s, &t))
+                    || (anonymous_form
+                        && <&CsrfVerifier>::from_request(req, body).await?.is_valid(&t))
+            }
+            Err(_) => false,
         };
         if !(valid && session::same_origin(req, &origin)) {
             return Err(rendered(message(

@@ -3,10 +3,11 @@
 //! - The cookie holds a random session token (`cps_…`); the server keeps the session
 //!   (billing-core's `SessionService`): signing out ends it for every copy of the
 //!   cookie, and rotating or revoking the staff token it was opened with ends it too.
-//! - A signed-in form's CSRF token is an HMAC of the session token under a server key
-//!   (a synchronizer token): a cookie planted by another site cannot make one, and it
-//!   changes with every session. Forms shown to nobody signed in (sign-in, the
-//!   patient's pages) keep poem's double-submit token.
+//! - While the browser holds a session cookie, forms carry an HMAC of its token under a
+//!   server key (a synchronizer token): a cookie planted by another site cannot make
+//!   one, and it changes with every session. A browser without one (a patient, anyone
+//!   before signing in) gets poem's double-submit token, and the sign-in form accepts
+//!   poem's token in any case (another tab may have signed in meanwhile).
 //! - Every state-changing form also passes an origin check: a browser's
 //!   `Sec-Fetch-Site` must say the request came from the server's own pages (or, from
 //!   an older browser, its `Origin` must be the server's).

@@ -307,8 +307,15 @@ impl UserRepository for Store {
                 .exec(&txn)
                 .await
                 .map_err(unavailable)?;
-            if let Some(hash) = replacement {
-                insert_token(&txn, id, &hash, now).await?;
+            match replacement {
+                Some(hash) => insert_token(&txn, id, &hash, now).await?,
+                // Locked out: no password signs them in either.
+                None => {
+                    staff_login::Entity::delete_by_id(id.as_uuid())
+                        .exec(&txn)
+                        .await
+                        .map_err(unavailable)?;
+                }
             }
             append_audit(&txn, audit).await?;
             Ok(revoked)

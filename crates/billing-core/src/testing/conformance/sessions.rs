@@ -100,6 +100,11 @@ pub async fn a_session_ends_when_the_token_it_was_opened_with_is_revoked<S: Stor
         .unwrap();
     assert_eq!(store.find_session(&old.id).await.unwrap(), None);
     assert!(store.sessions_of(user.id).await.unwrap().is_empty());
+    // A session somehow opened with the revoked token is never found either.
+    let stale = session(user.id, &first, 1);
+    store.create_session(&stale).await.unwrap();
+    assert_eq!(store.find_session(&stale.id).await.unwrap(), None);
+    assert!(store.sessions_of(user.id).await.unwrap().is_empty());
     let new = session(user.id, &second, 2);
     store.create_session(&new).await.unwrap();
     assert!(store.find_session(&new.id).await.unwrap().is_some());
@@ -220,6 +225,17 @@ pub async fn a_login_is_found_by_its_email_and_setting_one_ends_the_users_sessio
         store.find_login(&email).await.unwrap().map(|f| f.1),
         Some(second)
     );
+    // Rotating the token keeps the password; revoking without a replacement removes it.
+    store
+        .replace_tokens(user.id, Some(staff_token_hash()), t0() + mins(5), &[])
+        .await
+        .unwrap();
+    assert!(store.find_login(&email).await.unwrap().is_some());
+    store
+        .replace_tokens(user.id, None, t0() + mins(6), &[])
+        .await
+        .unwrap();
+    assert_eq!(store.find_login(&email).await.unwrap(), None);
     let unknown = crate::contact::EmailAddress::parse("nobody@example.org").unwrap();
     assert_eq!(store.find_login(&unknown).await.unwrap(), None);
 }

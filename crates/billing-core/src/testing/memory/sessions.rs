@@ -16,9 +16,7 @@ impl State {
     fn live_session(&self, id: &TokenHash) -> Option<(SessionRecord, StaffUser)> {
         let session = self.sessions.get(id)?;
         if let Some(credential) = &session.credential {
-            self.staff_tokens
-                .get(credential)
-                .filter(|t| !t.revoked && t.user == session.user)?;
+            self.staff_tokens.get(credential).filter(|t| !t.revoked)?;
         }
         let user = self.users.get(&session.user)?.user.clone();
         Some((session.clone(), user))
@@ -32,7 +30,11 @@ impl SessionRepository for MemoryStore {
             if s.sessions.contains_key(&session.id) {
                 return Err(RepositoryError::Duplicate("session"));
             }
-            if !s.users.contains_key(&session.user) {
+            let credential_known = session
+                .credential
+                .as_ref()
+                .is_none_or(|c| s.staff_tokens.contains_key(c));
+            if !s.users.contains_key(&session.user) || !credential_known {
                 return Err(RepositoryError::NotFound);
             }
             let stored = SessionRecord {

@@ -164,8 +164,14 @@ impl UserRepository for MemoryStore {
                 }
             }
             s.sessions.retain(|_, session| session.user != user);
-            if let Some(hash) = &replacement {
-                s.insert_token(user, hash)?;
+            match &replacement {
+                Some(hash) => s.insert_token(user, hash)?,
+                // Locked out: no password signs them in either.
+                None => {
+                    if let Some(row) = s.users.get_mut(&user) {
+                        row.login = None;
+                    }
+                }
             }
             s.append_audit(audit)?;
             Ok(revoked)
