@@ -13,10 +13,10 @@ use sea_orm::{
     ColumnTrait, Condition, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Select,
 };
 
-use super::users::load_user;
+use super::users::referenced_user;
 use crate::Store;
 use crate::convert::at;
-use crate::entity::{staff_session, staff_token, user};
+use crate::entity::{staff_session, staff_token};
 use crate::store::{unavailable, write_error};
 
 /// Sessions whose sign-in token, if they have one, is not revoked.
@@ -81,16 +81,7 @@ impl SessionRepository for Store {
         else {
             return Ok(None);
         };
-        let user_row = user::Entity::find_by_id(row.user_id)
-            .all(&self.db)
-            .await
-            .map_err(unavailable)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
-                RepositoryError::Corrupt(format!("staff_sessions: user {} missing", row.user_id))
-            })?;
-        let user = load_user(&self.db, user_row).await?;
+        let user = referenced_user(&self.db, row.user_id, "staff_sessions").await?;
         Ok(Some((record(row), user)))
     }
 

@@ -267,16 +267,7 @@ impl UserRepository for Store {
         else {
             return Ok(None);
         };
-        let row = user::Entity::find_by_id(login.user_id)
-            .all(&self.db)
-            .await
-            .map_err(unavailable)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| {
-                RepositoryError::Corrupt(format!("staff_logins: user {} missing", login.user_id))
-            })?;
-        let user = load_user(&self.db, row).await?;
+        let user = referenced_user(&self.db, login.user_id, "staff_logins").await?;
         Ok(Some((user, PasswordHash::from_stored(login.password_hash))))
     }
 
@@ -325,8 +316,26 @@ impl UserRepository for Store {
     }
 }
 
+/// The user a row of `table` refers to (its foreign key guarantees one: a missing user
+/// is [`RepositoryError::Corrupt`]). `all`, not `one`: a look-up by primary key needs
+/// no `LIMIT`, whose bound parameter makes SQLite prepare the statement again.
+pub(super) async fn referenced_user<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    table: &str,
+) -> Result<StaffUser, RepositoryError> {
+    let row = user::Entity::find_by_id(id)
+        .all(db)
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| RepositoryError::Corrupt(format!("{table}: user {id} missing")))?;
+    load_user(db, row).await
+}
+
 /// A user row with the practitioners a secretary works for.
-pub(super) async fn load_user<C: ConnectionTrait>(
+async fn load_user<C: ConnectionTrait>(
     db: &C,
     row: user::Model,
 ) -> Result<StaffUser, RepositoryError> {
