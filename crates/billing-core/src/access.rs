@@ -125,11 +125,13 @@ pub enum Action {
     RunConsultation,
     /// Charge a missed consultation's fee (no-show, late cancellation).
     ChargeMissedFee,
+    /// Invite secretaries and send them links to set their password.
+    ManageTeam,
 }
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 18] = [
         Action::ViewStripeLink,
         Action::LinkStripe,
         Action::VerifyStripe,
@@ -147,6 +149,7 @@ impl Action {
         Action::ViewAudit,
         Action::RunConsultation,
         Action::ChargeMissedFee,
+        Action::ManageTeam,
     ];
 
     /// What a secretary may do for the practitioners they work for: schedule (which
@@ -274,6 +277,7 @@ mod tests {
             (Action::ViewAudit, Err(AccessDenied::Forbidden)),
             (Action::RunConsultation, Err(AccessDenied::Forbidden)),
             (Action::ChargeMissedFee, Err(AccessDenied::Forbidden)),
+            (Action::ManageTeam, Err(AccessDenied::Forbidden)),
         ];
         assert_eq!(table.len(), Action::ALL.len());
         for (action, expected) in table {

@@ -150,11 +150,13 @@ pub enum AuditAction {
     TokensRevoked,
     /// `user.password_set`: a user's sign-in e-mail and password were set.
     PasswordSet,
+    /// `user.link_issued`: an invitation or password-reset link was made for a user.
+    LinkIssued,
 }
 
 impl AuditAction {
     /// Every action, in declaration order.
-    pub const ALL: [AuditAction; 36] = [
+    pub const ALL: [AuditAction; 37] = [
         AuditAction::StripeLinkStarted,
         AuditAction::StripeLinked,
         AuditAction::StripeVerified,
@@ -191,6 +193,7 @@ impl AuditAction {
         AuditAction::TokenRotated,
         AuditAction::TokensRevoked,
         AuditAction::PasswordSet,
+        AuditAction::LinkIssued,
     ];
 
     /// The stable text form (`payment.validated`, …), stored and exported.
@@ -232,6 +235,7 @@ impl AuditAction {
             AuditAction::TokenRotated => "user.token_rotated",
             AuditAction::TokensRevoked => "user.tokens_revoked",
             AuditAction::PasswordSet => "user.password_set",
+            AuditAction::LinkIssued => "user.link_issued",
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::consultation::day::DayService;
 use crate::consultation::ports::ConsultationRepository;
 use crate::consultation::service::{PatientService, SchedulingService};
 use crate::gateway::{ConnectOnboarding, PaymentGateway, SandboxControl, WebhookVerifier};
+use crate::invitation::{LinkRepository, TeamService};
 use crate::outbox::{Mailer, OutboxRepository, OutboxService};
 use crate::password::PasswordHasher;
 use crate::payment::holds::HoldService;
@@ -22,6 +23,7 @@ use crate::receipt::{DocumentRenderer, DocumentService};
 use crate::session::{SessionRepository, SessionService};
 use crate::staff::{StaffService, UserRepository};
 use crate::system::{Clock, IdGenerator, PayLinkSigner, SecretGenerator, SystemClock};
+use crate::throttle::FailedSignIns;
 use crate::video::PassSigner;
 
 /// Every port, once the builder has them all.
@@ -36,6 +38,8 @@ pub(crate) struct Ports {
     pub(crate) idempotency: Arc<dyn IdempotencyStore>,
     pub(crate) users: Arc<dyn UserRepository>,
     pub(crate) sessions: Arc<dyn SessionRepository>,
+    pub(crate) links: Arc<dyn LinkRepository>,
+    pub(crate) failed_sign_ins: Arc<dyn FailedSignIns>,
     pub(crate) passwords: Arc<dyn PasswordHasher>,
     pub(crate) outbox: Arc<dyn OutboxRepository>,
     pub(crate) mailer: Option<Arc<dyn Mailer>>,
@@ -65,6 +69,8 @@ pub trait Storage:
     + IdempotencyStore
     + UserRepository
     + SessionRepository
+    + LinkRepository
+    + FailedSignIns
     + OutboxRepository
     + AuditLog
 {
@@ -80,6 +86,8 @@ impl<T> Storage for T where
         + IdempotencyStore
         + UserRepository
         + SessionRepository
+        + LinkRepository
+        + FailedSignIns
         + OutboxRepository
         + AuditLog
 {
@@ -119,6 +127,8 @@ struct Given {
     idempotency: Option<Arc<dyn IdempotencyStore>>,
     users: Option<Arc<dyn UserRepository>>,
     sessions: Option<Arc<dyn SessionRepository>>,
+    links: Option<Arc<dyn LinkRepository>>,
+    failed_sign_ins: Option<Arc<dyn FailedSignIns>>,
     passwords: Option<Arc<dyn PasswordHasher>>,
     outbox: Option<Arc<dyn OutboxRepository>>,
     audit: Option<Arc<dyn AuditLog>>,
@@ -174,6 +184,8 @@ impl BillingBuilder {
             .idempotency(store.clone())
             .users(store.clone())
             .sessions(store.clone())
+            .links(store.clone())
+            .failed_sign_ins(store.clone())
             .outbox(store.clone())
             .audit(store)
     }
@@ -197,6 +209,10 @@ impl BillingBuilder {
         users: dyn UserRepository;
         /// Dashboard sessions.
         sessions: dyn SessionRepository;
+        /// Invitation and password-reset links.
+        links: dyn LinkRepository;
+        /// Failed sign-ins, for the throttle.
+        failed_sign_ins: dyn FailedSignIns;
         /// Hashes and checks staff passwords (Argon2id in the server).
         passwords: dyn PasswordHasher;
         /// The e-mail outbox.
@@ -254,6 +270,8 @@ impl BillingBuilder {
             idempotency: required(given.idempotency, "idempotency")?,
             users: required(given.users, "users")?,
             sessions: required(given.sessions, "sessions")?,
+            links: required(given.links, "links")?,
+            failed_sign_ins: required(given.failed_sign_ins, "failed_sign_ins")?,
             passwords: required(given.passwords, "passwords")?,
             outbox: required(given.outbox, "outbox")?,
             audit: required(given.audit, "audit")?,
@@ -299,8 +317,10 @@ pub struct Billing {
     pub reconcile: ReconcileService,
     /// Staff users: authentication, creation, tokens.
     pub staff: StaffService,
-    /// Dashboard sessions: sign in, sign out (everywhere), timeouts.
+    /// Dashboard sessions: sign in (throttled), sign out (everywhere), timeouts.
     pub sessions: SessionService,
+    /// Invitations, password links, a practitioner's team.
+    pub team: TeamService,
     /// Receipts and credit notes as files.
     pub documents: DocumentService,
     /// E-mail: delivery (a job), the staff's view, pay links sent again.
@@ -429,8 +449,18 @@ impl Billing {
             sessions: SessionService::new(
                 deps.users.clone(),
                 deps.sessions.clone(),
+                deps.failed_sign_ins.clone(),
                 deps.passwords.clone(),
                 deps.clock.clone(),
+                deps.secrets.clone(),
+                config.clone(),
+            ),
+            team: TeamService::new(
+                deps.users.clone(),
+                deps.links.clone(),
+                deps.passwords.clone(),
+                deps.clock.clone(),
+                deps.ids.clone(),
                 deps.secrets.clone(),
                 config.clone(),
             ),

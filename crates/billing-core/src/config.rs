@@ -3,7 +3,8 @@
 use chrono::Duration;
 
 use crate::money::Currency;
-use crate::secrets::PayToken;
+use crate::secrets::{LinkToken, PayToken};
+use crate::throttle::SignInThrottle;
 
 /// Settings shared by the use cases. Built by the embedding application.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub struct BillingConfig {
     pub session_idle: Duration,
     /// A dashboard session is over this long after sign-in, however busy.
     pub session_lifetime: Duration,
+    /// How many failed sign-ins are allowed per account and per address.
+    pub sign_in_throttle: SignInThrottle,
 }
 
 impl BillingConfig {
@@ -68,7 +71,13 @@ impl BillingConfig {
             default_currency: Currency::Eur,
             session_idle: Duration::hours(1),
             session_lifetime: Duration::hours(12),
+            sign_in_throttle: SignInThrottle::default(),
         }
+    }
+
+    /// The page where the holder of an invitation or reset link sets their password.
+    pub fn password_url(&self, token: &LinkToken) -> String {
+        format!("{}/dashboard/password/{}", self.public_url, token.expose())
     }
 
     /// The patient's pay page.

@@ -38,6 +38,8 @@ pub enum ErrorClass {
     Refused,
     /// Something outside is down; retry later (502/503).
     Unavailable,
+    /// Too many attempts: wait before trying again (429).
+    Throttled,
 }
 
 /// Why a use case failed. [`BillingError::code`] is the stable problem code and
@@ -150,6 +152,12 @@ pub enum BillingError {
     /// The pass to the video room could not be signed.
     #[error(transparent)]
     Pass(SignError),
+    /// Too many failed sign-ins for this account or from this address: wait.
+    #[error("too many failed sign-ins: try again in {} minute(s)", minutes_up(*.retry_after))]
+    TooManyAttempts {
+        /// How long until a sign-in is tried again.
+        retry_after: chrono::Duration,
+    },
     /// A password could not be hashed (the hasher's failure).
     #[error(transparent)]
     Hashing(#[from] crate::password::HashError),
@@ -216,6 +224,7 @@ impl BillingError {
             BillingError::Day(d) => d.code(),
             BillingError::Pass(_) => "pass_unavailable",
             BillingError::Hashing(_) => "password_unavailable",
+            BillingError::TooManyAttempts { .. } => "sign_in_throttled",
             BillingError::Render(_) => "document_unavailable",
             BillingError::Storage(_) => "storage_unavailable",
         }
@@ -266,6 +275,7 @@ impl BillingError {
                 | GatewayError::Unavailable { .. }
                 | GatewayError::NotConfigured(_) => ErrorClass::Unavailable,
             },
+            BillingError::TooManyAttempts { .. } => ErrorClass::Throttled,
             BillingError::Storage(_)
             | BillingError::Render(_)
             | BillingError::Pass(_)
@@ -279,6 +289,11 @@ impl BillingError {
             message: err.to_string(),
         }
     }
+}
+
+/// Whole minutes, rounded up: "try again in 1 minute" rather than in 0.
+pub fn minutes_up(d: chrono::Duration) -> i64 {
+    (d.num_seconds().max(0) + 59) / 60
 }
 
 impl From<RepositoryError> for BillingError {

@@ -181,6 +181,7 @@ pub mod fees;
 pub mod format;
 pub mod gateway;
 pub mod ids;
+pub mod invitation;
 pub mod money;
 pub mod outbox;
 pub mod password;
@@ -196,6 +197,7 @@ pub mod system;
 pub(crate) mod test_support;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod throttle;
 pub mod video;
 
 pub use billing::{Billing, BillingBuilder, MissingPort, Storage};

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 pub struct TokenHash(String);
 
 impl TokenHash {
-    fn of(secret: &str) -> Self {
+    pub(crate) fn of(secret: &str) -> Self {
         let digest = Sha256::digest(secret.as_bytes());
         let mut hex = String::with_capacity(64);
         for byte in digest.iter() {
@@ -101,6 +101,13 @@ secret!(
     SessionToken,
     "session",
     "cps_"
+);
+secret!(
+    /// An invitation or password-reset link's secret: single use, it lets its holder
+    /// set the password of one staff account.
+    LinkToken,
+    "sign-in link",
+    "cpl_"
 );
 secret!(
     /// The OAuth `state` that binds a Stripe consent to the practitioner who asked.

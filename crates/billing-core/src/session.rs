@@ -20,6 +20,7 @@ use crate::repository::RepositoryError;
 use crate::secrets::{SessionToken, StaffToken, TokenHash};
 use crate::staff::UserRepository;
 use crate::system::{Clock, SecretGenerator, now_micros};
+use crate::throttle::{FailedSignIns, ThrottleKey};
 
 /// A session's last use is written at most this often (a page load within a minute
 /// of the last one writes nothing).
@@ -121,6 +122,7 @@ pub struct SignedIn {
 pub struct SessionService {
     users: Arc<dyn UserRepository>,
     sessions: Arc<dyn SessionRepository>,
+    failures: Arc<dyn FailedSignIns>,
     passwords: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
     secrets: Arc<dyn SecretGenerator>,
@@ -139,10 +141,12 @@ fn unauthenticated() -> BillingError {
 
 impl SessionService {
     /// Sessions over `sessions`, for the users of `users` (passwords checked by
-    /// `passwords`), with session tokens from `secrets` and the timeouts of `config`.
+    /// `passwords`, failures counted in `failures`), with session tokens from
+    /// `secrets` and the timeouts and throttle of `config`.
     pub fn new(
         users: Arc<dyn UserRepository>,
         sessions: Arc<dyn SessionRepository>,
+        failures: Arc<dyn FailedSignIns>,
         passwords: Arc<dyn PasswordHasher>,
         clock: Arc<dyn Clock>,
         secrets: Arc<dyn SecretGenerator>,
@@ -151,6 +155,7 @@ impl SessionService {
         SessionService {
             users,
             sessions,
+            failures,
             passwords,
             clock,
             secrets,
@@ -172,16 +177,61 @@ impl SessionService {
         self.open(user, Some(credential)).await
     }
 
-    /// Opens a session for the user who signs in with this e-mail and password. An
-    /// unknown e-mail and a wrong password are the same
-    /// [`AccessDenied::Unauthenticated`], and take the same time (the password is
-    /// checked against a decoy hash when there is no account), so the answer says
-    /// nothing about who has an account.
+    /// Opens a session for the user who signs in with this e-mail and password, typed
+    /// `from` a client address (as the HTTP adapter names it). An unknown e-mail and a
+    /// wrong password are the same [`AccessDenied::Unauthenticated`], and take the same
+    /// time (the password is checked against a decoy hash when there is no account),
+    /// so the answer says nothing about who has an account.
+    ///
+    /// Failures count against the e-mail typed and the address; past
+    /// [`BillingConfig::sign_in_throttle`], [`BillingError::TooManyAttempts`] is the
+    /// answer, before any password is checked, until the window lets a try through. A
+    /// success clears the e-mail's count.
     pub async fn sign_in_with_password(
         &self,
         email: &str,
         password: &str,
+        from: Option<&str>,
     ) -> Result<SignedIn, BillingError> {
+        let mut keys = vec![ThrottleKey::account(email)];
+        keys.extend(from.map(ThrottleKey::address));
+        self.throttled(&keys).await?;
+        match self.check_password(email, password).await {
+            Err(BillingError::Access(AccessDenied::Unauthenticated)) => {
+                let now = now_micros(self.clock.as_ref());
+                self.failures.record_failure(&keys, now).await?;
+                Err(unauthenticated())
+            }
+            Ok(signed_in) => {
+                self.failures.clear_failures(&keys[0]).await?;
+                Ok(signed_in)
+            }
+            other => other,
+        }
+    }
+
+    /// Refuses a sign-in whose e-mail or address is over its limit.
+    async fn throttled(&self, keys: &[ThrottleKey]) -> Result<(), BillingError> {
+        let throttle = self.config.sign_in_throttle;
+        let now = now_micros(self.clock.as_ref());
+        let limits = [throttle.per_account, throttle.per_address];
+        let mut retry_at = None;
+        for (key, limit) in keys.iter().zip(limits) {
+            let failures = self
+                .failures
+                .failures_since(key, now - throttle.window)
+                .await?;
+            retry_at = retry_at.max(throttle.retry_at(&failures, limit, now));
+        }
+        match retry_at {
+            Some(at) => Err(BillingError::TooManyAttempts {
+                retry_after: at - now,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    async fn check_password(&self, email: &str, password: &str) -> Result<SignedIn, BillingError> {
         // Any input is checked against a hash: a malformed one too.
         let typed = Password::parse(password).ok();
         let login = match login_key(email) {
@@ -318,9 +368,13 @@ impl SessionService {
     }
 
     /// Deletes every session that is over (a job: abandoned sessions are never
-    /// resumed, so nothing else would delete them). Returns how many.
+    /// resumed, so nothing else would delete them), and the failed sign-ins that no
+    /// longer count. Returns how many sessions.
     pub async fn purge(&self) -> Result<u64, BillingError> {
         let now = now_micros(self.clock.as_ref());
+        self.failures
+            .purge_failures(now - self.config.sign_in_throttle.window)
+            .await?;
         Ok(self
             .sessions
             .purge_sessions(now, now - self.config.session_idle)
@@ -338,7 +392,7 @@ impl SessionService {
 }
 
 /// The e-mail as accounts are keyed: trimmed, in lower case.
-fn login_key(email: &str) -> Option<EmailAddress> {
+pub(crate) fn login_key(email: &str) -> Option<EmailAddress> {
     EmailAddress::parse(&email.trim().to_lowercase()).ok()
 }
 
@@ -377,6 +431,7 @@ mod tests {
                 config.clone(),
             ),
             sessions: SessionService::new(
+                store.clone(),
                 store.clone(),
                 store.clone(),
                 Arc::new(crate::testing::FastHasher),
@@ -487,7 +542,7 @@ mod tests {
         );
         let signed_in = p
             .sessions
-            .sign_in_with_password("camille@example.ORG", "correct horse battery")
+            .sign_in_with_password("camille@example.ORG", "correct horse battery", None)
             .await
             .unwrap();
         assert!(p.sessions.resume(signed_in.token.expose()).await.is_ok());
@@ -499,7 +554,11 @@ mod tests {
             ("camille@example.org", "short"),
         ] {
             assert!(
-                denied(p.sessions.sign_in_with_password(email, password).await),
+                denied(
+                    p.sessions
+                        .sign_in_with_password(email, password, None)
+                        .await
+                ),
                 "{email}"
             );
         }
@@ -512,7 +571,7 @@ mod tests {
         );
         let again = p
             .sessions
-            .sign_in_with_password("camille@example.org", "correct horse battery")
+            .sign_in_with_password("camille@example.org", "correct horse battery", None)
             .await
             .unwrap();
         assert!(p.sessions.resume(again.token.expose()).await.is_ok());
@@ -588,6 +647,7 @@ mod tests {
         let racing = SessionService::new(
             p.store.clone(),
             p.store.clone(),
+            p.store.clone(),
             Arc::new(Racing {
                 store: p.store.clone(),
                 user: dr.id,
@@ -597,10 +657,118 @@ mod tests {
             BillingConfig::new("https://pay.example.org"),
         );
         let result = racing
-            .sign_in_with_password("camille@example.org", "correct horse battery")
+            .sign_in_with_password("camille@example.org", "correct horse battery", None)
             .await;
         assert!(denied(result));
         assert!(p.store.sessions_of(dr.id).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn five_wrong_passwords_throttle_the_account_whoever_tries_and_a_success_clears_it() {
+        let p = practice();
+        let dr = p.staff.add_practitioner("Dr Estival", None).await.unwrap();
+        p.sessions
+            .set_password(dr.id, "camille@example.org", "correct horse battery")
+            .await
+            .unwrap();
+        let sign_in = |email: &'static str, password: &'static str, from: &'static str| {
+            let sessions = p.sessions.clone();
+            async move {
+                sessions
+                    .sign_in_with_password(email, password, Some(from))
+                    .await
+            }
+        };
+        // Four failures, then a success: the count starts again.
+        for _ in 0..4 {
+            assert!(denied(
+                sign_in("camille@example.org", "wrong horse battery", "10.0.0.1").await
+            ));
+        }
+        assert!(
+            sign_in("camille@example.org", "correct horse battery", "10.0.0.1")
+                .await
+                .is_ok()
+        );
+        // Five failures from five addresses: the account is throttled, even with the
+        // right password, for 15 minutes after the first of the five.
+        for i in 0..5 {
+            p.clock.advance(Duration::minutes(1));
+            let from = ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"][i];
+            assert!(denied(
+                sign_in("Camille@example.org", "wrong horse battery", from).await
+            ));
+        }
+        let throttled = sign_in("camille@example.org", "correct horse battery", "10.0.0.7").await;
+        let Err(BillingError::TooManyAttempts { retry_after }) = throttled else {
+            panic!("throttled: {throttled:?}");
+        };
+        assert_eq!(
+            retry_after,
+            Duration::minutes(11),
+            "15 min after the first of the five"
+        );
+        assert_eq!(throttled.unwrap_err().code(), "sign_in_throttled");
+        // An unknown account is throttled exactly alike: no enumeration.
+        for _ in 0..5 {
+            assert!(denied(
+                sign_in("nobody@example.org", "wrong horse battery", "10.0.1.1").await
+            ));
+        }
+        assert!(matches!(
+            sign_in("nobody@example.org", "wrong horse battery", "10.0.1.2").await,
+            Err(BillingError::TooManyAttempts { .. })
+        ));
+        // Once the window has passed, the right password works again.
+        p.clock.advance(Duration::minutes(11));
+        assert!(
+            sign_in("camille@example.org", "correct horse battery", "10.0.0.7")
+                .await
+                .is_ok()
+        );
+        // The job forgets failures that no longer count.
+        p.clock.advance(Duration::minutes(15));
+        p.sessions.purge().await.unwrap();
+        let left = p
+            .store
+            .failures_since(&ThrottleKey::account("nobody@example.org"), build::t0())
+            .await
+            .unwrap();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[tokio::test]
+    async fn one_address_guessing_many_accounts_is_throttled_at_its_own_limit() {
+        let p = practice();
+        for i in 0..30 {
+            let email = format!("guess{i}@example.org");
+            let result = p
+                .sessions
+                .sign_in_with_password(&email, "wrong horse battery", Some("192.0.2.9"))
+                .await;
+            assert!(denied(result), "{i}");
+        }
+        let next = p
+            .sessions
+            .sign_in_with_password(
+                "fresh@example.org",
+                "wrong horse battery",
+                Some("192.0.2.9"),
+            )
+            .await;
+        assert!(
+            matches!(next, Err(BillingError::TooManyAttempts { .. })),
+            "{next:?}"
+        );
+        let elsewhere = p
+            .sessions
+            .sign_in_with_password(
+                "fresh@example.org",
+                "wrong horse battery",
+                Some("192.0.2.10"),
+            )
+            .await;
+        assert!(denied(elsewhere), "another address is not throttled");
     }
 
     #[tokio::test]
@@ -614,7 +782,7 @@ mod tests {
         p.staff.revoke_tokens(dr.id).await.unwrap();
         let result = p
             .sessions
-            .sign_in_with_password("camille@example.org", "correct horse battery")
+            .sign_in_with_password("camille@example.org", "correct horse battery", None)
             .await;
         assert!(denied(result));
     }

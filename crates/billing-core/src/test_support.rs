@@ -563,6 +563,8 @@ impl Mocks {
                 idempotency: Arc::new(self.idempotency),
                 users: Arc::new(MockUserRepository::new()),
                 sessions: Arc::new(crate::session::MockSessionRepository::new()),
+                links: Arc::new(crate::invitation::MockLinkRepository::new()),
+                failed_sign_ins: Arc::new(crate::throttle::MockFailedSignIns::new()),
                 passwords: Arc::new(crate::password::MockPasswordHasher::new()),
                 outbox: Arc::new(self.outbox),
                 mailer: self

@@ -48,6 +48,7 @@ mod payments;
 mod practitioners;
 mod sandbox;
 mod sessions;
+mod signin;
 mod users;
 
 pub use consultations::*;
@@ -60,6 +61,7 @@ pub use payments::*;
 pub use practitioners::*;
 pub use sandbox::*;
 pub use sessions::*;
+pub use signin::*;
 pub use users::*;
 
 /// A case's run: the behaviour, checked on the store it is given.
@@ -158,6 +160,13 @@ pub fn storage_cases<S: Storage + 'static>() -> Vec<Case<S>> {
         sessions::sessions_that_are_over_are_purged_and_open_ones_kept,
         sessions::a_login_is_found_by_its_email_and_setting_one_ends_the_users_sessions,
         sessions::an_email_signs_in_one_user_and_an_unknown_user_gets_none,
+        signin::a_link_is_found_while_live_and_redeemed_once_setting_the_login,
+        signin::an_expired_link_redeems_nothing_and_is_purged,
+        signin::a_link_for_an_unknown_user_is_not_found_and_a_reused_id_a_duplicate,
+        signin::a_link_whose_email_another_user_signs_in_with_redeems_nothing,
+        signin::concurrent_redemptions_of_one_link_let_exactly_one_win,
+        signin::redeeming_a_link_spends_the_users_others_and_revoking_them_spends_all,
+        signin::failed_sign_ins_are_counted_per_key_newest_first_cleared_and_purged,
         users::a_fresh_database_has_no_user,
         users::a_practitioners_user_shares_their_id_and_is_found_by_token_hash,
         users::a_secretary_works_for_each_of_their_practitioners,

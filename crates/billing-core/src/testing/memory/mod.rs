@@ -33,6 +33,7 @@ mod payments;
 mod practitioners;
 mod sandbox;
 mod sessions;
+mod signin;
 mod users;
 
 use std::collections::{BTreeMap, HashMap};
@@ -123,6 +124,9 @@ struct State {
     idempotency_keys: HashMap<(String, String), IdempotencyRecord>,
     users: BTreeMap<UserId, UserRow>,
     sessions: HashMap<TokenHash, crate::session::SessionRecord>,
+    links: HashMap<TokenHash, crate::invitation::LoginLink>,
+    /// Failed sign-ins, oldest first.
+    failed_sign_ins: Vec<(crate::throttle::ThrottleKey, DateTime<Utc>)>,
     staff_tokens: HashMap<TokenHash, TokenRow>,
 }
 

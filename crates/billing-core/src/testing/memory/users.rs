@@ -171,6 +171,7 @@ impl UserRepository for MemoryStore {
                     if let Some(row) = s.users.get_mut(&user) {
                         row.login = None;
                     }
+                    s.links.retain(|_, link| link.user != user);
                 }
             }
             s.append_audit(audit)?;
@@ -186,22 +187,7 @@ impl UserRepository for MemoryStore {
         _at: DateTime<Utc>,
         audit: &[AuditEntry],
     ) -> Result<(), RepositoryError> {
-        self.transaction(|s| {
-            if !s.users.contains_key(&user) {
-                return Err(RepositoryError::NotFound);
-            }
-            let taken = s.users.values().any(|row| {
-                row.user.id != user && row.login.as_ref().is_some_and(|(e, _)| e == email)
-            });
-            if taken {
-                return Err(RepositoryError::Duplicate("email"));
-            }
-            if let Some(row) = s.users.get_mut(&user) {
-                row.login = Some((email.clone(), password.clone()));
-            }
-            s.sessions.retain(|_, session| session.user != user);
-            s.append_audit(audit)
-        })
+        self.transaction(|s| s.set_login(user, email, password, audit))
     }
 
     async fn find_login(
@@ -214,5 +200,32 @@ impl UserRepository for MemoryStore {
                 _ => None,
             })
         }))
+    }
+}
+
+impl State {
+    /// [`UserRepository::set_login`]'s steps, inside a transaction.
+    pub(super) fn set_login(
+        &mut self,
+        user: UserId,
+        email: &EmailAddress,
+        password: &PasswordHash,
+        audit: &[AuditEntry],
+    ) -> Result<(), RepositoryError> {
+        if !self.users.contains_key(&user) {
+            return Err(RepositoryError::NotFound);
+        }
+        let taken = self
+            .users
+            .values()
+            .any(|row| row.user.id != user && row.login.as_ref().is_some_and(|(e, _)| e == email));
+        if taken {
+            return Err(RepositoryError::Duplicate("email"));
+        }
+        if let Some(row) = self.users.get_mut(&user) {
+            row.login = Some((email.clone(), password.clone()));
+        }
+        self.sessions.retain(|_, session| session.user != user);
+        self.append_audit(audit)
     }
 }
