@@ -266,7 +266,7 @@ pub async fn failed_sign_ins_are_counted_per_key_newest_first_cleared_and_purged
         .await
         .unwrap();
     store
-        .record_failure(&[account.clone()], t0() + mins(2))
+        .record_failure(std::slice::from_ref(&account), t0() + mins(2))
         .await
         .unwrap();
     // Concurrent failures at one instant are each counted.
