@@ -14,6 +14,7 @@ mod m20261128_000004_outbox;
 mod m20261129_000005_consultation_day;
 mod m20261201_000006_sandbox;
 mod m20261207_000007_staff_sessions;
+mod m20261207_000008_sign_in_links;
 
 /// Adds `columns` to `table`, one statement each (SQLite alters one column per
 /// statement).
@@ -71,6 +72,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000005_consultation_day::Migration),
             Box::new(m20261201_000006_sandbox::Migration),
             Box::new(m20261207_000007_staff_sessions::Migration),
+            Box::new(m20261207_000008_sign_in_links::Migration),
         ]
     }
 }

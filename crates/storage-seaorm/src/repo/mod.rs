@@ -18,6 +18,7 @@ mod payments;
 mod practitioners;
 mod sandbox;
 mod sessions;
+mod signin;
 mod users;
 
 use billing_core::audit::AuditEntry;

@@ -23,7 +23,9 @@ use sea_orm::{
 use super::{append_audit, finish};
 use crate::Store;
 use crate::convert::{ROLE_SECRETARY, at, practitioner_row, user_from_row, user_row};
-use crate::entity::{practitioner, secretary_link, staff_login, staff_session, staff_token, user};
+use crate::entity::{
+    practitioner, secretary_link, staff_login, staff_login_link, staff_session, staff_token, user,
+};
 use crate::store::{unavailable, write_error};
 
 async fn insert_user<C: ConnectionTrait>(
@@ -214,39 +216,9 @@ impl UserRepository for Store {
         now: DateTime<Utc>,
         audit: &[AuditEntry],
     ) -> Result<(), RepositoryError> {
-        let row = staff_login::Model {
-            user_id: id.as_uuid(),
-            email: email.as_str().to_owned(),
-            password_hash: password.as_str().to_owned(),
-            updated_at: at(now),
-        };
         let txn = self.begin_write().await?;
         let result = async {
-            user::Entity::find_by_id(id.as_uuid())
-                .all(&txn)
-                .await
-                .map_err(unavailable)?
-                .into_iter()
-                .next()
-                .ok_or(RepositoryError::NotFound)?;
-            staff_login::Entity::insert(row.into_active_model())
-                .on_conflict(
-                    OnConflict::column(staff_login::Column::UserId)
-                        .update_columns([
-                            staff_login::Column::Email,
-                            staff_login::Column::PasswordHash,
-                            staff_login::Column::UpdatedAt,
-                        ])
-                        .to_owned(),
-                )
-                .exec_without_returning(&txn)
-                .await
-                .map_err(|e| write_error(e, "email"))?;
-            staff_session::Entity::delete_many()
-                .filter(staff_session::Column::UserId.eq(id.as_uuid()))
-                .exec(&txn)
-                .await
-                .map_err(unavailable)?;
+            write_login(&txn, id, email, password, now).await?;
             append_audit(&txn, audit).await
         }
         .await;
@@ -306,6 +278,7 @@ impl UserRepository for Store {
                         .exec(&txn)
                         .await
                         .map_err(unavailable)?;
+                    delete_links_of(&txn, id).await?;
                 }
             }
             append_audit(&txn, audit).await?;
@@ -314,6 +287,63 @@ impl UserRepository for Store {
         .await;
         finish(txn, result).await
     }
+}
+
+/// [`UserRepository::set_login`]'s writes, inside the caller's transaction: the
+/// user's e-mail and password hash (`NotFound` for no such user, `Duplicate` for an
+/// e-mail another user signs in with), and the end of their sessions.
+pub(super) async fn write_login<C: ConnectionTrait>(
+    txn: &C,
+    id: UserId,
+    email: &EmailAddress,
+    password: &PasswordHash,
+    now: DateTime<Utc>,
+) -> Result<(), RepositoryError> {
+    user::Entity::find_by_id(id.as_uuid())
+        .all(txn)
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .next()
+        .ok_or(RepositoryError::NotFound)?;
+    let row = staff_login::Model {
+        user_id: id.as_uuid(),
+        email: email.as_str().to_owned(),
+        password_hash: password.as_str().to_owned(),
+        updated_at: at(now),
+    };
+    staff_login::Entity::insert(row.into_active_model())
+        .on_conflict(
+            OnConflict::column(staff_login::Column::UserId)
+                .update_columns([
+                    staff_login::Column::Email,
+                    staff_login::Column::PasswordHash,
+                    staff_login::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await
+        .map_err(|e| write_error(e, "email"))?;
+    staff_session::Entity::delete_many()
+        .filter(staff_session::Column::UserId.eq(id.as_uuid()))
+        .exec(txn)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Deletes every invitation or reset link of `user`.
+pub(super) async fn delete_links_of<C: ConnectionTrait>(
+    txn: &C,
+    user: UserId,
+) -> Result<(), RepositoryError> {
+    staff_login_link::Entity::delete_many()
+        .filter(staff_login_link::Column::UserId.eq(user.as_uuid()))
+        .exec(txn)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
 }
 
 /// The user a row of `table` refers to (its foreign key guarantees one: a missing user

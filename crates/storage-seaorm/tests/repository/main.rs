@@ -117,6 +117,13 @@ suite!(
     sessions_that_are_over_are_purged_and_open_ones_kept,
     a_login_is_found_by_its_email_and_setting_one_ends_the_users_sessions,
     an_email_signs_in_one_user_and_an_unknown_user_gets_none,
+    a_link_is_found_while_live_and_redeemed_once_setting_the_login,
+    an_expired_link_redeems_nothing_and_is_purged,
+    a_link_for_an_unknown_user_is_not_found_and_a_reused_id_a_duplicate,
+    a_link_whose_email_another_user_signs_in_with_redeems_nothing,
+    concurrent_redemptions_of_one_link_let_exactly_one_win,
+    redeeming_a_link_spends_the_users_others_and_revoking_them_spends_all,
+    failed_sign_ins_are_counted_per_key_newest_first_cleared_and_purged,
     // users and the audit trail
     a_fresh_database_has_no_user,
     a_practitioners_user_shares_their_id_and_is_found_by_token_hash,

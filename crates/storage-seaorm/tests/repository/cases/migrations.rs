@@ -4,7 +4,7 @@ use storage_seaorm::Store;
 
 pub async fn migrations_run_down_to_nothing_and_up_again(store: Store) {
     let applied = store.applied_migrations().await.unwrap();
-    assert_eq!(applied.len(), 7, "{applied:?}");
+    assert_eq!(applied.len(), 8, "{applied:?}");
     assert!(store.pending_migrations().await.unwrap().is_empty());
     // Running them again is a no-op.
     store.migrate().await.unwrap();

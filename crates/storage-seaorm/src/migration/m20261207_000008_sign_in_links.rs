@@ -1,0 +1,111 @@
+//! Invitations and password-reset links (`staff_login_links`: the hash of the link's
+//! secret, whose password it sets, for which e-mail, until when) and the sign-in
+//! throttle's failures (`failed_sign_ins`: a hashed key per account or address, and
+//! when).
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::{big_pk_auto, string, timestamp_with_time_zone, uuid};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum StaffLoginLinks {
+    Table,
+    IdHash,
+    UserId,
+    Purpose,
+    Email,
+    CreatedAt,
+    ExpiresAt,
+}
+
+#[derive(DeriveIden)]
+enum FailedSignIns {
+    Table,
+    Seq,
+    KeyHash,
+    At,
+}
+
+#[derive(DeriveIden)]
+enum Users {
+    Table,
+    Id,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(StaffLoginLinks::Table)
+                    .col(string(StaffLoginLinks::IdHash).primary_key())
+                    .col(uuid(StaffLoginLinks::UserId))
+                    .col(string(StaffLoginLinks::Purpose))
+                    .col(string(StaffLoginLinks::Email))
+                    .col(timestamp_with_time_zone(StaffLoginLinks::CreatedAt))
+                    .col(timestamp_with_time_zone(StaffLoginLinks::ExpiresAt))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_staff_login_links_user")
+                            .from(StaffLoginLinks::Table, StaffLoginLinks::UserId)
+                            .to(Users::Table, Users::Id),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        // A user's links (spent together when one is used, or the user locked out).
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_staff_login_links_user")
+                    .table(StaffLoginLinks::Table)
+                    .col(StaffLoginLinks::UserId)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(FailedSignIns::Table)
+                    .col(big_pk_auto(FailedSignIns::Seq))
+                    .col(string(FailedSignIns::KeyHash))
+                    .col(timestamp_with_time_zone(FailedSignIns::At))
+                    .to_owned(),
+            )
+            .await?;
+        // A key's recent failures, read on every sign-in.
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_failed_sign_ins_key_at")
+                    .table(FailedSignIns::Table)
+                    .col(FailedSignIns::KeyHash)
+                    .col(FailedSignIns::At)
+                    .to_owned(),
+            )
+            .await?;
+        // The purge, by age.
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_failed_sign_ins_at")
+                    .table(FailedSignIns::Table)
+                    .col(FailedSignIns::At)
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(FailedSignIns::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(StaffLoginLinks::Table).to_owned())
+            .await
+    }
+}
