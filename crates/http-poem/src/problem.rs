@@ -201,6 +201,7 @@ pub fn status_of(err: &BillingError) -> StatusCode {
         (_, C::Conflict) => StatusCode::CONFLICT,
         (_, C::Refused) => StatusCode::PAYMENT_REQUIRED,
         (_, C::Unavailable) => StatusCode::BAD_GATEWAY,
+        (_, C::Throttled) => StatusCode::TOO_MANY_REQUESTS,
     }
 }
 
@@ -234,6 +235,7 @@ impl From<BillingError> for Problem {
 fn title(code: &str) -> &'static str {
     match code {
         "unauthenticated" => "Authentication required",
+        "sign_in_throttled" => "Too many failed sign-ins",
         "forbidden" => "Your role may not do this",
         "not_found" => "Not found",
         "invalid_amount" => "Invalid amount",

@@ -75,6 +75,12 @@ fn kind(req: &Request) -> Option<Kind> {
     }
 }
 
+/// The client as the sign-in throttle counts it (the same address this module keys
+/// its quotas by), if the request has one.
+pub(crate) fn client_key(req: &Request, trusted_proxies: usize) -> Option<String> {
+    client(req, trusted_proxies).map(|ip| ip.to_string())
+}
+
 /// The client's address: the peer's, or the one the outermost trusted proxy saw.
 fn client(req: &Request, trusted_proxies: usize) -> Option<IpAddr> {
     let peer = match req.remote_addr() {

@@ -48,10 +48,10 @@ use crate::state::HttpState;
 // ---------------------------------------------------------------- shared pieces
 
 /// A signed-in page request: the context, the actor and their first practitioner.
-struct Staff {
-    ctx: Ctx,
-    actor: Actor,
-    practitioner: Practitioner,
+pub(super) struct Staff {
+    pub(super) ctx: Ctx,
+    pub(super) actor: Actor,
+    pub(super) practitioner: Practitioner,
 }
 
 impl std::fmt::Debug for Staff {
@@ -61,13 +61,28 @@ impl std::fmt::Debug for Staff {
 }
 
 impl Staff {
-    fn layout(&self, title: &str, nav: &'static str) -> Layout {
+    pub(super) fn layout(&self, title: &str, nav: &'static str) -> Layout {
         self.ctx
             .layout(title, user_box(&self.actor, self.ctx.t), nav)
     }
 
-    fn tz(&self) -> Tz {
+    pub(super) fn tz(&self) -> Tz {
         self.practitioner.time_zone.tz()
+    }
+
+    /// The answer to a refused use case: a page that says why when the role may not
+    /// do it (a secretary on a practitioner's page), the problem otherwise.
+    pub(super) fn refusal(&self, e: BillingError) -> Response {
+        if let BillingError::Access(billing_core::access::AccessDenied::Forbidden) = e {
+            return message(
+                &self.ctx,
+                StatusCode::FORBIDDEN,
+                self.ctx.t.forbidden_title,
+                self.ctx.t.forbidden_practitioner_only,
+                Some(("/dashboard", self.ctx.t.back)),
+            );
+        }
+        Problem::from(e).into_response()
     }
 
     fn practitioners(&self) -> Vec<PractitionerId> {
@@ -384,6 +399,10 @@ fn row_line(r: &PaymentRow, tz: Tz, lang: Lang, may_validate: bool) -> PaymentLi
 struct LoginTemplate {
     layout: Layout,
     failed: bool,
+    /// Why sign-in is refused for a while (too many failures), in words.
+    throttled: Option<String>,
+    /// A confirmation (the password was just set).
+    notice: Option<&'static str>,
 }
 
 #[handler]
@@ -400,9 +419,12 @@ pub async fn login_page(
     // ended session was just forgotten, so the form carries the token of a browser
     // without a session.
     ctx.csrf = csrf.0.clone();
+    let notice = (req.uri().query() == Some("flash=password_set")).then_some(ctx.t.flash_password_set);
     render(&LoginTemplate {
         layout: ctx.layout(ctx.t.login_title, None, ""),
         failed: false,
+        throttled: None,
+        notice,
     })
 }
 
@@ -434,8 +456,9 @@ pub async fn login_submit(
 ) -> Response {
     let sessions = &state.billing.sessions;
     let signed_in = if form.token.trim().is_empty() {
+        let from = crate::ratelimit::client_key(req, state.settings.rate_limits.trusted_proxies);
         sessions
-            .sign_in_with_password(&form.email, &form.password)
+            .sign_in_with_password(&form.email, &form.password, from.as_deref())
             .await
     } else {
         sessions.sign_in(form.token.trim()).await
@@ -450,6 +473,22 @@ pub async fn login_submit(
             }
             session::open(req.cookie(), &signed_in.token, state);
             Redirect::see_other("/dashboard").into_response()
+        }
+        Err(BillingError::TooManyAttempts { retry_after }) => {
+            let minutes = billing_core::error::minutes_up(retry_after);
+            let mut page = with_status(
+                render(&LoginTemplate {
+                    layout: ctx.layout(ctx.t.login_title, None, ""),
+                    failed: false,
+                    throttled: Some(ctx.t.login_throttled.replace("{n}", &minutes.to_string())),
+                    notice: None,
+                }),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            if let Ok(v) = (minutes * 60).to_string().parse() {
+                page.headers_mut().insert(poem::http::header::RETRY_AFTER, v);
+            }
+            page
         }
         // Storage or the hasher down: not the user's mistake, and not a failed guess.
         Err(e) if !matches!(e, BillingError::Access(_)) => {
@@ -466,6 +505,8 @@ pub async fn login_submit(
             render(&LoginTemplate {
                 layout: ctx.layout(ctx.t.login_title, None, ""),
                 failed: true,
+                throttled: None,
+                notice: None,
             }),
             StatusCode::UNAUTHORIZED,
         ),

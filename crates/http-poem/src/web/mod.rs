@@ -13,6 +13,7 @@ pub mod i18n;
 pub mod pay;
 pub mod receipts;
 pub mod session;
+pub mod team;
 
 use std::time::Duration;
 
@@ -336,6 +337,13 @@ pub fn routes(state: &HttpState) -> impl Endpoint + use<> {
             "/dashboard/sessions/end-all",
             post(dashboard::end_all_sessions_submit),
         )
+        .at(
+            "/dashboard/password/:token",
+            get(team::password_page).post(team::password_submit),
+        )
+        .at("/dashboard/team", get(team::team_page))
+        .at("/dashboard/team/invite", post(team::invite_submit))
+        .at("/dashboard/team/:user/link", post(team::new_link_submit))
         .at("/dashboard/fee-preview", get(dashboard::fee_preview))
         .at("/dashboard/payments.csv", get(dashboard::csv_download))
         .at("/dashboard/payments/:id", get(dashboard::payment_page))
