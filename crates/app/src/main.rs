@@ -8,8 +8,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use billing_core::access::Role;
+use billing_core::access::{Actor, Role};
 use billing_core::ids::{PractitionerId, UserId};
+use billing_core::invitation::LinkPurpose;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use app::config::Config;
@@ -75,12 +76,17 @@ enum RoleArg {
 
 #[derive(Debug, Subcommand)]
 enum UserCommand {
-    /// Create a practitioner or a secretary; prints `{"id": …, "token": …}`.
+    /// Create a practitioner or a secretary; prints `{"id": …, "token": …}`, and with
+    /// `--email` the invitation link (`"invite_url"`, valid 7 days, single use) where
+    /// they choose the password they sign in with.
     Add {
         #[arg(long, value_enum)]
         role: RoleArg,
         #[arg(long)]
         name: String,
+        /// The e-mail they will sign in with: makes an invitation link.
+        #[arg(long)]
+        email: Option<String>,
         /// The practitioner(s) a secretary works for (repeat for several).
         #[arg(long = "for")]
         for_: Vec<PractitionerId>,
@@ -100,6 +106,16 @@ enum UserCommand {
     Revoke {
         /// The user's id.
         id: UserId,
+    },
+    /// A link (valid one hour, single use) where a user who lost their password
+    /// chooses a new one, to sign in with `--email`. Prints `{"id", "email",
+    /// "reset_url", "expires_at"}`: send it to them.
+    ResetPassword {
+        /// The user's id.
+        id: UserId,
+        /// The e-mail they sign in with.
+        #[arg(long)]
+        email: String,
     },
     /// Set the e-mail and password a user signs in to the dashboard with (12 to 128
     /// characters, read from the first line of standard input); every session they had
@@ -222,6 +238,7 @@ async fn user(app: &wiring::App, command: UserCommand) -> Result<(), wiring::App
         UserCommand::Add {
             role,
             name,
+            email,
             for_,
             time_zone,
         } => {
@@ -236,7 +253,36 @@ async fn user(app: &wiring::App, command: UserCommand) -> Result<(), wiring::App
                 }
                 RoleArg::Secretary => staff.add_secretary(&name, &for_).await?,
             };
-            print_token(&created);
+            let mut out = serde_json::json!({
+                "id": created.id.to_string(),
+                "token": created.token.expose(),
+            });
+            if let Some(email) = email {
+                let link = app
+                    .billing
+                    .team
+                    .issue_link(&Actor::System, created.id, &email, LinkPurpose::Invitation)
+                    .await?;
+                out["invite_url"] = link.url.into();
+                out["expires_at"] = link.expires_at.to_rfc3339().into();
+            }
+            println!("{out}");
+        }
+        UserCommand::ResetPassword { id, email } => {
+            let link = app
+                .billing
+                .team
+                .issue_link(&Actor::System, id, &email, LinkPurpose::Reset)
+                .await?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "id": id.to_string(),
+                    "email": link.email.as_str(),
+                    "reset_url": link.url,
+                    "expires_at": link.expires_at.to_rfc3339(),
+                })
+            );
         }
         UserCommand::List => {
             for record in staff.list_users().await? {

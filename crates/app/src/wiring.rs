@@ -247,8 +247,10 @@ pub async fn setup_webhooks(config: &Config, url: Option<String>) -> Result<(), 
 }
 
 /// On an empty database in sandbox mode: a demo practitioner and their secretary, with
-/// their tokens and where to go, so a newcomer can try every flow at once.
+/// the e-mail and password each signs in with (and their API tokens), so a newcomer
+/// can try every flow at once.
 async fn seed_demo(app: &App, public_url: &str) -> Result<(), AppError> {
+    use billing_core::system::SecretGenerator;
     if !app.billing.staff.is_empty().await? {
         return Ok(());
     }
@@ -263,14 +265,30 @@ async fn seed_demo(app: &App, public_url: &str) -> Result<(), AppError> {
         .staff
         .add_secretary("Secrétariat du Dr Martin", &[pid])
         .await?;
+    // Random passwords of 16 URL-safe characters (96 bits), shown once.
+    let password = || OsSecrets.secret().chars().take(16).collect::<String>();
+    let accounts = [
+        (
+            practitioner.id,
+            "camille.martin@demo.consultpay.test",
+            password(),
+        ),
+        (secretary.id, "secretariat@demo.consultpay.test", password()),
+    ];
+    for (id, email, password) in &accounts {
+        app.billing
+            .sessions
+            .set_password(*id, email, password)
+            .await?;
+    }
+    let [(_, dr_email, dr_password), (_, sec_email, sec_password)] = &accounts;
     println!(
-        "\n  Demo accounts (sandbox only):\n\
-         \n    practitioner  id {}\n                  token {}\
-         \n    secretary     id {}\n                  token {}\n\
-         \n  Open {public_url}/dashboard and sign in with a token.\n  API: {public_url}/docs\n",
-        practitioner.id,
+        "\n  Demo accounts (sandbox only): open {public_url}/dashboard and sign in with\n\
+         \n    practitioner  {dr_email}\n                  password {dr_password}\
+         \n    secretary     {sec_email}\n                  password {sec_password}\n\
+         \n  API tokens (Authorization: Bearer …; docs at {public_url}/docs):\
+         \n    practitioner  {}\n    secretary     {}\n",
         practitioner.token.expose(),
-        secretary.id,
         secretary.token.expose()
     );
     Ok(())
@@ -400,11 +418,17 @@ async fn jobs_pass(billing: &Billing) {
         Ok(report) => log_jobs(&report),
         Err(e) => tracing::warn!(error = %e, "background jobs pass failed"),
     }
-    // Dashboard sessions that are over (abandoned ones are never resumed).
+    // Dashboard sessions that are over (abandoned ones are never resumed), failed
+    // sign-ins that no longer count, and links that expired unused.
     match billing.sessions.purge().await {
         Ok(0) => {}
         Ok(purged) => tracing::info!(purged, "sessions purged"),
         Err(e) => tracing::warn!(error = %e, "session purge failed"),
+    }
+    match billing.team.purge().await {
+        Ok(0) => {}
+        Ok(purged) => tracing::info!(purged, "expired password links purged"),
+        Err(e) => tracing::warn!(error = %e, "password link purge failed"),
     }
 }
 

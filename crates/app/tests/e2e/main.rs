@@ -8,6 +8,7 @@ mod day;
 mod flow;
 mod forms;
 mod helpers;
+mod invitations;
 mod live;
 mod mail;
 mod oauth;

@@ -70,6 +70,10 @@ async fn the_operator_adds_lists_rotates_and_revokes_staff_tokens_from_the_cli()
         "Dr Estival",
     ]);
     let dr_id = str_of(&dr[0], "id").to_owned();
+    assert!(
+        dr[0].get("invite_url").is_none(),
+        "no e-mail, no invitation"
+    );
     let sec = run(&[
         "user",
         "add",
@@ -135,12 +139,12 @@ async fn the_operator_adds_lists_rotates_and_revokes_staff_tokens_from_the_cli()
     let sessions = &app.billing.sessions;
     assert!(
         sessions
-            .sign_in_with_password("accueil@example.org", "correct horse battery")
+            .sign_in_with_password("accueil@example.org", "correct horse battery", None)
             .await
             .is_ok()
     );
     let err = sessions
-        .sign_in_with_password("accueil@example.org", "correct horse batter")
+        .sign_in_with_password("accueil@example.org", "correct horse batter", None)
         .await
         .unwrap_err();
     assert_eq!(err.code(), "unauthenticated");
@@ -258,4 +262,68 @@ fn openapi_prints_the_document_without_touching_the_configured_database() {
         "{spec}"
     );
     assert!(!db.exists(), "the configured database was created");
+}
+
+#[tokio::test]
+async fn the_operator_invites_by_email_and_prints_reset_links_that_work_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("cli.db").display());
+    let run = |args: &[&str]| consultpay(dir.path(), &db, args);
+    let dr = run(&[
+        "user",
+        "add",
+        "--role",
+        "practitioner",
+        "--name",
+        "Dr Estival",
+        "--email",
+        "Camille@Example.org",
+    ]);
+    let id = str_of(&dr[0], "id").to_owned();
+    let invite = str_of(&dr[0], "invite_url").to_owned();
+    assert!(
+        invite.starts_with("http://127.0.0.1:8080/dashboard/password/cpl_"),
+        "{invite}"
+    );
+    let reset = run(&[
+        "user",
+        "reset-password",
+        &id,
+        "--email",
+        "camille@example.org",
+    ]);
+    assert_eq!(reset[0]["email"], "camille@example.org");
+    let reset_url = str_of(&reset[0], "reset_url").to_owned();
+    let secret = |url: &str| url.rsplit('/').next().unwrap_or_default().to_owned();
+
+    let config = Config {
+        database_url: DatabaseUrl::new(db.clone()),
+        demo: false,
+        ..Config::default()
+    };
+    let app = App::build(&config)
+        .await
+        .expect("app on the CLI's database");
+    let team = &app.billing.team;
+    let (link, user) = team.open_link(&secret(&invite)).await.expect("live");
+    assert_eq!(
+        (user.name.as_str(), link.email.as_str()),
+        ("Dr Estival", "camille@example.org")
+    );
+    team.redeem(&secret(&reset_url), "correct horse battery")
+        .await
+        .expect("the reset link sets the password");
+    // Setting the password spent the invitation too.
+    assert_eq!(
+        team.open_link(&secret(&invite)).await.unwrap_err().code(),
+        "not_found"
+    );
+    assert!(
+        app.billing
+            .sessions
+            .sign_in_with_password("camille@example.org", "correct horse battery", None)
+            .await
+            .is_ok()
+    );
+    let _ = app.store.clone().close().await;
 }

@@ -419,7 +419,8 @@ pub async fn login_page(
     // ended session was just forgotten, so the form carries the token of a browser
     // without a session.
     ctx.csrf = csrf.0.clone();
-    let notice = (req.uri().query() == Some("flash=password_set")).then_some(ctx.t.flash_password_set);
+    let notice =
+        (req.uri().query() == Some("flash=password_set")).then_some(ctx.t.flash_password_set);
     render(&LoginTemplate {
         layout: ctx.layout(ctx.t.login_title, None, ""),
         failed: false,
@@ -486,7 +487,8 @@ pub async fn login_submit(
                 StatusCode::TOO_MANY_REQUESTS,
             );
             if let Ok(v) = (minutes * 60).to_string().parse() {
-                page.headers_mut().insert(poem::http::header::RETRY_AFTER, v);
+                page.headers_mut()
+                    .insert(poem::http::header::RETRY_AFTER, v);
             }
             page
         }

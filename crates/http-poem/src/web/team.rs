@@ -238,12 +238,7 @@ pub async fn invite_submit(
     match state
         .billing
         .team
-        .invite_secretary(
-            &staff.actor,
-            staff.practitioner.id,
-            &form.name,
-            &form.email,
-        )
+        .invite_secretary(&staff.actor, staff.practitioner.id, &form.name, &form.email)
         .await
     {
         Ok(link) => team_view(&staff, state, Some(&link), None).await,

@@ -25,11 +25,13 @@ use crate::entity::{failed_sign_in, staff_login_link};
 use crate::store::{unavailable, write_error};
 
 fn link(row: staff_login_link::Model) -> Result<LoginLink, RepositoryError> {
-    let corrupt = |what: &str| {
-        RepositoryError::Corrupt(format!("staff_login_links {}: {what}", row.id_hash))
-    };
+    let corrupt =
+        |what: &str| RepositoryError::Corrupt(format!("staff_login_links {}: {what}", row.id_hash));
     Ok(LoginLink {
-        purpose: row.purpose.parse::<LinkPurpose>().map_err(|()| corrupt("purpose"))?,
+        purpose: row
+            .purpose
+            .parse::<LinkPurpose>()
+            .map_err(|()| corrupt("purpose"))?,
         email: EmailAddress::parse(&row.email).map_err(|_| corrupt("email"))?,
         id: TokenHash::from_stored(row.id_hash),
         user: UserId::from_uuid(row.user_id),

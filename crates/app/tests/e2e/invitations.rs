@@ -1,0 +1,320 @@
+//! Staff accounts through HTTP: a practitioner invites a secretary, who sets a
+//! password from the link, signs in and out (the copied cookie is then refused); a
+//! secretary is told why the team page is not for her; wrong passwords throttle the
+//! account with a 429 that says how long; the operator's CLI prints invitation and
+//! reset links.
+
+use chrono::Duration;
+use reqwest::StatusCode;
+use reqwest::redirect::Policy;
+
+use crate::helpers::*;
+
+/// A browser of its own: a cookie store, no redirect followed.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .cookie_store(true)
+        .build()
+        .expect("client")
+}
+
+/// The value of the `id="{id}"` input (or the text of the element) in `html`.
+fn value_of(html: &str, id: &str) -> Option<String> {
+    let rest = html.split(&format!("id=\"{id}\"")).nth(1)?;
+    if let Some(v) = rest.split("value=\"").nth(1)
+        && rest.find("value=\"") < rest.find('>')
+    {
+        return v.split('"').next().map(str::to_owned);
+    }
+    rest.split('>').nth(1)?.split('<').next().map(str::to_owned)
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Posts the sign-in form with an e-mail and password on `client`.
+async fn sign_in(
+    t: &TestApp,
+    client: &reqwest::Client,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    let page = client
+        .get(t.url("/dashboard/login"))
+        .send()
+        .await
+        .expect("login page");
+    let csrf = csrf_token(&page.text().await.expect("html"));
+    client
+        .post(t.url("/dashboard/login"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("email", email),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .expect("sign in")
+}
+
+fn session_cookie(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("consultpay_session=cps_"))
+        .map(|v| v.split(';').next().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn an_invited_secretary_sets_a_password_signs_in_and_out_and_the_copied_cookie_dies() {
+    for backend in backends() {
+        let Some(t) = TestApp::spawn(backend).await else {
+            continue;
+        };
+        let dr = t.practitioner("Dr Estival").await;
+        t.sign_in(&dr).await;
+        // The practitioner invites her secretary from the team page.
+        let csrf = csrf_token(&t.html("/dashboard/team").await);
+        let invited = t
+            .submit(
+                "/dashboard/team/invite",
+                &[
+                    ("csrf_token", &csrf),
+                    ("name", "Accueil"),
+                    ("email", "Accueil@Example.org"),
+                ],
+            )
+            .await;
+        assert_eq!(invited.status(), StatusCode::OK);
+        let page = invited.text().await.expect("html");
+        let url = value_of(&page, "issued-url").expect("the invitation link is shown");
+        let path = url
+            .strip_prefix(&t.url(""))
+            .unwrap_or_else(|| panic!("{url} is on the server"))
+            .to_owned();
+        assert!(path.starts_with("/dashboard/password/cpl_"), "{path}");
+        assert!(
+            page.contains("accueil@example.org"),
+            "the e-mail, in lower case"
+        );
+        assert!(plain(&page).contains("Accueil"), "the team lists her");
+
+        // The secretary opens the link in her own browser.
+        let secretary = browser();
+        let form = secretary.get(t.url(&path)).send().await.expect("link");
+        assert_eq!(form.status(), StatusCode::OK);
+        let html = form.text().await.expect("html");
+        assert_eq!(value_of(&html, "account-name").as_deref(), Some("Accueil"));
+        let csrf = csrf_token(&html);
+        let post = |password: &'static str, confirm: &'static str| {
+            let (client, url, csrf) = (secretary.clone(), t.url(&path), csrf.clone());
+            async move {
+                client
+                    .post(url)
+                    .form(&[
+                        ("csrf_token", csrf.as_str()),
+                        ("password", password),
+                        ("confirm", confirm),
+                    ])
+                    .send()
+                    .await
+                    .expect("set password")
+            }
+        };
+        let mismatch = post("secretary horse battery", "secretary horse batterie").await;
+        assert_eq!(mismatch.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            mismatch
+                .text()
+                .await
+                .unwrap_or_default()
+                .contains("id=\"password-error\"")
+        );
+        let short = post("short", "short").await;
+        assert_eq!(short.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let set = post("secretary horse battery", "secretary horse battery").await;
+        assert_eq!(set.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&set), "/dashboard/login?flash=password_set");
+        let login = secretary
+            .get(t.url("/dashboard/login?flash=password_set"))
+            .send()
+            .await
+            .expect("login");
+        assert!(
+            login
+                .text()
+                .await
+                .unwrap_or_default()
+                .contains("id=\"login-notice\"")
+        );
+        // Single use.
+        let again = secretary
+            .get(t.url(&path))
+            .send()
+            .await
+            .expect("link again");
+        assert_eq!(again.status(), StatusCode::NOT_FOUND);
+        let reuse = post("stolen horse battery", "stolen horse battery").await;
+        assert_eq!(reuse.status(), StatusCode::NOT_FOUND);
+
+        // She signs in with her e-mail and password.
+        let signed_in = sign_in(
+            &t,
+            &secretary,
+            "accueil@example.org",
+            "secretary horse battery",
+        )
+        .await;
+        assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+        let cookie = session_cookie(&signed_in).expect("a session");
+        let copied = cookie.clone();
+        let dashboard = secretary
+            .get(t.url("/dashboard"))
+            .send()
+            .await
+            .expect("dashboard");
+        assert_eq!(dashboard.status(), StatusCode::OK);
+        let html = dashboard.text().await.expect("html");
+        assert!(
+            !html.contains("href=\"/dashboard/team\""),
+            "no team link for her"
+        );
+        // The team page tells her it is the practitioner's, rather than redirecting.
+        let team = secretary
+            .get(t.url("/dashboard/team"))
+            .send()
+            .await
+            .expect("team");
+        assert_eq!(team.status(), StatusCode::FORBIDDEN);
+        assert!(team.text().await.unwrap_or_default().contains("praticien"));
+        let csrf = csrf_token(&html);
+        let refused = secretary
+            .post(t.url("/dashboard/team/invite"))
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("name", "Intrus"),
+                ("email", "intrus@example.org"),
+            ])
+            .send()
+            .await
+            .expect("invite");
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+        // She signs out: the copy of her cookie opens nothing.
+        let out = secretary
+            .post(t.url("/dashboard/logout"))
+            .form(&[("csrf_token", csrf.as_str())])
+            .send()
+            .await
+            .expect("sign out");
+        assert_eq!(out.status(), StatusCode::SEE_OTHER);
+        let stolen = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .build()
+            .expect("client")
+            .get(t.url("/dashboard"))
+            .header("cookie", &copied)
+            .send()
+            .await
+            .expect("dashboard");
+        assert_eq!(stolen.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&stolen), "/dashboard/login");
+
+        // The practitioner sends her a new link; another practitioner cannot.
+        let members = t.app.billing.staff.list_users().await.expect("users");
+        let sec_id = members
+            .iter()
+            .find(|r| r.user.name == "Accueil")
+            .expect("secretary")
+            .user
+            .id
+            .to_string();
+        let csrf = csrf_token(&t.html("/dashboard/team").await);
+        let fresh = t
+            .submit(
+                &format!("/dashboard/team/{sec_id}/link"),
+                &[("csrf_token", &csrf), ("email", "accueil@example.org")],
+            )
+            .await;
+        assert_eq!(fresh.status(), StatusCode::OK);
+        assert!(value_of(&fresh.text().await.expect("html"), "issued-url").is_some());
+        let roux = t.practitioner("Dr Roux").await;
+        t.sign_in(&roux).await;
+        let csrf = csrf_token(&t.html("/dashboard/team").await);
+        let foreign = t
+            .submit(
+                &format!("/dashboard/team/{sec_id}/link"),
+                &[("csrf_token", &csrf), ("email", "pirate@example.org")],
+            )
+            .await;
+        assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+        t.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn wrong_passwords_throttle_the_account_with_a_429_that_says_how_long() {
+    // The per-server quota per address (a minute of real time) stays out of the way:
+    // this is the stored throttle, per account, on the sandbox clock.
+    let Some(t) = TestApp::spawn_with(Backend::Sqlite, |c| c.rate_limit_sign_in = 100).await else {
+        return;
+    };
+    let dr = t.practitioner("Dr Estival").await;
+    t.app
+        .billing
+        .sessions
+        .set_password(
+            dr.id.parse().expect("id"),
+            "camille@example.org",
+            "correct horse battery",
+        )
+        .await
+        .expect("password set");
+    for _ in 0..5 {
+        let resp = sign_in(&t, &browser(), "camille@example.org", "wrong horse battery").await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Now even the right password waits, and the page says for how long.
+    let throttled = sign_in(
+        &t,
+        &browser(),
+        "camille@example.org",
+        "correct horse battery",
+    )
+    .await;
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        throttled
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("900")
+    );
+    assert!(session_cookie(&throttled).is_none());
+    let text = value_of(&throttled.text().await.expect("html"), "login-throttled").expect("alert");
+    assert!(text.contains("15 minute"), "{text}");
+    // An unknown e-mail is throttled the same way: nothing tells who has an account.
+    for _ in 0..5 {
+        sign_in(&t, &browser(), "nobody@example.org", "wrong horse battery").await;
+    }
+    let unknown = sign_in(&t, &browser(), "nobody@example.org", "wrong horse battery").await;
+    assert_eq!(unknown.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Fifteen minutes later (the sandbox clock), the right password works.
+    t.advance_clock(Duration::minutes(15)).await;
+    let ok = sign_in(
+        &t,
+        &browser(),
+        "camille@example.org",
+        "correct horse battery",
+    )
+    .await;
+    assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+    t.stop().await;
+}
