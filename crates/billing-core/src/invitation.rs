@@ -1,6 +1,6 @@
 //! Invitations and password-reset links: a single-use link, valid for a while, that
 //! lets one staff member set the password they sign in with (and the e-mail the link
-//! was made for). The link's secret ([`LinkToken`](crate::secrets::LinkToken)) is in
+//! was made for). The link's secret ([`LinkToken`]) is in
 //! the URL only; the store keeps its hash.
 //!
 //! A practitioner invites their secretary from the dashboard, the operator a
