@@ -152,11 +152,13 @@ pub enum AuditAction {
     PasswordSet,
     /// `user.link_issued`: an invitation or password-reset link was made for a user.
     LinkIssued,
+    /// `user.identity_linked`: an OpenID identity was linked to a user (by a link).
+    IdentityLinked,
 }
 
 impl AuditAction {
     /// Every action, in declaration order.
-    pub const ALL: [AuditAction; 37] = [
+    pub const ALL: [AuditAction; 38] = [
         AuditAction::StripeLinkStarted,
         AuditAction::StripeLinked,
         AuditAction::StripeVerified,
@@ -194,6 +196,7 @@ impl AuditAction {
         AuditAction::TokensRevoked,
         AuditAction::PasswordSet,
         AuditAction::LinkIssued,
+        AuditAction::IdentityLinked,
     ];
 
     /// The stable text form (`payment.validated`, …), stored and exported.
@@ -236,6 +239,7 @@ impl AuditAction {
             AuditAction::TokensRevoked => "user.tokens_revoked",
             AuditAction::PasswordSet => "user.password_set",
             AuditAction::LinkIssued => "user.link_issued",
+            AuditAction::IdentityLinked => "user.identity_linked",
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::consultation::day::DayService;
 use crate::consultation::ports::ConsultationRepository;
 use crate::consultation::service::{PatientService, SchedulingService};
 use crate::gateway::{ConnectOnboarding, PaymentGateway, SandboxControl, WebhookVerifier};
+use crate::identity::{IdentityProvider, OidcService};
 use crate::invitation::{LinkRepository, TeamService};
 use crate::outbox::{Mailer, OutboxRepository, OutboxService};
 use crate::password::PasswordHasher;
@@ -43,6 +44,7 @@ pub(crate) struct Ports {
     pub(crate) passwords: Arc<dyn PasswordHasher>,
     pub(crate) outbox: Arc<dyn OutboxRepository>,
     pub(crate) mailer: Option<Arc<dyn Mailer>>,
+    pub(crate) identity: Option<Arc<dyn IdentityProvider>>,
     pub(crate) audit: Arc<dyn AuditLog>,
     pub(crate) gateway: Arc<dyn PaymentGateway>,
     pub(crate) renderer: Arc<dyn DocumentRenderer>,
@@ -141,6 +143,7 @@ struct Given {
     pay_links: Option<Arc<dyn PayLinkSigner>>,
     clock: Option<Arc<dyn Clock>>,
     mailer: Option<Arc<dyn Mailer>>,
+    identity_provider: Option<Arc<dyn IdentityProvider>>,
     sandbox: Option<Arc<dyn SandboxControl>>,
     passes: Option<Arc<dyn PassSigner>>,
     observer: Option<Arc<dyn PaymentObserver>>,
@@ -235,6 +238,9 @@ impl BillingBuilder {
         pay_links: dyn PayLinkSigner;
         /// Sends the outbox's e-mail; without one, messages stay queued (and visible).
         mailer: dyn Mailer;
+        /// An OpenID Connect provider staff may sign in with; without one, they sign
+        /// in with e-mail and password only.
+        identity_provider: dyn IdentityProvider;
         /// The processor's sandbox controls (pages, test clock); sandbox mode only.
         sandbox: dyn SandboxControl;
         /// Signs passes to the video room; without one, the practitioner calls the
@@ -284,6 +290,7 @@ impl BillingBuilder {
             pay_links: required(given.pay_links, "pay_links")?,
             clock: given.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             mailer: given.mailer,
+            identity: given.identity_provider,
             sandbox: given.sandbox,
             passes: given.passes,
             observer: given.observer,
@@ -321,6 +328,8 @@ pub struct Billing {
     pub sessions: SessionService,
     /// Invitations, password links, a practitioner's team.
     pub team: TeamService,
+    /// Sign-in with an OpenID Connect provider (when one is configured).
+    pub oidc: OidcService,
     /// Receipts and credit notes as files.
     pub documents: DocumentService,
     /// E-mail: delivery (a job), the staff's view, pay links sent again.
@@ -404,6 +413,15 @@ impl Billing {
             config.clone(),
         )
         .with_mailer(deps.mailer.clone());
+        let sessions = SessionService::new(
+            deps.users.clone(),
+            deps.sessions.clone(),
+            deps.failed_sign_ins.clone(),
+            deps.passwords.clone(),
+            deps.clock.clone(),
+            deps.secrets.clone(),
+            config.clone(),
+        );
         Billing {
             catalogue: CatalogueService::new(
                 deps.practitioners.clone(),
@@ -446,14 +464,13 @@ impl Billing {
                 deps.secrets.clone(),
                 config.clone(),
             ),
-            sessions: SessionService::new(
+            sessions: sessions.clone(),
+            oidc: OidcService::new(
+                deps.identity.clone(),
                 deps.users.clone(),
-                deps.sessions.clone(),
-                deps.failed_sign_ins.clone(),
-                deps.passwords.clone(),
+                deps.links.clone(),
+                sessions,
                 deps.clock.clone(),
-                deps.secrets.clone(),
-                config.clone(),
             ),
             team: TeamService::new(
                 deps.users.clone(),

@@ -9,6 +9,7 @@ use crate::consultation::policy::PolicyError;
 use crate::contact::ContactError;
 use crate::fees::FeeError;
 use crate::gateway::{GatewayError, WebhookError};
+use crate::identity::IdentityError;
 use crate::money::{Currency, Money, MoneyError};
 use crate::payment::model::{Failure, TransitionError};
 use crate::practitioner::model::{CapError, ChargeBlocker, PreferencesError};
@@ -158,6 +159,9 @@ pub enum BillingError {
         /// How long until a sign-in is tried again.
         retry_after: chrono::Duration,
     },
+    /// An OpenID Connect sign-in failed.
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     /// A password could not be hashed (the hasher's failure).
     #[error(transparent)]
     Hashing(#[from] crate::password::HashError),
@@ -225,6 +229,10 @@ impl BillingError {
             BillingError::Pass(_) => "pass_unavailable",
             BillingError::Hashing(_) => "password_unavailable",
             BillingError::TooManyAttempts { .. } => "sign_in_throttled",
+            BillingError::Identity(IdentityError::NotConfigured) => "oidc_not_configured",
+            BillingError::Identity(IdentityError::Unavailable(_)) => "oidc_unavailable",
+            BillingError::Identity(IdentityError::NotLinked) => "oidc_not_linked",
+            BillingError::Identity(_) => "oidc_rejected",
             BillingError::Render(_) => "document_unavailable",
             BillingError::Storage(_) => "storage_unavailable",
         }
@@ -276,6 +284,10 @@ impl BillingError {
                 | GatewayError::NotConfigured(_) => ErrorClass::Unavailable,
             },
             BillingError::TooManyAttempts { .. } => ErrorClass::Throttled,
+            BillingError::Identity(
+                IdentityError::NotConfigured | IdentityError::Unavailable(_),
+            ) => ErrorClass::Unavailable,
+            BillingError::Identity(_) => ErrorClass::Unauthenticated,
             BillingError::Storage(_)
             | BillingError::Render(_)
             | BillingError::Pass(_)

@@ -142,6 +142,21 @@ pub trait LinkRepository: Send + Sync {
         audit: &[AuditEntry],
     ) -> Result<LoginLink, RepositoryError>;
 
+    /// Uses the link, live at `now`, to link `identity` to its user: deletes the
+    /// link and the user's other links, stores the identity and appends `audit`,
+    /// together. Returns the link used.
+    /// MUST return [`RepositoryError::NotFound`] if no such link is live and
+    /// [`RepositoryError::Duplicate`] if the identity is linked to another user
+    /// already (linking it to the same user again is not an error); nothing is
+    /// written then.
+    async fn redeem_link_for_identity(
+        &self,
+        id: &TokenHash,
+        now: DateTime<Utc>,
+        identity: &crate::identity::Identity,
+        audit: &[AuditEntry],
+    ) -> Result<LoginLink, RepositoryError>;
+
     /// Deletes the links that expired at or before `now`; how many. (A job: any
     /// server may run it.)
     async fn purge_links(&self, now: DateTime<Utc>) -> Result<u64, RepositoryError>;

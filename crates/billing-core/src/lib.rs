@@ -180,6 +180,7 @@ pub mod error;
 pub mod fees;
 pub mod format;
 pub mod gateway;
+pub mod identity;
 pub mod ids;
 pub mod invitation;
 pub mod money;

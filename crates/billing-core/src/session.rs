@@ -305,7 +305,9 @@ impl SessionService {
         }
     }
 
-    async fn open(
+    /// Opens a session for `user`, signed in with `credential` (a staff token's hash;
+    /// `None` for a password or an OpenID identity).
+    pub(crate) async fn open(
         &self,
         user: StaffUser,
         credential: Option<TokenHash>,

@@ -74,8 +74,8 @@ pub trait UserRepository: Send + Sync {
     /// Revokes (at `at`) every token of `user` that is not yet revoked, ends every
     /// session of theirs ([`SessionRepository`](crate::session::SessionRepository))
     /// and, given a `replacement`, stores it as the user's one live token; without
-    /// one, also removes their e-mail and password ([`UserRepository::set_login`]), so
-    /// nothing signs them in. Appends `audit`. All of it commits together or not at
+    /// one, also removes their e-mail and password ([`UserRepository::set_login`]),
+    /// their OpenID identities and their links, so nothing signs them in. Appends `audit`. All of it commits together or not at
     /// all. Returns how many tokens were revoked.
     /// MUST return [`RepositoryError::NotFound`] if the user does not exist and
     /// [`RepositoryError::Duplicate`] if the replacement hash exists; nothing is
@@ -101,6 +101,12 @@ pub trait UserRepository: Send + Sync {
         at: DateTime<Utc>,
         audit: &[AuditEntry],
     ) -> Result<(), RepositoryError>;
+
+    /// The user an OpenID identity signs in, if one was linked to them.
+    async fn find_by_identity(
+        &self,
+        identity: &crate::identity::Identity,
+    ) -> Result<Option<StaffUser>, RepositoryError>;
 
     /// The user who signs in with this e-mail (given in lower case) and their
     /// password's hash, if any.

@@ -570,6 +570,7 @@ impl Mocks {
                 mailer: self
                     .mailer
                     .map(|m| Arc::new(m) as Arc<dyn crate::outbox::Mailer>),
+                identity: None,
                 audit: Arc::new(self.audit),
                 gateway: Arc::new(self.gateway),
                 renderer: Arc::new(self.renderer),

@@ -19,6 +19,7 @@ pub mod sandbox_head;
 pub mod sandbox_object;
 pub mod secretary_link;
 pub mod service;
+pub mod staff_identity;
 pub mod staff_login;
 pub mod staff_login_link;
 pub mod staff_session;

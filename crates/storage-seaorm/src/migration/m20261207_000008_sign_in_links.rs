@@ -1,10 +1,11 @@
 //! Invitations and password-reset links (`staff_login_links`: the hash of the link's
-//! secret, whose password it sets, for which e-mail, until when) and the sign-in
-//! throttle's failures (`failed_sign_ins`: a hashed key per account or address, and
-//! when).
+//! secret, whose password it sets, for which e-mail, until when), the OpenID
+//! identities linked to users (`staff_identities`: issuer and subject, one user each)
+//! and the sign-in throttle's failures (`failed_sign_ins`: a hashed key per account or
+//! address, and when).
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::{big_pk_auto, string, timestamp_with_time_zone, uuid};
+use sea_orm_migration::schema::{big_pk_auto, string, text, timestamp_with_time_zone, uuid};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -26,6 +27,15 @@ enum FailedSignIns {
     Seq,
     KeyHash,
     At,
+}
+
+#[derive(DeriveIden)]
+enum StaffIdentities {
+    Table,
+    Issuer,
+    Subject,
+    UserId,
+    CreatedAt,
 }
 
 #[derive(DeriveIden)]
@@ -69,6 +79,38 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .table(StaffIdentities::Table)
+                    .col(text(StaffIdentities::Issuer))
+                    .col(text(StaffIdentities::Subject))
+                    .col(uuid(StaffIdentities::UserId))
+                    .col(timestamp_with_time_zone(StaffIdentities::CreatedAt))
+                    // One person at one issuer is one account.
+                    .primary_key(
+                        Index::create()
+                            .col(StaffIdentities::Issuer)
+                            .col(StaffIdentities::Subject),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_staff_identities_user")
+                            .from(StaffIdentities::Table, StaffIdentities::UserId)
+                            .to(Users::Table, Users::Id),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_staff_identities_user")
+                    .table(StaffIdentities::Table)
+                    .col(StaffIdentities::UserId)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
                     .table(FailedSignIns::Table)
                     .col(big_pk_auto(FailedSignIns::Seq))
                     .col(string(FailedSignIns::KeyHash))
@@ -103,6 +145,9 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .drop_table(Table::drop().table(FailedSignIns::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(StaffIdentities::Table).to_owned())
             .await?;
         manager
             .drop_table(Table::drop().table(StaffLoginLinks::Table).to_owned())

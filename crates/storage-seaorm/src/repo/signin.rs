@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use billing_core::access::StaffUser;
 use billing_core::audit::AuditEntry;
 use billing_core::contact::EmailAddress;
+use billing_core::identity::Identity;
 use billing_core::ids::UserId;
 use billing_core::invitation::{LinkPurpose, LinkRepository, LoginLink};
 use billing_core::password::PasswordHash;
@@ -21,7 +22,7 @@ use super::users::{delete_links_of, referenced_user, write_login};
 use super::{append_audit, finish};
 use crate::Store;
 use crate::convert::at;
-use crate::entity::{failed_sign_in, staff_login_link};
+use crate::entity::{failed_sign_in, staff_identity, staff_login_link};
 use crate::store::{unavailable, write_error};
 
 fn link(row: staff_login_link::Model) -> Result<LoginLink, RepositoryError> {
@@ -53,6 +54,30 @@ async fn live_link<C: ConnectionTrait>(
         .map_err(unavailable)?
         .into_iter()
         .next())
+}
+
+/// Deletes the link if it is live at `now`, inside the caller's transaction, and
+/// returns it; `NotFound` otherwise. The conditional delete is the claim: of concurrent
+/// redemptions, the one whose delete removed the row wins (PostgreSQL makes the others
+/// wait for it, then find nothing to delete; SQLite runs them one by one).
+async fn claim_link<C: ConnectionTrait>(
+    txn: &C,
+    id: &TokenHash,
+    now: DateTime<Utc>,
+) -> Result<LoginLink, RepositoryError> {
+    let row = live_link(txn, id, now)
+        .await?
+        .ok_or(RepositoryError::NotFound)?;
+    let claimed = staff_login_link::Entity::delete_many()
+        .filter(staff_login_link::Column::IdHash.eq(id.as_str()))
+        .filter(staff_login_link::Column::ExpiresAt.gt(at(now)))
+        .exec(txn)
+        .await
+        .map_err(unavailable)?;
+    if claimed.rows_affected != 1 {
+        return Err(RepositoryError::NotFound);
+    }
+    link(row)
 }
 
 #[async_trait]
@@ -103,23 +128,53 @@ impl LinkRepository for Store {
     ) -> Result<LoginLink, RepositoryError> {
         let txn = self.begin_write().await?;
         let result = async {
-            let row = live_link(&txn, id, now)
-                .await?
-                .ok_or(RepositoryError::NotFound)?;
-            // The conditional delete is the claim: of concurrent redemptions, the one
-            // whose delete removed the row wins (PostgreSQL makes the others wait for
-            // it, then find nothing to delete; SQLite runs them one by one).
-            let claimed = staff_login_link::Entity::delete_many()
-                .filter(staff_login_link::Column::IdHash.eq(id.as_str()))
-                .filter(staff_login_link::Column::ExpiresAt.gt(at(now)))
-                .exec(&txn)
-                .await
-                .map_err(unavailable)?;
-            if claimed.rows_affected != 1 {
-                return Err(RepositoryError::NotFound);
-            }
-            let used = link(row)?;
+            let used = claim_link(&txn, id, now).await?;
             write_login(&txn, used.user, &used.email, password, now).await?;
+            delete_links_of(&txn, used.user).await?;
+            append_audit(&txn, audit).await?;
+            Ok(used)
+        }
+        .await;
+        finish(txn, result).await
+    }
+
+    async fn redeem_link_for_identity(
+        &self,
+        id: &TokenHash,
+        now: DateTime<Utc>,
+        identity: &Identity,
+        audit: &[AuditEntry],
+    ) -> Result<LoginLink, RepositoryError> {
+        let txn = self.begin_write().await?;
+        let result = async {
+            let used = claim_link(&txn, id, now).await?;
+            let linked = staff_identity::Entity::find_by_id((
+                identity.issuer.clone(),
+                identity.subject.clone(),
+            ))
+            .all(&txn)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .next();
+            match linked {
+                Some(row) if row.user_id != used.user.as_uuid() => {
+                    return Err(RepositoryError::Duplicate("identity"));
+                }
+                Some(_) => {}
+                None => {
+                    let row = staff_identity::Model {
+                        issuer: identity.issuer.clone(),
+                        subject: identity.subject.clone(),
+                        user_id: used.user.as_uuid(),
+                        created_at: at(now),
+                    };
+                    staff_identity::Entity::insert(row.into_active_model())
+                        .exec_without_returning(&txn)
+                        .await
+                        .map_err(|e| write_error(e, "identity"))?;
+                }
+            }
             delete_links_of(&txn, used.user).await?;
             append_audit(&txn, audit).await?;
             Ok(used)

@@ -24,7 +24,8 @@ use super::{append_audit, finish};
 use crate::Store;
 use crate::convert::{ROLE_SECRETARY, at, practitioner_row, user_from_row, user_row};
 use crate::entity::{
-    practitioner, secretary_link, staff_login, staff_login_link, staff_session, staff_token, user,
+    practitioner, secretary_link, staff_identity, staff_login, staff_login_link, staff_session,
+    staff_token, user,
 };
 use crate::store::{unavailable, write_error};
 
@@ -225,6 +226,25 @@ impl UserRepository for Store {
         finish(txn, result).await
     }
 
+    async fn find_by_identity(
+        &self,
+        identity: &billing_core::identity::Identity,
+    ) -> Result<Option<StaffUser>, RepositoryError> {
+        let Some(row) =
+            staff_identity::Entity::find_by_id((identity.issuer.clone(), identity.subject.clone()))
+                .all(&self.db)
+                .await
+                .map_err(unavailable)?
+                .into_iter()
+                .next()
+        else {
+            return Ok(None);
+        };
+        Ok(Some(
+            referenced_user(&self.db, row.user_id, "staff_identities").await?,
+        ))
+    }
+
     async fn find_login(
         &self,
         email: &EmailAddress,
@@ -279,6 +299,11 @@ impl UserRepository for Store {
                         .await
                         .map_err(unavailable)?;
                     delete_links_of(&txn, id).await?;
+                    staff_identity::Entity::delete_many()
+                        .filter(staff_identity::Column::UserId.eq(id.as_uuid()))
+                        .exec(&txn)
+                        .await
+                        .map_err(unavailable)?;
                 }
             }
             append_audit(&txn, audit).await?;

@@ -124,6 +124,7 @@ suite!(
     concurrent_redemptions_of_one_link_let_exactly_one_win,
     redeeming_a_link_spends_the_users_others_and_revoking_them_spends_all,
     failed_sign_ins_are_counted_per_key_newest_first_cleared_and_purged,
+    an_identity_is_linked_by_a_link_once_per_account_and_unlinked_by_revocation,
     // users and the audit trail
     a_fresh_database_has_no_user,
     a_practitioners_user_shares_their_id_and_is_found_by_token_hash,

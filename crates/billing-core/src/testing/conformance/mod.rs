@@ -167,6 +167,7 @@ pub fn storage_cases<S: Storage + 'static>() -> Vec<Case<S>> {
         signin::concurrent_redemptions_of_one_link_let_exactly_one_win,
         signin::redeeming_a_link_spends_the_users_others_and_revoking_them_spends_all,
         signin::failed_sign_ins_are_counted_per_key_newest_first_cleared_and_purged,
+        signin::an_identity_is_linked_by_a_link_once_per_account_and_unlinked_by_revocation,
         users::a_fresh_database_has_no_user,
         users::a_practitioners_user_shares_their_id_and_is_found_by_token_hash,
         users::a_secretary_works_for_each_of_their_practitioners,

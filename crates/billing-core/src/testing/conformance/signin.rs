@@ -296,3 +296,74 @@ pub async fn failed_sign_ins_are_counted_per_key_newest_first_cleared_and_purged
     assert_eq!(store.purge_failures(t0() + mins(1)).await.unwrap(), 5);
     assert!(store.failures_since(&other, t0()).await.unwrap().is_empty());
 }
+
+pub async fn an_identity_is_linked_by_a_link_once_per_account_and_unlinked_by_revocation<
+    S: Storage,
+>(
+    store: S,
+) {
+    let (a, pid) = user(&store).await;
+    let (b, _) = user(&store).await;
+    let person = crate::identity::Identity {
+        issuer: "https://idp.example".into(),
+        subject: "248289761001".into(),
+    };
+    assert_eq!(store.find_by_identity(&person).await.unwrap(), None);
+    let la = link(a, "a@example.org", 0);
+    let la2 = link(a, "a@example.org", 1);
+    let lb = link(b, "b@example.org", 0);
+    for l in [&la, &la2, &lb] {
+        store.create_link(l, &[]).await.unwrap();
+    }
+    let entry = audit(pid, AuditAction::IdentityLinked, t0());
+    let used = store
+        .redeem_link_for_identity(&la.id, t0(), &person, std::slice::from_ref(&entry))
+        .await
+        .unwrap();
+    assert_eq!(used, la);
+    assert_eq!(
+        store.find_by_identity(&person).await.unwrap().map(|u| u.id),
+        Some(a)
+    );
+    assert_eq!(
+        store.find_link(&la2.id, t0()).await.unwrap(),
+        None,
+        "others spent"
+    );
+    let other_issuer = crate::identity::Identity {
+        issuer: "https://other.example".into(),
+        ..person.clone()
+    };
+    assert_eq!(store.find_by_identity(&other_issuer).await.unwrap(), None);
+    // Another account cannot take it; nothing is written then.
+    assert!(matches!(
+        store
+            .redeem_link_for_identity(&lb.id, t0(), &person, &[])
+            .await,
+        Err(RepositoryError::Duplicate(_))
+    ));
+    assert!(store.find_link(&lb.id, t0()).await.unwrap().is_some());
+    // The same account again (a new link) is not an error.
+    let la3 = link(a, "a@example.org", 2);
+    store.create_link(&la3, &[]).await.unwrap();
+    store
+        .redeem_link_for_identity(&la3.id, t0(), &person, &[])
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .redeem_link_for_identity(&la3.id, t0(), &person, &[])
+            .await,
+        Err(RepositoryError::NotFound)
+    ));
+    let trail = crate::audit::AuditLog::recent(&store, pid, 10)
+        .await
+        .unwrap();
+    assert_eq!(trail.iter().filter(|e| **e == entry).count(), 1);
+    store.replace_tokens(a, None, t0(), &[]).await.unwrap();
+    assert_eq!(
+        store.find_by_identity(&person).await.unwrap(),
+        None,
+        "locked out"
+    );
+}

@@ -125,6 +125,8 @@ struct State {
     users: BTreeMap<UserId, UserRow>,
     sessions: HashMap<TokenHash, crate::session::SessionRecord>,
     links: HashMap<TokenHash, crate::invitation::LoginLink>,
+    /// OpenID identities and the user each signs in.
+    identities: HashMap<crate::identity::Identity, UserId>,
     /// Failed sign-ins, oldest first.
     failed_sign_ins: Vec<(crate::throttle::ThrottleKey, DateTime<Utc>)>,
     staff_tokens: HashMap<TokenHash, TokenRow>,

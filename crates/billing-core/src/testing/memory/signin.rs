@@ -68,6 +68,32 @@ impl LinkRepository for MemoryStore {
         })
     }
 
+    async fn redeem_link_for_identity(
+        &self,
+        id: &TokenHash,
+        now: DateTime<Utc>,
+        identity: &crate::identity::Identity,
+        audit: &[AuditEntry],
+    ) -> Result<LoginLink, RepositoryError> {
+        self.transaction(|s| {
+            let link = s
+                .links
+                .remove(id)
+                .filter(|l| l.expires_at > now)
+                .ok_or(RepositoryError::NotFound)?;
+            match s.identities.get(identity) {
+                Some(owner) if *owner != link.user => {
+                    return Err(RepositoryError::Duplicate("identity"));
+                }
+                _ => {}
+            }
+            s.identities.insert(identity.clone(), link.user);
+            s.links.retain(|_, other| other.user != link.user);
+            s.append_audit(audit)?;
+            Ok(link)
+        })
+    }
+
     async fn purge_links(&self, now: DateTime<Utc>) -> Result<u64, RepositoryError> {
         self.transaction(|s| {
             let before = s.links.len();

@@ -172,6 +172,7 @@ impl UserRepository for MemoryStore {
                         row.login = None;
                     }
                     s.links.retain(|_, link| link.user != user);
+                    s.identities.retain(|_, owner| *owner != user);
                 }
             }
             s.append_audit(audit)?;
@@ -188,6 +189,16 @@ impl UserRepository for MemoryStore {
         audit: &[AuditEntry],
     ) -> Result<(), RepositoryError> {
         self.transaction(|s| s.set_login(user, email, password, audit))
+    }
+
+    async fn find_by_identity(
+        &self,
+        identity: &crate::identity::Identity,
+    ) -> Result<Option<StaffUser>, RepositoryError> {
+        Ok(self.read(|s| {
+            let user = s.identities.get(identity)?;
+            s.users.get(user).map(|row| row.user.clone())
+        }))
     }
 
     async fn find_login(
