@@ -137,6 +137,14 @@ pub struct Config {
     /// `CONSULTPAY_MAIL_FROM`: the sender (`Cabinet <no-reply@example.org>`), required
     /// with `CONSULTPAY_SMTP_URL`.
     pub mail_from: Option<String>,
+    /// `CONSULTPAY_OIDC_ISSUER`: an OpenID Connect provider staff may sign in with
+    /// (its issuer URL; discovery at `/.well-known/openid-configuration`). Register
+    /// `{public URL}/dashboard/oidc/callback` there as the redirect URI.
+    pub oidc_issuer: Option<String>,
+    /// `CONSULTPAY_OIDC_CLIENT_ID`: ConsultPay's client id at that provider.
+    pub oidc_client_id: Option<String>,
+    /// `CONSULTPAY_OIDC_CLIENT_SECRET`: its client secret.
+    pub oidc_client_secret: Option<Secret>,
     /// `CONSULTPAY_MAIL_INTERVAL_SECS`: how often the outbox is delivered (0 = only
     /// by `consultpay reconcile` and the sandbox clock).
     pub mail_interval_secs: u64,
@@ -229,6 +237,9 @@ pub const ENV: &[(&str, &str)] = &[
         "open_after_start_minutes",
     ),
     ("CONSULTPAY_SMTP_URL", "smtp_url"),
+    ("CONSULTPAY_OIDC_ISSUER", "oidc_issuer"),
+    ("CONSULTPAY_OIDC_CLIENT_ID", "oidc_client_id"),
+    ("CONSULTPAY_OIDC_CLIENT_SECRET", "oidc_client_secret"),
     ("CONSULTPAY_MAIL_FROM", "mail_from"),
     ("CONSULTPAY_MAIL_INTERVAL_SECS", "mail_interval_secs"),
     ("CONSULTPAY_VIDEO_URL", "video_url"),
@@ -287,6 +298,9 @@ impl Default for Config {
             open_after_start_minutes: 60,
             smtp_url: None,
             mail_from: None,
+            oidc_issuer: None,
+            oidc_client_id: None,
+            oidc_client_secret: None,
             mail_interval_secs: 5,
             video_url: None,
             video_jwt_secret: None,
@@ -414,6 +428,17 @@ impl Config {
             return invalid(
                 "CONSULTPAY_MAIL_FROM",
                 "required with CONSULTPAY_SMTP_URL (e.g. \"Cabinet <no-reply@example.org>\")",
+            );
+        }
+        let oidc = [
+            self.oidc_issuer.is_some(),
+            self.oidc_client_id.is_some(),
+            self.oidc_client_secret.is_some(),
+        ];
+        if oidc.contains(&true) && oidc.contains(&false) {
+            return invalid(
+                "CONSULTPAY_OIDC_ISSUER",
+                "set CONSULTPAY_OIDC_ISSUER, CONSULTPAY_OIDC_CLIENT_ID and CONSULTPAY_OIDC_CLIENT_SECRET together",
             );
         }
         if self.video_jwt_secret.is_some() && self.video_jwt_keys.is_some() {
@@ -614,6 +639,7 @@ impl Config {
         redact(&mut shown.stripe_connect_webhook_secret);
         redact(&mut shown.session_key);
         redact(&mut shown.smtp_url);
+        redact(&mut shown.oidc_client_secret);
         redact(&mut shown.video_jwt_secret);
         shown.database_url = DatabaseUrl(redact_url_password(shown.database_url.expose()));
         toml_string(&shown)

@@ -174,6 +174,9 @@ impl App {
         if let Some(mailer) = mailer(config)? {
             builder = builder.mailer(mailer);
         }
+        if let Some(provider) = identity_provider(config, &public_url)? {
+            builder = builder.identity_provider(provider);
+        }
         if let Some(sandbox) = gateways.sandbox {
             builder = builder.sandbox(sandbox);
         }
@@ -388,6 +391,28 @@ fn mailer(config: &Config) -> Result<Option<Arc<dyn Mailer>>, AppError> {
     };
     let mailer = SmtpMailer::new(url.expose(), from).map_err(|e| AppError::Usage(e.to_string()))?;
     Ok(Some(Arc::new(mailer)))
+}
+
+/// The OpenID Connect provider of `CONSULTPAY_OIDC_*`, if configured.
+fn identity_provider(
+    config: &Config,
+    public_url: &str,
+) -> Result<Option<Arc<dyn billing_core::identity::IdentityProvider>>, AppError> {
+    let (Some(issuer), Some(client_id), Some(secret)) = (
+        &config.oidc_issuer,
+        &config.oidc_client_id,
+        &config.oidc_client_secret,
+    ) else {
+        return Ok(None);
+    };
+    let provider = identity_oidc::OidcProvider::new(&identity_oidc::OidcSettings {
+        issuer: issuer.clone(),
+        client_id: client_id.clone(),
+        client_secret: secret.expose().to_owned(),
+        redirect_url: format!("{public_url}/dashboard/oidc/callback"),
+    })
+    .map_err(|e| AppError::Usage(e.to_string()))?;
+    Ok(Some(Arc::new(provider)))
 }
 
 /// How often a sandbox server catches up with the test clock other servers moved.

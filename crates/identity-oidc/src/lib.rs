@@ -15,6 +15,9 @@
 //! `CONSULTPAY_OIDC_CLIENT_SECRET`; the redirect URI to register at the provider is
 //! `{public URL}/dashboard/oidc/callback`.
 
+#[cfg(feature = "test-peer")]
+pub mod peer;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;

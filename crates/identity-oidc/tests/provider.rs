@@ -1,77 +1,26 @@
 //! The adapter against a real OpenID provider: panva's certified `oidc-provider`
 //! (npm, installed by `cargo xtask peers` under `target/peers/oidc`), started on
-//! 127.0.0.1 for each test with two clients. The browser's part (the provider's
-//! sign-in and consent pages) is played with a cookie-keeping HTTP client.
-
-use std::process::Stdio;
-use std::time::Duration;
+//! 127.0.0.1 for each test with two clients (`identity_oidc::peer`).
 
 use billing_core::identity::{IdentityError, IdentityProvider, PendingLogin};
 use chrono::Utc;
+use identity_oidc::peer::{OidcPeer, PeerClient, query_of, sign_in_at_provider};
 use identity_oidc::{OidcProvider, OidcSettings};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 const REDIRECT: &str = "http://127.0.0.1:9/dashboard/oidc/callback";
 const SECRET: &str = "a-client-secret-of-forty-characters-long";
 
-struct Peer {
-    issuer: String,
-    _child: Child,
+/// The provider, with ConsultPay's client and another application's.
+async fn provider() -> Option<OidcPeer> {
+    let client = |id: &str| PeerClient {
+        id: id.into(),
+        secret: SECRET.into(),
+        redirect_uri: REDIRECT.into(),
+    };
+    OidcPeer::start(&[client("consultpay"), client("another-app")]).await
 }
 
-/// Starts the provider, or `None` when it is not installed (outside CI).
-async fn provider() -> Option<Peer> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/peers/oidc");
-    if !dir.join("node_modules/oidc-provider").exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI=true but the OpenID provider is not installed: cargo xtask peers"
-        );
-        eprintln!("skipped: oidc-provider is not installed (cargo xtask peers)");
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let clients = serde_json::json!([
-        { "client_id": "consultpay", "client_secret": SECRET, "redirect_uris": [REDIRECT] },
-        { "client_id": "another-app", "client_secret": SECRET, "redirect_uris": [REDIRECT] },
-    ]);
-    let mut child = Command::new("node")
-        .arg(dir.join("provider.mjs"))
-        .arg(port.to_string())
-        .arg(clients.to_string())
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let issuer = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(issuer) = line.strip_prefix("listening ") {
-                return Some(issuer.to_owned());
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
-    .expect("the provider starts");
-    // Keep reading what it prints, or its next write would fail on a closed pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Some(Peer {
-        issuer,
-        _child: child,
-    })
-}
-
-fn adapter(peer: &Peer, client_id: &str) -> OidcProvider {
+fn adapter(peer: &OidcPeer, client_id: &str) -> OidcProvider {
     OidcProvider::new(&OidcSettings {
         issuer: peer.issuer.clone(),
         client_id: client_id.into(),
@@ -81,56 +30,9 @@ fn adapter(peer: &Peer, client_id: &str) -> OidcProvider {
     .expect("adapter")
 }
 
-/// Plays the browser on the provider's pages: signs in as `login`, consents, and
-/// returns the query of the redirect back (`code`, `state`, `iss`).
-async fn sign_in_at_provider(url: &str, login: &str) -> Vec<(String, String)> {
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .build()
-        .expect("client");
-    let mut next = url.to_owned();
-    for _ in 0..12 {
-        if next.starts_with(REDIRECT) {
-            let parsed = url::Url::parse(&next).expect("redirect URL");
-            return parsed.query_pairs().into_owned().collect();
-        }
-        let page = browser.get(&next).send().await.expect("provider page");
-        if page.status().is_redirection() {
-            next = follow(&next, &page);
-            continue;
-        }
-        let html = page.text().await.expect("html");
-        let action = html
-            .split("action=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next())
-            .unwrap_or_else(|| panic!("a form in {html}"))
-            .to_owned();
-        let form: Vec<(&str, &str)> = if html.contains("value=\"login\"") {
-            vec![("prompt", "login"), ("login", login), ("password", "any")]
-        } else {
-            vec![("prompt", "consent")]
-        };
-        let posted = browser
-            .post(&action)
-            .form(&form)
-            .send()
-            .await
-            .expect("form");
-        assert!(posted.status().is_redirection(), "{}", posted.status());
-        next = follow(&action, &posted);
-    }
-    panic!("the provider never sent the browser back");
-}
-
-/// Where a redirect answer to a request for `from` leads (relative or absolute).
-fn follow(from: &str, answer: &reqwest::Response) -> String {
-    let location = answer.headers()["location"].to_str().expect("location");
-    url::Url::parse(from)
-        .and_then(|base| base.join(location))
-        .expect("a URL")
-        .to_string()
+/// Signs in at the provider as `login` and returns the query of the way back.
+async fn sign_in(url: &str, login: &str) -> Vec<(String, String)> {
+    query_of(&sign_in_at_provider(url, login, REDIRECT).await)
 }
 
 fn param<'a>(query: &'a [(String, String)], name: &str) -> &'a str {
@@ -142,9 +44,9 @@ fn param<'a>(query: &'a [(String, String)], name: &str) -> &'a str {
 }
 
 /// A raw ID token issued to `client_id` for `login`, with the nonce it carries.
-async fn id_token(peer: &Peer, client_id: &str, login: &str) -> (String, String) {
+async fn id_token(peer: &OidcPeer, client_id: &str, login: &str) -> (String, String) {
     let start = adapter(peer, client_id).begin().await.expect("begin");
-    let back = sign_in_at_provider(&start.url, login).await;
+    let back = sign_in(&start.url, login).await;
     let tokens: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/token", peer.issuer))
         .basic_auth(client_id, Some(SECRET))
@@ -180,7 +82,7 @@ async fn a_sign_in_at_the_real_provider_gives_the_verified_identity() {
     ] {
         assert!(start.url.contains(part), "{part} in {}", start.url);
     }
-    let back = sign_in_at_provider(&start.url, "dr.estival").await;
+    let back = sign_in(&start.url, "dr.estival").await;
     assert_eq!(param(&back, "state"), start.pending.state);
     let identity = oidc
         .finish(param(&back, "code"), &start.pending, Utc::now())
@@ -206,7 +108,7 @@ async fn a_wrong_verifier_a_wrong_nonce_another_audience_or_an_expired_token_is_
     let oidc = adapter(&peer, "consultpay");
     // PKCE: the code is refused with another verifier.
     let start = oidc.begin().await.expect("begin");
-    let back = sign_in_at_provider(&start.url, "dr.estival").await;
+    let back = sign_in(&start.url, "dr.estival").await;
     let stolen = PendingLogin {
         verifier: "another-verifier-another-verifier-another-verifier".into(),
         ..start.pending.clone()

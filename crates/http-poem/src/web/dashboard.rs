@@ -403,6 +403,8 @@ struct LoginTemplate {
     throttled: Option<String>,
     /// A confirmation (the password was just set).
     notice: Option<&'static str>,
+    /// An OpenID provider is configured: offer it.
+    oidc: bool,
 }
 
 #[handler]
@@ -426,6 +428,7 @@ pub async fn login_page(
         failed: false,
         throttled: None,
         notice,
+        oidc: state.billing.oidc.is_configured(),
     })
 }
 
@@ -483,6 +486,7 @@ pub async fn login_submit(
                     failed: false,
                     throttled: Some(ctx.t.login_throttled.replace("{n}", &minutes.to_string())),
                     notice: None,
+                    oidc: state.billing.oidc.is_configured(),
                 }),
                 StatusCode::TOO_MANY_REQUESTS,
             );
@@ -509,6 +513,7 @@ pub async fn login_submit(
                 failed: true,
                 throttled: None,
                 notice: None,
+                oidc: state.billing.oidc.is_configured(),
             }),
             StatusCode::UNAUTHORIZED,
         ),

@@ -10,6 +10,7 @@
 pub mod dashboard;
 pub use billing_core::format;
 pub mod i18n;
+pub mod oidc;
 pub mod pay;
 pub mod receipts;
 pub mod session;
@@ -244,7 +245,7 @@ fn csrf_key(state: &HttpState) -> [u8; 32] {
     derive(&state.settings.session_secret, b"csrf-session")
 }
 
-fn derive(secret: &[u8], purpose: &[u8]) -> [u8; 32] {
+pub(super) fn derive(secret: &[u8], purpose: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(purpose);
     h.update(secret);
@@ -341,6 +342,8 @@ pub fn routes(state: &HttpState) -> impl Endpoint + use<> {
             "/dashboard/password/:token",
             get(team::password_page).post(team::password_submit),
         )
+        .at("/dashboard/oidc/start", get(oidc::start))
+        .at("/dashboard/oidc/callback", get(oidc::callback))
         .at("/dashboard/team", get(team::team_page))
         .at("/dashboard/team/invite", post(team::invite_submit))
         .at("/dashboard/team/:user/link", post(team::new_link_submit))

@@ -26,6 +26,8 @@ struct PasswordTemplate {
     email: String,
     action: String,
     error: Option<&'static str>,
+    /// Where to link an OpenID identity instead, when a provider is configured.
+    oidc_start: Option<String>,
 }
 
 fn link_gone(ctx: &Ctx) -> Response {
@@ -45,6 +47,25 @@ fn heading(ctx: &Ctx, purpose: LinkPurpose) -> &'static str {
     }
 }
 
+/// The way to link an OpenID identity with this link, when a provider is configured.
+fn oidc_start(state: &HttpState, token: &str) -> Option<String> {
+    let encoded: String = url_escape(token);
+    state
+        .billing
+        .oidc
+        .is_configured()
+        .then(|| format!("/dashboard/oidc/start?link={encoded}"))
+}
+
+/// A link secret is URL-safe already (`cpl_` and base64url); anything else is
+/// dropped rather than trusted into a URL.
+fn url_escape(token: &str) -> String {
+    token
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect()
+}
+
 /// The form an invitation or reset link opens: whose account, and a new password.
 #[handler]
 pub async fn password_page(
@@ -60,6 +81,7 @@ pub async fn password_page(
             email: link.email.as_str().to_owned(),
             action: format!("/dashboard/password/{token}"),
             error: None,
+            oidc_start: oidc_start(state, &token),
         }),
         Err(BillingError::NotFound(_)) => link_gone(&ctx),
         Err(e) => Problem::from(e).into_response(),
@@ -103,6 +125,7 @@ pub async fn password_submit(
                 email: link.email.as_str().to_owned(),
                 action: format!("/dashboard/password/{token}"),
                 error: Some(error),
+                oidc_start: oidc_start(state, &token),
             }),
             StatusCode::UNPROCESSABLE_ENTITY,
         )
