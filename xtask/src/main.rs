@@ -187,9 +187,49 @@ const PEERS: [(&str, &str); 5] = [
     ("schemathesis", "4.32.5"),
 ];
 
+/// Installs the test peers: [`PEERS`] in a virtualenv at `target/peers/venv`, and
+/// the OpenID provider ([`oidc_peer`]). Does nothing for what is already there.
+fn peers() -> Result {
+    oidc_peer()?;
+    python_peers()
+}
+
+/// panva's `oidc-provider` (a certified OpenID provider, on Debian's `nodejs`) at
+/// `target/peers/oidc`: `xtask/peers/oidc` (its `package.json`, `package-lock.json`
+/// pinning every package, and `provider.mjs`, the script the tests start) installed
+/// with `npm ci`. Nothing is done when the lock file installed is the same.
+fn oidc_peer() -> Result {
+    let source = root().join("xtask/peers/oidc");
+    let target = root().join("target/peers/oidc");
+    std::fs::create_dir_all(&target).map_err(|e| e.to_string())?;
+    let lock = std::fs::read(source.join("package-lock.json")).map_err(|e| e.to_string())?;
+    let installed = std::fs::read(target.join("package-lock.json")).ok();
+    for file in ["package.json", "package-lock.json", "provider.mjs"] {
+        std::fs::copy(source.join(file), target.join(file)).map_err(|e| e.to_string())?;
+    }
+    if installed.as_deref() == Some(lock.as_slice())
+        && target.join("node_modules/oidc-provider").exists()
+    {
+        eprintln!("the OpenID provider is installed in {}", target.display());
+        return Ok(());
+    }
+    let target_str = target.to_str().ok_or("the workspace path is not UTF-8")?;
+    run(
+        "npm",
+        &[
+            "ci",
+            "--prefix",
+            target_str,
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ],
+    )
+}
+
 /// Installs [`PEERS`] in a virtualenv at `target/peers/venv`. Does nothing when those
 /// versions are already there.
-fn peers() -> Result {
+fn python_peers() -> Result {
     let venv = root().join("target/peers/venv");
     let python = venv.join("bin/python");
     let python_str = python.to_str().ok_or("the workspace path is not UTF-8")?;

@@ -318,3 +318,174 @@ async fn wrong_passwords_throttle_the_account_with_a_429_that_says_how_long() {
     assert_eq!(ok.status(), StatusCode::SEE_OTHER);
     t.stop().await;
 }
+
+/// The public URL the OpenID tests give the server: what a reverse proxy would serve,
+/// registered at the provider. The test is the browser, and takes each URL under it
+/// to the server it started.
+const PROXY: &str = "http://127.0.0.1:9";
+
+#[tokio::test]
+async fn an_invitation_links_an_openid_identity_which_then_signs_in_alone() {
+    use identity_oidc::peer::{OidcPeer, PeerClient, sign_in_at_provider};
+    let secret = "an-openid-client-secret-for-the-e2e-tests";
+    let Some(peer) = OidcPeer::start(&[PeerClient {
+        id: "consultpay".into(),
+        secret: secret.into(),
+        redirect_uri: format!("{PROXY}/dashboard/oidc/callback"),
+    }])
+    .await
+    else {
+        return;
+    };
+    for backend in backends() {
+        let issuer = peer.issuer.clone();
+        let Some(t) = TestApp::spawn_with(backend, |c| {
+            c.public_url = Some(PROXY.into());
+            c.oidc_issuer = Some(issuer);
+            c.oidc_client_id = Some("consultpay".into());
+            c.oidc_client_secret = Some(app::config::Secret::new(secret));
+        })
+        .await
+        else {
+            continue;
+        };
+        let local = |url: &str| t.url(url.strip_prefix(PROXY).unwrap_or(url));
+        // Through the provider and back to our callback; returns the callback's answer.
+        let via_provider = |browser: reqwest::Client, start: String, login: &'static str| {
+            let callback_prefix = format!("{PROXY}/dashboard/oidc/callback");
+            let local_start = local(&start);
+            let base = t.url("");
+            async move {
+                let to_provider = browser.get(&local_start).send().await.expect("start");
+                assert_eq!(to_provider.status(), StatusCode::SEE_OTHER);
+                let at_provider = location(&to_provider);
+                let back = sign_in_at_provider(&at_provider, login, &callback_prefix).await;
+                let back = back.replacen(PROXY, base.trim_end_matches('/'), 1);
+                browser.get(back).send().await.expect("callback")
+            }
+        };
+
+        let dr = t.practitioner("Dr Estival").await;
+        t.sign_in(&dr).await;
+        let csrf = csrf_token(&t.html("/dashboard/team").await);
+        let page = t
+            .submit(
+                "/dashboard/team/invite",
+                &[
+                    ("csrf_token", &csrf),
+                    ("name", "Accueil"),
+                    ("email", "accueil@example.org"),
+                ],
+            )
+            .await
+            .text()
+            .await
+            .expect("html");
+        let invite = value_of(&page, "issued-url").expect("the invitation link");
+
+        // The sign-in page offers the provider; an identity nobody linked is refused.
+        let stranger = browser();
+        let login = stranger
+            .get(t.url("/dashboard/login"))
+            .send()
+            .await
+            .expect("login");
+        assert!(
+            login
+                .text()
+                .await
+                .unwrap_or_default()
+                .contains("id=\"sign-in-oidc\"")
+        );
+        let refused = via_provider(stranger, "/dashboard/oidc/start".into(), "accueil.idp").await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        assert!(plain(&refused.text().await.unwrap_or_default()).contains("invitation"));
+
+        // From the invitation page, she links her identity at the provider instead of
+        // choosing a password: she is signed in, and the link is spent.
+        let secretary = browser();
+        let html = secretary
+            .get(local(&invite))
+            .send()
+            .await
+            .expect("invite")
+            .text()
+            .await
+            .expect("html");
+        let start = html
+            .split("id=\"link-oidc\"")
+            .next()
+            .and_then(|before| before.rsplit("href=\"").next())
+            .and_then(|rest| rest.split('"').next())
+            .expect("the link-your-identity button")
+            .replace("&amp;", "&");
+        assert!(
+            start.starts_with("/dashboard/oidc/start?link=cpl_"),
+            "{start}"
+        );
+        let linked = via_provider(secretary.clone(), start.clone(), "accueil.idp").await;
+        assert_eq!(linked.status(), StatusCode::OK);
+        assert!(
+            linked
+                .text()
+                .await
+                .unwrap_or_default()
+                .contains("url=/dashboard")
+        );
+        let dashboard = secretary
+            .get(t.url("/dashboard"))
+            .send()
+            .await
+            .expect("dashboard");
+        assert_eq!(dashboard.status(), StatusCode::OK, "signed in");
+        assert_eq!(
+            secretary
+                .get(local(&invite))
+                .send()
+                .await
+                .expect("invite")
+                .status(),
+            StatusCode::NOT_FOUND
+        );
+
+        // Later, in another browser, the identity alone signs her in.
+        let elsewhere = browser();
+        let again = via_provider(
+            elsewhere.clone(),
+            "/dashboard/oidc/start".into(),
+            "accueil.idp",
+        )
+        .await;
+        assert_eq!(again.status(), StatusCode::OK);
+        let html = elsewhere
+            .get(t.url("/dashboard"))
+            .send()
+            .await
+            .expect("dashboard");
+        assert_eq!(html.status(), StatusCode::OK);
+        assert!(html.text().await.unwrap_or_default().contains("Accueil"));
+
+        // A callback without the cookie the start set (another browser, a replay) is
+        // refused, and so is a state that is not the one sent.
+        let replay = browser()
+            .get(t.url("/dashboard/oidc/callback?code=abc&state=xyz"))
+            .send()
+            .await
+            .expect("callback");
+        assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+        let forger = browser();
+        let started = forger
+            .get(t.url("/dashboard/oidc/start"))
+            .send()
+            .await
+            .expect("start");
+        assert_eq!(started.status(), StatusCode::SEE_OTHER);
+        let forged = forger
+            .get(t.url("/dashboard/oidc/callback?code=abc&state=not-the-one-sent"))
+            .send()
+            .await
+            .expect("callback");
+        assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+        t.stop().await;
+    }
+}
