@@ -154,11 +154,15 @@ pub enum AuditAction {
     LinkIssued,
     /// `user.identity_linked`: an OpenID identity was linked to a user (by a link).
     IdentityLinked,
+    /// `user.second_factor_enabled`: a user turned on one-time codes at sign-in.
+    SecondFactorEnabled,
+    /// `user.second_factor_disabled`: a user turned them off.
+    SecondFactorDisabled,
 }
 
 impl AuditAction {
     /// Every action, in declaration order.
-    pub const ALL: [AuditAction; 38] = [
+    pub const ALL: [AuditAction; 40] = [
         AuditAction::StripeLinkStarted,
         AuditAction::StripeLinked,
         AuditAction::StripeVerified,
@@ -197,6 +201,8 @@ impl AuditAction {
         AuditAction::PasswordSet,
         AuditAction::LinkIssued,
         AuditAction::IdentityLinked,
+        AuditAction::SecondFactorEnabled,
+        AuditAction::SecondFactorDisabled,
     ];
 
     /// The stable text form (`payment.validated`, …), stored and exported.
@@ -240,6 +246,8 @@ impl AuditAction {
             AuditAction::PasswordSet => "user.password_set",
             AuditAction::LinkIssued => "user.link_issued",
             AuditAction::IdentityLinked => "user.identity_linked",
+            AuditAction::SecondFactorEnabled => "user.second_factor_enabled",
+            AuditAction::SecondFactorDisabled => "user.second_factor_disabled",
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::payment::service::{
 use crate::practitioner::ports::{OAuthStateRepository, PractitionerRepository, ServiceRepository};
 use crate::practitioner::service::{CatalogueService, ConnectService};
 use crate::receipt::{DocumentRenderer, DocumentService};
+use crate::second_factor::{SecondFactorRepository, SecondFactorService};
 use crate::session::{SessionRepository, SessionService};
 use crate::staff::{StaffService, UserRepository};
 use crate::system::{Clock, IdGenerator, PayLinkSigner, SecretGenerator, SystemClock};
@@ -41,6 +42,7 @@ pub(crate) struct Ports {
     pub(crate) sessions: Arc<dyn SessionRepository>,
     pub(crate) links: Arc<dyn LinkRepository>,
     pub(crate) failed_sign_ins: Arc<dyn FailedSignIns>,
+    pub(crate) second_factors: Arc<dyn SecondFactorRepository>,
     pub(crate) passwords: Arc<dyn PasswordHasher>,
     pub(crate) outbox: Arc<dyn OutboxRepository>,
     pub(crate) mailer: Option<Arc<dyn Mailer>>,
@@ -73,6 +75,7 @@ pub trait Storage:
     + SessionRepository
     + LinkRepository
     + FailedSignIns
+    + SecondFactorRepository
     + OutboxRepository
     + AuditLog
 {
@@ -90,6 +93,7 @@ impl<T> Storage for T where
         + SessionRepository
         + LinkRepository
         + FailedSignIns
+        + SecondFactorRepository
         + OutboxRepository
         + AuditLog
 {
@@ -131,6 +135,7 @@ struct Given {
     sessions: Option<Arc<dyn SessionRepository>>,
     links: Option<Arc<dyn LinkRepository>>,
     failed_sign_ins: Option<Arc<dyn FailedSignIns>>,
+    second_factors: Option<Arc<dyn SecondFactorRepository>>,
     passwords: Option<Arc<dyn PasswordHasher>>,
     outbox: Option<Arc<dyn OutboxRepository>>,
     audit: Option<Arc<dyn AuditLog>>,
@@ -189,6 +194,7 @@ impl BillingBuilder {
             .sessions(store.clone())
             .links(store.clone())
             .failed_sign_ins(store.clone())
+            .second_factors(store.clone())
             .outbox(store.clone())
             .audit(store)
     }
@@ -216,6 +222,8 @@ impl BillingBuilder {
         links: dyn LinkRepository;
         /// Failed sign-ins, for the throttle.
         failed_sign_ins: dyn FailedSignIns;
+        /// One-time-code second factors and recovery codes.
+        second_factors: dyn SecondFactorRepository;
         /// Hashes and checks staff passwords (Argon2id in the server).
         passwords: dyn PasswordHasher;
         /// The e-mail outbox.
@@ -278,6 +286,7 @@ impl BillingBuilder {
             sessions: required(given.sessions, "sessions")?,
             links: required(given.links, "links")?,
             failed_sign_ins: required(given.failed_sign_ins, "failed_sign_ins")?,
+            second_factors: required(given.second_factors, "second_factors")?,
             passwords: required(given.passwords, "passwords")?,
             outbox: required(given.outbox, "outbox")?,
             audit: required(given.audit, "audit")?,
@@ -330,6 +339,8 @@ pub struct Billing {
     pub team: TeamService,
     /// Sign-in with an OpenID Connect provider (when one is configured).
     pub oidc: OidcService,
+    /// One-time codes at sign-in: set up, confirm, turn off.
+    pub second_factor: SecondFactorService,
     /// Receipts and credit notes as files.
     pub documents: DocumentService,
     /// E-mail: delivery (a job), the staff's view, pay links sent again.
@@ -417,6 +428,7 @@ impl Billing {
             deps.users.clone(),
             deps.sessions.clone(),
             deps.failed_sign_ins.clone(),
+            deps.second_factors.clone(),
             deps.passwords.clone(),
             deps.clock.clone(),
             deps.secrets.clone(),
@@ -465,6 +477,12 @@ impl Billing {
                 config.clone(),
             ),
             sessions: sessions.clone(),
+            second_factor: SecondFactorService::new(
+                deps.second_factors.clone(),
+                deps.users.clone(),
+                deps.clock.clone(),
+                deps.secrets.clone(),
+            ),
             oidc: OidcService::new(
                 deps.identity.clone(),
                 deps.users.clone(),

@@ -499,6 +499,8 @@ mod tests {
             .sessions
             .sign_in_with_password("camille@example.org", "correct horse battery", None)
             .await
+            .unwrap()
+            .signed_in()
             .unwrap();
         let trail = crate::audit::AuditLog::recent(p.store.as_ref(), p.practitioner, 10)
             .await
@@ -599,6 +601,8 @@ mod tests {
             .sessions
             .sign_in_with_password("accueil@example.org", "secretary horse battery", None)
             .await
+            .unwrap()
+            .signed_in()
             .unwrap()
             .actor
         {

@@ -190,6 +190,7 @@ pub mod payment;
 pub mod practitioner;
 pub mod receipt;
 pub mod repository;
+pub mod second_factor;
 pub mod secrets;
 pub mod session;
 pub mod staff;

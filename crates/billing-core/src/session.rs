@@ -17,6 +17,7 @@ use crate::error::BillingError;
 use crate::ids::UserId;
 use crate::password::{Password, PasswordHasher};
 use crate::repository::RepositoryError;
+use crate::second_factor::{SecondFactorRepository, accept_code};
 use crate::secrets::{SessionToken, StaffToken, TokenHash};
 use crate::staff::UserRepository;
 use crate::system::{Clock, SecretGenerator, now_micros};
@@ -117,12 +118,48 @@ pub struct SignedIn {
     pub actor: Actor,
 }
 
+/// How long a correct password waits for its second factor's code.
+pub const SECOND_FACTOR_WITHIN: Duration = Duration::minutes(5);
+
+/// What a correct password leads to.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SignInStep {
+    /// Signed in.
+    SignedIn(SignedIn),
+    /// The account asks for a one-time code too: no session yet.
+    SecondFactor(PendingSecondFactor),
+}
+
+impl SignInStep {
+    /// The session, if no code is needed; `None` when the account asks for one.
+    pub fn signed_in(self) -> Option<SignedIn> {
+        match self {
+            SignInStep::SignedIn(s) => Some(s),
+            SignInStep::SecondFactor(_) => None,
+        }
+    }
+}
+
+/// A password sign-in waiting for its one-time code (the HTTP adapter keeps it in an
+/// encrypted cookie until the code comes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingSecondFactor {
+    /// Who typed the right password.
+    pub user: UserId,
+    /// The e-mail they typed (the throttle counts wrong codes against it).
+    pub email: String,
+    /// Until when the code is awaited ([`SECOND_FACTOR_WITHIN`] after the password).
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Signing in and out of the dashboard.
 #[derive(Clone)]
 pub struct SessionService {
     users: Arc<dyn UserRepository>,
     sessions: Arc<dyn SessionRepository>,
     failures: Arc<dyn FailedSignIns>,
+    factors: Arc<dyn SecondFactorRepository>,
     passwords: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
     secrets: Arc<dyn SecretGenerator>,
@@ -142,11 +179,15 @@ fn unauthenticated() -> BillingError {
 impl SessionService {
     /// Sessions over `sessions`, for the users of `users` (passwords checked by
     /// `passwords`, failures counted in `failures`), with session tokens from
-    /// `secrets` and the timeouts and throttle of `config`.
+    /// `secrets` and the timeouts and throttle of `config`; an account with a second
+    /// factor in `factors` is asked for a code after its password.
+    // One argument per port, like the other services' constructors.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         users: Arc<dyn UserRepository>,
         sessions: Arc<dyn SessionRepository>,
         failures: Arc<dyn FailedSignIns>,
+        factors: Arc<dyn SecondFactorRepository>,
         passwords: Arc<dyn PasswordHasher>,
         clock: Arc<dyn Clock>,
         secrets: Arc<dyn SecretGenerator>,
@@ -156,6 +197,7 @@ impl SessionService {
             users,
             sessions,
             failures,
+            factors,
             passwords,
             clock,
             secrets,
@@ -192,7 +234,7 @@ impl SessionService {
         email: &str,
         password: &str,
         from: Option<&str>,
-    ) -> Result<SignedIn, BillingError> {
+    ) -> Result<SignInStep, BillingError> {
         let mut keys = vec![ThrottleKey::account(email)];
         keys.extend(from.map(ThrottleKey::address));
         self.throttled(&keys).await?;
@@ -202,12 +244,45 @@ impl SessionService {
                 self.failures.record_failure(&keys, now).await?;
                 Err(unauthenticated())
             }
-            Ok(signed_in) => {
+            Ok(step) => {
                 self.failures.clear_failures(&keys[0]).await?;
-                Ok(signed_in)
+                Ok(step)
             }
             other => other,
         }
+    }
+
+    /// Ends a password sign-in that asked for a one-time code: `code` is the
+    /// authenticator's current code (accepted once) or a recovery code (once).
+    /// Wrong codes count against the e-mail's and the address's throttle; a pending
+    /// sign-in older than [`SECOND_FACTOR_WITHIN`], a wrong code and a factor turned
+    /// off meanwhile are all [`AccessDenied::Unauthenticated`].
+    pub async fn complete_second_factor(
+        &self,
+        pending: &PendingSecondFactor,
+        code: &str,
+        from: Option<&str>,
+    ) -> Result<SignedIn, BillingError> {
+        let now = now_micros(self.clock.as_ref());
+        if now >= pending.expires_at {
+            return Err(unauthenticated());
+        }
+        let mut keys = vec![ThrottleKey::account(&pending.email)];
+        keys.extend(from.map(ThrottleKey::address));
+        self.throttled(&keys).await?;
+        let accepted = match self.factors.second_factor(pending.user).await? {
+            Some(record) if record.confirmed => {
+                accept_code(self.factors.as_ref(), pending.user, &record, code, now).await?
+            }
+            _ => false,
+        };
+        if !accepted {
+            self.failures.record_failure(&keys, now).await?;
+            return Err(unauthenticated());
+        }
+        self.failures.clear_failures(&keys[0]).await?;
+        let user = self.users.get_user(pending.user).await?;
+        self.open(user, None).await
     }
 
     /// Refuses a sign-in whose e-mail or address is over its limit.
@@ -231,7 +306,11 @@ impl SessionService {
         }
     }
 
-    async fn check_password(&self, email: &str, password: &str) -> Result<SignedIn, BillingError> {
+    async fn check_password(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<SignInStep, BillingError> {
         // Any input is checked against a hash: a malformed one too.
         let typed = Password::parse(password).ok();
         let login = match login_key(email) {
@@ -249,6 +328,19 @@ impl SessionService {
             return Err(unauthenticated());
         };
         let user_id = user.id;
+        if self
+            .factors
+            .second_factor(user_id)
+            .await?
+            .is_some_and(|f| f.confirmed)
+        {
+            let now = now_micros(self.clock.as_ref());
+            return Ok(SignInStep::SecondFactor(PendingSecondFactor {
+                user: user_id,
+                email: email.as_str().to_owned(),
+                expires_at: now + SECOND_FACTOR_WITHIN,
+            }));
+        }
         let signed_in = self.open(user, None).await?;
         // The check took a while: if the password was changed or the user locked out
         // meanwhile (which ended the sessions that existed then), this one, opened
@@ -258,7 +350,7 @@ impl SessionService {
             self.sessions.end_session(&signed_in.token.hash()).await?;
             return Err(unauthenticated());
         }
-        Ok(signed_in)
+        Ok(SignInStep::SignedIn(signed_in))
     }
 
     /// Sets the e-mail and password `user` signs in with (the operator's
@@ -436,6 +528,7 @@ mod tests {
                 store.clone(),
                 store.clone(),
                 store.clone(),
+                store.clone(),
                 Arc::new(crate::testing::FastHasher),
                 clock.clone(),
                 secrets,
@@ -546,6 +639,8 @@ mod tests {
             .sessions
             .sign_in_with_password("camille@example.ORG", "correct horse battery", None)
             .await
+            .unwrap()
+            .signed_in()
             .unwrap();
         assert!(p.sessions.resume(signed_in.token.expose()).await.is_ok());
         // Wrong password, unknown account, malformed input: the same refusal.
@@ -575,6 +670,8 @@ mod tests {
             .sessions
             .sign_in_with_password("camille@example.org", "correct horse battery", None)
             .await
+            .unwrap()
+            .signed_in()
             .unwrap();
         assert!(p.sessions.resume(again.token.expose()).await.is_ok());
         // Bad input is a validation error, named by field.
@@ -647,6 +744,7 @@ mod tests {
             .await
             .unwrap();
         let racing = SessionService::new(
+            p.store.clone(),
             p.store.clone(),
             p.store.clone(),
             p.store.clone(),

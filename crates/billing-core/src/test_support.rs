@@ -565,6 +565,7 @@ impl Mocks {
                 sessions: Arc::new(crate::session::MockSessionRepository::new()),
                 links: Arc::new(crate::invitation::MockLinkRepository::new()),
                 failed_sign_ins: Arc::new(crate::throttle::MockFailedSignIns::new()),
+                second_factors: Arc::new(crate::second_factor::MockSecondFactorRepository::new()),
                 passwords: Arc::new(crate::password::MockPasswordHasher::new()),
                 outbox: Arc::new(self.outbox),
                 mailer: self

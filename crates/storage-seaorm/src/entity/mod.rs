@@ -22,6 +22,8 @@ pub mod service;
 pub mod staff_identity;
 pub mod staff_login;
 pub mod staff_login_link;
+pub mod staff_recovery_code;
+pub mod staff_second_factor;
 pub mod staff_session;
 pub mod staff_token;
 pub mod user;

@@ -1,11 +1,16 @@
 //! Invitations and password-reset links (`staff_login_links`: the hash of the link's
 //! secret, whose password it sets, for which e-mail, until when), the OpenID
 //! identities linked to users (`staff_identities`: issuer and subject, one user each)
-//! and the sign-in throttle's failures (`failed_sign_ins`: a hashed key per account or
-//! address, and when).
+//! the sign-in throttle's failures (`failed_sign_ins`: a hashed key per account or
+//! address, and when), and second factors (`staff_second_factors`: the TOTP secret,
+//! confirmed or not, the last step accepted; `staff_recovery_codes`: hashed, spent
+//! once).
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::{big_pk_auto, string, text, timestamp_with_time_zone, uuid};
+use sea_orm_migration::schema::{
+    big_integer_null, big_pk_auto, string, text, timestamp_with_time_zone,
+    timestamp_with_time_zone_null, uuid,
+};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -36,6 +41,24 @@ enum StaffIdentities {
     Subject,
     UserId,
     CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum StaffSecondFactors {
+    Table,
+    UserId,
+    Secret,
+    ConfirmedAt,
+    LastStep,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum StaffRecoveryCodes {
+    Table,
+    CodeHash,
+    UserId,
+    SpentAt,
 }
 
 #[derive(DeriveIden)]
@@ -111,6 +134,51 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    .table(StaffSecondFactors::Table)
+                    .col(uuid(StaffSecondFactors::UserId).primary_key())
+                    .col(string(StaffSecondFactors::Secret))
+                    .col(timestamp_with_time_zone_null(
+                        StaffSecondFactors::ConfirmedAt,
+                    ))
+                    .col(big_integer_null(StaffSecondFactors::LastStep))
+                    .col(timestamp_with_time_zone(StaffSecondFactors::CreatedAt))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_staff_second_factors_user")
+                            .from(StaffSecondFactors::Table, StaffSecondFactors::UserId)
+                            .to(Users::Table, Users::Id),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(StaffRecoveryCodes::Table)
+                    .col(string(StaffRecoveryCodes::CodeHash).primary_key())
+                    .col(uuid(StaffRecoveryCodes::UserId))
+                    .col(timestamp_with_time_zone_null(StaffRecoveryCodes::SpentAt))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_staff_recovery_codes_user")
+                            .from(StaffRecoveryCodes::Table, StaffRecoveryCodes::UserId)
+                            .to(Users::Table, Users::Id),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_staff_recovery_codes_user")
+                    .table(StaffRecoveryCodes::Table)
+                    .col(StaffRecoveryCodes::UserId)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
                     .table(FailedSignIns::Table)
                     .col(big_pk_auto(FailedSignIns::Seq))
                     .col(string(FailedSignIns::KeyHash))
@@ -148,6 +216,12 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .drop_table(Table::drop().table(StaffIdentities::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(StaffRecoveryCodes::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(StaffSecondFactors::Table).to_owned())
             .await?;
         manager
             .drop_table(Table::drop().table(StaffLoginLinks::Table).to_owned())

@@ -17,6 +17,7 @@ mod outbox;
 mod payments;
 mod practitioners;
 mod sandbox;
+mod second_factor;
 mod sessions;
 mod signin;
 mod users;

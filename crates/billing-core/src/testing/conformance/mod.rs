@@ -168,6 +168,7 @@ pub fn storage_cases<S: Storage + 'static>() -> Vec<Case<S>> {
         signin::redeeming_a_link_spends_the_users_others_and_revoking_them_spends_all,
         signin::failed_sign_ins_are_counted_per_key_newest_first_cleared_and_purged,
         signin::an_identity_is_linked_by_a_link_once_per_account_and_unlinked_by_revocation,
+        signin::a_second_factor_is_pending_then_confirmed_and_takes_each_step_once,
         users::a_fresh_database_has_no_user,
         users::a_practitioners_user_shares_their_id_and_is_found_by_token_hash,
         users::a_secretary_works_for_each_of_their_practitioners,

@@ -367,3 +367,101 @@ pub async fn an_identity_is_linked_by_a_link_once_per_account_and_unlinked_by_re
         "locked out"
     );
 }
+
+pub async fn a_second_factor_is_pending_then_confirmed_and_takes_each_step_once<S: Storage>(
+    store: S,
+) {
+    use crate::second_factor::TotpSecret;
+    let (user, pid) = user(&store).await;
+    assert_eq!(store.second_factor(user).await.unwrap(), None);
+    assert!(matches!(
+        store
+            .begin_second_factor(
+                UserId::from_uuid(new_uuid()),
+                &TotpSecret::from_random("x"),
+                t0()
+            )
+            .await,
+        Err(RepositoryError::NotFound)
+    ));
+    let first = TotpSecret::from_random("first");
+    let second = TotpSecret::from_random("second");
+    store.begin_second_factor(user, &first, t0()).await.unwrap();
+    store
+        .begin_second_factor(user, &second, t0())
+        .await
+        .unwrap();
+    let pending = store.second_factor(user).await.unwrap().unwrap();
+    assert_eq!(
+        (pending.secret, pending.confirmed, pending.last_step),
+        (second.clone(), false, None)
+    );
+    assert!(
+        !store.use_step(user, 5).await.unwrap(),
+        "not before it is confirmed"
+    );
+    let codes = [staff_token_hash(), staff_token_hash()];
+    let entry = audit(pid, AuditAction::SecondFactorEnabled, t0());
+    assert!(
+        store
+            .confirm_second_factor(user, 10, &codes, t0(), std::slice::from_ref(&entry))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .confirm_second_factor(user, 11, &codes, t0(), &[])
+            .await
+            .unwrap(),
+        "confirmed once"
+    );
+    assert!(matches!(
+        store.begin_second_factor(user, &first, t0()).await,
+        Err(RepositoryError::Conflict)
+    ));
+    let on = store.second_factor(user).await.unwrap().unwrap();
+    assert_eq!(
+        (on.secret, on.confirmed, on.last_step),
+        (second, true, Some(10))
+    );
+    // Each step once, only later ones; of concurrent callers with one step, one wins.
+    assert!(!store.use_step(user, 10).await.unwrap());
+    assert!(!store.use_step(user, 9).await.unwrap());
+    let racing = join_all((0..6).map(|_| store.use_step(user, 12))).await;
+    assert_eq!(
+        racing.into_iter().filter(|r| *r.as_ref().unwrap()).count(),
+        1
+    );
+    assert!(!store.use_step(user, 11).await.unwrap());
+    // Recovery codes: each once, concurrently too.
+    assert_eq!(store.recovery_codes_left(user).await.unwrap(), 2);
+    let spent = join_all((0..4).map(|_| store.use_recovery_code(user, &codes[0], t0()))).await;
+    assert_eq!(
+        spent.into_iter().filter(|r| *r.as_ref().unwrap()).count(),
+        1
+    );
+    assert!(
+        !store
+            .use_recovery_code(user, &staff_token_hash(), t0())
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.recovery_codes_left(user).await.unwrap(), 1);
+    let off = audit(pid, AuditAction::SecondFactorDisabled, t0() + mins(1));
+    store
+        .remove_second_factor(user, std::slice::from_ref(&off))
+        .await
+        .unwrap();
+    assert_eq!(store.second_factor(user).await.unwrap(), None);
+    assert_eq!(store.recovery_codes_left(user).await.unwrap(), 0);
+    assert!(
+        !store
+            .use_recovery_code(user, &codes[1], t0())
+            .await
+            .unwrap()
+    );
+    let trail = crate::audit::AuditLog::recent(&store, pid, 10)
+        .await
+        .unwrap();
+    assert_eq!(&trail[..2], [off, entry]);
+}

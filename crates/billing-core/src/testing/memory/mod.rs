@@ -125,6 +125,10 @@ struct State {
     users: BTreeMap<UserId, UserRow>,
     sessions: HashMap<TokenHash, crate::session::SessionRecord>,
     links: HashMap<TokenHash, crate::invitation::LoginLink>,
+    /// Second factors, by user.
+    second_factors: HashMap<UserId, crate::second_factor::SecondFactorRecord>,
+    /// Recovery codes: user, hash, spent.
+    recovery_codes: Vec<(UserId, TokenHash, bool)>,
     /// OpenID identities and the user each signs in.
     identities: HashMap<crate::identity::Identity, UserId>,
     /// Failed sign-ins, oldest first.

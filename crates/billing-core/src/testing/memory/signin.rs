@@ -1,5 +1,5 @@
-//! [`LinkRepository`] (invitation and reset links, used once) and [`FailedSignIns`]
-//! (the sign-in throttle's count).
+//! [`LinkRepository`] (invitation and reset links, used once), [`FailedSignIns`]
+//! (the sign-in throttle's count) and [`SecondFactorRepository`] (one-time codes).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -7,9 +7,11 @@ use chrono::{DateTime, Utc};
 use super::{MemoryStore, micros};
 use crate::access::StaffUser;
 use crate::audit::AuditEntry;
+use crate::ids::UserId;
 use crate::invitation::{LinkRepository, LoginLink};
 use crate::password::PasswordHash;
 use crate::repository::RepositoryError;
+use crate::second_factor::{SecondFactorRecord, SecondFactorRepository, TotpSecret};
 use crate::secrets::TokenHash;
 use crate::throttle::{FailedSignIns, ThrottleKey};
 
@@ -146,6 +148,114 @@ impl FailedSignIns for MemoryStore {
             let count = s.failed_sign_ins.len();
             s.failed_sign_ins.retain(|(_, at)| *at > before);
             Ok(u64::try_from(count - s.failed_sign_ins.len()).unwrap_or(u64::MAX))
+        })
+    }
+}
+
+#[async_trait]
+impl SecondFactorRepository for MemoryStore {
+    async fn second_factor(
+        &self,
+        user: UserId,
+    ) -> Result<Option<SecondFactorRecord>, RepositoryError> {
+        Ok(self.read(|s| s.second_factors.get(&user).cloned()))
+    }
+
+    async fn begin_second_factor(
+        &self,
+        user: UserId,
+        secret: &TotpSecret,
+        _at: DateTime<Utc>,
+    ) -> Result<(), RepositoryError> {
+        self.transaction(|s| {
+            if !s.users.contains_key(&user) {
+                return Err(RepositoryError::NotFound);
+            }
+            if s.second_factors.get(&user).is_some_and(|f| f.confirmed) {
+                return Err(RepositoryError::Conflict);
+            }
+            s.second_factors.insert(
+                user,
+                SecondFactorRecord {
+                    secret: secret.clone(),
+                    confirmed: false,
+                    last_step: None,
+                },
+            );
+            Ok(())
+        })
+    }
+
+    async fn confirm_second_factor(
+        &self,
+        user: UserId,
+        step: u64,
+        recovery: &[TokenHash],
+        _at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> Result<bool, RepositoryError> {
+        self.transaction(|s| {
+            let Some(factor) = s.second_factors.get_mut(&user).filter(|f| !f.confirmed) else {
+                return Ok(false);
+            };
+            factor.confirmed = true;
+            factor.last_step = Some(step);
+            s.recovery_codes.retain(|(u, _, _)| *u != user);
+            s.recovery_codes
+                .extend(recovery.iter().map(|h| (user, h.clone(), false)));
+            s.append_audit(audit)?;
+            Ok(true)
+        })
+    }
+
+    async fn use_step(&self, user: UserId, step: u64) -> Result<bool, RepositoryError> {
+        self.transaction(|s| {
+            let Some(factor) = s.second_factors.get_mut(&user).filter(|f| f.confirmed) else {
+                return Ok(false);
+            };
+            if factor.last_step.is_some_and(|last| last >= step) {
+                return Ok(false);
+            }
+            factor.last_step = Some(step);
+            Ok(true)
+        })
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user: UserId,
+        code: &TokenHash,
+        _at: DateTime<Utc>,
+    ) -> Result<bool, RepositoryError> {
+        self.transaction(|s| {
+            let unspent = s
+                .recovery_codes
+                .iter_mut()
+                .find(|(u, h, spent)| *u == user && h == code && !*spent);
+            Ok(unspent.map(|(_, _, spent)| *spent = true).is_some())
+        })
+    }
+
+    async fn recovery_codes_left(&self, user: UserId) -> Result<u32, RepositoryError> {
+        Ok(self.read(|s| {
+            let left = s
+                .recovery_codes
+                .iter()
+                .filter(|(u, _, spent)| *u == user && !*spent)
+                .count();
+            u32::try_from(left).unwrap_or(u32::MAX)
+        }))
+    }
+
+    async fn remove_second_factor(
+        &self,
+        user: UserId,
+        audit: &[AuditEntry],
+    ) -> Result<(), RepositoryError> {
+        self.transaction(|s| {
+            s.second_factors.remove(&user);
+            s.recovery_codes.retain(|(u, _, _)| *u != user);
+            s.append_audit(audit)
         })
     }
 }
