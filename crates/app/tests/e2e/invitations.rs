@@ -489,3 +489,153 @@ async fn an_invitation_links_an_openid_identity_which_then_signs_in_alone() {
         t.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_second_factor_is_set_up_on_the_dashboard_then_asked_at_every_password_sign_in() {
+    use billing_core::second_factor::TotpSecret;
+    for backend in backends() {
+        let Some(t) = TestApp::spawn(backend).await else {
+            continue;
+        };
+        let dr = t.practitioner("Dr Estival").await;
+        t.app
+            .billing
+            .sessions
+            .set_password(
+                dr.id.parse().expect("id"),
+                "camille@example.org",
+                "correct horse battery",
+            )
+            .await
+            .expect("password set");
+        let me = browser();
+        let signed_in = sign_in(&t, &me, "camille@example.org", "correct horse battery").await;
+        assert_eq!(
+            signed_in.status(),
+            StatusCode::SEE_OTHER,
+            "no code asked yet"
+        );
+        let sessions = me
+            .get(t.url("/dashboard/sessions"))
+            .send()
+            .await
+            .expect("sessions");
+        assert!(
+            sessions
+                .text()
+                .await
+                .unwrap_or_default()
+                .contains("href=\"/dashboard/security\"")
+        );
+        let page = me
+            .get(t.url("/dashboard/security"))
+            .send()
+            .await
+            .expect("security");
+        let html = page.text().await.expect("html");
+        assert!(html.contains("data-status=\"off\""));
+
+        // Set up: a QR code and the key; a wrong first code is refused.
+        let post = |path: &'static str, fields: Vec<(&'static str, String)>, csrf: String| {
+            let (client, url) = (me.clone(), t.url(path));
+            async move {
+                let mut form = vec![("csrf_token", csrf)];
+                form.extend(fields);
+                client.post(url).form(&form).send().await.expect("form")
+            }
+        };
+        let enrolled = post("/dashboard/security/totp", vec![], csrf_token(&html)).await;
+        assert_eq!(enrolled.status(), StatusCode::OK);
+        let html = enrolled.text().await.expect("html");
+        assert!(html.contains("<svg"), "a QR code");
+        let key = value_of(&html, "totp-key").expect("the key to type");
+        let secret = TotpSecret::from_stored(key);
+        let wrong = post(
+            "/dashboard/security/totp/confirm",
+            vec![("code", "000000".into())],
+            csrf_token(&html),
+        )
+        .await;
+        assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let code = secret.code_at(t.clock_now());
+        let confirmed = post(
+            "/dashboard/security/totp/confirm",
+            vec![("code", code)],
+            csrf_token(&html),
+        )
+        .await;
+        assert_eq!(confirmed.status(), StatusCode::OK);
+        let html = confirmed.text().await.expect("html");
+        assert!(html.contains("data-status=\"on\""));
+        let recovery: Vec<String> = html
+            .split("<li><code>")
+            .skip(1)
+            .filter_map(|r| r.split('<').next().map(str::to_owned))
+            .collect();
+        assert_eq!(recovery.len(), 10, "{recovery:?}");
+
+        // Now a password leads to the code form, not to a session.
+        let other = browser();
+        let asked = sign_in(&t, &other, "camille@example.org", "correct horse battery").await;
+        assert_eq!(asked.status(), StatusCode::OK);
+        assert!(
+            session_cookie(&asked).is_none(),
+            "no session before the code"
+        );
+        let html = asked.text().await.expect("html");
+        assert!(html.contains("id=\"verify-code\""));
+        let submit = |client: &reqwest::Client, html: &str, code: String| {
+            let (client, url, csrf) = (
+                client.clone(),
+                t.url("/dashboard/login/code"),
+                csrf_token(html),
+            );
+            async move {
+                client
+                    .post(url)
+                    .form(&[("csrf_token", csrf.as_str()), ("code", code.as_str())])
+                    .send()
+                    .await
+                    .expect("code")
+            }
+        };
+        // The code that confirmed was used: the same step is refused; the next one
+        // (thirty seconds later on the sandbox clock) signs in, once.
+        let replay = submit(&other, &html, secret.code_at(t.clock_now())).await;
+        assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+        t.advance_clock(Duration::seconds(30)).await;
+        let next = secret.code_at(t.clock_now());
+        let ok = submit(&other, &html, next.clone()).await;
+        assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+        assert!(session_cookie(&ok).is_some());
+        let third = browser();
+        let asked = sign_in(&t, &third, "camille@example.org", "correct horse battery").await;
+        let html = asked.text().await.expect("html");
+        assert_eq!(
+            submit(&third, &html, next).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        // A recovery code works, once.
+        let ok = submit(&third, &html, recovery[0].clone()).await;
+        assert_eq!(ok.status(), StatusCode::SEE_OTHER);
+        let fourth = browser();
+        let asked = sign_in(&t, &fourth, "camille@example.org", "correct horse battery").await;
+        let html = asked.text().await.expect("html");
+        assert_eq!(
+            submit(&fourth, &html, recovery[0].clone()).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        // A code form without the password's cookie goes back to the start.
+        let stray = browser();
+        let page = stray
+            .get(t.url("/dashboard/login"))
+            .send()
+            .await
+            .expect("login");
+        let html = page.text().await.expect("html");
+        let lost = submit(&stray, &html, "123456".into()).await;
+        assert_eq!(lost.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&lost), "/dashboard/login");
+        t.stop().await;
+    }
+}

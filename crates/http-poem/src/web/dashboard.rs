@@ -25,6 +25,7 @@ use billing_core::practitioner::service::{
     CancellationInput, FeeScheduleInput, MissedFeeInput, PreferencesInput, ServicePatch,
 };
 use billing_core::receipt::{DocumentKind, DocumentRef};
+use billing_core::session::{SignInStep, SignedIn};
 use billing_core::video::Pass;
 use billing_core::{BillingError, Lang};
 use chrono::{DateTime, Days, NaiveDate, NaiveDateTime, TimeZone, Utc};
@@ -459,42 +460,33 @@ pub async fn login_submit(
     Data(state): Data<&HttpState>,
 ) -> Response {
     let sessions = &state.billing.sessions;
-    let signed_in = if form.token.trim().is_empty() {
+    let step = if form.token.trim().is_empty() {
         let from = crate::ratelimit::client_key(req, state.settings.rate_limits.trusted_proxies);
         sessions
             .sign_in_with_password(&form.email, &form.password, from.as_deref())
             .await
     } else {
-        sessions.sign_in(form.token.trim()).await
+        sessions
+            .sign_in(form.token.trim())
+            .await
+            .map(SignInStep::SignedIn)
     };
-    match signed_in {
-        Ok(signed_in) => {
-            // A session this browser had before is over: one cookie, one session.
-            if let Some(previous) = session::presented(req)
-                && let Err(e) = state.billing.sessions.sign_out(&previous).await
-            {
-                tracing::warn!(error = %e, "the previous session could not be ended");
-            }
-            session::open(req.cookie(), &signed_in.token, state);
-            Redirect::see_other("/dashboard").into_response()
+    let page = |failed: bool, throttled: Option<String>| LoginTemplate {
+        layout: ctx.layout(ctx.t.login_title, None, ""),
+        failed,
+        throttled,
+        notice: None,
+        oidc: state.billing.oidc.is_configured(),
+    };
+    match step {
+        Ok(SignInStep::SignedIn(signed_in)) => signed_in_response(req, state, &signed_in).await,
+        Ok(SignInStep::SecondFactor(pending)) => {
+            super::security::ask_for_code(&ctx, req, state, &pending)
         }
         Err(BillingError::TooManyAttempts { retry_after }) => {
             let minutes = billing_core::error::minutes_up(retry_after);
-            let mut page = with_status(
-                render(&LoginTemplate {
-                    layout: ctx.layout(ctx.t.login_title, None, ""),
-                    failed: false,
-                    throttled: Some(ctx.t.login_throttled.replace("{n}", &minutes.to_string())),
-                    notice: None,
-                    oidc: state.billing.oidc.is_configured(),
-                }),
-                StatusCode::TOO_MANY_REQUESTS,
-            );
-            if let Ok(v) = (minutes * 60).to_string().parse() {
-                page.headers_mut()
-                    .insert(poem::http::header::RETRY_AFTER, v);
-            }
-            page
+            let text = ctx.t.login_throttled.replace("{n}", &minutes.to_string());
+            throttled(render(&page(false, Some(text))), minutes)
         }
         // Storage or the hasher down: not the user's mistake, and not a failed guess.
         Err(e) if !matches!(e, BillingError::Access(_)) => {
@@ -507,17 +499,39 @@ pub async fn login_submit(
                 Some(("/dashboard/login", ctx.t.back)),
             )
         }
-        _ => with_status(
-            render(&LoginTemplate {
-                layout: ctx.layout(ctx.t.login_title, None, ""),
-                failed: true,
-                throttled: None,
-                notice: None,
-                oidc: state.billing.oidc.is_configured(),
-            }),
-            StatusCode::UNAUTHORIZED,
-        ),
+        _ => with_status(render(&page(true, None)), StatusCode::UNAUTHORIZED),
     }
+}
+
+/// Sets the cookie of a session a sign-in opened, ending the one this browser had
+/// before (if any): one cookie, one session.
+pub(super) async fn open_session(req: &Request, state: &HttpState, signed_in: &SignedIn) {
+    if let Some(previous) = session::presented(req)
+        && let Err(e) = state.billing.sessions.sign_out(&previous).await
+    {
+        tracing::warn!(error = %e, "the previous session could not be ended");
+    }
+    session::open(req.cookie(), &signed_in.token, state);
+}
+
+/// The answer to a sign-in that opened a session: on to the dashboard.
+pub(super) async fn signed_in_response(
+    req: &Request,
+    state: &HttpState,
+    signed_in: &SignedIn,
+) -> Response {
+    open_session(req, state, signed_in).await;
+    Redirect::see_other("/dashboard").into_response()
+}
+
+/// A throttled sign-in's page: `429` with `Retry-After`.
+pub(super) fn throttled(page: Response, minutes: i64) -> Response {
+    let mut page = with_status(page, StatusCode::TOO_MANY_REQUESTS);
+    if let Ok(v) = (minutes * 60).to_string().parse() {
+        page.headers_mut()
+            .insert(poem::http::header::RETRY_AFTER, v);
+    }
+    page
 }
 
 #[derive(Debug, Deserialize)]

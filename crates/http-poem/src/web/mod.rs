@@ -13,6 +13,7 @@ pub mod i18n;
 pub mod oidc;
 pub mod pay;
 pub mod receipts;
+pub mod security;
 pub mod session;
 pub mod team;
 
@@ -154,7 +155,11 @@ impl<'a, T: serde::de::DeserializeOwned> FromRequest<'a> for Checked<T> {
         let presented = session::presented(req);
         // The sign-in form is shown to nobody signed in, whatever cookie the browser
         // holds (another tab may have signed in since): it also takes poem's token.
-        let anonymous_form = presented.is_none() || req.uri().path() == "/dashboard/login";
+        let anonymous_form = presented.is_none()
+            || matches!(
+                req.uri().path(),
+                "/dashboard/login" | "/dashboard/login/code"
+            );
         let valid = match token {
             Ok(t) => {
                 presented
@@ -341,6 +346,17 @@ pub fn routes(state: &HttpState) -> impl Endpoint + use<> {
         .at(
             "/dashboard/password/:token",
             get(team::password_page).post(team::password_submit),
+        )
+        .at("/dashboard/login/code", post(security::code_submit))
+        .at("/dashboard/security", get(security::security_page))
+        .at("/dashboard/security/totp", post(security::enrol_submit))
+        .at(
+            "/dashboard/security/totp/confirm",
+            post(security::confirm_submit),
+        )
+        .at(
+            "/dashboard/security/totp/disable",
+            post(security::disable_submit),
         )
         .at("/dashboard/oidc/start", get(oidc::start))
         .at("/dashboard/oidc/callback", get(oidc::callback))

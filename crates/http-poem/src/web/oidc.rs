@@ -11,16 +11,21 @@
 use billing_core::BillingError;
 use billing_core::identity::{IdentityError, PendingLogin};
 use poem::http::StatusCode;
-use poem::web::cookie::{Cookie, CookieKey, SameSite};
+use poem::web::cookie::SameSite;
 use poem::web::{Data, Query, Redirect};
 use poem::{IntoResponse, Request, Response, handler};
 use serde::{Deserialize, Serialize};
 
-use super::{Ctx, MessagePage, derive, message, render, session};
+use super::session::Sealed;
+use super::{Ctx, MessagePage, message, render};
 use crate::state::HttpState;
 
-const COOKIE: &str = "consultpay_oidc";
-const PATH: &str = "/dashboard/oidc";
+/// Where `state`, `nonce`, verifier and link wait for the provider's answer.
+const CARRIED: Sealed = Sealed {
+    name: "consultpay_oidc",
+    path: "/dashboard/oidc",
+    same_site: SameSite::Lax,
+};
 
 /// What the cookie holds.
 #[derive(Serialize, Deserialize)]
@@ -29,19 +34,6 @@ struct Carried {
     nonce: String,
     verifier: String,
     link: Option<String>,
-}
-
-fn key(state: &HttpState) -> CookieKey {
-    CookieKey::derive_from(&derive(&state.settings.session_secret, b"oidc-cookie"))
-}
-
-fn cookie(value: &str, state: &HttpState) -> Cookie {
-    let mut c = Cookie::new_with_str(COOKIE, value);
-    c.set_path(PATH);
-    c.set_http_only(true);
-    c.set_secure(state.settings.public_url.starts_with("https://"));
-    c.set_same_site(SameSite::Lax);
-    c
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,13 +67,10 @@ pub async fn start(
                 verifier: request.pending.verifier,
                 link: query.link.filter(|l| !l.is_empty()),
             };
-            let Ok(value) = serde_json::to_string(&carried) else {
+            let ttl = std::time::Duration::from_secs(600);
+            if CARRIED.put(req.cookie(), &carried, ttl, state).is_err() {
                 return unavailable(&ctx);
-            };
-            let mut c = cookie(&value, state);
-            c.set_max_age(std::time::Duration::from_secs(600));
-            let key = key(state);
-            req.cookie().private_with_key(&key).add(c);
+            }
             Redirect::see_other(request.url).into_response()
         }
         Err(BillingError::Identity(IdentityError::NotConfigured)) => message(
@@ -115,15 +104,9 @@ pub async fn callback(
     Query(query): Query<CallbackQuery>,
     Data(state): Data<&HttpState>,
 ) -> Response {
-    let key = key(state);
-    let jar = req.cookie().private_with_key(&key);
-    let carried = jar
-        .get(COOKIE)
-        .and_then(|c| serde_json::from_str::<Carried>(c.value_str()).ok());
+    let carried: Option<Carried> = CARRIED.get(req.cookie(), state);
     // Used once, whatever happens next.
-    let mut forget = cookie("", state);
-    forget.set_max_age(std::time::Duration::ZERO);
-    req.cookie().add(forget);
+    CARRIED.forget(req.cookie(), state);
     let refuse = |status: StatusCode, text: &str| {
         message(
             &ctx,
@@ -151,12 +134,7 @@ pub async fn callback(
         .await;
     match signed_in {
         Ok(signed_in) => {
-            if let Some(previous) = session::presented(req)
-                && let Err(e) = state.billing.sessions.sign_out(&previous).await
-            {
-                tracing::warn!(error = %e, "the previous session could not be ended");
-            }
-            session::open(req.cookie(), &signed_in.token, state);
+            super::dashboard::open_session(req, state, &signed_in).await;
             // A page that moves on by itself rather than a redirect: the browser came
             // from the provider's site, and would not send the (SameSite=Strict)
             // session cookie along a redirect chain that started there.

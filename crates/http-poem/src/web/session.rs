@@ -178,3 +178,66 @@ mod tests {
         ));
     }
 }
+
+/// A short-lived cookie whose value is encrypted and authenticated (AES-GCM under a
+/// key derived from the session secret for its `name`): what a browser carries between
+/// two steps of a sign-in, which it can neither read nor forge.
+#[derive(Debug, Clone, Copy)]
+pub struct Sealed {
+    /// The cookie's name (also what its key is derived for).
+    pub name: &'static str,
+    /// The only path it is sent to.
+    pub path: &'static str,
+    /// `Lax` when a redirect from another site must carry it, else `Strict`.
+    pub same_site: SameSite,
+}
+
+impl Sealed {
+    fn key(&self, state: &HttpState) -> poem::web::cookie::CookieKey {
+        poem::web::cookie::CookieKey::derive_from(&super::derive(
+            &state.settings.session_secret,
+            self.name.as_bytes(),
+        ))
+    }
+
+    fn cookie(&self, value: &str, state: &HttpState) -> Cookie {
+        let mut c = Cookie::new_with_str(self.name, value);
+        c.set_path(self.path);
+        c.set_http_only(true);
+        c.set_secure(secure(state));
+        c.set_same_site(self.same_site);
+        c
+    }
+
+    /// Stores `value` (as JSON) for `ttl`.
+    pub fn put<T: serde::Serialize>(
+        &self,
+        jar: &CookieJar,
+        value: &T,
+        ttl: std::time::Duration,
+        state: &HttpState,
+    ) -> Result<(), serde_json::Error> {
+        let mut c = self.cookie(&serde_json::to_string(value)?, state);
+        c.set_max_age(ttl);
+        jar.private_with_key(&self.key(state)).add(c);
+        Ok(())
+    }
+
+    /// What the browser carries, if it is there and genuine.
+    pub fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        jar: &CookieJar,
+        state: &HttpState,
+    ) -> Option<T> {
+        let key = self.key(state);
+        let c = jar.private_with_key(&key).get(self.name)?;
+        serde_json::from_str(c.value_str()).ok()
+    }
+
+    /// Makes the browser forget it.
+    pub fn forget(&self, jar: &CookieJar, state: &HttpState) {
+        let mut c = self.cookie("", state);
+        c.set_max_age(std::time::Duration::ZERO);
+        jar.add(c);
+    }
+}

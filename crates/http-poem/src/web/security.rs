@@ -1,0 +1,283 @@
+//! The second factor on the web: the code a password sign-in asks for when the account
+//! has one (`/dashboard/login/code`; the password's result waits in an encrypted
+//! cookie, `consultpay_2fa`, for five minutes), and the page where a staff member sets
+//! it up, sees their recovery codes once, and turns it off (`/dashboard/security`).
+
+use askama::Template;
+use billing_core::BillingError;
+use billing_core::ids::UserId;
+use billing_core::second_factor::SecondFactorStatus;
+use billing_core::session::PendingSecondFactor;
+use chrono::{DateTime, Utc};
+use poem::http::StatusCode;
+use poem::web::cookie::SameSite;
+use poem::web::{Data, Redirect};
+use poem::{IntoResponse, Request, Response, handler};
+use serde::{Deserialize, Serialize};
+
+use super::dashboard::{Staff, open_session, throttled};
+use super::session::Sealed;
+use super::{Checked, Ctx, Layout, message, render, with_status};
+use crate::state::HttpState;
+
+/// Where a correct password waits for its code.
+const PENDING: Sealed = Sealed {
+    name: "consultpay_2fa",
+    path: "/dashboard/login",
+    same_site: SameSite::Strict,
+};
+
+/// What the cookie holds.
+#[derive(Serialize, Deserialize)]
+struct Carried {
+    user: String,
+    email: String,
+    /// Microseconds since the epoch.
+    expires_at: i64,
+}
+
+#[derive(Template)]
+#[template(path = "login_code.html")]
+struct CodeTemplate {
+    layout: Layout,
+    error: Option<String>,
+}
+
+fn code_page(ctx: &Ctx, error: Option<String>) -> Response {
+    render(&CodeTemplate {
+        layout: ctx.layout(ctx.t.login_title, None, ""),
+        error,
+    })
+}
+
+/// After a correct password, for an account with a second factor: the form that asks
+/// for the code.
+pub(super) fn ask_for_code(
+    ctx: &Ctx,
+    req: &Request,
+    state: &HttpState,
+    pending: &PendingSecondFactor,
+) -> Response {
+    let carried = Carried {
+        user: pending.user.to_string(),
+        email: pending.email.clone(),
+        expires_at: pending.expires_at.timestamp_micros(),
+    };
+    let ttl = billing_core::session::SECOND_FACTOR_WITHIN
+        .to_std()
+        .unwrap_or_default();
+    if PENDING.put(req.cookie(), &carried, ttl, state).is_err() {
+        return message(
+            ctx,
+            StatusCode::SERVICE_UNAVAILABLE,
+            ctx.t.error_title,
+            ctx.t.login_unavailable,
+            Some(("/dashboard/login", ctx.t.back)),
+        );
+    }
+    code_page(ctx, None)
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    code: String,
+}
+
+impl std::fmt::Debug for CodeForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeForm").finish_non_exhaustive()
+    }
+}
+
+/// The code: signed in, or asked again.
+#[handler]
+pub async fn code_submit(
+    ctx: Ctx,
+    req: &Request,
+    Checked(form): Checked<CodeForm>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    let pending = PENDING.get::<Carried>(req.cookie(), state).and_then(|c| {
+        Some(PendingSecondFactor {
+            user: c.user.parse::<UserId>().ok()?,
+            email: c.email,
+            expires_at: DateTime::<Utc>::from_timestamp_micros(c.expires_at)?,
+        })
+    });
+    let Some(pending) = pending else {
+        return Redirect::see_other("/dashboard/login").into_response();
+    };
+    let from = crate::ratelimit::client_key(req, state.settings.rate_limits.trusted_proxies);
+    match state
+        .billing
+        .sessions
+        .complete_second_factor(&pending, &form.code, from.as_deref())
+        .await
+    {
+        Ok(signed_in) => {
+            PENDING.forget(req.cookie(), state);
+            open_session(req, state, &signed_in).await;
+            Redirect::see_other("/dashboard").into_response()
+        }
+        Err(BillingError::TooManyAttempts { retry_after }) => {
+            let minutes = billing_core::error::minutes_up(retry_after);
+            let text = ctx.t.login_throttled.replace("{n}", &minutes.to_string());
+            throttled(code_page(&ctx, Some(text)), minutes)
+        }
+        Err(BillingError::Access(_)) => with_status(
+            code_page(&ctx, Some(ctx.t.code_wrong.to_owned())),
+            StatusCode::UNAUTHORIZED,
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "second factor failed");
+            message(
+                &ctx,
+                StatusCode::SERVICE_UNAVAILABLE,
+                ctx.t.error_title,
+                ctx.t.login_unavailable,
+                Some(("/dashboard/login", ctx.t.back)),
+            )
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the security page
+
+#[derive(Template)]
+#[template(path = "security.html")]
+struct SecurityTemplate {
+    layout: Layout,
+    /// `off`, `pending`, `on`.
+    status: &'static str,
+    recovery_left: u32,
+    /// Setting up: the QR code (SVG) and the secret to type.
+    enrolment: Option<(String, String)>,
+    /// Just confirmed: the recovery codes, shown once.
+    recovery_codes: Vec<String>,
+    error: Option<&'static str>,
+}
+
+async fn security_view(
+    staff: &Staff,
+    state: &HttpState,
+    enrolment: Option<(String, String)>,
+    recovery_codes: Vec<String>,
+    error: Option<&'static str>,
+) -> Response {
+    let status = match state.billing.second_factor.status(&staff.actor).await {
+        Ok(status) => status,
+        Err(e) => return staff.refusal(e),
+    };
+    let (status, recovery_left) = match status {
+        SecondFactorStatus::On { recovery_left } => ("on", recovery_left),
+        SecondFactorStatus::Pending => ("pending", 0),
+        _ => ("off", 0),
+    };
+    let page = render(&SecurityTemplate {
+        layout: staff.layout(staff.ctx.t.security_title, "sessions"),
+        status,
+        recovery_left,
+        enrolment,
+        recovery_codes,
+        error,
+    });
+    if error.is_some() {
+        with_status(page, StatusCode::UNPROCESSABLE_ENTITY)
+    } else {
+        page
+    }
+}
+
+/// The staff member's second factor: on or off, and the way to change it.
+#[handler]
+pub async fn security_page(staff: Staff, Data(state): Data<&HttpState>) -> Response {
+    security_view(&staff, state, None, vec![], None).await
+}
+
+/// An SVG QR code of `text`, or nothing if it does not fit one.
+fn qr_svg(text: &str) -> String {
+    qrcode::QrCode::new(text.as_bytes())
+        .map(|code| {
+            code.render::<qrcode::render::svg::Color<'_>>()
+                .min_dimensions(200, 200)
+                .quiet_zone(true)
+                .build()
+        })
+        .unwrap_or_default()
+}
+
+/// Starts setting up: a new secret, shown as a QR code and as text.
+#[handler]
+pub async fn enrol_submit(
+    staff: Staff,
+    _: Checked<super::NoFields>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    match state.billing.second_factor.enrol(&staff.actor).await {
+        Ok(enrolment) => {
+            let shown = (
+                qr_svg(&enrolment.uri),
+                enrolment.secret.as_base32().to_owned(),
+            );
+            security_view(&staff, state, Some(shown), vec![], None).await
+        }
+        Err(BillingError::Conflict) => security_view(&staff, state, None, vec![], None).await,
+        Err(e) => staff.refusal(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct FactorCode {
+    #[serde(default)]
+    code: String,
+}
+
+impl std::fmt::Debug for FactorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FactorCode").finish_non_exhaustive()
+    }
+}
+
+/// Confirms with a first code: on, and the recovery codes shown once.
+#[handler]
+pub async fn confirm_submit(
+    staff: Staff,
+    Checked(form): Checked<FactorCode>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    match state
+        .billing
+        .second_factor
+        .confirm(&staff.actor, &form.code)
+        .await
+    {
+        Ok(codes) => security_view(&staff, state, None, codes, None).await,
+        Err(BillingError::Validation { .. }) => {
+            security_view(&staff, state, None, vec![], Some(staff.ctx.t.code_wrong)).await
+        }
+        Err(BillingError::Conflict) => security_view(&staff, state, None, vec![], None).await,
+        Err(e) => staff.refusal(e),
+    }
+}
+
+/// Turns it off, given a current code.
+#[handler]
+pub async fn disable_submit(
+    staff: Staff,
+    Checked(form): Checked<FactorCode>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    match state
+        .billing
+        .second_factor
+        .disable(&staff.actor, &form.code)
+        .await
+    {
+        Ok(()) => security_view(&staff, state, None, vec![], None).await,
+        Err(BillingError::Validation { .. }) => {
+            security_view(&staff, state, None, vec![], Some(staff.ctx.t.code_wrong)).await
+        }
+        Err(e) => staff.refusal(e),
+    }
+}
