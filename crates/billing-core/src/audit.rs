@@ -158,11 +158,15 @@ pub enum AuditAction {
     SecondFactorEnabled,
     /// `user.second_factor_disabled`: a user turned them off.
     SecondFactorDisabled,
+    /// `user.token_created`: a user made a personal access token (its name).
+    TokenCreated,
+    /// `user.token_revoked`: a user revoked one of their tokens.
+    TokenRevoked,
 }
 
 impl AuditAction {
     /// Every action, in declaration order.
-    pub const ALL: [AuditAction; 40] = [
+    pub const ALL: [AuditAction; 42] = [
         AuditAction::StripeLinkStarted,
         AuditAction::StripeLinked,
         AuditAction::StripeVerified,
@@ -203,6 +207,8 @@ impl AuditAction {
         AuditAction::IdentityLinked,
         AuditAction::SecondFactorEnabled,
         AuditAction::SecondFactorDisabled,
+        AuditAction::TokenCreated,
+        AuditAction::TokenRevoked,
     ];
 
     /// The stable text form (`payment.validated`, …), stored and exported.
@@ -248,6 +254,8 @@ impl AuditAction {
             AuditAction::IdentityLinked => "user.identity_linked",
             AuditAction::SecondFactorEnabled => "user.second_factor_enabled",
             AuditAction::SecondFactorDisabled => "user.second_factor_disabled",
+            AuditAction::TokenCreated => "user.token_created",
+            AuditAction::TokenRevoked => "user.token_revoked",
         }
     }
 }

@@ -44,7 +44,8 @@
 //! use billing_core::repository::RepositoryError;
 //! use billing_core::secrets::TokenHash;
 //! use billing_core::ids::UserId;
-//! use billing_core::staff::{StaffRecord, StaffService, UserRepository};
+//! use billing_core::identity::Identity;
+//! use billing_core::staff::{AccessToken, StaffRecord, StaffService, UserRepository};
 //! use billing_core::system::{IdGenerator, SecretGenerator, SystemClock};
 //! use billing_core::BillingConfig;
 //! use billing_core::chrono::{DateTime, Utc};
@@ -123,6 +124,37 @@
 //!         _email: &EmailAddress,
 //!     ) -> Result<Option<(StaffUser, PasswordHash)>, RepositoryError> {
 //!         Ok(None) // tokens only: nobody signs in with a password
+//!     }
+//!     async fn find_by_identity(&self, _: &Identity) -> Result<Option<StaffUser>, RepositoryError> {
+//!         Ok(None) // no OpenID provider here
+//!     }
+//!     async fn add_token(
+//!         &self,
+//!         user: UserId,
+//!         token: &AccessToken,
+//!         _audit: &[AuditEntry],
+//!     ) -> Result<(), RepositoryError> {
+//!         let mut users = self.0.lock().unwrap();
+//!         let holder = users.values().find(|u| u.id == user).cloned();
+//!         users.insert(token.id.clone(), holder.ok_or(RepositoryError::NotFound)?);
+//!         Ok(())
+//!     }
+//!     async fn tokens_of(&self, _user: UserId) -> Result<Vec<AccessToken>, RepositoryError> {
+//!         Ok(Vec::new()) // not needed here
+//!     }
+//!     async fn revoke_token(
+//!         &self,
+//!         user: UserId,
+//!         token: &TokenHash,
+//!         _at: DateTime<Utc>,
+//!         _audit: &[AuditEntry],
+//!     ) -> Result<bool, RepositoryError> {
+//!         let mut users = self.0.lock().unwrap();
+//!         let theirs = users.get(token).is_some_and(|u| u.id == user);
+//!         Ok(theirs && users.remove(token).is_some())
+//!     }
+//!     async fn touch_token(&self, _: &TokenHash, _: DateTime<Utc>) -> Result<(), RepositoryError> {
+//!         Ok(()) // last use is not kept here
 //!     }
 //! }
 //!

@@ -1,7 +1,7 @@
 //! Staff users (practitioners and secretaries), their bearer tokens, and turning a
 //! presented credential into an [`Actor`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -102,6 +102,36 @@ pub trait UserRepository: Send + Sync {
         audit: &[AuditEntry],
     ) -> Result<(), RepositoryError>;
 
+    /// Adds a personal access token (`token.id` is its hash) to `user`, with `audit`,
+    /// together. MUST return [`RepositoryError::NotFound`] for an unknown user and
+    /// [`RepositoryError::Duplicate`] for a hash that exists.
+    async fn add_token(
+        &self,
+        user: UserId,
+        token: &AccessToken,
+        audit: &[AuditEntry],
+    ) -> Result<(), RepositoryError>;
+
+    /// The user's live tokens, newest first.
+    async fn tokens_of(&self, user: UserId) -> Result<Vec<AccessToken>, RepositoryError>;
+
+    /// Revokes one live token of `user` (at `at`), with `audit`, together; whether
+    /// there was one (another user's token is not theirs to revoke: `false`).
+    async fn revoke_token(
+        &self,
+        user: UserId,
+        token: &TokenHash,
+        at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> Result<bool, RepositoryError>;
+
+    /// Records a use of the token at `at` (a token that is gone is not an error).
+    async fn touch_token(
+        &self,
+        token: &TokenHash,
+        at: DateTime<Utc>,
+    ) -> Result<(), RepositoryError>;
+
     /// The user an OpenID identity signs in, if one was linked to them.
     async fn find_by_identity(
         &self,
@@ -116,6 +146,16 @@ pub trait UserRepository: Send + Sync {
     ) -> Result<Option<(StaffUser, PasswordHash)>, RepositoryError>;
 }
 
+/// The signed-in staff member, or the refusal an anonymous caller gets.
+fn own(actor: &Actor) -> Result<&StaffUser, BillingError> {
+    match actor {
+        Actor::Staff(user) => Ok(user),
+        _ => Err(BillingError::Access(
+            crate::access::AccessDenied::Unauthenticated,
+        )),
+    }
+}
+
 /// A staff user as the operator sees them in a listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaffRecord {
@@ -125,6 +165,33 @@ pub struct StaffRecord {
     pub created_at: DateTime<Utc>,
     /// Tokens that still sign in; 0 means the user is locked out.
     pub live_tokens: u64,
+}
+
+/// An API token as its holder sees it (never the token itself: only its hash is
+/// stored).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessToken {
+    /// The token's hash: how it is stored, and named in a revocation.
+    pub id: TokenHash,
+    /// What its holder called it (`None` for a token the operator issued).
+    pub name: Option<String>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it was last used (to within [`TOKEN_TOUCH_EVERY`] per server).
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A token's last use is written at most this often by each server.
+pub const TOKEN_TOUCH_EVERY: chrono::Duration = chrono::Duration::minutes(1);
+
+/// A personal access token just made: shown once.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct NewAccessToken {
+    /// The token, for the `Authorization: Bearer` header.
+    pub token: StaffToken,
+    /// How it is listed.
+    pub record: AccessToken,
 }
 
 /// A user just created, with the token to show once.
@@ -141,6 +208,8 @@ pub struct NewStaff {
 #[derive(Clone)]
 pub struct StaffService {
     pub(crate) users: Arc<dyn UserRepository>,
+    /// When this server last wrote each token's use.
+    touched: Arc<std::sync::Mutex<HashMap<TokenHash, DateTime<Utc>>>>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) ids: Arc<dyn IdGenerator>,
     pub(crate) secrets: Arc<dyn SecretGenerator>,
@@ -164,6 +233,7 @@ impl StaffService {
     ) -> Self {
         StaffService {
             users,
+            touched: Arc::default(),
             clock,
             ids,
             secrets,
@@ -179,12 +249,114 @@ impl StaffService {
         };
         let token = StaffToken::parse(raw.trim())
             .map_err(|_| BillingError::Access(crate::access::AccessDenied::Unauthenticated))?;
-        match self.users.find_by_token(&token.hash()).await? {
-            Some(user) => Ok(Actor::Staff(user)),
+        let hash = token.hash();
+        match self.users.find_by_token(&hash).await? {
+            Some(user) => {
+                self.touch(hash).await;
+                Ok(Actor::Staff(user))
+            }
             None => Err(BillingError::Access(
                 crate::access::AccessDenied::Unauthenticated,
             )),
         }
+    }
+
+    /// Writes a token's use, at most once per [`TOKEN_TOUCH_EVERY`] on this server. A
+    /// failed write is not the request's failure: it is tried again next time.
+    async fn touch(&self, hash: TokenHash) {
+        let now = now_micros(self.clock.as_ref());
+        let due = {
+            let touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+            touched
+                .get(&hash)
+                .is_none_or(|last| now.signed_duration_since(*last) >= TOKEN_TOUCH_EVERY)
+        };
+        if due && self.users.touch_token(&hash, now).await.is_ok() {
+            let mut touched = self.touched.lock().unwrap_or_else(|e| e.into_inner());
+            touched.insert(hash, now);
+        }
+    }
+
+    /// Makes a personal access token for the signed-in staff member, named `name`
+    /// (1 to 60 characters): it acts as them on the API. Shown once.
+    pub async fn create_token(
+        &self,
+        actor: &Actor,
+        name: &str,
+    ) -> Result<NewAccessToken, BillingError> {
+        let user = own(actor)?;
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 60 {
+            return Err(BillingError::validation("name", "1 to 60 characters"));
+        }
+        let now = now_micros(self.clock.as_ref());
+        let token = StaffToken::from_random(&self.secrets.secret());
+        let record = AccessToken {
+            id: token.hash(),
+            name: Some(name.to_owned()),
+            created_at: now,
+            last_used_at: None,
+        };
+        let audit = self
+            .audit_about(
+                user,
+                now,
+                AuditActor::of(actor),
+                AuditAction::TokenCreated,
+                name,
+            )
+            .await?;
+        self.users.add_token(user.id, &record, &audit).await?;
+        Ok(NewAccessToken { token, record })
+    }
+
+    /// The signed-in staff member's live tokens, newest first.
+    pub async fn tokens(&self, actor: &Actor) -> Result<Vec<AccessToken>, BillingError> {
+        let user = own(actor)?;
+        Ok(self.users.tokens_of(user.id).await?)
+    }
+
+    /// Revokes one of the signed-in staff member's tokens (by its id, the hash): the
+    /// API refuses it at once, and dashboard sessions opened with it end.
+    /// [`BillingError::NotFound`] for a token that is not theirs or not live.
+    pub async fn revoke_own_token(&self, actor: &Actor, id: &str) -> Result<(), BillingError> {
+        let user = own(actor)?;
+        let now = now_micros(self.clock.as_ref());
+        let hash = TokenHash::from_stored(id.to_owned());
+        let audit = self
+            .audit_about(
+                user,
+                now,
+                AuditActor::of(actor),
+                AuditAction::TokenRevoked,
+                "",
+            )
+            .await?;
+        if self.users.revoke_token(user.id, &hash, now, &audit).await? {
+            Ok(())
+        } else {
+            Err(BillingError::NotFound("token"))
+        }
+    }
+
+    async fn audit_about(
+        &self,
+        user: &StaffUser,
+        now: DateTime<Utc>,
+        actor: AuditActor,
+        action: AuditAction,
+        detail: &str,
+    ) -> Result<Vec<AuditEntry>, BillingError> {
+        Ok(user
+            .role
+            .practitioners()
+            .into_iter()
+            .map(|p| {
+                AuditEntry::new(now, p, actor.clone(), action)
+                    .subject(user.id.as_uuid())
+                    .detail(detail)
+            })
+            .collect())
     }
 
     /// Creates a practitioner and their login. The practitioner id is the user id.
@@ -473,6 +645,69 @@ mod tests {
         assert_eq!(
             svc.revoke_tokens(user).await.unwrap_err().code(),
             "not_found"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_personal_token_acts_as_its_maker_shows_its_last_use_and_is_revoked_alone() {
+        let p = crate::testing::Practice::open().await.unwrap();
+        let staff = &p.billing.staff;
+        let made = staff
+            .create_token(&p.dr, "  Logiciel de compta ")
+            .await
+            .unwrap();
+        assert_eq!(made.record.name.as_deref(), Some("Logiciel de compta"));
+        assert!(made.token.expose().starts_with("cpt_"));
+        for bad in ["", "   ", &"x".repeat(61)] {
+            let e = staff.create_token(&p.dr, bad).await.unwrap_err();
+            assert!(
+                matches!(e, BillingError::Validation { field: "name", .. }),
+                "{bad:?}"
+            );
+        }
+        let e = staff
+            .create_token(&Actor::Anonymous, "x")
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "unauthenticated");
+        // It signs in as its maker; its use is written at most once a minute.
+        let acting = staff.authenticate(Some(made.token.expose())).await.unwrap();
+        assert_eq!(acting, p.dr);
+        let last_use = || async { staff.tokens(&p.dr).await.unwrap()[0].last_used_at };
+        let first = p.clock.now();
+        assert_eq!(last_use().await, Some(first));
+        p.clock.advance(chrono::Duration::seconds(59));
+        staff.authenticate(Some(made.token.expose())).await.unwrap();
+        assert_eq!(last_use().await, Some(first));
+        p.clock.advance(chrono::Duration::seconds(1));
+        staff.authenticate(Some(made.token.expose())).await.unwrap();
+        assert_eq!(last_use().await, Some(p.clock.now()));
+        // Two tokens: the newest first, and revoking one leaves the other working.
+        assert_eq!(staff.tokens(&p.dr).await.unwrap().len(), 2);
+        let id = made.record.id.as_str().to_owned();
+        let other = staff.add_practitioner("Dr Roux", None).await.unwrap();
+        let roux = staff
+            .authenticate(Some(other.token.expose()))
+            .await
+            .unwrap();
+        assert_eq!(
+            staff.revoke_own_token(&roux, &id).await.unwrap_err().code(),
+            "not_found"
+        );
+        staff.revoke_own_token(&p.dr, &id).await.unwrap();
+        assert_eq!(
+            staff.revoke_own_token(&p.dr, &id).await.unwrap_err().code(),
+            "not_found"
+        );
+        let refused = staff
+            .authenticate(Some(made.token.expose()))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), "unauthenticated");
+        assert_eq!(
+            staff.tokens(&p.dr).await.unwrap().len(),
+            1,
+            "the first one stays"
         );
     }
 }

@@ -639,3 +639,71 @@ async fn a_second_factor_is_set_up_on_the_dashboard_then_asked_at_every_password
         t.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_personal_token_made_on_the_dashboard_works_on_the_api_until_revoked() {
+    let Some(t) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let dr = t.practitioner("Dr Estival").await;
+    t.sign_in(&dr).await;
+    let csrf = csrf_token(&t.html("/dashboard/tokens").await);
+    let made = t
+        .submit(
+            "/dashboard/tokens",
+            &[("csrf_token", &csrf), ("name", "Logiciel de compta")],
+        )
+        .await;
+    assert_eq!(made.status(), StatusCode::OK);
+    let html = made.text().await.expect("html");
+    let token = value_of(&html, "new-token").expect("shown once");
+    assert!(token.starts_with("cpt_"));
+    assert!(html.contains("Logiciel de compta"));
+    let path = format!("/api/v1/practitioners/{}/stripe", dr.id);
+    let (status, _) = t.get(&path, Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "it acts as its maker");
+    // The page says when it was last used; the token itself is never shown again.
+    let html = t.html("/dashboard/tokens").await;
+    assert!(!html.contains(&token));
+    let row = html
+        .split("Logiciel de compta")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .expect("its row")
+        .to_owned();
+    assert!(!plain(&row).contains("jamais"), "used: {row}");
+    let id = row
+        .split("name=\"id\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("its id")
+        .to_owned();
+    // Another practitioner cannot revoke it; its maker can, and the API refuses it.
+    let roux = t.practitioner("Dr Roux").await;
+    t.sign_in(&roux).await;
+    let csrf = csrf_token(&t.html("/dashboard/tokens").await);
+    let foreign = t
+        .submit(
+            "/dashboard/tokens/revoke",
+            &[("csrf_token", &csrf), ("id", &id)],
+        )
+        .await;
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    assert_eq!(t.get(&path, Some(&token)).await.0, StatusCode::OK);
+    t.sign_in(&dr).await;
+    let csrf = csrf_token(&t.html("/dashboard/tokens").await);
+    let revoked = t
+        .submit(
+            "/dashboard/tokens/revoke",
+            &[("csrf_token", &csrf), ("id", &id)],
+        )
+        .await;
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    assert_eq!(t.get(&path, Some(&token)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        t.get(&path, Some(&dr.token)).await.0,
+        StatusCode::OK,
+        "the first one stays"
+    );
+    t.stop().await;
+}

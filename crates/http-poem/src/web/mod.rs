@@ -358,6 +358,14 @@ pub fn routes(state: &HttpState) -> impl Endpoint + use<> {
             "/dashboard/security/totp/disable",
             post(security::disable_submit),
         )
+        .at(
+            "/dashboard/tokens",
+            get(security::tokens_page).post(security::create_token_submit),
+        )
+        .at(
+            "/dashboard/tokens/revoke",
+            post(security::revoke_token_submit),
+        )
         .at("/dashboard/oidc/start", get(oidc::start))
         .at("/dashboard/oidc/callback", get(oidc::callback))
         .at("/dashboard/team", get(team::team_page))

@@ -281,3 +281,117 @@ pub async fn disable_submit(
         Err(e) => staff.refusal(e),
     }
 }
+
+// ---------------------------------------------------------------- API tokens
+
+/// A token as the tokens page lists it.
+#[derive(Debug)]
+pub struct TokenLine {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    pub last_used: String,
+}
+
+#[derive(Template)]
+#[template(path = "tokens.html")]
+struct TokensTemplate {
+    layout: Layout,
+    tokens: Vec<TokenLine>,
+    /// Just made: the token, shown once.
+    made: Option<String>,
+    error: Option<&'static str>,
+}
+
+async fn tokens_view(
+    staff: &Staff,
+    state: &HttpState,
+    made: Option<String>,
+    error: Option<&'static str>,
+) -> Response {
+    let tokens = match state.billing.staff.tokens(&staff.actor).await {
+        Ok(tokens) => tokens,
+        Err(e) => return staff.refusal(e),
+    };
+    let (tz, lang, t) = (staff.tz(), staff.ctx.lang, staff.ctx.t);
+    let when = |at| super::format::datetime_short(at, tz, lang);
+    let tokens = tokens
+        .into_iter()
+        .map(|token| TokenLine {
+            id: token.id.as_str().to_owned(),
+            name: token.name.unwrap_or_else(|| t.tokens_operator.to_owned()),
+            created: when(token.created_at),
+            last_used: token
+                .last_used_at
+                .map_or_else(|| t.tokens_never.to_owned(), when),
+        })
+        .collect();
+    let page = render(&TokensTemplate {
+        layout: staff.layout(t.tokens_title, "sessions"),
+        tokens,
+        made,
+        error,
+    });
+    if error.is_some() {
+        with_status(page, StatusCode::UNPROCESSABLE_ENTITY)
+    } else {
+        page
+    }
+}
+
+/// The staff member's API tokens: make one, see when each was last used, revoke.
+#[handler]
+pub async fn tokens_page(staff: Staff, Data(state): Data<&HttpState>) -> Response {
+    tokens_view(&staff, state, None, None).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewTokenForm {
+    #[serde(default)]
+    name: String,
+}
+
+/// Makes a token; the page shows it once.
+#[handler]
+pub async fn create_token_submit(
+    staff: Staff,
+    Checked(form): Checked<NewTokenForm>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    match state
+        .billing
+        .staff
+        .create_token(&staff.actor, &form.name)
+        .await
+    {
+        Ok(made) => tokens_view(&staff, state, Some(made.token.expose().to_owned()), None).await,
+        Err(BillingError::Validation { .. }) => {
+            tokens_view(&staff, state, None, Some(staff.ctx.t.tokens_name_refused)).await
+        }
+        Err(e) => staff.refusal(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RevokeTokenForm {
+    #[serde(default)]
+    id: String,
+}
+
+/// Revokes one of the staff member's tokens.
+#[handler]
+pub async fn revoke_token_submit(
+    staff: Staff,
+    Checked(form): Checked<RevokeTokenForm>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    match state
+        .billing
+        .staff
+        .revoke_own_token(&staff.actor, &form.id)
+        .await
+    {
+        Ok(()) => Redirect::see_other("/dashboard/tokens").into_response(),
+        Err(e) => staff.refusal(e),
+    }
+}

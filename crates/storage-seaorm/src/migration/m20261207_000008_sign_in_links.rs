@@ -1,14 +1,15 @@
 //! Invitations and password-reset links (`staff_login_links`: the hash of the link's
 //! secret, whose password it sets, for which e-mail, until when), the OpenID
-//! identities linked to users (`staff_identities`: issuer and subject, one user each)
+//! identities linked to users (`staff_identities`: issuer and subject, one user each),
 //! the sign-in throttle's failures (`failed_sign_ins`: a hashed key per account or
-//! address, and when), and second factors (`staff_second_factors`: the TOTP secret,
+//! address, and when), personal access tokens (`staff_tokens` gains a `name` and a
+//! `last_used_at`), and second factors (`staff_second_factors`: the TOTP secret,
 //! confirmed or not, the last step accepted; `staff_recovery_codes`: hashed, spent
 //! once).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{
-    big_integer_null, big_pk_auto, string, text, timestamp_with_time_zone,
+    big_integer_null, big_pk_auto, string, string_null, text, timestamp_with_time_zone,
     timestamp_with_time_zone_null, uuid,
 };
 
@@ -62,6 +63,20 @@ enum StaffRecoveryCodes {
 }
 
 #[derive(DeriveIden)]
+enum StaffTokens {
+    Table,
+    Name,
+    LastUsedAt,
+}
+
+fn token_columns() -> Vec<ColumnDef> {
+    vec![
+        string_null(StaffTokens::Name),
+        timestamp_with_time_zone_null(StaffTokens::LastUsedAt),
+    ]
+}
+
+#[derive(DeriveIden)]
 enum Users {
     Table,
     Id,
@@ -70,6 +85,7 @@ enum Users {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        super::add_columns(manager, StaffTokens::Table, token_columns()).await?;
         manager
             .create_table(
                 Table::create()
@@ -211,6 +227,7 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        super::drop_columns(manager, StaffTokens::Table, token_columns()).await?;
         manager
             .drop_table(Table::drop().table(FailedSignIns::Table).to_owned())
             .await?;

@@ -12,7 +12,7 @@ use billing_core::password::PasswordHash;
 use billing_core::practitioner::model::Practitioner;
 use billing_core::repository::RepositoryError;
 use billing_core::secrets::TokenHash;
-use billing_core::staff::{StaffRecord, UserRepository};
+use billing_core::staff::{AccessToken, StaffRecord, UserRepository};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -39,13 +39,14 @@ async fn insert_user<C: ConnectionTrait>(
         .exec_without_returning(db)
         .await
         .map_err(|e| write_error(e, "user"))?;
-    insert_token(db, user.id, token, created_at).await
+    insert_token(db, user.id, token, None, created_at).await
 }
 
 async fn insert_token<C: ConnectionTrait>(
     db: &C,
     user: UserId,
     token: &TokenHash,
+    name: Option<&str>,
     created_at: DateTime<Utc>,
 ) -> Result<(), RepositoryError> {
     let token = staff_token::Model {
@@ -53,6 +54,8 @@ async fn insert_token<C: ConnectionTrait>(
         user_id: user.as_uuid(),
         created_at: at(created_at),
         revoked_at: None,
+        name: name.map(str::to_owned),
+        last_used_at: None,
     };
     staff_token::Entity::insert(token.into_active_model())
         .exec_without_returning(db)
@@ -226,6 +229,95 @@ impl UserRepository for Store {
         finish(txn, result).await
     }
 
+    async fn add_token(
+        &self,
+        user_id: UserId,
+        token: &AccessToken,
+        audit: &[AuditEntry],
+    ) -> Result<(), RepositoryError> {
+        let txn = self.begin_write().await?;
+        let result = async {
+            user::Entity::find_by_id(user_id.as_uuid())
+                .all(&txn)
+                .await
+                .map_err(unavailable)?
+                .into_iter()
+                .next()
+                .ok_or(RepositoryError::NotFound)?;
+            insert_token(
+                &txn,
+                user_id,
+                &token.id,
+                token.name.as_deref(),
+                token.created_at,
+            )
+            .await?;
+            append_audit(&txn, audit).await
+        }
+        .await;
+        finish(txn, result).await
+    }
+
+    async fn tokens_of(&self, user_id: UserId) -> Result<Vec<AccessToken>, RepositoryError> {
+        Ok(staff_token::Entity::find()
+            .filter(staff_token::Column::UserId.eq(user_id.as_uuid()))
+            .filter(staff_token::Column::RevokedAt.is_null())
+            .order_by_desc(staff_token::Column::CreatedAt)
+            .order_by_asc(staff_token::Column::Hash)
+            .all(&self.db)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(|row| AccessToken {
+                id: TokenHash::from_stored(row.hash),
+                name: row.name,
+                created_at: row.created_at,
+                last_used_at: row.last_used_at,
+            })
+            .collect())
+    }
+
+    async fn revoke_token(
+        &self,
+        user_id: UserId,
+        token: &TokenHash,
+        at_: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> Result<bool, RepositoryError> {
+        let txn = self.begin_write().await?;
+        let result = async {
+            let revoked = staff_token::Entity::update_many()
+                .col_expr(staff_token::Column::RevokedAt, Expr::value(at(at_)))
+                .filter(staff_token::Column::Hash.eq(token.as_str()))
+                .filter(staff_token::Column::UserId.eq(user_id.as_uuid()))
+                .filter(staff_token::Column::RevokedAt.is_null())
+                .exec(&txn)
+                .await
+                .map_err(unavailable)?;
+            if revoked.rows_affected != 1 {
+                return Ok(false);
+            }
+            append_audit(&txn, audit).await?;
+            Ok(true)
+        }
+        .await;
+        finish(txn, result).await
+    }
+
+    async fn touch_token(
+        &self,
+        token: &TokenHash,
+        at_: DateTime<Utc>,
+    ) -> Result<(), RepositoryError> {
+        staff_token::Entity::update_many()
+            .col_expr(staff_token::Column::LastUsedAt, Expr::value(at(at_)))
+            .filter(staff_token::Column::Hash.eq(token.as_str()))
+            .exec(&self.db)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn find_by_identity(
         &self,
         identity: &billing_core::identity::Identity,
@@ -291,7 +383,7 @@ impl UserRepository for Store {
                 .await
                 .map_err(unavailable)?;
             match replacement {
-                Some(hash) => insert_token(&txn, id, &hash, now).await?,
+                Some(hash) => insert_token(&txn, id, &hash, None, now).await?,
                 // Locked out: no password signs them in either.
                 None => {
                     staff_login::Entity::delete_by_id(id.as_uuid())

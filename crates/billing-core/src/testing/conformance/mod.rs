@@ -180,6 +180,7 @@ pub fn storage_cases<S: Storage + 'static>() -> Vec<Case<S>> {
         users::replacing_tokens_revokes_every_live_one_and_the_replacement_signs_in,
         users::replacing_tokens_of_an_unknown_user_or_with_a_taken_hash_writes_nothing,
         users::users_are_read_by_id_and_listed_oldest_first_with_their_live_tokens,
+        users::personal_tokens_are_added_listed_newest_first_touched_and_revoked_one_by_one,
     ];
     all.extend(inbox_cases());
     all

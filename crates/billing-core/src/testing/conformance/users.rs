@@ -421,3 +421,99 @@ pub async fn users_are_read_by_id_and_listed_oldest_first_with_their_live_tokens
         ]
     );
 }
+
+pub async fn personal_tokens_are_added_listed_newest_first_touched_and_revoked_one_by_one<
+    S: Storage,
+>(
+    store: S,
+) {
+    use crate::staff::AccessToken;
+    let p = new_practitioner();
+    let first = staff_token_hash();
+    store
+        .create_practitioner(&p, &first, &audit(p.id, AuditAction::UserCreated, t0()))
+        .await
+        .unwrap();
+    let user = UserId::from_uuid(p.id.as_uuid());
+    let token = |name: &str, minute: i64| AccessToken {
+        id: staff_token_hash(),
+        name: Some(name.into()),
+        created_at: t0() + mins(minute),
+        last_used_at: None,
+    };
+    let ci = token("CI", 5);
+    let laptop = token("Laptop", 10);
+    let entry = audit(p.id, AuditAction::TokenCreated, t0() + mins(5));
+    store
+        .add_token(user, &ci, std::slice::from_ref(&entry))
+        .await
+        .unwrap();
+    store.add_token(user, &laptop, &[]).await.unwrap();
+    assert!(matches!(
+        store
+            .add_token(UserId::from_uuid(new_uuid()), &token("Ghost", 1), &[])
+            .await,
+        Err(RepositoryError::NotFound)
+    ));
+    let mut dup = token("Dup", 1);
+    dup.id = ci.id.clone();
+    assert!(matches!(
+        store.add_token(user, &dup, &[]).await,
+        Err(RepositoryError::Duplicate(_))
+    ));
+    let listed = store.tokens_of(user).await.unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(&listed[..2], [laptop.clone(), ci.clone()], "newest first");
+    assert_eq!(
+        (listed[2].id.clone(), listed[2].name.clone()),
+        (first.clone(), None)
+    );
+    assert_eq!(
+        store.find_by_token(&ci.id).await.unwrap().map(|u| u.id),
+        Some(user)
+    );
+    let used = t0() + mins(20) + chrono::Duration::microseconds(3);
+    store.touch_token(&ci.id, used).await.unwrap();
+    store.touch_token(&staff_token_hash(), used).await.unwrap();
+    let touched = store.tokens_of(user).await.unwrap();
+    assert_eq!(touched[1].last_used_at, Some(used));
+    // Revoked one by one, by its holder only.
+    let other = new_practitioner();
+    let theirs = staff_token_hash();
+    store
+        .create_practitioner(
+            &other,
+            &theirs,
+            &audit(other.id, AuditAction::UserCreated, t0()),
+        )
+        .await
+        .unwrap();
+    let stranger = UserId::from_uuid(other.id.as_uuid());
+    assert!(
+        !store
+            .revoke_token(stranger, &ci.id, t0(), &[])
+            .await
+            .unwrap()
+    );
+    let revoked = audit(p.id, AuditAction::TokenRevoked, t0() + mins(30));
+    assert!(
+        store
+            .revoke_token(
+                user,
+                &ci.id,
+                t0() + mins(30),
+                std::slice::from_ref(&revoked)
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store.revoke_token(user, &ci.id, t0(), &[]).await.unwrap(),
+        "once"
+    );
+    assert_eq!(store.find_by_token(&ci.id).await.unwrap(), None);
+    assert!(store.find_by_token(&laptop.id).await.unwrap().is_some());
+    assert_eq!(store.tokens_of(user).await.unwrap().len(), 2);
+    let trail = AuditLog::recent(&store, p.id, 10).await.unwrap();
+    assert_eq!(&trail[..2], [revoked, entry]);
+}

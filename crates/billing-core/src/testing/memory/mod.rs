@@ -178,6 +178,9 @@ struct UserRow {
 struct TokenRow {
     user: UserId,
     revoked: bool,
+    name: Option<String>,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
 }
 
 impl State {

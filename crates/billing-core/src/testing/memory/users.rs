@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{MemoryStore, State, TokenRow, UserRow};
+use super::{MemoryStore, State, TokenRow, UserRow, micros};
 use crate::access::{Role, StaffUser};
 use crate::audit::AuditEntry;
 use crate::contact::EmailAddress;
@@ -38,12 +38,18 @@ impl State {
                 login: None,
             },
         );
-        self.insert_token(user.id, token)
+        self.insert_token(user.id, token, None, created_at)
     }
 
     /// Stores a live token of `user`. A hash stored before, even revoked, is
     /// [`RepositoryError::Duplicate`]: a revoked token never signs in again.
-    fn insert_token(&mut self, user: UserId, token: &TokenHash) -> Result<(), RepositoryError> {
+    fn insert_token(
+        &mut self,
+        user: UserId,
+        token: &TokenHash,
+        name: Option<&str>,
+        created_at: DateTime<Utc>,
+    ) -> Result<(), RepositoryError> {
         if self.staff_tokens.contains_key(token) {
             return Err(RepositoryError::Duplicate("token"));
         }
@@ -52,6 +58,9 @@ impl State {
             TokenRow {
                 user,
                 revoked: false,
+                name: name.map(str::to_owned),
+                created_at: micros(created_at),
+                last_used_at: None,
             },
         );
         Ok(())
@@ -149,7 +158,7 @@ impl UserRepository for MemoryStore {
         &self,
         user: UserId,
         replacement: Option<TokenHash>,
-        _at: DateTime<Utc>,
+        at: DateTime<Utc>,
         audit: &[AuditEntry],
     ) -> Result<u64, RepositoryError> {
         self.transaction(|s| {
@@ -165,7 +174,7 @@ impl UserRepository for MemoryStore {
             }
             s.sessions.retain(|_, session| session.user != user);
             match &replacement {
-                Some(hash) => s.insert_token(user, hash)?,
+                Some(hash) => s.insert_token(user, hash, None, at)?,
                 // Locked out: no password signs them in either.
                 None => {
                     if let Some(row) = s.users.get_mut(&user) {
@@ -189,6 +198,80 @@ impl UserRepository for MemoryStore {
         audit: &[AuditEntry],
     ) -> Result<(), RepositoryError> {
         self.transaction(|s| s.set_login(user, email, password, audit))
+    }
+
+    async fn add_token(
+        &self,
+        user: UserId,
+        token: &crate::staff::AccessToken,
+        audit: &[AuditEntry],
+    ) -> Result<(), RepositoryError> {
+        self.transaction(|s| {
+            if !s.users.contains_key(&user) {
+                return Err(RepositoryError::NotFound);
+            }
+            s.insert_token(user, &token.id, token.name.as_deref(), token.created_at)?;
+            s.append_audit(audit)
+        })
+    }
+
+    async fn tokens_of(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<crate::staff::AccessToken>, RepositoryError> {
+        Ok(self.read(|s| {
+            let mut live: Vec<_> = s
+                .staff_tokens
+                .iter()
+                .filter(|(_, t)| t.user == user && !t.revoked)
+                .map(|(hash, t)| crate::staff::AccessToken {
+                    id: hash.clone(),
+                    name: t.name.clone(),
+                    created_at: t.created_at,
+                    last_used_at: t.last_used_at,
+                })
+                .collect();
+            live.sort_by(|a, b| {
+                b.created_at
+                    .cmp(&a.created_at)
+                    .then_with(|| a.id.as_str().cmp(b.id.as_str()))
+            });
+            live
+        }))
+    }
+
+    async fn revoke_token(
+        &self,
+        user: UserId,
+        token: &TokenHash,
+        _at: DateTime<Utc>,
+        audit: &[AuditEntry],
+    ) -> Result<bool, RepositoryError> {
+        self.transaction(|s| {
+            let Some(row) = s
+                .staff_tokens
+                .get_mut(token)
+                .filter(|t| t.user == user && !t.revoked)
+            else {
+                return Ok(false);
+            };
+            row.revoked = true;
+            s.append_audit(audit)?;
+            Ok(true)
+        })
+    }
+
+    async fn touch_token(
+        &self,
+        token: &TokenHash,
+        at: DateTime<Utc>,
+    ) -> Result<(), RepositoryError> {
+        self.transaction(|s| {
+            if let Some(row) = s.staff_tokens.get_mut(token) {
+                row.last_used_at = Some(micros(at));
+            }
+            Ok(())
+        })
     }
 
     async fn find_by_identity(
