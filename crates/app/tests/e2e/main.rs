@@ -4,6 +4,7 @@ mod authz;
 mod bad_input;
 mod cluster;
 mod contract;
+mod dashboard;
 mod day;
 mod flow;
 mod forms;

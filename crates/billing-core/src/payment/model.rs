@@ -1163,6 +1163,24 @@ impl Payment {
         }
     }
 
+    /// What went back to the card without being charged: the part of the hold a
+    /// capture did not take, or the whole hold once released or lapsed.
+    pub fn released(&self) -> Money {
+        let zero = Money::zero(self.amount.currency());
+        match (self.authorized, self.captured) {
+            (Some(a), Some(c)) => a.checked_sub(&c).unwrap_or(zero),
+            (Some(a), None)
+                if matches!(
+                    self.status,
+                    PaymentStatus::Released | PaymentStatus::Expired
+                ) =>
+            {
+                a
+            }
+            _ => zero,
+        }
+    }
+
     /// What the practitioner keeps: captured − refunded − fee − what a dispute took
     /// (funds withdrawn and Stripe's dispute fee). Negative after a full refund,
     /// because Stripe keeps its fee.

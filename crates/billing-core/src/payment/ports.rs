@@ -134,6 +134,8 @@ pub struct PaymentTotals {
     pub count: u64,
     /// Currently held (authorised, not yet captured or released).
     pub held: Money,
+    /// Given back to cards uncharged ([`Payment::released`]).
+    pub released: Money,
     /// Everything captured (kept after refunds and disputes).
     pub captured: Money,
     /// Everything refunded.
@@ -155,6 +157,7 @@ impl PaymentTotals {
             currency,
             count: 0,
             held: z,
+            released: z,
             captured: z,
             refunded: z,
             fee: z,
@@ -168,6 +171,7 @@ impl PaymentTotals {
         let z = Money::zero(self.currency);
         self.count += 1;
         self.held = self.held.checked_add(&p.held())?;
+        self.released = self.released.checked_add(&p.released())?;
         self.captured = self.captured.checked_add(&p.captured().unwrap_or(z))?;
         self.refunded = self.refunded.checked_add(&p.refunded())?;
         self.fee = self.fee.checked_add(&p.fee().map_or(z, |f| f.amount))?;

@@ -86,6 +86,7 @@ struct TotalsRow {
     currency: String,
     count: i64,
     held: i64,
+    released: i64,
     captured: i64,
     refunded: i64,
     fee: i64,
@@ -101,8 +102,9 @@ fn totals_from_row(row: TotalsRow) -> Result<PaymentTotals, RepositoryError> {
         .parse()
         .map_err(|_| corrupt("unknown currency"))?;
     let m = |minor: i64| Money::from_minor(minor, currency);
-    let (held, captured, refunded, fee, disputed) = (
+    let (held, released, captured, refunded, fee, disputed) = (
         m(row.held),
+        m(row.released),
         m(row.captured),
         m(row.refunded),
         m(row.fee),
@@ -119,6 +121,7 @@ fn totals_from_row(row: TotalsRow) -> Result<PaymentTotals, RepositoryError> {
         currency,
         count: u64::try_from(row.count).map_err(|_| corrupt("negative count"))?,
         held,
+        released,
         captured,
         refunded,
         fee,
@@ -181,11 +184,27 @@ impl Store {
             or_zero(payment::Column::AuthorizedMinor),
         )
         .finally(Expr::val(0_i64));
+        // `Payment::released`: the hold minus the capture, or the whole hold released
+        // or lapsed.
+        let released = Expr::case(
+            payment::Column::CapturedMinor.is_not_null(),
+            or_zero(payment::Column::AuthorizedMinor)
+                .sub(Expr::col(payment::Column::CapturedMinor)),
+        )
+        .case(
+            payment::Column::Status.is_in([
+                PaymentStatus::Released.as_str(),
+                PaymentStatus::Expired.as_str(),
+            ]),
+            or_zero(payment::Column::AuthorizedMinor),
+        )
+        .finally(Expr::val(0_i64));
         let mut totals = payment::Entity::find()
             .select_only()
             .column(payment::Column::Currency)
             .column_as(Expr::col(payment::Column::Id).count(), "count")
             .column_as(sum_bigint(held.into()), "held")
+            .column_as(sum_bigint(released.into()), "released")
             .column_as(
                 sum_bigint(or_zero(payment::Column::CapturedMinor)),
                 "captured",
