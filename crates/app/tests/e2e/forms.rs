@@ -53,12 +53,33 @@ async fn a_refund_or_schedule_form_submitted_twice_acts_once() {
         c["payment"]["amount_refunded"].clone()
     };
     let html = t.html(&page).await;
+    assert!(
+        html.contains("id=\"refund-amount\" name=\"amount\" inputmode=\"decimal\" required aria"),
+        "the amount is not pre-filled with the whole remainder"
+    );
     let (csrf, attempt) = (csrf_token(&html), hidden(&html, "attempt"));
+    // First the confirmation: the amount, and that Stripe keeps its fee; no refund yet.
+    let asked = t
+        .submit(
+            &refund,
+            &[
+                ("csrf_token", csrf.as_str()),
+                ("attempt", attempt.as_str()),
+                ("amount", "5,00"),
+            ],
+        )
+        .await;
+    assert_eq!(asked.status(), StatusCode::OK);
+    let confirm = asked.text().await.expect("html");
+    assert!(plain(&confirm).contains("5,00"), "{confirm}");
+    assert!(confirm.contains("id=\"refund-confirm-fee\""));
+    assert_eq!(refunded().await, "0.00");
     for _ in 0..2 {
         let fields = [
             ("csrf_token", csrf.as_str()),
             ("attempt", attempt.as_str()),
             ("amount", "5,00"),
+            ("confirmed", "yes"),
         ];
         assert_eq!(
             t.submit(&refund, &fields).await.status(),
@@ -75,6 +96,7 @@ async fn a_refund_or_schedule_form_submitted_twice_acts_once() {
         ("csrf_token", csrf_token(&html)),
         ("attempt", again),
         ("amount", "1,00".to_owned()),
+        ("confirmed", "yes".to_owned()),
     ];
     let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
     assert_eq!(

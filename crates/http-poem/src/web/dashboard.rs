@@ -2436,6 +2436,19 @@ pub async fn credit_note_pdf(
 pub struct AmountForm {
     amount: Option<String>,
     attempt: Option<String>,
+    /// A refund is made only once its confirmation page was answered.
+    confirmed: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "refund_confirm.html")]
+struct RefundConfirmTemplate {
+    layout: Layout,
+    id: String,
+    amount: String,
+    amount_typed: String,
+    attempt: String,
+    fee: String,
 }
 
 async fn consultation_of(
@@ -2540,7 +2553,11 @@ pub async fn refund_submit(
     let Ok(id) = id.parse::<PaymentId>() else {
         return Problem::not_found().into_response();
     };
-    let result = match AmountInput::parse(f.amount.as_deref().unwrap_or(""), None) {
+    let typed = f.amount.as_deref().unwrap_or("");
+    let result = match AmountInput::parse(typed, None) {
+        Ok(amount) if f.confirmed.is_none() => {
+            return refund_confirmation(&s, state, id, &amount, typed, f.attempt.as_deref()).await;
+        }
         Ok(amount) => {
             state
                 .billing
@@ -2567,6 +2584,48 @@ pub async fn refund_submit(
             .await
         }
     }
+}
+
+/// Before a refund: the amount, and that Stripe keeps its fee, to confirm.
+async fn refund_confirmation(
+    s: &Staff,
+    state: &HttpState,
+    id: PaymentId,
+    amount: &AmountInput,
+    typed: &str,
+    attempt: Option<&str>,
+) -> Response {
+    let lang = s.ctx.lang;
+    let payment = match state.billing.reporting.payment(&s.actor, id).await {
+        Ok((payment, _)) => payment,
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    let currency = payment.amount().currency();
+    let refund = match amount.in_currency(currency) {
+        Ok(m) => m,
+        Err(e) => {
+            let e = BillingError::from(e);
+            let status = status_of(&e);
+            return payment_response(
+                s,
+                state,
+                id,
+                None,
+                Some((error_text(&e, lang), status)),
+                None,
+            )
+            .await;
+        }
+    };
+    let fee = payment.fee().map_or(Money::zero(currency), |f| f.amount);
+    render(&RefundConfirmTemplate {
+        layout: s.layout(s.ctx.t.refund_confirm_title, ""),
+        id: id.to_string(),
+        amount: format::money(&refund, lang),
+        amount_typed: typed.to_owned(),
+        attempt: attempt.unwrap_or_default().to_owned(),
+        fee: format::money(&fee, lang),
+    })
 }
 
 // ---- the consultation's day -----------------------------------------------------------
