@@ -21,7 +21,7 @@
     var update = function () {
       var params = new URLSearchParams();
       params.set("amount", amount.value);
-      ["currency", "preset", "percent", "fixed"].forEach(function (name) {
+      ["currency", "preset", "percent", "fixed", "max"].forEach(function (name) {
         var el = form.querySelector("[data-fee-" + name + "]");
         if (el) params.set(name, el.value);
         else if (out.dataset[name]) params.set(name, out.dataset[name]);
@@ -32,6 +32,21 @@
     };
     form.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(update, 150); });
     form.addEventListener("change", update);
+  });
+  // An amount above its maximum (the hold) is refused next to the field, before the
+  // form is sent (the server refuses it too).
+  document.querySelectorAll("[data-max-amount]").forEach(function (input) {
+    var max = parseFloat(input.getAttribute("data-max-amount"));
+    var note = document.getElementById(input.id + "-over") ||
+      document.getElementById((input.form && input.form.id || "").replace("-form", "") + "-over");
+    var check = function () {
+      var typed = parseFloat(input.value.replace(/\s/g, "").replace(",", "."));
+      var over = !isNaN(typed) && !isNaN(max) && typed > max;
+      input.setCustomValidity(over ? input.getAttribute("data-over") : "");
+      if (note) note.hidden = !over;
+    };
+    input.addEventListener("input", check);
+    check();
   });
   // Scheduling: amount and service only apply to online payment.
   document.querySelectorAll("[data-online-only]").forEach(function (block) {

@@ -92,6 +92,57 @@ async fn the_payments_totals_add_up_their_columns_released_included() {
         "held now, captured, released"
     );
 
+    // The held one says until when to validate it; the captured one no longer does.
+    let payment_of = |i: usize| {
+        body.split("<tr data-payment=\"")
+            .skip(1)
+            .map(|r| r.split('"').next().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()[i]
+            .clone()
+    };
+    let mut saw_held = false;
+    for i in 0..3 {
+        let page = t
+            .html(&format!("/dashboard/payments/{}", payment_of(i)))
+            .await;
+        if page.contains("id=\"validate-form\"") {
+            saw_held = true;
+            let notice = page.split("id=\"deadline\"").nth(1).expect("the deadline");
+            assert!(plain(notice).contains("À valider avant le"), "{notice}");
+            assert!(plain(notice).contains("sinon l'empreinte expire"));
+            // The form refuses more than the hold next to the field.
+            assert!(page.contains("data-max-amount=\"25.00\""));
+            assert!(page.contains("id=\"validate-over\""));
+        } else {
+            assert!(
+                !page.contains("id=\"deadline\""),
+                "no deadline once settled"
+            );
+        }
+    }
+    assert!(saw_held);
+    // The fee preview computes no fee above the hold: it says why.
+    let preview = t
+        .client
+        .get(t.url("/dashboard/fee-preview?amount=30,00&currency=EUR&max=25.00"))
+        .send()
+        .await
+        .expect("preview")
+        .text()
+        .await
+        .expect("text");
+    assert!(preview.contains("au plus 25,00"), "{preview}");
+    let fine = t
+        .client
+        .get(t.url("/dashboard/fee-preview?amount=18,00&currency=EUR&max=25.00"))
+        .send()
+        .await
+        .expect("preview")
+        .text()
+        .await
+        .expect("text");
+    assert!(fine.contains("0,50"), "{fine}");
+
     // Filtering "Réussi" says what it leaves out.
     let filtered = t.html("/dashboard?status=captured").await;
     assert!(filtered.contains("id=\"filter-note\""));

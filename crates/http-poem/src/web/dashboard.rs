@@ -353,6 +353,24 @@ pub struct PaymentLine {
     pub status_label: &'static str,
     pub can_validate: bool,
     pub deadline: Option<String>,
+    /// The deadline is close: flagged.
+    pub deadline_close: bool,
+}
+
+/// Now, and how close to its deadline a hold is flagged.
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    now: DateTime<Utc>,
+    within: chrono::Duration,
+}
+
+impl Due {
+    fn of(billing: &billing_core::Billing) -> Due {
+        Due {
+            now: billing.now(),
+            within: billing.config.expiring_within,
+        }
+    }
 }
 
 fn line(
@@ -362,6 +380,7 @@ fn line(
     tz: Tz,
     lang: Lang,
     may_validate: bool,
+    due: Due,
 ) -> PaymentLine {
     let zero = Money::zero(p.amount().currency());
     let fee = p.fee();
@@ -381,13 +400,16 @@ fn line(
         status: p.status().as_str(),
         status_label: p.status().label(lang),
         can_validate: may_validate && p.status() == PaymentStatus::Authorized,
+        // Only while there is a hold to validate: after capture it means nothing.
         deadline: p
             .capture_before()
+            .filter(|_| p.status() == PaymentStatus::Authorized)
             .map(|d| format::datetime_short(d, tz, lang)),
+        deadline_close: p.is_expiring(due.now, due.within),
     }
 }
 
-fn row_line(r: &PaymentRow, tz: Tz, lang: Lang, may_validate: bool) -> PaymentLine {
+fn row_line(r: &PaymentRow, tz: Tz, lang: Lang, may_validate: bool, due: Due) -> PaymentLine {
     line(
         &r.payment,
         r.patient.as_str(),
@@ -395,6 +417,7 @@ fn row_line(r: &PaymentRow, tz: Tz, lang: Lang, may_validate: bool) -> PaymentLi
         tz,
         lang,
         may_validate,
+        due,
     )
 }
 
@@ -840,6 +863,7 @@ pub async fn overview(
     let (t, lang, tz) = (s.ctx.t, s.ctx.lang, s.tz());
     let b = &state.billing;
     let may_validate = s.may(Action::ValidateAct);
+    let due = Due::of(b);
     let stripe = s
         .may(Action::LinkStripe)
         .then(|| stripe_panel(&s.practitioner.link, t, lang, state.settings.sandbox));
@@ -858,7 +882,7 @@ pub async fn overview(
         Ok(page) => (
             page.items
                 .iter()
-                .map(|r| row_line(r, tz, lang, may_validate))
+                .map(|r| row_line(r, tz, lang, may_validate, due))
                 .collect(),
             page.totals
                 .iter()
@@ -887,7 +911,7 @@ pub async fn overview(
         .await
         .unwrap_or_default()
         .iter()
-        .map(|r| row_line(r, tz, lang, may_validate))
+        .map(|r| row_line(r, tz, lang, may_validate, due))
         .collect();
     let attention = b
         .reporting
@@ -903,7 +927,7 @@ pub async fn overview(
         .map(|page| page.items)
         .unwrap_or_default()
         .iter()
-        .map(|r| row_line(r, tz, lang, may_validate))
+        .map(|r| row_line(r, tz, lang, may_validate, due))
         .collect();
     let upcoming = b
         .scheduling
@@ -1468,6 +1492,8 @@ pub struct PreviewQuery {
     preset: Option<String>,
     percent: Option<String>,
     fixed: Option<String>,
+    /// The most that may be charged (the hold, when validating).
+    max: Option<String>,
 }
 
 /// The live fee preview's text, computed and formatted by the server (no fee math in
@@ -1489,6 +1515,23 @@ pub fn fee_preview(req: &Request, jar: &CookieJar, Query(q): Query<PreviewQuery>
         _ => Some(FeeSchedule::default_for(currency)),
     };
     let amount = AmountInput::parse(&q.amount, None).and_then(|a| a.in_currency(currency));
+    let max = q
+        .max
+        .as_deref()
+        .and_then(|m| AmountInput::parse(m, None).ok())
+        .and_then(|m| m.in_currency(currency).ok());
+    if let (Ok(a), Some(max)) = (&amount, max)
+        && a.amount() > max.amount()
+    {
+        // No fee for what cannot be charged: say why instead.
+        return Response::builder()
+            .content_type("text/plain; charset=utf-8")
+            .body(format!(
+                "{} {}.",
+                t.validate_over,
+                format::money(&max, lang)
+            ));
+    }
     match (amount, schedule) {
         (Ok(a), Some(s)) => Response::builder()
             .content_type("text/plain; charset=utf-8")
@@ -1916,6 +1959,8 @@ struct PaymentTemplate {
     can_release: bool,
     can_refund: bool,
     validate_amount: String,
+    /// The hold, as the validate form's maximum (machine form: `25.00`).
+    validate_max: String,
     refund_amount: String,
     /// The refund form's idempotency key (see `ScheduleTemplate::attempt`).
     refund_attempt: String,
@@ -2151,6 +2196,7 @@ async fn payment_response(
                     PaymentStatus::Captured | PaymentStatus::PartiallyRefunded
                 ),
             validate_amount,
+            validate_max: held.amount().to_string(),
             refund_amount: payment
                 .refundable()
                 .map(|m| format::input(&m, lang))
@@ -2269,6 +2315,7 @@ async fn payment_response(
                 tz,
                 lang,
                 may(Action::ValidateAct),
+                Due::of(&state.billing),
             ),
         }),
         err_status,
