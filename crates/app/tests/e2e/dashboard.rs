@@ -121,6 +121,25 @@ async fn the_payments_totals_add_up_their_columns_released_included() {
         }
     }
     assert!(saw_held);
+    // The history has its column headers, and says who acted, by name, to another
+    // member of the practice.
+    let secretary = t.secretary(&[&dr]).await;
+    t.sign_in(&secretary).await;
+    let mut names = Vec::new();
+    for i in 0..3 {
+        let page = t
+            .html(&format!("/dashboard/payments/{}", payment_of(i)))
+            .await;
+        let history = page
+            .split("<table id=\"history\">")
+            .nth(1)
+            .expect("history");
+        assert!(history.contains("<thead>"), "column headers");
+        names.push(plain(history));
+    }
+    assert!(names.iter().any(|h| h.contains("Dr Estival")), "{names:?}");
+    assert!(names.iter().all(|h| !h.contains("Cabinet")), "{names:?}");
+    t.sign_in(&dr).await;
     // The fee preview computes no fee above the hold: it says why.
     let preview = t
         .client

@@ -2144,6 +2144,22 @@ async fn payment_response(
         Err(e) => return Problem::from(e).into_response(),
     };
     let patient = record.consultation.patient.display_name.as_str().to_owned();
+    // Who did what, by name: the practice's staff (a practice has a handful).
+    let names: std::collections::HashMap<_, _> = state
+        .billing
+        .staff
+        .list_users()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| {
+            r.user
+                .role
+                .practitioners()
+                .contains(&payment.practitioner())
+        })
+        .map(|r| (r.user.id, r.user.name))
+        .collect();
     let pay_link = state
         .billing
         .scheduling
@@ -2227,7 +2243,7 @@ async fn payment_response(
                         .map(|m| format::money(m, lang))
                         .unwrap_or_default(),
                     to: h.to.label(lang),
-                    actor: crate::web::i18n::history_actor(&h.actor, viewer, lang).to_owned(),
+                    actor: crate::web::i18n::history_actor(&h.actor, viewer, &names, lang),
                 })
                 .collect(),
             hold_from: (status == PaymentStatus::CardSaved).then(|| {

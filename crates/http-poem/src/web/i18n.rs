@@ -144,15 +144,20 @@ pub fn history_event(code: &str, lang: Lang) -> &str {
     }
 }
 
-/// Who made a history event, in words: "you", staff, the patient, Stripe, ConsultPay.
+/// Who made a history event, in words: "you", the staff member by name (from
+/// `names`), the patient, Stripe, ConsultPay.
 pub fn history_actor(
     actor: &billing_core::audit::AuditActor,
     viewer: Option<billing_core::ids::UserId>,
+    names: &std::collections::HashMap<billing_core::ids::UserId, String>,
     lang: Lang,
-) -> &'static str {
+) -> String {
     use billing_core::audit::AuditActor as A;
     let (fr, en) = match actor {
         A::User(id) if Some(*id) == viewer => ("Vous", "You"),
+        A::User(id) if names.contains_key(id) => {
+            return names.get(id).cloned().unwrap_or_default();
+        }
         A::User(_) => ("Cabinet", "Practice staff"),
         A::Patient => ("Patient", "Patient"),
         A::Stripe(_) => ("Stripe", "Stripe"),
@@ -162,6 +167,7 @@ pub fn history_actor(
         Lang::Fr => fr,
         Lang::En => en,
     }
+    .to_owned()
 }
 
 /// Every text of the pages.
@@ -513,6 +519,11 @@ pub struct Texts {
     pub release_help: &'static str,
     pub release_submit: &'static str,
     pub refund_title: &'static str,
+    pub history_col_when: &'static str,
+    pub history_col_what: &'static str,
+    pub history_col_amount: &'static str,
+    pub history_col_status: &'static str,
+    pub history_col_who: &'static str,
     pub refund_at_most: &'static str,
     pub refund_fee_kept: &'static str,
     pub refund_confirm_title: &'static str,
@@ -906,6 +917,11 @@ pub static FR: Texts = Texts {
     release_help: "Rien ne sera débité au patient.",
     release_submit: "Annuler l'empreinte",
     refund_title: "Rembourser",
+    history_col_when: "Quand",
+    history_col_what: "Ce qui s'est passé",
+    history_col_amount: "Montant",
+    history_col_status: "Statut ensuite",
+    history_col_who: "Par",
     refund_at_most: "Au plus",
     refund_fee_kept: "Stripe ne rend pas ses frais sur un paiement remboursé.",
     refund_confirm_title: "Confirmer le remboursement",
@@ -1299,6 +1315,11 @@ pub static EN: Texts = Texts {
     release_help: "Nothing will be charged to the patient.",
     release_submit: "Release the hold",
     refund_title: "Refund",
+    history_col_when: "When",
+    history_col_what: "What happened",
+    history_col_amount: "Amount",
+    history_col_status: "Status after",
+    history_col_who: "By",
     refund_at_most: "At most",
     refund_fee_kept: "Stripe does not give back its fee on a refunded payment.",
     refund_confirm_title: "Confirm the refund",
