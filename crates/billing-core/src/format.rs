@@ -19,6 +19,12 @@ fn symbol(c: Currency) -> Option<&'static str> {
     }
 }
 
+/// What amounts in `c` are written with: its sign (`€`), or its code when it has
+/// none we use (`CHF`).
+pub fn unit(c: Currency) -> &'static str {
+    symbol(c).unwrap_or(c.code())
+}
+
 /// Groups the integer part by thousands with `sep`.
 fn group(int: &str, sep: char) -> String {
     let digits: Vec<char> = int.chars().collect();

@@ -629,3 +629,193 @@ async fn the_api_docs_render_under_their_content_security_policy() {
     let _ = desk.close().await;
     app.stop().await;
 }
+
+/// No page scrolls sideways at this viewport's width (tables scroll inside their own
+/// box).
+async fn fits_width(c: &Client, page: &str) {
+    let widths = c
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .expect("widths");
+    let (scroll, inner) = (widths[0].as_u64(), widths[1].as_u64());
+    assert!(
+        scroll.is_some() && scroll <= inner,
+        "{page} scrolls sideways: {widths}"
+    );
+}
+
+/// The practice's side, in French and in English: sign-in with e-mail and password,
+/// the totals that add up, a validation refused above the hold next to the field, a
+/// refund confirmed with its amount and Stripe's fee kept; then every staff page on a
+/// 390 px phone without sideways scrolling.
+#[tokio::test]
+async fn the_practice_side_in_both_languages_and_on_a_phone() {
+    if !chromium_available() {
+        return;
+    }
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let (dr, first) = app.paid_consultation().await;
+    let (_, second) = app.schedule(&dr, &dr, json!({ "mode": "online" })).await;
+    for c in [&first, &second] {
+        app.pay(c["pay_token"].as_str().expect("pay token"), "pm_card_visa")
+            .await;
+    }
+    let (status, body) = app
+        .post(
+            &format!(
+                "/api/v1/consultations/{}/validate",
+                first["id"].as_str().expect("id")
+            ),
+            Some(&dr.token),
+            json!({ "amount": "18.00" }),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{body}");
+    let dr_id = dr.id.parse().expect("user id");
+    app.app
+        .billing
+        .sessions
+        .set_password(dr_id, "camille@example.org", "correct horse battery")
+        .await
+        .expect("password");
+    let first_id = first["id"].as_str().expect("id");
+    let captured = format!(
+        "/dashboard/payments/{}",
+        app.consultation(&dr, first_id).await["payment"]["id"]
+            .as_str()
+            .expect("payment id")
+    );
+    let driver = start_driver().await;
+    let profiles = tempfile::tempdir().expect("profiles");
+    let words = [
+        (
+            "fr-FR",
+            "Connexion",
+            "Confirmer le remboursement",
+            "au plus",
+            "5,00",
+        ),
+        ("en-GB", "Sign in", "Confirm the refund", "at most", "5.00"),
+    ];
+    for (lang, sign_in_title, confirm_title, over, five) in words {
+        let c = browser(&driver, false, lang, &profiles.path().join(lang)).await;
+        c.goto(&app.url("/dashboard/login")).await.expect("login");
+        assert!(text(&c, "h1").await.contains(sign_in_title));
+        find(&c, "#email")
+            .await
+            .send_keys("camille@example.org")
+            .await
+            .expect("email");
+        find(&c, "#password")
+            .await
+            .send_keys("correct horse battery")
+            .await
+            .expect("pw");
+        find(&c, "#sign-in").await.click().await.expect("sign in");
+        find(&c, "#sign-out").await;
+        shot(&c, &format!("7a-dashboard-{lang}")).await;
+        // The totals are the sums of the columns above them.
+        let sums = c
+            .execute(
+                "const num = t => Number(t.replace(/[^0-9−-]/g, '').replace('−', '-'));\
+                 const rows = [...document.querySelectorAll('#payments tbody tr[data-payment]')];\
+                 const foot = [...document.querySelectorAll('#payments tfoot td.num')].map(td => num(td.textContent));\
+                 const cols = foot.map((_, i) => rows.reduce((s, r) => s + num(r.querySelectorAll('td.num')[i].textContent), 0));\
+                 return [cols, foot];",
+                vec![],
+            )
+            .await
+            .expect("sums");
+        assert_eq!(sums[0], sums[1], "{lang}: {sums}");
+        // On the hold: 30 is refused next to the field, and no fee is previewed for it.
+        let held = find(&c, "#payments a.btn")
+            .await
+            .attr("href")
+            .await
+            .expect("attr")
+            .expect("href");
+        c.goto(&app.url(&held)).await.expect("held payment");
+        let amount = find(&c, "#amount").await;
+        amount.clear().await.expect("clear");
+        amount.send_keys("30,00").await.expect("type");
+        find(&c, "#validate-over:not([hidden])").await;
+        let mut preview = String::new();
+        for _ in 0..50 {
+            preview = text(&c, "#validate-preview").await;
+            if preview.contains(over) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(preview.contains(over), "{lang}: {preview}");
+        let valid = c
+            .execute(
+                "return document.getElementById('amount').checkValidity();",
+                vec![],
+            )
+            .await
+            .expect("validity");
+        assert_eq!(valid, json!(false), "the browser will not send it");
+        shot(&c, &format!("7b-validate-over-{lang}")).await;
+        // The refund asks for confirmation, with the amount and Stripe's fee kept.
+        c.goto(&app.url("/dashboard?status=captured"))
+            .await
+            .expect("captured");
+        find(&c, "#filter-note").await;
+        c.goto(&app.url(&captured)).await.expect("captured payment");
+        assert_eq!(
+            find(&c, "#refund-amount")
+                .await
+                .prop("value")
+                .await
+                .expect("value")
+                .unwrap_or_default(),
+            ""
+        );
+        find(&c, "#refund-amount")
+            .await
+            .send_keys(five)
+            .await
+            .expect("amount");
+        find(&c, "#refund").await.click().await.expect("refund");
+        assert!(text(&c, "h1").await.contains(confirm_title));
+        assert!(text(&c, "#refund-confirm-amount").await.contains(five));
+        find(&c, "#refund-confirm-fee").await;
+        shot(&c, &format!("7c-refund-confirm-{lang}")).await;
+        find(&c, "#refund-confirm")
+            .await
+            .click()
+            .await
+            .expect("confirm");
+        find(&c, "#payment-status").await;
+        let _ = c.close().await;
+    }
+    // Every staff page on a phone: nothing scrolls sideways.
+    let phone = browser(&driver, true, "fr-FR", &profiles.path().join("phone")).await;
+    sign_in(&phone, &app, &dr).await;
+    let pages = [
+        "/dashboard",
+        captured.as_str(),
+        "/dashboard/schedule",
+        "/dashboard/preferences",
+        "/dashboard/services",
+        "/dashboard/team",
+        "/dashboard/messages",
+        "/dashboard/sessions",
+        "/dashboard/security",
+        "/dashboard/tokens",
+    ];
+    for (i, page) in pages.iter().enumerate() {
+        phone.goto(&app.url(page)).await.expect("page");
+        find(&phone, "h1").await;
+        fits_width(&phone, page).await;
+        shot(&phone, &format!("7d-phone-{i}")).await;
+    }
+    let _ = phone.close().await;
+    app.stop().await;
+}

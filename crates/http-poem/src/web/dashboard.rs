@@ -1557,7 +1557,8 @@ struct ServicesTemplate {
     flash: Option<Flash>,
     error: Option<String>,
     services: Vec<ServiceLine>,
-    currency: &'static str,
+    /// `€`, `$`…: what the amounts are in.
+    currency_sign: String,
 }
 
 async fn services_response(
@@ -1591,7 +1592,7 @@ async fn services_response(
                     active: x.active(),
                 })
                 .collect(),
-            currency: s.practitioner.preferences.currency().code(),
+            currency_sign: format::unit(s.practitioner.preferences.currency()).to_owned(),
         }),
         status,
     )
@@ -1701,14 +1702,30 @@ struct ScheduleTemplate {
     flash: Option<Flash>,
     error: Option<String>,
     pay_link: Option<String>,
+    /// What was just scheduled, recapped above its pay link.
+    recap: Option<ScheduledRecap>,
     practitioners: Vec<PractitionerChoice>,
     services: Vec<Choice2>,
+    /// The default amount as people read it (`25,00 €`).
     default_amount: String,
+    /// The same, as typed in the field (`25,00`).
+    default_amount_input: String,
     time_zone: &'static str,
     form: ScheduleFormView,
     /// This rendering's idempotency key: a resubmitted form (double click, reload
     /// after the POST) replays the consultation instead of scheduling another.
     attempt: String,
+}
+
+/// A consultation just scheduled: who, when, how much.
+#[derive(Debug)]
+pub struct ScheduledRecap {
+    pub patient: String,
+    pub when: String,
+    /// `None` without online payment.
+    pub amount: Option<String>,
+    /// The payment's page, where the pay link can be seen again.
+    pub payment_href: Option<String>,
 }
 
 #[derive(Debug)]
@@ -1723,11 +1740,29 @@ async fn schedule_response(
     s: &Staff,
     state: &HttpState,
     error: Option<String>,
-    pay_link: Option<String>,
+    done: Option<&billing_core::consultation::service::Scheduled>,
     form: ScheduleFormView,
     service: Option<&str>,
 ) -> Response {
     let lang = s.ctx.lang;
+    let pay_link = done.map(|d| d.pay_url.clone());
+    let recap = done.map(|d| {
+        let c = &d.record.consultation;
+        ScheduledRecap {
+            patient: c.patient.display_name.as_str().to_owned(),
+            when: format::datetime_zoned(c.starts_at, s.tz(), lang),
+            amount: d
+                .record
+                .payment
+                .as_ref()
+                .map(|p| format::money(&p.amount(), lang)),
+            payment_href: d
+                .record
+                .payment
+                .as_ref()
+                .map(|p| format!("/dashboard/payments/{}", p.id())),
+        }
+    });
     let mut practitioners = vec![];
     for id in s.practitioners() {
         if let Ok(p) = state.billing.catalogue.practitioner(&s.actor, id).await {
@@ -1763,9 +1798,11 @@ async fn schedule_response(
             flash: None,
             error,
             pay_link,
+            recap,
             practitioners,
             services,
-            default_amount: format::input(&s.practitioner.preferences.default_amount(), lang),
+            default_amount: format::money(&s.practitioner.preferences.default_amount(), lang),
+            default_amount_input: format::input(&s.practitioner.preferences.default_amount(), lang),
             time_zone: s.practitioner.time_zone.name(),
             form,
             attempt: new_attempt(),
@@ -1925,7 +1962,7 @@ pub async fn schedule_submit(
         Err(e) => Err(e),
     };
     match result {
-        Ok(done) => schedule_response(&s, state, None, Some(done.pay_url), form, None).await,
+        Ok(done) => schedule_response(&s, state, None, Some(&done), form, None).await,
         Err(e) => {
             let mut msg = error_text(&e, s.ctx.lang);
             if matches!(e.code(), "stripe_not_linked" | "charges_disabled") {
