@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, csrf_token};
+use crate::helpers::{Backend, TestApp, csrf_token, plain};
 
 /// Who calls, in the matrix's column order.
 const WHO: [&str; 6] = [
@@ -420,6 +420,17 @@ async fn the_dashboard_money_forms_refuse_other_practitioners_and_secretaries() 
         form.extend(fields);
         let resp = app.submit(path, &form).await;
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    // Her pages that are the practitioner's say so, rather than sending her away.
+    for path in [
+        "/dashboard/preferences",
+        "/dashboard/services",
+        "/dashboard/team",
+    ] {
+        let resp = app.client.get(app.url(path)).send().await.expect("page");
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path}");
+        let text = plain(&resp.text().await.unwrap_or_default());
+        assert!(text.contains("réservée au praticien"), "{path}: {text}");
     }
     let c = app.consultation(&dr, consultation).await;
     assert_eq!(c["payment"]["status"], "authorized", "{c}");

@@ -1281,7 +1281,9 @@ fn schedule_of(
 #[handler]
 pub async fn preferences_page(s: Staff, Query(q): Query<OverviewQuery>) -> Response {
     if !s.may(Action::EditPreferences) {
-        return Redirect::see_other("/dashboard").into_response();
+        return s.refusal(BillingError::Access(
+            billing_core::access::AccessDenied::Forbidden,
+        ));
     }
     let prefs = &s.practitioner.preferences;
     let form = prefs_form(prefs, s.ctx.lang);
@@ -1605,7 +1607,9 @@ pub async fn services_page(
     Data(state): Data<&HttpState>,
 ) -> Response {
     if !s.may(Action::ManageServices) {
-        return Redirect::see_other("/dashboard").into_response();
+        return s.refusal(BillingError::Access(
+            billing_core::access::AccessDenied::Forbidden,
+        ));
     }
     services_response(&s, state, flash(s.ctx.t, q.flash.as_deref()), None).await
 }
@@ -2700,6 +2704,10 @@ async fn refund_confirmation(
         Ok((payment, _)) => payment,
         Err(e) => return Problem::from(e).into_response(),
     };
+    // Asked only of who may refund: anybody else gets the refund's own refusal.
+    if let Err(denied) = authorize(&s.actor, Action::Refund, payment.practitioner()) {
+        return Problem::from(BillingError::Access(denied)).into_response();
+    }
     let currency = payment.amount().currency();
     let refund = match amount.in_currency(currency) {
         Ok(m) => m,
