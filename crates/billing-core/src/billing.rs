@@ -423,7 +423,8 @@ impl Billing {
             deps.ids.clone(),
             config.clone(),
         )
-        .with_mailer(deps.mailer.clone());
+        .with_mailer(deps.mailer.clone())
+        .with_password_links(deps.users.clone(), deps.links.clone(), deps.secrets.clone());
         let sessions = SessionService::new(
             deps.users.clone(),
             deps.sessions.clone(),
@@ -493,6 +494,7 @@ impl Billing {
             team: TeamService::new(
                 deps.users.clone(),
                 deps.links.clone(),
+                deps.outbox.clone(),
                 deps.passwords.clone(),
                 deps.clock.clone(),
                 deps.ids.clone(),

@@ -22,11 +22,15 @@ use crate::contact::{DisplayName, EmailAddress};
 use crate::error::BillingError;
 use crate::ids::{PractitionerId, UserId};
 use crate::password::{Password, PasswordHash, PasswordHasher};
+use crate::payment::model::Lang;
 use crate::repository::RepositoryError;
 use crate::secrets::{LinkToken, StaffToken, TokenHash};
 use crate::session::login_key;
 use crate::staff::{StaffRecord, UserRepository};
 use crate::system::{Clock, IdGenerator, SecretGenerator, now_micros};
+
+/// At most one reset e-mail per account in this long.
+pub const RESET_EMAIL_EVERY: Duration = Duration::minutes(15);
 
 /// Why a link was made: it changes the page's words and how long the link lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -184,6 +188,7 @@ pub struct IssuedLink {
 pub struct TeamService {
     users: Arc<dyn UserRepository>,
     links: Arc<dyn LinkRepository>,
+    outbox: Arc<dyn crate::outbox::OutboxRepository>,
     passwords: Arc<dyn PasswordHasher>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
@@ -207,10 +212,13 @@ fn email_taken() -> BillingError {
 
 impl TeamService {
     /// Staff accounts over `users` and `links`, passwords hashed by `passwords`, new
-    /// ids and secrets from `ids` and `secrets`.
+    /// ids and secrets from `ids` and `secrets`; reset e-mails queued in `outbox`.
+    // One argument per port, like the other services' constructors.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         users: Arc<dyn UserRepository>,
         links: Arc<dyn LinkRepository>,
+        outbox: Arc<dyn crate::outbox::OutboxRepository>,
         passwords: Arc<dyn PasswordHasher>,
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGenerator>,
@@ -220,6 +228,7 @@ impl TeamService {
         TeamService {
             users,
             links,
+            outbox,
             passwords,
             clock,
             ids,
@@ -382,6 +391,59 @@ impl TeamService {
             Err(RepositoryError::Duplicate(_)) => Err(email_taken()),
             other => Ok(other?),
         }
+    }
+
+    /// "Forgot your password": when someone signs in with `email`, queues an e-mail to
+    /// it with a link (made when the e-mail is sent, valid an hour) to choose a new
+    /// password; at most one such e-mail per account every
+    /// [`RESET_EMAIL_EVERY`]. Answers the same whether or not anyone signs in with
+    /// that address, so it tells nobody who has an account.
+    pub async fn request_reset(&self, email: &str, lang: Lang) -> Result<(), BillingError> {
+        let Some(email) = login_key(email) else {
+            return Ok(());
+        };
+        let Some((user, _)) = self.users.find_login(&email).await? else {
+            return Ok(());
+        };
+        let Some(practitioner) = user.role.practitioners().first().copied() else {
+            return Ok(());
+        };
+        let now = now_micros(self.clock.as_ref());
+        let window = now.timestamp() / RESET_EMAIL_EVERY.num_seconds();
+        let (subject, body) = match lang {
+            Lang::Fr => (
+                "Choisir un nouveau mot de passe ConsultPay",
+                format!(
+                    "Bonjour {name},\n\nPour choisir un nouveau mot de passe, ouvrez ce lien (valable une heure, une seule fois) :\n{url}\n\nSi vous n'avez rien demandé, ignorez ce message : votre mot de passe ne change pas.\n",
+                    name = user.name,
+                    url = crate::outbox::PASSWORD_URL,
+                ),
+            ),
+            Lang::En => (
+                "Choose a new ConsultPay password",
+                format!(
+                    "Hello {name},\n\nTo choose a new password, open this link (valid for an hour, once):\n{url}\n\nIf you did not ask for it, ignore this message: your password does not change.\n",
+                    name = user.name,
+                    url = crate::outbox::PASSWORD_URL,
+                ),
+            ),
+        };
+        let message = crate::outbox::Message {
+            id: self.ids.new_id(),
+            kind: crate::outbox::MessageKind::PasswordReset,
+            practitioner,
+            consultation: None,
+            user: Some(user.id),
+            to: email,
+            lang,
+            subject: subject.to_owned(),
+            body,
+            attachment: None,
+            dedupe: format!("password_reset:{}:{window}", user.id),
+            created_at: now,
+        };
+        self.outbox.enqueue(std::slice::from_ref(&message)).await?;
+        Ok(())
     }
 
     /// Deletes expired links (a job); how many.
@@ -693,5 +755,88 @@ mod tests {
             .redeem(secret(&invited), "secretary horse battery")
             .await;
         assert_eq!(e.unwrap_err().code(), "not_found");
+    }
+
+    /// A mail server that keeps what it is given.
+    #[derive(Default)]
+    struct Kept(std::sync::Mutex<Vec<crate::outbox::Email>>);
+
+    #[async_trait]
+    impl crate::outbox::Mailer for Kept {
+        async fn send(&self, email: &crate::outbox::Email) -> Result<(), crate::outbox::MailError> {
+            self.0.lock().unwrap().push(email.clone());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_password_is_reset_by_a_link_made_when_the_email_is_sent() {
+        let mail = Arc::new(Kept::default());
+        let p = Practice::open_with(|b| b.mailer(mail.clone()))
+            .await
+            .unwrap();
+        let dr = UserId::from_uuid(p.practitioner.as_uuid());
+        p.billing
+            .sessions
+            .set_password(dr, "camille@example.org", "correct horse battery")
+            .await
+            .unwrap();
+        let team = &p.billing.team;
+        // Unknown and malformed addresses are answered alike, and nothing is queued.
+        team.request_reset("nobody@example.org", Lang::Fr)
+            .await
+            .unwrap();
+        team.request_reset("not an address", Lang::Fr)
+            .await
+            .unwrap();
+        team.request_reset(" Camille@Example.org ", Lang::Fr)
+            .await
+            .unwrap();
+        team.request_reset("camille@example.org", Lang::Fr)
+            .await
+            .unwrap();
+        // Queued once (one per account every 15 minutes), without a working link.
+        let queued =
+            crate::outbox::OutboxRepository::recent(p.store.as_ref(), &[p.practitioner], 10)
+                .await
+                .unwrap();
+        let resets: Vec<_> = queued
+            .iter()
+            .filter(|q| q.message.kind == crate::outbox::MessageKind::PasswordReset)
+            .collect();
+        assert_eq!(resets.len(), 1);
+        assert!(resets[0].message.body.contains(crate::outbox::PASSWORD_URL));
+        let shown = p.billing.outbox.text(&resets[0].message).await.unwrap();
+        assert!(
+            !shown.contains("/dashboard/password/"),
+            "staff never see a working link"
+        );
+        // Sent: the link is made then, and works once.
+        p.billing.outbox.deliver_due().await.unwrap();
+        let sent = mail.0.lock().unwrap().clone();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].to.as_str(), "camille@example.org");
+        let url = sent[0]
+            .text
+            .split_whitespace()
+            .find(|w| w.contains("/dashboard/password/cpl_"))
+            .expect("a link")
+            .to_owned();
+        let secret = url.rsplit('/').next().unwrap();
+        let (link, _) = team.open_link(secret).await.unwrap();
+        assert_eq!(link.purpose, LinkPurpose::Reset);
+        team.redeem(secret, "another horse battery").await.unwrap();
+        p.billing
+            .sessions
+            .sign_in_with_password("camille@example.org", "another horse battery", None)
+            .await
+            .unwrap();
+        // Fifteen minutes later, another may be asked.
+        p.clock.advance(Duration::minutes(15));
+        team.request_reset("camille@example.org", Lang::En)
+            .await
+            .unwrap();
+        p.billing.outbox.deliver_due().await.unwrap();
+        assert_eq!(mail.0.lock().unwrap().len(), 2);
     }
 }

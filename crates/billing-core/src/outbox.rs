@@ -49,6 +49,10 @@ pub const PAY_URL: &str = "{pay_url}";
 /// Stands for the server's public URL in a stored body (links to the dashboard).
 pub const PUBLIC_URL: &str = "{public_url}";
 
+/// Stands for a fresh password-reset link of the message's staff recipient, made when
+/// the message is sent: the outbox never holds a link that works.
+pub const PASSWORD_URL: &str = "{password_url}";
+
 /// What a message is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -74,11 +78,13 @@ pub enum MessageKind {
     Cancelled,
     /// To the patient: the consultation was moved.
     Rescheduled,
+    /// To a staff member: a link to choose a new password, which they asked for.
+    PasswordReset,
 }
 
 impl MessageKind {
     /// Every kind, in declaration order.
-    pub const ALL: [MessageKind; 10] = [
+    pub const ALL: [MessageKind; 11] = [
         MessageKind::PayLink,
         MessageKind::HoldPlaced,
         MessageKind::Receipt,
@@ -89,6 +95,7 @@ impl MessageKind {
         MessageKind::DisputeOpened,
         MessageKind::Cancelled,
         MessageKind::Rescheduled,
+        MessageKind::PasswordReset,
     ];
 
     /// The stable name (`pay_link`, `receipt`, …), stored.
@@ -104,6 +111,7 @@ impl MessageKind {
             MessageKind::DisputeOpened => "dispute_opened",
             MessageKind::Cancelled => "cancelled",
             MessageKind::Rescheduled => "rescheduled",
+            MessageKind::PasswordReset => "password_reset",
         }
     }
 }
@@ -147,6 +155,9 @@ pub struct Message {
     pub practitioner: PractitionerId,
     /// The consultation it is about, if any (whose live pay link fills [`PAY_URL`]).
     pub consultation: Option<ConsultationId>,
+    /// The staff member it is for, if any (whose fresh reset link fills
+    /// [`PASSWORD_URL`]).
+    pub user: Option<crate::ids::UserId>,
     /// The recipient.
     pub to: EmailAddress,
     /// The language it is written in.
@@ -358,6 +369,44 @@ pub fn backoff(attempts: u32) -> Duration {
     Duration::seconds(secs.min(BACKOFF_MAX_SECS))
 }
 
+/// What makes password-reset links when their e-mail is sent.
+#[derive(Clone)]
+pub(crate) struct PasswordLinks {
+    users: Arc<dyn crate::staff::UserRepository>,
+    links: Arc<dyn crate::invitation::LinkRepository>,
+    secrets: Arc<dyn crate::system::SecretGenerator>,
+}
+
+impl PasswordLinks {
+    /// A new reset link for `user`, if they still sign in with `to`; `None` otherwise
+    /// (the e-mail changed, or they were locked out, since they asked).
+    async fn reset_url(
+        &self,
+        user: crate::ids::UserId,
+        to: &EmailAddress,
+        config: &crate::config::BillingConfig,
+        clock: &dyn Clock,
+    ) -> Result<Option<String>, BillingError> {
+        match self.users.find_login(to).await? {
+            Some((owner, _)) if owner.id == user => {}
+            _ => return Ok(None),
+        }
+        let now = now_micros(clock);
+        let token = crate::secrets::LinkToken::from_random(&self.secrets.secret());
+        let purpose = crate::invitation::LinkPurpose::Reset;
+        let link = crate::invitation::LoginLink {
+            id: token.hash(),
+            user,
+            purpose,
+            email: to.clone(),
+            created_at: now,
+            expires_at: now + purpose.lifetime(),
+        };
+        self.links.create_link(&link, &[]).await?;
+        Ok(Some(config.password_url(&token)))
+    }
+}
+
 /// The outbox's use cases: delivery (a job), the staff's view, sending a pay link
 /// again.
 #[derive(Clone)]
@@ -369,6 +418,7 @@ pub struct OutboxService {
     pub(crate) documents: DocumentService,
     pub(crate) links: Arc<dyn PayLinkSigner>,
     pub(crate) mailer: Option<Arc<dyn Mailer>>,
+    pub(crate) password_links: Option<PasswordLinks>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) ids: Arc<dyn IdGenerator>,
     pub(crate) config: crate::config::BillingConfig,
@@ -408,6 +458,7 @@ impl OutboxService {
             documents,
             links,
             mailer: None,
+            password_links: None,
             clock,
             ids,
             config,
@@ -418,6 +469,23 @@ impl OutboxService {
     #[must_use]
     pub fn with_mailer(mut self, mailer: Option<Arc<dyn Mailer>>) -> Self {
         self.mailer = mailer;
+        self
+    }
+
+    /// Fills [`PASSWORD_URL`] with a reset link made at sending time, over these
+    /// ports (without them, a reset message reads as a placeholder).
+    #[must_use]
+    pub fn with_password_links(
+        mut self,
+        users: Arc<dyn crate::staff::UserRepository>,
+        links: Arc<dyn crate::invitation::LinkRepository>,
+        secrets: Arc<dyn crate::system::SecretGenerator>,
+    ) -> Self {
+        self.password_links = Some(PasswordLinks {
+            users,
+            links,
+            secrets,
+        });
         self
     }
 
@@ -501,6 +569,23 @@ impl OutboxService {
     /// one that works; otherwise it reads as a placeholder.
     async fn filled(&self, m: &Message, reissue: bool) -> Result<String, BillingError> {
         let mut text = m.body.replace(PUBLIC_URL, &self.config.public_url);
+        if text.contains(PASSWORD_URL) {
+            let link = match (&self.password_links, m.user, reissue) {
+                (Some(links), Some(user), true) => {
+                    links
+                        .reset_url(user, &m.to, &self.config, self.clock.as_ref())
+                        .await?
+                }
+                _ => None,
+            };
+            text = text.replace(
+                PASSWORD_URL,
+                link.as_deref().unwrap_or(match m.lang {
+                    Lang::Fr => "[lien de réinitialisation : il est créé à l'envoi]",
+                    Lang::En => "[reset link: made when the e-mail is sent]",
+                }),
+            );
+        }
         if !text.contains(PAY_URL) {
             return Ok(text);
         }

@@ -264,3 +264,118 @@ async fn nothing_is_lost_while_the_mail_server_is_down_and_a_resent_message_is_t
         app.stop().await;
     }
 }
+
+/// "Mot de passe oublié": the e-mail goes out through the outbox to a real SMTP
+/// server with a link made when it is sent; the link sets a new password once; an
+/// unknown address gets the same answer and no e-mail.
+#[tokio::test]
+async fn a_forgotten_password_is_reset_from_the_emailed_link() {
+    let Some(peer) = SmtpPeer::start() else {
+        return;
+    };
+    let Some(app) = with_mail(Backend::Sqlite, &peer).await else {
+        return;
+    };
+    let dr = app.practitioner("Dr Estival").await;
+    app.app
+        .billing
+        .sessions
+        .set_password(
+            dr.id.parse().expect("id"),
+            "camille@example.org",
+            "correct horse battery",
+        )
+        .await
+        .expect("password");
+    let ask = |email: &'static str| {
+        let (client, url) = (
+            reqwest::Client::builder()
+                .cookie_store(true)
+                .build()
+                .expect("client"),
+            app.url("/dashboard/forgot"),
+        );
+        async move {
+            let page = client
+                .get(&url)
+                .send()
+                .await
+                .expect("page")
+                .text()
+                .await
+                .expect("html");
+            let csrf = crate::helpers::csrf_token(&page);
+            let resp = client
+                .post(&url)
+                .form(&[("csrf_token", csrf.as_str()), ("email", email)])
+                .send()
+                .await
+                .expect("form");
+            (resp.status(), resp.text().await.unwrap_or_default())
+        }
+    };
+    let (known, known_page) = ask("camille@example.org").await;
+    let (unknown, unknown_page) = ask("nobody@example.org").await;
+    assert_eq!((known, unknown), (StatusCode::OK, StatusCode::OK));
+    let sent = |page: &str| {
+        crate::helpers::plain(page.split("id=\"forgot-sent\"").nth(1).unwrap_or_default())
+    };
+    assert_eq!(sent(&known_page), sent(&unknown_page), "the same answer");
+    assert_eq!(
+        deliver(&app).await.sent,
+        1,
+        "one e-mail: the known address's"
+    );
+    let got = wait(&peer, 1);
+    assert_eq!(got[0].to.as_deref(), Some("camille@example.org"));
+    let link = got[0]
+        .text
+        .split_whitespace()
+        .find(|w| w.contains("/dashboard/password/cpl_"))
+        .expect("a link")
+        .to_owned();
+    let path = link.strip_prefix(&app.url("")).unwrap_or(&link).to_owned();
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .expect("client");
+    let page = browser
+        .get(app.url(&path))
+        .send()
+        .await
+        .expect("link")
+        .text()
+        .await
+        .expect("html");
+    let csrf = crate::helpers::csrf_token(&page);
+    let set = browser
+        .post(app.url(&path))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("password", "another horse battery"),
+            ("confirm", "another horse battery"),
+        ])
+        .send()
+        .await
+        .expect("set");
+    assert_eq!(set.status(), StatusCode::SEE_OTHER);
+    assert!(
+        app.app
+            .billing
+            .sessions
+            .sign_in_with_password("camille@example.org", "another horse battery", None)
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        browser
+            .get(app.url(&path))
+            .send()
+            .await
+            .expect("again")
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    app.stop().await;
+}

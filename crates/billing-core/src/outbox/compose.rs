@@ -88,6 +88,7 @@ impl Facts<'_> {
             kind,
             practitioner: self.practitioner.id,
             consultation: Some(c.id),
+            user: None,
             to: c.patient.email.clone()?,
             lang: c.lang,
             subject,
@@ -339,6 +340,7 @@ pub(crate) fn message(
             kind,
             practitioner: practitioner.id,
             consultation: Some(c.id),
+            user: None,
             to: practitioner.profile.email()?.clone(),
             lang: Lang::Fr,
             subject,
@@ -595,6 +597,7 @@ pub(crate) fn hold_expiring(
         kind: MessageKind::HoldExpiring,
         practitioner: practitioner.id,
         consultation: Some(p.consultation()),
+        user: None,
         to: practitioner.profile.email()?.clone(),
         lang: Lang::Fr,
         subject: format!(

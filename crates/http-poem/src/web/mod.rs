@@ -158,7 +158,7 @@ impl<'a, T: serde::de::DeserializeOwned> FromRequest<'a> for Checked<T> {
         let anonymous_form = presented.is_none()
             || matches!(
                 req.uri().path(),
-                "/dashboard/login" | "/dashboard/login/code"
+                "/dashboard/login" | "/dashboard/login/code" | "/dashboard/forgot"
             );
         let valid = match token {
             Ok(t) => {
@@ -368,6 +368,10 @@ pub fn routes(state: &HttpState) -> impl Endpoint + use<> {
         )
         .at("/dashboard/oidc/start", get(oidc::start))
         .at("/dashboard/oidc/callback", get(oidc::callback))
+        .at(
+            "/dashboard/forgot",
+            get(team::forgot_page).post(team::forgot_submit),
+        )
         .at("/dashboard/team", get(team::team_page))
         .at("/dashboard/team/invite", post(team::invite_submit))
         .at("/dashboard/team/:user/link", post(team::new_link_submit))

@@ -303,3 +303,55 @@ pub async fn new_link_submit(
         },
     }
 }
+
+// ---------------------------------------------------------------- forgotten password
+
+#[derive(Template)]
+#[template(path = "forgot.html")]
+struct ForgotTemplate {
+    layout: Layout,
+    sent: bool,
+}
+
+/// "Forgot your password?": the form that asks for the e-mail.
+#[handler]
+pub async fn forgot_page(ctx: Ctx) -> Response {
+    render(&ForgotTemplate {
+        layout: ctx.layout(ctx.t.forgot_title, None, ""),
+        sent: false,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ForgotForm {
+    #[serde(default)]
+    email: String,
+}
+
+/// Queues the reset e-mail when the address signs in; says the same either way.
+#[handler]
+pub async fn forgot_submit(
+    ctx: Ctx,
+    Checked(form): Checked<ForgotForm>,
+    Data(state): Data<&HttpState>,
+) -> Response {
+    if let Err(e) = state
+        .billing
+        .team
+        .request_reset(&form.email, ctx.lang)
+        .await
+    {
+        tracing::warn!(error = %e, "password reset request failed");
+        return message(
+            &ctx,
+            StatusCode::SERVICE_UNAVAILABLE,
+            ctx.t.error_title,
+            ctx.t.login_unavailable,
+            Some(("/dashboard/forgot", ctx.t.back)),
+        );
+    }
+    render(&ForgotTemplate {
+        layout: ctx.layout(ctx.t.forgot_title, None, ""),
+        sent: true,
+    })
+}

@@ -9,6 +9,8 @@ pub struct Model {
     pub id: Uuid,
     pub practitioner_id: Uuid,
     pub consultation_id: Option<Uuid>,
+    /// The staff member a message is for (a password reset), if any.
+    pub user_id: Option<Uuid>,
     pub kind: String,
     pub recipient: String,
     /// `fr` or `en`.

@@ -3,14 +3,15 @@
 //! identities linked to users (`staff_identities`: issuer and subject, one user each),
 //! the sign-in throttle's failures (`failed_sign_ins`: a hashed key per account or
 //! address, and when), personal access tokens (`staff_tokens` gains a `name` and a
-//! `last_used_at`), and second factors (`staff_second_factors`: the TOTP secret,
+//! `last_used_at`), the staff member an outbox message is for (`outbox.user_id`: a
+//! password reset's link is made for them when it is sent), and second factors (`staff_second_factors`: the TOTP secret,
 //! confirmed or not, the last step accepted; `staff_recovery_codes`: hashed, spent
 //! once).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{
     big_integer_null, big_pk_auto, string, string_null, text, timestamp_with_time_zone,
-    timestamp_with_time_zone_null, uuid,
+    timestamp_with_time_zone_null, uuid, uuid_null,
 };
 
 #[derive(DeriveMigrationName)]
@@ -63,6 +64,12 @@ enum StaffRecoveryCodes {
 }
 
 #[derive(DeriveIden)]
+enum Outbox {
+    Table,
+    UserId,
+}
+
+#[derive(DeriveIden)]
 enum StaffTokens {
     Table,
     Name,
@@ -86,6 +93,9 @@ enum Users {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         super::add_columns(manager, StaffTokens::Table, token_columns()).await?;
+        // The staff member a message is for (a password reset's link is made for them
+        // when it is sent).
+        super::add_columns(manager, Outbox::Table, vec![uuid_null(Outbox::UserId)]).await?;
         manager
             .create_table(
                 Table::create()
@@ -228,6 +238,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         super::drop_columns(manager, StaffTokens::Table, token_columns()).await?;
+        super::drop_columns(manager, Outbox::Table, vec![uuid_null(Outbox::UserId)]).await?;
         manager
             .drop_table(Table::drop().table(FailedSignIns::Table).to_owned())
             .await?;

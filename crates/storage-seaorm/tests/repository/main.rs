@@ -126,6 +126,7 @@ suite!(
     failed_sign_ins_are_counted_per_key_newest_first_cleared_and_purged,
     an_identity_is_linked_by_a_link_once_per_account_and_unlinked_by_revocation,
     a_second_factor_is_pending_then_confirmed_and_takes_each_step_once,
+    a_message_to_a_staff_member_reads_back_with_its_user,
     personal_tokens_are_added_listed_newest_first_touched_and_revoked_one_by_one,
     // users and the audit trail
     a_fresh_database_has_no_user,

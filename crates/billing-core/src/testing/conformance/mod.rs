@@ -169,6 +169,7 @@ pub fn storage_cases<S: Storage + 'static>() -> Vec<Case<S>> {
         signin::failed_sign_ins_are_counted_per_key_newest_first_cleared_and_purged,
         signin::an_identity_is_linked_by_a_link_once_per_account_and_unlinked_by_revocation,
         signin::a_second_factor_is_pending_then_confirmed_and_takes_each_step_once,
+        outbox::a_message_to_a_staff_member_reads_back_with_its_user,
         users::a_fresh_database_has_no_user,
         users::a_practitioners_user_shares_their_id_and_is_found_by_token_hash,
         users::a_secretary_works_for_each_of_their_practitioners,

@@ -22,6 +22,7 @@ fn message(p: PractitionerId, dedupe: &str, minutes: i64) -> Message {
         kind: MessageKind::PayLink,
         practitioner: p,
         consultation: None,
+        user: None,
         to: EmailAddress::parse("martin@example.org").unwrap(),
         lang: Lang::En,
         subject: "Your teleconsultation".into(),
@@ -226,4 +227,19 @@ pub async fn a_lapsed_claim_is_taken_over_and_only_the_claimer_settles_a_message
     let q = &OutboxRepository::recent(&store, &[dr.id], 1).await.unwrap()[0];
     assert_eq!(q.delivery, Delivery::Failed { at: now + mins(31) });
     assert_eq!(q.attempts, 2);
+}
+
+pub async fn a_message_to_a_staff_member_reads_back_with_its_user<S: Storage>(store: S) {
+    let p = practitioner(&store).await;
+    let mut m = message(p.id, "password_reset:1", 0);
+    m.kind = MessageKind::PasswordReset;
+    m.user = Some(crate::ids::UserId::from_uuid(p.id.as_uuid()));
+    m.body = "{password_url}".into();
+    assert_eq!(store.enqueue(std::slice::from_ref(&m)).await.unwrap(), 1);
+    let claimed = store
+        .claim_due(t0() + mins(1), t0() + mins(6), "c1", 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].message, m);
 }
