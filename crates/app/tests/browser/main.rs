@@ -783,8 +783,9 @@ async fn the_practice_side_in_both_languages_and_on_a_phone() {
             .await
             .expect("amount");
         find(&c, "#refund").await.click().await.expect("refund");
-        assert!(text(&c, "h1").await.contains(confirm_title));
+        // The confirmation page (waited for by an element only it has).
         assert!(text(&c, "#refund-confirm-amount").await.contains(five));
+        assert!(text(&c, "h1").await.contains(confirm_title));
         find(&c, "#refund-confirm-fee").await;
         shot(&c, &format!("7c-refund-confirm-{lang}")).await;
         find(&c, "#refund-confirm")
