@@ -220,7 +220,9 @@ impl SessionService {
     }
 
     /// Opens a session for the user who signs in with this e-mail and password, typed
-    /// `from` a client address (as the HTTP adapter names it). An unknown e-mail and a
+    /// `from` a client address (as the HTTP adapter names it) — or, for an account
+    /// with a second factor, answers [`SignInStep::SecondFactor`] with no session yet:
+    /// [`SessionService::complete_second_factor`] takes the code. An unknown e-mail and a
     /// wrong password are the same [`AccessDenied::Unauthenticated`], and take the same
     /// time (the password is checked against a decoy hash when there is no account),
     /// so the answer says nothing about who has an account.
