@@ -102,7 +102,11 @@ impl Store {
             options
                 .sqlx_logging(false)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_timeout(ACQUIRE_TIMEOUT);
+                .connect_timeout(ACQUIRE_TIMEOUT)
+                // No ping on every acquire (a round trip per statement on PostgreSQL):
+                // a connection that died fails its one query and is dropped, and
+                // whether the database answers is `/readyz`'s question.
+                .test_before_acquire(false);
             options
         };
         let connect = |options: ConnectOptions| async move {
