@@ -676,13 +676,8 @@ async fn the_practice_side_in_both_languages_and_on_a_phone() {
         )
         .await;
     assert_eq!(status.as_u16(), 200, "{body}");
-    let dr_id = dr.id.parse().expect("user id");
-    app.app
-        .billing
-        .sessions
-        .set_password(dr_id, "camille@example.org", "correct horse battery")
-        .await
-        .expect("password");
+    app.set_password(&dr, "camille@example.org", "correct horse battery")
+        .await;
     let first_id = first["id"].as_str().expect("id");
     let captured = format!(
         "/dashboard/payments/{}",

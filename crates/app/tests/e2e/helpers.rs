@@ -362,6 +362,18 @@ impl TestApp {
         link["status"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// Sets the e-mail and password `who` signs in with (as the operator's
+    /// `consultpay user set-password` does).
+    pub async fn set_password(&self, who: &Staff, email: &str, password: &str) {
+        let id = who.id.parse().expect("a user id");
+        self.app
+            .billing
+            .sessions
+            .set_password(id, email, password)
+            .await
+            .expect("password set");
+    }
+
     /// Signs `who` in to the dashboard on this client (its session cookie), signing
     /// out whoever was signed in on it.
     pub async fn sign_in(&self, who: &Staff) {

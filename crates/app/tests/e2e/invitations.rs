@@ -267,16 +267,8 @@ async fn wrong_passwords_throttle_the_account_with_a_429_that_says_how_long() {
         return;
     };
     let dr = t.practitioner("Dr Estival").await;
-    t.app
-        .billing
-        .sessions
-        .set_password(
-            dr.id.parse().expect("id"),
-            "camille@example.org",
-            "correct horse battery",
-        )
-        .await
-        .expect("password set");
+    t.set_password(&dr, "camille@example.org", "correct horse battery")
+        .await;
     for _ in 0..5 {
         let resp = sign_in(&t, &browser(), "camille@example.org", "wrong horse battery").await;
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
@@ -498,16 +490,8 @@ async fn a_second_factor_is_set_up_on_the_dashboard_then_asked_at_every_password
             continue;
         };
         let dr = t.practitioner("Dr Estival").await;
-        t.app
-            .billing
-            .sessions
-            .set_password(
-                dr.id.parse().expect("id"),
-                "camille@example.org",
-                "correct horse battery",
-            )
-            .await
-            .expect("password set");
+        t.set_password(&dr, "camille@example.org", "correct horse battery")
+            .await;
         let me = browser();
         let signed_in = sign_in(&t, &me, "camille@example.org", "correct horse battery").await;
         assert_eq!(

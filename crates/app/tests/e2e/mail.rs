@@ -277,16 +277,8 @@ async fn a_forgotten_password_is_reset_from_the_emailed_link() {
         return;
     };
     let dr = app.practitioner("Dr Estival").await;
-    app.app
-        .billing
-        .sessions
-        .set_password(
-            dr.id.parse().expect("id"),
-            "camille@example.org",
-            "correct horse battery",
-        )
-        .await
-        .expect("password");
+    app.set_password(&dr, "camille@example.org", "correct horse battery")
+        .await;
     let ask = |email: &'static str| {
         let (client, url) = (
             reqwest::Client::builder()

@@ -40,8 +40,8 @@ use serde::Deserialize;
 use super::i18n::Texts;
 use super::session::{self, staff};
 use super::{
-    Checked, Ctx, Layout, NoFields, format, http_state, message, render, rendered, user_box,
-    with_status,
+    Checked, Ctx, Layout, NoFields, form_status, format, http_state, message, render, rendered,
+    user_box, with_status,
 };
 use crate::problem::{Problem, status_of};
 use crate::state::HttpState;
@@ -1575,11 +1575,7 @@ async fn services_response(
         .services(&s.actor, s.practitioner.id, true)
         .await
         .unwrap_or_default();
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let status = form_status(error.is_some());
     with_status(
         render(&ServicesTemplate {
             layout: s.layout(s.ctx.t.services_title, "services"),
@@ -1791,11 +1787,7 @@ async fn schedule_response(
             selected: service == Some(x.id().to_string().as_str()),
         })
         .collect();
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let status = form_status(error.is_some());
     with_status(
         render(&ScheduleTemplate {
             layout: s.layout(s.ctx.t.schedule_title, "schedule"),

@@ -196,6 +196,15 @@ pub fn render<T: Template>(t: &T) -> Response {
     }
 }
 
+/// A form's page status: `422` when it shows what was refused, else `200`.
+pub fn form_status(refused: bool) -> StatusCode {
+    if refused {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    }
+}
+
 pub fn with_status(mut resp: Response, status: StatusCode) -> Response {
     resp.set_status(status);
     resp

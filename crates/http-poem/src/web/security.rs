@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dashboard::{Staff, open_session, throttled};
 use super::session::Sealed;
-use super::{Checked, Ctx, Layout, message, render, with_status};
+use super::{Checked, Ctx, Layout, form_status, message, render, with_status};
 use crate::state::HttpState;
 
 /// Where a correct password waits for its code.
@@ -78,6 +78,8 @@ pub(super) fn ask_for_code(
     code_page(ctx, None)
 }
 
+/// A one-time code typed in a form (at sign-in, to confirm or turn off the factor);
+/// never printed.
 #[derive(Deserialize)]
 pub struct CodeForm {
     #[serde(default)]
@@ -182,11 +184,7 @@ async fn security_view(
         recovery_codes,
         error,
     });
-    if error.is_some() {
-        with_status(page, StatusCode::UNPROCESSABLE_ENTITY)
-    } else {
-        page
-    }
+    with_status(page, form_status(error.is_some()))
 }
 
 /// The staff member's second factor: on or off, and the way to change it.
@@ -227,23 +225,11 @@ pub async fn enrol_submit(
     }
 }
 
-#[derive(Deserialize)]
-pub struct FactorCode {
-    #[serde(default)]
-    code: String,
-}
-
-impl std::fmt::Debug for FactorCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FactorCode").finish_non_exhaustive()
-    }
-}
-
 /// Confirms with a first code: on, and the recovery codes shown once.
 #[handler]
 pub async fn confirm_submit(
     staff: Staff,
-    Checked(form): Checked<FactorCode>,
+    Checked(form): Checked<CodeForm>,
     Data(state): Data<&HttpState>,
 ) -> Response {
     match state
@@ -265,7 +251,7 @@ pub async fn confirm_submit(
 #[handler]
 pub async fn disable_submit(
     staff: Staff,
-    Checked(form): Checked<FactorCode>,
+    Checked(form): Checked<CodeForm>,
     Data(state): Data<&HttpState>,
 ) -> Response {
     match state
@@ -332,11 +318,7 @@ async fn tokens_view(
         made,
         error,
     });
-    if error.is_some() {
-        with_status(page, StatusCode::UNPROCESSABLE_ENTITY)
-    } else {
-        page
-    }
+    with_status(page, form_status(error.is_some()))
 }
 
 /// The staff member's API tokens: make one, see when each was last used, revoke.

@@ -11,7 +11,7 @@ use poem::{IntoResponse, Response, handler};
 use serde::Deserialize;
 
 use super::dashboard::Staff;
-use super::{Checked, Ctx, Layout, format, message, render, with_status};
+use super::{Checked, Ctx, Layout, form_status, format, message, render, with_status};
 use crate::problem::Problem;
 use crate::state::HttpState;
 
@@ -208,11 +208,7 @@ async fn team_view(
             locked_out: r.live_tokens == 0,
         })
         .collect();
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let status = form_status(error.is_some());
     with_status(
         render(&TeamTemplate {
             layout: staff.layout(staff.ctx.t.team_title, "team"),
