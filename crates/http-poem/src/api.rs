@@ -177,6 +177,7 @@ impl Api {
             to,
             cursor,
             limit,
+            without_totals: false,
         })
     }
 }

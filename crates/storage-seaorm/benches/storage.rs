@@ -344,6 +344,7 @@ fn bench_backend(group: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, store: 
         to: None,
         after: None,
         limit: 50,
+        totals: true,
     };
     group.bench_function("payments_page_50", |b| {
         b.to_async(rt).iter(|| async {

@@ -112,6 +112,9 @@ pub struct PaymentQuery {
     pub after: Option<PaymentCursor>,
     /// 1–200.
     pub limit: u32,
+    /// Whether to sum every match into [`PaymentPage::totals`] (left empty if not): an
+    /// export shows no totals, and should not pay for them on each of its pages.
+    pub totals: bool,
 }
 
 /// A payment with what the table shows of its consultation.
@@ -188,7 +191,7 @@ pub struct PaymentPage {
     pub items: Vec<PaymentRow>,
     /// Where the next page starts; `None` on the last page.
     pub next: Option<PaymentCursor>,
-    /// Per currency, in currency order.
+    /// Per currency, in currency order; empty when the query asked for no totals.
     pub totals: Vec<PaymentTotals>,
 }
 
@@ -304,50 +307,48 @@ pub trait PaymentRepository: Send + Sync {
     async fn history(&self, id: PaymentId) -> Result<Vec<HistoryEntry>, RepositoryError>;
 }
 
-/// Whether a webhook event was seen before.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Claim {
-    /// First delivery: apply it.
-    New,
-    /// Seen before. If it was not marked processed (a crash mid-way), applying it again
-    /// is safe: application is monotonic.
-    Seen {
-        /// Whether [`WebhookInbox::mark_processed`] was called for it.
-        processed: bool,
-    },
-}
-
 /// Webhook de-duplication: each event id stored once (C9).
+///
+/// A delivery is looked up ([`processed`](WebhookInbox::processed)), applied, then
+/// recorded in one write ([`record_processed`](WebhookInbox::record_processed)).
+/// Applying is monotonic, so two deliveries of one event that cross (Stripe's retry
+/// of a slow delivery) may both apply it: the second changes nothing. The inbox
+/// only spares the work of an event already processed.
 ///
 /// # Contract
 ///
-/// - An event id is stored once, by the store's unique key: of any number of
-///   concurrent [`claim`](WebhookInbox::claim)s of one id (from any number of
-///   servers), exactly one gets [`Claim::New`]; every later one gets
-///   [`Claim::Seen`], with `processed` telling whether
-///   [`mark_processed`](WebhookInbox::mark_processed) was called for it.
-/// - Claims are never forgotten: a seen id stays seen.
+/// - An event id is stored once, by the store's unique key, whatever the number of
+///   concurrent writes of it from any number of servers.
+/// - [`record_processed`](WebhookInbox::record_processed) stores the id processed if it
+///   is new, and marks it processed if it was stored by
+///   [`record_received`](WebhookInbox::record_received); once processed, an id stays
+///   processed.
 /// - An outage is [`RepositoryError::Unavailable`]: the delivery then fails, and
 ///   Stripe retries it.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait WebhookInbox: Send + Sync {
-    /// Records the event id. Exactly one of any number of concurrent claims of the same
-    /// id MUST get [`Claim::New`].
-    async fn claim(
+    /// Whether the event was recorded processed: a delivery of it is a duplicate.
+    async fn processed(&self, id: &EventId) -> Result<bool, RepositoryError>;
+
+    /// Records the event processed, with a short outcome (`applied`, `ignored: …`), in
+    /// one write: stored if new (received at `received_at`), else marked processed.
+    async fn record_processed(
         &self,
         id: &EventId,
         kind: &str,
         received_at: DateTime<Utc>,
-    ) -> Result<Claim, RepositoryError>;
+        processed_at: DateTime<Utc>,
+        outcome: &str,
+    ) -> Result<(), RepositoryError>;
 
-    /// Marks the event processed with a short outcome (`applied`, `ignored: …`).
-    /// MUST return [`RepositoryError::NotFound`] if it was never claimed.
-    async fn mark_processed(
+    /// Records that the event arrived and its processing failed (Stripe will deliver
+    /// it again): stored if new, unprocessed; an id already stored is left as it is.
+    async fn record_received(
         &self,
         id: &EventId,
-        at: DateTime<Utc>,
-        outcome: &str,
+        kind: &str,
+        received_at: DateTime<Utc>,
     ) -> Result<(), RepositoryError>;
 }
 

@@ -28,8 +28,8 @@ use crate::payment::model::{
     IdempotencyKey, Operation, Payment, PaymentEvent, PaymentStatus, TransitionError,
 };
 use crate::payment::ports::{
-    Claim, HistoryEntry, IdempotencyRecord, IdempotencyStore, PaymentCursor, PaymentPage,
-    PaymentQuery, PaymentRow, PaymentScope, Reservation, WebhookInbox,
+    HistoryEntry, IdempotencyRecord, IdempotencyStore, PaymentCursor, PaymentPage, PaymentQuery,
+    PaymentRow, PaymentScope, Reservation, WebhookInbox,
 };
 use crate::practitioner::service::ConnectService;
 use crate::receipt::{Document, DocumentNumber};
@@ -489,6 +489,9 @@ pub struct PaymentFilter {
     pub cursor: Option<PaymentCursor>,
     /// Defaults to 50, at most 200.
     pub limit: Option<u32>,
+    /// Leave [`PaymentPage::totals`](crate::payment::ports::PaymentPage::totals) empty
+    /// (an export, which shows none).
+    pub without_totals: bool,
 }
 
 /// The payments table, ageing holds and the audit trail (read-only).
@@ -565,6 +568,7 @@ impl ReportingService {
             to: filter.to,
             after: filter.cursor,
             limit,
+            totals: !filter.without_totals,
         };
         Ok(self.ledger.payments.list(&query).await?)
     }
@@ -768,20 +772,37 @@ impl WebhookService {
         })
     }
 
-    /// Applies a verified event once. An event whose processing failed midway is not
-    /// marked processed, so the gateway's retry applies it again (safely: monotonic).
+    /// Applies a verified event once: a read, the event's own work, one write. An
+    /// event whose processing failed midway is recorded unprocessed, so the gateway's
+    /// retry applies it again (safely: monotonic).
     pub async fn apply(&self, event: &WebhookEvent) -> Result<WebhookOutcome, BillingError> {
-        let now = self.ledger.now();
-        if let Claim::Seen { processed: true } =
-            self.inbox.claim(&event.id, &event.kind, now).await?
-        {
+        let received = self.ledger.now();
+        if self.inbox.processed(&event.id).await? {
             return Ok(WebhookOutcome::Duplicate);
         }
-        let outcome = self.dispatch(event).await?;
-        self.inbox
-            .mark_processed(&event.id, self.ledger.now(), &outcome.describe())
-            .await?;
-        Ok(outcome)
+        match self.dispatch(event).await {
+            Ok(outcome) => {
+                self.inbox
+                    .record_processed(
+                        &event.id,
+                        &event.kind,
+                        received,
+                        self.ledger.now(),
+                        &outcome.describe(),
+                    )
+                    .await?;
+                Ok(outcome)
+            }
+            Err(e) => {
+                // What failed is the answer; a record that fails too changes nothing
+                // (the retry finds the event unprocessed either way).
+                let _ = self
+                    .inbox
+                    .record_received(&event.id, &event.kind, received)
+                    .await;
+                Err(e)
+            }
+        }
     }
 
     async fn dispatch(&self, event: &WebhookEvent) -> Result<WebhookOutcome, BillingError> {

@@ -838,6 +838,7 @@ fn filter_of(q: &OverviewQuery, tz: Tz) -> Result<PaymentFilter, BillingError> {
             .as_deref()
             .and_then(|c| c.parse::<PaymentCursor>().ok()),
         limit: Some(25),
+        without_totals: false,
     })
 }
 
@@ -920,6 +921,8 @@ pub async fn overview(
             &PaymentFilter {
                 statuses: vec![PaymentStatus::Failed, PaymentStatus::Disputed],
                 limit: Some(20),
+                // Only the rows are shown.
+                without_totals: true,
                 ..PaymentFilter::default()
             },
         )

@@ -14,7 +14,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect};
 
 use super::payments::append_log;
-use super::{append_audit, finish, outbox};
+use super::{append_audit, finish, outbox, unique};
 use crate::Store;
 use crate::convert::{at, consultation_row, payment_row, record_from_rows};
 use crate::entity::{consultation, payment};
@@ -62,8 +62,9 @@ impl ConsultationRepository for Store {
     async fn get(&self, id: ConsultationId) -> Result<ConsultationRecord, RepositoryError> {
         let (c, p) = consultation::Entity::find_by_id(id.as_uuid())
             .find_also_related(payment::Entity)
-            .one(&self.db)
+            .all(&self.db)
             .await
+            .map(unique)
             .map_err(unavailable)?
             .ok_or(RepositoryError::NotFound)?;
         record_from_rows(c, p)
@@ -76,8 +77,9 @@ impl ConsultationRepository for Store {
         let (c, p) = consultation::Entity::find()
             .filter(consultation::Column::PayTokenHash.eq(hash.as_str()))
             .find_also_related(payment::Entity)
-            .one(&self.db)
+            .all(&self.db)
             .await
+            .map(unique)
             .map_err(unavailable)?
             .ok_or(RepositoryError::NotFound)?;
         record_from_rows(c, p)
@@ -149,8 +151,9 @@ impl ConsultationRepository for Store {
                 .map_err(|e| write_error(e, "consultation"))?;
             if written.rows_affected == 0 {
                 let exists = consultation::Entity::find_by_id(was.id)
-                    .one(&txn)
+                    .all(&txn)
                     .await
+                    .map(unique)
                     .map_err(unavailable)?
                     .is_some();
                 return Err(if exists {

@@ -4,14 +4,15 @@
 use async_trait::async_trait;
 use billing_core::ids::EventId;
 use billing_core::payment::ports::{
-    Claim, IdempotencyRecord, IdempotencyStore, Reservation, WebhookInbox,
+    IdempotencyRecord, IdempotencyStore, Reservation, WebhookInbox,
 };
 use billing_core::repository::RepositoryError;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, TryInsertResult};
 use uuid::Uuid;
 
+use super::unique;
 use crate::Store;
 use crate::convert::{at, idempotency_from_row, idempotency_row, webhook_row};
 use crate::entity::{idempotency_key, webhook_event};
@@ -27,53 +28,61 @@ fn inserted(result: TryInsertResult<u64>) -> bool {
 
 #[async_trait]
 impl WebhookInbox for Store {
-    async fn claim(
+    async fn processed(&self, id: &EventId) -> Result<bool, RepositoryError> {
+        Ok(webhook_event::Entity::find_by_id(id.as_str().to_owned())
+            .filter(webhook_event::Column::ProcessedAt.is_not_null())
+            .all(&self.db)
+            .await
+            .map(unique)
+            .map_err(unavailable)?
+            .is_some())
+    }
+
+    async fn record_processed(
         &self,
         id: &EventId,
         kind: &str,
         received_at: DateTime<Utc>,
-    ) -> Result<Claim, RepositoryError> {
-        let row = webhook_row(id.as_str(), kind, received_at);
-        let result = webhook_event::Entity::insert(row.into_active_model())
-            .on_conflict_do_nothing_on([webhook_event::Column::EventId])
-            .exec_without_returning(self.writer())
-            .await
-            .map_err(unavailable)?;
-        if inserted(result) {
-            return Ok(Claim::New);
-        }
-        let seen = webhook_event::Entity::find_by_id(id.as_str().to_owned())
-            .one(&self.db)
-            .await
-            .map_err(unavailable)?;
-        Ok(Claim::Seen {
-            processed: seen.is_some_and(|e| e.processed_at.is_some()),
-        })
-    }
-
-    async fn mark_processed(
-        &self,
-        id: &EventId,
         processed_at: DateTime<Utc>,
         outcome: &str,
     ) -> Result<(), RepositoryError> {
-        let written = webhook_event::Entity::update_many()
-            .col_expr(
-                webhook_event::Column::ProcessedAt,
-                Expr::value(at(processed_at)),
+        // One statement: the id stored processed, or the stored one (received, not
+        // processed) marked so. Processed stays processed, with its first outcome.
+        let mut row = webhook_row(id.as_str(), kind, received_at);
+        row.processed_at = Some(at(processed_at));
+        row.outcome = Some(outcome.to_owned());
+        webhook_event::Entity::insert(row.into_active_model())
+            .on_conflict(
+                OnConflict::column(webhook_event::Column::EventId)
+                    .update_columns([
+                        webhook_event::Column::ProcessedAt,
+                        webhook_event::Column::Outcome,
+                    ])
+                    .action_and_where(
+                        Expr::col((webhook_event::Entity, webhook_event::Column::ProcessedAt))
+                            .is_null(),
+                    )
+                    .to_owned(),
             )
-            .col_expr(
-                webhook_event::Column::Outcome,
-                Expr::value(outcome.to_owned()),
-            )
-            .filter(webhook_event::Column::EventId.eq(id.as_str()))
-            .exec(self.writer())
+            .exec_without_returning(self.writer())
             .await
-            .map_err(unavailable)?;
-        if written.rows_affected == 0 {
-            return Err(RepositoryError::NotFound);
-        }
-        Ok(())
+            .map(drop)
+            .map_err(unavailable)
+    }
+
+    async fn record_received(
+        &self,
+        id: &EventId,
+        kind: &str,
+        received_at: DateTime<Utc>,
+    ) -> Result<(), RepositoryError> {
+        let row = webhook_row(id.as_str(), kind, received_at);
+        webhook_event::Entity::insert(row.into_active_model())
+            .on_conflict_do_nothing_on([webhook_event::Column::EventId])
+            .exec_without_returning(self.writer())
+            .await
+            .map(drop)
+            .map_err(unavailable)
     }
 }
 
@@ -95,8 +104,9 @@ impl IdempotencyStore for Store {
             }
             let existing =
                 idempotency_key::Entity::find_by_id((record.scope.clone(), record.key.clone()))
-                    .one(&self.db)
+                    .all(&self.db)
                     .await
+                    .map(unique)
                     .map_err(unavailable)?;
             if let Some(existing) = existing {
                 return Ok(Reservation::Existing(idempotency_from_row(existing)));

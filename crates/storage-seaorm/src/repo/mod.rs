@@ -14,7 +14,7 @@ mod consultations;
 mod documents;
 mod inbox;
 mod outbox;
-mod payments;
+pub(crate) mod payments;
 mod practitioners;
 mod sandbox;
 mod second_factor;
@@ -44,6 +44,15 @@ pub(crate) async fn append_audit<C: ConnectionTrait>(
         .await
         .map_err(|e| write_error(e, "audit entry"))?;
     Ok(())
+}
+
+/// The one row a unique key names, read with `.all()` and this instead of `.one()`:
+/// `.one()` binds `LIMIT ?`, and SQLite expires a prepared statement whose LIMIT is a
+/// bound parameter each time it is bound, so every call re-prepared it (a third of
+/// the server's CPU on the patient's access check). A unique key needs no LIMIT.
+pub(crate) fn unique<T>(rows: Vec<T>) -> Option<T> {
+    debug_assert!(rows.len() <= 1, "a unique key matched {} rows", rows.len());
+    rows.into_iter().next()
 }
 
 /// Ends a write transaction: commits it if `result` is a success, rolls it back now
@@ -175,6 +184,7 @@ mod tests {
                 to: None,
                 after: None,
                 limit: 50,
+                totals: true,
             };
             let listed = store.list(&query).await;
             assert!(

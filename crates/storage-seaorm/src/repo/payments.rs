@@ -17,10 +17,10 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func};
 use sea_orm::{
     AccessMode, ActiveModelTrait, ColumnTrait, Condition, DatabaseTransaction, EntityTrait,
     FromQueryResult, IntoActiveModel, IsolationLevel, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect, SelectModel, SelectTwo, Selector, TransactionTrait,
 };
 
-use super::{append_audit, documents, finish, outbox};
+use super::{append_audit, documents, finish, outbox, unique};
 use crate::Store;
 use crate::convert::{
     at, history_from_row, history_row, payment_from_row, payment_row, payment_row_from_rows,
@@ -44,7 +44,7 @@ fn scope_condition(scope: &PaymentScope) -> Option<Condition> {
 }
 
 /// What a query matches, before pagination: shared by the page and its totals.
-fn query_condition(query: &PaymentQuery) -> Option<Condition> {
+pub(crate) fn query_condition(query: &PaymentQuery) -> Option<Condition> {
     let mut cond = scope_condition(&query.scope)?;
     if !query.statuses.is_empty() {
         cond = cond.add(
@@ -60,16 +60,19 @@ fn query_condition(query: &PaymentQuery) -> Option<Condition> {
     Some(cond)
 }
 
-/// Strictly after `cursor` in the order newest first, then highest id first.
-fn after_cursor(cursor: &PaymentCursor) -> Condition {
-    let created = at(cursor.created_at);
-    Condition::any()
-        .add(payment::Column::CreatedAt.lt(created))
-        .add(
-            Condition::all()
-                .add(payment::Column::CreatedAt.eq(created))
-                .add(payment::Column::Id.lt(cursor.id.as_uuid())),
-        )
+/// Strictly after `cursor` in the order newest first, then highest id first, as one
+/// row comparison, `(created_at, id) < (?, ?)`: the index on `(practitioner_id,
+/// created_at, id)` starts its range there. (Written as `created_at < ? OR (created_at
+/// = ? AND id < ?)` it was a filter over every newer row: 378 ms at depth 100k.)
+fn after_cursor(cursor: &PaymentCursor) -> Expr {
+    Expr::tuple([
+        Expr::col(payment::Column::CreatedAt),
+        Expr::col(payment::Column::Id),
+    ])
+    .lt(Expr::tuple([
+        Expr::val(at(cursor.created_at)),
+        Expr::val(cursor.id.as_uuid()),
+    ]))
 }
 
 /// `CAST(SUM(expr) AS BIGINT)`: PostgreSQL sums `bigint` into `numeric`.
@@ -82,7 +85,7 @@ fn or_zero(col: payment::Column) -> Expr {
 }
 
 #[derive(Debug, FromQueryResult)]
-struct TotalsRow {
+pub(crate) struct TotalsRow {
     currency: String,
     count: i64,
     held: i64,
@@ -130,6 +133,71 @@ fn totals_from_row(row: TotalsRow) -> Result<PaymentTotals, RepositoryError> {
     })
 }
 
+/// A page's rows (one more than asked: whether it exists says if there is a next page).
+pub(crate) fn page_select(
+    query: &PaymentQuery,
+    matches: Condition,
+) -> SelectTwo<payment::Entity, consultation::Entity> {
+    let limit = query.limit.clamp(1, MAX_PAGE);
+    let mut items = payment::Entity::find().filter(matches);
+    if let Some(cursor) = &query.after {
+        items = items.filter(after_cursor(cursor));
+    }
+    items
+        .order_by_desc(payment::Column::CreatedAt)
+        .order_by_desc(payment::Column::Id)
+        .limit(u64::from(limit) + 1)
+        .find_also_related(consultation::Entity)
+}
+
+/// The totals of every payment `matches`, per currency.
+pub(crate) fn totals_select(matches: Condition) -> Selector<SelectModel<TotalsRow>> {
+    let held = Expr::case(
+        payment::Column::Status.eq(PaymentStatus::Authorized.as_str()),
+        or_zero(payment::Column::AuthorizedMinor),
+    )
+    .finally(Expr::val(0_i64));
+    // `Payment::released`: the hold minus the capture, or the whole hold released
+    // or lapsed.
+    let released = Expr::case(
+        payment::Column::CapturedMinor.is_not_null(),
+        or_zero(payment::Column::AuthorizedMinor).sub(Expr::col(payment::Column::CapturedMinor)),
+    )
+    .case(
+        payment::Column::Status.is_in([
+            PaymentStatus::Released.as_str(),
+            PaymentStatus::Expired.as_str(),
+        ]),
+        or_zero(payment::Column::AuthorizedMinor),
+    )
+    .finally(Expr::val(0_i64));
+    payment::Entity::find()
+        .select_only()
+        .column(payment::Column::Currency)
+        .column_as(Expr::col(payment::Column::Id).count(), "count")
+        .column_as(sum_bigint(held.into()), "held")
+        .column_as(sum_bigint(released.into()), "released")
+        .column_as(
+            sum_bigint(or_zero(payment::Column::CapturedMinor)),
+            "captured",
+        )
+        .column_as(
+            sum_bigint(Expr::col(payment::Column::RefundedMinor)),
+            "refunded",
+        )
+        .column_as(sum_bigint(or_zero(payment::Column::FeeMinor)), "fee")
+        .column_as(
+            sum_bigint(
+                Expr::col(payment::Column::DisputeWithdrawnMinor)
+                    .add(Expr::col(payment::Column::DisputeFeeMinor)),
+            ),
+            "disputed",
+        )
+        .filter(matches)
+        .group_by(payment::Column::Currency)
+        .into_model::<TotalsRow>()
+}
+
 impl Store {
     /// A read-only transaction seeing one snapshot, so that a page and its totals agree.
     /// (SQLite: a deferred transaction reads one snapshot of the WAL by itself.)
@@ -153,16 +221,7 @@ impl Store {
         matches: Condition,
     ) -> Result<PaymentPage, RepositoryError> {
         let limit = query.limit.clamp(1, MAX_PAGE);
-        let mut items = payment::Entity::find().filter(matches.clone());
-        if let Some(cursor) = &query.after {
-            items = items.filter(after_cursor(cursor));
-        }
-        // One more than asked: whether it exists says if there is a next page.
-        let rows = items
-            .order_by_desc(payment::Column::CreatedAt)
-            .order_by_desc(payment::Column::Id)
-            .limit(u64::from(limit) + 1)
-            .find_also_related(consultation::Entity)
+        let rows = page_select(query, matches.clone())
             .all(txn)
             .await
             .map_err(unavailable)?;
@@ -179,51 +238,14 @@ impl Store {
             }),
             _ => None,
         };
-        let held = Expr::case(
-            payment::Column::Status.eq(PaymentStatus::Authorized.as_str()),
-            or_zero(payment::Column::AuthorizedMinor),
-        )
-        .finally(Expr::val(0_i64));
-        // `Payment::released`: the hold minus the capture, or the whole hold released
-        // or lapsed.
-        let released = Expr::case(
-            payment::Column::CapturedMinor.is_not_null(),
-            or_zero(payment::Column::AuthorizedMinor)
-                .sub(Expr::col(payment::Column::CapturedMinor)),
-        )
-        .case(
-            payment::Column::Status.is_in([
-                PaymentStatus::Released.as_str(),
-                PaymentStatus::Expired.as_str(),
-            ]),
-            or_zero(payment::Column::AuthorizedMinor),
-        )
-        .finally(Expr::val(0_i64));
-        let mut totals = payment::Entity::find()
-            .select_only()
-            .column(payment::Column::Currency)
-            .column_as(Expr::col(payment::Column::Id).count(), "count")
-            .column_as(sum_bigint(held.into()), "held")
-            .column_as(sum_bigint(released.into()), "released")
-            .column_as(
-                sum_bigint(or_zero(payment::Column::CapturedMinor)),
-                "captured",
-            )
-            .column_as(
-                sum_bigint(Expr::col(payment::Column::RefundedMinor)),
-                "refunded",
-            )
-            .column_as(sum_bigint(or_zero(payment::Column::FeeMinor)), "fee")
-            .column_as(
-                sum_bigint(
-                    Expr::col(payment::Column::DisputeWithdrawnMinor)
-                        .add(Expr::col(payment::Column::DisputeFeeMinor)),
-                ),
-                "disputed",
-            )
-            .filter(matches)
-            .group_by(payment::Column::Currency)
-            .into_model::<TotalsRow>()
+        if !query.totals {
+            return Ok(PaymentPage {
+                items,
+                next,
+                totals: Vec::new(),
+            });
+        }
+        let mut totals = totals_select(matches)
             .all(txn)
             .await
             .map_err(unavailable)?
@@ -243,8 +265,9 @@ impl Store {
 impl PaymentRepository for Store {
     async fn get(&self, id: PaymentId) -> Result<Payment, RepositoryError> {
         payment::Entity::find_by_id(id.as_uuid())
-            .one(&self.db)
+            .all(&self.db)
             .await
+            .map(unique)
             .map_err(unavailable)?
             .ok_or(RepositoryError::NotFound)
             .and_then(payment_from_row)
@@ -292,8 +315,9 @@ impl PaymentRepository for Store {
                 })?;
             if written.rows_affected == 0 {
                 let exists = payment::Entity::find_by_id(p.id().as_uuid())
-                    .one(&txn)
+                    .all(&txn)
                     .await
+                    .map(unique)
                     .map_err(unavailable)?
                     .is_some();
                 return Err(if exists {
@@ -409,19 +433,31 @@ impl PaymentRepository for Store {
     }
 
     async fn open_holds(&self, practitioner: PractitionerId) -> Result<u64, RepositoryError> {
-        payment::Entity::find()
-            .filter(payment::Column::PractitionerId.eq(practitioner.as_uuid()))
-            .filter(
-                Condition::any()
-                    .add(payment::Column::Status.is_in([
-                        PaymentStatus::Authorized.as_str(),
-                        PaymentStatus::CardSaved.as_str(),
-                    ]))
-                    .add(payment::Column::PendingOperation.is_not_null()),
-            )
+        // Two counts, each on an index, rather than one `status IN … OR pending_operation
+        // IS NOT NULL` that no index serves (a scan of every payment): the open
+        // statuses by `(practitioner_id, status, …)`, then the few payments with an
+        // operation in flight by `pending_since` (set exactly when an operation is).
+        let open = [
+            PaymentStatus::Authorized.as_str(),
+            PaymentStatus::CardSaved.as_str(),
+        ];
+        let of = || {
+            payment::Entity::find()
+                .filter(payment::Column::PractitionerId.eq(practitioner.as_uuid()))
+        };
+        let held = of()
+            .filter(payment::Column::Status.is_in(open))
             .count(&self.db)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        let in_flight = of()
+            .filter(payment::Column::PendingSince.is_not_null())
+            .filter(payment::Column::PendingOperation.is_not_null())
+            .filter(payment::Column::Status.is_not_in(open))
+            .count(&self.db)
+            .await
+            .map_err(unavailable)?;
+        Ok(held + in_flight)
     }
 
     async fn history(&self, id: PaymentId) -> Result<Vec<HistoryEntry>, RepositoryError> {

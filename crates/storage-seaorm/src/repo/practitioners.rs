@@ -16,7 +16,7 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
 };
 
-use super::{append_audit, finish};
+use super::{append_audit, finish, unique};
 use crate::Store;
 use crate::convert::{
     at, oauth_state_from_row, oauth_state_row, practitioner_from_row, practitioner_row,
@@ -29,8 +29,9 @@ use crate::store::{unavailable, write_error};
 impl PractitionerRepository for Store {
     async fn get(&self, id: PractitionerId) -> Result<Practitioner, RepositoryError> {
         practitioner::Entity::find_by_id(id.as_uuid())
-            .one(&self.db)
+            .all(&self.db)
             .await
+            .map(unique)
             .map_err(unavailable)?
             .ok_or(RepositoryError::NotFound)
             .and_then(practitioner_from_row)
@@ -72,8 +73,9 @@ impl PractitionerRepository for Store {
                 .map_err(unavailable)?;
             if written.rows_affected == 0 {
                 let exists = practitioner::Entity::find_by_id(p.id.as_uuid())
-                    .one(&txn)
+                    .all(&txn)
                     .await
+                    .map(unique)
                     .map_err(unavailable)?
                     .is_some();
                 return Err(if exists {
@@ -113,8 +115,9 @@ impl OAuthStateRepository for Store {
             return Err(RepositoryError::NotFound);
         }
         oauth_state::Entity::find_by_id(hash.as_str().to_owned())
-            .one(&self.db)
+            .all(&self.db)
             .await
+            .map(unique)
             .map_err(unavailable)?
             .map(oauth_state_from_row)
             .ok_or(RepositoryError::NotFound)
@@ -139,8 +142,9 @@ impl ServiceRepository for Store {
 
     async fn get(&self, id: ServiceId) -> Result<Service, RepositoryError> {
         service::Entity::find_by_id(id.as_uuid())
-            .one(&self.db)
+            .all(&self.db)
             .await
+            .map(unique)
             .map_err(unavailable)?
             .ok_or(RepositoryError::NotFound)
             .and_then(service_from_row)

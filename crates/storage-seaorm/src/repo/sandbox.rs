@@ -17,6 +17,7 @@ use sea_orm::{
     QuerySelect,
 };
 
+use super::unique;
 use crate::Store;
 use crate::entity::{sandbox_head, sandbox_object};
 use crate::store::unavailable;
@@ -39,8 +40,9 @@ async fn read_head<C: ConnectionTrait>(db: &C, lock: bool) -> Result<SandboxHead
         query = query.lock_exclusive();
     }
     query
-        .one(db)
+        .all(db)
         .await
+        .map(unique)
         .map_err(unavailable)?
         .map(head_of)
         .ok_or_else(|| RepositoryError::Corrupt("the sandbox head row is missing".into()))

@@ -20,7 +20,7 @@ use sea_orm::{
     QueryOrder, QuerySelect, prelude::Uuid,
 };
 
-use super::{append_audit, finish};
+use super::{append_audit, finish, unique};
 use crate::Store;
 use crate::convert::{ROLE_SECRETARY, at, practitioner_row, user_from_row, user_row};
 use crate::entity::{
@@ -135,15 +135,17 @@ impl UserRepository for Store {
     async fn find_by_token(&self, token: &TokenHash) -> Result<Option<StaffUser>, RepositoryError> {
         let Some(token) = staff_token::Entity::find_by_id(token.as_str().to_owned())
             .filter(staff_token::Column::RevokedAt.is_null())
-            .one(&self.db)
+            .all(&self.db)
             .await
+            .map(unique)
             .map_err(unavailable)?
         else {
             return Ok(None);
         };
         let row = user::Entity::find_by_id(token.user_id)
-            .one(&self.db)
+            .all(&self.db)
             .await
+            .map(unique)
             .map_err(unavailable)?
             .ok_or_else(|| {
                 RepositoryError::Corrupt(format!("staff_tokens: user {} missing", token.user_id))
@@ -160,8 +162,9 @@ impl UserRepository for Store {
 
     async fn get_user(&self, id: UserId) -> Result<StaffUser, RepositoryError> {
         let row = user::Entity::find_by_id(id.as_uuid())
-            .one(&self.db)
+            .all(&self.db)
             .await
+            .map(unique)
             .map_err(unavailable)?
             .ok_or(RepositoryError::NotFound)?;
         load_user(&self.db, row).await
@@ -365,8 +368,9 @@ impl UserRepository for Store {
         let txn = self.begin_write().await?;
         let result = async {
             user::Entity::find_by_id(id.as_uuid())
-                .one(&txn)
+                .all(&txn)
                 .await
+                .map(unique)
                 .map_err(unavailable)?
                 .ok_or(RepositoryError::NotFound)?;
             let revoked = staff_token::Entity::update_many()

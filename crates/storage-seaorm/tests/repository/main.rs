@@ -103,8 +103,8 @@ suite!(
     holds_to_place_are_saved_cards_of_consultations_starting_soon_soonest_first,
     what_statements_say_round_trips_with_the_practitioner,
     // webhook inbox, idempotency keys
-    a_webhook_event_is_new_once_then_seen_until_processed,
-    concurrent_claims_of_one_event_id_give_exactly_one_new,
+    a_webhook_event_is_processed_once_recorded_so_and_stays_processed,
+    concurrent_records_of_one_event_id_store_it_once_processed,
     an_idempotency_key_is_reserved_once_and_replayed_with_what_it_created,
     a_released_key_can_be_reserved_again_but_a_completed_one_stays,
     concurrent_reservations_of_one_key_give_exactly_one_new,

@@ -15,7 +15,7 @@ use billing_core::gateway::PaymentGateway;
 use billing_core::ids::EventId;
 use billing_core::payment::ledger::Ledger;
 use billing_core::payment::ports::{
-    Claim, IdempotencyRecord, IdempotencyStore, PaymentRepository, Reservation, WebhookInbox,
+    IdempotencyRecord, IdempotencyStore, PaymentRepository, Reservation, WebhookInbox,
 };
 use billing_core::payment::service::PaymentService;
 use billing_core::practitioner::ports::PractitionerRepository;
@@ -126,35 +126,33 @@ fn decode(scope: &str, key: &str, value: &str) -> Result<IdempotencyRecord, Repo
 
 #[async_trait]
 impl<K: KeyValue> WebhookInbox for KvKeys<K> {
-    async fn claim(
+    async fn processed(&self, id: &EventId) -> Result<bool, RepositoryError> {
+        Ok(self.0.get(&format!("event:{id}")).as_deref() == Some(PROCESSED))
+    }
+
+    async fn record_processed(
         &self,
         id: &EventId,
         _kind: &str,
         _received_at: DateTime<Utc>,
-    ) -> Result<Claim, RepositoryError> {
-        Ok(match self.0.set_if_absent(&format!("event:{id}"), SEEN) {
-            None => Claim::New,
-            Some(state) => Claim::Seen {
-                processed: state == PROCESSED,
-            },
-        })
-    }
-
-    async fn mark_processed(
-        &self,
-        id: &EventId,
-        _at: DateTime<Utc>,
+        _processed_at: DateTime<Utc>,
         _outcome: &str,
     ) -> Result<(), RepositoryError> {
         let key = format!("event:{id}");
-        match self.0.get(&key).as_deref() {
-            None => Err(RepositoryError::NotFound),
-            Some(PROCESSED) => Ok(()),
-            Some(_) => {
-                self.0.compare_and_set(&key, SEEN, Some(PROCESSED));
-                Ok(())
-            }
+        if self.0.set_if_absent(&key, PROCESSED).as_deref() == Some(SEEN) {
+            self.0.compare_and_set(&key, SEEN, Some(PROCESSED));
         }
+        Ok(())
+    }
+
+    async fn record_received(
+        &self,
+        id: &EventId,
+        _kind: &str,
+        _received_at: DateTime<Utc>,
+    ) -> Result<(), RepositoryError> {
+        self.0.set_if_absent(&format!("event:{id}"), SEEN);
+        Ok(())
     }
 }
 

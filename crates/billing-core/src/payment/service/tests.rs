@@ -1134,22 +1134,21 @@ fn intent_event(snapshot: IntentSnapshot) -> WebhookEvent {
     )
 }
 
-fn claims(m: &mut Mocks, claim: Claim) {
+/// The inbox is asked once whether the event was processed, and answers `processed`.
+fn claims(m: &mut Mocks, processed: bool) {
     m.webhook_inbox
-        .expect_claim()
-        .withf(|id, kind, at| {
-            *id == event_id() && kind.starts_with("payment_intent") && *at == now()
-        })
+        .expect_processed()
+        .withf(|id| *id == event_id())
         .times(1)
-        .returning(move |_, _, _| Ok(claim));
+        .returning(move |_| Ok(processed));
 }
 
 fn marks_processed(m: &mut Mocks, outcome: &'static str) {
     m.webhook_inbox
-        .expect_mark_processed()
-        .withf(move |id, _, o| *id == event_id() && o == outcome)
+        .expect_record_processed()
+        .withf(move |id, _, received, _, o| *id == event_id() && *received == now() && o == outcome)
         .times(1)
-        .returning(|_, _, _| Ok(()));
+        .returning(|_, _, _, _, _| Ok(()));
 }
 
 #[tokio::test]
@@ -1175,7 +1174,7 @@ async fn a_delivery_that_fails_verification_is_refused_before_anything_is_record
             .expect_verify()
             .times(1)
             .returning(move |_, _| Err(refused.clone()));
-        m.webhook_inbox.expect_claim().never();
+        m.webhook_inbox.expect_processed().never();
         let result = m.build().webhooks.receive(Some("t=1,v1=00"), b"{}").await;
         assert_eq!(code(result), expected, "{failure:?}");
     }
@@ -1190,7 +1189,7 @@ async fn a_verified_hold_event_authorizes_the_payment_once() {
         .withf(|sig, body| *sig == Some("t=1,v1=ab") && body == b"{\"id\":\"evt_1Webhook\"}")
         .times(1)
         .returning(|_, _| Ok(intent_event(hold_snapshot())));
-    claims(&mut m, Claim::New);
+    claims(&mut m, false);
     m.payment_is(&incomplete());
     m.payments
         .expect_update()
@@ -1228,10 +1227,10 @@ async fn a_verified_hold_event_authorizes_the_payment_once() {
 #[tokio::test]
 async fn an_event_already_processed_is_acknowledged_and_not_applied_again() {
     let mut m = Mocks::new();
-    claims(&mut m, Claim::Seen { processed: true });
+    claims(&mut m, true);
     m.payments.expect_get().never();
     m.payments.expect_update().never();
-    m.webhook_inbox.expect_mark_processed().never();
+    m.webhook_inbox.expect_record_processed().never();
     let outcome = m
         .build()
         .webhooks
@@ -1245,7 +1244,7 @@ async fn an_event_already_processed_is_acknowledged_and_not_applied_again() {
 async fn an_event_whose_processing_was_interrupted_is_applied_on_redelivery() {
     let mut m = Mocks::new();
     m.documents_readable();
-    claims(&mut m, Claim::Seen { processed: false });
+    claims(&mut m, false);
     m.payment_is(&incomplete());
     m.payments
         .expect_update()
@@ -1289,7 +1288,7 @@ async fn late_or_repeated_events_never_move_a_payment_backwards() {
     ];
     for (case, payment, late) in table {
         let mut m = Mocks::new();
-        claims(&mut m, Claim::New);
+        claims(&mut m, false);
         m.payment_is(&payment);
         m.payments.expect_update().never();
         m.gateway.expect_release().never();
@@ -1301,9 +1300,7 @@ async fn late_or_repeated_events_never_move_a_payment_backwards() {
 
 fn ignoring(payment: &Payment, why: IgnoreReason) -> Mocks {
     let mut m = Mocks::new();
-    m.webhook_inbox
-        .expect_claim()
-        .returning(|_, _, _| Ok(Claim::New));
+    m.webhook_inbox.expect_processed().returning(|_| Ok(false));
     m.payment_is(payment);
     let by_intent = payment.clone();
     m.payments
@@ -1311,10 +1308,10 @@ fn ignoring(payment: &Payment, why: IgnoreReason) -> Mocks {
         .returning(move |_| Ok(Some(by_intent.clone())));
     m.payments.expect_update().never();
     m.webhook_inbox
-        .expect_mark_processed()
-        .withf(move |_, _, o| *o == format!("ignored: {why}"))
+        .expect_record_processed()
+        .withf(move |_, _, _, _, o| *o == format!("ignored: {why}"))
         .times(1)
-        .returning(|_, _, _| Ok(()));
+        .returning(|_, _, _, _, _| Ok(()));
     m
 }
 
@@ -1471,7 +1468,7 @@ async fn a_platform_event_about_the_payments_own_intent_is_applied() {
     // the intent recorded on the payment is still ours.
     let mut m = Mocks::new();
     m.documents_readable();
-    claims(&mut m, Claim::New);
+    claims(&mut m, false);
     m.payment_is(&incomplete());
     m.payments
         .expect_update()
@@ -1535,7 +1532,7 @@ async fn an_intent_the_payment_does_not_know_is_adopted_only_as_read_back_from_i
     for (case, read_back, why) in table {
         let mut m = Mocks::new();
         m.documents_readable();
-        claims(&mut m, Claim::New);
+        claims(&mut m, false);
         m.payment_is(&awaiting);
         m.gateway
             .expect_retrieve()
@@ -1548,9 +1545,9 @@ async fn an_intent_the_payment_does_not_know_is_adopted_only_as_read_back_from_i
             .times(usize::from(why.is_none()))
             .returning(|_, _, _| Ok(()));
         m.webhook_inbox
-            .expect_mark_processed()
+            .expect_record_processed()
             .times(1)
-            .returning(|_, _, _| Ok(()));
+            .returning(|_, _, _, _, _| Ok(()));
         // The payload claims a hold; only the read-back counts.
         let outcome = m
             .build()
@@ -1571,7 +1568,7 @@ async fn an_intent_the_payment_does_not_know_is_adopted_only_as_read_back_from_i
 #[tokio::test]
 async fn events_for_payments_we_do_not_have_are_ignored() {
     let mut m = Mocks::new();
-    claims(&mut m, Claim::New);
+    claims(&mut m, false);
     m.payments
         .expect_get()
         .times(1)
@@ -1590,7 +1587,7 @@ async fn events_for_payments_we_do_not_have_are_ignored() {
 
     // Without our id in the metadata the intent is looked up instead.
     let mut m = Mocks::new();
-    claims(&mut m, Claim::New);
+    claims(&mut m, false);
     m.payments
         .expect_find_by_intent()
         .withf(|i| *i == intent())
@@ -1616,7 +1613,7 @@ async fn events_for_payments_we_do_not_have_are_ignored() {
 #[tokio::test]
 async fn a_hold_arriving_after_the_release_is_cancelled_at_the_gateway() {
     let mut m = Mocks::new();
-    claims(&mut m, Claim::New);
+    claims(&mut m, false);
     m.payment_is(&released());
     m.payments.expect_update().never();
     m.gateway
@@ -1714,9 +1711,7 @@ async fn refund_events_read_the_refunds_again_and_a_failed_one_gives_its_amount_
     for (case, payment, listed, status, refunded) in table {
         let mut m = Mocks::new();
         m.documents_readable();
-        m.webhook_inbox
-            .expect_claim()
-            .returning(|_, _, _| Ok(Claim::New));
+        m.webhook_inbox.expect_processed().returning(|_| Ok(false));
         m.payment_is(&payment);
         m.gateway
             .expect_retrieve()
@@ -1732,9 +1727,9 @@ async fn refund_events_read_the_refunds_again_and_a_failed_one_gives_its_amount_
             .times(1)
             .returning(|_, _, _| Ok(()));
         m.webhook_inbox
-            .expect_mark_processed()
+            .expect_record_processed()
             .times(1)
-            .returning(|_, _, _| Ok(()));
+            .returning(|_, _, _, _, _| Ok(()));
         let outcome = m.build().webhooks.apply(&refunds_changed()).await.unwrap();
         assert!(matches!(outcome, WebhookOutcome::Applied(_)), "{case}");
     }
@@ -1752,9 +1747,7 @@ async fn a_late_refund_event_never_brings_a_failed_refund_back() {
     assert_eq!(failed.refunded(), eur(0));
     // A read that raced with the failure and still says "succeeded".
     let mut m = Mocks::new();
-    m.webhook_inbox
-        .expect_claim()
-        .returning(|_, _, _| Ok(Claim::New));
+    m.webhook_inbox.expect_processed().returning(|_| Ok(false));
     m.payment_is(&failed);
     m.gateway.expect_retrieve().times(1).returning(|_, _| {
         Ok(with_refunds(
@@ -1764,9 +1757,9 @@ async fn a_late_refund_event_never_brings_a_failed_refund_back() {
     });
     m.payments.expect_update().never();
     m.webhook_inbox
-        .expect_mark_processed()
+        .expect_record_processed()
         .times(1)
-        .returning(|_, _, _| Ok(()));
+        .returning(|_, _, _, _, _| Ok(()));
     let outcome = m.build().webhooks.apply(&refunds_changed()).await.unwrap();
     assert_eq!(outcome, WebhookOutcome::Applied(vec![]));
 }
@@ -1786,9 +1779,7 @@ async fn a_lapsed_charge_expires_the_hold_but_not_a_captured_payment() {
         ("lapse after the capture", captured(1800), None),
     ] {
         let mut m = Mocks::new();
-        m.webhook_inbox
-            .expect_claim()
-            .returning(|_, _, _| Ok(Claim::New));
+        m.webhook_inbox.expect_processed().returning(|_| Ok(false));
         let by_intent = payment.clone();
         m.payments
             .expect_find_by_intent()
@@ -1800,9 +1791,9 @@ async fn a_lapsed_charge_expires_the_hold_but_not_a_captured_payment() {
             .times(usize::from(moved_to.is_some()))
             .returning(|_, _, _| Ok(()));
         m.webhook_inbox
-            .expect_mark_processed()
+            .expect_record_processed()
             .times(1)
-            .returning(|_, _, _| Ok(()));
+            .returning(|_, _, _, _, _| Ok(()));
         let outcome = m.build().webhooks.apply(&expiry).await.unwrap();
         let WebhookOutcome::Applied(changes) = outcome else {
             panic!("{case}: {outcome:?}");
@@ -1829,9 +1820,7 @@ async fn through_webhooks(payment: Payment, events: Vec<WebhookEvent>) -> Paymen
     for event in events {
         let mut m = Mocks::new();
         m.documents_readable();
-        m.webhook_inbox
-            .expect_claim()
-            .returning(|_, _, _| Ok(Claim::New));
+        m.webhook_inbox.expect_processed().returning(|_| Ok(false));
         let by_intent = current.clone();
         m.payments
             .expect_find_by_intent()
@@ -1844,8 +1833,8 @@ async fn through_webhooks(payment: Payment, events: Vec<WebhookEvent>) -> Paymen
             Ok(())
         });
         m.webhook_inbox
-            .expect_mark_processed()
-            .returning(|_, _, _| Ok(()));
+            .expect_record_processed()
+            .returning(|_, _, _, _, _| Ok(()));
         m.build().webhooks.apply(&event).await.unwrap();
         if let Some(p) = written.lock().unwrap().take() {
             current = p;
@@ -1949,9 +1938,9 @@ async fn a_saved_card_event_moves_an_unpaid_payment_to_card_saved() {
     let mut m = Mocks::new();
     m.documents_readable();
     m.webhook_inbox
-        .expect_claim()
+        .expect_processed()
         .times(1)
-        .returning(|_, _, _| Ok(Claim::New));
+        .returning(|_| Ok(false));
     m.payment_reads(&[elements.clone(), elements, saved]);
     m.gateway.expect_retrieve_checkout().never();
     m.gateway
@@ -2016,9 +2005,7 @@ async fn through_webhooks_reading(
         .expect_retrieve_checkout()
         .times(1)
         .return_once(move |_, _| session);
-    m.webhook_inbox
-        .expect_claim()
-        .returning(|_, _, _| Ok(Claim::New));
+    m.webhook_inbox.expect_processed().returning(|_| Ok(false));
     m.payment_is(&payment);
     let written = std::sync::Arc::new(std::sync::Mutex::new(None));
     let keep = written.clone();
@@ -2027,8 +2014,8 @@ async fn through_webhooks_reading(
         Ok(())
     });
     m.webhook_inbox
-        .expect_mark_processed()
-        .returning(|_, _, _| Ok(()));
+        .expect_record_processed()
+        .returning(|_, _, _, _, _| Ok(()));
     m.build().webhooks.apply(&event).await.unwrap();
     let written = written.lock().unwrap().take();
     written.unwrap_or(payment)
@@ -2119,15 +2106,13 @@ async fn the_pay_pages_refresh_reads_the_payment_elements_setup_intent() {
 #[tokio::test]
 async fn an_account_update_for_another_account_than_the_events_is_ignored() {
     let mut m = Mocks::new();
-    m.webhook_inbox
-        .expect_claim()
-        .returning(|_, _, _| Ok(Claim::New));
+    m.webhook_inbox.expect_processed().returning(|_| Ok(false));
     m.practitioners.expect_find_by_account().never();
     m.webhook_inbox
-        .expect_mark_processed()
-        .withf(|_, _, o| o == "ignored: other_account")
+        .expect_record_processed()
+        .withf(|_, _, _, _, o| o == "ignored: other_account")
         .times(1)
-        .returning(|_, _, _| Ok(()));
+        .returning(|_, _, _, _, _| Ok(()));
     let event = webhook(
         "account.updated",
         Some(other_account()),
@@ -2141,7 +2126,7 @@ async fn an_account_update_for_another_account_than_the_events_is_ignored() {
 async fn a_webhook_that_loses_a_race_re_applies_its_facts_to_the_fresh_payment() {
     let mut m = Mocks::new();
     m.documents_readable();
-    claims(&mut m, Claim::New);
+    claims(&mut m, false);
     let first = incomplete();
     // Meanwhile the patient's checkout was recorded: a new version.
     let fresher = first
@@ -2194,12 +2179,18 @@ async fn a_webhook_that_loses_a_race_re_applies_its_facts_to_the_fresh_payment()
 async fn an_event_whose_write_fails_is_not_marked_processed_so_the_retry_applies_it() {
     let mut m = Mocks::new();
     m.documents_readable();
-    claims(&mut m, Claim::New);
+    claims(&mut m, false);
     m.payment_is(&incomplete());
     m.payments
         .expect_update()
         .returning(|_, _, _| Err(storage_down()));
-    m.webhook_inbox.expect_mark_processed().never();
+    m.webhook_inbox.expect_record_processed().never();
+    // Recorded as received, unprocessed: the retry finds it so and applies it.
+    m.webhook_inbox
+        .expect_record_received()
+        .withf(|id, _, received| *id == event_id() && *received == now())
+        .times(1)
+        .returning(|_, _, _| Ok(()));
     let result = m
         .build()
         .webhooks
@@ -2211,14 +2202,12 @@ async fn an_event_whose_write_fails_is_not_marked_processed_so_the_retry_applies
 #[tokio::test]
 async fn event_types_we_do_not_use_are_acknowledged() {
     let mut m = Mocks::new();
+    m.webhook_inbox.expect_processed().returning(|_| Ok(false));
     m.webhook_inbox
-        .expect_claim()
-        .returning(|_, _, _| Ok(Claim::New));
-    m.webhook_inbox
-        .expect_mark_processed()
-        .withf(|_, _, o| o == "ignored: event_type")
+        .expect_record_processed()
+        .withf(|_, _, _, _, o| o == "ignored: event_type")
         .times(1)
-        .returning(|_, _, _| Ok(()));
+        .returning(|_, _, _, _, _| Ok(()));
     let outcome = m
         .build()
         .webhooks
@@ -2773,7 +2762,7 @@ async fn the_audit_trail_is_the_practitioners_alone_and_its_length_is_bounded() 
 async fn a_succeeded_webhook_settles_a_capture_left_pending_by_a_timeout() {
     let mut m = Mocks::new();
     m.documents_readable();
-    claims(&mut m, Claim::New);
+    claims(&mut m, false);
     let stuck = pending_capture(&authorized(), 1800);
     m.payment_is(&stuck);
     m.payments
@@ -2808,7 +2797,7 @@ async fn the_observer_hears_each_committed_status_change() {
 
     let mut m = Mocks::new();
     m.documents_readable();
-    claims(&mut m, Claim::New);
+    claims(&mut m, false);
     m.payment_is(&incomplete());
     m.payments
         .expect_update()

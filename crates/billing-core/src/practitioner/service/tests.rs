@@ -9,7 +9,6 @@ use crate::audit::AuditAction;
 use crate::fees::FeePreset;
 use crate::gateway::{GatewayEvent, IgnoreReason, WebhookEvent};
 use crate::ids::UserId;
-use crate::payment::ports::Claim;
 use crate::payment::service::WebhookOutcome;
 use crate::practitioner::model::{DescriptorSuffix, LinkStatus, PaymentLabel, StatementText};
 use crate::secrets::OAuthState;
@@ -76,17 +75,17 @@ fn webhook(payload: GatewayEvent) -> WebhookEvent {
 
 fn claimed_new(m: &mut Mocks) {
     m.webhook_inbox
-        .expect_claim()
+        .expect_processed()
         .times(1)
-        .returning(|_, _, _| Ok(Claim::New));
+        .returning(|_| Ok(false));
 }
 
 fn marked_processed(m: &mut Mocks, outcome: &'static str) {
     m.webhook_inbox
-        .expect_mark_processed()
-        .withf(move |_, _, o| o == outcome)
+        .expect_record_processed()
+        .withf(move |_, _, _, _, o| o == outcome)
         .times(1)
-        .returning(|_, _, _| Ok(()));
+        .returning(|_, _, _, _, _| Ok(()));
 }
 
 // ---- C1: Connect OAuth ---------------------------------------------------------------
@@ -794,9 +793,9 @@ async fn connect_events_for_accounts_nobody_linked_are_acknowledged_and_ignored(
             .returning(|_| Ok(None));
         m.practitioners.expect_update().never();
         m.webhook_inbox
-            .expect_mark_processed()
+            .expect_record_processed()
             .times(1)
-            .returning(|_, _, _| Ok(()));
+            .returning(|_, _, _, _, _| Ok(()));
         let outcome = m.build().webhooks.apply(&webhook(event)).await.unwrap();
         assert_eq!(outcome, WebhookOutcome::Ignored(why));
     }

@@ -1,7 +1,5 @@
 use crate::ids::EventId;
-use crate::payment::ports::{
-    Claim, IdempotencyRecord, IdempotencyStore, Reservation, WebhookInbox,
-};
+use crate::payment::ports::{IdempotencyRecord, IdempotencyStore, Reservation, WebhookInbox};
 use crate::repository::RepositoryError;
 use futures_util::future::join_all;
 
@@ -11,65 +9,74 @@ fn event() -> EventId {
     EventId::parse(&format!("evt_{}", new_uuid().simple())).unwrap()
 }
 
-pub async fn a_webhook_event_is_new_once_then_seen_until_processed<
+pub async fn a_webhook_event_is_processed_once_recorded_so_and_stays_processed<
     S: WebhookInbox + IdempotencyStore,
 >(
     store: S,
 ) {
+    let kind = "payment_intent.succeeded";
     let id = event();
-    assert_eq!(
-        store
-            .claim(&id, "payment_intent.succeeded", t0())
-            .await
-            .unwrap(),
-        Claim::New
-    );
-    assert_eq!(
-        store
-            .claim(&id, "payment_intent.succeeded", t0())
-            .await
-            .unwrap(),
-        Claim::Seen { processed: false }
-    );
+    assert!(!store.processed(&id).await.unwrap());
+    // Received, its processing failed: stored, not processed; recorded twice, once.
+    store.record_received(&id, kind, t0()).await.unwrap();
+    store.record_received(&id, kind, t0()).await.unwrap();
+    assert!(!store.processed(&id).await.unwrap());
+    // The retry processed it.
     store
-        .mark_processed(&id, t0() + mins(1), "applied")
+        .record_processed(&id, kind, t0() + mins(1), t0() + mins(2), "applied")
         .await
         .unwrap();
-    assert_eq!(
-        store
-            .claim(&id, "payment_intent.succeeded", t0())
-            .await
-            .unwrap(),
-        Claim::Seen { processed: true }
-    );
-    assert_eq!(
-        store
-            .claim(&event(), "charge.refunded", t0())
-            .await
-            .unwrap(),
-        Claim::New
-    );
-    assert!(matches!(
-        store.mark_processed(&event(), t0(), "applied").await,
-        Err(RepositoryError::NotFound)
-    ));
+    assert!(store.processed(&id).await.unwrap());
+    // Processed stays processed, whatever is recorded after.
+    store
+        .record_received(&id, kind, t0() + mins(3))
+        .await
+        .unwrap();
+    store
+        .record_processed(
+            &id,
+            kind,
+            t0() + mins(3),
+            t0() + mins(4),
+            "ignored: duplicate",
+        )
+        .await
+        .unwrap();
+    assert!(store.processed(&id).await.unwrap());
+    // A first delivery processed at once: one write.
+    let other = event();
+    store
+        .record_processed(&other, "charge.refunded", t0(), t0(), "applied")
+        .await
+        .unwrap();
+    assert!(store.processed(&other).await.unwrap());
+    assert!(!store.processed(&event()).await.unwrap());
 }
 
-pub async fn concurrent_claims_of_one_event_id_give_exactly_one_new<
+pub async fn concurrent_records_of_one_event_id_store_it_once_processed<
     S: WebhookInbox + IdempotencyStore,
 >(
     store: S,
 ) {
     let id = event();
-    let claims = (0..16).map(|_| store.claim(&id, "payment_intent.succeeded", t0()));
-    let mut new = 0;
-    for claim in join_all(claims).await {
-        match claim.unwrap() {
-            Claim::New => new += 1,
-            Claim::Seen { processed } => assert!(!processed),
+    let kind = "payment_intent.succeeded";
+    let writes = (0..16).map(|i| {
+        let store = &store;
+        let id = &id;
+        async move {
+            if i % 2 == 0 {
+                store.record_received(id, kind, t0()).await
+            } else {
+                store
+                    .record_processed(id, kind, t0(), t0() + mins(1), "applied")
+                    .await
+            }
         }
+    });
+    for written in join_all(writes).await {
+        written.unwrap();
     }
-    assert_eq!(new, 1);
+    assert!(store.processed(&id).await.unwrap());
 }
 
 fn record(scope: &str, key: &str, fingerprint: &str) -> IdempotencyRecord {

@@ -19,6 +19,7 @@ fn query(scope: PaymentScope, limit: u32) -> PaymentQuery {
         to: None,
         after: None,
         limit,
+        totals: true,
     }
 }
 
@@ -240,6 +241,20 @@ pub async fn totals_equal_the_reference_sum_over_every_match_not_only_the_page<S
             .totals,
         reference_totals(&matching)
     );
+    // Asked without totals (an export): the same page, the same cursor, no totals.
+    let with = PaymentRepository::list(&store, &later).await.unwrap();
+    let without = PaymentRepository::list(
+        &store,
+        &PaymentQuery {
+            totals: false,
+            ..later.clone()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(without.items, with.items);
+    assert_eq!(without.next, with.next);
+    assert!(without.totals.is_empty());
 }
 
 pub async fn holds_due_are_authorised_holds_by_deadline_soonest_first<S: Storage>(store: S) {

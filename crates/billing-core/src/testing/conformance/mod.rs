@@ -10,7 +10,7 @@
 //!   of that group alone;
 //! - [`sandbox_cases`]: the sandbox gateway's [`SandboxStore`].
 //!
-//! Each case is also a public function (`conformance::concurrent_claims_of_one_event_id_give_exactly_one_new`,
+//! Each case is also a public function (`conformance::concurrent_records_of_one_event_id_store_it_once_processed`,
 //! …), so a test harness can give every behaviour a test of its own. The concurrent
 //! cases run their callers as joined futures in one task: an adapter that waits on a
 //! database lock or a pool is then seen by several callers at once, and an in-memory
@@ -190,8 +190,8 @@ pub fn storage_cases<S: Storage + 'static>() -> Vec<Case<S>> {
 /// The webhook inbox (an event applied once) and the API's idempotency keys.
 pub fn inbox_cases<S: WebhookInbox + IdempotencyStore + 'static>() -> Vec<Case<S>> {
     cases![
-        inbox::a_webhook_event_is_new_once_then_seen_until_processed,
-        inbox::concurrent_claims_of_one_event_id_give_exactly_one_new,
+        inbox::a_webhook_event_is_processed_once_recorded_so_and_stays_processed,
+        inbox::concurrent_records_of_one_event_id_store_it_once_processed,
         inbox::an_idempotency_key_is_reserved_once_and_replayed_with_what_it_created,
         inbox::a_released_key_can_be_reserved_again_but_a_completed_one_stays,
         inbox::concurrent_reservations_of_one_key_give_exactly_one_new,

@@ -7,43 +7,40 @@ use uuid::Uuid;
 
 use super::{MemoryStore, WebhookRow};
 use crate::ids::EventId;
-use crate::payment::ports::{
-    Claim, IdempotencyRecord, IdempotencyStore, Reservation, WebhookInbox,
-};
+use crate::payment::ports::{IdempotencyRecord, IdempotencyStore, Reservation, WebhookInbox};
 use crate::repository::RepositoryError;
 
 #[async_trait]
 impl WebhookInbox for MemoryStore {
-    async fn claim(
+    async fn processed(&self, id: &EventId) -> Result<bool, RepositoryError> {
+        self.transaction(|s| Ok(s.webhook_events.get(id).is_some_and(|e| e.processed)))
+    }
+
+    async fn record_processed(
         &self,
         id: &EventId,
         _kind: &str,
         _received_at: DateTime<Utc>,
-    ) -> Result<Claim, RepositoryError> {
-        self.transaction(|s| match s.webhook_events.get(id) {
-            Some(seen) => Ok(Claim::Seen {
-                processed: seen.processed,
-            }),
-            None => {
-                s.webhook_events
-                    .insert(id.clone(), WebhookRow { processed: false });
-                Ok(Claim::New)
-            }
-        })
-    }
-
-    async fn mark_processed(
-        &self,
-        id: &EventId,
-        _at: DateTime<Utc>,
+        _processed_at: DateTime<Utc>,
         _outcome: &str,
     ) -> Result<(), RepositoryError> {
         self.transaction(|s| {
-            let event = s
-                .webhook_events
-                .get_mut(id)
-                .ok_or(RepositoryError::NotFound)?;
-            event.processed = true;
+            s.webhook_events
+                .insert(id.clone(), WebhookRow { processed: true });
+            Ok(())
+        })
+    }
+
+    async fn record_received(
+        &self,
+        id: &EventId,
+        _kind: &str,
+        _received_at: DateTime<Utc>,
+    ) -> Result<(), RepositoryError> {
+        self.transaction(|s| {
+            s.webhook_events
+                .entry(id.clone())
+                .or_insert(WebhookRow { processed: false });
             Ok(())
         })
     }

@@ -282,7 +282,7 @@ mod tests {
 
     #[test]
     fn clones_share_one_store() {
-        use crate::payment::ports::{Claim, WebhookInbox};
+        use crate::payment::ports::WebhookInbox;
         let store = MemoryStore::new();
         let clone = store.clone();
         let id = crate::ids::EventId::parse("evt_shared").expect("an event id");
@@ -291,11 +291,14 @@ mod tests {
             .build()
             .expect("a current-thread runtime");
         runtime.block_on(async {
-            assert_eq!(store.claim(&id, "x", at).await.ok(), Some(Claim::New));
-            assert_eq!(
-                clone.claim(&id, "x", at).await.ok(),
-                Some(Claim::Seen { processed: false })
+            assert_eq!(store.processed(&id).await.ok(), Some(false));
+            assert!(
+                store
+                    .record_processed(&id, "x", at, at, "applied")
+                    .await
+                    .is_ok()
             );
+            assert_eq!(clone.processed(&id).await.ok(), Some(true));
         });
     }
 }

@@ -192,7 +192,7 @@ impl State {
         matching.sort_by_key(|p| position(p));
 
         let mut totals: BTreeMap<Currency, PaymentTotals> = BTreeMap::new();
-        for p in &matching {
+        for p in matching.iter().filter(|_| query.totals) {
             let currency = p.amount().currency();
             totals
                 .entry(currency)
