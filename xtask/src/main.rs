@@ -36,7 +36,8 @@ fn main() -> ExitCode {
                  deb [--check] the Debian package (target/debian); --check installs it, runs it, purges it\n  \
                  docs          billing-core's API docs, every public item documented (rustdoc -D warnings)\n  \
                  downstream    the crate outside the workspace that embeds billing-core: fmt, clippy, tests\n  \
-                 bench [core|storage|http]  benchmarks (http: wrk against the release server)"
+                 bench [core|storage|http|scale]  benchmarks (http: wrk against the release server, beside its anchors;
+                               scale: the payments table with a million payments)"
             );
             Err("unknown command".into())
         }
@@ -326,6 +327,20 @@ fn bench(which: &[String]) -> Result {
             &["bench", "-p", "storage-seaorm", "--bench", "storage"],
         ),
         Some("http") => http_bench::run(&root()),
+        // A million payments, loaded once and kept (target/bench/scale.db, database
+        // consultpay_scale); PostgreSQL too when TEST_POSTGRES_URL names a server.
+        Some("scale") => run(
+            "cargo",
+            &[
+                "bench",
+                "-p",
+                "storage-seaorm",
+                "--features",
+                "bulk",
+                "--bench",
+                "scale",
+            ],
+        ),
         Some(other) => Err(format!("unknown benchmark '{other}'")),
     }
 }

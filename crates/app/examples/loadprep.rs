@@ -4,6 +4,12 @@
 //! Writes one line per consultation, `{consultation_id} {pay_token}`, to stdout.
 //!
 //! usage: loadprep BASE_URL PRACTITIONER_ID TOKEN N
+//!
+//! `loadprep webhooks SECRET N` writes instead N Stripe events, each signed with
+//! `SECRET` now, one per line: `{Stripe-Signature}\t{body}`. Each is a
+//! `payment_intent.amount_capturable_updated` of its own event id, shaped as Stripe
+//! sends them, about a PaymentIntent the server does not know (the server stores the
+//! event once, looks the intent up and acknowledges it as ignored).
 
 use std::process::ExitCode;
 
@@ -106,9 +112,73 @@ async fn run(base: &str, practitioner: &str, token: &str, n: usize) -> Res<()> {
     Ok(())
 }
 
+fn signed_events(secret: &str, n: usize) -> Res<()> {
+    use hmac::{Hmac, KeyInit, Mac};
+    use std::io::Write;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for i in 0..n {
+        let body = json!({
+            "id": format!("evt_bench{now}x{i:07}"),
+            "object": "event",
+            "api_version": "2024-06-20",
+            "type": "payment_intent.amount_capturable_updated",
+            "created": now,
+            "livemode": false,
+            "account": "acct_benchUnknown",
+            "pending_webhooks": 1,
+            "request": { "id": null, "idempotency_key": null },
+            "data": { "object": {
+                "id": format!("pi_bench{now}x{i:07}"),
+                "object": "payment_intent",
+                "amount": 2500,
+                "amount_capturable": 2500,
+                "amount_received": 0,
+                "capture_method": "manual",
+                "currency": "eur",
+                "status": "requires_capture",
+                "livemode": false,
+                "metadata": {},
+                "latest_charge": null,
+                "last_payment_error": null,
+                "cancellation_reason": null,
+                "created": now,
+            }},
+        })
+        .to_string();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())?;
+        mac.update(format!("{now}.{body}").as_bytes());
+        let sig: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        writeln!(out, "t={now},v1={sig}\t{body}")?;
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [mode, secret, n] = args.as_slice()
+        && mode == "webhooks"
+    {
+        let result = n
+            .parse()
+            .map_err(|_| "N must be a number".into())
+            .and_then(|n| signed_events(secret, n));
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("loadprep: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let [base, practitioner, token, n] = args.as_slice() else {
         eprintln!("usage: loadprep BASE_URL PRACTITIONER_ID TOKEN N");
         return ExitCode::from(2);

@@ -57,7 +57,16 @@
 //! lock in process memory, or let a wire row (the private `entity` module) out of the
 //! crate: rows become domain values only through the validating conversions of the
 //! private `convert` module.
+//!
+//! ## Features
+//!
+//! - `bulk`: `Store::insert_bulk` (many consultations and payments in a few multi-row
+//!   statements, without the audit entries and e-mails of scheduling one by one),
+//!   `Store::analyze` and `Store::explain_list` (the plans of the payments table's two
+//!   queries). `benches/scale.rs` loads a million payments with it.
 
+#[cfg(feature = "bulk")]
+mod bulk;
 mod convert;
 mod entity;
 pub mod migration;
