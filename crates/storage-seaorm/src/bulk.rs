@@ -82,7 +82,9 @@ impl Store {
             page_select(query, matches.clone()).build(backend),
             totals_select(matches).into_statement(backend),
         ] {
-            lines.push(format!("-- {}", statement.sql));
+            // The select list is long and says nothing about the plan.
+            let from = statement.sql.find(" FROM ").unwrap_or(0);
+            lines.push(format!("-- SELECT …{}", &statement.sql[from..]));
             lines.extend(self.explain(statement).await?);
         }
         Ok(lines)

@@ -65,9 +65,10 @@ pub(crate) fn query_condition(query: &PaymentQuery) -> Option<Condition> {
 /// created_at, id)` starts its range there. (Written as `created_at < ? OR (created_at
 /// = ? AND id < ?)` it was a filter over every newer row: 378 ms at depth 100k.)
 fn after_cursor(cursor: &PaymentCursor) -> Expr {
+    // Qualified: the page joins `consultations`, which has both columns too.
     Expr::tuple([
-        Expr::col(payment::Column::CreatedAt),
-        Expr::col(payment::Column::Id),
+        Expr::col((payment::Entity, payment::Column::CreatedAt)),
+        Expr::col((payment::Entity, payment::Column::Id)),
     ])
     .lt(Expr::tuple([
         Expr::val(at(cursor.created_at)),
