@@ -108,6 +108,8 @@ struct Figures {
     p99: String,
     /// What the script's `done` printed.
     said: String,
+    /// What the script counted (captures, events); 0 when it counts nothing.
+    count: u64,
 }
 
 impl Figures {
@@ -168,8 +170,8 @@ fn wrk(
     if text.contains("Non-2xx") {
         eprintln!("wrk: some answers were not 2xx:\n{text}");
     }
-    let (rate, said) = match counted {
-        None => (Rate::parse(&pick("Requests/sec:")), String::new()),
+    let (rate, said, count) = match counted {
+        None => (Rate::parse(&pick("Requests/sec:")), String::new(), 0),
         Some(word) => {
             let line = text
                 .lines()
@@ -181,12 +183,12 @@ fn wrk(
             if words.get(9).is_some_and(|k| *k != "0") {
                 eprintln!("warning: the prepared items ran out, the rate is low: {line}");
             }
-            let rate = match (words.get(1), words.get(5)) {
-                (Some(n), Some(us)) => n.parse().ok().zip(us.parse().ok()),
-                _ => None,
-            }
-            .map(|(n, us)| Rate::of(n, us));
-            (rate, line)
+            let count = words.get(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+            let rate = words
+                .get(5)
+                .and_then(|us| us.parse().ok())
+                .map(|us| Rate::of(count, us));
+            (rate, line, count)
         }
     };
     let rate = rate.ok_or_else(|| format!("wrk printed no rate:\n{text}"))?;
@@ -195,6 +197,7 @@ fn wrk(
         p50: pick("50%"),
         p99: pick("99%"),
         said,
+        count,
     })
 }
 
@@ -356,6 +359,12 @@ fn backend(root: &Path, name: &str, database_url: &str, rows: &mut Vec<Row>) -> 
         &[],
         Some("captures"),
     )?;
+    if validate.count < u64::from(THREADS) * 200 {
+        eprintln!(
+            "warning: fewer than 200 captures per thread ({}): the replays run includes fresh captures",
+            validate.said
+        );
+    }
     eprintln!("[{name}] POST validate, replays…");
     let replays = wrk(
         &scripts.join("validate.lua"),
@@ -494,6 +503,7 @@ fn pgbench(url: &str, script: &Path) -> Result<Figures> {
         p50: format!("mean {latency} ms"),
         p99: "?".into(),
         said: String::new(),
+        count: 0,
     })
 }
 
