@@ -313,20 +313,16 @@ fn main() {
     );
     let mut plans = String::new();
     rt.block_on(async {
-        let sqlite = format!("sqlite://{}?mode=rwc", root.join("scale.db").display());
-        let store = Store::connect(&sqlite).await.unwrap();
-        store.migrate().await.unwrap();
-        let mut part = String::new();
-        measure("SQLite", &store, &mut part).await;
-        let (rows, rest) = part.split_once("\n\n").unwrap_or((&part, ""));
-        report.push_str(rows);
-        report.push('\n');
-        plans.push_str(rest);
+        let mut engines = vec![(
+            "SQLite",
+            format!("sqlite://{}?mode=rwc", root.join("scale.db").display()),
+        )];
         if let Some(server) = std::env::var("TEST_POSTGRES_URL")
             .ok()
             .filter(|u| !u.is_empty())
         {
             let admin = Database::connect(server.as_str()).await.unwrap();
+            // Kept between runs: it exists after the first.
             let _ = admin
                 .execute_unprepared("CREATE DATABASE consultpay_scale")
                 .await;
@@ -334,10 +330,13 @@ fn main() {
                 Some((base, _)) => format!("{base}/consultpay_scale"),
                 None => format!("{server}/consultpay_scale"),
             };
+            engines.push(("PostgreSQL", url));
+        }
+        for (name, url) in engines {
             let store = Store::connect(&url).await.unwrap();
             store.migrate().await.unwrap();
             let mut part = String::new();
-            measure("PostgreSQL", &store, &mut part).await;
+            measure(name, &store, &mut part).await;
             let (rows, rest) = part.split_once("\n\n").unwrap_or((&part, ""));
             report.push_str(rows);
             report.push('\n');
