@@ -14,7 +14,7 @@ use crate::Store;
 use crate::convert::{consultation_row, payment_row};
 use crate::entity::{consultation, payment};
 use crate::repo::finish;
-use crate::repo::payments::{page_select, query_condition, totals_select};
+use crate::repo::payments::{page_select, query_condition, totals_selects};
 use crate::store::{Engine, unavailable, write_error};
 
 /// Rows per statement: under SQLite's 32,766 bound parameters at 53 columns.
@@ -67,8 +67,8 @@ impl Store {
             .map_err(|e| write_error(e, "statistics"))
     }
 
-    /// How the database runs the two queries of [`PaymentRepository::list`] for
-    /// `query` (the page, then its totals): the lines of `EXPLAIN ANALYZE` on
+    /// How the database runs the queries of [`PaymentRepository::list`] for `query`
+    /// (the page, then each part of its totals): the lines of `EXPLAIN ANALYZE` on
     /// PostgreSQL, of `EXPLAIN QUERY PLAN` on SQLite.
     ///
     /// [`PaymentRepository::list`]: billing_core::payment::ports::PaymentRepository::list
@@ -78,10 +78,12 @@ impl Store {
         };
         let backend = self.db.get_database_backend();
         let mut lines = Vec::new();
-        for statement in [
-            page_select(query, matches.clone()).build(backend),
-            totals_select(matches).into_statement(backend),
-        ] {
+        let statements = std::iter::once(page_select(query, matches.clone()).build(backend)).chain(
+            totals_selects(query, matches)
+                .into_iter()
+                .map(|select| select.into_statement(backend)),
+        );
+        for statement in statements {
             // The select list is long and says nothing about the plan.
             let from = statement.sql.find(" FROM ").unwrap_or(0);
             lines.push(format!("-- SELECT …{}", &statement.sql[from..]));

@@ -186,6 +186,14 @@ impl Store {
             .map_err(StoreError::Migration)
     }
 
+    /// Reverts the last `steps` applied migrations (tests of a migration over data
+    /// written before it).
+    pub async fn migrate_down_by(&self, steps: u32) -> Result<(), StoreError> {
+        Migrator::down(&self.writer, Some(steps))
+            .await
+            .map_err(StoreError::Migration)
+    }
+
     /// Names of the applied migrations, oldest first.
     pub async fn applied_migrations(&self) -> Result<Vec<String>, StoreError> {
         Ok(Migrator::get_applied_migrations(&self.db)

@@ -14,6 +14,7 @@ pub mod oauth_state;
 pub mod outbox_message;
 pub mod payment;
 pub mod payment_history;
+pub mod payment_total;
 pub mod practitioner;
 pub mod sandbox_head;
 pub mod sandbox_object;

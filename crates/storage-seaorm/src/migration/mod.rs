@@ -15,6 +15,7 @@ mod m20261129_000005_consultation_day;
 mod m20261201_000006_sandbox;
 mod m20261207_000007_staff_sessions;
 mod m20261207_000008_sign_in_links;
+mod m20261208_000009_payment_totals;
 
 /// Adds `columns` to `table`, one statement each (SQLite alters one column per
 /// statement).
@@ -73,6 +74,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_sandbox::Migration),
             Box::new(m20261207_000007_staff_sessions::Migration),
             Box::new(m20261207_000008_sign_in_links::Migration),
+            Box::new(m20261208_000009_payment_totals::Migration),
         ]
     }
 }

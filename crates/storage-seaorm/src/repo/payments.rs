@@ -1,6 +1,9 @@
 //! `PaymentRepository`: the conditional write of the state machine, and the queries of
 //! the payments table (C8) and of reconciliation (C10).
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+
 use async_trait::async_trait;
 use billing_core::ids::{PaymentId, PaymentIntentId, PractitionerId};
 use billing_core::money::{Currency, Money};
@@ -11,7 +14,7 @@ use billing_core::payment::ports::{
 };
 use billing_core::receipt::{Document, DocumentNumber};
 use billing_core::repository::RepositoryError;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use sea_orm::ActiveValue::NotSet;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Func};
 use sea_orm::{
@@ -25,32 +28,41 @@ use crate::Store;
 use crate::convert::{
     at, history_from_row, history_row, payment_from_row, payment_row, payment_row_from_rows,
 };
-use crate::entity::{consultation, payment, payment_history};
+use crate::entity::{consultation, payment, payment_history, payment_total};
 use crate::store::{Engine, unavailable, write_error, write_error_by_constraint};
 
 /// The most rows one page may have (the port's bound).
 const MAX_PAGE: u32 = 200;
 
-/// The filter of a scope, or `None` when the scope can match nothing.
-fn scope_condition(scope: &PaymentScope) -> Option<Condition> {
+/// The filter of a scope on `column` (a practitioner id), or `None` when the scope can
+/// match nothing.
+fn scope_on(column: impl ColumnTrait, scope: &PaymentScope) -> Option<Condition> {
     match scope {
         PaymentScope::All => Some(Condition::all()),
         PaymentScope::Practitioners(ids) if ids.is_empty() => None,
-        PaymentScope::Practitioners(ids) => Some(
-            Condition::all()
-                .add(payment::Column::PractitionerId.is_in(ids.iter().map(|p| p.as_uuid()))),
-        ),
+        PaymentScope::Practitioners(ids) => {
+            Some(Condition::all().add(column.is_in(ids.iter().map(|p| p.as_uuid()))))
+        }
     }
+}
+
+fn scope_condition(scope: &PaymentScope) -> Option<Condition> {
+    scope_on(payment::Column::PractitionerId, scope)
+}
+
+/// The filter of `statuses` on `column` (none: every status).
+fn statuses_on(column: impl ColumnTrait, statuses: &[PaymentStatus]) -> Condition {
+    let mut cond = Condition::all();
+    if !statuses.is_empty() {
+        cond = cond.add(column.is_in(statuses.iter().map(|s| s.as_str().to_owned())));
+    }
+    cond
 }
 
 /// What a query matches, before pagination: shared by the page and its totals.
 pub(crate) fn query_condition(query: &PaymentQuery) -> Option<Condition> {
-    let mut cond = scope_condition(&query.scope)?;
-    if !query.statuses.is_empty() {
-        cond = cond.add(
-            payment::Column::Status.is_in(query.statuses.iter().map(|s| s.as_str().to_owned())),
-        );
-    }
+    let mut cond =
+        scope_condition(&query.scope)?.add(statuses_on(payment::Column::Status, &query.statuses));
     if let Some(from) = query.from {
         cond = cond.add(payment::Column::CreatedAt.gte(at(from)));
     }
@@ -86,6 +98,7 @@ fn or_zero(col: payment::Column) -> Expr {
     Func::coalesce([Expr::col(col), Expr::val(0_i64)]).into()
 }
 
+/// One currency's count and sums, from the payments or from their maintained totals.
 #[derive(Debug, FromQueryResult)]
 pub(crate) struct TotalsRow {
     currency: String,
@@ -96,6 +109,51 @@ pub(crate) struct TotalsRow {
     refunded: i64,
     fee: i64,
     disputed: i64,
+}
+
+impl TotalsRow {
+    /// Both rows' counts and sums (of one currency); `None` past `i64`.
+    fn plus(&self, other: &TotalsRow) -> Option<TotalsRow> {
+        Some(TotalsRow {
+            currency: self.currency.clone(),
+            count: self.count.checked_add(other.count)?,
+            held: self.held.checked_add(other.held)?,
+            released: self.released.checked_add(other.released)?,
+            captured: self.captured.checked_add(other.captured)?,
+            refunded: self.refunded.checked_add(other.refunded)?,
+            fee: self.fee.checked_add(other.fee)?,
+            disputed: self.disputed.checked_add(other.disputed)?,
+        })
+    }
+}
+
+/// The rows of [`totals_selects`] added up per currency, in currency order; a currency
+/// none of whose payments matched (its maintained count back to 0) has no row.
+fn add_up(rows: Vec<TotalsRow>) -> Result<Vec<PaymentTotals>, RepositoryError> {
+    let mut by_currency: BTreeMap<String, TotalsRow> = BTreeMap::new();
+    for row in rows {
+        match by_currency.entry(row.currency.clone()) {
+            Entry::Vacant(e) => {
+                e.insert(row);
+            }
+            Entry::Occupied(mut e) => {
+                let sum = e.get().plus(&row).ok_or_else(|| {
+                    RepositoryError::Corrupt(format!(
+                        "payments totals in {}: overflow",
+                        row.currency
+                    ))
+                })?;
+                e.insert(sum);
+            }
+        }
+    }
+    let mut totals = by_currency
+        .into_values()
+        .filter(|row| row.count != 0)
+        .map(totals_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    totals.sort_by_key(|t| t.currency);
+    Ok(totals)
 }
 
 fn totals_from_row(row: TotalsRow) -> Result<PaymentTotals, RepositoryError> {
@@ -200,6 +258,98 @@ pub(crate) fn totals_select(matches: Condition) -> Selector<SelectModel<TotalsRo
         .into_model::<TotalsRow>()
 }
 
+/// The UTC midnight that starts `day`.
+fn midnight(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(NaiveTime::MIN).and_utc()
+}
+
+/// The whole UTC days inside `[from, to)`, as `[first, end)`: from the first midnight
+/// at or after `from` to the last midnight at or before `to` (unbounded on a side the
+/// query leaves open). `None` when not one whole day is inside.
+fn whole_days(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Option<(Option<NaiveDate>, Option<NaiveDate>)> {
+    let first = match from {
+        None => None,
+        Some(from) => {
+            let day = from.date_naive();
+            Some(if midnight(day) == from {
+                day
+            } else {
+                day.succ_opt()?
+            })
+        }
+    };
+    let end = to.map(|to| to.date_naive());
+    match (first, end) {
+        (Some(first), Some(end)) if first >= end => None,
+        _ => Some((first, end)),
+    }
+}
+
+/// The maintained totals (`payment_totals`, kept by a trigger on `payments`) of the
+/// rows `days` selects, per currency.
+fn maintained_select(days: Condition) -> Selector<SelectModel<TotalsRow>> {
+    use payment_total::Column as T;
+    let sum = |c: T| sum_bigint(Expr::col(c));
+    payment_total::Entity::find()
+        .select_only()
+        .column(T::Currency)
+        .column_as(sum(T::Count), "count")
+        .column_as(sum(T::Held), "held")
+        .column_as(sum(T::Released), "released")
+        .column_as(sum(T::Captured), "captured")
+        .column_as(sum(T::Refunded), "refunded")
+        .column_as(sum(T::Fee), "fee")
+        .column_as(sum(T::Disputed), "disputed")
+        .filter(days)
+        .group_by(T::Currency)
+        .into_model::<TotalsRow>()
+}
+
+/// The statements whose rows, added up per currency ([`add_up`]), are the totals of
+/// `query` (which `matches`): the maintained totals of the whole UTC days inside its
+/// range, and the payments themselves on the partial days at either end, or only the
+/// payments when no whole day is inside. Each is served by an index: the totals' key
+/// `(practitioner_id, day, …)`, and `(practitioner_id, created_at)` over at most a day
+/// at each end.
+pub(crate) fn totals_selects(
+    query: &PaymentQuery,
+    matches: Condition,
+) -> Vec<Selector<SelectModel<TotalsRow>>> {
+    let (from, to) = (query.from.map(at), query.to.map(at));
+    let Some((first, end)) = whole_days(from, to) else {
+        return vec![totals_select(matches)];
+    };
+    let Some(scope) = scope_on(payment_total::Column::PractitionerId, &query.scope) else {
+        return Vec::new();
+    };
+    let mut days = scope.add(statuses_on(payment_total::Column::Status, &query.statuses));
+    if let Some(first) = first {
+        days = days.add(payment_total::Column::Day.gte(first));
+    }
+    if let Some(end) = end {
+        days = days.add(payment_total::Column::Day.lt(end));
+    }
+    let mut selects = vec![maintained_select(days)];
+    if let (Some(from), Some(first)) = (from, first.map(midnight))
+        && from < first
+    {
+        selects.push(totals_select(
+            matches.clone().add(payment::Column::CreatedAt.lt(first)),
+        ));
+    }
+    if let (Some(to), Some(end)) = (to, end.map(midnight))
+        && end < to
+    {
+        selects.push(totals_select(
+            matches.add(payment::Column::CreatedAt.gte(end)),
+        ));
+    }
+    selects
+}
+
 impl Store {
     /// A read-only transaction seeing one snapshot, so that a page and its totals agree.
     /// (SQLite: a deferred transaction reads one snapshot of the WAL by itself.)
@@ -247,18 +397,14 @@ impl Store {
                 totals: Vec::new(),
             });
         }
-        let mut totals = totals_select(matches)
-            .all(txn)
-            .await
-            .map_err(unavailable)?
-            .into_iter()
-            .map(totals_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        totals.sort_by_key(|t| t.currency);
+        let mut rows = Vec::new();
+        for select in totals_selects(query, matches) {
+            rows.extend(select.all(txn).await.map_err(unavailable)?);
+        }
         Ok(PaymentPage {
             items,
             next,
-            totals,
+            totals: add_up(rows)?,
         })
     }
 }

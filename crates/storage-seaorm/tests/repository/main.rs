@@ -51,6 +51,7 @@ macro_rules! suite {
 suite!(
     // schema
     migrations_run_down_to_nothing_and_up_again,
+    the_totals_migration_sums_the_payments_written_before_it,
     // practitioners, OAuth states, services
     a_practitioner_round_trips_through_every_kind_of_stripe_link,
     a_practitioner_update_from_a_stale_version_is_a_conflict_and_writes_nothing,
@@ -96,6 +97,8 @@ suite!(
     payments_are_paged_newest_first_through_ties_in_created_at,
     the_payments_list_filters_by_status_date_range_and_scope,
     totals_equal_the_reference_sum_over_every_match_not_only_the_page,
+    totals_over_days_and_their_edges_equal_the_reference_sum_after_every_change,
+    concurrent_changes_of_one_days_payments_keep_its_totals_exact,
     holds_due_are_authorised_holds_by_deadline_soonest_first,
     reconciliation_finds_stale_operations_and_recent_transient_checkouts,
     // live Stripe Connect over time

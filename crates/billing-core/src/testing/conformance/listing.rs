@@ -2,11 +2,14 @@ use std::collections::BTreeMap;
 
 use crate::ids::{CheckoutSessionId, ConnectedAccountId, PaymentIntentId, PractitionerId};
 use crate::money::{Currency, Money};
-use crate::payment::model::{CheckoutRef, IdempotencyKey, Operation, Payment, PaymentStatus};
+use crate::payment::model::{
+    CheckoutRef, IdempotencyKey, Operation, Payment, PaymentEvent, PaymentStatus,
+};
 use crate::payment::ports::{
     ChangeLog, PaymentCursor, PaymentQuery, PaymentRepository, PaymentScope, PaymentTotals,
 };
 use chrono::{DateTime, Duration, Utc};
+use futures_util::future::join_all;
 
 use super::fixtures::*;
 use crate::Storage;
@@ -255,6 +258,230 @@ pub async fn totals_equal_the_reference_sum_over_every_match_not_only_the_page<S
     assert_eq!(without.items, with.items);
     assert_eq!(without.next, with.next);
     assert!(without.totals.is_empty());
+}
+
+/// Midnight UTC starting the day `days` after `t0`'s.
+fn day(days: i64) -> DateTime<Utc> {
+    (t0() + Duration::days(days))
+        .date_naive()
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+}
+
+/// `list`'s totals for `q`, for any page.
+async fn totals_of<S: Storage>(store: &S, q: &PaymentQuery) -> Vec<PaymentTotals> {
+    PaymentRepository::list(store, q).await.unwrap().totals
+}
+
+/// The reference totals of the payments of `all` that `q` matches.
+fn expected_totals(all: &[Payment], q: &PaymentQuery) -> Vec<PaymentTotals> {
+    let matching: Vec<Payment> = all
+        .iter()
+        .filter(|p| match &q.scope {
+            PaymentScope::All => true,
+            PaymentScope::Practitioners(ids) => ids.contains(&p.practitioner()),
+        })
+        .filter(|p| q.statuses.is_empty() || q.statuses.contains(&p.status()))
+        .filter(|p| q.from.is_none_or(|from| p.created_at() >= from))
+        .filter(|p| q.to.is_none_or(|to| p.created_at() < to))
+        .cloned()
+        .collect();
+    reference_totals(&matching)
+}
+
+/// Replaces the stored state of `p` in `all`.
+fn track(all: &mut [Payment], p: &Payment) {
+    for stored in all.iter_mut() {
+        if stored.id() == p.id() {
+            *stored = p.clone();
+        }
+    }
+}
+
+/// The totals of a date range are the reference sum whichever way the store gets them:
+/// payments created at the edges of UTC days (midnight, a microsecond either side),
+/// ranges of whole days, of partial days at either end, open on a side, within one
+/// day; payments changed after they were created (a status that moves, a fee, a
+/// refund); a currency none of whose payments has the filtered status any more.
+pub async fn totals_over_days_and_their_edges_equal_the_reference_sum_after_every_change<
+    S: Storage,
+>(
+    store: S,
+) {
+    let a = practitioner(&store).await;
+    let b = practitioner(&store).await;
+    let us = Duration::microseconds;
+    let mut all = Vec::new();
+    for d in 0..4 {
+        for (offset, status, amount) in [
+            (us(0), PaymentStatus::Captured, eur(2_500)),
+            (us(1), PaymentStatus::Authorized, eur(1_029)),
+            (Duration::hours(11), PaymentStatus::Refunded, eur(4_000)),
+            (
+                Duration::hours(13),
+                PaymentStatus::PartiallyRefunded,
+                Money::from_minor(7_310, Currency::Usd),
+            ),
+            (Duration::days(1) - us(1), PaymentStatus::Released, eur(999)),
+        ] {
+            all.push(payment_in(&store, a.id, amount, status, day(d) + offset).await);
+        }
+        all.push(
+            payment_in(
+                &store,
+                b.id,
+                eur(3_000),
+                PaymentStatus::Captured,
+                day(d) + us(5),
+            )
+            .await,
+        );
+    }
+    // One JPY payment, held then released: its currency leaves the held totals.
+    let jpy = payment_in(
+        &store,
+        a.id,
+        Money::from_minor(5_000, Currency::Jpy),
+        PaymentStatus::Authorized,
+        day(2) + Duration::hours(3),
+    )
+    .await;
+    all.push(jpy.clone());
+
+    let windows: Vec<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = vec![
+        (None, None),
+        (Some(day(1)), None),
+        (None, Some(day(3))),
+        (Some(day(1)), Some(day(3))),
+        (
+            Some(day(0) + Duration::hours(12)),
+            Some(day(3) + Duration::hours(12)),
+        ),
+        (Some(day(1) + us(1)), Some(day(3) - us(1))),
+        (Some(day(1) - us(1)), Some(day(3) + us(1))),
+        (
+            Some(day(2) + Duration::hours(1)),
+            Some(day(2) + Duration::hours(20)),
+        ),
+        (Some(day(2)), Some(day(3))),
+        (Some(day(3) + Duration::days(1) - us(1)), None),
+        (None, Some(day(0) + us(1))),
+    ];
+    let filters = [
+        vec![],
+        vec![PaymentStatus::Authorized],
+        vec![PaymentStatus::Captured, PaymentStatus::PartiallyRefunded],
+    ];
+    let scopes = [
+        of(a.id),
+        PaymentScope::All,
+        PaymentScope::Practitioners(vec![a.id, b.id]),
+    ];
+    let check = |all: Vec<Payment>| {
+        let store = &store;
+        let (windows, filters, scopes) = (&windows, &filters, &scopes);
+        async move {
+            for (from, to) in windows {
+                for statuses in filters {
+                    for scope in scopes {
+                        let q = PaymentQuery {
+                            statuses: statuses.clone(),
+                            from: *from,
+                            to: *to,
+                            ..query(scope.clone(), 10)
+                        };
+                        assert_eq!(
+                            totals_of(store, &q).await,
+                            expected_totals(&all, &q),
+                            "{q:?}"
+                        );
+                    }
+                }
+            }
+        }
+    };
+    check(all.clone()).await;
+
+    // Changes after creation move the totals: a status that leaves the filter (the
+    // JPY hold released, a capture refunded), a reported fee, a dispute.
+    let released = apply(&store, &jpy, PaymentEvent::Released, day(3)).await;
+    track(&mut all, &released);
+    let captured: Vec<Payment> = all
+        .iter()
+        .filter(|p| p.status() == PaymentStatus::Captured && p.practitioner() == a.id)
+        .cloned()
+        .collect();
+    let refunded = apply(
+        &store,
+        &captured[0],
+        PaymentEvent::Refunded { total: eur(100) },
+        day(4),
+    )
+    .await;
+    track(&mut all, &refunded);
+    let fee = apply(
+        &store,
+        &captured[1],
+        PaymentEvent::FeeReported { fee: eur(77) },
+        day(4),
+    )
+    .await;
+    track(&mut all, &fee);
+    check(all.clone()).await;
+    let held_yen = PaymentQuery {
+        statuses: vec![PaymentStatus::Authorized],
+        from: Some(day(1)),
+        to: Some(day(4)),
+        ..query(of(a.id), 10)
+    };
+    assert!(
+        totals_of(&store, &held_yen)
+            .await
+            .iter()
+            .all(|t| t.currency != Currency::Jpy),
+        "no JPY row once no JPY payment is held"
+    );
+}
+
+/// Concurrent writes to payments created the same day (one row of maintained totals
+/// per status) lose no change: after 16 concurrent captures and 16 concurrent fees,
+/// the day's totals are the reference sum.
+pub async fn concurrent_changes_of_one_days_payments_keep_its_totals_exact<S: Storage>(store: S) {
+    const WRITERS: i64 = 16;
+    let pr = practitioner(&store).await;
+    let mut held = Vec::new();
+    for i in 0..WRITERS {
+        let p = scheduled(&store, pr.id, eur(5_000), t0() + mins(i)).await;
+        held.push(apply(&store, &p, hold(eur(5_000)), t0() + mins(100)).await);
+    }
+    let q = PaymentQuery {
+        from: Some(day(0)),
+        to: Some(day(1)),
+        ..query(of(pr.id), 10)
+    };
+    let captures = held.iter().enumerate().map(|(i, p)| {
+        let store = &store;
+        async move {
+            let amount = eur(1_000 + i64::try_from(i).unwrap());
+            apply(store, p, capture(amount), t0() + mins(200)).await
+        }
+    });
+    let captured = join_all(captures).await;
+    assert_eq!(totals_of(&store, &q).await, reference_totals(&captured));
+    let fees = captured.iter().map(|p| {
+        let store = &store;
+        async move {
+            apply(
+                store,
+                p,
+                PaymentEvent::FeeReported { fee: eur(30) },
+                t0() + mins(300),
+            )
+            .await
+        }
+    });
+    let reported = join_all(fees).await;
+    assert_eq!(totals_of(&store, &q).await, reference_totals(&reported));
 }
 
 pub async fn holds_due_are_authorised_holds_by_deadline_soonest_first<S: Storage>(store: S) {

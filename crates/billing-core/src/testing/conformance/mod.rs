@@ -147,6 +147,8 @@ pub fn storage_cases<S: Storage + 'static>() -> Vec<Case<S>> {
         listing::payments_are_paged_newest_first_through_ties_in_created_at,
         listing::the_payments_list_filters_by_status_date_range_and_scope,
         listing::totals_equal_the_reference_sum_over_every_match_not_only_the_page,
+        listing::totals_over_days_and_their_edges_equal_the_reference_sum_after_every_change,
+        listing::concurrent_changes_of_one_days_payments_keep_its_totals_exact,
         listing::holds_due_are_authorised_holds_by_deadline_soonest_first,
         listing::reconciliation_finds_stale_operations_and_recent_transient_checkouts,
         live::a_payment_round_trips_with_its_saved_card_refunds_dispute_and_attention,
