@@ -13,7 +13,9 @@ use crate::access::{Actor, Role, StaffUser};
 use crate::audit::MockAuditLog;
 use crate::billing::{Billing, Ports};
 use crate::config::BillingConfig;
-use crate::consultation::model::{Consultation, ConsultationRecord, PatientRef, PaymentMode};
+use crate::consultation::model::{
+    Consultation, ConsultationRecord, PatientRef, PayAccess, PaymentMode,
+};
 use crate::consultation::ports::MockConsultationRepository;
 use crate::contact::DisplayName;
 use crate::error::BillingError;
@@ -649,6 +651,12 @@ impl Mocks {
             .expect_find_by_pay_token()
             .withf(move |h| *h == hash)
             .returning(move |_| Ok(by_token.clone()));
+        let gate = PayAccess::of(r);
+        let hash = r.consultation.pay_token_hash.clone();
+        self.consultations
+            .expect_pay_access()
+            .withf(move |h| *h == hash)
+            .returning(move |_| Ok(gate.clone()));
     }
 }
 

@@ -236,6 +236,25 @@ async fn measure(name: &str, store: &Store, report: &mut String) {
             page.totals.first().map_or(0, |t| t.count)
         ),
     );
+    // Partial days at both ends (the payments of 07:00–24:00 and 00:00–19:00 summed
+    // beside the maintained totals of the whole days between), two statuses.
+    let window = PaymentQuery {
+        statuses: vec![PaymentStatus::Captured, PaymentStatus::Refunded],
+        from: Some(now() - chrono::Duration::days(60) + chrono::Duration::hours(7)),
+        to: Some(now() - chrono::Duration::hours(5)),
+        ..query(50, true)
+    };
+    let (t, page) = median(|| store.list(&window)).await;
+    let page = page.unwrap();
+    row(
+        report,
+        "list, first page of 50 with totals, 07:00 60 days ago to 19:00 yesterday, captured or refunded",
+        format!(
+            "{} ({} matches)",
+            ms(t),
+            page.totals.first().map_or(0, |t| t.count)
+        ),
+    );
     let bare = query(50, false);
     let (t, _) = median(|| store.list(&bare)).await;
     row(report, "list, first page of 50 without totals", ms(t));
@@ -295,6 +314,13 @@ async fn measure(name: &str, store: &Store, report: &mut String) {
         "```\n\n{name}, plans of the first page with totals:\n\n```"
     );
     for line in store.explain_list(&query(50, true)).await.unwrap() {
+        let _ = writeln!(report, "{line}");
+    }
+    let _ = writeln!(
+        report,
+        "```\n\n{name}, plans of the first page with totals over partial days:\n\n```"
+    );
+    for line in store.explain_list(&window).await.unwrap() {
         let _ = writeln!(report, "{line}");
     }
     let _ = writeln!(report, "```\n");

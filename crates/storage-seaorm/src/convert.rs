@@ -13,7 +13,7 @@ use billing_core::access::{Role, StaffUser};
 use billing_core::audit::{AuditAction, AuditActor, AuditEntry};
 use billing_core::consultation::model::{
     Cancellation, CancelledBy, Consultation, ConsultationRecord, ConsultationStatus, PatientRef,
-    PaymentMode,
+    PayAccess, PaymentGate, PaymentMode,
 };
 use billing_core::consultation::policy::{AcceptedTerms, CancellationPolicy, MissedFee};
 use billing_core::contact::{DisplayName, EmailAddress};
@@ -40,6 +40,7 @@ use billing_core::repository::RepositoryError;
 use billing_core::secrets::TokenHash;
 use chrono::{DateTime, SubsecRound, Utc};
 use rust_decimal::Decimal;
+use sea_orm::FromQueryResult;
 use uuid::Uuid;
 
 use crate::entity::{
@@ -511,10 +512,19 @@ pub(crate) fn consultation_row(c: &Consultation) -> consultation::Model {
     }
 }
 
-fn consultation_status(row: &consultation::Model) -> Read<ConsultationStatus> {
+/// A consultation's stored status columns.
+struct StatusColumns<'a> {
+    id: Uuid,
+    status: &'a str,
+    status_at: Option<DateTime<Utc>>,
+    cancelled_by: Option<&'a str>,
+    cancellation_late: bool,
+}
+
+fn consultation_status(row: StatusColumns<'_>) -> Read<ConsultationStatus> {
     let id = row.id;
     let when = || required_in(T_CONSULTATIONS, id, row.status_at, "status date");
-    Ok(match (row.status.as_str(), row.cancelled_by.as_deref()) {
+    Ok(match (row.status, row.cancelled_by) {
         ("scheduled", None) => ConsultationStatus::Scheduled,
         ("no_show", None) => ConsultationStatus::NoShow { at: when()? },
         ("cancelled", Some(by)) => ConsultationStatus::Cancelled(Cancellation {
@@ -538,20 +548,71 @@ fn consultation_status(row: &consultation::Model) -> Read<ConsultationStatus> {
     })
 }
 
+fn payment_mode(id: Uuid, stored: &str) -> Read<PaymentMode> {
+    match stored {
+        "none" => Ok(PaymentMode::None),
+        "online" => Ok(PaymentMode::Online),
+        other => Err(corrupt(
+            T_CONSULTATIONS,
+            id,
+            format!("payment mode '{other}'"),
+        )),
+    }
+}
+
+/// The columns the waiting-room gate reads: a consultation's, and its payment's
+/// status and operation in flight (`ConsultationRepository::pay_access`).
+#[derive(Debug, FromQueryResult)]
+pub(crate) struct PayAccessRow {
+    id: Uuid,
+    status: String,
+    status_at: Option<DateTime<Utc>>,
+    cancelled_by: Option<String>,
+    cancellation_late: bool,
+    payment_mode: String,
+    starts_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    payment_id: Option<Uuid>,
+    payment_status: Option<String>,
+    pending_operation: Option<String>,
+}
+
+pub(crate) fn pay_access_from_row(row: PayAccessRow) -> Read<PayAccess> {
+    let id = row.id;
+    let payment = match (row.payment_id, row.payment_status.as_deref()) {
+        (None, _) => None,
+        (Some(payment), Some(status)) => Some(PaymentGate {
+            status: parse::<PaymentStatus>(T_PAYMENTS, payment, "status", status)?,
+            releasing: row.pending_operation.as_deref() == Some("release"),
+        }),
+        (Some(payment), None) => return Err(corrupt(T_PAYMENTS, payment, "no status")),
+    };
+    Ok(PayAccess {
+        consultation: ConsultationId::from_uuid(id),
+        status: consultation_status(StatusColumns {
+            id,
+            status: &row.status,
+            status_at: row.status_at,
+            cancelled_by: row.cancelled_by.as_deref(),
+            cancellation_late: row.cancellation_late,
+        })?,
+        payment_mode: payment_mode(id, &row.payment_mode)?,
+        starts_at: row.starts_at,
+        started_at: row.started_at,
+        payment,
+    })
+}
+
 pub(crate) fn consultation_from_row(row: consultation::Model) -> Read<Consultation> {
     let id = row.id;
-    let status = consultation_status(&row)?;
-    let payment_mode = match row.payment_mode.as_str() {
-        "none" => PaymentMode::None,
-        "online" => PaymentMode::Online,
-        other => {
-            return Err(corrupt(
-                T_CONSULTATIONS,
-                id,
-                format!("payment mode '{other}'"),
-            ));
-        }
-    };
+    let status = consultation_status(StatusColumns {
+        id,
+        status: &row.status,
+        status_at: row.status_at,
+        cancelled_by: row.cancelled_by.as_deref(),
+        cancellation_late: row.cancellation_late,
+    })?;
+    let payment_mode = payment_mode(id, &row.payment_mode)?;
     let email = row
         .patient_email
         .as_deref()

@@ -151,20 +151,84 @@ pub struct ConsultationRecord {
 }
 
 impl ConsultationRecord {
+    /// The waiting-room gate (C4): see [`PayAccess::can_enter`].
+    pub fn can_enter(&self) -> bool {
+        PayAccess::of(self).can_enter()
+    }
+
+    /// Is the consultation still ahead (or just started), as `open_after_start`
+    /// allows?
+    pub fn is_ahead(&self, now: DateTime<Utc>, open_after_start: Duration) -> bool {
+        now < self.consultation.starts_at + open_after_start
+    }
+}
+
+/// What the waiting-room gate reads of a consultation and its payment: the patient's
+/// page polls it, so a store may read only these columns
+/// ([`ConsultationRepository::pay_access`](super::ports::ConsultationRepository::pay_access)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PayAccess {
+    /// The consultation.
+    pub consultation: ConsultationId,
+    /// Scheduled, cancelled or missed.
+    pub status: ConsultationStatus,
+    /// Whether it is paid online.
+    pub payment_mode: PaymentMode,
+    /// When it starts.
+    pub starts_at: DateTime<Utc>,
+    /// When the practitioner started it, if they did.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Its payment's part in the gate, when it has a payment.
+    pub payment: Option<PaymentGate>,
+}
+
+/// A payment's part in the waiting-room gate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PaymentGate {
+    /// The payment's status.
+    pub status: PaymentStatus,
+    /// A release of the hold is in flight.
+    pub releasing: bool,
+}
+
+impl PaymentGate {
+    /// The gate's part of `p`.
+    pub fn of(p: &Payment) -> Self {
+        PaymentGate {
+            status: p.status(),
+            releasing: p
+                .pending()
+                .is_some_and(|op| op.operation == Operation::Release),
+        }
+    }
+}
+
+impl PayAccess {
+    /// The gate's part of `record`.
+    pub fn of(record: &ConsultationRecord) -> Self {
+        let c = &record.consultation;
+        PayAccess {
+            consultation: c.id,
+            status: c.status,
+            payment_mode: c.payment_mode,
+            starts_at: c.starts_at,
+            started_at: c.started_at,
+            payment: record.payment.as_ref().map(PaymentGate::of),
+        }
+    }
+
     /// The waiting-room gate (C4): the patient may enter iff the consultation needs no
     /// payment, or the hold is in place (and not being released), or the act was
     /// captured (and not entirely refunded). A card saved for a hold placed later
     /// does not open it.
     pub fn can_enter(&self) -> bool {
-        if self.consultation.status != ConsultationStatus::Scheduled {
+        if self.status != ConsultationStatus::Scheduled {
             return false;
         }
-        match (self.consultation.payment_mode, &self.payment) {
+        match (self.payment_mode, self.payment) {
             (PaymentMode::None, _) => true,
-            (PaymentMode::Online, Some(p)) => match p.status() {
-                PaymentStatus::Authorized => !p
-                    .pending()
-                    .is_some_and(|op| op.operation == Operation::Release),
+            (PaymentMode::Online, Some(p)) => match p.status {
+                PaymentStatus::Authorized => !p.releasing,
                 PaymentStatus::Captured | PaymentStatus::PartiallyRefunded => true,
                 _ => false,
             },
@@ -175,7 +239,7 @@ impl ConsultationRecord {
     /// Is the consultation still ahead (or just started), as `open_after_start`
     /// allows?
     pub fn is_ahead(&self, now: DateTime<Utc>, open_after_start: Duration) -> bool {
-        now < self.consultation.starts_at + open_after_start
+        now < self.starts_at + open_after_start
     }
 }
 

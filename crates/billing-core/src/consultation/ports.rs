@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::audit::AuditEntry;
-use crate::consultation::model::{Consultation, ConsultationRecord};
+use crate::consultation::model::{Consultation, ConsultationRecord, PayAccess};
 use crate::ids::{ConsultationId, PractitionerId};
 use crate::outbox::Message;
 use crate::payment::ports::ChangeLog;
@@ -54,6 +54,16 @@ pub trait ConsultationRepository: Send + Sync {
         &self,
         hash: &TokenHash,
     ) -> Result<ConsultationRecord, RepositoryError>;
+
+    /// What the waiting-room gate needs of the consultation opened by a pay token (the
+    /// patient's page polls it). The default reads the whole record; a store should
+    /// read only these columns. MUST return [`RepositoryError::NotFound`] for an
+    /// unknown hash, and agree with [`find_by_pay_token`](Self::find_by_pay_token).
+    async fn pay_access(&self, hash: &TokenHash) -> Result<PayAccess, RepositoryError> {
+        self.find_by_pay_token(hash)
+            .await
+            .map(|record| PayAccess::of(&record))
+    }
 
     /// Replaces the consultation's pay-token hash and the link's generation: the
     /// previous link stops working. MUST return [`RepositoryError::NotFound`] if there

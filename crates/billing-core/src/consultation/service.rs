@@ -9,7 +9,7 @@ use crate::access::{Action, Actor, authorize, authorize_patient};
 use crate::audit::{AuditAction, AuditActor, AuditEntry};
 use crate::config::BillingConfig;
 use crate::consultation::model::{
-    Consultation, ConsultationRecord, ConsultationStatus, PatientRef, PaymentMode,
+    Consultation, ConsultationRecord, ConsultationStatus, PatientRef, PayAccess, PaymentMode,
 };
 use crate::consultation::policy::{AcceptedTerms, CancellationPolicy};
 use crate::consultation::ports::ConsultationRepository;
@@ -604,7 +604,7 @@ impl PatientService {
             Some(p) if p.captured().is_some() => self.ledger.payments.documents(p.id()).await?,
             _ => Vec::new(),
         };
-        let waiting_room = self.waiting_room(&record, can_enter, now);
+        let waiting_room = self.waiting_room(&PayAccess::of(&record), can_enter, now);
         let c = &record.consultation;
         let can_cancel = c.status == ConsultationStatus::Scheduled
             && c.started_at.is_none()
@@ -658,16 +658,25 @@ impl PatientService {
     /// The gate (C4), whether the waiting room is still offered, and whether the
     /// practitioner has started.
     pub async fn access(&self, token: &str) -> Result<Access, BillingError> {
-        let (_, record) = self.find(token).await?;
-        let can_enter = record.can_enter();
-        let c = &record.consultation;
+        let token = PayToken::parse(token).map_err(|_| BillingError::NotFound("pay link"))?;
+        let gate = match self.consultations.pay_access(&token.hash()).await {
+            Err(RepositoryError::NotFound) => return Err(BillingError::NotFound("pay link")),
+            other => other?,
+        };
+        authorize_patient(
+            &Actor::Patient {
+                consultation: gate.consultation,
+            },
+            gate.consultation,
+        )?;
+        let can_enter = gate.can_enter();
         Ok(Access {
             can_enter,
-            waiting_room: self.waiting_room(&record, can_enter, self.ledger.now()),
-            started: c.started_at.is_some(),
+            waiting_room: self.waiting_room(&gate, can_enter, self.ledger.now()),
+            started: gate.started_at.is_some(),
             video: self.video_offered(),
-            status: c.status,
-            starts_at: c.starts_at,
+            status: gate.status,
+            starts_at: gate.starts_at,
         })
     }
 
@@ -679,18 +688,12 @@ impl PatientService {
     /// The waiting room is offered while the gate is open and the consultation is not
     /// over: no payment or a hold still in place (not captured, released…), and less
     /// than `open_after_start` after its start.
-    fn waiting_room(
-        &self,
-        record: &ConsultationRecord,
-        can_enter: bool,
-        now: DateTime<Utc>,
-    ) -> bool {
+    fn waiting_room(&self, gate: &PayAccess, can_enter: bool, now: DateTime<Utc>) -> bool {
         can_enter
-            && record.is_ahead(now, self.config.open_after_start)
-            && record
+            && gate.is_ahead(now, self.config.open_after_start)
+            && gate
                 .payment
-                .as_ref()
-                .is_none_or(|p| p.status() == PaymentStatus::Authorized)
+                .is_none_or(|p| p.status == PaymentStatus::Authorized)
     }
 
     /// Starts (or resumes) the authorisation: where to send the patient. A

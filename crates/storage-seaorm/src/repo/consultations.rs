@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use billing_core::audit::AuditEntry;
-use billing_core::consultation::model::{Consultation, ConsultationRecord};
+use billing_core::consultation::model::{Consultation, ConsultationRecord, PayAccess};
 use billing_core::consultation::ports::ConsultationRepository;
 use billing_core::ids::{ConsultationId, PractitionerId};
 use billing_core::outbox::Message;
@@ -16,7 +16,9 @@ use sea_orm::{ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder
 use super::payments::append_log;
 use super::{append_audit, finish, outbox, unique};
 use crate::Store;
-use crate::convert::{at, consultation_row, payment_row, record_from_rows};
+use crate::convert::{
+    PayAccessRow, at, consultation_row, pay_access_from_row, payment_row, record_from_rows,
+};
 use crate::entity::{consultation, payment};
 use crate::store::{unavailable, write_error, write_error_by_constraint};
 
@@ -83,6 +85,35 @@ impl ConsultationRepository for Store {
             .map_err(unavailable)?
             .ok_or(RepositoryError::NotFound)?;
         record_from_rows(c, p)
+    }
+
+    /// The gate's columns only (11 of the two tables' 60): the patient's page polls it.
+    async fn pay_access(&self, hash: &TokenHash) -> Result<PayAccess, RepositoryError> {
+        use consultation::Column as C;
+        consultation::Entity::find()
+            .select_only()
+            .columns([
+                C::Id,
+                C::Status,
+                C::StatusAt,
+                C::CancelledBy,
+                C::CancellationLate,
+                C::PaymentMode,
+                C::StartsAt,
+                C::StartedAt,
+            ])
+            .column_as(payment::Column::Id, "payment_id")
+            .column_as(payment::Column::Status, "payment_status")
+            .column_as(payment::Column::PendingOperation, "pending_operation")
+            .left_join(payment::Entity)
+            .filter(C::PayTokenHash.eq(hash.as_str()))
+            .into_model::<PayAccessRow>()
+            .all(&self.db)
+            .await
+            .map(unique)
+            .map_err(unavailable)?
+            .ok_or(RepositoryError::NotFound)
+            .and_then(pay_access_from_row)
     }
 
     async fn replace_pay_token(

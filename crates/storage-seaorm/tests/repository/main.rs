@@ -73,6 +73,7 @@ suite!(
     a_consultation_of_an_unknown_practitioner_is_not_found,
     replacing_the_pay_token_retires_the_previous_one,
     an_unknown_consultation_or_pay_token_is_not_found,
+    the_gate_of_a_pay_token_agrees_with_its_record_through_the_payments_life,
     upcoming_lists_consultations_from_a_date_soonest_first,
     // the e-mail outbox
     messages_are_queued_once_per_key_with_the_change_that_sends_them,

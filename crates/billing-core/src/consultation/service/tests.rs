@@ -459,7 +459,7 @@ async fn an_unknown_or_malformed_pay_token_is_not_found() {
     for token in ["short", "../../etc/passwd", unknown.expose()] {
         let mut m = Mocks::new();
         m.consultations
-            .expect_find_by_pay_token()
+            .expect_pay_access()
             .times(usize::from(token == unknown.expose()))
             .returning(|_| Err(RepositoryError::NotFound));
         let billing = m.build();

@@ -1,10 +1,11 @@
 use crate::audit::{AuditAction, AuditLog};
-use crate::consultation::model::{ConsultationRecord, PaymentMode};
+use crate::consultation::model::{ConsultationRecord, PayAccess, PaymentMode};
 use crate::consultation::ports::ConsultationRepository;
 use crate::ids::{ConsultationId, PaymentId, PractitionerId};
-use crate::payment::model::Payment;
-use crate::payment::ports::PaymentRepository;
+use crate::payment::model::{IdempotencyKey, Operation, Payment, PaymentStatus};
+use crate::payment::ports::{ChangeLog, PaymentRepository};
 use crate::repository::RepositoryError;
+use crate::secrets::TokenHash;
 use chrono::Duration;
 
 use super::fixtures::*;
@@ -459,4 +460,78 @@ pub async fn the_terms_a_patient_accepted_are_kept_with_the_payment<S: Storage>(
     let read = PaymentRepository::get(&store, payment.id()).await.unwrap();
     assert_eq!(read.terms(), Some(&terms));
     assert_eq!(read, next);
+}
+
+/// The gate a pay token opens is what its whole record says, through the payment's
+/// life: nothing authorised, the hold in place, a release in flight; and for a
+/// consultation without online payment. An unknown token is not found.
+pub async fn the_gate_of_a_pay_token_agrees_with_its_record_through_the_payments_life<
+    S: Storage,
+>(
+    store: S,
+) {
+    let p = practitioner(&store).await;
+    let online_record = online(p.id, eur(2_500), t0());
+    let mut offline = consultation(p.id, PaymentMode::None, t0() + Duration::days(2));
+    offline.status = crate::consultation::model::ConsultationStatus::NoShow {
+        at: t0() + Duration::days(2),
+    };
+    offline.started_at = Some(t0() + Duration::days(2));
+    let offline_record = ConsultationRecord {
+        consultation: offline,
+        payment: None,
+    };
+    for record in [&online_record, &offline_record] {
+        ConsultationRepository::create(
+            &store,
+            record,
+            &audit(p.id, AuditAction::Scheduled, t0()),
+            &[],
+        )
+        .await
+        .unwrap();
+    }
+    let gate = |hash: TokenHash| {
+        let store = &store;
+        async move {
+            let whole = store.find_by_pay_token(&hash).await.unwrap();
+            let gate = store.pay_access(&hash).await.unwrap();
+            assert_eq!(gate, PayAccess::of(&whole));
+            gate
+        }
+    };
+    let hash = online_record.consultation.pay_token_hash.clone();
+    let incomplete = gate(hash.clone()).await;
+    assert_eq!(
+        incomplete.payment.map(|g| (g.status, g.releasing)),
+        Some((PaymentStatus::Incomplete, false))
+    );
+    assert!(!incomplete.can_enter());
+
+    let payment = online_record.payment.clone().unwrap();
+    let held = apply(&store, &payment, hold(eur(2_500)), t0() + mins(1)).await;
+    assert!(gate(hash.clone()).await.can_enter());
+    let releasing = held
+        .begin(
+            Operation::Release,
+            IdempotencyKey::release(held.id(), None),
+            t0() + mins(2),
+        )
+        .unwrap()
+        .unwrap();
+    PaymentRepository::update(&store, &releasing, held.version(), &ChangeLog::default())
+        .await
+        .unwrap();
+    let gate_now = gate(hash).await;
+    assert!(gate_now.payment.is_some_and(|g| g.releasing));
+    assert!(!gate_now.can_enter(), "a hold being released opens nothing");
+
+    let missed = gate(offline_record.consultation.pay_token_hash.clone()).await;
+    assert_eq!(missed.payment, None);
+    assert_eq!(missed.started_at, offline_record.consultation.started_at);
+    assert!(!missed.can_enter(), "a missed consultation is closed");
+    assert!(matches!(
+        store.pay_access(&pay_token_hash()).await,
+        Err(RepositoryError::NotFound)
+    ));
 }

@@ -125,6 +125,7 @@ pub fn storage_cases<S: Storage + 'static>() -> Vec<Case<S>> {
         consultations::a_consultation_of_an_unknown_practitioner_is_not_found,
         consultations::replacing_the_pay_token_retires_the_previous_one,
         consultations::an_unknown_consultation_or_pay_token_is_not_found,
+        consultations::the_gate_of_a_pay_token_agrees_with_its_record_through_the_payments_life,
         consultations::upcoming_lists_consultations_from_a_date_soonest_first,
         consultations::the_day_of_a_consultation_is_written_conditionally_with_its_history,
         consultations::the_terms_a_patient_accepted_are_kept_with_the_payment,
