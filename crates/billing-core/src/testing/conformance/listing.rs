@@ -268,6 +268,9 @@ fn day(days: i64) -> DateTime<Utc> {
         .and_utc()
 }
 
+/// A `[from, to)` range of creation times, open on a side without a bound.
+type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 /// `list`'s totals for `q`, for any page.
 async fn totals_of<S: Storage>(store: &S, q: &PaymentQuery) -> Vec<PaymentTotals> {
     PaymentRepository::list(store, q).await.unwrap().totals
@@ -348,7 +351,7 @@ pub async fn totals_over_days_and_their_edges_equal_the_reference_sum_after_ever
     .await;
     all.push(jpy.clone());
 
-    let windows: Vec<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = vec![
+    let windows: Vec<Window> = vec![
         (None, None),
         (Some(day(1)), None),
         (None, Some(day(3))),
