@@ -37,6 +37,9 @@ const DURATION_SECS: u64 = 8;
 const COUNTED_SECS: u64 = 3;
 const THREADS: u32 = 2;
 const CONNECTIONS: u32 = 16;
+/// The run's databases and prepared items, made afresh each run.
+const HTTP_WORK: &str = "target/bench/http";
+
 /// How long a server may take to be ready.
 const READY_WITHIN: Duration = Duration::from_secs(60);
 const WEBHOOK_SECRET: &str = "whsec_bench0123456789";
@@ -281,7 +284,7 @@ struct Row {
 
 fn backend(root: &Path, name: &str, database_url: &str, rows: &mut Vec<Row>) -> Result {
     let release = root.join("target/release");
-    let work = root.join("target/bench");
+    let work = root.join(HTTP_WORK);
     let consultpay = server_binary(root);
     let scripts = root.join("xtask/bench");
     let setup_env = server_env(database_url, "127.0.0.1:0");
@@ -590,7 +593,8 @@ pub fn run(root: &Path) -> Result {
     if !status.success() {
         return Err("release build failed".into());
     }
-    let work: PathBuf = root.join("target/bench");
+    // Its own directory: `bench scale` keeps its million payments in target/bench.
+    let work: PathBuf = root.join(HTTP_WORK);
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
@@ -625,6 +629,6 @@ pub fn run(root: &Path) -> Result {
         ));
     }
     println!("{report}");
-    std::fs::write(work.join("http.md"), &report).map_err(|e| e.to_string())?;
+    std::fs::write(root.join("target/bench/http.md"), &report).map_err(|e| e.to_string())?;
     Ok(())
 }
