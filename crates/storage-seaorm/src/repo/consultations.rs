@@ -87,7 +87,7 @@ impl ConsultationRepository for Store {
         record_from_rows(c, p)
     }
 
-    /// The gate's columns only (11 of the two tables' 60): the patient's page polls it.
+    /// The gate's columns only (11 of the two tables' 69): the patient's page polls it.
     async fn pay_access(&self, hash: &TokenHash) -> Result<PayAccess, RepositoryError> {
         use consultation::Column as C;
         consultation::Entity::find()
