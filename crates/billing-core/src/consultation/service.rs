@@ -529,6 +529,27 @@ impl std::fmt::Debug for PatientService {
     }
 }
 
+/// A pay link's token, or `NotFound` for what is not one.
+fn parse_pay_token(token: &str) -> Result<PayToken, BillingError> {
+    PayToken::parse(token).map_err(|_| BillingError::NotFound("pay link"))
+}
+
+/// What a pay token opened, an unknown one being the pay link `NotFound`.
+fn opened_by<T>(found: Result<T, RepositoryError>) -> Result<T, BillingError> {
+    match found {
+        Err(RepositoryError::NotFound) => Err(BillingError::NotFound("pay link")),
+        other => Ok(other?),
+    }
+}
+
+/// The patient a pay token speaks for may act on its consultation.
+fn patient_of(consultation: ConsultationId) -> Result<(), BillingError> {
+    Ok(authorize_patient(
+        &Actor::Patient { consultation },
+        consultation,
+    )?)
+}
+
 impl PatientService {
     /// The patient's side: the pay page, the gate, checkout, cancelling, the pass.
     /// Ports: consultations, practitioners, the [`Ledger`]'s, the
@@ -555,17 +576,9 @@ impl PatientService {
         &self,
         token: &str,
     ) -> Result<(PayToken, ConsultationRecord), BillingError> {
-        let token = PayToken::parse(token).map_err(|_| BillingError::NotFound("pay link"))?;
-        let record = match self.consultations.find_by_pay_token(&token.hash()).await {
-            Err(RepositoryError::NotFound) => return Err(BillingError::NotFound("pay link")),
-            other => other?,
-        };
-        authorize_patient(
-            &Actor::Patient {
-                consultation: record.consultation.id,
-            },
-            record.consultation.id,
-        )?;
+        let token = parse_pay_token(token)?;
+        let record = opened_by(self.consultations.find_by_pay_token(&token.hash()).await)?;
+        patient_of(record.consultation.id)?;
         Ok((token, record))
     }
 
@@ -658,17 +671,9 @@ impl PatientService {
     /// The gate (C4), whether the waiting room is still offered, and whether the
     /// practitioner has started.
     pub async fn access(&self, token: &str) -> Result<Access, BillingError> {
-        let token = PayToken::parse(token).map_err(|_| BillingError::NotFound("pay link"))?;
-        let gate = match self.consultations.pay_access(&token.hash()).await {
-            Err(RepositoryError::NotFound) => return Err(BillingError::NotFound("pay link")),
-            other => other?,
-        };
-        authorize_patient(
-            &Actor::Patient {
-                consultation: gate.consultation,
-            },
-            gate.consultation,
-        )?;
+        let token = parse_pay_token(token)?;
+        let gate = opened_by(self.consultations.pay_access(&token.hash()).await)?;
+        patient_of(gate.consultation)?;
         let can_enter = gate.can_enter();
         Ok(Access {
             can_enter,
