@@ -224,18 +224,18 @@ async fn measure(name: &str, store: &Store, report: &mut String) {
         eprintln!("[{name}] {what}: {figure}");
         let _ = writeln!(report, "| {what} | {name} | {figure} |");
     };
-    let first = query(50, true);
-    let (t, page) = median(|| store.list(&first)).await;
-    let page = page.unwrap();
-    row(
+    // A page with its totals: the time, and how many payments the totals cover.
+    let with_totals = async |report: &mut String, what: &str, q: &PaymentQuery| {
+        let (t, page) = median(|| store.list(q)).await;
+        let matches = page.unwrap().totals.first().map_or(0, |t| t.count);
+        row(report, what, format!("{} ({matches} matches)", ms(t)));
+    };
+    with_totals(
         report,
         "list, first page of 50 with totals, big practitioner",
-        format!(
-            "{} ({} matches)",
-            ms(t),
-            page.totals.first().map_or(0, |t| t.count)
-        ),
-    );
+        &query(50, true),
+    )
+    .await;
     // Partial days at both ends (the payments of 07:00–24:00 and 00:00–19:00 summed
     // beside the maintained totals of the whole days between), two statuses.
     let window = PaymentQuery {
@@ -244,17 +244,12 @@ async fn measure(name: &str, store: &Store, report: &mut String) {
         to: Some(now() - chrono::Duration::hours(5)),
         ..query(50, true)
     };
-    let (t, page) = median(|| store.list(&window)).await;
-    let page = page.unwrap();
-    row(
+    with_totals(
         report,
         "list, first page of 50 with totals, 07:00 60 days ago to 19:00 yesterday, captured or refunded",
-        format!(
-            "{} ({} matches)",
-            ms(t),
-            page.totals.first().map_or(0, |t| t.count)
-        ),
-    );
+        &window,
+    )
+    .await;
     let bare = query(50, false);
     let (t, _) = median(|| store.list(&bare)).await;
     row(report, "list, first page of 50 without totals", ms(t));

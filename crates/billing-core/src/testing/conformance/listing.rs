@@ -197,11 +197,7 @@ pub async fn totals_equal_the_reference_sum_over_every_match_not_only_the_page<S
         t0() + mins(500),
     )
     .await;
-    for p in &mut all {
-        if p.id() == reported.id() {
-            *p = reported.clone();
-        }
-    }
+    track(&mut all, &reported);
 
     let q = query(of(pr.id), 2);
     let page = PaymentRepository::list(&store, &q).await.unwrap();
